@@ -1,0 +1,1 @@
+//! Failover agent library (filled in by the agent work).

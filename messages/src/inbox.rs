@@ -1,0 +1,833 @@
+//! The SQS layer: one inbox queue per cluster, each with a dead-letter queue.
+//!
+//! Queue names are `<prefix><cluster>` and `<prefix><cluster>-dlq` (default prefix
+//! `failover-`). [`Inbox::ensure_queues`] creates both idempotently, points the inbox's
+//! redrive policy at the dead-letter queue (`maxReceiveCount`, default 3) and reads the
+//! attributes back to verify them. [`Inbox::send`] posts an [`Envelope`] to any cluster's
+//! inbox; [`Inbox::receive`] long-polls this cluster's inbox; [`Inbox::delete`] removes a
+//! handled message.
+//!
+//! Messages are only wake-up hints (see [`crate::envelope`]), so the rules are simple:
+//!
+//! * A message that decodes is handed to the caller, who re-reads DynamoDB, acts, and then
+//!   deletes it. Duplicates and reordering are harmless by construction.
+//! * A message that does not decode (malformed, unknown kind, future version, oversize) is
+//!   returned as `Err`, logged with `tracing::warn!` (message id, receive count, decode
+//!   error), counted ([`Inbox::rejected_count`]) and **not deleted**: after
+//!   `maxReceiveCount` receives SQS moves it to the dead-letter queue, where an operator can
+//!   inspect it. Callers must not delete such messages either.
+//!
+//! Every error names the SQS operation that failed and the queue; a missing queue is its own
+//! variant, [`InboxError::QueueDoesNotExist`].
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use aws_sdk_sqs::error::SdkError;
+use aws_sdk_sqs::operation::create_queue::CreateQueueError;
+use aws_sdk_sqs::operation::delete_message::DeleteMessageError;
+use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
+use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError;
+use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
+use aws_sdk_sqs::operation::send_message::SendMessageError;
+use aws_sdk_sqs::operation::set_queue_attributes::SetQueueAttributesError;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+
+use crate::envelope::{DecodeError, Envelope, EnvelopeKind};
+
+/// Default queue name prefix.
+pub const DEFAULT_QUEUE_PREFIX: &str = "failover-";
+/// Suffix of dead-letter queue names.
+pub const DEAD_LETTER_SUFFIX: &str = "-dlq";
+/// Default number of receives before SQS moves a message to the dead-letter queue.
+pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 3;
+/// Longest long poll SQS allows.
+pub const MAX_WAIT_SECONDS: u32 = 20;
+/// Most messages one receive may return.
+pub const MAX_MESSAGES_PER_RECEIVE: u32 = 10;
+
+/// How queues are named and set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxOptions {
+    /// Queue name prefix (default `failover-`).
+    pub prefix: String,
+    /// Receives after which SQS moves a message to the dead-letter queue (default 3, 1–1000).
+    pub max_receive_count: u32,
+    /// How long a received message stays hidden before SQS delivers it again (default 30 s;
+    /// whole seconds, at most 12 h). Tests use 1 s so a poison message reaches the
+    /// dead-letter queue quickly.
+    pub visibility_timeout: Duration,
+    /// How long the inbox keeps a message (default 4 days, the SQS default).
+    pub retention: Duration,
+    /// How long the dead-letter queue keeps a message (default 14 days, the SQS maximum).
+    /// Keep it longer than `retention`: a moved message keeps its original enqueue time.
+    pub dead_letter_retention: Duration,
+}
+
+impl Default for InboxOptions {
+    fn default() -> Self {
+        Self {
+            prefix: DEFAULT_QUEUE_PREFIX.to_owned(),
+            max_receive_count: DEFAULT_MAX_RECEIVE_COUNT,
+            visibility_timeout: Duration::from_secs(30),
+            retention: Duration::from_secs(4 * 24 * 3600),
+            dead_letter_retention: Duration::from_secs(14 * 24 * 3600),
+        }
+    }
+}
+
+impl InboxOptions {
+    /// `<prefix><cluster>`.
+    pub fn inbox_queue_name(&self, cluster: &str) -> String {
+        format!("{}{cluster}", self.prefix)
+    }
+
+    /// `<prefix><cluster>-dlq`.
+    pub fn dead_letter_queue_name(&self, cluster: &str) -> String {
+        format!("{}{cluster}{DEAD_LETTER_SUFFIX}", self.prefix)
+    }
+}
+
+/// The two queues of one cluster, as set up by [`Inbox::ensure_queues`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuePair {
+    /// Name of the inbox queue.
+    pub inbox_name: String,
+    /// URL of the inbox queue.
+    pub inbox_url: String,
+    /// Name of the dead-letter queue.
+    pub dead_letter_name: String,
+    /// URL of the dead-letter queue.
+    pub dead_letter_url: String,
+    /// ARN of the dead-letter queue (the redrive target).
+    pub dead_letter_arn: String,
+}
+
+/// One received message.
+#[derive(Debug)]
+pub struct Received {
+    /// SQS message id.
+    pub message_id: String,
+    /// The decoded envelope, or why the body is not one. `Err` messages must not be deleted:
+    /// they reach the dead-letter queue through the redrive policy.
+    pub envelope: Result<Envelope, DecodeError>,
+    /// Handle for [`Inbox::delete`].
+    pub receipt_handle: String,
+    /// How many times SQS has delivered this message (`ApproximateReceiveCount`, 1 on the
+    /// first delivery; 0 if SQS did not report it).
+    pub receive_count: u32,
+}
+
+type Sdk<E> = Box<SdkError<E>>;
+type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// A failed SQS operation; every variant names the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    /// The queue does not exist.
+    #[error(
+        "SQS queue `{queue}` does not exist; create it with `ensure_queues` (the queue setup in deploy/)"
+    )]
+    QueueDoesNotExist {
+        /// Queue name.
+        queue: String,
+        /// The SQS error.
+        #[source]
+        source: BoxError,
+    },
+    /// The prefix and cluster do not make a valid SQS queue name.
+    #[error("`{queue}` is not a valid SQS queue name: {reason}")]
+    InvalidQueueName {
+        /// Queue name.
+        queue: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The options cannot be turned into queue attributes.
+    #[error("invalid options for SQS queue `{queue}`: {reason}")]
+    InvalidOptions {
+        /// Queue name.
+        queue: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// CreateQueue failed.
+    #[error("CreateQueue `{queue}` failed")]
+    CreateQueue {
+        /// Queue name.
+        queue: String,
+        /// The SQS error.
+        #[source]
+        source: Sdk<CreateQueueError>,
+    },
+    /// GetQueueUrl failed (other than the queue missing).
+    #[error("GetQueueUrl `{queue}` failed")]
+    GetQueueUrl {
+        /// Queue name.
+        queue: String,
+        /// The SQS error.
+        #[source]
+        source: Sdk<GetQueueUrlError>,
+    },
+    /// GetQueueAttributes failed.
+    #[error("GetQueueAttributes `{queue}` failed")]
+    GetQueueAttributes {
+        /// Queue name.
+        queue: String,
+        /// The SQS error.
+        #[source]
+        source: Sdk<GetQueueAttributesError>,
+    },
+    /// SetQueueAttributes failed.
+    #[error("SetQueueAttributes `{queue}` failed")]
+    SetQueueAttributes {
+        /// Queue name.
+        queue: String,
+        /// The SQS error.
+        #[source]
+        source: Sdk<SetQueueAttributesError>,
+    },
+    /// The queue's attributes read back differ from what was set.
+    #[error("SQS queue `{queue}` is not set up as expected: {reason}")]
+    VerifyQueue {
+        /// Queue name.
+        queue: String,
+        /// What differs.
+        reason: String,
+    },
+    /// The envelope to send fails the receiver's checks.
+    #[error("refusing to send an invalid envelope to SQS queue `{queue}`")]
+    InvalidEnvelope {
+        /// Queue name.
+        queue: String,
+        /// What the receiver would reject.
+        #[source]
+        source: DecodeError,
+    },
+    /// SendMessage failed.
+    #[error("SendMessage ({kind}) to `{queue}` failed")]
+    SendMessage {
+        /// Queue name.
+        queue: String,
+        /// Kind of the envelope.
+        kind: EnvelopeKind,
+        /// The SQS error.
+        #[source]
+        source: Sdk<SendMessageError>,
+    },
+    /// ReceiveMessage failed.
+    #[error("ReceiveMessage from `{queue}` failed")]
+    ReceiveMessage {
+        /// Queue name.
+        queue: String,
+        /// The SQS error.
+        #[source]
+        source: Sdk<ReceiveMessageError>,
+    },
+    /// DeleteMessage failed.
+    #[error("DeleteMessage from `{queue}` failed")]
+    DeleteMessage {
+        /// Queue name.
+        queue: String,
+        /// The SQS error.
+        #[source]
+        source: Sdk<DeleteMessageError>,
+    },
+}
+
+impl InboxError {
+    /// The queue the failed operation was about.
+    pub fn queue(&self) -> &str {
+        match self {
+            Self::QueueDoesNotExist { queue, .. }
+            | Self::InvalidQueueName { queue, .. }
+            | Self::InvalidOptions { queue, .. }
+            | Self::CreateQueue { queue, .. }
+            | Self::GetQueueUrl { queue, .. }
+            | Self::GetQueueAttributes { queue, .. }
+            | Self::SetQueueAttributes { queue, .. }
+            | Self::VerifyQueue { queue, .. }
+            | Self::InvalidEnvelope { queue, .. }
+            | Self::SendMessage { queue, .. }
+            | Self::ReceiveMessage { queue, .. }
+            | Self::DeleteMessage { queue, .. } => queue,
+        }
+    }
+}
+
+/// `true` when an SDK error says the queue does not exist.
+macro_rules! queue_missing {
+    ($err:expr) => {
+        $err.as_service_error()
+            .is_some_and(|e| e.is_queue_does_not_exist())
+    };
+}
+
+/// This cluster's SQS inbox, and the sender for every cluster's inbox. Cheap to clone; the
+/// clones share the queue URL cache and the rejected-message counter.
+#[derive(Clone, Debug)]
+pub struct Inbox {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: aws_sdk_sqs::Client,
+    cluster: String,
+    options: InboxOptions,
+    urls: Mutex<HashMap<String, String>>,
+    rejected: AtomicU64,
+}
+
+impl Inbox {
+    /// The inbox of `cluster` (the cluster this process runs for). A process that only sends
+    /// (the coordinator) may pass any name and never call [`Inbox::receive`].
+    pub fn new(
+        client: aws_sdk_sqs::Client,
+        cluster: impl Into<String>,
+        options: InboxOptions,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                cluster: cluster.into(),
+                options,
+                urls: Mutex::new(HashMap::new()),
+                rejected: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The cluster whose inbox this reads.
+    pub fn cluster(&self) -> &str {
+        &self.inner.cluster
+    }
+
+    /// The options.
+    pub fn options(&self) -> &InboxOptions {
+        &self.inner.options
+    }
+
+    /// Name of this cluster's inbox queue.
+    pub fn queue_name(&self) -> String {
+        self.inner.options.inbox_queue_name(&self.inner.cluster)
+    }
+
+    /// How many received messages failed to decode (each receive of a poison message
+    /// counts, so one message counts up to `maxReceiveCount` times).
+    pub fn rejected_count(&self) -> u64 {
+        self.inner.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Creates `cluster`'s inbox and dead-letter queue if missing, sets their attributes
+    /// (redrive policy, visibility timeout, retention) and reads them back to verify.
+    /// Idempotent: running it again, or concurrently, converges on the same setup.
+    pub async fn ensure_queues(&self, cluster: &str) -> Result<QueuePair, InboxError> {
+        let opts = &self.inner.options;
+        let inbox_name = opts.inbox_queue_name(cluster);
+        let dead_letter_name = opts.dead_letter_queue_name(cluster);
+        check_queue_name(&inbox_name)?;
+        check_queue_name(&dead_letter_name)?;
+        let max_receive_count = opts.max_receive_count;
+        if !(1..=1000).contains(&max_receive_count) {
+            return Err(InboxError::InvalidOptions {
+                queue: inbox_name,
+                reason: format!("maxReceiveCount {max_receive_count} is outside 1..=1000"),
+            });
+        }
+        let visibility = seconds_attr(
+            &inbox_name,
+            "visibility timeout",
+            opts.visibility_timeout,
+            0,
+            12 * 3600,
+        )?;
+        let retention = seconds_attr(&inbox_name, "retention", opts.retention, 60, 14 * 24 * 3600)?;
+        let dead_letter_retention = seconds_attr(
+            &dead_letter_name,
+            "retention",
+            opts.dead_letter_retention,
+            60,
+            14 * 24 * 3600,
+        )?;
+
+        // Dead-letter queue first: the inbox's redrive policy needs its ARN.
+        let dead_letter_url = self.get_or_create(&dead_letter_name).await?;
+        self.set_attributes(
+            &dead_letter_name,
+            &dead_letter_url,
+            vec![(
+                QueueAttributeName::MessageRetentionPeriod,
+                dead_letter_retention.to_string(),
+            )],
+        )
+        .await?;
+        let attrs = self
+            .get_attributes(
+                &dead_letter_name,
+                &dead_letter_url,
+                vec![QueueAttributeName::QueueArn],
+            )
+            .await?;
+        let dead_letter_arn = attrs
+            .get(&QueueAttributeName::QueueArn)
+            .cloned()
+            .ok_or_else(|| InboxError::VerifyQueue {
+                queue: dead_letter_name.clone(),
+                reason: "GetQueueAttributes returned no QueueArn".into(),
+            })?;
+
+        let inbox_url = self.get_or_create(&inbox_name).await?;
+        let redrive = serde_json::json!({
+            "deadLetterTargetArn": dead_letter_arn,
+            "maxReceiveCount": max_receive_count,
+        })
+        .to_string();
+        self.set_attributes(
+            &inbox_name,
+            &inbox_url,
+            vec![
+                (QueueAttributeName::RedrivePolicy, redrive),
+                (
+                    QueueAttributeName::VisibilityTimeout,
+                    visibility.to_string(),
+                ),
+                (
+                    QueueAttributeName::MessageRetentionPeriod,
+                    retention.to_string(),
+                ),
+            ],
+        )
+        .await?;
+
+        // Verify what SQS now holds.
+        let attrs = self
+            .get_attributes(
+                &inbox_name,
+                &inbox_url,
+                vec![
+                    QueueAttributeName::RedrivePolicy,
+                    QueueAttributeName::VisibilityTimeout,
+                ],
+            )
+            .await?;
+        let verify = |reason: String| InboxError::VerifyQueue {
+            queue: inbox_name.clone(),
+            reason,
+        };
+        let policy = attrs
+            .get(&QueueAttributeName::RedrivePolicy)
+            .ok_or_else(|| verify("no RedrivePolicy".into()))?;
+        let policy: serde_json::Value = serde_json::from_str(policy)
+            .map_err(|e| verify(format!("RedrivePolicy {policy:?} is not JSON: {e}")))?;
+        let target = policy.get("deadLetterTargetArn").and_then(|v| v.as_str());
+        if target != Some(dead_letter_arn.as_str()) {
+            return Err(verify(format!(
+                "RedrivePolicy targets {target:?}, expected {dead_letter_arn:?}"
+            )));
+        }
+        let count = policy.get("maxReceiveCount").and_then(|v| match v {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        });
+        if count != Some(u64::from(max_receive_count)) {
+            return Err(verify(format!(
+                "RedrivePolicy maxReceiveCount is {count:?}, expected {max_receive_count}"
+            )));
+        }
+        let found_visibility = attrs.get(&QueueAttributeName::VisibilityTimeout);
+        if found_visibility.map(String::as_str) != Some(visibility.to_string().as_str()) {
+            return Err(verify(format!(
+                "VisibilityTimeout is {found_visibility:?}, expected {visibility}"
+            )));
+        }
+
+        tracing::debug!(
+            inbox = %inbox_name,
+            dead_letter = %dead_letter_name,
+            max_receive_count,
+            visibility_timeout_seconds = visibility,
+            "SQS queues ready"
+        );
+        Ok(QueuePair {
+            inbox_name,
+            inbox_url,
+            dead_letter_name,
+            dead_letter_url,
+            dead_letter_arn,
+        })
+    }
+
+    /// Sends `envelope` to `target_cluster`'s inbox; returns the SQS message id. The
+    /// envelope is checked first, so the receiver never rejects what this sends.
+    pub async fn send(
+        &self,
+        target_cluster: &str,
+        envelope: &Envelope,
+    ) -> Result<String, InboxError> {
+        let queue = self.inner.options.inbox_queue_name(target_cluster);
+        check_queue_name(&queue)?;
+        envelope
+            .validate()
+            .map_err(|source| InboxError::InvalidEnvelope {
+                queue: queue.clone(),
+                source,
+            })?;
+        let url = self.queue_url(&queue).await?;
+        let out = self
+            .inner
+            .client
+            .send_message()
+            .queue_url(url)
+            .message_body(envelope.encode())
+            .send()
+            .await
+            .map_err(|e| {
+                if queue_missing!(e) {
+                    self.missing(&queue, e)
+                } else {
+                    InboxError::SendMessage {
+                        queue: queue.clone(),
+                        kind: envelope.kind,
+                        source: Box::new(e),
+                    }
+                }
+            })?;
+        let message_id = out.message_id().unwrap_or_default().to_owned();
+        tracing::debug!(
+            queue = %queue,
+            message_id = %message_id,
+            kind = %envelope.kind,
+            operation_id = %envelope.operation_id,
+            group = %envelope.group,
+            epoch = envelope.epoch,
+            "sent envelope"
+        );
+        Ok(message_id)
+    }
+
+    /// Long-polls this cluster's inbox for up to `wait_seconds` (at most 20) and returns up
+    /// to `max` messages (1–10). Messages that fail to decode are logged, counted and
+    /// returned as `Err` without being deleted.
+    pub async fn receive(&self, wait_seconds: u32, max: u32) -> Result<Vec<Received>, InboxError> {
+        let queue = self.queue_name();
+        let url = self.queue_url(&queue).await?;
+        let wait = wait_seconds.min(MAX_WAIT_SECONDS);
+        let max = max.clamp(1, MAX_MESSAGES_PER_RECEIVE);
+        let out = self
+            .inner
+            .client
+            .receive_message()
+            .queue_url(url)
+            .wait_time_seconds(i32::try_from(wait).unwrap_or(20))
+            .max_number_of_messages(i32::try_from(max).unwrap_or(10))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| {
+                if queue_missing!(e) {
+                    self.missing(&queue, e)
+                } else {
+                    InboxError::ReceiveMessage {
+                        queue: queue.clone(),
+                        source: Box::new(e),
+                    }
+                }
+            })?;
+
+        let mut received = Vec::with_capacity(out.messages().len());
+        for message in out.messages() {
+            let message_id = message.message_id().unwrap_or_default().to_owned();
+            let Some(receipt_handle) = message.receipt_handle() else {
+                tracing::warn!(queue = %queue, message_id = %message_id, "SQS returned a message without a receipt handle; skipping it");
+                continue;
+            };
+            let receive_count = message
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let envelope = Envelope::decode(message.body().unwrap_or_default());
+            if let Err(error) = &envelope {
+                self.inner.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    queue = %queue,
+                    message_id = %message_id,
+                    receive_count,
+                    max_receive_count = self.inner.options.max_receive_count,
+                    error = %error_chain(error),
+                    "rejected an SQS message that is not a valid envelope; leaving it for the dead-letter queue"
+                );
+            }
+            received.push(Received {
+                message_id,
+                envelope,
+                receipt_handle: receipt_handle.to_owned(),
+                receive_count,
+            });
+        }
+        Ok(received)
+    }
+
+    /// Deletes a handled message from this cluster's inbox.
+    pub async fn delete(&self, receipt_handle: &str) -> Result<(), InboxError> {
+        let queue = self.queue_name();
+        let url = self.queue_url(&queue).await?;
+        self.inner
+            .client
+            .delete_message()
+            .queue_url(url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .map_err(|e| {
+                if queue_missing!(e) {
+                    self.missing(&queue, e)
+                } else {
+                    InboxError::DeleteMessage {
+                        queue: queue.clone(),
+                        source: Box::new(e),
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
+    /// The URL of `queue`, from the cache or GetQueueUrl.
+    async fn queue_url(&self, queue: &str) -> Result<String, InboxError> {
+        if let Some(url) = self.urls().get(queue) {
+            return Ok(url.clone());
+        }
+        let out = self
+            .inner
+            .client
+            .get_queue_url()
+            .queue_name(queue)
+            .send()
+            .await
+            .map_err(|e| {
+                if queue_missing!(e) {
+                    self.missing(queue, e)
+                } else {
+                    InboxError::GetQueueUrl {
+                        queue: queue.to_owned(),
+                        source: Box::new(e),
+                    }
+                }
+            })?;
+        let url = out.queue_url().ok_or_else(|| InboxError::VerifyQueue {
+            queue: queue.to_owned(),
+            reason: "GetQueueUrl returned no URL".into(),
+        })?;
+        self.urls().insert(queue.to_owned(), url.to_owned());
+        Ok(url.to_owned())
+    }
+
+    /// GetQueueUrl, or CreateQueue (without attributes) when the queue is missing.
+    async fn get_or_create(&self, queue: &str) -> Result<String, InboxError> {
+        match self.queue_url(queue).await {
+            Err(InboxError::QueueDoesNotExist { .. }) => {}
+            other => return other,
+        }
+        let created = self
+            .inner
+            .client
+            .create_queue()
+            .queue_name(queue)
+            .send()
+            .await;
+        match created {
+            Ok(out) => {
+                let url = out.queue_url().ok_or_else(|| InboxError::VerifyQueue {
+                    queue: queue.to_owned(),
+                    reason: "CreateQueue returned no URL".into(),
+                })?;
+                self.urls().insert(queue.to_owned(), url.to_owned());
+                tracing::info!(queue = %queue, "created SQS queue");
+                Ok(url.to_owned())
+            }
+            // Someone else created it meanwhile (with attributes already set).
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_queue_name_exists()) =>
+            {
+                self.queue_url(queue).await
+            }
+            Err(e) => Err(InboxError::CreateQueue {
+                queue: queue.to_owned(),
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    async fn set_attributes(
+        &self,
+        queue: &str,
+        url: &str,
+        attributes: Vec<(QueueAttributeName, String)>,
+    ) -> Result<(), InboxError> {
+        let mut request = self.inner.client.set_queue_attributes().queue_url(url);
+        for (name, value) in attributes {
+            request = request.attributes(name, value);
+        }
+        request.send().await.map_err(|e| {
+            if queue_missing!(e) {
+                self.missing(queue, e)
+            } else {
+                InboxError::SetQueueAttributes {
+                    queue: queue.to_owned(),
+                    source: Box::new(e),
+                }
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn get_attributes(
+        &self,
+        queue: &str,
+        url: &str,
+        names: Vec<QueueAttributeName>,
+    ) -> Result<HashMap<QueueAttributeName, String>, InboxError> {
+        let out = self
+            .inner
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .set_attribute_names(Some(names))
+            .send()
+            .await
+            .map_err(|e| {
+                if queue_missing!(e) {
+                    self.missing(queue, e)
+                } else {
+                    InboxError::GetQueueAttributes {
+                        queue: queue.to_owned(),
+                        source: Box::new(e),
+                    }
+                }
+            })?;
+        Ok(out.attributes().cloned().unwrap_or_default())
+    }
+
+    /// Forgets the cached URL of a queue SQS says is gone, and builds the error.
+    fn missing<E>(&self, queue: &str, source: SdkError<E>) -> InboxError
+    where
+        E: StdError + Send + Sync + 'static,
+    {
+        self.urls().remove(queue);
+        InboxError::QueueDoesNotExist {
+            queue: queue.to_owned(),
+            source: Box::new(source),
+        }
+    }
+
+    fn urls(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.inner
+            .urls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// SQS queue names: 1–80 characters of `[A-Za-z0-9_-]`.
+fn check_queue_name(queue: &str) -> Result<(), InboxError> {
+    let reason = if queue.is_empty() {
+        Some("empty".to_owned())
+    } else if queue.len() > 80 {
+        Some(format!("{} characters, at most 80 allowed", queue.len()))
+    } else {
+        queue
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+            .map(|c| format!("contains {c:?}; allowed are letters, digits, - and _"))
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(InboxError::InvalidQueueName {
+            queue: queue.to_owned(),
+            reason,
+        }),
+    }
+}
+
+/// A duration as whole seconds within `min..=max`.
+fn seconds_attr(
+    queue: &str,
+    what: &str,
+    value: Duration,
+    min: u64,
+    max: u64,
+) -> Result<u64, InboxError> {
+    let secs = value.as_secs();
+    if value.subsec_nanos() != 0 || !(min..=max).contains(&secs) {
+        return Err(InboxError::InvalidOptions {
+            queue: queue.to_owned(),
+            reason: format!("{what} {value:?} must be whole seconds in {min}..={max}"),
+        });
+    }
+    Ok(secs)
+}
+
+/// An error and its sources, joined by `: `.
+fn error_chain(error: &dyn StdError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let _ = write!(text, ": {e}");
+        source = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_are_named_after_the_cluster() {
+        let opts = InboxOptions::default();
+        assert_eq!(opts.inbox_queue_name("east"), "failover-east");
+        assert_eq!(opts.dead_letter_queue_name("east"), "failover-east-dlq");
+        let opts = InboxOptions {
+            prefix: "t1-".into(),
+            ..Default::default()
+        };
+        assert_eq!(opts.dead_letter_queue_name("west"), "t1-west-dlq");
+    }
+
+    #[test]
+    fn queue_names_are_checked() {
+        assert!(check_queue_name("failover-east").is_ok());
+        assert!(check_queue_name("failover-east.fifo").is_err());
+        assert!(check_queue_name(&"x".repeat(81)).is_err());
+        let err = check_queue_name("failover/east").unwrap_err();
+        assert_eq!(err.queue(), "failover/east");
+        assert!(err.to_string().contains("failover/east"), "{err}");
+    }
+
+    #[test]
+    fn options_must_be_whole_seconds_in_range() {
+        assert_eq!(
+            seconds_attr("q", "t", Duration::from_secs(30), 0, 43200).unwrap(),
+            30
+        );
+        assert!(seconds_attr("q", "t", Duration::from_millis(1500), 0, 43200).is_err());
+        assert!(seconds_attr("q", "t", Duration::from_secs(50_000), 0, 43200).is_err());
+    }
+
+    #[test]
+    fn error_chain_includes_sources() {
+        let err = Envelope::decode("{").unwrap_err();
+        let text = error_chain(&err);
+        assert!(
+            text.starts_with("envelope body is not valid JSON: "),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! What crosses cluster boundaries.
+pub mod crd;
+pub mod envelope;
+pub mod inbox;

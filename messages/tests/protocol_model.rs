@@ -1,0 +1,307 @@
+//! Model check of the handoff protocol in `docs/protocol.md` with `stateright`.
+//!
+//! `protocol_model/model.rs` holds the model (see its header for what a step is). This file
+//! holds the configurations and the checks:
+//!
+//! * `fixed_*`: the protocol with the fixes this model motivated must satisfy every
+//!   safety property, the liveness check, and reach every witness state (so the checks are
+//!   not vacuous);
+//! * `as_written_*`: regression tests. The protocol text as it stood before the fixes
+//!   has bugs; each test asserts that the checker still finds its counterexample;
+//! * `broken_*`: deliberately wrong protocols (no atomic promotion, abort ignoring the
+//!   claim, demote with pods, scale-up before promote) that must be caught: the model
+//!   has teeth.
+//!
+//! Run: `cargo test -p failover-messages --test protocol_model -- --nocapture`
+
+#[path = "protocol_model/model.rs"]
+mod model;
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use model::*;
+use stateright::{Checker, HasDiscoveries, Model};
+
+const TO_B: StartChoice = StartChoice { target: B, force: false };
+const TO_A: StartChoice = StartChoice { target: A, force: false };
+const FORCE_TO_B: StartChoice = StartChoice { target: B, force: true };
+const FORCE_TO_A: StartChoice = StartChoice { target: A, force: true };
+
+/// Two coordinators race; no force. The second may also try the fail-back (different
+/// target) which only succeeds after the first completed.
+fn consistency(name: &'static str, protocol: Protocol) -> FailoverModel {
+    FailoverModel {
+        name,
+        protocol,
+        bounds: Bounds {
+            crashes: [1, 1],
+            lease_expiries: 1,
+            duplicates: 1,
+            inbox_cap: 2,
+            starts: [&[TO_B], &[TO_B, TO_A]],
+            aborts: [true, true],
+        },
+        witnesses: &[
+            W_COMPLETED,
+            W_FAILBACK,
+            W_ABORT,
+            W_ABORT_AFTER_READY,
+            W_ABORT_LOSES,
+            W_RACE_LOST,
+            W_TAKEOVER,
+            W_CRASH_RESUME,
+        ],
+    }
+}
+
+/// The source may be unreachable: coordinator 0 forces A→B while A is down (or does a
+/// normal failover), coordinator 1 fails back B→A. A may crash twice so it can be down for
+/// the force *and* crash again later.
+fn force(name: &'static str, protocol: Protocol) -> FailoverModel {
+    FailoverModel {
+        name,
+        protocol,
+        bounds: Bounds {
+            crashes: [2, 1],
+            lease_expiries: 1,
+            duplicates: 0,
+            inbox_cap: 1,
+            starts: [&[FORCE_TO_B, TO_B], &[TO_A, TO_B, FORCE_TO_A]],
+            aborts: [true, true],
+        },
+        witnesses: &[W_COMPLETED, W_FAILBACK, W_ABORT, W_ABORT_LOSES, W_FORCED, W_FENCED, W_TAKEOVER],
+    }
+}
+
+/// A forced failover A→B (A down), then a normal fail-back B→A. Small; used to show the
+/// fencing bug on its most natural path.
+fn force_then_failback(name: &'static str, protocol: Protocol) -> FailoverModel {
+    FailoverModel {
+        name,
+        protocol,
+        bounds: Bounds {
+            crashes: [1, 0],
+            lease_expiries: 0,
+            duplicates: 0,
+            inbox_cap: 1,
+            starts: [&[FORCE_TO_B], &[TO_A]],
+            aborts: [false, false],
+        },
+        witnesses: &[],
+    }
+}
+
+/// Exhaustive check; every property must hold, every witness must be reached.
+fn check_all(model: FailoverModel) {
+    let name = model.name;
+    let t = Instant::now();
+    let checker = model.checker().threads(1).spawn_bfs().join();
+    println!(
+        "[{name}] explored {} unique states ({} total, max depth {}) in {:.1?}",
+        checker.unique_state_count(),
+        checker.state_count(),
+        checker.max_depth(),
+        t.elapsed()
+    );
+    let m = checker.model();
+    for p in m.properties() {
+        if let Some(path) = checker.discovery(p.name) {
+            let found = p.expectation == stateright::Expectation::Sometimes;
+            println!("[{name}]   {} {}: {} steps", if found { "reached" } else { "VIOLATED" }, p.name, path.into_actions().len());
+        } else {
+            println!("[{name}]   {} {}", if p.expectation == stateright::Expectation::Sometimes { "NOT reached" } else { "holds" }, p.name);
+        }
+    }
+    for p in m.properties() {
+        if p.expectation != stateright::Expectation::Sometimes {
+            if let Some(path) = checker.discovery(p.name) {
+                let steps = path.into_vec();
+                println!("counterexample for {}:\n{}", p.name, format_trace(&steps));
+                if p.name == P4_LIVENESS {
+                    print_fair_run(m, &steps.last().unwrap().0);
+                }
+            }
+        }
+    }
+    checker.assert_properties();
+}
+
+fn print_fair_run(m: &FailoverModel, s: &State) {
+    println!("  fault-free run from the last state (does not converge):");
+    for (i, st) in m.fair_run(s).iter().enumerate() {
+        println!("  ({i:>2}) {}", summary(st));
+    }
+}
+
+/// The checker must find a counterexample for `property`; returns its length.
+fn expect_counterexample(model: FailoverModel, property: &'static str) -> usize {
+    let name = model.name;
+    let t = Instant::now();
+    let checker = model
+        .checker()
+        .threads(1)
+        .finish_when(HasDiscoveries::AnyOf(BTreeSet::from([property])))
+        .spawn_bfs()
+        .join();
+    println!(
+        "[{name}] explored {} unique states in {:.1?} looking for a violation of {property:?}",
+        checker.unique_state_count(),
+        t.elapsed()
+    );
+    let path = checker
+        .discovery(property)
+        .unwrap_or_else(|| panic!("[{name}] expected a counterexample for {property:?}, none found"));
+    let steps = path.into_vec();
+    println!("[{name}] counterexample ({} steps):\n{}", steps.len() - 1, format_trace(&steps));
+    if property == P4_LIVENESS {
+        print_fair_run(checker.model(), &steps.last().unwrap().0);
+    }
+    steps.len() - 1
+}
+
+// ---------------------------------------------------------------------------------------
+// The protocol (with fixes) is safe and live
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn fixed_protocol_consistency_two_coordinators_abort_crashes() {
+    check_all(consistency("fixed/consistency", Protocol::fixed()));
+}
+
+#[test]
+fn fixed_protocol_force_and_fencing() {
+    check_all(force("fixed/force", Protocol::fixed()));
+}
+
+// ---------------------------------------------------------------------------------------
+// Regression: bugs in docs/protocol.md as first written. Each test removes one fix from
+// the fixed protocol and asserts that the checker finds the counterexample again.
+// ---------------------------------------------------------------------------------------
+
+/// All fixes removed: the protocol text as first written is unsafe.
+#[test]
+fn as_written_protocol_is_unsafe() {
+    let model = force("as-written/all", Protocol::as_written());
+    let name = model.name;
+    let checker = model
+        .checker()
+        .threads(1)
+        .finish_when(HasDiscoveries::AllOf(BTreeSet::from([P1_DUAL_PRIMARY, P3_FENCE_FIRST, P4_LIVENESS, P5_STALE_WRITE])))
+        .spawn_bfs()
+        .join();
+    let failures: Vec<_> = checker
+        .model()
+        .properties()
+        .into_iter()
+        .filter(|p| p.expectation != stateright::Expectation::Sometimes)
+        .filter(|p| checker.discovery(p.name).is_some())
+        .map(|p| p.name)
+        .collect();
+    println!("[{name}] explored {} unique states; violated: {failures:?}", checker.unique_state_count());
+    assert_eq!(failures, [P1_DUAL_PRIMARY, P3_FENCE_FIRST, P4_LIVENESS, P5_STALE_WRITE]);
+}
+
+/// Bug 1: the claim's `epoch = e` condition is on the operation item, whose epoch never
+/// changes, so it is vacuous. A target that read READY at epoch e claims after a lease
+/// takeover moved the group to e+1.
+#[test]
+fn as_written_claim_without_group_check_applies_stale_write() {
+    let p = Protocol { claim_checks_group: false, ..Protocol::fixed() };
+    expect_counterexample(consistency("as-written/claim", p), P5_STALE_WRITE);
+}
+
+/// Bug 2: a lease takeover of an operation whose promotion was claimed (the target is
+/// promoting), then an abort of the new operation (its own `promotionStartedAt` is
+/// absent): the source re-activates while the old target is Primary.
+#[test]
+fn as_written_takeover_then_abort_gives_dual_primary() {
+    let p = Protocol { start_blocks_claimed: false, abort_blocks_claimed: false, ..Protocol::fixed() };
+    expect_counterexample(consistency("as-written/takeover-abort", p), P1_DUAL_PRIMARY);
+}
+
+/// Bug 2, again through `--force`: a forced takeover of a claimed operation is
+/// aborted (its own `promotionStartedAt` is absent) and the source re-activates while the
+/// first target is Primary and serving.
+#[test]
+fn as_written_abort_of_forced_takeover_gives_dual_primary() {
+    let p = Protocol { abort_blocks_claimed: false, ..Protocol::fixed() };
+    expect_counterexample(force("as-written/abort-after-forced-takeover", p), P1_DUAL_PRIMARY);
+}
+
+/// Bug 3: "the source re-activates" on abort, but a forced operation's source need not be
+/// the active cluster: it promotes, then fences (it is not active), then promotes again.
+#[test]
+fn as_written_abort_reactivating_inactive_source_livelocks() {
+    let p = Protocol { abort_reactivates_active_only: false, ..Protocol::fixed() };
+    expect_counterexample(force("as-written/abort-reactivates-source", p), P4_LIVENESS);
+}
+
+/// Bug 4a: the fencing rule read literally makes the target fence itself after
+/// promoting (it is not `activeCluster` until completion): no progress.
+#[test]
+fn as_written_literal_fence_rule_livelocks_the_target() {
+    let p = Protocol { fence_rule: FenceRule::Literal, ..Protocol::fixed() };
+    expect_counterexample(consistency("as-written/fence-literal", p), P4_LIVENESS);
+}
+
+/// Bug 4b: exempting "the target of the operation in flight" lets a forced old source
+/// that restarts as the target of the fail-back skip fencing.
+#[test]
+fn as_written_fence_rule_exempting_target_skips_fencing() {
+    let p = Protocol { fence_rule: FenceRule::ExemptTarget, ..Protocol::fixed() };
+    expect_counterexample(force_then_failback("as-written/fence-exempt-target", p), P3_FENCE_FIRST);
+}
+
+/// Bug 4c: exempting only a target whose promotion was claimed is not enough either: a
+/// forced promotion that never completed leaves the old source `activeCluster`, so when a
+/// second forced operation targets it, it promotes without finishing its fence.
+#[test]
+fn fence_rule_exempting_claimed_target_still_skips_fencing() {
+    let p = Protocol { fence_rule: FenceRule::ExemptClaimedTarget, ..Protocol::fixed() };
+    expect_counterexample(force("as-written/fence-exempt-claimed-target", p), P3_FENCE_FIRST);
+}
+
+// ---------------------------------------------------------------------------------------
+// Teeth: deliberately broken protocols must be caught
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn broken_non_atomic_ready_gives_dual_primary() {
+    let p = Protocol { broken_non_atomic_ready: true, ..Protocol::fixed() };
+    expect_counterexample(consistency("broken/non-atomic-ready", p), P1_DUAL_PRIMARY);
+}
+
+#[test]
+fn broken_abort_ignoring_claim_gives_dual_primary() {
+    let p = Protocol { broken_abort_ignores_claim: true, ..Protocol::fixed() };
+    expect_counterexample(consistency("broken/abort-ignores-claim", p), P1_DUAL_PRIMARY);
+}
+
+#[test]
+fn broken_demote_before_pods_gone_is_caught() {
+    let p = Protocol { broken_demote_before_pods_gone: true, ..Protocol::fixed() };
+    expect_counterexample(consistency("broken/demote-with-pods", p), P2_DEMOTE_WITH_PODS);
+}
+
+#[test]
+fn broken_scale_up_before_promote_is_caught() {
+    let p = Protocol { broken_scale_up_before_promote: true, ..Protocol::fixed() };
+    expect_counterexample(consistency("broken/scale-up-early", p), P2_PODS_ON_SECONDARY);
+}
+
+#[test]
+fn experiment_p4b() {
+    let variants: Vec<(&'static str, Protocol)> = vec![
+        ("all", Protocol::as_written()),
+        ("no-fix3", Protocol { abort_reactivates_active_only: false, ..Protocol::fixed() }),
+        ("literal", Protocol { fence_rule: FenceRule::Literal, ..Protocol::fixed() }),
+        ("exempt-target", Protocol { fence_rule: FenceRule::ExemptTarget, ..Protocol::fixed() }),
+        ("no-2b", Protocol { abort_blocks_claimed: false, ..Protocol::fixed() }),
+    ];
+    for (n, p) in variants {
+        let c = force(n, p).checker().threads(1).finish_when(HasDiscoveries::AnyOf(BTreeSet::from([P4_EVENTUALLY]))).spawn_bfs().join();
+        println!("{n}: {} states, P4b found: {}", c.unique_state_count(), c.discovery(P4_EVENTUALLY).is_some());
+        if let Some(p) = c.discovery(P4_EVENTUALLY) { println!("{}", format_trace(&p.into_vec())); }
+    }
+}

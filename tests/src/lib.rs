@@ -1,0 +1,5 @@
+//! The test environment harness: real kube-apiservers (kwok) and moto, per-test
+//! namespaces and table names, wait helpers, and the storage simulator.
+
+pub mod aws;
+pub mod env;
