@@ -9,8 +9,14 @@
 //! * `as_written_*`: regression tests. The protocol text as it stood before the fixes
 //!   has bugs; each test asserts that the checker still finds its counterexample;
 //! * `broken_*`: deliberately wrong protocols (no atomic promotion, abort ignoring the
-//!   claim, demote with pods, scale-up before promote) that must be caught: the model
-//!   has teeth.
+//!   claim, demote with pods, scale-up before promote, no fencing) that must be caught:
+//!   the model has teeth.
+//!
+//! Properties (defined at the end of `model.rs`): P1 no unforced dual Primary; P2a no
+//! demote while pods run, P2b pods only on Primary volumes; P3 a forced old source fences
+//! before anything else; P4 from every reachable state the fault-free runs converge, P4b
+//! (stateright `eventually`) every maximal path converges; P5 no agent write with a stale
+//! epoch takes effect; plus `sometimes` witnesses.
 //!
 //! Run: `cargo test -p failover-messages --test protocol_model -- --nocapture`
 
@@ -23,10 +29,22 @@ use std::time::Instant;
 use model::*;
 use stateright::{Checker, HasDiscoveries, Model};
 
-const TO_B: StartChoice = StartChoice { target: B, force: false };
-const TO_A: StartChoice = StartChoice { target: A, force: false };
-const FORCE_TO_B: StartChoice = StartChoice { target: B, force: true };
-const FORCE_TO_A: StartChoice = StartChoice { target: A, force: true };
+const TO_B: StartChoice = StartChoice {
+    target: B,
+    force: false,
+};
+const TO_A: StartChoice = StartChoice {
+    target: A,
+    force: false,
+};
+const FORCE_TO_B: StartChoice = StartChoice {
+    target: B,
+    force: true,
+};
+const FORCE_TO_A: StartChoice = StartChoice {
+    target: A,
+    force: true,
+};
 
 /// Two coordinators race; no force. The second may also try the fail-back (different
 /// target) which only succeeds after the first completed.
@@ -56,8 +74,9 @@ fn consistency(name: &'static str, protocol: Protocol) -> FailoverModel {
 }
 
 /// The source may be unreachable: coordinator 0 forces A→B while A is down (or does a
-/// normal failover), coordinator 1 fails back B→A. A may crash twice so it can be down for
-/// the force *and* crash again later.
+/// normal failover); coordinator 1 fails back B→A, races/takes over with A→B, or forces
+/// B→A while B is down (a second force). Both may abort. A may crash twice so it can be
+/// down for the force *and* crash again later.
 fn force(name: &'static str, protocol: Protocol) -> FailoverModel {
     FailoverModel {
         name,
@@ -70,7 +89,15 @@ fn force(name: &'static str, protocol: Protocol) -> FailoverModel {
             starts: [&[FORCE_TO_B, TO_B], &[TO_A, TO_B, FORCE_TO_A]],
             aborts: [true, true],
         },
-        witnesses: &[W_COMPLETED, W_FAILBACK, W_ABORT, W_ABORT_LOSES, W_FORCED, W_FENCED, W_TAKEOVER],
+        witnesses: &[
+            W_COMPLETED,
+            W_FAILBACK,
+            W_ABORT,
+            W_ABORT_LOSES,
+            W_FORCED,
+            W_FENCED,
+            W_TAKEOVER,
+        ],
     }
 }
 
@@ -108,19 +135,37 @@ fn check_all(model: FailoverModel) {
     for p in m.properties() {
         if let Some(path) = checker.discovery(p.name) {
             let found = p.expectation == stateright::Expectation::Sometimes;
-            println!("[{name}]   {} {}: {} steps", if found { "reached" } else { "VIOLATED" }, p.name, path.into_actions().len());
+            if found {
+                println!("[{name}]   reached {}", p.name);
+            } else {
+                println!(
+                    "[{name}]   VIOLATED {}: {} steps",
+                    p.name,
+                    path.into_actions().len()
+                );
+            }
         } else {
-            println!("[{name}]   {} {}", if p.expectation == stateright::Expectation::Sometimes { "NOT reached" } else { "holds" }, p.name);
+            println!(
+                "[{name}]   {} {}",
+                if p.expectation == stateright::Expectation::Sometimes {
+                    "NOT reached"
+                } else {
+                    "holds"
+                },
+                p.name
+            );
         }
     }
-    for p in m.properties() {
-        if p.expectation != stateright::Expectation::Sometimes {
-            if let Some(path) = checker.discovery(p.name) {
-                let steps = path.into_vec();
-                println!("counterexample for {}:\n{}", p.name, format_trace(&steps));
-                if p.name == P4_LIVENESS {
-                    print_fair_run(m, &steps.last().unwrap().0);
-                }
+    for p in m
+        .properties()
+        .into_iter()
+        .filter(|p| p.expectation != stateright::Expectation::Sometimes)
+    {
+        if let Some(path) = checker.discovery(p.name) {
+            let steps = path.into_vec();
+            println!("counterexample for {}:\n{}", p.name, format_trace(&steps));
+            if p.name == P4_LIVENESS {
+                print_fair_run(m, &steps.last().unwrap().0);
             }
         }
     }
@@ -149,11 +194,15 @@ fn expect_counterexample(model: FailoverModel, property: &'static str) -> usize 
         checker.unique_state_count(),
         t.elapsed()
     );
-    let path = checker
-        .discovery(property)
-        .unwrap_or_else(|| panic!("[{name}] expected a counterexample for {property:?}, none found"));
+    let path = checker.discovery(property).unwrap_or_else(|| {
+        panic!("[{name}] expected a counterexample for {property:?}, none found")
+    });
     let steps = path.into_vec();
-    println!("[{name}] counterexample ({} steps):\n{}", steps.len() - 1, format_trace(&steps));
+    println!(
+        "[{name}] counterexample ({} steps):\n{}",
+        steps.len() - 1,
+        format_trace(&steps)
+    );
     if property == P4_LIVENESS {
         print_fair_run(checker.model(), &steps.last().unwrap().0);
     }
@@ -187,7 +236,12 @@ fn as_written_protocol_is_unsafe() {
     let checker = model
         .checker()
         .threads(1)
-        .finish_when(HasDiscoveries::AllOf(BTreeSet::from([P1_DUAL_PRIMARY, P3_FENCE_FIRST, P4_LIVENESS, P5_STALE_WRITE])))
+        .finish_when(HasDiscoveries::AllOf(BTreeSet::from([
+            P1_DUAL_PRIMARY,
+            P3_FENCE_FIRST,
+            P4_LIVENESS,
+            P5_STALE_WRITE,
+        ])))
         .spawn_bfs()
         .join();
     let failures: Vec<_> = checker
@@ -198,8 +252,14 @@ fn as_written_protocol_is_unsafe() {
         .filter(|p| checker.discovery(p.name).is_some())
         .map(|p| p.name)
         .collect();
-    println!("[{name}] explored {} unique states; violated: {failures:?}", checker.unique_state_count());
-    assert_eq!(failures, [P1_DUAL_PRIMARY, P3_FENCE_FIRST, P4_LIVENESS, P5_STALE_WRITE]);
+    println!(
+        "[{name}] explored {} unique states; violated: {failures:?}",
+        checker.unique_state_count()
+    );
+    assert_eq!(
+        failures,
+        [P1_DUAL_PRIMARY, P3_FENCE_FIRST, P4_LIVENESS, P5_STALE_WRITE]
+    );
 }
 
 /// Bug 1: the claim's `epoch = e` condition is on the operation item, whose epoch never
@@ -207,7 +267,10 @@ fn as_written_protocol_is_unsafe() {
 /// takeover moved the group to e+1.
 #[test]
 fn as_written_claim_without_group_check_applies_stale_write() {
-    let p = Protocol { claim_checks_group: false, ..Protocol::fixed() };
+    let p = Protocol {
+        claim_checks_group: false,
+        ..Protocol::fixed()
+    };
     expect_counterexample(consistency("as-written/claim", p), P5_STALE_WRITE);
 }
 
@@ -216,7 +279,11 @@ fn as_written_claim_without_group_check_applies_stale_write() {
 /// absent): the source re-activates while the old target is Primary.
 #[test]
 fn as_written_takeover_then_abort_gives_dual_primary() {
-    let p = Protocol { start_blocks_claimed: false, abort_blocks_claimed: false, ..Protocol::fixed() };
+    let p = Protocol {
+        start_blocks_claimed: false,
+        abort_blocks_claimed: false,
+        ..Protocol::fixed()
+    };
     expect_counterexample(consistency("as-written/takeover-abort", p), P1_DUAL_PRIMARY);
 }
 
@@ -225,15 +292,24 @@ fn as_written_takeover_then_abort_gives_dual_primary() {
 /// first target is Primary and serving.
 #[test]
 fn as_written_abort_of_forced_takeover_gives_dual_primary() {
-    let p = Protocol { abort_blocks_claimed: false, ..Protocol::fixed() };
-    expect_counterexample(force("as-written/abort-after-forced-takeover", p), P1_DUAL_PRIMARY);
+    let p = Protocol {
+        abort_blocks_claimed: false,
+        ..Protocol::fixed()
+    };
+    expect_counterexample(
+        force("as-written/abort-after-forced-takeover", p),
+        P1_DUAL_PRIMARY,
+    );
 }
 
 /// Bug 3: "the source re-activates" on abort, but a forced operation's source need not be
 /// the active cluster: it promotes, then fences (it is not active), then promotes again.
 #[test]
 fn as_written_abort_reactivating_inactive_source_livelocks() {
-    let p = Protocol { abort_reactivates_active_only: false, ..Protocol::fixed() };
+    let p = Protocol {
+        abort_reactivates_active_only: false,
+        ..Protocol::fixed()
+    };
     expect_counterexample(force("as-written/abort-reactivates-source", p), P4_LIVENESS);
 }
 
@@ -241,7 +317,10 @@ fn as_written_abort_reactivating_inactive_source_livelocks() {
 /// promoting (it is not `activeCluster` until completion): no progress.
 #[test]
 fn as_written_literal_fence_rule_livelocks_the_target() {
-    let p = Protocol { fence_rule: FenceRule::Literal, ..Protocol::fixed() };
+    let p = Protocol {
+        fence_rule: FenceRule::Literal,
+        ..Protocol::fixed()
+    };
     expect_counterexample(consistency("as-written/fence-literal", p), P4_LIVENESS);
 }
 
@@ -249,8 +328,14 @@ fn as_written_literal_fence_rule_livelocks_the_target() {
 /// that restarts as the target of the fail-back skip fencing.
 #[test]
 fn as_written_fence_rule_exempting_target_skips_fencing() {
-    let p = Protocol { fence_rule: FenceRule::ExemptTarget, ..Protocol::fixed() };
-    expect_counterexample(force_then_failback("as-written/fence-exempt-target", p), P3_FENCE_FIRST);
+    let p = Protocol {
+        fence_rule: FenceRule::ExemptTarget,
+        ..Protocol::fixed()
+    };
+    expect_counterexample(
+        force_then_failback("as-written/fence-exempt-target", p),
+        P3_FENCE_FIRST,
+    );
 }
 
 /// Bug 4c: exempting only a target whose promotion was claimed is not enough either: a
@@ -258,8 +343,14 @@ fn as_written_fence_rule_exempting_target_skips_fencing() {
 /// second forced operation targets it, it promotes without finishing its fence.
 #[test]
 fn fence_rule_exempting_claimed_target_still_skips_fencing() {
-    let p = Protocol { fence_rule: FenceRule::ExemptClaimedTarget, ..Protocol::fixed() };
-    expect_counterexample(force("as-written/fence-exempt-claimed-target", p), P3_FENCE_FIRST);
+    let p = Protocol {
+        fence_rule: FenceRule::ExemptClaimedTarget,
+        ..Protocol::fixed()
+    };
+    expect_counterexample(
+        force("as-written/fence-exempt-claimed-target", p),
+        P3_FENCE_FIRST,
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -268,40 +359,57 @@ fn fence_rule_exempting_claimed_target_still_skips_fencing() {
 
 #[test]
 fn broken_non_atomic_ready_gives_dual_primary() {
-    let p = Protocol { broken_non_atomic_ready: true, ..Protocol::fixed() };
+    let p = Protocol {
+        broken_non_atomic_ready: true,
+        ..Protocol::fixed()
+    };
     expect_counterexample(consistency("broken/non-atomic-ready", p), P1_DUAL_PRIMARY);
 }
 
 #[test]
 fn broken_abort_ignoring_claim_gives_dual_primary() {
-    let p = Protocol { broken_abort_ignores_claim: true, ..Protocol::fixed() };
-    expect_counterexample(consistency("broken/abort-ignores-claim", p), P1_DUAL_PRIMARY);
+    let p = Protocol {
+        broken_abort_ignores_claim: true,
+        ..Protocol::fixed()
+    };
+    expect_counterexample(
+        consistency("broken/abort-ignores-claim", p),
+        P1_DUAL_PRIMARY,
+    );
 }
 
 #[test]
 fn broken_demote_before_pods_gone_is_caught() {
-    let p = Protocol { broken_demote_before_pods_gone: true, ..Protocol::fixed() };
-    expect_counterexample(consistency("broken/demote-with-pods", p), P2_DEMOTE_WITH_PODS);
+    let p = Protocol {
+        broken_demote_before_pods_gone: true,
+        ..Protocol::fixed()
+    };
+    expect_counterexample(
+        consistency("broken/demote-with-pods", p),
+        P2_DEMOTE_WITH_PODS,
+    );
+}
+
+/// Without any fencing a forced old source serves forever: no fault-free run converges,
+/// and (stateright's own liveness check) a maximal path ends with both sides serving.
+#[test]
+fn broken_no_fencing_never_converges() {
+    let p = Protocol {
+        fence_rule: FenceRule::Never,
+        ..Protocol::fixed()
+    };
+    expect_counterexample(force_then_failback("broken/no-fencing", p), P4_LIVENESS);
+    expect_counterexample(force_then_failback("broken/no-fencing", p), P4_EVENTUALLY);
 }
 
 #[test]
 fn broken_scale_up_before_promote_is_caught() {
-    let p = Protocol { broken_scale_up_before_promote: true, ..Protocol::fixed() };
-    expect_counterexample(consistency("broken/scale-up-early", p), P2_PODS_ON_SECONDARY);
-}
-
-#[test]
-fn experiment_p4b() {
-    let variants: Vec<(&'static str, Protocol)> = vec![
-        ("all", Protocol::as_written()),
-        ("no-fix3", Protocol { abort_reactivates_active_only: false, ..Protocol::fixed() }),
-        ("literal", Protocol { fence_rule: FenceRule::Literal, ..Protocol::fixed() }),
-        ("exempt-target", Protocol { fence_rule: FenceRule::ExemptTarget, ..Protocol::fixed() }),
-        ("no-2b", Protocol { abort_blocks_claimed: false, ..Protocol::fixed() }),
-    ];
-    for (n, p) in variants {
-        let c = force(n, p).checker().threads(1).finish_when(HasDiscoveries::AnyOf(BTreeSet::from([P4_EVENTUALLY]))).spawn_bfs().join();
-        println!("{n}: {} states, P4b found: {}", c.unique_state_count(), c.discovery(P4_EVENTUALLY).is_some());
-        if let Some(p) = c.discovery(P4_EVENTUALLY) { println!("{}", format_trace(&p.into_vec())); }
-    }
+    let p = Protocol {
+        broken_scale_up_before_promote: true,
+        ..Protocol::fixed()
+    };
+    expect_counterexample(
+        consistency("broken/scale-up-early", p),
+        P2_PODS_ON_SECONDARY,
+    );
 }

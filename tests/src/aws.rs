@@ -28,7 +28,8 @@ impl AwsEnv {
     /// A name unique to this process and call, for a test's table or queue prefix.
     pub fn unique(&self, prefix: &str) -> String {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        format!("{prefix}-{}-{n}", std::process::id())
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        format!("{prefix}-{}-{n}-{nanos:x}", std::process::id())
     }
 
     /// A DynamoDB client for this server.

@@ -10,44 +10,14 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use failover_messages::envelope::{DecodeError, Envelope, EnvelopeKind, GroupKey};
 use failover_messages::inbox::{Inbox, InboxError, InboxOptions};
 
-mod moto_shim {
-    //! Temporary stand-in for `failover_tests::aws::moto()`: uses the moto server at
-    //! `MOTO_ENDPOINT`.
-    use std::sync::atomic::{AtomicU64, Ordering};
+use failover_tests::aws::{AwsEnv, moto};
 
-    pub struct Moto {
-        pub sdk: aws_config::SdkConfig,
-    }
-
-    impl Moto {
-        pub fn unique(&self, prefix: &str) -> String {
-            static N: AtomicU64 = AtomicU64::new(0);
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos();
-            format!(
-                "{prefix}{}-{nanos}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            )
-        }
-    }
-
-    pub async fn moto() -> Moto {
-        let endpoint = std::env::var("MOTO_ENDPOINT").expect("MOTO_ENDPOINT");
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "testing", "testing", None, None, "static",
-            ))
-            .endpoint_url(endpoint)
-            .load()
-            .await;
-        Moto { sdk }
-    }
+/// A queue prefix no other test or earlier run uses (moto may outlive a test run, and
+/// process ids get reused).
+fn prefix(moto: &AwsEnv, name: &str) -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}-", moto.unique(name), &random[..8])
 }
-use moto_shim::moto;
 
 fn envelope(kind: EnvelopeKind, operation_id: &str, epoch: u64) -> Envelope {
     Envelope {
@@ -70,7 +40,7 @@ fn options(prefix: String, max_receive_count: u32) -> InboxOptions {
     }
 }
 
-async fn client_url(moto: &moto_shim::Moto, queue: &str) -> anyhow::Result<String> {
+async fn client_url(moto: &AwsEnv, queue: &str) -> anyhow::Result<String> {
     let out = aws_sdk_sqs::Client::new(&moto.sdk)
         .get_queue_url()
         .queue_name(queue)
@@ -81,11 +51,11 @@ async fn client_url(moto: &moto_shim::Moto, queue: &str) -> anyhow::Result<Strin
 
 #[tokio::test]
 async fn duplicated_and_reordered_envelopes_round_trip() -> anyhow::Result<()> {
-    let moto = moto().await;
+    let moto = moto().await?;
     let client = aws_sdk_sqs::Client::new(&moto.sdk);
     // Default visibility timeout: nothing here should be delivered twice.
     let opts = InboxOptions {
-        prefix: moto.unique("rt-"),
+        prefix: prefix(&moto, "rt"),
         ..InboxOptions::default()
     };
     let west = Inbox::new(client.clone(), "west", opts.clone());
@@ -152,13 +122,13 @@ async fn duplicated_and_reordered_envelopes_round_trip() -> anyhow::Result<()> {
 #[tokio::test]
 async fn malformed_and_unknown_messages_reach_the_dead_letter_queue_after_max_receive_count()
 -> anyhow::Result<()> {
-    let moto = moto().await;
+    let moto = moto().await?;
     let client = aws_sdk_sqs::Client::new(&moto.sdk);
     let max_receive_count = 2;
     let inbox = Inbox::new(
         client.clone(),
         "east",
-        options(moto.unique("dlq-"), max_receive_count),
+        options(prefix(&moto, "dlq"), max_receive_count),
     );
     let queues = inbox.ensure_queues("east").await?;
 
@@ -250,9 +220,9 @@ async fn malformed_and_unknown_messages_reach_the_dead_letter_queue_after_max_re
 
 #[tokio::test]
 async fn a_missing_queue_is_an_error_naming_the_queue() -> anyhow::Result<()> {
-    let moto = moto().await;
+    let moto = moto().await?;
     let client = aws_sdk_sqs::Client::new(&moto.sdk);
-    let prefix = moto.unique("missing-");
+    let prefix = prefix(&moto, "missing");
     let inbox = Inbox::new(client, "nowhere", options(prefix.clone(), 3));
     let queue = format!("{prefix}nowhere");
 
@@ -283,9 +253,9 @@ async fn a_missing_queue_is_an_error_naming_the_queue() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn ensure_queues_is_idempotent_and_converges_on_new_options() -> anyhow::Result<()> {
-    let moto = moto().await;
+    let moto = moto().await?;
     let client = aws_sdk_sqs::Client::new(&moto.sdk);
-    let prefix = moto.unique("idem-");
+    let prefix = prefix(&moto, "idem");
     let inbox = Inbox::new(client.clone(), "east", options(prefix.clone(), 3));
     let first = inbox.ensure_queues("east").await?;
     let again = inbox.ensure_queues("east").await?;

@@ -16,6 +16,17 @@
 //!   in the model (this is what exposes stale claims and stale Kubernetes changes);
 //! * environment steps: kubelet starts/stops pods, an agent crashes/restarts, a lease
 //!   expires, SQS loses/duplicates/delivers a hint.
+//!
+//! Abstracted away (see ARCHITECTURE.md): UPTIME mode; Flux (folded into "network off,
+//! then scale to 0"); `spec.replicationState` → `status.state` lag (a demote/promote is
+//! one step, the agent waits for status before its next task); original replica counts
+//! (a bool); the journal's content (the agent re-derives its next task from DynamoDB and
+//! its own cluster, every task is idempotent, so a restart resumes correctly; each
+//! journal intent is still modelled as an epoch-conditioned write); lease renewal (an
+//! expired lease stays expired until the operation ends, a superset of behaviours);
+//! wall-clock time and deadlines; `suspended`; history and heartbeat records (force is
+//! offered exactly when the source agent is down); a partitioned agent (same as a crashed
+//! one: it stops, its workloads keep running). Two clusters, one group, two volumes.
 
 use std::cell::RefCell;
 use std::collections::hash_map::DefaultHasher;
@@ -45,6 +56,8 @@ pub fn cluster_name(c: u8) -> &'static str {
 /// How an agent decides that it must fence itself (protocol.md, "Force").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FenceRule {
+    /// Broken: no fencing at all. A forced old source keeps serving forever.
+    Never,
     /// Literally as written: fence whenever my cluster is not `activeCluster` and my side is
     /// active. The target of an operation is not `activeCluster` until completion, so it
     /// fences itself right after promoting (livelock).
@@ -76,7 +89,9 @@ pub struct Protocol {
     /// Fix 2a: the claim also sets `promotionClaimedBy = <target>` on the group state (in
     /// the same transaction; removed by completion, kept by a forced start). A non-forced
     /// start requires it absent: an expired operation whose promotion was claimed cannot
-    /// be taken over (after promotion only forward is offered).
+    /// be taken over (after promotion only forward is offered). Given 2b and the
+    /// `Entitled` fence rule this is defence in depth: the model finds no violation
+    /// without it.
     pub start_blocks_claimed: bool,
     /// Fix 2b: abort is a transaction with a `ConditionCheck` on the group state
     /// (`opId = id AND attribute_not_exists(promotionClaimedBy)`): an operation that took
@@ -84,7 +99,8 @@ pub struct Protocol {
     pub abort_blocks_claimed: bool,
     /// Fix 3: on abort the `activeCluster`'s agent re-activates its side and closes the
     /// operation. As written "the source re-activates", but a forced operation's source
-    /// need not be the active cluster (and then nobody finishes the active side).
+    /// need not be the active cluster: it promotes, fences (it is not entitled), promotes
+    /// again, ... and the operation never closes.
     pub abort_reactivates_active_only: bool,
     pub fence_rule: FenceRule,
     /// Broken: the source writes one `READY_FOR_PROMOTION` per volume as it demotes it and
@@ -218,10 +234,20 @@ pub struct Side {
 
 impl Side {
     fn serving() -> Self {
-        Side { net: true, replicas: true, pods: true, primary: [true; NV] }
+        Side {
+            net: true,
+            replicas: true,
+            pods: true,
+            primary: [true; NV],
+        }
     }
     fn standby() -> Self {
-        Side { net: false, replicas: false, pods: false, primary: [false; NV] }
+        Side {
+            net: false,
+            replicas: false,
+            pods: false,
+            primary: [false; NV],
+        }
     }
     /// "its side is still active (volumes Primary, replicas > 0, network on)" (+ pods).
     pub fn any_active(&self) -> bool {
@@ -255,7 +281,12 @@ impl Step {
     fn is_k8s(self) -> bool {
         matches!(
             self,
-            Step::NetOff | Step::NetOn | Step::ScaleDown | Step::ScaleUp | Step::Demote(_) | Step::Promote(_)
+            Step::NetOff
+                | Step::NetOn
+                | Step::ScaleDown
+                | Step::ScaleUp
+                | Step::Demote(_)
+                | Step::Promote(_)
         )
     }
     /// Steps a fencing agent may take: network off, scale to 0, demote.
@@ -357,9 +388,15 @@ impl State {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
     /// Coordinator `coord` runs `failoverctl failover --to target [--force]`.
-    Start { coord: u8, target: u8, force: bool },
+    Start {
+        coord: u8,
+        target: u8,
+        force: bool,
+    },
     /// Coordinator `coord` runs `failoverctl abort` on its operation.
-    Abort { coord: u8 },
+    Abort {
+        coord: u8,
+    },
     LeaseExpires,
     Crash(u8),
     Restart(u8),
@@ -394,6 +431,7 @@ impl FailoverModel {
         let cur = s.current();
         match self.protocol.fence_rule {
             FenceRule::Entitled => unreachable!(),
+            FenceRule::Never => false,
             FenceRule::Literal => true,
             FenceRule::ExemptTarget => !matches!(cur, Some((_, op)) if op.target == x),
             FenceRule::ExemptClaimedTarget => {
@@ -427,18 +465,28 @@ impl FailoverModel {
         let side = &s.sides[x as usize];
         let g = &s.group;
         if side.any_active() && self.must_fence(s, x) {
-            return self
-                .shutdown_step(side)
-                .ok()
-                .map(|step| Pending { step, op: None, epoch: g.epoch });
+            return self.shutdown_step(side).ok().map(|step| Pending {
+                step,
+                op: None,
+                epoch: g.epoch,
+            });
         }
         let (o, op) = s.current()?;
-        let mk = |step| Some(Pending { step, op: Some(o), epoch: op.epoch });
+        let mk = |step| {
+            Some(Pending {
+                step,
+                op: Some(o),
+                epoch: op.epoch,
+            })
+        };
         // Abort. As written the source re-activates its side and closes the operation;
         // with fix 3 the `activeCluster` does (for a non-forced operation that is the
         // source; a forced operation's source may not be the active cluster).
-        let handles_abort =
-            if self.protocol.abort_reactivates_active_only { g.active == x } else { op.source == x };
+        let handles_abort = if self.protocol.abort_reactivates_active_only {
+            g.active == x
+        } else {
+            op.source == x
+        };
         if op.abort_requested && handles_abort {
             for v in 0..NV {
                 if !side.primary[v] {
@@ -550,14 +598,14 @@ impl FailoverModel {
     }
 
     fn agent_decides(&self, s: &mut State, x: u8) -> bool {
-        let Some(p) = self.decide(s, x) else { return false };
-        if p.step.is_k8s() {
-            if let Some(o) = p.op {
-                // Journal intent STARTED, conditioned on the group state. The read above
-                // and this write see the same table, so it succeeds.
-                debug_assert!(Self::group_is(s, o, p.epoch));
-                Self::applied_agent_write(s, p.epoch);
-            }
+        let Some(p) = self.decide(s, x) else {
+            return false;
+        };
+        if let (true, Some(o)) = (p.step.is_k8s(), p.op) {
+            // Journal intent STARTED, conditioned on the group state. The read above and
+            // this write see the same table, so it succeeds.
+            debug_assert!(Self::group_is(s, o, p.epoch));
+            Self::applied_agent_write(s, p.epoch);
         }
         s.agents[x as usize].pending = Some(p);
         true
@@ -687,7 +735,9 @@ impl FailoverModel {
     }
 
     fn abort(&self, s: &mut State, coord: u8) {
-        let CoordStart::Started(o) = s.coords[coord as usize].start else { unreachable!() };
+        let CoordStart::Started(o) = s.coords[coord as usize].start else {
+            unreachable!()
+        };
         let op = *s.op(o);
         let group_ok = !self.protocol.abort_blocks_claimed
             || (s.group.op == Some(o) && s.group.claimed_by.is_none());
@@ -717,7 +767,11 @@ impl FailoverModel {
     fn step(&self, s: &State, action: Action) -> Option<State> {
         let mut n = s.clone();
         match action {
-            Action::Start { coord, target, force } => self.start(&mut n, coord, target, force),
+            Action::Start {
+                coord,
+                target,
+                force,
+            } => self.start(&mut n, coord, target, force),
             Action::Abort { coord } => self.abort(&mut n, coord),
             Action::LeaseExpires => {
                 n.group.lease_expired = true;
@@ -730,7 +784,8 @@ impl FailoverModel {
                 a.crashes_left -= 1;
                 n.hist.must_fence[x as usize] = false;
                 if self.witnesses.contains(&W_CRASH_RESUME)
-                    && n.current().is_some_and(|(_, op)| op.target == x && op.promotion_started)
+                    && n.current()
+                        .is_some_and(|(_, op)| op.target == x && op.promotion_started)
                 {
                     n.hist.target_crashed_after_claim = true;
                 }
@@ -797,6 +852,13 @@ impl FailoverModel {
             }
         }
         None
+    }
+
+    /// Neither coordinator can start anything (any more).
+    pub fn coordinators_quiet(&self, s: &State) -> bool {
+        let mut actions = Vec::new();
+        self.actions(s, &mut actions);
+        !actions.iter().any(|a| matches!(a, Action::Start { .. }))
     }
 
     /// No operation in flight, the active cluster fully serving, the other fully down.
@@ -879,7 +941,7 @@ pub const P2_DEMOTE_WITH_PODS: &str = "P2a no volume demoted while its side has 
 pub const P2_PODS_ON_SECONDARY: &str = "P2b pods only run on Primary volumes";
 pub const P3_FENCE_FIRST: &str = "P3 forced old source fences before anything else";
 pub const P4_LIVENESS: &str = "P4 fault-free run from every state converges";
-pub const P4_EVENTUALLY: &str = "P4b every maximal path ends converged after both coordinators acted";
+pub const P4_EVENTUALLY: &str = "P4b every maximal path converges once no coordinator can act";
 pub const P5_STALE_WRITE: &str = "P5 no stale-epoch agent write takes effect";
 
 pub const W_COMPLETED: &str = "W an operation succeeds";
@@ -898,7 +960,9 @@ fn dual_primary_ok(_: &FailoverModel, s: &State) -> bool {
     (0..NV).all(|v| !(a.primary[v] && b.primary[v])) || s.hist.tainted.iter().any(|t| *t)
 }
 fn pods_on_primary(_: &FailoverModel, s: &State) -> bool {
-    s.sides.iter().all(|x| !x.pods || x.primary.iter().all(|p| *p))
+    s.sides
+        .iter()
+        .all(|x| !x.pods || x.primary.iter().all(|p| *p))
 }
 fn ops(s: &State) -> impl Iterator<Item = &Op> {
     s.ops.iter().flatten()
@@ -909,10 +973,24 @@ impl Model for FailoverModel {
     type Action = Action;
 
     fn init_states(&self) -> Vec<State> {
-        let agent = |x: usize| Agent { up: true, pending: None, crashes_left: self.bounds.crashes[x], inbox: 0 };
-        let coord = Coord { start: CoordStart::NotYet, abort: CoordAbort::NotYet };
+        let agent = |x: usize| Agent {
+            up: true,
+            pending: None,
+            crashes_left: self.bounds.crashes[x],
+            inbox: 0,
+        };
+        let coord = Coord {
+            start: CoordStart::NotYet,
+            abort: CoordAbort::NotYet,
+        };
         vec![State {
-            group: Group { epoch: 0, active: A, op: None, lease_expired: false, claimed_by: None },
+            group: Group {
+                epoch: 0,
+                active: A,
+                op: None,
+                lease_expired: false,
+                claimed_by: None,
+            },
             ops: [None; MAX_OPS],
             sides: [Side::serving(), Side::standby()],
             agents: [agent(0), agent(1)],
@@ -933,7 +1011,11 @@ impl Model for FailoverModel {
                         if ch.force && s.agents[(1 - ch.target) as usize].up {
                             continue;
                         }
-                        out.push(Action::Start { coord: c, target: ch.target, force: ch.force });
+                        out.push(Action::Start {
+                            coord: c,
+                            target: ch.target,
+                            force: ch.force,
+                        });
                     }
                 }
                 CoordStart::Started(_) => {
@@ -987,31 +1069,54 @@ impl Model for FailoverModel {
     fn properties(&self) -> Vec<Property<Self>> {
         let mut props = vec![
             Property::always(P1_DUAL_PRIMARY, dual_primary_ok),
-            Property::always(P2_DEMOTE_WITH_PODS, |_: &FailoverModel, s: &State| !s.hist.demoted_with_pods),
-            Property::always(P2_PODS_ON_SECONDARY, pods_on_primary),
-            Property::always(P3_FENCE_FIRST, |_: &FailoverModel, s: &State| !s.hist.acted_before_fence),
-            Property::always(P4_LIVENESS, |m: &FailoverModel, s: &State| m.fair_runs_converge(s)),
-            Property::eventually(P4_EVENTUALLY, |_: &FailoverModel, s: &State| {
-                s.coords.iter().all(|c| c.start != CoordStart::NotYet) && FailoverModel::converged(s)
+            Property::always(P2_DEMOTE_WITH_PODS, |_: &FailoverModel, s: &State| {
+                !s.hist.demoted_with_pods
             }),
-            Property::always(P5_STALE_WRITE, |_: &FailoverModel, s: &State| !s.hist.stale_write),
+            Property::always(P2_PODS_ON_SECONDARY, pods_on_primary),
+            Property::always(P3_FENCE_FIRST, |_: &FailoverModel, s: &State| {
+                !s.hist.acted_before_fence
+            }),
+            Property::always(P4_LIVENESS, |m: &FailoverModel, s: &State| {
+                m.fair_runs_converge(s)
+            }),
+            Property::eventually(P4_EVENTUALLY, |m: &FailoverModel, s: &State| {
+                m.coordinators_quiet(s) && FailoverModel::converged(s)
+            }),
+            Property::always(P5_STALE_WRITE, |_: &FailoverModel, s: &State| {
+                !s.hist.stale_write
+            }),
         ];
         let all: Vec<Property<Self>> = vec![
-            Property::sometimes(W_COMPLETED, |_: &FailoverModel, s: &State| ops(s).any(|o| o.phase == Phase::Succeeded)),
-            Property::sometimes(W_FAILBACK, |_: &FailoverModel, s: &State| ops(s).filter(|o| o.phase == Phase::Succeeded).count() == 2),
-            Property::sometimes(W_ABORT, |_: &FailoverModel, s: &State| ops(s).any(|o| o.phase == Phase::Aborted)),
+            Property::sometimes(W_COMPLETED, |_: &FailoverModel, s: &State| {
+                ops(s).any(|o| o.phase == Phase::Succeeded)
+            }),
+            Property::sometimes(W_FAILBACK, |_: &FailoverModel, s: &State| {
+                ops(s).filter(|o| o.phase == Phase::Succeeded).count() == 2
+            }),
+            Property::sometimes(W_ABORT, |_: &FailoverModel, s: &State| {
+                ops(s).any(|o| o.phase == Phase::Aborted)
+            }),
             Property::sometimes(W_ABORT_AFTER_READY, |_: &FailoverModel, s: &State| {
                 ops(s).any(|o| o.phase == Phase::Aborted && o.recs.iter().all(|r| *r == Rec::Ready))
             }),
-            Property::sometimes(W_ABORT_LOSES, |_: &FailoverModel, s: &State| s.coords.iter().any(|c| c.abort == CoordAbort::Rejected)),
+            Property::sometimes(W_ABORT_LOSES, |_: &FailoverModel, s: &State| {
+                s.coords.iter().any(|c| c.abort == CoordAbort::Rejected)
+            }),
             Property::sometimes(W_RACE_LOST, |_: &FailoverModel, s: &State| {
-                s.coords.iter().any(|c| c.start == CoordStart::Rejected(Reject::InFlight))
+                s.coords
+                    .iter()
+                    .any(|c| c.start == CoordStart::Rejected(Reject::InFlight))
             }),
             Property::sometimes(W_TAKEOVER, |_: &FailoverModel, s: &State| {
-                ops(s).filter(|o| o.phase == Phase::Running).count() > usize::from(s.group.op.is_some())
+                ops(s).filter(|o| o.phase == Phase::Running).count()
+                    > usize::from(s.group.op.is_some())
             }),
-            Property::sometimes(W_FORCED, |_: &FailoverModel, s: &State| ops(s).any(|o| o.force && o.promotion_started)),
-            Property::sometimes(W_FENCED, |_: &FailoverModel, s: &State| s.hist.fenced_after_restart),
+            Property::sometimes(W_FORCED, |_: &FailoverModel, s: &State| {
+                ops(s).any(|o| o.force && o.promotion_started)
+            }),
+            Property::sometimes(W_FENCED, |_: &FailoverModel, s: &State| {
+                s.hist.fenced_after_restart
+            }),
             Property::sometimes(W_CRASH_RESUME, |_: &FailoverModel, s: &State| {
                 s.hist.target_crashed_after_claim && ops(s).any(|o| o.phase == Phase::Succeeded)
             }),
@@ -1027,7 +1132,11 @@ impl Model for FailoverModel {
 
 pub fn summary(s: &State) -> String {
     let side = |x: &Side| {
-        let vols: String = x.primary.iter().map(|p| if *p { 'P' } else { 's' }).collect();
+        let vols: String = x
+            .primary
+            .iter()
+            .map(|p| if *p { 'P' } else { 's' })
+            .collect();
         format!(
             "{}{}{}{}",
             if x.net { "net " } else { "    " },
@@ -1041,7 +1150,11 @@ pub fn summary(s: &State) -> String {
         s.group.epoch,
         cluster_name(s.group.active),
         s.group.op.map_or("-".to_string(), |o| format!("op{o}")),
-        if s.group.lease_expired { "EXPIRED" } else { "live" },
+        if s.group.lease_expired {
+            "EXPIRED"
+        } else {
+            "live"
+        },
         s.group.claimed_by.map_or("-", cluster_name),
         side(&s.sides[0]),
         side(&s.sides[1]),
@@ -1078,7 +1191,10 @@ pub fn summary(s: &State) -> String {
             " | agent{}:{}{}",
             cluster_name(x),
             if a.up { "up" } else { "DOWN" },
-            a.pending.map_or(String::new(), |p| format!(" pending={:?}@e{}", p.step, p.epoch))
+            a.pending.map_or(String::new(), |p| format!(
+                " pending={:?}@e{}",
+                p.step, p.epoch
+            ))
         );
     }
     out

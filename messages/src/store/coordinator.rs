@@ -1,0 +1,505 @@
+//! Coordinator-side writes: registering a group, starting an operation (protocol step 1),
+//! suspending a group and requesting an abort.
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use jiff::{SignedDuration, Timestamp};
+
+use super::error::{self, Cause, StoreError};
+use super::outcome::{Outcome, RegisterOutcome, StartOutcome, StartRequest};
+use super::{Store, TxResult, key_map, names, start_request_token, values};
+use crate::keys::{self, GroupRef};
+use crate::records::{
+    GroupState, Item, Operation, Phase, Record, Timings, attr, av_bool, av_ms, av_n, av_s,
+};
+
+/// How often a start re-reads and retries when the group state changed under it without
+/// another operation holding it (e.g. a concurrent start that already finished).
+const START_ATTEMPTS: u32 = 3;
+
+pub(super) fn ms_attr(item: &Item, name: &str) -> Option<Timestamp> {
+    match item.get(name) {
+        Some(aws_sdk_dynamodb::types::AttributeValue::N(n)) => {
+            n.parse().ok().and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        }
+        _ => None,
+    }
+}
+
+pub(super) fn s_attr<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    match item.get(name) {
+        Some(aws_sdk_dynamodb::types::AttributeValue::S(s)) => Some(s),
+        _ => None,
+    }
+}
+
+impl Store {
+    /// Creates the group state (epoch 0, idle, `active_cluster` active) unless it exists.
+    ///
+    /// Outcomes: `Registered`; `AlreadyRegistered` when it exists with the same active
+    /// cluster; `ActiveElsewhere` naming the active cluster otherwise (nothing changed).
+    pub async fn register_group(
+        &self,
+        group: &GroupRef,
+        active_cluster: &str,
+    ) -> Result<RegisterOutcome, StoreError> {
+        self.register_group_inner(group, active_cluster)
+            .await
+            .map_err(|source| StoreError::RegisterGroup {
+                group: group.clone(),
+                table: self.table.to_string(),
+                source,
+            })
+    }
+
+    async fn register_group_inner(
+        &self,
+        group: &GroupRef,
+        active_cluster: &str,
+    ) -> Result<RegisterOutcome, Cause> {
+        keys::validate_cluster(active_cluster)?;
+        let state = GroupState {
+            group: group.clone(),
+            active_cluster: active_cluster.to_owned(),
+            epoch: 0,
+            op_id: None,
+            lease: None,
+            suspended: false,
+            version: 1,
+            last_op_id: None,
+            updated_at: self.now(),
+        };
+        let req = self
+            .client
+            .put_item()
+            .table_name(self.table.as_ref())
+            .set_item(Some(state.to_item()))
+            .condition_expression("attribute_not_exists(#PK)")
+            .set_expression_attribute_names(Some(names(&[attr::PK])))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let old = match self
+            .send("register_group", "PutItem", error::failure_kind, || req.clone().send())
+            .await
+        {
+            Ok(_) => return Ok(RegisterOutcome::Registered(state)),
+            Err(f) => match f.err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(e)) => e.item().cloned(),
+                _ => return Err(f.into_cause()),
+            },
+        };
+        let old = match old {
+            Some(item) => item,
+            None => self
+                .get_item("register_group", keys::group_state_key(group))
+                .await?
+                .ok_or_else(|| Cause::Invalid("the group state vanished while registering".into()))?,
+        };
+        let existing = GroupState::from_item(&old)?;
+        if existing.active_cluster == active_cluster {
+            Ok(RegisterOutcome::AlreadyRegistered(existing))
+        } else {
+            Ok(RegisterOutcome::ActiveElsewhere {
+                active: existing.active_cluster.clone(),
+                state: existing,
+            })
+        }
+    }
+
+    /// Sets or clears `suspended` on a group (a suspended group refuses new operations).
+    /// `None` when the group is not registered.
+    pub async fn set_suspended(
+        &self,
+        group: &GroupRef,
+        suspended: bool,
+    ) -> Result<Option<GroupState>, StoreError> {
+        let wrap = |source: Cause| StoreError::SetSuspended {
+            group: group.clone(),
+            table: self.table.to_string(),
+            source,
+        };
+        let req = self
+            .client
+            .update_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key_map(keys::group_state_key(group))))
+            .update_expression(
+                "SET #suspended = :s, #version = if_not_exists(#version, :zero) + :one, #updatedAt = :now",
+            )
+            .condition_expression("attribute_exists(#PK)")
+            .set_expression_attribute_names(Some(names(&[
+                attr::PK,
+                attr::SUSPENDED,
+                attr::VERSION,
+                attr::UPDATED_AT,
+            ])))
+            .set_expression_attribute_values(Some(values([
+                (":s", av_bool(suspended)),
+                (":zero", av_n(0)),
+                (":one", av_n(1)),
+                (":now", av_ms(self.now())),
+            ])))
+            .return_values(ReturnValue::AllNew);
+        match self
+            .send("set_suspended", "UpdateItem", error::failure_kind, || req.clone().send())
+            .await
+        {
+            Ok(out) => match out.attributes() {
+                Some(item) => GroupState::from_item(item)
+                    .map(Some)
+                    .map_err(|e| wrap(e.into())),
+                None => Err(wrap(Cause::Invalid("UpdateItem returned no attributes".into()))),
+            },
+            Err(f) => match f.err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(None),
+                _ => Err(wrap(f.into_cause())),
+            },
+        }
+    }
+
+    /// Protocol step 1: starts an operation in one conditional `TransactWriteItems`.
+    ///
+    /// Reads the group state (consistent), then in one transaction updates it (condition:
+    /// `epoch` unchanged, no operation in flight or its lease expired, not suspended,
+    /// `activeCluster = source` unless `force`; sets `epoch + 1`, `opId`, the lease) and puts
+    /// the operation (condition: it does not exist). The transaction's client request token
+    /// is derived from the operation id and the epoch it starts from
+    /// ([`start_request_token`](super::start_request_token)).
+    ///
+    /// Outcomes: `Started`; `LeaseHeld` when a live operation held the group before we
+    /// wrote; `LostRace` when another start committed between our read and our write;
+    /// `NotActive`, `NotRegistered`, `Suspended`. After a timeout or transport failure the
+    /// group state is read back and `opId = id` is reported as `Started`, so a committed
+    /// start is never reported as a conflict. Calling it again with the same `op_id` while
+    /// that operation is in flight returns `Started` with the stored operation.
+    pub async fn start_operation(&self, req: StartRequest) -> Result<StartOutcome, StoreError> {
+        let op_id = req
+            .op_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        self.start_inner(&req, &op_id)
+            .await
+            .map_err(|source| StoreError::StartOperation {
+                group: req.group.clone(),
+                op_id,
+                table: self.table.to_string(),
+                source,
+            })
+    }
+
+    async fn start_inner(&self, req: &StartRequest, op_id: &str) -> Result<StartOutcome, Cause> {
+        const OP: &str = "start_operation";
+        keys::validate_operation_id(op_id)?;
+        keys::validate_cluster(&req.source)?;
+        keys::validate_cluster(&req.target)?;
+        if req.source == req.target {
+            return Err(Cause::Invalid(format!(
+                "source and target are both {}",
+                req.source
+            )));
+        }
+        if req.requested_by.is_empty() {
+            return Err(Cause::Invalid("requested_by is empty".into()));
+        }
+        let ttl = SignedDuration::try_from(req.lease_ttl)
+            .ok()
+            .filter(|d| d.is_positive())
+            .ok_or_else(|| Cause::Invalid(format!("lease TTL {:?} is not positive", req.lease_ttl)))?;
+        let mut lost = false;
+
+        for _ in 0..START_ATTEMPTS {
+            let Some(state) = self.read_state(OP, &req.group).await? else {
+                return Ok(StartOutcome::NotRegistered {
+                    group: req.group.clone(),
+                });
+            };
+            let now = self.now();
+            if state.op_id.as_deref() == Some(op_id) {
+                return self.started(op_id).await;
+            }
+            if state.suspended {
+                return Ok(StartOutcome::Suspended {
+                    group: req.group.clone(),
+                });
+            }
+            if let Some(current) = &state.op_id {
+                let (holder, expires) = match &state.lease {
+                    Some(l) => (l.holder.clone(), l.expires_at),
+                    None => ("(no lease recorded)".to_owned(), Timestamp::MAX),
+                };
+                if expires >= now {
+                    let op_id = current.clone();
+                    return Ok(if lost {
+                        StartOutcome::LostRace {
+                            holder,
+                            op_id,
+                            expires,
+                        }
+                    } else {
+                        StartOutcome::LeaseHeld {
+                            holder,
+                            op_id,
+                            expires,
+                        }
+                    });
+                }
+                tracing::info!(
+                    group = %req.group, expired_op = %current, %holder, %expires,
+                    "taking over a group whose lease expired"
+                );
+            }
+            if !req.force && state.active_cluster != req.source {
+                return Ok(StartOutcome::NotActive {
+                    group: req.group.clone(),
+                    active: state.active_cluster,
+                });
+            }
+            let epoch = state
+                .epoch
+                .checked_add(1)
+                .ok_or_else(|| Cause::Invalid("the group's epoch cannot grow any more".into()))?;
+            let expires = now
+                .checked_add(ttl)
+                .map_err(|_| Cause::Invalid("the lease would expire after the year 9999".into()))?;
+            let op = Operation {
+                id: op_id.to_owned(),
+                group: req.group.clone(),
+                epoch,
+                mode: req.mode,
+                source: req.source.clone(),
+                target: req.target.clone(),
+                force: req.force,
+                reason: req.reason.clone(),
+                requested_by: req.requested_by.clone(),
+                phase: Phase::Pending,
+                requested_at: now,
+                promotion_started_at: None,
+                abort_requested_at: None,
+                dual_active_started_at: None,
+                dual_active_ended_at: None,
+                finished_at: None,
+                timings: Timings::default(),
+                original_replicas: Default::default(),
+                message: None,
+            };
+
+            let mut condition = "#epoch = :old AND (attribute_not_exists(#opId) OR #leaseExpiresAt < :now) \
+                 AND (attribute_not_exists(#suspended) OR #suspended = :false)"
+                .to_owned();
+            let mut attr_names = vec![
+                attr::EPOCH,
+                attr::OP_ID,
+                attr::LEASE_HOLDER,
+                attr::LEASE_EXPIRES_AT,
+                attr::VERSION,
+                attr::UPDATED_AT,
+                attr::SUSPENDED,
+            ];
+            let mut attr_values = values([
+                (":old", av_n(state.epoch)),
+                (":new", av_n(epoch)),
+                (":id", av_s(op_id)),
+                (":holder", av_s(&req.requested_by)),
+                (":exp", av_ms(expires)),
+                (":zero", av_n(0)),
+                (":one", av_n(1)),
+                (":now", av_ms(now)),
+                (":false", av_bool(false)),
+            ]);
+            if !req.force {
+                condition.push_str(" AND #activeCluster = :source");
+                attr_names.push(attr::ACTIVE_CLUSTER);
+                attr_values.insert(":source".into(), av_s(&req.source));
+            }
+            let update = Update::builder()
+                .table_name(self.table.as_ref())
+                .set_key(Some(key_map(keys::group_state_key(&req.group))))
+                .update_expression(
+                    "SET #epoch = :new, #opId = :id, #leaseHolder = :holder, #leaseExpiresAt = :exp, \
+                     #version = if_not_exists(#version, :zero) + :one, #updatedAt = :now",
+                )
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(names(&attr_names)))
+                .set_expression_attribute_values(Some(attr_values))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build()?;
+            let put = Put::builder()
+                .table_name(self.table.as_ref())
+                .set_item(Some(op.to_item()))
+                .condition_expression("attribute_not_exists(#PK)")
+                .set_expression_attribute_names(Some(names(&[attr::PK])))
+                .build()?;
+            let items = vec![
+                TransactWriteItem::builder().update(update).build(),
+                TransactWriteItem::builder().put(put).build(),
+            ];
+
+            match self.transact(OP, items, Some(start_request_token(op_id, state.epoch))).await {
+                Ok(TxResult::Committed) => {
+                    tracing::info!(group = %req.group, op_id, epoch, "operation started");
+                    return Ok(StartOutcome::Started(op));
+                }
+                Ok(result @ TxResult::Cancelled(_)) => {
+                    if result.reason(1).is_some() {
+                        // The operation record exists: either an earlier attempt of ours
+                        // committed, or the id is taken.
+                        if let Some(now_state) = self.read_state(OP, &req.group).await?
+                            && now_state.op_id.as_deref() == Some(op_id)
+                        {
+                            return self.started(op_id).await;
+                        }
+                        return Err(Cause::Invalid(format!(
+                            "operation id {op_id} is already used by another operation"
+                        )));
+                    }
+                    lost = true;
+                }
+                Err(failed) => {
+                    let ambiguous = failed.kind.is_ambiguous()
+                        || matches!(
+                            aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&failed.err),
+                            Some("IdempotentParameterMismatchException" | "TransactionInProgressException")
+                        );
+                    if ambiguous
+                        && let Ok(Some(now_state)) = self.read_state(OP, &req.group).await
+                        && now_state.op_id.as_deref() == Some(op_id)
+                    {
+                        return self.started(op_id).await;
+                    }
+                    return Err(failed.into_cause());
+                }
+            }
+        }
+        Err(Cause::Contention {
+            attempts: START_ATTEMPTS,
+        })
+    }
+
+    /// `Started` with the stored operation.
+    async fn started(&self, op_id: &str) -> Result<StartOutcome, Cause> {
+        let item = self
+            .get_item("start_operation", keys::operation_key(op_id))
+            .await?
+            .ok_or_else(|| {
+                Cause::Invalid(format!(
+                    "the group names operation {op_id} but its record does not exist"
+                ))
+            })?;
+        Ok(StartOutcome::Started(Operation::from_item(&item)?))
+    }
+
+    /// A consistent read of a group state, decoded.
+    pub(super) async fn read_state(
+        &self,
+        operation: &'static str,
+        group: &GroupRef,
+    ) -> Result<Option<GroupState>, Cause> {
+        match self.get_item(operation, keys::group_state_key(group)).await? {
+            Some(item) => Ok(Some(GroupState::from_item(&item)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A consistent read of an operation, decoded.
+    pub(super) async fn read_operation(
+        &self,
+        operation: &'static str,
+        op_id: &str,
+    ) -> Result<Option<Operation>, Cause> {
+        match self.get_item(operation, keys::operation_key(op_id)).await? {
+            Some(item) => Ok(Some(Operation::from_item(&item)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Requests an abort: sets `abortRequestedAt` (and phase `Aborting`) on the operation,
+    /// condition: no promotion claimed and not closed. Claim and abort exclude each other
+    /// through this one item.
+    ///
+    /// Outcomes: `Done(requested_at)` (repeating it keeps the first time);
+    /// `PromotionClaimed` (only forward is possible); `AlreadyFinished`;
+    /// `OperationNotFound`.
+    pub async fn request_abort(&self, op_id: &str) -> Result<Outcome<Timestamp>, StoreError> {
+        self.request_abort_inner(op_id)
+            .await
+            .map_err(|source| StoreError::RequestAbort {
+                op_id: op_id.to_owned(),
+                table: self.table.to_string(),
+                source,
+            })
+    }
+
+    async fn request_abort_inner(&self, op_id: &str) -> Result<Outcome<Timestamp>, Cause> {
+        keys::validate_operation_id(op_id)?;
+        let now = self.now();
+        let req = self
+            .client
+            .update_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key_map(keys::operation_key(op_id))))
+            .update_expression(
+                "SET #abortRequestedAt = if_not_exists(#abortRequestedAt, :now), #phase = :aborting",
+            )
+            .condition_expression(
+                "attribute_exists(#PK) AND attribute_not_exists(#promotionStartedAt) \
+                 AND NOT (#phase IN (:t1, :t2, :t3, :t4))",
+            )
+            .set_expression_attribute_names(Some(names(&[
+                attr::PK,
+                attr::ABORT_REQUESTED_AT,
+                attr::PROMOTION_STARTED_AT,
+                attr::PHASE,
+            ])))
+            .set_expression_attribute_values(Some(values([
+                (":now", av_ms(now)),
+                (":aborting", av_s(Phase::Aborting.as_str())),
+                (":t1", av_s(Phase::Succeeded.as_str())),
+                (":t2", av_s(Phase::Failed.as_str())),
+                (":t3", av_s(Phase::Aborted.as_str())),
+                (":t4", av_s(Phase::RolledBack.as_str())),
+            ])))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        match self
+            .send("request_abort", "UpdateItem", error::failure_kind, || req.clone().send())
+            .await
+        {
+            Ok(out) => {
+                let at = out
+                    .attributes()
+                    .and_then(|a| ms_attr(a, attr::ABORT_REQUESTED_AT))
+                    .unwrap_or(now);
+                tracing::info!(op_id, %at, "abort requested");
+                Ok(Outcome::Done(at))
+            }
+            Err(f) => {
+                let old = match f.err.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(e)) => e.item().cloned(),
+                    _ => return Err(f.into_cause()),
+                };
+                let old = match old {
+                    Some(item) => Some(item),
+                    None => self.get_item("request_abort", keys::operation_key(op_id)).await?,
+                };
+                let Some(old) = old else {
+                    return Ok(Outcome::OperationNotFound {
+                        op_id: op_id.to_owned(),
+                    });
+                };
+                let op = Operation::from_item(&old)?;
+                if let Some(at) = op.promotion_started_at {
+                    Ok(Outcome::PromotionClaimed { at })
+                } else if op.phase.is_terminal() {
+                    Ok(Outcome::AlreadyFinished { phase: op.phase })
+                } else {
+                    Err(Cause::Invalid(format!(
+                        "the abort condition failed but operation {op_id} looks abortable (phase {})",
+                        op.phase
+                    )))
+                }
+            }
+        }
+    }
+}

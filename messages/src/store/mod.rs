@@ -1,0 +1,538 @@
+//! The client layer agents and the coordinator use to read and write the protocol's records.
+//!
+//! [`Store`] wraps an `aws_sdk_dynamodb::Client`, the table name, an injected [`Clock`] (so
+//! tests can move time) and a shared [`CallCounter`]. Its methods map one-to-one onto the
+//! protocol steps of `docs/protocol.md`:
+//!
+//! | who | method | protocol |
+//! |---|---|---|
+//! | coordinator | [`Store::register_group`], [`Store::set_suspended`] | group state created at epoch 0 |
+//! | coordinator | [`Store::start_operation`] | step 1, one `TransactWriteItems` |
+//! | agents | [`Store::renew_lease`] | leases |
+//! | source | [`Store::journal_intent`] / [`Store::journal_outcome`] | step 3 |
+//! | source | [`Store::record_original_replicas`] | rule 3 (replicas kept in the operation) |
+//! | source | [`Store::mark_all_ready`] | step 4, all volumes in one transaction |
+//! | target | [`Store::list_handoffs`], [`Store::claim_promotion`], [`Store::mark_promoted`] | step 5 |
+//! | target | [`Store::complete_operation`] | step 6 / rule 5, one transaction |
+//! | coordinator / source | [`Store::request_abort`] / [`Store::finish_abort`] | abort |
+//! | agents | [`Store::record_dual_active`], [`Store::set_phase`] | UPTIME window, phases |
+//! | agents | [`Store::put_heartbeat`], [`Store::get_heartbeat`], [`Store::list_heartbeats`] | heartbeats |
+//! | anyone | [`Store::get_group_state`], [`Store::get_operation`], [`Store::journal`], [`Store::list_groups`], [`Store::list_operations`], [`Store::history`] | reads |
+//!
+//! # Guarantees
+//!
+//! * Every read of a single item or of one partition is strongly consistent
+//!   (`ConsistentRead`); only the `GSI1` listings ([`Store::list_groups`],
+//!   [`Store::list_operations`]) are eventually consistent, as every index is.
+//! * Every write an agent makes for an operation is conditioned on the group's epoch (a
+//!   `ConditionCheck` on the group state in the same transaction). A lost condition comes back
+//!   as an [`Outcome`] (`StaleEpoch`, `AbortRequested`, …), classified from the transaction's
+//!   cancellation reasons (with `ReturnValuesOnConditionCheckFailure = ALL_OLD`) or from a
+//!   consistent read; it is never an error and never retried.
+//! * Only throttling, 5xx and transport failures are retried ([`retry`]), with capped
+//!   exponential backoff and jitter; the SDK's own retries are switched off so that the
+//!   policy and the [`CallCounter`] see every attempt.
+//! * A write whose effect is unknown after a transport failure is resolved by reading back
+//!   (the start reads `opId`; completing and aborting read the operation's phase), so a
+//!   committed write is never reported as lost.
+
+mod agent;
+mod clock;
+mod coordinator;
+mod error;
+mod outcome;
+mod read;
+pub mod retry;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, ConditionCheck, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
+};
+use jiff::Timestamp;
+
+pub use self::clock::{Clock, ManualClock, SystemClock};
+pub use self::error::{AwsError, Cause, StoreError};
+pub use self::outcome::{
+    DualActiveMark, HeartbeatStatus, OpRef, Outcome, RegisterOutcome, Stale, StartOutcome,
+    StartRequest,
+};
+use self::retry::{FailureKind, RetryPolicy};
+use crate::keys;
+use crate::records::{Item, attr, av_n, av_s, truncate_to_millis};
+
+/// DynamoDB's limit of items in one transaction.
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+
+/// AWS calls made, per store operation and per DynamoDB API. Every attempt counts, retries
+/// included. Share one counter between stores (or read [`Store::calls`]) to measure "AWS
+/// calls per failover".
+#[derive(Debug, Default)]
+pub struct CallCounter {
+    counts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl CallCounter {
+    /// A new counter, ready to share.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn record(&self, operation: &'static str, api: &'static str) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry((operation, api)).or_default() += 1;
+    }
+
+    fn snapshot(&self) -> BTreeMap<(&'static str, &'static str), u64> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Calls per store operation (`start_operation`, `mark_all_ready`, …).
+    pub fn by_operation(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for ((op, _), n) in self.snapshot() {
+            *out.entry(op.to_owned()).or_default() += n;
+        }
+        out
+    }
+
+    /// Calls per DynamoDB API (`TransactWriteItems`, `GetItem`, `Query`, …).
+    pub fn by_api(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for ((_, api), n) in self.snapshot() {
+            *out.entry(api.to_owned()).or_default() += n;
+        }
+        out
+    }
+
+    /// Calls per `(operation, API)` pair.
+    pub fn by_operation_and_api(&self) -> BTreeMap<(String, String), u64> {
+        self.snapshot()
+            .into_iter()
+            .map(|((op, api), n)| ((op.to_owned(), api.to_owned()), n))
+            .collect()
+    }
+
+    /// Calls of one store operation.
+    pub fn get(&self, operation: &str) -> u64 {
+        self.snapshot()
+            .into_iter()
+            .filter(|((op, _), _)| *op == operation)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// All calls.
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+
+    /// Forgets every count.
+    pub fn reset(&self) {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// Client for the failover table. Cheap to clone; clones share the clock and the counter.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    table: Arc<str>,
+    clock: Arc<dyn Clock>,
+    calls: Arc<CallCounter>,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("table", &self.table)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-attempt timeout set on the client when its configuration has none, so a hung
+/// connection becomes a retryable transport failure.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Store {
+    /// A store for `table` using the system clock, the default [`RetryPolicy`] and a fresh
+    /// [`CallCounter`]. The client's own retries are switched off (the store retries).
+    pub fn new(client: &Client, table: impl Into<String>) -> Self {
+        let conf = client.config();
+        let timeouts = conf.timeout_config().cloned().unwrap_or_default();
+        let timeouts = if timeouts.operation_attempt_timeout().is_none() {
+            timeouts
+                .to_builder()
+                .operation_attempt_timeout(DEFAULT_ATTEMPT_TIMEOUT)
+                .build()
+        } else {
+            timeouts
+        };
+        let conf = conf
+            .to_builder()
+            .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
+            .timeout_config(timeouts)
+            .build();
+        Self {
+            client: Client::from_conf(conf),
+            table: Arc::from(table.into()),
+            clock: Arc::new(SystemClock),
+            calls: CallCounter::new(),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Uses `clock` for every timestamp and expiry check.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses `policy` for retries.
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Counts calls in `counter` (to share one counter between several stores).
+    pub fn with_call_counter(mut self, counter: Arc<CallCounter>) -> Self {
+        self.calls = counter;
+        self
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The call counter.
+    pub fn calls(&self) -> &Arc<CallCounter> {
+        &self.calls
+    }
+
+    /// The clock's time, truncated to the millisecond (the precision records keep).
+    pub fn now(&self) -> Timestamp {
+        truncate_to_millis(self.clock.now())
+    }
+
+    /// Runs one DynamoDB call with the retry policy, counting every attempt.
+    async fn send<T, E, Fut>(
+        &self,
+        operation: &'static str,
+        api: &'static str,
+        classify: fn(&SdkError<E>) -> FailureKind,
+        mut call: impl FnMut() -> Fut,
+    ) -> Result<T, Failed<E>>
+    where
+        Fut: Future<Output = Result<T, SdkError<E>>>,
+    {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            self.calls.record(operation, api);
+            match call().await {
+                Ok(out) => return Ok(out),
+                Err(err) => {
+                    let kind = classify(&err);
+                    match self.retry.delay(attempts, kind, rand::random::<f64>()) {
+                        Some(wait) => {
+                            tracing::debug!(
+                                table = %self.table, operation, api, attempts, ?kind,
+                                "DynamoDB call failed, retrying in {wait:?}"
+                            );
+                            tokio::time::sleep(wait).await;
+                        }
+                        None => {
+                            return Err(Failed {
+                                api,
+                                attempts,
+                                kind,
+                                err,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a transaction. A cancellation in which some item failed its condition comes
+    /// back as [`TxResult::Cancelled`] with every item's reason; anything else that is not a
+    /// commit is an error.
+    async fn transact(
+        &self,
+        operation: &'static str,
+        items: Vec<TransactWriteItem>,
+        token: Option<String>,
+    ) -> Result<TxResult, Failed<TransactWriteItemsError>> {
+        let req = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .set_client_request_token(token);
+        let result = self
+            .send(operation, "TransactWriteItems", classify_transaction, || {
+                req.clone().send()
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(TxResult::Committed),
+            Err(failed) => {
+                if let SdkError::ServiceError(se) = &failed.err
+                    && let TransactWriteItemsError::TransactionCanceledException(tc) = se.err()
+                {
+                    let reasons = tc.cancellation_reasons();
+                    if reasons.iter().any(condition_failed) {
+                        return Ok(TxResult::Cancelled(
+                            reasons.iter().map(Reason::from).collect(),
+                        ));
+                    }
+                }
+                Err(failed)
+            }
+        }
+    }
+
+    /// `ConditionCheck` on the group state: `epoch = e` (and `opId = id` when
+    /// `in_flight`), returning the old item when it fails.
+    fn group_check(&self, op: &OpRef, in_flight: bool) -> Result<TransactWriteItem, Cause> {
+        let (expr, names, values) = group_condition(op, in_flight);
+        let check = ConditionCheck::builder()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key_map(keys::group_state_key(&op.group))))
+            .condition_expression(expr)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    /// Describes where the group stands after a write conditioned on `op.epoch` lost, from
+    /// the returned old item or, when there is none, a consistent read.
+    async fn stale(
+        &self,
+        operation: &'static str,
+        op: &OpRef,
+        old: Option<&Item>,
+    ) -> Result<Stale, Cause> {
+        let fetched;
+        let item = match old {
+            Some(item) => Some(item),
+            None => {
+                fetched = self.get_item(operation, keys::group_state_key(&op.group)).await?;
+                fetched.as_ref()
+            }
+        };
+        Ok(Stale {
+            expected_epoch: op.epoch,
+            current_epoch: item.and_then(|i| match i.get(attr::EPOCH) {
+                Some(AttributeValue::N(n)) => n.parse().ok(),
+                _ => None,
+            }),
+            current_op: item.and_then(|i| match i.get(attr::OP_ID) {
+                Some(AttributeValue::S(s)) => Some(s.clone()),
+                _ => None,
+            }),
+        })
+    }
+
+    /// A consistent `GetItem`.
+    async fn get_item(
+        &self,
+        operation: &'static str,
+        key: (String, String),
+    ) -> Result<Option<Item>, Cause> {
+        let req = self
+            .client
+            .get_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key_map(key)))
+            .consistent_read(true);
+        let out = self
+            .send(operation, "GetItem", error::failure_kind, || req.clone().send())
+            .await
+            .map_err(Failed::into_cause)?;
+        Ok(out.item)
+    }
+}
+
+/// A call that failed for good, before it is turned into an [`AwsError`].
+struct Failed<E> {
+    api: &'static str,
+    attempts: u32,
+    kind: FailureKind,
+    err: SdkError<E>,
+}
+
+impl<E> Failed<E>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    fn into_aws(self) -> AwsError {
+        AwsError::new(self.api, self.attempts, self.kind, self.err)
+    }
+
+    fn into_cause(self) -> Cause {
+        Cause::Aws(self.into_aws())
+    }
+}
+
+enum TxResult {
+    Committed,
+    Cancelled(Vec<Reason>),
+}
+
+/// One item's cancellation reason.
+struct Reason {
+    failed: bool,
+    item: Option<Item>,
+}
+
+impl From<&CancellationReason> for Reason {
+    fn from(r: &CancellationReason) -> Self {
+        Self {
+            failed: condition_failed(r),
+            item: r.item().cloned(),
+        }
+    }
+}
+
+fn condition_failed(r: &CancellationReason) -> bool {
+    r.code() == Some("ConditionalCheckFailed")
+}
+
+impl TxResult {
+    /// For a cancelled transaction: whether item `i` failed its condition, and its old item.
+    fn reason(&self, i: usize) -> Option<&Reason> {
+        match self {
+            TxResult::Committed => None,
+            TxResult::Cancelled(reasons) => reasons.get(i).filter(|r| r.failed),
+        }
+    }
+}
+
+fn classify_transaction(err: &SdkError<TransactWriteItemsError>) -> FailureKind {
+    if let SdkError::ServiceError(se) = err
+        && let TransactWriteItemsError::TransactionCanceledException(tc) = se.err()
+    {
+        let codes: Vec<Option<&str>> = tc.cancellation_reasons().iter().map(|r| r.code()).collect();
+        return retry::classify_cancellation(&codes);
+    }
+    error::failure_kind(err)
+}
+
+/// `{PK, SK}` as an attribute map.
+fn key_map((pk, sk): (String, String)) -> Item {
+    HashMap::from([
+        (keys::PK.to_owned(), av_s(pk)),
+        (keys::SK.to_owned(), av_s(sk)),
+    ])
+}
+
+/// `{"#a": "a", …}` for the attribute names used in an expression.
+fn names(attributes: &[&str]) -> HashMap<String, String> {
+    attributes
+        .iter()
+        .map(|a| (format!("#{a}"), (*a).to_owned()))
+        .collect()
+}
+
+/// Expression values.
+fn values<const N: usize>(pairs: [(&str, AttributeValue); N]) -> HashMap<String, AttributeValue> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+fn group_condition(
+    op: &OpRef,
+    in_flight: bool,
+) -> (&'static str, HashMap<String, String>, HashMap<String, AttributeValue>) {
+    if in_flight {
+        (
+            "#epoch = :e AND #opId = :id",
+            names(&[attr::EPOCH, attr::OP_ID]),
+            values([(":e", av_n(op.epoch)), (":id", av_s(&op.id))]),
+        )
+    } else {
+        (
+            "#epoch = :e",
+            names(&[attr::EPOCH]),
+            values([(":e", av_n(op.epoch))]),
+        )
+    }
+}
+
+/// The `ClientRequestToken` of the transaction that starts operation `op_id` from the
+/// group's epoch `from_epoch`: a stable 32-hex-digit digest (DynamoDB allows at most 36
+/// characters), so a retried start is recognised as the same request, while an attempt at
+/// another epoch (after the state moved) is a different request.
+pub fn start_request_token(op_id: &str, from_epoch: u64) -> String {
+    let input = format!("{op_id}@{from_epoch}");
+    // FNV-1a, 64 bits, twice with different offsets: stable across builds and platforms.
+    fn fnv(offset: u64, bytes: &[u8]) -> u64 {
+        bytes.iter().fold(offset, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    }
+    let a = fnv(0xcbf2_9ce4_8422_2325, input.as_bytes());
+    let b = fnv(0x6c62_272e_07bb_0142, input.as_bytes());
+    format!("{a:016x}{b:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_token_is_stable_short_and_distinct() {
+        let id = "0d6c8a1e-4b0e-4f7a-9c1d-2a3b4c5d6e7f";
+        let a = start_request_token(id, 3);
+        assert_eq!(a, start_request_token(id, 3));
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, start_request_token("0d6c8a1e-4b0e-4f7a-9c1d-2a3b4c5d6e7e", 3));
+        assert_ne!(a, start_request_token(id, 4));
+        assert_eq!(start_request_token("", 0).len(), 32);
+        // Pinned so that a change of the function (which would break idempotent retries
+        // between versions) is noticed.
+        assert_eq!(start_request_token("op-1", 0), PINNED_TOKEN);
+    }
+
+    #[test]
+    fn call_counter_sums_per_operation_and_api() {
+        let c = CallCounter::new();
+        c.record("start_operation", "GetItem");
+        c.record("start_operation", "TransactWriteItems");
+        c.record("mark_all_ready", "TransactWriteItems");
+        assert_eq!(c.get("start_operation"), 2);
+        assert_eq!(c.by_api()["TransactWriteItems"], 2);
+        assert_eq!(c.by_operation()["mark_all_ready"], 1);
+        assert_eq!(c.total(), 3);
+        c.reset();
+        assert_eq!(c.total(), 0);
+    }
+
+    #[test]
+    fn group_condition_names_only_what_it_uses() {
+        let op = OpRef {
+            id: "op-1".into(),
+            group: "shop/orders".parse().unwrap(),
+            epoch: 4,
+        };
+        let (expr, names, values) = group_condition(&op, true);
+        assert_eq!(expr, "#epoch = :e AND #opId = :id");
+        assert_eq!(names.len(), 2);
+        assert_eq!(values[":e"], av_n(4));
+        let (expr, names, values) = group_condition(&op, false);
+        assert_eq!(expr, "#epoch = :e");
+        assert_eq!((names.len(), values.len()), (1, 1));
+    }
+}
