@@ -3,3 +3,4 @@
 
 pub mod aws;
 pub mod env;
+pub mod kube;
