@@ -123,7 +123,11 @@ impl GroupRef {
         };
         let shown = group.to_string();
         if let Err(problem) = check_dns_label(&group.namespace) {
-            return Err(KeyError::new("group", &shown, format!("namespace {problem}")));
+            return Err(KeyError::new(
+                "group",
+                &shown,
+                format!("namespace {problem}"),
+            ));
         }
         if let Err(problem) = check_dns_subdomain(&group.name) {
             return Err(KeyError::new("group", &shown, format!("name {problem}")));
@@ -204,10 +208,9 @@ fn check_dns_chars(s: &str, allow_dot: bool) -> Result<(), String> {
     } else {
         "lowercase letters, digits and '-'"
     };
-    if let Some(c) = s
-        .chars()
-        .find(|&c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (allow_dot && c == '.')))
-    {
+    if let Some(c) = s.chars().find(|&c| {
+        !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (allow_dot && c == '.'))
+    }) {
         return Err(format!("contains {c:?}; only {allowed} are allowed"));
     }
     let first = s.chars().next().unwrap_or('-');
@@ -231,7 +234,10 @@ pub fn validate_operation_id(id: &str) -> Result<(), KeyError> {
         return Err(KeyError::new(
             "operation id",
             id,
-            format!("is {} characters long (at most {MAX_OPERATION_ID_LEN})", id.len()),
+            format!(
+                "is {} characters long (at most {MAX_OPERATION_ID_LEN})",
+                id.len()
+            ),
         ));
     }
     if let Some(c) = id
@@ -266,10 +272,16 @@ pub fn validate_step_name(what: &'static str, name: &str) -> Result<(), KeyError
         return Err(KeyError::new(
             what,
             name,
-            format!("is {} characters long (at most {MAX_STEP_NAME_LEN})", name.len()),
+            format!(
+                "is {} characters long (at most {MAX_STEP_NAME_LEN})",
+                name.len()
+            ),
         ));
     }
-    if let Some(c) = name.chars().find(|&c| c == '#' || c.is_control() || c.is_whitespace()) {
+    if let Some(c) = name
+        .chars()
+        .find(|&c| c == '#' || c.is_control() || c.is_whitespace())
+    {
         return Err(KeyError::new(
             what,
             name,
@@ -414,9 +426,20 @@ mod tests {
             assert!(msg.starts_with("invalid group"), "{msg}");
         }
         let long = format!("shop/{}", "a".repeat(254));
-        assert!(long.parse::<GroupRef>().unwrap_err().to_string().contains("at most 253"));
+        assert!(
+            long.parse::<GroupRef>()
+                .unwrap_err()
+                .to_string()
+                .contains("at most 253")
+        );
         let long_ns = format!("{}/x", "a".repeat(64));
-        assert!(long_ns.parse::<GroupRef>().unwrap_err().to_string().contains("at most 63"));
+        assert!(
+            long_ns
+                .parse::<GroupRef>()
+                .unwrap_err()
+                .to_string()
+                .contains("at most 63")
+        );
     }
 
     #[test]
@@ -431,17 +454,26 @@ mod tests {
     #[test]
     fn keys_follow_the_protocol_schema() {
         let g = GroupRef::new("shop", "orders").unwrap();
-        assert_eq!(group_state_key(&g), ("GROUP#shop/orders".into(), "STATE".into()));
+        assert_eq!(
+            group_state_key(&g),
+            ("GROUP#shop/orders".into(), "STATE".into())
+        );
         assert_eq!(group_gsi1sk(&g), "shop/orders");
         assert_eq!(operation_key("op-1"), ("OP#op-1".into(), "OP".into()));
         assert_eq!(
             operation_gsi1sk(ts(1_764_150_000_000), "op-1"),
             "1764150000000#op-1"
         );
-        assert_eq!(handoff_key("op-1", "db-data"), ("OP#op-1".into(), "VOL#db-data".into()));
+        assert_eq!(
+            handoff_key("op-1", "db-data"),
+            ("OP#op-1".into(), "VOL#db-data".into())
+        );
         assert_eq!(
             journal_key("op-1", "east", "source-shutdown", "ScaleDown"),
-            ("OP#op-1".into(), "JOURNAL#east#source-shutdown#ScaleDown".into())
+            (
+                "OP#op-1".into(),
+                "JOURNAL#east#source-shutdown#ScaleDown".into()
+            )
         );
         assert!(journal_sk("east", "s", "t").starts_with(&journal_prefix("east")));
         assert!(!journal_sk("east-2", "s", "t").starts_with(&journal_prefix("east")));
@@ -449,7 +481,10 @@ mod tests {
             history_key(&g, ts(1_764_150_000_000), "op-1"),
             ("GROUP#shop/orders".into(), "HIST#1764150000000#op-1".into())
         );
-        assert_eq!(heartbeat_key("east"), ("CLUSTERS".into(), "CLUSTER#east".into()));
+        assert_eq!(
+            heartbeat_key("east"),
+            ("CLUSTERS".into(), "CLUSTER#east".into())
+        );
         assert_eq!(parse_group_pk("GROUP#shop/orders").unwrap(), g);
         assert!(parse_group_pk("OP#x").is_err());
     }
@@ -467,10 +502,20 @@ mod tests {
         assert!(validate_operation_id("0d6c8a1e-4b0e-4f7a-9c1d-2a3b4c5d6e7f").is_ok());
         assert!(validate_operation_id("op:1.x_y").is_ok());
         assert!(validate_operation_id("").is_err());
-        assert!(validate_operation_id("a#b").unwrap_err().to_string().contains("'#'"));
+        assert!(
+            validate_operation_id("a#b")
+                .unwrap_err()
+                .to_string()
+                .contains("'#'")
+        );
         assert!(validate_operation_id(&"a".repeat(129)).is_err());
         assert!(validate_cluster("east").is_ok());
-        assert!(validate_cluster("East").unwrap_err().to_string().contains("cluster name"));
+        assert!(
+            validate_cluster("East")
+                .unwrap_err()
+                .to_string()
+                .contains("cluster name")
+        );
         assert!(validate_volume("orders-db.data").is_ok());
         assert!(validate_volume("a#b").is_err());
         assert!(validate_step_name("stage", "source-shutdown").is_ok());

@@ -49,6 +49,7 @@ pub mod attr {
     pub const ACTIVE_CLUSTER: &str = "activeCluster";
     pub const EPOCH: &str = "epoch";
     pub const OP_ID: &str = "opId";
+    pub const PROMOTION_CLAIMED_BY: &str = "promotionClaimedBy";
     pub const LEASE_HOLDER: &str = "leaseHolder";
     pub const LEASE_EXPIRES_AT: &str = "leaseExpiresAt";
     pub const SUSPENDED: &str = "suspended";
@@ -239,6 +240,10 @@ pub struct GroupState {
     /// The operation in flight, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op_id: Option<String>,
+    /// The cluster whose promotion was claimed and not yet completed. While it is set, only
+    /// that cluster may have an active side, and only a forced operation may start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_claimed_by: Option<String>,
     /// The lease of the operation in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,
@@ -257,6 +262,19 @@ impl GroupState {
     /// True when an operation is in flight and its lease has not expired at `now`.
     pub fn lease_is_live(&self, now: Timestamp) -> bool {
         self.op_id.is_some() && self.lease.as_ref().is_some_and(|l| l.expires_at >= now)
+    }
+
+    /// The one cluster entitled to an active side: the claimer of a promotion in flight,
+    /// else the active cluster. Any other cluster whose side is active must fence itself.
+    pub fn entitled_cluster(&self) -> &str {
+        self.promotion_claimed_by
+            .as_deref()
+            .unwrap_or(&self.active_cluster)
+    }
+
+    /// True when `cluster` may have an active side ([`GroupState::entitled_cluster`]).
+    pub fn is_entitled(&self, cluster: &str) -> bool {
+        self.entitled_cluster() == cluster
     }
 }
 
@@ -337,7 +355,10 @@ pub struct Operation {
 impl Operation {
     /// The dual-active window (UPTIME), once both ends are recorded.
     pub fn dual_active_window(&self) -> Option<SignedDuration> {
-        Some(self.dual_active_ended_at? - self.dual_active_started_at?)
+        Some(
+            self.dual_active_ended_at?
+                .duration_since(self.dual_active_started_at?),
+        )
     }
 }
 
@@ -560,7 +581,12 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn wrong(&self, attribute: &str, expected: &'static str, found: &AttributeValue) -> DecodeError {
+    fn wrong(
+        &self,
+        attribute: &str,
+        expected: &'static str,
+        found: &AttributeValue,
+    ) -> DecodeError {
         self.err(
             attribute,
             Problem::WrongType {
@@ -581,10 +607,6 @@ impl<'a> Reader<'a> {
     fn s(&self, attribute: &str) -> Result<&'a str, DecodeError> {
         self.opt_s(attribute)?
             .ok_or_else(|| self.err(attribute, Problem::Missing))
-    }
-
-    fn string(&self, attribute: &str) -> Result<String, DecodeError> {
-        self.s(attribute).map(str::to_owned)
     }
 
     fn opt_string(&self, attribute: &str) -> Result<Option<String>, DecodeError> {
@@ -611,7 +633,11 @@ impl<'a> Reader<'a> {
             .map_err(|e: T::Err| self.err(attribute, Problem::BadValue(e.to_string())))
     }
 
-    fn opt_number<T: FromStr>(&self, attribute: &str, what: &str) -> Result<Option<T>, DecodeError> {
+    fn opt_number<T: FromStr>(
+        &self,
+        attribute: &str,
+        what: &str,
+    ) -> Result<Option<T>, DecodeError> {
         match self.get(attribute) {
             None => Ok(None),
             Some(AttributeValue::N(n)) => n.parse().map(Some).map_err(|_| {
@@ -775,15 +801,14 @@ pub fn timings_to_av(t: &Timings) -> AttributeValue {
 
 /// The `originalReplicas` map attribute.
 pub fn replicas_to_av(replicas: &BTreeMap<String, u32>) -> AttributeValue {
-    AttributeValue::M(
-        replicas
-            .iter()
-            .map(|(k, v)| (k.clone(), av_n(v)))
-            .collect(),
-    )
+    AttributeValue::M(replicas.iter().map(|(k, v)| (k.clone(), av_n(v))).collect())
 }
 
-fn number_map<T: FromStr>(r: &Reader<'_>, m: &Item, what: &str) -> Result<BTreeMap<String, T>, DecodeError> {
+fn number_map<T: FromStr>(
+    r: &Reader<'_>,
+    m: &Item,
+    what: &str,
+) -> Result<BTreeMap<String, T>, DecodeError> {
     let mut out = BTreeMap::new();
     for k in m.keys() {
         out.insert(k.clone(), r.number(k, what)?);
@@ -854,6 +879,10 @@ impl Record for GroupState {
             .s(attr::ACTIVE_CLUSTER, &self.active_cluster)
             .n(attr::EPOCH, self.epoch)
             .opt_s(attr::OP_ID, self.op_id.as_deref())
+            .opt_s(
+                attr::PROMOTION_CLAIMED_BY,
+                self.promotion_claimed_by.as_deref(),
+            )
             .bool(attr::SUSPENDED, self.suspended)
             .n(attr::VERSION, self.version)
             .opt_s(attr::LAST_OP_ID, self.last_op_id.as_deref())
@@ -881,6 +910,15 @@ impl Record for GroupState {
             active_cluster: r.checked(attr::ACTIVE_CLUSTER, keys::validate_cluster)?,
             epoch: r.u64(attr::EPOCH)?,
             op_id: r.opt_string(attr::OP_ID)?,
+            promotion_claimed_by: match r.opt_s(attr::PROMOTION_CLAIMED_BY)? {
+                Some(c) => {
+                    keys::validate_cluster(c).map_err(|e| {
+                        r.err(attr::PROMOTION_CLAIMED_BY, Problem::BadValue(e.to_string()))
+                    })?;
+                    Some(c.to_owned())
+                }
+                None => None,
+            },
             lease,
             suspended: r.opt_bool(attr::SUSPENDED)?.unwrap_or(false),
             version: r.opt_u64(attr::VERSION)?.unwrap_or(0),
@@ -914,7 +952,10 @@ fn operation_attributes(op: &Operation, key: (String, String)) -> Builder {
         b = b.raw(attr::TIMINGS, timings_to_av(&op.timings));
     }
     if !op.original_replicas.is_empty() {
-        b = b.raw(attr::ORIGINAL_REPLICAS, replicas_to_av(&op.original_replicas));
+        b = b.raw(
+            attr::ORIGINAL_REPLICAS,
+            replicas_to_av(&op.original_replicas),
+        );
     }
     b
 }
@@ -953,7 +994,10 @@ impl Record for Operation {
     fn to_item(&self) -> Item {
         operation_attributes(self, self.key())
             .s(attr::GSI1PK, keys::GSI1_OPERATIONS)
-            .s(attr::GSI1SK, keys::operation_gsi1sk(self.requested_at, &self.id))
+            .s(
+                attr::GSI1SK,
+                keys::operation_gsi1sk(self.requested_at, &self.id),
+            )
             .0
     }
 
@@ -1158,19 +1202,33 @@ mod tests {
 
         item.insert("mode".into(), av_n(3));
         let e = Operation::from_item(&item).unwrap_err();
-        assert_eq!(e.to_string(), "operation record OP#op-1/OP: attribute `mode` has type N, expected S");
+        assert_eq!(
+            e.to_string(),
+            "operation record OP#op-1/OP: attribute `mode` has type N, expected S"
+        );
 
         item.insert("mode".into(), av_s("FAST"));
         let e = Operation::from_item(&item).unwrap_err();
-        assert!(e.to_string().contains("unknown mode \"FAST\", expected one of CONSISTENCY, UPTIME"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("unknown mode \"FAST\", expected one of CONSISTENCY, UPTIME"),
+            "{e}"
+        );
 
         let mut item = sample_operation().to_item();
         item.insert("epoch".into(), av_n(-1));
         let e = Operation::from_item(&item).unwrap_err();
-        assert!(e.to_string().contains("`epoch` has a bad value: \"-1\" is not an unsigned"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("`epoch` has a bad value: \"-1\" is not an unsigned"),
+            "{e}"
+        );
 
         let mut item = sample_operation().to_item();
-        item.insert("timings".into(), AttributeValue::M(Item::from([("totalMs".into(), av_s("x"))])));
+        item.insert(
+            "timings".into(),
+            AttributeValue::M(Item::from([("totalMs".into(), av_s("x"))])),
+        );
         let e = Operation::from_item(&item).unwrap_err();
         assert_eq!(e.attribute, "timings.totalMs");
 
@@ -1194,6 +1252,7 @@ mod tests {
             active_cluster: "east".into(),
             epoch: 1,
             op_id: Some("op-1".into()),
+            promotion_claimed_by: None,
             lease: Some(Lease {
                 holder: "east".into(),
                 expires_at: ts(5),
@@ -1208,6 +1267,32 @@ mod tests {
         item.remove("leaseExpiresAt");
         let e = GroupState::from_item(&item).unwrap_err();
         assert_eq!(e.attribute, "leaseExpiresAt");
+    }
+
+    #[test]
+    fn the_claimer_of_a_promotion_is_entitled_over_the_active_cluster() {
+        let mut state = GroupState {
+            group: group(),
+            active_cluster: "east".into(),
+            epoch: 3,
+            op_id: Some("op-1".into()),
+            promotion_claimed_by: None,
+            lease: None,
+            suspended: false,
+            version: 1,
+            last_op_id: None,
+            updated_at: ts(1),
+        };
+        assert!(state.is_entitled("east"));
+        assert!(!state.is_entitled("west"));
+        state.promotion_claimed_by = Some("west".into());
+        assert_eq!(state.entitled_cluster(), "west");
+        assert!(!state.is_entitled("east"));
+        let mut item = state.to_item();
+        assert_eq!(GroupState::from_item(&item).unwrap(), state);
+        item.insert("promotionClaimedBy".into(), av_s("West#1"));
+        let e = GroupState::from_item(&item).unwrap_err();
+        assert_eq!(e.attribute, "promotionClaimedBy");
     }
 
     #[test]

@@ -41,7 +41,7 @@ start_cluster() { # start_cluster <name>
     return 0
   fi
   # A half-started or stopped cluster: remove what is left (kwokctl stops it by pid).
-  "$kwokctl" delete cluster --name "$name" --kubeconfig "$kc" >"$log" 2>&1 || true
+  "$kwokctl" delete cluster --name "$name" --kubeconfig "$kc" >"$log" 2>&1 8>&- || true
   rm -f "$kc"
   echo "testenv: starting cluster $name" >&2
   if ! "$kwokctl" -c "$state/kwokctl.yaml" create cluster --name "$name" --runtime binary \
@@ -51,7 +51,7 @@ start_cluster() { # start_cluster <name>
       --kube-controller-manager-binary="$BIN_DIR/kube-controller-manager" \
       --kube-scheduler-binary="$BIN_DIR/kube-scheduler" \
       --kwok-controller-binary="$BIN_DIR/kwok" \
-      --kubeconfig="$kc" --wait 120s >>"$log" 2>&1; then
+      --kubeconfig="$kc" --wait 120s >>"$log" 2>&1 8>&-; then
     echo "testenv: FAILED to start cluster $name; log: $log (component logs: $KWOK_WORKDIR/clusters/$name/logs)" >&2
     tail -n 20 "$log" >&2
     exit 1

@@ -60,27 +60,31 @@ pub struct TestEnv {
     pub vars: BTreeMap<String, String>,
 }
 
-static ENV: OnceCell<TestEnv> = OnceCell::const_new();
+/// The env file's variables, read once per process after `up.sh` ran. Clients are not
+/// cached: each `#[tokio::test]` has its own runtime, and a kube client's worker dies with
+/// the runtime that spawned it.
+static VARS: OnceCell<BTreeMap<String, String>> = OnceCell::const_new();
 
 impl TestEnv {
-    /// Starts the environment if needed and connects to it (once per test process).
+    /// Starts the environment if needed (once per test process) and connects to it.
     pub async fn attach() -> Result<TestEnv> {
-        ENV.get_or_try_init(|| async {
-            let script = repo_root().join("tests/env/up.sh");
-            tokio::task::spawn_blocking(move || run_script(&script, &[]))
-                .await
-                .context("joining env up")??;
-            let vars = read_env_file(&state_dir().join("env.sh"))?;
-            let path = |k: &str| -> Result<PathBuf> {
-                Ok(PathBuf::from(vars.get(k).with_context(|| format!("env.sh has no {k}"))?))
-            };
-            let east = Cluster::connect("east", path("EAST_KUBECONFIG")?).await?;
-            let west = Cluster::connect("west", path("WEST_KUBECONFIG")?).await?;
-            let aws = aws::moto().await?;
-            Ok(TestEnv { east, west, aws, vars })
-        })
-        .await
-        .cloned()
+        let vars = VARS
+            .get_or_try_init(|| async {
+                let script = repo_root().join("tests/env/up.sh");
+                tokio::task::spawn_blocking(move || run_script(&script, &[]))
+                    .await
+                    .context("joining env up")??;
+                read_env_file(&state_dir().join("env.sh"))
+            })
+            .await?
+            .clone();
+        let path = |k: &str| -> Result<PathBuf> {
+            Ok(PathBuf::from(vars.get(k).with_context(|| format!("env.sh has no {k}"))?))
+        };
+        let east = Cluster::connect("east", path("EAST_KUBECONFIG")?).await?;
+        let west = Cluster::connect("west", path("WEST_KUBECONFIG")?).await?;
+        let aws = aws::moto().await?;
+        Ok(TestEnv { east, west, aws, vars })
     }
 
     /// Both clusters, east first.

@@ -4,3 +4,4 @@
 pub mod aws;
 pub mod env;
 pub mod kube;
+pub mod storage_sim;

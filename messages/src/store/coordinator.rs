@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{
 use jiff::{SignedDuration, Timestamp};
 
 use super::error::{self, Cause, StoreError};
-use super::outcome::{Outcome, RegisterOutcome, StartOutcome, StartRequest};
+use super::outcome::{OpRef, Outcome, RegisterOutcome, Stale, StartOutcome, StartRequest};
 use super::{Store, TxResult, key_map, names, start_request_token, values};
 use crate::keys::{self, GroupRef};
 use crate::records::{
@@ -22,9 +22,10 @@ const START_ATTEMPTS: u32 = 3;
 
 pub(super) fn ms_attr(item: &Item, name: &str) -> Option<Timestamp> {
     match item.get(name) {
-        Some(aws_sdk_dynamodb::types::AttributeValue::N(n)) => {
-            n.parse().ok().and_then(|ms| Timestamp::from_millisecond(ms).ok())
-        }
+        Some(aws_sdk_dynamodb::types::AttributeValue::N(n)) => n
+            .parse()
+            .ok()
+            .and_then(|ms| Timestamp::from_millisecond(ms).ok()),
         _ => None,
     }
 }
@@ -66,6 +67,7 @@ impl Store {
             active_cluster: active_cluster.to_owned(),
             epoch: 0,
             op_id: None,
+            promotion_claimed_by: None,
             lease: None,
             suspended: false,
             version: 1,
@@ -81,7 +83,9 @@ impl Store {
             .set_expression_attribute_names(Some(names(&[attr::PK])))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let old = match self
-            .send("register_group", "PutItem", error::failure_kind, || req.clone().send())
+            .send("register_group", "PutItem", error::failure_kind, || {
+                req.clone().send()
+            })
             .await
         {
             Ok(_) => return Ok(RegisterOutcome::Registered(state)),
@@ -95,7 +99,9 @@ impl Store {
             None => self
                 .get_item("register_group", keys::group_state_key(group))
                 .await?
-                .ok_or_else(|| Cause::Invalid("the group state vanished while registering".into()))?,
+                .ok_or_else(|| {
+                    Cause::Invalid("the group state vanished while registering".into())
+                })?,
         };
         let existing = GroupState::from_item(&old)?;
         if existing.active_cluster == active_cluster {
@@ -143,14 +149,18 @@ impl Store {
             ])))
             .return_values(ReturnValue::AllNew);
         match self
-            .send("set_suspended", "UpdateItem", error::failure_kind, || req.clone().send())
+            .send("set_suspended", "UpdateItem", error::failure_kind, || {
+                req.clone().send()
+            })
             .await
         {
             Ok(out) => match out.attributes() {
                 Some(item) => GroupState::from_item(item)
                     .map(Some)
                     .map_err(|e| wrap(e.into())),
-                None => Err(wrap(Cause::Invalid("UpdateItem returned no attributes".into()))),
+                None => Err(wrap(Cause::Invalid(
+                    "UpdateItem returned no attributes".into(),
+                ))),
             },
             Err(f) => match f.err.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(None),
@@ -162,15 +172,18 @@ impl Store {
     /// Protocol step 1: starts an operation in one conditional `TransactWriteItems`.
     ///
     /// Reads the group state (consistent), then in one transaction updates it (condition:
-    /// `epoch` unchanged, no operation in flight or its lease expired, not suspended,
-    /// `activeCluster = source` unless `force`; sets `epoch + 1`, `opId`, the lease) and puts
-    /// the operation (condition: it does not exist). The transaction's client request token
+    /// `epoch` unchanged, no operation in flight or its lease expired, not suspended, and
+    /// unless `force`: `activeCluster = source` and no promotion claimed
+    /// (`attribute_not_exists(promotionClaimedBy)`); sets `epoch + 1`, `opId`, the lease; a
+    /// forced start keeps `promotionClaimedBy`) and puts the operation (condition: it does
+    /// not exist). The transaction's client request token
     /// is derived from the operation id and the epoch it starts from
-    /// ([`start_request_token`](super::start_request_token)).
+    /// ([`super::start_request_token`]).
     ///
     /// Outcomes: `Started`; `LeaseHeld` when a live operation held the group before we
     /// wrote; `LostRace` when another start committed between our read and our write;
-    /// `NotActive`, `NotRegistered`, `Suspended`. After a timeout or transport failure the
+    /// `PromotionClaimed` (a claimed promotion was never completed: only forward, or
+    /// `force`), `NotActive`, `NotRegistered`, `Suspended`. After a timeout or transport failure the
     /// group state is read back and `opId = id` is reported as `Started`, so a committed
     /// start is never reported as a conflict. Calling it again with the same `op_id` while
     /// that operation is in flight returns `Started` with the stored operation.
@@ -206,7 +219,9 @@ impl Store {
         let ttl = SignedDuration::try_from(req.lease_ttl)
             .ok()
             .filter(|d| d.is_positive())
-            .ok_or_else(|| Cause::Invalid(format!("lease TTL {:?} is not positive", req.lease_ttl)))?;
+            .ok_or_else(|| {
+                Cause::Invalid(format!("lease TTL {:?} is not positive", req.lease_ttl))
+            })?;
         let mut lost = false;
 
         for _ in 0..START_ATTEMPTS {
@@ -250,6 +265,15 @@ impl Store {
                     "taking over a group whose lease expired"
                 );
             }
+            if !req.force
+                && let Some(claimed_by) = &state.promotion_claimed_by
+            {
+                return Ok(StartOutcome::PromotionClaimed {
+                    group: req.group.clone(),
+                    claimed_by: claimed_by.clone(),
+                    op_id: state.op_id.clone(),
+                });
+            }
             if !req.force && state.active_cluster != req.source {
                 return Ok(StartOutcome::NotActive {
                     group: req.group.clone(),
@@ -285,9 +309,10 @@ impl Store {
                 message: None,
             };
 
-            let mut condition = "#epoch = :old AND (attribute_not_exists(#opId) OR #leaseExpiresAt < :now) \
+            let mut condition =
+                "#epoch = :old AND (attribute_not_exists(#opId) OR #leaseExpiresAt < :now) \
                  AND (attribute_not_exists(#suspended) OR #suspended = :false)"
-                .to_owned();
+                    .to_owned();
             let mut attr_names = vec![
                 attr::EPOCH,
                 attr::OP_ID,
@@ -309,8 +334,10 @@ impl Store {
                 (":false", av_bool(false)),
             ]);
             if !req.force {
-                condition.push_str(" AND #activeCluster = :source");
-                attr_names.push(attr::ACTIVE_CLUSTER);
+                condition.push_str(
+                    " AND #activeCluster = :source AND attribute_not_exists(#promotionClaimedBy)",
+                );
+                attr_names.extend([attr::ACTIVE_CLUSTER, attr::PROMOTION_CLAIMED_BY]);
                 attr_values.insert(":source".into(), av_s(&req.source));
             }
             let update = Update::builder()
@@ -336,7 +363,10 @@ impl Store {
                 TransactWriteItem::builder().put(put).build(),
             ];
 
-            match self.transact(OP, items, Some(start_request_token(op_id, state.epoch))).await {
+            match self
+                .transact(OP, items, Some(start_request_token(op_id, state.epoch)))
+                .await
+            {
                 Ok(TxResult::Committed) => {
                     tracing::info!(group = %req.group, op_id, epoch, "operation started");
                     return Ok(StartOutcome::Started(op));
@@ -360,12 +390,19 @@ impl Store {
                     let ambiguous = failed.kind.is_ambiguous()
                         || matches!(
                             aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&failed.err),
-                            Some("IdempotentParameterMismatchException" | "TransactionInProgressException")
+                            Some(
+                                "IdempotentParameterMismatchException"
+                                    | "TransactionInProgressException"
+                            )
                         );
                     if ambiguous
                         && let Ok(Some(now_state)) = self.read_state(OP, &req.group).await
                         && now_state.op_id.as_deref() == Some(op_id)
                     {
+                        tracing::info!(
+                            group = %req.group, op_id, kind = ?failed.kind,
+                            "the start's answer was lost, but reading back shows it committed"
+                        );
                         return self.started(op_id).await;
                     }
                     return Err(failed.into_cause());
@@ -396,7 +433,10 @@ impl Store {
         operation: &'static str,
         group: &GroupRef,
     ) -> Result<Option<GroupState>, Cause> {
-        match self.get_item(operation, keys::group_state_key(group)).await? {
+        match self
+            .get_item(operation, keys::group_state_key(group))
+            .await?
+        {
             Some(item) => Ok(Some(GroupState::from_item(&item)?)),
             None => Ok(None),
         }
@@ -414,13 +454,16 @@ impl Store {
         }
     }
 
-    /// Requests an abort: sets `abortRequestedAt` (and phase `Aborting`) on the operation,
-    /// condition: no promotion claimed and not closed. Claim and abort exclude each other
-    /// through this one item.
+    /// Requests an abort, in one transaction: the operation gets `abortRequestedAt` (and
+    /// phase `Aborting`), condition: no promotion claimed (`promotionStartedAt` absent) and
+    /// not closed; with a `ConditionCheck` on the group state: `opId = id AND
+    /// attribute_not_exists(promotionClaimedBy)`. Claim and abort exclude each other, so after
+    /// a successful abort the target can never promote. Reads the operation first (to find
+    /// its group).
     ///
     /// Outcomes: `Done(requested_at)` (repeating it keeps the first time);
-    /// `PromotionClaimed` (only forward is possible); `AlreadyFinished`;
-    /// `OperationNotFound`.
+    /// `PromotionClaimed` (only forward is possible, or `force`); `AlreadyFinished`;
+    /// `StaleEpoch` (the operation is no longer the one in flight); `OperationNotFound`.
     pub async fn request_abort(&self, op_id: &str) -> Result<Outcome<Timestamp>, StoreError> {
         self.request_abort_inner(op_id)
             .await
@@ -432,74 +475,110 @@ impl Store {
     }
 
     async fn request_abort_inner(&self, op_id: &str) -> Result<Outcome<Timestamp>, Cause> {
+        const OP: &str = "request_abort";
         keys::validate_operation_id(op_id)?;
-        let now = self.now();
-        let req = self
-            .client
-            .update_item()
-            .table_name(self.table.as_ref())
-            .set_key(Some(key_map(keys::operation_key(op_id))))
-            .update_expression(
-                "SET #abortRequestedAt = if_not_exists(#abortRequestedAt, :now), #phase = :aborting",
-            )
-            .condition_expression(
-                "attribute_exists(#PK) AND attribute_not_exists(#promotionStartedAt) \
-                 AND NOT (#phase IN (:t1, :t2, :t3, :t4))",
-            )
-            .set_expression_attribute_names(Some(names(&[
-                attr::PK,
-                attr::ABORT_REQUESTED_AT,
-                attr::PROMOTION_STARTED_AT,
-                attr::PHASE,
-            ])))
-            .set_expression_attribute_values(Some(values([
-                (":now", av_ms(now)),
-                (":aborting", av_s(Phase::Aborting.as_str())),
-                (":t1", av_s(Phase::Succeeded.as_str())),
-                (":t2", av_s(Phase::Failed.as_str())),
-                (":t3", av_s(Phase::Aborted.as_str())),
-                (":t4", av_s(Phase::RolledBack.as_str())),
-            ])))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        match self
-            .send("request_abort", "UpdateItem", error::failure_kind, || req.clone().send())
-            .await
-        {
-            Ok(out) => {
-                let at = out
-                    .attributes()
-                    .and_then(|a| ms_attr(a, attr::ABORT_REQUESTED_AT))
-                    .unwrap_or(now);
-                tracing::info!(op_id, %at, "abort requested");
-                Ok(Outcome::Done(at))
-            }
-            Err(f) => {
-                let old = match f.err.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(e)) => e.item().cloned(),
-                    _ => return Err(f.into_cause()),
-                };
-                let old = match old {
-                    Some(item) => Some(item),
-                    None => self.get_item("request_abort", keys::operation_key(op_id)).await?,
-                };
-                let Some(old) = old else {
-                    return Ok(Outcome::OperationNotFound {
-                        op_id: op_id.to_owned(),
-                    });
-                };
-                let op = Operation::from_item(&old)?;
-                if let Some(at) = op.promotion_started_at {
-                    Ok(Outcome::PromotionClaimed { at })
-                } else if op.phase.is_terminal() {
-                    Ok(Outcome::AlreadyFinished { phase: op.phase })
-                } else {
-                    Err(Cause::Invalid(format!(
-                        "the abort condition failed but operation {op_id} looks abortable (phase {})",
-                        op.phase
-                    )))
-                }
-            }
+        let Some(stored) = self.read_operation(OP, op_id).await? else {
+            return Ok(Outcome::OperationNotFound {
+                op_id: op_id.to_owned(),
+            });
+        };
+        if let Some(answer) = abort_precheck(&stored) {
+            return Ok(answer);
         }
+        let op = OpRef::from(&stored);
+        let now = self.now();
+        let items = vec![
+            self.tx_check(
+                keys::group_state_key(&op.group),
+                "#opId = :id AND attribute_not_exists(#promotionClaimedBy)",
+                &[attr::OP_ID, attr::PROMOTION_CLAIMED_BY],
+                values([(":id", av_s(op_id))]),
+            )?,
+            self.tx_update(
+                keys::operation_key(op_id),
+                "SET #abortRequestedAt = if_not_exists(#abortRequestedAt, :now), #phase = :aborting",
+                Some(
+                    "attribute_exists(#PK) AND attribute_not_exists(#promotionStartedAt) \
+                     AND NOT (#phase IN (:t1, :t2, :t3, :t4))",
+                ),
+                &[
+                    attr::PK,
+                    attr::ABORT_REQUESTED_AT,
+                    attr::PROMOTION_STARTED_AT,
+                    attr::PHASE,
+                ],
+                values([
+                    (":now", av_ms(now)),
+                    (":aborting", av_s(Phase::Aborting.as_str())),
+                    (":t1", av_s(Phase::Succeeded.as_str())),
+                    (":t2", av_s(Phase::Failed.as_str())),
+                    (":t3", av_s(Phase::Aborted.as_str())),
+                    (":t4", av_s(Phase::RolledBack.as_str())),
+                ]),
+            )?,
+        ];
+        let result = match self.transact(OP, items, None).await {
+            Ok(r) => r,
+            Err(failed) => {
+                if failed.kind.is_ambiguous()
+                    && let Ok(Some(now_stored)) = self.read_operation(OP, op_id).await
+                    && let Some(at) = now_stored.abort_requested_at
+                {
+                    return Ok(Outcome::Done(at));
+                }
+                return Err(failed.into_cause());
+            }
+        };
+        if let TxResult::Committed = result {
+            tracing::info!(op_id, "abort requested");
+            return Ok(Outcome::Done(now));
+        }
+        // Lost: look at both items again.
+        let Some(now_stored) = self.read_operation(OP, op_id).await? else {
+            return Ok(Outcome::OperationNotFound {
+                op_id: op_id.to_owned(),
+            });
+        };
+        let state = self.read_state(OP, &op.group).await?;
+        let claimed_by = state.as_ref().and_then(|s| s.promotion_claimed_by.clone());
+        if let Some(at) = now_stored.promotion_started_at {
+            return Ok(Outcome::PromotionClaimed {
+                at: Some(at),
+                by: claimed_by,
+            });
+        }
+        if let Some(answer) = abort_precheck(&now_stored) {
+            return Ok(answer);
+        }
+        if state.as_ref().and_then(|s| s.op_id.as_deref()) != Some(op_id) {
+            return Ok(Outcome::StaleEpoch(Stale {
+                expected_epoch: op.epoch,
+                current_epoch: state.as_ref().map(|s| s.epoch),
+                current_op: state.and_then(|s| s.op_id),
+            }));
+        }
+        if claimed_by.is_some() {
+            return Ok(Outcome::PromotionClaimed {
+                at: None,
+                by: claimed_by,
+            });
+        }
+        Err(Cause::Invalid(format!(
+            "the abort of operation {op_id} lost a condition, but the operation looks abortable"
+        )))
     }
+}
+
+/// What to answer to an abort request without writing, from the stored operation.
+fn abort_precheck(op: &Operation) -> Option<Outcome<Timestamp>> {
+    if let Some(at) = op.promotion_started_at {
+        return Some(Outcome::PromotionClaimed {
+            at: Some(at),
+            by: None,
+        });
+    }
+    if op.phase.is_terminal() {
+        return Some(Outcome::AlreadyFinished { phase: op.phase });
+    }
+    op.abort_requested_at.map(Outcome::Done)
 }

@@ -35,7 +35,12 @@ pub struct AwsError {
 
 impl AwsError {
     /// Wraps an SDK error.
-    pub(crate) fn new<E>(api: &'static str, attempts: u32, kind: FailureKind, err: SdkError<E>) -> Self
+    pub(crate) fn new<E>(
+        api: &'static str,
+        attempts: u32,
+        kind: FailureKind,
+        err: SdkError<E>,
+    ) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -73,11 +78,9 @@ pub(crate) fn failure_kind<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Failur
     match err {
         SdkError::TimeoutError(_) | SdkError::ResponseError(_) => FailureKind::Transport,
         SdkError::DispatchFailure(d) if !d.is_user() => FailureKind::Transport,
-        SdkError::ServiceError(s) => retry::classify(
-            err.code(),
-            Some(s.raw().status().as_u16()),
-            false,
-        ),
+        SdkError::ServiceError(s) => {
+            retry::classify(err.code(), Some(s.raw().status().as_u16()), false)
+        }
         _ => FailureKind::Other,
     }
 }
@@ -113,55 +116,199 @@ pub enum Cause {
 #[allow(missing_docs)] // the fields are the names in the messages
 pub enum StoreError {
     #[error("registering group {group} in table {table}")]
-    RegisterGroup { group: GroupRef, table: String, #[source] source: Cause },
+    RegisterGroup {
+        group: GroupRef,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("setting suspended on group {group} in table {table}")]
-    SetSuspended { group: GroupRef, table: String, #[source] source: Cause },
+    SetSuspended {
+        group: GroupRef,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("starting operation {op_id} on group {group} in table {table}")]
-    StartOperation { group: GroupRef, op_id: String, table: String, #[source] source: Cause },
+    StartOperation {
+        group: GroupRef,
+        op_id: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("renewing the lease of operation {op_id} on group {group} in table {table}")]
-    RenewLease { group: GroupRef, op_id: String, table: String, #[source] source: Cause },
+    RenewLease {
+        group: GroupRef,
+        op_id: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("reading the state of group {group} from table {table}")]
-    GetGroupState { group: GroupRef, table: String, #[source] source: Cause },
+    GetGroupState {
+        group: GroupRef,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("reading operation {op_id} from table {table}")]
-    GetOperation { op_id: String, table: String, #[source] source: Cause },
+    GetOperation {
+        op_id: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("listing the handoff records of operation {op_id} in table {table}")]
-    ListHandoffs { op_id: String, table: String, #[source] source: Cause },
-    #[error("putting the READY_FOR_PROMOTION records of operation {op_id} (group {group}, by {writer}) in table {table}")]
-    PutHandoffRecord { group: GroupRef, op_id: String, writer: String, table: String, #[source] source: Cause },
+    ListHandoffs {
+        op_id: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
+    #[error(
+        "putting the READY_FOR_PROMOTION records of operation {op_id} (group {group}, by {writer}) in table {table}"
+    )]
+    PutHandoffRecord {
+        group: GroupRef,
+        op_id: String,
+        writer: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("claiming the promotion of operation {op_id} on group {group} in table {table}")]
-    ClaimPromotion { group: GroupRef, op_id: String, table: String, #[source] source: Cause },
+    ClaimPromotion {
+        group: GroupRef,
+        op_id: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("marking volume {volume} of operation {op_id} PROMOTED in table {table}")]
-    MarkPromoted { op_id: String, volume: String, table: String, #[source] source: Cause },
-    #[error("journaling the intent of {cluster}/{stage}/{task} for operation {op_id} in table {table}")]
-    JournalIntent { op_id: String, cluster: String, stage: String, task: String, table: String, #[source] source: Cause },
-    #[error("journaling the outcome of {cluster}/{stage}/{task} for operation {op_id} in table {table}")]
-    JournalOutcome { op_id: String, cluster: String, stage: String, task: String, table: String, #[source] source: Cause },
+    MarkPromoted {
+        op_id: String,
+        volume: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
+    #[error(
+        "journaling the intent of {cluster}/{stage}/{task} for operation {op_id} in table {table}"
+    )]
+    JournalIntent {
+        op_id: String,
+        cluster: String,
+        stage: String,
+        task: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
+    #[error(
+        "journaling the outcome of {cluster}/{stage}/{task} for operation {op_id} in table {table}"
+    )]
+    JournalOutcome {
+        op_id: String,
+        cluster: String,
+        stage: String,
+        task: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("reading the journal of cluster {cluster} for operation {op_id} from table {table}")]
-    ReadJournal { op_id: String, cluster: String, table: String, #[source] source: Cause },
+    ReadJournal {
+        op_id: String,
+        cluster: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("recording the original replicas of operation {op_id} in table {table}")]
-    RecordOriginalReplicas { op_id: String, table: String, #[source] source: Cause },
+    RecordOriginalReplicas {
+        op_id: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("completing operation {op_id} on group {group} in table {table}")]
-    CompleteOperation { group: GroupRef, op_id: String, table: String, #[source] source: Cause },
+    CompleteOperation {
+        group: GroupRef,
+        op_id: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("requesting an abort of operation {op_id} in table {table}")]
-    RequestAbort { op_id: String, table: String, #[source] source: Cause },
+    RequestAbort {
+        op_id: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("closing aborted operation {op_id} on group {group} in table {table}")]
-    FinishAbort { group: GroupRef, op_id: String, table: String, #[source] source: Cause },
+    FinishAbort {
+        group: GroupRef,
+        op_id: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("recording the dual-active window of operation {op_id} in table {table}")]
-    RecordDualActive { op_id: String, table: String, #[source] source: Cause },
+    RecordDualActive {
+        op_id: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("setting the phase of operation {op_id} to {phase} in table {table}")]
-    SetPhase { op_id: String, phase: String, table: String, #[source] source: Cause },
+    SetPhase {
+        op_id: String,
+        phase: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("writing the heartbeat of cluster {cluster} to table {table}")]
-    PutHeartbeat { cluster: String, table: String, #[source] source: Cause },
+    PutHeartbeat {
+        cluster: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("reading the heartbeat of cluster {cluster} from table {table}")]
-    GetHeartbeat { cluster: String, table: String, #[source] source: Cause },
+    GetHeartbeat {
+        cluster: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("listing cluster heartbeats in table {table}")]
-    ListHeartbeats { table: String, #[source] source: Cause },
+    ListHeartbeats {
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("listing groups in table {table}")]
-    ListGroups { table: String, #[source] source: Cause },
+    ListGroups {
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("listing operations in table {table}")]
-    ListOperations { table: String, #[source] source: Cause },
+    ListOperations {
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("reading the history of group {group} from table {table}")]
-    ReadHistory { group: GroupRef, table: String, #[source] source: Cause },
+    ReadHistory {
+        group: GroupRef,
+        table: String,
+        #[source]
+        source: Cause,
+    },
 }
 
 impl StoreError {

@@ -12,7 +12,7 @@
 //! | source | [`Store::journal_intent`] / [`Store::journal_outcome`] | step 3 |
 //! | source | [`Store::record_original_replicas`] | rule 3 (replicas kept in the operation) |
 //! | source | [`Store::mark_all_ready`] | step 4, all volumes in one transaction |
-//! | target | [`Store::list_handoffs`], [`Store::claim_promotion`], [`Store::mark_promoted`] | step 5 |
+//! | target | [`Store::list_handoffs`], [`Store::claim_promotion`], [`Store::mark_promoted`], [`Store::mark_all_promoted`] | step 5 |
 //! | target | [`Store::complete_operation`] | step 6 / rule 5, one transaction |
 //! | coordinator / source | [`Store::request_abort`] / [`Store::finish_abort`] | abort |
 //! | agents | [`Store::record_dual_active`], [`Store::set_phase`] | UPTIME window, phases |
@@ -24,8 +24,10 @@
 //! * Every read of a single item or of one partition is strongly consistent
 //!   (`ConsistentRead`); only the `GSI1` listings ([`Store::list_groups`],
 //!   [`Store::list_operations`]) are eventually consistent, as every index is.
-//! * Every write an agent makes for an operation is conditioned on the group's epoch (a
-//!   `ConditionCheck` on the group state in the same transaction). A lost condition comes back
+//! * Every write an agent makes for operation (`e`, `id`) is conditioned on the group state
+//!   `epoch = e AND opId = id`: either it updates the group state under that condition, or
+//!   it is a transaction carrying a `ConditionCheck` on the group state with it (a condition
+//!   on the operation item's own `epoch` would prove nothing: that attribute never changes). A lost condition comes back
 //!   as an [`Outcome`] (`StaleEpoch`, `AbortRequested`, …), classified from the transaction's
 //!   cancellation reasons (with `ReturnValuesOnConditionCheckFailure = ALL_OLD`) or from a
 //!   consistent read; it is never an error and never retried.
@@ -59,6 +61,7 @@ use aws_sdk_dynamodb::types::{
 use jiff::Timestamp;
 
 pub use self::clock::{Clock, ManualClock, SystemClock};
+pub(crate) use self::error::failure_kind;
 pub use self::error::{AwsError, Cause, StoreError};
 pub use self::outcome::{
     DualActiveMark, HeartbeatStatus, OpRef, Outcome, RegisterOutcome, Stale, StartOutcome,
@@ -91,7 +94,10 @@ impl CallCounter {
     }
 
     fn snapshot(&self) -> BTreeMap<(&'static str, &'static str), u64> {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Calls per store operation (`start_operation`, `mark_all_ready`, …).
@@ -136,7 +142,10 @@ impl CallCounter {
 
     /// Forgets every count.
     pub fn reset(&self) {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
@@ -168,7 +177,10 @@ impl Store {
     /// [`CallCounter`]. The client's own retries are switched off (the store retries).
     pub fn new(client: &Client, table: impl Into<String>) -> Self {
         let conf = client.config();
-        let timeouts = conf.timeout_config().cloned().unwrap_or_default();
+        let timeouts = conf
+            .timeout_config()
+            .cloned()
+            .unwrap_or_else(|| aws_smithy_types::timeout::TimeoutConfig::builder().build());
         let timeouts = if timeouts.operation_attempt_timeout().is_none() {
             timeouts
                 .to_builder()
@@ -280,9 +292,12 @@ impl Store {
             .set_transact_items(Some(items))
             .set_client_request_token(token);
         let result = self
-            .send(operation, "TransactWriteItems", classify_transaction, || {
-                req.clone().send()
-            })
+            .send(
+                operation,
+                "TransactWriteItems",
+                classify_transaction,
+                || req.clone().send(),
+            )
             .await;
         match result {
             Ok(_) => Ok(TxResult::Committed),
@@ -302,10 +317,11 @@ impl Store {
         }
     }
 
-    /// `ConditionCheck` on the group state: `epoch = e` (and `opId = id` when
-    /// `in_flight`), returning the old item when it fails.
-    fn group_check(&self, op: &OpRef, in_flight: bool) -> Result<TransactWriteItem, Cause> {
-        let (expr, names, values) = group_condition(op, in_flight);
+    /// `ConditionCheck` on the group state: `epoch = e AND opId = id` (the operation is still
+    /// the one in flight at its epoch), returning the old item when it fails. Every agent
+    /// write that does not update the group state itself carries this check.
+    fn group_check(&self, op: &OpRef) -> Result<TransactWriteItem, Cause> {
+        let (expr, names, values) = group_condition(op);
         let check = ConditionCheck::builder()
             .table_name(self.table.as_ref())
             .set_key(Some(key_map(keys::group_state_key(&op.group))))
@@ -329,7 +345,9 @@ impl Store {
         let item = match old {
             Some(item) => Some(item),
             None => {
-                fetched = self.get_item(operation, keys::group_state_key(&op.group)).await?;
+                fetched = self
+                    .get_item(operation, keys::group_state_key(&op.group))
+                    .await?;
                 fetched.as_ref()
             }
         };
@@ -359,7 +377,9 @@ impl Store {
             .set_key(Some(key_map(key)))
             .consistent_read(true);
         let out = self
-            .send(operation, "GetItem", error::failure_kind, || req.clone().send())
+            .send(operation, "GetItem", error::failure_kind, || {
+                req.clone().send()
+            })
             .await
             .map_err(Failed::into_cause)?;
         Ok(out.item)
@@ -452,23 +472,19 @@ fn values<const N: usize>(pairs: [(&str, AttributeValue); N]) -> HashMap<String,
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
+/// The group-state condition of every agent write: `epoch = e AND opId = id`.
 fn group_condition(
     op: &OpRef,
-    in_flight: bool,
-) -> (&'static str, HashMap<String, String>, HashMap<String, AttributeValue>) {
-    if in_flight {
-        (
-            "#epoch = :e AND #opId = :id",
-            names(&[attr::EPOCH, attr::OP_ID]),
-            values([(":e", av_n(op.epoch)), (":id", av_s(&op.id))]),
-        )
-    } else {
-        (
-            "#epoch = :e",
-            names(&[attr::EPOCH]),
-            values([(":e", av_n(op.epoch))]),
-        )
-    }
+) -> (
+    &'static str,
+    HashMap<String, String>,
+    HashMap<String, AttributeValue>,
+) {
+    (
+        "#epoch = :e AND #opId = :id",
+        names(&[attr::EPOCH, attr::OP_ID]),
+        values([(":e", av_n(op.epoch)), (":id", av_s(&op.id))]),
+    )
 }
 
 /// The `ClientRequestToken` of the transaction that starts operation `op_id` from the
@@ -492,13 +508,18 @@ pub fn start_request_token(op_id: &str, from_epoch: u64) -> String {
 mod tests {
     use super::*;
 
+    const PINNED_TOKEN: &str = "3bec4cf10decc0ec5d7e649edbc36393";
+
     #[test]
     fn start_token_is_stable_short_and_distinct() {
         let id = "0d6c8a1e-4b0e-4f7a-9c1d-2a3b4c5d6e7f";
         let a = start_request_token(id, 3);
         assert_eq!(a, start_request_token(id, 3));
         assert_eq!(a.len(), 32);
-        assert_ne!(a, start_request_token("0d6c8a1e-4b0e-4f7a-9c1d-2a3b4c5d6e7e", 3));
+        assert_ne!(
+            a,
+            start_request_token("0d6c8a1e-4b0e-4f7a-9c1d-2a3b4c5d6e7e", 3)
+        );
         assert_ne!(a, start_request_token(id, 4));
         assert_eq!(start_request_token("", 0).len(), 32);
         // Pinned so that a change of the function (which would break idempotent retries
@@ -527,12 +548,10 @@ mod tests {
             group: "shop/orders".parse().unwrap(),
             epoch: 4,
         };
-        let (expr, names, values) = group_condition(&op, true);
+        let (expr, names, values) = group_condition(&op);
         assert_eq!(expr, "#epoch = :e AND #opId = :id");
         assert_eq!(names.len(), 2);
         assert_eq!(values[":e"], av_n(4));
-        let (expr, names, values) = group_condition(&op, false);
-        assert_eq!(expr, "#epoch = :e");
-        assert_eq!((names.len(), values.len()), (1, 1));
+        assert_eq!(values[":id"], av_s("op-1"));
     }
 }

@@ -61,10 +61,13 @@ pub enum Outcome<T> {
         /// When the abort was requested.
         at: Timestamp,
     },
-    /// The target claimed the promotion first; only forward is possible.
+    /// A promotion was claimed first; only forward (or a forced operation) is possible.
     PromotionClaimed {
-        /// When the promotion was claimed.
-        at: Timestamp,
+        /// When this operation's promotion was claimed (`None`: the claim is on the group
+        /// state only, kept from an earlier operation through a forced start).
+        at: Option<Timestamp>,
+        /// The claiming cluster, when known (`promotionClaimedBy` on the group state).
+        by: Option<String>,
     },
     /// The promotion has not been claimed, so this step may not happen yet.
     NotClaimed,
@@ -119,7 +122,7 @@ impl<T> Outcome<T> {
             Self::Done(t) => Outcome::Done(f(t)),
             Self::StaleEpoch(s) => Outcome::StaleEpoch(s),
             Self::AbortRequested { at } => Outcome::AbortRequested { at },
-            Self::PromotionClaimed { at } => Outcome::PromotionClaimed { at },
+            Self::PromotionClaimed { at, by } => Outcome::PromotionClaimed { at, by },
             Self::NotClaimed => Outcome::NotClaimed,
             Self::NotReady { missing } => Outcome::NotReady { missing },
             Self::AlreadyPromoted { volume } => Outcome::AlreadyPromoted { volume },
@@ -156,6 +159,8 @@ pub struct StartRequest {
 }
 
 /// The answer to [`Store::start_operation`](super::Store::start_operation).
+// Returned once per start and matched right away: boxing the operation buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartOutcome {
     /// The operation started (or had started already with this id).
@@ -177,6 +182,16 @@ pub enum StartOutcome {
         op_id: String,
         /// When its lease expires unless renewed.
         expires: Timestamp,
+    },
+    /// A promotion was claimed on the group and not completed: only forward is possible,
+    /// or a forced start (`force`). Nothing was written.
+    PromotionClaimed {
+        /// The group.
+        group: GroupRef,
+        /// The cluster that claimed it (`promotionClaimedBy`).
+        claimed_by: String,
+        /// The operation still named in flight, if any.
+        op_id: Option<String>,
     },
     /// The source is not the active cluster (and `force` was not given).
     NotActive {

@@ -53,7 +53,11 @@ const THROTTLING_CODES: &[&str] = &[
 ];
 
 /// Error codes DynamoDB uses for its own failures.
-const SERVER_CODES: &[&str] = &["InternalServerError", "ServiceUnavailable", "InternalFailure"];
+const SERVER_CODES: &[&str] = &[
+    "InternalServerError",
+    "ServiceUnavailable",
+    "InternalFailure",
+];
 
 /// Classifies a failed call from its error code, HTTP status and whether it failed in
 /// transport (no usable response at all).
@@ -138,7 +142,11 @@ impl RetryPolicy {
             .checked_mul(1u32 << exp)
             .unwrap_or(self.cap)
             .min(self.cap);
-        let jitter = if jitter.is_finite() { jitter.clamp(0.0, 1.0) } else { 0.0 };
+        let jitter = if jitter.is_finite() {
+            jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let half = nominal / 2;
         Some(half + half.mul_f64(jitter))
     }
@@ -150,12 +158,22 @@ mod tests {
 
     #[test]
     fn only_throttling_server_and_transport_failures_are_retried() {
-        assert_eq!(classify(Some("ThrottlingException"), Some(400), false), FailureKind::Throttling);
         assert_eq!(
-            classify(Some("ProvisionedThroughputExceededException"), Some(400), false),
+            classify(Some("ThrottlingException"), Some(400), false),
             FailureKind::Throttling
         );
-        assert_eq!(classify(Some("InternalServerError"), Some(500), false), FailureKind::Server);
+        assert_eq!(
+            classify(
+                Some("ProvisionedThroughputExceededException"),
+                Some(400),
+                false
+            ),
+            FailureKind::Throttling
+        );
+        assert_eq!(
+            classify(Some("InternalServerError"), Some(500), false),
+            FailureKind::Server
+        );
         assert_eq!(classify(None, Some(503), false), FailureKind::Server);
         assert_eq!(classify(None, Some(429), false), FailureKind::Throttling);
         assert_eq!(classify(None, None, true), FailureKind::Transport);
@@ -163,8 +181,14 @@ mod tests {
             classify(Some("ConditionalCheckFailedException"), Some(400), false),
             FailureKind::Other
         );
-        assert_eq!(classify(Some("ValidationException"), Some(400), false), FailureKind::Other);
-        assert_eq!(classify(Some("ResourceNotFoundException"), Some(400), false), FailureKind::Other);
+        assert_eq!(
+            classify(Some("ValidationException"), Some(400), false),
+            FailureKind::Other
+        );
+        assert_eq!(
+            classify(Some("ResourceNotFoundException"), Some(400), false),
+            FailureKind::Other
+        );
         assert_eq!(
             classify(Some("TransactionCanceledException"), Some(400), false),
             FailureKind::Other
@@ -185,8 +209,14 @@ mod tests {
             classify_cancellation(&[Some("ConditionalCheckFailed"), Some("TransactionConflict")]),
             FailureKind::Other
         );
-        assert_eq!(classify_cancellation(&[Some("ValidationError")]), FailureKind::Other);
-        assert_eq!(classify_cancellation(&[None, Some("None")]), FailureKind::Other);
+        assert_eq!(
+            classify_cancellation(&[Some("ValidationError")]),
+            FailureKind::Other
+        );
+        assert_eq!(
+            classify_cancellation(&[None, Some("None")]),
+            FailureKind::Other
+        );
         assert_eq!(classify_cancellation(&[]), FailureKind::Other);
     }
 
@@ -221,7 +251,10 @@ mod tests {
     fn lasting_failures_are_never_retried() {
         let p = RetryPolicy::default();
         assert_eq!(p.delay(1, FailureKind::Other, 0.5), None);
-        assert_eq!(RetryPolicy::never().delay(1, FailureKind::Throttling, 0.5), None);
+        assert_eq!(
+            RetryPolicy::never().delay(1, FailureKind::Throttling, 0.5),
+            None
+        );
     }
 
     #[test]
@@ -231,6 +264,9 @@ mod tests {
             base: Duration::from_secs(1),
             cap: Duration::from_secs(20),
         };
-        assert_eq!(p.delay(1_000, FailureKind::Server, 1.0), Some(Duration::from_secs(20)));
+        assert_eq!(
+            p.delay(1_000, FailureKind::Server, 1.0),
+            Some(Duration::from_secs(20))
+        );
     }
 }

@@ -1,0 +1,37 @@
+# The project's commands. `make test` is what CI runs.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: test unit env-up env-down env-status env-build crds lint
+
+## test: build and start the test environment (cached), then run every test
+test: env-up
+	$(CARGO) test --workspace --no-fail-fast
+
+## unit: the tests that need no environment (pure logic, golden files, model checking)
+unit:
+	$(CARGO) test --workspace --lib
+	$(CARGO) test -p failover-messages --tests
+
+## env-build: build the Kubernetes binaries, etcd, kwok and the moto venv into the cache
+env-build:
+	bash tests/env/build.sh
+
+## env-up: start (or reuse) moto and the east/west clusters; writes target/testenv/env.sh
+env-up:
+	bash tests/env/up.sh
+
+## env-down: stop what env-up started
+env-down:
+	bash tests/env/down.sh
+
+## env-status: show what of the environment runs
+env-status:
+	bash tests/env/status.sh
+
+## crds: regenerate deploy/crds/ from the Rust types
+crds:
+	$(CARGO) run -q -p failover-messages --example crdgen
+
+lint:
+	$(CARGO) clippy --workspace --all-targets

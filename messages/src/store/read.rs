@@ -1,0 +1,347 @@
+//! Reads (all strongly consistent except the `GSI1` listings) and heartbeats.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use jiff::Timestamp;
+
+use super::error::{self, Cause, StoreError};
+use super::outcome::HeartbeatStatus;
+use super::{Store, names, values};
+use crate::keys::{self, GroupRef};
+use crate::records::{
+    GroupState, Handoff, Heartbeat, HistoryEntry, Item, JournalStep, Operation, Record, av_s,
+};
+
+impl Store {
+    /// Runs a query to the end (or to `limit` items), page by page.
+    async fn query(
+        &self,
+        operation: &'static str,
+        req: QueryFluentBuilder,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, Cause> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page_req = req.clone().set_exclusive_start_key(start.take());
+            let page = self
+                .send(operation, "Query", error::failure_kind, || {
+                    page_req.clone().send()
+                })
+                .await
+                .map_err(|f| f.into_cause())?;
+            out.extend(page.items().iter().cloned());
+            if let Some(limit) = limit
+                && out.len() >= limit
+            {
+                out.truncate(limit);
+                break;
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Items of partition `pk` whose sort key begins with `prefix`, consistently read.
+    pub(super) async fn query_partition(
+        &self,
+        operation: &'static str,
+        pk: &str,
+        prefix: &str,
+        limit: Option<usize>,
+        forward: bool,
+    ) -> Result<Vec<Item>, Cause> {
+        let mut req = self
+            .client
+            .query()
+            .table_name(self.table.as_ref())
+            .key_condition_expression("#PK = :pk AND begins_with(#SK, :prefix)")
+            .set_expression_attribute_names(Some(names(&[keys::PK, keys::SK])))
+            .set_expression_attribute_values(Some(values([
+                (":pk", av_s(pk)),
+                (":prefix", av_s(prefix)),
+            ])))
+            .consistent_read(true)
+            .scan_index_forward(forward);
+        if let Some(l) = limit {
+            req = req.limit(i32::try_from(l).unwrap_or(i32::MAX).max(1));
+        }
+        self.query(operation, req, limit).await
+    }
+
+    /// Items of `GSI1` partition `gsi1pk` (eventually consistent, as every index).
+    async fn query_gsi1(
+        &self,
+        operation: &'static str,
+        gsi1pk: &str,
+        limit: Option<usize>,
+        forward: bool,
+    ) -> Result<Vec<Item>, Cause> {
+        let mut req = self
+            .client
+            .query()
+            .table_name(self.table.as_ref())
+            .index_name(keys::GSI1)
+            .key_condition_expression("#GSI1PK = :pk")
+            .set_expression_attribute_names(Some(names(&[keys::GSI1PK])))
+            .set_expression_attribute_values(Some(values([(":pk", av_s(gsi1pk))])))
+            .scan_index_forward(forward);
+        if let Some(l) = limit {
+            req = req.limit(i32::try_from(l).unwrap_or(i32::MAX).max(1));
+        }
+        self.query(operation, req, limit).await
+    }
+
+    /// The group's state (consistent read); `None` when it was never registered.
+    pub async fn get_group_state(
+        &self,
+        group: &GroupRef,
+    ) -> Result<Option<GroupState>, StoreError> {
+        self.read_state("get_group_state", group)
+            .await
+            .map_err(|source| StoreError::GetGroupState {
+                group: group.clone(),
+                table: self.table.to_string(),
+                source,
+            })
+    }
+
+    /// An operation (consistent read); `None` when it does not exist.
+    pub async fn get_operation(&self, op_id: &str) -> Result<Option<Operation>, StoreError> {
+        let wrap = |source: Cause| StoreError::GetOperation {
+            op_id: op_id.to_owned(),
+            table: self.table.to_string(),
+            source,
+        };
+        keys::validate_operation_id(op_id).map_err(|e| wrap(e.into()))?;
+        self.read_operation("get_operation", op_id)
+            .await
+            .map_err(wrap)
+    }
+
+    /// The handoff records of an operation (consistent query of `PK = OP#<id>`, `SK` begins
+    /// with `VOL#`), in volume-name order.
+    pub async fn list_handoffs(&self, op_id: &str) -> Result<Vec<Handoff>, StoreError> {
+        let wrap = |source: Cause| StoreError::ListHandoffs {
+            op_id: op_id.to_owned(),
+            table: self.table.to_string(),
+            source,
+        };
+        keys::validate_operation_id(op_id).map_err(|e| wrap(e.into()))?;
+        let items = self
+            .query_partition(
+                "list_handoffs",
+                &keys::operation_pk(op_id),
+                keys::HANDOFF_PREFIX,
+                None,
+                true,
+            )
+            .await
+            .map_err(wrap)?;
+        items
+            .iter()
+            .map(Handoff::from_item)
+            .collect::<Result<_, _>>()
+            .map_err(|e| wrap(e.into()))
+    }
+
+    /// One cluster's journal of an operation (consistent), in the order the steps were
+    /// started (`startedAt`, then key order).
+    pub async fn journal(
+        &self,
+        op_id: &str,
+        cluster: &str,
+    ) -> Result<Vec<JournalStep>, StoreError> {
+        let wrap = |source: Cause| StoreError::ReadJournal {
+            op_id: op_id.to_owned(),
+            cluster: cluster.to_owned(),
+            table: self.table.to_string(),
+            source,
+        };
+        keys::validate_operation_id(op_id).map_err(|e| wrap(e.into()))?;
+        keys::validate_cluster(cluster).map_err(|e| wrap(e.into()))?;
+        let items = self
+            .query_partition(
+                "journal",
+                &keys::operation_pk(op_id),
+                &keys::journal_prefix(cluster),
+                None,
+                true,
+            )
+            .await
+            .map_err(wrap)?;
+        // Items come in key order; a stable sort by start time keeps key order for ties.
+        let mut steps: Vec<JournalStep> = items
+            .iter()
+            .map(JournalStep::from_item)
+            .collect::<Result<_, _>>()
+            .map_err(|e| wrap(e.into()))?;
+        steps.sort_by_key(|s| s.started_at);
+        Ok(steps)
+    }
+
+    /// Every registered group (`GSI1`, `GSI1PK = GROUPS`), in name order. Eventually
+    /// consistent: read one group with [`Store::get_group_state`] before acting on it.
+    pub async fn list_groups(&self) -> Result<Vec<GroupState>, StoreError> {
+        let wrap = |source: Cause| StoreError::ListGroups {
+            table: self.table.to_string(),
+            source,
+        };
+        let items = self
+            .query_gsi1("list_groups", keys::GSI1_GROUPS, None, true)
+            .await
+            .map_err(wrap)?;
+        items
+            .iter()
+            .map(GroupState::from_item)
+            .collect::<Result<_, _>>()
+            .map_err(|e| wrap(e.into()))
+    }
+
+    /// Operations, newest first (`GSI1`, `GSI1PK = OPS`), at most `limit`. Eventually
+    /// consistent.
+    pub async fn list_operations(
+        &self,
+        limit: Option<usize>,
+    ) -> Result<Vec<Operation>, StoreError> {
+        let wrap = |source: Cause| StoreError::ListOperations {
+            table: self.table.to_string(),
+            source,
+        };
+        let items = self
+            .query_gsi1("list_operations", keys::GSI1_OPERATIONS, limit, false)
+            .await
+            .map_err(wrap)?;
+        items
+            .iter()
+            .map(Operation::from_item)
+            .collect::<Result<_, _>>()
+            .map_err(|e| wrap(e.into()))
+    }
+
+    /// A group's closed operations, newest first (consistent query of
+    /// `PK = GROUP#<ns>/<name>`, `SK` begins with `HIST#`), at most `limit`.
+    pub async fn history(
+        &self,
+        group: &GroupRef,
+        limit: Option<usize>,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let wrap = |source: Cause| StoreError::ReadHistory {
+            group: group.clone(),
+            table: self.table.to_string(),
+            source,
+        };
+        let items = self
+            .query_partition(
+                "history",
+                &keys::group_pk(group),
+                keys::HISTORY_PREFIX,
+                limit,
+                false,
+            )
+            .await
+            .map_err(wrap)?;
+        items
+            .iter()
+            .map(HistoryEntry::from_item)
+            .collect::<Result<_, _>>()
+            .map_err(|e| wrap(e.into()))
+    }
+
+    /// Writes this cluster's heartbeat: `lastSeen = now`, `expiresAt = now + ttl` (rounded
+    /// up to whole seconds: it is the table's TTL attribute).
+    pub async fn put_heartbeat(
+        &self,
+        cluster: &str,
+        agent_version: &str,
+        ttl: Duration,
+    ) -> Result<Heartbeat, StoreError> {
+        let wrap = |source: Cause| StoreError::PutHeartbeat {
+            cluster: cluster.to_owned(),
+            table: self.table.to_string(),
+            source,
+        };
+        keys::validate_cluster(cluster).map_err(|e| wrap(e.into()))?;
+        let now = self.now();
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let expires_ms = now.as_millisecond().saturating_add(ttl_ms);
+        let expires_at = expires_ms
+            .checked_add(999)
+            .map(|ms| ms.div_euclid(1000))
+            .and_then(|s| Timestamp::from_second(s).ok())
+            .ok_or_else(|| wrap(Cause::Invalid(format!("heartbeat TTL {ttl:?} is too long"))))?;
+        let hb = Heartbeat {
+            cluster: cluster.to_owned(),
+            agent_version: agent_version.to_owned(),
+            last_seen: now,
+            expires_at,
+        };
+        let req = self
+            .client
+            .put_item()
+            .table_name(self.table.as_ref())
+            .set_item(Some(hb.to_item()));
+        self.send("put_heartbeat", "PutItem", error::failure_kind, || {
+            req.clone().send()
+        })
+        .await
+        .map_err(|f| wrap(f.into_cause()))?;
+        Ok(hb)
+    }
+
+    /// A cluster's heartbeat (consistent) and whether it is stale by the store's clock.
+    pub async fn get_heartbeat(
+        &self,
+        cluster: &str,
+    ) -> Result<Option<HeartbeatStatus>, StoreError> {
+        let wrap = |source: Cause| StoreError::GetHeartbeat {
+            cluster: cluster.to_owned(),
+            table: self.table.to_string(),
+            source,
+        };
+        keys::validate_cluster(cluster).map_err(|e| wrap(e.into()))?;
+        let Some(item) = self
+            .get_item("get_heartbeat", keys::heartbeat_key(cluster))
+            .await
+            .map_err(wrap)?
+        else {
+            return Ok(None);
+        };
+        let heartbeat = Heartbeat::from_item(&item).map_err(|e| wrap(e.into()))?;
+        Ok(Some(self.heartbeat_status(heartbeat)))
+    }
+
+    /// Every cluster's heartbeat (consistent query of `PK = CLUSTERS`), in name order, each
+    /// with whether it is stale. Expired items that DynamoDB has not deleted yet are
+    /// included and marked stale.
+    pub async fn list_heartbeats(&self) -> Result<Vec<HeartbeatStatus>, StoreError> {
+        let wrap = |source: Cause| StoreError::ListHeartbeats {
+            table: self.table.to_string(),
+            source,
+        };
+        let items = self
+            .query_partition(
+                "list_heartbeats",
+                keys::CLUSTERS_PK,
+                keys::CLUSTER_PREFIX,
+                None,
+                true,
+            )
+            .await
+            .map_err(wrap)?;
+        items
+            .iter()
+            .map(|i| Heartbeat::from_item(i).map(|h| self.heartbeat_status(h)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| wrap(e.into()))
+    }
+
+    fn heartbeat_status(&self, heartbeat: Heartbeat) -> HeartbeatStatus {
+        let stale = heartbeat.is_stale(self.now());
+        HeartbeatStatus { heartbeat, stale }
+    }
+}

@@ -1,0 +1,1170 @@
+//! The DynamoDB store (`failover_messages::store`) against a real moto server.
+//!
+//! Each test creates its own table, so the tests run in parallel on one server. Time is an
+//! injected [`ManualClock`], moved by hand to expire leases and heartbeats.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use failover_messages::keys::GroupRef;
+use failover_messages::records::{HandoffState, Mode, Operation, Phase, StepStatus, Timings};
+use failover_messages::setup::{SetupError, TableSetup, ensure_table};
+use failover_messages::store::{
+    DualActiveMark, ManualClock, OpRef, Outcome, RegisterOutcome, StartOutcome, StartRequest, Store,
+};
+use failover_tests::aws::{AwsEnv, moto};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+struct Fixture {
+    env: AwsEnv,
+    table: String,
+    clock: Arc<ManualClock>,
+    store: Store,
+}
+
+impl Fixture {
+    async fn new() -> Result<Self> {
+        // Store logs (retries, outcomes) show up in the output of a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "failover_messages=debug".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let env = moto().await?;
+        let table = env.unique("t");
+        ensure_table(&env.dynamodb(), &table)
+            .await
+            .with_context(|| format!("creating table {table}"))?;
+        let clock = Arc::new(ManualClock::starting_now());
+        let store = Store::new(&env.dynamodb(), table.clone()).with_clock(clock.clone());
+        Ok(Self {
+            env,
+            table,
+            clock,
+            store,
+        })
+    }
+
+    /// Another store on the same table and clock (a second coordinator or agent).
+    fn another_store(&self) -> Store {
+        Store::new(&self.env.dynamodb(), self.table.clone()).with_clock(self.clock.clone())
+    }
+
+    async fn registered(&self, group: &str) -> Result<GroupRef> {
+        let group: GroupRef = group.parse()?;
+        match self.store.register_group(&group, "east").await? {
+            RegisterOutcome::Registered(_) => Ok(group),
+            other => bail!("registering {group}: {other:?}"),
+        }
+    }
+
+    async fn started(&self, group: &GroupRef) -> Result<Operation> {
+        match self
+            .store
+            .start_operation(start(group, "coordinator-a"))
+            .await?
+        {
+            StartOutcome::Started(op) => Ok(op),
+            other => bail!("starting on {group}: {other:?}"),
+        }
+    }
+}
+
+fn start(group: &GroupRef, by: &str) -> StartRequest {
+    StartRequest {
+        group: group.clone(),
+        source: "east".into(),
+        target: "west".into(),
+        mode: Mode::Consistency,
+        force: false,
+        reason: "store_moto test".into(),
+        requested_by: by.into(),
+        lease_ttl: LEASE,
+        op_id: None,
+    }
+}
+
+fn vols(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn two_coordinators_racing_produce_one_operation_and_one_refusal_naming_the_holder()
+-> Result<()> {
+    let f = Fixture::new().await?;
+    let a = f.another_store();
+    let b = f.another_store();
+    for i in 0..5 {
+        let group = f.registered(&format!("shop/race-{i}")).await?;
+        let (ra, rb) = tokio::join!(
+            a.start_operation(start(&group, "coordinator-a")),
+            b.start_operation(start(&group, "coordinator-b")),
+        );
+        let (winner, refusal) = match (ra?, rb?) {
+            (StartOutcome::Started(op), other) | (other, StartOutcome::Started(op)) => (op, other),
+            (x, y) => bail!("nobody won on {group}: {x:?} / {y:?}"),
+        };
+        println!("race on {group}: {refusal:?}");
+        match refusal {
+            StartOutcome::LeaseHeld { holder, op_id, .. }
+            | StartOutcome::LostRace { holder, op_id, .. } => {
+                assert_eq!(holder, winner.requested_by, "the refusal names the holder");
+                assert_eq!(op_id, winner.id, "the refusal names the winning operation");
+            }
+            other => bail!("unexpected refusal on {group}: {other:?}"),
+        }
+        let state = f.store.get_group_state(&group).await?.context("state")?;
+        assert_eq!(state.epoch, 1);
+        assert_eq!(state.op_id.as_deref(), Some(winner.id.as_str()));
+    }
+    let ops = f.store.list_operations(None).await?;
+    assert_eq!(ops.len(), 5, "exactly one operation per group: {ops:#?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stale_epoch_write_is_rejected_for_journal_ready_and_complete() -> Result<()> {
+    let f = Fixture::new().await?;
+    let group = f.registered("shop/orders").await?;
+    let old = f.started(&group).await?;
+    let old_ref = OpRef::from(&old);
+    assert!(
+        f.store
+            .journal_intent(&old_ref, "east", "init", "Validate")
+            .await?
+            .is_done()
+    );
+    // The source marked its volume ready and the target claimed, then everything stalled.
+    assert!(
+        f.store
+            .mark_all_ready(&old_ref, "east", &vols(&["data"]))
+            .await?
+            .is_done()
+    );
+    assert!(
+        f.store
+            .claim_promotion(&old_ref, "west", &vols(&["data"]))
+            .await?
+            .is_done()
+    );
+
+    // The claim was never completed: only a forced operation may take over.
+    f.clock.advance(LEASE + Duration::from_secs(1));
+    let mut forced = start(&group, "coordinator-b");
+    forced.force = true;
+    let new = match f.store.start_operation(forced).await? {
+        StartOutcome::Started(op) => op,
+        other => bail!("a forced start after an expired lease was refused: {other:?}"),
+    };
+    assert_eq!(new.epoch, old.epoch + 1);
+
+    let expect_stale = |what: &str, stale: Option<failover_messages::store::Stale>| -> Result<()> {
+        let s = stale.with_context(|| format!("{what} was not rejected as stale"))?;
+        assert_eq!(s.expected_epoch, old.epoch, "{what}");
+        assert_eq!(s.current_epoch, Some(new.epoch), "{what}");
+        assert_eq!(s.current_op.as_deref(), Some(new.id.as_str()), "{what}");
+        Ok(())
+    };
+    let stale = |o: Outcome<_>| match o {
+        Outcome::StaleEpoch(s) => Some(s),
+        _ => None,
+    };
+    expect_stale(
+        "journal intent",
+        stale(
+            f.store
+                .journal_intent(&old_ref, "east", "init", "Next")
+                .await?,
+        ),
+    )?;
+    expect_stale(
+        "journal outcome",
+        stale(
+            f.store
+                .journal_outcome(&old_ref, "east", "init", "Validate", StepStatus::Done, None)
+                .await?,
+        ),
+    )?;
+    let before = f.store.list_handoffs(&old.id).await?;
+    expect_stale(
+        "ready",
+        stale(
+            f.store
+                .mark_all_ready(&old_ref, "east", &vols(&["data", "wal"]))
+                .await?
+                .map(|_| ()),
+        ),
+    )?;
+    assert_eq!(
+        f.store.list_handoffs(&old.id).await?,
+        before,
+        "a stale ready wrote nothing"
+    );
+    expect_stale(
+        "promoted",
+        stale(f.store.mark_promoted(&old_ref, "data", "west").await?),
+    )?;
+    expect_stale(
+        "complete",
+        stale(
+            f.store
+                .complete_operation(&old_ref, Timings::default())
+                .await?
+                .map(|_| ()),
+        ),
+    )?;
+    expect_stale(
+        "renew",
+        stale(
+            f.store
+                .renew_lease(&old_ref, "west", LEASE)
+                .await?
+                .map(|_| ()),
+        ),
+    )?;
+
+    let state = f.store.get_group_state(&group).await?.context("state")?;
+    assert_eq!(
+        state.active_cluster, "east",
+        "a stale complete changed nothing"
+    );
+    assert_eq!(state.op_id.as_deref(), Some(new.id.as_str()));
+    assert!(f.store.history(&group, None).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_expired_lease_can_be_taken_over_and_a_live_one_cannot() -> Result<()> {
+    let f = Fixture::new().await?;
+    let group = f.registered("shop/orders").await?;
+    let first = f.started(&group).await?;
+    let coordinator_b = f.another_store();
+
+    f.clock.advance(Duration::from_secs(10));
+    match coordinator_b
+        .start_operation(start(&group, "coordinator-b"))
+        .await?
+    {
+        StartOutcome::LeaseHeld { holder, op_id, .. } => {
+            assert_eq!(holder, "coordinator-a");
+            assert_eq!(op_id, first.id);
+        }
+        other => bail!("a live lease was taken over: {other:?}"),
+    }
+
+    // The source agent renews: the lease now lasts until +50 s.
+    f.clock.advance(Duration::from_secs(10));
+    let lease = f
+        .store
+        .renew_lease(&OpRef::from(&first), "east", LEASE)
+        .await?
+        .done()
+        .context("renewal refused")?;
+    assert_eq!(lease.holder, "east");
+
+    f.clock.advance(Duration::from_secs(20)); // +40 s: still live thanks to the renewal
+    match coordinator_b
+        .start_operation(start(&group, "coordinator-b"))
+        .await?
+    {
+        StartOutcome::LeaseHeld {
+            holder, expires, ..
+        } => {
+            assert_eq!(holder, "east");
+            assert_eq!(expires, lease.expires_at);
+        }
+        other => bail!("a renewed lease was taken over: {other:?}"),
+    }
+
+    f.clock.advance(Duration::from_secs(11)); // +51 s: expired
+    let second = match coordinator_b
+        .start_operation(start(&group, "coordinator-b"))
+        .await?
+    {
+        StartOutcome::Started(op) => op,
+        other => bail!("an expired lease could not be taken over: {other:?}"),
+    };
+    assert_eq!(second.epoch, first.epoch + 1);
+    assert!(
+        f.store
+            .renew_lease(&OpRef::from(&first), "east", LEASE)
+            .await?
+            .is_stale()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_ready_transaction_is_all_or_nothing() -> Result<()> {
+    let f = Fixture::new().await?;
+
+    // Happy path, repeated: every volume READY at the epoch, the first readyAt kept.
+    let group = f.registered("shop/ready").await?;
+    let op = OpRef::from(&f.started(&group).await?);
+    let volumes = vols(&["data-0", "data-1", "wal"]);
+    assert!(
+        f.store
+            .mark_all_ready(&op, "east", &volumes)
+            .await?
+            .is_done()
+    );
+    let first = f.store.list_handoffs(&op.id).await?;
+    f.clock.advance(Duration::from_secs(1));
+    assert!(
+        f.store
+            .mark_all_ready(&op, "east", &volumes)
+            .await?
+            .is_done()
+    );
+    let again = f.store.list_handoffs(&op.id).await?;
+    assert_eq!(first, again);
+    assert_eq!(first.len(), 3);
+    assert!(
+        first
+            .iter()
+            .all(|h| h.state == HandoffState::ReadyForPromotion && h.epoch == op.epoch)
+    );
+
+    // UPTIME: the target promoted one volume first, so the source's READY for all of them
+    // is refused and nothing else is written.
+    let group = f.registered("shop/promoted").await?;
+    let mut uptime = start(&group, "coordinator-a");
+    uptime.mode = Mode::Uptime;
+    let op = match f.store.start_operation(uptime).await? {
+        StartOutcome::Started(op) => OpRef::from(&op),
+        other => bail!("{other:?}"),
+    };
+    assert!(f.store.claim_promotion(&op, "west", &[]).await?.is_done());
+    assert!(
+        f.store
+            .mark_promoted(&op, "data-1", "west")
+            .await?
+            .is_done()
+    );
+    match f.store.mark_all_ready(&op, "east", &volumes).await? {
+        Outcome::AlreadyPromoted { volume } => assert_eq!(volume, "data-1"),
+        other => bail!("expected AlreadyPromoted, got {other:?}"),
+    }
+    let records = f.store.list_handoffs(&op.id).await?;
+    assert_eq!(
+        records.len(),
+        1,
+        "only the PROMOTED record exists: {records:?}"
+    );
+    assert_eq!(records[0].state, HandoffState::Promoted);
+
+    // Abort requested first: nothing is written.
+    let group = f.registered("shop/aborted").await?;
+    let op = OpRef::from(&f.started(&group).await?);
+    assert!(f.store.request_abort(&op.id).await?.is_done());
+    assert!(matches!(
+        f.store.mark_all_ready(&op, "east", &volumes).await?,
+        Outcome::AbortRequested { .. }
+    ));
+    assert!(f.store.list_handoffs(&op.id).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn claim_waits_until_every_volume_is_ready_for_promotion() -> Result<()> {
+    let f = Fixture::new().await?;
+    let group = f.registered("shop/orders").await?;
+    let op = OpRef::from(&f.started(&group).await?);
+    let volumes = vols(&["data-0", "data-1"]);
+    match f.store.claim_promotion(&op, "west", &volumes).await? {
+        Outcome::NotReady { missing } => assert_eq!(missing, volumes),
+        other => bail!("claimed without handoff records: {other:?}"),
+    }
+    assert!(
+        f.store
+            .get_operation(&op.id)
+            .await?
+            .context("op")?
+            .promotion_started_at
+            .is_none()
+    );
+    let err = f.store.claim_promotion(&op, "west", &[]).await.unwrap_err();
+    assert!(err.to_string().contains("claiming the promotion"), "{err}");
+    assert!(format!("{:#}", anyhow::Error::from(err)).contains("must name every volume"));
+    assert!(
+        f.store
+            .mark_all_ready(&op, "east", &volumes)
+            .await?
+            .is_done()
+    );
+    assert!(
+        f.store
+            .claim_promotion(&op, "west", &volumes)
+            .await?
+            .is_done()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn claim_promotion_and_request_abort_exclude_each_other_in_both_orders() -> Result<()> {
+    let f = Fixture::new().await?;
+    let volumes = vols(&["data"]);
+
+    // Claim first: the abort is refused, only forward is offered.
+    let group = f.registered("shop/claim-first").await?;
+    let op = OpRef::from(&f.started(&group).await?);
+    assert!(
+        f.store
+            .mark_all_ready(&op, "east", &volumes)
+            .await?
+            .is_done()
+    );
+    assert!(
+        f.store
+            .claim_promotion(&op, "west", &volumes)
+            .await?
+            .is_done()
+    );
+    assert!(matches!(
+        f.store.request_abort(&op.id).await?,
+        Outcome::PromotionClaimed { .. }
+    ));
+    assert!(
+        f.store
+            .get_operation(&op.id)
+            .await?
+            .context("op")?
+            .abort_requested_at
+            .is_none()
+    );
+
+    // Abort first: the claim is refused, and the source closes the operation as Aborted.
+    let group = f.registered("shop/abort-first").await?;
+    let op = OpRef::from(&f.started(&group).await?);
+    assert!(
+        f.store
+            .mark_all_ready(&op, "east", &volumes)
+            .await?
+            .is_done()
+    );
+    assert!(f.store.request_abort(&op.id).await?.is_done());
+    assert!(matches!(
+        f.store.claim_promotion(&op, "west", &volumes).await?,
+        Outcome::AbortRequested { .. }
+    ));
+    assert!(
+        f.store
+            .get_operation(&op.id)
+            .await?
+            .context("op")?
+            .promotion_started_at
+            .is_none()
+    );
+    assert!(matches!(
+        f.store.complete_operation(&op, Timings::default()).await?,
+        Outcome::AbortRequested { .. }
+    ));
+    let entry = f
+        .store
+        .finish_abort(&op, Timings::default())
+        .await?
+        .done()
+        .context("finish_abort")?;
+    assert_eq!(entry.operation.phase, Phase::Aborted);
+    let state = f.store.get_group_state(&group).await?.context("state")?;
+    assert_eq!(
+        state.active_cluster, "east",
+        "the source stays active after an abort"
+    );
+    assert_eq!(state.op_id, None);
+    assert_eq!(state.lease, None);
+
+    // Both at once: exactly one wins.
+    for i in 0..3 {
+        let group = f.registered(&format!("shop/both-{i}")).await?;
+        let op = OpRef::from(&f.started(&group).await?);
+        assert!(
+            f.store
+                .mark_all_ready(&op, "east", &volumes)
+                .await?
+                .is_done()
+        );
+        let other = f.another_store();
+        let (claim, abort) = tokio::join!(
+            f.store.claim_promotion(&op, "west", &volumes),
+            other.request_abort(&op.id)
+        );
+        let (claim, abort) = (claim?, abort?);
+        assert!(
+            claim.is_done() != abort.is_done(),
+            "exactly one of claim and abort wins: {claim:?} / {abort:?}"
+        );
+        let stored = f.store.get_operation(&op.id).await?.context("op")?;
+        assert!(stored.promotion_started_at.is_some() != stored.abort_requested_at.is_some());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_claimed_promotion_can_only_be_finished_forward_or_forced() -> Result<()> {
+    let f = Fixture::new().await?;
+    let group = f.registered("shop/orders").await?;
+    let first = f.started(&group).await?;
+    let r1 = OpRef::from(&first);
+    let volumes = vols(&["data"]);
+    assert!(
+        f.store
+            .mark_all_ready(&r1, "east", &volumes)
+            .await?
+            .is_done()
+    );
+    let err = f
+        .store
+        .claim_promotion(&r1, "north", &volumes)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{:#}", anyhow::Error::from(err)).contains("north is not the target"),
+        "only the target may claim"
+    );
+    assert!(
+        f.store
+            .claim_promotion(&r1, "west", &volumes)
+            .await?
+            .is_done()
+    );
+    let state = f.store.get_group_state(&group).await?.context("state")?;
+    assert_eq!(state.promotion_claimed_by.as_deref(), Some("west"));
+    assert_eq!(
+        state.entitled_cluster(),
+        "west",
+        "the claimer is entitled, not the old active"
+    );
+    assert!(matches!(
+        f.store.request_abort(&first.id).await?,
+        Outcome::PromotionClaimed { at: Some(_), .. }
+    ));
+
+    // The target died after claiming; the lease expires.
+    f.clock.advance(LEASE + Duration::from_secs(1));
+    match f
+        .store
+        .start_operation(start(&group, "coordinator-b"))
+        .await?
+    {
+        StartOutcome::PromotionClaimed {
+            claimed_by, op_id, ..
+        } => {
+            assert_eq!(claimed_by, "west");
+            assert_eq!(op_id.as_deref(), Some(first.id.as_str()));
+        }
+        other => bail!("a non-forced start passed a claimed promotion: {other:?}"),
+    }
+    let mut forced = start(&group, "coordinator-b");
+    forced.force = true;
+    let second = match f.store.start_operation(forced).await? {
+        StartOutcome::Started(op) => op,
+        other => bail!("the forced start was refused: {other:?}"),
+    };
+    let state = f.store.get_group_state(&group).await?.context("state")?;
+    assert_eq!(
+        state.promotion_claimed_by.as_deref(),
+        Some("west"),
+        "a forced start keeps the claim"
+    );
+    match f.store.request_abort(&second.id).await? {
+        Outcome::PromotionClaimed { at: None, by } => assert_eq!(by.as_deref(), Some("west")),
+        other => bail!("an abort passed the group's claim: {other:?}"),
+    }
+
+    // Forward: the forced operation's target claims without handoff records and completes.
+    let r2 = OpRef::from(&second);
+    assert!(f.store.claim_promotion(&r2, "west", &[]).await?.is_done());
+    assert!(
+        f.store
+            .complete_operation(&r2, Timings::default())
+            .await?
+            .is_done()
+    );
+    let state = f.store.get_group_state(&group).await?.context("state")?;
+    assert_eq!(
+        (state.active_cluster.as_str(), state.promotion_claimed_by),
+        ("west", None)
+    );
+    assert!(
+        f.store
+            .claim_promotion(&r1, "west", &volumes)
+            .await?
+            .is_stale()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn complete_writes_history_and_releases_the_lease() -> Result<()> {
+    let f = Fixture::new().await?;
+    let group = f.registered("shop/orders").await?;
+    f.store.calls().reset();
+    let op = f.started(&group).await?;
+    let r = OpRef::from(&op);
+    let volumes = vols(&["data-0", "data-1"]);
+
+    // Source.
+    assert!(f.store.set_phase(&r, Phase::Running, None).await?.is_done());
+    assert!(
+        f.store
+            .journal_intent(&r, "east", "2-source", "ScaleDown")
+            .await?
+            .is_done()
+    );
+    let replicas = BTreeMap::from([("Deployment/api".to_owned(), 3)]);
+    assert!(
+        f.store
+            .record_original_replicas(&r, &replicas)
+            .await?
+            .is_done()
+    );
+    assert!(
+        f.store
+            .record_original_replicas(&r, &BTreeMap::from([("Deployment/api".to_owned(), 0)]))
+            .await?
+            .is_done()
+    );
+    assert!(
+        f.store
+            .journal_outcome(&r, "east", "2-source", "ScaleDown", StepStatus::Done, None)
+            .await?
+            .is_done()
+    );
+    assert!(
+        f.store
+            .mark_all_ready(&r, "east", &volumes)
+            .await?
+            .is_done()
+    );
+    // Target.
+    f.clock.advance(Duration::from_secs(2));
+    assert_eq!(f.store.list_handoffs(&op.id).await?.len(), 2);
+    assert!(
+        f.store
+            .claim_promotion(&r, "west", &volumes)
+            .await?
+            .is_done()
+    );
+    assert!(
+        f.store
+            .mark_promoted(&r, &volumes[0], "west")
+            .await?
+            .is_done()
+    );
+    assert!(
+        f.store
+            .mark_all_promoted(&r, &volumes, "west")
+            .await?
+            .is_done()
+    );
+    f.clock.advance(Duration::from_secs(3));
+    let timings = Timings {
+        downtime_ms: Some(4_000),
+        ..Timings::default()
+    };
+    let entry = f
+        .store
+        .complete_operation(&r, timings)
+        .await?
+        .done()
+        .context("complete")?;
+    let calls = f.store.calls().by_operation();
+    println!(
+        "AWS calls for one failover with 2 volumes: {calls:?} (total {})",
+        f.store.calls().total()
+    );
+
+    assert_eq!(entry.operation.phase, Phase::Succeeded);
+    assert_eq!(entry.operation.timings.total_ms, Some(5_000));
+    assert_eq!(
+        entry.operation.original_replicas, replicas,
+        "the first replica map is kept"
+    );
+    let state = f.store.get_group_state(&group).await?.context("state")?;
+    assert_eq!(state.active_cluster, "west");
+    assert_eq!(state.op_id, None);
+    assert_eq!(state.lease, None);
+    assert_eq!(state.last_op_id.as_deref(), Some(op.id.as_str()));
+    assert_eq!(state.epoch, op.epoch);
+
+    let history = f.store.history(&group, None).await?;
+    assert_eq!(history, vec![entry.clone()]);
+    let stored = f.store.get_operation(&op.id).await?.context("op")?;
+    assert_eq!(stored.phase, Phase::Succeeded);
+    assert_eq!(stored.finished_at, Some(entry.finished_at));
+    assert!(f.store.handoffs_all_promoted(&op.id).await?);
+
+    // The operation is closed: its agents' writes are refused from now on.
+    assert!(
+        f.store
+            .journal_intent(&r, "west", "6-finish", "Late")
+            .await?
+            .is_stale()
+    );
+    // Completing again answers the same; the released group can fail back at once.
+    assert_eq!(
+        f.store.complete_operation(&r, Timings::default()).await?,
+        Outcome::Done(entry)
+    );
+    let mut back = start(&group, "coordinator-b");
+    back.source = "west".into();
+    back.target = "east".into();
+    match f.store.start_operation(back).await? {
+        StartOutcome::Started(op2) => assert_eq!(op2.epoch, op.epoch + 1),
+        other => bail!("the lease was not released: {other:?}"),
+    }
+    Ok(())
+}
+
+/// Small helper so the test reads as a sentence.
+trait HandoffsAllPromoted {
+    async fn handoffs_all_promoted(&self, op_id: &str) -> Result<bool>;
+}
+
+impl HandoffsAllPromoted for Store {
+    async fn handoffs_all_promoted(&self, op_id: &str) -> Result<bool> {
+        let records = self.list_handoffs(op_id).await?;
+        Ok(!records.is_empty()
+            && records
+                .iter()
+                .all(|h| h.state == HandoffState::Promoted && h.promoted_at.is_some()))
+    }
+}
+
+#[tokio::test]
+async fn journal_reads_back_in_order_and_done_steps_are_not_redone() -> Result<()> {
+    let f = Fixture::new().await?;
+    let group = f.registered("shop/orders").await?;
+    let r = OpRef::from(&f.started(&group).await?);
+    for task in ["Zeta", "Alpha", "Mid"] {
+        assert!(
+            f.store
+                .journal_intent(&r, "east", "2-source", task)
+                .await?
+                .is_done()
+        );
+        f.clock.advance(Duration::from_millis(5));
+        assert!(
+            f.store
+                .journal_outcome(&r, "east", "2-source", task, StepStatus::Done, Some("ok"))
+                .await?
+                .is_done()
+        );
+        f.clock.advance(Duration::from_millis(5));
+    }
+    assert!(
+        f.store
+            .journal_intent(&r, "west", "4-target", "Promote")
+            .await?
+            .is_done()
+    );
+
+    let east = f.store.journal(&r.id, "east").await?;
+    let tasks: Vec<_> = east.iter().map(|s| s.task.as_str()).collect();
+    assert_eq!(tasks, ["Zeta", "Alpha", "Mid"], "in the order they started");
+    assert!(
+        east.iter()
+            .all(|s| s.status == StepStatus::Done && s.attempts == 1)
+    );
+    let west = f.store.journal(&r.id, "west").await?;
+    assert_eq!(west.len(), 1);
+    assert_eq!(west[0].status, StepStatus::Started);
+
+    match f
+        .store
+        .journal_intent(&r, "east", "2-source", "Alpha")
+        .await?
+    {
+        Outcome::AlreadyDone(step) => assert_eq!(step.task, "Alpha"),
+        other => bail!("a DONE step was started again: {other:?}"),
+    }
+    // A failed step may be retried; the attempts are counted.
+    assert!(
+        f.store
+            .journal_outcome(
+                &r,
+                "west",
+                "4-target",
+                "Promote",
+                StepStatus::Failed,
+                Some("boom")
+            )
+            .await?
+            .is_done()
+    );
+    assert!(
+        f.store
+            .journal_intent(&r, "west", "4-target", "Promote")
+            .await?
+            .is_done()
+    );
+    let west = f.store.journal(&r.id, "west").await?;
+    assert_eq!(
+        (west[0].status, west[0].attempts, west[0].message.as_deref()),
+        (StepStatus::Started, 2, None)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stale_heartbeat_reads_as_stale() -> Result<()> {
+    let f = Fixture::new().await?;
+    f.store
+        .put_heartbeat("east", "0.1.0", Duration::from_secs(30))
+        .await?;
+    let hb = f.store.get_heartbeat("east").await?.context("heartbeat")?;
+    assert!(!hb.stale);
+    f.clock.advance(Duration::from_secs(31));
+    f.store
+        .put_heartbeat("west", "0.1.0", Duration::from_secs(30))
+        .await?;
+    let hb = f
+        .store
+        .get_heartbeat("east")
+        .await?
+        .context("heartbeat lingers in moto")?;
+    assert!(hb.stale, "an expired heartbeat reads as stale: {hb:?}");
+    let all = f.store.list_heartbeats().await?;
+    let summary: Vec<_> = all
+        .iter()
+        .map(|h| (h.heartbeat.cluster.as_str(), h.stale))
+        .collect();
+    assert_eq!(summary, [("east", true), ("west", false)]);
+    assert!(f.store.get_heartbeat("north").await?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn ensure_table_is_idempotent() -> Result<()> {
+    let env = moto().await?;
+    let client = env.dynamodb();
+    let table = env.unique("t");
+    assert_eq!(ensure_table(&client, &table).await?, TableSetup::Created);
+    assert_eq!(
+        ensure_table(&client, &table).await?,
+        TableSetup::AlreadyExisted
+    );
+    assert_eq!(
+        ensure_table(&client, &table).await?,
+        TableSetup::AlreadyExisted
+    );
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&table)
+        .send()
+        .await?;
+    let ttl = ttl.time_to_live_description().context("ttl")?;
+    assert_eq!(ttl.attribute_name(), Some("expiresAt"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_table_with_a_wrong_key_schema_is_named_in_the_error() -> Result<()> {
+    let env = moto().await?;
+    let client = env.dynamodb();
+    let table = env.unique("wrong");
+    client
+        .create_table()
+        .table_name(&table)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()?,
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await?;
+    let err = ensure_table(&client, &table).await.unwrap_err();
+    assert!(matches!(err, SetupError::WrongSchema { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&table) && msg.contains("key schema is [id HASH]"),
+        "{msg}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unknown_group_is_not_registered_and_named() -> Result<()> {
+    let f = Fixture::new().await?;
+    let group: GroupRef = "shop/nowhere".parse()?;
+    match f
+        .store
+        .start_operation(start(&group, "coordinator-a"))
+        .await?
+    {
+        StartOutcome::NotRegistered { group: named } => {
+            assert_eq!(named.to_string(), "shop/nowhere")
+        }
+        other => bail!("expected NotRegistered, got {other:?}"),
+    }
+    assert!(f.store.get_group_state(&group).await?.is_none());
+    assert!(
+        f.store.list_operations(None).await?.is_empty(),
+        "nothing was written"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn registering_is_idempotent_and_names_the_active_cluster() -> Result<()> {
+    let f = Fixture::new().await?;
+    let group = f.registered("shop/orders").await?;
+    assert!(matches!(
+        f.store.register_group(&group, "east").await?,
+        RegisterOutcome::AlreadyRegistered(_)
+    ));
+    match f.store.register_group(&group, "west").await? {
+        RegisterOutcome::ActiveElsewhere { active, .. } => assert_eq!(active, "east"),
+        other => bail!("expected ActiveElsewhere, got {other:?}"),
+    }
+    let other = f.registered("shop/another").await?;
+    let listed: Vec<_> = f
+        .store
+        .list_groups()
+        .await?
+        .into_iter()
+        .map(|g| g.group)
+        .collect();
+    assert_eq!(listed, [other, group]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_source_must_be_active_unless_forced_and_suspended_groups_refuse() -> Result<()> {
+    let f = Fixture::new().await?;
+    let group = f.registered("shop/orders").await?;
+    let mut wrong = start(&group, "coordinator-a");
+    wrong.source = "west".into();
+    wrong.target = "east".into();
+    match f.store.start_operation(wrong.clone()).await? {
+        StartOutcome::NotActive { active, .. } => assert_eq!(active, "east"),
+        other => bail!("expected NotActive, got {other:?}"),
+    }
+    f.store
+        .set_suspended(&group, true)
+        .await?
+        .context("registered")?;
+    assert!(matches!(
+        f.store
+            .start_operation(start(&group, "coordinator-a"))
+            .await?,
+        StartOutcome::Suspended { .. }
+    ));
+    f.store.set_suspended(&group, false).await?;
+    wrong.force = true;
+    match f.store.start_operation(wrong).await? {
+        StartOutcome::Started(op) => assert!(op.force),
+        other => bail!("a forced start was refused: {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn uptime_records_the_dual_active_window_and_phases_close_once() -> Result<()> {
+    let f = Fixture::new().await?;
+    let group = f.registered("shop/orders").await?;
+    let op = f.started(&group).await?;
+    let r = OpRef::from(&op);
+    let t0 = f.store.now();
+    let secs = |s| t0 + jiff::SignedDuration::from_secs(s);
+    for mark in [
+        DualActiveMark::Started(secs(2)),
+        DualActiveMark::Started(secs(1)),
+        DualActiveMark::Started(secs(3)),
+        DualActiveMark::Ended(secs(9)),
+        DualActiveMark::Ended(secs(7)),
+    ] {
+        assert!(f.store.record_dual_active(&r, mark).await?.is_done());
+    }
+    let stored = f.store.get_operation(&op.id).await?.context("op")?;
+    assert_eq!(
+        stored.dual_active_started_at,
+        Some(secs(1)),
+        "the earliest start is kept"
+    );
+    assert_eq!(
+        stored.dual_active_ended_at,
+        Some(secs(9)),
+        "the latest end is kept"
+    );
+    assert_eq!(
+        stored.dual_active_window(),
+        Some(jiff::SignedDuration::from_secs(8))
+    );
+
+    assert!(
+        f.store
+            .set_phase(&r, Phase::Failed, Some("volume never became Primary"))
+            .await?
+            .is_done()
+    );
+    assert_eq!(
+        f.store.set_phase(&r, Phase::Running, None).await?,
+        Outcome::AlreadyFinished {
+            phase: Phase::Failed
+        }
+    );
+    assert!(
+        f.store.set_phase(&r, Phase::Succeeded, None).await.is_err(),
+        "only complete writes Succeeded"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_missing_table_gives_an_error_naming_it_and_the_operation() -> Result<()> {
+    let env = moto().await?;
+    let table = env.unique("missing");
+    let store = Store::new(&env.dynamodb(), table.clone());
+    let group: GroupRef = "shop/orders".parse()?;
+    let err = store
+        .start_operation(start(&group, "coordinator-a"))
+        .await
+        .unwrap_err();
+    let chain = format!("{:#}", anyhow::Error::from(err));
+    assert!(chain.contains("starting operation"), "{chain}");
+    assert!(chain.contains(&table), "{chain}");
+    assert!(chain.contains("shop/orders"), "{chain}");
+    assert!(chain.contains("ResourceNotFoundException"), "{chain}");
+    Ok(())
+}
+
+/// A loopback proxy to moto that, when armed, forwards one `TransactWriteItems` request and
+/// then closes the client's connection instead of returning the answer: the write commits,
+/// but the caller sees a transport failure.
+mod lossy_proxy {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    pub struct Proxy {
+        pub url: String,
+        armed: Arc<AtomicBool>,
+    }
+
+    impl Proxy {
+        /// Drops the answer to the next `TransactWriteItems`.
+        pub fn arm(&self) {
+            self.armed.store(true, Ordering::SeqCst);
+        }
+
+        pub fn is_armed(&self) -> bool {
+            self.armed.load(Ordering::SeqCst)
+        }
+    }
+
+    pub async fn start(upstream: &str) -> anyhow::Result<Proxy> {
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let armed = Arc::new(AtomicBool::new(false));
+        let armed2 = armed.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let armed = armed2.clone();
+                tokio::spawn(async move {
+                    if let Ok(server) = TcpStream::connect(&upstream).await {
+                        pump(client, server, armed).await;
+                    }
+                });
+            }
+        });
+        Ok(Proxy { url, armed })
+    }
+
+    async fn pump(client: TcpStream, server: TcpStream, armed: Arc<AtomicBool>) {
+        let (mut cr, mut cw) = client.into_split();
+        let (mut sr, mut sw) = server.into_split();
+        let drop_answer = Arc::new(AtomicBool::new(false));
+        let drop_flag = drop_answer.clone();
+        let up = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match cr.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let chunk = &buf[..n];
+                if chunk.windows(18).any(|w| w == b"TransactWriteItems")
+                    && armed.swap(false, Ordering::SeqCst)
+                {
+                    drop_flag.store(true, Ordering::SeqCst);
+                }
+                if sw.write_all(chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match sr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if drop_answer.load(Ordering::SeqCst) {
+                break; // the write happened upstream; the caller never hears of it
+            }
+            if cw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        up.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_start_whose_answer_is_lost_is_reported_as_started() -> Result<()> {
+    let f = Fixture::new().await?;
+    let proxy = lossy_proxy::start(&f.env.endpoint_url).await?;
+    let sdk = failover_tests::aws::sdk_config(&proxy.url, &f.env.region).await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    for (i, policy) in [
+        // Without retries: the transport error is resolved by reading `opId` back.
+        failover_messages::store::retry::RetryPolicy::never(),
+        // With retries: the retried transaction (same request token) must not turn the
+        // committed start into a conflict.
+        failover_messages::store::retry::RetryPolicy::default(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let group = f.registered(&format!("shop/lossy-{i}")).await?;
+        let store = Store::new(&client, f.table.clone())
+            .with_clock(f.clock.clone())
+            .with_retry_policy(policy);
+        proxy.arm();
+        let op = match store
+            .start_operation(start(&group, "coordinator-a"))
+            .await?
+        {
+            StartOutcome::Started(op) => op,
+            other => bail!("a committed start was reported as {other:?}"),
+        };
+        assert!(!proxy.is_armed(), "the proxy dropped an answer");
+        let state = f.store.get_group_state(&group).await?.context("state")?;
+        assert_eq!(state.op_id.as_deref(), Some(op.id.as_str()));
+        assert_eq!(state.epoch, 1, "started exactly once");
+        assert_eq!(f.store.get_operation(&op.id).await?, Some(op));
+    }
+    Ok(())
+}
