@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use failover_tests::kube::{Cluster, TestEnv, TestNamespace, pod_names, wait_for};
+use failover_tests::kube::{TestEnv, TestNamespace, pod_names, wait_for};
 use failover_tests::storage_sim::{
     COND_COMPLETED, COND_DEGRADED, COND_RESYNCING, DesiredState, SimHandle, SimOptions, StorageSim,
     Violation, VrView, create_volume_replication, get_volume, read_violations_file, set_degraded,
@@ -46,21 +46,6 @@ impl Ctx {
     }
 }
 
-/// The environment with clients bound to the calling test's runtime.
-///
-/// `TestEnv::attach` caches its `kube::Client`s process-wide, but a client's connection
-/// worker lives on the runtime that created it, and every `#[tokio::test]` has its own
-/// runtime: once the first test ends, the cached clients fail with "buffer's worker closed
-/// unexpectedly". So each test connects its own clients from the same kubeconfigs.
-async fn attach() -> Result<TestEnv> {
-    let shared = TestEnv::attach().await?;
-    Ok(TestEnv {
-        east: Cluster::connect("east", shared.east.kubeconfig.clone()).await?,
-        west: Cluster::connect("west", shared.west.kubeconfig.clone()).await?,
-        ..shared
-    })
-}
-
 /// Runs `body` in a fresh namespace; on failure the error carries the namespace dump. The
 /// namespace is deleted either way.
 async fn in_namespace<F, Fut>(prefix: &str, body: F) -> Result<()>
@@ -68,7 +53,7 @@ where
     F: FnOnce(TestEnv, TestNamespace) -> Fut,
     Fut: Future<Output = Result<Vec<Violation>>>,
 {
-    let env = attach().await?;
+    let env = TestEnv::attach().await?;
     let ns = env.namespace(prefix).await?;
     let res = body(env, ns.clone()).await;
     let out = match res {

@@ -50,11 +50,12 @@ impl Drop for AbortOnDrop {
 pub(crate) enum Msg {
     /// A watch event from cluster `.0`, received at `.2`.
     Watch(usize, Box<Event<DynamicObject>>, Timestamp),
-    /// A transition task wrote this status; the API server answered at `at`.
+    /// A transition task wrote this status: sent at `sent`, acknowledged at `acked`.
     Wrote {
         cluster: usize,
         obj: Box<DynamicObject>,
-        at: Timestamp,
+        sent: Timestamp,
+        acked: Timestamp,
     },
     /// A transition task finished (`ok`: reached the end of its plan).
     Ended {
@@ -134,7 +135,7 @@ impl Engine {
                     if let Some(seen) = &mut self.listing[c] {
                         seen.insert(key_of(&obj));
                     }
-                    self.observe(c, obj, at, false);
+                    self.observe(c, obj, Span::at(at), false);
                 }
                 Event::InitDone => {
                     let seen = self.listing[c].take().unwrap_or_default();
@@ -149,10 +150,23 @@ impl Engine {
                     }
                     self.ready.send_modify(|r| r[c] = true);
                 }
-                Event::Apply(obj) => self.observe(c, obj, at, false),
+                Event::Apply(obj) => self.observe(c, obj, Span::at(at), false),
                 Event::Delete(obj) => self.forget(c, key_of(&obj), at),
             },
-            Msg::Wrote { cluster, obj, at } => self.observe(cluster, *obj, at, true),
+            Msg::Wrote {
+                cluster,
+                obj,
+                sent,
+                acked,
+            } => self.observe(
+                cluster,
+                *obj,
+                Span {
+                    earliest: sent,
+                    latest: acked,
+                },
+                true,
+            ),
             Msg::Ended {
                 cluster,
                 key,
@@ -175,7 +189,8 @@ impl Engine {
 
     /// Takes a newer copy of an object into the cache, then updates the Primary bookkeeping
     /// and reconciles it. Older copies (a watch event behind our own write) are ignored.
-    fn observe(&mut self, c: usize, obj: DynamicObject, at: Timestamp, from_write: bool) {
+    /// The change took effect within `at`.
+    fn observe(&mut self, c: usize, obj: DynamicObject, at: Span, from_write: bool) {
         let key = key_of(&obj);
         let view = VrView::from_object(&obj);
         let k = (c, key.clone());
@@ -222,10 +237,13 @@ impl Engine {
         if self.vols.remove(&(c, key.clone())).is_some() {
             debug!(cluster = %self.clusters[c].name, volume = %format!("{}/{}", key.0, key.1), "storage-sim: volume deleted");
         }
-        self.set_primary(&key, c, false, at);
+        self.set_primary(&key, c, false, Span::at(at));
     }
 
-    fn set_primary(&mut self, key: &Key, c: usize, primary: bool, at: Timestamp) {
+    /// Records whether cluster `c` shows Primary for `key`, the change having taken effect
+    /// within `at`. Intervals are measured conservatively: a dual Primary starts at the
+    /// earliest and ends at the latest moment the change can have happened.
+    fn set_primary(&mut self, key: &Key, c: usize, primary: bool, at: Span) {
         let set = self.primaries.entry(key.clone()).or_default();
         if primary {
             set.insert(c);
@@ -245,13 +263,13 @@ impl Engine {
                 warn!(
                     volume = %format!("{}/{}", key.0, key.1),
                     clusters = ?names,
-                    start = %super::model::format_ms(at),
+                    start = %super::model::format_ms(at.earliest),
                     "storage-sim VIOLATION: DualPrimary started"
                 );
                 let idx = self.recorder.push(Violation::DualPrimary {
                     namespace: key.0.clone(),
                     name: key.1.clone(),
-                    start: ms(at),
+                    start: ms(at.earliest),
                     end: None,
                 });
                 self.open_dual.insert(key.clone(), idx);
@@ -259,10 +277,10 @@ impl Engine {
             (false, Some(idx)) => {
                 warn!(
                     volume = %format!("{}/{}", key.0, key.1),
-                    end = %super::model::format_ms(at),
+                    end = %super::model::format_ms(at.latest),
                     "storage-sim VIOLATION: DualPrimary ended"
                 );
-                self.recorder.end_dual_primary(idx, at);
+                self.recorder.end_dual_primary(idx, at.latest);
                 self.open_dual.remove(key);
             }
             _ => {}
@@ -323,6 +341,22 @@ impl Engine {
                 });
             })),
         });
+    }
+}
+
+/// When a change took effect: between `earliest` and `latest`.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    earliest: Timestamp,
+    latest: Timestamp,
+}
+
+impl Span {
+    fn at(t: Timestamp) -> Self {
+        Self {
+            earliest: t,
+            latest: t,
+        }
     }
 }
 
@@ -467,7 +501,8 @@ impl Transition {
         let mut backoff = Duration::from_millis(100);
         loop {
             let view = self.view();
-            let status = build_status(&view, self.plan.generation, phase, Timestamp::now());
+            let sent = Timestamp::now();
+            let status = build_status(&view, self.plan.generation, phase, sent);
             let patch = json!({
                 "metadata": {"resourceVersion": view.resource_version},
                 "status": status,
@@ -478,14 +513,15 @@ impl Transition {
                 .await
             {
                 Ok(obj) => {
-                    let at = Timestamp::now();
+                    let acked = Timestamp::now();
                     self.cur = obj.clone();
                     let _ = self.tx.send(Msg::Wrote {
                         cluster: self.cluster,
                         obj: Box::new(obj),
-                        at,
+                        sent,
+                        acked,
                     });
-                    return Ok(at);
+                    return Ok(acked);
                 }
                 Err(kube::Error::Api(s)) if s.is_not_found() => return Err(Stop::Gone),
                 Err(kube::Error::Api(s)) if s.is_conflict() => {
