@@ -16,9 +16,11 @@
 //! * `kind` – one of [`EnvelopeKind`].
 //! * `operationId` – id of the operation record `OP#<id>`: 1–128 characters of
 //!   `[A-Za-z0-9._:-]`.
-//! * `group` – `<namespace>/<name>` of the FailoverGroup ([`GroupKey`]).
+//! * `group` – `<namespace>/<name>` of the FailoverGroup ([`GroupRef`], the same type the
+//!   DynamoDB keys use).
 //! * `epoch` – the group's epoch the sender acted at (unsigned 64-bit).
-//! * `sender` – cluster name of the sender (a DNS label), or `coordinator`.
+//! * `sender` – cluster name of the sender (a DNS label, as [`keys::validate_cluster`]
+//!   checks), or `coordinator`.
 //! * `sentAt` – RFC 3339 timestamp.
 //!
 //! Unknown extra fields are ignored (so version 1 can grow optional fields). Decoding
@@ -29,8 +31,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use jiff::Timestamp;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::keys::{self, GroupRef, KeyError};
 
 /// The envelope format version this build writes and reads.
 pub const ENVELOPE_VERSION: u64 = 1;
@@ -39,8 +43,8 @@ pub const ENVELOPE_VERSION: u64 = 1;
 /// anything larger is rejected before parsing.
 pub const MAX_ENVELOPE_BYTES: usize = 8 * 1024;
 
-/// Longest operation id accepted.
-pub const MAX_OPERATION_ID_LEN: usize = 128;
+/// Longest operation id accepted (the limit of the DynamoDB keys).
+pub const MAX_OPERATION_ID_LEN: usize = keys::MAX_OPERATION_ID_LEN;
 
 /// What happened, from the sender's point of view. The receiver re-reads the records the
 /// envelope names before acting on it.
@@ -101,69 +105,6 @@ impl FromStr for EnvelopeKind {
     }
 }
 
-/// A FailoverGroup's `<namespace>/<name>`, as used in envelopes and DynamoDB keys.
-///
-/// The namespace is a DNS label (1–63 characters of `[a-z0-9-]`, alphanumeric at both
-/// ends); the name is a DNS subdomain (1–253 characters of `[a-z0-9.-]`, alphanumeric at
-/// both ends).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct GroupKey {
-    namespace: String,
-    name: String,
-}
-
-impl GroupKey {
-    /// A key from its parts; the error says which part is invalid and why.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Result<Self, String> {
-        let (namespace, name) = (namespace.into(), name.into());
-        check_dns_label(&namespace)
-            .map_err(|why| format!("namespace {}: {why}", quoted(&namespace)))?;
-        check_dns_subdomain(&name).map_err(|why| format!("name {}: {why}", quoted(&name)))?;
-        Ok(Self { namespace, name })
-    }
-
-    /// The namespace.
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
-    /// The name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl fmt::Display for GroupKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-impl FromStr for GroupKey {
-    type Err = String;
-
-    /// Parses `<namespace>/<name>`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (namespace, name) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{} is not of the form <namespace>/<name>", quoted(s)))?;
-        Self::new(namespace, name)
-    }
-}
-
-impl Serialize for GroupKey {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for GroupKey {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// One message between clusters (see the module docs for the wire format).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope {
@@ -172,7 +113,7 @@ pub struct Envelope {
     /// The operation record the receiver should re-read.
     pub operation_id: String,
     /// The group the operation concerns.
-    pub group: GroupKey,
+    pub group: GroupRef,
     /// The group epoch the sender acted at.
     pub epoch: u64,
     /// Cluster name of the sender (or `coordinator`).
@@ -244,7 +185,7 @@ struct Wire<'a> {
     v: u64,
     kind: EnvelopeKind,
     operation_id: &'a str,
-    group: &'a GroupKey,
+    group: &'a GroupRef,
     epoch: u64,
     sender: &'a str,
     sent_at: Timestamp,
@@ -269,6 +210,9 @@ impl Envelope {
     /// the receiver rejects.
     pub fn validate(&self) -> Result<(), DecodeError> {
         check_operation_id(&self.operation_id)?;
+        // `GroupRef`'s fields are public, so a sender can build one that does not parse back.
+        GroupRef::new(self.group.namespace.as_str(), self.group.name.as_str())
+            .map_err(|e| DecodeError::invalid("group", key_problem(&self.group.to_string(), &e)))?;
         check_sender(&self.sender)?;
         let size = self.encode().len();
         if size > MAX_ENVELOPE_BYTES {
@@ -311,9 +255,10 @@ impl Envelope {
         let operation_id = required_str(&obj, "operationId")?;
         check_operation_id(operation_id)?;
 
-        let group = required_str(&obj, "group")?
-            .parse::<GroupKey>()
-            .map_err(|why| DecodeError::invalid("group", why))?;
+        let group = required_str(&obj, "group")?;
+        let group = group
+            .parse::<GroupRef>()
+            .map_err(|e| DecodeError::invalid("group", key_problem(group, &e)))?;
 
         let epoch = required(&obj, "epoch")?
             .as_u64()
@@ -361,67 +306,19 @@ fn required_str<'a>(
 }
 
 fn check_operation_id(id: &str) -> Result<(), DecodeError> {
-    if id.is_empty() {
-        return Err(DecodeError::invalid("operationId", "empty"));
-    }
-    if id.len() > MAX_OPERATION_ID_LEN {
-        return Err(DecodeError::invalid(
-            "operationId",
-            format!("longer than {MAX_OPERATION_ID_LEN} characters"),
-        ));
-    }
-    if let Some(c) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
-    {
-        return Err(DecodeError::invalid(
-            "operationId",
-            format!("contains {c:?}; allowed are letters, digits and . _ : -"),
-        ));
-    }
-    Ok(())
+    keys::validate_operation_id(id)
+        .map_err(|e| DecodeError::invalid("operationId", key_problem(id, &e)))
 }
 
 fn check_sender(sender: &str) -> Result<(), DecodeError> {
-    check_dns_label(sender)
-        .map_err(|why| DecodeError::invalid("sender", format!("{}: {why}", quoted(sender))))
+    keys::validate_cluster(sender)
+        .map_err(|e| DecodeError::invalid("sender", key_problem(sender, &e)))
 }
 
-fn check_dns_label(s: &str) -> Result<(), String> {
-    if s.is_empty() {
-        return Err("empty".into());
-    }
-    if s.len() > 63 {
-        return Err("longer than 63 characters".into());
-    }
-    check_dns_chars(s, false)
-}
-
-fn check_dns_subdomain(s: &str) -> Result<(), String> {
-    if s.is_empty() {
-        return Err("empty".into());
-    }
-    if s.len() > 253 {
-        return Err("longer than 253 characters".into());
-    }
-    check_dns_chars(s, true)
-}
-
-fn check_dns_chars(s: &str, allow_dot: bool) -> Result<(), String> {
-    let ok = |c: char| {
-        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (allow_dot && c == '.')
-    };
-    if let Some(c) = s.chars().find(|c| !ok(*c)) {
-        return Err(format!(
-            "contains {c:?}; allowed are lowercase letters, digits and -{}",
-            if allow_dot { " ." } else { "" }
-        ));
-    }
-    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    if !alnum(s.chars().next()) || !alnum(s.chars().last()) {
-        return Err("must start and end with a letter or digit".into());
-    }
-    Ok(())
+/// The reason for an [`DecodeError::InvalidField`] from a rejected key component: the
+/// untrusted value, quoted briefly, and what is wrong with it.
+fn key_problem(value: &str, error: &KeyError) -> String {
+    format!("{}: {}", quoted(value), error.problem)
 }
 
 /// Debug-quotes untrusted text, cut to a length fit for a log line.
@@ -555,21 +452,37 @@ mod tests {
     }
 
     #[test]
-    fn group_keys_parse_and_print() {
-        let key: GroupKey = "shop/orders.v2".parse().unwrap();
-        assert_eq!((key.namespace(), key.name()), ("shop", "orders.v2"));
-        assert_eq!(key.to_string(), "shop/orders.v2");
+    fn the_group_is_a_group_ref_and_bad_ones_are_named() {
+        let e = Envelope::decode(&sample().encode()).unwrap();
+        assert_eq!(e.group, GroupRef::new("shop", "orders").unwrap());
         for bad in [
-            "",
-            "/",
-            "shop",
-            "shop/",
-            "/orders",
+            "orders",
             "shop/orders/x",
             "-shop/orders",
             "shop/Orders",
+            "/orders",
         ] {
-            assert!(bad.parse::<GroupKey>().is_err(), "{bad:?}");
+            match Envelope::decode(&with("group", bad.into())) {
+                Err(DecodeError::InvalidField {
+                    field: "group",
+                    reason,
+                }) => assert!(reason.contains(&format!("{bad:?}")), "{bad}: {reason}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
         }
+        let mut hand_built = sample();
+        hand_built.group = GroupRef {
+            namespace: "Shop".into(),
+            name: "orders".into(),
+        };
+        assert!(matches!(
+            hand_built.validate(),
+            Err(DecodeError::InvalidField { field: "group", .. })
+        ));
+        let long = format!("shop/{}", "o".repeat(1_000));
+        let msg = Envelope::decode(&with("group", long.into()))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.len() < 200, "{msg}");
     }
 }

@@ -1,9 +1,8 @@
 //! Envelope wire format: golden files (the exact bytes other versions of the agent rely on),
 //! and properties: untrusted input never panics the decoder, and encode → decode is identity.
 
-use failover_messages::envelope::{
-    DecodeError, Envelope, EnvelopeKind, GroupKey, MAX_ENVELOPE_BYTES,
-};
+use failover_messages::envelope::{DecodeError, Envelope, EnvelopeKind, MAX_ENVELOPE_BYTES};
+use failover_messages::keys::GroupRef;
 use jiff::Timestamp;
 use proptest::prelude::*;
 
@@ -16,7 +15,7 @@ fn ready_for_promotion() -> Envelope {
     Envelope {
         kind: EnvelopeKind::ReadyForPromotion,
         operation_id: "0d6c4b1e-8f2a-4c55-9a57-3b1f2f4e6a10".into(),
-        group: GroupKey::new("shop", "orders").unwrap(),
+        group: GroupRef::new("shop", "orders").unwrap(),
         epoch: 42,
         sender: "east".into(),
         sent_at: "2026-11-26T10:15:30.25Z".parse().unwrap(),
@@ -27,7 +26,7 @@ fn operation_started() -> Envelope {
     Envelope {
         kind: EnvelopeKind::OperationStarted,
         operation_id: "op-20261126-0001".into(),
-        group: GroupKey::new("payments", "ledger.v2").unwrap(),
+        group: GroupRef::new("payments", "ledger.v2").unwrap(),
         epoch: u64::MAX,
         sender: "coordinator".into(),
         sent_at: "2026-11-26T10:15:30Z".parse().unwrap(),
@@ -125,7 +124,7 @@ fn arb_envelope() -> impl Strategy<Value = Envelope> {
             |(kind, operation_id, ns, name, epoch, sender, secs, nanos)| Envelope {
                 kind,
                 operation_id,
-                group: GroupKey::new(ns, name).unwrap(),
+                group: GroupRef::new(ns, name).unwrap(),
                 epoch,
                 sender,
                 sent_at: Timestamp::new(secs, nanos).unwrap(),

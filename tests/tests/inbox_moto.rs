@@ -7,8 +7,9 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use failover_messages::envelope::{DecodeError, Envelope, EnvelopeKind, GroupKey};
+use failover_messages::envelope::{DecodeError, Envelope, EnvelopeKind};
 use failover_messages::inbox::{Inbox, InboxError, InboxOptions};
+use failover_messages::keys::GroupRef;
 
 use failover_tests::aws::{AwsEnv, moto};
 
@@ -23,7 +24,7 @@ fn envelope(kind: EnvelopeKind, operation_id: &str, epoch: u64) -> Envelope {
     Envelope {
         kind,
         operation_id: operation_id.to_owned(),
-        group: GroupKey::new("shop", "orders").unwrap(),
+        group: GroupRef::new("shop", "orders").unwrap(),
         epoch,
         sender: "east".into(),
         sent_at: jiff::Timestamp::now(),

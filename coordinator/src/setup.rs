@@ -1,0 +1,296 @@
+//! `failoverctl setup`: creates or verifies the failover table and each cluster's SQS inbox
+//! and dead-letter queue, idempotently, and reports what it created and what was already
+//! there.
+//!
+//! The table goes through [`failover_messages::setup::ensure_table`] (create if missing,
+//! wait until `ACTIVE`, check the key schema, turn TTL on); the queues through
+//! [`failover_messages::inbox::Inbox::ensure_queues`] (create if missing, set the redrive
+//! policy and retention, read them back). Whether a queue existed is looked up just before,
+//! so a queue created concurrently by someone else may be reported as created.
+
+use failover_messages::inbox::{Inbox, InboxOptions};
+use failover_messages::setup::{TableSetup, ensure_table};
+use serde::Serialize;
+
+use crate::aws::Context;
+use crate::error::CommandError;
+use crate::output::{Render, table};
+
+/// Whether a resource was there before.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Presence {
+    /// `setup` created it.
+    Created,
+    /// It existed (and was verified).
+    AlreadyPresent,
+}
+
+impl Presence {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::AlreadyPresent => "already present",
+        }
+    }
+}
+
+/// What a queue is for.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum QueueRole {
+    /// The cluster's inbox.
+    Inbox,
+    /// Where the inbox's undeliverable messages go.
+    DeadLetter,
+}
+
+/// The table after `setup`.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TableResult {
+    /// Table name.
+    pub name: String,
+    /// Created now or already there.
+    pub status: Presence,
+}
+
+/// One queue after `setup`.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueResult {
+    /// The cluster it belongs to.
+    pub cluster: String,
+    /// Inbox or dead-letter queue.
+    pub role: QueueRole,
+    /// Queue name.
+    pub name: String,
+    /// Queue URL.
+    pub url: String,
+    /// Created now or already there.
+    pub status: Presence,
+}
+
+/// The result of `failoverctl setup`.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SetupResult {
+    /// The table.
+    pub table: TableResult,
+    /// Every cluster's inbox and dead-letter queue, in the order the clusters were given.
+    pub queues: Vec<QueueResult>,
+}
+
+impl SetupResult {
+    fn count(&self, status: Presence) -> usize {
+        usize::from(self.table.status == status)
+            + self.queues.iter().filter(|q| q.status == status).count()
+    }
+}
+
+/// Creates or verifies the table and the queues of `clusters` (duplicates are set up once).
+/// `max_receive_count` is the number of receives after which SQS moves a message to a
+/// cluster's dead-letter queue.
+pub async fn setup(
+    ctx: &Context,
+    clusters: &[String],
+    max_receive_count: u32,
+) -> Result<SetupResult, CommandError> {
+    let table_status = match ensure_table(&ctx.dynamodb, &ctx.table).await {
+        Ok(TableSetup::Created) => Presence::Created,
+        Ok(TableSetup::AlreadyExisted) => Presence::AlreadyPresent,
+        Err(source) => {
+            return Err(CommandError::SetupTable {
+                table: ctx.table.clone(),
+                source,
+            });
+        }
+    };
+    let options = InboxOptions {
+        max_receive_count,
+        ..ctx.queues.clone()
+    };
+    let inbox = Inbox::new(ctx.sqs.clone(), "coordinator", options.clone());
+    let mut queues = Vec::new();
+    let mut done: Vec<&str> = Vec::new();
+    for cluster in clusters {
+        if done.contains(&cluster.as_str()) {
+            continue;
+        }
+        done.push(cluster);
+        let inbox_name = options.inbox_queue_name(cluster);
+        let dead_letter_name = options.dead_letter_queue_name(cluster);
+        let inbox_existed = ctx.queue_exists(cluster, &inbox_name).await?;
+        let dead_letter_existed = ctx.queue_exists(cluster, &dead_letter_name).await?;
+        let pair =
+            inbox
+                .ensure_queues(cluster)
+                .await
+                .map_err(|source| CommandError::SetupQueues {
+                    cluster: cluster.clone(),
+                    source,
+                })?;
+        let presence = |existed| {
+            if existed {
+                Presence::AlreadyPresent
+            } else {
+                Presence::Created
+            }
+        };
+        queues.push(QueueResult {
+            cluster: cluster.clone(),
+            role: QueueRole::Inbox,
+            name: pair.inbox_name,
+            url: pair.inbox_url,
+            status: presence(inbox_existed),
+        });
+        queues.push(QueueResult {
+            cluster: cluster.clone(),
+            role: QueueRole::DeadLetter,
+            name: pair.dead_letter_name,
+            url: pair.dead_letter_url,
+            status: presence(dead_letter_existed),
+        });
+    }
+    Ok(SetupResult {
+        table: TableResult {
+            name: ctx.table.clone(),
+            status: table_status,
+        },
+        queues,
+    })
+}
+
+impl Render for SetupResult {
+    fn plain(&self) -> String {
+        let mut out = format!(
+            "table {}: {}\n",
+            self.table.name,
+            self.table.status.as_str()
+        );
+        for q in &self.queues {
+            let what = match q.role {
+                QueueRole::Inbox => "inbox",
+                QueueRole::DeadLetter => "dead-letter queue",
+            };
+            out.push_str(&format!(
+                "queue {} ({what} of cluster {}): {}\n",
+                q.name,
+                q.cluster,
+                q.status.as_str()
+            ));
+        }
+        out.push_str(&format!(
+            "{} created, {} already present\n",
+            self.count(Presence::Created),
+            self.count(Presence::AlreadyPresent)
+        ));
+        out
+    }
+
+    fn table(&self) -> String {
+        let mut rows = vec![[
+            "table".to_owned(),
+            self.table.name.clone(),
+            "-".to_owned(),
+            self.table.status.as_str().to_owned(),
+        ]];
+        for q in &self.queues {
+            let kind = match q.role {
+                QueueRole::Inbox => "inbox",
+                QueueRole::DeadLetter => "dead-letter",
+            };
+            rows.push([
+                kind.to_owned(),
+                q.name.clone(),
+                q.cluster.clone(),
+                q.status.as_str().to_owned(),
+            ]);
+        }
+        table(["KIND", "NAME", "CLUSTER", "STATUS"], &rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{OutputFormat, render};
+
+    fn result(status: Presence) -> SetupResult {
+        SetupResult {
+            table: TableResult {
+                name: "failover".into(),
+                status,
+            },
+            queues: vec![
+                QueueResult {
+                    cluster: "east".into(),
+                    role: QueueRole::Inbox,
+                    name: "failover-east".into(),
+                    url: "http://sqs/failover-east".into(),
+                    status,
+                },
+                QueueResult {
+                    cluster: "east".into(),
+                    role: QueueRole::DeadLetter,
+                    name: "failover-east-dlq".into(),
+                    url: "http://sqs/failover-east-dlq".into(),
+                    status: Presence::AlreadyPresent,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn plain_says_what_was_created_and_what_was_there() {
+        assert_eq!(
+            render(&result(Presence::Created), OutputFormat::Plain),
+            "table failover: created\n\
+             queue failover-east (inbox of cluster east): created\n\
+             queue failover-east-dlq (dead-letter queue of cluster east): already present\n\
+             2 created, 1 already present\n"
+        );
+    }
+
+    #[test]
+    fn table_has_a_row_per_resource() {
+        assert_eq!(
+            render(&result(Presence::AlreadyPresent), OutputFormat::Table),
+            "KIND         NAME               CLUSTER  STATUS\n\
+             table        failover           -        already present\n\
+             inbox        failover-east      east     already present\n\
+             dead-letter  failover-east-dlq  east     already present\n"
+        );
+    }
+
+    #[test]
+    fn json_lists_every_resource_with_its_status() {
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&result(Presence::Created), OutputFormat::Json)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "table": {"name": "failover", "status": "created"},
+                "queues": [
+                    {"cluster": "east", "role": "inbox", "name": "failover-east",
+                     "url": "http://sqs/failover-east", "status": "created"},
+                    {"cluster": "east", "role": "deadLetter", "name": "failover-east-dlq",
+                     "url": "http://sqs/failover-east-dlq", "status": "alreadyPresent"},
+                ]
+            })
+        );
+    }
+
+    #[test]
+    fn yaml_carries_the_same_fields() {
+        let text = render(&result(Presence::Created), OutputFormat::Yaml);
+        assert!(
+            text.starts_with("table:\n  name: failover\n  status: created\n"),
+            "{text}"
+        );
+        let back: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&result(Presence::Created), OutputFormat::Json)).unwrap();
+        assert_eq!(back, json);
+    }
+}
