@@ -1,1 +1,11 @@
-//! Failover agent library (filled in by the agent work).
+//! The failover agent: one per cluster. It owns its cluster's side of every failover, talks
+//! only to its own Kubernetes API server, and exchanges everything cross-cluster through
+//! DynamoDB records and SQS wake-ups (see `docs/protocol.md`).
+//!
+//! * [`workflow`] – the seed's workflow system: tasks, the pure factory that plans one
+//!   cluster's side of an operation, the journaling engine that runs it, and the contexts
+//!   tasks get.
+//! * [`seam`] – the small sender handles components hold instead of actix addresses.
+
+pub mod seam;
+pub mod workflow;

@@ -1,0 +1,754 @@
+//! The seed's Engine: runs one cluster's workflow for one operation, stage by stage, step
+//! by step, and stops at the first failure with an error naming the task.
+//!
+//! # Flow, for each step in order
+//!
+//! 1. **Done before?** At the start the engine reads this cluster's journal of the
+//!    operation once. A journaled step whose entry is `DONE` is skipped (resume after a
+//!    restart); so is one whose intent write answers `AlreadyDone`.
+//! 2. **Intent.** The engine writes the step's intent (`STARTED`), conditioned on the
+//!    operation's epoch. A refused write ([`EngineError::StaleEpoch`]) stops the workflow
+//!    at once: the step does not run and nothing is retried. A journal that cannot be
+//!    written stops it too ([`EngineError::Journal`]): no step runs without its intent.
+//! 3. **Run.** The task runs under a tokio timeout: its stage's time limit (what is left
+//!    of it for this run), or the step's own limit for steps that wait for the other
+//!    cluster. The task gets a [`TaskContext`] describing the step, including the journaled
+//!    status of an earlier attempt ([`Attempt`]).
+//! 4. **Outcome.** `DONE`, or `FAILED` with the error; then the next step, or the error:
+//!    [`EngineError::TaskFailed`] / [`EngineError::DeadlineExceeded`] name the stage, the
+//!    task, the object and the cluster.
+//!
+//! Steps that may run after the operation is closed (completion, notifications, status
+//! updates; see [`Step::journaled`](super::Step::journaled)) skip steps 1, 2 and 4: they run
+//! every time, and are idempotent.
+//!
+//! # Guarantees
+//!
+//! * A journaled step never runs before its intent is written at the operation's epoch.
+//! * A `DONE` step never runs again for the same operation on the same cluster.
+//! * A step journaled `STARTED` (the agent stopped during it, its effect unknown) runs
+//!   again, but its task is told so ([`Attempt::interrupted`]) and must look at the current
+//!   state before changing anything. For a claim or a promotion
+//!   ([`Step::is_promotion`](super::Step::is_promotion)) this is the protocol's "never redo a
+//!   promote blindly": the engine does not decide on its own whether the earlier attempt
+//!   took effect; the task, which can read the VolumeReplication and the claim, does. The
+//!   engine logs such a resume as a warning.
+//! * A lost conditional write (the journal's or a task's) stops the run at once with
+//!   [`EngineError::StaleEpoch`] or [`EngineError::AbortRequested`]; the engine never
+//!   retries it. The caller re-reads the operation to learn what happened (it may have been
+//!   completed by the peer, aborted, or superseded).
+//!
+//! # Progress
+//!
+//! Every stage and step start, skip, finish and failure is sent as a [`Progress`] through a
+//! [`seam::Sender`](crate::seam::Sender), with durations, so the agent can update the
+//! `Failover` status and metrics; [`Engine::run`] returns a [`RunReport`] with the same
+//! times.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use failover_messages::records::{JournalStep, StepStatus};
+use failover_messages::store::{Outcome, Stale};
+use jiff::Timestamp;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::context::{Attempt, StepInfo, TaskContext};
+use super::definition::Workflow;
+use super::journal::{Journal, JournalError};
+use super::progress::{Progress, ProgressEvent, RunReport, StageReport, StepReport};
+use super::task::{BoxedTask, TaskBuilder, TaskError};
+use crate::seam::Sender;
+
+/// One step bound to the task that carries it out.
+pub struct BoundStep {
+    /// Journal key (unique within the stage).
+    pub key: String,
+    /// The object the step touches, for errors and progress.
+    pub object: Option<String>,
+    /// The step's own limit (steps waiting for the other cluster); `None`: the stage's.
+    pub own_deadline: Option<Duration>,
+    /// Whether intent and outcome are journaled.
+    pub journaled: bool,
+    /// Whether it is a claim or a promotion (resumes are logged as warnings).
+    pub promotion: bool,
+    /// The task.
+    pub task: BoxedTask,
+}
+
+impl std::fmt::Debug for BoundStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundStep")
+            .field("key", &self.key)
+            .field("object", &self.object)
+            .field("own_deadline", &self.own_deadline)
+            .field("journaled", &self.journaled)
+            .field("promotion", &self.promotion)
+            .field("task", &self.task.name())
+            .finish()
+    }
+}
+
+impl BoundStep {
+    /// A journaled step `key` run by `task`, limited by its stage.
+    pub fn new(key: impl Into<String>, task: BoxedTask) -> Self {
+        Self {
+            key: key.into(),
+            object: None,
+            own_deadline: None,
+            journaled: true,
+            promotion: false,
+            task,
+        }
+    }
+
+    /// Names the object.
+    pub fn on(mut self, object: impl Into<String>) -> Self {
+        self.object = Some(object.into());
+        self
+    }
+
+    /// Gives the step its own limit, outside its stage's.
+    pub fn within(mut self, limit: Duration) -> Self {
+        self.own_deadline = Some(limit);
+        self
+    }
+
+    /// Runs the step without journaling it.
+    pub fn unjournaled(mut self) -> Self {
+        self.journaled = false;
+        self
+    }
+}
+
+/// One stage of bound steps.
+#[derive(Debug)]
+pub struct BoundStage {
+    /// Journal key.
+    pub key: String,
+    /// Number in the operation's mode.
+    pub number: u8,
+    /// The seed's name.
+    pub title: String,
+    /// The limit of each step and of all of them together (waits for the peer excepted).
+    pub timeout: Duration,
+    /// The steps, in order.
+    pub steps: Vec<BoundStep>,
+}
+
+impl BoundStage {
+    /// An empty stage.
+    pub fn new(key: impl Into<String>, number: u8, timeout: Duration) -> Self {
+        let key = key.into();
+        Self {
+            title: key.clone(),
+            key,
+            number,
+            timeout,
+            steps: Vec::new(),
+        }
+    }
+
+    /// Appends a step.
+    pub fn step(mut self, step: BoundStep) -> Self {
+        self.steps.push(step);
+        self
+    }
+}
+
+/// A workflow whose steps are bound to tasks: what [`Engine::run`] runs.
+#[derive(Debug, Default)]
+pub struct BoundWorkflow {
+    /// The stages, in order.
+    pub stages: Vec<BoundStage>,
+}
+
+impl Workflow {
+    /// Binds every step to the task `builder` makes for it.
+    pub fn bind(&self, builder: &dyn TaskBuilder) -> BoundWorkflow {
+        BoundWorkflow {
+            stages: self
+                .stages
+                .iter()
+                .map(|stage| BoundStage {
+                    key: stage.key().to_owned(),
+                    number: stage.number,
+                    title: stage.name.to_owned(),
+                    timeout: stage.timeout,
+                    steps: stage
+                        .tasks
+                        .iter()
+                        .map(|step| BoundStep {
+                            key: step.key(),
+                            object: step.object(),
+                            own_deadline: step.own_deadline(),
+                            journaled: step.journaled(),
+                            promotion: step.is_promotion(),
+                            task: builder.task_for(step),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Why a workflow stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A task failed.
+    #[error(
+        "task {task} (stage {stage}) failed on {} in cluster {cluster}",
+        object.as_deref().unwrap_or("no single object")
+    )]
+    TaskFailed {
+        /// Stage key.
+        stage: String,
+        /// Step key.
+        task: String,
+        /// The object, from the task's error or else from the step.
+        object: Option<String>,
+        /// This cluster.
+        cluster: String,
+        /// What the task reported.
+        #[source]
+        source: TaskError,
+    },
+    /// A task did not finish in time.
+    #[error(
+        "task {task} (stage {stage}) on {} in cluster {cluster} did not finish within {after:?}",
+        object.as_deref().unwrap_or("no single object")
+    )]
+    DeadlineExceeded {
+        /// Stage key.
+        stage: String,
+        /// Step key.
+        task: String,
+        /// The object the step touches.
+        object: Option<String>,
+        /// This cluster.
+        cluster: String,
+        /// The limit that ran out.
+        after: Duration,
+    },
+    /// A conditional write (the journal's or the task's) was refused: the group's epoch
+    /// moved or the operation is no longer in flight. Nothing more was written.
+    #[error(
+        "operation {op_id} is no longer current (epoch {}, group now at {}, in flight {}); cluster {cluster} stopped at task {task} (stage {stage})",
+        stale.expected_epoch,
+        stale.current_epoch.map_or("none".to_owned(), |e| e.to_string()),
+        stale.current_op.as_deref().unwrap_or("none")
+    )]
+    StaleEpoch {
+        /// Stage key.
+        stage: String,
+        /// Step key.
+        task: String,
+        /// This cluster.
+        cluster: String,
+        /// The operation.
+        op_id: String,
+        /// Where the group state stood.
+        stale: Stale,
+    },
+    /// An abort was requested before the task's conditional write.
+    #[error(
+        "operation {op_id}: an abort was requested at {at}; cluster {cluster} stopped at task {task} (stage {stage})"
+    )]
+    AbortRequested {
+        /// Stage key.
+        stage: String,
+        /// Step key.
+        task: String,
+        /// This cluster.
+        cluster: String,
+        /// The operation.
+        op_id: String,
+        /// When the abort was requested.
+        at: Timestamp,
+    },
+    /// The journal could not be written; the step did not run (intent) or its outcome is
+    /// unrecorded (it stays `STARTED` and is checked again on resume).
+    #[error("journaling the {what} of task {task} (stage {stage}) in cluster {cluster}")]
+    Journal {
+        /// `intent` or `outcome`.
+        what: &'static str,
+        /// Stage key.
+        stage: String,
+        /// Step key.
+        task: String,
+        /// This cluster.
+        cluster: String,
+        /// The journal's error.
+        #[source]
+        source: JournalError,
+    },
+    /// The journal could not be read at the start.
+    #[error("reading the journal of cluster {cluster} for operation {op_id}")]
+    ReadJournal {
+        /// This cluster.
+        cluster: String,
+        /// The operation.
+        op_id: String,
+        /// The journal's error.
+        #[source]
+        source: JournalError,
+    },
+    /// The journal answered something a journal write cannot answer.
+    #[error(
+        "the journal answered {answer} to the {what} of task {task} (stage {stage}) in cluster {cluster}"
+    )]
+    UnexpectedJournalAnswer {
+        /// `intent` or `outcome`.
+        what: &'static str,
+        /// Stage key.
+        stage: String,
+        /// Step key.
+        task: String,
+        /// This cluster.
+        cluster: String,
+        /// The answer, rendered.
+        answer: String,
+    },
+}
+
+impl EngineError {
+    /// The stage key of the step the workflow stopped at (`None`: before the first).
+    pub fn stage(&self) -> Option<&str> {
+        match self {
+            Self::TaskFailed { stage, .. }
+            | Self::DeadlineExceeded { stage, .. }
+            | Self::StaleEpoch { stage, .. }
+            | Self::AbortRequested { stage, .. }
+            | Self::Journal { stage, .. }
+            | Self::UnexpectedJournalAnswer { stage, .. } => Some(stage),
+            Self::ReadJournal { .. } => None,
+        }
+    }
+
+    /// The key of the step the workflow stopped at (`None`: before the first).
+    pub fn task(&self) -> Option<&str> {
+        match self {
+            Self::TaskFailed { task, .. }
+            | Self::DeadlineExceeded { task, .. }
+            | Self::StaleEpoch { task, .. }
+            | Self::AbortRequested { task, .. }
+            | Self::Journal { task, .. }
+            | Self::UnexpectedJournalAnswer { task, .. } => Some(task),
+            Self::ReadJournal { .. } => None,
+        }
+    }
+
+    /// True when the operation is no longer this agent's to work on (stale epoch, closed,
+    /// or aborted): the caller must not write anything more for it.
+    pub fn must_stop_working(&self) -> bool {
+        matches!(self, Self::StaleEpoch { .. } | Self::AbortRequested { .. })
+    }
+}
+
+/// Runs workflows, journaling through `J`. See the module docs.
+pub struct Engine<J> {
+    journal: J,
+    progress: Sender<Progress>,
+}
+
+impl<J> std::fmt::Debug for Engine<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+/// Where the run stands, for building errors and events.
+struct Cursor<'a> {
+    ctx: &'a TaskContext,
+    stage: &'a str,
+    task: &'a str,
+}
+
+impl Cursor<'_> {
+    fn stale(&self, stale: Stale) -> EngineError {
+        EngineError::StaleEpoch {
+            stage: self.stage.to_owned(),
+            task: self.task.to_owned(),
+            cluster: self.ctx.cluster().to_owned(),
+            op_id: self.ctx.workflow().operation_id.clone(),
+            stale,
+        }
+    }
+
+    fn journal_error(&self, what: &'static str, source: JournalError) -> EngineError {
+        EngineError::Journal {
+            what,
+            stage: self.stage.to_owned(),
+            task: self.task.to_owned(),
+            cluster: self.ctx.cluster().to_owned(),
+            source,
+        }
+    }
+
+    fn unexpected<T: std::fmt::Debug>(
+        &self,
+        what: &'static str,
+        answer: &Outcome<T>,
+    ) -> EngineError {
+        EngineError::UnexpectedJournalAnswer {
+            what,
+            stage: self.stage.to_owned(),
+            task: self.task.to_owned(),
+            cluster: self.ctx.cluster().to_owned(),
+            answer: format!("{answer:?}"),
+        }
+    }
+}
+
+/// How a step's run ended.
+enum Ran {
+    Ok,
+    Failed(TaskError),
+    TimedOut(Duration),
+}
+
+/// `err` and its sources, joined by `: `.
+fn render_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+impl<J: Journal> Engine<J> {
+    /// An engine journaling through `journal`, reporting progress nowhere.
+    pub fn new(journal: J) -> Self {
+        Self {
+            journal,
+            progress: Sender::noop(),
+        }
+    }
+
+    /// Reports progress to `progress`.
+    pub fn with_progress(mut self, progress: Sender<Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &J {
+        &self.journal
+    }
+
+    fn emit(&self, ctx: &TaskContext, event: ProgressEvent) {
+        // Progress is best effort: a receiver that is gone must not stop a failover.
+        let _ = self.progress.send(Progress {
+            operation_id: ctx.workflow().operation_id.clone(),
+            cluster: ctx.cluster().to_owned(),
+            at: ctx.now(),
+            event,
+        });
+    }
+
+    /// Runs `workflow` for the operation and cluster of `ctx`. See the module docs.
+    pub async fn run(
+        &self,
+        workflow: &BoundWorkflow,
+        ctx: &TaskContext,
+    ) -> Result<RunReport, EngineError> {
+        let span = ctx.span().clone();
+        self.run_inner(workflow, ctx).instrument(span).await
+    }
+
+    async fn run_inner(
+        &self,
+        workflow: &BoundWorkflow,
+        ctx: &TaskContext,
+    ) -> Result<RunReport, EngineError> {
+        let op = ctx.op_ref();
+        let cluster = ctx.cluster();
+        let run_start = Instant::now();
+        let journaled: HashMap<(String, String), JournalStep> = self
+            .journal
+            .steps(&op, cluster)
+            .await
+            .map_err(|source| EngineError::ReadJournal {
+                cluster: cluster.to_owned(),
+                op_id: op.id.clone(),
+                source,
+            })?
+            .into_iter()
+            .filter(|s| s.epoch == op.epoch)
+            .map(|s| ((s.stage.clone(), s.task.clone()), s))
+            .collect();
+
+        let mut report = RunReport::default();
+        for stage in &workflow.stages {
+            let stage_start = Instant::now();
+            self.emit(
+                ctx,
+                ProgressEvent::StageStarted {
+                    stage: stage.key.clone(),
+                    number: stage.number,
+                    title: stage.title.clone(),
+                },
+            );
+            tracing::info!(stage = %stage.key, number = stage.number, "stage started");
+            // Time this run spent on the stage's own work (waits for the peer excluded).
+            let mut used = Duration::ZERO;
+            let mut steps = Vec::with_capacity(stage.steps.len());
+            for step in &stage.steps {
+                let cursor = Cursor {
+                    ctx,
+                    stage: &stage.key,
+                    task: &step.key,
+                };
+                let earlier = journaled.get(&(stage.key.clone(), step.key.clone()));
+                if step.journaled && earlier.is_some_and(|s| s.status == StepStatus::Done) {
+                    self.skip(ctx, &cursor);
+                    steps.push(StepReport::Skipped {
+                        task: step.key.clone(),
+                    });
+                    continue;
+                }
+                let limit = match step.own_deadline {
+                    Some(limit) => limit,
+                    None => stage.timeout.saturating_sub(used),
+                };
+                if step.journaled {
+                    match self
+                        .journal
+                        .intent(&op, cluster, &stage.key, &step.key)
+                        .await
+                    {
+                        Ok(Outcome::Done(())) => {}
+                        Ok(Outcome::AlreadyDone(_)) => {
+                            self.skip(ctx, &cursor);
+                            steps.push(StepReport::Skipped {
+                                task: step.key.clone(),
+                            });
+                            continue;
+                        }
+                        Ok(Outcome::StaleEpoch(stale)) => return Err(cursor.stale(stale)),
+                        Ok(other) => return Err(cursor.unexpected("intent", &other)),
+                        Err(e) => return Err(cursor.journal_error("intent", e)),
+                    }
+                }
+                let attempt = match earlier {
+                    Some(s) if step.journaled => Attempt::Resumed {
+                        previous: s.status,
+                        attempts: s.attempts,
+                    },
+                    _ => Attempt::First,
+                };
+                if step.promotion && attempt.interrupted() {
+                    tracing::warn!(
+                        stage = %stage.key,
+                        task = %step.key,
+                        "an earlier attempt at this promotion step was interrupted; the task checks the current state before acting"
+                    );
+                }
+                self.emit(
+                    ctx,
+                    ProgressEvent::TaskStarted {
+                        stage: stage.key.clone(),
+                        task: step.key.clone(),
+                        object: step.object.clone(),
+                        previous: match attempt {
+                            Attempt::Resumed { previous, .. } => Some(previous),
+                            Attempt::First => None,
+                        },
+                    },
+                );
+                let step_ctx = ctx.for_step(StepInfo {
+                    stage: stage.key.clone(),
+                    task: step.key.clone(),
+                    object: step.object.clone(),
+                    deadline: limit,
+                    attempt,
+                });
+                let started = Instant::now();
+                let ran = if limit.is_zero() {
+                    Ran::TimedOut(limit)
+                } else {
+                    let fut = step.task.execute(&step_ctx);
+                    match tokio::time::timeout(limit, fut.instrument(step_ctx.span().clone())).await
+                    {
+                        Ok(Ok(())) => Ran::Ok,
+                        Ok(Err(e)) => Ran::Failed(e),
+                        Err(_) => Ran::TimedOut(limit),
+                    }
+                };
+                let elapsed = started.elapsed();
+                if step.own_deadline.is_none() {
+                    used = used.saturating_add(elapsed);
+                }
+                match ran {
+                    Ran::Ok => {
+                        self.finish(&cursor, step.journaled, StepStatus::Done, None)
+                            .await?;
+                        tracing::info!(task = %step.key, ?elapsed, "task finished");
+                        self.emit(
+                            ctx,
+                            ProgressEvent::TaskFinished {
+                                stage: stage.key.clone(),
+                                task: step.key.clone(),
+                                elapsed,
+                            },
+                        );
+                        steps.push(StepReport::Ran {
+                            task: step.key.clone(),
+                            elapsed,
+                        });
+                    }
+                    Ran::Failed(TaskError::StaleEpoch(stale)) => {
+                        // Every further write would be refused too: write nothing more.
+                        self.failed(ctx, &cursor, elapsed, "the operation is no longer current");
+                        return Err(cursor.stale(stale));
+                    }
+                    Ran::Failed(TaskError::AbortRequested { at }) => {
+                        let message = format!("abort requested at {at}");
+                        self.finish_after_failure(&cursor, step.journaled, &message)
+                            .await?;
+                        self.failed(ctx, &cursor, elapsed, &message);
+                        return Err(EngineError::AbortRequested {
+                            stage: stage.key.clone(),
+                            task: step.key.clone(),
+                            cluster: cluster.to_owned(),
+                            op_id: op.id.clone(),
+                            at,
+                        });
+                    }
+                    Ran::Failed(source) => {
+                        let message = render_chain(&source);
+                        tracing::warn!(task = %step.key, error = %message, "task failed");
+                        self.finish_after_failure(&cursor, step.journaled, &message)
+                            .await?;
+                        self.failed(ctx, &cursor, elapsed, &message);
+                        return Err(EngineError::TaskFailed {
+                            stage: stage.key.clone(),
+                            task: step.key.clone(),
+                            object: source
+                                .object()
+                                .map(str::to_owned)
+                                .or_else(|| step.object.clone()),
+                            cluster: cluster.to_owned(),
+                            source,
+                        });
+                    }
+                    Ran::TimedOut(after) => {
+                        let message = format!("deadline exceeded after {after:?}");
+                        tracing::warn!(task = %step.key, ?after, "task ran out of time");
+                        self.finish_after_failure(&cursor, step.journaled, &message)
+                            .await?;
+                        self.failed(ctx, &cursor, elapsed, &message);
+                        return Err(EngineError::DeadlineExceeded {
+                            stage: stage.key.clone(),
+                            task: step.key.clone(),
+                            object: step.object.clone(),
+                            cluster: cluster.to_owned(),
+                            after,
+                        });
+                    }
+                }
+            }
+            let elapsed = stage_start.elapsed();
+            tracing::info!(stage = %stage.key, ?elapsed, "stage finished");
+            self.emit(
+                ctx,
+                ProgressEvent::StageFinished {
+                    stage: stage.key.clone(),
+                    elapsed,
+                },
+            );
+            report.stages.push(StageReport {
+                stage: stage.key.clone(),
+                number: stage.number,
+                elapsed,
+                steps,
+            });
+        }
+        report.elapsed = run_start.elapsed();
+        Ok(report)
+    }
+
+    fn skip(&self, ctx: &TaskContext, cursor: &Cursor<'_>) {
+        tracing::info!(task = %cursor.task, "task already done, skipped");
+        self.emit(
+            ctx,
+            ProgressEvent::TaskSkipped {
+                stage: cursor.stage.to_owned(),
+                task: cursor.task.to_owned(),
+            },
+        );
+    }
+
+    fn failed(&self, ctx: &TaskContext, cursor: &Cursor<'_>, elapsed: Duration, error: &str) {
+        self.emit(
+            ctx,
+            ProgressEvent::TaskFailed {
+                stage: cursor.stage.to_owned(),
+                task: cursor.task.to_owned(),
+                elapsed,
+                error: error.to_owned(),
+            },
+        );
+    }
+
+    /// Writes a step's outcome; a refused write stops the run.
+    async fn finish(
+        &self,
+        cursor: &Cursor<'_>,
+        journaled: bool,
+        status: StepStatus,
+        message: Option<&str>,
+    ) -> Result<(), EngineError> {
+        if !journaled {
+            return Ok(());
+        }
+        let op = cursor.ctx.op_ref();
+        match self
+            .journal
+            .outcome(
+                &op,
+                cursor.ctx.cluster(),
+                cursor.stage,
+                cursor.task,
+                status,
+                message,
+            )
+            .await
+        {
+            Ok(Outcome::Done(())) => Ok(()),
+            Ok(Outcome::StaleEpoch(stale)) => Err(cursor.stale(stale)),
+            Ok(other) => Err(cursor.unexpected("outcome", &other)),
+            Err(e) => Err(cursor.journal_error("outcome", e)),
+        }
+    }
+
+    /// Writes `FAILED` after a failure. A refused write (stale) wins over the failure, since
+    /// it tells the caller to stop working on the operation; a journal that cannot be written
+    /// does not hide the failure (the step stays `STARTED` and is checked on resume).
+    async fn finish_after_failure(
+        &self,
+        cursor: &Cursor<'_>,
+        journaled: bool,
+        message: &str,
+    ) -> Result<(), EngineError> {
+        match self
+            .finish(cursor, journaled, StepStatus::Failed, Some(message))
+            .await
+        {
+            Err(e @ EngineError::StaleEpoch { .. }) => Err(e),
+            Err(e) => {
+                tracing::warn!(task = %cursor.task, error = %render_chain(&e), "could not journal the failure");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

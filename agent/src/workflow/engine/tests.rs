@@ -1,0 +1,881 @@
+//! The engine with fake tasks and the in-memory journal: order, journaling, resume,
+//! failures naming the task, deadlines, stale epochs, progress.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use failover_messages::crd::{FailoverGroupSpec, VolumeReplicationRef, WorkloadKind, WorkloadRef};
+use failover_messages::records::{JournalStep, Mode, StepStatus};
+use jiff::Timestamp;
+
+use super::*;
+use crate::seam;
+use crate::workflow::context::tests::workflow_context;
+use crate::workflow::journal::{JournalWrite, MemoryJournal};
+use crate::workflow::task::WorkflowTask;
+use crate::workflow::{Factory, ProgressEvent, Role, Step};
+
+// ---------------------------------------------------------------------------------------------
+// Fakes
+// ---------------------------------------------------------------------------------------------
+
+/// What a fake task does.
+enum Behaviour {
+    Fail(&'static str),
+    FailOn(&'static str, &'static str),
+    Sleep(Duration),
+    Hang(Arc<AtomicBool>),
+    Stale,
+    Abort,
+    /// Runs a side effect (e.g. on the journal), then succeeds.
+    Effect(Box<dyn Fn() + Send + Sync>),
+}
+
+/// What the fake tasks did, and what they are told to do.
+#[derive(Default)]
+struct Script {
+    behaviours: Mutex<HashMap<String, Behaviour>>,
+    ran: Mutex<Vec<String>>,
+    seen: Mutex<Vec<(String, StepInfo)>>,
+}
+
+impl Script {
+    fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    fn on(self: &Arc<Self>, key: &str, behaviour: Behaviour) -> Arc<Self> {
+        self.behaviours
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), behaviour);
+        self.clone()
+    }
+
+    fn task(self: &Arc<Self>, key: &str) -> BoxedTask {
+        Arc::new(Fake {
+            key: key.to_owned(),
+            script: self.clone(),
+        })
+    }
+
+    fn ran(&self) -> Vec<String> {
+        self.ran.lock().unwrap().clone()
+    }
+
+    fn seen(&self, key: &str) -> StepInfo {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| panic!("{key} did not run"))
+    }
+}
+
+struct Fake {
+    key: String,
+    script: Arc<Script>,
+}
+
+/// Sets its flag when dropped: shows that a cancelled task's future was dropped.
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+enum Action {
+    Ok,
+    Err(TaskError),
+    Sleep(Duration),
+    Hang(Arc<AtomicBool>),
+}
+
+impl WorkflowTask for Fake {
+    fn name(&self) -> &str {
+        &self.key
+    }
+
+    fn description(&self) -> String {
+        format!("fake {}", self.key)
+    }
+
+    async fn execute(&self, ctx: &TaskContext) -> Result<(), TaskError> {
+        self.script.ran.lock().unwrap().push(self.key.clone());
+        self.script
+            .seen
+            .lock()
+            .unwrap()
+            .push((self.key.clone(), ctx.step().unwrap().clone()));
+        let action = match self.script.behaviours.lock().unwrap().get(&self.key) {
+            None => Action::Ok,
+            Some(Behaviour::Fail(m)) => Action::Err(TaskError::failed(*m)),
+            Some(Behaviour::FailOn(m, object)) => Action::Err(
+                TaskError::caused_by(*m, std::io::Error::other("connection reset")).on(*object),
+            ),
+            Some(Behaviour::Sleep(d)) => Action::Sleep(*d),
+            Some(Behaviour::Hang(flag)) => Action::Hang(flag.clone()),
+            Some(Behaviour::Stale) => Action::Err(TaskError::StaleEpoch(Stale {
+                expected_epoch: 7,
+                current_epoch: Some(8),
+                current_op: Some("op-2".into()),
+            })),
+            Some(Behaviour::Abort) => Action::Err(TaskError::AbortRequested {
+                at: Timestamp::from_second(1_780_000_100).unwrap(),
+            }),
+            Some(Behaviour::Effect(f)) => {
+                f();
+                Action::Ok
+            }
+        };
+        match action {
+            Action::Ok => Ok(()),
+            Action::Err(e) => Err(e),
+            Action::Sleep(d) => {
+                tokio::time::sleep(d).await;
+                Ok(())
+            }
+            Action::Hang(flag) => {
+                let _guard = DropFlag(flag);
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        }
+    }
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn ctx() -> TaskContext {
+    TaskContext::new(workflow_context(Mode::Consistency, false), "east").unwrap()
+}
+
+fn journal() -> Arc<MemoryJournal> {
+    Arc::new(MemoryJournal::new(&ctx().op_ref()))
+}
+
+/// Two stages: `First` [a, b], `Second` [c], every step journaled, limits of a minute.
+fn abc(script: &Arc<Script>) -> BoundWorkflow {
+    BoundWorkflow {
+        stages: vec![
+            BoundStage::new("First", 1, MINUTE)
+                .step(BoundStep::new("a", script.task("a")))
+                .step(BoundStep::new("b", script.task("b")).on("Deployment/orders-api")),
+            BoundStage::new("Second", 2, MINUTE).step(BoundStep::new("c", script.task("c"))),
+        ],
+    }
+}
+
+fn intent(stage: &str, task: &str, answer: &'static str) -> JournalWrite {
+    JournalWrite::Intent {
+        stage: stage.into(),
+        task: task.into(),
+        answer,
+    }
+}
+
+fn outcome(stage: &str, task: &str, status: StepStatus, message: Option<&str>) -> JournalWrite {
+    JournalWrite::Outcome {
+        stage: stage.into(),
+        task: task.into(),
+        status,
+        message: message.map(Into::into),
+        answer: "Done",
+    }
+}
+
+fn journaled(stage: &str, task: &str, status: StepStatus, attempts: u32) -> JournalStep {
+    JournalStep {
+        op_id: "op-1".into(),
+        cluster: "east".into(),
+        stage: stage.into(),
+        task: task.into(),
+        epoch: 7,
+        status,
+        attempts,
+        started_at: Timestamp::from_second(1_780_000_000).unwrap(),
+        finished_at: None,
+        message: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Order, journal, progress
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn stages_and_steps_run_in_order_each_journaled_intent_then_outcome() {
+    let script = Script::new();
+    let journal = journal();
+    let report = Engine::new(journal.clone())
+        .run(&abc(&script), &ctx())
+        .await
+        .unwrap();
+    assert_eq!(script.ran(), ["a", "b", "c"]);
+    assert_eq!(report.ran(), ["a", "b", "c"]);
+    assert!(report.skipped().is_empty());
+    assert_eq!(
+        journal.writes(),
+        [
+            intent("First", "a", "Done"),
+            outcome("First", "a", StepStatus::Done, None),
+            intent("First", "b", "Done"),
+            outcome("First", "b", StepStatus::Done, None),
+            intent("Second", "c", "Done"),
+            outcome("Second", "c", StepStatus::Done, None),
+        ]
+    );
+    let step = journal.get("op-1", "east", "Second", "c").unwrap();
+    assert_eq!(
+        (step.status, step.attempts, step.epoch),
+        (StepStatus::Done, 1, 7)
+    );
+    // Tasks learn which step they run as.
+    let b = script.seen("b");
+    assert_eq!((b.stage.as_str(), b.task.as_str()), ("First", "b"));
+    assert_eq!(b.object.as_deref(), Some("Deployment/orders-api"));
+    assert_eq!(b.attempt, Attempt::First);
+}
+
+#[tokio::test]
+async fn progress_reports_every_stage_and_task_with_durations() {
+    let script = Script::new().on("b", Behaviour::Sleep(Duration::from_millis(20)));
+    let (progress, mut events) = seam::channel();
+    let report = Engine::new(journal())
+        .with_progress(progress)
+        .run(&abc(&script), &ctx())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while let Ok(p) = events.try_recv() {
+        assert_eq!(
+            (p.operation_id.as_str(), p.cluster.as_str()),
+            ("op-1", "east")
+        );
+        seen.push(p.event);
+    }
+    let names: Vec<String> = seen
+        .iter()
+        .map(|e| match e {
+            ProgressEvent::StageStarted { stage, number, .. } => format!("stage {number} {stage}"),
+            ProgressEvent::StageFinished { stage, .. } => format!("/stage {stage}"),
+            ProgressEvent::TaskStarted { task, .. } => format!("task {task}"),
+            ProgressEvent::TaskFinished { task, .. } => format!("/task {task}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "stage 1 First",
+            "task a",
+            "/task a",
+            "task b",
+            "/task b",
+            "/stage First",
+            "stage 2 Second",
+            "task c",
+            "/task c",
+            "/stage Second",
+        ]
+    );
+    let b_took = seen
+        .iter()
+        .find_map(|e| match e {
+            ProgressEvent::TaskFinished { task, elapsed, .. } if task == "b" => Some(*elapsed),
+            _ => None,
+        })
+        .unwrap();
+    assert!(b_took >= Duration::from_millis(20), "{b_took:?}");
+    assert!(report.stages[0].elapsed >= b_took);
+    assert!(report.elapsed >= report.stages[0].elapsed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resume
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_resumed_run_skips_the_steps_the_journal_shows_done() {
+    let script = Script::new();
+    let journal = journal();
+    journal.insert(journaled("First", "a", StepStatus::Done, 1));
+    journal.insert(journaled("First", "b", StepStatus::Done, 2));
+    let (progress, mut events) = seam::channel();
+    let report = Engine::new(journal.clone())
+        .with_progress(progress)
+        .run(&abc(&script), &ctx())
+        .await
+        .unwrap();
+    assert_eq!(script.ran(), ["c"]);
+    assert_eq!(report.skipped(), ["a", "b"]);
+    assert_eq!(
+        journal.writes(),
+        [
+            intent("Second", "c", "Done"),
+            outcome("Second", "c", StepStatus::Done, None)
+        ],
+        "no intent is written for a step already done"
+    );
+    let mut skipped = Vec::new();
+    while let Ok(p) = events.try_recv() {
+        if let ProgressEvent::TaskSkipped { task, .. } = p.event {
+            skipped.push(task);
+        }
+    }
+    assert_eq!(skipped, ["a", "b"]);
+}
+
+#[tokio::test]
+async fn a_promotion_interrupted_earlier_runs_again_and_is_told_to_check_first() {
+    let script = Script::new();
+    let journal = journal();
+    journal.insert(journaled("First", "a", StepStatus::Done, 1));
+    journal.insert(journaled("First", "promote", StepStatus::Started, 1));
+    journal.insert(journaled("First", "retry", StepStatus::Failed, 3));
+    let workflow = BoundWorkflow {
+        stages: vec![
+            BoundStage::new("First", 1, MINUTE)
+                .step(BoundStep::new("a", script.task("a")))
+                .step(BoundStep {
+                    promotion: true,
+                    ..BoundStep::new("promote", script.task("promote"))
+                })
+                .step(BoundStep::new("retry", script.task("retry"))),
+        ],
+    };
+    Engine::new(journal.clone())
+        .run(&workflow, &ctx())
+        .await
+        .unwrap();
+    assert_eq!(script.ran(), ["promote", "retry"]);
+    let promote = script.seen("promote").attempt;
+    assert_eq!(
+        promote,
+        Attempt::Resumed {
+            previous: StepStatus::Started,
+            attempts: 1
+        }
+    );
+    assert!(promote.interrupted());
+    let retry = script.seen("retry").attempt;
+    assert!(!retry.interrupted());
+    let step = journal.get("op-1", "east", "First", "promote").unwrap();
+    assert_eq!((step.status, step.attempts), (StepStatus::Done, 2));
+}
+
+#[tokio::test]
+async fn an_intent_answered_already_done_is_skipped() {
+    // Another run finished `b` after this run read the journal.
+    let journal = journal();
+    let j = journal.clone();
+    let script = Script::new().on(
+        "a",
+        Behaviour::Effect(Box::new(move || {
+            j.insert(JournalStep {
+                finished_at: Some(Timestamp::from_second(1_780_000_001).unwrap()),
+                ..journaled("First", "b", StepStatus::Done, 1)
+            })
+        })),
+    );
+    let report = Engine::new(journal.clone())
+        .run(&abc(&script), &ctx())
+        .await
+        .unwrap();
+    assert_eq!(script.ran(), ["a", "c"]);
+    assert_eq!(report.skipped(), ["b"]);
+    assert!(
+        journal
+            .writes()
+            .contains(&intent("First", "b", "AlreadyDone"))
+    );
+}
+
+#[tokio::test]
+async fn steps_left_out_of_the_journal_run_every_time_without_writes() {
+    let script = Script::new();
+    let journal = journal();
+    let workflow = BoundWorkflow {
+        stages: vec![
+            BoundStage::new("Completion", 6, MINUTE)
+                .step(BoundStep::new("a", script.task("a")))
+                .step(BoundStep::new("notify", script.task("notify")).unjournaled()),
+        ],
+    };
+    Engine::new(journal.clone())
+        .run(&workflow, &ctx())
+        .await
+        .unwrap();
+    // Even once the operation is closed, they still run.
+    journal.set_current(None);
+    let report = Engine::new(journal.clone())
+        .run(&workflow, &ctx())
+        .await
+        .unwrap();
+    assert_eq!(script.ran(), ["a", "notify", "notify"]);
+    assert_eq!(report.skipped(), ["a"]);
+    assert!(journal.writes().iter().all(|w| !matches!(
+        w,
+        JournalWrite::Intent { task, .. } | JournalWrite::Outcome { task, .. } if task == "notify"
+    )));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failures
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_failing_task_stops_the_workflow_with_an_error_naming_it() {
+    let script = Script::new().on("b", Behaviour::Fail("replicas did not drop"));
+    let journal = journal();
+    let (progress, mut events) = seam::channel();
+    let err = Engine::new(journal.clone())
+        .with_progress(progress)
+        .run(&abc(&script), &ctx())
+        .await
+        .unwrap_err();
+    assert_eq!(script.ran(), ["a", "b"], "nothing runs after a failure");
+    match &err {
+        EngineError::TaskFailed {
+            stage,
+            task,
+            object,
+            cluster,
+            source,
+        } => {
+            assert_eq!((stage.as_str(), task.as_str()), ("First", "b"));
+            assert_eq!(object.as_deref(), Some("Deployment/orders-api"));
+            assert_eq!(cluster, "east");
+            assert_eq!(source.to_string(), "replicas did not drop");
+        }
+        other => panic!("{other:?}"),
+    }
+    let msg = err.to_string();
+    for part in ["b", "First", "Deployment/orders-api", "east"] {
+        assert!(msg.contains(part), "{msg} should name {part}");
+    }
+    assert_eq!((err.stage(), err.task()), (Some("First"), Some("b")));
+    assert!(!err.must_stop_working());
+    assert_eq!(
+        journal.writes().last().unwrap(),
+        &outcome(
+            "First",
+            "b",
+            StepStatus::Failed,
+            Some("replicas did not drop")
+        )
+    );
+    let mut failed = None;
+    while let Ok(p) = events.try_recv() {
+        if let ProgressEvent::TaskFailed { task, error, .. } = p.event {
+            failed = Some((task, error));
+        }
+    }
+    assert_eq!(failed, Some(("b".into(), "replicas did not drop".into())));
+}
+
+#[tokio::test]
+async fn the_object_a_task_names_wins_and_the_cause_is_journaled() {
+    let script = Script::new().on(
+        "b",
+        Behaviour::FailOn("patch failed", "StatefulSet/orders-db"),
+    );
+    let journal = journal();
+    let err = Engine::new(journal.clone())
+        .run(&abc(&script), &ctx())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::TaskFailed { object: Some(o), .. } if o == "StatefulSet/orders-db")
+    );
+    let step = journal.get("op-1", "east", "First", "b").unwrap();
+    assert_eq!(
+        step.message.as_deref(),
+        Some("patch failed: connection reset")
+    );
+}
+
+#[tokio::test]
+async fn a_task_past_its_deadline_is_cancelled_and_named() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let script = Script::new().on("a", Behaviour::Hang(dropped.clone()));
+    let journal = journal();
+    let limit = Duration::from_millis(50);
+    let workflow = BoundWorkflow {
+        stages: vec![
+            BoundStage::new("First", 1, limit)
+                .step(BoundStep::new("a", script.task("a")).on("VolumeReplication/orders-db-data"))
+                .step(BoundStep::new("b", script.task("b"))),
+        ],
+    };
+    let started = std::time::Instant::now();
+    let err = Engine::new(journal.clone())
+        .run(&workflow, &ctx())
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    match &err {
+        EngineError::DeadlineExceeded {
+            stage,
+            task,
+            object,
+            cluster,
+            after,
+        } => {
+            assert_eq!(
+                (stage.as_str(), task.as_str(), cluster.as_str()),
+                ("First", "a", "east")
+            );
+            assert_eq!(object.as_deref(), Some("VolumeReplication/orders-db-data"));
+            assert_eq!(*after, limit);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("VolumeReplication/orders-db-data"));
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the task's future was dropped"
+    );
+    assert_eq!(script.ran(), ["a"]);
+    assert_eq!(script.seen("a").deadline, limit);
+    let step = journal.get("op-1", "east", "First", "a").unwrap();
+    assert_eq!(step.status, StepStatus::Failed);
+    assert!(step.message.unwrap().contains("deadline exceeded"));
+}
+
+#[tokio::test]
+async fn a_stage_limit_bounds_its_steps_together() {
+    let script = Script::new()
+        .on("a", Behaviour::Sleep(Duration::from_millis(60)))
+        .on("b", Behaviour::Sleep(Duration::from_millis(60)));
+    let workflow = BoundWorkflow {
+        stages: vec![
+            BoundStage::new("First", 1, Duration::from_millis(100))
+                .step(BoundStep::new("a", script.task("a")))
+                .step(BoundStep::new("b", script.task("b"))),
+        ],
+    };
+    let err = Engine::new(journal())
+        .run(&workflow, &ctx())
+        .await
+        .unwrap_err();
+    match err {
+        EngineError::DeadlineExceeded { task, after, .. } => {
+            assert_eq!(task, "b");
+            assert!(after < Duration::from_millis(50), "{after:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn waits_for_the_peer_have_their_own_limit_outside_the_stage() {
+    // The wait takes twice the stage's limit; the stage's own work still gets all of it.
+    let script = Script::new().on("wait", Behaviour::Sleep(Duration::from_millis(80)));
+    let workflow = BoundWorkflow {
+        stages: vec![
+            BoundStage::new("First", 1, Duration::from_millis(40))
+                .step(BoundStep::new("wait", script.task("wait")).within(Duration::from_secs(5)))
+                .step(BoundStep::new("work", script.task("work"))),
+        ],
+    };
+    Engine::new(journal()).run(&workflow, &ctx()).await.unwrap();
+    assert_eq!(script.seen("wait").deadline, Duration::from_secs(5));
+    assert_eq!(script.seen("work").deadline, Duration::from_millis(40));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stale epochs and aborts
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_refused_intent_stops_at_once_without_running_or_retrying() {
+    let script = Script::new();
+    let journal = journal();
+    journal.set_current(Some((8, "op-2")));
+    let err = Engine::new(journal.clone())
+        .run(&abc(&script), &ctx())
+        .await
+        .unwrap_err();
+    assert!(script.ran().is_empty());
+    assert_eq!(journal.writes(), [intent("First", "a", "StaleEpoch")]);
+    match &err {
+        EngineError::StaleEpoch {
+            stage,
+            task,
+            cluster,
+            op_id,
+            stale,
+        } => {
+            assert_eq!(
+                (
+                    stage.as_str(),
+                    task.as_str(),
+                    cluster.as_str(),
+                    op_id.as_str()
+                ),
+                ("First", "a", "east", "op-1")
+            );
+            assert_eq!((stale.expected_epoch, stale.current_epoch), (7, Some(8)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.must_stop_working());
+    assert!(err.to_string().contains("op-2"), "{err}");
+}
+
+#[tokio::test]
+async fn an_epoch_that_moves_mid_run_stops_the_run_at_the_next_journal_write() {
+    let journal = journal();
+    let j = journal.clone();
+    let script = Script::new().on(
+        "a",
+        Behaviour::Effect(Box::new(move || j.set_current(Some((8, "op-2"))))),
+    );
+    let err = Engine::new(journal.clone())
+        .run(&abc(&script), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, EngineError::StaleEpoch { task, .. } if task == "a"));
+    assert_eq!(script.ran(), ["a"]);
+    let writes = journal.writes();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert!(matches!(
+        &writes[1],
+        JournalWrite::Outcome {
+            answer: "StaleEpoch",
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn a_task_reporting_a_stale_epoch_stops_without_journaling_a_failure() {
+    let script = Script::new().on("b", Behaviour::Stale);
+    let journal = journal();
+    let err = Engine::new(journal.clone())
+        .run(&abc(&script), &ctx())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::StaleEpoch { task, stale, .. } if task == "b" && stale.current_epoch == Some(8))
+    );
+    assert_eq!(
+        journal.writes().last().unwrap(),
+        &intent("First", "b", "Done"),
+        "no outcome is written after a stale epoch"
+    );
+    assert_eq!(script.ran(), ["a", "b"]);
+}
+
+#[tokio::test]
+async fn an_abort_request_stops_the_workflow_and_is_journaled() {
+    let script = Script::new().on("b", Behaviour::Abort);
+    let journal = journal();
+    let err = Engine::new(journal.clone())
+        .run(&abc(&script), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, EngineError::AbortRequested { task, .. } if task == "b"));
+    assert!(err.must_stop_working());
+    let step = journal.get("op-1", "east", "First", "b").unwrap();
+    assert_eq!(step.status, StepStatus::Failed);
+    assert!(step.message.unwrap().starts_with("abort requested"));
+    assert_eq!(script.ran(), ["a", "b"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// An unavailable journal
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_unreadable_journal_stops_the_run_before_any_step() {
+    let script = Script::new();
+    let journal = journal();
+    journal.set_unavailable(true);
+    let err = Engine::new(journal.clone())
+        .run(&abc(&script), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::ReadJournal { .. }));
+    assert!(err.to_string().contains("east") && err.to_string().contains("op-1"));
+    assert!(script.ran().is_empty());
+}
+
+#[tokio::test]
+async fn no_step_runs_without_its_intent() {
+    let journal = journal();
+    let j = journal.clone();
+    let script = Script::new().on(
+        "a",
+        Behaviour::Effect(Box::new(move || j.set_unavailable(true))),
+    );
+    let workflow = BoundWorkflow {
+        stages: vec![
+            BoundStage::new("First", 1, MINUTE)
+                .step(BoundStep::new("a", script.task("a")).unjournaled())
+                .step(BoundStep::new("b", script.task("b"))),
+        ],
+    };
+    let err = Engine::new(journal.clone())
+        .run(&workflow, &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, EngineError::Journal { what: "intent", task, .. } if task == "b"));
+    assert_eq!(script.ran(), ["a"]);
+}
+
+#[tokio::test]
+async fn an_unwritable_outcome_stops_the_run() {
+    let journal = journal();
+    let j = journal.clone();
+    let script = Script::new().on(
+        "a",
+        Behaviour::Effect(Box::new(move || j.set_unavailable(true))),
+    );
+    let err = Engine::new(journal.clone())
+        .run(&abc(&script), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, EngineError::Journal { what: "outcome", task, .. } if task == "a"));
+    assert_eq!(script.ran(), ["a"]);
+    // The step stays STARTED: a resume will tell its task it was interrupted.
+    journal.set_unavailable(false);
+    assert_eq!(
+        journal.get("op-1", "east", "First", "a").unwrap().status,
+        StepStatus::Started
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Factory plans through the engine
+// ---------------------------------------------------------------------------------------------
+
+fn small_group() -> FailoverGroupSpec {
+    FailoverGroupSpec {
+        workloads: vec![WorkloadRef {
+            kind: WorkloadKind::StatefulSet,
+            name: "db".into(),
+        }],
+        volume_replications: vec![VolumeReplicationRef {
+            name: "db-data".into(),
+            workload: Some("db".into()),
+        }],
+        ..FailoverGroupSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn every_factory_plan_runs_in_plan_order_journaling_each_journaled_step() {
+    for mode in [Mode::Consistency, Mode::Uptime] {
+        for role in Role::ALL {
+            let workflow = Factory::build(mode, role, &small_group(), false).unwrap();
+            let script = Script::new();
+            let s = script.clone();
+            let builder = move |step: &Step| s.task(&step.key());
+            let bound = workflow.bind(&builder);
+            let cluster = if role == Role::Source { "east" } else { "west" };
+            let ctx = TaskContext::new(workflow_context(mode, false), cluster).unwrap();
+            let journal = Arc::new(MemoryJournal::new(&ctx.op_ref()));
+            let report = Engine::new(journal.clone())
+                .run(&bound, &ctx)
+                .await
+                .unwrap();
+
+            let planned: Vec<String> = workflow.steps().map(|(_, s)| s.key()).collect();
+            assert_eq!(script.ran(), planned, "{mode} {role}");
+            assert_eq!(report.ran(), planned);
+            // Every journaled step: its intent, then its outcome, nothing in between.
+            let expected: Vec<JournalWrite> = workflow
+                .steps()
+                .filter(|(_, s)| s.journaled())
+                .flat_map(|(stage, s)| {
+                    [
+                        intent(stage.key(), &s.key(), "Done"),
+                        outcome(stage.key(), &s.key(), StepStatus::Done, None),
+                    ]
+                })
+                .collect();
+            assert_eq!(journal.writes(), expected, "{mode} {role}");
+            // Waits for the peer get their own limit, the rest what is left of their stage's.
+            for (stage, step) in workflow.steps() {
+                let deadline = script.seen(&step.key()).deadline;
+                if step.own_deadline().is_some() {
+                    assert_eq!(deadline, stage.deadline_of(step));
+                } else {
+                    assert!(deadline <= stage.timeout && deadline > stage.timeout / 2);
+                }
+            }
+            // Promotion steps are flagged for the resume warning.
+            for (stage, step) in bound
+                .stages
+                .iter()
+                .flat_map(|s| s.steps.iter().map(move |t| (s, t)))
+            {
+                let planned = workflow.find(
+                    workflow
+                        .stages
+                        .iter()
+                        .find(|s| s.key() == stage.key)
+                        .unwrap()
+                        .id,
+                    &step.key,
+                );
+                assert_eq!(step.promotion, planned.unwrap().is_promotion());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_source_resumes_after_its_last_done_step() {
+    let workflow = Factory::build(Mode::Consistency, Role::Source, &small_group(), false).unwrap();
+    let ctx = ctx();
+    let journal = Arc::new(MemoryJournal::new(&ctx.op_ref()));
+    // First run: the demotion wait fails.
+    let script = Script::new().on(
+        "WaitSecondary:VolumeReplication/db-data",
+        Behaviour::Fail("still Primary"),
+    );
+    let s = script.clone();
+    let bound = workflow.bind(&move |step: &Step| s.task(&step.key()));
+    let err = Engine::new(journal.clone())
+        .run(&bound, &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(err.task(), Some("WaitSecondary:VolumeReplication/db-data"));
+    assert_eq!(err.stage(), Some("VolumeTransitionSource"));
+    // Second run (the agent restarted): only the failed step and what follows run.
+    let script = Script::new();
+    let s = script.clone();
+    let bound = workflow.bind(&move |step: &Step| s.task(&step.key()));
+    Engine::new(journal.clone())
+        .run(&bound, &ctx)
+        .await
+        .unwrap();
+    assert_eq!(
+        script.ran(),
+        [
+            "WaitSecondary:VolumeReplication/db-data",
+            "MarkAllReady",
+            "Notify:target:ReadyForPromotion",
+            "WaitOperationClosed",
+            "UpdateGroupStatus",
+        ]
+    );
+    assert_eq!(
+        script
+            .seen("WaitSecondary:VolumeReplication/db-data")
+            .attempt,
+        Attempt::Resumed {
+            previous: StepStatus::Failed,
+            attempts: 1
+        }
+    );
+}

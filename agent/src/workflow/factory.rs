@@ -1,0 +1,602 @@
+//! The seed's Factory: a pure function from (mode, role, group spec, force) to the
+//! [`Workflow`] one cluster runs. No client, no clock, no I/O; everything it decides is
+//! unit-tested in `factory/tests.rs`.
+//!
+//! # CONSISTENCY (never two Primary volumes, never two writers)
+//!
+//! | # | stage | source | target |
+//! |---|---|---|---|
+//! | 1 | Initialization | validate, renew lease | validate, renew lease |
+//! | 2 | Source Cluster Shutdown | traffic off → **Flux suspended** → replicas recorded → workloads scaled to 0, CronJobs suspended → pods gone | – |
+//! | 3 | Volume Transition (Source) | demote each → wait each Secondary → mark **all** ready (one transaction) → notify target | – |
+//! | 4 | Volume Transition (Target) | – | wait until every volume is ready at the epoch (skipped when forced) → claim promotion → promote each → wait each Primary → verify each → mark promoted |
+//! | 5 | Target Cluster Activation | – | scale up → resume CronJobs → resume Flux → wait ready → traffic on |
+//! | 6 | Completion | wait until closed → group status | complete operation → notify source → group status |
+//!
+//! One deliberate change from the seed: Flux is suspended **before** the workloads are
+//! scaled down (the seed scales down first), because a Flux reconcile between the two steps
+//! would scale them up again.
+//!
+//! # UPTIME (target first; the dual-active window is measured)
+//!
+//! | # | stage | source | target |
+//! |---|---|---|---|
+//! | 1 | Initialization | validate, renew lease | validate, renew lease |
+//! | 2 | Volume Transition (Target) | – | claim promotion (no handoff records) → promote → wait Primary → record dual-active start → verify → mark promoted |
+//! | 3 | Target Cluster Activation | – | as in CONSISTENCY, then notify source |
+//! | 4 | Source Cluster Shutdown | wait until the target serves → as in CONSISTENCY | – |
+//! | 5 | Volume Transition (Source) | demote → wait Secondary → record dual-active end | – |
+//! | 6 | Volume Resync (Source) | resync each → wait each resynced → notify target | – |
+//! | 7 | Completion | wait until closed → group status | wait until the source is done → complete operation → notify source → group status |
+//!
+//! The target completes only after the source has finished (resync included), because
+//! completion closes the operation and every later journal or dual-active write of the
+//! source would be refused.
+//!
+//! `force` changes only the target's CONSISTENCY plan: it does not wait for the handoff and
+//! claims the promotion without handoff records. A source that is still alive during a
+//! forced operation shuts down exactly as for a normal one.
+//!
+//! # What the factory rejects
+//!
+//! A timeout that does not parse or is zero ([`FactoryError::InvalidTimeout`], naming the
+//! field), more volumes than one DynamoDB transaction can hand off, an object named twice,
+//! and a volume whose `workload` is not in the group (its pods would not be stopped before
+//! the volume is demoted).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use failover_messages::crd::{
+    DurationError, FailoverGroupSpec, TimeoutStage, VolumeReplicationRef, WorkloadKind,
+};
+use failover_messages::envelope::EnvelopeKind;
+use failover_messages::records::Mode;
+use failover_messages::store::MAX_TRANSACTION_ITEMS;
+
+use super::context::Role;
+use super::definition::{DualActiveEnd, Stage, StageId, Step, Workflow};
+
+/// The most volumes a group may have: the handoff puts every volume's record in one
+/// transaction next to two condition items.
+pub const MAX_VOLUMES: usize = MAX_TRANSACTION_ITEMS - 2;
+
+/// A group spec the factory cannot build a workflow for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FactoryError {
+    /// A `spec.timeouts` field does not parse or is zero.
+    #[error("cannot plan the failover: {0}")]
+    InvalidTimeout(#[from] DurationError),
+    /// More volumes than one handoff transaction holds.
+    #[error(
+        "cannot plan the failover: the group has {count} volumes in spec.volumeReplications, at most {max} can be handed off together"
+    )]
+    TooManyVolumes {
+        /// Volumes in the spec.
+        count: usize,
+        /// The limit ([`MAX_VOLUMES`]).
+        max: usize,
+    },
+    /// An object is listed twice.
+    #[error("cannot plan the failover: {field} lists {object} twice")]
+    Duplicate {
+        /// The spec field, e.g. `spec.workloads`.
+        field: &'static str,
+        /// The object, e.g. `Deployment/orders-api`.
+        object: String,
+    },
+    /// A volume names a workload that is not in the group.
+    #[error(
+        "cannot plan the failover: spec.volumeReplications[{volume}].workload names {workload}, which is not in spec.workloads (its pods would not be stopped before the volume is demoted)"
+    )]
+    UnknownWorkload {
+        /// The volume.
+        volume: String,
+        /// The workload it names.
+        workload: String,
+    },
+}
+
+/// The seed's Factory. See the module docs for the plans it builds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Factory;
+
+/// The resolved `spec.timeouts`.
+struct Limits {
+    spec: [(TimeoutStage, Duration); 6],
+}
+
+impl Limits {
+    fn new(spec: &FailoverGroupSpec) -> Result<Self, DurationError> {
+        let mut out = [(TimeoutStage::Initialization, Duration::ZERO); 6];
+        for (slot, stage) in out.iter_mut().zip(TimeoutStage::ALL) {
+            *slot = (stage, spec.timeouts.get(stage)?);
+        }
+        Ok(Self { spec: out })
+    }
+
+    fn of(&self, stage: StageId) -> Duration {
+        let want = stage.timeout_stage();
+        self.spec
+            .iter()
+            .find(|(s, _)| *s == want)
+            .map_or(want.default_timeout(), |(_, d)| *d)
+    }
+
+    /// The sum of the limits of the stages the peer passes through.
+    fn sum(&self, stages: &[StageId]) -> Duration {
+        stages
+            .iter()
+            .fold(Duration::ZERO, |acc, s| acc.saturating_add(self.of(*s)))
+    }
+}
+
+/// The group's objects, as the steps need them.
+struct Objects<'a> {
+    spec: &'a FailoverGroupSpec,
+    volumes: Vec<String>,
+}
+
+impl<'a> Objects<'a> {
+    fn new(spec: &'a FailoverGroupSpec) -> Result<Self, FactoryError> {
+        check_unique(
+            "spec.workloads",
+            spec.workloads.iter().map(|w| {
+                format!(
+                    "{}/{}",
+                    super::definition::workload_kind_name(w.kind),
+                    w.name
+                )
+            }),
+        )?;
+        check_unique(
+            "spec.volumeReplications",
+            spec.volume_replications.iter().map(|v| v.name.clone()),
+        )?;
+        check_unique(
+            "spec.network",
+            spec.network.iter().map(|n| {
+                format!(
+                    "{}/{}",
+                    super::definition::network_kind_name(n.kind),
+                    n.name
+                )
+            }),
+        )?;
+        check_unique(
+            "spec.flux",
+            spec.flux.iter().map(|f| {
+                format!(
+                    "{}/{}/{}",
+                    super::definition::flux_kind_name(f.kind),
+                    f.namespace,
+                    f.name
+                )
+            }),
+        )?;
+        if spec.volume_replications.len() > MAX_VOLUMES {
+            return Err(FactoryError::TooManyVolumes {
+                count: spec.volume_replications.len(),
+                max: MAX_VOLUMES,
+            });
+        }
+        for VolumeReplicationRef { name, workload } in &spec.volume_replications {
+            if let Some(w) = workload
+                && !spec.workloads.iter().any(|x| &x.name == w)
+            {
+                return Err(FactoryError::UnknownWorkload {
+                    volume: name.clone(),
+                    workload: w.clone(),
+                });
+            }
+        }
+        Ok(Self {
+            spec,
+            volumes: spec
+                .volume_replications
+                .iter()
+                .map(|v| v.name.clone())
+                .collect(),
+        })
+    }
+
+    /// Deployments and StatefulSets, which are scaled.
+    fn scaled(&self) -> impl Iterator<Item = (WorkloadKind, &'a str)> + '_ {
+        self.spec
+            .workloads
+            .iter()
+            .filter(|w| w.kind != WorkloadKind::CronJob)
+            .map(|w| (w.kind, w.name.as_str()))
+    }
+
+    /// CronJobs, which are suspended.
+    fn cron_jobs(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.spec
+            .workloads
+            .iter()
+            .filter(|w| w.kind == WorkloadKind::CronJob)
+            .map(|w| w.name.as_str())
+    }
+}
+
+fn check_unique(
+    field: &'static str,
+    objects: impl Iterator<Item = String>,
+) -> Result<(), FactoryError> {
+    let mut seen = HashSet::new();
+    for object in objects {
+        if !seen.insert(object.clone()) {
+            return Err(FactoryError::Duplicate { field, object });
+        }
+    }
+    Ok(())
+}
+
+impl Factory {
+    /// The workflow `role` runs for a failover of a group with `spec` in `mode`.
+    pub fn build(
+        mode: Mode,
+        role: Role,
+        spec: &FailoverGroupSpec,
+        force: bool,
+    ) -> Result<Workflow, FactoryError> {
+        let limits = Limits::new(spec)?;
+        let objects = Objects::new(spec)?;
+        let plan = Planner {
+            mode,
+            force,
+            limits: &limits,
+            objects: &objects,
+        };
+        Ok(match role {
+            Role::Source => plan.source(),
+            Role::Target => plan.target(),
+        })
+    }
+
+    /// Both sides' workflows (source, target), e.g. to check them against each other.
+    pub fn build_both(
+        mode: Mode,
+        spec: &FailoverGroupSpec,
+        force: bool,
+    ) -> Result<(Workflow, Workflow), FactoryError> {
+        Ok((
+            Self::build(mode, Role::Source, spec, force)?,
+            Self::build(mode, Role::Target, spec, force)?,
+        ))
+    }
+}
+
+struct Planner<'a> {
+    mode: Mode,
+    force: bool,
+    limits: &'a Limits,
+    objects: &'a Objects<'a>,
+}
+
+impl Planner<'_> {
+    fn workflow(&self, role: Role, stages: Vec<(StageId, Vec<Step>)>) -> Workflow {
+        Workflow {
+            mode: self.mode,
+            role,
+            force: self.force,
+            stages: stages
+                .into_iter()
+                .filter(|(_, tasks)| !tasks.is_empty())
+                .map(|(id, tasks)| Stage {
+                    id,
+                    number: id.number(self.mode).unwrap_or(0),
+                    name: id.title(),
+                    timeout: self.limits.of(id),
+                    tasks,
+                })
+                .collect(),
+        }
+    }
+
+    fn source(&self) -> Workflow {
+        match self.mode {
+            Mode::Consistency => self.workflow(
+                Role::Source,
+                vec![
+                    (StageId::Initialization, initialization()),
+                    (StageId::SourceShutdown, self.shutdown()),
+                    (StageId::VolumeTransitionSource, self.demotion()),
+                    (
+                        StageId::Completion,
+                        vec![
+                            Step::WaitOperationClosed {
+                                within: self.limits.sum(&[
+                                    StageId::VolumeTransitionTarget,
+                                    StageId::TargetActivation,
+                                    StageId::Completion,
+                                ]),
+                            },
+                            Step::UpdateGroupStatus,
+                        ],
+                    ),
+                ],
+            ),
+            Mode::Uptime => {
+                let target_serving = self
+                    .target_until_completion()
+                    .last_journaled_before(None)
+                    .expect("a target plan always claims the promotion");
+                let mut shutdown = vec![Step::WaitPeer {
+                    peer: target_serving,
+                    within: self.limits.sum(&[
+                        StageId::Initialization,
+                        StageId::VolumeTransitionTarget,
+                        StageId::TargetActivation,
+                    ]),
+                }];
+                shutdown.extend(self.shutdown());
+                self.workflow(
+                    Role::Source,
+                    vec![
+                        (StageId::Initialization, initialization()),
+                        (StageId::SourceShutdown, shutdown),
+                        (StageId::VolumeTransitionSource, self.demotion()),
+                        (StageId::VolumeResync, self.resync()),
+                        (
+                            StageId::Completion,
+                            vec![
+                                Step::WaitOperationClosed {
+                                    within: self.limits.of(StageId::Completion),
+                                },
+                                Step::UpdateGroupStatus,
+                            ],
+                        ),
+                    ],
+                )
+            }
+        }
+    }
+
+    /// The target's stages before completion.
+    fn target_until_completion(&self) -> Workflow {
+        self.workflow(
+            Role::Target,
+            vec![
+                (StageId::Initialization, initialization()),
+                (StageId::VolumeTransitionTarget, self.promotion()),
+                (StageId::TargetActivation, self.activation()),
+            ],
+        )
+    }
+
+    fn target(&self) -> Workflow {
+        let mut completion = Vec::new();
+        if self.mode == Mode::Uptime {
+            let source_done = self
+                .source()
+                .last_journaled_before(Some(StageId::Completion))
+                .expect("an UPTIME source plan always waits for the target");
+            completion.push(Step::WaitPeer {
+                peer: source_done,
+                within: self.limits.sum(&[
+                    StageId::SourceShutdown,
+                    StageId::VolumeTransitionSource,
+                    StageId::VolumeResync,
+                ]),
+            });
+        }
+        completion.extend([
+            Step::CompleteOperation,
+            Step::Notify {
+                to: Role::Source,
+                kind: EnvelopeKind::OperationCompleted,
+            },
+            Step::UpdateGroupStatus,
+        ]);
+        let mut workflow = self.target_until_completion();
+        workflow.stages.extend(
+            self.workflow(Role::Target, vec![(StageId::Completion, completion)])
+                .stages,
+        );
+        workflow
+    }
+
+    /// Source Cluster Shutdown: traffic off → Flux suspended → replicas recorded →
+    /// workloads down → pods gone.
+    fn shutdown(&self) -> Vec<Step> {
+        let spec = self.objects.spec;
+        let mut steps: Vec<Step> = spec
+            .network
+            .iter()
+            .map(|n| Step::TrafficOff {
+                kind: n.kind,
+                name: n.name.clone(),
+            })
+            .collect();
+        steps.extend(spec.flux.iter().map(|f| Step::SuspendFlux {
+            kind: f.kind,
+            namespace: f.namespace.clone(),
+            name: f.name.clone(),
+        }));
+        let scaled: Vec<(WorkloadKind, String)> = self
+            .objects
+            .scaled()
+            .map(|(k, n)| (k, n.to_owned()))
+            .collect();
+        if !scaled.is_empty() {
+            steps.push(Step::RecordReplicas {
+                workloads: scaled.clone(),
+            });
+        }
+        steps.extend(
+            scaled
+                .into_iter()
+                .map(|(kind, name)| Step::ScaleDown { kind, name }),
+        );
+        steps.extend(self.objects.cron_jobs().map(|name| Step::SuspendCronJob {
+            name: name.to_owned(),
+        }));
+        steps.extend(spec.workloads.iter().map(|w| Step::WaitPodsGone {
+            kind: w.kind,
+            name: w.name.clone(),
+        }));
+        steps
+    }
+
+    /// Volume Transition (Source): demote each → wait each Secondary → (CONSISTENCY) mark
+    /// all ready and notify the target / (UPTIME) record the dual-active end.
+    fn demotion(&self) -> Vec<Step> {
+        let volumes = &self.objects.volumes;
+        let mut steps: Vec<Step> = volumes
+            .iter()
+            .map(|v| Step::Demote { volume: v.clone() })
+            .collect();
+        steps.extend(
+            volumes
+                .iter()
+                .map(|v| Step::WaitSecondary { volume: v.clone() }),
+        );
+        match self.mode {
+            Mode::Consistency => {
+                steps.push(Step::MarkAllReady {
+                    volumes: volumes.clone(),
+                });
+                steps.push(Step::Notify {
+                    to: Role::Target,
+                    kind: EnvelopeKind::ReadyForPromotion,
+                });
+            }
+            Mode::Uptime => {
+                if !volumes.is_empty() {
+                    steps.push(Step::RecordDualActive {
+                        end: DualActiveEnd::Ended,
+                    });
+                }
+            }
+        }
+        steps
+    }
+
+    /// Volume Resync (Source, UPTIME): resync each → wait each → notify the target.
+    fn resync(&self) -> Vec<Step> {
+        let volumes = &self.objects.volumes;
+        let mut steps: Vec<Step> = volumes
+            .iter()
+            .map(|v| Step::Resync { volume: v.clone() })
+            .collect();
+        steps.extend(
+            volumes
+                .iter()
+                .map(|v| Step::WaitResynced { volume: v.clone() }),
+        );
+        steps.push(Step::Notify {
+            to: Role::Target,
+            kind: EnvelopeKind::Wake,
+        });
+        steps
+    }
+
+    /// Volume Transition (Target): (CONSISTENCY, not forced) wait for the handoff → claim →
+    /// promote each → wait each Primary → (UPTIME) dual-active start → verify each → mark
+    /// promoted.
+    fn promotion(&self) -> Vec<Step> {
+        let volumes = &self.objects.volumes;
+        let handoff = self.mode == Mode::Consistency && !self.force;
+        let mut steps = Vec::new();
+        if handoff {
+            let within = self.limits.sum(&[
+                StageId::Initialization,
+                StageId::SourceShutdown,
+                StageId::VolumeTransitionSource,
+            ]);
+            if volumes.is_empty() {
+                // No record to wait for: the source's journaled handoff step is the signal.
+                let source = self.source();
+                let ready = source
+                    .steps()
+                    .find(|(_, s)| matches!(s, Step::MarkAllReady { .. }))
+                    .map(|(stage, s)| super::definition::PeerStep {
+                        role: Role::Source,
+                        stage: stage.id,
+                        task: s.key(),
+                    })
+                    .expect("a CONSISTENCY source plan always hands off");
+                steps.push(Step::WaitPeer {
+                    peer: ready,
+                    within,
+                });
+            } else {
+                steps.push(Step::WaitAllReady {
+                    volumes: volumes.clone(),
+                    within,
+                });
+            }
+        }
+        steps.push(Step::ClaimPromotion {
+            ready_volumes: if handoff { volumes.clone() } else { Vec::new() },
+        });
+        steps.extend(volumes.iter().map(|v| Step::Promote { volume: v.clone() }));
+        steps.extend(
+            volumes
+                .iter()
+                .map(|v| Step::WaitPrimary { volume: v.clone() }),
+        );
+        if self.mode == Mode::Uptime && !volumes.is_empty() {
+            steps.push(Step::RecordDualActive {
+                end: DualActiveEnd::Started,
+            });
+        }
+        steps.extend(
+            volumes
+                .iter()
+                .map(|v| Step::VerifyData { volume: v.clone() }),
+        );
+        if !volumes.is_empty() {
+            steps.push(Step::MarkPromoted {
+                volumes: volumes.clone(),
+            });
+        }
+        steps
+    }
+
+    /// Target Cluster Activation: scale up → resume CronJobs → resume Flux → wait ready →
+    /// traffic on (→ UPTIME: notify the source).
+    fn activation(&self) -> Vec<Step> {
+        let spec = self.objects.spec;
+        let mut steps: Vec<Step> = self
+            .objects
+            .scaled()
+            .map(|(kind, name)| Step::ScaleUp {
+                kind,
+                name: name.to_owned(),
+            })
+            .collect();
+        steps.extend(self.objects.cron_jobs().map(|name| Step::ResumeCronJob {
+            name: name.to_owned(),
+        }));
+        steps.extend(spec.flux.iter().map(|f| Step::ResumeFlux {
+            kind: f.kind,
+            namespace: f.namespace.clone(),
+            name: f.name.clone(),
+        }));
+        steps.extend(self.objects.scaled().map(|(kind, name)| Step::WaitReady {
+            kind,
+            name: name.to_owned(),
+        }));
+        steps.extend(spec.network.iter().map(|n| Step::TrafficOn {
+            kind: n.kind,
+            name: n.name.clone(),
+        }));
+        if self.mode == Mode::Uptime {
+            steps.push(Step::Notify {
+                to: Role::Source,
+                kind: EnvelopeKind::Promoted,
+            });
+        }
+        steps
+    }
+}
+
+/// Initialization, the same on both sides.
+fn initialization() -> Vec<Step> {
+    vec![Step::ValidateOperation, Step::RenewLease]
+}
+
+#[cfg(test)]
+mod tests;

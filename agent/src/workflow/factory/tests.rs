@@ -1,0 +1,1282 @@
+//! The factory's plans, checked without any I/O: golden plans for the sample group, named
+//! order-sensitive facts, and an exhaustive sweep over modes, roles, force and which kinds
+//! of objects a group has.
+
+use std::time::Duration;
+
+use failover_messages::crd::{
+    FailoverGroupSpec, FluxKind, FluxRef, NetworkKind, NetworkRef, StageTimeouts,
+    VolumeReplicationRef, WorkloadKind, WorkloadRef,
+};
+use failover_messages::envelope::EnvelopeKind;
+use failover_messages::keys::validate_step_name;
+
+use super::*;
+use crate::workflow::definition::PeerStep;
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures and helpers
+// ---------------------------------------------------------------------------------------------
+
+fn workload(kind: WorkloadKind, name: &str) -> WorkloadRef {
+    WorkloadRef {
+        kind,
+        name: name.into(),
+    }
+}
+
+fn volume(name: &str, workload: Option<&str>) -> VolumeReplicationRef {
+    VolumeReplicationRef {
+        name: name.into(),
+        workload: workload.map(Into::into),
+    }
+}
+
+/// The sample group: two Deployments, a StatefulSet and a CronJob, three volumes, two
+/// traffic objects, two Flux objects.
+fn sample() -> FailoverGroupSpec {
+    FailoverGroupSpec {
+        workloads: vec![
+            workload(WorkloadKind::Deployment, "orders-api"),
+            workload(WorkloadKind::StatefulSet, "orders-db"),
+            workload(WorkloadKind::CronJob, "report"),
+            workload(WorkloadKind::Deployment, "orders-worker"),
+        ],
+        volume_replications: vec![
+            volume("orders-db-data", Some("orders-db")),
+            volume("orders-db-wal", Some("orders-db")),
+            volume("shared-files", None),
+        ],
+        network: vec![
+            NetworkRef {
+                kind: NetworkKind::VirtualService,
+                name: "orders".into(),
+            },
+            NetworkRef {
+                kind: NetworkKind::Ingress,
+                name: "orders-admin".into(),
+            },
+        ],
+        flux: vec![
+            FluxRef {
+                kind: FluxKind::HelmRelease,
+                name: "orders".into(),
+                namespace: "flux-system".into(),
+            },
+            FluxRef {
+                kind: FluxKind::Kustomization,
+                name: "orders-config".into(),
+                namespace: "flux-system".into(),
+            },
+        ],
+        ..FailoverGroupSpec::default()
+    }
+}
+
+/// The sample with some kinds of objects left out (bit 0 workloads, 1 volumes, 2 network,
+/// 3 Flux), 16 variants.
+fn variants() -> Vec<(String, FailoverGroupSpec)> {
+    (0u8..16)
+        .map(|bits| {
+            let mut spec = sample();
+            let mut name = Vec::new();
+            if bits & 1 != 0 {
+                spec.workloads.clear();
+                // Volumes may only name workloads of the group.
+                for v in &mut spec.volume_replications {
+                    v.workload = None;
+                }
+                name.push("no workloads");
+            }
+            if bits & 2 != 0 {
+                spec.volume_replications.clear();
+                name.push("no volumes");
+            }
+            if bits & 4 != 0 {
+                spec.network.clear();
+                name.push("no network");
+            }
+            if bits & 8 != 0 {
+                spec.flux.clear();
+                name.push("no flux");
+            }
+            let name = if name.is_empty() {
+                "everything".to_owned()
+            } else {
+                name.join(", ")
+            };
+            (name, spec)
+        })
+        .collect()
+}
+
+const MODES: [Mode; 2] = [Mode::Consistency, Mode::Uptime];
+
+fn build(mode: Mode, role: Role, force: bool) -> Workflow {
+    Factory::build(mode, role, &sample(), force).unwrap()
+}
+
+/// `Stage/key` of every step, in order.
+fn keys(wf: &Workflow) -> Vec<String> {
+    wf.steps()
+        .map(|(stage, step)| format!("{}/{}", stage.key(), step.key()))
+        .collect()
+}
+
+/// Positions (in the flattened plan) of the steps matching `pred`.
+fn positions(wf: &Workflow, pred: impl Fn(&Step) -> bool) -> Vec<usize> {
+    wf.steps()
+        .enumerate()
+        .filter(|(_, (_, step))| pred(step))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn position_of(wf: &Workflow, want: &Step) -> usize {
+    let found = positions(wf, |s| s == want);
+    assert_eq!(
+        found.len(),
+        1,
+        "{want:?} should appear exactly once in {:#?}",
+        keys(wf)
+    );
+    found[0]
+}
+
+/// Every step matching `a` comes before every step matching `b` (vacuous when either is
+/// absent).
+fn all_before(wf: &Workflow, what: &str, a: impl Fn(&Step) -> bool, b: impl Fn(&Step) -> bool) {
+    let (a, b) = (positions(wf, a), positions(wf, b));
+    if let (Some(last_a), Some(first_b)) = (a.iter().max(), b.iter().min()) {
+        assert!(
+            last_a < first_b,
+            "{what}: violated in {:?} {:?}{}\n{:#?}",
+            wf.mode,
+            wf.role,
+            if wf.force { " (forced)" } else { "" },
+            keys(wf)
+        );
+    }
+}
+
+fn has(wf: &Workflow, pred: impl Fn(&Step) -> bool) -> bool {
+    !positions(wf, pred).is_empty()
+}
+
+fn volumes_of(spec: &FailoverGroupSpec) -> Vec<String> {
+    spec.volume_replications
+        .iter()
+        .map(|v| v.name.clone())
+        .collect()
+}
+
+fn steps_in(wf: &Workflow, stage: StageId) -> Vec<String> {
+    wf.stage(stage)
+        .map(|s| s.tasks.iter().map(Step::key).collect())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Golden plans of the sample group
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn consistency_source_plan_follows_the_seed_with_flux_suspended_before_scale_down() {
+    let wf = build(Mode::Consistency, Role::Source, false);
+    let stages: Vec<(u8, &str)> = wf.stages.iter().map(|s| (s.number, s.name)).collect();
+    assert_eq!(
+        stages,
+        [
+            (1, "Initialization"),
+            (2, "Source Cluster Shutdown"),
+            (3, "Volume Transition (Source)"),
+            (6, "Completion"),
+        ]
+    );
+    assert_eq!(
+        keys(&wf),
+        [
+            "Initialization/ValidateOperation",
+            "Initialization/RenewLease",
+            "SourceShutdown/TrafficOff:VirtualService/orders",
+            "SourceShutdown/TrafficOff:Ingress/orders-admin",
+            "SourceShutdown/SuspendFlux:HelmRelease/flux-system/orders",
+            "SourceShutdown/SuspendFlux:Kustomization/flux-system/orders-config",
+            "SourceShutdown/RecordReplicas",
+            "SourceShutdown/ScaleDown:Deployment/orders-api",
+            "SourceShutdown/ScaleDown:StatefulSet/orders-db",
+            "SourceShutdown/ScaleDown:Deployment/orders-worker",
+            "SourceShutdown/SuspendCronJob:CronJob/report",
+            "SourceShutdown/WaitPodsGone:Deployment/orders-api",
+            "SourceShutdown/WaitPodsGone:StatefulSet/orders-db",
+            "SourceShutdown/WaitPodsGone:CronJob/report",
+            "SourceShutdown/WaitPodsGone:Deployment/orders-worker",
+            "VolumeTransitionSource/Demote:VolumeReplication/orders-db-data",
+            "VolumeTransitionSource/Demote:VolumeReplication/orders-db-wal",
+            "VolumeTransitionSource/Demote:VolumeReplication/shared-files",
+            "VolumeTransitionSource/WaitSecondary:VolumeReplication/orders-db-data",
+            "VolumeTransitionSource/WaitSecondary:VolumeReplication/orders-db-wal",
+            "VolumeTransitionSource/WaitSecondary:VolumeReplication/shared-files",
+            "VolumeTransitionSource/MarkAllReady",
+            "VolumeTransitionSource/Notify:target:ReadyForPromotion",
+            "Completion/WaitOperationClosed",
+            "Completion/UpdateGroupStatus",
+        ]
+    );
+    assert!(has(&wf, |s| *s
+        == Step::RecordReplicas {
+            workloads: vec![
+                (WorkloadKind::Deployment, "orders-api".into()),
+                (WorkloadKind::StatefulSet, "orders-db".into()),
+                (WorkloadKind::Deployment, "orders-worker".into()),
+            ]
+        }));
+}
+
+#[test]
+fn consistency_target_plan_waits_for_the_handoff_then_claims_promotes_and_activates() {
+    let wf = build(Mode::Consistency, Role::Target, false);
+    let numbers: Vec<u8> = wf.stages.iter().map(|s| s.number).collect();
+    assert_eq!(numbers, [1, 4, 5, 6]);
+    assert_eq!(
+        keys(&wf),
+        [
+            "Initialization/ValidateOperation",
+            "Initialization/RenewLease",
+            "VolumeTransitionTarget/WaitAllReady",
+            "VolumeTransitionTarget/ClaimPromotion",
+            "VolumeTransitionTarget/Promote:VolumeReplication/orders-db-data",
+            "VolumeTransitionTarget/Promote:VolumeReplication/orders-db-wal",
+            "VolumeTransitionTarget/Promote:VolumeReplication/shared-files",
+            "VolumeTransitionTarget/WaitPrimary:VolumeReplication/orders-db-data",
+            "VolumeTransitionTarget/WaitPrimary:VolumeReplication/orders-db-wal",
+            "VolumeTransitionTarget/WaitPrimary:VolumeReplication/shared-files",
+            "VolumeTransitionTarget/VerifyData:VolumeReplication/orders-db-data",
+            "VolumeTransitionTarget/VerifyData:VolumeReplication/orders-db-wal",
+            "VolumeTransitionTarget/VerifyData:VolumeReplication/shared-files",
+            "VolumeTransitionTarget/MarkPromoted",
+            "TargetActivation/ScaleUp:Deployment/orders-api",
+            "TargetActivation/ScaleUp:StatefulSet/orders-db",
+            "TargetActivation/ScaleUp:Deployment/orders-worker",
+            "TargetActivation/ResumeCronJob:CronJob/report",
+            "TargetActivation/ResumeFlux:HelmRelease/flux-system/orders",
+            "TargetActivation/ResumeFlux:Kustomization/flux-system/orders-config",
+            "TargetActivation/WaitReady:Deployment/orders-api",
+            "TargetActivation/WaitReady:StatefulSet/orders-db",
+            "TargetActivation/WaitReady:Deployment/orders-worker",
+            "TargetActivation/TrafficOn:VirtualService/orders",
+            "TargetActivation/TrafficOn:Ingress/orders-admin",
+            "Completion/CompleteOperation",
+            "Completion/Notify:source:OperationCompleted",
+            "Completion/UpdateGroupStatus",
+        ]
+    );
+    let all = volumes_of(&sample());
+    assert!(has(&wf, |s| *s
+        == Step::ClaimPromotion {
+            ready_volumes: all.clone()
+        }));
+    assert!(has(
+        &wf,
+        |s| matches!(s, Step::WaitAllReady { volumes, .. } if *volumes == all)
+    ));
+}
+
+#[test]
+fn uptime_target_promotes_without_handoff_and_completes_only_after_the_source_is_done() {
+    let wf = build(Mode::Uptime, Role::Target, false);
+    let numbers: Vec<u8> = wf.stages.iter().map(|s| s.number).collect();
+    assert_eq!(numbers, [1, 2, 3, 7]);
+    assert_eq!(
+        steps_in(&wf, StageId::VolumeTransitionTarget),
+        [
+            "ClaimPromotion",
+            "Promote:VolumeReplication/orders-db-data",
+            "Promote:VolumeReplication/orders-db-wal",
+            "Promote:VolumeReplication/shared-files",
+            "WaitPrimary:VolumeReplication/orders-db-data",
+            "WaitPrimary:VolumeReplication/orders-db-wal",
+            "WaitPrimary:VolumeReplication/shared-files",
+            "RecordDualActive:Started",
+            "VerifyData:VolumeReplication/orders-db-data",
+            "VerifyData:VolumeReplication/orders-db-wal",
+            "VerifyData:VolumeReplication/shared-files",
+            "MarkPromoted",
+        ]
+    );
+    assert!(has(&wf, |s| *s
+        == Step::ClaimPromotion {
+            ready_volumes: vec![]
+        }));
+    assert_eq!(
+        steps_in(&wf, StageId::TargetActivation).last().unwrap(),
+        "Notify:source:Promoted"
+    );
+    assert_eq!(
+        steps_in(&wf, StageId::Completion),
+        [
+            "WaitPeer:source:VolumeResync:WaitResynced:VolumeReplication/shared-files",
+            "CompleteOperation",
+            "Notify:source:OperationCompleted",
+            "UpdateGroupStatus",
+        ]
+    );
+}
+
+#[test]
+fn uptime_source_shuts_down_only_after_the_target_serves_then_demotes_and_resyncs() {
+    let wf = build(Mode::Uptime, Role::Source, false);
+    let numbers: Vec<u8> = wf.stages.iter().map(|s| s.number).collect();
+    assert_eq!(numbers, [1, 4, 5, 6, 7]);
+    let shutdown = steps_in(&wf, StageId::SourceShutdown);
+    assert_eq!(
+        shutdown[0],
+        "WaitPeer:target:TargetActivation:TrafficOn:Ingress/orders-admin"
+    );
+    assert_eq!(shutdown[1], "TrafficOff:VirtualService/orders");
+    assert_eq!(
+        steps_in(&wf, StageId::VolumeTransitionSource),
+        [
+            "Demote:VolumeReplication/orders-db-data",
+            "Demote:VolumeReplication/orders-db-wal",
+            "Demote:VolumeReplication/shared-files",
+            "WaitSecondary:VolumeReplication/orders-db-data",
+            "WaitSecondary:VolumeReplication/orders-db-wal",
+            "WaitSecondary:VolumeReplication/shared-files",
+            "RecordDualActive:Ended",
+        ]
+    );
+    assert_eq!(
+        steps_in(&wf, StageId::VolumeResync),
+        [
+            "Resync:VolumeReplication/orders-db-data",
+            "Resync:VolumeReplication/orders-db-wal",
+            "Resync:VolumeReplication/shared-files",
+            "WaitResynced:VolumeReplication/orders-db-data",
+            "WaitResynced:VolumeReplication/orders-db-wal",
+            "WaitResynced:VolumeReplication/shared-files",
+            "Notify:target:Wake",
+        ]
+    );
+    assert_eq!(
+        steps_in(&wf, StageId::Completion),
+        ["WaitOperationClosed", "UpdateGroupStatus"]
+    );
+    assert!(!has(&wf, |s| matches!(s, Step::MarkAllReady { .. })));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Named order-sensitive facts
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn flux_is_suspended_before_any_workload_is_scaled_down() {
+    for mode in MODES {
+        let wf = build(mode, Role::Source, false);
+        let suspend = |s: &Step| matches!(s, Step::SuspendFlux { .. });
+        assert_eq!(positions(&wf, suspend).len(), 2);
+        all_before(&wf, "Flux suspended before scale-down", suspend, |s| {
+            matches!(s, Step::ScaleDown { .. } | Step::SuspendCronJob { .. })
+        });
+        all_before(
+            &wf,
+            "traffic off before Flux suspended",
+            |s| matches!(s, Step::TrafficOff { .. }),
+            suspend,
+        );
+        all_before(
+            &wf,
+            "replicas recorded before scale-down",
+            |s| matches!(s, Step::RecordReplicas { .. }),
+            |s| matches!(s, Step::ScaleDown { .. }),
+        );
+    }
+}
+
+#[test]
+fn volumes_are_demoted_only_after_every_pod_is_gone() {
+    for mode in MODES {
+        let wf = build(mode, Role::Source, false);
+        all_before(
+            &wf,
+            "workloads down before pods awaited",
+            |s| matches!(s, Step::ScaleDown { .. } | Step::SuspendCronJob { .. }),
+            |s| matches!(s, Step::WaitPodsGone { .. }),
+        );
+        all_before(
+            &wf,
+            "pods gone before demotion",
+            |s| matches!(s, Step::WaitPodsGone { .. }),
+            |s| matches!(s, Step::Demote { .. }),
+        );
+        assert_eq!(
+            positions(&wf, |s| matches!(s, Step::WaitPodsGone { .. })).len(),
+            4
+        );
+    }
+}
+
+#[test]
+fn mark_all_ready_follows_every_wait_secondary_and_names_every_volume() {
+    let wf = build(Mode::Consistency, Role::Source, false);
+    let mark = Step::MarkAllReady {
+        volumes: volumes_of(&sample()),
+    };
+    let at = position_of(&wf, &mark);
+    let waits = positions(&wf, |s| matches!(s, Step::WaitSecondary { .. }));
+    assert_eq!(waits.len(), 3);
+    assert!(waits.iter().all(|w| *w < at));
+    let notify = position_of(
+        &wf,
+        &Step::Notify {
+            to: Role::Target,
+            kind: EnvelopeKind::ReadyForPromotion,
+        },
+    );
+    assert_eq!(
+        notify,
+        at + 1,
+        "the target is notified right after the handoff"
+    );
+}
+
+#[test]
+fn no_promote_happens_before_the_promotion_is_claimed() {
+    for mode in MODES {
+        for force in [false, true] {
+            let wf = build(mode, Role::Target, force);
+            let claim = positions(&wf, |s| matches!(s, Step::ClaimPromotion { .. }));
+            assert_eq!(claim.len(), 1);
+            let promotes = positions(&wf, |s| matches!(s, Step::Promote { .. }));
+            assert_eq!(promotes.len(), 3);
+            assert!(promotes.iter().all(|p| *p > claim[0]));
+            // Each volume: promote → Primary → verified.
+            for v in volumes_of(&sample()) {
+                let p = position_of(&wf, &Step::Promote { volume: v.clone() });
+                let w = position_of(&wf, &Step::WaitPrimary { volume: v.clone() });
+                let c = position_of(&wf, &Step::VerifyData { volume: v.clone() });
+                assert!(p < w && w < c, "{v}");
+            }
+        }
+    }
+}
+
+#[test]
+fn workloads_start_only_after_every_volume_is_verified() {
+    for mode in MODES {
+        let wf = build(mode, Role::Target, false);
+        all_before(
+            &wf,
+            "volumes verified before workloads start",
+            |s| matches!(s, Step::VerifyData { .. } | Step::MarkPromoted { .. }),
+            |s| {
+                matches!(
+                    s,
+                    Step::ScaleUp { .. } | Step::ResumeCronJob { .. } | Step::ResumeFlux { .. }
+                )
+            },
+        );
+    }
+}
+
+#[test]
+fn traffic_is_turned_on_last_on_the_target() {
+    for mode in MODES {
+        for force in [false, true] {
+            let wf = build(mode, Role::Target, force);
+            all_before(
+                &wf,
+                "everything activated before traffic on",
+                |s| {
+                    !matches!(
+                        s,
+                        Step::TrafficOn { .. }
+                            | Step::Notify { .. }
+                            | Step::WaitPeer { .. }
+                            | Step::CompleteOperation
+                            | Step::UpdateGroupStatus
+                    )
+                },
+                |s| matches!(s, Step::TrafficOn { .. }),
+            );
+            // Nothing after traffic on changes this cluster's workloads or volumes.
+            let last_on = *positions(&wf, |s| matches!(s, Step::TrafficOn { .. }))
+                .last()
+                .unwrap();
+            let after: Vec<&Step> = wf.steps().skip(last_on + 1).map(|(_, s)| s).collect();
+            assert!(
+                after.iter().all(|s| matches!(
+                    s,
+                    Step::Notify { .. }
+                        | Step::WaitPeer { .. }
+                        | Step::CompleteOperation
+                        | Step::UpdateGroupStatus
+                )),
+                "{after:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_source_never_promotes_and_a_target_never_demotes() {
+    for mode in MODES {
+        for force in [false, true] {
+            let source = build(mode, Role::Source, force);
+            assert!(
+                !has(&source, is_target_only),
+                "{mode} source: {:#?}",
+                keys(&source)
+            );
+            let target = build(mode, Role::Target, force);
+            assert!(
+                !has(&target, is_source_only),
+                "{mode} target: {:#?}",
+                keys(&target)
+            );
+        }
+    }
+}
+
+fn is_target_only(s: &Step) -> bool {
+    matches!(
+        s,
+        Step::WaitAllReady { .. }
+            | Step::ClaimPromotion { .. }
+            | Step::Promote { .. }
+            | Step::WaitPrimary { .. }
+            | Step::VerifyData { .. }
+            | Step::MarkPromoted { .. }
+            | Step::ScaleUp { .. }
+            | Step::ResumeCronJob { .. }
+            | Step::ResumeFlux { .. }
+            | Step::WaitReady { .. }
+            | Step::TrafficOn { .. }
+            | Step::CompleteOperation
+            | Step::RecordDualActive {
+                end: DualActiveEnd::Started
+            }
+    )
+}
+
+fn is_source_only(s: &Step) -> bool {
+    matches!(
+        s,
+        Step::TrafficOff { .. }
+            | Step::SuspendFlux { .. }
+            | Step::RecordReplicas { .. }
+            | Step::ScaleDown { .. }
+            | Step::SuspendCronJob { .. }
+            | Step::WaitPodsGone { .. }
+            | Step::Demote { .. }
+            | Step::WaitSecondary { .. }
+            | Step::MarkAllReady { .. }
+            | Step::Resync { .. }
+            | Step::WaitResynced { .. }
+            | Step::WaitOperationClosed { .. }
+            | Step::RecordDualActive {
+                end: DualActiveEnd::Ended
+            }
+    )
+}
+
+#[test]
+fn a_forced_target_claims_without_waiting_for_the_handoff() {
+    let wf = build(Mode::Consistency, Role::Target, true);
+    assert!(wf.force);
+    assert!(!has(&wf, |s| matches!(
+        s,
+        Step::WaitAllReady { .. } | Step::WaitPeer { .. }
+    )));
+    assert_eq!(
+        wf.stages[1].tasks[0],
+        Step::ClaimPromotion {
+            ready_volumes: vec![]
+        }
+    );
+}
+
+#[test]
+fn force_changes_only_the_consistency_target_plan() {
+    for mode in MODES {
+        let (mut source, mut forced_source) = (
+            build(mode, Role::Source, false),
+            build(mode, Role::Source, true),
+        );
+        source.force = true;
+        forced_source.force = true;
+        assert_eq!(source, forced_source, "{mode} source");
+    }
+    let mut uptime_target = build(Mode::Uptime, Role::Target, false);
+    uptime_target.force = true;
+    assert_eq!(uptime_target, build(Mode::Uptime, Role::Target, true));
+    assert_ne!(
+        keys(&build(Mode::Consistency, Role::Target, false)),
+        keys(&build(Mode::Consistency, Role::Target, true))
+    );
+}
+
+#[test]
+fn uptime_records_the_dual_active_window_and_consistency_never_does() {
+    let dual = |end| move |s: &Step| *s == Step::RecordDualActive { end };
+    let target = build(Mode::Uptime, Role::Target, false);
+    all_before(
+        &target,
+        "all Primary before the window opens",
+        |s| matches!(s, Step::WaitPrimary { .. }),
+        dual(DualActiveEnd::Started),
+    );
+    assert!(has(&target, dual(DualActiveEnd::Started)));
+    let source = build(Mode::Uptime, Role::Source, false);
+    assert!(has(&source, dual(DualActiveEnd::Ended)));
+    all_before(
+        &source,
+        "all Secondary before the window closes",
+        |s| matches!(s, Step::WaitSecondary { .. }),
+        dual(DualActiveEnd::Ended),
+    );
+    all_before(
+        &source,
+        "window closed before resync",
+        dual(DualActiveEnd::Ended),
+        |s| matches!(s, Step::Resync { .. }),
+    );
+    for v in volumes_of(&sample()) {
+        assert!(
+            position_of(&source, &Step::Resync { volume: v.clone() })
+                < position_of(&source, &Step::WaitResynced { volume: v.clone() })
+        );
+    }
+    for role in Role::ALL {
+        let wf = build(Mode::Consistency, role, false);
+        assert!(!has(&wf, |s| matches!(
+            s,
+            Step::RecordDualActive { .. } | Step::Resync { .. } | Step::WaitResynced { .. }
+        )));
+    }
+}
+
+#[test]
+fn every_wait_for_the_peer_names_a_journaled_step_of_the_peer_plan() {
+    for (name, spec) in variants() {
+        for mode in MODES {
+            for force in [false, true] {
+                let (source, target) = Factory::build_both(mode, &spec, force).unwrap();
+                for (wf, peer) in [(&source, &target), (&target, &source)] {
+                    for (_, step) in wf.steps() {
+                        if let Step::WaitPeer { peer: p, .. } = step {
+                            assert_eq!(p.role, wf.role.peer());
+                            let found = peer.find(p.stage, &p.task).unwrap_or_else(|| {
+                                panic!("{name}, {mode}: {p:?} not in {:#?}", keys(peer))
+                            });
+                            assert!(found.journaled(), "{name}: {p:?} is not journaled");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn only_completion_notifications_and_status_steps_are_left_out_of_the_journal() {
+    for mode in MODES {
+        for role in Role::ALL {
+            let wf = build(mode, role, false);
+            for (stage, step) in wf.steps() {
+                let unjournaled = matches!(
+                    step,
+                    Step::CompleteOperation
+                        | Step::Notify { .. }
+                        | Step::WaitOperationClosed { .. }
+                        | Step::UpdateGroupStatus
+                );
+                assert_eq!(step.journaled(), !unjournaled, "{step:?}");
+                if !step.journaled() {
+                    // They come after everything the handoff depends on.
+                    assert!(
+                        matches!(stage.id, StageId::Completion)
+                            || matches!(step, Step::Notify { .. }),
+                        "{step:?} in {}",
+                        stage.key()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn deadlines_come_from_the_group_timeouts() {
+    let mut spec = sample();
+    spec.timeouts = StageTimeouts {
+        initialization: Some("1m".into()),
+        source_shutdown: Some("2m".into()),
+        volume_demotion: Some("3m".into()),
+        volume_promotion: Some("4m".into()),
+        target_activation: Some("5m".into()),
+        completion: Some("6m".into()),
+    };
+    let m = |n: u64| Duration::from_secs(60 * n);
+    for mode in MODES {
+        for role in Role::ALL {
+            let wf = Factory::build(mode, role, &spec, false).unwrap();
+            for stage in &wf.stages {
+                assert_eq!(
+                    stage.timeout,
+                    spec.timeouts.get(stage.id.timeout_stage()).unwrap(),
+                    "{}",
+                    stage.key()
+                );
+                for step in &stage.tasks {
+                    if step.own_deadline().is_none() {
+                        assert_eq!(stage.deadline_of(step), stage.timeout);
+                    }
+                }
+            }
+        }
+    }
+    let within = |wf: &Workflow| -> Vec<Duration> {
+        wf.steps().filter_map(|(_, s)| s.own_deadline()).collect()
+    };
+    // CONSISTENCY target waits through the source's initialization, shutdown and demotion.
+    let t = Factory::build(Mode::Consistency, Role::Target, &spec, false).unwrap();
+    assert_eq!(within(&t), [m(1 + 2 + 3)]);
+    // CONSISTENCY source waits through the target's promotion, activation and completion.
+    let s = Factory::build(Mode::Consistency, Role::Source, &spec, false).unwrap();
+    assert_eq!(within(&s), [m(4 + 5 + 6)]);
+    // UPTIME source waits through the target's initialization, promotion and activation,
+    // then for its completion; the target waits through shutdown, demotion and resync.
+    let s = Factory::build(Mode::Uptime, Role::Source, &spec, false).unwrap();
+    assert_eq!(within(&s), [m(1 + 4 + 5), m(6)]);
+    let t = Factory::build(Mode::Uptime, Role::Target, &spec, false).unwrap();
+    assert_eq!(within(&t), [m(2 + 3 + 3)]);
+    // The resync stage uses the demotion limit.
+    assert_eq!(s.stage(StageId::VolumeResync).unwrap().timeout, m(3));
+}
+
+#[test]
+fn default_timeouts_apply_when_none_are_set() {
+    let wf = build(Mode::Consistency, Role::Source, false);
+    assert_eq!(wf.stages[0].timeout, Duration::from_secs(60));
+    assert_eq!(wf.stages[1].timeout, Duration::from_secs(600));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small groups
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_group_without_volumes_still_yields_a_valid_plan() {
+    let mut spec = sample();
+    spec.volume_replications.clear();
+    for mode in MODES {
+        for force in [false, true] {
+            let (source, target) = Factory::build_both(mode, &spec, force).unwrap();
+            check_invariants(&spec, &source, &target);
+            check_invariants(&spec, &target, &source);
+            let volume_step = |s: &Step| {
+                matches!(
+                    s,
+                    Step::Demote { .. }
+                        | Step::WaitSecondary { .. }
+                        | Step::Promote { .. }
+                        | Step::WaitPrimary { .. }
+                        | Step::VerifyData { .. }
+                        | Step::MarkPromoted { .. }
+                        | Step::WaitAllReady { .. }
+                        | Step::Resync { .. }
+                        | Step::WaitResynced { .. }
+                        | Step::RecordDualActive { .. }
+                )
+            };
+            assert!(!has(&source, volume_step) && !has(&target, volume_step));
+            // The promotion is still claimed: it is what entitles the target to be active.
+            assert!(has(&target, |s| *s
+                == Step::ClaimPromotion {
+                    ready_volumes: vec![]
+                }));
+        }
+    }
+    // CONSISTENCY still hands off: the source's journaled handoff step is what the target
+    // waits for, since there are no records to wait for.
+    let (source, target) = Factory::build_both(Mode::Consistency, &spec, false).unwrap();
+    assert!(has(&source, |s| *s == Step::MarkAllReady { volumes: vec![] }));
+    assert_eq!(
+        target.stage(StageId::VolumeTransitionTarget).unwrap().tasks[0],
+        Step::WaitPeer {
+            peer: PeerStep {
+                role: Role::Source,
+                stage: StageId::VolumeTransitionSource,
+                task: "MarkAllReady".into()
+            },
+            within: Duration::from_secs(60 + 600 + 600),
+        }
+    );
+}
+
+#[test]
+fn an_empty_group_still_yields_a_valid_plan() {
+    let spec = FailoverGroupSpec::default();
+    for mode in MODES {
+        for force in [false, true] {
+            let (source, target) = Factory::build_both(mode, &spec, force).unwrap();
+            check_invariants(&spec, &source, &target);
+            check_invariants(&spec, &target, &source);
+        }
+    }
+    let source = Factory::build(Mode::Consistency, Role::Source, &spec, false).unwrap();
+    assert_eq!(
+        keys(&source),
+        [
+            "Initialization/ValidateOperation",
+            "Initialization/RenewLease",
+            "VolumeTransitionSource/MarkAllReady",
+            "VolumeTransitionSource/Notify:target:ReadyForPromotion",
+            "Completion/WaitOperationClosed",
+            "Completion/UpdateGroupStatus",
+        ]
+    );
+    let target = Factory::build(Mode::Uptime, Role::Target, &spec, false).unwrap();
+    assert_eq!(
+        keys(&target),
+        [
+            "Initialization/ValidateOperation",
+            "Initialization/RenewLease",
+            "VolumeTransitionTarget/ClaimPromotion",
+            "TargetActivation/Notify:source:Promoted",
+            "Completion/WaitPeer:source:SourceShutdown:WaitPeer:target:VolumeTransitionTarget:ClaimPromotion",
+            "Completion/CompleteOperation",
+            "Completion/Notify:source:OperationCompleted",
+            "Completion/UpdateGroupStatus",
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The exhaustive sweep
+// ---------------------------------------------------------------------------------------------
+
+/// Invariants every plan keeps, checked against the spec and the peer's plan.
+fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
+    let ctx = format!(
+        "{} {}{}: {:#?}",
+        wf.mode,
+        wf.role,
+        if wf.force { " forced" } else { "" },
+        keys(wf)
+    );
+    let (mode, role) = (wf.mode, wf.role);
+
+    // Stages: numbered by the mode, in order, on the right side, never empty.
+    let numbers: Vec<u8> = wf.stages.iter().map(|s| s.number).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{ctx}");
+    for stage in &wf.stages {
+        assert_eq!(Some(stage.number), stage.id.number(mode), "{ctx}");
+        assert!(stage.id.runs_on().is_none_or(|r| r == role), "{ctx}");
+        assert!(!stage.tasks.is_empty(), "{ctx}");
+        assert_eq!(stage.name, stage.id.title());
+        validate_step_name("stage", stage.key()).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for step in &stage.tasks {
+            validate_step_name("task", &step.key()).unwrap();
+            assert!(
+                seen.insert(step.key()),
+                "duplicate key {} in {ctx}",
+                step.key()
+            );
+        }
+    }
+    assert_eq!(
+        wf.stages.first().unwrap().tasks,
+        [Step::ValidateOperation, Step::RenewLease]
+    );
+    let last = wf.stages.last().unwrap();
+    assert_eq!(last.id, StageId::Completion, "{ctx}");
+    assert_eq!(last.tasks.last(), Some(&Step::UpdateGroupStatus), "{ctx}");
+
+    // Each side does only its own part.
+    match role {
+        Role::Source => assert!(!has(wf, is_target_only), "{ctx}"),
+        Role::Target => assert!(!has(wf, is_source_only), "{ctx}"),
+    }
+
+    // Every object of the spec is handled.
+    let volumes = volumes_of(spec);
+    let count = |pred: &dyn Fn(&Step) -> bool| positions(wf, pred).len();
+    let scaled = spec
+        .workloads
+        .iter()
+        .filter(|w| w.kind != WorkloadKind::CronJob)
+        .count();
+    let cron = spec.workloads.len() - scaled;
+    match role {
+        Role::Source => {
+            assert_eq!(
+                count(&|s| matches!(s, Step::TrafficOff { .. })),
+                spec.network.len(),
+                "{ctx}"
+            );
+            assert_eq!(
+                count(&|s| matches!(s, Step::SuspendFlux { .. })),
+                spec.flux.len(),
+                "{ctx}"
+            );
+            assert_eq!(
+                count(&|s| matches!(s, Step::ScaleDown { .. })),
+                scaled,
+                "{ctx}"
+            );
+            assert_eq!(
+                count(&|s| matches!(s, Step::RecordReplicas { .. })),
+                usize::from(scaled > 0),
+                "{ctx}"
+            );
+            assert_eq!(
+                count(&|s| matches!(s, Step::SuspendCronJob { .. })),
+                cron,
+                "{ctx}"
+            );
+            assert_eq!(
+                count(&|s| matches!(s, Step::WaitPodsGone { .. })),
+                spec.workloads.len(),
+                "{ctx}"
+            );
+            for v in &volumes {
+                let d = position_of(wf, &Step::Demote { volume: v.clone() });
+                let w = position_of(wf, &Step::WaitSecondary { volume: v.clone() });
+                assert!(d < w, "{ctx}");
+                if mode == Mode::Uptime {
+                    let r = position_of(wf, &Step::Resync { volume: v.clone() });
+                    let rw = position_of(wf, &Step::WaitResynced { volume: v.clone() });
+                    assert!(w < r && r < rw, "{ctx}");
+                }
+            }
+        }
+        Role::Target => {
+            assert_eq!(
+                count(&|s| matches!(s, Step::TrafficOn { .. })),
+                spec.network.len(),
+                "{ctx}"
+            );
+            assert_eq!(
+                count(&|s| matches!(s, Step::ResumeFlux { .. })),
+                spec.flux.len(),
+                "{ctx}"
+            );
+            assert_eq!(
+                count(&|s| matches!(s, Step::ScaleUp { .. })),
+                scaled,
+                "{ctx}"
+            );
+            assert_eq!(
+                count(&|s| matches!(s, Step::WaitReady { .. })),
+                scaled,
+                "{ctx}"
+            );
+            assert_eq!(
+                count(&|s| matches!(s, Step::ResumeCronJob { .. })),
+                cron,
+                "{ctx}"
+            );
+            assert_eq!(count(&|s| matches!(s, Step::CompleteOperation)), 1, "{ctx}");
+            for v in &volumes {
+                let p = position_of(wf, &Step::Promote { volume: v.clone() });
+                let w = position_of(wf, &Step::WaitPrimary { volume: v.clone() });
+                let c = position_of(wf, &Step::VerifyData { volume: v.clone() });
+                assert!(p < w && w < c, "{ctx}");
+            }
+        }
+    }
+
+    // Source order: traffic off → Flux → replicas → down → pods gone → demote → Secondary →
+    // handoff / window end → resync.
+    let source_order: [&dyn Fn(&Step) -> bool; 9] = [
+        &|s| matches!(s, Step::TrafficOff { .. }),
+        &|s| matches!(s, Step::SuspendFlux { .. }),
+        &|s| matches!(s, Step::RecordReplicas { .. }),
+        &|s| matches!(s, Step::ScaleDown { .. } | Step::SuspendCronJob { .. }),
+        &|s| matches!(s, Step::WaitPodsGone { .. }),
+        &|s| matches!(s, Step::Demote { .. }),
+        &|s| matches!(s, Step::WaitSecondary { .. }),
+        &|s| matches!(s, Step::MarkAllReady { .. } | Step::RecordDualActive { .. }),
+        &|s| matches!(s, Step::Resync { .. } | Step::WaitResynced { .. }),
+    ];
+    // Target order: handoff → claim → promote → Primary → window start → verify → promoted
+    // → up → Flux → ready → traffic on.
+    let target_order: [&dyn Fn(&Step) -> bool; 11] = [
+        &|s| {
+            matches!(s, Step::WaitAllReady { .. })
+                || matches!(s, Step::WaitPeer { peer, .. } if peer.task == "MarkAllReady")
+        },
+        &|s| matches!(s, Step::ClaimPromotion { .. }),
+        &|s| matches!(s, Step::Promote { .. }),
+        &|s| matches!(s, Step::WaitPrimary { .. }),
+        &|s| matches!(s, Step::RecordDualActive { .. }),
+        &|s| matches!(s, Step::VerifyData { .. }),
+        &|s| matches!(s, Step::MarkPromoted { .. }),
+        &|s| matches!(s, Step::ScaleUp { .. } | Step::ResumeCronJob { .. }),
+        &|s| matches!(s, Step::ResumeFlux { .. }),
+        &|s| matches!(s, Step::WaitReady { .. }),
+        &|s| matches!(s, Step::TrafficOn { .. }),
+    ];
+    let order: &[&dyn Fn(&Step) -> bool] = match role {
+        Role::Source => &source_order,
+        Role::Target => &target_order,
+    };
+    for (i, earlier) in order.iter().enumerate() {
+        for later in &order[i + 1..] {
+            all_before(wf, &format!("{role} order #{i}"), earlier, later);
+        }
+    }
+    all_before(
+        wf,
+        "claim before any promotion step",
+        |s| matches!(s, Step::ClaimPromotion { .. }),
+        |s| s.is_promotion() && !matches!(s, Step::ClaimPromotion { .. }),
+    );
+    if let Some(done) = positions(wf, |s| matches!(s, Step::CompleteOperation)).first() {
+        // After completion only notifications and the status follow.
+        assert!(
+            wf.steps()
+                .skip(done + 1)
+                .all(|(_, s)| matches!(s, Step::Notify { .. } | Step::UpdateGroupStatus)),
+            "{ctx}"
+        );
+    }
+
+    // The handoff, by mode.
+    let handoff = mode == Mode::Consistency && !wf.force;
+    match (mode, role) {
+        (Mode::Consistency, Role::Source) => {
+            let mark = position_of(
+                wf,
+                &Step::MarkAllReady {
+                    volumes: volumes.clone(),
+                },
+            );
+            let notify = position_of(
+                wf,
+                &Step::Notify {
+                    to: Role::Target,
+                    kind: EnvelopeKind::ReadyForPromotion,
+                },
+            );
+            assert_eq!(notify, mark + 1, "{ctx}");
+        }
+        (Mode::Consistency, Role::Target) => {
+            let claim = Step::ClaimPromotion {
+                ready_volumes: if handoff { volumes.clone() } else { vec![] },
+            };
+            let at = position_of(wf, &claim);
+            if handoff {
+                // The step right before the claim waits for the source's handoff.
+                let (_, before) = wf.steps().nth(at - 1).unwrap();
+                match before {
+                    Step::WaitAllReady { volumes: v, .. } => assert_eq!(*v, volumes, "{ctx}"),
+                    Step::WaitPeer { peer: p, .. } => {
+                        assert!(volumes.is_empty(), "{ctx}");
+                        assert!(
+                            matches!(peer.find(p.stage, &p.task), Some(Step::MarkAllReady { .. })),
+                            "{ctx}"
+                        );
+                    }
+                    other => panic!("{other:?} before the claim in {ctx}"),
+                }
+            } else {
+                assert!(
+                    !has(wf, |s| matches!(
+                        s,
+                        Step::WaitAllReady { .. } | Step::WaitPeer { .. }
+                    )),
+                    "{ctx}"
+                );
+            }
+        }
+        (Mode::Uptime, Role::Source) => {
+            assert!(
+                !has(wf, |s| matches!(s, Step::MarkAllReady { .. })),
+                "{ctx}"
+            );
+            // The first thing after initialization is waiting until the target serves.
+            let (stage, first) = wf.steps().nth(2).unwrap();
+            assert_eq!(stage.id, StageId::SourceShutdown, "{ctx}");
+            let Step::WaitPeer { peer: p, .. } = first else {
+                panic!("{ctx}")
+            };
+            assert_eq!(
+                Some(p.clone()),
+                peer.last_journaled_before(Some(StageId::Completion)),
+                "{ctx}"
+            );
+            assert_eq!(
+                count(&|s| *s
+                    == Step::RecordDualActive {
+                        end: DualActiveEnd::Ended
+                    }),
+                usize::from(!volumes.is_empty()),
+                "{ctx}"
+            );
+        }
+        (Mode::Uptime, Role::Target) => {
+            assert!(
+                !has(wf, |s| matches!(s, Step::WaitAllReady { .. })),
+                "{ctx}"
+            );
+            position_of(
+                wf,
+                &Step::ClaimPromotion {
+                    ready_volumes: vec![],
+                },
+            );
+            assert_eq!(
+                count(&|s| *s
+                    == Step::RecordDualActive {
+                        end: DualActiveEnd::Started
+                    }),
+                usize::from(!volumes.is_empty()),
+                "{ctx}"
+            );
+            // Completion waits for the source's last journaled step.
+            let wait = positions(wf, |s| matches!(s, Step::WaitPeer { .. }));
+            assert_eq!(wait.len(), 1, "{ctx}");
+            let (stage, Step::WaitPeer { peer: p, .. }) = wf.steps().nth(wait[0]).unwrap() else {
+                unreachable!()
+            };
+            assert_eq!(stage.id, StageId::Completion, "{ctx}");
+            assert_eq!(
+                Some(p.clone()),
+                peer.last_journaled_before(Some(StageId::Completion)),
+                "{ctx}"
+            );
+            assert!(wait[0] < position_of(wf, &Step::CompleteOperation), "{ctx}");
+        }
+    }
+}
+
+#[test]
+fn every_combination_of_mode_role_force_and_objects_keeps_the_invariants() {
+    let mut checked = 0;
+    for (name, spec) in variants() {
+        for mode in MODES {
+            for force in [false, true] {
+                let (source, target) = Factory::build_both(mode, &spec, force)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!((source.role, target.role), (Role::Source, Role::Target));
+                check_invariants(&spec, &source, &target);
+                check_invariants(&spec, &target, &source);
+                // Pure: the same input gives the same plan.
+                assert_eq!(
+                    Factory::build(mode, Role::Source, &spec, force).unwrap(),
+                    source
+                );
+                checked += 2;
+            }
+        }
+    }
+    assert_eq!(checked, 16 * 2 * 2 * 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rejected specs
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn an_invalid_timeout_is_rejected_naming_the_field() {
+    let mut spec = sample();
+    spec.timeouts.volume_promotion = Some("soon".into());
+    let err = Factory::build(Mode::Consistency, Role::Source, &spec, false).unwrap_err();
+    assert!(
+        err.to_string().contains("spec.timeouts.volumePromotion"),
+        "{err}"
+    );
+    spec.timeouts.volume_promotion = Some("0s".into());
+    let err = Factory::build(Mode::Uptime, Role::Target, &spec, false).unwrap_err();
+    assert!(
+        matches!(&err, FactoryError::InvalidTimeout(e) if e.field == "spec.timeouts.volumePromotion")
+    );
+}
+
+#[test]
+fn more_volumes_than_one_handoff_transaction_holds_are_rejected() {
+    let mut spec = FailoverGroupSpec {
+        volume_replications: (0..MAX_VOLUMES)
+            .map(|i| volume(&format!("v{i}"), None))
+            .collect(),
+        ..FailoverGroupSpec::default()
+    };
+    assert!(Factory::build(Mode::Consistency, Role::Source, &spec, false).is_ok());
+    spec.volume_replications.push(volume("one-too-many", None));
+    let err = Factory::build(Mode::Consistency, Role::Source, &spec, false).unwrap_err();
+    assert_eq!(err, FactoryError::TooManyVolumes { count: 99, max: 98 });
+}
+
+#[test]
+fn an_object_listed_twice_is_rejected() {
+    let mut spec = sample();
+    spec.workloads
+        .push(workload(WorkloadKind::Deployment, "orders-api"));
+    let err = Factory::build(Mode::Consistency, Role::Target, &spec, false).unwrap_err();
+    assert_eq!(
+        err,
+        FactoryError::Duplicate {
+            field: "spec.workloads",
+            object: "Deployment/orders-api".into()
+        }
+    );
+    // The same name with another kind is another object.
+    let mut spec = sample();
+    spec.workloads
+        .push(workload(WorkloadKind::StatefulSet, "orders-api"));
+    assert!(Factory::build(Mode::Consistency, Role::Target, &spec, false).is_ok());
+    let mut spec = sample();
+    spec.volume_replications.push(volume("shared-files", None));
+    assert!(matches!(
+        Factory::build(Mode::Uptime, Role::Source, &spec, false),
+        Err(FactoryError::Duplicate {
+            field: "spec.volumeReplications",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_volume_naming_a_workload_outside_the_group_is_rejected() {
+    let mut spec = sample();
+    spec.volume_replications
+        .push(volume("stray", Some("not-in-group")));
+    let err = Factory::build(Mode::Consistency, Role::Source, &spec, false).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("stray") && msg.contains("not-in-group"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn long_object_names_give_distinct_bounded_keys() {
+    let long = "a".repeat(250);
+    let spec = FailoverGroupSpec {
+        volume_replications: vec![
+            volume(&format!("{long}1"), None),
+            volume(&format!("{long}2"), None),
+        ],
+        ..FailoverGroupSpec::default()
+    };
+    for mode in MODES {
+        for role in Role::ALL {
+            let (source, target) = Factory::build_both(mode, &spec, false).unwrap();
+            let wf = if role == Role::Source {
+                &source
+            } else {
+                &target
+            };
+            let peer = if role == Role::Source {
+                &target
+            } else {
+                &source
+            };
+            check_invariants(&spec, wf, peer);
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! The workflow system of the seed (`failover-workflow-system.md`), ported.
+//!
+//! | seed | here |
+//! |---|---|
+//! | `WorkflowTask` (`Execute`, `GetName`, `GetDescription`) | [`WorkflowTask`] ([`task`]) |
+//! | Factory | [`Factory`] ([`factory`]): pure, (mode, role, group spec, force) → [`Workflow`] |
+//! | workflow definitions, stages | [`Workflow`], [`Stage`], [`Step`] ([`definition`]) |
+//! | Engine | [`Engine`] ([`engine`]): stages in order, journal, deadlines, progress |
+//! | DependencyInjector | [`TaskContext`] ([`context`]) |
+//! | workflow context | [`WorkflowContext`] ([`context`]) |
+//! | (new) journal of step intents and outcomes | [`Journal`] ([`journal`]) |
+//! | (new) progress for status and metrics | [`Progress`], [`RunReport`] ([`progress`]) |
+//!
+//! How the pieces fit: the agent reads an operation record, builds the [`WorkflowContext`]
+//! and a [`TaskContext`] for its cluster, asks the [`Factory`] for its side's [`Workflow`]
+//! (plain data, unit-tested), binds each [`Step`] to a task with a [`TaskBuilder`], and
+//! hands the result to the [`Engine`], which journals and runs it.
+
+pub mod context;
+pub mod definition;
+pub mod engine;
+pub mod factory;
+pub mod journal;
+pub mod progress;
+pub mod task;
+
+pub use self::context::{
+    Attempt, ContextError, Role, StepInfo, TaskContext, WorkflowContext, WorkflowTimings,
+};
+pub use self::definition::{DualActiveEnd, PeerStep, Stage, StageId, Step, Workflow};
+pub use self::engine::{BoundStage, BoundStep, BoundWorkflow, Engine, EngineError};
+pub use self::factory::{Factory, FactoryError, MAX_VOLUMES};
+pub use self::journal::{Journal, JournalError, JournalWrite, MemoryJournal};
+pub use self::progress::{Progress, ProgressEvent, RunReport, StageReport, StepReport};
+pub use self::task::{
+    BoxedTask, DynWorkflowTask, FnTask, TaskBuilder, TaskError, WorkflowTask, boxed,
+};
