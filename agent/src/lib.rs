@@ -7,5 +7,6 @@
 //!   tasks get.
 //! * [`seam`] – the small sender handles components hold instead of actix addresses.
 
+pub mod kube_ops;
 pub mod seam;
 pub mod workflow;
