@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test unit env-up env-down env-status env-build crds lint
+.PHONY: test unit env-up env-down env-status env-build crds lint bench
 
 ## test: build and start the test environment (cached), then run every test
 test: env-up
@@ -35,3 +35,8 @@ crds:
 
 lint:
 	$(CARGO) clippy --workspace --all-targets
+
+## bench: start moto, then measure handoff latency (event-driven vs polling); writes target/bench/report.md
+bench:
+	bash tests/env/moto-up.sh
+	$(CARGO) run --release -p failover-tests --bin failover-bench -- handoff --out target/bench/report.md

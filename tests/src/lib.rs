@@ -2,6 +2,7 @@
 //! namespaces and table names, wait helpers, and the storage simulator.
 
 pub mod aws;
+pub mod bench;
 pub mod env;
 pub mod kube;
 pub mod storage_sim;
