@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts (or reuses) the moto server that plays DynamoDB and SQS on loopback.
+# Starts (or reuses) the moto server that plays DynamoDB and SQS on loopback, with its
+# DynamoDB backend serialised (moto_linearizable.py) so transactions are atomic as on AWS.
 # Writes target/testenv/moto.env with AWS_ENDPOINT_URL and friends. Idempotent.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,7 +24,7 @@ if [ -f "$state/moto.env" ] && [ -f "$state/moto.pid" ] && kill -0 "$(cat "$stat
 fi
 
 port=$(free_port 5055)
-daemon "$state/moto.log" "$state/moto.pid" "$VENV_DIR/bin/moto_server" -H 127.0.0.1 -p "$port"
+daemon "$state/moto.log" "$state/moto.pid" "$VENV_DIR/bin/python" "$here/moto_linearizable.py" -H 127.0.0.1 -p "$port"
 if ! wait_http "http://127.0.0.1:$port/moto-api/" 30; then
   echo "testenv: moto did not answer on port $port; log: $state/moto.log" >&2
   tail -n 20 "$state/moto.log" >&2
