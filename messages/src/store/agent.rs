@@ -21,7 +21,7 @@ use jiff::{SignedDuration, Timestamp};
 use super::coordinator::{ms_attr, s_attr};
 use super::error::{self, Cause, StoreError};
 use super::outcome::{DualActiveMark, OpRef, Outcome};
-use super::{MAX_TRANSACTION_ITEMS, Store, TxResult, key_map, names, values};
+use super::{MAX_TRANSACTION_ITEMS, Store, TxResult, TxVerdict, key_map, names, values};
 use crate::keys;
 use crate::records::{
     Handoff, HandoffState, HistoryEntry, Item, JournalStep, Lease, Mode, Operation, Phase, Record,
@@ -91,17 +91,10 @@ impl Store {
         old: Option<&Item>,
         expect_claimed: bool,
     ) -> Result<Outcome<T>, Cause> {
-        let fetched;
-        let item = match old {
-            Some(i) => Some(i),
-            None => {
-                fetched = self
-                    .get_item(operation, keys::operation_key(&op.id))
-                    .await?;
-                fetched.as_ref()
-            }
-        };
-        let Some(item) = item else {
+        let item = self
+            .item_or_read(operation, old, keys::operation_key(&op.id))
+            .await?;
+        let Some(item) = item.as_deref() else {
             return Ok(Outcome::OperationNotFound {
                 op_id: op.id.clone(),
             });
@@ -286,24 +279,19 @@ impl Store {
                 promoted_at: None,
             });
         }
-        let result = self
-            .transact(OP, items, None)
-            .await
-            .map_err(|f| f.into_cause())?;
-        if let TxResult::Committed = result {
-            tracing::info!(op_id = %op.id, epoch = op.epoch, volumes = volumes.len(), "volumes READY_FOR_PROMOTION");
-            return Ok(Outcome::Done(records));
-        }
-        if let Some(r) = result.reason(0) {
-            return Ok(Outcome::StaleEpoch(
-                self.stale(OP, op, r.item.as_ref()).await?,
-            ));
-        }
-        if let Some(r) = result.reason(1) {
+        let rejected = match self.transact_for_op(OP, op, items).await? {
+            TxVerdict::Committed => {
+                tracing::info!(op_id = %op.id, epoch = op.epoch, volumes = volumes.len(), "volumes READY_FOR_PROMOTION");
+                return Ok(Outcome::Done(records));
+            }
+            TxVerdict::Stale(stale) => return Ok(Outcome::StaleEpoch(stale)),
+            TxVerdict::Rejected(rejected) => rejected,
+        };
+        if let Some(r) = rejected.failed(1) {
             return self.op_conflict(OP, op, r.item.as_ref(), false).await;
         }
         for (i, volume) in volumes.iter().enumerate() {
-            if let Some(r) = result.reason(i + 2) {
+            if let Some(r) = rejected.failed(i + 2) {
                 let promoted = r.item.as_ref().and_then(|it| s_attr(it, attr::STATE))
                     == Some(HandoffState::Promoted.as_str());
                 if promoted {
@@ -425,25 +413,20 @@ impl Store {
                 ]),
             )?);
         }
-        let result = self
-            .transact(OP, items, None)
-            .await
-            .map_err(|f| f.into_cause())?;
-        if let TxResult::Committed = result {
-            tracing::info!(op_id = %op.id, epoch = op.epoch, claimed_by, "promotion claimed");
-            return Ok(Outcome::Done(()));
-        }
-        if let Some(r) = result.reason(0) {
-            return Ok(Outcome::StaleEpoch(
-                self.stale(OP, op, r.item.as_ref()).await?,
-            ));
-        }
-        if let Some(r) = result.reason(1) {
-            let old = match r.item.clone() {
-                Some(item) => Some(item),
-                None => self.get_item(OP, keys::operation_key(&op.id)).await?,
-            };
-            if let Some(target) = old.as_ref().and_then(|i| s_attr(i, attr::TARGET))
+        let rejected = match self.transact_for_op(OP, op, items).await? {
+            TxVerdict::Committed => {
+                tracing::info!(op_id = %op.id, epoch = op.epoch, claimed_by, "promotion claimed");
+                return Ok(Outcome::Done(()));
+            }
+            TxVerdict::Stale(stale) => return Ok(Outcome::StaleEpoch(stale)),
+            TxVerdict::Rejected(rejected) => rejected,
+        };
+        if let Some(r) = rejected.failed(1) {
+            let old = self
+                .item_or_read(OP, r.item.as_ref(), keys::operation_key(&op.id))
+                .await?;
+            let old = old.as_deref();
+            if let Some(target) = old.and_then(|i| s_attr(i, attr::TARGET))
                 && target != claimed_by
             {
                 return Err(Cause::Invalid(format!(
@@ -451,7 +434,7 @@ impl Store {
                     op.id
                 )));
             }
-            let outcome = self.op_conflict(OP, op, old.as_ref(), false).await?;
+            let outcome = self.op_conflict(OP, op, old, false).await?;
             return match outcome {
                 // Claimed before (a repeated claim): nothing more to do.
                 Outcome::PromotionClaimed { .. } => Ok(Outcome::Done(())),
@@ -489,7 +472,7 @@ impl Store {
             missing = ready_volumes
                 .iter()
                 .enumerate()
-                .filter(|(i, _)| result.reason(i + 2).is_some())
+                .filter(|(i, _)| rejected.failed(i + 2).is_some())
                 .map(|(_, v)| v.clone())
                 .collect();
         }
@@ -583,22 +566,14 @@ impl Store {
                 ]),
             )?);
         }
-        let result = self
-            .transact(OP, items, None)
-            .await
-            .map_err(|f| f.into_cause())?;
-        if let TxResult::Committed = result {
-            return Ok(Outcome::Done(()));
+        match self.transact_for_op(OP, op, items).await? {
+            TxVerdict::Committed => Ok(Outcome::Done(())),
+            TxVerdict::Stale(stale) => Ok(Outcome::StaleEpoch(stale)),
+            TxVerdict::Rejected(rejected) => match rejected.failed(1) {
+                Some(r) => self.op_conflict(OP, op, r.item.as_ref(), true).await,
+                None => Ok(Outcome::StaleEpoch(self.stale(OP, op, None).await?)),
+            },
         }
-        if let Some(r) = result.reason(0) {
-            return Ok(Outcome::StaleEpoch(
-                self.stale(OP, op, r.item.as_ref()).await?,
-            ));
-        }
-        if let Some(r) = result.reason(1) {
-            return self.op_conflict(OP, op, r.item.as_ref(), true).await;
-        }
-        Ok(Outcome::StaleEpoch(self.stale(OP, op, None).await?))
     }
 
     /// Journals the intent of a task (status `STARTED`, `attempts + 1`), conditioned on the
@@ -669,26 +644,13 @@ impl Store {
                 ]),
             )?,
         ];
-        let result = self
-            .transact(OP, items, None)
-            .await
-            .map_err(|f| f.into_cause())?;
-        if let TxResult::Committed = result {
-            return Ok(Outcome::Done(()));
-        }
-        if let Some(r) = result.reason(0) {
-            return Ok(Outcome::StaleEpoch(
-                self.stale(OP, op, r.item.as_ref()).await?,
-            ));
-        }
-        let item = match result.reason(1).and_then(|r| r.item.clone()) {
-            Some(item) => Some(item),
-            None => {
-                self.get_item(OP, keys::journal_key(&op.id, cluster, stage, task))
-                    .await?
-            }
+        let rejected = match self.transact_for_op(OP, op, items).await? {
+            TxVerdict::Committed => return Ok(Outcome::Done(())),
+            TxVerdict::Stale(stale) => return Ok(Outcome::StaleEpoch(stale)),
+            TxVerdict::Rejected(rejected) => rejected,
         };
-        match item {
+        let key = keys::journal_key(&op.id, cluster, stage, task);
+        match self.item_or_read(OP, rejected.old_item(1), key).await? {
             Some(item) => Ok(Outcome::AlreadyDone(Box::new(JournalStep::from_item(
                 &item,
             )?))),
@@ -782,17 +744,11 @@ impl Store {
                 vals,
             )?,
         ];
-        let result = self
-            .transact(OP, items, None)
-            .await
-            .map_err(|f| f.into_cause())?;
-        match result.reason(0) {
-            None if matches!(result, TxResult::Committed) => Ok(Outcome::Done(())),
-            Some(r) => Ok(Outcome::StaleEpoch(
-                self.stale(OP, op, r.item.as_ref()).await?,
-            )),
-            None => Ok(Outcome::StaleEpoch(self.stale(OP, op, None).await?)),
-        }
+        Ok(match self.transact_for_op(OP, op, items).await? {
+            TxVerdict::Committed => Outcome::Done(()),
+            TxVerdict::Stale(stale) => Outcome::StaleEpoch(stale),
+            TxVerdict::Rejected(_) => Outcome::StaleEpoch(self.stale(OP, op, None).await?),
+        })
     }
 
     /// Records the source workloads' replica counts before scale-down on the operation,
@@ -831,20 +787,12 @@ impl Store {
                 values([(":r", replicas_to_av(replicas))]),
             )?,
         ];
-        let result = self
-            .transact(OP, items, None)
-            .await
-            .map_err(|f| f.into_cause())?;
-        if let TxResult::Committed = result {
-            return Ok(Outcome::Done(()));
-        }
-        if let Some(r) = result.reason(0) {
-            return Ok(Outcome::StaleEpoch(
-                self.stale(OP, op, r.item.as_ref()).await?,
-            ));
-        }
-        Ok(Outcome::OperationNotFound {
-            op_id: op.id.clone(),
+        Ok(match self.transact_for_op(OP, op, items).await? {
+            TxVerdict::Committed => Outcome::Done(()),
+            TxVerdict::Stale(stale) => Outcome::StaleEpoch(stale),
+            TxVerdict::Rejected(_) => Outcome::OperationNotFound {
+                op_id: op.id.clone(),
+            },
         })
     }
 
@@ -998,17 +946,21 @@ impl Store {
                 return Err(failed.into_cause());
             }
         };
-        if let TxResult::Committed = result {
-            tracing::info!(op_id = %op.id, group = %op.group, %phase, "operation closed");
-            return Ok(Outcome::Done(entry));
-        }
-        // Lost: maybe to ourselves (a retried attempt that had committed).
+        let rejected = match result {
+            TxResult::Committed => {
+                tracing::info!(op_id = %op.id, group = %op.group, %phase, "operation closed");
+                return Ok(Outcome::Done(entry));
+            }
+            TxResult::Cancelled(rejected) => rejected,
+        };
+        // Lost: maybe to ourselves (a retried attempt that had committed). So the operation
+        // is read back before the group state is looked at (not `transact_for_op`).
         let Some(now_stored) = self.read_operation(op_name, &op.id).await? else {
             return Ok(Outcome::OperationNotFound {
                 op_id: op.id.clone(),
             });
         };
-        if let Some(r) = result.reason(0) {
+        if let Some(r) = rejected.failed(0) {
             if now_stored.phase == phase {
                 return Ok(Outcome::Done(closed_entry(now_stored, now)));
             }
@@ -1108,27 +1060,18 @@ impl Store {
                 values([(":t", av_ms(at))]),
             )?,
         ];
-        let result = self
-            .transact(OP, items, None)
-            .await
-            .map_err(|f| f.into_cause())?;
-        if let TxResult::Committed = result {
-            return Ok(Outcome::Done(()));
-        }
-        if let Some(r) = result.reason(0) {
-            return Ok(Outcome::StaleEpoch(
-                self.stale(OP, op, r.item.as_ref()).await?,
-            ));
-        }
-        match result.reason(1).and_then(|r| r.item.as_ref()) {
+        let rejected = match self.transact_for_op(OP, op, items).await? {
+            TxVerdict::Committed => return Ok(Outcome::Done(())),
+            TxVerdict::Stale(stale) => return Ok(Outcome::StaleEpoch(stale)),
+            TxVerdict::Rejected(rejected) => rejected,
+        };
+        let key = keys::operation_key(&op.id);
+        match self.item_or_read(OP, rejected.old_item(1), key).await? {
             // A better mark is already recorded.
             Some(_) => Ok(Outcome::Done(())),
-            None => match self.get_item(OP, keys::operation_key(&op.id)).await? {
-                Some(_) => Ok(Outcome::Done(())),
-                None => Ok(Outcome::OperationNotFound {
-                    op_id: op.id.clone(),
-                }),
-            },
+            None => Ok(Outcome::OperationNotFound {
+                op_id: op.id.clone(),
+            }),
         }
     }
 
@@ -1196,24 +1139,16 @@ impl Store {
                 vals,
             )?,
         ];
-        let result = self
-            .transact(OP, items, None)
-            .await
-            .map_err(|f| f.into_cause())?;
-        if let TxResult::Committed = result {
-            return Ok(Outcome::Done(()));
-        }
-        if let Some(r) = result.reason(0) {
-            return Ok(Outcome::StaleEpoch(
-                self.stale(OP, op, r.item.as_ref()).await?,
-            ));
-        }
-        let old = match result.reason(1).and_then(|r| r.item.clone()) {
-            Some(item) => Some(item),
-            None => self.get_item(OP, keys::operation_key(&op.id)).await?,
+        let rejected = match self.transact_for_op(OP, op, items).await? {
+            TxVerdict::Committed => return Ok(Outcome::Done(())),
+            TxVerdict::Stale(stale) => return Ok(Outcome::StaleEpoch(stale)),
+            TxVerdict::Rejected(rejected) => rejected,
         };
+        let old = self
+            .item_or_read(OP, rejected.old_item(1), keys::operation_key(&op.id))
+            .await?;
         match old
-            .as_ref()
+            .as_deref()
             .and_then(|i| s_attr(i, attr::PHASE))
             .map(str::parse::<Phase>)
         {

@@ -94,15 +94,10 @@ impl Store {
                 _ => return Err(f.into_cause()),
             },
         };
-        let old = match old {
-            Some(item) => item,
-            None => self
-                .get_item("register_group", keys::group_state_key(group))
-                .await?
-                .ok_or_else(|| {
-                    Cause::Invalid("the group state vanished while registering".into())
-                })?,
-        };
+        let old = self
+            .item_or_read("register_group", old.as_ref(), keys::group_state_key(group))
+            .await?
+            .ok_or_else(|| Cause::Invalid("the group state vanished while registering".into()))?;
         let existing = GroupState::from_item(&old)?;
         if existing.active_cluster == active_cluster {
             Ok(RegisterOutcome::AlreadyRegistered(existing))
@@ -371,8 +366,8 @@ impl Store {
                     tracing::info!(group = %req.group, op_id, epoch, "operation started");
                     return Ok(StartOutcome::Started(op));
                 }
-                Ok(result @ TxResult::Cancelled(_)) => {
-                    if result.reason(1).is_some() {
+                Ok(TxResult::Cancelled(cancelled)) => {
+                    if cancelled.failed(1).is_some() {
                         // The operation record exists: either an earlier attempt of ours
                         // committed, or the id is taken.
                         if let Some(now_state) = self.read_state(OP, &req.group).await?

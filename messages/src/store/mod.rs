@@ -46,6 +46,7 @@ mod outcome;
 mod read;
 pub mod retry;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -307,13 +308,38 @@ impl Store {
                 {
                     let reasons = tc.cancellation_reasons();
                     if reasons.iter().any(condition_failed) {
-                        return Ok(TxResult::Cancelled(
+                        return Ok(TxResult::Cancelled(Cancellation(
                             reasons.iter().map(Reason::from).collect(),
-                        ));
+                        )));
                     }
                 }
                 Err(failed)
             }
+        }
+    }
+
+    /// Runs an agent write for `op`: a transaction whose item 0 carries the group-state
+    /// condition `epoch = e AND opId = id` ([`Store::group_check`] or an update under it).
+    /// When item 0 failed, says where the group stands ([`Store::stale`]); when another
+    /// item failed, hands the cancellation back for the caller to classify.
+    async fn transact_for_op(
+        &self,
+        operation: &'static str,
+        op: &OpRef,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<TxVerdict, Cause> {
+        let result = self
+            .transact(operation, items, None)
+            .await
+            .map_err(Failed::into_cause)?;
+        match result {
+            TxResult::Committed => Ok(TxVerdict::Committed),
+            TxResult::Cancelled(cancelled) => match cancelled.failed(0) {
+                Some(r) => Ok(TxVerdict::Stale(
+                    self.stale(operation, op, r.item.as_ref()).await?,
+                )),
+                None => Ok(TxVerdict::Rejected(cancelled)),
+            },
         }
     }
 
@@ -341,16 +367,10 @@ impl Store {
         op: &OpRef,
         old: Option<&Item>,
     ) -> Result<Stale, Cause> {
-        let fetched;
-        let item = match old {
-            Some(item) => Some(item),
-            None => {
-                fetched = self
-                    .get_item(operation, keys::group_state_key(&op.group))
-                    .await?;
-                fetched.as_ref()
-            }
-        };
+        let item = self
+            .item_or_read(operation, old, keys::group_state_key(&op.group))
+            .await?;
+        let item = item.as_deref();
         Ok(Stale {
             expected_epoch: op.epoch,
             current_epoch: item.and_then(|i| match i.get(attr::EPOCH) {
@@ -384,6 +404,20 @@ impl Store {
             .map_err(Failed::into_cause)?;
         Ok(out.item)
     }
+
+    /// `old` (the item a failed condition returned) or, when there is none, a consistent
+    /// read of `key`.
+    async fn item_or_read<'a>(
+        &self,
+        operation: &'static str,
+        old: Option<&'a Item>,
+        key: (String, String),
+    ) -> Result<Option<Cow<'a, Item>>, Cause> {
+        match old {
+            Some(item) => Ok(Some(Cow::Borrowed(item))),
+            None => Ok(self.get_item(operation, key).await?.map(Cow::Owned)),
+        }
+    }
 }
 
 /// A call that failed for good, before it is turned into an [`AwsError`].
@@ -409,7 +443,31 @@ where
 
 enum TxResult {
     Committed,
-    Cancelled(Vec<Reason>),
+    Cancelled(Cancellation),
+}
+
+/// What became of an agent write ([`Store::transact_for_op`]).
+enum TxVerdict {
+    Committed,
+    /// The group-state condition (item 0) failed: where the group stands now.
+    Stale(Stale),
+    /// Item 0 passed, another item failed its condition.
+    Rejected(Cancellation),
+}
+
+/// The items' reasons of a transaction cancelled because some item failed its condition.
+struct Cancellation(Vec<Reason>);
+
+impl Cancellation {
+    /// Whether item `i` failed its condition: then its reason, with its old item.
+    fn failed(&self, i: usize) -> Option<&Reason> {
+        self.0.get(i).filter(|r| r.failed)
+    }
+
+    /// The old item returned by item `i` when it failed its condition.
+    fn old_item(&self, i: usize) -> Option<&Item> {
+        self.failed(i).and_then(|r| r.item.as_ref())
+    }
 }
 
 /// One item's cancellation reason.
@@ -429,16 +487,6 @@ impl From<&CancellationReason> for Reason {
 
 fn condition_failed(r: &CancellationReason) -> bool {
     r.code() == Some("ConditionalCheckFailed")
-}
-
-impl TxResult {
-    /// For a cancelled transaction: whether item `i` failed its condition, and its old item.
-    fn reason(&self, i: usize) -> Option<&Reason> {
-        match self {
-            TxResult::Committed => None,
-            TxResult::Cancelled(reasons) => reasons.get(i).filter(|r| r.failed),
-        }
-    }
 }
 
 fn classify_transaction(err: &SdkError<TransactWriteItemsError>) -> FailureKind {

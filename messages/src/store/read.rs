@@ -132,21 +132,16 @@ impl Store {
             source,
         };
         keys::validate_operation_id(op_id).map_err(|e| wrap(e.into()))?;
-        let items = self
-            .query_partition(
-                "list_handoffs",
-                &keys::operation_pk(op_id),
-                keys::HANDOFF_PREFIX,
-                None,
-                true,
-            )
-            .await
-            .map_err(wrap)?;
-        items
-            .iter()
-            .map(Handoff::from_item)
-            .collect::<Result<_, _>>()
-            .map_err(|e| wrap(e.into()))
+        self.query_partition(
+            "list_handoffs",
+            &keys::operation_pk(op_id),
+            keys::HANDOFF_PREFIX,
+            None,
+            true,
+        )
+        .await
+        .and_then(|items| decode_all(&items))
+        .map_err(wrap)
     }
 
     /// One cluster's journal of an operation (consistent), in the order the steps were
@@ -164,7 +159,7 @@ impl Store {
         };
         keys::validate_operation_id(op_id).map_err(|e| wrap(e.into()))?;
         keys::validate_cluster(cluster).map_err(|e| wrap(e.into()))?;
-        let items = self
+        let mut steps: Vec<JournalStep> = self
             .query_partition(
                 "journal",
                 &keys::operation_pk(op_id),
@@ -173,13 +168,9 @@ impl Store {
                 true,
             )
             .await
+            .and_then(|items| decode_all(&items))
             .map_err(wrap)?;
         // Items come in key order; a stable sort by start time keeps key order for ties.
-        let mut steps: Vec<JournalStep> = items
-            .iter()
-            .map(JournalStep::from_item)
-            .collect::<Result<_, _>>()
-            .map_err(|e| wrap(e.into()))?;
         steps.sort_by_key(|s| s.started_at);
         Ok(steps)
     }
@@ -191,15 +182,10 @@ impl Store {
             table: self.table.to_string(),
             source,
         };
-        let items = self
-            .query_gsi1("list_groups", keys::GSI1_GROUPS, None, true)
+        self.query_gsi1("list_groups", keys::GSI1_GROUPS, None, true)
             .await
-            .map_err(wrap)?;
-        items
-            .iter()
-            .map(GroupState::from_item)
-            .collect::<Result<_, _>>()
-            .map_err(|e| wrap(e.into()))
+            .and_then(|items| decode_all(&items))
+            .map_err(wrap)
     }
 
     /// Operations, newest first (`GSI1`, `GSI1PK = OPS`), at most `limit`. Eventually
@@ -212,15 +198,10 @@ impl Store {
             table: self.table.to_string(),
             source,
         };
-        let items = self
-            .query_gsi1("list_operations", keys::GSI1_OPERATIONS, limit, false)
+        self.query_gsi1("list_operations", keys::GSI1_OPERATIONS, limit, false)
             .await
-            .map_err(wrap)?;
-        items
-            .iter()
-            .map(Operation::from_item)
-            .collect::<Result<_, _>>()
-            .map_err(|e| wrap(e.into()))
+            .and_then(|items| decode_all(&items))
+            .map_err(wrap)
     }
 
     /// A group's closed operations, newest first (consistent query of
@@ -235,21 +216,16 @@ impl Store {
             table: self.table.to_string(),
             source,
         };
-        let items = self
-            .query_partition(
-                "history",
-                &keys::group_pk(group),
-                keys::HISTORY_PREFIX,
-                limit,
-                false,
-            )
-            .await
-            .map_err(wrap)?;
-        items
-            .iter()
-            .map(HistoryEntry::from_item)
-            .collect::<Result<_, _>>()
-            .map_err(|e| wrap(e.into()))
+        self.query_partition(
+            "history",
+            &keys::group_pk(group),
+            keys::HISTORY_PREFIX,
+            limit,
+            false,
+        )
+        .await
+        .and_then(|items| decode_all(&items))
+        .map_err(wrap)
     }
 
     /// Writes this cluster's heartbeat: `lastSeen = now`, `expiresAt = now + ttl` (rounded
@@ -344,4 +320,13 @@ impl Store {
         let stale = heartbeat.is_stale(self.now());
         HeartbeatStatus { heartbeat, stale }
     }
+}
+
+/// Decodes every item, failing on the first that is not a valid record.
+fn decode_all<R: Record>(items: &[Item]) -> Result<Vec<R>, Cause> {
+    items
+        .iter()
+        .map(R::from_item)
+        .collect::<Result<_, _>>()
+        .map_err(Cause::from)
 }
