@@ -6,7 +6,12 @@
 //!   cluster's side of an operation, the journaling engine that runs it, and the contexts
 //!   tasks get.
 //! * [`seam`] – the small sender handles components hold instead of actix addresses.
+//! * [`kube_ops`] – the idempotent Kubernetes operations of this cluster.
+//! * [`tasks`] – the real tasks: every workflow step bound to Kubernetes, DynamoDB or SQS.
+//! * [`adapter`] – the seed's `ManagerAdapter` / `ProcessFailover`.
 
+pub mod adapter;
 pub mod kube_ops;
 pub mod seam;
+pub mod tasks;
 pub mod workflow;

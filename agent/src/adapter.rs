@@ -1,0 +1,259 @@
+//! The seed's `ManagerAdapter` / `ProcessFailover`: the agent's entry that turns an
+//! operation record into this cluster's running workflow and its outcome.
+//!
+//! [`ManagerAdapter::process_failover`]:
+//!
+//! 1. **Role.** This cluster's role in the operation (source or target); a cluster that
+//!    takes no part gets [`AdapterError::NotInvolved`].
+//! 2. **Read.** The `FailoverGroup` named by the operation, from this cluster's own API
+//!    server (never another cluster's).
+//! 3. **Plan.** [`Factory::build`] for (mode, role, spec, force): pure.
+//! 4. **Bind.** Every step to a real task with [`ClusterTasks`].
+//! 5. **Run.** The [`Engine`] with the DynamoDB store as journal, while this cluster's SQS
+//!    inbox is long-polled next to it (when the adapter has an inbox), so waits for the other
+//!    cluster wake up on its notifications and otherwise re-read on their timer.
+//! 6. **Report.** The engine's [`RunReport`], or an error naming the stage, task, object and
+//!    cluster.
+//!
+//! Running it again for the same operation (after a crash, or when a wake-up arrives for an
+//! operation already handled) resumes from the journal: steps journaled `DONE` are skipped,
+//! an interrupted step runs again knowing it was interrupted, and the promotion is never
+//! redone blindly (see [`crate::tasks`]).
+
+use std::sync::Arc;
+
+use failover_messages::crd::FailoverGroup;
+use failover_messages::inbox::Inbox;
+use failover_messages::records::Operation;
+use failover_messages::store::{Clock, Store, SystemClock};
+use kube::api::Api;
+
+use crate::seam::Sender;
+use crate::tasks::{ClusterTasks, TasksConfig, Wakeups, pump_inbox};
+use crate::workflow::{
+    ContextError, Engine, EngineError, Factory, FactoryError, Progress, Role, RunReport,
+    TaskContext, WorkflowContext,
+};
+
+/// Why [`ManagerAdapter::process_failover`] did not run the workflow to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    /// This cluster is neither the source nor the target of the operation.
+    #[error(transparent)]
+    NotInvolved(#[from] ContextError),
+    /// The FailoverGroup could not be read from this cluster.
+    #[error("cannot read FailoverGroup {group} in cluster {cluster}")]
+    ReadGroup {
+        /// `namespace/name`.
+        group: String,
+        /// This cluster.
+        cluster: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The FailoverGroup does not exist in this cluster.
+    #[error("FailoverGroup {group} does not exist in cluster {cluster}")]
+    GroupNotFound {
+        /// `namespace/name`.
+        group: String,
+        /// This cluster.
+        cluster: String,
+    },
+    /// The group's spec cannot be planned.
+    #[error("cannot plan operation {op_id} for FailoverGroup {group} in cluster {cluster}")]
+    Plan {
+        /// The operation.
+        op_id: String,
+        /// `namespace/name`.
+        group: String,
+        /// This cluster.
+        cluster: String,
+        /// What the factory rejected.
+        #[source]
+        source: FactoryError,
+    },
+    /// The workflow stopped (a task failed, a deadline passed, the epoch moved, an abort).
+    #[error(transparent)]
+    Run(#[from] EngineError),
+}
+
+impl AdapterError {
+    /// True when the operation is no longer this agent's to work on.
+    pub fn must_stop_working(&self) -> bool {
+        matches!(self, Self::Run(e) if e.must_stop_working())
+    }
+}
+
+/// One cluster's entry point for failovers (the seed's `ManagerAdapter`). Cheap to clone.
+#[derive(Clone)]
+pub struct ManagerAdapter {
+    cluster: String,
+    kube: kube::Client,
+    store: Store,
+    inbox: Option<Inbox>,
+    wakeups: Wakeups,
+    pump_inbox: bool,
+    tasks: ClusterTasks,
+    progress: Sender<Progress>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ManagerAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerAdapter")
+            .field("cluster", &self.cluster)
+            .field("store", &self.store)
+            .field("inbox", &self.inbox.as_ref().map(Inbox::queue_name))
+            .field("pump_inbox", &self.pump_inbox)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ManagerAdapter {
+    /// The adapter of cluster `cluster`, talking to its own API server through `kube` and
+    /// to DynamoDB through `store`. Without an inbox, notifications are not sent and waits
+    /// re-read on their timer alone.
+    pub fn new(cluster: impl Into<String>, kube: kube::Client, store: Store) -> Self {
+        Self {
+            cluster: cluster.into(),
+            kube,
+            store,
+            inbox: None,
+            wakeups: Wakeups::new(),
+            pump_inbox: true,
+            tasks: ClusterTasks::default(),
+            progress: Sender::noop(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Sends notifications through `inbox` and, while a workflow runs, long-polls this
+    /// cluster's queue of it for wake-ups.
+    pub fn with_inbox(mut self, inbox: Inbox) -> Self {
+        self.inbox = Some(inbox);
+        self
+    }
+
+    /// Uses `wakeups` as the wake-up signal and leaves reading the inbox to whoever raises
+    /// it (the agent's inbox actor), instead of long-polling it during each run.
+    pub fn with_external_wakeups(mut self, wakeups: Wakeups) -> Self {
+        self.wakeups = wakeups;
+        self.pump_inbox = false;
+        self
+    }
+
+    /// Configures the tasks (traffic annotation key, re-read interval, lease TTL).
+    pub fn with_tasks_config(mut self, config: TasksConfig) -> Self {
+        self.tasks = ClusterTasks::new(config);
+        self
+    }
+
+    /// Reports the engine's progress to `progress`.
+    pub fn with_progress(mut self, progress: Sender<Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Uses `clock` for task and journal times.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// This cluster's name.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The wake-up signal waits listen to.
+    pub fn wakeups(&self) -> &Wakeups {
+        &self.wakeups
+    }
+
+    /// This cluster's role in `op`, if it takes part.
+    pub fn role_in(&self, op: &Operation) -> Option<Role> {
+        if op.source == op.target {
+            None
+        } else if op.source == self.cluster {
+            Some(Role::Source)
+        } else if op.target == self.cluster {
+            Some(Role::Target)
+        } else {
+            None
+        }
+    }
+
+    /// The seed's `ProcessFailover`: runs (or resumes) this cluster's side of `op`. See the
+    /// module docs.
+    pub async fn process_failover(&self, op: &Operation) -> Result<RunReport, AdapterError> {
+        let workflow_ctx = WorkflowContext::from_operation(op, None, self.clock.now());
+        let mut ctx = TaskContext::new(workflow_ctx, &self.cluster)?
+            .with_clock(Arc::clone(&self.clock))
+            .with_kube(self.kube.clone())
+            .with_store(self.store.clone())
+            .with_handle(self.wakeups.clone());
+        if let Some(inbox) = &self.inbox {
+            ctx = ctx.with_handle(inbox.clone());
+        }
+        let role = ctx.role();
+        let group = op.group.to_string();
+
+        let api: Api<FailoverGroup> = Api::namespaced(self.kube.clone(), &op.group.namespace);
+        let fg = api
+            .get_opt(&op.group.name)
+            .await
+            .map_err(|source| AdapterError::ReadGroup {
+                group: group.clone(),
+                cluster: self.cluster.clone(),
+                source,
+            })?
+            .ok_or_else(|| AdapterError::GroupNotFound {
+                group: group.clone(),
+                cluster: self.cluster.clone(),
+            })?;
+
+        let workflow = Factory::build(op.mode, role, &fg.spec, op.force).map_err(|source| {
+            AdapterError::Plan {
+                op_id: op.id.clone(),
+                group: group.clone(),
+                cluster: self.cluster.clone(),
+                source,
+            }
+        })?;
+        let bound = workflow.bind(&self.tasks);
+        let engine = Engine::new(self.store.clone()).with_progress(self.progress.clone());
+        tracing::info!(
+            op = %op.id, %group, cluster = %self.cluster, %role, mode = %op.mode,
+            steps = workflow.steps().count(), "processing failover"
+        );
+
+        // Boxed: the engine's future is large, and callers often join two adapters.
+        let run = Box::pin(engine.run(&bound, &ctx));
+        let report = match (&self.inbox, self.pump_inbox) {
+            (Some(inbox), true) => {
+                let pump = pump_inbox(
+                    inbox.clone(),
+                    self.wakeups.clone(),
+                    wait_seconds(self.tasks.config()),
+                    self.tasks.config().reread_interval,
+                );
+                tokio::select! {
+                    r = run => r,
+                    () = pump => unreachable!("the inbox pump never returns"),
+                }
+            }
+            _ => run.await,
+        }?;
+        tracing::info!(op = %op.id, %group, cluster = %self.cluster, elapsed = ?report.elapsed, "failover side finished");
+        Ok(report)
+    }
+}
+
+/// Long-poll length: as long as the re-read interval (whole seconds, 1–20), so a dropped
+/// receive never holds a message back for long.
+fn wait_seconds(config: &TasksConfig) -> u32 {
+    u32::try_from(config.reread_interval.as_secs())
+        .unwrap_or(20)
+        .clamp(1, 20)
+}

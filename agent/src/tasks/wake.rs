@@ -1,0 +1,218 @@
+//! Waiting for the other cluster: an SQS wake-up **or** a re-read timer, then a consistent
+//! read. Never a bare sleep standing in for a wait.
+//!
+//! [`Wakeups`] is a cluster-wide wake-up signal (a generation counter on a `tokio::sync::watch`
+//! channel). Whoever reads this cluster's SQS inbox ([`pump_inbox`], or the agent's inbox
+//! actor) calls [`Wakeups::wake`] for every envelope that decodes; waiting tasks call
+//! [`wait_until`], which:
+//!
+//! 1. subscribes first (so a wake-up arriving during the read is not lost),
+//! 2. runs the check, a strongly consistent DynamoDB read that decides done / not yet /
+//!    failed,
+//! 3. if not yet, sleeps until a wake-up **or** the re-read interval, whichever comes first,
+//!    and goes back to 2.
+//!
+//! Envelopes are hints and carry no authority: a wake-up only causes a re-read, so a lost,
+//! duplicated or forged message can delay a wait by at most one re-read interval and never
+//! make it finish early. The engine bounds every wait with the step's deadline.
+
+use std::future::Future;
+use std::time::Duration;
+
+use failover_messages::inbox::Inbox;
+use tokio::sync::watch;
+
+use crate::workflow::TaskError;
+
+/// Default time between two consistent re-reads when no wake-up arrives.
+pub const DEFAULT_REREAD_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A cluster-wide wake-up signal. Cheap to clone; clones share the signal.
+#[derive(Clone, Debug)]
+pub struct Wakeups {
+    tx: watch::Sender<u64>,
+}
+
+impl Default for Wakeups {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Wakeups {
+    /// A new signal nobody has raised yet.
+    pub fn new() -> Self {
+        Self {
+            tx: watch::Sender::new(0),
+        }
+    }
+
+    /// Wakes every current waiter (they re-read the records).
+    pub fn wake(&self) {
+        self.tx.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that sees every later [`Wakeups::wake`].
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.tx.subscribe()
+    }
+}
+
+/// What one check of a wait found.
+#[derive(Debug)]
+pub enum Check<T> {
+    /// The awaited state is there.
+    Done(T),
+    /// Not yet; the text says what was seen (logged when it changes).
+    Pending(String),
+}
+
+/// Runs `check` until it answers [`Check::Done`] or fails, re-running it on every wake-up
+/// of `wakeups` (when given) and at least every `reread`. See the module docs.
+pub async fn wait_until<T, F, Fut>(
+    what: &str,
+    wakeups: Option<&Wakeups>,
+    reread: Duration,
+    mut check: F,
+) -> Result<T, TaskError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Check<T>, TaskError>>,
+{
+    let mut rx = wakeups.map(Wakeups::subscribe);
+    let mut last = String::new();
+    loop {
+        if let Some(rx) = rx.as_mut() {
+            rx.mark_unchanged();
+        }
+        match check().await? {
+            Check::Done(t) => return Ok(t),
+            Check::Pending(seen) => {
+                if seen != last {
+                    tracing::info!(waiting_for = %what, seen = %seen, "waiting for the other cluster");
+                    last = seen;
+                }
+            }
+        }
+        match rx.as_mut() {
+            Some(rx) => {
+                tokio::select! {
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            // The signal is gone: fall back to the timer alone.
+                            tokio::time::sleep(reread).await;
+                        }
+                    }
+                    () = tokio::time::sleep(reread) => {}
+                }
+            }
+            None => tokio::time::sleep(reread).await,
+        }
+    }
+}
+
+/// Long-polls `inbox` (this cluster's SQS queue) forever, raising `wakeups` for every
+/// envelope that decodes and then deleting it. Messages that do not decode are left alone
+/// so SQS moves them to the dead-letter queue (the inbox logs them). A failing receive is
+/// logged and retried after `retry_after` (waiters keep re-reading on their timer meanwhile).
+/// Meant to run next to a workflow and be dropped with it.
+pub async fn pump_inbox(inbox: Inbox, wakeups: Wakeups, wait_seconds: u32, retry_after: Duration) {
+    loop {
+        match inbox.receive(wait_seconds, 10).await {
+            Ok(messages) => {
+                let mut woke = false;
+                for m in messages {
+                    let Ok(envelope) = &m.envelope else { continue };
+                    tracing::debug!(
+                        kind = %envelope.kind,
+                        operation = %envelope.operation_id,
+                        sender = %envelope.sender,
+                        "wake-up received"
+                    );
+                    if !woke {
+                        wakeups.wake();
+                        woke = true;
+                    }
+                    if let Err(e) = inbox.delete(&m.receipt_handle).await {
+                        tracing::warn!(error = %e, "could not delete a handled wake-up; it will come again");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, queue = %inbox.queue_name(), "receiving wake-ups failed; waiters fall back to their re-read timer");
+                tokio::time::sleep(retry_after).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wake_up_triggers_a_re_read_before_the_timer() {
+        let wakeups = Wakeups::new();
+        let reads = Arc::new(AtomicU32::new(0));
+        let r = reads.clone();
+        let w = wakeups.clone();
+        let waiter = tokio::spawn(async move {
+            wait_until("test", Some(&w), Duration::from_secs(3600), || {
+                let n = r.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    Ok(if n >= 1 {
+                        Check::Done(n)
+                    } else {
+                        Check::Pending("not yet".into())
+                    })
+                }
+            })
+            .await
+        });
+        while reads.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // A wake-up during the read is not lost either: the waiter subscribed before reading.
+        wakeups.wake();
+        let n = tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("woken before the hour-long timer")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[tokio::test]
+    async fn without_wake_ups_the_timer_re_reads() {
+        let reads = Arc::new(AtomicU32::new(0));
+        let r = reads.clone();
+        let started = tokio::time::Instant::now();
+        let n = wait_until("test", None, Duration::from_millis(20), || {
+            let n = r.fetch_add(1, Ordering::SeqCst);
+            async move {
+                Ok(if n >= 2 {
+                    Check::Done(n)
+                } else {
+                    Check::Pending(format!("read {n}"))
+                })
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(n, 2);
+        assert!(started.elapsed() >= Duration::from_millis(40));
+    }
+
+    #[tokio::test]
+    async fn a_failed_check_ends_the_wait() {
+        let err = wait_until::<(), _, _>("test", None, Duration::from_millis(1), || async {
+            Err(TaskError::failed("boom"))
+        })
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("boom"));
+    }
+}
