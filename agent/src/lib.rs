@@ -12,6 +12,7 @@
 
 pub mod adapter;
 pub mod kube_ops;
+pub mod runtime;
 pub mod seam;
 pub mod tasks;
 pub mod workflow;

@@ -1,0 +1,568 @@
+//! The agent's actors: the SQS inbox, the operation runner and the heartbeat.
+//!
+//! Each actor is only a mailbox and a bit of state; every decision is a plain function
+//! ([`operations_in_flight`], [`to_start`], [`run_result`], [`message_outcome`]) and other
+//! components reach an actor through a [`seam::Sender`](crate::seam::Sender), never an
+//! `Addr`. Work that awaits (DynamoDB, SQS, a workflow) runs as a future spawned from the
+//! handler; its result comes back as a message, and state is re-checked when it does.
+//!
+//! * [`InboxActor`] – one long-poll loop on this cluster's inbox. A decoded envelope raises
+//!   the shared [`Wakeups`] (waiting tasks re-read) and ticks the runner (new operations
+//!   start), then is deleted. A malformed one is counted, logged by the inbox and left alone
+//!   so SQS moves it to the dead-letter queue.
+//! * [`RunnerActor`] – on a tick (wake-up or re-read timer) lists the operations in flight
+//!   that involve this cluster and spawns [`ManagerAdapter::process_failover`] for each one
+//!   not already running. A run that fails or panics is picked up again on a later tick and
+//!   resumes from the journal; one that succeeded, or must stop (stale epoch, abort), is not
+//!   run again by this process.
+//! * [`HeartbeatActor`] – writes `CLUSTER#<name>` every interval with a TTL of three
+//!   intervals.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
+use failover_messages::inbox::{Inbox, Received};
+use failover_messages::records::Operation;
+use failover_messages::store::{Store, StoreError};
+
+use crate::adapter::{AdapterError, ManagerAdapter};
+use crate::runtime::admin::{Metrics, Readiness};
+use crate::seam::{Msg, Sender};
+use crate::tasks::Wakeups;
+use crate::workflow::RunReport;
+
+/// The agent version written into heartbeats.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+// ---------------------------------------------------------------------------------------------
+// Operation runner
+// ---------------------------------------------------------------------------------------------
+
+/// Re-read the operations in flight (a wake-up arrived, or the timer fired).
+#[derive(Debug, Clone, Copy)]
+pub struct RunnerTick;
+
+/// A spawned run ended.
+#[derive(Debug)]
+pub struct RunFinished {
+    /// The operation.
+    pub op_id: String,
+    /// How it ended.
+    pub result: RunResult,
+}
+
+/// How one run of an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunResult {
+    /// This cluster's side finished.
+    Succeeded,
+    /// The operation is no longer this agent's (stale epoch, abort, not involved).
+    Stopped(String),
+    /// The run failed; a later tick runs it again (resuming from the journal).
+    Failed(String),
+    /// The run panicked; a later tick runs it again (resuming from the journal).
+    Panicked(String),
+}
+
+impl RunResult {
+    /// The `result` label of `failover_operations_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Stopped(_) => "stopped",
+            Self::Failed(_) => "failed",
+            Self::Panicked(_) => "panicked",
+        }
+    }
+
+    /// True when this process must not run the operation again.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Succeeded | Self::Stopped(_))
+    }
+}
+
+/// Classifies the outcome of a spawned [`ManagerAdapter::process_failover`].
+pub fn run_result(
+    joined: Result<Result<RunReport, AdapterError>, tokio::task::JoinError>,
+) -> RunResult {
+    match joined {
+        Ok(Ok(_)) => RunResult::Succeeded,
+        Ok(Err(e)) => {
+            let msg = error_chain(&e);
+            if e.must_stop_working() || matches!(e, AdapterError::NotInvolved(_)) {
+                RunResult::Stopped(msg)
+            } else {
+                RunResult::Failed(msg)
+            }
+        }
+        Err(e) if e.is_panic() => RunResult::Panicked(e.to_string()),
+        Err(e) => RunResult::Failed(e.to_string()),
+    }
+}
+
+/// True when `op` names `cluster` as its source or target and is not closed.
+pub fn involves(op: &Operation, cluster: &str) -> bool {
+    (op.source == cluster || op.target == cluster) && !op.phase.is_terminal()
+}
+
+/// The operations of `in_flight` to start now: not running, not finished by this process.
+pub fn to_start(
+    in_flight: Vec<Operation>,
+    running: &HashSet<String>,
+    finished: &HashSet<String>,
+) -> Vec<Operation> {
+    let mut seen = HashSet::new();
+    in_flight
+        .into_iter()
+        .filter(|op| {
+            !running.contains(&op.id) && !finished.contains(&op.id) && seen.insert(op.id.clone())
+        })
+        .collect()
+}
+
+/// Operations in flight that involve `cluster`: every group state with an `opId`, its
+/// operation read with a consistent read.
+pub async fn operations_in_flight(
+    store: &Store,
+    cluster: &str,
+) -> Result<Vec<Operation>, StoreError> {
+    let mut ops = Vec::new();
+    for group in store.list_groups().await? {
+        let Some(op_id) = group.op_id.as_deref() else {
+            continue;
+        };
+        if let Some(op) = store.get_operation(op_id).await?
+            && involves(&op, cluster)
+        {
+            ops.push(op);
+        }
+    }
+    Ok(ops)
+}
+
+/// Runs this cluster's side of the operations in flight, each at most once at a time.
+pub struct RunnerActor {
+    cluster: String,
+    store: Store,
+    adapter: ManagerAdapter,
+    metrics: Metrics,
+    readiness: Readiness,
+    reread: Duration,
+    running: HashSet<String>,
+    finished: HashSet<String>,
+    listing: bool,
+    tick_pending: bool,
+}
+
+impl RunnerActor {
+    /// A runner for `adapter`'s cluster, re-reading every `reread`.
+    pub fn new(
+        store: Store,
+        adapter: ManagerAdapter,
+        metrics: Metrics,
+        readiness: Readiness,
+        reread: Duration,
+    ) -> Self {
+        Self {
+            cluster: adapter.cluster().to_owned(),
+            store,
+            adapter,
+            metrics,
+            readiness,
+            reread,
+            running: HashSet::new(),
+            finished: HashSet::new(),
+            listing: false,
+            tick_pending: false,
+        }
+    }
+
+    fn start(&mut self, op: Operation, ctx: &mut Context<Self>) {
+        self.running.insert(op.id.clone());
+        tracing::info!(op = %op.id, group = %op.group, cluster = %self.cluster, "starting this cluster's side of the operation");
+        let adapter = self.adapter.clone();
+        let done: Sender<RunFinished> = Sender::from_addr(ctx.address());
+        let op_id = op.id.clone();
+        // The run is its own task so a panic ends only the run; the watcher reports it.
+        let run = actix_rt::spawn(async move { adapter.process_failover(&op).await });
+        actix_rt::spawn(async move {
+            let result = run_result(run.await);
+            if done.send(RunFinished { op_id, result }).is_err() {
+                tracing::warn!("the operation runner is gone; a run result was dropped");
+            }
+        });
+    }
+}
+
+impl Actor for RunnerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.notify(Msg(RunnerTick));
+        ctx.run_interval(self.reread, |_, ctx| ctx.notify(Msg(RunnerTick)));
+    }
+}
+
+impl Handler<Msg<RunnerTick>> for RunnerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Msg<RunnerTick>, ctx: &mut Context<Self>) {
+        if self.listing {
+            // One listing at a time; run once more when it is done.
+            self.tick_pending = true;
+            return;
+        }
+        self.listing = true;
+        let store = self.store.clone();
+        let cluster = self.cluster.clone();
+        let fut = async move { operations_in_flight(&store, &cluster).await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.listing = false;
+            match res {
+                Ok(ops) => {
+                    act.readiness.aws_ok();
+                    // Re-checked now, after the await: runs may have started or ended.
+                    for op in to_start(ops, &act.running, &act.finished) {
+                        act.start(op, ctx);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "listing the operations in flight failed; retrying on the next tick");
+                }
+            }
+            if std::mem::take(&mut act.tick_pending) {
+                ctx.notify(Msg(RunnerTick));
+            }
+        }));
+    }
+}
+
+impl Handler<Msg<RunFinished>> for RunnerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Msg<RunFinished>, _: &mut Context<Self>) {
+        let RunFinished { op_id, result } = msg.0;
+        self.running.remove(&op_id);
+        self.metrics.operation(result.label());
+        match &result {
+            RunResult::Succeeded => tracing::info!(op = %op_id, "this cluster's side finished"),
+            RunResult::Stopped(why) => {
+                tracing::info!(op = %op_id, reason = %why, "stopped working on the operation")
+            }
+            RunResult::Failed(why) | RunResult::Panicked(why) => {
+                tracing::warn!(op = %op_id, result = result.label(), error = %why, "the run ended early; it resumes from the journal on the next tick")
+            }
+        }
+        if result.is_final() {
+            self.finished.insert(op_id);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQS inbox
+// ---------------------------------------------------------------------------------------------
+
+/// Poll the inbox once more.
+#[derive(Debug, Clone, Copy)]
+struct Poll;
+
+/// The `(kind, outcome)` labels of one received message, and whether it should be deleted.
+pub fn message_outcome(m: &Received) -> (&'static str, &'static str, bool) {
+    match &m.envelope {
+        Ok(envelope) => (envelope.kind.as_str(), "accepted", true),
+        Err(_) => ("malformed", "rejected", false),
+    }
+}
+
+/// Long-polls this cluster's inbox, one receive after another.
+pub struct InboxActor {
+    inbox: Inbox,
+    wakeups: Wakeups,
+    runner: Sender<RunnerTick>,
+    metrics: Metrics,
+    readiness: Readiness,
+    wait_seconds: u32,
+    retry_after: Duration,
+}
+
+impl InboxActor {
+    /// An inbox actor raising `wakeups` and ticking `runner` on every decoded envelope.
+    pub fn new(
+        inbox: Inbox,
+        wakeups: Wakeups,
+        runner: Sender<RunnerTick>,
+        metrics: Metrics,
+        readiness: Readiness,
+        wait_seconds: u32,
+        retry_after: Duration,
+    ) -> Self {
+        Self {
+            inbox,
+            wakeups,
+            runner,
+            metrics,
+            readiness,
+            wait_seconds,
+            retry_after,
+        }
+    }
+}
+
+/// One receive and the handling of what it returned.
+async fn poll_once(
+    inbox: Inbox,
+    wakeups: Wakeups,
+    runner: Sender<RunnerTick>,
+    metrics: Metrics,
+    readiness: Readiness,
+    wait_seconds: u32,
+    retry_after: Duration,
+) {
+    match inbox.receive(wait_seconds, 10).await {
+        Ok(messages) => {
+            readiness.aws_ok();
+            let mut woke = false;
+            for m in messages {
+                let (kind, outcome, delete) = message_outcome(&m);
+                metrics.sqs_message(kind, outcome);
+                if !delete {
+                    // Logged by the inbox; SQS moves it to the dead-letter queue.
+                    continue;
+                }
+                if !woke {
+                    wakeups.wake();
+                    let _ = runner.send(RunnerTick);
+                    woke = true;
+                }
+                if let Err(e) = inbox.delete(&m.receipt_handle).await {
+                    tracing::warn!(error = %error_chain(&e), "could not delete a handled wake-up; it will come again");
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %error_chain(&e), queue = %inbox.queue_name(), "receiving wake-ups failed; falling back to the re-read timer");
+            tokio::time::sleep(retry_after).await;
+        }
+    }
+}
+
+impl Actor for InboxActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.notify(Msg(Poll));
+    }
+}
+
+impl Handler<Msg<Poll>> for InboxActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Msg<Poll>, ctx: &mut Context<Self>) {
+        let fut = poll_once(
+            self.inbox.clone(),
+            self.wakeups.clone(),
+            self.runner.clone(),
+            self.metrics.clone(),
+            self.readiness.clone(),
+            self.wait_seconds,
+            self.retry_after,
+        );
+        ctx.spawn(fut.into_actor(self).map(|(), _, ctx| ctx.notify(Msg(Poll))));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heartbeat
+// ---------------------------------------------------------------------------------------------
+
+/// Write a heartbeat now.
+#[derive(Debug, Clone, Copy)]
+struct Beat;
+
+/// The heartbeat TTL for an interval: three intervals.
+pub fn heartbeat_ttl(interval: Duration) -> Duration {
+    interval * 3
+}
+
+/// Writes this cluster's heartbeat every interval.
+pub struct HeartbeatActor {
+    store: Store,
+    cluster: String,
+    interval: Duration,
+    metrics: Metrics,
+    readiness: Readiness,
+    writing: bool,
+}
+
+impl HeartbeatActor {
+    /// A heartbeat for `cluster` every `interval`.
+    pub fn new(
+        store: Store,
+        cluster: String,
+        interval: Duration,
+        metrics: Metrics,
+        readiness: Readiness,
+    ) -> Self {
+        Self {
+            store,
+            cluster,
+            interval,
+            metrics,
+            readiness,
+            writing: false,
+        }
+    }
+}
+
+impl Actor for HeartbeatActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.notify(Msg(Beat));
+        ctx.run_interval(self.interval, |_, ctx| ctx.notify(Msg(Beat)));
+    }
+}
+
+impl Handler<Msg<Beat>> for HeartbeatActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Msg<Beat>, ctx: &mut Context<Self>) {
+        if self.writing {
+            return;
+        }
+        self.writing = true;
+        let store = self.store.clone();
+        let cluster = self.cluster.clone();
+        let ttl = heartbeat_ttl(self.interval);
+        let fut = async move { store.put_heartbeat(&cluster, AGENT_VERSION, ttl).await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
+            act.writing = false;
+            match res {
+                Ok(_) => {
+                    act.metrics.heartbeat("ok");
+                    act.readiness.aws_ok();
+                }
+                Err(e) => {
+                    act.metrics.heartbeat("error");
+                    tracing::warn!(cluster = %act.cluster, error = %error_chain(&e), "writing the heartbeat failed");
+                }
+            }
+        }));
+    }
+}
+
+/// An error and its sources, `: `-separated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use failover_messages::keys::GroupRef;
+    use failover_messages::records::{Mode, Phase};
+
+    use super::*;
+
+    #[test]
+    fn the_heartbeat_lives_three_intervals() {
+        assert_eq!(
+            heartbeat_ttl(Duration::from_secs(10)),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn results_that_end_the_operation_are_final() {
+        assert!(RunResult::Succeeded.is_final());
+        assert!(RunResult::Stopped("stale".into()).is_final());
+        assert!(!RunResult::Failed("boom".into()).is_final());
+        assert!(!RunResult::Panicked("boom".into()).is_final());
+        assert_eq!(RunResult::Panicked(String::new()).label(), "panicked");
+    }
+
+    fn op(id: &str, source: &str, target: &str, phase: Phase) -> Operation {
+        Operation {
+            id: id.into(),
+            group: GroupRef::new("shop", "orders").unwrap(),
+            epoch: 1,
+            mode: Mode::Consistency,
+            source: source.into(),
+            target: target.into(),
+            force: false,
+            reason: String::new(),
+            requested_by: "test".into(),
+            phase,
+            requested_at: jiff::Timestamp::UNIX_EPOCH,
+            promotion_started_at: None,
+            abort_requested_at: None,
+            dual_active_started_at: None,
+            dual_active_ended_at: None,
+            finished_at: None,
+            timings: Default::default(),
+            original_replicas: Default::default(),
+            message: None,
+        }
+    }
+
+    #[test]
+    fn only_open_operations_naming_this_cluster_involve_it() {
+        assert!(involves(&op("a", "east", "west", Phase::Running), "east"));
+        assert!(involves(&op("a", "east", "west", Phase::Running), "west"));
+        assert!(!involves(&op("a", "east", "west", Phase::Running), "south"));
+        assert!(!involves(
+            &op("a", "east", "west", Phase::Succeeded),
+            "east"
+        ));
+    }
+
+    #[test]
+    fn an_operation_already_running_or_finished_is_not_started_again() {
+        let running = HashSet::from(["busy".to_owned()]);
+        let finished = HashSet::from(["done".to_owned()]);
+        let ops = vec![
+            op("busy", "east", "west", Phase::Running),
+            op("done", "east", "west", Phase::Running),
+            op("new", "east", "west", Phase::Running),
+            op("new", "east", "west", Phase::Running),
+        ];
+        let ids: Vec<String> = to_start(ops, &running, &finished)
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(ids, ["new"]);
+    }
+
+    #[test]
+    fn malformed_messages_are_counted_and_kept_for_the_dead_letter_queue() {
+        let m = Received {
+            message_id: "m".into(),
+            envelope: failover_messages::envelope::Envelope::decode("not json"),
+            receipt_handle: "r".into(),
+            receive_count: 1,
+        };
+        assert_eq!(message_outcome(&m), ("malformed", "rejected", false));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_run_is_reported_as_panicked_and_retried() {
+        let joined = tokio::spawn(async {
+            if true {
+                panic!("boom");
+            }
+            unreachable!()
+        })
+        .await;
+        let r = run_result(joined);
+        assert_eq!(r.label(), "panicked");
+        assert!(!r.is_final());
+    }
+}

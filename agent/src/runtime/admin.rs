@@ -1,0 +1,341 @@
+//! The admin endpoints (`/live`, `/ready`, `/metrics`) and the agent's metrics.
+//!
+//! `/live` is cheap and always answers 200 while the process serves HTTP. `/ready` answers
+//! 200 only once both the first AWS call and the Kubernetes API check succeeded
+//! ([`Readiness`]), else 503 with the reason. `/metrics` renders the [`Metrics`] registry in
+//! the Prometheus text format.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use failover_messages::store::CallCounter;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::workflow::{Progress, ProgressEvent};
+
+/// Label set of every family: (name, value) pairs.
+pub type Labels = Vec<(&'static str, String)>;
+
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+fn step_histogram() -> Histogram {
+    // 10 ms … ~160 s.
+    Histogram::new(exponential_buckets(0.01, 2.0, 15))
+}
+
+/// The agent's metrics. Cheap to clone; clones share the registry.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<MetricsInner>,
+}
+
+struct MetricsInner {
+    registry: Registry,
+    operations: Family<Labels, Counter>,
+    step_duration: HistogramFamily,
+    sqs_messages: Family<Labels, Counter>,
+    aws_calls: Family<Labels, Counter>,
+    heartbeats: Family<Labels, Counter>,
+    calls: Mutex<Option<Arc<CallCounter>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every family registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let operations = Family::<Labels, Counter>::default();
+        let step_duration: HistogramFamily = Family::new_with_constructor(step_histogram);
+        let sqs_messages = Family::<Labels, Counter>::default();
+        let aws_calls = Family::<Labels, Counter>::default();
+        let heartbeats = Family::<Labels, Counter>::default();
+        registry.register(
+            "failover_operations",
+            "Runs of this cluster's side of an operation, by result",
+            operations.clone(),
+        );
+        registry.register(
+            "failover_step_duration_seconds",
+            "Duration of workflow steps, by stage, task and outcome",
+            step_duration.clone(),
+        );
+        registry.register(
+            "failover_sqs_messages",
+            "SQS inbox messages received, by kind and outcome",
+            sqs_messages.clone(),
+        );
+        registry.register(
+            "failover_aws_calls",
+            "DynamoDB call attempts, by store operation and API",
+            aws_calls.clone(),
+        );
+        registry.register(
+            "failover_heartbeat_writes",
+            "Heartbeat writes, by outcome",
+            heartbeats.clone(),
+        );
+        // Known label values start at zero, so dashboards and alerts see the series before
+        // the first event (rates need a starting point).
+        for result in ["succeeded", "stopped", "failed", "panicked"] {
+            let _ = operations.get_or_create(&vec![("result", result.to_owned())]);
+        }
+        let _ = sqs_messages.get_or_create(&vec![
+            ("kind", "malformed".to_owned()),
+            ("outcome", "rejected".to_owned()),
+        ]);
+        for outcome in ["ok", "error"] {
+            let _ = heartbeats.get_or_create(&vec![("outcome", outcome.to_owned())]);
+        }
+        Self {
+            inner: Arc::new(MetricsInner {
+                registry,
+                operations,
+                step_duration,
+                sqs_messages,
+                aws_calls,
+                heartbeats,
+                calls: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Reports DynamoDB calls from `calls` (read on every scrape).
+    pub fn track_aws_calls(&self, calls: Arc<CallCounter>) {
+        *self.inner.calls.lock().unwrap() = Some(calls);
+    }
+
+    /// One run of an operation ended with `result`.
+    pub fn operation(&self, result: &str) {
+        self.inner
+            .operations
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
+    }
+
+    /// One SQS message of `kind` was handled with `outcome`.
+    pub fn sqs_message(&self, kind: &str, outcome: &str) {
+        self.inner
+            .sqs_messages
+            .get_or_create(&vec![
+                ("kind", kind.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// One heartbeat write ended with `outcome`.
+    pub fn heartbeat(&self, outcome: &str) {
+        self.inner
+            .heartbeats
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
+    }
+
+    /// Records a step's duration from an engine progress event (other events are ignored).
+    pub fn progress(&self, p: &Progress) {
+        if let Some((labels, elapsed)) = step_observation(&p.event) {
+            self.inner
+                .step_duration
+                .get_or_create(&labels)
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        if let Some(calls) = self.inner.calls.lock().unwrap().as_ref() {
+            for ((operation, api), n) in calls.by_operation_and_api() {
+                self.inner
+                    .aws_calls
+                    .get_or_create(&vec![("operation", operation), ("api", api)])
+                    .inner()
+                    .store(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.inner.registry);
+        out
+    }
+}
+
+/// The histogram labels and duration of a finished or failed step; `None` for other events.
+pub fn step_observation(event: &ProgressEvent) -> Option<(Labels, Duration)> {
+    match event {
+        ProgressEvent::TaskFinished {
+            stage,
+            task,
+            elapsed,
+        } => Some((
+            vec![
+                ("stage", stage.clone()),
+                ("task", task.clone()),
+                ("outcome", "done".to_owned()),
+            ],
+            *elapsed,
+        )),
+        ProgressEvent::TaskFailed {
+            stage,
+            task,
+            elapsed,
+            ..
+        } => Some((
+            vec![
+                ("stage", stage.clone()),
+                ("task", task.clone()),
+                ("outcome", "failed".to_owned()),
+            ],
+            *elapsed,
+        )),
+        _ => None,
+    }
+}
+
+/// What `/ready` answers: ready once the first AWS call and the Kubernetes API check
+/// succeeded. Cheap to clone; clones share the state.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness {
+    inner: Arc<Mutex<ReadyState>>,
+}
+
+#[derive(Debug, Default)]
+struct ReadyState {
+    aws: bool,
+    kube: bool,
+}
+
+impl Readiness {
+    /// An AWS call succeeded.
+    pub fn aws_ok(&self) {
+        self.inner.lock().unwrap().aws = true;
+    }
+
+    /// The Kubernetes API check succeeded.
+    pub fn kube_ok(&self) {
+        self.inner.lock().unwrap().kube = true;
+    }
+
+    /// `Ok` when ready, else why not.
+    pub fn check(&self) -> Result<(), String> {
+        let s = self.inner.lock().unwrap();
+        ready_reason(s.aws, s.kube)
+    }
+}
+
+/// The pure readiness decision.
+pub fn ready_reason(aws: bool, kube: bool) -> Result<(), String> {
+    match (aws, kube) {
+        (true, true) => Ok(()),
+        (false, true) => Err("no successful AWS call yet".into()),
+        (true, false) => Err("the Kubernetes API check has not succeeded yet".into()),
+        (false, false) => Err("no successful AWS call and no Kubernetes API check yet".into()),
+    }
+}
+
+#[derive(Clone)]
+struct AdminState {
+    metrics: Metrics,
+    readiness: Readiness,
+}
+
+/// The admin router.
+pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
+    Router::new()
+        .route("/live", get(|| async { "live\n" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(render_metrics))
+        .with_state(AdminState { metrics, readiness })
+}
+
+async fn ready(State(s): State<AdminState>) -> impl IntoResponse {
+    match s.readiness.check() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        ),
+    }
+}
+
+async fn render_metrics(State(s): State<AdminState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+/// Serves the admin endpoints on `listener` until the process ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Metrics,
+    readiness: Readiness,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(metrics, readiness)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_after_aws_and_kube() {
+        assert!(ready_reason(false, false).is_err());
+        assert!(
+            ready_reason(true, false)
+                .unwrap_err()
+                .contains("Kubernetes")
+        );
+        assert!(ready_reason(false, true).unwrap_err().contains("AWS"));
+        assert!(ready_reason(true, true).is_ok());
+    }
+
+    #[test]
+    fn metrics_render_every_family() {
+        let m = Metrics::new();
+        m.operation("succeeded");
+        m.sqs_message("malformed", "rejected");
+        m.heartbeat("ok");
+        m.progress(&Progress {
+            operation_id: "op".into(),
+            cluster: "east".into(),
+            at: jiff::Timestamp::UNIX_EPOCH,
+            event: ProgressEvent::TaskFinished {
+                stage: "SourceShutdown".into(),
+                task: "TrafficOff".into(),
+                elapsed: Duration::from_millis(20),
+            },
+        });
+        let text = m.render();
+        for name in [
+            "failover_operations_total{result=\"succeeded\"} 1",
+            "failover_sqs_messages_total{kind=\"malformed\",outcome=\"rejected\"} 1",
+            "failover_heartbeat_writes_total{outcome=\"ok\"} 1",
+            "failover_step_duration_seconds_count{stage=\"SourceShutdown\"",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+    }
+}

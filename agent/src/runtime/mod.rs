@@ -1,0 +1,386 @@
+//! The running agent: configuration, start-up checks, actors and admin endpoints.
+//!
+//! [`run`]:
+//!
+//! 1. **Connect.** This cluster's Kubernetes API (in-cluster, or a kubeconfig) and AWS.
+//! 2. **Check** ([`preflight`]), failing fast with an error naming what is missing: the
+//!    DynamoDB table (`DescribeTable`, schema), this cluster's inbox queue, and the
+//!    `FailoverGroup` / `Failover` CRDs in this cluster.
+//! 3. **Serve** `/live`, `/ready`, `/metrics` ([`admin`]).
+//! 4. **Start** the actors ([`actors`]): heartbeat, operation runner, SQS inbox. They share
+//!    one [`Wakeups`] signal, which the runner's workflows wait on.
+//! 5. **Wait** for SIGINT/SIGTERM.
+
+pub mod actors;
+pub mod admin;
+pub mod config;
+
+use std::sync::Arc;
+
+use actix::Actor;
+use failover_messages::crd::{Failover, FailoverGroup};
+use failover_messages::inbox::{Inbox, InboxOptions};
+use failover_messages::store::Store;
+use kube::api::{Api, ListParams};
+
+use crate::adapter::ManagerAdapter;
+use crate::seam::Sender;
+use crate::tasks::{TasksConfig, Wakeups};
+use crate::workflow::Progress;
+
+use self::actors::{HeartbeatActor, InboxActor, RunnerActor, RunnerTick, error_chain};
+use self::admin::{Metrics, Readiness};
+use self::config::AgentConfig;
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// `--cluster` / `FAILOVER_CLUSTER` was not given.
+    #[error("no cluster name: pass --cluster or set FAILOVER_CLUSTER")]
+    MissingCluster,
+    /// The kubeconfig could not be read.
+    #[error("cannot read kubeconfig {path}")]
+    ReadKubeconfig {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// No Kubernetes configuration could be found or used.
+    #[error("no usable Kubernetes configuration for cluster {cluster}: {reason}")]
+    KubeConfig {
+        /// This cluster.
+        cluster: String,
+        /// Why.
+        reason: String,
+    },
+    /// The table does not exist.
+    #[error("DynamoDB table {table} does not exist")]
+    TableMissing {
+        /// The table.
+        table: String,
+    },
+    /// The table exists but cannot hold the records.
+    #[error("DynamoDB table {table} cannot hold the failover records: {problem}")]
+    TableSchema {
+        /// The table.
+        table: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// DescribeTable failed otherwise.
+    #[error("cannot describe DynamoDB table {table}: {reason}")]
+    DescribeTable {
+        /// The table.
+        table: String,
+        /// Why.
+        reason: String,
+    },
+    /// This cluster's inbox queue does not exist.
+    #[error("SQS inbox queue {queue} of cluster {cluster} does not exist")]
+    QueueMissing {
+        /// The queue.
+        queue: String,
+        /// This cluster.
+        cluster: String,
+    },
+    /// Looking the queue up failed otherwise.
+    #[error("cannot look up SQS inbox queue {queue}: {reason}")]
+    GetQueueUrl {
+        /// The queue.
+        queue: String,
+        /// Why.
+        reason: String,
+    },
+    /// A CRD is not installed in this cluster.
+    #[error(
+        "CRD {crd} is not installed in cluster {cluster} (`failover-agent crd | kubectl apply -f -`)"
+    )]
+    CrdMissing {
+        /// `<plural>.<group>`.
+        crd: &'static str,
+        /// This cluster.
+        cluster: String,
+    },
+    /// The Kubernetes API check failed otherwise.
+    #[error("cannot list {crd} in cluster {cluster}")]
+    KubeCheck {
+        /// `<plural>.<group>`.
+        crd: &'static str,
+        /// This cluster.
+        cluster: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The admin address could not be bound.
+    #[error("cannot listen on admin address {addr}")]
+    AdminBind {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The clients the agent works with.
+#[derive(Clone)]
+pub struct Clients {
+    /// This cluster's API server.
+    pub kube: kube::Client,
+    /// DynamoDB.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+/// Connects to this cluster's API server and to AWS as configured.
+pub async fn connect(cfg: &AgentConfig, cluster: &str) -> Result<Clients, StartupError> {
+    let kube_config = match &cfg.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|source| {
+                StartupError::ReadKubeconfig {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| StartupError::KubeConfig {
+                    cluster: cluster.to_owned(),
+                    reason: error_chain(&e),
+                })?
+        }
+        None => match kube::Config::incluster() {
+            Ok(c) => c,
+            Err(_) => kube::Config::infer()
+                .await
+                .map_err(|e| StartupError::KubeConfig {
+                    cluster: cluster.to_owned(),
+                    reason: error_chain(&e),
+                })?,
+        },
+    };
+    let kube = kube::Client::try_from(kube_config).map_err(|e| StartupError::KubeConfig {
+        cluster: cluster.to_owned(),
+        reason: error_chain(&e),
+    })?;
+
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &cfg.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(url) = &cfg.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let sdk = loader.load().await;
+    Ok(Clients {
+        kube,
+        dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+        sqs: aws_sdk_sqs::Client::new(&sdk),
+    })
+}
+
+/// The start-up checks: the table, this cluster's inbox queue, the CRDs in this cluster.
+/// Marks `readiness` as they pass.
+pub async fn preflight(
+    clients: &Clients,
+    cfg: &AgentConfig,
+    cluster: &str,
+    readiness: &Readiness,
+) -> Result<(), StartupError> {
+    // 1. The table.
+    match clients
+        .dynamodb
+        .describe_table()
+        .table_name(&cfg.table)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            if let Some(desc) = out.table() {
+                failover_messages::setup::check_schema(desc).map_err(|problem| {
+                    StartupError::TableSchema {
+                        table: cfg.table.clone(),
+                        problem,
+                    }
+                })?;
+            }
+        }
+        Err(e) => {
+            let missing = e
+                .as_service_error()
+                .is_some_and(|se| se.is_resource_not_found_exception());
+            return Err(if missing {
+                StartupError::TableMissing {
+                    table: cfg.table.clone(),
+                }
+            } else {
+                StartupError::DescribeTable {
+                    table: cfg.table.clone(),
+                    reason: error_chain(&e),
+                }
+            });
+        }
+    }
+    readiness.aws_ok();
+
+    // 2. The inbox queue.
+    let queue = format!("{}{cluster}", cfg.queue_prefix);
+    if let Err(e) = clients.sqs.get_queue_url().queue_name(&queue).send().await {
+        let missing = e.as_service_error().is_some_and(|se| {
+            se.is_queue_does_not_exist()
+                || aws_sdk_sqs::error::ProvideErrorMetadata::code(se).is_some_and(|c| {
+                    c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist")
+                })
+        });
+        return Err(if missing {
+            StartupError::QueueMissing {
+                queue,
+                cluster: cluster.to_owned(),
+            }
+        } else {
+            StartupError::GetQueueUrl {
+                queue,
+                reason: error_chain(&e),
+            }
+        });
+    }
+
+    // 3. The CRDs (also the Kubernetes API check).
+    let lp = ListParams::default().limit(1);
+    let check = |crd: &'static str, r: Result<(), kube::Error>| match r {
+        Ok(()) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(StartupError::CrdMissing {
+            crd,
+            cluster: cluster.to_owned(),
+        }),
+        Err(source) => Err(StartupError::KubeCheck {
+            crd,
+            cluster: cluster.to_owned(),
+            source,
+        }),
+    };
+    let groups: Api<FailoverGroup> = Api::all(clients.kube.clone());
+    check(
+        "failovergroups.failover.io",
+        groups.list_metadata(&lp).await.map(drop),
+    )?;
+    let failovers: Api<Failover> = Api::all(clients.kube.clone());
+    check(
+        "failovers.failover.io",
+        failovers.list_metadata(&lp).await.map(drop),
+    )?;
+    readiness.kube_ok();
+    Ok(())
+}
+
+/// Runs the agent until SIGINT/SIGTERM. Must run inside an actix system.
+pub async fn run(cfg: AgentConfig) -> Result<(), StartupError> {
+    let cluster = cfg
+        .cluster
+        .clone()
+        .filter(|c| !c.is_empty())
+        .ok_or(StartupError::MissingCluster)?;
+    let metrics = Metrics::new();
+    let readiness = Readiness::default();
+
+    let clients = connect(&cfg, &cluster).await?;
+    preflight(&clients, &cfg, &cluster, &readiness).await?;
+
+    let listener = tokio::net::TcpListener::bind(cfg.admin_addr)
+        .await
+        .map_err(|source| StartupError::AdminBind {
+            addr: cfg.admin_addr.to_string(),
+            source,
+        })?;
+    tracing::info!(addr = %cfg.admin_addr, "admin endpoints listening");
+    let admin = admin::serve(listener, metrics.clone(), readiness.clone());
+    actix_rt::spawn(async move {
+        if let Err(e) = admin.await {
+            tracing::error!(error = %e, "the admin server stopped");
+        }
+    });
+
+    let store = Store::new(&clients.dynamodb, &cfg.table);
+    metrics.track_aws_calls(Arc::clone(store.calls()));
+    let inbox = Inbox::new(
+        clients.sqs.clone(),
+        &cluster,
+        InboxOptions {
+            prefix: cfg.queue_prefix.clone(),
+            ..InboxOptions::default()
+        },
+    );
+    let wakeups = Wakeups::new();
+    let progress_metrics = metrics.clone();
+    let adapter = ManagerAdapter::new(&cluster, clients.kube.clone(), store.clone())
+        .with_inbox(inbox.clone())
+        .with_external_wakeups(wakeups.clone())
+        .with_tasks_config(TasksConfig {
+            reread_interval: cfg.reread_interval,
+            ..TasksConfig::default()
+        })
+        .with_progress(Sender::from_fn(move |p: Progress| {
+            progress_metrics.progress(&p)
+        }));
+
+    HeartbeatActor::new(
+        store.clone(),
+        cluster.clone(),
+        cfg.heartbeat_interval,
+        metrics.clone(),
+        readiness.clone(),
+    )
+    .start();
+    let runner = RunnerActor::new(
+        store,
+        adapter,
+        metrics.clone(),
+        readiness.clone(),
+        cfg.reread_interval,
+    )
+    .start();
+    let wait_seconds = u32::try_from(cfg.reread_interval.as_secs())
+        .unwrap_or(20)
+        .clamp(1, 20);
+    InboxActor::new(
+        inbox,
+        wakeups,
+        Sender::<RunnerTick>::from_addr(runner),
+        metrics,
+        readiness,
+        wait_seconds,
+        cfg.reread_interval,
+    )
+    .start();
+    tracing::info!(%cluster, table = %cfg.table, "agent started");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
