@@ -5,17 +5,21 @@
 //! names are DNS labels, table and queue names use the characters AWS allows), so bad input
 //! is a usage error (exit 2) before any AWS call.
 
+use std::io::Write as _;
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
 use failover_messages::inbox::{DEFAULT_MAX_RECEIVE_COUNT, InboxOptions};
 use failover_messages::keys::{self, GroupRef};
+use failover_messages::records::Mode;
 
 use crate::aws::{AwsOptions, Context, load_config};
-use crate::error::CommandError;
-use crate::exit::EXIT_CODES_HELP;
+use crate::error::{CommandError, report};
+use crate::exit::{EXIT_CODES_HELP, ExitStatus};
 use crate::output::{OutputFormat, render};
 
-/// failoverctl: set up, register and inspect failover groups through DynamoDB and SQS.
-/// Needs AWS credentials only, never a kubeconfig.
+/// failoverctl: set up, register, fail over, watch and abort failover groups through
+/// DynamoDB and SQS. Needs AWS credentials only, never a kubeconfig.
 #[derive(Debug, Parser)]
 #[command(name = "failoverctl", version, after_long_help = EXIT_CODES_HELP)]
 pub struct Cli {
@@ -65,6 +69,134 @@ pub enum Command {
     /// lease holder and expiry.
     #[command(after_long_help = EXIT_CODES_HELP)]
     Status(StatusArgs),
+    /// Start a failover of one or more groups to a cluster: one conditional transaction per
+    /// group (refused with exit 3 while another operation holds the group, or when the group
+    /// is active elsewhere), then an OperationStarted message to the source and target
+    /// inboxes. Prints the operation id per group. With --wait, shows live progress on
+    /// stderr until the operation ends (0 Succeeded, 6 Aborted/RolledBack, 4 Failed,
+    /// 5 when --timeout runs out: the operation continues).
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Failover(FailoverArgs),
+    /// Show live progress of an operation on stderr (each side's latest journal step, each
+    /// volume's handoff state, elapsed time) until its phase is final; exits like
+    /// `failover --wait`.
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Watch(WatchArgs),
+    /// Request an abort of an operation whose promotion is not claimed yet (refused with
+    /// exit 3 after the claim: only forward is possible), and notify source and target.
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Abort(AbortArgs),
+    /// Closed operations of one group or of every group, newest first.
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    History(HistoryArgs),
+    /// Agent heartbeats: cluster, agent version, last seen, stale or not.
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Clusters,
+    /// Preview a failover without changing anything: the stages each side runs for the
+    /// mode and what would block the start (stale or missing heartbeats, an operation in
+    /// flight, a suspended or unregistered group, the target already active). Exit 0 when
+    /// nothing blocks, 3 when something does.
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Plan(PlanArgs),
+}
+
+/// `--mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// Source down and demoted before the target promotes (never two writers).
+    #[default]
+    Consistency,
+    /// Target promoted and serving before the source shuts down (minimal downtime).
+    Uptime,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Consistency => Mode::Consistency,
+            ModeArg::Uptime => Mode::Uptime,
+        }
+    }
+}
+
+/// `failoverctl failover`.
+#[derive(Debug, Args)]
+pub struct FailoverArgs {
+    /// The FailoverGroups, as NAMESPACE/NAME (e.g. shop/orders); each gets its own operation.
+    #[arg(value_name = "NAMESPACE/GROUP", required = true, value_parser = parse_group)]
+    pub groups: Vec<GroupRef>,
+    /// The cluster to move to.
+    #[arg(long = "to", value_name = "CLUSTER", value_parser = parse_cluster)]
+    pub to: String,
+    /// How the two sides are ordered.
+    #[arg(long, value_enum, default_value_t = ModeArg::Consistency)]
+    pub mode: ModeArg,
+    /// The source is unreachable: start even though the source is not confirmed (the
+    /// target promotes without handoff records). Requires --reason.
+    #[arg(long, requires = "reason")]
+    pub force: bool,
+    /// Why (recorded on the operation; required with --force).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Wait until the operation ends, showing progress on stderr.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (e.g. 90s, 10m); the operation continues afterwards.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration, requires = "wait")]
+    pub timeout: Duration,
+}
+
+/// `failoverctl watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The operation id (printed by `failoverctl failover`).
+    #[arg(value_name = "OPERATION-ID", value_parser = parse_operation_id)]
+    pub operation: String,
+    /// How long to watch (e.g. 90s, 10m); the operation continues afterwards.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `failoverctl abort`.
+#[derive(Debug, Args)]
+pub struct AbortArgs {
+    /// The operation id.
+    #[arg(value_name = "OPERATION-ID", value_parser = parse_operation_id)]
+    pub operation: String,
+}
+
+/// `failoverctl history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this FailoverGroup, as NAMESPACE/NAME.
+    #[arg(value_name = "NAMESPACE/GROUP", value_parser = parse_group)]
+    pub group: Option<GroupRef>,
+    /// At most this many operations.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+}
+
+/// `failoverctl plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The FailoverGroup, as NAMESPACE/NAME.
+    #[arg(value_name = "NAMESPACE/GROUP", value_parser = parse_group)]
+    pub group: GroupRef,
+    /// The cluster to move to.
+    #[arg(long = "to", value_name = "CLUSTER", value_parser = parse_cluster)]
+    pub to: String,
+    /// How the two sides are ordered.
+    #[arg(long, value_enum, default_value_t = ModeArg::Consistency)]
+    pub mode: ModeArg,
+    /// Preview a forced failover (a stale source heartbeat no longer blocks).
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn parse_operation_id(s: &str) -> Result<String, String> {
+    keys::validate_operation_id(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// `failoverctl setup`.
@@ -152,9 +284,39 @@ fn parse_endpoint_url(s: &str) -> Result<String, String> {
     }
 }
 
+/// What a command leaves behind: its result for stdout, messages for stderr (refusals of
+/// some groups of a multi-group failover, a wait's timeout notice) and the exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// For stdout.
+    pub stdout: String,
+    /// For stderr (after stdout).
+    pub stderr: String,
+    /// The exit status.
+    pub status: ExitStatus,
+}
+
+impl Finished {
+    fn ok(stdout: String) -> Self {
+        Self {
+            stdout,
+            stderr: String::new(),
+            status: ExitStatus::Success,
+        }
+    }
+}
+
+/// `failoverctl:<user>` for `requestedBy` and the first lease.
+fn requested_by() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!("failoverctl:{user}")
+}
+
 impl Cli {
-    /// Runs the command and returns its rendered result (for stdout).
-    pub async fn run(&self) -> Result<String, CommandError> {
+    /// Runs the command and returns what to print and how to exit.
+    pub async fn run(&self) -> Result<Finished, CommandError> {
         let g = &self.global;
         let config = load_config(&AwsOptions {
             region: g.region.clone(),
@@ -167,19 +329,133 @@ impl Cli {
         };
         let ctx = Context::new(&config, g.table.clone(), queues);
         Ok(match &self.command {
-            Command::Setup(args) => render(
+            Command::Setup(args) => Finished::ok(render(
                 &crate::setup::setup(&ctx, &args.clusters, args.max_receive_count).await?,
                 g.output,
-            ),
-            Command::Register(args) => render(
+            )),
+            Command::Register(args) => Finished::ok(render(
                 &crate::register::register(&ctx, &args.group, &args.active).await?,
                 g.output,
-            ),
-            Command::Status(args) => render(
+            )),
+            Command::Status(args) => Finished::ok(render(
                 &crate::status::status(&ctx, args.group.as_ref()).await?,
                 g.output,
-            ),
+            )),
+            Command::Failover(args) => self.failover(&ctx, args).await?,
+            Command::Watch(args) => {
+                let result = crate::watch::watch(
+                    &ctx,
+                    std::slice::from_ref(&args.operation),
+                    args.timeout,
+                    &mut std::io::stderr(),
+                )
+                .await?;
+                watched(render(&result, g.output), &result)
+            }
+            Command::Abort(args) => Finished::ok(render(
+                &crate::abort::abort(&ctx, &args.operation).await?,
+                g.output,
+            )),
+            Command::History(args) => Finished::ok(render(
+                &crate::history::history(&ctx, args.group.as_ref(), args.limit as usize).await?,
+                g.output,
+            )),
+            Command::Clusters => {
+                Finished::ok(render(&crate::history::clusters(&ctx).await?, g.output))
+            }
+            Command::Plan(args) => {
+                let plan =
+                    crate::plan::plan(&ctx, &args.group, &args.to, args.mode.into(), args.force)
+                        .await?;
+                let status = if plan.blockers.is_empty() {
+                    ExitStatus::Success
+                } else {
+                    ExitStatus::Refused
+                };
+                Finished {
+                    stdout: render(&plan, g.output),
+                    stderr: if plan.blockers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "error: failover of {} to {} is blocked: {}\n",
+                            args.group,
+                            args.to,
+                            plan.blockers.join("; ")
+                        )
+                    },
+                    status,
+                }
+            }
         })
+    }
+
+    async fn failover(&self, ctx: &Context, args: &FailoverArgs) -> Result<Finished, CommandError> {
+        let req = crate::failover::FailoverRequest {
+            groups: args.groups.clone(),
+            target: args.to.clone(),
+            mode: args.mode.into(),
+            force: args.force,
+            reason: args.reason.clone().unwrap_or_default(),
+            requested_by: requested_by(),
+            lease_ttl: crate::failover::DEFAULT_LEASE_TTL,
+        };
+        let (result, mut errors) = crate::failover::failover(ctx, &req).await?;
+        if result.operations.is_empty() && errors.len() == 1 {
+            return Err(errors.remove(0));
+        }
+        let mut stderr: String = errors.iter().map(|e| report(e)).collect();
+        let mut status = errors
+            .first()
+            .map_or(ExitStatus::Success, CommandError::exit_status);
+        let mut stdout = render(&result, self.global.output);
+        if args.wait && !result.operations.is_empty() {
+            // For people, the ids first, so a user who interrupts the wait still has them;
+            // scripts (json, yaml) get one document with both at the end.
+            let for_people = matches!(
+                self.global.output,
+                OutputFormat::Plain | OutputFormat::Table
+            );
+            if for_people {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(stdout.as_bytes()).and_then(|()| out.flush());
+            }
+            let ids: Vec<String> = result
+                .operations
+                .iter()
+                .map(|o| o.operation_id.clone())
+                .collect();
+            let watch =
+                crate::watch::watch(ctx, &ids, args.timeout, &mut std::io::stderr()).await?;
+            stderr.push_str(&watch.timeout_notice().unwrap_or_default());
+            if status == ExitStatus::Success {
+                status = watch.exit_status();
+            }
+            stdout = if for_people {
+                render(&watch, self.global.output)
+            } else {
+                render(
+                    &crate::failover::FailoverWaited {
+                        operations: result.operations,
+                        wait: watch,
+                    },
+                    self.global.output,
+                )
+            };
+        }
+        Ok(Finished {
+            stdout,
+            stderr,
+            status,
+        })
+    }
+}
+
+fn watched(stdout: String, result: &crate::watch::WatchResult) -> Finished {
+    Finished {
+        stdout,
+        stderr: result.timeout_notice().unwrap_or_default(),
+        status: result.exit_status(),
     }
 }
 
@@ -243,11 +519,62 @@ mod tests {
     }
 
     #[test]
+    fn force_without_a_reason_is_a_usage_error() {
+        let err = parse(&["failover", "shop/orders", "--to", "west", "--force"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--reason"), "{err}");
+        let cli = parse(&[
+            "failover",
+            "shop/orders",
+            "shop/cart",
+            "--to",
+            "west",
+            "--force",
+            "--reason",
+            "east down",
+            "--mode",
+            "uptime",
+            "--wait",
+            "--timeout",
+            "90s",
+        ])
+        .unwrap();
+        let Command::Failover(args) = cli.command else {
+            panic!("not failover")
+        };
+        assert_eq!(args.groups.len(), 2);
+        assert_eq!(Mode::from(args.mode), Mode::Uptime);
+        assert_eq!(args.timeout, Duration::from_secs(90));
+        assert!(
+            parse(&["failover", "shop/orders"]).is_err(),
+            "--to is required"
+        );
+        assert!(
+            parse(&["failover", "--to", "west"]).is_err(),
+            "a group is required"
+        );
+        assert!(parse(&["failover", "shop/orders", "--to", "west", "--timeout", "1s"]).is_err());
+    }
+
+    #[test]
+    fn operation_ids_and_plans_are_checked_while_parsing() {
+        assert!(parse(&["watch", "a#b"]).is_err());
+        assert!(parse(&["abort", ""]).is_err());
+        assert!(parse(&["abort", "3f2a-1"]).is_ok());
+        assert!(parse(&["plan", "shop/orders", "--to", "West"]).is_err());
+        assert!(parse(&["history"]).is_ok());
+        assert!(parse(&["clusters"]).is_ok());
+    }
+
+    #[test]
     fn long_help_documents_the_exit_codes() {
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("Exit codes:"), "{help}");
         assert!(help.contains("7  not found"), "{help}");
-        for sub in ["setup", "register", "status"] {
+        for sub in [
+            "setup", "register", "status", "failover", "watch", "abort", "history", "clusters",
+            "plan",
+        ] {
             let mut cmd = Cli::command();
             let help = cmd
                 .find_subcommand_mut(sub)

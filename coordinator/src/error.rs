@@ -100,6 +100,31 @@ pub enum CommandError {
         #[source]
         source: StoreError,
     },
+    /// The store refused to start an operation on a group (another operation holds it, the
+    /// group is active elsewhere, suspended, or a promotion is claimed).
+    #[error("refusing to fail over group {group}: {why}")]
+    StartRefused {
+        /// The group.
+        group: GroupRef,
+        /// Why, naming the holder or the active cluster.
+        why: String,
+    },
+    /// No operation record with this id.
+    #[error("operation {op_id} does not exist in table {table} (check the id and --table)")]
+    OperationNotFound {
+        /// The operation id.
+        op_id: String,
+        /// The table.
+        table: String,
+    },
+    /// An abort was refused by the protocol (promotion claimed, operation closed).
+    #[error("refusing to abort operation {op_id}: {why}")]
+    AbortRefused {
+        /// The operation id.
+        op_id: String,
+        /// Why.
+        why: String,
+    },
     /// A store call failed.
     #[error(transparent)]
     Store(StoreError),
@@ -137,6 +162,8 @@ impl CommandError {
             Self::UnknownCluster { .. } | Self::GroupNotFound { .. } => ExitStatus::NotFound,
             Self::TableNotFound { .. } => ExitStatus::NotFound,
             Self::ActiveElsewhere { .. } => ExitStatus::Refused,
+            Self::StartRefused { .. } | Self::AbortRefused { .. } => ExitStatus::Refused,
+            Self::OperationNotFound { .. } => ExitStatus::NotFound,
             Self::Store(e) => match e.cause() {
                 Cause::Contention { .. } => ExitStatus::Refused,
                 Cause::InvalidName(_) | Cause::Invalid(_) => ExitStatus::Usage,

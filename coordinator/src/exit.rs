@@ -5,11 +5,11 @@
 //! |---|---|---|
 //! | 0 | success | the command did what was asked, or found it already done (`setup` on a set-up table, `register` of a group registered with the same active cluster) |
 //! | 2 | usage | the command line is wrong (clap's code): unknown flag, a group not of the form `<namespace>/<name>`, an invalid cluster or table name, no AWS region |
-//! | 3 | refused | the current state forbids it: another coordinator won the race, the group is active elsewhere, an existing table has another schema |
-//! | 4 | failed | AWS or the server failed: connection refused, credentials rejected, throttling that outlasted the retries, an SDK timeout |
-//! | 5 | timed out | a wait of `failoverctl`'s own ran out (a new table never became `ACTIVE`) |
-//! | 6 | aborted | the operation waited on was aborted (for the commands that wait on operations) |
-//! | 7 | not found | an unknown group, cluster (no inbox queue) or table |
+//! | 3 | refused | the current state forbids it: another coordinator won the race, an operation holds the group (its lease is live), the group is active elsewhere or already on the target, the group is suspended, a promotion is claimed (`abort` after the claim), `plan` found blockers, an existing table has another schema |
+//! | 4 | failed | AWS or the server failed: connection refused, credentials rejected, throttling that outlasted the retries, an SDK timeout; or the operation waited on (`failover --wait`, `watch`) ended `Failed` |
+//! | 5 | timed out | a wait of `failoverctl`'s own ran out (a new table never became `ACTIVE`; `--timeout` of `failover --wait` or `watch`, after which the operation continues) |
+//! | 6 | aborted | the operation waited on (`failover --wait`, `watch`) ended `Aborted` or `RolledBack` |
+//! | 7 | not found | an unknown group, operation, cluster (no inbox queue) or table |
 
 /// Why `failoverctl` exits with what it exits. See the module docs for the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -10,6 +10,12 @@
 //! | `failoverctl setup --cluster east --cluster west [--max-receive-count N]` | [`setup::setup`] | creates or verifies the table and each cluster's inbox + dead-letter queue, reporting what was created and what was already there |
 //! | `failoverctl register <ns>/<group> --active <cluster>` | [`register::register`] | creates the group state at epoch 0; the same cluster again is a no-op, another is refused |
 //! | `failoverctl status [<ns>/<group>]` | [`status::status`] | active cluster, epoch, operation in flight, lease of every group or of one |
+//! | `failoverctl failover <ns>/<group>... --to <cluster> [--mode consistency\|uptime] [--force --reason TEXT] [--wait] [--timeout 10m]` | [`failover::failover`] | starts one operation per group (one conditional transaction each) and notifies source and target; `--wait` watches it |
+//! | `failoverctl watch <operation-id> [--timeout 10m]` | [`watch::watch`] | live progress on stderr until the phase is final |
+//! | `failoverctl abort <operation-id>` | [`abort::abort`] | requests an abort before the promotion claim and notifies both sides |
+//! | `failoverctl history [<ns>/<group>] [--limit N]` | [`history::history`] | closed operations, newest first |
+//! | `failoverctl clusters` | [`history::clusters`] | agent heartbeats, stale or not |
+//! | `failoverctl plan <ns>/<group> --to <cluster> [--mode ..] [--force]` | [`plan::plan`] | side-effect-free preview: stages and blockers |
 //!
 //! Global options: `--table` (`FAILOVER_TABLE`, default `failover`), `--queue-prefix`
 //! (`FAILOVER_QUEUE_PREFIX`, default `failover-`), `--region` (`AWS_REGION`),
@@ -26,18 +32,23 @@
 //! | 2 | usage: invalid command line, group (`<namespace>/<name>`), cluster or table name, no region |
 //! | 3 | refused: lost a race, conflict (existing table with another schema), group already active elsewhere |
 //! | 4 | failed: AWS or server error (connection refused, credentials, throttling, SDK timeouts) |
-//! | 5 | timed out: a wait of `failoverctl`'s own ran out |
-//! | 6 | aborted: the operation waited on was aborted |
+//! | 5 | timed out: a wait of `failoverctl`'s own ran out (`--wait`/`watch`: the operation continues) |
+//! | 6 | aborted: the operation waited on ended Aborted or RolledBack (`--wait`, `watch`); a failed operation is 4 |
 //! | 7 | not found: unknown group, cluster (no inbox queue) or table |
 //!
 //! [`exit::ExitStatus`] is the source of truth; [`error::CommandError::exit_status`] sorts
 //! errors into it.
 
+pub mod abort;
 pub mod aws;
 pub mod cli;
 pub mod error;
 pub mod exit;
+pub mod failover;
+pub mod history;
 pub mod output;
+pub mod plan;
 pub mod register;
 pub mod setup;
 pub mod status;
+pub mod watch;

@@ -25,13 +25,14 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(cli.run()) {
-        Ok(text) => {
+        Ok(finished) => {
             let mut stdout = std::io::stdout().lock();
             // A closed pipe (`failoverctl status | head -1`) is not worth a panic.
             let _ = stdout
-                .write_all(text.as_bytes())
+                .write_all(finished.stdout.as_bytes())
                 .and_then(|()| stdout.flush());
-            ExitStatus::Success.into()
+            eprint!("{}", finished.stderr);
+            finished.status.into()
         }
         Err(error) => {
             eprint!("{}", report(&error));

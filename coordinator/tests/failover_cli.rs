@@ -1,0 +1,389 @@
+//! `failoverctl failover`, `watch`, `abort`, `plan`, `history` and `clusters` as users run
+//! them: the real binary against a moto server (DynamoDB + SQS). No agents run here; where
+//! a test needs an agent's write (a promotion claim, a completion, a heartbeat) it makes it
+//! through the store, as the agent would.
+//!
+//! Every test takes its own table and queue prefix, so the tests run in parallel on one
+//! server.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use assert_cmd::Command;
+use failover_messages::envelope::{Envelope, EnvelopeKind};
+use failover_messages::inbox::{Inbox, InboxOptions};
+use failover_messages::records::Timings;
+use failover_messages::store::{OpRef, Outcome, Store};
+use failover_tests::aws::{AwsEnv, moto};
+
+struct TestEnv {
+    moto: AwsEnv,
+    table: String,
+    prefix: String,
+    home: tempfile::TempDir,
+}
+
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit code {}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl TestEnv {
+    /// A fresh table and prefix with inboxes for east and west and `shop/orders` active on
+    /// east.
+    async fn new(name: &str) -> Result<Self> {
+        let moto = moto().await?;
+        let table = moto.unique(&format!("fo-{name}"));
+        let prefix = format!("{}-", moto.unique(name));
+        let home = tempfile::tempdir()?;
+        std::fs::write(home.path().join("config"), "")?;
+        std::fs::write(home.path().join("credentials"), "")?;
+        let env = Self {
+            moto,
+            table,
+            prefix,
+            home,
+        };
+        env.ok(&["setup", "--cluster", "east,west"]);
+        env.ok(&["register", "shop/orders", "--active", "east"]);
+        Ok(env)
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::cargo_bin("failoverctl").expect("the failoverctl binary is built");
+        for var in [
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_DEFAULT_REGION",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "FAILOVER_TABLE",
+            "FAILOVER_QUEUE_PREFIX",
+            "RUST_LOG",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("AWS_ENDPOINT_URL", &self.moto.endpoint_url)
+            .env("AWS_REGION", &self.moto.region)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_CONFIG_FILE", self.home.path().join("config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.home.path().join("credentials"),
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .timeout(Duration::from_secs(120));
+        cmd.args(["--table", &self.table, "--queue-prefix", &self.prefix]);
+        cmd.args(args);
+        let out = cmd.output().expect("failoverctl runs");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> Run {
+        let run = self.run(args);
+        assert_eq!(run.code, 0, "{args:?} failed:\n{run}");
+        run
+    }
+
+    fn store(&self) -> Store {
+        Store::new(&self.moto.dynamodb(), self.table.clone())
+    }
+
+    /// Starts a failover of shop/orders to west and returns the operation id.
+    fn start(&self, extra: &[&str]) -> String {
+        let mut args = vec!["failover", "shop/orders", "--to", "west", "-o", "json"];
+        args.extend(extra);
+        let run = self.ok(&args);
+        json(&run)["operations"][0]["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no operation id:\n{run}"))
+            .to_owned()
+    }
+
+    /// Every envelope waiting in `cluster`'s inbox.
+    async fn inbox(&self, cluster: &str) -> Result<Vec<Envelope>> {
+        let inbox = Inbox::new(
+            self.moto.sqs(),
+            cluster,
+            InboxOptions {
+                prefix: self.prefix.clone(),
+                ..InboxOptions::default()
+            },
+        );
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            for received in inbox.receive(1, 10).await? {
+                out.push(received.envelope?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{run}"))
+}
+
+#[tokio::test]
+async fn failover_starts_one_operation_and_notifies_both_inboxes() -> Result<()> {
+    let env = TestEnv::new("start").await?;
+    let op = env.start(&[]);
+
+    let state = env
+        .store()
+        .get_group_state(&"shop/orders".parse()?)
+        .await?
+        .context("group state")?;
+    assert_eq!(state.epoch, 1);
+    assert_eq!(state.op_id.as_deref(), Some(op.as_str()));
+    assert_eq!(state.active_cluster, "east");
+    let stored = env.store().get_operation(&op).await?.context("operation")?;
+    assert_eq!(
+        (stored.source.as_str(), stored.target.as_str()),
+        ("east", "west")
+    );
+
+    for cluster in ["east", "west"] {
+        let envelopes = env.inbox(cluster).await?;
+        assert!(
+            envelopes
+                .iter()
+                .any(|e| e.kind == EnvelopeKind::OperationStarted
+                    && e.operation_id == op
+                    && e.epoch == 1),
+            "{cluster}: {envelopes:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_second_failover_while_one_is_in_flight_is_refused_naming_the_holder() -> Result<()> {
+    let env = TestEnv::new("race").await?;
+    let op = env.start(&[]);
+    let second = env.run(&["failover", "shop/orders", "--to", "west"]);
+    assert_eq!(second.code, 3, "{second}");
+    assert!(second.stderr.contains("shop/orders"), "{second}");
+    assert!(second.stderr.contains(&op), "{second}");
+    assert!(
+        second.stderr.contains("lease held by failoverctl:"),
+        "{second}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn failover_to_the_active_cluster_or_of_an_unknown_group_is_refused_clearly() -> Result<()> {
+    let env = TestEnv::new("refuse").await?;
+    let same = env.run(&["failover", "shop/orders", "--to", "east"]);
+    assert_eq!(same.code, 3, "{same}");
+    assert!(
+        same.stderr.contains("east is already the active cluster"),
+        "{same}"
+    );
+    let unknown = env.run(&["failover", "shop/nothing", "--to", "west"]);
+    assert_eq!(unknown.code, 7, "{unknown}");
+    assert!(unknown.stderr.contains("shop/nothing"), "{unknown}");
+    let nowhere = env.run(&["failover", "shop/orders", "--to", "north"]);
+    assert_eq!(nowhere.code, 7, "{nowhere}");
+    assert!(
+        nowhere.stderr.contains("unknown cluster north"),
+        "{nowhere}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn force_without_a_reason_is_a_usage_error() -> Result<()> {
+    let env = TestEnv::new("force").await?;
+    let run = env.run(&["failover", "shop/orders", "--to", "west", "--force"]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stderr.contains("--reason"), "{run}");
+    let forced = env.ok(&[
+        "failover",
+        "shop/orders",
+        "--to",
+        "west",
+        "--force",
+        "--reason",
+        "east is down",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(json(&forced)["operations"][0]["force"], true);
+    Ok(())
+}
+
+#[tokio::test]
+async fn abort_before_the_claim_succeeds_and_notifies_the_source() -> Result<()> {
+    let env = TestEnv::new("abort").await?;
+    let op = env.start(&[]);
+    let run = env.ok(&["abort", &op, "-o", "json"]);
+    assert_eq!(json(&run)["operationId"], op.as_str());
+    let stored = env.store().get_operation(&op).await?.context("operation")?;
+    assert!(stored.abort_requested_at.is_some());
+    let east = env.inbox("east").await?;
+    assert!(
+        east.iter()
+            .any(|e| e.kind == EnvelopeKind::AbortRequested && e.operation_id == op),
+        "{east:?}"
+    );
+    let unknown = env.run(&["abort", "no-such-op"]);
+    assert_eq!(unknown.code, 7, "{unknown}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn abort_after_the_promotion_claim_is_refused_and_history_shows_the_completion() -> Result<()>
+{
+    let env = TestEnv::new("claimed").await?;
+    let op = env.start(&["--mode", "uptime"]);
+    let store = env.store();
+    let op_ref = OpRef {
+        id: op.clone(),
+        group: "shop/orders".parse()?,
+        epoch: 1,
+    };
+    let claim = store.claim_promotion(&op_ref, "west", &[]).await?;
+    assert!(claim.is_done(), "{claim:?}");
+
+    let run = env.run(&["abort", &op]);
+    assert_eq!(run.code, 3, "{run}");
+    assert!(
+        run.stderr
+            .contains("promotion already claimed by west; only forward is possible"),
+        "{run}"
+    );
+
+    let done = store
+        .complete_operation(&op_ref, Timings::default())
+        .await?;
+    assert!(matches!(done, Outcome::Done(_)), "{done:?}");
+    let watched = env.run(&["watch", &op, "--timeout", "30s"]);
+    assert_eq!(watched.code, 0, "{watched}");
+    assert!(watched.stdout.contains("finished Succeeded"), "{watched}");
+    assert!(watched.stderr.contains("Succeeded"), "{watched}");
+
+    let history = env.ok(&["history", "shop/orders", "-o", "json"]);
+    let history = json(&history);
+    assert_eq!(history["operations"][0]["operationId"], op.as_str());
+    assert_eq!(history["operations"][0]["phase"], "Succeeded");
+    assert_eq!(history["operations"][0]["target"], "west");
+    let all = json(&env.ok(&["history", "-o", "json"]));
+    assert_eq!(all["operations"].as_array().map(Vec::len), Some(1), "{all}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn waiting_without_agents_times_out_with_exit_5_and_says_the_operation_continues()
+-> Result<()> {
+    let env = TestEnv::new("wait").await?;
+    let run = env.run(&[
+        "failover",
+        "shop/orders",
+        "--to",
+        "west",
+        "--wait",
+        "--timeout",
+        "1s",
+    ]);
+    assert_eq!(run.code, 5, "{run}");
+    assert!(run.stderr.contains("the operation continues"), "{run}");
+    assert!(run.stderr.contains("failoverctl watch "), "{run}");
+    assert!(run.stderr.contains("Pending"), "{run}");
+    assert!(run.stdout.contains("operation "), "{run}");
+
+    // Scripts get one JSON document with the started operation and how the wait ended.
+    let env = TestEnv::new("wait-json").await?;
+    let run = env.run(&[
+        "failover",
+        "shop/orders",
+        "--to",
+        "west",
+        "--wait",
+        "--timeout",
+        "1s",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(run.code, 5, "{run}");
+    let doc = json(&run);
+    assert_eq!(doc["wait"]["timedOut"], true, "{run}");
+    assert_eq!(
+        doc["wait"]["operations"][0]["operationId"], doc["operations"][0]["operationId"],
+        "{run}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn plan_lists_missing_heartbeats_as_blockers_and_passes_once_agents_beat() -> Result<()> {
+    let env = TestEnv::new("plan").await?;
+    let blocked = env.run(&["plan", "shop/orders", "--to", "west", "-o", "json"]);
+    assert_eq!(blocked.code, 3, "{blocked}");
+    let plan = json(&blocked);
+    let blockers = plan["blockers"].to_string();
+    assert!(
+        blockers.contains("source east has no agent heartbeat"),
+        "{blockers}"
+    );
+    assert!(
+        blockers.contains("target west has no agent heartbeat"),
+        "{blockers}"
+    );
+    assert_eq!(plan["stages"][1]["stage"], "SourceShutdown");
+
+    let clusters = json(&env.ok(&["clusters", "-o", "json"]));
+    assert_eq!(clusters["clusters"], serde_json::json!([]));
+
+    let store = env.store();
+    for cluster in ["east", "west"] {
+        store
+            .put_heartbeat(cluster, "0.1.0-test", Duration::from_secs(300))
+            .await?;
+    }
+    let clear = env.run(&["plan", "shop/orders", "--to", "west"]);
+    assert_eq!(clear.code, 0, "{clear}");
+    assert!(
+        clear.stdout.contains("nothing blocks this failover"),
+        "{clear}"
+    );
+
+    let clusters = json(&env.ok(&["clusters", "-o", "json"]));
+    assert_eq!(clusters["clusters"][0]["cluster"], "east");
+    assert_eq!(clusters["clusters"][1]["agentVersion"], "0.1.0-test");
+    assert_eq!(clusters["clusters"][1]["stale"], false);
+
+    let nowhere = env.run(&["plan", "shop/orders", "--to", "north"]);
+    assert_eq!(nowhere.code, 3, "{nowhere}");
+    assert!(
+        nowhere.stdout.contains("unknown cluster north"),
+        "{nowhere}"
+    );
+
+    let same = env.run(&["plan", "shop/orders", "--to", "east"]);
+    assert_eq!(same.code, 3, "{same}");
+    assert!(
+        same.stdout.contains("east is already the active cluster"),
+        "{same}"
+    );
+    Ok(())
+}
