@@ -1,0 +1,704 @@
+//! A whole CONSISTENCY failover east → west with real processes: two `failover-agent`
+//! binaries (one per cluster, each with only its own cluster's kubeconfig) and the
+//! `failover-storage-sim` binary playing the volume driver in both clusters, against the
+//! two real kube-apiservers of the test environment and one moto table plus two SQS inboxes.
+//!
+//! The test takes its own namespace (plus one for its Flux objects), table and queue names.
+//! A failing test prints both clusters' objects and the logs of every process it started.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use failover_messages::crd::{
+    FailoverGroup, FailoverGroupSpec, FluxKind, FluxRef, NetworkKind, NetworkRef,
+    StageTimeouts, VolumeReplicationRef, WorkloadKind, WorkloadRef, crds,
+};
+use failover_messages::envelope::{Envelope, EnvelopeKind};
+use failover_messages::inbox::{Inbox, InboxOptions};
+use failover_messages::keys::GroupRef;
+use failover_messages::records::{HandoffState, Mode, Operation, Phase};
+use failover_messages::setup::ensure_table;
+use failover_messages::store::{StartOutcome, StartRequest, Store};
+use failover_tests::kube::{Cluster, TestEnv, TestNamespace, wait_for};
+use failover_tests::storage_sim::{
+    ANNOTATION_WORKLOAD, DesiredState, read_violations_file, volume_replication,
+    volume_replications, wait_settled,
+};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::wait::{await_condition, conditions};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const GROUP: &str = "shop";
+const VOLUMES: [(&str, &str, &str); 2] = [
+    ("api-data", "Deployment", "api"),
+    ("db-data", "StatefulSet", "db"),
+];
+const SETTLE: Duration = Duration::from_secs(30);
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+const FAILOVER_DEADLINE: Duration = Duration::from_secs(60);
+const SIM: &str = env!("CARGO_BIN_EXE_failover-storage-sim");
+const TRAFFIC_KEY: &str = "external-dns.alpha.kubernetes.io/controller";
+const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
+
+fn virtual_service_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService"),
+        "virtualservices",
+    )
+}
+
+fn helm_release_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("helm.toolkit.fluxcd.io", "v2", "HelmRelease"),
+        "helmreleases",
+    )
+}
+
+// ---- processes ---------------------------------------------------------------------------------
+
+/// One child process with its log file; dropping the guard kills it.
+struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
+        let file = std::fs::File::create(&log)
+            .with_context(|| format!("creating {}", log.display()))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .with_context(|| format!("starting {name}: {cmd:?}"))?;
+        Ok(Proc {
+            name: name.to_owned(),
+            child,
+            log,
+        })
+    }
+
+    fn running(&mut self) -> Result<bool> {
+        Ok(self.child.try_wait()?.is_none())
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every process of the test; on failure their logs are printed.
+#[derive(Default)]
+struct Procs(Vec<Proc>);
+
+impl Procs {
+    fn print_logs(&self) {
+        for p in &self.0 {
+            eprintln!(
+                "===== {} log ({}) =====\n{}",
+                p.name,
+                p.log.display(),
+                p.log_text()
+            );
+        }
+    }
+}
+
+/// The `failover-agent` binary next to this test's executable (`target/debug/`), brought
+/// up to date first (a no-op when `cargo test --workspace` already built it), so the test
+/// never runs a stale agent.
+fn agent_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let deps = exe.parent().context("the test executable has no folder")?;
+    let dir = if deps.file_name().is_some_and(|n| n == "deps") {
+        deps.parent().context("deps/ has no parent")?
+    } else {
+        deps
+    };
+    let bin = dir.join(format!("failover-agent{}", std::env::consts::EXE_SUFFIX));
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "-p", "failover-agent", "--bin", "failover-agent"])
+        .current_dir(failover_tests::env::repo_root())
+        .status()
+        .context("running cargo build for failover-agent")?;
+    ensure!(status.success(), "building failover-agent failed: {status}");
+    ensure!(bin.exists(), "{} does not exist", bin.display());
+    Ok(bin)
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// The HTTP status of `GET path` on the loopback port.
+async fn http_status(port: u16, path: &str) -> Result<u16> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await??;
+    let text = String::from_utf8_lossy(&raw);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no HTTP status in {text:?}"))
+}
+
+/// A command with nothing inherited that could change the child's configuration.
+fn clean_command(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FAILOVER_") || k.starts_with("AWS_") || k == "KUBECONFIG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+// ---- fixture -----------------------------------------------------------------------------------
+
+/// Creates the failover CRDs from the Rust types unless present, and waits until they are
+/// established.
+async fn install_crds(c: &Cluster) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(c.client.clone());
+    for crd in crds() {
+        let name = crd.metadata.name.clone().context("a CRD without a name")?;
+        match api.create(&PostParams::default(), &crd).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e).with_context(|| format!("creating CRD {name} in {}", c.name)),
+        }
+        tokio::time::timeout(
+            SETTLE,
+            await_condition(api.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .with_context(|| format!("CRD {name} not established in {}", c.name))??;
+    }
+    Ok(())
+}
+
+fn group_spec(flux_ns: &str) -> FailoverGroupSpec {
+    FailoverGroupSpec {
+        workloads: vec![
+            WorkloadRef {
+                kind: WorkloadKind::Deployment,
+                name: "api".into(),
+            },
+            WorkloadRef {
+                kind: WorkloadKind::StatefulSet,
+                name: "db".into(),
+            },
+        ],
+        volume_replications: VOLUMES
+            .iter()
+            .map(|(v, _, w)| VolumeReplicationRef {
+                name: (*v).into(),
+                workload: Some((*w).into()),
+            })
+            .collect(),
+        network: vec![
+            NetworkRef {
+                kind: NetworkKind::VirtualService,
+                name: "api".into(),
+            },
+            NetworkRef {
+                kind: NetworkKind::Ingress,
+                name: "api".into(),
+            },
+        ],
+        flux: vec![FluxRef {
+            kind: FluxKind::HelmRelease,
+            name: "api".into(),
+            namespace: flux_ns.into(),
+        }],
+        timeouts: StageTimeouts {
+            initialization: Some("30s".into()),
+            source_shutdown: Some("60s".into()),
+            volume_demotion: Some("60s".into()),
+            volume_promotion: Some("90s".into()),
+            target_activation: Some("90s".into()),
+            completion: Some("30s".into()),
+        },
+        ..FailoverGroupSpec::default()
+    }
+}
+
+async fn create<K>(api: Api<K>, obj: Value) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let o: K = serde_json::from_value(obj.clone())?;
+    api.create(&PostParams::default(), &o)
+        .await
+        .with_context(|| format!("creating {obj}"))?;
+    Ok(())
+}
+
+async fn create_dynamic(
+    client: &kube::Client,
+    ns: &str,
+    ar: &ApiResource,
+    obj: Value,
+) -> Result<()> {
+    let mut o: DynamicObject = serde_json::from_value(obj)?;
+    o.types = Some(kube::core::TypeMeta {
+        api_version: ar.api_version.clone(),
+        kind: ar.kind.clone(),
+    });
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, ar)
+        .create(&PostParams::default(), &o)
+        .await
+        .with_context(|| format!("creating {} {:?}", ar.kind, o.metadata.name))?;
+    Ok(())
+}
+
+/// Waits until the workload reports `want` ready replicas.
+async fn wait_ready_replicas(c: &Cluster, ns: &str, kind: &str, name: &str, want: i32) -> Result<()> {
+    let what = format!("{kind}/{name} in {} with {want} ready replicas", c.name);
+    wait_for(&what, SETTLE, || async {
+        let ready = match kind {
+            "Deployment" => Api::<Deployment>::namespaced(c.client.clone(), ns)
+                .get(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .and_then(|s| s.ready_replicas),
+            _ => Api::<StatefulSet>::namespaced(c.client.clone(), ns)
+                .get(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .and_then(|s| s.ready_replicas),
+        }
+        .unwrap_or(0);
+        if ready == want {
+            Ok(Some(()))
+        } else {
+            Err(format!("{ready} ready"))
+        }
+    })
+    .await
+}
+
+/// The application in both clusters: active in east, passive in west.
+async fn create_application(env: &TestEnv, ns: &str, flux_ns: &str) -> Result<()> {
+    for c in env.clusters() {
+        let active = c.name == "east";
+        let (api_replicas, db_replicas) = if active { (2, 1) } else { (0, 0) };
+        let client = c.client.clone();
+        let template = |app: &str| {
+            json!({"metadata": {"labels": {"app": app}},
+                   "spec": {"containers": [{"name": "main", "image": "registry.example/app:1"}]}})
+        };
+        create::<Deployment>(
+            Api::namespaced(client.clone(), ns),
+            json!({"metadata": {"name": "api"}, "spec": {"replicas": api_replicas,
+                "selector": {"matchLabels": {"app": "api"}}, "template": template("api")}}),
+        )
+        .await?;
+        create::<StatefulSet>(
+            Api::namespaced(client.clone(), ns),
+            json!({"metadata": {"name": "db"}, "spec": {"replicas": db_replicas,
+                "serviceName": "db", "podManagementPolicy": "Parallel",
+                "selector": {"matchLabels": {"app": "db"}}, "template": template("db")}}),
+        )
+        .await?;
+        for (volume, kind, workload) in VOLUMES {
+            let pvc = format!("{volume}-pvc");
+            create::<PersistentVolumeClaim>(
+                Api::namespaced(client.clone(), ns),
+                json!({"metadata": {"name": pvc}, "spec": {"accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}}}}),
+            )
+            .await?;
+            let state = if active {
+                DesiredState::Primary
+            } else {
+                DesiredState::Secondary
+            };
+            let mut vr = volume_replication(volume, state, &pvc);
+            vr.metadata.annotations = Some(BTreeMap::from([(
+                ANNOTATION_WORKLOAD.to_owned(),
+                format!("{kind}/{workload}"),
+            )]));
+            volume_replications(&client, ns)
+                .create(&PostParams::default(), &vr)
+                .await
+                .with_context(|| format!("creating VolumeReplication {volume} in {}", c.name))?;
+        }
+        let dns = if active { "dns-controller" } else { "ignore" };
+        create_dynamic(
+            &client,
+            ns,
+            &virtual_service_resource(),
+            json!({"metadata": {"name": "api", "annotations": {TRAFFIC_KEY: dns}},
+                   "spec": {"hosts": ["api.example.com"],
+                            "http": [{"route": [{"destination": {"host": "api"}}]}]}}),
+        )
+        .await?;
+        create::<Ingress>(
+            Api::namespaced(client.clone(), ns),
+            json!({"metadata": {"name": "api", "annotations": {TRAFFIC_KEY: dns}},
+                   "spec": {"rules": [{"host": "api.example.com", "http": {"paths": [{
+                       "path": "/", "pathType": "Prefix",
+                       "backend": {"service": {"name": "api", "port": {"number": 80}}}}]}}]}}),
+        )
+        .await?;
+        create_dynamic(
+            &client,
+            flux_ns,
+            &helm_release_resource(),
+            json!({"metadata": {"name": "api"},
+                   "spec": {"interval": "5m", "suspend": !active,
+                            "chart": {"spec": {"chart": "api", "sourceRef": {"kind": "HelmRepository", "name": "charts"}}}}}),
+        )
+        .await?;
+        let mut fg = FailoverGroup::new(GROUP, group_spec(flux_ns));
+        fg.metadata.namespace = Some(ns.to_owned());
+        Api::<FailoverGroup>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &fg)
+            .await
+            .with_context(|| format!("creating FailoverGroup in {}", c.name))?;
+    }
+    // The starting point is settled: volumes in their states, east's workloads ready.
+    for (volume, _, _) in VOLUMES {
+        wait_settled(&env.east.client, ns, volume, "Primary", SETTLE).await?;
+        wait_settled(&env.west.client, ns, volume, "Secondary", SETTLE).await?;
+    }
+    wait_ready_replicas(&env.east, ns, "Deployment", "api", 2).await?;
+    wait_ready_replicas(&env.east, ns, "StatefulSet", "db", 1).await?;
+    Ok(())
+}
+
+// ---- assertions --------------------------------------------------------------------------------
+
+async fn assert_records(store: &Store, group: &GroupRef, op: &Operation) -> Result<()> {
+    let state = store
+        .get_group_state(group)
+        .await?
+        .context("no group state")?;
+    ensure!(state.active_cluster == "west", "active cluster: {state:?}");
+    ensure!(state.epoch == op.epoch, "epoch: {state:?}");
+    ensure!(state.op_id.is_none(), "operation still in flight: {state:?}");
+    ensure!(state.promotion_claimed_by.is_none(), "claim left: {state:?}");
+
+    let stored = store
+        .get_operation(&op.id)
+        .await?
+        .context("no operation")?;
+    ensure!(stored.phase == Phase::Succeeded, "phase: {stored:?}");
+    let want = BTreeMap::from([
+        ("Deployment/api".to_owned(), 2),
+        ("StatefulSet/db".to_owned(), 1),
+    ]);
+    ensure!(
+        stored.original_replicas == want,
+        "original replicas: {:?}",
+        stored.original_replicas
+    );
+
+    let handoffs = store.list_handoffs(&op.id).await?;
+    ensure!(handoffs.len() == VOLUMES.len(), "handoffs: {handoffs:?}");
+    for h in &handoffs {
+        ensure!(
+            h.state == HandoffState::Promoted && h.epoch == op.epoch,
+            "handoff: {h:?}"
+        );
+    }
+    let history = store.history(group, None).await?;
+    ensure!(
+        history.iter().any(|h| h.operation.id == op.id),
+        "no history entry for {}: {history:?}",
+        op.id
+    );
+    Ok(())
+}
+
+/// One cluster's side: active (`true`) or passive.
+async fn assert_side(c: &Cluster, ns: &str, flux_ns: &str, active: bool) -> Result<()> {
+    let what = |x: &str| format!("{x} in {}", c.name);
+    let d = Api::<Deployment>::namespaced(c.client.clone(), ns)
+        .get("api")
+        .await?;
+    let st = Api::<StatefulSet>::namespaced(c.client.clone(), ns)
+        .get("db")
+        .await?;
+    let (want_api, want_db) = if active { (2, 1) } else { (0, 0) };
+    let spec = |r: Option<i32>| r.unwrap_or(1);
+    ensure!(
+        spec(d.spec.as_ref().and_then(|x| x.replicas)) == want_api,
+        "{}: {:?}",
+        what("api replicas"),
+        d.spec
+    );
+    ensure!(
+        spec(st.spec.as_ref().and_then(|x| x.replicas)) == want_db,
+        "{}: {:?}",
+        what("db replicas"),
+        st.spec
+    );
+    if active {
+        wait_ready_replicas(c, ns, "Deployment", "api", 2).await?;
+        wait_ready_replicas(c, ns, "StatefulSet", "db", 1).await?;
+    }
+    let dns = if active { "dns-controller" } else { "ignore" };
+    let vs = Api::<DynamicObject>::namespaced_with(c.client.clone(), ns, &virtual_service_resource())
+        .get("api")
+        .await?;
+    let vs = vs.metadata.annotations.and_then(|a| a.get(TRAFFIC_KEY).cloned());
+    ensure!(vs.as_deref() == Some(dns), "{}: {vs:?}", what("VirtualService traffic"));
+    let ing = Api::<Ingress>::namespaced(c.client.clone(), ns)
+        .get("api")
+        .await?;
+    let ing = ing.metadata.annotations.and_then(|a| a.get(TRAFFIC_KEY).cloned());
+    ensure!(ing.as_deref() == Some(dns), "{}: {ing:?}", what("Ingress traffic"));
+    let hr = Api::<DynamicObject>::namespaced_with(c.client.clone(), flux_ns, &helm_release_resource())
+        .get("api")
+        .await?;
+    ensure!(
+        hr.data["spec"]["suspend"] == json!(!active),
+        "{}: {:?}",
+        what("HelmRelease suspend"),
+        hr.data["spec"]
+    );
+    if active {
+        ensure!(
+            hr.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(REQUESTED_AT)),
+            "{}: no reconcile requested",
+            what("HelmRelease")
+        );
+    }
+    let state = if active { "Primary" } else { "Secondary" };
+    for (volume, _, _) in VOLUMES {
+        wait_settled(&c.client, ns, volume, state, Duration::from_secs(10))
+            .await
+            .with_context(|| what(volume))?;
+    }
+    Ok(())
+}
+
+// ---- the test ----------------------------------------------------------------------------------
+
+struct Run<'a> {
+    env: &'a TestEnv,
+    ns: &'a TestNamespace,
+    flux_ns: &'a TestNamespace,
+    dir: PathBuf,
+    procs: Procs,
+}
+
+impl Run<'_> {
+    async fn body(&mut self) -> Result<()> {
+        let env = self.env;
+        let ns = self.ns.name.clone();
+        let flux_ns = self.flux_ns.name.clone();
+
+        // The storage simulator, as a process, watching this test's namespace.
+        let violations = self.dir.join("violations.json");
+        let mut sim = clean_command(Path::new(SIM));
+        sim.arg("--cluster")
+            .arg(format!("east={}", env.east.kubeconfig.display()))
+            .arg("--cluster")
+            .arg(format!("west={}", env.west.kubeconfig.display()))
+            .arg("--violations")
+            .arg(&violations)
+            .args(["--latency", "200ms", "--namespace", &ns]);
+        self.procs
+            .0
+            .push(Proc::spawn("storage-sim", sim, self.dir.join("storage-sim.log"))?);
+
+        // Table, queues, application.
+        let ddb = env.aws.dynamodb();
+        let table = env.aws.unique("fo-e2e");
+        ensure_table(&ddb, &table).await?;
+        let store = Store::new(&ddb, &table);
+        let prefix = format!("{}-", env.aws.unique("fo"));
+        let options = InboxOptions {
+            prefix: prefix.clone(),
+            ..InboxOptions::default()
+        };
+        let inbox = Inbox::new(env.aws.sqs(), "coordinator", options);
+        for c in env.clusters() {
+            inbox.ensure_queues(&c.name).await?;
+        }
+        Box::pin(create_application(env, &ns, &flux_ns)).await?;
+
+        // Two agents, each with its own cluster's kubeconfig only.
+        let agent = agent_binary()?;
+        let mut ports = Vec::new();
+        for c in env.clusters() {
+            let port = free_port()?;
+            let mut cmd = clean_command(&agent);
+            cmd.args(["--cluster", &c.name])
+                .arg("--kubeconfig")
+                .arg(&c.kubeconfig)
+                .args(["--table", &table, "--queue-prefix", &prefix])
+                .args(["--region", &env.aws.region])
+                .args(["--endpoint-url", &env.aws.endpoint_url])
+                .args(["--admin-addr", &format!("127.0.0.1:{port}")])
+                .args(["--heartbeat-interval", "1s", "--reread-interval", "2s"])
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing");
+            let name = format!("agent-{}", c.name);
+            let log = self.dir.join(format!("{name}.log"));
+            self.procs.0.push(Proc::spawn(&name, cmd, log)?);
+            ports.push((c.name.clone(), port));
+        }
+        for (cluster, port) in &ports {
+            let port = *port;
+            wait_for(&format!("/ready = 200 on the {cluster} agent"), READY_DEADLINE, || async move {
+                match http_status(port, "/ready").await {
+                    Ok(200) => Ok(Some(())),
+                    Ok(s) => Err(format!("status {s}")),
+                    Err(e) => Err(format!("{e:#}")),
+                }
+            })
+            .await?;
+        }
+        for p in &mut self.procs.0 {
+            ensure!(p.running()?, "{} exited during start-up", p.name);
+        }
+
+        // The coordinator's part: register the group, start the operation, wake both agents.
+        let group = GroupRef::new(&ns, GROUP)?;
+        store.register_group(&group, "east").await?;
+        let op = match store
+            .start_operation(StartRequest {
+                group: group.clone(),
+                source: "east".into(),
+                target: "west".into(),
+                mode: Mode::Consistency,
+                force: false,
+                reason: "real-process failover test".into(),
+                requested_by: "e2e-agents-test".into(),
+                lease_ttl: Duration::from_secs(120),
+                op_id: None,
+            })
+            .await?
+        {
+            StartOutcome::Started(op) => op,
+            other => bail!("the operation did not start: {other:?}"),
+        };
+        let started = Instant::now();
+        for cluster in ["east", "west"] {
+            let envelope = Envelope {
+                kind: EnvelopeKind::OperationStarted,
+                operation_id: op.id.clone(),
+                group: group.clone(),
+                epoch: op.epoch,
+                sender: "coordinator".into(),
+                sent_at: jiff::Timestamp::now(),
+            };
+            inbox
+                .send(cluster, &envelope)
+                .await
+                .with_context(|| format!("notifying {cluster}"))?;
+        }
+
+        // The agents carry it out on their own.
+        wait_for("active = west and no operation in flight", FAILOVER_DEADLINE, || {
+            let store = store.clone();
+            let group = group.clone();
+            async move {
+                let state = store
+                    .get_group_state(&group)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match state {
+                    Some(s) if s.active_cluster == "west" && s.op_id.is_none() => Ok(Some(())),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        })
+        .await?;
+        eprintln!("failover took {:?}", started.elapsed());
+
+        assert_records(&store, &group, &op).await?;
+        assert_side(&env.east, &ns, &flux_ns, false).await?;
+        assert_side(&env.west, &ns, &flux_ns, true).await?;
+        for p in &mut self.procs.0 {
+            ensure!(p.running()?, "{} is no longer running", p.name);
+        }
+
+        // The simulator rewrites its violations file on SIGTERM.
+        let sim = &mut self.procs.0[0];
+        let pid = sim.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status()?;
+        ensure!(status.success(), "kill -TERM {pid} failed: {status}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if sim.child.try_wait()?.is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the storage simulator did not exit after SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let found = read_violations_file(&violations)?;
+        ensure!(found.is_empty(), "storage violations: {found:#?}");
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn consistency_failover_east_to_west_with_real_agent_processes() -> Result<()> {
+    let env = TestEnv::attach().await?;
+    for c in env.clusters() {
+        install_crds(c).await?;
+    }
+    let ns = env.namespace("fo-e2e").await?;
+    let flux_ns = env.namespace("fo-e2e-flux").await?;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-agents-{}", ns.name));
+    std::fs::create_dir_all(&dir)?;
+    let mut run = Run {
+        env: &env,
+        ns: &ns,
+        flux_ns: &flux_ns,
+        dir,
+        procs: Procs::default(),
+    };
+    let res = Box::pin(run.body()).await;
+    let out = match res {
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(&run.dir);
+            Ok(())
+        }
+        Err(e) => {
+            run.procs.print_logs();
+            Err(anyhow!("{e:#}\n\n{}", ns.dump().await))
+        }
+    };
+    // Kills every child (the guards' Drop) before the namespaces go.
+    drop(run);
+    ns.cleanup().await;
+    flux_ns.cleanup().await;
+    out
+}
