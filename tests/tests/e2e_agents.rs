@@ -122,10 +122,10 @@ impl Procs {
     }
 }
 
-/// The `failover-agent` binary next to this test's executable (`target/debug/`), brought
+/// A workspace binary next to this test's executable (`target/debug/`), brought
 /// up to date first (a no-op when `cargo test --workspace` already built it), so the test
 /// never runs a stale agent.
-fn agent_binary() -> Result<PathBuf> {
+fn workspace_binary(package: &str, name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let deps = exe.parent().context("the test executable has no folder")?;
     let dir = if deps.file_name().is_some_and(|n| n == "deps") {
@@ -133,13 +133,13 @@ fn agent_binary() -> Result<PathBuf> {
     } else {
         deps
     };
-    let bin = dir.join(format!("failover-agent{}", std::env::consts::EXE_SUFFIX));
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "-p", "failover-agent", "--bin", "failover-agent"])
+        .args(["build", "-p", package, "--bin", name])
         .current_dir(failover_tests::env::repo_root())
         .status()
-        .context("running cargo build for failover-agent")?;
-    ensure!(status.success(), "building failover-agent failed: {status}");
+        .with_context(|| format!("running cargo build for {name}"))?;
+    ensure!(status.success(), "building {name} failed: {status}");
     ensure!(bin.exists(), "{} does not exist", bin.display());
     Ok(bin)
 }
@@ -504,9 +504,97 @@ async fn assert_side(c: &Cluster, ns: &str, flux_ns: &str, active: bool) -> Resu
     Ok(())
 }
 
+// ---- the coordinator's part -------------------------------------------------------------------
+
+async fn start_with_library(store: &Store, inbox: &Inbox, group: &GroupRef) -> Result<Operation> {
+    store.register_group(group, "east").await?;
+    let op = match store
+        .start_operation(StartRequest {
+            group: group.clone(),
+            source: "east".into(),
+            target: "west".into(),
+            mode: Mode::Consistency,
+            force: false,
+            reason: "real-process failover test".into(),
+            requested_by: "e2e-agents-test".into(),
+            lease_ttl: Duration::from_secs(120),
+            op_id: None,
+        })
+        .await?
+    {
+        StartOutcome::Started(op) => op,
+        other => bail!("the operation did not start: {other:?}"),
+    };
+    for cluster in ["east", "west"] {
+        let envelope = Envelope {
+            kind: EnvelopeKind::OperationStarted,
+            operation_id: op.id.clone(),
+            group: group.clone(),
+            epoch: op.epoch,
+            sender: "coordinator".into(),
+            sent_at: jiff::Timestamp::now(),
+        };
+        inbox
+            .send(cluster, &envelope)
+            .await
+            .with_context(|| format!("notifying {cluster}"))?;
+    }
+    Ok(op)
+}
+
+/// Runs `failoverctl register` and `failoverctl failover --wait` as a user would, checks
+/// their exit codes and output, and returns the operation the command reported.
+async fn start_with_failoverctl(
+    table: &str,
+    prefix: &str,
+    region: &str,
+    endpoint: &str,
+    group: &GroupRef,
+    store: &Store,
+) -> Result<Operation> {
+    let ctl = workspace_binary("failover-coordinator", "failoverctl")?;
+    let run = |args: &[&str]| -> Result<std::process::Output> {
+        let mut cmd = clean_command(&ctl);
+        cmd.args(["--table", table, "--queue-prefix", prefix, "--region", region, "--endpoint-url", endpoint])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .stdin(Stdio::null());
+        Ok(cmd.output()?)
+    };
+    let g = group.to_string();
+    let out = tokio::task::block_in_place(|| run(&["register", &g, "--active", "east"]))?;
+    ensure!(out.status.success(), "failoverctl register failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::task::block_in_place(|| {
+        run(&["-o", "json", "failover", &g, "--to", "west", "--wait", "--timeout", "60s"])
+    })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(0),
+        "failoverctl failover --wait exited {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status.code()
+    );
+    let history = store.history(group, None).await?;
+    let entry = history.first().context("no history entry after failoverctl succeeded")?;
+    let op = entry.operation.clone();
+    ensure!(stdout.contains(&op.id), "failoverctl's output names the operation {}: {stdout}", op.id);
+    ensure!(op.phase == Phase::Succeeded, "operation phase {:?}", op.phase);
+    Ok(op)
+}
+
 // ---- the test ----------------------------------------------------------------------------------
 
+/// Who plays the coordinator: the store and inbox called directly, or the real
+/// `failoverctl` binary (`register`, then `failover --wait`).
+#[derive(Clone, Copy, PartialEq)]
+enum Coordinator {
+    Library,
+    Failoverctl,
+}
+
 struct Run<'a> {
+    coordinator: Coordinator,
     env: &'a TestEnv,
     ns: &'a TestNamespace,
     flux_ns: &'a TestNamespace,
@@ -551,7 +639,7 @@ impl Run<'_> {
         Box::pin(create_application(env, &ns, &flux_ns)).await?;
 
         // Two agents, each with its own cluster's kubeconfig only.
-        let agent = agent_binary()?;
+        let agent = workspace_binary("failover-agent", "failover-agent")?;
         let mut ports = Vec::new();
         for c in env.clusters() {
             let port = free_port()?;
@@ -588,39 +676,15 @@ impl Run<'_> {
 
         // The coordinator's part: register the group, start the operation, wake both agents.
         let group = GroupRef::new(&ns, GROUP)?;
-        store.register_group(&group, "east").await?;
-        let op = match store
-            .start_operation(StartRequest {
-                group: group.clone(),
-                source: "east".into(),
-                target: "west".into(),
-                mode: Mode::Consistency,
-                force: false,
-                reason: "real-process failover test".into(),
-                requested_by: "e2e-agents-test".into(),
-                lease_ttl: Duration::from_secs(120),
-                op_id: None,
-            })
-            .await?
-        {
-            StartOutcome::Started(op) => op,
-            other => bail!("the operation did not start: {other:?}"),
-        };
         let started = Instant::now();
-        for cluster in ["east", "west"] {
-            let envelope = Envelope {
-                kind: EnvelopeKind::OperationStarted,
-                operation_id: op.id.clone(),
-                group: group.clone(),
-                epoch: op.epoch,
-                sender: "coordinator".into(),
-                sent_at: jiff::Timestamp::now(),
-            };
-            inbox
-                .send(cluster, &envelope)
-                .await
-                .with_context(|| format!("notifying {cluster}"))?;
-        }
+        let op = match self.coordinator {
+            Coordinator::Library => start_with_library(&store, &inbox, &group).await?,
+            Coordinator::Failoverctl => {
+                let aws = &env.aws;
+                start_with_failoverctl(&table, &prefix, &aws.region, &aws.endpoint_url, &group, &store)
+                    .await?
+            }
+        };
 
         // The agents carry it out on their own.
         wait_for("active = west and no operation in flight", FAILOVER_DEADLINE, || {
@@ -668,8 +732,17 @@ impl Run<'_> {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consistency_failover_east_to_west_with_real_agent_processes() -> Result<()> {
+    failover_with(Coordinator::Library).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failoverctl_failover_wait_moves_the_group_with_real_agent_processes() -> Result<()> {
+    failover_with(Coordinator::Failoverctl).await
+}
+
+async fn failover_with(coordinator: Coordinator) -> Result<()> {
     let env = TestEnv::attach().await?;
     for c in env.clusters() {
         install_crds(c).await?;
@@ -679,6 +752,7 @@ async fn consistency_failover_east_to_west_with_real_agent_processes() -> Result
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-agents-{}", ns.name));
     std::fs::create_dir_all(&dir)?;
     let mut run = Run {
+        coordinator,
         env: &env,
         ns: &ns,
         flux_ns: &flux_ns,
