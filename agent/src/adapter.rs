@@ -15,6 +15,10 @@
 //! 6. **Report.** The engine's [`RunReport`], or an error naming the stage, task, object and
 //!    cluster.
 //!
+//! Throughout, the operation's `Failover` object in this cluster shows this side live: created
+//! at the start, its status patched from the engine's progress, its final phase written at the
+//! end (see [`crate::status`]).
+//!
 //! Running it again for the same operation (after a crash, or when a wake-up arrives for an
 //! operation already handled) resumes from the journal: steps journaled `DONE` are skipped,
 //! an interrupted step runs again knowing it was interrupted, and the promotion is never
@@ -29,6 +33,7 @@ use failover_messages::store::{Clock, Store, SystemClock};
 use kube::api::Api;
 
 use crate::seam::Sender;
+use crate::status::{SideResult, StatusReporter};
 use crate::tasks::{ClusterTasks, TasksConfig, Wakeups, pump_inbox};
 use crate::workflow::{
     ContextError, Engine, EngineError, Factory, FactoryError, Progress, Role, RunReport,
@@ -186,6 +191,10 @@ impl ManagerAdapter {
 
     /// The seed's `ProcessFailover`: runs (or resumes) this cluster's side of `op`. See the
     /// module docs.
+    ///
+    /// Keeps the operation's `Failover` in this cluster current (see [`crate::status`]):
+    /// created at the start, its status patched as stages and tasks start and finish, and its
+    /// final phase written at the end. A status write that fails never fails the workflow.
     pub async fn process_failover(&self, op: &Operation) -> Result<RunReport, AdapterError> {
         let workflow_ctx = WorkflowContext::from_operation(op, None, self.clock.now());
         let mut ctx = TaskContext::new(workflow_ctx, &self.cluster)?
@@ -196,6 +205,22 @@ impl ManagerAdapter {
         if let Some(inbox) = &self.inbox {
             ctx = ctx.with_handle(inbox.clone());
         }
+        let mut reporter = StatusReporter::new(self.kube.clone(), &self.cluster, op);
+        reporter.create(op).await;
+        let result = self.run_side(op, &ctx, &mut reporter).await;
+        reporter
+            .finish(&SideResult::of(&result), self.clock.now())
+            .await;
+        result
+    }
+
+    /// Steps 2–6 of [`Self::process_failover`], feeding the engine's progress to `reporter`.
+    async fn run_side(
+        &self,
+        op: &Operation,
+        ctx: &TaskContext,
+        reporter: &mut StatusReporter,
+    ) -> Result<RunReport, AdapterError> {
         let role = ctx.role();
         let group = op.group.to_string();
 
@@ -222,14 +247,28 @@ impl ManagerAdapter {
             }
         })?;
         let bound = workflow.bind(&self.tasks);
-        let engine = Engine::new(self.store.clone()).with_progress(self.progress.clone());
+        // Progress goes to the configured receiver and to the Failover status.
+        let (status_tx, status_rx) = crate::seam::channel::<Progress>();
+        let outer = self.progress.clone();
+        let tee = Sender::from_fn(move |p: Progress| {
+            let _ = outer.send(p.clone());
+            let _ = status_tx.send(p);
+        });
+        let engine = Engine::new(self.store.clone()).with_progress(tee);
         tracing::info!(
             op = %op.id, %group, cluster = %self.cluster, %role, mode = %op.mode,
             steps = workflow.steps().count(), "processing failover"
         );
 
+        // The engine is moved into the run, so the status channel closes when it ends and the
+        // reporter, having written what is left, returns too.
+        let bound = &bound;
+        let engine_run = async move { engine.run(bound, ctx).await };
         // Boxed: the engine's future is large, and callers often join two adapters.
-        let run = Box::pin(engine.run(&bound, &ctx));
+        let run = Box::pin(async {
+            let (r, ()) = tokio::join!(engine_run, reporter.follow(status_rx));
+            r
+        });
         let report = match (&self.inbox, self.pump_inbox) {
             (Some(inbox), true) => {
                 let pump = pump_inbox(

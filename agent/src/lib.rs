@@ -9,10 +9,12 @@
 //! * [`kube_ops`] – the idempotent Kubernetes operations of this cluster.
 //! * [`tasks`] – the real tasks: every workflow step bound to Kubernetes, DynamoDB or SQS.
 //! * [`adapter`] – the seed's `ManagerAdapter` / `ProcessFailover`.
+//! * [`status`] – the `Failover` object each involved cluster keeps for an operation.
 
 pub mod adapter;
 pub mod kube_ops;
 pub mod runtime;
 pub mod seam;
+pub mod status;
 pub mod tasks;
 pub mod workflow;

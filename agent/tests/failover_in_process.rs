@@ -15,11 +15,12 @@ use failover_agent::adapter::ManagerAdapter;
 use failover_agent::kube_ops::workloads;
 use failover_agent::kube_ops::{ClusterClient, flux, traffic};
 use failover_agent::seam;
+use failover_agent::status::{LABEL_GROUP, LABEL_OPERATION, failover_name, label_value};
 use failover_agent::tasks::TasksConfig;
-use failover_agent::workflow::{Progress, ProgressEvent};
+use failover_agent::workflow::{Progress, ProgressEvent, RunReport};
 use failover_messages::crd::{
-    FailoverGroup, FailoverGroupSpec, FluxKind, FluxRef, GroupRole, NetworkKind, NetworkRef,
-    StageTimeouts, VolumeReplicationRef, WorkloadKind, WorkloadRef, crds,
+    Failover, FailoverGroup, FailoverGroupSpec, FailoverPhase, FluxKind, FluxRef, GroupRole,
+    NetworkKind, NetworkRef, StageTimeouts, VolumeReplicationRef, WorkloadKind, WorkloadRef, crds,
 };
 use failover_messages::inbox::{Inbox, InboxOptions};
 use failover_messages::keys::GroupRef;
@@ -35,7 +36,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::ApiResource;
 use kube::runtime::wait::{await_condition, conditions};
 use serde_json::{Value, json};
@@ -542,6 +543,73 @@ async fn assert_side(s: &Scenario, c: &Cluster, active: bool) -> Result<()> {
     Ok(())
 }
 
+/// The operation's `Failover` in cluster `c`: present, for this operation and group,
+/// `Succeeded`, with the last stage of this cluster's run recorded.
+async fn assert_failover(
+    s: &Scenario,
+    c: &Cluster,
+    op: &Operation,
+    report: &RunReport,
+) -> Result<()> {
+    let ns = s.ns.name.as_str();
+    let what = |x: &str| format!("{x} in {}", c.name);
+    let api = Api::<Failover>::namespaced(c.client.clone(), ns);
+    let listed = api
+        .list(&ListParams::default().labels(&format!(
+            "{LABEL_OPERATION}={},{LABEL_GROUP}={GROUP}",
+            label_value(&op.id)
+        )))
+        .await?;
+    ensure!(
+        listed.items.len() == 1,
+        "{}: {:?}",
+        what("Failovers of the operation"),
+        listed.items
+    );
+    let fo = api
+        .get_opt(&failover_name(&op.id))
+        .await?
+        .with_context(|| what("no Failover for the operation"))?;
+    ensure!(
+        fo.spec.target_cluster == "west"
+            && fo.spec.groups.len() == 1
+            && fo.spec.groups[0].name == GROUP
+            && fo.spec.groups[0].namespace.as_deref() == Some(ns)
+            && !fo.spec.force,
+        "{}: {:?}",
+        what("Failover spec"),
+        fo.spec
+    );
+    let status = fo.status.with_context(|| what("Failover without status"))?;
+    let last_stage = report
+        .stages
+        .last()
+        .map(|st| st.stage.as_str())
+        .with_context(|| what("a run without stages"))?;
+    ensure!(
+        status.phase == Some(FailoverPhase::Succeeded)
+            && status.operation_id.as_deref() == Some(op.id.as_str())
+            && status.groups.len() == 1
+            && status.groups[0].name == GROUP
+            && status.groups[0].phase == Some(FailoverPhase::Succeeded)
+            && status.groups[0].stage.as_deref() == Some(last_stage)
+            && status.groups[0].task.is_some(),
+        "{} (last stage {last_stage}): {status:?}",
+        what("Failover status")
+    );
+    let timings = status
+        .timings
+        .with_context(|| what("Failover without timings"))?;
+    ensure!(
+        timings.started_at.is_some()
+            && timings.finished_at.is_some()
+            && timings.total_seconds.is_some_and(|t| t >= 0.0),
+        "{}: {timings:?}",
+        what("Failover timings")
+    );
+    Ok(())
+}
+
 async fn with_limit<T>(what: &str, fut: impl Future<Output = T>) -> Result<T> {
     tokio::time::timeout(RUN_LIMIT, fut)
         .await
@@ -559,6 +627,26 @@ async fn consistency_failover_east_to_west_moves_everything_and_records_it() -> 
         let reread = Duration::from_secs(60);
         let east = s.adapter_rereading_every(&s.env.east, reread);
         let west = s.adapter_rereading_every(&s.env.west, reread);
+        // Watches west's Failover while the operation runs, to see its status live.
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let watcher = tokio::spawn({
+            let api = Api::<Failover>::namespaced(s.env.west.client.clone(), &s.ns.name);
+            let name = failover_name(&op.id);
+            let seen = std::sync::Arc::clone(&seen);
+            async move {
+                loop {
+                    if let Ok(Some(fo)) = api.get_opt(&name).await {
+                        let st = fo.status.unwrap_or_default();
+                        let at = (st.phase, st.groups.first().and_then(|g| g.stage.clone()));
+                        let mut seen = seen.lock().unwrap();
+                        if seen.last() != Some(&at) {
+                            seen.push(at);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        });
         let started = std::time::Instant::now();
         let (e, w) = with_limit("the failover", async {
             tokio::join!(
@@ -587,6 +675,20 @@ async fn consistency_failover_east_to_west_moves_everything_and_records_it() -> 
         assert_records(s, &op).await?;
         assert_side(s, &s.env.east, false).await?;
         assert_side(s, &s.env.west, true).await?;
+        assert_failover(s, &s.env.east, &op, &e).await?;
+        assert_failover(s, &s.env.west, &op, &w).await?;
+        watcher.abort();
+        let seen = seen.lock().unwrap().clone();
+        eprintln!("west's Failover went through {seen:?}");
+        let running_stages: std::collections::BTreeSet<_> = seen
+            .iter()
+            .filter(|(phase, _)| *phase == Some(FailoverPhase::Running))
+            .filter_map(|(_, stage)| stage.clone())
+            .collect();
+        ensure!(
+            running_stages.len() >= 2,
+            "west's Failover status was not kept current while it ran: {seen:?}"
+        );
         Ok(())
     }))
     .await
