@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test unit env-up env-down env-status env-build crds lint bench
+.PHONY: test unit env-up env-down env-status env-build crds lint bench demo
 
 ## test: build and start the test environment (cached), then run every test
 test: env-up
@@ -24,6 +24,10 @@ env-up:
 ## env-down: stop what env-up started
 env-down:
 	bash tests/env/down.sh
+
+## demo: start the environment and agents, fail shop/shop over east -> west (stays running; stop: bash tests/env/demo-down.sh)
+demo:
+	bash tests/env/demo.sh
 
 ## env-status: show what of the environment runs
 env-status:
