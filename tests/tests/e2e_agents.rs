@@ -1,5 +1,7 @@
 //! A whole CONSISTENCY failover east → west with real processes: two `failover-agent`
-//! binaries (one per cluster, each with only its own cluster's kubeconfig) and the
+//! binaries (one per cluster, each with only its own cluster's kubeconfig, whose credential is
+//! a ServiceAccount token bound to nothing but the ClusterRole shipped in
+//! `deploy/kustomize/base/clusterrole.yaml`, so a missing permission fails the test) and the
 //! `failover-storage-sim` binary playing the volume driver in both clusters, against the
 //! two real kube-apiservers of the test environment and one moto table plus two SQS inboxes.
 //!
@@ -28,10 +30,13 @@ use failover_tests::storage_sim::{
     volume_replications, wait_settled,
 };
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::wait::{await_condition, conditions};
 use serde_json::{Value, json};
@@ -176,6 +181,132 @@ fn clean_command(program: &Path) -> Command {
     }
     cmd.env("RUST_LOG", "info");
     cmd
+}
+
+// ---- least-privilege identity ------------------------------------------------------------------
+
+/// The agent's ClusterRole as shipped (read and applied as is, only renamed per test).
+const CLUSTER_ROLE_FILE: &str = "deploy/kustomize/base/clusterrole.yaml";
+const AGENT_SA: &str = "failover-agent";
+
+/// The per-test name of the ClusterRole and ClusterRoleBinding (cluster-scoped, so unique).
+fn rbac_name(ns: &str) -> String {
+    format!("failover-agent-{ns}")
+}
+
+/// Applies the shipped ClusterRole, a ServiceAccount in `ns` and a ClusterRoleBinding of
+/// the two in cluster `c`, mints a token for the ServiceAccount (TokenRequest API) and
+/// writes a kubeconfig with the admin kubeconfig's server and CA and that token only.
+/// Returns its path once the apiserver authorizes the token.
+async fn agent_kubeconfig(c: &Cluster, ns: &str, dir: &Path) -> Result<PathBuf> {
+    let role_path = failover_tests::env::repo_root().join(CLUSTER_ROLE_FILE);
+    let text = std::fs::read_to_string(&role_path)
+        .with_context(|| format!("reading {}", role_path.display()))?;
+    let mut role: ClusterRole = serde_yaml::from_str(&text)
+        .with_context(|| format!("parsing {} as a ClusterRole", role_path.display()))?;
+    let name = rbac_name(ns);
+    role.metadata.name = Some(name.clone());
+    Api::<ClusterRole>::all(c.client.clone())
+        .create(&PostParams::default(), &role)
+        .await
+        .with_context(|| format!("creating ClusterRole {name} in {}", c.name))?;
+    let sas = Api::<ServiceAccount>::namespaced(c.client.clone(), ns);
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": AGENT_SA, "namespace": ns}}))?;
+    sas.create(&PostParams::default(), &sa)
+        .await
+        .with_context(|| format!("creating ServiceAccount {ns}/{AGENT_SA} in {}", c.name))?;
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": AGENT_SA, "namespace": ns}],
+    }))?;
+    Api::<ClusterRoleBinding>::all(c.client.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .with_context(|| format!("creating ClusterRoleBinding {name} in {}", c.name))?;
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            audiences: Some(Vec::new()),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let token = sas
+        .create_token_request(AGENT_SA, &PostParams::default(), &request)
+        .await
+        .with_context(|| format!("requesting a token for {ns}/{AGENT_SA} in {}", c.name))?
+        .status
+        .context("a TokenRequest without status")?
+        .token;
+
+    // Same server and CA as the admin kubeconfig, the token as the only credential.
+    let admin = Kubeconfig::read_from(&c.kubeconfig)?;
+    let context = admin.current_context.clone().context("admin kubeconfig without a context")?;
+    let cluster_name = admin
+        .contexts
+        .iter()
+        .find(|n| n.name == context)
+        .and_then(|n| n.context.as_ref())
+        .map(|x| x.cluster.clone())
+        .context("admin kubeconfig: current context not found")?;
+    let cluster = admin
+        .clusters
+        .iter()
+        .find(|n| n.name == cluster_name)
+        .and_then(|n| n.cluster.clone())
+        .context("admin kubeconfig: cluster not found")?;
+    let mut cluster_entry = json!({"server": cluster.server.context("no server")?});
+    if let Some(ca) = cluster.certificate_authority {
+        cluster_entry["certificate-authority"] = json!(ca);
+    }
+    if let Some(ca) = cluster.certificate_authority_data {
+        cluster_entry["certificate-authority-data"] = json!(ca);
+    }
+    let kubeconfig = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": c.name, "cluster": cluster_entry}],
+        "users": [{"name": AGENT_SA, "user": {"token": token}}],
+        "contexts": [{"name": c.name, "context": {"cluster": c.name, "user": AGENT_SA}}],
+        "current-context": c.name,
+    });
+    let path = dir.join(format!("agent-{}.kubeconfig", c.name));
+    std::fs::write(&path, serde_yaml::to_string(&kubeconfig)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+
+    // Wait until the authorizer sees the binding, and make sure the token is not admin.
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&path)?,
+        &KubeConfigOptions::default(),
+    )
+    .await?;
+    let client = kube::Client::try_from(config)?;
+    let groups: Api<FailoverGroup> = Api::all(client.clone());
+    wait_for(&format!("the agent token may list FailoverGroups in {}", c.name), SETTLE, || {
+        let groups = groups.clone();
+        async move {
+            match groups.list_metadata(&ListParams::default().limit(1)).await {
+                Ok(_) => Ok(Some(())),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await?;
+    match Api::<Secret>::namespaced(client, ns).list_metadata(&ListParams::default()).await {
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        other => bail!("the agent token in {} must not list Secrets: {other:?}", c.name),
+    }
+    Ok(path)
+}
+
+/// Removes the cluster-scoped RBAC objects of a test (the namespace takes the ServiceAccount).
+async fn delete_rbac(c: &Cluster, ns: &str) {
+    let name = rbac_name(ns);
+    let dp = DeleteParams::default();
+    let _ = Api::<ClusterRoleBinding>::all(c.client.clone()).delete(&name, &dp).await;
+    let _ = Api::<ClusterRole>::all(c.client.clone()).delete(&name, &dp).await;
 }
 
 // ---- fixture -----------------------------------------------------------------------------------
@@ -638,15 +769,17 @@ impl Run<'_> {
         }
         Box::pin(create_application(env, &ns, &flux_ns)).await?;
 
-        // Two agents, each with its own cluster's kubeconfig only.
+        // Two agents, each with its own cluster's kubeconfig only, holding a ServiceAccount
+        // token bound to the shipped least-privilege ClusterRole.
         let agent = workspace_binary("failover-agent", "failover-agent")?;
         let mut ports = Vec::new();
         for c in env.clusters() {
+            let kubeconfig = agent_kubeconfig(c, &ns, &self.dir).await?;
             let port = free_port()?;
             let mut cmd = clean_command(&agent);
             cmd.args(["--cluster", &c.name])
                 .arg("--kubeconfig")
-                .arg(&c.kubeconfig)
+                .arg(&kubeconfig)
                 .args(["--table", &table, "--queue-prefix", &prefix])
                 .args(["--region", &env.aws.region])
                 .args(["--endpoint-url", &env.aws.endpoint_url])
@@ -709,6 +842,13 @@ impl Run<'_> {
         assert_side(&env.west, &ns, &flux_ns, true).await?;
         for p in &mut self.procs.0 {
             ensure!(p.running()?, "{} is no longer running", p.name);
+            // Best-effort writes (Failover status) only log a refused call: catch those too.
+            if p.name.starts_with("agent-") {
+                let log = p.log_text();
+                let denied: Vec<&str> =
+                    log.lines().filter(|l| l.contains("forbidden")).collect();
+                ensure!(denied.is_empty(), "{} was refused by RBAC: {denied:#?}", p.name);
+            }
         }
 
         // The simulator rewrites its violations file on SIGTERM.
@@ -772,6 +912,9 @@ async fn failover_with(coordinator: Coordinator) -> Result<()> {
     };
     // Kills every child (the guards' Drop) before the namespaces go.
     drop(run);
+    for c in env.clusters() {
+        delete_rbac(c, &ns.name).await;
+    }
     ns.cleanup().await;
     flux_ns.cleanup().await;
     out
