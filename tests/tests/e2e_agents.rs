@@ -139,12 +139,20 @@ fn workspace_binary(package: &str, name: &str) -> Result<PathBuf> {
         deps
     };
     let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "-p", package, "--bin", name])
-        .current_dir(failover_tests::env::repo_root())
-        .status()
-        .with_context(|| format!("running cargo build for {name}"))?;
-    ensure!(status.success(), "building {name} failed: {status}");
+    // Build the way `cargo test --workspace` does (every member, every target), so the
+    // features match and this is a no-op inside `make test`; building one package alone
+    // would resolve other features and recompile half the dependency tree.
+    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut built = BUILT.lock().map_err(|_| anyhow!("build lock poisoned"))?;
+    if !*built {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--workspace", "--all-targets"])
+            .current_dir(failover_tests::env::repo_root())
+            .status()
+            .with_context(|| format!("running cargo build for {name} ({package})"))?;
+        ensure!(status.success(), "building {name} failed: {status}");
+        *built = true;
+    }
     ensure!(bin.exists(), "{} does not exist", bin.display());
     Ok(bin)
 }
