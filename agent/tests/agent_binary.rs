@@ -9,16 +9,13 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use failover_messages::crd::crds;
 use failover_messages::inbox::{Inbox, InboxOptions};
 use failover_messages::keys::GroupRef;
 use failover_messages::records::Mode;
 use failover_messages::setup::ensure_table;
 use failover_messages::store::{StartOutcome, StartRequest, Store};
-use failover_tests::kube::{Cluster, TestEnv};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
+use failover_tests::fixtures::install_crds;
+use failover_tests::kube::TestEnv;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
@@ -42,25 +39,6 @@ fn agent(env: &TestEnv) -> Command {
         .stdin(Stdio::null())
         .kill_on_drop(true);
     cmd
-}
-
-async fn install_crds(c: &Cluster) -> Result<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(c.client.clone());
-    for crd in crds() {
-        let name = crd.metadata.name.clone().context("a CRD without a name")?;
-        match api.create(&PostParams::default(), &crd).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => return Err(e).with_context(|| format!("creating CRD {name} in {}", c.name)),
-        }
-        tokio::time::timeout(
-            DEADLINE,
-            await_condition(api.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .with_context(|| format!("CRD {name} not established in {}", c.name))??;
-    }
-    Ok(())
 }
 
 /// A loopback port nobody listens on right now.
@@ -198,7 +176,7 @@ async fn the_crd_subcommand_prints_both_crds_as_yaml() -> Result<()> {
 #[tokio::test]
 async fn a_started_agent_is_ready_beats_and_survives_a_malformed_message() -> Result<()> {
     let env = TestEnv::attach().await?;
-    install_crds(&env.east).await?;
+    install_crds(&env.east, DEADLINE).await?;
     let ddb = env.aws.dynamodb();
     let table = env.aws.unique("fo-agent");
     ensure_table(&ddb, &table).await?;

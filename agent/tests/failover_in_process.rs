@@ -6,48 +6,28 @@
 //! Each test takes its own namespace (plus one for its Flux objects), table and queue names.
 //! A failing test prints both clusters' objects.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use failover_agent::adapter::ManagerAdapter;
-use failover_agent::kube_ops::workloads;
-use failover_agent::kube_ops::{ClusterClient, flux, traffic};
+use failover_agent::kube_ops::{ClusterClient, workloads};
 use failover_agent::seam;
 use failover_agent::status::{LABEL_GROUP, LABEL_OPERATION, failover_name, label_value};
 use failover_agent::tasks::TasksConfig;
 use failover_agent::workflow::{Progress, ProgressEvent, RunReport};
-use failover_messages::crd::{
-    Failover, FailoverGroup, FailoverGroupSpec, FailoverPhase, FluxKind, FluxRef, GroupRole,
-    NetworkKind, NetworkRef, StageTimeouts, VolumeReplicationRef, WorkloadKind, WorkloadRef, crds,
-};
+use failover_messages::crd::{Failover, FailoverGroup, FailoverPhase, GroupRole, WorkloadKind};
 use failover_messages::inbox::{Inbox, InboxOptions};
 use failover_messages::keys::GroupRef;
-use failover_messages::records::{HandoffState, Mode, Operation, Phase, StepStatus};
+use failover_messages::records::{Mode, Operation, StepStatus};
 use failover_messages::setup::ensure_table;
 use failover_messages::store::{StartOutcome, StartRequest, Store};
+use failover_tests::fixtures::{self, GROUP, SETTLE, VOLUMES, install_crds};
 use failover_tests::kube::{Cluster, TestEnv, TestNamespace};
-use failover_tests::storage_sim::{
-    ANNOTATION_WORKLOAD, DesiredState, SimHandle, SimOptions, StorageSim, volume_replication,
-    volume_replications,
-};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, ListParams, PostParams};
-use kube::core::ApiResource;
-use kube::runtime::wait::{await_condition, conditions};
-use serde_json::{Value, json};
+use failover_tests::storage_sim::{SimHandle, SimOptions, StorageSim};
+use kube::api::{Api, ListParams};
 
-const GROUP: &str = "shop";
-const VOLUMES: [(&str, &str, &str); 2] = [
-    ("api-data", "Deployment", "api"),
-    ("db-data", "StatefulSet", "db"),
-];
 const RUN_LIMIT: Duration = Duration::from_secs(240);
-const SETTLE: Duration = Duration::from_secs(30);
 
 /// Everything one scenario needs.
 struct Scenario {
@@ -110,7 +90,7 @@ where
 {
     let env = TestEnv::attach().await?;
     for c in env.clusters() {
-        install_crds(c).await?;
+        install_crds(c, SETTLE).await?;
     }
     let ns = env.namespace(prefix).await?;
     let flux_ns = env.namespace(&format!("{prefix}-flux")).await?;
@@ -166,183 +146,11 @@ where
     out
 }
 
-/// Creates the failover CRDs from the Rust types unless present, and waits until they are
-/// established.
-async fn install_crds(c: &Cluster) -> Result<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(c.client.clone());
-    for crd in crds() {
-        let name = crd.metadata.name.clone().context("a CRD without a name")?;
-        match api.create(&PostParams::default(), &crd).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => return Err(e).with_context(|| format!("creating CRD {name} in {}", c.name)),
-        }
-        tokio::time::timeout(
-            SETTLE,
-            await_condition(api.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .with_context(|| format!("CRD {name} not established in {}", c.name))??;
-    }
-    Ok(())
-}
-
-fn group_spec(flux_ns: &str) -> FailoverGroupSpec {
-    FailoverGroupSpec {
-        workloads: vec![
-            WorkloadRef {
-                kind: WorkloadKind::Deployment,
-                name: "api".into(),
-            },
-            WorkloadRef {
-                kind: WorkloadKind::StatefulSet,
-                name: "db".into(),
-            },
-        ],
-        volume_replications: VOLUMES
-            .iter()
-            .map(|(v, _, w)| VolumeReplicationRef {
-                name: (*v).into(),
-                workload: Some((*w).into()),
-            })
-            .collect(),
-        network: vec![
-            NetworkRef {
-                kind: NetworkKind::VirtualService,
-                name: "api".into(),
-            },
-            NetworkRef {
-                kind: NetworkKind::Ingress,
-                name: "api".into(),
-            },
-        ],
-        flux: vec![FluxRef {
-            kind: FluxKind::HelmRelease,
-            name: "api".into(),
-            namespace: flux_ns.into(),
-        }],
-        timeouts: StageTimeouts {
-            initialization: Some("30s".into()),
-            source_shutdown: Some("60s".into()),
-            volume_demotion: Some("60s".into()),
-            volume_promotion: Some("90s".into()),
-            target_activation: Some("90s".into()),
-            completion: Some("30s".into()),
-        },
-        ..FailoverGroupSpec::default()
-    }
-}
-
-async fn create<K>(api: Api<K>, obj: Value) -> Result<()>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let o: K = serde_json::from_value(obj.clone())?;
-    api.create(&PostParams::default(), &o)
-        .await
-        .with_context(|| format!("creating {obj}"))?;
-    Ok(())
-}
-
-async fn create_dynamic(
-    client: &kube::Client,
-    ns: &str,
-    ar: &ApiResource,
-    obj: Value,
-) -> Result<()> {
-    let mut o: DynamicObject = serde_json::from_value(obj)?;
-    o.types = Some(kube::core::TypeMeta {
-        api_version: ar.api_version.clone(),
-        kind: ar.kind.clone(),
-    });
-    Api::<DynamicObject>::namespaced_with(client.clone(), ns, ar)
-        .create(&PostParams::default(), &o)
-        .await
-        .with_context(|| format!("creating {} in {ns}", ar.kind))?;
-    Ok(())
-}
-
-/// The application in both clusters: active in east, passive in west.
+/// The application in both clusters (active in east, passive in west), settled as the
+/// storage simulator sees it.
 async fn create_application(s: &Scenario) -> Result<()> {
     let ns = s.ns.name.as_str();
-    for c in s.env.clusters() {
-        let active = c.name == "east";
-        let (api_replicas, db_replicas) = if active { (2, 1) } else { (0, 0) };
-        let client = c.client.clone();
-        let template = |app: &str| {
-            json!({"metadata": {"labels": {"app": app}},
-                   "spec": {"containers": [{"name": "main", "image": "registry.example/app:1"}]}})
-        };
-        create::<Deployment>(
-            Api::namespaced(client.clone(), ns),
-            json!({"metadata": {"name": "api"}, "spec": {"replicas": api_replicas,
-                "selector": {"matchLabels": {"app": "api"}}, "template": template("api")}}),
-        )
-        .await?;
-        create::<StatefulSet>(
-            Api::namespaced(client.clone(), ns),
-            json!({"metadata": {"name": "db"}, "spec": {"replicas": db_replicas,
-                "serviceName": "db", "podManagementPolicy": "Parallel",
-                "selector": {"matchLabels": {"app": "db"}}, "template": template("db")}}),
-        )
-        .await?;
-        for (volume, kind, workload) in VOLUMES {
-            let pvc = format!("{volume}-pvc");
-            create::<PersistentVolumeClaim>(
-                Api::namespaced(client.clone(), ns),
-                json!({"metadata": {"name": pvc}, "spec": {"accessModes": ["ReadWriteOnce"],
-                    "resources": {"requests": {"storage": "1Gi"}}}}),
-            )
-            .await?;
-            let state = if active {
-                DesiredState::Primary
-            } else {
-                DesiredState::Secondary
-            };
-            let mut vr = volume_replication(volume, state, &pvc);
-            vr.metadata.annotations = Some(BTreeMap::from([(
-                ANNOTATION_WORKLOAD.to_owned(),
-                format!("{kind}/{workload}"),
-            )]));
-            volume_replications(&client, ns)
-                .create(&PostParams::default(), &vr)
-                .await
-                .with_context(|| format!("creating VolumeReplication {volume} in {}", c.name))?;
-        }
-        let dns = if active { "dns-controller" } else { "ignore" };
-        create_dynamic(
-            &client,
-            ns,
-            &traffic::virtual_service_resource(),
-            json!({"metadata": {"name": "api", "annotations": {traffic::DEFAULT_ANNOTATION_KEY: dns}},
-                   "spec": {"hosts": ["api.example.com"],
-                            "http": [{"route": [{"destination": {"host": "api"}}]}]}}),
-        )
-        .await?;
-        create::<Ingress>(
-            Api::namespaced(client.clone(), ns),
-            json!({"metadata": {"name": "api", "annotations": {traffic::DEFAULT_ANNOTATION_KEY: dns}},
-                   "spec": {"rules": [{"host": "api.example.com", "http": {"paths": [{
-                       "path": "/", "pathType": "Prefix",
-                       "backend": {"service": {"name": "api", "port": {"number": 80}}}}]}}]}}),
-        )
-        .await?;
-        create_dynamic(
-            &client,
-            &s.flux_ns.name,
-            &flux::resource(FluxKind::HelmRelease),
-            json!({"metadata": {"name": "api"},
-                   "spec": {"interval": "5m", "suspend": !active,
-                            "chart": {"spec": {"chart": "api", "sourceRef": {"kind": "HelmRepository", "name": "charts"}}}}}),
-        )
-        .await?;
-        let mut fg = FailoverGroup::new(GROUP, group_spec(&s.flux_ns.name));
-        fg.metadata.namespace = Some(ns.to_owned());
-        Api::<FailoverGroup>::namespaced(client.clone(), ns)
-            .create(&PostParams::default(), &fg)
-            .await
-            .with_context(|| format!("creating FailoverGroup in {}", c.name))?;
-    }
+    fixtures::create_application(&s.env, ns, &s.flux_ns.name).await?;
     // The starting point is settled: volumes in their states, east's workloads ready.
     for (volume, _, _) in VOLUMES {
         let v = format!("{}/{volume}", s.ns.name);
@@ -361,51 +169,25 @@ async fn create_application(s: &Scenario) -> Result<()> {
 
 // ---- assertions -------------------------------------------------------------------------------
 
+/// The shared records checks, plus: the first epoch, the claim time, and this operation as
+/// the group's only history entry.
 async fn assert_records(s: &Scenario, op: &Operation) -> Result<()> {
+    fixtures::assert_records(&s.store, &s.group, op).await?;
     let state = s
         .store
         .get_group_state(&s.group)
         .await?
         .context("no group state")?;
-    ensure!(state.active_cluster == "west", "active cluster: {state:?}");
     ensure!(state.epoch == 1, "epoch: {state:?}");
-    ensure!(
-        state.op_id.is_none(),
-        "operation still in flight: {state:?}"
-    );
-    ensure!(
-        state.promotion_claimed_by.is_none(),
-        "claim left: {state:?}"
-    );
-
     let stored = s
         .store
         .get_operation(&op.id)
         .await?
         .context("no operation")?;
-    ensure!(stored.phase == Phase::Succeeded, "phase: {stored:?}");
     ensure!(
         stored.promotion_started_at.is_some(),
         "no claim time: {stored:?}"
     );
-    let want = BTreeMap::from([
-        ("Deployment/api".to_owned(), 2),
-        ("StatefulSet/db".to_owned(), 1),
-    ]);
-    ensure!(
-        stored.original_replicas == want,
-        "original replicas: {:?}",
-        stored.original_replicas
-    );
-
-    let handoffs = s.store.list_handoffs(&op.id).await?;
-    ensure!(handoffs.len() == VOLUMES.len(), "handoffs: {handoffs:?}");
-    for h in &handoffs {
-        ensure!(
-            h.state == HandoffState::Promoted && h.epoch == 1,
-            "handoff: {h:?}"
-        );
-    }
     let history = s.store.history(&s.group, None).await?;
     ensure!(
         history.len() == 1 && history[0].operation.id == op.id,
@@ -414,43 +196,13 @@ async fn assert_records(s: &Scenario, op: &Operation) -> Result<()> {
     Ok(())
 }
 
-async fn annotation(
-    c: &kube::Client,
-    ns: &str,
-    ar: &ApiResource,
-    name: &str,
-    key: &str,
-) -> Result<Option<String>> {
-    let o = Api::<DynamicObject>::namespaced_with(c.clone(), ns, ar)
-        .get(name)
-        .await?;
-    Ok(o.metadata.annotations.and_then(|a| a.get(key).cloned()))
-}
-
-/// One cluster's side: active (`true`) or passive.
+/// One cluster's side: active (`true`) or passive. The shared checks, then the workloads
+/// ready right now, the volumes as the storage simulator sees them, and the FailoverGroup
+/// status.
 async fn assert_side(s: &Scenario, c: &Cluster, active: bool) -> Result<()> {
     let ns = s.ns.name.as_str();
     let what = |x: &str| format!("{x} in {}", c.name);
-    let d = Api::<Deployment>::namespaced(c.client.clone(), ns)
-        .get("api")
-        .await?;
-    let st = Api::<StatefulSet>::namespaced(c.client.clone(), ns)
-        .get("db")
-        .await?;
-    let (want_api, want_db) = if active { (2, 1) } else { (0, 0) };
-    let spec = |r: Option<i32>| r.unwrap_or(1);
-    ensure!(
-        spec(d.spec.as_ref().and_then(|x| x.replicas)) == want_api,
-        "{}: {:?}",
-        what("api replicas"),
-        d.spec
-    );
-    ensure!(
-        spec(st.spec.as_ref().and_then(|x| x.replicas)) == want_db,
-        "{}: {:?}",
-        what("db replicas"),
-        st.spec
-    );
+    let (d, st) = fixtures::assert_side(c, ns, &s.flux_ns.name, active).await?;
     if active {
         let ready = d
             .status
@@ -464,53 +216,6 @@ async fn assert_side(s: &Scenario, c: &Cluster, active: bool) -> Result<()> {
             .and_then(|x| x.ready_replicas)
             .unwrap_or(0);
         ensure!(ready == 1, "{}: {:?}", what("db ready"), st.status);
-    }
-    let dns = if active { "dns-controller" } else { "ignore" };
-    let key = traffic::DEFAULT_ANNOTATION_KEY;
-    let vs = annotation(
-        &c.client,
-        ns,
-        &traffic::virtual_service_resource(),
-        "api",
-        key,
-    )
-    .await?;
-    ensure!(
-        vs.as_deref() == Some(dns),
-        "{}: {vs:?}",
-        what("VirtualService traffic")
-    );
-    let ing = Api::<Ingress>::namespaced(c.client.clone(), ns)
-        .get("api")
-        .await?;
-    let ing = ing.metadata.annotations.and_then(|a| a.get(key).cloned());
-    ensure!(
-        ing.as_deref() == Some(dns),
-        "{}: {ing:?}",
-        what("Ingress traffic")
-    );
-    let hr = Api::<DynamicObject>::namespaced_with(
-        c.client.clone(),
-        &s.flux_ns.name,
-        &flux::resource(FluxKind::HelmRelease),
-    )
-    .get("api")
-    .await?;
-    ensure!(
-        hr.data["spec"]["suspend"] == json!(!active),
-        "{}: {:?}",
-        what("HelmRelease suspend"),
-        hr.data["spec"]
-    );
-    if active {
-        ensure!(
-            hr.metadata
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(flux::ANNOTATION_REQUESTED_AT)),
-            "{}: no reconcile requested",
-            what("HelmRelease")
-        );
     }
     let state = if active { "Primary" } else { "Secondary" };
     for (volume, _, _) in VOLUMES {

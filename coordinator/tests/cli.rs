@@ -11,87 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use assert_cmd::Command;
 use aws_sdk_sqs::types::QueueAttributeName;
-use failover_tests::aws::{AwsEnv, moto};
 
-/// A test's own table and queue prefix on the shared moto server.
-struct TestEnv {
-    moto: AwsEnv,
-    table: String,
-    prefix: String,
-    /// Holds the empty AWS config and credentials files.
-    home: tempfile::TempDir,
-}
+mod common;
 
-/// What a run of the binary produced.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit code {}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
+use common::{TestEnv, json, output};
 
 impl TestEnv {
     async fn new(name: &str) -> Result<Self> {
-        let moto = moto().await?;
-        let table = moto.unique(&format!("cli-{name}"));
-        let prefix = format!("{}-", moto.unique(name));
-        let home = tempfile::tempdir()?;
-        std::fs::write(home.path().join("config"), "")?;
-        std::fs::write(home.path().join("credentials"), "")?;
-        Ok(Self {
-            moto,
-            table,
-            prefix,
-            home,
-        })
-    }
-
-    /// `failoverctl` with this test's AWS environment, but no table or prefix.
-    fn bare_command(&self) -> Command {
-        let mut cmd = Command::cargo_bin("failoverctl").expect("the failoverctl binary is built");
-        for var in [
-            "AWS_PROFILE",
-            "AWS_DEFAULT_PROFILE",
-            "AWS_SESSION_TOKEN",
-            "AWS_DEFAULT_REGION",
-            "AWS_ROLE_ARN",
-            "AWS_WEB_IDENTITY_TOKEN_FILE",
-            "FAILOVER_TABLE",
-            "FAILOVER_QUEUE_PREFIX",
-            "RUST_LOG",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.env("AWS_ENDPOINT_URL", &self.moto.endpoint_url)
-            .env("AWS_REGION", &self.moto.region)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_CONFIG_FILE", self.home.path().join("config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                self.home.path().join("credentials"),
-            )
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .timeout(Duration::from_secs(120));
-        cmd
-    }
-
-    /// Runs `failoverctl --table <t> --queue-prefix <p> <args>`.
-    fn run(&self, args: &[&str]) -> Run {
-        let mut cmd = self.bare_command();
-        cmd.args(["--table", &self.table, "--queue-prefix", &self.prefix]);
-        cmd.args(args);
-        output(cmd)
+        Self::create("cli", name).await
     }
 
     fn setup(&self, clusters: &[&str]) {
@@ -102,19 +29,6 @@ impl TestEnv {
         let run = self.run(&args);
         assert_eq!(run.code, 0, "setup failed:\n{run}");
     }
-}
-
-fn output(mut cmd: Command) -> Run {
-    let out = cmd.output().expect("failoverctl runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn json(run: &Run) -> serde_json::Value {
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{run}"))
 }
 
 #[tokio::test]

@@ -9,92 +9,23 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use assert_cmd::Command;
 use failover_messages::envelope::{Envelope, EnvelopeKind};
 use failover_messages::inbox::{Inbox, InboxOptions};
 use failover_messages::records::Timings;
 use failover_messages::store::{OpRef, Outcome, Store};
-use failover_tests::aws::{AwsEnv, moto};
 
-struct TestEnv {
-    moto: AwsEnv,
-    table: String,
-    prefix: String,
-    home: tempfile::TempDir,
-}
+mod common;
 
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit code {}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
+use common::{Run, TestEnv, json};
 
 impl TestEnv {
     /// A fresh table and prefix with inboxes for east and west and `shop/orders` active on
     /// east.
     async fn new(name: &str) -> Result<Self> {
-        let moto = moto().await?;
-        let table = moto.unique(&format!("fo-{name}"));
-        let prefix = format!("{}-", moto.unique(name));
-        let home = tempfile::tempdir()?;
-        std::fs::write(home.path().join("config"), "")?;
-        std::fs::write(home.path().join("credentials"), "")?;
-        let env = Self {
-            moto,
-            table,
-            prefix,
-            home,
-        };
+        let env = Self::create("fo", name).await?;
         env.ok(&["setup", "--cluster", "east,west"]);
         env.ok(&["register", "shop/orders", "--active", "east"]);
         Ok(env)
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::cargo_bin("failoverctl").expect("the failoverctl binary is built");
-        for var in [
-            "AWS_PROFILE",
-            "AWS_DEFAULT_PROFILE",
-            "AWS_SESSION_TOKEN",
-            "AWS_DEFAULT_REGION",
-            "AWS_ROLE_ARN",
-            "AWS_WEB_IDENTITY_TOKEN_FILE",
-            "FAILOVER_TABLE",
-            "FAILOVER_QUEUE_PREFIX",
-            "RUST_LOG",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.env("AWS_ENDPOINT_URL", &self.moto.endpoint_url)
-            .env("AWS_REGION", &self.moto.region)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_CONFIG_FILE", self.home.path().join("config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                self.home.path().join("credentials"),
-            )
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .timeout(Duration::from_secs(120));
-        cmd.args(["--table", &self.table, "--queue-prefix", &self.prefix]);
-        cmd.args(args);
-        let out = cmd.output().expect("failoverctl runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
     }
 
     fn ok(&self, args: &[&str]) -> Run {
@@ -136,10 +67,6 @@ impl TestEnv {
         }
         Ok(out)
     }
-}
-
-fn json(run: &Run) -> serde_json::Value {
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{run}"))
 }
 
 #[tokio::test]

@@ -4,5 +4,6 @@
 pub mod aws;
 pub mod bench;
 pub mod env;
+pub mod fixtures;
 pub mod kube;
 pub mod storage_sim;

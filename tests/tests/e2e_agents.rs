@@ -8,65 +8,35 @@
 //! The test takes its own namespace (plus one for its Flux objects), table and queue names.
 //! A failing test prints both clusters' objects and the logs of every process it started.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use failover_messages::crd::{
-    FailoverGroup, FailoverGroupSpec, FluxKind, FluxRef, NetworkKind, NetworkRef,
-    StageTimeouts, VolumeReplicationRef, WorkloadKind, WorkloadRef, crds,
-};
+use failover_messages::crd::FailoverGroup;
 use failover_messages::envelope::{Envelope, EnvelopeKind};
 use failover_messages::inbox::{Inbox, InboxOptions};
 use failover_messages::keys::GroupRef;
-use failover_messages::records::{HandoffState, Mode, Operation, Phase};
+use failover_messages::records::{Mode, Operation, Phase};
 use failover_messages::setup::ensure_table;
 use failover_messages::store::{StartOutcome, StartRequest, Store};
-use failover_tests::kube::{Cluster, TestEnv, TestNamespace, wait_for};
-use failover_tests::storage_sim::{
-    ANNOTATION_WORKLOAD, DesiredState, read_violations_file, volume_replication,
-    volume_replications, wait_settled,
+use failover_tests::fixtures::{
+    self, GROUP, SETTLE, VOLUMES, assert_records, create_application, install_crds,
+    wait_ready_replicas, wait_starting_point,
 };
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use failover_tests::kube::{Cluster, TestEnv, TestNamespace, wait_for};
+use failover_tests::storage_sim::{read_violations_file, wait_settled};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::core::{ApiResource, GroupVersionKind};
-use kube::runtime::wait::{await_condition, conditions};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const GROUP: &str = "shop";
-const VOLUMES: [(&str, &str, &str); 2] = [
-    ("api-data", "Deployment", "api"),
-    ("db-data", "StatefulSet", "db"),
-];
-const SETTLE: Duration = Duration::from_secs(30);
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 const FAILOVER_DEADLINE: Duration = Duration::from_secs(60);
 const SIM: &str = env!("CARGO_BIN_EXE_failover-storage-sim");
-const TRAFFIC_KEY: &str = "external-dns.alpha.kubernetes.io/controller";
-const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
-
-fn virtual_service_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService"),
-        "virtualservices",
-    )
-}
-
-fn helm_release_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("helm.toolkit.fluxcd.io", "v2", "HelmRelease"),
-        "helmreleases",
-    )
-}
 
 // ---- processes ---------------------------------------------------------------------------------
 
@@ -317,328 +287,21 @@ async fn delete_rbac(c: &Cluster, ns: &str) {
     let _ = Api::<ClusterRole>::all(c.client.clone()).delete(&name, &dp).await;
 }
 
-// ---- fixture -----------------------------------------------------------------------------------
-
-/// Creates the failover CRDs from the Rust types unless present, and waits until they are
-/// established.
-async fn install_crds(c: &Cluster) -> Result<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(c.client.clone());
-    for crd in crds() {
-        let name = crd.metadata.name.clone().context("a CRD without a name")?;
-        match api.create(&PostParams::default(), &crd).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => return Err(e).with_context(|| format!("creating CRD {name} in {}", c.name)),
-        }
-        tokio::time::timeout(
-            SETTLE,
-            await_condition(api.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .with_context(|| format!("CRD {name} not established in {}", c.name))??;
-    }
-    Ok(())
-}
-
-fn group_spec(flux_ns: &str) -> FailoverGroupSpec {
-    FailoverGroupSpec {
-        workloads: vec![
-            WorkloadRef {
-                kind: WorkloadKind::Deployment,
-                name: "api".into(),
-            },
-            WorkloadRef {
-                kind: WorkloadKind::StatefulSet,
-                name: "db".into(),
-            },
-        ],
-        volume_replications: VOLUMES
-            .iter()
-            .map(|(v, _, w)| VolumeReplicationRef {
-                name: (*v).into(),
-                workload: Some((*w).into()),
-            })
-            .collect(),
-        network: vec![
-            NetworkRef {
-                kind: NetworkKind::VirtualService,
-                name: "api".into(),
-            },
-            NetworkRef {
-                kind: NetworkKind::Ingress,
-                name: "api".into(),
-            },
-        ],
-        flux: vec![FluxRef {
-            kind: FluxKind::HelmRelease,
-            name: "api".into(),
-            namespace: flux_ns.into(),
-        }],
-        timeouts: StageTimeouts {
-            initialization: Some("30s".into()),
-            source_shutdown: Some("60s".into()),
-            volume_demotion: Some("60s".into()),
-            volume_promotion: Some("90s".into()),
-            target_activation: Some("90s".into()),
-            completion: Some("30s".into()),
-        },
-        ..FailoverGroupSpec::default()
-    }
-}
-
-async fn create<K>(api: Api<K>, obj: Value) -> Result<()>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let o: K = serde_json::from_value(obj.clone())?;
-    api.create(&PostParams::default(), &o)
-        .await
-        .with_context(|| format!("creating {obj}"))?;
-    Ok(())
-}
-
-async fn create_dynamic(
-    client: &kube::Client,
-    ns: &str,
-    ar: &ApiResource,
-    obj: Value,
-) -> Result<()> {
-    let mut o: DynamicObject = serde_json::from_value(obj)?;
-    o.types = Some(kube::core::TypeMeta {
-        api_version: ar.api_version.clone(),
-        kind: ar.kind.clone(),
-    });
-    Api::<DynamicObject>::namespaced_with(client.clone(), ns, ar)
-        .create(&PostParams::default(), &o)
-        .await
-        .with_context(|| format!("creating {} {:?}", ar.kind, o.metadata.name))?;
-    Ok(())
-}
-
-/// Waits until the workload reports `want` ready replicas.
-async fn wait_ready_replicas(c: &Cluster, ns: &str, kind: &str, name: &str, want: i32) -> Result<()> {
-    let what = format!("{kind}/{name} in {} with {want} ready replicas", c.name);
-    wait_for(&what, SETTLE, || async {
-        let ready = match kind {
-            "Deployment" => Api::<Deployment>::namespaced(c.client.clone(), ns)
-                .get(name)
-                .await
-                .map_err(|e| e.to_string())?
-                .status
-                .and_then(|s| s.ready_replicas),
-            _ => Api::<StatefulSet>::namespaced(c.client.clone(), ns)
-                .get(name)
-                .await
-                .map_err(|e| e.to_string())?
-                .status
-                .and_then(|s| s.ready_replicas),
-        }
-        .unwrap_or(0);
-        if ready == want {
-            Ok(Some(()))
-        } else {
-            Err(format!("{ready} ready"))
-        }
-    })
-    .await
-}
-
-/// The application in both clusters: active in east, passive in west.
-async fn create_application(env: &TestEnv, ns: &str, flux_ns: &str) -> Result<()> {
-    for c in env.clusters() {
-        let active = c.name == "east";
-        let (api_replicas, db_replicas) = if active { (2, 1) } else { (0, 0) };
-        let client = c.client.clone();
-        let template = |app: &str| {
-            json!({"metadata": {"labels": {"app": app}},
-                   "spec": {"containers": [{"name": "main", "image": "registry.example/app:1"}]}})
-        };
-        create::<Deployment>(
-            Api::namespaced(client.clone(), ns),
-            json!({"metadata": {"name": "api"}, "spec": {"replicas": api_replicas,
-                "selector": {"matchLabels": {"app": "api"}}, "template": template("api")}}),
-        )
-        .await?;
-        create::<StatefulSet>(
-            Api::namespaced(client.clone(), ns),
-            json!({"metadata": {"name": "db"}, "spec": {"replicas": db_replicas,
-                "serviceName": "db", "podManagementPolicy": "Parallel",
-                "selector": {"matchLabels": {"app": "db"}}, "template": template("db")}}),
-        )
-        .await?;
-        for (volume, kind, workload) in VOLUMES {
-            let pvc = format!("{volume}-pvc");
-            create::<PersistentVolumeClaim>(
-                Api::namespaced(client.clone(), ns),
-                json!({"metadata": {"name": pvc}, "spec": {"accessModes": ["ReadWriteOnce"],
-                    "resources": {"requests": {"storage": "1Gi"}}}}),
-            )
-            .await?;
-            let state = if active {
-                DesiredState::Primary
-            } else {
-                DesiredState::Secondary
-            };
-            let mut vr = volume_replication(volume, state, &pvc);
-            vr.metadata.annotations = Some(BTreeMap::from([(
-                ANNOTATION_WORKLOAD.to_owned(),
-                format!("{kind}/{workload}"),
-            )]));
-            volume_replications(&client, ns)
-                .create(&PostParams::default(), &vr)
-                .await
-                .with_context(|| format!("creating VolumeReplication {volume} in {}", c.name))?;
-        }
-        let dns = if active { "dns-controller" } else { "ignore" };
-        create_dynamic(
-            &client,
-            ns,
-            &virtual_service_resource(),
-            json!({"metadata": {"name": "api", "annotations": {TRAFFIC_KEY: dns}},
-                   "spec": {"hosts": ["api.example.com"],
-                            "http": [{"route": [{"destination": {"host": "api"}}]}]}}),
-        )
-        .await?;
-        create::<Ingress>(
-            Api::namespaced(client.clone(), ns),
-            json!({"metadata": {"name": "api", "annotations": {TRAFFIC_KEY: dns}},
-                   "spec": {"rules": [{"host": "api.example.com", "http": {"paths": [{
-                       "path": "/", "pathType": "Prefix",
-                       "backend": {"service": {"name": "api", "port": {"number": 80}}}}]}}]}}),
-        )
-        .await?;
-        create_dynamic(
-            &client,
-            flux_ns,
-            &helm_release_resource(),
-            json!({"metadata": {"name": "api"},
-                   "spec": {"interval": "5m", "suspend": !active,
-                            "chart": {"spec": {"chart": "api", "sourceRef": {"kind": "HelmRepository", "name": "charts"}}}}}),
-        )
-        .await?;
-        let mut fg = FailoverGroup::new(GROUP, group_spec(flux_ns));
-        fg.metadata.namespace = Some(ns.to_owned());
-        Api::<FailoverGroup>::namespaced(client.clone(), ns)
-            .create(&PostParams::default(), &fg)
-            .await
-            .with_context(|| format!("creating FailoverGroup in {}", c.name))?;
-    }
-    // The starting point is settled: volumes in their states, east's workloads ready.
-    for (volume, _, _) in VOLUMES {
-        wait_settled(&env.east.client, ns, volume, "Primary", SETTLE).await?;
-        wait_settled(&env.west.client, ns, volume, "Secondary", SETTLE).await?;
-    }
-    wait_ready_replicas(&env.east, ns, "Deployment", "api", 2).await?;
-    wait_ready_replicas(&env.east, ns, "StatefulSet", "db", 1).await?;
-    Ok(())
-}
-
 // ---- assertions --------------------------------------------------------------------------------
 
-async fn assert_records(store: &Store, group: &GroupRef, op: &Operation) -> Result<()> {
-    let state = store
-        .get_group_state(group)
-        .await?
-        .context("no group state")?;
-    ensure!(state.active_cluster == "west", "active cluster: {state:?}");
-    ensure!(state.epoch == op.epoch, "epoch: {state:?}");
-    ensure!(state.op_id.is_none(), "operation still in flight: {state:?}");
-    ensure!(state.promotion_claimed_by.is_none(), "claim left: {state:?}");
-
-    let stored = store
-        .get_operation(&op.id)
-        .await?
-        .context("no operation")?;
-    ensure!(stored.phase == Phase::Succeeded, "phase: {stored:?}");
-    let want = BTreeMap::from([
-        ("Deployment/api".to_owned(), 2),
-        ("StatefulSet/db".to_owned(), 1),
-    ]);
-    ensure!(
-        stored.original_replicas == want,
-        "original replicas: {:?}",
-        stored.original_replicas
-    );
-
-    let handoffs = store.list_handoffs(&op.id).await?;
-    ensure!(handoffs.len() == VOLUMES.len(), "handoffs: {handoffs:?}");
-    for h in &handoffs {
-        ensure!(
-            h.state == HandoffState::Promoted && h.epoch == op.epoch,
-            "handoff: {h:?}"
-        );
-    }
-    let history = store.history(group, None).await?;
-    ensure!(
-        history.iter().any(|h| h.operation.id == op.id),
-        "no history entry for {}: {history:?}",
-        op.id
-    );
-    Ok(())
-}
-
-/// One cluster's side: active (`true`) or passive.
+/// One cluster's side: active (`true`) or passive. The shared checks, then the workloads'
+/// readiness and the volumes' states read from the cluster.
 async fn assert_side(c: &Cluster, ns: &str, flux_ns: &str, active: bool) -> Result<()> {
-    let what = |x: &str| format!("{x} in {}", c.name);
-    let d = Api::<Deployment>::namespaced(c.client.clone(), ns)
-        .get("api")
-        .await?;
-    let st = Api::<StatefulSet>::namespaced(c.client.clone(), ns)
-        .get("db")
-        .await?;
-    let (want_api, want_db) = if active { (2, 1) } else { (0, 0) };
-    let spec = |r: Option<i32>| r.unwrap_or(1);
-    ensure!(
-        spec(d.spec.as_ref().and_then(|x| x.replicas)) == want_api,
-        "{}: {:?}",
-        what("api replicas"),
-        d.spec
-    );
-    ensure!(
-        spec(st.spec.as_ref().and_then(|x| x.replicas)) == want_db,
-        "{}: {:?}",
-        what("db replicas"),
-        st.spec
-    );
+    fixtures::assert_side(c, ns, flux_ns, active).await?;
     if active {
         wait_ready_replicas(c, ns, "Deployment", "api", 2).await?;
         wait_ready_replicas(c, ns, "StatefulSet", "db", 1).await?;
-    }
-    let dns = if active { "dns-controller" } else { "ignore" };
-    let vs = Api::<DynamicObject>::namespaced_with(c.client.clone(), ns, &virtual_service_resource())
-        .get("api")
-        .await?;
-    let vs = vs.metadata.annotations.and_then(|a| a.get(TRAFFIC_KEY).cloned());
-    ensure!(vs.as_deref() == Some(dns), "{}: {vs:?}", what("VirtualService traffic"));
-    let ing = Api::<Ingress>::namespaced(c.client.clone(), ns)
-        .get("api")
-        .await?;
-    let ing = ing.metadata.annotations.and_then(|a| a.get(TRAFFIC_KEY).cloned());
-    ensure!(ing.as_deref() == Some(dns), "{}: {ing:?}", what("Ingress traffic"));
-    let hr = Api::<DynamicObject>::namespaced_with(c.client.clone(), flux_ns, &helm_release_resource())
-        .get("api")
-        .await?;
-    ensure!(
-        hr.data["spec"]["suspend"] == json!(!active),
-        "{}: {:?}",
-        what("HelmRelease suspend"),
-        hr.data["spec"]
-    );
-    if active {
-        ensure!(
-            hr.metadata
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(REQUESTED_AT)),
-            "{}: no reconcile requested",
-            what("HelmRelease")
-        );
     }
     let state = if active { "Primary" } else { "Secondary" };
     for (volume, _, _) in VOLUMES {
         wait_settled(&c.client, ns, volume, state, Duration::from_secs(10))
             .await
-            .with_context(|| what(volume))?;
+            .with_context(|| format!("{volume} in {}", c.name))?;
     }
     Ok(())
 }
@@ -776,6 +439,7 @@ impl Run<'_> {
             inbox.ensure_queues(&c.name).await?;
         }
         Box::pin(create_application(env, &ns, &flux_ns)).await?;
+        wait_starting_point(env, &ns).await?;
 
         // Two agents, each with its own cluster's kubeconfig only, holding a ServiceAccount
         // token bound to the shipped least-privilege ClusterRole.
@@ -893,7 +557,7 @@ async fn failoverctl_failover_wait_moves_the_group_with_real_agent_processes() -
 async fn failover_with(coordinator: Coordinator) -> Result<()> {
     let env = TestEnv::attach().await?;
     for c in env.clusters() {
-        install_crds(c).await?;
+        install_crds(c, SETTLE).await?;
     }
     let ns = env.namespace("fo-e2e").await?;
     let flux_ns = env.namespace("fo-e2e-flux").await?;
