@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
-use crate::env::{repo_root, run_script, state_dir, read_env_file};
+use crate::env::{read_env_file, repo_root, run_script, state_dir};
 
 /// A moto server and an SDK configuration for it.
 #[derive(Clone, Debug)]
@@ -28,7 +28,10 @@ impl AwsEnv {
     /// A name unique to this process and call, for a test's table or queue prefix.
     pub fn unique(&self, prefix: &str) -> String {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         format!("{prefix}-{}-{n}-{nanos:x}", std::process::id())
     }
 
@@ -54,7 +57,10 @@ pub async fn moto() -> Result<AwsEnv> {
         .get("AWS_ENDPOINT_URL")
         .cloned()
         .context("moto.env has no AWS_ENDPOINT_URL")?;
-    let region = vars.get("AWS_REGION").cloned().unwrap_or_else(|| "us-east-1".into());
+    let region = vars
+        .get("AWS_REGION")
+        .cloned()
+        .unwrap_or_else(|| "us-east-1".into());
     if !endpoint_url.starts_with("http://127.0.0.1:") {
         bail!("moto endpoint {endpoint_url} is not on loopback");
     }
@@ -70,7 +76,11 @@ pub async fn sdk_config(endpoint_url: &str, region: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .credentials_provider(aws_credential_types::Credentials::new(
-            "testing", "testing", None, None, "failover-tests",
+            "testing",
+            "testing",
+            None,
+            None,
+            "failover-tests",
         ))
         .endpoint_url(endpoint_url)
         .load()

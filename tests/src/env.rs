@@ -45,7 +45,8 @@ pub fn run_script(script: &Path, args: &[&str]) -> Result<()> {
 
 /// Reads `export KEY=value` lines from an env file written by the scripts.
 pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text
         .lines()
         .filter_map(|l| l.trim().strip_prefix("export "))

@@ -33,7 +33,10 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("name", &self.name).field("kubeconfig", &self.kubeconfig).finish()
+        f.debug_struct("Cluster")
+            .field("name", &self.name)
+            .field("kubeconfig", &self.kubeconfig)
+            .finish()
     }
 }
 
@@ -45,8 +48,13 @@ impl Cluster {
         let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await
             .with_context(|| format!("loading kubeconfig of cluster {name}"))?;
-        let client = Client::try_from(config).with_context(|| format!("client for cluster {name}"))?;
-        Ok(Self { name: name.to_string(), kubeconfig, client })
+        let client =
+            Client::try_from(config).with_context(|| format!("client for cluster {name}"))?;
+        Ok(Self {
+            name: name.to_string(),
+            kubeconfig,
+            client,
+        })
     }
 }
 
@@ -79,12 +87,19 @@ impl TestEnv {
             .await?
             .clone();
         let path = |k: &str| -> Result<PathBuf> {
-            Ok(PathBuf::from(vars.get(k).with_context(|| format!("env.sh has no {k}"))?))
+            Ok(PathBuf::from(
+                vars.get(k).with_context(|| format!("env.sh has no {k}"))?,
+            ))
         };
         let east = Cluster::connect("east", path("EAST_KUBECONFIG")?).await?;
         let west = Cluster::connect("west", path("WEST_KUBECONFIG")?).await?;
         let aws = aws::moto().await?;
-        Ok(TestEnv { east, west, aws, vars })
+        Ok(TestEnv {
+            east,
+            west,
+            aws,
+            vars,
+        })
     }
 
     /// Both clusters, east first.
@@ -104,7 +119,10 @@ impl TestEnv {
                 .await
                 .with_context(|| format!("creating namespace {name} in cluster {}", c.name))?;
         }
-        Ok(TestNamespace { name, env: self.clone() })
+        Ok(TestNamespace {
+            name,
+            env: self.clone(),
+        })
     }
 }
 
@@ -119,7 +137,9 @@ impl TestNamespace {
     /// Deletes the namespace in both clusters (best effort, not waited for).
     pub async fn cleanup(&self) {
         for c in self.env.clusters() {
-            let _ = Api::<Namespace>::all(c.client.clone()).delete(&self.name, &DeleteParams::background()).await;
+            let _ = Api::<Namespace>::all(c.client.clone())
+                .delete(&self.name, &DeleteParams::background())
+                .await;
         }
     }
 
@@ -127,9 +147,13 @@ impl TestNamespace {
     pub async fn dump(&self) -> String {
         let mut out = String::new();
         for c in self.env.clusters() {
-            out.push_str(&format!("=== cluster {} namespace {} ===\n", c.name, self.name));
+            out.push_str(&format!(
+                "=== cluster {} namespace {} ===\n",
+                c.name, self.name
+            ));
             for (kind, ar) in dump_kinds() {
-                let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), &self.name, &ar);
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(c.client.clone(), &self.name, &ar);
                 match api.list(&ListParams::default()).await {
                     Ok(list) => {
                         for o in list.items {
@@ -154,28 +178,57 @@ impl TestNamespace {
 
 fn compact(v: &serde_json::Value) -> String {
     let s = v.to_string();
-    if s.len() > 600 { format!("{}…", &s[..600]) } else { s }
+    if s.len() > 600 {
+        format!("{}…", &s[..600])
+    } else {
+        s
+    }
 }
 
 fn dump_kinds() -> Vec<(&'static str, ApiResource)> {
     let gvk = |g: &str, v: &str, k: &str| GroupVersionKind::gvk(g, v, k);
     vec![
-        ("Deployment", ApiResource::from_gvk(&gvk("apps", "v1", "Deployment"))),
-        ("StatefulSet", ApiResource::from_gvk(&gvk("apps", "v1", "StatefulSet"))),
-        ("CronJob", ApiResource::from_gvk(&gvk("batch", "v1", "CronJob"))),
+        (
+            "Deployment",
+            ApiResource::from_gvk(&gvk("apps", "v1", "Deployment")),
+        ),
+        (
+            "StatefulSet",
+            ApiResource::from_gvk(&gvk("apps", "v1", "StatefulSet")),
+        ),
+        (
+            "CronJob",
+            ApiResource::from_gvk(&gvk("batch", "v1", "CronJob")),
+        ),
         ("Pod", ApiResource::from_gvk(&gvk("", "v1", "Pod"))),
         ("VolumeReplication", volume_replication_resource()),
-        ("VirtualService", ApiResource::from_gvk(&gvk("networking.istio.io", "v1", "VirtualService"))),
-        ("Ingress", ApiResource::from_gvk(&gvk("networking.k8s.io", "v1", "Ingress"))),
-        ("HelmRelease", ApiResource::from_gvk(&gvk("helm.toolkit.fluxcd.io", "v2", "HelmRelease"))),
-        ("Kustomization", ApiResource::from_gvk(&gvk("kustomize.toolkit.fluxcd.io", "v1", "Kustomization"))),
+        (
+            "VirtualService",
+            ApiResource::from_gvk(&gvk("networking.istio.io", "v1", "VirtualService")),
+        ),
+        (
+            "Ingress",
+            ApiResource::from_gvk(&gvk("networking.k8s.io", "v1", "Ingress")),
+        ),
+        (
+            "HelmRelease",
+            ApiResource::from_gvk(&gvk("helm.toolkit.fluxcd.io", "v2", "HelmRelease")),
+        ),
+        (
+            "Kustomization",
+            ApiResource::from_gvk(&gvk("kustomize.toolkit.fluxcd.io", "v1", "Kustomization")),
+        ),
     ]
 }
 
 /// The csi-addons VolumeReplication resource (`replication.storage.openshift.io/v1alpha1`).
 pub fn volume_replication_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("replication.storage.openshift.io", "v1alpha1", "VolumeReplication"),
+        &GroupVersionKind::gvk(
+            "replication.storage.openshift.io",
+            "v1alpha1",
+            "VolumeReplication",
+        ),
         "volumereplications",
     )
 }
@@ -219,5 +272,9 @@ pub async fn pod_names(client: &Client, namespace: &str, selector: &str) -> Resu
     let pods = Api::<Pod>::namespaced(client.clone(), namespace)
         .list(&ListParams::default().labels(selector))
         .await?;
-    Ok(pods.items.into_iter().filter_map(|p| p.metadata.name).collect())
+    Ok(pods
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect())
 }

@@ -49,8 +49,8 @@ struct Proc {
 
 impl Proc {
     fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
-        let file = std::fs::File::create(&log)
-            .with_context(|| format!("creating {}", log.display()))?;
+        let file =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -221,7 +221,10 @@ async fn agent_kubeconfig(c: &Cluster, ns: &str, dir: &Path) -> Result<PathBuf> 
 
     // Same server and CA as the admin kubeconfig, the token as the only credential.
     let admin = Kubeconfig::read_from(&c.kubeconfig)?;
-    let context = admin.current_context.clone().context("admin kubeconfig without a context")?;
+    let context = admin
+        .current_context
+        .clone()
+        .context("admin kubeconfig without a context")?;
     let cluster_name = admin
         .contexts
         .iter()
@@ -262,19 +265,29 @@ async fn agent_kubeconfig(c: &Cluster, ns: &str, dir: &Path) -> Result<PathBuf> 
     .await?;
     let client = kube::Client::try_from(config)?;
     let groups: Api<FailoverGroup> = Api::all(client.clone());
-    wait_for(&format!("the agent token may list FailoverGroups in {}", c.name), SETTLE, || {
-        let groups = groups.clone();
-        async move {
-            match groups.list_metadata(&ListParams::default().limit(1)).await {
-                Ok(_) => Ok(Some(())),
-                Err(e) => Err(e.to_string()),
+    wait_for(
+        &format!("the agent token may list FailoverGroups in {}", c.name),
+        SETTLE,
+        || {
+            let groups = groups.clone();
+            async move {
+                match groups.list_metadata(&ListParams::default().limit(1)).await {
+                    Ok(_) => Ok(Some(())),
+                    Err(e) => Err(e.to_string()),
+                }
             }
-        }
-    })
+        },
+    )
     .await?;
-    match Api::<Secret>::namespaced(client, ns).list_metadata(&ListParams::default()).await {
+    match Api::<Secret>::namespaced(client, ns)
+        .list_metadata(&ListParams::default())
+        .await
+    {
         Err(kube::Error::Api(s)) if s.code == 403 => {}
-        other => bail!("the agent token in {} must not list Secrets: {other:?}", c.name),
+        other => bail!(
+            "the agent token in {} must not list Secrets: {other:?}",
+            c.name
+        ),
     }
     Ok(path)
 }
@@ -283,8 +296,12 @@ async fn agent_kubeconfig(c: &Cluster, ns: &str, dir: &Path) -> Result<PathBuf> 
 async fn delete_rbac(c: &Cluster, ns: &str) {
     let name = rbac_name(ns);
     let dp = DeleteParams::default();
-    let _ = Api::<ClusterRoleBinding>::all(c.client.clone()).delete(&name, &dp).await;
-    let _ = Api::<ClusterRole>::all(c.client.clone()).delete(&name, &dp).await;
+    let _ = Api::<ClusterRoleBinding>::all(c.client.clone())
+        .delete(&name, &dp)
+        .await;
+    let _ = Api::<ClusterRole>::all(c.client.clone())
+        .delete(&name, &dp)
+        .await;
 }
 
 // ---- assertions --------------------------------------------------------------------------------
@@ -357,18 +374,41 @@ async fn start_with_failoverctl(
     let ctl = workspace_binary("failover-coordinator", "failoverctl")?;
     let run = |args: &[&str]| -> Result<std::process::Output> {
         let mut cmd = clean_command(&ctl);
-        cmd.args(["--table", table, "--queue-prefix", prefix, "--region", region, "--endpoint-url", endpoint])
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .stdin(Stdio::null());
+        cmd.args([
+            "--table",
+            table,
+            "--queue-prefix",
+            prefix,
+            "--region",
+            region,
+            "--endpoint-url",
+            endpoint,
+        ])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .stdin(Stdio::null());
         Ok(cmd.output()?)
     };
     let g = group.to_string();
     let out = tokio::task::block_in_place(|| run(&["register", &g, "--active", "east"]))?;
-    ensure!(out.status.success(), "failoverctl register failed: {}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "failoverctl register failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = tokio::task::block_in_place(|| {
-        run(&["-o", "json", "failover", &g, "--to", "west", "--wait", "--timeout", "60s"])
+        run(&[
+            "-o",
+            "json",
+            "failover",
+            &g,
+            "--to",
+            "west",
+            "--wait",
+            "--timeout",
+            "60s",
+        ])
     })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -378,10 +418,20 @@ async fn start_with_failoverctl(
         out.status.code()
     );
     let history = store.history(group, None).await?;
-    let entry = history.first().context("no history entry after failoverctl succeeded")?;
+    let entry = history
+        .first()
+        .context("no history entry after failoverctl succeeded")?;
     let op = entry.operation.clone();
-    ensure!(stdout.contains(&op.id), "failoverctl's output names the operation {}: {stdout}", op.id);
-    ensure!(op.phase == Phase::Succeeded, "operation phase {:?}", op.phase);
+    ensure!(
+        stdout.contains(&op.id),
+        "failoverctl's output names the operation {}: {stdout}",
+        op.id
+    );
+    ensure!(
+        op.phase == Phase::Succeeded,
+        "operation phase {:?}",
+        op.phase
+    );
     Ok(op)
 }
 
@@ -420,9 +470,11 @@ impl Run<'_> {
             .arg("--violations")
             .arg(&violations)
             .args(["--latency", "200ms", "--namespace", &ns]);
-        self.procs
-            .0
-            .push(Proc::spawn("storage-sim", sim, self.dir.join("storage-sim.log"))?);
+        self.procs.0.push(Proc::spawn(
+            "storage-sim",
+            sim,
+            self.dir.join("storage-sim.log"),
+        )?);
 
         // Table, queues, application.
         let ddb = env.aws.dynamodb();
@@ -466,13 +518,17 @@ impl Run<'_> {
         }
         for (cluster, port) in &ports {
             let port = *port;
-            wait_for(&format!("/ready = 200 on the {cluster} agent"), READY_DEADLINE, || async move {
-                match http_status(port, "/ready").await {
-                    Ok(200) => Ok(Some(())),
-                    Ok(s) => Err(format!("status {s}")),
-                    Err(e) => Err(format!("{e:#}")),
-                }
-            })
+            wait_for(
+                &format!("/ready = 200 on the {cluster} agent"),
+                READY_DEADLINE,
+                || async move {
+                    match http_status(port, "/ready").await {
+                        Ok(200) => Ok(Some(())),
+                        Ok(s) => Err(format!("status {s}")),
+                        Err(e) => Err(format!("{e:#}")),
+                    }
+                },
+            )
             .await?;
         }
         for p in &mut self.procs.0 {
@@ -486,26 +542,37 @@ impl Run<'_> {
             Coordinator::Library => start_with_library(&store, &inbox, &group).await?,
             Coordinator::Failoverctl => {
                 let aws = &env.aws;
-                start_with_failoverctl(&table, &prefix, &aws.region, &aws.endpoint_url, &group, &store)
-                    .await?
+                start_with_failoverctl(
+                    &table,
+                    &prefix,
+                    &aws.region,
+                    &aws.endpoint_url,
+                    &group,
+                    &store,
+                )
+                .await?
             }
         };
 
         // The agents carry it out on their own.
-        wait_for("active = west and no operation in flight", FAILOVER_DEADLINE, || {
-            let store = store.clone();
-            let group = group.clone();
-            async move {
-                let state = store
-                    .get_group_state(&group)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                match state {
-                    Some(s) if s.active_cluster == "west" && s.op_id.is_none() => Ok(Some(())),
-                    other => Err(format!("{other:?}")),
+        wait_for(
+            "active = west and no operation in flight",
+            FAILOVER_DEADLINE,
+            || {
+                let store = store.clone();
+                let group = group.clone();
+                async move {
+                    let state = store
+                        .get_group_state(&group)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    match state {
+                        Some(s) if s.active_cluster == "west" && s.op_id.is_none() => Ok(Some(())),
+                        other => Err(format!("{other:?}")),
+                    }
                 }
-            }
-        })
+            },
+        )
         .await?;
         eprintln!("failover took {:?}", started.elapsed());
 
@@ -517,9 +584,12 @@ impl Run<'_> {
             // Best-effort writes (Failover status) only log a refused call: catch those too.
             if p.name.starts_with("agent-") {
                 let log = p.log_text();
-                let denied: Vec<&str> =
-                    log.lines().filter(|l| l.contains("forbidden")).collect();
-                ensure!(denied.is_empty(), "{} was refused by RBAC: {denied:#?}", p.name);
+                let denied: Vec<&str> = log.lines().filter(|l| l.contains("forbidden")).collect();
+                ensure!(
+                    denied.is_empty(),
+                    "{} was refused by RBAC: {denied:#?}",
+                    p.name
+                );
             }
         }
 
