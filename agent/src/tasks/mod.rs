@@ -429,7 +429,22 @@ async fn validate_operation(ctx: &TaskContext) -> Result<(), TaskError> {
             op.id, op.phase
         )));
     }
-    ensure_current(ctx).await
+    ensure_current(ctx).await?;
+    if op.phase == Phase::Pending {
+        // The first agent to start marks the operation Running (epoch-conditioned, so a
+        // stale agent cannot; repeating it is harmless).
+        let o = ctx
+            .store()?
+            .set_phase(&wf.op_ref(), Phase::Running, None)
+            .await
+            .map_err(store_err)?;
+        match o {
+            // The other side may have closed it meanwhile; the engine finds out next step.
+            Outcome::Done(()) | Outcome::AlreadyFinished { .. } => {}
+            other => outcome("marking the operation Running", other)?,
+        }
+    }
+    Ok(())
 }
 
 async fn record_replicas(
