@@ -14,7 +14,7 @@ use failover_messages::crd::{
     Failover, FailoverMode, FailoverPhase, FailoverSpec, FailoverStatus, FailoverTimings,
     GroupProgress, GroupRef as CrdGroupRef,
 };
-use failover_messages::records::{Mode, Operation};
+use failover_messages::records::Operation;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -129,13 +129,6 @@ pub fn label_value(s: &str) -> String {
 // The object
 // ---------------------------------------------------------------------------------------------
 
-fn crd_mode(mode: Mode) -> FailoverMode {
-    match mode {
-        Mode::Consistency => FailoverMode::Consistency,
-        Mode::Uptime => FailoverMode::Uptime,
-    }
-}
-
 /// The `Failover` to create for `op` in an involved cluster: in the group's namespace,
 /// named by [`failover_name`], labelled with the operation and group, with the operation's
 /// (immutable) spec. The status is written separately (status subresource).
@@ -144,7 +137,7 @@ pub fn desired_failover(op: &Operation) -> Failover {
         &failover_name(&op.id),
         FailoverSpec {
             target_cluster: op.target.clone(),
-            mode: crd_mode(op.mode),
+            mode: FailoverMode::from(op.mode),
             groups: vec![CrdGroupRef {
                 name: op.group.name.clone(),
                 namespace: Some(op.group.namespace.clone()),
@@ -466,7 +459,7 @@ impl StatusReporter {
 mod tests {
     use super::*;
     use failover_messages::keys::GroupRef;
-    use failover_messages::records::Phase;
+    use failover_messages::records::{Mode, Phase};
 
     fn op(id: &str) -> Operation {
         Operation {

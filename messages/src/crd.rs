@@ -732,6 +732,32 @@ impl GroupRef {
     }
 }
 
+impl From<crate::records::Mode> for FailoverMode {
+    fn from(mode: crate::records::Mode) -> Self {
+        match mode {
+            crate::records::Mode::Consistency => FailoverMode::Consistency,
+            crate::records::Mode::Uptime => FailoverMode::Uptime,
+        }
+    }
+}
+
+impl From<crate::records::Phase> for FailoverPhase {
+    /// The operation record's phase as the `Failover` resource shows it (same names).
+    fn from(phase: crate::records::Phase) -> Self {
+        use crate::records::Phase as P;
+        match phase {
+            P::Pending => FailoverPhase::Pending,
+            P::Running => FailoverPhase::Running,
+            P::Stalled => FailoverPhase::Stalled,
+            P::Aborting => FailoverPhase::Aborting,
+            P::Succeeded => FailoverPhase::Succeeded,
+            P::Failed => FailoverPhase::Failed,
+            P::Aborted => FailoverPhase::Aborted,
+            P::RolledBack => FailoverPhase::RolledBack,
+        }
+    }
+}
+
 /// Phase of an operation (or of one group within it).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum FailoverPhase {
@@ -878,6 +904,32 @@ pub fn crd_files() -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_phases_and_modes_keep_their_names_in_the_failover_resource() {
+        use crate::records::{Mode, Phase};
+        for p in [
+            Phase::Pending,
+            Phase::Running,
+            Phase::Stalled,
+            Phase::Aborting,
+            Phase::Succeeded,
+            Phase::Failed,
+            Phase::Aborted,
+            Phase::RolledBack,
+        ] {
+            assert_eq!(
+                serde_json::to_value(FailoverPhase::from(p)).unwrap(),
+                p.as_str()
+            );
+        }
+        for m in [Mode::Consistency, Mode::Uptime] {
+            assert_eq!(
+                serde_json::to_value(FailoverMode::from(m)).unwrap(),
+                m.as_str()
+            );
+        }
+    }
 
     const SAMPLE_GROUP: &str = r#"
 apiVersion: failover.io/v1alpha1

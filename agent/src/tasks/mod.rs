@@ -702,13 +702,8 @@ async fn update_group_status(ctx: &TaskContext) -> Result<(), TaskError> {
     } else {
         GroupRole::Standby
     };
-    let phase: Option<FailoverPhase> = op
-        .as_ref()
-        .and_then(|o| serde_json::from_value(json!(o.phase.as_str())).ok());
-    let mode = match wf.mode {
-        failover_messages::records::Mode::Consistency => FailoverMode::Consistency,
-        failover_messages::records::Mode::Uptime => FailoverMode::Uptime,
-    };
+    let phase: Option<FailoverPhase> = op.as_ref().map(|o| o.phase.into());
+    let mode = FailoverMode::from(wf.mode);
     let patch = json!({
         "status": {
             "role": role,
