@@ -61,9 +61,17 @@ async fn handoff_bench_reports_three_sides_with_sane_numbers() -> Result<()> {
     let ours = &report.sides[0];
     assert!(ours.latencies.iter().all(|l| !l.is_zero()), "{ours:?}");
     assert_eq!(ours.failed_reads, 0, "{ours:?}");
-    for api in ["SendMessage", "ReceiveMessage", "DeleteMessage", "Query"] {
+    for api in ["SendMessage", "DeleteMessage", "Query"] {
         about(ours, api, 5);
     }
+    // Receives are counted when issued: the long poll already open when the counters were
+    // reset after the warm-up delivers the first measured message uncounted, and the next
+    // poll may or may not be issued before the counters are read: 4 to 6 are all right.
+    let receives = ours.calls.get("ReceiveMessage").copied().unwrap_or(0);
+    assert!(
+        (4..=6).contains(&receives),
+        "ReceiveMessage: {receives} calls: {ours:?}"
+    );
     assert!(ours.calls_per_handoff() <= 6.0, "{ours:?}");
 
     // A poller pays for the source's 1.5 s of work with reads: at 1 s that is at least one
