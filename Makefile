@@ -40,7 +40,7 @@ crds:
 lint:
 	$(CARGO) clippy --workspace --all-targets
 
-## bench: start moto, then measure handoff latency (event-driven vs polling); writes target/bench/report.md
-bench:
-	bash tests/env/moto-up.sh
-	$(CARGO) run --release -p failover-tests --bin failover-bench -- handoff --out target/bench/report.md
+## bench: release build, start the environment, then every design §7 figure (handoff latency, orchestration overhead, AWS calls per failover, 50 groups at once, agent RSS); writes target/bench/report.md
+bench: env-up
+	$(CARGO) build --release --workspace --all-targets
+	$(CARGO) run --release -p failover-tests --bin failover-bench -- all --out target/bench/report.md

@@ -27,9 +27,10 @@
 use std::sync::Arc;
 
 use failover_messages::crd::FailoverGroup;
+use failover_messages::envelope::{Envelope, EnvelopeKind};
 use failover_messages::inbox::Inbox;
-use failover_messages::records::Operation;
-use failover_messages::store::{Clock, Store, SystemClock};
+use failover_messages::records::{Operation, Phase};
+use failover_messages::store::{Clock, Outcome, Store, SystemClock};
 use kube::api::Api;
 
 use crate::seam::Sender;
@@ -39,6 +40,24 @@ use crate::workflow::{
     ContextError, Engine, EngineError, Factory, FactoryError, Progress, Role, RunReport,
     TaskContext, WorkflowContext,
 };
+
+/// Which workflow a run of an operation carries out on this cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RunKind {
+    /// This cluster's side of the failover ([`Factory::build`]).
+    Forward,
+    /// The source's rollback after a granted abort ([`Factory::rollback`]).
+    Rollback,
+}
+
+impl std::fmt::Display for RunKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Forward => "forward",
+            Self::Rollback => "rollback",
+        })
+    }
+}
 
 /// Why [`ManagerAdapter::process_failover`] did not run the workflow to its end.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +106,16 @@ impl AdapterError {
     /// True when the operation is no longer this agent's to work on.
     pub fn must_stop_working(&self) -> bool {
         matches!(self, Self::Run(e) if e.must_stop_working())
+    }
+
+    /// True when running again cannot help, so the operation is recorded as `Failed`: a
+    /// deadline ran out, or the group's spec cannot be planned. Other errors (an API call
+    /// that failed, a journal write that did not get through) are retried from the journal.
+    pub fn fails_operation(&self) -> bool {
+        matches!(
+            self,
+            Self::Run(EngineError::DeadlineExceeded { .. }) | Self::Plan { .. }
+        )
     }
 }
 
@@ -195,7 +224,25 @@ impl ManagerAdapter {
     /// Keeps the operation's `Failover` in this cluster current (see [`crate::status`]):
     /// created at the start, its status patched as stages and tasks start and finish, and its
     /// final phase written at the end. A status write that fails never fails the workflow.
+    ///
+    /// When the run fails in a way running again cannot mend
+    /// ([`AdapterError::fails_operation`]: a deadline ran out), the operation is recorded as
+    /// `Failed` with the error as its message and the other cluster is woken, so its waits
+    /// end too. The group stays with the operation: `failoverctl abort` then rolls the
+    /// source back (before promotion), see [`Self::process_abort`].
     pub async fn process_failover(&self, op: &Operation) -> Result<RunReport, AdapterError> {
+        self.process(op, RunKind::Forward).await
+    }
+
+    /// Rolls the source back after an abort granted before any promotion ([`Factory::rollback`]):
+    /// volumes Primary again, workloads, CronJobs, Flux and traffic back on, then the
+    /// operation closed as `Aborted`. Resumable like [`Self::process_failover`].
+    pub async fn process_abort(&self, op: &Operation) -> Result<RunReport, AdapterError> {
+        self.process(op, RunKind::Rollback).await
+    }
+
+    /// Runs `kind` for `op`; see [`Self::process_failover`].
+    pub async fn process(&self, op: &Operation, kind: RunKind) -> Result<RunReport, AdapterError> {
         let workflow_ctx = WorkflowContext::from_operation(op, None, self.clock.now());
         let mut ctx = TaskContext::new(workflow_ctx, &self.cluster)?
             .with_clock(Arc::clone(&self.clock))
@@ -207,17 +254,72 @@ impl ManagerAdapter {
         }
         let mut reporter = StatusReporter::new(self.kube.clone(), &self.cluster, op);
         reporter.create(op).await;
-        let result = self.run_side(op, &ctx, &mut reporter).await;
-        reporter
-            .finish(&SideResult::of(&result), self.clock.now())
-            .await;
+        let result = self.run_side(op, kind, &ctx, &mut reporter).await;
+        if kind == RunKind::Forward
+            && let Err(e) = &result
+            && e.fails_operation()
+        {
+            self.record_failure(op, &ctx, e).await;
+        }
+        let side = match (kind, &result) {
+            (RunKind::Rollback, Ok(_)) => SideResult::Aborted {
+                message: format!(
+                    "operation {} aborted; cluster {} reactivated its side",
+                    op.id, self.cluster
+                ),
+            },
+            _ => SideResult::of(&result),
+        };
+        reporter.finish(&side, self.clock.now()).await;
         result
+    }
+
+    /// Records `error` on the operation as `Failed` and wakes the other cluster. Best
+    /// effort: when the write is refused (an abort came first, the epoch moved) or fails,
+    /// that is logged and the run's error stands.
+    async fn record_failure(&self, op: &Operation, ctx: &TaskContext, error: &AdapterError) {
+        let message = crate::runtime::actors::error_chain(error);
+        match self
+            .store
+            .set_phase(&ctx.op_ref(), Phase::Failed, Some(&message))
+            .await
+        {
+            Ok(Outcome::Done(())) => {
+                tracing::warn!(op = %op.id, group = %op.group, cluster = %self.cluster, %message, "operation failed");
+            }
+            Ok(other) => {
+                tracing::info!(op = %op.id, cluster = %self.cluster, answer = ?other, "the operation's failure was not recorded");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(op = %op.id, cluster = %self.cluster, error = %crate::runtime::actors::error_chain(&e), "recording the operation's failure failed");
+                return;
+            }
+        }
+        let Some(inbox) = &self.inbox else { return };
+        let peer = if op.source == self.cluster {
+            &op.target
+        } else {
+            &op.source
+        };
+        let envelope = Envelope {
+            kind: EnvelopeKind::Wake,
+            operation_id: op.id.clone(),
+            group: op.group.clone(),
+            epoch: op.epoch,
+            sender: self.cluster.clone(),
+            sent_at: self.clock.now(),
+        };
+        if let Err(e) = inbox.send(peer, &envelope).await {
+            tracing::warn!(op = %op.id, %peer, error = %crate::runtime::actors::error_chain(&e), "could not wake the other cluster about the failure");
+        }
     }
 
     /// Steps 2–6 of [`Self::process_failover`], feeding the engine's progress to `reporter`.
     async fn run_side(
         &self,
         op: &Operation,
+        kind: RunKind,
         ctx: &TaskContext,
         reporter: &mut StatusReporter,
     ) -> Result<RunReport, AdapterError> {
@@ -238,7 +340,11 @@ impl ManagerAdapter {
                 cluster: self.cluster.clone(),
             })?;
 
-        let workflow = Factory::build(op.mode, role, &fg.spec, op.force).map_err(|source| {
+        let workflow = match kind {
+            RunKind::Forward => Factory::build(op.mode, role, &fg.spec, op.force),
+            RunKind::Rollback => Factory::rollback(op.mode, &fg.spec, op.force),
+        }
+        .map_err(|source| {
             AdapterError::Plan {
                 op_id: op.id.clone(),
                 group: group.clone(),
@@ -256,7 +362,7 @@ impl ManagerAdapter {
         });
         let engine = Engine::new(self.store.clone()).with_progress(tee);
         tracing::info!(
-            op = %op.id, %group, cluster = %self.cluster, %role, mode = %op.mode,
+            op = %op.id, %group, cluster = %self.cluster, %role, mode = %op.mode, %kind,
             steps = workflow.steps().count(), "processing failover"
         );
 

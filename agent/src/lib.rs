@@ -12,9 +12,12 @@
 //! * [`status`] – the `Failover` object each involved cluster keeps for an operation.
 
 pub mod adapter;
+pub mod events;
+pub mod group_status;
 pub mod kube_ops;
 pub mod runtime;
 pub mod seam;
 pub mod status;
 pub mod tasks;
+pub mod trigger;
 pub mod workflow;

@@ -6,7 +6,18 @@
 //!   engine [`Progress`] event into the status) and [`apply_result`] (folds the final result).
 //! * I/O part: [`StatusReporter`] creates the object if absent (an existing one is kept: the
 //!   spec is immutable) and merge-patches its status subresource. A status write that fails
-//!   is logged as a warning and never fails the workflow.
+//!   is logged as a warning and never fails the workflow. It also publishes the operation's
+//!   Kubernetes Events on that object ([`crate::events`]): stage started/finished, the
+//!   failing task, the final result.
+//!
+//! **A Failover a user created** (see [`crate::trigger`]): when the operation was submitted
+//! from a single-group `Failover` in this very cluster (its `requestedBy` is
+//! `kubernetes:<this cluster>/<ns>/<name>` and the object's UID gives this operation id),
+//! the reporter keeps the status of the user's object instead of creating a second one.
+//! The peer cluster, which has no user object, creates its own as for any operation. A
+//! multi-group user `Failover` gets one agent-created object per operation (the groups'
+//! progress would overwrite each other in one status); the user's object then carries the
+//! operation ids and the `Accepted` condition.
 
 use std::time::{Duration, Instant};
 
@@ -16,12 +27,15 @@ use failover_messages::crd::{
 };
 use failover_messages::records::Operation;
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Resource;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::adapter::AdapterError;
+use crate::events::{EventSpec, Events, ProgressEvents, result_event};
 use crate::kube_ops::{ANNOTATION_OPERATION, FIELD_MANAGER};
 use crate::workflow::{EngineError, Progress, ProgressEvent};
 
@@ -350,23 +364,80 @@ pub struct StatusReporter {
     name: String,
     namespace: String,
     cluster: String,
+    op_id: String,
     status: FailoverStatus,
     last_write: Option<Instant>,
     dirty: bool,
+    events: Events,
+    progress_events: ProgressEvents,
+    reference: Option<ObjectReference>,
 }
 
 impl StatusReporter {
     /// A reporter for `op` in cluster `cluster`, writing through `client`.
     pub fn new(client: kube::Client, cluster: &str, op: &Operation) -> Self {
         Self {
+            events: Events::new(client.clone(), cluster),
             api: Api::namespaced(client, &op.group.namespace),
             name: failover_name(&op.id),
             namespace: op.group.namespace.clone(),
             cluster: cluster.to_owned(),
+            op_id: op.id.clone(),
             status: initial_status(op),
             last_write: None,
             dirty: false,
+            progress_events: ProgressEvents::default(),
+            reference: None,
         }
+    }
+
+    /// The name of the `Failover` whose status this reporter keeps (the user's object for
+    /// an operation submitted from a Failover in this cluster, see the module docs).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The user's single-group `Failover` in this cluster that submitted `op`, if any.
+    async fn user_failover(&self, op: &Operation) -> Option<Failover> {
+        let (cluster, ns, name) = crate::trigger::parse_requested_by(&op.requested_by)?;
+        if cluster != self.cluster || ns != op.group.namespace {
+            return None;
+        }
+        let fo = match self.api.get_opt(name).await {
+            Ok(fo) => fo?,
+            Err(e) => {
+                tracing::warn!(
+                    failover = %name, namespace = %ns, cluster = %self.cluster,
+                    error = %render_chain(&e), "cannot read the Failover that requested the operation"
+                );
+                return None;
+            }
+        };
+        (crate::trigger::status_on_user_object(&fo)
+            && crate::trigger::operation_ids(&fo).first() == Some(&op.id))
+        .then_some(fo)
+    }
+
+    fn reference_of(&self, fo: &Failover) -> ObjectReference {
+        let mut r = fo.object_ref(&());
+        r.namespace = r.namespace.or_else(|| Some(self.namespace.clone()));
+        r
+    }
+
+    /// The object Events are attached to: the Failover as created or read, else one built
+    /// from its name.
+    fn regarding(&self) -> ObjectReference {
+        self.reference.clone().unwrap_or_else(|| ObjectReference {
+            api_version: Some(Failover::api_version(&()).into_owned()),
+            kind: Some(Failover::kind(&()).into_owned()),
+            name: Some(self.name.clone()),
+            namespace: Some(self.namespace.clone()),
+            ..ObjectReference::default()
+        })
+    }
+
+    async fn publish(&self, ev: &EventSpec) {
+        self.events.publish(&self.regarding(), ev).await;
     }
 
     /// The status as folded so far.
@@ -377,13 +448,28 @@ impl StatusReporter {
     /// Creates the Failover unless it exists (the spec is immutable, so an existing one is
     /// kept as is); writes the initial status when it was created here.
     pub async fn create(&mut self, op: &Operation) {
+        if let Some(fo) = self.user_failover(op).await {
+            self.name = fo.metadata.name.clone().unwrap_or_default();
+            self.reference = Some(self.reference_of(&fo));
+            if fo.status.as_ref().and_then(|s| s.phase).is_none() {
+                self.write().await;
+            }
+            return;
+        }
         match self
             .api
             .create(&PostParams::default(), &desired_failover(op))
             .await
         {
-            Ok(_) => self.write().await,
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Ok(created) => {
+                self.reference = Some(self.reference_of(&created));
+                self.write().await;
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                if let Ok(Some(existing)) = self.api.get_opt(&self.name).await {
+                    self.reference = Some(self.reference_of(&existing));
+                }
+            }
             Err(e) => tracing::warn!(
                 failover = %self.name, namespace = %self.namespace, cluster = %self.cluster,
                 error = %render_chain(&e), "cannot create the Failover; the operation goes on"
@@ -429,6 +515,9 @@ impl StatusReporter {
                 p = rx.recv() => {
                     let Some(p) = p else { break };
                     apply_progress(&mut self.status, &p);
+                    if let Some(ev) = self.progress_events.on(&p) {
+                        self.publish(&ev).await;
+                    }
                     self.dirty = true;
                     let urgent = matches!(
                         p.event,
@@ -452,6 +541,8 @@ impl StatusReporter {
     pub async fn finish(&mut self, result: &SideResult, at: Timestamp) {
         apply_result(&mut self.status, result, at);
         self.write().await;
+        let ev = result_event(result, &self.op_id, &self.cluster);
+        self.publish(&ev).await;
     }
 }
 

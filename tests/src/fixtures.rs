@@ -413,3 +413,338 @@ pub async fn assert_side(
     }
     Ok((d, st))
 }
+
+// ---- helpers of the end-to-end scenarios (e2e_uptime, e2e_two_groups, e2e_back_and_forth,
+// e2e_race) ------------------------------------------------------------------------------------
+
+/// How long a scenario waits for the agents to finish an operation.
+pub const OPERATION_DEADLINE: Duration = Duration::from_secs(90);
+
+/// One cluster's side settled, active (`true`) or passive: [`assert_side`], then (active)
+/// the workloads ready, and the volumes settled Primary / Secondary as read from the cluster.
+pub async fn assert_side_settled(c: &Cluster, ns: &str, flux_ns: &str, active: bool) -> Result<()> {
+    assert_side(c, ns, flux_ns, active)
+        .await
+        .with_context(|| format!("{} side of {ns} in {}", side_word(active), c.name))?;
+    if active {
+        wait_ready_replicas(c, ns, "Deployment", "api", 2).await?;
+        wait_ready_replicas(c, ns, "StatefulSet", "db", 1).await?;
+    }
+    let state = if active { "Primary" } else { "Secondary" };
+    for (volume, _, _) in VOLUMES {
+        wait_settled(&c.client, ns, volume, state, SETTLE)
+            .await
+            .with_context(|| format!("{ns}/{volume} in {}", c.name))?;
+    }
+    Ok(())
+}
+
+fn side_word(active: bool) -> &'static str {
+    if active { "active" } else { "passive" }
+}
+
+/// Waits until the group's state record says `cluster` is active and nothing is in flight;
+/// returns the state.
+pub async fn wait_group_idle_on(
+    store: &Store,
+    group: &GroupRef,
+    cluster: &str,
+    deadline: Duration,
+) -> Result<failover_messages::records::GroupState> {
+    wait_for(
+        &format!("{group}: active = {cluster}, no operation in flight"),
+        deadline,
+        || async {
+            match store
+                .get_group_state(group)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(s) if s.active_cluster == cluster && s.op_id.is_none() => Ok(Some(s)),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until the `Failover` object of operation `op_id` in cluster `c` (namespace `ns`,
+/// found by its `status.operationId` or its `failover.io/operation` annotation) reports
+/// `phase`, for the whole operation and for its group; returns it.
+pub async fn wait_failover_object(
+    c: &Cluster,
+    ns: &str,
+    op_id: &str,
+    phase: failover_messages::crd::FailoverPhase,
+) -> Result<failover_messages::crd::Failover> {
+    use failover_messages::crd::Failover;
+    let api: Api<Failover> = Api::namespaced(c.client.clone(), ns);
+    wait_for(
+        &format!(
+            "Failover of operation {op_id} in {} with phase {phase:?}",
+            c.name
+        ),
+        SETTLE,
+        || {
+            let api = api.clone();
+            async move {
+                let list = api
+                    .list(&kube::api::ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let fo = list.items.into_iter().find(|f| {
+                    f.status.as_ref().and_then(|s| s.operation_id.as_deref()) == Some(op_id)
+                        || f.metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get("failover.io/operation"))
+                            .map(String::as_str)
+                            == Some(op_id)
+                });
+                let Some(fo) = fo else {
+                    return Err("no Failover object for the operation".into());
+                };
+                let st = fo.status.clone().unwrap_or_default();
+                let group_phase = st.groups.first().and_then(|g| g.phase);
+                if st.phase == Some(phase) && group_phase == Some(phase) {
+                    Ok(Some(fo))
+                } else {
+                    Err(format!("status {st:?}"))
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until the `Failover` of `op_id` reports `Succeeded` in both clusters, each naming
+/// the operation's target and mode in its (immutable) spec.
+pub async fn assert_failover_objects_succeeded(
+    env: &TestEnv,
+    ns: &str,
+    op: &Operation,
+) -> Result<()> {
+    for c in env.clusters() {
+        let fo = wait_failover_object(
+            c,
+            ns,
+            &op.id,
+            failover_messages::crd::FailoverPhase::Succeeded,
+        )
+        .await?;
+        ensure!(
+            fo.spec.target_cluster == op.target,
+            "Failover {} in {}: target {}",
+            op.id,
+            c.name,
+            fo.spec.target_cluster
+        );
+        ensure!(
+            fo.spec.mode == failover_messages::crd::FailoverMode::from(op.mode),
+            "Failover {} in {}: mode {:?}, operation {}",
+            op.id,
+            c.name,
+            fo.spec.mode,
+            op.mode
+        );
+    }
+    Ok(())
+}
+
+/// Waits until the FailoverGroup's status in `c` shows `active` as the active cluster,
+/// the role `Primary` (when `c` is `active`) or `Standby`, and `epoch`.
+pub async fn wait_group_status(c: &Cluster, ns: &str, active: &str, epoch: u64) -> Result<()> {
+    use failover_messages::crd::GroupRole;
+    let api: Api<FailoverGroup> = Api::namespaced(c.client.clone(), ns);
+    let want_role = if c.name == active {
+        GroupRole::Primary
+    } else {
+        GroupRole::Standby
+    };
+    wait_for(
+        &format!(
+            "FailoverGroup {ns}/{GROUP} in {}: {want_role:?}, active {active}, epoch {epoch}",
+            c.name
+        ),
+        SETTLE,
+        || {
+            let api = api.clone();
+            async move {
+                let fg = api.get(GROUP).await.map_err(|e| e.to_string())?;
+                let st = fg.status.unwrap_or_default();
+                if st.role == Some(want_role)
+                    && st.active_cluster.as_deref() == Some(active)
+                    && st.epoch == Some(epoch)
+                {
+                    Ok(Some(()))
+                } else {
+                    Err(format!(
+                        "role {:?}, active {:?}, epoch {:?}",
+                        st.role, st.active_cluster, st.epoch
+                    ))
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// The records after the failover of `op` to `op.target`: [`assert_records`] for any
+/// direction (the target active at the operation's epoch, nothing in flight, the operation
+/// succeeded with the original replicas, every handoff promoted at the epoch, in history).
+pub async fn assert_records_moved(store: &Store, group: &GroupRef, op: &Operation) -> Result<()> {
+    let state = store
+        .get_group_state(group)
+        .await?
+        .context("no group state")?;
+    ensure!(
+        state.active_cluster == op.target,
+        "active cluster: {state:?}"
+    );
+    ensure!(state.epoch == op.epoch, "epoch: {state:?}");
+    ensure!(
+        state.op_id.is_none(),
+        "operation still in flight: {state:?}"
+    );
+    ensure!(
+        state.promotion_claimed_by.is_none(),
+        "claim left: {state:?}"
+    );
+    ensure!(
+        state.lease.is_none() || !state.lease_is_live(jiff::Timestamp::now()),
+        "lease left: {state:?}"
+    );
+    let stored = store.get_operation(&op.id).await?.context("no operation")?;
+    ensure!(stored.phase == Phase::Succeeded, "phase: {stored:?}");
+    ensure!(stored.mode == op.mode, "mode: {stored:?}");
+    ensure!(stored.finished_at.is_some(), "no finishedAt: {stored:?}");
+    let want = BTreeMap::from([
+        ("Deployment/api".to_owned(), 2),
+        ("StatefulSet/db".to_owned(), 1),
+    ]);
+    ensure!(
+        stored.original_replicas == want,
+        "original replicas: {:?}",
+        stored.original_replicas
+    );
+    let handoffs = store.list_handoffs(&op.id).await?;
+    ensure!(handoffs.len() == VOLUMES.len(), "handoffs: {handoffs:?}");
+    for h in &handoffs {
+        ensure!(
+            h.state == HandoffState::Promoted && h.epoch == op.epoch,
+            "handoff: {h:?}"
+        );
+    }
+    let history = store.history(group, None).await?;
+    ensure!(
+        history.iter().any(|h| h.operation.id == op.id),
+        "no history entry for {}: {history:?}",
+        op.id
+    );
+    Ok(())
+}
+
+/// The CronJob `backup` and the Kustomization `apps` (in `flux_ns`) that
+/// [`add_cron_job_and_kustomization`] adds to the group.
+pub const CRON_JOB: &str = "backup";
+/// See [`CRON_JOB`].
+pub const KUSTOMIZATION: &str = "apps";
+
+/// Flux's Kustomization.
+pub fn kustomization_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kustomize.toolkit.fluxcd.io", "v1", "Kustomization"),
+        "kustomizations",
+    )
+}
+
+/// Adds the kinds [`create_application`] leaves out to the application in both clusters:
+/// a CronJob `backup` (suspended in west, a schedule that never fires during a test) and a
+/// Kustomization `apps` in `flux_ns` (suspended in west), and puts both in the group's spec
+/// (`workloads`, `flux`). Call it after [`create_application`] and before the agents start.
+pub async fn add_cron_job_and_kustomization(env: &TestEnv, ns: &str, flux_ns: &str) -> Result<()> {
+    use k8s_openapi::api::batch::v1::CronJob;
+    for c in env.clusters() {
+        let active = c.name == "east";
+        create::<CronJob>(
+            Api::namespaced(c.client.clone(), ns),
+            json!({"metadata": {"name": CRON_JOB}, "spec": {
+                "schedule": "0 3 1 1 *", "suspend": !active,
+                "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never",
+                    "containers": [{"name": "main", "image": "registry.example/backup:1"}]}}}}}}),
+        )
+        .await?;
+        create_dynamic(
+            &c.client,
+            flux_ns,
+            &kustomization_resource(),
+            json!({"metadata": {"name": KUSTOMIZATION},
+                   "spec": {"interval": "10m", "path": "./apps", "prune": true, "suspend": !active,
+                            "sourceRef": {"kind": "GitRepository", "name": "apps"}}}),
+        )
+        .await?;
+        let api = Api::<FailoverGroup>::namespaced(c.client.clone(), ns);
+        let mut fg = api.get(GROUP).await?;
+        fg.spec.workloads.push(WorkloadRef {
+            kind: WorkloadKind::CronJob,
+            name: CRON_JOB.into(),
+        });
+        fg.spec.flux.push(FluxRef {
+            kind: FluxKind::Kustomization,
+            name: KUSTOMIZATION.into(),
+            namespace: flux_ns.into(),
+        });
+        api.replace(GROUP, &PostParams::default(), &fg)
+            .await
+            .with_context(|| {
+                format!(
+                    "adding the CronJob and Kustomization to the group in {}",
+                    c.name
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// One cluster's side of the kinds [`add_cron_job_and_kustomization`] added: the CronJob
+/// suspended unless `active`, the Kustomization suspended unless `active` (and a reconcile
+/// requested when active).
+pub async fn assert_cron_job_and_kustomization(
+    c: &Cluster,
+    ns: &str,
+    flux_ns: &str,
+    active: bool,
+) -> Result<()> {
+    use k8s_openapi::api::batch::v1::CronJob;
+    let cj = Api::<CronJob>::namespaced(c.client.clone(), ns)
+        .get(CRON_JOB)
+        .await?;
+    let suspended = cj.spec.suspend.unwrap_or(false);
+    ensure!(
+        suspended == !active,
+        "CronJob {CRON_JOB} in {}: suspend {suspended}, want {}",
+        c.name,
+        !active
+    );
+    let ks =
+        Api::<DynamicObject>::namespaced_with(c.client.clone(), flux_ns, &kustomization_resource())
+            .get(KUSTOMIZATION)
+            .await?;
+    ensure!(
+        ks.data["spec"]["suspend"] == json!(!active),
+        "Kustomization {KUSTOMIZATION} in {}: {:?}",
+        c.name,
+        ks.data["spec"]
+    );
+    if active {
+        ensure!(
+            ks.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(REQUESTED_AT)),
+            "Kustomization {KUSTOMIZATION} in {}: no reconcile requested",
+            c.name
+        );
+    }
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! The test environment harness: real kube-apiservers (kwok) and moto, per-test
 //! namespaces and table names, wait helpers, and the storage simulator.
 
+pub mod agents;
 pub mod aws;
 pub mod bench;
 pub mod env;

@@ -23,10 +23,10 @@ use std::time::Duration;
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use failover_messages::inbox::{Inbox, Received};
-use failover_messages::records::Operation;
+use failover_messages::records::{GroupState, Operation, Phase};
 use failover_messages::store::{Store, StoreError};
 
-use crate::adapter::{AdapterError, ManagerAdapter};
+use crate::adapter::{AdapterError, ManagerAdapter, RunKind};
 use crate::runtime::admin::{Metrics, Readiness};
 use crate::seam::{Msg, Sender};
 use crate::tasks::Wakeups;
@@ -48,6 +48,8 @@ pub struct RunnerTick;
 pub struct RunFinished {
     /// The operation.
     pub op_id: String,
+    /// What ran.
+    pub kind: RunKind,
     /// How it ended.
     pub result: RunResult,
 }
@@ -59,8 +61,12 @@ pub enum RunResult {
     Succeeded,
     /// The operation is no longer this agent's (stale epoch, abort, not involved).
     Stopped(String),
-    /// The run failed; a later tick runs it again (resuming from the journal).
+    /// The operation failed for good (a deadline ran out); it is recorded `Failed` and not
+    /// run again (an abort then starts a rollback).
     Failed(String),
+    /// The run stopped on an error running again may mend (an API call, a journal write);
+    /// a later tick runs it again (resuming from the journal).
+    Interrupted(String),
     /// The run panicked; a later tick runs it again (resuming from the journal).
     Panicked(String),
 }
@@ -72,13 +78,14 @@ impl RunResult {
             Self::Succeeded => "succeeded",
             Self::Stopped(_) => "stopped",
             Self::Failed(_) => "failed",
+            Self::Interrupted(_) => "interrupted",
             Self::Panicked(_) => "panicked",
         }
     }
 
     /// True when this process must not run the operation again.
     pub fn is_final(&self) -> bool {
-        matches!(self, Self::Succeeded | Self::Stopped(_))
+        matches!(self, Self::Succeeded | Self::Stopped(_) | Self::Failed(_))
     }
 }
 
@@ -92,12 +99,14 @@ pub fn run_result(
             let msg = error_chain(&e);
             if e.must_stop_working() || matches!(e, AdapterError::NotInvolved(_)) {
                 RunResult::Stopped(msg)
-            } else {
+            } else if e.fails_operation() {
                 RunResult::Failed(msg)
+            } else {
+                RunResult::Interrupted(msg)
             }
         }
         Err(e) if e.is_panic() => RunResult::Panicked(e.to_string()),
-        Err(e) => RunResult::Failed(e.to_string()),
+        Err(e) => RunResult::Interrupted(e.to_string()),
     }
 }
 
@@ -106,39 +115,64 @@ pub fn involves(op: &Operation, cluster: &str) -> bool {
     (op.source == cluster || op.target == cluster) && !op.phase.is_terminal()
 }
 
-/// The operations of `in_flight` to start now: not running, not finished by this process.
+/// What `cluster` must run for `op`, the operation `state` (its group's state) names:
+///
+/// * an abort was granted (requested, no promotion claimed): the cluster entitled to the
+///   group (its active cluster) rolls back, whatever the operation's phase (a `Failed`
+///   operation can be aborted); every other cluster runs nothing (its forward run stops at
+///   its next check of the operation);
+/// * otherwise, while the operation is open, its source and target run their side.
+pub fn run_kind(op: &Operation, state: &GroupState, cluster: &str) -> Option<RunKind> {
+    if op.abort_requested_at.is_some() {
+        let granted = op.promotion_started_at.is_none() && state.promotion_claimed_by.is_none();
+        let closed = matches!(op.phase, Phase::Aborted | Phase::Succeeded | Phase::RolledBack);
+        return (granted && !closed && state.is_entitled(cluster)).then_some(RunKind::Rollback);
+    }
+    involves(op, cluster).then_some(RunKind::Forward)
+}
+
+/// One run to start: an operation and what to run for it.
+#[derive(Clone, Debug)]
+pub struct Work {
+    /// The operation.
+    pub op: Operation,
+    /// What to run.
+    pub kind: RunKind,
+}
+
+/// The work of `in_flight` to start now: its operation not running (whatever the kind: a
+/// rollback waits until the forward run has stopped), not finished by this process.
 pub fn to_start(
-    in_flight: Vec<Operation>,
+    in_flight: Vec<Work>,
     running: &HashSet<String>,
-    finished: &HashSet<String>,
-) -> Vec<Operation> {
+    finished: &HashSet<(String, RunKind)>,
+) -> Vec<Work> {
     let mut seen = HashSet::new();
     in_flight
         .into_iter()
-        .filter(|op| {
-            !running.contains(&op.id) && !finished.contains(&op.id) && seen.insert(op.id.clone())
+        .filter(|w| {
+            !running.contains(&w.op.id)
+                && !finished.contains(&(w.op.id.clone(), w.kind))
+                && seen.insert(w.op.id.clone())
         })
         .collect()
 }
 
-/// Operations in flight that involve `cluster`: every group state with an `opId`, its
-/// operation read with a consistent read.
-pub async fn operations_in_flight(
-    store: &Store,
-    cluster: &str,
-) -> Result<Vec<Operation>, StoreError> {
-    let mut ops = Vec::new();
+/// The work in flight for `cluster`: every group state with an `opId`, its operation read
+/// with a consistent read, and [`run_kind`] of the two.
+pub async fn operations_in_flight(store: &Store, cluster: &str) -> Result<Vec<Work>, StoreError> {
+    let mut work = Vec::new();
     for group in store.list_groups().await? {
         let Some(op_id) = group.op_id.as_deref() else {
             continue;
         };
         if let Some(op) = store.get_operation(op_id).await?
-            && involves(&op, cluster)
+            && let Some(kind) = run_kind(&op, &group, cluster)
         {
-            ops.push(op);
+            work.push(Work { op, kind });
         }
     }
-    Ok(ops)
+    Ok(work)
 }
 
 /// Runs this cluster's side of the operations in flight, each at most once at a time.
@@ -150,7 +184,7 @@ pub struct RunnerActor {
     readiness: Readiness,
     reread: Duration,
     running: HashSet<String>,
-    finished: HashSet<String>,
+    finished: HashSet<(String, RunKind)>,
     listing: bool,
     tick_pending: bool,
 }
@@ -178,17 +212,25 @@ impl RunnerActor {
         }
     }
 
-    fn start(&mut self, op: Operation, ctx: &mut Context<Self>) {
+    fn start(&mut self, work: Work, ctx: &mut Context<Self>) {
+        let Work { op, kind } = work;
         self.running.insert(op.id.clone());
-        tracing::info!(op = %op.id, group = %op.group, cluster = %self.cluster, "starting this cluster's side of the operation");
+        tracing::info!(op = %op.id, group = %op.group, cluster = %self.cluster, %kind, "starting this cluster's side of the operation");
         let adapter = self.adapter.clone();
         let done: Sender<RunFinished> = Sender::from_addr(ctx.address());
         let op_id = op.id.clone();
         // The run is its own task so a panic ends only the run; the watcher reports it.
-        let run = actix_rt::spawn(async move { adapter.process_failover(&op).await });
+        let run = actix_rt::spawn(async move { adapter.process(&op, kind).await });
         actix_rt::spawn(async move {
             let result = run_result(run.await);
-            if done.send(RunFinished { op_id, result }).is_err() {
+            if done
+                .send(RunFinished {
+                    op_id,
+                    kind,
+                    result,
+                })
+                .is_err()
+            {
                 tracing::warn!("the operation runner is gone; a run result was dropped");
             }
         });
@@ -242,7 +284,11 @@ impl Handler<Msg<RunFinished>> for RunnerActor {
     type Result = ();
 
     fn handle(&mut self, msg: Msg<RunFinished>, _: &mut Context<Self>) {
-        let RunFinished { op_id, result } = msg.0;
+        let RunFinished {
+            op_id,
+            kind,
+            result,
+        } = msg.0;
         self.running.remove(&op_id);
         self.metrics.operation(result.label());
         match &result {
@@ -250,12 +296,15 @@ impl Handler<Msg<RunFinished>> for RunnerActor {
             RunResult::Stopped(why) => {
                 tracing::info!(op = %op_id, reason = %why, "stopped working on the operation")
             }
-            RunResult::Failed(why) | RunResult::Panicked(why) => {
+            RunResult::Failed(why) => {
+                tracing::warn!(op = %op_id, error = %why, "the operation failed; `failoverctl abort` rolls the source back if nothing was promoted")
+            }
+            RunResult::Interrupted(why) | RunResult::Panicked(why) => {
                 tracing::warn!(op = %op_id, result = result.label(), error = %why, "the run ended early; it resumes from the journal on the next tick")
             }
         }
         if result.is_final() {
-            self.finished.insert(op_id);
+            self.finished.insert((op_id, kind));
         }
     }
 }
@@ -484,7 +533,8 @@ mod tests {
     fn results_that_end_the_operation_are_final() {
         assert!(RunResult::Succeeded.is_final());
         assert!(RunResult::Stopped("stale".into()).is_final());
-        assert!(!RunResult::Failed("boom".into()).is_final());
+        assert!(RunResult::Failed("deadline".into()).is_final());
+        assert!(!RunResult::Interrupted("boom".into()).is_final());
         assert!(!RunResult::Panicked("boom".into()).is_final());
         assert_eq!(RunResult::Panicked(String::new()).label(), "panicked");
     }
@@ -527,18 +577,79 @@ mod tests {
     #[test]
     fn an_operation_already_running_or_finished_is_not_started_again() {
         let running = HashSet::from(["busy".to_owned()]);
-        let finished = HashSet::from(["done".to_owned()]);
+        let finished = HashSet::from([("done".to_owned(), RunKind::Forward)]);
+        let work = |id: &str, kind| Work {
+            op: op(id, "east", "west", Phase::Running),
+            kind,
+        };
         let ops = vec![
-            op("busy", "east", "west", Phase::Running),
-            op("done", "east", "west", Phase::Running),
-            op("new", "east", "west", Phase::Running),
-            op("new", "east", "west", Phase::Running),
+            work("busy", RunKind::Rollback),
+            work("done", RunKind::Forward),
+            work("new", RunKind::Forward),
+            work("new", RunKind::Forward),
         ];
         let ids: Vec<String> = to_start(ops, &running, &finished)
             .into_iter()
-            .map(|o| o.id)
+            .map(|w| w.op.id)
             .collect();
         assert_eq!(ids, ["new"]);
+        // A rollback after a finished forward run is new work.
+        let ids: Vec<(String, RunKind)> =
+            to_start(vec![work("done", RunKind::Rollback)], &running, &finished)
+                .into_iter()
+                .map(|w| (w.op.id, w.kind))
+                .collect();
+        assert_eq!(ids, [("done".to_owned(), RunKind::Rollback)]);
+    }
+
+    fn state(active: &str, claimed: Option<&str>) -> GroupState {
+        GroupState {
+            group: GroupRef::new("shop", "orders").unwrap(),
+            active_cluster: active.into(),
+            epoch: 1,
+            op_id: Some("a".into()),
+            promotion_claimed_by: claimed.map(str::to_owned),
+            lease: None,
+            suspended: false,
+            version: 1,
+            last_op_id: None,
+            updated_at: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn the_source_and_target_run_forward_until_an_abort_is_granted() {
+        let o = op("a", "east", "west", Phase::Running);
+        let s = state("east", None);
+        assert_eq!(run_kind(&o, &s, "east"), Some(RunKind::Forward));
+        assert_eq!(run_kind(&o, &s, "west"), Some(RunKind::Forward));
+        assert_eq!(run_kind(&o, &s, "south"), None);
+        // A failed operation is not run forward again.
+        assert_eq!(
+            run_kind(&op("a", "east", "west", Phase::Failed), &s, "east"),
+            None
+        );
+    }
+
+    #[test]
+    fn after_a_granted_abort_only_the_entitled_cluster_rolls_back() {
+        let mut o = op("a", "east", "west", Phase::Aborting);
+        o.abort_requested_at = Some(jiff::Timestamp::UNIX_EPOCH);
+        let s = state("east", None);
+        assert_eq!(run_kind(&o, &s, "east"), Some(RunKind::Rollback));
+        assert_eq!(run_kind(&o, &s, "west"), None);
+        // Also when the operation had failed before the abort.
+        let mut failed = o.clone();
+        failed.phase = Phase::Failed;
+        assert_eq!(run_kind(&failed, &s, "east"), Some(RunKind::Rollback));
+        // Never once a promotion was claimed, nor after the rollback closed it.
+        assert_eq!(run_kind(&o, &state("east", Some("west")), "east"), None);
+        let mut claimed = o.clone();
+        claimed.promotion_started_at = Some(jiff::Timestamp::UNIX_EPOCH);
+        assert_eq!(run_kind(&claimed, &s, "east"), None);
+        let mut closed = o;
+        closed.phase = Phase::Aborted;
+        assert_eq!(run_kind(&closed, &s, "east"), None);
     }
 
     #[test]

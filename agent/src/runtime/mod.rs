@@ -14,6 +14,8 @@
 pub mod actors;
 pub mod admin;
 pub mod config;
+pub mod groups;
+pub mod triggers;
 
 use std::sync::Arc;
 
@@ -356,6 +358,38 @@ pub async fn run(cfg: AgentConfig) -> Result<(), StartupError> {
         cfg.reread_interval,
     )
     .start();
+    // --- FailoverGroup status and user-created Failovers (runtime/groups.rs, triggers.rs) ---
+    // Their own Store (DynamoDB reads of the status refresh are not operation calls) and
+    // their own sending Inbox; both re-read every --reread-interval.
+    {
+        let store = Store::new(&clients.dynamodb, &cfg.table);
+        self::groups::GroupStatusActor::new(
+            clients.kube.clone(),
+            store.clone(),
+            &cluster,
+            crate::kube_ops::traffic::DEFAULT_ANNOTATION_KEY,
+            cfg.reread_interval,
+        )
+        .start();
+        let sender = Inbox::new(
+            clients.sqs.clone(),
+            &cluster,
+            InboxOptions {
+                prefix: cfg.queue_prefix.clone(),
+                ..InboxOptions::default()
+            },
+        );
+        let trigger = crate::trigger::Trigger::new(
+            clients.kube.clone(),
+            store,
+            sender,
+            clients.sqs.clone(),
+            &cluster,
+        );
+        self::triggers::TriggerActor::new(clients.kube.clone(), trigger, cfg.reread_interval)
+            .start();
+    }
+    // --- end ---
     tracing::info!(%cluster, table = %cfg.table, "agent started");
 
     shutdown_signal().await;

@@ -353,7 +353,7 @@ async fn run(step: &Step, config: &TasksConfig, ctx: &TaskContext) -> Result<(),
                 ctx.handle::<Wakeups>().ok(),
                 config.reread_interval,
                 move || async move {
-                    ensure_current(ctx).await?;
+                    ensure_open(ctx).await?;
                     let steps = store
                         .journal(&wf.operation_id, peer_cluster)
                         .await
@@ -373,6 +373,8 @@ async fn run(step: &Step, config: &TasksConfig, ctx: &TaskContext) -> Result<(),
         Step::WaitOperationClosed { .. } => wait_operation_closed(ctx, config).await,
         Step::CompleteOperation => complete(ctx).await,
         Step::UpdateGroupStatus => update_group_status(ctx).await,
+        Step::Reactivate { volume } => reactivate(ctx, volume).await,
+        Step::FinishAbort => finish_abort(ctx).await,
     }
 }
 
@@ -398,6 +400,32 @@ async fn ensure_current(ctx: &TaskContext) -> Result<(), TaskError> {
             current_op: state.and_then(|s| s.op_id),
         }))
     }
+}
+
+/// [`ensure_current`], and the operation neither aborted nor failed: a wait for the other
+/// cluster stops as soon as the operation cannot go on.
+async fn ensure_open(ctx: &TaskContext) -> Result<(), TaskError> {
+    ensure_current(ctx).await?;
+    let wf = ctx.workflow();
+    let op = ctx
+        .store()?
+        .get_operation(&wf.operation_id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| {
+            TaskError::failed(format!("operation {} does not exist", wf.operation_id))
+        })?;
+    if let Some(at) = op.abort_requested_at {
+        return Err(TaskError::AbortRequested { at });
+    }
+    if op.phase == Phase::Failed {
+        return Err(TaskError::failed(format!(
+            "operation {} failed: {}",
+            wf.operation_id,
+            op.message.as_deref().unwrap_or("no message recorded")
+        )));
+    }
+    Ok(())
 }
 
 async fn validate_operation(ctx: &TaskContext) -> Result<(), TaskError> {
@@ -529,7 +557,7 @@ async fn wait_all_ready(
                 return Ok(Check::Done(()));
             }
             // Not ready yet: make sure waiting still makes sense.
-            ensure_current(ctx).await?;
+            ensure_open(ctx).await?;
             Ok(Check::Pending(format!("not ready: {}", missing.join(", "))))
         },
     )
@@ -681,6 +709,59 @@ async fn promote(ctx: &TaskContext, volume: &str) -> Result<(), TaskError> {
     set_volume(ctx, volume, ReplicationState::Primary).await
 }
 
+/// Rollback: the volume back to primary, only while this cluster is the one entitled to an
+/// active side (no promotion claimed, this cluster active) and the abort was granted.
+async fn reactivate(ctx: &TaskContext, volume: &str) -> Result<(), TaskError> {
+    let wf = ctx.workflow();
+    let store = ctx.store()?;
+    ensure_current(ctx).await?;
+    let state = store
+        .get_group_state(&wf.group)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| TaskError::failed(format!("group {} has no state record", wf.group)))?;
+    if !state.is_entitled(ctx.cluster()) {
+        return Err(TaskError::failed(format!(
+            "refusing to reactivate {volume}: cluster {} is entitled to group {}, not {}",
+            state.entitled_cluster(),
+            wf.group,
+            ctx.cluster()
+        )));
+    }
+    let op = store
+        .get_operation(&wf.operation_id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| {
+            TaskError::failed(format!("operation {} does not exist", wf.operation_id))
+        })?;
+    if op.abort_requested_at.is_none() || op.promotion_started_at.is_some() {
+        return Err(TaskError::failed(format!(
+            "refusing to reactivate {volume}: operation {} has no granted abort",
+            wf.operation_id
+        )));
+    }
+    set_volume(ctx, volume, ReplicationState::Primary).await
+}
+
+async fn finish_abort(ctx: &TaskContext) -> Result<(), TaskError> {
+    let o = ctx
+        .store()?
+        .finish_abort(&ctx.op_ref(), Timings::default())
+        .await
+        .map_err(store_err)?;
+    match o {
+        Outcome::Done(entry) => {
+            tracing::info!(finished_at = %entry.finished_at, "operation aborted; this cluster's side is active again");
+            Ok(())
+        }
+        Outcome::AlreadyFinished {
+            phase: Phase::Aborted,
+        } => Ok(()),
+        other => outcome("closing the aborted operation", other).map(drop),
+    }
+}
+
 // ---- status -----------------------------------------------------------------------------------
 
 async fn update_group_status(ctx: &TaskContext) -> Result<(), TaskError> {
@@ -695,27 +776,25 @@ async fn update_group_status(ctx: &TaskContext) -> Result<(), TaskError> {
         .get_operation(&wf.operation_id)
         .await
         .map_err(store_err)?;
-    let role = if state.op_id.is_some() {
-        GroupRole::Transitioning
-    } else if state.active_cluster == ctx.cluster() {
-        GroupRole::Primary
-    } else {
-        GroupRole::Standby
-    };
+    // The same rules as the status the group actor keeps (crate::group_status).
+    let role: GroupRole = crate::group_status::role(&state, op.as_ref(), ctx.cluster());
     let phase: Option<FailoverPhase> = op.as_ref().map(|o| o.phase.into());
-    let mode = FailoverMode::from(wf.mode);
+    let summary = op.as_ref().map(crate::group_status::last_operation);
+    let last_operation = json!({
+        "id": wf.operation_id,
+        "phase": phase,
+        "mode": FailoverMode::from(wf.mode),
+        "sourceCluster": wf.source,
+        "targetCluster": wf.target,
+        "startedAt": summary.as_ref().and_then(|s| s.started_at.clone()),
+        "finishedAt": summary.and_then(|s| s.finished_at),
+    });
     let patch = json!({
         "status": {
             "role": role,
             "activeCluster": state.active_cluster,
             "epoch": state.epoch,
-            "lastOperation": {
-                "id": wf.operation_id,
-                "phase": phase,
-                "mode": mode,
-                "sourceCluster": wf.source,
-                "targetCluster": wf.target,
-            },
+            "lastOperation": last_operation,
         }
     });
     let api: Api<FailoverGroup> = Api::namespaced(ctx.kube()?.clone(), &wf.group.namespace);

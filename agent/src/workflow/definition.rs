@@ -61,6 +61,10 @@ pub enum StageId {
     VolumeResync,
     /// Both: operation completed (target), statuses updated.
     Completion,
+    /// Source, after an abort granted before any promotion: volumes Primary again,
+    /// workloads, CronJobs, Flux and traffic back on, the operation closed as `Aborted`.
+    /// Not part of either mode's forward order.
+    Rollback,
 }
 
 impl StageId {
@@ -111,6 +115,7 @@ impl StageId {
             Self::TargetActivation => "TargetActivation",
             Self::VolumeResync => "VolumeResync",
             Self::Completion => "Completion",
+            Self::Rollback => "Rollback",
         }
     }
 
@@ -124,6 +129,7 @@ impl StageId {
             Self::TargetActivation => "Target Cluster Activation",
             Self::VolumeResync => "Volume Resync (Source)",
             Self::Completion => "Completion",
+            Self::Rollback => "Rollback (Source)",
         }
     }
 
@@ -131,9 +137,10 @@ impl StageId {
     pub fn runs_on(self) -> Option<Role> {
         match self {
             Self::Initialization | Self::Completion => None,
-            Self::SourceShutdown | Self::VolumeTransitionSource | Self::VolumeResync => {
-                Some(Role::Source)
-            }
+            Self::SourceShutdown
+            | Self::VolumeTransitionSource
+            | Self::VolumeResync
+            | Self::Rollback => Some(Role::Source),
             Self::VolumeTransitionTarget | Self::TargetActivation => Some(Role::Target),
         }
     }
@@ -145,7 +152,7 @@ impl StageId {
             Self::SourceShutdown => TimeoutStage::SourceShutdown,
             Self::VolumeTransitionSource | Self::VolumeResync => TimeoutStage::VolumeDemotion,
             Self::VolumeTransitionTarget => TimeoutStage::VolumePromotion,
-            Self::TargetActivation => TimeoutStage::TargetActivation,
+            Self::TargetActivation | Self::Rollback => TimeoutStage::TargetActivation,
             Self::Completion => TimeoutStage::Completion,
         }
     }
@@ -377,6 +384,18 @@ pub enum Step {
         within: Duration,
     },
 
+    // --- rollback (source, after an abort) ---------------------------------------------------
+    /// Set a VolumeReplication back to `primary` on the source after an abort. Refuses
+    /// unless the group state shows this cluster entitled (no promotion claimed, this cluster
+    /// active) and the operation's abort granted.
+    Reactivate {
+        /// The VolumeReplication.
+        volume: String,
+    },
+    /// Close the aborted operation in one transaction (`Aborted`, group released, history
+    /// written, active cluster unchanged).
+    FinishAbort,
+
     // --- completion -----------------------------------------------------------------------
     /// Complete the operation in one transaction (protocol step 6): active cluster :=
     /// target, operation closed, history written, lease released.
@@ -449,6 +468,8 @@ impl Step {
             Self::WaitOperationClosed { .. } => "WaitOperationClosed",
             Self::CompleteOperation => "CompleteOperation",
             Self::UpdateGroupStatus => "UpdateGroupStatus",
+            Self::Reactivate { .. } => "Reactivate",
+            Self::FinishAbort => "FinishAbort",
         }
     }
 
@@ -484,7 +505,8 @@ impl Step {
             | Self::WaitResynced { volume }
             | Self::Promote { volume }
             | Self::WaitPrimary { volume }
-            | Self::VerifyData { volume } => Some(volume_object(volume)),
+            | Self::VerifyData { volume }
+            | Self::Reactivate { volume } => Some(volume_object(volume)),
             Self::ValidateOperation
             | Self::RenewLease
             | Self::RecordReplicas { .. }
@@ -497,6 +519,7 @@ impl Step {
             | Self::WaitPeer { .. }
             | Self::WaitOperationClosed { .. }
             | Self::CompleteOperation
+            | Self::FinishAbort
             | Self::UpdateGroupStatus => None,
         }
     }
@@ -603,6 +626,12 @@ impl Step {
                 "Complete the operation in one transaction: active cluster := target, history written, lease released".to_owned()
             }
             Self::UpdateGroupStatus => "Update the FailoverGroup's status in this cluster".to_owned(),
+            Self::Reactivate { .. } => format!(
+                "Set {object} back to primary (abort granted, no promotion claimed, this cluster active)"
+            ),
+            Self::FinishAbort => {
+                "Close the aborted operation in one transaction: group released, active cluster unchanged, history written".to_owned()
+            }
         }
     }
 
@@ -618,6 +647,7 @@ impl Step {
         !matches!(
             self,
             Self::CompleteOperation
+                | Self::FinishAbort
                 | Self::Notify { .. }
                 | Self::WaitOperationClosed { .. }
                 | Self::UpdateGroupStatus

@@ -254,6 +254,55 @@ impl Factory {
         })
     }
 
+    /// The rollback the source runs after an abort granted before any promotion: volumes
+    /// back to Primary (each guarded by the entitlement check), workloads scaled up to the
+    /// recorded counts, CronJobs and Flux resumed, ready, traffic on, then the operation
+    /// closed as `Aborted`. Every step is idempotent, so it is safe whatever part of the
+    /// shutdown had run.
+    pub fn rollback(
+        mode: Mode,
+        spec: &FailoverGroupSpec,
+        force: bool,
+    ) -> Result<Workflow, FactoryError> {
+        let limits = Limits::new(spec)?;
+        let objects = Objects::new(spec)?;
+        let plan = Planner {
+            mode,
+            force,
+            limits: &limits,
+            objects: &objects,
+        };
+        let volumes = &objects.volumes;
+        let mut steps: Vec<Step> = volumes
+            .iter()
+            .map(|v| Step::Reactivate { volume: v.clone() })
+            .collect();
+        steps.extend(
+            volumes
+                .iter()
+                .map(|v| Step::WaitPrimary { volume: v.clone() }),
+        );
+        steps.extend(
+            volumes
+                .iter()
+                .map(|v| Step::VerifyData { volume: v.clone() }),
+        );
+        steps.extend(
+            plan.activation()
+                .into_iter()
+                .filter(|s| !matches!(s, Step::Notify { .. })),
+        );
+        steps.extend([
+            Step::FinishAbort,
+            Step::Notify {
+                to: Role::Target,
+                kind: EnvelopeKind::OperationCompleted,
+            },
+            Step::UpdateGroupStatus,
+        ]);
+        Ok(plan.workflow(Role::Source, vec![(StageId::Rollback, steps)]))
+    }
+
     /// Both sides' workflows (source, target), e.g. to check them against each other.
     pub fn build_both(
         mode: Mode,

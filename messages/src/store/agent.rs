@@ -1080,7 +1080,12 @@ impl Store {
     /// [`Store::complete_operation`] and [`Store::finish_abort`], which also release the
     /// group. Other closing phases (`Failed`, `RolledBack`) also set `finishedAt`.
     ///
-    /// Outcomes: `Done(())`; `StaleEpoch`; `AlreadyFinished`; `OperationNotFound`.
+    /// `Failed` leaves the group state alone: the group stays with the failed operation
+    /// until it is aborted (before promotion: the source reactivates), a forced operation
+    /// takes over, or its lease expires. It is refused once an abort was requested.
+    ///
+    /// Outcomes: `Done(())`; `StaleEpoch`; `AbortRequested` (only for `Failed`);
+    /// `AlreadyFinished`; `OperationNotFound`.
     pub async fn set_phase(
         &self,
         op: &OpRef,
@@ -1129,12 +1134,21 @@ impl Store {
             attr_names.push(attr::FINISHED_AT);
             vals.insert(":now".into(), av_ms(now));
         }
+        // A failure never overwrites an abort: once one is requested, the source rolls back
+        // and the operation closes as Aborted.
+        let condition = if phase == Phase::Failed {
+            attr_names.push(attr::ABORT_REQUESTED_AT);
+            "attribute_exists(#PK) AND NOT (#phase IN (:t1, :t2, :t3, :t4)) \
+             AND attribute_not_exists(#abortRequestedAt)"
+        } else {
+            "attribute_exists(#PK) AND NOT (#phase IN (:t1, :t2, :t3, :t4))"
+        };
         let items = vec![
             self.group_check(op)?,
             self.tx_update(
                 keys::operation_key(&op.id),
                 &update,
-                Some("attribute_exists(#PK) AND NOT (#phase IN (:t1, :t2, :t3, :t4))"),
+                Some(condition),
                 &attr_names,
                 vals,
             )?,
@@ -1147,6 +1161,13 @@ impl Store {
         let old = self
             .item_or_read(OP, rejected.old_item(1), keys::operation_key(&op.id))
             .await?;
+        if let Some(at) = old
+            .as_deref()
+            .and_then(|i| ms_attr(i, attr::ABORT_REQUESTED_AT))
+            && phase == Phase::Failed
+        {
+            return Ok(Outcome::AbortRequested { at });
+        }
         match old
             .as_deref()
             .and_then(|i| s_attr(i, attr::PHASE))

@@ -451,7 +451,7 @@ impl Store {
 
     /// Requests an abort, in one transaction: the operation gets `abortRequestedAt` (and
     /// phase `Aborting`), condition: no promotion claimed (`promotionStartedAt` absent) and
-    /// not closed; with a `ConditionCheck` on the group state: `opId = id AND
+    /// not closed (a `Failed` operation the group still names counts as open); with a `ConditionCheck` on the group state: `opId = id AND
     /// attribute_not_exists(promotionClaimedBy)`. Claim and abort exclude each other, so after
     /// a successful abort the target can never promote. Reads the operation first (to find
     /// its group).
@@ -494,7 +494,7 @@ impl Store {
                 "SET #abortRequestedAt = if_not_exists(#abortRequestedAt, :now), #phase = :aborting",
                 Some(
                     "attribute_exists(#PK) AND attribute_not_exists(#promotionStartedAt) \
-                     AND NOT (#phase IN (:t1, :t2, :t3, :t4))",
+                     AND NOT (#phase IN (:t1, :t3, :t4))",
                 ),
                 &[
                     attr::PK,
@@ -506,7 +506,6 @@ impl Store {
                     (":now", av_ms(now)),
                     (":aborting", av_s(Phase::Aborting.as_str())),
                     (":t1", av_s(Phase::Succeeded.as_str())),
-                    (":t2", av_s(Phase::Failed.as_str())),
                     (":t3", av_s(Phase::Aborted.as_str())),
                     (":t4", av_s(Phase::RolledBack.as_str())),
                 ]),
@@ -572,7 +571,9 @@ fn abort_precheck(op: &Operation) -> Option<Outcome<Timestamp>> {
             by: None,
         });
     }
-    if op.phase.is_terminal() {
+    // A failed operation the group still names can be aborted (the group-state check of
+    // the transaction makes sure it still does).
+    if op.phase.is_terminal() && op.phase != Phase::Failed {
         return Some(Outcome::AlreadyFinished { phase: op.phase });
     }
     op.abort_requested_at.map(Outcome::Done)

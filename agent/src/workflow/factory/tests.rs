@@ -1280,3 +1280,59 @@ fn long_object_names_give_distinct_bounded_keys() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Rollback
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_rollback_reactivates_volumes_before_workloads_and_traffic_last() {
+    let wf = Factory::rollback(Mode::Consistency, &sample(), false).unwrap();
+    assert_eq!(wf.role, Role::Source);
+    assert_eq!(wf.stages.len(), 1);
+    assert_eq!(wf.stages[0].id, StageId::Rollback);
+    let names: Vec<&str> = wf.steps().map(|(_, s)| s.name()).collect();
+    let first = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    let last = |n: &str| names.iter().rposition(|x| *x == n).unwrap();
+    assert_eq!(names.iter().filter(|n| **n == "Reactivate").count(), 3);
+    assert!(last("Reactivate") < first("WaitPrimary"));
+    assert!(last("WaitPrimary") < first("ScaleUp"), "{names:?}");
+    assert!(last("ScaleUp") < first("ResumeFlux"));
+    assert!(last("WaitReady") < first("TrafficOn"));
+    assert!(last("TrafficOn") < first("FinishAbort"));
+    assert_eq!(names.last(), Some(&"UpdateGroupStatus"));
+    // Nothing in it moves data away or promotes for a target.
+    for (_, step) in wf.steps() {
+        assert!(
+            !matches!(
+                step,
+                Step::Demote { .. }
+                    | Step::Promote { .. }
+                    | Step::ClaimPromotion { .. }
+                    | Step::ScaleDown { .. }
+                    | Step::MarkAllReady { .. }
+            ),
+            "{step:?}"
+        );
+    }
+    // Its journal keys are unique and valid.
+    let mut keys = std::collections::HashSet::new();
+    for (_, step) in wf.steps() {
+        validate_step_name("task", &step.key()).unwrap();
+        assert!(keys.insert(step.key()), "{} twice", step.key());
+    }
+}
+
+#[test]
+fn the_rollback_is_the_same_for_both_modes_and_rejects_what_the_plan_rejects() {
+    let c = Factory::rollback(Mode::Consistency, &sample(), false).unwrap();
+    let u = Factory::rollback(Mode::Uptime, &sample(), false).unwrap();
+    let steps = |w: &Workflow| w.steps().map(|(_, s)| s.clone()).collect::<Vec<_>>();
+    assert_eq!(steps(&c), steps(&u));
+    let mut bad = sample();
+    bad.volume_replications.push(volume("x", Some("nope")));
+    assert!(matches!(
+        Factory::rollback(Mode::Consistency, &bad, false),
+        Err(FactoryError::UnknownWorkload { .. })
+    ));
+}

@@ -1,0 +1,637 @@
+//! Real processes for the end-to-end scenarios and the benchmark: `failover-agent` (one per
+//! cluster, each with only its own cluster's kubeconfig, whose credential is a ServiceAccount
+//! token bound to nothing but the ClusterRole shipped in
+//! `deploy/kustomize/base/clusterrole.yaml`), the `failover-storage-sim` binary, and the
+//! `failoverctl` command, all against the test environment's kube-apiservers and moto.
+//!
+//! A [`Stack`] owns one table, one set of inboxes and every process it started; dropping it
+//! kills them. Its logs are printed by [`Stack::print_logs`] when a scenario fails.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use failover_messages::crd::FailoverGroup;
+use failover_messages::inbox::{Inbox, InboxOptions};
+use failover_messages::setup::ensure_table;
+use failover_messages::store::Store;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::kube::{Cluster, TestEnv, wait_for};
+use crate::storage_sim::{Violation, read_violations_file};
+
+/// How long an agent may take to report `/ready`.
+pub const READY_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a process may take to exit after SIGTERM.
+const EXIT_DEADLINE: Duration = Duration::from_secs(20);
+
+// ---- processes ---------------------------------------------------------------------------------
+
+/// One child process with its log file; dropping the guard kills it.
+pub struct Proc {
+    /// Its name in logs and errors (`agent-east`, `storage-sim`, …).
+    pub name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `cmd`, stderr to `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .with_context(|| format!("starting {name}: {cmd:?}"))?;
+        Ok(Proc {
+            name: name.to_owned(),
+            child,
+            log,
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// True while the process has not exited.
+    pub fn running(&mut self) -> Result<bool> {
+        Ok(self.child.try_wait()?.is_none())
+    }
+
+    /// Everything the process logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits until the process exits.
+    pub async fn terminate(&mut self) -> Result<()> {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status()?;
+        ensure!(status.success(), "kill -TERM {pid} failed: {status}");
+        let deadline = Instant::now() + EXIT_DEADLINE;
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                bail!("{} did not exit after SIGTERM", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A workspace binary next to the running executable (`target/debug/` or
+/// `target/release/`), brought up to date first (a no-op when `cargo test --workspace`
+/// already built it), so a test never runs a stale agent.
+pub fn workspace_binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let here = exe.parent().context("the executable has no folder")?;
+    let dir = if here.file_name().is_some_and(|n| n == "deps") {
+        here.parent().context("deps/ has no parent")?
+    } else {
+        here
+    };
+    let release = dir.file_name().is_some_and(|n| n == "release");
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    // Build the way `cargo test --workspace` does (every member, every target), so the
+    // features match and this is a no-op inside `make test`; building one package alone
+    // would resolve other features and recompile half the dependency tree.
+    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut built = BUILT.lock().map_err(|_| anyhow!("build lock poisoned"))?;
+    if !*built {
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["build", "--workspace", "--all-targets"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .current_dir(crate::env::repo_root())
+            .status()
+            .with_context(|| format!("running cargo build for {name}"))?;
+        ensure!(status.success(), "building {name} failed: {status}");
+        *built = true;
+    }
+    ensure!(bin.exists(), "{} does not exist", bin.display());
+    Ok(bin)
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// `GET path` on the loopback port: status code and body.
+pub async fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await??;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no HTTP status in {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// A command with nothing inherited that could change the child's configuration.
+pub fn clean_command(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FAILOVER_") || k.starts_with("AWS_") || k == "KUBECONFIG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+// ---- least-privilege identity ------------------------------------------------------------------
+
+/// The agent's ClusterRole as shipped (read and applied as is, only renamed per test).
+const CLUSTER_ROLE_FILE: &str = "deploy/kustomize/base/clusterrole.yaml";
+const AGENT_SA: &str = "failover-agent";
+
+/// The per-test name of the ClusterRole and ClusterRoleBinding (cluster-scoped, so unique).
+fn rbac_name(ns: &str) -> String {
+    format!("failover-agent-{ns}")
+}
+
+/// Applies the shipped ClusterRole, a ServiceAccount in `ns` and a ClusterRoleBinding of
+/// the two in cluster `c`, mints a token for the ServiceAccount (TokenRequest API) and
+/// writes a kubeconfig with the admin kubeconfig's server and CA and that token only.
+/// Returns its path once the apiserver authorizes the token. Idempotent per `ns`.
+pub async fn agent_kubeconfig(c: &Cluster, ns: &str, dir: &Path) -> Result<PathBuf> {
+    let role_path = crate::env::repo_root().join(CLUSTER_ROLE_FILE);
+    let text = std::fs::read_to_string(&role_path)
+        .with_context(|| format!("reading {}", role_path.display()))?;
+    let mut role: ClusterRole = serde_yaml::from_str(&text)
+        .with_context(|| format!("parsing {} as a ClusterRole", role_path.display()))?;
+    let name = rbac_name(ns);
+    role.metadata.name = Some(name.clone());
+    let pp = PostParams::default();
+    ignore_conflict(
+        Api::<ClusterRole>::all(c.client.clone())
+            .create(&pp, &role)
+            .await,
+    )
+    .with_context(|| format!("creating ClusterRole {name} in {}", c.name))?;
+    let sas = Api::<ServiceAccount>::namespaced(c.client.clone(), ns);
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": AGENT_SA, "namespace": ns}}))?;
+    ignore_conflict(sas.create(&pp, &sa).await)
+        .with_context(|| format!("creating ServiceAccount {ns}/{AGENT_SA} in {}", c.name))?;
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": AGENT_SA, "namespace": ns}],
+    }))?;
+    ignore_conflict(
+        Api::<ClusterRoleBinding>::all(c.client.clone())
+            .create(&pp, &binding)
+            .await,
+    )
+    .with_context(|| format!("creating ClusterRoleBinding {name} in {}", c.name))?;
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            audiences: Some(Vec::new()),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let token = sas
+        .create_token_request(AGENT_SA, &pp, &request)
+        .await
+        .with_context(|| format!("requesting a token for {ns}/{AGENT_SA} in {}", c.name))?
+        .status
+        .context("a TokenRequest without status")?
+        .token;
+
+    // Same server and CA as the admin kubeconfig, the token as the only credential.
+    let admin = Kubeconfig::read_from(&c.kubeconfig)?;
+    let context = admin
+        .current_context
+        .clone()
+        .context("admin kubeconfig without a context")?;
+    let cluster_name = admin
+        .contexts
+        .iter()
+        .find(|n| n.name == context)
+        .and_then(|n| n.context.as_ref())
+        .map(|x| x.cluster.clone())
+        .context("admin kubeconfig: current context not found")?;
+    let cluster = admin
+        .clusters
+        .iter()
+        .find(|n| n.name == cluster_name)
+        .and_then(|n| n.cluster.clone())
+        .context("admin kubeconfig: cluster not found")?;
+    let mut cluster_entry = json!({"server": cluster.server.context("no server")?});
+    if let Some(ca) = cluster.certificate_authority {
+        cluster_entry["certificate-authority"] = json!(ca);
+    }
+    if let Some(ca) = cluster.certificate_authority_data {
+        cluster_entry["certificate-authority-data"] = json!(ca);
+    }
+    let kubeconfig = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": c.name, "cluster": cluster_entry}],
+        "users": [{"name": AGENT_SA, "user": {"token": token}}],
+        "contexts": [{"name": c.name, "context": {"cluster": c.name, "user": AGENT_SA}}],
+        "current-context": c.name,
+    });
+    let path = dir.join(format!("agent-{}.kubeconfig", c.name));
+    std::fs::write(&path, serde_yaml::to_string(&kubeconfig)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+
+    // Wait until the authorizer sees the binding, and make sure the token is not admin.
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&path)?,
+        &KubeConfigOptions::default(),
+    )
+    .await?;
+    let client = kube::Client::try_from(config)?;
+    let groups: Api<FailoverGroup> = Api::all(client.clone());
+    wait_for(
+        &format!("the agent token may list FailoverGroups in {}", c.name),
+        Duration::from_secs(30),
+        || {
+            let groups = groups.clone();
+            async move {
+                match groups.list_metadata(&ListParams::default().limit(1)).await {
+                    Ok(_) => Ok(Some(())),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        },
+    )
+    .await?;
+    match Api::<Secret>::namespaced(client, ns)
+        .list_metadata(&ListParams::default())
+        .await
+    {
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        other => bail!(
+            "the agent token in {} must not list Secrets: {other:?}",
+            c.name
+        ),
+    }
+    Ok(path)
+}
+
+fn ignore_conflict<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the cluster-scoped RBAC objects of a test (the namespace takes the ServiceAccount).
+pub async fn delete_rbac(c: &Cluster, ns: &str) {
+    let name = rbac_name(ns);
+    let dp = DeleteParams::default();
+    let _ = Api::<ClusterRoleBinding>::all(c.client.clone())
+        .delete(&name, &dp)
+        .await;
+    let _ = Api::<ClusterRole>::all(c.client.clone())
+        .delete(&name, &dp)
+        .await;
+}
+
+// ---- the stack ---------------------------------------------------------------------------------
+
+/// How the agents of a [`Stack`] run.
+#[derive(Clone, Debug)]
+pub struct AgentOptions {
+    /// `--heartbeat-interval`.
+    pub heartbeat_interval: Duration,
+    /// `--reread-interval`.
+    pub reread_interval: Duration,
+    /// `RUST_LOG`.
+    pub log_filter: String,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(1),
+            reread_interval: Duration::from_secs(2),
+            log_filter: "info".into(),
+        }
+    }
+}
+
+/// One scenario's table, inboxes and processes. Dropping it kills every process; call
+/// [`Stack::cleanup`] to remove the RBAC objects it created.
+pub struct Stack {
+    env: TestEnv,
+    /// The DynamoDB table.
+    pub table: String,
+    /// The SQS queue-name prefix.
+    pub prefix: String,
+    /// The store on the table (as the coordinator or a user reads it).
+    pub store: Store,
+    /// An inbox handle that sends as `coordinator`.
+    pub inbox: Inbox,
+    /// Where logs, kubeconfigs and the violations file go.
+    pub dir: PathBuf,
+    /// The namespace whose ServiceAccount the agents run as.
+    rbac_ns: String,
+    procs: Vec<Proc>,
+    agent_ports: BTreeMap<String, u16>,
+    violations: Vec<(String, PathBuf)>,
+    /// How the agents run.
+    pub agent_options: AgentOptions,
+}
+
+impl Stack {
+    /// A fresh table and inboxes for both clusters; the agents will run as a ServiceAccount
+    /// in `rbac_ns` (which must exist in both clusters).
+    pub async fn new(env: &TestEnv, rbac_ns: &str, label: &str) -> Result<Stack> {
+        let ddb = env.aws.dynamodb();
+        let table = env.aws.unique(&format!("fo-{label}"));
+        ensure_table(&ddb, &table).await?;
+        let store = Store::new(&ddb, &table);
+        let prefix = format!("{}-", env.aws.unique("fo"));
+        let inbox = Inbox::new(
+            env.aws.sqs(),
+            "coordinator",
+            InboxOptions {
+                prefix: prefix.clone(),
+                ..InboxOptions::default()
+            },
+        );
+        for c in env.clusters() {
+            inbox.ensure_queues(&c.name).await?;
+        }
+        let dir = crate::env::repo_root()
+            .join("target/tmp")
+            .join(format!("{label}-{rbac_ns}"));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Stack {
+            env: env.clone(),
+            table,
+            prefix,
+            store,
+            inbox,
+            dir,
+            rbac_ns: rbac_ns.to_owned(),
+            procs: Vec::new(),
+            agent_ports: BTreeMap::new(),
+            violations: Vec::new(),
+            agent_options: AgentOptions::default(),
+        })
+    }
+
+    /// Starts the storage simulator for both clusters, one process per namespace in
+    /// `namespaces`, with `latency` per transition.
+    pub fn start_storage_sim(&mut self, namespaces: &[&str], latency: Duration) -> Result<()> {
+        ensure!(
+            !namespaces.is_empty(),
+            "the storage simulator needs a namespace"
+        );
+        let bin = workspace_binary("failover-storage-sim")?;
+        for ns in namespaces {
+            let violations = self.dir.join(format!("violations-{ns}.json"));
+            let mut sim = clean_command(&bin);
+            for c in self.env.clusters() {
+                sim.arg("--cluster")
+                    .arg(format!("{}={}", c.name, c.kubeconfig.display()));
+            }
+            sim.arg("--violations")
+                .arg(&violations)
+                .arg("--latency")
+                .arg(humantime::format_duration(latency).to_string())
+                .args(["--namespace", ns]);
+            let name = format!("storage-sim-{ns}");
+            let log = self.dir.join(format!("{name}.log"));
+            self.procs.push(Proc::spawn(&name, sim, log)?);
+            self.violations.push((name, violations));
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts) the agent of `cluster` and waits until its `/ready` answers
+    /// 200. Returns its admin port.
+    pub async fn start_agent(&mut self, cluster: &str) -> Result<u16> {
+        let c = self.cluster(cluster)?.clone();
+        let kubeconfig = agent_kubeconfig(&c, &self.rbac_ns, &self.dir).await?;
+        let port = free_port()?;
+        let o = &self.agent_options;
+        let mut cmd = clean_command(&workspace_binary("failover-agent")?);
+        cmd.args(["--cluster", &c.name])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--table", &self.table, "--queue-prefix", &self.prefix])
+            .args(["--region", &self.env.aws.region])
+            .args(["--endpoint-url", &self.env.aws.endpoint_url])
+            .args(["--admin-addr", &format!("127.0.0.1:{port}")])
+            .arg("--heartbeat-interval")
+            .arg(humantime::format_duration(o.heartbeat_interval).to_string())
+            .arg("--reread-interval")
+            .arg(humantime::format_duration(o.reread_interval).to_string())
+            .env("RUST_LOG", &o.log_filter)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
+        let name = agent_name(&c.name);
+        let log = self.dir.join(format!("{name}.log"));
+        self.procs.retain(|p| p.name != name);
+        self.procs.push(Proc::spawn(&name, cmd, log)?);
+        self.agent_ports.insert(c.name.clone(), port);
+        wait_for(
+            &format!("/ready = 200 on the {} agent", c.name),
+            READY_DEADLINE,
+            || async move {
+                match http_get(port, "/ready").await {
+                    Ok((200, _)) => Ok(Some(())),
+                    Ok((s, body)) => Err(format!("status {s}: {body}")),
+                    Err(e) => Err(format!("{e:#}")),
+                }
+            },
+        )
+        .await?;
+        ensure!(
+            self.proc_mut(&name)?.running()?,
+            "{name} exited during start-up"
+        );
+        Ok(port)
+    }
+
+    /// Starts the agents of both clusters.
+    pub async fn start_agents(&mut self) -> Result<()> {
+        for c in ["east", "west"] {
+            self.start_agent(c).await?;
+        }
+        Ok(())
+    }
+
+    /// Kills the agent of `cluster` at once (SIGKILL), as a crash or a lost cluster would.
+    pub fn kill_agent(&mut self, cluster: &str) -> Result<()> {
+        let name = agent_name(cluster);
+        self.proc_mut(&name)?.kill()
+    }
+
+    /// The admin port of `cluster`'s agent.
+    pub fn agent_port(&self, cluster: &str) -> Result<u16> {
+        self.agent_ports
+            .get(cluster)
+            .copied()
+            .with_context(|| format!("no agent was started for {cluster}"))
+    }
+
+    /// The agent's `/metrics` text.
+    pub async fn metrics(&self, cluster: &str) -> Result<String> {
+        let (code, body) = http_get(self.agent_port(cluster)?, "/metrics").await?;
+        ensure!(code == 200, "/metrics of {cluster}: status {code}");
+        Ok(body)
+    }
+
+    /// The process of `name` (`agent-east`, `storage-sim`, …).
+    pub fn proc_mut(&mut self, name: &str) -> Result<&mut Proc> {
+        self.procs
+            .iter_mut()
+            .find(|p| p.name == name)
+            .with_context(|| format!("no process {name}"))
+    }
+
+    /// Runs `failoverctl` with this stack's table, prefix and moto endpoint before `args`.
+    pub fn failoverctl(&self, args: &[&str]) -> Result<Output> {
+        let ctl = workspace_binary("failoverctl")?;
+        let aws = &self.env.aws;
+        let mut cmd = clean_command(&ctl);
+        cmd.args(["--table", &self.table, "--queue-prefix", &self.prefix])
+            .args(["--region", &aws.region, "--endpoint-url", &aws.endpoint_url])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("USER", "e2e-test")
+            .stdin(Stdio::null());
+        let out = tokio::task::block_in_place(|| cmd.output())
+            .with_context(|| format!("running failoverctl {args:?}"))?;
+        Ok(out)
+    }
+
+    /// Fails when an agent is no longer running or any agent log line shows an RBAC refusal
+    /// (best-effort writes only log a refused call, so the log is where they show).
+    pub fn check_agents(&mut self) -> Result<()> {
+        for p in &mut self.procs {
+            if !p.name.starts_with("agent-") {
+                continue;
+            }
+            ensure!(p.running()?, "{} is no longer running", p.name);
+            let log = p.log_text();
+            let denied: Vec<&str> = log.lines().filter(|l| l.contains("forbidden")).collect();
+            ensure!(
+                denied.is_empty(),
+                "{} was refused by RBAC: {denied:#?}",
+                p.name
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops the storage simulators (each rewrites its violations file on SIGTERM) and
+    /// returns every violation they recorded.
+    pub async fn stop_storage_sim(&mut self) -> Result<Vec<Violation>> {
+        ensure!(
+            !self.violations.is_empty(),
+            "the storage simulator was not started"
+        );
+        let mut found = Vec::new();
+        for (name, file) in self.violations.clone() {
+            self.proc_mut(&name)?.terminate().await?;
+            found.extend(read_violations_file(&file)?);
+        }
+        Ok(found)
+    }
+
+    /// Prints every process's log (for a failing scenario).
+    pub fn print_logs(&self) {
+        for p in &self.procs {
+            eprintln!(
+                "===== {} log ({}) =====\n{}",
+                p.name,
+                p.log.display(),
+                p.log_text()
+            );
+        }
+    }
+
+    /// Kills every process and removes the cluster-scoped RBAC objects; on success also the
+    /// log folder.
+    pub async fn cleanup(mut self, succeeded: bool) {
+        self.procs.clear();
+        for c in self.env.clusters() {
+            delete_rbac(c, &self.rbac_ns).await;
+        }
+        if succeeded {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn cluster(&self, name: &str) -> Result<&Cluster> {
+        self.env
+            .clusters()
+            .into_iter()
+            .find(|c| c.name == name)
+            .with_context(|| format!("no cluster {name} in the test environment"))
+    }
+}
+
+fn agent_name(cluster: &str) -> String {
+    format!("agent-{cluster}")
+}
+
+/// Checks that `failoverctl` (`what`: its arguments, for messages) exited with `code`;
+/// returns its stdout and stderr.
+pub fn expect_exit(out: &Output, code: i32, what: &str) -> Result<(String, String)> {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ensure!(
+        out.status.code() == Some(code),
+        "failoverctl {what} exited {:?}, expected {code}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status.code()
+    );
+    Ok((stdout, stderr))
+}

@@ -1,0 +1,382 @@
+//! Many groups failed over at once against one group, with the same agents, and the agents'
+//! peak memory.
+//!
+//! One stack (fresh table: moto deep-copies the whole table for every item of a
+//! `TransactWriteItems`, so a table left big by earlier runs would slow every write) with
+//! both agents and one storage simulator on one namespace holding `groups + 2` small groups
+//! (`shape` workloads with one volume each; 1 Deployment + 1 volume by default), all active
+//! in east. Then, each started by one `failoverctl failover … --to west` process (without
+//! `--wait`):
+//!
+//! 1. `warm`: one group, unmeasured (first connections, caches);
+//! 2. `solo`: one group, the baseline;
+//! 3. `g00 … g49`: all the others in one invocation.
+//!
+//! Wall time runs from just before `failoverctl` starts to the first `list_groups` read
+//! (every 100 ms) showing every group of the step active in west with no operation in
+//! flight. Each agent's `VmHWM` (peak resident set, `/proc/<pid>/status`) is read after
+//! start-up, after the one-group step and after the many-group step.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use failover_messages::keys::GroupRef;
+
+use super::fleet::{self, GroupShape};
+use super::overhead::AgentTiming;
+use super::probe::{self, Memory};
+use super::stats::fmt_latency;
+use crate::agents::Stack;
+use crate::kube::TestEnv;
+
+/// Design §7: many groups at most this many times one group.
+pub const TARGET_RATIO: f64 = 2.0;
+/// Design §7: agent peak RSS.
+pub const TARGET_RSS_KIB: u64 = 64 * 1024;
+/// Poll period of `list_groups`.
+const POLL: Duration = Duration::from_millis(100);
+
+/// What to measure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FanoutConfig {
+    /// Groups failed over at once.
+    pub groups: usize,
+    /// Each group's workloads (one volume each).
+    pub shape: GroupShape,
+    /// The storage simulator's latency per transition.
+    pub latency: Duration,
+    /// The agents' intervals.
+    pub agents: AgentTiming,
+    /// How long the many-group step may take.
+    pub timeout: Duration,
+}
+
+impl Default for FanoutConfig {
+    fn default() -> Self {
+        Self {
+            groups: 50,
+            shape: GroupShape {
+                deployments: 1,
+                statefulsets: 0,
+            },
+            latency: Duration::from_millis(200),
+            agents: AgentTiming::default(),
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One measured step.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// Groups in the step.
+    pub groups: usize,
+    /// Start to all groups active in west.
+    pub wall: Duration,
+    /// When the first group of the step showed west active.
+    pub first: Duration,
+    /// How long the `failoverctl` process ran (starting every operation).
+    pub failoverctl: Duration,
+    /// Both agents' memory after the step (both sides finished).
+    pub memory: Vec<(String, Memory)>,
+}
+
+/// Everything one run measured.
+#[derive(Clone, Debug)]
+pub struct FanoutReport {
+    /// What was asked for.
+    pub config: FanoutConfig,
+    /// When it started.
+    pub started_at: jiff::Timestamp,
+    /// Wall time of the whole benchmark (setup included).
+    pub wall: Duration,
+    /// Memory after start-up and registration, before any failover.
+    pub idle_memory: Vec<(String, Memory)>,
+    /// The one-group step (after the warm-up).
+    pub one: Step,
+    /// The many-group step.
+    pub many: Step,
+    /// Load average before and after.
+    pub load: (Option<String>, Option<String>),
+}
+
+impl FanoutReport {
+    /// Many groups' wall time over one group's.
+    pub fn ratio(&self) -> f64 {
+        self.many.wall.as_secs_f64() / self.one.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// The largest peak RSS of any agent at the end.
+    pub fn peak_kib(&self) -> u64 {
+        self.many
+            .memory
+            .iter()
+            .map(|(_, m)| m.peak_kib)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Runs the benchmark; removes its namespace and RBAC objects afterwards.
+pub async fn run_fanout_bench(env: &TestEnv, config: &FanoutConfig) -> Result<FanoutReport> {
+    ensure!(config.groups > 0, "--groups must be at least 1");
+    ensure!(config.shape.workloads() > 0, "a group needs a workload");
+    let started_at = jiff::Timestamp::now();
+    let wall = Instant::now();
+    let load_before = probe::load_average();
+    let ns = env.namespace("bench-fan").await?;
+    let mut stack = Stack::new(env, &ns.name, "bench-fanout").await?;
+    stack.agent_options = config.agents.options();
+    let result = Box::pin(measure(env, &mut stack, &ns.name, config)).await;
+    let ok = result.is_ok();
+    if !ok {
+        stack.print_logs();
+    }
+    stack.cleanup(ok).await;
+    ns.cleanup().await;
+    let (idle_memory, one, many) = result?;
+    Ok(FanoutReport {
+        config: config.clone(),
+        started_at,
+        wall: wall.elapsed(),
+        idle_memory,
+        one,
+        many,
+        load: (load_before, probe::load_average()),
+    })
+}
+
+async fn measure(
+    env: &TestEnv,
+    stack: &mut Stack,
+    ns: &str,
+    config: &FanoutConfig,
+) -> Result<(Vec<(String, Memory)>, Step, Step)> {
+    let many: Vec<String> = (0..config.groups).map(|i| format!("g{i:02}")).collect();
+    let mut all = vec!["warm".to_owned(), "solo".to_owned()];
+    all.extend(many.iter().cloned());
+    stack.start_storage_sim(&[ns], config.latency)?;
+    tracing::info!(groups = all.len(), "fanout: creating the groups");
+    fleet::create_groups(env, ns, &all, config.shape).await?;
+    fleet::wait_settled(env, ns, "east", all.len() * config.shape.workloads()).await?;
+    stack.start_agents().await?;
+    for g in &all {
+        stack
+            .store
+            .register_group(&GroupRef::new(ns, g)?, "east")
+            .await?;
+    }
+    let idle_memory = probe::agents_memory(stack)?;
+
+    let mut succeeded = 0;
+    let mut step = |names: &[String]| {
+        succeeded += 2 * names.len() as u64;
+        (names.to_vec(), succeeded)
+    };
+    let (warm, n) = step(&all[..1]);
+    run_step(stack, ns, &warm, n, config).await?;
+    let (solo, n) = step(&all[1..2]);
+    let one = run_step(stack, ns, &solo, n, config).await?;
+    tracing::info!(wall = ?one.wall, "fanout: one group done");
+    let (rest, n) = step(&many);
+    let many = run_step(stack, ns, &rest, n, config).await?;
+    tracing::info!(wall = ?many.wall, groups = rest.len(), "fanout: many groups done");
+    fleet::wait_settled(env, ns, "west", all.len() * config.shape.workloads()).await?;
+    probe::finish_stack(stack).await?;
+    Ok((idle_memory, one, many))
+}
+
+/// Fails over `groups` east → west with one `failoverctl` invocation and waits until all
+/// show west active and the agents count `succeeded` finished sides in total.
+async fn run_step(
+    stack: &mut Stack,
+    ns: &str,
+    groups: &[String],
+    succeeded: u64,
+    config: &FanoutConfig,
+) -> Result<Step> {
+    let refs: Vec<String> = groups.iter().map(|g| format!("{ns}/{g}")).collect();
+    let mut args: Vec<&str> = vec!["failover"];
+    args.extend(refs.iter().map(String::as_str));
+    args.extend(["--to", "west"]);
+    let start = Instant::now();
+    let out = stack.failoverctl(&args)?;
+    let failoverctl = start.elapsed();
+    ensure!(
+        out.status.success(),
+        "failoverctl failover exited {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut first = None;
+    let wall = loop {
+        let states = stack.store.list_groups().await?;
+        let done = states
+            .iter()
+            .filter(|s| {
+                s.group.namespace == ns
+                    && groups.iter().any(|g| *g == s.group.name)
+                    && s.active_cluster == "west"
+                    && s.op_id.is_none()
+            })
+            .count();
+        if done > 0 && first.is_none() {
+            first = Some(start.elapsed());
+        }
+        if done == groups.len() {
+            break start.elapsed();
+        }
+        ensure!(
+            start.elapsed() < config.timeout,
+            "{done} of {} groups active in west after {:?}",
+            groups.len(),
+            config.timeout
+        );
+        tokio::time::sleep(POLL).await;
+    };
+    probe::wait_succeeded(stack, succeeded, config.timeout).await?;
+    Ok(Step {
+        groups: groups.len(),
+        wall,
+        first: first.unwrap_or(wall),
+        failoverctl,
+        memory: probe::agents_memory(stack)?,
+    })
+}
+
+// ---- report ------------------------------------------------------------------------------------
+
+fn mib(kib: u64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let m = kib as f64 / 1024.0;
+    format!("{m:.1} MiB")
+}
+
+fn memory_cell(m: &[(String, Memory)]) -> String {
+    m.iter()
+        .map(|(c, m)| format!("{c} {}", mib(m.peak_kib)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Summary rows for the overview table.
+pub fn summary_rows(r: &FanoutReport) -> Vec<String> {
+    let one_peak = r
+        .one
+        .memory
+        .iter()
+        .map(|(_, m)| m.peak_kib)
+        .max()
+        .unwrap_or(0);
+    vec![
+        format!(
+            "| {} groups failed over at once (one `failoverctl` invocation), wall time | ≤ {TARGET_RATIO}× one group | {} (×{:.2} of one group) | one group: {} | {} |",
+            r.many.groups,
+            fmt_latency(r.many.wall),
+            r.ratio(),
+            fmt_latency(r.one.wall),
+            if r.ratio() <= TARGET_RATIO {
+                "met"
+            } else {
+                "NOT met"
+            },
+        ),
+        format!(
+            "| agent peak RSS (`VmHWM`) after the {}-group run | ≤ 64 MiB | {} | after one group: {} | {} |",
+            r.many.groups,
+            memory_cell(&r.many.memory),
+            mib(one_peak),
+            if r.peak_kib() <= TARGET_RSS_KIB {
+                "met"
+            } else {
+                "NOT met"
+            },
+        ),
+    ]
+}
+
+/// The section (markdown, `##` headings).
+pub fn markdown(r: &FanoutReport) -> String {
+    let cfg = &r.config;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## {} groups failed over at once, and agent memory\n",
+        cfg.groups
+    );
+    let _ = writeln!(
+        out,
+        "- date: {}; run took {}; load average before {} / after {}",
+        r.started_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        fmt_latency(r.wall),
+        r.load.0.as_deref().unwrap_or("?"),
+        r.load.1.as_deref().unwrap_or("?"),
+    );
+    let _ = writeln!(
+        out,
+        "- each group: {} Deployment(s) + {} StatefulSet(s), 1 replica and 1 VolumeReplication (+ PVC) each, in one namespace of both clusters; storage latency {} per transition; agents: heartbeat {}, re-read {}; one fresh table for this run",
+        cfg.shape.deployments,
+        cfg.shape.statefulsets,
+        fmt_latency(cfg.latency),
+        humantime::format_duration(cfg.agents.heartbeat_interval),
+        humantime::format_duration(cfg.agents.reread_interval),
+    );
+    out.push('\n');
+    out.push_str("| step (same agents, one after another) | groups | wall time | first group done | `failoverctl` ran | vs one group | agents' peak RSS after the step |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---|\n");
+    let _ = writeln!(
+        out,
+        "| idle (started, groups registered) | 0 | – | – | – | – | {} |",
+        memory_cell(&r.idle_memory)
+    );
+    for (label, s) in [("one group (baseline)", &r.one), ("all at once", &r.many)] {
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} | {} | ×{:.2} | {} |",
+            s.groups,
+            fmt_latency(s.wall),
+            fmt_latency(s.first),
+            fmt_latency(s.failoverctl),
+            s.wall.as_secs_f64() / r.one.wall.as_secs_f64().max(1e-9),
+            memory_cell(&s.memory),
+        );
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "Design §7 targets: wall time ≤ {TARGET_RATIO}× one group (×{:.2}: {}); agent RSS ≤ 64 MiB ({}: {}).\n",
+        r.ratio(),
+        if r.ratio() <= TARGET_RATIO {
+            "met"
+        } else {
+            "NOT met"
+        },
+        mib(r.peak_kib()),
+        if r.peak_kib() <= TARGET_RSS_KIB {
+            "met"
+        } else {
+            "NOT met"
+        },
+    );
+    out.push_str("Notes:\n\n");
+    out.push_str(
+        "- wall time: from just before `failoverctl failover <groups…> --to west` starts (one \
+         process; it starts the operations one transaction per group, then notifies both \
+         inboxes) to the first `list_groups` read (every 100 ms) showing every group of the \
+         step active in west with no operation in flight. An unmeasured one-group warm-up \
+         runs first.\n",
+    );
+    out.push_str(
+        "- peak RSS: `VmHWM` of each agent process from `/proc/<pid>/status`, read after both \
+         agents counted every side of the step as finished; it only grows, so the last row is \
+         the peak of the whole run.\n",
+    );
+    out.push_str(
+        "- all groups share one table in moto, which serializes requests and deep-copies the \
+         whole table for every item of a `TransactWriteItems`; the many-group step pays for \
+         that, DynamoDB would not.\n",
+    );
+    out
+}
