@@ -29,10 +29,11 @@ use std::sync::Arc;
 use failover_messages::crd::FailoverGroup;
 use failover_messages::envelope::{Envelope, EnvelopeKind};
 use failover_messages::inbox::Inbox;
-use failover_messages::records::{Operation, Phase};
+use failover_messages::records::{Handoff, Operation, Phase};
 use failover_messages::store::{Clock, Outcome, Store, SystemClock};
 use kube::api::Api;
 
+use crate::runtime::admin::Metrics;
 use crate::seam::Sender;
 use crate::status::{SideResult, StatusReporter};
 use crate::tasks::{ClusterTasks, TasksConfig, Wakeups, pump_inbox};
@@ -109,13 +110,15 @@ impl AdapterError {
     }
 
     /// True when running again cannot help, so the operation is recorded as `Failed`: a
-    /// deadline ran out, or the group's spec cannot be planned. Other errors (an API call
+    /// deadline ran out (the engine's, or a wait's inside a task), a volume is Degraded, or
+    /// the group's spec cannot be planned. Other errors (an API call
     /// that failed, a journal write that did not get through) are retried from the journal.
     pub fn fails_operation(&self) -> bool {
-        matches!(
-            self,
-            Self::Run(EngineError::DeadlineExceeded { .. }) | Self::Plan { .. }
-        )
+        match self {
+            Self::Run(EngineError::DeadlineExceeded { .. }) | Self::Plan { .. } => true,
+            Self::Run(EngineError::TaskFailed { source, .. }) => source.is_final(),
+            _ => false,
+        }
     }
 }
 
@@ -131,6 +134,7 @@ pub struct ManagerAdapter {
     tasks: ClusterTasks,
     progress: Sender<Progress>,
     clock: Arc<dyn Clock>,
+    metrics: Option<Metrics>,
 }
 
 impl std::fmt::Debug for ManagerAdapter {
@@ -159,7 +163,15 @@ impl ManagerAdapter {
             tasks: ClusterTasks::default(),
             progress: Sender::noop(),
             clock: Arc::new(SystemClock),
+            metrics: None,
         }
+    }
+
+    /// Reports the handoff latency (target) and the UPTIME dual-active window (source) of
+    /// each finished side to `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Sends notifications through `inbox` and, while a workflow runs, long-polls this
@@ -261,6 +273,9 @@ impl ManagerAdapter {
         {
             self.record_failure(op, &ctx, e).await;
         }
+        if kind == RunKind::Forward && result.is_ok() {
+            self.observe_finished(op, ctx.role()).await;
+        }
         let side = match (kind, &result) {
             (RunKind::Rollback, Ok(_)) => SideResult::Aborted {
                 message: format!(
@@ -272,6 +287,31 @@ impl ManagerAdapter {
         };
         reporter.finish(&side, self.clock.now()).await;
         result
+    }
+
+    /// Reads the finished operation back and reports its handoff latency (target) or its
+    /// dual-active window (source of an UPTIME operation). Best effort.
+    async fn observe_finished(&self, op: &Operation, role: Role) {
+        let Some(metrics) = &self.metrics else { return };
+        let stored = match self.store.get_operation(&op.id).await {
+            Ok(Some(o)) => o,
+            _ => return,
+        };
+        match role {
+            Role::Target => {
+                let Ok(handoffs) = self.store.list_handoffs(&op.id).await else {
+                    return;
+                };
+                if let Some(latency) = handoff_latency(&stored, &handoffs) {
+                    metrics.handoff_latency(latency);
+                }
+            }
+            Role::Source => {
+                if let Some(window) = dual_active_window(&stored) {
+                    metrics.dual_active_window(window);
+                }
+            }
+        }
     }
 
     /// Records `error` on the operation as `Failed` and wakes the other cluster. Best
@@ -344,13 +384,11 @@ impl ManagerAdapter {
             RunKind::Forward => Factory::build(op.mode, role, &fg.spec, op.force),
             RunKind::Rollback => Factory::rollback(op.mode, &fg.spec, op.force),
         }
-        .map_err(|source| {
-            AdapterError::Plan {
-                op_id: op.id.clone(),
-                group: group.clone(),
-                cluster: self.cluster.clone(),
-                source,
-            }
+        .map_err(|source| AdapterError::Plan {
+            op_id: op.id.clone(),
+            group: group.clone(),
+            cluster: self.cluster.clone(),
+            source,
         })?;
         let bound = workflow.bind(&self.tasks);
         // Progress goes to the configured receiver and to the Failover status.
@@ -395,10 +433,110 @@ impl ManagerAdapter {
     }
 }
 
+/// From the last `READY_FOR_PROMOTION` record written to the promotion claimed (`None`
+/// without handoff records or claim: forced and UPTIME operations hand nothing off).
+pub fn handoff_latency(op: &Operation, handoffs: &[Handoff]) -> Option<std::time::Duration> {
+    let claimed = op.promotion_started_at?;
+    let ready = handoffs
+        .iter()
+        .filter(|h| h.epoch == op.epoch)
+        .filter_map(|h| h.ready_at)
+        .max()?;
+    claimed
+        .duration_since(ready)
+        .try_into()
+        .ok()
+        .or(Some(std::time::Duration::ZERO))
+}
+
+/// The recorded UPTIME dual-active window, when both ends are recorded.
+pub fn dual_active_window(op: &Operation) -> Option<std::time::Duration> {
+    let (start, end) = (op.dual_active_started_at?, op.dual_active_ended_at?);
+    end.duration_since(start)
+        .try_into()
+        .ok()
+        .or(Some(std::time::Duration::ZERO))
+}
+
 /// Long-poll length: as long as the re-read interval (whole seconds, 1–20), so a dropped
 /// receive never holds a message back for long.
 fn wait_seconds(config: &TasksConfig) -> u32 {
     u32::try_from(config.reread_interval.as_secs())
         .unwrap_or(20)
         .clamp(1, 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use failover_messages::keys::GroupRef;
+    use failover_messages::records::{HandoffState, Mode};
+    use jiff::{SignedDuration, Timestamp};
+
+    use super::*;
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::UNIX_EPOCH + SignedDuration::from_millis(ms)
+    }
+
+    fn op() -> Operation {
+        Operation {
+            id: "op".into(),
+            group: GroupRef::new("shop", "orders").unwrap(),
+            epoch: 2,
+            mode: Mode::Consistency,
+            source: "east".into(),
+            target: "west".into(),
+            force: false,
+            reason: String::new(),
+            requested_by: "test".into(),
+            phase: Phase::Succeeded,
+            requested_at: at(0),
+            promotion_started_at: Some(at(1_040)),
+            abort_requested_at: None,
+            dual_active_started_at: None,
+            dual_active_ended_at: None,
+            finished_at: None,
+            timings: Default::default(),
+            original_replicas: Default::default(),
+            message: None,
+        }
+    }
+
+    fn handoff(volume: &str, epoch: u64, ready_ms: i64) -> Handoff {
+        Handoff {
+            op_id: "op".into(),
+            volume: volume.into(),
+            state: HandoffState::Promoted,
+            epoch,
+            writer: "east".into(),
+            ready_at: Some(at(ready_ms)),
+            promoted_at: None,
+        }
+    }
+
+    #[test]
+    fn the_handoff_latency_runs_from_the_last_ready_record_to_the_claim() {
+        let hs = [
+            handoff("a", 2, 1_000),
+            handoff("b", 2, 1_010),
+            handoff("c", 1, 1_039),
+        ];
+        assert_eq!(handoff_latency(&op(), &hs), Some(Duration::from_millis(30)));
+        assert_eq!(handoff_latency(&op(), &[]), None);
+        let mut unclaimed = op();
+        unclaimed.promotion_started_at = None;
+        assert_eq!(handoff_latency(&unclaimed, &hs), None);
+    }
+
+    #[test]
+    fn the_dual_active_window_needs_both_ends() {
+        let mut o = op();
+        assert_eq!(dual_active_window(&o), None);
+        o.dual_active_started_at = Some(at(2_000));
+        assert_eq!(dual_active_window(&o), None);
+        o.dual_active_ended_at = Some(at(3_500));
+        assert_eq!(dual_active_window(&o), Some(Duration::from_millis(1_500)));
+    }
 }

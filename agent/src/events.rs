@@ -14,7 +14,14 @@
 //!
 //! The recorder merges repeats of the same (type, reason, action, object) into one Event
 //! with a count, so every event that must stay distinct carries its stage or task in
-//! `action`.
+//! `action`. A run that is retried (the runner resumes a failed side on every re-read)
+//! would repeat the same Events each time, through a new reporter: the same Event (object,
+//! type, reason, action, note) is therefore published at most once per [`REPEAT_WINDOW`]
+//! in this process.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -30,6 +37,27 @@ pub const REPORTING_CONTROLLER: &str = "failover.io/failover-agent";
 const MAX_SHORT: usize = 128;
 /// Longest `note` the API accepts (bytes).
 const MAX_NOTE: usize = 1024;
+
+/// The same Event is published at most once within this window (see the module docs).
+pub const REPEAT_WINDOW: Duration = Duration::from_secs(600);
+
+fn recent() -> &'static Mutex<HashMap<String, Instant>> {
+    static RECENT: OnceLock<Mutex<HashMap<String, Instant>>> = OnceLock::new();
+    RECENT.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// True when the Event `key` was not published within [`REPEAT_WINDOW`]; records it.
+fn first_in_window(key: String, now: Instant) -> bool {
+    let mut map = recent()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    map.retain(|_, at| now.duration_since(*at) < REPEAT_WINDOW);
+    if map.contains_key(&key) {
+        return false;
+    }
+    map.insert(key, now);
+    true
+}
 
 /// One Event to publish, before it is attached to an object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -204,6 +232,20 @@ impl Events {
 
     /// Publishes `ev` on `regarding`; a failure is logged as a warning and otherwise ignored.
     pub async fn publish(&self, regarding: &ObjectReference, ev: &EventSpec) {
+        let key = format!(
+            "{}|{}|{}/{}|{}|{}|{}|{}",
+            self.cluster,
+            regarding.uid.as_deref().unwrap_or(""),
+            regarding.namespace.as_deref().unwrap_or(""),
+            regarding.name.as_deref().unwrap_or(""),
+            ev.warning,
+            ev.reason,
+            ev.action,
+            ev.note
+        );
+        if !first_in_window(key, Instant::now()) {
+            return;
+        }
         let event = Event {
             type_: if ev.warning {
                 EventType::Warning
@@ -255,8 +297,15 @@ mod tests {
             }))
             .unwrap();
         assert!(!ev.warning);
-        assert_eq!((ev.reason.as_str(), ev.action.as_str()), ("StageStarted", "SourceShutdown"));
-        assert!(ev.note.contains("east") && ev.note.contains("op-1"), "{}", ev.note);
+        assert_eq!(
+            (ev.reason.as_str(), ev.action.as_str()),
+            ("StageStarted", "SourceShutdown")
+        );
+        assert!(
+            ev.note.contains("east") && ev.note.contains("op-1"),
+            "{}",
+            ev.note
+        );
         let ev = f
             .on(&p(ProgressEvent::StageFinished {
                 stage: "SourceShutdown".into(),
@@ -296,7 +345,13 @@ mod tests {
             }))
             .unwrap();
         assert!(ev.warning);
-        for part in ["VolumeDemotion", "Demote:db", "VolumeReplication shop/db", "east", "boom"] {
+        for part in [
+            "VolumeDemotion",
+            "Demote:db",
+            "VolumeReplication shop/db",
+            "east",
+            "boom",
+        ] {
             assert!(ev.note.contains(part), "{part} missing in {}", ev.note);
         }
     }
@@ -312,7 +367,11 @@ mod tests {
             "op",
             "east",
         );
-        assert!(ev.warning && ev.note.contains("task T of stage S"), "{}", ev.note);
+        assert!(
+            ev.warning && ev.note.contains("task T of stage S"),
+            "{}",
+            ev.note
+        );
         let ev = invalid_spec_event(
             &[SpecProblem {
                 field: "spec.volumeReplications[1].workload".into(),
@@ -323,5 +382,20 @@ mod tests {
         assert!(ev.warning && ev.note.contains("spec.volumeReplications[1].workload"));
         assert_eq!(cut(&"é".repeat(600), MAX_NOTE).len(), 1024);
         assert!(cut(&"ab".repeat(600), 5).len() == 5);
+    }
+
+    #[test]
+    fn a_repeated_event_is_published_once_per_window() {
+        let t = Instant::now();
+        assert!(first_in_window("events-test-a".into(), t));
+        assert!(!first_in_window(
+            "events-test-a".into(),
+            t + Duration::from_secs(1)
+        ));
+        assert!(first_in_window("events-test-b".into(), t));
+        assert!(first_in_window(
+            "events-test-a".into(),
+            t + REPEAT_WINDOW + Duration::from_secs(1)
+        ));
     }
 }

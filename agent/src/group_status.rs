@@ -74,11 +74,7 @@ impl fmt::Display for SpecProblem {
     }
 }
 
-fn duplicates(
-    field: &str,
-    keys: impl Iterator<Item = String>,
-    out: &mut Vec<SpecProblem>,
-) {
+fn duplicates(field: &str, keys: impl Iterator<Item = String>, out: &mut Vec<SpecProblem>) {
     let mut first: BTreeMap<String, usize> = BTreeMap::new();
     for (i, key) in keys.enumerate() {
         if let Some(j) = first.get(&key) {
@@ -313,7 +309,13 @@ fn resource_state(r: &ObservedResource, active: Option<bool>) -> (ResourceState,
             } else {
                 format!("Running {ready}/{replicas}")
             };
-            let ok = active.map(|a| if a { *replicas > 0 && *settled } else { *replicas == 0 });
+            let ok = active.map(|a| {
+                if a {
+                    *replicas > 0 && *settled
+                } else {
+                    *replicas == 0
+                }
+            });
             (state, None, ok)
         }
         Observed::CronJob { suspended } => (
@@ -337,7 +339,12 @@ fn resource_state(r: &ObservedResource, active: Option<bool>) -> (ResourceState,
             (state.to_owned(), None, ok)
         }
         Observed::Flux { suspended } => (
-            if *suspended { "Suspended" } else { "Reconciling" }.to_owned(),
+            if *suspended {
+                "Suspended"
+            } else {
+                "Reconciling"
+            }
+            .to_owned(),
             None,
             active.map(|a| a != *suspended),
         ),
@@ -370,9 +377,9 @@ fn resource_state(r: &ObservedResource, active: Option<bool>) -> (ResourceState,
     };
     let why = match ok {
         Some(false) => Some(match (&r.observed, active) {
-            (Observed::Missing | Observed::Unreadable(_), _) => {
-                message.clone().unwrap_or_else(|| format!("{what} is {state}"))
-            }
+            (Observed::Missing | Observed::Unreadable(_), _) => message
+                .clone()
+                .unwrap_or_else(|| format!("{what} is {state}")),
             (_, Some(true)) => format!("{what} is {state}, not active"),
             _ => format!("{what} is {state}, not passive"),
         }),
@@ -395,14 +402,14 @@ pub fn resource_states(
     role: Option<GroupRole>,
 ) -> (Vec<ResourceState>, Vec<String>) {
     let active = wants_active(role);
-    observed
-        .iter()
-        .map(|r| resource_state(r, active))
-        .fold((Vec::new(), Vec::new()), |(mut states, mut why), (s, w)| {
+    observed.iter().map(|r| resource_state(r, active)).fold(
+        (Vec::new(), Vec::new()),
+        |(mut states, mut why), (s, w)| {
             states.push(s);
             why.extend(w);
             (states, why)
-        })
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -536,16 +543,12 @@ pub fn compute_status(inputs: &GroupInputs<'_>) -> FailoverGroupStatus {
                     state.op_id.as_deref().unwrap_or("?")
                 ),
             )),
-            Some(GroupRole::Fenced) => Some((
-                false,
-                "Fenced",
-                "this cluster fenced its side".to_owned(),
-            )),
-            _ if !not_in_place.is_empty() => Some((
-                false,
-                "ResourcesNotInPlace",
-                not_in_place.join("; "),
-            )),
+            Some(GroupRole::Fenced) => {
+                Some((false, "Fenced", "this cluster fenced its side".to_owned()))
+            }
+            _ if !not_in_place.is_empty() => {
+                Some((false, "ResourcesNotInPlace", not_in_place.join("; ")))
+            }
             Some(GroupRole::Primary) => Some((
                 true,
                 "Active",
@@ -564,8 +567,7 @@ pub fn compute_status(inputs: &GroupInputs<'_>) -> FailoverGroupStatus {
         Some((
             false,
             "NotRegistered",
-            "the group is not registered in this agent's table (`failoverctl register`)"
-                .to_owned(),
+            "the group is not registered in this agent's table (`failoverctl register`)".to_owned(),
         ))
     } else {
         None
@@ -609,8 +611,7 @@ pub async fn observe(
                 }
             }
             WorkloadKind::StatefulSet => {
-                match get_opt(Api::<StatefulSet>::namespaced(client.clone(), ns), &w.name).await
-                {
+                match get_opt(Api::<StatefulSet>::namespaced(client.clone(), ns), &w.name).await {
                     Ok(Some(s)) => workload(&workloads::WorkloadView::from_stateful_set(&s)),
                     Ok(None) => Observed::Missing,
                     Err(e) => unreadable(&e),
@@ -687,8 +688,11 @@ pub async fn observe(
         });
     }
     for f in &spec.flux {
-        let api =
-            Api::<DynamicObject>::namespaced_with(client.clone(), &f.namespace, &flux::resource(f.kind));
+        let api = Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            &f.namespace,
+            &flux::resource(f.kind),
+        );
         let observed = match get_opt(api, &f.name).await {
             Ok(Some(o)) => Observed::Flux {
                 suspended: flux::is_suspended(&o),
@@ -848,7 +852,6 @@ pub async fn write_status(
     api.patch_status(name, &pp, &Patch::Merge(&patch)).await?;
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -1077,8 +1080,17 @@ mod tests {
         });
         assert_eq!(status.role, Some(GroupRole::Standby));
         let ready = cond(&status, COND_READY);
-        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "ResourcesNotInPlace"));
-        assert!(ready.message.contains("StatefulSet/db is Running 2/2, not passive"), "{}", ready.message);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "ResourcesNotInPlace")
+        );
+        assert!(
+            ready
+                .message
+                .contains("StatefulSet/db is Running 2/2, not passive"),
+            "{}",
+            ready.message
+        );
     }
 
     #[test]
@@ -1096,8 +1108,15 @@ mod tests {
             now: now(),
         });
         let c = cond(&status, COND_SPEC_VALID);
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", REASON_INVALID_SPEC));
-        assert!(c.message.contains("spec.volumeReplications[1].workload"), "{}", c.message);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", REASON_INVALID_SPEC)
+        );
+        assert!(
+            c.message.contains("spec.volumeReplications[1].workload"),
+            "{}",
+            c.message
+        );
         assert_eq!(cond(&status, COND_READY).reason, REASON_INVALID_SPEC);
     }
 
@@ -1120,7 +1139,10 @@ mod tests {
         });
         assert_eq!(status.role, Some(GroupRole::Transitioning));
         assert_eq!(cond(&status, COND_READY).reason, "OperationInFlight");
-        assert_eq!(status.last_operation.unwrap().phase, Some(FailoverPhase::Running));
+        assert_eq!(
+            status.last_operation.unwrap().phase,
+            Some(FailoverPhase::Running)
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 pub mod adapter;
 pub mod events;
+pub mod fencing;
 pub mod group_status;
 pub mod kube_ops;
 pub mod runtime;

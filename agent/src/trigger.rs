@@ -172,7 +172,10 @@ pub fn plan(fo: &Failover, cluster: &str) -> Result<Vec<PlannedStart>, Refusal> 
         return Err(Refusal::new("Invalid", "spec.groups: names no group"));
     }
     if let Err(e) = keys::validate_cluster(&fo.spec.target_cluster) {
-        return Err(Refusal::new("UnknownCluster", format!("spec.targetCluster: {e}")));
+        return Err(Refusal::new(
+            "UnknownCluster",
+            format!("spec.targetCluster: {e}"),
+        ));
     }
     let reason = fo.spec.reason.clone().unwrap_or_default();
     if fo.spec.force && reason.trim().is_empty() {
@@ -183,9 +186,8 @@ pub fn plan(fo: &Failover, cluster: &str) -> Result<Vec<PlannedStart>, Refusal> 
     }
     let mut out = Vec::new();
     for (i, (g, op_id)) in fo.spec.groups.iter().zip(ids).enumerate() {
-        let group = GroupRef::new(g.namespace_or(ns), &g.name).map_err(|e| {
-            Refusal::new("Invalid", format!("spec.groups[{i}]: {e}"))
-        })?;
+        let group = GroupRef::new(g.namespace_or(ns), &g.name)
+            .map_err(|e| Refusal::new("Invalid", format!("spec.groups[{i}]: {e}")))?;
         if let Err(e) = keys::validate_operation_id(&op_id) {
             return Err(Refusal::new("Invalid", format!("operation id: {e}")));
         }
@@ -232,7 +234,9 @@ pub fn decide(
     if &state.active_cluster == target {
         return Err(Refusal::new(
             "AlreadyActive",
-            format!("{group}: {target} is already the active cluster; there is nothing to fail over"),
+            format!(
+                "{group}: {target} is already the active cluster; there is nothing to fail over"
+            ),
         ));
     }
     let mut req = start.request.clone();
@@ -244,14 +248,26 @@ pub fn decide(
 pub fn refusal_of(group: &GroupRef, outcome: &StartOutcome) -> Option<Refusal> {
     Some(match outcome {
         StartOutcome::Started(_) => return None,
-        StartOutcome::LeaseHeld { holder, op_id, expires }
-        | StartOutcome::LostRace { holder, op_id, expires } => Refusal::new(
+        StartOutcome::LeaseHeld {
+            holder,
+            op_id,
+            expires,
+        }
+        | StartOutcome::LostRace {
+            holder,
+            op_id,
+            expires,
+        } => Refusal::new(
             "OperationInFlight",
-            format!("{group}: operation {op_id} is in flight, its lease held by {holder} until {expires}"),
+            format!(
+                "{group}: operation {op_id} is in flight, its lease held by {holder} until {expires}"
+            ),
         ),
         StartOutcome::PromotionClaimed { claimed_by, .. } => Refusal::new(
             "PromotionClaimed",
-            format!("{group}: promotion already claimed by {claimed_by}; only forward is possible (or a forced failover)"),
+            format!(
+                "{group}: promotion already claimed by {claimed_by}; only forward is possible (or a forced failover)"
+            ),
         ),
         StartOutcome::NotActive { active, .. } => Refusal::new(
             "NotActive",
@@ -299,7 +315,15 @@ pub fn trigger_status(
     let results = match outcome {
         Err(r) => {
             status.phase = Some(FailoverPhase::Failed);
-            set_condition(&mut status.conditions, COND_ACCEPTED, false, r.reason, r.message.clone(), g, now);
+            set_condition(
+                &mut status.conditions,
+                COND_ACCEPTED,
+                false,
+                r.reason,
+                r.message.clone(),
+                g,
+                now,
+            );
             return status;
         }
         Ok(results) => results,
@@ -356,7 +380,15 @@ pub fn trigger_status(
         if !retried {
             status.phase = Some(FailoverPhase::Failed);
         }
-        set_condition(&mut status.conditions, COND_ACCEPTED, false, reason, refused_text, g, now);
+        set_condition(
+            &mut status.conditions,
+            COND_ACCEPTED,
+            false,
+            reason,
+            refused_text,
+            g,
+            now,
+        );
     } else {
         status.operation_id = Some(
             started
@@ -374,18 +406,38 @@ pub fn trigger_status(
         if !refused.is_empty() {
             message.push_str(&format!("; not started: {refused_text}"));
         }
-        let reason = if refused.is_empty() { "Started" } else { "PartiallyStarted" };
-        set_condition(&mut status.conditions, COND_ACCEPTED, true, reason, message, g, now);
+        let reason = if refused.is_empty() {
+            "Started"
+        } else {
+            "PartiallyStarted"
+        };
+        set_condition(
+            &mut status.conditions,
+            COND_ACCEPTED,
+            true,
+            reason,
+            message,
+            g,
+            now,
+        );
     }
     status
 }
 
 /// The Event recording a trigger's outcome.
 pub fn trigger_event(status: &FailoverStatus) -> Option<EventSpec> {
-    let c = status.conditions.iter().find(|c| c.type_ == COND_ACCEPTED)?;
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == COND_ACCEPTED)?;
     Some(EventSpec {
         warning: c.status != "True",
-        reason: if c.status == "True" { "Accepted" } else { "Refused" }.to_owned(),
+        reason: if c.status == "True" {
+            "Accepted"
+        } else {
+            "Refused"
+        }
+        .to_owned(),
         action: "Submit".to_owned(),
         note: c.message.chars().take(1000).collect(),
     })
@@ -531,11 +583,20 @@ impl Trigger {
                 let mut results = Vec::new();
                 let mut known: Option<bool> = None;
                 for start in &starts {
-                    if let Some(op) = self.store.get_operation(&start.op_id).await.map_err(store_err)? {
+                    if let Some(op) = self
+                        .store
+                        .get_operation(&start.op_id)
+                        .await
+                        .map_err(store_err)?
+                    {
                         results.push(GroupResult::Started(Box::new(op)));
                         continue;
                     }
-                    let state = self.store.get_group_state(&start.group).await.map_err(store_err)?;
+                    let state = self
+                        .store
+                        .get_group_state(&start.group)
+                        .await
+                        .map_err(store_err)?;
                     let target_known = match known {
                         Some(k) => k,
                         None => {
@@ -582,21 +643,41 @@ impl Trigger {
                 || s.conditions != status.conditions
                 || s.phase != status.phase
         });
+        let api: Api<Failover> = Api::namespaced(self.kube.clone(), &ns);
+        if changed && status.operation_id.is_none() {
+            // Nothing started here: another agent sharing the cluster (with another table)
+            // may have accepted the object meanwhile; never overwrite that.
+            let latest = api
+                .get_opt(&name)
+                .await
+                .map_err(|source| TriggerError::Patch {
+                    failover: what.clone(),
+                    source,
+                })?;
+            if latest.is_none_or(|l| !needs_submission(&l)) {
+                return Ok(None);
+            }
+        }
         if changed {
-            let api: Api<Failover> = Api::namespaced(self.kube.clone(), &ns);
             let pp = PatchParams {
                 field_manager: Some(FIELD_MANAGER.to_owned()),
                 ..PatchParams::default()
             };
             let mut body = json!({
-                "operationId": status.operation_id,
                 "conditions": status.conditions,
                 "observedGeneration": status.observed_generation,
             });
-            if fo.status.as_ref().is_none_or(|s| s.phase.is_none()) || status.phase == Some(FailoverPhase::Failed) {
+            if let Some(id) = &status.operation_id {
+                body["operationId"] = json!(id);
+            }
+            if fo.status.as_ref().is_none_or(|s| s.phase.is_none())
+                || status.phase == Some(FailoverPhase::Failed)
+            {
                 body["phase"] = json!(status.phase);
             }
-            if fo.status.as_ref().is_none_or(|s| s.groups.is_empty()) || status.operation_id.is_none() {
+            if fo.status.as_ref().is_none_or(|s| s.groups.is_empty())
+                || status.operation_id.is_none()
+            {
                 body["groups"] = json!(status.groups);
             }
             let patched = api
@@ -696,7 +777,10 @@ mod tests {
     fn requested_by_round_trips() {
         let s = requested_by("east", "shop", "move-orders");
         assert_eq!(s, "kubernetes:east/shop/move-orders");
-        assert_eq!(parse_requested_by(&s), Some(("east", "shop", "move-orders")));
+        assert_eq!(
+            parse_requested_by(&s),
+            Some(("east", "shop", "move-orders"))
+        );
         assert_eq!(parse_requested_by("failoverctl:alice"), None);
         assert_eq!(parse_requested_by("kubernetes:east//x"), None);
     }
@@ -740,7 +824,10 @@ mod tests {
 
     #[test]
     fn operation_ids_come_from_the_uid() {
-        assert_eq!(operation_ids(&fo(&["orders"])), ["0b7c6f1e-4a1d-4f39-9d0e-5e2b1c3d4f5a"]);
+        assert_eq!(
+            operation_ids(&fo(&["orders"])),
+            ["0b7c6f1e-4a1d-4f39-9d0e-5e2b1c3d4f5a"]
+        );
         assert_eq!(
             operation_ids(&fo(&["a", "b"])),
             [
@@ -765,22 +852,37 @@ mod tests {
         assert_eq!(s.request.op_id.as_deref(), Some(s.op_id.as_str()));
         let req = decide(s, Some(&state("east")), true).unwrap();
         assert_eq!((req.source.as_str(), req.target.as_str()), ("east", "west"));
-        assert_eq!(decide(s, None, true).unwrap_err().reason, REASON_NOT_REGISTERED);
-        assert_eq!(decide(s, Some(&state("west")), true).unwrap_err().reason, "AlreadyActive");
+        assert_eq!(
+            decide(s, None, true).unwrap_err().reason,
+            REASON_NOT_REGISTERED
+        );
+        assert_eq!(
+            decide(s, Some(&state("west")), true).unwrap_err().reason,
+            "AlreadyActive"
+        );
         let unknown = decide(s, Some(&state("east")), false).unwrap_err();
         assert_eq!(unknown.reason, "UnknownCluster");
         assert!(unknown.message.contains("west"), "{}", unknown.message);
         let mut forced = fo(&["orders"]);
         forced.spec.force = true;
         forced.spec.reason = None;
-        assert!(plan(&forced, "east").unwrap_err().message.contains("spec.reason"));
+        assert!(
+            plan(&forced, "east")
+                .unwrap_err()
+                .message
+                .contains("spec.reason")
+        );
     }
 
     #[test]
     fn status_records_ids_and_refusals() {
         let t = "2026-11-26T12:00:00Z".parse().unwrap();
         let user = fo(&["orders"]);
-        let s = trigger_status(&user, &Ok(vec![GroupResult::Started(Box::new(op("id-1")))]), t);
+        let s = trigger_status(
+            &user,
+            &Ok(vec![GroupResult::Started(Box::new(op("id-1")))]),
+            t,
+        );
         assert_eq!(s.operation_id.as_deref(), Some("id-1"));
         assert_eq!(s.phase, Some(FailoverPhase::Pending));
         assert_eq!(s.conditions[0].status, "True");
@@ -803,8 +905,15 @@ mod tests {
         );
         assert_eq!(s.phase, Some(FailoverPhase::Failed));
         let c = &s.conditions[0];
-        assert_eq!((c.type_.as_str(), c.status.as_str(), c.reason.as_str()), ("Accepted", "False", "OperationInFlight"));
-        assert!(c.message.contains("shop/orders") && c.message.contains("other"), "{}", c.message);
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+            ("Accepted", "False", "OperationInFlight")
+        );
+        assert!(
+            c.message.contains("shop/orders") && c.message.contains("other"),
+            "{}",
+            c.message
+        );
         let ev = trigger_event(&s).unwrap();
         assert!(ev.warning && ev.reason == "Refused");
     }

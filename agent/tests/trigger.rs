@@ -110,9 +110,9 @@ impl Setup {
             .items
             .into_iter()
             .filter(|e| {
-                e.regarding
-                    .as_ref()
-                    .is_some_and(|r| r.name.as_deref() == Some(name) && r.kind.as_deref() == Some("Failover"))
+                e.regarding.as_ref().is_some_and(|r| {
+                    r.name.as_deref() == Some(name) && r.kind.as_deref() == Some("Failover")
+                })
             })
             .collect())
     }
@@ -149,8 +149,14 @@ async fn a_user_failover_starts_exactly_one_operation_and_records_it() -> Result
         let uid = fo.metadata.uid.clone().context("no uid")?;
 
         let trigger = s.trigger();
-        let status = trigger.reconcile(&fo).await?.context("the Failover was not submitted")?;
-        ensure!(status.operation_id.as_deref() == Some(uid.as_str()), "{status:?}");
+        let status = trigger
+            .reconcile(&fo)
+            .await?
+            .context("the Failover was not submitted")?;
+        ensure!(
+            status.operation_id.as_deref() == Some(uid.as_str()),
+            "{status:?}"
+        );
 
         // The operation record, as failoverctl would have written it.
         let op = s
@@ -158,8 +164,14 @@ async fn a_user_failover_starts_exactly_one_operation_and_records_it() -> Result
             .get_operation(&uid)
             .await?
             .context("no operation record for the Failover's uid")?;
-        ensure!(op.group == group && op.source == "east" && op.target == "west", "{op:?}");
-        ensure!(op.mode == Mode::Consistency && !op.force && op.epoch == 1, "{op:?}");
+        ensure!(
+            op.group == group && op.source == "east" && op.target == "west",
+            "{op:?}"
+        );
+        ensure!(
+            op.mode == Mode::Consistency && !op.force && op.epoch == 1,
+            "{op:?}"
+        );
         ensure!(op.phase == Phase::Pending, "{op:?}");
         ensure!(op.reason == "maintenance of east", "{op:?}");
         ensure!(
@@ -167,7 +179,10 @@ async fn a_user_failover_starts_exactly_one_operation_and_records_it() -> Result
             "{op:?}"
         );
         let state = s.store.get_group_state(&group).await?.context("no state")?;
-        ensure!(state.op_id.as_deref() == Some(uid.as_str()) && state.epoch == 1, "{state:?}");
+        ensure!(
+            state.op_id.as_deref() == Some(uid.as_str()) && state.epoch == 1,
+            "{state:?}"
+        );
 
         // The status on the object in the real cluster.
         let live = s.failovers().get("move-shop").await?;
@@ -175,18 +190,26 @@ async fn a_user_failover_starts_exactly_one_operation_and_records_it() -> Result
         ensure!(st.operation_id.as_deref() == Some(uid.as_str()), "{st:?}");
         let (ok, reason, message) = accepted(&live).context("no Accepted condition")?;
         ensure!(ok == "True" && reason == "Started", "{st:?}");
-        ensure!(message.contains(&uid) && message.contains("/shop"), "{message}");
-        ensure!(st.groups.len() == 1 && st.groups[0].epoch == Some(1), "{st:?}");
+        ensure!(
+            message.contains(&uid) && message.contains("/shop"),
+            "{message}"
+        );
+        ensure!(
+            st.groups.len() == 1 && st.groups[0].epoch == Some(1),
+            "{st:?}"
+        );
 
         // Both inboxes got the wake-up.
         for cluster in ["east", "west"] {
             let inbox = Inbox::new(s.env.aws.sqs(), cluster, s.options.clone());
             let got = inbox.receive(2, 10).await?;
             ensure!(
-                got.iter().any(|m| m.envelope.as_ref().is_ok_and(|e| e.kind
-                    == EnvelopeKind::OperationStarted
-                    && e.operation_id == uid
-                    && e.sender == "east")),
+                got.iter().any(|m| m
+                    .envelope
+                    .as_ref()
+                    .is_ok_and(|e| e.kind == EnvelopeKind::OperationStarted
+                        && e.operation_id == uid
+                        && e.sender == "east")),
                 "no OperationStarted for {uid} in {cluster}'s inbox: {got:?}"
             );
         }
@@ -194,9 +217,11 @@ async fn a_user_failover_starts_exactly_one_operation_and_records_it() -> Result
         // An Event on the object.
         let events = s.events_of("move-shop").await?;
         ensure!(
-            events.iter().any(|e| e.reason.as_deref() == Some("Accepted")
-                && e.type_.as_deref() == Some("Normal")
-                && e.note.as_deref().is_some_and(|n| n.contains(&uid))),
+            events
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("Accepted")
+                    && e.type_.as_deref() == Some("Normal")
+                    && e.note.as_deref().is_some_and(|n| n.contains(&uid))),
             "no Accepted event: {events:?}"
         );
 
@@ -204,8 +229,14 @@ async fn a_user_failover_starts_exactly_one_operation_and_records_it() -> Result
         ensure!(trigger.reconcile(&live).await?.is_none());
         // A retry with the object as first seen (a crash before the status was written):
         // the same operation is recorded, no second one starts.
-        let again = trigger.reconcile(&fo).await?.context("the retry did nothing")?;
-        ensure!(again.operation_id.as_deref() == Some(uid.as_str()), "{again:?}");
+        let again = trigger
+            .reconcile(&fo)
+            .await?
+            .context("the retry did nothing")?;
+        ensure!(
+            again.operation_id.as_deref() == Some(uid.as_str()),
+            "{again:?}"
+        );
         let ops: Vec<_> = s
             .store
             .list_operations(None)
@@ -251,7 +282,10 @@ async fn refusals_name_the_group_and_why() -> Result<()> {
         ensure!(st.operation_id.is_none(), "{st:?}");
         let live = s.failovers().get("move-busy").await?;
         let (ok, reason, message) = accepted(&live).context("no Accepted condition")?;
-        ensure!(ok == "False" && reason == "OperationInFlight", "{reason}: {message}");
+        ensure!(
+            ok == "False" && reason == "OperationInFlight",
+            "{reason}: {message}"
+        );
         ensure!(
             message.contains(&busy.to_string()) && message.contains(&running.id),
             "{message}"
@@ -266,8 +300,10 @@ async fn refusals_name_the_group_and_why() -> Result<()> {
         );
         let events = s.events_of("move-busy").await?;
         ensure!(
-            events.iter().any(|e| e.reason.as_deref() == Some("Refused")
-                && e.type_.as_deref() == Some("Warning")),
+            events
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("Refused")
+                    && e.type_.as_deref() == Some("Warning")),
             "no Refused warning: {events:?}"
         );
 
@@ -276,8 +312,14 @@ async fn refusals_name_the_group_and_why() -> Result<()> {
         trigger.reconcile(&fo).await?;
         let live = s.failovers().get("move-ghost").await?;
         let (ok, reason, message) = accepted(&live).context("no Accepted condition")?;
-        ensure!(ok == "False" && reason == "GroupNotRegistered", "{reason}: {message}");
-        ensure!(message.contains(&format!("{}/ghost", s.ns.name)), "{message}");
+        ensure!(
+            ok == "False" && reason == "GroupNotRegistered",
+            "{reason}: {message}"
+        );
+        ensure!(
+            message.contains(&format!("{}/ghost", s.ns.name)),
+            "{message}"
+        );
 
         // An unknown target cluster.
         let shop = GroupRef::new(&s.ns.name, "shop")?;
@@ -286,7 +328,10 @@ async fn refusals_name_the_group_and_why() -> Result<()> {
         trigger.reconcile(&fo).await?;
         let live = s.failovers().get("move-south").await?;
         let (ok, reason, message) = accepted(&live).context("no Accepted condition")?;
-        ensure!(ok == "False" && reason == "UnknownCluster", "{reason}: {message}");
+        ensure!(
+            ok == "False" && reason == "UnknownCluster",
+            "{reason}: {message}"
+        );
         ensure!(message.contains("south"), "{message}");
         let state = s.store.get_group_state(&shop).await?.context("no state")?;
         ensure!(state.op_id.is_none() && state.epoch == 0, "{state:?}");
@@ -313,7 +358,14 @@ fn agent(s: &Setup, cluster: &str, kubeconfig: &PathBuf, log: std::fs::File) -> 
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("RUST_LOG", "info")
-        .args(["--cluster", cluster, "--table", &s.table, "--queue-prefix", &s.prefix])
+        .args([
+            "--cluster",
+            cluster,
+            "--table",
+            &s.table,
+            "--queue-prefix",
+            &s.prefix,
+        ])
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(["--admin-addr", &format!("127.0.0.1:{}", free_port()?)])
@@ -364,7 +416,7 @@ async fn the_agent_submits_a_user_failover_and_reports_on_it() -> Result<()> {
         let res = async {
             let fo = s.user_failover("move-shop", &["shop"], "west").await?;
             let uid = fo.metadata.uid.clone().context("no uid")?;
-            ensure!(operation_ids(&fo) == [uid.clone()]);
+            ensure!(operation_ids(&fo).as_slice() == std::slice::from_ref(&uid));
             let op = eventually("the operation record", || async {
                 Ok(s.store.get_operation(&uid).await?)
             })
@@ -376,7 +428,10 @@ async fn the_agent_submits_a_user_failover_and_reports_on_it() -> Result<()> {
                 let live = s.failovers().get("move-shop").await?;
                 let st = live.status.clone().unwrap_or_default();
                 Ok((st.operation_id.as_deref() == Some(uid.as_str())
-                    && st.groups.first().is_some_and(|g| g.message.as_deref().is_some_and(|m| m.contains("shop")))
+                    && st
+                        .groups
+                        .first()
+                        .is_some_and(|g| g.message.as_deref().is_some_and(|m| m.contains("shop")))
                     && st.phase == Some(failover_messages::crd::FailoverPhase::Failed))
                 .then_some(live))
             })
@@ -386,13 +441,19 @@ async fn the_agent_submits_a_user_failover_and_reports_on_it() -> Result<()> {
             ensure!(
                 all.items.len() == 1,
                 "the agent created a second Failover: {:?}",
-                all.items.iter().map(|f| f.metadata.name.clone()).collect::<Vec<_>>()
+                all.items
+                    .iter()
+                    .map(|f| f.metadata.name.clone())
+                    .collect::<Vec<_>>()
             );
             eventually("the Failed event on the user's Failover", || async {
                 let events = s.events_of("move-shop").await?;
                 Ok(events
                     .iter()
-                    .any(|e| e.reason.as_deref() == Some("Failed") && e.type_.as_deref() == Some("Warning"))
+                    .any(|e| {
+                        e.reason.as_deref() == Some("Failed")
+                            && e.type_.as_deref() == Some("Warning")
+                    })
                     .then_some(()))
             })
             .await?;

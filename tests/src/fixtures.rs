@@ -707,13 +707,14 @@ pub async fn add_cron_job_and_kustomization(env: &TestEnv, ns: &str, flux_ns: &s
 }
 
 /// One cluster's side of the kinds [`add_cron_job_and_kustomization`] added: the CronJob
-/// suspended unless `active`, the Kustomization suspended unless `active` (and a reconcile
-/// requested when active).
+/// suspended unless `active`, the Kustomization suspended unless `active` (and, when
+/// `reconciled`, a reconcile requested on the active side, as an agent's resume does).
 pub async fn assert_cron_job_and_kustomization(
     c: &Cluster,
     ns: &str,
     flux_ns: &str,
     active: bool,
+    reconciled: bool,
 ) -> Result<()> {
     use k8s_openapi::api::batch::v1::CronJob;
     let cj = Api::<CronJob>::namespaced(c.client.clone(), ns)
@@ -721,7 +722,7 @@ pub async fn assert_cron_job_and_kustomization(
         .await?;
     let suspended = cj.spec.suspend.unwrap_or(false);
     ensure!(
-        suspended == !active,
+        suspended != active,
         "CronJob {CRON_JOB} in {}: suspend {suspended}, want {}",
         c.name,
         !active
@@ -736,7 +737,7 @@ pub async fn assert_cron_job_and_kustomization(
         c.name,
         ks.data["spec"]
     );
-    if active {
+    if active && reconciled {
         ensure!(
             ks.metadata
                 .annotations
@@ -746,5 +747,23 @@ pub async fn assert_cron_job_and_kustomization(
             c.name
         );
     }
+    Ok(())
+}
+
+/// Records the active side's replica counts (api 2, db 1) in the
+/// `failover.io/original-replicas` annotation of `c`'s (passive, scaled-to-0) workloads, as
+/// an earlier failover away from `c` leaves them: a target that finds no count on the
+/// operation scales up to this one.
+pub async fn annotate_original_replicas(c: &Cluster, ns: &str) -> Result<()> {
+    use kube::api::{Patch, PatchParams};
+    let patch = |n: i32| json!({"metadata": {"annotations": {"failover.io/original-replicas": n.to_string()}}});
+    Api::<Deployment>::namespaced(c.client.clone(), ns)
+        .patch("api", &PatchParams::default(), &Patch::Merge(&patch(2)))
+        .await
+        .with_context(|| format!("annotating Deployment api in {}", c.name))?;
+    Api::<StatefulSet>::namespaced(c.client.clone(), ns)
+        .patch("db", &PatchParams::default(), &Patch::Merge(&patch(1)))
+        .await
+        .with_context(|| format!("annotating StatefulSet db in {}", c.name))?;
     Ok(())
 }

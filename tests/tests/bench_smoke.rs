@@ -174,17 +174,30 @@ async fn overhead_bench_reports_every_case_and_the_calls_per_failover() -> Resul
         assert!(run.coordinator_calls >= 1, "{run:?}");
         assert!(!run.stages_ms.is_empty(), "{run:?}");
     }
-    assert!(report.idle.aws_total() > 0, "heartbeats while idle: {report:?}");
+    assert!(
+        report.idle.aws_total() > 0,
+        "heartbeats while idle: {report:?}"
+    );
     assert!(report.net_calls(&report.cases[0]) > 0.0, "{report:?}");
 
     let sections = overhead_sections(&report);
-    let page = page::compose(&sections, &MachineFacts::probe(), "cargo test --test bench_smoke");
+    let page = page::compose(
+        &sections,
+        &MachineFacts::probe(),
+        "cargo test --test bench_smoke",
+    );
     assert!(
         page.contains("| orchestration overhead, CONSISTENCY failover, 2 workloads + 2 volumes"),
         "{page}"
     );
-    assert!(page.contains("| DynamoDB calls per group failover"), "{page}");
-    assert!(page.contains("## Orchestration overhead of a CONSISTENCY failover"), "{page}");
+    assert!(
+        page.contains("| DynamoDB calls per group failover"),
+        "{page}"
+    );
+    assert!(
+        page.contains("## Orchestration overhead of a CONSISTENCY failover"),
+        "{page}"
+    );
     assert!(page.contains("## AWS calls per group failover"), "{page}");
     assert!(page.contains("| 0 ms | 1 | "), "{page}");
     assert!(page.contains("| 100 ms | 1 | "), "{page}");
@@ -216,7 +229,11 @@ async fn fanout_bench_reports_both_steps_and_the_agents_memory() -> Result<()> {
         assert!(!step.wall.is_zero(), "{step:?}");
         assert!(step.first <= step.wall, "{step:?}");
         assert_eq!(step.memory.len(), 2, "{step:?}");
-        assert!(step.memory.iter().all(|(_, m)| m.peak_kib >= m.rss_kib && m.rss_kib > 0));
+        assert!(
+            step.memory
+                .iter()
+                .all(|(_, m)| m.peak_kib >= m.rss_kib && m.rss_kib > 0)
+        );
     }
     // VmHWM only grows.
     for ((_, idle), (_, after)) in report.idle_memory.iter().zip(&report.many.memory) {
@@ -229,10 +246,17 @@ async fn fanout_bench_reports_both_steps_and_the_agents_memory() -> Result<()> {
     old_section.summary = vec!["| handoff | x | y | z | met |".into()];
     let old = page::compose(&[old_section], &MachineFacts::default(), "old");
     let merged = page::merge(page::parse(&old), vec![fanout_section(&report)]);
-    let page = page::compose(&merged, &MachineFacts::probe(), "cargo test --test bench_smoke");
+    let page = page::compose(
+        &merged,
+        &MachineFacts::probe(),
+        "cargo test --test bench_smoke",
+    );
     assert!(page.contains("| handoff | x | y | z | met |"), "{page}");
     assert!(page.contains("| 3 groups failed over at once"), "{page}");
-    assert!(page.contains("| agent peak RSS (`VmHWM`) after the 3-group run"), "{page}");
+    assert!(
+        page.contains("| agent peak RSS (`VmHWM`) after the 3-group run"),
+        "{page}"
+    );
     assert!(page.contains("| one group (baseline) | 1 |"), "{page}");
     assert!(page.contains("| all at once | 3 |"), "{page}");
     Ok(())

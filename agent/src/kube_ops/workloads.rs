@@ -225,7 +225,7 @@ pub fn plan_restore(
         .or_else(|| view.recorded_replicas())
         .ok_or_else(|| {
             Cause::Invalid(format!(
-                "no replica count given and no {ANNOTATION_ORIGINAL_REPLICAS} annotation recorded"
+                "no replica count recorded for it (by this operation or an earlier one of the group) and no {ANNOTATION_ORIGINAL_REPLICAS} annotation on it; annotate the standby object with {ANNOTATION_ORIGINAL_REPLICAS}=<count>"
             ))
         })?;
     Ok(ScalePlan {

@@ -27,7 +27,9 @@ use failover_messages::records::{GroupState, Operation, Phase};
 use failover_messages::store::{Store, StoreError};
 
 use crate::adapter::{AdapterError, ManagerAdapter, RunKind};
+use crate::fencing::When;
 use crate::runtime::admin::{Metrics, Readiness};
+use crate::runtime::fencer::FenceCheck;
 use crate::seam::{Msg, Sender};
 use crate::tasks::Wakeups;
 use crate::workflow::RunReport;
@@ -125,7 +127,10 @@ pub fn involves(op: &Operation, cluster: &str) -> bool {
 pub fn run_kind(op: &Operation, state: &GroupState, cluster: &str) -> Option<RunKind> {
     if op.abort_requested_at.is_some() {
         let granted = op.promotion_started_at.is_none() && state.promotion_claimed_by.is_none();
-        let closed = matches!(op.phase, Phase::Aborted | Phase::Succeeded | Phase::RolledBack);
+        let closed = matches!(
+            op.phase,
+            Phase::Aborted | Phase::Succeeded | Phase::RolledBack
+        );
         return (granted && !closed && state.is_entitled(cluster)).then_some(RunKind::Rollback);
     }
     involves(op, cluster).then_some(RunKind::Forward)
@@ -443,6 +448,8 @@ pub struct HeartbeatActor {
     metrics: Metrics,
     readiness: Readiness,
     writing: bool,
+    failing: bool,
+    regained: Option<Sender<FenceCheck>>,
 }
 
 impl HeartbeatActor {
@@ -461,7 +468,16 @@ impl HeartbeatActor {
             metrics,
             readiness,
             writing: false,
+            failing: false,
+            regained: None,
         }
+    }
+
+    /// Asks `fencer` for a [`When::Regained`] check whenever a heartbeat gets through after
+    /// one failed (DynamoDB reachable again).
+    pub fn on_regained(mut self, fencer: Sender<FenceCheck>) -> Self {
+        self.regained = Some(fencer);
+        self
     }
 }
 
@@ -492,8 +508,15 @@ impl Handler<Msg<Beat>> for HeartbeatActor {
                 Ok(_) => {
                     act.metrics.heartbeat("ok");
                     act.readiness.aws_ok();
+                    if std::mem::take(&mut act.failing) {
+                        tracing::info!(cluster = %act.cluster, "DynamoDB answers again; checking whether this cluster must fence");
+                        if let Some(fencer) = &act.regained {
+                            let _ = fencer.send(FenceCheck(When::Regained));
+                        }
+                    }
                 }
                 Err(e) => {
+                    act.failing = true;
                     act.metrics.heartbeat("error");
                     tracing::warn!(cluster = %act.cluster, error = %error_chain(&e), "writing the heartbeat failed");
                 }

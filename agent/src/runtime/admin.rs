@@ -45,6 +45,9 @@ struct MetricsInner {
     sqs_messages: Family<Labels, Counter>,
     aws_calls: Family<Labels, Counter>,
     heartbeats: Family<Labels, Counter>,
+    fencings: Family<Labels, Counter>,
+    handoff_latency: Histogram,
+    dual_active: Histogram,
     calls: Mutex<Option<Arc<CallCounter>>>,
 }
 
@@ -69,6 +72,26 @@ impl Metrics {
         let sqs_messages = Family::<Labels, Counter>::default();
         let aws_calls = Family::<Labels, Counter>::default();
         let heartbeats = Family::<Labels, Counter>::default();
+        let fencings = Family::<Labels, Counter>::default();
+        // 1 ms … ~33 s.
+        let handoff_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        // 100 ms … ~55 min.
+        let dual_active = Histogram::new(exponential_buckets(0.1, 2.0, 16));
+        registry.register(
+            "failover_fencings",
+            "Times this cluster fenced its side of a group it was not entitled to, by group and occasion",
+            fencings.clone(),
+        );
+        registry.register(
+            "failover_handoff_latency_seconds",
+            "Target side: last READY_FOR_PROMOTION record written to promotion claimed",
+            handoff_latency.clone(),
+        );
+        registry.register(
+            "failover_dual_active_window_seconds",
+            "Source side of UPTIME operations: first target Primary to last source Secondary",
+            dual_active.clone(),
+        );
         registry.register(
             "failover_operations",
             "Runs of this cluster's side of an operation, by result",
@@ -96,7 +119,7 @@ impl Metrics {
         );
         // Known label values start at zero, so dashboards and alerts see the series before
         // the first event (rates need a starting point).
-        for result in ["succeeded", "stopped", "failed", "panicked"] {
+        for result in ["succeeded", "stopped", "failed", "interrupted", "panicked"] {
             let _ = operations.get_or_create(&vec![("result", result.to_owned())]);
         }
         let _ = sqs_messages.get_or_create(&vec![
@@ -114,6 +137,9 @@ impl Metrics {
                 sqs_messages,
                 aws_calls,
                 heartbeats,
+                fencings,
+                handoff_latency,
+                dual_active,
                 calls: Mutex::new(None),
             }),
         }
@@ -141,6 +167,27 @@ impl Metrics {
                 ("outcome", outcome.to_owned()),
             ])
             .inc();
+    }
+
+    /// This cluster fenced its side of `group` on `occasion`.
+    pub fn fenced(&self, group: &str, occasion: &str) {
+        self.inner
+            .fencings
+            .get_or_create(&vec![
+                ("group", group.to_owned()),
+                ("occasion", occasion.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// A handoff took `latency` (last ready record to promotion claimed).
+    pub fn handoff_latency(&self, latency: Duration) {
+        self.inner.handoff_latency.observe(latency.as_secs_f64());
+    }
+
+    /// An UPTIME operation's dual-active window lasted `window`.
+    pub fn dual_active_window(&self, window: Duration) {
+        self.inner.dual_active.observe(window.as_secs_f64());
     }
 
     /// One heartbeat write ended with `outcome`.
@@ -222,6 +269,7 @@ pub struct Readiness {
 struct ReadyState {
     aws: bool,
     kube: bool,
+    fenced: bool,
 }
 
 impl Readiness {
@@ -235,10 +283,21 @@ impl Readiness {
         self.inner.lock().unwrap().kube = true;
     }
 
+    /// The start-up fencing check is done (the agent's side of every group it is not
+    /// entitled to is down), so the agent works on operations from now on.
+    pub fn startup_fencing_done(&self) {
+        self.inner.lock().unwrap().fenced = true;
+    }
+
     /// `Ok` when ready, else why not.
     pub fn check(&self) -> Result<(), String> {
         let s = self.inner.lock().unwrap();
-        ready_reason(s.aws, s.kube)
+        ready_reason(s.aws, s.kube)?;
+        if s.fenced {
+            Ok(())
+        } else {
+            Err("the start-up fencing check has not finished yet".into())
+        }
     }
 }
 

@@ -55,6 +55,14 @@ pub struct AgentConfig {
     /// Time between two re-reads of the operations in flight when no wake-up comes.
     #[arg(long, env = "FAILOVER_REREAD_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub reread_interval: Duration,
+    /// The annotation external-dns reads on VirtualServices and Ingresses to decide which
+    /// side serves (`dns-controller` active, `ignore` passive).
+    #[arg(
+        long,
+        env = "FAILOVER_TRAFFIC_ANNOTATION",
+        default_value = crate::kube_ops::traffic::DEFAULT_ANNOTATION_KEY
+    )]
+    pub traffic_annotation: String,
 }
 
 /// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
@@ -107,6 +115,10 @@ mod tests {
         assert_eq!(cli.agent.heartbeat_interval, Duration::from_secs(10));
         assert_eq!(cli.agent.reread_interval, Duration::from_secs(15));
         assert_eq!(cli.agent.admin_addr.to_string(), "127.0.0.1:9090");
+        assert_eq!(
+            cli.agent.traffic_annotation,
+            "external-dns.alpha.kubernetes.io/controller"
+        );
         let crd = Cli::try_parse_from(["failover-agent", "crd"]).unwrap();
         assert!(matches!(crd.command, Some(Command::Crd)));
     }

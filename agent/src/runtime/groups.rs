@@ -266,7 +266,11 @@ impl Handler<Msg<RefreshDone>> for GroupStatusActor {
         self.busy.remove(&key);
         match result {
             Ok(r) => {
-                let now = r.status.conditions.iter().find(|c| c.type_ == COND_SPEC_VALID);
+                let now = r
+                    .status
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == COND_SPEC_VALID);
                 let changed = now.map(|c| (c.status.clone(), c.message.clone())) != before;
                 if !r.problems.is_empty() && changed {
                     tracing::warn!(
@@ -309,7 +313,10 @@ mod tests {
     #[test]
     fn the_cache_follows_the_watch_and_forgets_what_a_relist_misses() {
         let mut c = WatchCache::default();
-        assert_eq!(c.apply(Watched::Applied(fg("a", "x"))), Some(("a".into(), "x".into())));
+        assert_eq!(
+            c.apply(Watched::Applied(fg("a", "x"))),
+            Some(("a".into(), "x".into()))
+        );
         c.apply(Watched::Applied(fg("a", "y")));
         c.apply(Watched::Deleted(("a".into(), "x".into())));
         assert_eq!(c.keys(), [("a".to_owned(), "y".to_owned())]);

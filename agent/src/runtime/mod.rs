@@ -14,6 +14,7 @@
 pub mod actors;
 pub mod admin;
 pub mod config;
+pub mod fencer;
 pub mod groups;
 pub mod triggers;
 
@@ -31,6 +32,10 @@ use crate::tasks::{TasksConfig, Wakeups};
 use crate::workflow::Progress;
 
 use self::actors::{HeartbeatActor, InboxActor, RunnerActor, RunnerTick, error_chain};
+use self::fencer::FenceCheck;
+use crate::fencing::When;
+use crate::kube_ops::ClusterClient;
+use crate::kube_ops::traffic::TrafficConfig;
 use self::admin::{Metrics, Readiness};
 use self::config::AgentConfig;
 
@@ -316,6 +321,24 @@ pub async fn run(cfg: AgentConfig) -> Result<(), StartupError> {
             ..InboxOptions::default()
         },
     );
+    let traffic = TrafficConfig {
+        annotation_key: cfg.traffic_annotation.clone(),
+    };
+
+    // Fence first (protocol rule 7): before this agent runs any operation, every group it
+    // is not entitled to has its side here shut down and demoted.
+    let cc = ClusterClient::new(clients.kube.clone(), &cluster);
+    self::fencer::run_check(&cc, &store, &traffic, &metrics, When::Startup).await;
+    readiness.startup_fencing_done();
+    let fencer = self::fencer::FencerActor::new(
+        cc,
+        store.clone(),
+        traffic.clone(),
+        metrics.clone(),
+        cfg.reread_interval,
+    )
+    .start();
+
     let wakeups = Wakeups::new();
     let progress_metrics = metrics.clone();
     let adapter = ManagerAdapter::new(&cluster, clients.kube.clone(), store.clone())
@@ -323,8 +346,10 @@ pub async fn run(cfg: AgentConfig) -> Result<(), StartupError> {
         .with_external_wakeups(wakeups.clone())
         .with_tasks_config(TasksConfig {
             reread_interval: cfg.reread_interval,
+            traffic: traffic.clone(),
             ..TasksConfig::default()
         })
+        .with_metrics(metrics.clone())
         .with_progress(Sender::from_fn(move |p: Progress| {
             progress_metrics.progress(&p)
         }));
@@ -336,6 +361,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), StartupError> {
         metrics.clone(),
         readiness.clone(),
     )
+    .on_regained(Sender::<FenceCheck>::from_addr(fencer))
     .start();
     let runner = RunnerActor::new(
         store,
@@ -367,7 +393,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), StartupError> {
             clients.kube.clone(),
             store.clone(),
             &cluster,
-            crate::kube_ops::traffic::DEFAULT_ANNOTATION_KEY,
+            &cfg.traffic_annotation,
             cfg.reread_interval,
         )
         .start();

@@ -51,7 +51,12 @@ impl TriggerActor {
     }
 
     fn submit(&mut self, key: Key, ctx: &mut Context<Self>) {
-        let Some(fo) = self.cache.get(&key).filter(|f| needs_submission(f)).cloned() else {
+        let Some(fo) = self
+            .cache
+            .get(&key)
+            .filter(|f| needs_submission(f))
+            .cloned()
+        else {
             return;
         };
         if self.busy.contains(&key) {

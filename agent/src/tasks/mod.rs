@@ -47,6 +47,7 @@ use serde_json::json;
 
 use crate::kube_ops::traffic::{self, TrafficConfig, TrafficState};
 use crate::kube_ops::volumes::{self, ReplicationState, VolumeState};
+use crate::kube_ops::error::Cause as KubeCause;
 use crate::kube_ops::{ClusterClient, FIELD_MANAGER, KubeOpsError, Stamp, flux, workloads};
 use crate::workflow::definition::workload_kind_name;
 use crate::workflow::{
@@ -154,7 +155,15 @@ fn wait_deadline(ctx: &TaskContext) -> Duration {
 
 fn kube_err(e: KubeOpsError) -> TaskError {
     let object = e.object().to_string();
-    TaskError::caused_by("Kubernetes operation failed", e).on(object)
+    match e.cause() {
+        // The wait used up the step's time, or the volume will not get there: final.
+        KubeCause::Timeout { .. } | KubeCause::Degraded { .. } => TaskError::GaveUp {
+            object: Some(object),
+            message: "Kubernetes wait gave up".to_owned(),
+            source: Some(Box::new(e)),
+        },
+        _ => TaskError::caused_by("Kubernetes operation failed", e).on(object),
+    }
 }
 
 fn store_err(e: StoreError) -> TaskError {
@@ -506,9 +515,26 @@ async fn scale_up(ctx: &TaskContext, kind: WorkloadKind, name: &str) -> Result<(
         .ok_or_else(|| {
             TaskError::failed(format!("operation {} does not exist", wf.operation_id))
         })?;
-    let recorded = op.original_replicas.get(&workload_key(kind, name)).copied();
+    let key = workload_key(kind, name);
+    let mut recorded = op.original_replicas.get(&key).copied();
     if recorded.is_none() {
-        tracing::warn!(workload = %workload_key(kind, name), "the operation recorded no replica count; using the object's annotation");
+        // A forced operation whose source never ran records nothing: the last operation of
+        // the group that recorded the workload is the best knowledge there is.
+        recorded = ctx
+            .store()?
+            .history(&wf.group, Some(20))
+            .await
+            .map_err(store_err)?
+            .iter()
+            .find_map(|h| h.operation.original_replicas.get(&key).copied());
+        match recorded {
+            Some(n) => {
+                tracing::warn!(workload = %key, replicas = n, "the operation recorded no replica count; using the group's last recorded one");
+            }
+            None => {
+                tracing::warn!(workload = %key, "no replica count recorded for the group; using the object's failover.io/original-replicas annotation");
+            }
+        }
     }
     workloads::restore_replicas(
         &cluster_client(ctx)?,

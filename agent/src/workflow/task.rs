@@ -163,6 +163,19 @@ pub enum TaskError {
         #[source]
         source: Option<BoxError>,
     },
+    /// The work cannot finish in time: a wait passed the step's deadline, or the object
+    /// reports a state waiting will not mend (a Degraded volume). Running the step again
+    /// would not help, so the operation is failed.
+    #[error("{message}")]
+    GaveUp {
+        /// The object concerned, e.g. `VolumeReplication/orders-db-data`.
+        object: Option<String>,
+        /// What went wrong.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A conditional write was refused because the group's epoch moved or the operation is
     /// no longer in flight: the engine stops at once and writes nothing more.
     #[error(
@@ -225,8 +238,13 @@ impl TaskError {
     /// The object the task named, if it did.
     pub fn object(&self) -> Option<&str> {
         match self {
-            Self::Failed { object, .. } => object.as_deref(),
+            Self::Failed { object, .. } | Self::GaveUp { object, .. } => object.as_deref(),
             _ => None,
         }
+    }
+
+    /// True when running the step again cannot help ([`TaskError::GaveUp`]).
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::GaveUp { .. })
     }
 }

@@ -57,7 +57,8 @@ impl GroupShape {
         (0..self.deployments)
             .map(|i| (WorkloadKind::Deployment, format!("{group}-d{i}")))
             .chain(
-                (0..self.statefulsets).map(|i| (WorkloadKind::StatefulSet, format!("{group}-s{i}"))),
+                (0..self.statefulsets)
+                    .map(|i| (WorkloadKind::StatefulSet, format!("{group}-s{i}"))),
             )
             .collect()
     }
@@ -266,12 +267,24 @@ pub async fn wait_settled(env: &TestEnv, ns: &str, active: &str, volumes: usize)
             let not_ready = deps
                 .items
                 .iter()
-                .filter(|d| d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0) < 1)
+                .filter(|d| {
+                    d.status
+                        .as_ref()
+                        .and_then(|s| s.ready_replicas)
+                        .unwrap_or(0)
+                        < 1
+                })
                 .count()
                 + sts
                     .items
                     .iter()
-                    .filter(|s| s.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0) < 1)
+                    .filter(|s| {
+                        s.status
+                            .as_ref()
+                            .and_then(|s| s.ready_replicas)
+                            .unwrap_or(0)
+                            < 1
+                    })
                     .count();
             if not_ready == 0 {
                 Ok(Some(()))

@@ -241,7 +241,10 @@ pub async fn run_overhead_bench(env: &TestEnv, config: &OverheadConfig) -> Resul
         .map(|l| (GroupShape::mixed(config.workloads), *l))
         .collect();
     if config.small_workloads > 0 {
-        shapes.push((GroupShape::mixed(config.small_workloads), config.latencies[0]));
+        shapes.push((
+            GroupShape::mixed(config.small_workloads),
+            config.latencies[0],
+        ));
     }
     let mut setups = Vec::new();
     for (shape, latency) in shapes {
@@ -554,11 +557,18 @@ pub fn overhead_markdown(r: &OverheadReport) -> String {
     // Stage breakdown, medians over the runs of each big case.
     let mut labels: Vec<String> = big
         .iter()
-        .flat_map(|c| c.runs.iter().flat_map(|x| x.stages_ms.keys().map(|k| stage_label(k))))
+        .flat_map(|c| {
+            c.runs
+                .iter()
+                .flat_map(|x| x.stages_ms.keys().map(|k| stage_label(k)))
+        })
         .collect();
     labels.sort_by_key(|l| {
         (
-            STAGE_ORDER.iter().position(|s| s == l).unwrap_or(STAGE_ORDER.len()),
+            STAGE_ORDER
+                .iter()
+                .position(|s| s == l)
+                .unwrap_or(STAGE_ORDER.len()),
             l.clone(),
         )
     });

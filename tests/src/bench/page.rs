@@ -78,7 +78,12 @@ pub fn merge(old: Vec<Section>, new: Vec<Section>) -> Vec<Section> {
         .filter(|o| new.iter().all(|n| n.key != o.key))
         .collect();
     out.extend(new);
-    out.sort_by_key(|s| ORDER.iter().position(|k| *k == s.key).unwrap_or(ORDER.len()));
+    out.sort_by_key(|s| {
+        ORDER
+            .iter()
+            .position(|k| *k == s.key)
+            .unwrap_or(ORDER.len())
+    });
     out
 }
 
@@ -186,10 +191,19 @@ mod tests {
             &MachineFacts::default(),
             "make bench",
         );
-        assert!(page.contains("| h | x | y | z | met |\n| f | x | y | z | met |"), "{page}");
+        assert!(
+            page.contains("| h | x | y | z | met |\n| f | x | y | z | met |"),
+            "{page}"
+        );
         let parsed = parse(&page);
-        assert_eq!(parsed, vec![section("handoff", "h"), section("fanout", "f")]);
-        let merged = merge(parsed, vec![section("overhead", "o"), section("fanout", "F")]);
+        assert_eq!(
+            parsed,
+            vec![section("handoff", "h"), section("fanout", "f")]
+        );
+        let merged = merge(
+            parsed,
+            vec![section("overhead", "o"), section("fanout", "F")],
+        );
         let keys: Vec<&str> = merged.iter().map(|s| s.key.as_str()).collect();
         assert_eq!(keys, ["handoff", "overhead", "fanout"]);
         assert_eq!(merged[2].summary[0], "| F | x | y | z | met |");

@@ -125,7 +125,12 @@ fn add(into: &mut Counters, from: &Counters) {
 
 fn delta(now: &Counters, before: &Counters) -> Counters {
     now.iter()
-        .map(|(k, v)| (k.clone(), v.saturating_sub(before.get(k).copied().unwrap_or(0))))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.saturating_sub(before.get(k).copied().unwrap_or(0)),
+            )
+        })
         .filter(|(_, v)| *v > 0)
         .collect()
 }
@@ -177,12 +182,9 @@ pub fn agents_memory(stack: &mut Stack) -> Result<Vec<(String, Memory)>> {
 
 /// The 1-minute load average (`/proc/loadavg`), when readable.
 pub fn load_average() -> Option<String> {
-    std::fs::read_to_string("/proc/loadavg").ok().map(|t| {
-        t.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    })
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 /// Starts a CONSISTENCY failover of `group` from `source` to `target` the way the
@@ -308,7 +310,9 @@ mod tests {
         assert_eq!(s.aws_total(), 9);
         assert_eq!(s.sqs_total(), 3);
         assert_eq!(s.succeeded, 4);
-        let before = Scrape::parse("failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\"} 5\n");
+        let before = Scrape::parse(
+            "failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\"} 5\n",
+        );
         let d = s.since(&before);
         assert_eq!(d.aws_calls["put_heartbeat/PutItem"], 2);
         assert_eq!(d.aws_total(), 4);

@@ -1,0 +1,389 @@
+//! Self-fencing (protocol rule 7 and the entitlement rule of `docs/protocol.md`).
+//!
+//! A cluster is *entitled* to an active side of a group if and only if the group state's
+//! `promotionClaimedBy` names it, or nobody claimed a promotion and `activeCluster` names it
+//! ([`GroupState::is_entitled`]). An agent whose side of a group is active (a volume Primary
+//! or asked to be, a Deployment/StatefulSet with replicas, a CronJob not suspended, traffic
+//! on) while it is not entitled fences that side before anything else: traffic off, Flux
+//! suspended, workloads scaled to 0 (original counts kept in `failover.io/original-replicas`),
+//! CronJobs suspended, pods gone, then volumes demoted and awaited `Secondary`. The usual
+//! way to get there: a forced failover moved the group while this cluster (or its agent)
+//! was unreachable.
+//!
+//! When it checks ([`When`]):
+//!
+//! * at start, before the operation runner starts, and on regaining DynamoDB after losing
+//!   it: every group, whatever is in flight;
+//! * on every re-read: groups with no operation in flight (an operation in flight that
+//!   involves this cluster is carried out by its workflow, whose source side shuts down in
+//!   the order of its mode; fencing it early would cut an UPTIME dual-active window short).
+//!
+//! Pure part: [`When::applies`], [`SideObservation`]. I/O part: [`observe_side`], [`fence`],
+//! [`check_groups`]. Every fencing change is annotated with the group's epoch and the
+//! operation that moved the group (or `fencing`).
+
+use std::time::Duration;
+
+use failover_messages::crd::{FailoverGroup, FailoverGroupSpec, TimeoutStage, WorkloadKind};
+use failover_messages::records::GroupState;
+use failover_messages::store::Store;
+use kube::api::{Api, ListParams};
+
+use crate::kube_ops::traffic::{self, TrafficConfig, TrafficState};
+use crate::kube_ops::volumes::{self, ReplicationState, VolumeState};
+use crate::kube_ops::{ClusterClient, KubeOpsError, Stamp, flux, workloads};
+
+/// When a fencing check runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// The agent starts (before the operation runner).
+    Startup,
+    /// DynamoDB answered again after failing.
+    Regained,
+    /// The periodic re-read.
+    Reread,
+}
+
+impl When {
+    /// True when a group in `state` is checked on this occasion by `cluster`: never when
+    /// `cluster` is entitled; on a re-read only without an operation in flight.
+    pub fn applies(self, state: &GroupState, cluster: &str) -> bool {
+        if state.is_entitled(cluster) {
+            return false;
+        }
+        match self {
+            Self::Startup | Self::Regained => true,
+            Self::Reread => state.op_id.is_none(),
+        }
+    }
+
+    /// For logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Startup => "startup",
+            Self::Regained => "regained",
+            Self::Reread => "reread",
+        }
+    }
+}
+
+/// What is active on this cluster's side of a group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SideObservation {
+    /// VolumeReplications that are Primary or asked to be.
+    pub primary_volumes: Vec<String>,
+    /// Deployments/StatefulSets with replicas, CronJobs not suspended (`Kind/name`).
+    pub running_workloads: Vec<String>,
+    /// Traffic objects switched on (`Kind/name`).
+    pub traffic_on: Vec<String>,
+}
+
+impl SideObservation {
+    /// True when anything of the side is active.
+    pub fn is_active(&self) -> bool {
+        !(self.primary_volumes.is_empty()
+            && self.running_workloads.is_empty()
+            && self.traffic_on.is_empty())
+    }
+
+    /// One line for logs and events.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.primary_volumes.is_empty() {
+            parts.push(format!(
+                "primary volumes {}",
+                self.primary_volumes.join(", ")
+            ));
+        }
+        if !self.running_workloads.is_empty() {
+            parts.push(format!("running {}", self.running_workloads.join(", ")));
+        }
+        if !self.traffic_on.is_empty() {
+            parts.push(format!("traffic on {}", self.traffic_on.join(", ")));
+        }
+        if parts.is_empty() {
+            "nothing active".to_owned()
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
+/// Why fencing a group failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FenceError {
+    /// A Kubernetes operation failed.
+    #[error(transparent)]
+    Kube(#[from] KubeOpsError),
+    /// The group's timeouts do not parse.
+    #[error("FailoverGroup {group}: {message}")]
+    Spec {
+        /// `namespace/name`.
+        group: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Reads what is active on this cluster's side of the group with `spec` in `namespace`.
+pub async fn observe_side(
+    cc: &ClusterClient,
+    traffic_config: &TrafficConfig,
+    namespace: &str,
+    spec: &FailoverGroupSpec,
+) -> Result<SideObservation, KubeOpsError> {
+    let mut obs = SideObservation::default();
+    for v in &spec.volume_replications {
+        let o = volumes::observe(cc, namespace, &v.name).await?;
+        let asked = o.desired.as_deref() == Some("primary");
+        let is = o.state.as_deref() == Some("Primary");
+        if asked || is {
+            obs.primary_volumes.push(v.name.clone());
+        }
+    }
+    for w in &spec.workloads {
+        let running = match w.kind {
+            WorkloadKind::CronJob => {
+                let api: Api<k8s_openapi::api::batch::v1::CronJob> =
+                    Api::namespaced(cc.client.clone(), namespace);
+                let cj = api
+                    .get(&w.name)
+                    .await
+                    .map_err(|e| KubeOpsError::ReadWorkload {
+                        object: cc.object("CronJob", namespace, &w.name),
+                        source: e.into(),
+                    })?;
+                !cj.spec.suspend.unwrap_or(false)
+            }
+            kind => {
+                workloads::get_workload(cc, kind, namespace, &w.name)
+                    .await?
+                    .replicas
+                    > 0
+            }
+        };
+        if running {
+            obs.running_workloads
+                .push(format!("{}/{}", workloads::kind_name(w.kind), w.name));
+        }
+    }
+    for n in &spec.network {
+        if traffic::get_traffic(cc, traffic_config, n.kind, namespace, &n.name).await?
+            == Some(TrafficState::On)
+        {
+            obs.traffic_on
+                .push(format!("{}/{}", traffic::kind_name(n.kind), n.name));
+        }
+    }
+    Ok(obs)
+}
+
+/// Fences this cluster's side of a group: traffic off → Flux suspended → workloads scaled
+/// to 0 and CronJobs suspended → pods gone → volumes demoted → volumes `Secondary`. Each
+/// step is idempotent, so a fencing interrupted halfway is simply run again.
+pub async fn fence(
+    cc: &ClusterClient,
+    traffic_config: &TrafficConfig,
+    namespace: &str,
+    spec: &FailoverGroupSpec,
+    stamp: &Stamp,
+) -> Result<(), FenceError> {
+    let limit = |stage: TimeoutStage| {
+        spec.timeouts.get(stage).map_err(|e| FenceError::Spec {
+            group: format!("in namespace {namespace}"),
+            message: e.to_string(),
+        })
+    };
+    let shutdown: Duration = limit(TimeoutStage::SourceShutdown)?;
+    let demotion: Duration = limit(TimeoutStage::VolumeDemotion)?;
+    for n in &spec.network {
+        traffic::set_traffic(
+            cc,
+            traffic_config,
+            n.kind,
+            namespace,
+            &n.name,
+            TrafficState::Off,
+            stamp,
+        )
+        .await?;
+    }
+    for f in &spec.flux {
+        flux::suspend_flux(cc, f.kind, &f.namespace, &f.name, stamp).await?;
+    }
+    for w in &spec.workloads {
+        match w.kind {
+            WorkloadKind::CronJob => {
+                workloads::suspend_cronjob(cc, namespace, &w.name, stamp).await?;
+            }
+            kind => {
+                workloads::scale_down(cc, kind, namespace, &w.name, stamp).await?;
+            }
+        }
+    }
+    for w in &spec.workloads {
+        workloads::wait_pods_gone(cc, w.kind, namespace, &w.name, shutdown, |_| {}).await?;
+    }
+    for v in &spec.volume_replications {
+        volumes::set_replication_state(cc, namespace, &v.name, ReplicationState::Secondary, stamp)
+            .await?;
+    }
+    for v in &spec.volume_replications {
+        volumes::wait_state(cc, namespace, &v.name, VolumeState::Secondary, demotion).await?;
+    }
+    Ok(())
+}
+
+/// What one check of one group came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupVerdict {
+    /// The cluster is entitled, or the occasion does not check this group.
+    NotChecked,
+    /// Not entitled, and nothing was active.
+    Passive,
+    /// Not entitled and active: fenced now (what was active).
+    Fenced(String),
+}
+
+/// Checks every FailoverGroup of this cluster that has a group state, fencing those that
+/// need it. Returns each checked group's verdict; a group whose check fails is logged and
+/// left for the next check.
+pub async fn check_groups(
+    cc: &ClusterClient,
+    store: &Store,
+    traffic_config: &TrafficConfig,
+    when: When,
+) -> Result<Vec<(String, GroupVerdict)>, CheckError> {
+    let states = store.list_groups().await.map_err(CheckError::Store)?;
+    if states.iter().all(|s| !when.applies(s, &cc.cluster)) {
+        return Ok(Vec::new());
+    }
+    let groups: Api<FailoverGroup> = Api::all(cc.client.clone());
+    let list = groups
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| CheckError::ListGroups {
+            cluster: cc.cluster.clone(),
+            source,
+        })?;
+    let mut out = Vec::new();
+    for state in states {
+        let name = state.group.to_string();
+        if !when.applies(&state, &cc.cluster) {
+            out.push((name, GroupVerdict::NotChecked));
+            continue;
+        }
+        let Some(fg) = list.items.iter().find(|g| {
+            g.metadata.namespace.as_deref() == Some(state.group.namespace.as_str())
+                && g.metadata.name.as_deref() == Some(state.group.name.as_str())
+        }) else {
+            continue;
+        };
+        let ns = &state.group.namespace;
+        let obs = match observe_side(cc, traffic_config, ns, &fg.spec).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(group = %name, cluster = %cc.cluster, error = %crate::runtime::actors::error_chain(&e), "cannot observe the group's side; checking again later");
+                continue;
+            }
+        };
+        if !obs.is_active() {
+            out.push((name, GroupVerdict::Passive));
+            continue;
+        }
+        let seen = obs.describe();
+        tracing::warn!(
+            group = %name, cluster = %cc.cluster, entitled = state.entitled_cluster(),
+            epoch = state.epoch, occasion = when.as_str(), active = %seen,
+            "this cluster is not entitled to the group but its side is active: fencing it"
+        );
+        let operation = state
+            .op_id
+            .clone()
+            .or_else(|| state.last_op_id.clone())
+            .unwrap_or_else(|| "fencing".to_owned());
+        let stamp = Stamp::new(state.epoch, operation);
+        match fence(cc, traffic_config, ns, &fg.spec, &stamp).await {
+            Ok(()) => {
+                tracing::warn!(group = %name, cluster = %cc.cluster, epoch = state.epoch, "fenced: traffic off, workloads at 0, volumes Secondary");
+                out.push((name, GroupVerdict::Fenced(seen)));
+            }
+            Err(e) => {
+                tracing::error!(group = %name, cluster = %cc.cluster, error = %crate::runtime::actors::error_chain(&e), "fencing failed; trying again on the next check");
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Why a fencing check could not look at the groups.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The group states could not be read.
+    #[error("cannot read the group states for the fencing check")]
+    Store(#[source] failover_messages::store::StoreError),
+    /// The FailoverGroups could not be listed.
+    #[error("cannot list FailoverGroups in cluster {cluster}")]
+    ListGroups {
+        /// This cluster.
+        cluster: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use failover_messages::keys::GroupRef;
+
+    use super::*;
+
+    fn state(active: &str, claimed: Option<&str>, op: Option<&str>) -> GroupState {
+        GroupState {
+            group: GroupRef::new("shop", "orders").unwrap(),
+            active_cluster: active.into(),
+            epoch: 3,
+            op_id: op.map(str::to_owned),
+            promotion_claimed_by: claimed.map(str::to_owned),
+            lease: None,
+            suspended: false,
+            version: 1,
+            last_op_id: None,
+            updated_at: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn an_entitled_cluster_is_never_fenced() {
+        for when in [When::Startup, When::Regained, When::Reread] {
+            assert!(!when.applies(&state("east", None, None), "east"));
+            assert!(!when.applies(&state("east", Some("west"), Some("op")), "west"));
+        }
+    }
+
+    #[test]
+    fn start_and_reconnect_check_every_group_the_cluster_is_not_entitled_to() {
+        // The group moved away (e.g. a forced failover while this cluster was cut off).
+        assert!(When::Startup.applies(&state("west", None, None), "east"));
+        // A promotion claimed by the other side, even with an operation in flight.
+        assert!(When::Regained.applies(&state("east", Some("west"), Some("op")), "east"));
+    }
+
+    #[test]
+    fn a_reread_leaves_operations_in_flight_to_their_workflow() {
+        assert!(When::Reread.applies(&state("west", None, None), "east"));
+        assert!(!When::Reread.applies(&state("east", Some("west"), Some("op")), "east"));
+    }
+
+    #[test]
+    fn a_side_is_active_when_anything_of_it_is() {
+        assert!(!SideObservation::default().is_active());
+        let obs = SideObservation {
+            traffic_on: vec!["Ingress/web".into()],
+            ..SideObservation::default()
+        };
+        assert!(obs.is_active());
+        assert_eq!(obs.describe(), "traffic on Ingress/web");
+    }
+}

@@ -1,0 +1,363 @@
+//! The failure paths, end to end with real processes (see `failover_tests::agents`):
+//!
+//! * a VolumeReplication that never reaches Secondary: the operation fails by its stage
+//!   deadline with a message naming the volume, the target never promotes, and
+//!   `failoverctl abort` rolls the source back (volumes Primary, workloads, Flux and traffic
+//!   on, operation `Aborted`);
+//! * `failoverctl failover --force` while the source's agent is down: the target takes
+//!   over; when the source's agent starts again it fences its side (traffic off, workloads
+//!   at 0, volumes Secondary) before anything else.
+//!
+//! Each checks the objects in both clusters, the records in DynamoDB, the `Failover`
+//! status, the CLI's exit codes and output, and the storage simulator's violations.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, ensure};
+use failover_messages::crd::{FailoverGroup, FailoverPhase};
+use failover_messages::keys::GroupRef;
+use failover_messages::records::Phase;
+use failover_tests::agents::Stack;
+use failover_tests::fixtures::{
+    GROUP, OPERATION_DEADLINE, SETTLE, VOLUMES, assert_side_settled, create_application,
+    install_crds, wait_failover_object, wait_group_idle_on, wait_starting_point,
+};
+use failover_tests::kube::{TestEnv, TestNamespace, wait_for};
+use failover_tests::storage_sim::{Violation, set_stuck};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+/// The volume the stuck scenario holds back.
+const STUCK: &str = "db-data";
+
+/// Namespaces, stack, application, agents; the group registered active in east.
+struct Scenario {
+    env: TestEnv,
+    ns: TestNamespace,
+    flux_ns: TestNamespace,
+    stack: Stack,
+    group: GroupRef,
+}
+
+impl Scenario {
+    async fn new(label: &str) -> Result<Scenario> {
+        let env = TestEnv::attach().await?;
+        for c in env.clusters() {
+            install_crds(c, SETTLE).await?;
+        }
+        let ns = env.namespace(&format!("fo-{label}")).await?;
+        let flux_ns = env.namespace(&format!("fo-{label}-flux")).await?;
+        let stack = Stack::new(&env, &ns.name, label).await?;
+        let group = GroupRef::new(&ns.name, GROUP)?;
+        Ok(Scenario {
+            env,
+            ns,
+            flux_ns,
+            stack,
+            group,
+        })
+    }
+
+    async fn start(&mut self) -> Result<()> {
+        let ns = self.ns.name.clone();
+        self.stack
+            .start_storage_sim(&[&ns], Duration::from_millis(200))?;
+        Box::pin(create_application(&self.env, &ns, &self.flux_ns.name)).await?;
+        wait_starting_point(&self.env, &ns).await?;
+        self.stack.start_agents().await?;
+        let out =
+            self.stack
+                .failoverctl(&["register", &self.group.to_string(), "--active", "east"])?;
+        ensure!(
+            out.status.success(),
+            "failoverctl register: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    /// Runs `body`, printing logs and objects on failure, then cleans up.
+    async fn finish(self, res: Result<()>) -> Result<()> {
+        let out = match res {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.stack.print_logs();
+                Err(anyhow!("{e:#}\n\n{}", self.ns.dump().await))
+            }
+        };
+        self.stack.cleanup(out.is_ok()).await;
+        self.ns.cleanup().await;
+        self.flux_ns.cleanup().await;
+        out
+    }
+}
+
+fn text(out: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// ---- a volume that never demotes, then abort ---------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_volume_fails_the_operation_by_its_deadline_and_abort_restores_the_source()
+-> Result<()> {
+    let mut s = Scenario::new("e2e-stuck").await?;
+    let res = Box::pin(stuck_then_abort(&mut s)).await;
+    s.finish(res).await
+}
+
+async fn stuck_then_abort(s: &mut Scenario) -> Result<()> {
+    s.start().await?;
+    let ns = s.ns.name.clone();
+    let (east, west) = (s.env.east.clone(), s.env.west.clone());
+    // A short demotion limit, and one of east's volumes never completes a change.
+    for c in s.env.clusters() {
+        Api::<FailoverGroup>::namespaced(c.client.clone(), &ns)
+            .patch(
+                GROUP,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"timeouts": {"volumeDemotion": "6s"}}})),
+            )
+            .await
+            .with_context(|| format!("shortening the demotion limit in {}", c.name))?;
+    }
+    set_stuck(&east.client, &ns, STUCK, true).await?;
+
+    // The failover fails by its deadline, naming the volume (exit 4).
+    let g = s.group.to_string();
+    let out =
+        s.stack
+            .failoverctl(&["failover", &g, "--to", "west", "--wait", "--timeout", "90s"])?;
+    let (stdout, stderr) = text(&out);
+    ensure!(
+        out.status.code() == Some(4),
+        "failoverctl failover --wait exited {:?} (want 4, failed)\nstdout: {stdout}\nstderr: {stderr}",
+        out.status.code()
+    );
+    let state = s
+        .stack
+        .store
+        .get_group_state(&s.group)
+        .await?
+        .context("no group state")?;
+    let op_id = state
+        .op_id
+        .clone()
+        .context("the failed operation no longer holds the group")?;
+    let op = s
+        .stack
+        .store
+        .get_operation(&op_id)
+        .await?
+        .context("no operation record")?;
+    ensure!(op.phase == Phase::Failed, "phase {:?}", op.phase);
+    let message = op.message.clone().unwrap_or_default();
+    ensure!(
+        message.contains(STUCK) && message.contains("east") && message.contains("WaitSecondary"),
+        "the failure names the volume, the cluster and the task: {message:?}"
+    );
+    ensure!(
+        stdout.contains(STUCK) || stderr.contains(STUCK),
+        "failoverctl's output names the volume {STUCK}:\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    // The target never promoted: no claim, no handoff record, west's volumes Secondary.
+    ensure!(state.active_cluster == "east", "{state:?}");
+    ensure!(state.promotion_claimed_by.is_none(), "{state:?}");
+    ensure!(op.promotion_started_at.is_none(), "{op:?}");
+    let handoffs = s.stack.store.list_handoffs(&op_id).await?;
+    ensure!(handoffs.is_empty(), "handoff records: {handoffs:?}");
+    for (volume, _, _) in VOLUMES {
+        failover_tests::storage_sim::wait_settled(&west.client, &ns, volume, "Secondary", SETTLE)
+            .await
+            .with_context(|| format!("{volume} in west"))?;
+    }
+    wait_failover_object(&east, &ns, &op_id, FailoverPhase::Failed).await?;
+
+    // The storage recovers; the operator aborts: east comes back as it was.
+    set_stuck(&east.client, &ns, STUCK, false).await?;
+    let out = s.stack.failoverctl(&["abort", &op_id])?;
+    let (stdout, stderr) = text(&out);
+    ensure!(
+        out.status.success(),
+        "failoverctl abort exited {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status.code()
+    );
+    ensure!(
+        stdout.contains(&op_id),
+        "abort names the operation: {stdout}"
+    );
+    let state = wait_group_idle_on(&s.stack.store, &s.group, "east", OPERATION_DEADLINE).await?;
+    ensure!(state.epoch == op.epoch, "no new epoch: {state:?}");
+    let op = s
+        .stack
+        .store
+        .get_operation(&op_id)
+        .await?
+        .context("no operation record")?;
+    ensure!(op.phase == Phase::Aborted, "phase {:?}", op.phase);
+    let history = s.stack.store.history(&s.group, None).await?;
+    ensure!(
+        history
+            .first()
+            .is_some_and(|h| h.operation.id == op_id && h.operation.phase == Phase::Aborted),
+        "history: {history:?}"
+    );
+    assert_side_settled(&east, &ns, &s.flux_ns.name, true).await?;
+    assert_side_settled(&west, &ns, &s.flux_ns.name, false).await?;
+    wait_failover_object(&east, &ns, &op_id, FailoverPhase::Aborted).await?;
+
+    s.stack.check_agents()?;
+    let found = s.stack.stop_storage_sim().await?;
+    ensure!(found.is_empty(), "storage violations: {found:#?}");
+    Ok(())
+}
+
+// ---- forced failover with the source's agent down, then fencing --------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_failover_without_the_source_agent_is_fenced_when_it_returns() -> Result<()> {
+    let mut s = Scenario::new("e2e-force").await?;
+    let res = Box::pin(force_then_fence(&mut s)).await;
+    s.finish(res).await
+}
+
+async fn force_then_fence(s: &mut Scenario) -> Result<()> {
+    s.start().await?;
+    let ns = s.ns.name.clone();
+    let (east, west) = (s.env.east.clone(), s.env.west.clone());
+
+    // Disaster preparation: the standby's workloads say how many replicas to run when no
+    // failover of the group has recorded a count yet (a forced failover without its source
+    // records none).
+    for (kind, name, replicas) in [("Deployment", "api", 2), ("StatefulSet", "db", 1)] {
+        let patch = Patch::Merge(json!({"metadata": {"annotations": {
+            "failover.io/original-replicas": replicas.to_string()}}}));
+        let pp = PatchParams::default();
+        match kind {
+            "Deployment" => {
+                Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(west.client.clone(), &ns)
+                    .patch(name, &pp, &patch)
+                    .await
+                    .map(drop)
+            }
+            _ => {
+                Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(west.client.clone(), &ns)
+                    .patch(name, &pp, &patch)
+                    .await
+                    .map(drop)
+            }
+        }
+        .with_context(|| format!("annotating {kind}/{name} in west"))?;
+    }
+
+    // East's agent dies; its heartbeat goes stale.
+    s.stack.kill_agent("east")?;
+    let store = s.stack.store.clone();
+    wait_for("east's heartbeat to expire", SETTLE, || {
+        let store = store.clone();
+        async move {
+            match store
+                .get_heartbeat("east")
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(h) if !h.stale => Err(format!("alive: {h:?}")),
+                _ => Ok(Some(())),
+            }
+        }
+    })
+    .await?;
+
+    // A failover without --force needs the source; with it, west takes over alone.
+    let g = s.group.to_string();
+    let out = s.stack.failoverctl(&[
+        "failover",
+        &g,
+        "--to",
+        "west",
+        "--force",
+        "--reason",
+        "east lost",
+        "--wait",
+        "--timeout",
+        "90s",
+    ])?;
+    let (stdout, stderr) = text(&out);
+    ensure!(
+        out.status.code() == Some(0),
+        "failoverctl failover --force --wait exited {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status.code()
+    );
+    let state = wait_group_idle_on(&store, &s.group, "west", OPERATION_DEADLINE).await?;
+    let history = store.history(&s.group, None).await?;
+    let op = history
+        .first()
+        .map(|h| h.operation.clone())
+        .context("no history entry")?;
+    ensure!(
+        op.force && op.reason == "east lost" && op.phase == Phase::Succeeded,
+        "{op:?}"
+    );
+    ensure!(state.epoch == op.epoch, "{state:?}");
+    assert_side_settled(&west, &ns, &s.flux_ns.name, true).await?;
+    wait_failover_object(&west, &ns, &op.id, FailoverPhase::Succeeded).await?;
+    // East's side is still up: nobody there to shut it down.
+    failover_tests::fixtures::wait_ready_replicas(&east, &ns, "Deployment", "api", 2).await?;
+
+    // East's agent returns and fences its side before anything else.
+    s.stack.start_agent("east").await?;
+    assert_side_settled(&east, &ns, &s.flux_ns.name, false).await?;
+    let log = s.stack.proc_mut("agent-east")?.log_text();
+    let restarted = log
+        .rfind("admin endpoints listening")
+        .context("east's agent did not log its start")?;
+    let after = &log[restarted..];
+    let fenced = after
+        .find("fencing it")
+        .context("east's agent did not log a fencing")?;
+    let started = after
+        .find("agent started")
+        .context("east's agent did not finish starting")?;
+    ensure!(
+        fenced < started,
+        "the fencing must come before the agent's other work:\n{after}"
+    );
+    let metrics = s.stack.metrics("east").await?;
+    ensure!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("failover_fencings_total")
+                && l.contains("occasion=\"startup\"")
+                && !l.ends_with(" 0")),
+        "no startup fencing in east's metrics:\n{metrics}"
+    );
+    // Nothing moved back: west stays active.
+    let now = store
+        .get_group_state(&s.group)
+        .await?
+        .context("no group state")?;
+    ensure!(
+        now.active_cluster == "west" && now.op_id.is_none(),
+        "{now:?}"
+    );
+    assert_side_settled(&west, &ns, &s.flux_ns.name, true).await?;
+
+    // While east's agent was away both sides were Primary (the price of --force with the
+    // old side still running); the fencing ended it. Nothing else is allowed.
+    s.stack.check_agents()?;
+    let found = s.stack.stop_storage_sim().await?;
+    for v in &found {
+        match v {
+            Violation::DualPrimary { end, .. } => {
+                ensure!(end.is_some(), "a dual-Primary interval never ended: {v:?}")
+            }
+            Violation::DemotedWithPods { .. } => {
+                return Err(anyhow!("demoted with pods: {v:#?}"));
+            }
+        }
+    }
+    Ok(())
+}
