@@ -413,6 +413,20 @@ impl ManagerAdapter {
             let (r, ()) = tokio::join!(engine_run, reporter.follow(status_rx));
             r
         });
+        // The lease is renewed while this side works, so a live operation never looks
+        // stalled; the renewal ends with the run.
+        let renew = renew_lease_while_running(
+            self.store.clone(),
+            ctx.op_ref(),
+            self.cluster.clone(),
+            self.tasks.config().lease_ttl,
+        );
+        let run = async {
+            tokio::select! {
+                r = run => r,
+                () = renew => unreachable!("the lease renewal never returns"),
+            }
+        };
         let report = match (&self.inbox, self.pump_inbox) {
             (Some(inbox), true) => {
                 let pump = pump_inbox(
@@ -430,6 +444,33 @@ impl ManagerAdapter {
         }?;
         tracing::info!(op = %op.id, %group, cluster = %self.cluster, elapsed = ?report.elapsed, "failover side finished");
         Ok(report)
+    }
+}
+
+/// Renews the operation's lease every third of `ttl`, with `holder` as holder, forever
+/// (the caller drops it when its run ends). A renewal that is refused (the operation closed
+/// or the epoch moved) or fails is logged; the workflow finds out on its own next write.
+async fn renew_lease_while_running(
+    store: Store,
+    op: failover_messages::store::OpRef,
+    holder: String,
+    ttl: std::time::Duration,
+) {
+    let every = (ttl / 3).max(std::time::Duration::from_secs(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tick.tick().await;
+        match store.renew_lease(&op, &holder, ttl).await {
+            Ok(Outcome::Done(lease)) => {
+                tracing::debug!(op = %op.id, %holder, expires_at = %lease.expires_at, "lease renewed");
+            }
+            Ok(other) => {
+                tracing::info!(op = %op.id, %holder, answer = ?other, "lease not renewed");
+            }
+            Err(e) => {
+                tracing::warn!(op = %op.id, %holder, error = %crate::runtime::actors::error_chain(&e), "renewing the lease failed");
+            }
+        }
     }
 }
 
