@@ -201,6 +201,18 @@ pub fn invalid_spec_event(problems: &[SpecProblem], cluster: &str) -> EventSpec 
     )
 }
 
+/// The Warning on a FailoverGroup whose side this cluster fenced.
+pub fn fenced_event(cluster: &str, entitled: &str, epoch: u64, seen: &str) -> EventSpec {
+    EventSpec::new(
+        true,
+        "Fenced",
+        "Fence",
+        format!(
+            "cluster {cluster} is not entitled to this group ({entitled} is, epoch {epoch}) but its side was active ({seen}): traffic off, workloads scaled to 0, volumes demoted"
+        ),
+    )
+}
+
 /// Publishes Events as this cluster's agent. Cheap to clone (clones share the recorder's
 /// cache of recent events).
 #[derive(Clone)]
