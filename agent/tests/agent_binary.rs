@@ -288,9 +288,7 @@ async fn a_started_agent_is_ready_beats_and_survives_a_malformed_message() -> Re
             let (_, m) = get(port, "/metrics").await?;
             let failed = m
                 .lines()
-                .find_map(|l| {
-                    l.strip_prefix("failover_operations_total{result=\"interrupted\"} ")
-                })
+                .find_map(|l| l.strip_prefix("failover_operations_total{result=\"interrupted\"} "))
                 .and_then(|n| n.trim().parse::<u64>().ok())
                 .unwrap_or(0);
             Ok((failed >= 2).then_some(()))

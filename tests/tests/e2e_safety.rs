@@ -232,26 +232,7 @@ async fn force_then_fence(s: &mut Scenario) -> Result<()> {
     // Disaster preparation: the standby's workloads say how many replicas to run when no
     // failover of the group has recorded a count yet (a forced failover without its source
     // records none).
-    for (kind, name, replicas) in [("Deployment", "api", 2), ("StatefulSet", "db", 1)] {
-        let patch = Patch::Merge(json!({"metadata": {"annotations": {
-            "failover.io/original-replicas": replicas.to_string()}}}));
-        let pp = PatchParams::default();
-        match kind {
-            "Deployment" => {
-                Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(west.client.clone(), &ns)
-                    .patch(name, &pp, &patch)
-                    .await
-                    .map(drop)
-            }
-            _ => {
-                Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(west.client.clone(), &ns)
-                    .patch(name, &pp, &patch)
-                    .await
-                    .map(drop)
-            }
-        }
-        .with_context(|| format!("annotating {kind}/{name} in west"))?;
-    }
+    failover_tests::fixtures::annotate_original_replicas(&west, &ns).await?;
 
     // East's agent dies; its heartbeat goes stale.
     s.stack.kill_agent("east")?;

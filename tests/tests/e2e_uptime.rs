@@ -15,9 +15,9 @@ use failover_messages::keys::GroupRef;
 use failover_messages::records::{HandoffState, Mode, Operation, Phase};
 use failover_tests::agents::{Stack, expect_exit};
 use failover_tests::fixtures::{
-    GROUP, OPERATION_DEADLINE, SETTLE, VOLUMES, annotate_original_replicas,
-    assert_failover_objects_succeeded, assert_records_moved, assert_side_settled,
-    create_application, install_crds, wait_group_idle_on, wait_group_status, wait_starting_point,
+    GROUP, OPERATION_DEADLINE, SETTLE, VOLUMES, assert_failover_objects_succeeded,
+    assert_records_moved, assert_side_settled, create_application, install_crds,
+    wait_group_idle_on, wait_group_status, wait_starting_point,
 };
 use failover_tests::kube::TestEnv;
 use failover_tests::storage_sim::{COND_RESYNCING, Violation, wait_volume};
@@ -211,29 +211,10 @@ async fn assert_metrics(stack: &Stack, op: &Operation) -> Result<()> {
     Ok(())
 }
 
-/// Where the UPTIME failover starts from.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Start {
-    /// The fixture as created: west's workloads at 0 replicas, nothing recorded on them.
-    Fresh,
-    /// West's workloads carry `failover.io/original-replicas` (api 2, db 1), as an earlier
-    /// failover away from west leaves them.
-    TargetKnowsReplicas,
-}
-
-async fn body(
-    env: &TestEnv,
-    stack: &mut Stack,
-    ns: &str,
-    flux_ns: &str,
-    start: Start,
-) -> Result<()> {
+async fn body(env: &TestEnv, stack: &mut Stack, ns: &str, flux_ns: &str) -> Result<()> {
     stack.start_storage_sim(&[ns], Duration::from_millis(200))?;
     Box::pin(create_application(env, ns, flux_ns)).await?;
     wait_starting_point(env, ns).await?;
-    if start == Start::TargetKnowsReplicas {
-        annotate_original_replicas(&env.west, ns).await?;
-    }
     stack.start_agents().await?;
 
     let group = GroupRef::new(ns, GROUP)?;
@@ -363,24 +344,14 @@ async fn body(
     Ok(())
 }
 
-/// The scenario as a user meets it: the fixture fresh, `failoverctl failover --mode uptime`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "agent bug: in UPTIME the target's ScaleUp (TargetActivation) needs the replica \
-            counts the source records only in SourceShutdown, which waits for the target to \
-            serve; the target retries `no replica count given and no \
-            failover.io/original-replicas annotation recorded` until --wait times out (exit 5)."]
-async fn uptime_failover_from_the_fresh_fixture_then_consistency_back() -> Result<()> {
-    run(Start::Fresh).await
-}
-
-/// The same with west's workloads knowing their replica counts (as after an earlier
-/// failover away from west), which is what UPTIME needs today; asserts everything else.
+/// The scenario as a user meets it: the fixture fresh (west's workloads at 0 replicas,
+/// nothing recorded on them), `failoverctl failover --mode uptime`, then CONSISTENCY back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uptime_failover_then_consistency_back_with_real_agent_processes() -> Result<()> {
-    run(Start::TargetKnowsReplicas).await
+    run().await
 }
 
-async fn run(start: Start) -> Result<()> {
+async fn run() -> Result<()> {
     let env = TestEnv::attach().await?;
     for c in env.clusters() {
         install_crds(c, SETTLE).await?;
@@ -388,7 +359,7 @@ async fn run(start: Start) -> Result<()> {
     let ns = env.namespace("fo-up").await?;
     let flux_ns = env.namespace("fo-up-flux").await?;
     let mut stack = Stack::new(&env, &ns.name, "e2e-uptime").await?;
-    let res = Box::pin(body(&env, &mut stack, &ns.name, &flux_ns.name, start)).await;
+    let res = Box::pin(body(&env, &mut stack, &ns.name, &flux_ns.name)).await;
     let out = match res {
         Ok(()) => Ok(()),
         Err(e) => {

@@ -83,7 +83,9 @@ impl Actor for FencerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.reread, |_, ctx| ctx.notify(Msg(FenceCheck(When::Reread))));
+        ctx.run_interval(self.reread, |_, ctx| {
+            ctx.notify(Msg(FenceCheck(When::Reread)))
+        });
     }
 }
 

@@ -32,12 +32,12 @@ use crate::tasks::{TasksConfig, Wakeups};
 use crate::workflow::Progress;
 
 use self::actors::{HeartbeatActor, InboxActor, RunnerActor, RunnerTick, error_chain};
+use self::admin::{Metrics, Readiness};
+use self::config::AgentConfig;
 use self::fencer::FenceCheck;
 use crate::fencing::When;
 use crate::kube_ops::ClusterClient;
 use crate::kube_ops::traffic::TrafficConfig;
-use self::admin::{Metrics, Readiness};
-use self::config::AgentConfig;
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]

@@ -45,9 +45,9 @@ use failover_messages::store::{DualActiveMark, Outcome, Stale, StoreError};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
+use crate::kube_ops::error::Cause as KubeCause;
 use crate::kube_ops::traffic::{self, TrafficConfig, TrafficState};
 use crate::kube_ops::volumes::{self, ReplicationState, VolumeState};
-use crate::kube_ops::error::Cause as KubeCause;
 use crate::kube_ops::{ClusterClient, FIELD_MANAGER, KubeOpsError, Stamp, flux, workloads};
 use crate::workflow::definition::workload_kind_name;
 use crate::workflow::{

@@ -290,7 +290,7 @@ impl Factory {
         steps.extend(
             plan.activation()
                 .into_iter()
-                .filter(|s| !matches!(s, Step::Notify { .. })),
+                .filter(|s| !matches!(s, Step::Notify { .. } | Step::WaitPeer { .. })),
         );
         steps.extend([
             Step::FinishAbort,
@@ -379,11 +379,19 @@ impl Planner<'_> {
                         StageId::TargetActivation,
                     ]),
                 }];
-                shutdown.extend(self.shutdown());
+                // The replica counts are recorded up front: the target scales up before
+                // this side shuts down, and waits for them.
+                shutdown.extend(
+                    self.shutdown()
+                        .into_iter()
+                        .filter(|s| !matches!(s, Step::RecordReplicas { .. })),
+                );
+                let mut init = initialization();
+                init.extend(self.record_replicas());
                 self.workflow(
                     Role::Source,
                     vec![
-                        (StageId::Initialization, initialization()),
+                        (StageId::Initialization, init),
                         (StageId::SourceShutdown, shutdown),
                         (StageId::VolumeTransitionSource, self.demotion()),
                         (StageId::VolumeResync, self.resync()),
@@ -463,21 +471,11 @@ impl Planner<'_> {
             namespace: f.namespace.clone(),
             name: f.name.clone(),
         }));
-        let scaled: Vec<(WorkloadKind, String)> = self
-            .objects
-            .scaled()
-            .map(|(k, n)| (k, n.to_owned()))
-            .collect();
-        if !scaled.is_empty() {
-            steps.push(Step::RecordReplicas {
-                workloads: scaled.clone(),
-            });
-        }
-        steps.extend(
-            scaled
-                .into_iter()
-                .map(|(kind, name)| Step::ScaleDown { kind, name }),
-        );
+        steps.extend(self.record_replicas());
+        steps.extend(self.objects.scaled().map(|(kind, name)| Step::ScaleDown {
+            kind,
+            name: name.to_owned(),
+        }));
         steps.extend(self.objects.cron_jobs().map(|name| Step::SuspendCronJob {
             name: name.to_owned(),
         }));
@@ -486,6 +484,16 @@ impl Planner<'_> {
             name: w.name.clone(),
         }));
         steps
+    }
+
+    /// Record the Deployments' and StatefulSets' replica counts (none without them).
+    fn record_replicas(&self) -> Option<Step> {
+        let scaled: Vec<(WorkloadKind, String)> = self
+            .objects
+            .scaled()
+            .map(|(k, n)| (k, n.to_owned()))
+            .collect();
+        (!scaled.is_empty()).then_some(Step::RecordReplicas { workloads: scaled })
     }
 
     /// Volume Transition (Source): demote each → wait each Secondary → (CONSISTENCY) mark
@@ -608,14 +616,26 @@ impl Planner<'_> {
     /// traffic on (→ UPTIME: notify the source).
     fn activation(&self) -> Vec<Step> {
         let spec = self.objects.spec;
-        let mut steps: Vec<Step> = self
-            .objects
-            .scaled()
-            .map(|(kind, name)| Step::ScaleUp {
-                kind,
-                name: name.to_owned(),
-            })
-            .collect();
+        let mut steps = Vec::new();
+        // (Not when forced: the source may be gone; see the tasks' replica fallbacks.)
+        if self.mode == Mode::Uptime
+            && !self.force
+            && let Some(record) = self.record_replicas()
+        {
+            // UPTIME: the source is still up; its counts are what the target scales to.
+            steps.push(Step::WaitPeer {
+                peer: super::definition::PeerStep {
+                    role: Role::Source,
+                    stage: StageId::Initialization,
+                    task: record.key(),
+                },
+                within: self.limits.of(StageId::Initialization),
+            });
+        }
+        steps.extend(self.objects.scaled().map(|(kind, name)| Step::ScaleUp {
+            kind,
+            name: name.to_owned(),
+        }));
         steps.extend(self.objects.cron_jobs().map(|name| Step::ResumeCronJob {
             name: name.to_owned(),
         }));

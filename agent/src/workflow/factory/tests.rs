@@ -607,8 +607,15 @@ fn force_changes_only_the_consistency_target_plan() {
         forced_source.force = true;
         assert_eq!(source, forced_source, "{mode} source");
     }
+    // A forced UPTIME target does not wait for the source's replica counts (the source may
+    // be gone); otherwise its plan is the same.
     let mut uptime_target = build(Mode::Uptime, Role::Target, false);
     uptime_target.force = true;
+    for stage in &mut uptime_target.stages {
+        stage
+            .tasks
+            .retain(|s| !matches!(s, Step::WaitPeer { peer, .. } if peer.task == "RecordReplicas"));
+    }
     assert_eq!(uptime_target, build(Mode::Uptime, Role::Target, true));
     assert_ne!(
         keys(&build(Mode::Consistency, Role::Target, false)),
@@ -749,8 +756,10 @@ fn deadlines_come_from_the_group_timeouts() {
     // then for its completion; the target waits through shutdown, demotion and resync.
     let s = Factory::build(Mode::Uptime, Role::Source, &spec, false).unwrap();
     assert_eq!(within(&s), [m(1 + 4 + 5), m(6)]);
+    // The UPTIME target first waits for the source to record its replica counts (within
+    // the initialization limit).
     let t = Factory::build(Mode::Uptime, Role::Target, &spec, false).unwrap();
-    assert_eq!(within(&t), [m(2 + 3 + 3)]);
+    assert_eq!(within(&t), [m(1), m(2 + 3 + 3)]);
     // The resync stage uses the demotion limit.
     assert_eq!(s.stage(StageId::VolumeResync).unwrap().timeout, m(3));
 }
@@ -887,9 +896,21 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
             );
         }
     }
+    let init = &wf.stages.first().unwrap().tasks;
     assert_eq!(
-        wf.stages.first().unwrap().tasks,
-        [Step::ValidateOperation, Step::RenewLease]
+        init[..2],
+        [Step::ValidateOperation, Step::RenewLease],
+        "{ctx}"
+    );
+    // Only an UPTIME source records its replica counts up front (the target scales up
+    // before the source shuts down).
+    assert!(
+        init[2..]
+            .iter()
+            .all(|s| matches!(s, Step::RecordReplicas { .. })
+                && mode == Mode::Uptime
+                && role == Role::Source),
+        "{ctx}"
     );
     let last = wf.stages.last().unwrap();
     assert_eq!(last.id, StageId::Completion, "{ctx}");
@@ -989,12 +1010,18 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
         }
     }
 
-    // Source order: traffic off → Flux → replicas → down → pods gone → demote → Secondary →
-    // handoff / window end → resync.
-    let source_order: [&dyn Fn(&Step) -> bool; 9] = [
+    // Source order: traffic off → Flux → down → pods gone → demote → Secondary →
+    // handoff / window end → resync; the replicas are recorded before anything is scaled
+    // down (checked below: UPTIME records them up front).
+    all_before(
+        wf,
+        "replicas recorded before scaling down",
+        |s| matches!(s, Step::RecordReplicas { .. }),
+        |s| matches!(s, Step::ScaleDown { .. }),
+    );
+    let source_order: [&dyn Fn(&Step) -> bool; 8] = [
         &|s| matches!(s, Step::TrafficOff { .. }),
         &|s| matches!(s, Step::SuspendFlux { .. }),
-        &|s| matches!(s, Step::RecordReplicas { .. }),
         &|s| matches!(s, Step::ScaleDown { .. } | Step::SuspendCronJob { .. }),
         &|s| matches!(s, Step::WaitPodsGone { .. }),
         &|s| matches!(s, Step::Demote { .. }),
@@ -1084,11 +1111,11 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
                     other => panic!("{other:?} before the claim in {ctx}"),
                 }
             } else {
+                // No handoff to wait for (an UPTIME target only waits for the source's
+                // replica counts before scaling up).
                 assert!(
-                    !has(wf, |s| matches!(
-                        s,
-                        Step::WaitAllReady { .. } | Step::WaitPeer { .. }
-                    )),
+                    !has(wf, |s| matches!(s, Step::WaitAllReady { .. })
+                        || matches!(s, Step::WaitPeer { peer, .. } if peer.task != "RecordReplicas")),
                     "{ctx}"
                 );
             }
@@ -1099,7 +1126,10 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
                 "{ctx}"
             );
             // The first thing after initialization is waiting until the target serves.
-            let (stage, first) = wf.steps().nth(2).unwrap();
+            let (stage, first) = wf
+                .steps()
+                .find(|(stage, _)| stage.id != StageId::Initialization)
+                .unwrap();
             assert_eq!(stage.id, StageId::SourceShutdown, "{ctx}");
             let Step::WaitPeer { peer: p, .. } = first else {
                 panic!("{ctx}")
@@ -1137,8 +1167,12 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
                 usize::from(!volumes.is_empty()),
                 "{ctx}"
             );
-            // Completion waits for the source's last journaled step.
-            let wait = positions(wf, |s| matches!(s, Step::WaitPeer { .. }));
+            // Completion waits for the source's last journaled step (the only other wait is
+            // for the source's replica counts, before scaling up).
+            let wait = positions(
+                wf,
+                |s| matches!(s, Step::WaitPeer { peer, .. } if peer.task != "RecordReplicas"),
+            );
             assert_eq!(wait.len(), 1, "{ctx}");
             let (stage, Step::WaitPeer { peer: p, .. }) = wf.steps().nth(wait[0]).unwrap() else {
                 unreachable!()
