@@ -243,14 +243,14 @@ impl ManagerAdapter {
     /// end too. The group stays with the operation: `failoverctl abort` then rolls the
     /// source back (before promotion), see [`Self::process_abort`].
     pub async fn process_failover(&self, op: &Operation) -> Result<RunReport, AdapterError> {
-        self.process(op, RunKind::Forward).await
+        Box::pin(self.process(op, RunKind::Forward)).await
     }
 
     /// Rolls the source back after an abort granted before any promotion ([`Factory::rollback`]):
     /// volumes Primary again, workloads, CronJobs, Flux and traffic back on, then the
     /// operation closed as `Aborted`. Resumable like [`Self::process_failover`].
     pub async fn process_abort(&self, op: &Operation) -> Result<RunReport, AdapterError> {
-        self.process(op, RunKind::Rollback).await
+        Box::pin(self.process(op, RunKind::Rollback)).await
     }
 
     /// Runs `kind` for `op`; see [`Self::process_failover`].
@@ -266,7 +266,8 @@ impl ManagerAdapter {
         }
         let mut reporter = StatusReporter::new(self.kube.clone(), &self.cluster, op);
         reporter.create(op).await;
-        let result = self.run_side(op, kind, &ctx, &mut reporter).await;
+        // Boxed: the workflow's future is large and runs on small test stacks too.
+        let result = Box::pin(self.run_side(op, kind, &ctx, &mut reporter)).await;
         if kind == RunKind::Forward
             && let Err(e) = &result
             && e.fails_operation()
@@ -421,12 +422,12 @@ impl ManagerAdapter {
             self.cluster.clone(),
             self.tasks.config().lease_ttl,
         );
-        let run = async {
+        let run = Box::pin(async {
             tokio::select! {
                 r = run => r,
                 () = renew => unreachable!("the lease renewal never returns"),
             }
-        };
+        });
         let report = match (&self.inbox, self.pump_inbox) {
             (Some(inbox), true) => {
                 let pump = pump_inbox(

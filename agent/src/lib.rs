@@ -20,5 +20,6 @@ pub mod runtime;
 pub mod seam;
 pub mod status;
 pub mod tasks;
+pub mod timings;
 pub mod trigger;
 pub mod workflow;

@@ -624,9 +624,21 @@ async fn wait_operation_closed(ctx: &TaskContext, config: &TasksConfig) -> Resul
 }
 
 async fn complete(ctx: &TaskContext) -> Result<(), TaskError> {
-    let o = ctx
-        .store()?
-        .complete_operation(&ctx.op_ref(), Timings::default())
+    let wf = ctx.workflow();
+    let store = ctx.store()?;
+    // Timings from both journals (two reads); without them the operation still completes.
+    let timings = match (
+        store.journal(&wf.operation_id, &wf.source).await,
+        store.journal(&wf.operation_id, &wf.target).await,
+    ) {
+        (Ok(source), Ok(target)) => crate::timings::from_journals(&source, &target),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %crate::runtime::actors::error_chain(&e), "cannot read the journals for the operation's timings");
+            Timings::default()
+        }
+    };
+    let o = store
+        .complete_operation(&ctx.op_ref(), timings)
         .await
         .map_err(store_err)?;
     match o {

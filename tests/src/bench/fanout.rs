@@ -217,7 +217,7 @@ async fn run_step(
             .iter()
             .filter(|s| {
                 s.group.namespace == ns
-                    && groups.iter().any(|g| *g == s.group.name)
+                    && groups.contains(&s.group.name)
                     && s.active_cluster == "west"
                     && s.op_id.is_none()
             })

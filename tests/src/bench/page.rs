@@ -4,7 +4,6 @@
 //! keeps the others of an earlier run (each section says when it was measured).
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use super::handoff::{HandoffReport, TargetSide};
 use super::report::{MachineFacts, TARGET_P50, TARGET_P99, markdown};
@@ -165,11 +164,6 @@ pub fn handoff_section(report: &HandoffReport, machine: &MachineFacts, command: 
         summary: row.into_iter().collect(),
         body,
     }
-}
-
-/// A duration setting as the CLI takes it (`0s`, `500ms`).
-pub fn setting(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
 }
 
 #[cfg(test)]
