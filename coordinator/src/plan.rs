@@ -55,7 +55,12 @@ pub struct Plan {
 const INIT: (&str, &str, &str) = (
     "Initialization",
     "both",
-    "read the operation and group spec, validate, fence if not entitled",
+    "read the operation and group spec, validate, renew the lease",
+);
+const INIT_UPTIME: (&str, &str, &str) = (
+    "Initialization",
+    "both",
+    "read the operation and group spec, validate, renew the lease; the source records its replica counts",
 );
 const SHUTDOWN: (&str, &str, &str) = (
     "SourceShutdown",
@@ -72,6 +77,11 @@ const PROMOTE: (&str, &str, &str) = (
     "target",
     "wait for every handoff record, claim the promotion, volumes set primary, wait Primary, verify",
 );
+const DEMOTE_UPTIME: (&str, &str, &str) = (
+    "VolumeTransitionSource",
+    "source",
+    "volumes set secondary, wait Secondary + Completed, record the end of the dual-active window",
+);
 const PROMOTE_NO_HANDOFF: (&str, &str, &str) = (
     "VolumeTransitionTarget",
     "target",
@@ -81,6 +91,16 @@ const ACTIVATE: (&str, &str, &str) = (
     "TargetActivation",
     "target",
     "scale up to the recorded replicas, resume Flux, wait ready, network on",
+);
+const ACTIVATE_UPTIME: (&str, &str, &str) = (
+    "TargetActivation",
+    "target",
+    "wait for the source's replica counts, scale up to them, resume Flux, wait ready, network on, notify the source",
+);
+const SHUTDOWN_UPTIME: (&str, &str, &str) = (
+    "SourceShutdown",
+    "source",
+    "wait until the target serves, then network off, Flux suspended, workloads scaled to 0, wait until pods are gone",
 );
 const RESYNC: (&str, &str, &str) = (
     "VolumeResync",
@@ -106,11 +126,11 @@ pub fn stages(mode: Mode, force: bool) -> Vec<PlanStage> {
             COMPLETE,
         ],
         (Mode::Uptime, _) => &[
-            INIT,
+            INIT_UPTIME,
             PROMOTE_NO_HANDOFF,
-            ACTIVATE,
-            SHUTDOWN,
-            DEMOTE,
+            ACTIVATE_UPTIME,
+            SHUTDOWN_UPTIME,
+            DEMOTE_UPTIME,
             RESYNC,
             COMPLETE,
         ],
