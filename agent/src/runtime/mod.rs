@@ -7,9 +7,15 @@
 //!    DynamoDB table (`DescribeTable`, schema), this cluster's inbox queue, and the
 //!    `FailoverGroup` / `Failover` CRDs in this cluster.
 //! 3. **Serve** `/live`, `/ready`, `/metrics` ([`admin`]).
-//! 4. **Start** the actors ([`actors`]): heartbeat, operation runner, SQS inbox. They share
-//!    one [`Wakeups`] signal, which the runner's workflows wait on.
-//! 5. **Wait** for SIGINT/SIGTERM.
+//! 4. **Fence** ([`fencer::run_check`] with [`When::Startup`]): every group this cluster is
+//!    not entitled to has its side here shut down and demoted; `/ready` answers 200 only
+//!    after this.
+//! 5. **Start** the actors: heartbeat, operation runner, SQS inbox ([`actors`]; they share
+//!    one [`Wakeups`] signal, which the runner's workflows wait on), the fencer
+//!    ([`fencer`]: every re-read, and when the heartbeat sees DynamoDB answer again), the
+//!    FailoverGroup status keeper ([`groups`]) and the `Failover` trigger watcher
+//!    ([`triggers`]).
+//! 6. **Wait** for SIGINT/SIGTERM.
 
 pub mod actors;
 pub mod admin;
