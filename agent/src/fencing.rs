@@ -22,6 +22,7 @@
 //! [`check_groups`]. Every fencing change is annotated with the group's epoch and the
 //! operation that moved the group (or `fencing`).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use failover_messages::crd::{FailoverGroup, FailoverGroupSpec, TimeoutStage, WorkloadKind};
@@ -245,17 +246,91 @@ pub enum GroupVerdict {
     Fenced(String),
 }
 
+/// The replica counts last recorded per group by this process (`namespace/name` →
+/// counts), so an unchanged side costs no write.
+pub type ReplicaCache = BTreeMap<String, BTreeMap<String, u32>>;
+
+/// True when `cluster` is the idle active cluster of the group in `state`: the one that
+/// records the group's known replica counts.
+pub fn records_replicas(state: &GroupState, cluster: &str) -> bool {
+    state.active_cluster == cluster && state.op_id.is_none() && state.promotion_claimed_by.is_none()
+}
+
+/// The counts to record: every Deployment/StatefulSet with replicas (`Kind/name`).
+async fn running_replicas(
+    cc: &ClusterClient,
+    namespace: &str,
+    spec: &FailoverGroupSpec,
+) -> Result<BTreeMap<String, u32>, KubeOpsError> {
+    let mut out = BTreeMap::new();
+    for w in spec
+        .workloads
+        .iter()
+        .filter(|w| w.kind != WorkloadKind::CronJob)
+    {
+        let n = workloads::get_workload(cc, w.kind, namespace, &w.name)
+            .await?
+            .replicas;
+        if n > 0 {
+            out.insert(format!("{}/{}", workloads::kind_name(w.kind), w.name), n);
+        }
+    }
+    Ok(out)
+}
+
+/// Records the replica counts of the group in `state` (this cluster its idle active side)
+/// as its known counts, when they changed since the last write of this process.
+async fn record_known_replicas(
+    cc: &ClusterClient,
+    store: &Store,
+    state: &GroupState,
+    spec: &FailoverGroupSpec,
+    cache: &mut ReplicaCache,
+) {
+    let name = state.group.to_string();
+    let counts = match running_replicas(cc, &state.group.namespace, spec).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(group = %name, error = %crate::runtime::actors::error_chain(&e), "cannot read the replica counts; trying again later");
+            return;
+        }
+    };
+    if counts.is_empty() || cache.get(&name) == Some(&counts) {
+        return;
+    }
+    match store
+        .record_known_replicas(&state.group, &cc.cluster, state.epoch, &counts)
+        .await
+    {
+        Ok(failover_messages::store::Outcome::Done(())) => {
+            tracing::info!(group = %name, cluster = %cc.cluster, replicas = ?counts, "known replica counts recorded");
+            cache.insert(name, counts);
+        }
+        Ok(other) => {
+            tracing::debug!(group = %name, answer = ?other, "known replica counts not recorded (the group moved)");
+        }
+        Err(e) => {
+            tracing::warn!(group = %name, error = %crate::runtime::actors::error_chain(&e), "recording the known replica counts failed");
+        }
+    }
+}
+
 /// Checks every FailoverGroup of this cluster that has a group state, fencing those that
-/// need it. Returns each checked group's verdict; a group whose check fails is logged and
-/// left for the next check.
+/// need it, and records the replica counts of the groups this cluster is the idle active
+/// side of (when they changed; `cache` remembers what was written). Returns each checked
+/// group's verdict; a group whose check fails is logged and left for the next check.
 pub async fn check_groups(
     cc: &ClusterClient,
     store: &Store,
     traffic_config: &TrafficConfig,
     when: When,
+    cache: &mut ReplicaCache,
 ) -> Result<Vec<(String, GroupVerdict)>, CheckError> {
     let states = store.list_groups().await.map_err(CheckError::Store)?;
-    if states.iter().all(|s| !when.applies(s, &cc.cluster)) {
+    if states
+        .iter()
+        .all(|s| !when.applies(s, &cc.cluster) && !records_replicas(s, &cc.cluster))
+    {
         return Ok(Vec::new());
     }
     let groups: Api<FailoverGroup> = Api::all(cc.client.clone());
@@ -269,16 +344,19 @@ pub async fn check_groups(
     let mut out = Vec::new();
     for state in states {
         let name = state.group.to_string();
-        if !when.applies(&state, &cc.cluster) {
-            out.push((name, GroupVerdict::NotChecked));
-            continue;
-        }
         let Some(fg) = list.items.iter().find(|g| {
             g.metadata.namespace.as_deref() == Some(state.group.namespace.as_str())
                 && g.metadata.name.as_deref() == Some(state.group.name.as_str())
         }) else {
             continue;
         };
+        if records_replicas(&state, &cc.cluster) {
+            record_known_replicas(cc, store, &state, &fg.spec, cache).await;
+        }
+        if !when.applies(&state, &cc.cluster) {
+            out.push((name, GroupVerdict::NotChecked));
+            continue;
+        }
         let ns = &state.group.namespace;
         let obs = match observe_side(cc, traffic_config, ns, &fg.spec).await {
             Ok(o) => o,

@@ -234,7 +234,7 @@ async fn a_started_agent_is_ready_beats_and_survives_a_malformed_message() -> Re
             "failover_operations_total{result=\"succeeded\"} 0",
             "failover_operations_total{result=\"panicked\"} 0",
             "failover_sqs_messages_total{kind=\"malformed\",outcome=\"rejected\"} 0",
-            "failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\"}",
+            "failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\",outcome=\"ok\"}",
             "failover_heartbeat_writes_total{outcome=\"ok\"}",
         ] {
             ensure!(

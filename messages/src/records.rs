@@ -449,6 +449,54 @@ pub struct Heartbeat {
     pub expires_at: Timestamp,
 }
 
+/// The replica counts of a group's Deployments and StatefulSets as last seen on its active
+/// side (`GROUP#<ns>/<name>` / `REPLICAS`), written by the active cluster's agent while no
+/// operation is in flight. A target that finds no count on its operation (a forced failover
+/// whose source never ran) scales up to these.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KnownReplicas {
+    /// The group.
+    pub group: GroupRef,
+    /// The active cluster that saw them.
+    pub cluster: String,
+    /// The group's epoch when they were seen.
+    pub epoch: u64,
+    /// `<Kind>/<name>` → replicas (only counts above 0).
+    pub replicas: BTreeMap<String, u32>,
+    /// When they were written.
+    pub updated_at: Timestamp,
+}
+
+impl Record for KnownReplicas {
+    const KIND: &'static str = "known replicas";
+
+    fn key(&self) -> (String, String) {
+        keys::known_replicas_key(&self.group)
+    }
+
+    fn to_item(&self) -> Item {
+        Builder::new(self.key())
+            .s(attr::GROUP, self.group.to_string())
+            .s(attr::CLUSTER, &self.cluster)
+            .n(attr::EPOCH, self.epoch)
+            .raw(attr::ORIGINAL_REPLICAS, replicas_to_av(&self.replicas))
+            .ms(attr::UPDATED_AT, self.updated_at)
+            .0
+    }
+
+    fn from_item(item: &Item) -> Result<Self, DecodeError> {
+        let r = Reader::new(Self::KIND, item);
+        Ok(Self {
+            group: r.group(attr::GROUP)?,
+            cluster: r.checked(attr::CLUSTER, keys::validate_cluster)?,
+            epoch: r.u64(attr::EPOCH)?,
+            replicas: decode_replicas(&r)?,
+            updated_at: r.millis(attr::UPDATED_AT)?,
+        })
+    }
+}
+
 impl Heartbeat {
     /// True when the heartbeat has expired at `now`. DynamoDB deletes expired items late
     /// (moto never does), so readers must check this.
@@ -1141,6 +1189,20 @@ mod tests {
 
     fn group() -> GroupRef {
         GroupRef::new("shop", "orders").unwrap()
+    }
+
+    #[test]
+    fn known_replicas_round_trip_under_the_group_partition() {
+        let k = KnownReplicas {
+            group: group(),
+            cluster: "east".into(),
+            epoch: 4,
+            replicas: BTreeMap::from([("Deployment/api".into(), 3), ("StatefulSet/db".into(), 1)]),
+            updated_at: ts(1_700_000_000_123),
+        };
+        let item = k.to_item();
+        assert_eq!(k.key(), ("GROUP#shop/orders".into(), "REPLICAS".into()));
+        assert_eq!(KnownReplicas::from_item(&item).unwrap(), k);
     }
 
     pub(crate) fn sample_operation() -> Operation {

@@ -229,14 +229,31 @@ async fn force_then_fence(s: &mut Scenario) -> Result<()> {
     let ns = s.ns.name.clone();
     let (east, west) = (s.env.east.clone(), s.env.west.clone());
 
-    // Disaster preparation: the standby's workloads say how many replicas to run when no
-    // failover of the group has recorded a count yet (a forced failover without its source
-    // records none).
-    failover_tests::fixtures::annotate_original_replicas(&west, &ns).await?;
+    // While the group is idle, east's agent records its replica counts in DynamoDB: what
+    // west scales up to when no operation recorded them (as in a forced one without east).
+    let store = s.stack.store.clone();
+    let group = s.group.clone();
+    wait_for("east's known replica counts in DynamoDB", SETTLE, || {
+        let (store, group) = (store.clone(), group.clone());
+        async move {
+            let known = store
+                .get_known_replicas(&group)
+                .await
+                .map_err(|e| e.to_string())?;
+            let want = std::collections::BTreeMap::from([
+                ("Deployment/api".to_owned(), 2),
+                ("StatefulSet/db".to_owned(), 1),
+            ]);
+            match known {
+                Some(k) if k.cluster == "east" && k.replicas == want => Ok(Some(())),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await?;
 
     // East's agent dies; its heartbeat goes stale.
     s.stack.kill_agent("east")?;
-    let store = s.stack.store.clone();
     wait_for("east's heartbeat to expire", SETTLE, || {
         let store = store.clone();
         async move {

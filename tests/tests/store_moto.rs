@@ -15,7 +15,8 @@ use failover_messages::keys::GroupRef;
 use failover_messages::records::{HandoffState, Mode, Operation, Phase, StepStatus, Timings};
 use failover_messages::setup::{SetupError, TableSetup, ensure_table};
 use failover_messages::store::{
-    DualActiveMark, ManualClock, OpRef, Outcome, RegisterOutcome, StartOutcome, StartRequest, Store,
+    CallOutcome, DualActiveMark, ManualClock, OpRef, Outcome, RegisterOutcome, StartOutcome,
+    StartRequest, Store,
 };
 use failover_tests::aws::{AwsEnv, moto};
 
@@ -237,6 +238,45 @@ async fn a_stale_epoch_write_is_rejected_for_journal_ready_and_complete() -> Res
     );
     assert_eq!(state.op_id.as_deref(), Some(new.id.as_str()));
     assert!(f.store.history(&group, None).await?.is_empty());
+
+    // Every attempt is counted by outcome: the good writes as `ok`, the lost conditions as
+    // answers (`transaction_canceled` for transactions, `conditional_check_failed` for the
+    // lease's single-item update), never as errors.
+    let calls = f.store.calls().by_operation_api_and_outcome();
+    println!("AWS calls by outcome: {calls:#?}");
+    let count = |op: &str, api: &str, outcome: CallOutcome| {
+        calls
+            .get(&(op.to_owned(), api.to_owned(), outcome))
+            .copied()
+            .unwrap_or(0)
+    };
+    let tx = "TransactWriteItems";
+    assert_eq!(count("journal_intent", tx, CallOutcome::Ok), 1);
+    assert_eq!(
+        count("journal_intent", tx, CallOutcome::TransactionCanceled),
+        1
+    );
+    assert_eq!(count("mark_all_ready", tx, CallOutcome::Ok), 1);
+    assert_eq!(
+        count("mark_all_ready", tx, CallOutcome::TransactionCanceled),
+        1
+    );
+    assert_eq!(count("claim_promotion", tx, CallOutcome::Ok), 1);
+    for op in ["journal_outcome", "mark_promoted", "complete_operation"] {
+        assert_eq!(count(op, tx, CallOutcome::TransactionCanceled), 1, "{op}");
+        assert_eq!(count(op, tx, CallOutcome::Ok), 0, "{op}");
+    }
+    assert_eq!(
+        count(
+            "renew_lease",
+            "UpdateItem",
+            CallOutcome::ConditionalCheckFailed
+        ),
+        1
+    );
+    let outcomes = f.store.calls().by_outcome();
+    assert_eq!(outcomes.get(&CallOutcome::Error), None, "{outcomes:?}");
+    assert_eq!(outcomes.get(&CallOutcome::Throttled), None, "{outcomes:?}");
     Ok(())
 }
 
@@ -934,6 +974,20 @@ async fn registering_is_idempotent_and_names_the_active_cluster() -> Result<()> 
         RegisterOutcome::ActiveElsewhere { active, .. } => assert_eq!(active, "east"),
         other => bail!("expected ActiveElsewhere, got {other:?}"),
     }
+    // The first registration wrote; the two others lost their `attribute_not_exists`.
+    let calls = f.store.calls().by_operation_api_and_outcome();
+    let put = |outcome| {
+        calls
+            .get(&("register_group".to_owned(), "PutItem".to_owned(), outcome))
+            .copied()
+    };
+    assert_eq!(put(CallOutcome::Ok), Some(1), "{calls:#?}");
+    assert_eq!(
+        put(CallOutcome::ConditionalCheckFailed),
+        Some(2),
+        "{calls:#?}"
+    );
+    assert_eq!(put(CallOutcome::Error), None, "{calls:#?}");
     let other = f.registered("shop/another").await?;
     let listed: Vec<_> = f
         .store

@@ -109,7 +109,7 @@ impl Metrics {
         );
         registry.register(
             "failover_aws_calls",
-            "DynamoDB call attempts, by store operation and API",
+            "DynamoDB call attempts, by store operation, API and outcome (ok, conditional_check_failed, transaction_canceled, throttled, error)",
             aws_calls.clone(),
         );
         registry.register(
@@ -145,7 +145,8 @@ impl Metrics {
         }
     }
 
-    /// Reports DynamoDB calls from `calls` (read on every scrape).
+    /// Reports DynamoDB calls from `calls` (read on every scrape), by operation, API and
+    /// outcome.
     pub fn track_aws_calls(&self, calls: Arc<CallCounter>) {
         *self.inner.calls.lock().unwrap() = Some(calls);
     }
@@ -211,10 +212,14 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         if let Some(calls) = self.inner.calls.lock().unwrap().as_ref() {
-            for ((operation, api), n) in calls.by_operation_and_api() {
+            for ((operation, api, outcome), n) in calls.by_operation_api_and_outcome() {
                 self.inner
                     .aws_calls
-                    .get_or_create(&vec![("operation", operation), ("api", api)])
+                    .get_or_create(&vec![
+                        ("operation", operation),
+                        ("api", api),
+                        ("outcome", outcome.as_str().to_owned()),
+                    ])
                     .inner()
                     .store(n, std::sync::atomic::Ordering::Relaxed);
             }
@@ -357,6 +362,8 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
+    use failover_messages::store::CallOutcome;
+
     use super::*;
 
     #[test]
@@ -396,5 +403,33 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn aws_calls_are_rendered_by_operation_api_and_outcome() {
+        let m = Metrics::new();
+        let calls = CallCounter::new();
+        m.track_aws_calls(calls.clone());
+        calls.record("put_heartbeat", "PutItem", CallOutcome::Ok);
+        calls.record("put_heartbeat", "PutItem", CallOutcome::Ok);
+        calls.record("put_heartbeat", "PutItem", CallOutcome::Throttled);
+        calls.record(
+            "claim_promotion",
+            "TransactWriteItems",
+            CallOutcome::TransactionCanceled,
+        );
+        let text = m.render();
+        for line in [
+            "failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\",outcome=\"ok\"} 2",
+            "failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\",outcome=\"throttled\"} 1",
+            "failover_aws_calls_total{operation=\"claim_promotion\",api=\"TransactWriteItems\",outcome=\"transaction_canceled\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        // Counts are read on every scrape.
+        calls.record("put_heartbeat", "PutItem", CallOutcome::Ok);
+        assert!(m.render().contains(
+            "failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\",outcome=\"ok\"} 3"
+        ));
     }
 }

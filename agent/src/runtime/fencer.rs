@@ -9,7 +9,9 @@ use std::time::Duration;
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use failover_messages::store::Store;
 
-use crate::fencing::{self, GroupVerdict, When};
+use std::sync::{Arc, Mutex};
+
+use crate::fencing::{self, GroupVerdict, ReplicaCache, When};
 use crate::kube_ops::ClusterClient;
 use crate::kube_ops::traffic::TrafficConfig;
 use crate::runtime::actors::error_chain;
@@ -34,6 +36,7 @@ pub struct FencerActor {
     reread: Duration,
     checking: bool,
     pending: Option<When>,
+    replicas: Arc<Mutex<ReplicaCache>>,
 }
 
 impl FencerActor {
@@ -53,6 +56,7 @@ impl FencerActor {
             reread,
             checking: false,
             pending: None,
+            replicas: Arc::default(),
         }
     }
 }
@@ -64,8 +68,9 @@ pub async fn run_check(
     traffic: &TrafficConfig,
     metrics: &Metrics,
     when: When,
+    replicas: &mut ReplicaCache,
 ) {
-    match fencing::check_groups(cc, store, traffic, when).await {
+    match fencing::check_groups(cc, store, traffic, when, replicas).await {
         Ok(verdicts) => {
             for (group, verdict) in verdicts {
                 if let GroupVerdict::Fenced(_) = verdict {
@@ -99,13 +104,19 @@ impl Handler<Msg<FenceCheck>> for FencerActor {
             return;
         }
         self.checking = true;
-        let (cc, store, traffic, metrics) = (
+        let (cc, store, traffic, metrics, replicas) = (
             self.cc.clone(),
             self.store.clone(),
             self.traffic.clone(),
             self.metrics.clone(),
+            Arc::clone(&self.replicas),
         );
-        let fut = async move { run_check(&cc, &store, &traffic, &metrics, when).await };
+        let fut = async move {
+            // One check at a time (see `checking`), so the cache is never contended.
+            let mut cache = std::mem::take(&mut *replicas.lock().unwrap());
+            run_check(&cc, &store, &traffic, &metrics, when, &mut cache).await;
+            *replicas.lock().unwrap() = cache;
+        };
         ctx.spawn(fut.into_actor(self).map(|(), act, ctx| {
             act.checking = false;
             if let Some(next) = act.pending.take() {

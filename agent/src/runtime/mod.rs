@@ -334,7 +334,15 @@ pub async fn run(cfg: AgentConfig) -> Result<(), StartupError> {
     // Fence first (protocol rule 7): before this agent runs any operation, every group it
     // is not entitled to has its side here shut down and demoted.
     let cc = ClusterClient::new(clients.kube.clone(), &cluster);
-    self::fencer::run_check(&cc, &store, &traffic, &metrics, When::Startup).await;
+    self::fencer::run_check(
+        &cc,
+        &store,
+        &traffic,
+        &metrics,
+        When::Startup,
+        &mut Default::default(),
+    )
+    .await;
     readiness.startup_fencing_done();
     let fencer = self::fencer::FencerActor::new(
         cc,

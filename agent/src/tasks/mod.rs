@@ -527,9 +527,18 @@ async fn scale_up(ctx: &TaskContext, kind: WorkloadKind, name: &str) -> Result<(
             .map_err(store_err)?
             .iter()
             .find_map(|h| h.operation.original_replicas.get(&key).copied());
+        if recorded.is_none() {
+            // Then what the active side's agent last saw while the group was idle.
+            recorded = ctx
+                .store()?
+                .get_known_replicas(&wf.group)
+                .await
+                .map_err(store_err)?
+                .and_then(|k| k.replicas.get(&key).copied());
+        }
         match recorded {
             Some(n) => {
-                tracing::warn!(workload = %key, replicas = n, "the operation recorded no replica count; using the group's last recorded one");
+                tracing::warn!(workload = %key, replicas = n, "the operation recorded no replica count; using the group's last known one");
             }
             None => {
                 tracing::warn!(workload = %key, "no replica count recorded for the group; using the object's failover.io/original-replicas annotation");

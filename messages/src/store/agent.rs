@@ -19,9 +19,9 @@ use aws_sdk_dynamodb::types::{
 use jiff::{SignedDuration, Timestamp};
 
 use super::coordinator::{ms_attr, s_attr};
-use super::error::{self, Cause, StoreError};
+use super::error::{Cause, StoreError};
 use super::outcome::{DualActiveMark, OpRef, Outcome};
-use super::{MAX_TRANSACTION_ITEMS, Store, TxResult, TxVerdict, key_map, names, values};
+use super::{MAX_TRANSACTION_ITEMS, Store, TxResult, TxVerdict, calls, key_map, names, values};
 use crate::keys;
 use crate::records::{
     Handoff, HandoffState, HistoryEntry, Item, JournalStep, Lease, Mode, Operation, Phase, Record,
@@ -180,7 +180,7 @@ impl Store {
             ])))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         match self
-            .send("renew_lease", "UpdateItem", error::failure_kind, || {
+            .send("renew_lease", "UpdateItem", calls::classify_error, || {
                 req.clone().send()
             })
             .await

@@ -8,9 +8,9 @@ use aws_sdk_dynamodb::types::{
 };
 use jiff::{SignedDuration, Timestamp};
 
-use super::error::{self, Cause, StoreError};
+use super::error::{Cause, StoreError};
 use super::outcome::{OpRef, Outcome, RegisterOutcome, Stale, StartOutcome, StartRequest};
-use super::{Store, TxResult, key_map, names, start_request_token, values};
+use super::{Store, TxResult, calls, key_map, names, start_request_token, values};
 use crate::keys::{self, GroupRef};
 use crate::records::{
     GroupState, Item, Operation, Phase, Record, Timings, attr, av_bool, av_ms, av_n, av_s,
@@ -83,7 +83,7 @@ impl Store {
             .set_expression_attribute_names(Some(names(&[attr::PK])))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let old = match self
-            .send("register_group", "PutItem", error::failure_kind, || {
+            .send("register_group", "PutItem", calls::classify_error, || {
                 req.clone().send()
             })
             .await
@@ -144,7 +144,7 @@ impl Store {
             ])))
             .return_values(ReturnValue::AllNew);
         match self
-            .send("set_suspended", "UpdateItem", error::failure_kind, || {
+            .send("set_suspended", "UpdateItem", calls::classify_error, || {
                 req.clone().send()
             })
             .await

@@ -277,6 +277,20 @@ pub enum StoreError {
         #[source]
         source: Cause,
     },
+    #[error("recording the known replica counts of group {group} in table {table}")]
+    RecordKnownReplicas {
+        group: GroupRef,
+        table: String,
+        #[source]
+        source: Cause,
+    },
+    #[error("reading the known replica counts of group {group} from table {table}")]
+    GetKnownReplicas {
+        group: GroupRef,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("reading the heartbeat of cluster {cluster} from table {table}")]
     GetHeartbeat {
         cluster: String,
@@ -336,6 +350,8 @@ impl StoreError {
             | Self::SetPhase { source, .. }
             | Self::PutHeartbeat { source, .. }
             | Self::GetHeartbeat { source, .. }
+            | Self::RecordKnownReplicas { source, .. }
+            | Self::GetKnownReplicas { source, .. }
             | Self::ListHeartbeats { source, .. }
             | Self::ListGroups { source, .. }
             | Self::ListOperations { source, .. }

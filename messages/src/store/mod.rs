@@ -39,17 +39,19 @@
 //!   committed write is never reported as lost.
 
 mod agent;
+mod calls;
 mod clock;
 mod coordinator;
 mod error;
 mod outcome;
 mod read;
+mod replicas;
 pub mod retry;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -61,6 +63,7 @@ use aws_sdk_dynamodb::types::{
 };
 use jiff::Timestamp;
 
+pub use self::calls::{CallCounter, CallOutcome, classify_outcome};
 pub use self::clock::{Clock, ManualClock, SystemClock};
 pub(crate) use self::error::failure_kind;
 pub use self::error::{AwsError, Cause, StoreError};
@@ -74,81 +77,6 @@ use crate::records::{Item, attr, av_n, av_s, truncate_to_millis};
 
 /// DynamoDB's limit of items in one transaction.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
-
-/// AWS calls made, per store operation and per DynamoDB API. Every attempt counts, retries
-/// included. Share one counter between stores (or read [`Store::calls`]) to measure "AWS
-/// calls per failover".
-#[derive(Debug, Default)]
-pub struct CallCounter {
-    counts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-}
-
-impl CallCounter {
-    /// A new counter, ready to share.
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    fn record(&self, operation: &'static str, api: &'static str) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        *counts.entry((operation, api)).or_default() += 1;
-    }
-
-    fn snapshot(&self) -> BTreeMap<(&'static str, &'static str), u64> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Calls per store operation (`start_operation`, `mark_all_ready`, …).
-    pub fn by_operation(&self) -> BTreeMap<String, u64> {
-        let mut out = BTreeMap::new();
-        for ((op, _), n) in self.snapshot() {
-            *out.entry(op.to_owned()).or_default() += n;
-        }
-        out
-    }
-
-    /// Calls per DynamoDB API (`TransactWriteItems`, `GetItem`, `Query`, …).
-    pub fn by_api(&self) -> BTreeMap<String, u64> {
-        let mut out = BTreeMap::new();
-        for ((_, api), n) in self.snapshot() {
-            *out.entry(api.to_owned()).or_default() += n;
-        }
-        out
-    }
-
-    /// Calls per `(operation, API)` pair.
-    pub fn by_operation_and_api(&self) -> BTreeMap<(String, String), u64> {
-        self.snapshot()
-            .into_iter()
-            .map(|((op, api), n)| ((op.to_owned(), api.to_owned()), n))
-            .collect()
-    }
-
-    /// Calls of one store operation.
-    pub fn get(&self, operation: &str) -> u64 {
-        self.snapshot()
-            .into_iter()
-            .filter(|((op, _), _)| *op == operation)
-            .map(|(_, n)| n)
-            .sum()
-    }
-
-    /// All calls.
-    pub fn total(&self) -> u64 {
-        self.snapshot().values().sum()
-    }
-
-    /// Forgets every count.
-    pub fn reset(&self) {
-        self.counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-    }
-}
 
 /// Client for the failover table. Cheap to clone; clones share the clock and the counter.
 #[derive(Clone)]
@@ -242,7 +170,7 @@ impl Store {
         &self,
         operation: &'static str,
         api: &'static str,
-        classify: fn(&SdkError<E>) -> FailureKind,
+        classify: fn(&SdkError<E>) -> (FailureKind, CallOutcome),
         mut call: impl FnMut() -> Fut,
     ) -> Result<T, Failed<E>>
     where
@@ -251,11 +179,16 @@ impl Store {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            self.calls.record(operation, api);
+            // Counted when the answer arrives (as an `error` if this future is dropped first).
+            let attempt = self.calls.attempt(operation, api);
             match call().await {
-                Ok(out) => return Ok(out),
+                Ok(out) => {
+                    attempt.finished(CallOutcome::Ok);
+                    return Ok(out);
+                }
                 Err(err) => {
-                    let kind = classify(&err);
+                    let (kind, outcome) = classify(&err);
+                    attempt.finished(outcome);
                     match self.retry.delay(attempts, kind, rand::random::<f64>()) {
                         Some(wait) => {
                             tracing::debug!(
@@ -397,7 +330,7 @@ impl Store {
             .set_key(Some(key_map(key)))
             .consistent_read(true);
         let out = self
-            .send(operation, "GetItem", error::failure_kind, || {
+            .send(operation, "GetItem", calls::classify_error, || {
                 req.clone().send()
             })
             .await
@@ -489,14 +422,16 @@ fn condition_failed(r: &CancellationReason) -> bool {
     r.code() == Some("ConditionalCheckFailed")
 }
 
-fn classify_transaction(err: &SdkError<TransactWriteItemsError>) -> FailureKind {
+fn classify_transaction(err: &SdkError<TransactWriteItemsError>) -> (FailureKind, CallOutcome) {
     if let SdkError::ServiceError(se) = err
         && let TransactWriteItemsError::TransactionCanceledException(tc) = se.err()
     {
         let codes: Vec<Option<&str>> = tc.cancellation_reasons().iter().map(|r| r.code()).collect();
-        return retry::classify_cancellation(&codes);
+        let kind = retry::classify_cancellation(&codes);
+        let outcome = classify_outcome(Some("TransactionCanceledException"), kind, &codes);
+        return (kind, outcome);
     }
-    error::failure_kind(err)
+    calls::classify_error(err)
 }
 
 /// `{PK, SK}` as an attribute map.
@@ -573,20 +508,6 @@ mod tests {
         // Pinned so that a change of the function (which would break idempotent retries
         // between versions) is noticed.
         assert_eq!(start_request_token("op-1", 0), PINNED_TOKEN);
-    }
-
-    #[test]
-    fn call_counter_sums_per_operation_and_api() {
-        let c = CallCounter::new();
-        c.record("start_operation", "GetItem");
-        c.record("start_operation", "TransactWriteItems");
-        c.record("mark_all_ready", "TransactWriteItems");
-        assert_eq!(c.get("start_operation"), 2);
-        assert_eq!(c.by_api()["TransactWriteItems"], 2);
-        assert_eq!(c.by_operation()["mark_all_ready"], 1);
-        assert_eq!(c.total(), 3);
-        c.reset();
-        assert_eq!(c.total(), 0);
     }
 
     #[test]

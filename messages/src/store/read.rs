@@ -5,9 +5,9 @@ use std::time::Duration;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use jiff::Timestamp;
 
-use super::error::{self, Cause, StoreError};
+use super::error::{Cause, StoreError};
 use super::outcome::HeartbeatStatus;
-use super::{Store, names, values};
+use super::{Store, calls, names, values};
 use crate::keys::{self, GroupRef};
 use crate::records::{
     GroupState, Handoff, Heartbeat, HistoryEntry, Item, JournalStep, Operation, Record, av_s,
@@ -26,7 +26,7 @@ impl Store {
         loop {
             let page_req = req.clone().set_exclusive_start_key(start.take());
             let page = self
-                .send(operation, "Query", error::failure_kind, || {
+                .send(operation, "Query", calls::classify_error, || {
                     page_req.clone().send()
                 })
                 .await
@@ -261,7 +261,7 @@ impl Store {
             .put_item()
             .table_name(self.table.as_ref())
             .set_item(Some(hb.to_item()));
-        self.send("put_heartbeat", "PutItem", error::failure_kind, || {
+        self.send("put_heartbeat", "PutItem", calls::classify_error, || {
             req.clone().send()
         })
         .await

@@ -52,6 +52,11 @@ const THROTTLING_CODES: &[&str] = &[
     "LimitExceededException",
 ];
 
+/// True for the error (or cancellation reason) codes DynamoDB uses for throttling.
+pub fn is_throttling_code(code: &str) -> bool {
+    THROTTLING_CODES.contains(&code)
+}
+
 /// Error codes DynamoDB uses for its own failures.
 const SERVER_CODES: &[&str] = &[
     "InternalServerError",

@@ -26,8 +26,8 @@
 //! does the simulator's own reaction time (a watch event and two status writes per
 //! transition).
 //!
-//! **AWS calls**: the agents expose `failover_aws_calls_total{operation, api}` (DynamoDB
-//! call attempts) and `failover_sqs_messages_total{kind, outcome}` (inbox messages handled).
+//! **AWS calls**: the agents expose `failover_aws_calls_total{operation, api, outcome}`
+//! (DynamoDB call attempts; the outcomes are summed here) and `failover_sqs_messages_total{kind, outcome}` (inbox messages handled).
 //! After the runs, both agents are scraped across an idle window with no operation; that
 //! background rate (heartbeats, re-read ticks) times each run's scrape window is subtracted.
 
@@ -709,8 +709,8 @@ pub fn calls_markdown(r: &OverheadReport) -> String {
     }
     out.push_str("Notes:\n\n");
     out.push_str(
-        "- counted: `failover_aws_calls_total{operation, api}`, every DynamoDB call attempt of \
-         the agents (retries included). SQS: the agents expose the messages they handled \
+        "- counted: `failover_aws_calls_total{operation, api, outcome}` (outcomes summed), every \
+         DynamoDB call attempt of the agents (retries included). SQS: the agents expose the messages they handled \
          (`failover_sqs_messages_total`), not their `ReceiveMessage` long polls, \
          `DeleteMessage` or `SendMessage` calls, so SQS API calls are not in the counts; each \
          handled message costs one receive and one delete, and while idle an agent issues one \

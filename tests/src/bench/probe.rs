@@ -23,7 +23,8 @@ pub type Counters = BTreeMap<String, u64>;
 /// One agent's counters of interest.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scrape {
-    /// `failover_aws_calls_total`, keyed `operation/api` (DynamoDB call attempts).
+    /// `failover_aws_calls_total`, keyed `operation/api` (DynamoDB call attempts, every
+    /// `outcome` summed).
     pub aws_calls: Counters,
     /// `failover_sqs_messages_total`, keyed `kind/outcome` (inbox messages handled).
     pub sqs_messages: Counters,
@@ -300,8 +301,9 @@ mod tests {
     fn parses_the_agent_counters() {
         let text = "# HELP failover_aws_calls DynamoDB call attempts.\n\
             # TYPE failover_aws_calls counter\n\
-            failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\"} 7\n\
-            failover_aws_calls_total{operation=\"mark_all_ready\",api=\"TransactWriteItems\"} 2\n\
+            failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\",outcome=\"ok\"} 6\n\
+            failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\",outcome=\"throttled\"} 1\n\
+            failover_aws_calls_total{operation=\"mark_all_ready\",api=\"TransactWriteItems\",outcome=\"ok\"} 2\n\
             failover_sqs_messages_total{kind=\"OperationStarted\",outcome=\"handled\"} 3\n\
             failover_operations_total{result=\"succeeded\"} 4\n\
             failover_operations_total{result=\"failed\"} 1\n";
@@ -311,7 +313,7 @@ mod tests {
         assert_eq!(s.sqs_total(), 3);
         assert_eq!(s.succeeded, 4);
         let before = Scrape::parse(
-            "failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\"} 5\n",
+            "failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\",outcome=\"ok\"} 5\n",
         );
         let d = s.since(&before);
         assert_eq!(d.aws_calls["put_heartbeat/PutItem"], 2);
