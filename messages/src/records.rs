@@ -76,6 +76,7 @@ pub mod attr {
     pub const STAGES_MS: &str = "stagesMs";
     pub const ORIGINAL_REPLICAS: &str = "originalReplicas";
     pub const MESSAGE: &str = "message";
+    pub const GROUP_READY_AT: &str = "groupReadyAt";
 
     pub const VOLUME: &str = "volume";
     pub const STATE: &str = "state";

@@ -304,10 +304,15 @@ async fn run(step: &Step, config: &TasksConfig, ctx: &TaskContext) -> Result<(),
                 .map(drop)
         }
         Step::MarkAllReady { volumes } => {
-            // With no volumes there is nothing to write (the store refuses an empty list):
-            // this step's DONE in the journal is the handoff the target waits for.
+            // With no volumes the operation itself is marked ready: the target's claim
+            // without handoff records is accepted only after it.
             if volumes.is_empty() {
-                return Ok(());
+                let o = ctx
+                    .store()?
+                    .mark_group_ready(&ctx.op_ref())
+                    .await
+                    .map_err(store_err)?;
+                return outcome("marking the group READY_FOR_PROMOTION", o);
             }
             let o = ctx
                 .store()?

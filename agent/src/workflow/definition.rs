@@ -298,8 +298,9 @@ pub enum Step {
         volume: String,
     },
     /// Put a `READY_FOR_PROMOTION` record for every volume of the group in one transaction
-    /// (protocol step 4). With no volumes there is nothing to write: the step's `DONE` in
-    /// the journal is the handoff the target waits for.
+    /// (protocol step 4). With no volumes the operation itself is marked ready
+    /// (`groupReadyAt`): the target waits for this step's `DONE` in the journal, and the
+    /// store accepts its claim without handoff records only after the mark.
     MarkAllReady {
         /// Every volume of the group.
         volumes: Vec<String>,

@@ -316,8 +316,9 @@ impl Store {
     /// ([`GroupState::entitled_cluster`](crate::records::GroupState::entitled_cluster)), an
     /// abort is refused and only a forced operation may start.
     /// Pass the group's volumes for CONSISTENCY; pass none for a forced or UPTIME promotion,
-    /// which needs no handoff records (an empty list on a CONSISTENCY operation without
-    /// `force` is refused with an error). Repeating it is harmless (the first time is kept).
+    /// which needs no handoff records, or for a group without volumes (then a CONSISTENCY
+    /// operation without `force` is accepted only once the source marked the group ready
+    /// with [`Store::mark_group_ready`]). Repeating it is harmless (the first time is kept).
     ///
     /// Outcomes: `Done(())`; `StaleEpoch`; `AbortRequested`; `NotReady { missing }`;
     /// `AlreadyFinished`; `OperationNotFound`.
@@ -365,9 +366,13 @@ impl Store {
             (":by", av_s(claimed_by)),
         ]);
         if ready_volumes.is_empty() {
-            // Without handoff records only a forced or UPTIME operation may promote.
-            condition.push_str(" AND (#force = :true OR #mode = :uptime)");
-            attr_names.extend([attr::FORCE, attr::MODE]);
+            // Without handoff records only a forced or UPTIME operation may promote, or a
+            // CONSISTENCY one whose source marked the whole group ready (a group without
+            // volumes, see `mark_group_ready`).
+            condition.push_str(
+                " AND (#force = :true OR #mode = :uptime OR attribute_exists(#groupReadyAt))",
+            );
+            attr_names.extend([attr::FORCE, attr::MODE, attr::GROUP_READY_AT]);
             attr_values.insert(":true".into(), AttributeValue::Bool(true));
             attr_values.insert(":uptime".into(), av_s(Mode::Uptime.as_str()));
         }
@@ -438,11 +443,11 @@ impl Store {
             return match outcome {
                 // Claimed before (a repeated claim): nothing more to do.
                 Outcome::PromotionClaimed { .. } => Ok(Outcome::Done(())),
-                Outcome::StaleEpoch(_) if ready_volumes.is_empty() => Err(Cause::Invalid(format!(
-                    "operation {} is a CONSISTENCY operation without force: the claim must name \
-                     every volume of the group",
-                    op.id
-                ))),
+                // A non-forced CONSISTENCY operation without handoff records, and the
+                // source has not marked the group ready (`mark_group_ready`): not yet.
+                Outcome::StaleEpoch(_) if ready_volumes.is_empty() => Ok(Outcome::NotReady {
+                    missing: Vec::new(),
+                }),
                 other => Ok(other),
             };
         }

@@ -277,6 +277,14 @@ pub enum StoreError {
         #[source]
         source: Cause,
     },
+    #[error("marking group {group} ready for promotion in operation {op_id} (table {table})")]
+    MarkGroupReady {
+        group: GroupRef,
+        op_id: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("recording the known replica counts of group {group} in table {table}")]
     RecordKnownReplicas {
         group: GroupRef,
@@ -351,6 +359,7 @@ impl StoreError {
             | Self::PutHeartbeat { source, .. }
             | Self::GetHeartbeat { source, .. }
             | Self::RecordKnownReplicas { source, .. }
+            | Self::MarkGroupReady { source, .. }
             | Self::GetKnownReplicas { source, .. }
             | Self::ListHeartbeats { source, .. }
             | Self::ListGroups { source, .. }

@@ -43,6 +43,7 @@ mod calls;
 mod clock;
 mod coordinator;
 mod error;
+mod group_handoff;
 mod outcome;
 mod read;
 mod replicas;
