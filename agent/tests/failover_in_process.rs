@@ -468,3 +468,67 @@ async fn a_target_killed_after_promoting_resumes_from_the_journal_without_re_pro
     }))
     .await
 }
+
+#[tokio::test]
+async fn a_group_without_volumes_fails_over_in_consistency_mode() -> Result<()> {
+    Box::pin(scenario("fo-inproc-novol", async |s: &Scenario| {
+        // The same application, but the group leaves its volumes out (a stateless group).
+        for c in s.env.clusters() {
+            Api::<FailoverGroup>::namespaced(c.client.clone(), &s.ns.name)
+                .patch(
+                    GROUP,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(serde_json::json!({
+                        "spec": {"volumeReplications": []}
+                    })),
+                )
+                .await
+                .with_context(|| format!("dropping the volumes from the group in {}", c.name))?;
+        }
+        let op = s.start_operation().await?;
+        let (east, west) = (s.adapter(&s.env.east), s.adapter(&s.env.west));
+        let (e, w) = with_limit("the failover", async {
+            tokio::join!(
+                Box::pin(east.process_failover(&op)),
+                Box::pin(west.process_failover(&op))
+            )
+        })
+        .await?;
+        e.context("east (source) failed")?;
+        w.context("west (target) failed")?;
+        let state = s
+            .store
+            .get_group_state(&s.group)
+            .await?
+            .context("no group state")?;
+        ensure!(
+            state.active_cluster == "west" && state.op_id.is_none(),
+            "{state:?}"
+        );
+        // No volume, so no handoff record: the claim rested on the source's group mark.
+        let handoffs = s.store.list_handoffs(&op.id).await?;
+        ensure!(handoffs.is_empty(), "{handoffs:?}");
+        let source_journal = s.store.journal(&op.id, "east").await?;
+        ensure!(
+            source_journal
+                .iter()
+                .any(|j| j.task == "MarkAllReady" && j.status == StepStatus::Done),
+            "{source_journal:?}"
+        );
+        let west_api = ClusterClient::new(s.env.west.client.clone(), "west");
+        workloads::wait_ready(
+            &west_api,
+            WorkloadKind::Deployment,
+            &s.ns.name,
+            "api",
+            SETTLE,
+        )
+        .await?;
+        let east_api = ClusterClient::new(s.env.east.client.clone(), "east");
+        let view =
+            workloads::get_workload(&east_api, WorkloadKind::Deployment, &s.ns.name, "api").await?;
+        ensure!(view.replicas == 0, "east api: {}", view.describe());
+        Ok(())
+    }))
+    .await
+}
