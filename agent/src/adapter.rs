@@ -274,8 +274,11 @@ impl ManagerAdapter {
         {
             self.record_failure(op, &ctx, e).await;
         }
-        if kind == RunKind::Forward && result.is_ok() {
-            self.observe_finished(op, ctx.role()).await;
+        if kind == RunKind::Forward
+            && result.is_ok()
+            && let Some(stored) = self.observe_finished(op, ctx.role()).await
+        {
+            reporter.recorded_timings(&stored);
         }
         let side = match (kind, &result) {
             (RunKind::Rollback, Ok(_)) => SideResult::Aborted {
@@ -290,20 +293,22 @@ impl ManagerAdapter {
         result
     }
 
-    /// Reads the finished operation back and reports its handoff latency (target) or its
-    /// dual-active window (source of an UPTIME operation). Best effort.
-    async fn observe_finished(&self, op: &Operation, role: Role) {
-        let Some(metrics) = &self.metrics else { return };
+    /// Reads the finished operation back (returned, for the `Failover` status's timings)
+    /// and reports its handoff latency (target) or its dual-active window (source of an
+    /// UPTIME operation). Best effort.
+    async fn observe_finished(&self, op: &Operation, role: Role) -> Option<Operation> {
         let stored = match self.store.get_operation(&op.id).await {
             Ok(Some(o)) => o,
-            _ => return,
+            _ => return None,
+        };
+        let Some(metrics) = &self.metrics else {
+            return Some(stored);
         };
         match role {
             Role::Target => {
-                let Ok(handoffs) = self.store.list_handoffs(&op.id).await else {
-                    return;
-                };
-                if let Some(latency) = handoff_latency(&stored, &handoffs) {
+                if let Ok(handoffs) = self.store.list_handoffs(&op.id).await
+                    && let Some(latency) = handoff_latency(&stored, &handoffs)
+                {
                     metrics.handoff_latency(latency);
                 }
             }
@@ -313,6 +318,7 @@ impl ManagerAdapter {
                 }
             }
         }
+        Some(stored)
     }
 
     /// Records `error` on the operation as `Failed` and wakes the other cluster. Best

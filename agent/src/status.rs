@@ -349,6 +349,20 @@ pub fn apply_result(status: &mut FailoverStatus, result: &SideResult, at: Timest
     timings.total_seconds = Some((total * 1000.0).round() / 1000.0);
 }
 
+/// Copies what only the operation record knows into the status's timings: the downtime
+/// (`timings.downtimeMs`, written when the target completed it) and the UPTIME dual-active
+/// window (both ends recorded). Fields the record lacks are left alone.
+pub fn apply_recorded_timings(status: &mut FailoverStatus, op: &Operation) {
+    let timings = status.timings.get_or_insert_with(FailoverTimings::default);
+    if let Some(ms) = op.timings.downtime_ms {
+        timings.downtime_seconds = Some(ms as f64 / 1000.0);
+    }
+    if let (Some(a), Some(b)) = (op.dual_active_started_at, op.dual_active_ended_at) {
+        let secs = b.duration_since(a).as_secs_f64().max(0.0);
+        timings.dual_active_seconds = Some((secs * 1000.0).round() / 1000.0);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // I/O
 // ---------------------------------------------------------------------------------------------
@@ -538,6 +552,12 @@ impl StatusReporter {
     }
 
     /// Folds the end of this side and writes the final status (always written).
+    /// Takes the downtime and dual-active window from the stored operation (see
+    /// [`apply_recorded_timings`]); written with the next status write.
+    pub fn recorded_timings(&mut self, op: &Operation) {
+        apply_recorded_timings(&mut self.status, op);
+    }
+
     pub async fn finish(&mut self, result: &SideResult, at: Timestamp) {
         apply_result(&mut self.status, result, at);
         self.write().await;
@@ -583,6 +603,22 @@ mod tests {
             at: "2026-11-26T12:00:01Z".parse().unwrap(),
             event,
         }
+    }
+
+    #[test]
+    fn the_recorded_downtime_and_dual_active_window_reach_the_status() {
+        let mut o = op("op-1");
+        let mut status = FailoverStatus::default();
+        apply_recorded_timings(&mut status, &o);
+        let t = status.timings.clone().unwrap();
+        assert_eq!((t.downtime_seconds, t.dual_active_seconds), (None, None));
+        o.timings.downtime_ms = Some(1_250);
+        o.dual_active_started_at = Some("2026-11-26T12:00:01Z".parse().unwrap());
+        o.dual_active_ended_at = Some("2026-11-26T12:00:03.5Z".parse().unwrap());
+        apply_recorded_timings(&mut status, &o);
+        let t = status.timings.unwrap();
+        assert_eq!(t.downtime_seconds, Some(1.25));
+        assert_eq!(t.dual_active_seconds, Some(2.5));
     }
 
     #[test]

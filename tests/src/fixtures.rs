@@ -317,6 +317,21 @@ pub async fn assert_records(store: &Store, group: &GroupRef, op: &Operation) -> 
         stored.original_replicas
     );
 
+    // The timings the target computed from both journals: a downtime (traffic off on the
+    // source until traffic on on the target) and every stage of both sides.
+    ensure!(
+        stored.timings.downtime_ms.is_some() && stored.timings.total_ms.is_some(),
+        "timings: {:?}",
+        stored.timings
+    );
+    for stage in ["source/SourceShutdown", "target/TargetActivation"] {
+        ensure!(
+            stored.timings.stages_ms.contains_key(stage),
+            "no {stage} in the timings: {:?}",
+            stored.timings
+        );
+    }
+
     let handoffs = store.list_handoffs(&op.id).await?;
     ensure!(handoffs.len() == VOLUMES.len(), "handoffs: {handoffs:?}");
     for h in &handoffs {
