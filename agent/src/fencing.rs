@@ -115,7 +115,7 @@ impl SideObservation {
 pub enum FenceError {
     /// A Kubernetes operation failed.
     #[error(transparent)]
-    Kube(#[from] KubeOpsError),
+    Kube(#[from] Box<KubeOpsError>),
     /// The group's timeouts do not parse.
     #[error("FailoverGroup {group}: {message}")]
     Spec {
@@ -124,6 +124,12 @@ pub enum FenceError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl From<KubeOpsError> for FenceError {
+    fn from(e: KubeOpsError) -> Self {
+        Self::Kube(Box::new(e))
+    }
 }
 
 /// Reads what is active on this cluster's side of the group with `spec` in `namespace`.
