@@ -202,6 +202,26 @@ async fn start_one(
     if state.active_cluster == req.target {
         return Err(already_active(group, &req.target));
     }
+    if req.force {
+        // --force is for a source that cannot take part; with its agent alive, a forced
+        // failover would only skip the handoff that keeps the data safe.
+        let hb = store
+            .get_heartbeat(&state.active_cluster)
+            .await
+            .map_err(|e| CommandError::from_store(&ctx.table, e))?;
+        if let Some(hb) = hb.filter(|h| !h.stale) {
+            return Err(CommandError::StartRefused {
+                group: group.clone(),
+                why: format!(
+                    "the agent of {source} is alive (heartbeat at {seen}); --force is for a \
+                     source that cannot take part: fail over without --force (its agent hands \
+                     the volumes off), or stop that agent first",
+                    source = state.active_cluster,
+                    seen = hb.heartbeat.last_seen,
+                ),
+            });
+        }
+    }
     let outcome = store
         .start_operation(StartRequest {
             group: group.clone(),

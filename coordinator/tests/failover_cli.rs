@@ -160,6 +160,35 @@ async fn force_without_a_reason_is_a_usage_error() -> Result<()> {
 }
 
 #[tokio::test]
+async fn force_is_refused_while_the_source_agent_is_alive() -> Result<()> {
+    let env = TestEnv::new("force-alive").await?;
+    env.store()
+        .put_heartbeat("east", "test", std::time::Duration::from_secs(60))
+        .await?;
+    let run = env.run(&[
+        "failover",
+        "shop/orders",
+        "--to",
+        "west",
+        "--force",
+        "--reason",
+        "drill",
+    ]);
+    assert_eq!(run.code, 3, "{run}");
+    assert!(
+        run.stderr.contains("shop/orders") && run.stderr.contains("agent of east is alive"),
+        "{run}"
+    );
+    let state = env
+        .store()
+        .get_group_state(&"shop/orders".parse()?)
+        .await?
+        .unwrap();
+    assert!(state.op_id.is_none(), "{state:?}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn abort_before_the_claim_succeeds_and_notifies_the_source() -> Result<()> {
     let env = TestEnv::new("abort").await?;
     let op = env.start(&[]);
