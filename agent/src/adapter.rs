@@ -33,6 +33,7 @@ use failover_messages::records::{Handoff, Operation, Phase};
 use failover_messages::store::{Clock, Outcome, Store, SystemClock};
 use kube::api::Api;
 
+use crate::concerns::Concerns;
 use crate::runtime::admin::Metrics;
 use crate::seam::Sender;
 use crate::status::{SideResult, StatusReporter};
@@ -135,6 +136,7 @@ pub struct ManagerAdapter {
     progress: Sender<Progress>,
     clock: Arc<dyn Clock>,
     metrics: Option<Metrics>,
+    concerns: Option<Concerns>,
 }
 
 impl std::fmt::Debug for ManagerAdapter {
@@ -164,7 +166,15 @@ impl ManagerAdapter {
             progress: Sender::noop(),
             clock: Arc::new(SystemClock),
             metrics: None,
+            concerns: None,
         }
+    }
+
+    /// Hands every Kubernetes step to its concern's actor ([`crate::concerns`]) instead of
+    /// running it in the operation's task.
+    pub fn with_concerns(mut self, concerns: Concerns) -> Self {
+        self.concerns = Some(concerns);
+        self
     }
 
     /// Reports the handoff latency (target) and the UPTIME dual-active window (source) of
@@ -263,6 +273,9 @@ impl ManagerAdapter {
             .with_handle(self.wakeups.clone());
         if let Some(inbox) = &self.inbox {
             ctx = ctx.with_handle(inbox.clone());
+        }
+        if let Some(concerns) = &self.concerns {
+            ctx = ctx.with_handle(concerns.clone());
         }
         let mut reporter = StatusReporter::new(self.kube.clone(), &self.cluster, op);
         reporter.create(op).await;

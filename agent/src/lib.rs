@@ -12,6 +12,7 @@
 //! * [`status`] – the `Failover` object each involved cluster keeps for an operation.
 
 pub mod adapter;
+pub mod concerns;
 pub mod events;
 pub mod fencing;
 pub mod group_status;

@@ -186,6 +186,28 @@ async fn body(
     assert_records(store, &group, &op).await?;
     assert_side(&env.east, ns, flux_ns, false).await?;
     assert_side(&env.west, ns, flux_ns, true).await?;
+    // The Kubernetes steps went through the per-concern actors of each agent.
+    for (cluster, concerns) in [
+        ("east", ["traffic", "gitops", "workloads", "volumes"]),
+        ("west", ["traffic", "gitops", "workloads", "volumes"]),
+    ] {
+        let metrics = stack.metrics(cluster).await?;
+        for concern in concerns {
+            let done = metrics
+                .lines()
+                .filter(|l| {
+                    l.starts_with("failover_kube_jobs_total{")
+                        && l.contains(&format!("concern=\"{concern}\""))
+                        && l.contains("outcome=\"done\"")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>();
+            ensure!(
+                done > 0.0,
+                "no {concern} steps done by {cluster}'s actor:\n{metrics}"
+            );
+        }
+    }
     stack.check_agents()?;
     let found = stack.stop_storage_sim().await?;
     ensure!(found.is_empty(), "storage violations: {found:#?}");

@@ -17,6 +17,7 @@ use failover_messages::store::CallCounter;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -46,6 +47,8 @@ struct MetricsInner {
     aws_calls: Family<Labels, Counter>,
     heartbeats: Family<Labels, Counter>,
     fencings: Family<Labels, Counter>,
+    kube_jobs: Family<Labels, Counter>,
+    kube_jobs_in_flight: Family<Labels, Gauge>,
     handoff_latency: Histogram,
     dual_active: Histogram,
     calls: Mutex<Option<Arc<CallCounter>>>,
@@ -73,6 +76,18 @@ impl Metrics {
         let aws_calls = Family::<Labels, Counter>::default();
         let heartbeats = Family::<Labels, Counter>::default();
         let fencings = Family::<Labels, Counter>::default();
+        let kube_jobs = Family::<Labels, Counter>::default();
+        let kube_jobs_in_flight = Family::<Labels, Gauge>::default();
+        registry.register(
+            "failover_kube_jobs",
+            "Workflow steps carried out by the per-concern actors, by concern and outcome",
+            kube_jobs.clone(),
+        );
+        registry.register(
+            "failover_kube_jobs_in_flight",
+            "Steps a per-concern actor is carrying out right now, by concern",
+            kube_jobs_in_flight.clone(),
+        );
         // 1 ms … ~33 s.
         let handoff_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         // 100 ms … ~55 min.
@@ -138,6 +153,8 @@ impl Metrics {
                 aws_calls,
                 heartbeats,
                 fencings,
+                kube_jobs,
+                kube_jobs_in_flight,
                 handoff_latency,
                 dual_active,
                 calls: Mutex::new(None),
@@ -179,6 +196,25 @@ impl Metrics {
                 ("occasion", occasion.to_owned()),
             ])
             .inc();
+    }
+
+    /// A per-concern actor finished a step with `outcome`.
+    pub fn kube_job(&self, concern: &str, outcome: &str) {
+        self.inner
+            .kube_jobs
+            .get_or_create(&vec![
+                ("concern", concern.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// A per-concern actor has `n` steps in flight.
+    pub fn kube_jobs_in_flight(&self, concern: &str, n: i64) {
+        self.inner
+            .kube_jobs_in_flight
+            .get_or_create(&vec![("concern", concern.to_owned())])
+            .set(n);
     }
 
     /// A handoff took `latency` (last ready record to promotion claimed).

@@ -11,7 +11,8 @@
 //!    not entitled to has its side here shut down and demoted; `/ready` answers 200 only
 //!    after this.
 //! 5. **Start** the actors: heartbeat, operation runner, SQS inbox ([`actors`]; they share
-//!    one [`Wakeups`] signal, which the runner's workflows wait on), the fencer
+//!    one [`Wakeups`] signal, which the runner's workflows wait on), one per Kubernetes
+//!    concern (workloads, traffic, GitOps, volumes: [`crate::concerns`]), the fencer
 //!    ([`fencer`]: every re-read, and when the heartbeat sees DynamoDB answer again), the
 //!    FailoverGroup status keeper ([`groups`]) and the `Failover` trigger watcher
 //!    ([`triggers`]).
@@ -364,6 +365,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), StartupError> {
             ..TasksConfig::default()
         })
         .with_metrics(metrics.clone())
+        .with_concerns(crate::concerns::Concerns::start(metrics.clone()))
         .with_progress(Sender::from_fn(move |p: Progress| {
             progress_metrics.progress(&p)
         }));

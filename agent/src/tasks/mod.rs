@@ -45,6 +45,7 @@ use failover_messages::store::{DualActiveMark, Outcome, Stale, StoreError};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
+use crate::concerns::{Concern, ConcernJob, Concerns};
 use crate::kube_ops::error::Cause as KubeCause;
 use crate::kube_ops::traffic::{self, TrafficConfig, TrafficState};
 use crate::kube_ops::volumes::{self, ReplicationState, VolumeState};
@@ -123,6 +124,19 @@ impl WorkflowTask for StepTask {
     }
 
     async fn execute(&self, ctx: &TaskContext) -> Result<(), TaskError> {
+        // Kubernetes work goes to its concern's actor when the agent runs them.
+        if let Some(concern) = Concern::of(&self.step)
+            && let Ok(concerns) = ctx.handle::<Concerns>()
+        {
+            let (step, config, task_ctx) =
+                (self.step.clone(), Arc::clone(&self.config), ctx.clone());
+            let job = ConcernJob {
+                operation: ctx.workflow().operation_id.clone(),
+                object: step.object().unwrap_or_default(),
+                work: Box::pin(async move { run(&step, &config, &task_ctx).await }),
+            };
+            return concerns.run(concern, job).await;
+        }
         run(&self.step, &self.config, ctx).await
     }
 }
