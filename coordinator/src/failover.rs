@@ -408,6 +408,8 @@ mod tests {
                     phase: failover_messages::records::Phase::Succeeded,
                     finished: true,
                     message: None,
+                    total_ms: None,
+                    downtime_ms: None,
                 }],
                 timed_out: false,
                 elapsed_seconds: 2.5,

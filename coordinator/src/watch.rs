@@ -13,7 +13,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use failover_messages::keys::GroupRef;
-use failover_messages::records::{HandoffState, Mode, Phase, StepStatus};
+use failover_messages::records::{HandoffState, Mode, Phase, StepStatus, Timings};
 use serde::Serialize;
 
 use crate::aws::Context;
@@ -70,6 +70,8 @@ pub struct Progress {
     pub volumes: Vec<VolumeProgress>,
     /// The operation's message (why it failed).
     pub message: Option<String>,
+    /// The operation's timings (set when it completed).
+    pub timings: Timings,
 }
 
 impl Progress {
@@ -155,6 +157,7 @@ pub async fn observe(ctx: &Context, op_id: &str) -> Result<Option<Progress>, Com
         sides,
         volumes,
         message: op.message,
+        timings: op.timings,
     }))
 }
 
@@ -172,6 +175,12 @@ pub struct WatchedOperation {
     pub finished: bool,
     /// The operation's message (why it failed).
     pub message: Option<String>,
+    /// Start to finish, in milliseconds (once it completed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_ms: Option<u64>,
+    /// How long the application served nowhere, in milliseconds (once it completed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<u64>,
 }
 
 /// The result of a watch.
@@ -279,6 +288,8 @@ pub async fn watch(
                         group: p.group,
                         phase: p.phase,
                         message: p.message,
+                        total_ms: p.timings.total_ms,
+                        downtime_ms: p.timings.downtime_ms,
                     })
                     .collect(),
                 timed_out,
@@ -301,6 +312,15 @@ impl Render for WatchResult {
                 );
                 if let Some(m) = &o.message {
                     line.push_str(&format!(": {m}"));
+                }
+                match (o.total_ms, o.downtime_ms) {
+                    (Some(t), Some(d)) => line.push_str(&format!(
+                        " in {:.1}s (downtime {:.1}s)",
+                        t as f64 / 1000.0,
+                        d as f64 / 1000.0
+                    )),
+                    (Some(t), None) => line.push_str(&format!(" in {:.1}s", t as f64 / 1000.0)),
+                    _ => {}
                 }
                 line.push('\n');
                 line
@@ -359,6 +379,7 @@ mod tests {
                 state: HandoffState::ReadyForPromotion,
             }],
             message: None,
+            timings: Timings::default(),
         }
     }
 
@@ -384,11 +405,24 @@ mod tests {
                     phase: *p,
                     finished: p.is_terminal(),
                     message: None,
+                    total_ms: None,
+                    downtime_ms: None,
                 })
                 .collect(),
             timed_out,
             elapsed_seconds: 1.0,
         }
+    }
+
+    #[test]
+    fn a_finished_operation_shows_its_total_and_downtime() {
+        let mut r = result(&[Phase::Succeeded], false);
+        r.operations[0].total_ms = Some(9_800);
+        r.operations[0].downtime_ms = Some(1_250);
+        assert_eq!(
+            r.plain(),
+            "shop/orders: operation op-0 finished Succeeded in 9.8s (downtime 1.2s)\n"
+        );
     }
 
     #[test]
