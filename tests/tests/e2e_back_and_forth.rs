@@ -116,8 +116,12 @@ async fn leg(
             "started line: {line}"
         );
         ensure!(
-            stdout.contains(&format!("{g}: operation {id} finished Succeeded")),
-            "no 'finished Succeeded' line: {stdout}"
+            stdout.contains(&format!("{g}: operation {id} finished Succeeded in ")),
+            "no 'finished Succeeded in …' line: {stdout}"
+        );
+        ensure!(
+            stdout.contains("(downtime "),
+            "the result shows no downtime: {stdout}"
         );
         id
     };
