@@ -1,8 +1,9 @@
 //! The admin endpoints (`/live`, `/ready`, `/metrics`) and the agent's metrics.
 //!
 //! `/live` is cheap and always answers 200 while the process serves HTTP. `/ready` answers
-//! 200 only once both the first AWS call and the Kubernetes API check succeeded
-//! ([`Readiness`]), else 503 with the reason. `/metrics` renders the [`Metrics`] registry in
+//! 200 only once the first AWS call and the Kubernetes API check succeeded, the start-up
+//! fencing check finished and the FailoverGroup and Failover watches delivered their first
+//! list ([`Readiness`]), else 503 with the reason. `/metrics` renders the [`Metrics`] registry in
 //! the Prometheus text format.
 
 use std::sync::{Arc, Mutex};
@@ -311,6 +312,8 @@ struct ReadyState {
     aws: bool,
     kube: bool,
     fenced: bool,
+    /// Watches the agent relies on: name → synced (initial list delivered).
+    watches: std::collections::BTreeMap<&'static str, bool>,
 }
 
 impl Readiness {
@@ -330,10 +333,37 @@ impl Readiness {
         self.inner.lock().unwrap().fenced = true;
     }
 
+    /// The agent relies on the watch `name`: not ready until it has synced.
+    pub fn expect_watch(&self, name: &'static str) {
+        self.inner
+            .lock()
+            .unwrap()
+            .watches
+            .entry(name)
+            .or_insert(false);
+    }
+
+    /// The watch `name` delivered its initial list.
+    pub fn watch_synced(&self, name: &'static str) {
+        self.inner.lock().unwrap().watches.insert(name, true);
+    }
+
     /// `Ok` when ready, else why not.
     pub fn check(&self) -> Result<(), String> {
         let s = self.inner.lock().unwrap();
         ready_reason(s.aws, s.kube)?;
+        let pending: Vec<&str> = s
+            .watches
+            .iter()
+            .filter(|(_, synced)| !**synced)
+            .map(|(name, _)| *name)
+            .collect();
+        if !pending.is_empty() {
+            return Err(format!(
+                "the watch of {} has not synced yet",
+                pending.join(", ")
+            ));
+        }
         if s.fenced {
             Ok(())
         } else {
@@ -412,6 +442,23 @@ mod tests {
         );
         assert!(ready_reason(false, true).unwrap_err().contains("AWS"));
         assert!(ready_reason(true, true).is_ok());
+    }
+
+    #[test]
+    fn ready_also_waits_for_the_start_up_fencing_and_every_expected_watch() {
+        let r = Readiness::default();
+        r.aws_ok();
+        r.kube_ok();
+        assert!(r.check().unwrap_err().contains("fencing"));
+        r.startup_fencing_done();
+        assert!(r.check().is_ok());
+        r.expect_watch("failovergroups");
+        r.expect_watch("failovers");
+        let why = r.check().unwrap_err();
+        assert!(why.contains("failovergroups, failovers"), "{why}");
+        r.watch_synced("failovers");
+        r.watch_synced("failovergroups");
+        assert!(r.check().is_ok());
     }
 
     #[test]

@@ -168,6 +168,7 @@ pub struct GroupStatusActor {
     cache: WatchCache<FailoverGroup>,
     busy: HashSet<Key>,
     again: HashSet<Key>,
+    readiness: Option<crate::runtime::admin::Readiness>,
 }
 
 impl GroupStatusActor {
@@ -190,7 +191,15 @@ impl GroupStatusActor {
             cache: WatchCache::default(),
             busy: HashSet::new(),
             again: HashSet::new(),
+            readiness: None,
         }
+    }
+
+    /// Reports the watch as synced to `readiness` once its first list arrived (`/ready`
+    /// waits for it).
+    pub fn with_readiness(mut self, readiness: crate::runtime::admin::Readiness) -> Self {
+        self.readiness = Some(readiness);
+        self
     }
 
     fn refresh(&mut self, key: Key, ctx: &mut Context<Self>) {
@@ -238,6 +247,11 @@ impl Handler<Msg<Watched<FailoverGroup>>> for GroupStatusActor {
     type Result = ();
 
     fn handle(&mut self, msg: Msg<Watched<FailoverGroup>>, ctx: &mut Context<Self>) {
+        if matches!(msg.0, Watched::RelistDone)
+            && let Some(r) = &self.readiness
+        {
+            r.watch_synced("failovergroups");
+        }
         if let Some(key) = self.cache.apply(msg.0) {
             self.refresh(key, ctx);
         }

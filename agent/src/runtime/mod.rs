@@ -311,6 +311,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), StartupError> {
             source,
         })?;
     tracing::info!(addr = %cfg.admin_addr, "admin endpoints listening");
+    // `/ready` also waits for the watches the agent relies on.
+    readiness.expect_watch("failovergroups");
+    readiness.expect_watch("failovers");
     let admin = admin::serve(listener, metrics.clone(), readiness.clone());
     actix_rt::spawn(async move {
         if let Err(e) = admin.await {
@@ -395,7 +398,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), StartupError> {
         wakeups,
         Sender::<RunnerTick>::from_addr(runner),
         metrics,
-        readiness,
+        readiness.clone(),
         wait_seconds,
         cfg.reread_interval,
     )
@@ -412,6 +415,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), StartupError> {
             &cfg.traffic_annotation,
             cfg.reread_interval,
         )
+        .with_readiness(readiness.clone())
         .start();
         let sender = Inbox::new(
             clients.sqs.clone(),
@@ -429,6 +433,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), StartupError> {
             &cluster,
         );
         self::triggers::TriggerActor::new(clients.kube.clone(), trigger, cfg.reread_interval)
+            .with_readiness(readiness.clone())
             .start();
     }
     // --- end ---

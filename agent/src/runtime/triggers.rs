@@ -35,6 +35,7 @@ pub struct TriggerActor {
     cache: WatchCache<Failover>,
     busy: HashSet<Key>,
     again: HashSet<Key>,
+    readiness: Option<crate::runtime::admin::Readiness>,
 }
 
 impl TriggerActor {
@@ -47,7 +48,15 @@ impl TriggerActor {
             cache: WatchCache::default(),
             busy: HashSet::new(),
             again: HashSet::new(),
+            readiness: None,
         }
+    }
+
+    /// Reports the watch as synced to `readiness` once its first list arrived (`/ready`
+    /// waits for it).
+    pub fn with_readiness(mut self, readiness: crate::runtime::admin::Readiness) -> Self {
+        self.readiness = Some(readiness);
+        self
     }
 
     fn submit(&mut self, key: Key, ctx: &mut Context<Self>) {
@@ -93,6 +102,11 @@ impl Handler<Msg<Watched<Failover>>> for TriggerActor {
     type Result = ();
 
     fn handle(&mut self, msg: Msg<Watched<Failover>>, ctx: &mut Context<Self>) {
+        if matches!(msg.0, Watched::RelistDone)
+            && let Some(r) = &self.readiness
+        {
+            r.watch_synced("failovers");
+        }
         if let Some(key) = self.cache.apply(msg.0) {
             self.submit(key, ctx);
         }
