@@ -62,7 +62,7 @@ impl Default for FanoutConfig {
             },
             latency: Duration::from_millis(200),
             agents: AgentTiming::default(),
-            timeout: Duration::from_secs(300),
+            timeout: Duration::from_secs(900),
         }
     }
 }

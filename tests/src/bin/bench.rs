@@ -209,18 +209,30 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     let machine = MachineFacts::probe();
     let command = command_line();
-    let (sections, out) = match cli.command {
-        Command::Handoff(c) => (vec![handoff(&c.handoff, &machine, &command).await?], c.out),
-        Command::Overhead(c) => (overhead(&c.overhead, &c.agents).await?, c.out),
-        Command::Fanout(c) => (vec![fanout(&c.fanout, &c.agents).await?], c.out),
-        Command::All(c) => {
-            let mut sections = vec![handoff(&c.handoff, &machine, &command).await?];
-            sections.extend(overhead(&c.overhead, &c.agents).await?);
-            sections.push(fanout(&c.fanout, &c.agents).await?);
-            (sections, c.out)
+    match cli.command {
+        Command::Handoff(c) => {
+            let sections = vec![handoff(&c.handoff, &machine, &command).await?];
+            write_page(&c.out.out, sections, &machine, &command)
         }
-    };
-    write_page(&out.out, sections, &machine, &command)
+        Command::Overhead(c) => {
+            let sections = overhead(&c.overhead, &c.agents).await?;
+            write_page(&c.out.out, sections, &machine, &command)
+        }
+        Command::Fanout(c) => {
+            let sections = vec![fanout(&c.fanout, &c.agents).await?];
+            write_page(&c.out.out, sections, &machine, &command)
+        }
+        Command::All(c) => {
+            // Each benchmark's sections are merged into the file as soon as they are
+            // measured, so a later failure keeps what was measured before it.
+            let sections = vec![handoff(&c.handoff, &machine, &command).await?];
+            write_page(&c.out.out, sections, &machine, &command)?;
+            let sections = overhead(&c.overhead, &c.agents).await?;
+            write_page(&c.out.out, sections, &machine, &command)?;
+            let sections = vec![fanout(&c.fanout, &c.agents).await?];
+            write_page(&c.out.out, sections, &machine, &command)
+        }
+    }
 }
 
 async fn handoff(args: &HandoffArgs, machine: &MachineFacts, command: &str) -> Result<Section> {
