@@ -919,12 +919,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn mark_all_ready_without_volumes_writes_nothing() {
-        // No store in the context: any write would fail with MissingDependency.
+    async fn mark_all_ready_writes_with_or_without_volumes() {
+        // No store in the context: a write fails with MissingDependency. Without volumes the
+        // step still writes (the group-level mark the target's claim needs).
         let ctx = bare_context("east");
-        run_step(Step::MarkAllReady { volumes: vec![] }, &ctx)
+        let err = run_step(Step::MarkAllReady { volumes: vec![] }, &ctx)
             .await
-            .unwrap();
+            .unwrap_err();
+        assert!(
+            matches!(err, TaskError::MissingDependency { .. }),
+            "{err:?}"
+        );
         let err = run_step(
             Step::MarkAllReady {
                 volumes: vec!["data".into()],
