@@ -109,10 +109,15 @@ impl<K: Resource> WatchCache<K> {
     }
 }
 
-/// Runs a watcher on `api` forever, sending every event to `to`. Errors are logged and the
-/// watch retried with backoff.
-pub async fn watch_into<K>(api: Api<K>, what: &'static str, to: Sender<Watched<K>>)
-where
+/// Runs a watcher on `api` forever, sending every event to `to`, and reporting the watch
+/// `what` as synced to `readiness` once its first list is complete. Errors are logged and
+/// the watch retried with backoff.
+pub async fn watch_into<K>(
+    api: Api<K>,
+    what: &'static str,
+    to: Sender<Watched<K>>,
+    readiness: Option<crate::runtime::admin::Readiness>,
+) where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     let mut stream = kube::runtime::watcher(api, watcher::Config::default())
@@ -123,7 +128,12 @@ where
             Ok(Event::Apply(o) | Event::InitApply(o)) => Watched::Applied(o),
             Ok(Event::Delete(o)) => Watched::Deleted(key_of(&o)),
             Ok(Event::Init) => Watched::RelistStarted,
-            Ok(Event::InitDone) => Watched::RelistDone,
+            Ok(Event::InitDone) => {
+                if let Some(r) = &readiness {
+                    r.watch_synced(what);
+                }
+                Watched::RelistDone
+            }
             Err(e) => {
                 tracing::warn!(resource = what, error = %error_chain(&e), "watch failed; retrying");
                 continue;
@@ -238,7 +248,12 @@ impl Actor for GroupStatusActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let api: Api<FailoverGroup> = Api::all(self.client.clone());
         let to: Sender<Watched<FailoverGroup>> = Sender::from_addr(ctx.address());
-        actix_rt::spawn(watch_into(api, "failovergroups", to));
+        actix_rt::spawn(watch_into(
+            api,
+            "failovergroups",
+            to,
+            self.readiness.clone(),
+        ));
         ctx.run_interval(self.reread, |_, ctx| ctx.notify(Msg(RefreshAll)));
     }
 }
@@ -247,11 +262,6 @@ impl Handler<Msg<Watched<FailoverGroup>>> for GroupStatusActor {
     type Result = ();
 
     fn handle(&mut self, msg: Msg<Watched<FailoverGroup>>, ctx: &mut Context<Self>) {
-        if matches!(msg.0, Watched::RelistDone)
-            && let Some(r) = &self.readiness
-        {
-            r.watch_synced("failovergroups");
-        }
         if let Some(key) = self.cache.apply(msg.0) {
             self.refresh(key, ctx);
         }

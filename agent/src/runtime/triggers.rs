@@ -93,7 +93,7 @@ impl Actor for TriggerActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let api: Api<Failover> = Api::all(self.client.clone());
         let to: Sender<Watched<Failover>> = Sender::from_addr(ctx.address());
-        actix_rt::spawn(watch_into(api, "failovers", to));
+        actix_rt::spawn(watch_into(api, "failovers", to, self.readiness.clone()));
         ctx.run_interval(self.reread, |_, ctx| ctx.notify(Msg(RetryPending)));
     }
 }
@@ -102,11 +102,6 @@ impl Handler<Msg<Watched<Failover>>> for TriggerActor {
     type Result = ();
 
     fn handle(&mut self, msg: Msg<Watched<Failover>>, ctx: &mut Context<Self>) {
-        if matches!(msg.0, Watched::RelistDone)
-            && let Some(r) = &self.readiness
-        {
-            r.watch_synced("failovers");
-        }
         if let Some(key) = self.cache.apply(msg.0) {
             self.submit(key, ctx);
         }
