@@ -669,15 +669,22 @@ async fn complete(ctx: &TaskContext) -> Result<(), TaskError> {
         .complete_operation(&ctx.op_ref(), timings)
         .await
         .map_err(store_err)?;
+    closed(o, Phase::Succeeded, "completing the operation")
+}
+
+/// A closing write's answer: done, or closed as `phase` already (a repeated attempt).
+fn closed(
+    o: Outcome<failover_messages::records::HistoryEntry>,
+    phase: Phase,
+    what: &str,
+) -> Result<(), TaskError> {
     match o {
         Outcome::Done(entry) => {
-            tracing::info!(finished_at = %entry.finished_at, "operation completed");
+            tracing::info!(finished_at = %entry.finished_at, %phase, "operation closed");
             Ok(())
         }
-        Outcome::AlreadyFinished {
-            phase: Phase::Succeeded,
-        } => Ok(()),
-        other => outcome("completing the operation", other).map(drop),
+        Outcome::AlreadyFinished { phase: p } if p == phase => Ok(()),
+        other => outcome(what, other).map(drop),
     }
 }
 
@@ -816,16 +823,7 @@ async fn finish_abort(ctx: &TaskContext) -> Result<(), TaskError> {
         .finish_abort(&ctx.op_ref(), Timings::default())
         .await
         .map_err(store_err)?;
-    match o {
-        Outcome::Done(entry) => {
-            tracing::info!(finished_at = %entry.finished_at, "operation aborted; this cluster's side is active again");
-            Ok(())
-        }
-        Outcome::AlreadyFinished {
-            phase: Phase::Aborted,
-        } => Ok(()),
-        other => outcome("closing the aborted operation", other).map(drop),
-    }
+    closed(o, Phase::Aborted, "closing the aborted operation")
 }
 
 // ---- status -----------------------------------------------------------------------------------
