@@ -281,6 +281,7 @@ pub fn refusal_of(group: &GroupRef, outcome: &StartOutcome) -> Option<Refusal> {
             "Suspended",
             format!("{group}: the group is suspended (no operation may start)"),
         ),
+        StartOutcome::Refused(r) => Refusal::new(r.reason(), r.to_string()),
     })
 }
 

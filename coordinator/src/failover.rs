@@ -9,10 +9,13 @@
 
 use std::time::Duration;
 
-use failover_messages::envelope::{Envelope, EnvelopeKind};
+use failover_messages::envelope::EnvelopeKind;
 use failover_messages::inbox::Inbox;
 use failover_messages::keys::GroupRef;
 use failover_messages::records::{Mode, Operation};
+use failover_messages::protocol::start::{
+    Blocker, Observed, Refusal, Request, StartPlan, decide_start,
+};
 use failover_messages::store::{StartOutcome, StartRequest};
 use serde::Serialize;
 
@@ -94,52 +97,39 @@ pub struct FailoverResult {
     pub operations: Vec<StartedOperation>,
 }
 
-/// Why the store refused a start, in words naming the holder or the active cluster;
-/// `None` for `Started` and `NotRegistered` (which is "not found", not a refusal).
-pub fn refusal(outcome: &StartOutcome) -> Option<String> {
-    Some(match outcome {
-        StartOutcome::Started(_) | StartOutcome::NotRegistered { .. } => return None,
-        StartOutcome::LeaseHeld {
-            holder,
-            op_id,
-            expires,
-        } => format!(
-            "operation {op_id} is in flight, its lease held by {holder} until {expires} \
-             (watch it with `failoverctl watch {op_id}`)"
-        ),
-        StartOutcome::LostRace {
-            holder,
-            op_id,
-            expires,
-        } => format!(
-            "another coordinator started operation {op_id} first; its lease is held by {holder} \
-             until {expires}"
-        ),
-        StartOutcome::PromotionClaimed {
-            claimed_by, op_id, ..
-        } => format!(
-            "promotion already claimed by {claimed_by}{}; only forward is possible (let it \
-             finish, or start a forced failover with --force --reason)",
-            op_id
-                .as_ref()
-                .map(|id| format!(" in operation {id}"))
-                .unwrap_or_default()
-        ),
-        StartOutcome::NotActive { active, .. } => {
-            format!("the active cluster is now {active}; re-run to fail over from {active}")
-        }
-        StartOutcome::Suspended { .. } => {
-            "the group is suspended (no operation may start until it is resumed)".to_owned()
-        }
-    })
+/// The error `failoverctl` reports for a refused start: "not found" for an unregistered
+/// group or an unknown cluster, "refused" with the refusal's words otherwise.
+pub fn refused(refusal: Refusal, table: &str) -> CommandError {
+    match refusal.blocker {
+        Blocker::NotRegistered => CommandError::GroupNotFound {
+            group: refusal.group,
+            table: table.to_owned(),
+        },
+        _ => CommandError::StartRefused {
+            why: refusal.message(),
+            group: refusal.group,
+        },
+    }
 }
 
-/// The refusal when the requested target is already the active cluster.
-pub fn already_active(group: &GroupRef, target: &str) -> CommandError {
-    CommandError::StartRefused {
-        group: group.clone(),
-        why: format!("{target} is already the active cluster; there is nothing to fail over"),
-    }
+/// What `failoverctl failover` decides for `group` from what it read: the start to make, or
+/// the first refusal as the error to report ([`decide_start`], as every front end).
+pub fn check_start(
+    group: &GroupRef,
+    observed: &Observed<'_>,
+    req: &FailoverRequest,
+    now: jiff::Timestamp,
+    table: &str,
+) -> Result<StartPlan, CommandError> {
+    let ask = Request {
+        group,
+        target: &req.target,
+        source: None,
+        force: req.force,
+        op_id: None,
+    };
+    decide_start(observed, &ask, now)
+        .map_err(|refusals| refused(refusals.into_iter().next().expect("a refusal"), table))
 }
 
 /// Starts the operations and notifies the clusters. Returns the started operations and,
@@ -190,42 +180,13 @@ async fn start_one(
     req: &FailoverRequest,
     group: &GroupRef,
 ) -> Result<Operation, CommandError> {
-    let not_found = || CommandError::GroupNotFound {
-        group: group.clone(),
-        table: ctx.table.clone(),
-    };
-    let state = store
-        .get_group_state(group)
-        .await
-        .map_err(|e| CommandError::from_store(&ctx.table, e))?
-        .ok_or_else(not_found)?;
-    if state.active_cluster == req.target {
-        return Err(already_active(group, &req.target));
-    }
-    if req.force {
-        // --force is for a source that cannot take part; with its agent alive, a forced
-        // failover would only skip the handoff that keeps the data safe.
-        let hb = store
-            .get_heartbeat(&state.active_cluster)
-            .await
-            .map_err(|e| CommandError::from_store(&ctx.table, e))?;
-        if let Some(hb) = hb.filter(|h| !h.stale) {
-            return Err(CommandError::StartRefused {
-                group: group.clone(),
-                why: format!(
-                    "the agent of {source} is alive (heartbeat at {seen}); --force is for a \
-                     source that cannot take part: fail over without --force (its agent hands \
-                     the volumes off), or stop that agent first",
-                    source = state.active_cluster,
-                    seen = hb.heartbeat.last_seen,
-                ),
-            });
-        }
-    }
+    let err = |e| CommandError::from_store(&ctx.table, e);
+    let view = store.read_start_view(group, &req.target).await.map_err(err)?;
+    let plan = check_start(group, &view.observed(Some(true)), req, view.read_at, &ctx.table)?;
     let outcome = store
         .start_operation(StartRequest {
             group: group.clone(),
-            source: state.active_cluster.clone(),
+            source: plan.source,
             target: req.target.clone(),
             mode: req.mode,
             force: req.force,
@@ -235,14 +196,13 @@ async fn start_one(
             op_id: None,
         })
         .await
-        .map_err(|e| CommandError::from_store(&ctx.table, e))?;
-    match outcome {
-        StartOutcome::Started(op) => Ok(op),
-        StartOutcome::NotRegistered { .. } => Err(not_found()),
-        other => Err(CommandError::StartRefused {
-            group: group.clone(),
-            why: refusal(&other).unwrap_or_default(),
-        }),
+        .map_err(err)?;
+    match outcome.refusal(group) {
+        None => match outcome {
+            StartOutcome::Started(op) => Ok(op),
+            _ => unreachable!("only Started has no refusal"),
+        },
+        Some(r) => Err(refused(r, &ctx.table)),
     }
 }
 
@@ -254,17 +214,12 @@ pub async fn notify(
     notified: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) {
-    let envelope = Envelope {
-        kind,
-        operation_id: op.id.clone(),
-        group: op.group.clone(),
-        epoch: op.epoch,
-        sender: SENDER.to_owned(),
-        sent_at: jiff::Timestamp::now(),
-    };
-    for cluster in [&op.source, &op.target] {
-        match inbox.send(cluster, &envelope).await {
-            Ok(_) => notified.push(cluster.clone()),
+    for (cluster, sent) in inbox
+        .notify_operation(op, kind, jiff::Timestamp::now())
+        .await
+    {
+        match sent {
+            Ok(_) => notified.push(cluster),
             Err(e) => {
                 let text = report(&e).trim_end().replace('\n', "; ");
                 tracing::warn!(cluster = %cluster, operation = %op.id, "notification failed: {text}");
@@ -428,39 +383,35 @@ mod tests {
     }
 
     #[test]
-    fn refusals_name_the_holder_or_the_active_cluster() {
+    fn store_refusals_name_the_holder_or_the_active_cluster() {
+        let group: GroupRef = "shop/orders".parse().unwrap();
+        let why = |outcome: StartOutcome| refused(outcome.refusal(&group).unwrap(), "t");
         let expires = "2026-11-26T10:00:00Z".parse().unwrap();
-        let held = refusal(&StartOutcome::LeaseHeld {
+        let held = why(StartOutcome::LeaseHeld {
             holder: "failoverctl:alice".into(),
             op_id: "op-7".into(),
             expires,
         })
-        .unwrap();
+        .to_string();
         assert!(
             held.contains("op-7") && held.contains("failoverctl:alice"),
             "{held}"
         );
-        let claimed = refusal(&StartOutcome::PromotionClaimed {
-            group: "shop/orders".parse().unwrap(),
+        let claimed = why(StartOutcome::PromotionClaimed {
+            group: group.clone(),
             claimed_by: "west".into(),
             op_id: None,
-        })
-        .unwrap();
-        assert!(claimed.contains("claimed by west"), "{claimed}");
-        let active = refusal(&StartOutcome::NotActive {
-            group: "shop/orders".parse().unwrap(),
+        });
+        assert!(claimed.to_string().contains("claimed by west"), "{claimed}");
+        assert_eq!(claimed.exit_status(), crate::exit::ExitStatus::Refused);
+        let active = why(StartOutcome::NotActive {
+            group: group.clone(),
             active: "north".into(),
-        })
-        .unwrap();
-        assert!(active.contains("north"), "{active}");
-        assert!(
-            refusal(&StartOutcome::NotRegistered {
-                group: "shop/orders".parse().unwrap()
-            })
-            .is_none()
-        );
-        let e = already_active(&"shop/orders".parse().unwrap(), "west");
-        assert_eq!(e.exit_status(), crate::exit::ExitStatus::Refused);
-        assert!(e.to_string().contains("west is already the active cluster"));
+        });
+        assert!(active.to_string().contains("north"), "{active}");
+        let missing = why(StartOutcome::NotRegistered {
+            group: group.clone(),
+        });
+        assert_eq!(missing.exit_status(), crate::exit::ExitStatus::NotFound);
     }
 }

@@ -19,12 +19,22 @@ mod common;
 use common::{Run, TestEnv, json};
 
 impl TestEnv {
-    /// A fresh table and prefix with inboxes for east and west and `shop/orders` active on
-    /// east.
+    /// A fresh table and prefix with inboxes for east and west, `shop/orders` active on
+    /// east, and both clusters' agents alive (their heartbeats written as an agent would).
     async fn new(name: &str) -> Result<Self> {
+        Self::with_agents(name, &["east", "west"]).await
+    }
+
+    /// As [`TestEnv::new`], with heartbeats for `alive` only.
+    async fn with_agents(name: &str, alive: &[&str]) -> Result<Self> {
         let env = Self::create("fo", name).await?;
         env.ok(&["setup", "--cluster", "east,west"]);
         env.ok(&["register", "shop/orders", "--active", "east"]);
+        for cluster in alive {
+            env.store()
+                .put_heartbeat(cluster, "0.1.0-test", Duration::from_secs(300))
+                .await?;
+        }
         Ok(env)
     }
 
@@ -140,7 +150,8 @@ async fn failover_to_the_active_cluster_or_of_an_unknown_group_is_refused_clearl
 
 #[tokio::test]
 async fn force_without_a_reason_is_a_usage_error() -> Result<()> {
-    let env = TestEnv::new("force").await?;
+    // East's agent is down (no heartbeat): what --force is for.
+    let env = TestEnv::with_agents("force", &["west"]).await?;
     let run = env.run(&["failover", "shop/orders", "--to", "west", "--force"]);
     assert_eq!(run.code, 2, "{run}");
     assert!(run.stderr.contains("--reason"), "{run}");
@@ -292,7 +303,7 @@ async fn waiting_without_agents_times_out_with_exit_5_and_says_the_operation_con
 
 #[tokio::test]
 async fn plan_lists_missing_heartbeats_as_blockers_and_passes_once_agents_beat() -> Result<()> {
-    let env = TestEnv::new("plan").await?;
+    let env = TestEnv::with_agents("plan", &[]).await?;
     let blocked = env.run(&["plan", "shop/orders", "--to", "west", "-o", "json"]);
     assert_eq!(blocked.code, 3, "{blocked}");
     let plan = json(&blocked);

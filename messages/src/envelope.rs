@@ -192,6 +192,26 @@ struct Wire<'a> {
 }
 
 impl Envelope {
+    /// A wake-up of `kind` about operation `operation_id` of `group` at `epoch`, from
+    /// `sender` at `sent_at`: the one way every component addresses an envelope.
+    pub fn for_operation(
+        kind: EnvelopeKind,
+        operation_id: &str,
+        group: &GroupRef,
+        epoch: u64,
+        sender: &str,
+        sent_at: Timestamp,
+    ) -> Self {
+        Self {
+            kind,
+            operation_id: operation_id.to_owned(),
+            group: group.clone(),
+            epoch,
+            sender: sender.to_owned(),
+            sent_at,
+        }
+    }
+
     /// The compact JSON body (version [`ENVELOPE_VERSION`]).
     pub fn encode(&self) -> String {
         let wire = Wire {

@@ -36,8 +36,10 @@ use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
 use aws_sdk_sqs::operation::send_message::SendMessageError;
 use aws_sdk_sqs::operation::set_queue_attributes::SetQueueAttributesError;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use jiff::Timestamp;
 
 use crate::envelope::{DecodeError, Envelope, EnvelopeKind};
+use crate::records::Operation;
 
 /// Default queue name prefix.
 pub const DEFAULT_QUEUE_PREFIX: &str = "failover-";
@@ -461,6 +463,30 @@ impl Inbox {
             dead_letter_url,
             dead_letter_arn,
         })
+    }
+
+    /// Sends a `kind` wake-up about `op` (sent by this inbox's cluster at `sent_at`) to the
+    /// inboxes of its source and target. Returns each cluster's answer, source first; a failed
+    /// send is only a delay (receivers re-read the table on a timer).
+    pub async fn notify_operation(
+        &self,
+        op: &Operation,
+        kind: EnvelopeKind,
+        sent_at: Timestamp,
+    ) -> Vec<(String, Result<String, InboxError>)> {
+        let envelope = Envelope::for_operation(
+            kind,
+            &op.id,
+            &op.group,
+            op.epoch,
+            &self.inner.cluster,
+            sent_at,
+        );
+        let mut out = Vec::with_capacity(2);
+        for cluster in [&op.source, &op.target] {
+            out.push((cluster.clone(), self.send(cluster, &envelope).await));
+        }
+        out
     }
 
     /// Sends `envelope` to `target_cluster`'s inbox; returns the SQS message id. The

@@ -3,6 +3,7 @@ pub mod crd;
 pub mod envelope;
 pub mod inbox;
 pub mod keys;
+pub mod protocol;
 pub mod records;
 pub mod setup;
 pub mod store;

@@ -6,7 +6,10 @@
 //!   on, operation `Aborted`);
 //! * `failoverctl failover --force` while the source's agent is down: the target takes
 //!   over; when the source's agent starts again it fences its side (traffic off, workloads
-//!   at 0, volumes Secondary) before anything else.
+//!   at 0, volumes Secondary) before anything else;
+//! * a forced failover while the source's agent is alive, asked with `failoverctl` and with a
+//!   `Failover` object created with kubectl: both are refused with the same words, nothing
+//!   starts, and no volume is promoted.
 //!
 //! Each checks the objects in both clusters, the records in DynamoDB, the `Failover`
 //! status, the CLI's exit codes and output, and the storage simulator's violations.
@@ -357,5 +360,104 @@ async fn force_then_fence(s: &mut Scenario) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+// ---- force while the source's agent is alive ---------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_failover_object_with_the_source_agent_alive_is_refused_like_failoverctl()
+-> Result<()> {
+    let mut s = Scenario::new("e2e-force-alive").await?;
+    let res = Box::pin(force_while_alive(&mut s)).await;
+    s.finish(res).await
+}
+
+/// The words of a refusal from "the agent of" on, without the heartbeat's time (each front
+/// end read the heartbeat at its own moment).
+fn refusal_words(text: &str) -> Option<String> {
+    let from = text.find("the agent of east is alive")?;
+    let rest = &text[from..];
+    let (head, tail) = rest.split_once("(heartbeat at ")?;
+    let (_, tail) = tail.split_once(')')?;
+    let tail = tail.lines().next().unwrap_or_default();
+    Some(format!("{head}{tail}"))
+}
+
+async fn force_while_alive(s: &mut Scenario) -> Result<()> {
+    s.start().await?;
+    let ns = s.ns.name.clone();
+    let g = s.group.to_string();
+    let store = s.stack.store.clone();
+    let before = store
+        .get_group_state(&s.group)
+        .await?
+        .context("no group state")?;
+
+    let out = s.stack.failoverctl(&[
+        "failover", &g, "--to", "west", "--force", "--reason", "drill",
+    ])?;
+    let (_, stderr) = text(&out);
+    ensure!(out.status.code() == Some(3), "failoverctl exited {:?}: {stderr}", out.status.code());
+    let cli = refusal_words(&stderr).with_context(|| format!("failoverctl said: {stderr}"))?;
+
+    // The same request as a Failover object, created in the target cluster.
+    let failovers: Api<failover_messages::crd::Failover> =
+        Api::namespaced(s.env.west.client.clone(), &ns);
+    let fo: failover_messages::crd::Failover = serde_json::from_value(json!({
+        "apiVersion": "failover.io/v1alpha1",
+        "kind": "Failover",
+        "metadata": {"name": "forced-drill", "namespace": ns},
+        "spec": {
+            "targetCluster": "west",
+            "groups": [{"name": GROUP}],
+            "force": true,
+            "reason": "drill"
+        }
+    }))?;
+    failovers.create(&Default::default(), &fo).await?;
+    let condition = wait_for("the Failover's Accepted condition", SETTLE, || {
+        let failovers = failovers.clone();
+        async move {
+            let fo = failovers
+                .get("forced-drill")
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = fo.status.unwrap_or_default();
+            match status.conditions.iter().find(|c| c.type_ == "Accepted") {
+                Some(c) => Ok(Some((c.clone(), status.phase))),
+                None => Err(format!("no Accepted condition yet: {:?}", status.phase)),
+            }
+        }
+    })
+    .await?;
+    let (accepted, phase) = condition;
+    ensure!(
+        accepted.status == "False" && accepted.reason == "SourceAgentAlive",
+        "{accepted:?}"
+    );
+    ensure!(phase == Some(FailoverPhase::Failed), "phase {phase:?}");
+    let object = refusal_words(&accepted.message)
+        .with_context(|| format!("the Failover says: {}", accepted.message))?;
+    ensure!(
+        object == cli,
+        "different words:\n failoverctl: {cli}\n Failover:    {object}"
+    );
+    ensure!(accepted.message.contains(&g), "{}", accepted.message);
+
+    // Nothing started: same epoch, no operation, east still active, west still standby.
+    let after = store
+        .get_group_state(&s.group)
+        .await?
+        .context("no group state")?;
+    ensure!(
+        after.epoch == before.epoch && after.op_id.is_none() && after.active_cluster == "east",
+        "{after:?}"
+    );
+    assert_side_settled(&s.env.east, &ns, &s.flux_ns.name, true).await?;
+    assert_side_settled(&s.env.west, &ns, &s.flux_ns.name, false).await?;
+    s.stack.check_agents()?;
+    let found = s.stack.stop_storage_sim().await?;
+    ensure!(found.is_empty(), "violations: {found:#?}");
     Ok(())
 }

@@ -12,6 +12,7 @@ use super::error::{Cause, StoreError};
 use super::outcome::{OpRef, Outcome, RegisterOutcome, Stale, StartOutcome, StartRequest};
 use super::{Store, TxResult, calls, key_map, names, start_request_token, values};
 use crate::keys::{self, GroupRef};
+use crate::protocol::start::{AgentSeen, Observed, Request, decide_start};
 use crate::records::{
     GroupState, Item, Operation, Phase, Record, Timings, attr, av_bool, av_ms, av_n, av_s,
 };
@@ -229,51 +230,32 @@ impl Store {
             if state.op_id.as_deref() == Some(op_id) {
                 return self.started(op_id).await;
             }
-            if state.suspended {
-                return Ok(StartOutcome::Suspended {
-                    group: req.group.clone(),
-                });
-            }
-            if let Some(current) = &state.op_id {
-                let (holder, expires) = match &state.lease {
-                    Some(l) => (l.holder.clone(), l.expires_at),
-                    None => ("(no lease recorded)".to_owned(), Timestamp::MAX),
-                };
-                if expires >= now {
-                    let op_id = current.clone();
-                    return Ok(if lost {
-                        StartOutcome::LostRace {
-                            holder,
-                            op_id,
-                            expires,
-                        }
-                    } else {
-                        StartOutcome::LeaseHeld {
-                            holder,
-                            op_id,
-                            expires,
-                        }
-                    });
+            let observed = Observed {
+                state: Some(&state),
+                target_known: None,
+                source_agent: AgentSeen::NotRead,
+                target_agent: AgentSeen::NotRead,
+            };
+            let ask = Request {
+                group: &req.group,
+                target: &req.target,
+                source: Some(&req.source),
+                force: req.force,
+                op_id: Some(op_id),
+            };
+            match decide_start(&observed, &ask, now) {
+                Ok(plan) => {
+                    if let Some(expired) = &plan.takes_over {
+                        tracing::info!(
+                            group = %req.group, expired_op = %expired,
+                            "taking over a group whose lease expired"
+                        );
+                    }
                 }
-                tracing::info!(
-                    group = %req.group, expired_op = %current, %holder, %expires,
-                    "taking over a group whose lease expired"
-                );
-            }
-            if !req.force
-                && let Some(claimed_by) = &state.promotion_claimed_by
-            {
-                return Ok(StartOutcome::PromotionClaimed {
-                    group: req.group.clone(),
-                    claimed_by: claimed_by.clone(),
-                    op_id: state.op_id.clone(),
-                });
-            }
-            if !req.force && state.active_cluster != req.source {
-                return Ok(StartOutcome::NotActive {
-                    group: req.group.clone(),
-                    active: state.active_cluster,
-                });
+                Err(refusals) => {
+                    let first = refusals.into_iter().next().expect("a refusal");
+                    return Ok(StartOutcome::refused(first, lost));
+                }
             }
             let epoch = state
                 .epoch

@@ -47,6 +47,7 @@ mod group_handoff;
 mod outcome;
 mod read;
 mod replicas;
+mod start_view;
 pub mod retry;
 
 use std::borrow::Cow;
@@ -72,12 +73,13 @@ pub use self::outcome::{
     DualActiveMark, HeartbeatStatus, OpRef, Outcome, RegisterOutcome, Stale, StartOutcome,
     StartRequest,
 };
+pub use self::start_view::StartView;
 use self::retry::{FailureKind, RetryPolicy};
 use crate::keys;
 use crate::records::{Item, attr, av_n, av_s, truncate_to_millis};
 
 /// DynamoDB's limit of items in one transaction.
-pub const MAX_TRANSACTION_ITEMS: usize = 100;
+pub use crate::protocol::spec::MAX_TRANSACTION_ITEMS;
 
 /// Client for the failover table. Cheap to clone; clones share the clock and the counter.
 #[derive(Clone)]

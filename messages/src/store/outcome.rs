@@ -12,6 +12,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::keys::GroupRef;
+use crate::protocol::start::{Blocker, Refusal};
 use crate::records::{GroupState, Heartbeat, JournalStep, Mode, Operation, Phase};
 
 /// The operation an agent works on, at the epoch it runs at. Every agent write is
@@ -210,6 +211,107 @@ pub enum StartOutcome {
         /// The group.
         group: GroupRef,
     },
+    /// Refused for another reason of [`decide_start`](crate::protocol::start::decide_start)
+    /// (e.g. the target is already the active cluster).
+    Refused(Refusal),
+}
+
+impl StartOutcome {
+    /// The outcome of a start that [`decide_start`](crate::protocol::start::decide_start)
+    /// refused; an operation in flight is a `LostRace` when `lost` (our own conditional
+    /// write had just failed), else `LeaseHeld`.
+    pub fn refused(refusal: Refusal, lost: bool) -> Self {
+        let group = refusal.group.clone();
+        match refusal.blocker {
+            Blocker::NotRegistered => Self::NotRegistered { group },
+            Blocker::Suspended => Self::Suspended { group },
+            Blocker::InFlight {
+                op_id,
+                holder,
+                expires,
+            }
+            | Blocker::LostRace {
+                op_id,
+                holder,
+                expires,
+            } if lost => Self::LostRace {
+                holder,
+                op_id,
+                expires,
+            },
+            Blocker::InFlight {
+                op_id,
+                holder,
+                expires,
+            } => Self::LeaseHeld {
+                holder,
+                op_id,
+                expires,
+            },
+            Blocker::PromotionClaimed { claimed_by, op_id } => Self::PromotionClaimed {
+                group,
+                claimed_by,
+                op_id,
+            },
+            Blocker::NotActive { active } => Self::NotActive { group, active },
+            blocker => Self::Refused(Refusal { blocker, ..refusal }),
+        }
+    }
+
+    /// Why the start of `group` was refused, for a front end to render; `None` for
+    /// `Started`.
+    pub fn refusal(&self, group: &GroupRef) -> Option<Refusal> {
+        let refusal = |cluster: &str, blocker| Refusal {
+            group: group.clone(),
+            cluster: cluster.to_owned(),
+            blocker,
+        };
+        Some(match self {
+            Self::Started(_) => return None,
+            Self::LeaseHeld {
+                holder,
+                op_id,
+                expires,
+            } => refusal(
+                "",
+                Blocker::InFlight {
+                    op_id: op_id.clone(),
+                    holder: holder.clone(),
+                    expires: *expires,
+                },
+            ),
+            Self::LostRace {
+                holder,
+                op_id,
+                expires,
+            } => refusal(
+                "",
+                Blocker::LostRace {
+                    op_id: op_id.clone(),
+                    holder: holder.clone(),
+                    expires: *expires,
+                },
+            ),
+            Self::PromotionClaimed {
+                claimed_by, op_id, ..
+            } => refusal(
+                claimed_by,
+                Blocker::PromotionClaimed {
+                    claimed_by: claimed_by.clone(),
+                    op_id: op_id.clone(),
+                },
+            ),
+            Self::NotActive { active, .. } => refusal(
+                active,
+                Blocker::NotActive {
+                    active: active.clone(),
+                },
+            ),
+            Self::NotRegistered { .. } => refusal("", Blocker::NotRegistered),
+            Self::Suspended { .. } => refusal("", Blocker::Suspended),
+            Self::Refused(r) => r.clone(),
+        })
+    }
 }
 
 /// The answer to [`Store::register_group`](super::Store::register_group).

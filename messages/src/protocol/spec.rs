@@ -1,0 +1,120 @@
+//! What is wrong with a `FailoverGroup` spec, each problem naming its field. One validator:
+//! the workflow factory refuses to plan a spec with problems, and the agent's FailoverGroup
+//! status reports them in its `SpecValid` condition, so the two always agree.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::crd::FailoverGroupSpec;
+
+use super::names::{flux_kind_name, network_kind_name, workload_kind_name};
+
+/// The most items one DynamoDB transaction may hold.
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+
+/// The most volumes a group may have: the handoff marks every volume ready in one
+/// transaction, next to two condition items.
+pub const MAX_VOLUMES: usize = MAX_TRANSACTION_ITEMS - 2;
+
+/// One thing wrong with a group spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecProblem {
+    /// Path of the offending field, e.g. `spec.volumeReplications[1].workload`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for SpecProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+fn duplicates(field: &str, keys: impl Iterator<Item = String>, out: &mut Vec<SpecProblem>) {
+    let mut first: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, key) in keys.enumerate() {
+        if let Some(j) = first.get(&key) {
+            out.push(SpecProblem {
+                field: format!("{field}[{i}]"),
+                message: format!("lists {key} again (already at {field}[{j}])"),
+            });
+        } else {
+            first.insert(key, i);
+        }
+    }
+}
+
+/// Everything that keeps a failover of `spec` from being planned: durations that do not
+/// parse or are zero, an object listed twice, more volumes than one handoff holds, a volume
+/// whose `workload` is not in the group (its pods would not be stopped before the volume is
+/// demoted). Empty when the spec is valid.
+pub fn problems(spec: &FailoverGroupSpec) -> Vec<SpecProblem> {
+    let mut out = Vec::new();
+    if let Err(errors) = spec.validate() {
+        out.extend(errors.into_iter().map(|e| SpecProblem {
+            field: e.field.clone(),
+            message: format!("invalid duration {:?}: {}", e.value, e.reason),
+        }));
+    }
+    duplicates(
+        "spec.workloads",
+        spec.workloads
+            .iter()
+            .map(|w| format!("{}/{}", workload_kind_name(w.kind), w.name)),
+        &mut out,
+    );
+    duplicates(
+        "spec.volumeReplications",
+        spec.volume_replications
+            .iter()
+            .map(|v| format!("VolumeReplication/{}", v.name)),
+        &mut out,
+    );
+    duplicates(
+        "spec.network",
+        spec.network
+            .iter()
+            .map(|n| format!("{}/{}", network_kind_name(n.kind), n.name)),
+        &mut out,
+    );
+    duplicates(
+        "spec.flux",
+        spec.flux
+            .iter()
+            .map(|f| format!("{}/{}/{}", flux_kind_name(f.kind), f.namespace, f.name)),
+        &mut out,
+    );
+    if spec.volume_replications.len() > MAX_VOLUMES {
+        out.push(SpecProblem {
+            field: "spec.volumeReplications".to_owned(),
+            message: format!(
+                "has {} entries; at most {MAX_VOLUMES} can be handed off together",
+                spec.volume_replications.len()
+            ),
+        });
+    }
+    for (i, v) in spec.volume_replications.iter().enumerate() {
+        if let Some(w) = &v.workload
+            && !spec.workloads.iter().any(|x| &x.name == w)
+        {
+            out.push(SpecProblem {
+                field: format!("spec.volumeReplications[{i}].workload"),
+                message: format!(
+                    "names no workload of the group ({w:?} is not in spec.workloads; its pods \
+                     would not be stopped before the volume is demoted)"
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// The problems as one message (`; `-separated), for a condition, an event or an error.
+pub fn problems_message(problems: &[SpecProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}

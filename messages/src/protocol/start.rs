@@ -1,0 +1,405 @@
+//! Whether an operation may start: protocol rule 1 and the checks every front end makes
+//! before it asks for the conditional start.
+//!
+//! One function, [`decide_start`], answers for `failoverctl failover`, `failoverctl plan`,
+//! the `Failover` trigger in the agents and the store's own re-check right before its
+//! conditional write. Each front end gathers what it can observe ([`Observed`]), asks, and
+//! renders the answer: a [`StartPlan`] (with notes worth showing) or the [`Refusal`]s, each
+//! naming the group, the cluster it is about and why. `plan` shows every refusal, the others
+//! the first; whether a start is refused is the same for all.
+//!
+//! What is not observed is not checked: the store re-checks the group state right before its
+//! write but reads no heartbeats ([`AgentSeen::NotRead`]), and its conditional write is what
+//! makes rule 1 hold under races. The checks, in the order their refusals are listed:
+//!
+//! 1. the target cluster is known (it has an inbox queue);
+//! 2. the group is registered;
+//! 3. the target is not already the active cluster;
+//! 4. the group is not suspended;
+//! 5. no operation is in flight, or its lease expired (then the new one takes over);
+//! 6. no promotion is claimed and not completed (only forward, or a forced start);
+//! 7. the request's source is the active cluster (only when the request names one);
+//! 8. forced: the source's agent is not alive — a forced failover is for a source that cannot
+//!    take part, and with its agent alive it would only skip the handoff that keeps the data
+//!    safe; not forced: the source's agent is alive (a CONSISTENCY handoff needs it);
+//! 9. the target's agent is alive (nobody would promote).
+//!
+//! Agent liveness is judged from the heartbeat record's expiry against `now`, the reader's
+//! clock: it decides whether to refuse a request, never the safety of the data (that rests on
+//! the conditional writes and the entitlement rule).
+
+use std::fmt;
+
+use jiff::Timestamp;
+
+use crate::keys::GroupRef;
+use crate::records::{GroupState, Heartbeat};
+
+/// What a front end observed of a cluster's agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentSeen<'a> {
+    /// Not read (the store's re-check): liveness is not checked.
+    NotRead,
+    /// No heartbeat record: the agent never ran against this table.
+    Missing,
+    /// The heartbeat record as read.
+    Seen(&'a Heartbeat),
+}
+
+impl<'a> AgentSeen<'a> {
+    /// From a heartbeat read (`None`: no record).
+    pub fn read(hb: Option<&'a Heartbeat>) -> Self {
+        hb.map_or(Self::Missing, Self::Seen)
+    }
+
+    /// `Some(true)` when the heartbeat is fresh at `now`, `Some(false)` when it is missing or
+    /// stale, `None` when not read.
+    fn alive(self, now: Timestamp) -> Option<bool> {
+        match self {
+            Self::NotRead => None,
+            Self::Missing => Some(false),
+            Self::Seen(hb) => Some(hb.expires_at >= now),
+        }
+    }
+}
+
+/// What a front end observed before asking.
+#[derive(Clone, Copy, Debug)]
+pub struct Observed<'a> {
+    /// The group state (`None`: not registered), read consistently.
+    pub state: Option<&'a GroupState>,
+    /// Whether the target cluster is known (its inbox queue exists); `None`: not checked.
+    pub target_known: Option<bool>,
+    /// The heartbeat of the group's active cluster.
+    pub source_agent: AgentSeen<'a>,
+    /// The heartbeat of the target cluster.
+    pub target_agent: AgentSeen<'a>,
+}
+
+/// What is asked.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// The group.
+    pub group: &'a GroupRef,
+    /// The cluster the group should move to.
+    pub target: &'a str,
+    /// The source the request was made for; `None`: whichever cluster is active.
+    pub source: Option<&'a str>,
+    /// Forced: the source cannot take part.
+    pub force: bool,
+    /// The id of the operation to start (a repeated start of the operation in flight is not
+    /// refused: it is the same start).
+    pub op_id: Option<&'a str>,
+}
+
+/// The start to make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartPlan {
+    /// The group's active cluster, the operation's source.
+    pub source: String,
+    /// The epoch the start is conditioned on (the new operation gets `epoch + 1`).
+    pub from_epoch: u64,
+    /// The operation whose lease expired and which the start takes over, if any.
+    pub takes_over: Option<String>,
+    /// Worth showing, not refusing (a takeover, a forced start past a claim or a down source).
+    pub notes: Vec<String>,
+}
+
+/// Why a start is refused, with what names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blocker {
+    /// The target has no inbox queue.
+    UnknownCluster,
+    /// The group has no state record.
+    NotRegistered,
+    /// The target is the active cluster already.
+    AlreadyActive,
+    /// The group is suspended.
+    Suspended,
+    /// Another operation holds the group and its lease is live.
+    InFlight {
+        /// The operation.
+        op_id: String,
+        /// Who holds its lease.
+        holder: String,
+        /// When the lease expires unless renewed.
+        expires: Timestamp,
+    },
+    /// Another start committed between the read and the write (reported by the store only).
+    LostRace {
+        /// The operation that won.
+        op_id: String,
+        /// Who holds its lease.
+        holder: String,
+        /// When the lease expires unless renewed.
+        expires: Timestamp,
+    },
+    /// A promotion was claimed and not completed: only forward, or a forced start.
+    PromotionClaimed {
+        /// The cluster that claimed it.
+        claimed_by: String,
+        /// The operation still in flight, if any.
+        op_id: Option<String>,
+    },
+    /// The request was made for a source that is no longer the active cluster.
+    NotActive {
+        /// The active cluster.
+        active: String,
+    },
+    /// Forced, but the source's agent is alive.
+    SourceAlive {
+        /// When its heartbeat was written.
+        last_seen: Timestamp,
+    },
+    /// Not forced, but the source's agent is not alive.
+    SourceDown {
+        /// Its last heartbeat, if any.
+        last: Option<Heartbeat>,
+    },
+    /// The target's agent is not alive.
+    TargetDown {
+        /// Its last heartbeat, if any.
+        last: Option<Heartbeat>,
+    },
+}
+
+/// A refused start: the group, the cluster the reason is about, and the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The group.
+    pub group: GroupRef,
+    /// The cluster the reason is about (the target, the active cluster or the claimant).
+    pub cluster: String,
+    /// Why.
+    pub blocker: Blocker,
+}
+
+impl Refusal {
+    /// A short CamelCase reason, for a condition or an event (`OperationInFlight`).
+    pub fn reason(&self) -> &'static str {
+        match self.blocker {
+            Blocker::UnknownCluster => "UnknownCluster",
+            Blocker::NotRegistered => "GroupNotRegistered",
+            Blocker::AlreadyActive => "AlreadyActive",
+            Blocker::Suspended => "Suspended",
+            Blocker::InFlight { .. } | Blocker::LostRace { .. } => "OperationInFlight",
+            Blocker::PromotionClaimed { .. } => "PromotionClaimed",
+            Blocker::NotActive { .. } => "NotActive",
+            Blocker::SourceAlive { .. } => "SourceAgentAlive",
+            Blocker::SourceDown { .. } => "SourceAgentDown",
+            Blocker::TargetDown { .. } => "TargetAgentDown",
+        }
+    }
+
+    /// Why, in words naming the cluster (and the holder, the claimant, the times); without
+    /// the group, which the front end puts where it belongs.
+    pub fn message(&self) -> String {
+        let c = &self.cluster;
+        match &self.blocker {
+            Blocker::UnknownCluster => {
+                format!(
+                    "unknown cluster {c}: it has no inbox queue (set it up with `failoverctl setup --cluster {c}`)"
+                )
+            }
+            Blocker::NotRegistered => format!(
+                "the group is not registered (register it with `failoverctl register {} --active <cluster>`)",
+                self.group
+            ),
+            Blocker::AlreadyActive => {
+                format!("{c} is already the active cluster; there is nothing to fail over")
+            }
+            Blocker::Suspended => {
+                "the group is suspended (no operation may start until it is resumed)".to_owned()
+            }
+            Blocker::InFlight {
+                op_id,
+                holder,
+                expires,
+            } => format!(
+                "operation {op_id} is in flight, its lease held by {holder} until {expires} \
+                 (watch it with `failoverctl watch {op_id}`)"
+            ),
+            Blocker::LostRace {
+                op_id,
+                holder,
+                expires,
+            } => format!(
+                "another start won the race: operation {op_id} is in flight, its lease held by \
+                 {holder} until {expires}"
+            ),
+            Blocker::PromotionClaimed { op_id, .. } => format!(
+                "promotion already claimed by {c}{}; only forward is possible (let it finish, \
+                 or start a forced failover with a reason)",
+                op_id
+                    .as_ref()
+                    .map(|id| format!(" in operation {id}"))
+                    .unwrap_or_default()
+            ),
+            Blocker::NotActive { .. } => {
+                format!("the active cluster is now {c}; ask again to fail over from {c}")
+            }
+            Blocker::SourceAlive { last_seen } => format!(
+                "the agent of {c} is alive (heartbeat at {last_seen}); a forced failover is for \
+                 a source that cannot take part: fail over without force (its agent hands the \
+                 volumes off), or stop that agent first"
+            ),
+            Blocker::SourceDown { last } => format!(
+                "{}; its agent must hand the volumes off (if {c} is down, fail over with force \
+                 and a reason)",
+                agent_down("source", c, last.as_ref())
+            ),
+            Blocker::TargetDown { last } => format!(
+                "{}; nobody would promote the volumes there (start its failover-agent first)",
+                agent_down("target", c, last.as_ref())
+            ),
+        }
+    }
+}
+
+fn agent_down(role: &str, cluster: &str, last: Option<&Heartbeat>) -> String {
+    match last {
+        None => format!("{role} {cluster} has no agent heartbeat (is its failover-agent running?)"),
+        Some(h) => format!(
+            "{role} {cluster}'s agent heartbeat is stale (last seen {}, expired {})",
+            h.last_seen, h.expires_at
+        ),
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.group, self.message())
+    }
+}
+
+/// Every check of the module docs at `now`: the plan when nothing refuses, else every refusal
+/// in the documented order (the first is the one to report when only one is shown).
+pub fn decide_start(
+    observed: &Observed<'_>,
+    request: &Request<'_>,
+    now: Timestamp,
+) -> Result<StartPlan, Vec<Refusal>> {
+    let group = request.group;
+    let refuse = |cluster: &str, blocker: Blocker| Refusal {
+        group: group.clone(),
+        cluster: cluster.to_owned(),
+        blocker,
+    };
+    let mut refusals = Vec::new();
+    let mut notes = Vec::new();
+    if observed.target_known == Some(false) {
+        refusals.push(refuse(request.target, Blocker::UnknownCluster));
+    }
+    let Some(state) = observed.state else {
+        refusals.push(refuse(request.target, Blocker::NotRegistered));
+        return Err(refusals);
+    };
+    let active = state.active_cluster.as_str();
+    let same_op = request.op_id.is_some() && state.op_id.as_deref() == request.op_id;
+    if active == request.target && !same_op {
+        refusals.push(refuse(request.target, Blocker::AlreadyActive));
+    }
+    if state.suspended && !same_op {
+        refusals.push(refuse(active, Blocker::Suspended));
+    }
+    let mut takes_over = None;
+    if let Some(op_id) = state.op_id.as_ref().filter(|_| !same_op) {
+        match &state.lease {
+            Some(l) if l.expires_at < now => {
+                notes.push(format!(
+                    "operation {op_id} is stalled (lease of {} expired at {}); this start takes it over",
+                    l.holder, l.expires_at
+                ));
+                takes_over = Some(op_id.clone());
+            }
+            lease => {
+                let (holder, expires) = lease.as_ref().map_or_else(
+                    || ("(no lease recorded)".to_owned(), Timestamp::MAX),
+                    |l| (l.holder.clone(), l.expires_at),
+                );
+                refusals.push(refuse(
+                    active,
+                    Blocker::InFlight {
+                        op_id: op_id.clone(),
+                        holder,
+                        expires,
+                    },
+                ));
+            }
+        }
+    }
+    if let Some(by) = &state.promotion_claimed_by {
+        if request.force {
+            notes.push(format!(
+                "promotion claimed by {by}; a forced start keeps the claim"
+            ));
+        } else if !same_op {
+            refusals.push(refuse(
+                by,
+                Blocker::PromotionClaimed {
+                    claimed_by: by.clone(),
+                    op_id: state.op_id.clone(),
+                },
+            ));
+        }
+    }
+    if let Some(source) = request.source
+        && source != active
+        && !request.force
+        && !same_op
+    {
+        refusals.push(refuse(
+            active,
+            Blocker::NotActive {
+                active: active.to_owned(),
+            },
+        ));
+    }
+    match (observed.source_agent, observed.source_agent.alive(now)) {
+        (AgentSeen::Seen(hb), Some(true)) if request.force => refusals.push(refuse(
+            active,
+            Blocker::SourceAlive {
+                last_seen: hb.last_seen,
+            },
+        )),
+        (seen, Some(false)) if request.force => notes.push(format!(
+            "{}; forced, so the target promotes without its handoff",
+            agent_down("source", active, heartbeat(seen))
+        )),
+        (seen, Some(false)) => refusals.push(refuse(
+            active,
+            Blocker::SourceDown {
+                last: heartbeat(seen).cloned(),
+            },
+        )),
+        _ => {}
+    }
+    if observed.target_agent.alive(now) == Some(false) {
+        refusals.push(refuse(
+            request.target,
+            Blocker::TargetDown {
+                last: heartbeat(observed.target_agent).cloned(),
+            },
+        ));
+    }
+    if refusals.is_empty() {
+        Ok(StartPlan {
+            source: active.to_owned(),
+            from_epoch: state.epoch,
+            takes_over,
+            notes,
+        })
+    } else {
+        Err(refusals)
+    }
+}
+
+fn heartbeat(seen: AgentSeen<'_>) -> Option<&Heartbeat> {
+    match seen {
+        AgentSeen::Seen(hb) => Some(hb),
+        AgentSeen::NotRead | AgentSeen::Missing => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
