@@ -1025,7 +1025,14 @@ async fn the_source_must_be_active_unless_forced_and_suspended_groups_refuse() -
         StartOutcome::Suspended { .. }
     ));
     f.store.set_suspended(&group, false).await?;
+    // Forced, the source need not be active (the target must not be: that would be no
+    // failover at all).
     wrong.force = true;
+    match f.store.start_operation(wrong.clone()).await? {
+        StartOutcome::Refused(r) => assert_eq!(r.reason(), "AlreadyActive"),
+        other => bail!("expected AlreadyActive, got {other:?}"),
+    }
+    wrong.target = "north".into();
     match f.store.start_operation(wrong).await? {
         StartOutcome::Started(op) => assert!(op.force),
         other => bail!("a forced start was refused: {other:?}"),

@@ -14,11 +14,13 @@
 //!
 //! 1. the target cluster is known (it has an inbox queue);
 //! 2. the group is registered;
-//! 3. the target is not already the active cluster;
-//! 4. the group is not suspended;
-//! 5. no operation is in flight, or its lease expired (then the new one takes over);
-//! 6. no promotion is claimed and not completed (only forward, or a forced start);
-//! 7. the request's source is the active cluster (only when the request names one);
+//! 3. the request's source is the active cluster (only when the request names one, as the
+//!    store's re-check does; a forced request need not);
+//! 4. the target is not already the active cluster (unless another cluster holds a claimed
+//!    promotion: then a forced start back to it is the way out);
+//! 5. the group is not suspended;
+//! 6. no operation is in flight, or its lease expired (then the new one takes over);
+//! 7. no promotion is claimed and not completed (only forward, or a forced start);
 //! 8. forced: the source's agent is not alive — a forced failover is for a source that cannot
 //!    take part, and with its agent alive it would only skip the handoff that keeps the data
 //!    safe; not forced: the source's agent is alive (a CONSISTENCY handoff needs it);
@@ -296,7 +298,26 @@ pub fn decide_start(
     };
     let active = state.active_cluster.as_str();
     let same_op = request.op_id.is_some() && state.op_id.as_deref() == request.op_id;
-    if active == request.target && !same_op {
+    if let Some(source) = request.source
+        && source != active
+        && !request.force
+        && !same_op
+    {
+        refusals.push(refuse(
+            active,
+            Blocker::NotActive {
+                active: active.to_owned(),
+            },
+        ));
+    }
+    // The target is entitled already: active, and no other cluster holds a claimed promotion
+    // (a forced start back to the active cluster past another's claim is a way out).
+    let target_entitled = active == request.target
+        && state
+            .promotion_claimed_by
+            .as_deref()
+            .is_none_or(|by| by == request.target);
+    if target_entitled && !same_op {
         refusals.push(refuse(request.target, Blocker::AlreadyActive));
     }
     if state.suspended && !same_op {
@@ -342,18 +363,6 @@ pub fn decide_start(
                 },
             ));
         }
-    }
-    if let Some(source) = request.source
-        && source != active
-        && !request.force
-        && !same_op
-    {
-        refusals.push(refuse(
-            active,
-            Blocker::NotActive {
-                active: active.to_owned(),
-            },
-        ));
     }
     match (observed.source_agent, observed.source_agent.alive(now)) {
         (AgentSeen::Seen(hb), Some(true)) if request.force => refusals.push(refuse(

@@ -201,3 +201,34 @@ fn the_store_recheck_refuses_a_source_that_is_no_longer_active_and_repeats_its_o
     });
     assert!(ask(&s, Some("op-1")).is_ok());
 }
+
+#[test]
+fn a_forced_start_back_to_the_active_cluster_past_another_claim_is_the_way_out() {
+    let (e, w) = (hb("east", true), hb("west", false));
+    let g = group();
+    let mut s = state();
+    s.promotion_claimed_by = Some("west".into());
+    let ask = |force| {
+        decide_start(
+            &Observed {
+                state: Some(&s),
+                target_known: Some(true),
+                source_agent: AgentSeen::Seen(&e),
+                target_agent: AgentSeen::Seen(&e),
+            },
+            &Request {
+                group: &g,
+                target: "east",
+                source: None,
+                force,
+                op_id: None,
+            },
+            ts(NOW),
+        )
+    };
+    let _ = &w;
+    // Not forced: the claim refuses. Forced: east's agent is alive, so "force" is refused
+    // for that reason, not because east is "already active".
+    assert_eq!(reasons(&ask(false)), ["PromotionClaimed"]);
+    assert_eq!(reasons(&ask(true)), ["SourceAgentAlive"]);
+}
