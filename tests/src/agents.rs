@@ -202,7 +202,7 @@ fn rbac_name(ns: &str) -> String {
 pub async fn agent_kubeconfig(c: &Cluster, ns: &str, dir: &Path) -> Result<PathBuf> {
     apply_agent_rbac(c, ns).await?;
     let token = agent_token(c, ns).await?;
-    let kubeconfig = token_kubeconfig(c, &token)?;
+    let kubeconfig = token_kubeconfig(c, token.as_deref())?;
     let path = dir.join(format!("agent-{}.kubeconfig", c.name));
     std::fs::write(&path, serde_yaml::to_string(&kubeconfig)?)
         .with_context(|| format!("writing {}", path.display()))?;
@@ -246,8 +246,9 @@ async fn apply_agent_rbac(c: &Cluster, ns: &str) -> Result<()> {
     Ok(())
 }
 
-/// A one-hour token for the agent's ServiceAccount in `ns` (TokenRequest API).
-async fn agent_token(c: &Cluster, ns: &str) -> Result<String> {
+/// A one-hour token for the agent's ServiceAccount in `ns` (TokenRequest API), as the
+/// TokenRequest's status carries it.
+async fn agent_token(c: &Cluster, ns: &str) -> Result<Option<String>> {
     let sas = Api::<ServiceAccount>::namespaced(c.client.clone(), ns);
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
@@ -268,7 +269,7 @@ async fn agent_token(c: &Cluster, ns: &str) -> Result<String> {
 
 /// A kubeconfig for cluster `c` with the same server and CA as its admin kubeconfig and
 /// `token` as the only credential.
-fn token_kubeconfig(c: &Cluster, token: &str) -> Result<serde_json::Value> {
+fn token_kubeconfig(c: &Cluster, token: Option<&str>) -> Result<serde_json::Value> {
     let admin = Kubeconfig::read_from(&c.kubeconfig)?;
     let context = admin
         .current_context

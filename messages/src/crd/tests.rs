@@ -1,6 +1,10 @@
 //! Unit tests of the custom resources: wire names, sample objects round-tripping,
 //! durations and timeouts, and the generated schema.
 
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
 use super::*;
 
 #[test]

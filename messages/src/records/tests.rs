@@ -1,7 +1,10 @@
 //! Unit tests of the records: wire names, attribute-map round trips, keys and index
 //! attributes, and decode errors.
 
+use std::collections::BTreeMap;
+
 use super::*;
+use crate::keys::GroupRef;
 
 fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap()

@@ -1,6 +1,10 @@
 //! Unit tests of the pure workload decisions: scale plans, readiness, pod tracking,
 //! selectors and the Jobs of CronJobs.
 
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher::Event;
+
 use super::*;
 
 fn deployment(v: Value) -> WorkloadView {

@@ -5,7 +5,7 @@ use crate::keys;
 use crate::records::{JournalStep, Record, StepStatus, attr, av_ms, av_n, av_s};
 use crate::store::error::{Cause, StoreError};
 use crate::store::outcome::{OpRef, Outcome};
-use crate::store::{Store, TxVerdict, calls, key_map, names, values};
+use crate::store::{Store, TxVerdict, values};
 
 impl Store {
     /// Journals the intent of a task (status `STARTED`, `attempts + 1`), conditioned on the

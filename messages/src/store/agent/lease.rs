@@ -10,7 +10,7 @@ use crate::keys;
 use crate::records::{Lease, attr, av_ms, av_n, av_s};
 use crate::store::error::{Cause, StoreError};
 use crate::store::outcome::{OpRef, Outcome};
-use crate::store::{Store, TxVerdict, calls, key_map, names, values};
+use crate::store::{Store, calls, key_map, names, values};
 
 impl Store {
     /// Renews the lease (condition `opId = id AND epoch = e`).

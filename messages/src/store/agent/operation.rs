@@ -9,7 +9,7 @@ use crate::store::coordinator::{ms_attr, s_attr};
 use crate::store::error::{Cause, StoreError};
 use crate::store::outcome::DualActiveMark;
 use crate::store::outcome::{OpRef, Outcome};
-use crate::store::{Store, TxVerdict, calls, key_map, names, values};
+use crate::store::{Store, TxVerdict, values};
 
 impl Store {
     /// Records the source workloads' replica counts before scale-down on the operation,
