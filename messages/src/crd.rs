@@ -17,6 +17,9 @@
 //! The CRD YAML under `deploy/crds/` is generated from these types by
 //! `cargo run -p failover-messages --example crdgen` (`make crds`); the test
 //! `messages/tests/crd_drift.rs` fails when the committed files differ from [`crds`].
+//!
+//! This module holds the shared constants and [`FailoverMode`] and renders the CRDs; the
+//! resources live in `failover_group`, `failover` and `timeouts`, re-exported here.
 
 use std::fmt;
 

@@ -23,6 +23,10 @@
 //! DynamoDB type or a value that does not parse gives a [`DecodeError`] naming the record,
 //! its key and the attribute. Unknown extra attributes are ignored, so records can grow.
 //! A `NULL` attribute counts as absent.
+//!
+//! This module holds [`Item`], the attribute names ([`attr`]) and the [`Record`] trait; each
+//! record lives in a submodule of its own, the encoding helpers in `encode` and `decode`,
+//! all re-exported here.
 
 use std::collections::HashMap;
 

@@ -1,5 +1,5 @@
-//! Unit tests of the records: wire names, attribute-map round trips, keys and index
-//! attributes, and decode errors.
+//! Unit tests of the records: wire names, attribute-map round trips with their keys and
+//! index attributes, decode errors, and the lease and entitlement rules of the group state.
 
 use std::collections::BTreeMap;
 

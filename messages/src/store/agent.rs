@@ -7,6 +7,10 @@
 //! one `TransactWriteItems` whose first item is a `ConditionCheck` on the group state with
 //! that condition. So once the operation is closed or superseded, every later write of its
 //! agents is refused as [`Outcome::StaleEpoch`].
+//!
+//! This module holds the transaction-item builders and checks the writes share; the writes
+//! themselves are grouped by protocol step in its submodules (`lease`, `journal`,
+//! `handoff`, `operation`, `close`).
 
 use std::collections::{HashMap, HashSet};
 
