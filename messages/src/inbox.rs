@@ -28,18 +28,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_sdk_sqs::error::SdkError;
-use aws_sdk_sqs::operation::create_queue::CreateQueueError;
-use aws_sdk_sqs::operation::delete_message::DeleteMessageError;
-use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
-use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError;
-use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
-use aws_sdk_sqs::operation::send_message::SendMessageError;
-use aws_sdk_sqs::operation::set_queue_attributes::SetQueueAttributesError;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use jiff::Timestamp;
 
 use crate::envelope::{DecodeError, Envelope, EnvelopeKind};
 use crate::records::Operation;
+
+mod error;
+
+pub use error::InboxError;
 
 /// Default queue name prefix.
 pub const DEFAULT_QUEUE_PREFIX: &str = "failover-";
@@ -124,143 +121,6 @@ pub struct Received {
     pub receive_count: u32,
 }
 
-type Sdk<E> = Box<SdkError<E>>;
-type BoxError = Box<dyn StdError + Send + Sync + 'static>;
-
-/// A failed SQS operation; every variant names the queue.
-#[derive(Debug, thiserror::Error)]
-pub enum InboxError {
-    /// The queue does not exist.
-    #[error(
-        "SQS queue `{queue}` does not exist; create it with `ensure_queues` (the queue setup in deploy/)"
-    )]
-    QueueDoesNotExist {
-        /// Queue name.
-        queue: String,
-        /// The SQS error.
-        #[source]
-        source: BoxError,
-    },
-    /// The prefix and cluster do not make a valid SQS queue name.
-    #[error("`{queue}` is not a valid SQS queue name: {reason}")]
-    InvalidQueueName {
-        /// Queue name.
-        queue: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The options cannot be turned into queue attributes.
-    #[error("invalid options for SQS queue `{queue}`: {reason}")]
-    InvalidOptions {
-        /// Queue name.
-        queue: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// CreateQueue failed.
-    #[error("CreateQueue `{queue}` failed")]
-    CreateQueue {
-        /// Queue name.
-        queue: String,
-        /// The SQS error.
-        #[source]
-        source: Sdk<CreateQueueError>,
-    },
-    /// GetQueueUrl failed (other than the queue missing).
-    #[error("GetQueueUrl `{queue}` failed")]
-    GetQueueUrl {
-        /// Queue name.
-        queue: String,
-        /// The SQS error.
-        #[source]
-        source: Sdk<GetQueueUrlError>,
-    },
-    /// GetQueueAttributes failed.
-    #[error("GetQueueAttributes `{queue}` failed")]
-    GetQueueAttributes {
-        /// Queue name.
-        queue: String,
-        /// The SQS error.
-        #[source]
-        source: Sdk<GetQueueAttributesError>,
-    },
-    /// SetQueueAttributes failed.
-    #[error("SetQueueAttributes `{queue}` failed")]
-    SetQueueAttributes {
-        /// Queue name.
-        queue: String,
-        /// The SQS error.
-        #[source]
-        source: Sdk<SetQueueAttributesError>,
-    },
-    /// The queue's attributes read back differ from what was set.
-    #[error("SQS queue `{queue}` is not set up as expected: {reason}")]
-    VerifyQueue {
-        /// Queue name.
-        queue: String,
-        /// What differs.
-        reason: String,
-    },
-    /// The envelope to send fails the receiver's checks.
-    #[error("refusing to send an invalid envelope to SQS queue `{queue}`")]
-    InvalidEnvelope {
-        /// Queue name.
-        queue: String,
-        /// What the receiver would reject.
-        #[source]
-        source: DecodeError,
-    },
-    /// SendMessage failed.
-    #[error("SendMessage ({kind}) to `{queue}` failed")]
-    SendMessage {
-        /// Queue name.
-        queue: String,
-        /// Kind of the envelope.
-        kind: EnvelopeKind,
-        /// The SQS error.
-        #[source]
-        source: Sdk<SendMessageError>,
-    },
-    /// ReceiveMessage failed.
-    #[error("ReceiveMessage from `{queue}` failed")]
-    ReceiveMessage {
-        /// Queue name.
-        queue: String,
-        /// The SQS error.
-        #[source]
-        source: Sdk<ReceiveMessageError>,
-    },
-    /// DeleteMessage failed.
-    #[error("DeleteMessage from `{queue}` failed")]
-    DeleteMessage {
-        /// Queue name.
-        queue: String,
-        /// The SQS error.
-        #[source]
-        source: Sdk<DeleteMessageError>,
-    },
-}
-
-impl InboxError {
-    /// The queue the failed operation was about.
-    pub fn queue(&self) -> &str {
-        match self {
-            Self::QueueDoesNotExist { queue, .. }
-            | Self::InvalidQueueName { queue, .. }
-            | Self::InvalidOptions { queue, .. }
-            | Self::CreateQueue { queue, .. }
-            | Self::GetQueueUrl { queue, .. }
-            | Self::GetQueueAttributes { queue, .. }
-            | Self::SetQueueAttributes { queue, .. }
-            | Self::VerifyQueue { queue, .. }
-            | Self::InvalidEnvelope { queue, .. }
-            | Self::SendMessage { queue, .. }
-            | Self::ReceiveMessage { queue, .. }
-            | Self::DeleteMessage { queue, .. } => queue,
-        }
-    }
-}
-
 /// `true` when an SDK error says the queue does not exist.
 macro_rules! queue_missing {
     ($err:expr) => {
@@ -329,87 +189,23 @@ impl Inbox {
     /// (redrive policy, visibility timeout, retention) and reads them back to verify.
     /// Idempotent: running it again, or concurrently, converges on the same setup.
     pub async fn ensure_queues(&self, cluster: &str) -> Result<QueuePair, InboxError> {
-        let opts = &self.inner.options;
-        let inbox_name = opts.inbox_queue_name(cluster);
-        let dead_letter_name = opts.dead_letter_queue_name(cluster);
-        check_queue_name(&inbox_name)?;
-        check_queue_name(&dead_letter_name)?;
-        let max_receive_count = opts.max_receive_count;
-        if !(1..=1000).contains(&max_receive_count) {
-            return Err(InboxError::InvalidOptions {
-                queue: inbox_name,
-                reason: format!("maxReceiveCount {max_receive_count} is outside 1..=1000"),
-            });
-        }
-        let visibility = seconds_attr(
-            &inbox_name,
-            "visibility timeout",
-            opts.visibility_timeout,
-            0,
-            12 * 3600,
-        )?;
-        let retention = seconds_attr(&inbox_name, "retention", opts.retention, 60, 14 * 24 * 3600)?;
-        let dead_letter_retention = seconds_attr(
-            &dead_letter_name,
-            "retention",
-            opts.dead_letter_retention,
-            60,
-            14 * 24 * 3600,
-        )?;
+        let setup = QueueSetup::new(&self.inner.options, cluster)?;
 
         // Dead-letter queue first: the inbox's redrive policy needs its ARN.
-        let dead_letter_url = self.get_or_create(&dead_letter_name).await?;
-        self.set_attributes(
-            &dead_letter_name,
-            &dead_letter_url,
-            vec![(
-                QueueAttributeName::MessageRetentionPeriod,
-                dead_letter_retention.to_string(),
-            )],
-        )
-        .await?;
-        let attrs = self
-            .get_attributes(
-                &dead_letter_name,
-                &dead_letter_url,
-                vec![QueueAttributeName::QueueArn],
-            )
-            .await?;
-        let dead_letter_arn = attrs
-            .get(&QueueAttributeName::QueueArn)
-            .cloned()
-            .ok_or_else(|| InboxError::VerifyQueue {
-                queue: dead_letter_name.clone(),
-                reason: "GetQueueAttributes returned no QueueArn".into(),
-            })?;
+        let (dead_letter_url, dead_letter_arn) = self.ensure_dead_letter_queue(&setup).await?;
 
-        let inbox_url = self.get_or_create(&inbox_name).await?;
-        let redrive = serde_json::json!({
-            "deadLetterTargetArn": dead_letter_arn,
-            "maxReceiveCount": max_receive_count,
-        })
-        .to_string();
+        let inbox_url = self.get_or_create(&setup.inbox_name).await?;
         self.set_attributes(
-            &inbox_name,
+            &setup.inbox_name,
             &inbox_url,
-            vec![
-                (QueueAttributeName::RedrivePolicy, redrive),
-                (
-                    QueueAttributeName::VisibilityTimeout,
-                    visibility.to_string(),
-                ),
-                (
-                    QueueAttributeName::MessageRetentionPeriod,
-                    retention.to_string(),
-                ),
-            ],
+            setup.inbox_attributes(&dead_letter_arn),
         )
         .await?;
 
         // Verify what SQS now holds.
         let attrs = self
             .get_attributes(
-                &inbox_name,
+                &setup.inbox_name,
                 &inbox_url,
                 vec![
                     QueueAttributeName::RedrivePolicy,
@@ -417,49 +213,19 @@ impl Inbox {
                 ],
             )
             .await?;
-        let verify = |reason: String| InboxError::VerifyQueue {
-            queue: inbox_name.clone(),
-            reason,
-        };
-        let policy = attrs
-            .get(&QueueAttributeName::RedrivePolicy)
-            .ok_or_else(|| verify("no RedrivePolicy".into()))?;
-        let policy: serde_json::Value = serde_json::from_str(policy)
-            .map_err(|e| verify(format!("RedrivePolicy {policy:?} is not JSON: {e}")))?;
-        let target = policy.get("deadLetterTargetArn").and_then(|v| v.as_str());
-        if target != Some(dead_letter_arn.as_str()) {
-            return Err(verify(format!(
-                "RedrivePolicy targets {target:?}, expected {dead_letter_arn:?}"
-            )));
-        }
-        let count = policy.get("maxReceiveCount").and_then(|v| match v {
-            serde_json::Value::Number(n) => n.as_u64(),
-            serde_json::Value::String(s) => s.parse().ok(),
-            _ => None,
-        });
-        if count != Some(u64::from(max_receive_count)) {
-            return Err(verify(format!(
-                "RedrivePolicy maxReceiveCount is {count:?}, expected {max_receive_count}"
-            )));
-        }
-        let found_visibility = attrs.get(&QueueAttributeName::VisibilityTimeout);
-        if found_visibility.map(String::as_str) != Some(visibility.to_string().as_str()) {
-            return Err(verify(format!(
-                "VisibilityTimeout is {found_visibility:?}, expected {visibility}"
-            )));
-        }
+        setup.verify_inbox(&dead_letter_arn, &attrs)?;
 
         tracing::debug!(
-            inbox = %inbox_name,
-            dead_letter = %dead_letter_name,
-            max_receive_count,
-            visibility_timeout_seconds = visibility,
+            inbox = %setup.inbox_name,
+            dead_letter = %setup.dead_letter_name,
+            max_receive_count = setup.max_receive_count,
+            visibility_timeout_seconds = setup.visibility,
             "SQS queues ready"
         );
         Ok(QueuePair {
-            inbox_name,
+            inbox_name: setup.inbox_name,
             inbox_url,
-            dead_letter_name,
+            dead_letter_name: setup.dead_letter_name,
             dead_letter_url,
             dead_letter_arn,
         })
@@ -487,6 +253,36 @@ impl Inbox {
             out.push((cluster.clone(), self.send(cluster, &envelope).await));
         }
         out
+    }
+
+    /// Creates the dead-letter queue of `setup` if missing, sets its retention and returns
+    /// its URL and ARN.
+    async fn ensure_dead_letter_queue(
+        &self,
+        setup: &QueueSetup,
+    ) -> Result<(String, String), InboxError> {
+        let name = &setup.dead_letter_name;
+        let url = self.get_or_create(name).await?;
+        self.set_attributes(
+            name,
+            &url,
+            vec![(
+                QueueAttributeName::MessageRetentionPeriod,
+                setup.dead_letter_retention.to_string(),
+            )],
+        )
+        .await?;
+        let attrs = self
+            .get_attributes(name, &url, vec![QueueAttributeName::QueueArn])
+            .await?;
+        let arn = attrs
+            .get(&QueueAttributeName::QueueArn)
+            .cloned()
+            .ok_or_else(|| InboxError::VerifyQueue {
+                queue: name.clone(),
+                reason: "GetQueueAttributes returned no QueueArn".into(),
+            })?;
+        Ok((url, arn))
     }
 
     /// Sends `envelope` to `target_cluster`'s inbox; returns the SQS message id. The
@@ -761,6 +557,124 @@ impl Inbox {
     }
 }
 
+/// What [`Inbox::ensure_queues`] sets up for one cluster, checked before any SQS call.
+struct QueueSetup {
+    inbox_name: String,
+    dead_letter_name: String,
+    max_receive_count: u32,
+    /// Visibility timeout of the inbox, in seconds.
+    visibility: u64,
+    /// Retention of the inbox, in seconds.
+    retention: u64,
+    /// Retention of the dead-letter queue, in seconds.
+    dead_letter_retention: u64,
+}
+
+impl QueueSetup {
+    /// The queue names and attribute values for `cluster`; an error names the first bad
+    /// name or option.
+    fn new(opts: &InboxOptions, cluster: &str) -> Result<Self, InboxError> {
+        let inbox_name = opts.inbox_queue_name(cluster);
+        let dead_letter_name = opts.dead_letter_queue_name(cluster);
+        check_queue_name(&inbox_name)?;
+        check_queue_name(&dead_letter_name)?;
+        let max_receive_count = opts.max_receive_count;
+        if !(1..=1000).contains(&max_receive_count) {
+            return Err(InboxError::InvalidOptions {
+                queue: inbox_name,
+                reason: format!("maxReceiveCount {max_receive_count} is outside 1..=1000"),
+            });
+        }
+        let visibility = seconds_attr(
+            &inbox_name,
+            "visibility timeout",
+            opts.visibility_timeout,
+            0,
+            12 * 3600,
+        )?;
+        let retention = seconds_attr(&inbox_name, "retention", opts.retention, 60, 14 * 24 * 3600)?;
+        let dead_letter_retention = seconds_attr(
+            &dead_letter_name,
+            "retention",
+            opts.dead_letter_retention,
+            60,
+            14 * 24 * 3600,
+        )?;
+        Ok(Self {
+            inbox_name,
+            dead_letter_name,
+            max_receive_count,
+            visibility,
+            retention,
+            dead_letter_retention,
+        })
+    }
+
+    /// The inbox's attributes: the redrive policy to `dead_letter_arn`, the visibility
+    /// timeout and the retention.
+    fn inbox_attributes(&self, dead_letter_arn: &str) -> Vec<(QueueAttributeName, String)> {
+        let redrive = serde_json::json!({
+            "deadLetterTargetArn": dead_letter_arn,
+            "maxReceiveCount": self.max_receive_count,
+        })
+        .to_string();
+        vec![
+            (QueueAttributeName::RedrivePolicy, redrive),
+            (
+                QueueAttributeName::VisibilityTimeout,
+                self.visibility.to_string(),
+            ),
+            (
+                QueueAttributeName::MessageRetentionPeriod,
+                self.retention.to_string(),
+            ),
+        ]
+    }
+
+    /// Checks the inbox's attributes as read back: the redrive policy's target and count,
+    /// and the visibility timeout.
+    fn verify_inbox(
+        &self,
+        dead_letter_arn: &str,
+        attrs: &HashMap<QueueAttributeName, String>,
+    ) -> Result<(), InboxError> {
+        let max_receive_count = self.max_receive_count;
+        let visibility = self.visibility;
+        let verify = |reason: String| InboxError::VerifyQueue {
+            queue: self.inbox_name.clone(),
+            reason,
+        };
+        let policy = attrs
+            .get(&QueueAttributeName::RedrivePolicy)
+            .ok_or_else(|| verify("no RedrivePolicy".into()))?;
+        let policy: serde_json::Value = serde_json::from_str(policy)
+            .map_err(|e| verify(format!("RedrivePolicy {policy:?} is not JSON: {e}")))?;
+        let target = policy.get("deadLetterTargetArn").and_then(|v| v.as_str());
+        if target != Some(dead_letter_arn) {
+            return Err(verify(format!(
+                "RedrivePolicy targets {target:?}, expected {dead_letter_arn:?}"
+            )));
+        }
+        let count = policy.get("maxReceiveCount").and_then(|v| match v {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        });
+        if count != Some(u64::from(max_receive_count)) {
+            return Err(verify(format!(
+                "RedrivePolicy maxReceiveCount is {count:?}, expected {max_receive_count}"
+            )));
+        }
+        let found_visibility = attrs.get(&QueueAttributeName::VisibilityTimeout);
+        if found_visibility.map(String::as_str) != Some(visibility.to_string().as_str()) {
+            return Err(verify(format!(
+                "VisibilityTimeout is {found_visibility:?}, expected {visibility}"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// SQS queue names: 1–80 characters of `[A-Za-z0-9_-]`.
 fn check_queue_name(queue: &str) -> Result<(), InboxError> {
     let reason = if queue.is_empty() {
@@ -812,48 +726,4 @@ fn error_chain(error: &dyn StdError) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queues_are_named_after_the_cluster() {
-        let opts = InboxOptions::default();
-        assert_eq!(opts.inbox_queue_name("east"), "failover-east");
-        assert_eq!(opts.dead_letter_queue_name("east"), "failover-east-dlq");
-        let opts = InboxOptions {
-            prefix: "t1-".into(),
-            ..Default::default()
-        };
-        assert_eq!(opts.dead_letter_queue_name("west"), "t1-west-dlq");
-    }
-
-    #[test]
-    fn queue_names_are_checked() {
-        assert!(check_queue_name("failover-east").is_ok());
-        assert!(check_queue_name("failover-east.fifo").is_err());
-        assert!(check_queue_name(&"x".repeat(81)).is_err());
-        let err = check_queue_name("failover/east").unwrap_err();
-        assert_eq!(err.queue(), "failover/east");
-        assert!(err.to_string().contains("failover/east"), "{err}");
-    }
-
-    #[test]
-    fn options_must_be_whole_seconds_in_range() {
-        assert_eq!(
-            seconds_attr("q", "t", Duration::from_secs(30), 0, 43200).unwrap(),
-            30
-        );
-        assert!(seconds_attr("q", "t", Duration::from_millis(1500), 0, 43200).is_err());
-        assert!(seconds_attr("q", "t", Duration::from_secs(50_000), 0, 43200).is_err());
-    }
-
-    #[test]
-    fn error_chain_includes_sources() {
-        let err = Envelope::decode("{").unwrap_err();
-        let text = error_chain(&err);
-        assert!(
-            text.starts_with("envelope body is not valid JSON: "),
-            "{text}"
-        );
-    }
-}
+mod tests;

@@ -200,6 +200,19 @@ fn rbac_name(ns: &str) -> String {
 /// writes a kubeconfig with the admin kubeconfig's server and CA and that token only.
 /// Returns its path once the apiserver authorizes the token. Idempotent per `ns`.
 pub async fn agent_kubeconfig(c: &Cluster, ns: &str, dir: &Path) -> Result<PathBuf> {
+    apply_agent_rbac(c, ns).await?;
+    let token = agent_token(c, ns).await?;
+    let kubeconfig = token_kubeconfig(c, token.as_deref())?;
+    let path = dir.join(format!("agent-{}.kubeconfig", c.name));
+    std::fs::write(&path, serde_yaml::to_string(&kubeconfig)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    check_agent_token(c, ns, &path).await?;
+    Ok(path)
+}
+
+/// Creates (if missing) the shipped ClusterRole under the test's name, the agent's
+/// ServiceAccount in `ns` and the ClusterRoleBinding of the two in cluster `c`.
+async fn apply_agent_rbac(c: &Cluster, ns: &str) -> Result<()> {
     let role_path = crate::env::repo_root().join(CLUSTER_ROLE_FILE);
     let text = std::fs::read_to_string(&role_path)
         .with_context(|| format!("reading {}", role_path.display()))?;
@@ -230,6 +243,13 @@ pub async fn agent_kubeconfig(c: &Cluster, ns: &str, dir: &Path) -> Result<PathB
             .await,
     )
     .with_context(|| format!("creating ClusterRoleBinding {name} in {}", c.name))?;
+    Ok(())
+}
+
+/// A one-hour token for the agent's ServiceAccount in `ns` (TokenRequest API), as the
+/// TokenRequest's status carries it.
+async fn agent_token(c: &Cluster, ns: &str) -> Result<Option<String>> {
+    let sas = Api::<ServiceAccount>::namespaced(c.client.clone(), ns);
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
             expiration_seconds: Some(3600),
@@ -238,15 +258,18 @@ pub async fn agent_kubeconfig(c: &Cluster, ns: &str, dir: &Path) -> Result<PathB
         }),
         ..TokenRequest::default()
     };
-    let token = sas
-        .create_token_request(AGENT_SA, &pp, &request)
+    Ok(sas
+        .create_token_request(AGENT_SA, &PostParams::default(), &request)
         .await
         .with_context(|| format!("requesting a token for {ns}/{AGENT_SA} in {}", c.name))?
         .status
         .context("a TokenRequest without status")?
-        .token;
+        .token)
+}
 
-    // Same server and CA as the admin kubeconfig, the token as the only credential.
+/// A kubeconfig for cluster `c` with the same server and CA as its admin kubeconfig and
+/// `token` as the only credential.
+fn token_kubeconfig(c: &Cluster, token: Option<&str>) -> Result<serde_json::Value> {
     let admin = Kubeconfig::read_from(&c.kubeconfig)?;
     let context = admin
         .current_context
@@ -272,21 +295,22 @@ pub async fn agent_kubeconfig(c: &Cluster, ns: &str, dir: &Path) -> Result<PathB
     if let Some(ca) = cluster.certificate_authority_data {
         cluster_entry["certificate-authority-data"] = json!(ca);
     }
-    let kubeconfig = json!({
+    Ok(json!({
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": c.name, "cluster": cluster_entry}],
         "users": [{"name": AGENT_SA, "user": {"token": token}}],
         "contexts": [{"name": c.name, "context": {"cluster": c.name, "user": AGENT_SA}}],
         "current-context": c.name,
-    });
-    let path = dir.join(format!("agent-{}.kubeconfig", c.name));
-    std::fs::write(&path, serde_yaml::to_string(&kubeconfig)?)
-        .with_context(|| format!("writing {}", path.display()))?;
+    }))
+}
 
-    // Wait until the authorizer sees the binding, and make sure the token is not admin.
+/// Waits until the authorizer lets the kubeconfig at `path` list FailoverGroups in cluster
+/// `c` (it has seen the binding), and makes sure it may not list Secrets in `ns` (the token
+/// is not admin).
+async fn check_agent_token(c: &Cluster, ns: &str, path: &Path) -> Result<()> {
     let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&path)?,
+        Kubeconfig::read_from(path)?,
         &KubeConfigOptions::default(),
     )
     .await?;
@@ -316,7 +340,7 @@ pub async fn agent_kubeconfig(c: &Cluster, ns: &str, dir: &Path) -> Result<PathB
             c.name
         ),
     }
-    Ok(path)
+    Ok(())
 }
 
 fn ignore_conflict<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {

@@ -483,8 +483,19 @@ fn verdict(met: bool) -> &'static str {
 
 /// The overhead section (markdown, `##` headings).
 pub fn overhead_markdown(r: &OverheadReport) -> String {
-    let cfg = &r.config;
     let mut out = String::new();
+    write_overhead_setup(&mut out, r);
+    write_overhead_table(&mut out, r);
+    let big: Vec<&Case> = big_cases(r).collect();
+    write_slope_and_target(&mut out, r, &big);
+    write_stage_breakdown(&mut out, &big);
+    write_overhead_notes(&mut out);
+    out
+}
+
+/// The heading and what was run: date, processes, group shape.
+fn write_overhead_setup(out: &mut String, r: &OverheadReport) {
+    let cfg = &r.config;
     out.push_str("## Orchestration overhead of a CONSISTENCY failover\n\n");
     let _ = writeln!(
         out,
@@ -510,6 +521,10 @@ pub fn overhead_markdown(r: &OverheadReport) -> String {
         cfg.runs
     );
     out.push('\n');
+}
+
+/// One row per storage latency of the big cases: totals, subtraction and overhead.
+fn write_overhead_table(out: &mut String, r: &OverheadReport) {
     out.push_str(
         "| storage latency (per transition) | failovers | total: median (min – max) | warm-up total | 2 × latency subtracted | overhead (median) | agents' `timings.totalMs` (median) |\n",
     );
@@ -533,7 +548,11 @@ pub fn overhead_markdown(r: &OverheadReport) -> String {
         );
     }
     out.push('\n');
-    let big: Vec<&Case> = big_cases(r).collect();
+}
+
+/// The measured slope of the total over the storage latency, and the design target's
+/// verdict.
+fn write_slope_and_target(out: &mut String, r: &OverheadReport, big: &[&Case]) {
     if let (Some(first), Some(last)) = (big.first(), big.last())
         && last.latency > first.latency
     {
@@ -554,7 +573,11 @@ pub fn overhead_markdown(r: &OverheadReport) -> String {
             verdict(big.iter().all(|c| c.median_overhead() <= TARGET_OVERHEAD)),
         );
     }
-    // Stage breakdown, medians over the runs of each big case.
+}
+
+/// Stage breakdown, medians over the runs of each big case (nothing when no run reported
+/// stages).
+fn write_stage_breakdown(out: &mut String, big: &[&Case]) {
     let mut labels: Vec<String> = big
         .iter()
         .flat_map(|c| {
@@ -573,36 +596,41 @@ pub fn overhead_markdown(r: &OverheadReport) -> String {
         )
     });
     labels.dedup();
-    if !labels.is_empty() {
-        out.push_str(
-            "Where the time goes: the agents' `timings.stagesMs`, median per stage (a stage of \
-             both sides shows the longer side; the two sides' stages overlap, so they do not \
-             add up to the total):\n\n",
-        );
-        out.push_str("| stage |");
-        for c in &big {
-            let _ = write!(out, " latency {} |", fmt_latency_setting(c.latency));
-        }
-        out.push_str("\n|---|");
-        for _ in &big {
-            out.push_str("---:|");
-        }
-        out.push('\n');
-        for label in &labels {
-            let _ = write!(out, "| {label} |");
-            for c in &big {
-                let v = median(
-                    c.runs
-                        .iter()
-                        .filter_map(|x| stage_value(&x.stages_ms, label).map(Duration::from_millis))
-                        .collect(),
-                );
-                let _ = write!(out, " {} |", fmt_latency(v));
-            }
-            out.push('\n');
+    if labels.is_empty() {
+        return;
+    }
+    out.push_str(
+        "Where the time goes: the agents' `timings.stagesMs`, median per stage (a stage of \
+         both sides shows the longer side; the two sides' stages overlap, so they do not \
+         add up to the total):\n\n",
+    );
+    out.push_str("| stage |");
+    for c in big {
+        let _ = write!(out, " latency {} |", fmt_latency_setting(c.latency));
+    }
+    out.push_str("\n|---|");
+    for _ in big {
+        out.push_str("---:|");
+    }
+    out.push('\n');
+    for label in &labels {
+        let _ = write!(out, "| {label} |");
+        for c in big {
+            let v = median(
+                c.runs
+                    .iter()
+                    .filter_map(|x| stage_value(&x.stages_ms, label).map(Duration::from_millis))
+                    .collect(),
+            );
+            let _ = write!(out, " {} |", fmt_latency(v));
         }
         out.push('\n');
     }
+    out.push('\n');
+}
+
+/// How the section's numbers were measured and what they leave out.
+fn write_overhead_notes(out: &mut String) {
     out.push_str("Notes:\n\n");
     out.push_str(
         "- total: wall time from just before the coordinator's `start_operation` transaction \
@@ -623,7 +651,6 @@ pub fn overhead_markdown(r: &OverheadReport) -> String {
         "- the agents' own `timings.totalMs` starts when an agent picks the operation up, so \
          it excludes the start transaction and the notification.\n",
     );
-    out
 }
 
 /// The stages of a CONSISTENCY failover, in order.

@@ -135,8 +135,23 @@ pub fn table(report: &HandoffReport) -> String {
 
 /// The whole report page.
 pub fn markdown(report: &HandoffReport, machine: &MachineFacts, command: &str) -> String {
-    let cfg = &report.config;
     let mut out = String::new();
+    write_setup(&mut out, report, machine, command);
+    out.push_str(
+        "Latency: from the moment `mark_all_ready` returned (all `READY_FOR_PROMOTION` records \
+         durable, one epoch-conditioned transaction) to the moment the target's strongly \
+         consistent query confirmed every volume READY at the operation's epoch.\n\n",
+    );
+    out.push_str(&table(report));
+    out.push('\n');
+    write_target(&mut out, report);
+    write_notes(&mut out, report);
+    out
+}
+
+/// The heading and what was run: date, machine, AWS endpoint, handoffs, command.
+fn write_setup(out: &mut String, report: &HandoffReport, machine: &MachineFacts, command: &str) {
+    let cfg = &report.config;
     out.push_str("# Handoff latency benchmark\n\n");
     let _ = writeln!(
         out,
@@ -167,14 +182,10 @@ pub fn markdown(report: &HandoffReport, machine: &MachineFacts, command: &str) -
     );
     let _ = writeln!(out, "- reproduce: `{command}`");
     out.push('\n');
-    out.push_str(
-        "Latency: from the moment `mark_all_ready` returned (all `READY_FOR_PROMOTION` records \
-         durable, one epoch-conditioned transaction) to the moment the target's strongly \
-         consistent query confirmed every volume READY at the operation's epoch.\n\n",
-    );
-    out.push_str(&table(report));
-    out.push('\n');
+}
 
+/// The design target's verdict for the event-driven side (nothing without one).
+fn write_target(out: &mut String, report: &HandoffReport) {
     if let Some(ours) = report
         .sides
         .iter()
@@ -193,7 +204,10 @@ pub fn markdown(report: &HandoffReport, machine: &MachineFacts, command: &str) -
             verdict(ours.p99, TARGET_P99),
         );
     }
+}
 
+/// How the rows were measured, what they leave out, and the run's caveats.
+fn write_notes(out: &mut String, report: &HandoffReport) {
     out.push_str("Notes:\n\n");
     out.push_str(
         "- Event-driven handoffs run one after another (each its own group and operation), after \
@@ -235,11 +249,11 @@ pub fn markdown(report: &HandoffReport, machine: &MachineFacts, command: &str) -
             );
         }
     }
-    if cfg.handoffs < 200 {
+    if report.config.handoffs < 200 {
         let _ = writeln!(
             out,
             "- Only {} handoffs per side: percentiles above p90 are not meaningful.",
-            cfg.handoffs
+            report.config.handoffs
         );
     }
     out.push_str(
@@ -252,7 +266,6 @@ pub fn markdown(report: &HandoffReport, machine: &MachineFacts, command: &str) -
         "- moto on loopback has no network round trip; against AWS in one region every call adds \
          a few milliseconds, the polling rows do not change materially.\n",
     );
-    out
 }
 
 #[cfg(test)]

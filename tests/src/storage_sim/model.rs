@@ -331,13 +331,37 @@ pub fn format_ms(ts: Timestamp) -> String {
     ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-/// The `status` object (for a merge patch on `/status`) the driver writes for `phase` of
-/// volume `view` at generation `generation`. `lastTransitionTime` of a condition is kept
-/// when its status does not change.
-pub fn build_status(view: &VrView, generation: i64, phase: Phase, now: Timestamp) -> Value {
-    let vol = view.key();
-    let (state, completed, degraded, resyncing, message) = match phase {
-        Phase::InProgress(d) => (
+/// What a phase writes: `status.state` (if any), the three conditions and the message.
+struct PhaseStatus {
+    state: Option<&'static str>,
+    completed: Cond,
+    degraded: Cond,
+    resyncing: Cond,
+    message: String,
+}
+
+impl PhaseStatus {
+    fn new(
+        state: Option<&'static str>,
+        completed: Cond,
+        degraded: Cond,
+        resyncing: Cond,
+        message: String,
+    ) -> Self {
+        Self {
+            state,
+            completed,
+            degraded,
+            resyncing,
+            message,
+        }
+    }
+}
+
+/// The state, conditions and message of `phase` for volume `vol` (`namespace/name`).
+fn phase_status(vol: &str, phase: Phase) -> PhaseStatus {
+    match phase {
+        Phase::InProgress(d) => PhaseStatus::new(
             None,
             cond(
                 false,
@@ -350,7 +374,7 @@ pub fn build_status(view: &VrView, generation: i64, phase: Phase, now: Timestamp
         ),
         Phase::Stuck(d) => {
             let m = format!("volume {vol} is stuck: cannot reach {d} ({ANNOTATION_STUCK})");
-            (
+            PhaseStatus::new(
                 None,
                 cond(false, "Stuck", m.clone()),
                 cond(false, "Healthy", "volume is healthy"),
@@ -360,7 +384,7 @@ pub fn build_status(view: &VrView, generation: i64, phase: Phase, now: Timestamp
         }
         Phase::Degraded(d) => {
             let m = format!("volume {vol} is degraded: cannot reach {d} ({ANNOTATION_DEGRADED})");
-            (
+            PhaseStatus::new(
                 None,
                 cond(false, "Degraded", m.clone()),
                 cond(true, "Degraded", m.clone()),
@@ -368,7 +392,7 @@ pub fn build_status(view: &VrView, generation: i64, phase: Phase, now: Timestamp
                 m,
             )
         }
-        Phase::Promoted => (
+        Phase::Promoted => PhaseStatus::new(
             Some(STATE_PRIMARY),
             cond(
                 true,
@@ -379,7 +403,7 @@ pub fn build_status(view: &VrView, generation: i64, phase: Phase, now: Timestamp
             cond(false, "NotResyncing", "volume is not resyncing"),
             format!("volume {vol} is marked primary"),
         ),
-        Phase::Demoted => (
+        Phase::Demoted => PhaseStatus::new(
             Some(STATE_SECONDARY),
             cond(
                 true,
@@ -390,38 +414,61 @@ pub fn build_status(view: &VrView, generation: i64, phase: Phase, now: Timestamp
             cond(false, "NotResyncing", "volume is not resyncing"),
             format!("volume {vol} is marked secondary"),
         ),
-        Phase::Resyncing => (
+        Phase::Resyncing => PhaseStatus::new(
             Some(STATE_SECONDARY),
             cond(false, "Resyncing", format!("volume {vol} is resyncing")),
             cond(false, "Healthy", "volume is healthy"),
             cond(true, "Resyncing", format!("volume {vol} is resyncing")),
             format!("volume {vol} is resyncing"),
         ),
-        Phase::Resynced => (
+        Phase::Resynced => PhaseStatus::new(
             Some(STATE_SECONDARY),
             cond(true, "Resynced", format!("volume {vol} is resynced")),
             cond(false, "Healthy", "volume is healthy"),
             cond(false, "NotResyncing", "volume is not resyncing"),
             format!("volume {vol} is resynced and marked secondary"),
         ),
+    }
+}
+
+/// Condition `type_` as written at `generation`; its `lastTransitionTime` is kept from
+/// `view` when its status does not change, else `now_s`.
+fn status_condition(
+    view: &VrView,
+    generation: i64,
+    now_s: &str,
+    type_: &str,
+    c: Cond,
+) -> VrCondition {
+    let status = if c.status { "True" } else { "False" };
+    let prev = view.condition(type_);
+    let ltt = match prev {
+        Some(p) if p.status == status => p.last_transition_time.clone(),
+        _ => None,
     };
+    VrCondition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: Some(c.reason.to_string()),
+        message: Some(c.message),
+        observed_generation: Some(generation),
+        last_transition_time: Some(ltt.unwrap_or_else(|| now_s.to_string())),
+    }
+}
+
+/// The `status` object (for a merge patch on `/status`) the driver writes for `phase` of
+/// volume `view` at generation `generation`. `lastTransitionTime` of a condition is kept
+/// when its status does not change.
+pub fn build_status(view: &VrView, generation: i64, phase: Phase, now: Timestamp) -> Value {
+    let PhaseStatus {
+        state,
+        completed,
+        degraded,
+        resyncing,
+        message,
+    } = phase_status(&view.key(), phase);
     let now_s = format_ms(now);
-    let make = |type_: &str, c: Cond| -> VrCondition {
-        let status = if c.status { "True" } else { "False" };
-        let prev = view.condition(type_);
-        let ltt = match prev {
-            Some(p) if p.status == status => p.last_transition_time.clone(),
-            _ => None,
-        };
-        VrCondition {
-            type_: type_.to_string(),
-            status: status.to_string(),
-            reason: Some(c.reason.to_string()),
-            message: Some(c.message),
-            observed_generation: Some(generation),
-            last_transition_time: Some(ltt.unwrap_or_else(|| now_s.clone())),
-        }
-    };
+    let make = |type_: &str, c: Cond| status_condition(view, generation, &now_s, type_, c);
     let conditions = vec![
         make(COND_COMPLETED, completed),
         make(COND_DEGRADED, degraded),

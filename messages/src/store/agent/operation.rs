@@ -1,0 +1,225 @@
+//! Agent writes on the operation item that neither hand off nor close it: the original
+//! replica counts, the UPTIME dual-active marks and the phase.
+
+use std::collections::BTreeMap;
+
+use crate::keys;
+use crate::records::{Phase, attr, av_ms, av_s, replicas_to_av};
+use crate::store::coordinator::{ms_attr, s_attr};
+use crate::store::error::{Cause, StoreError};
+use crate::store::outcome::DualActiveMark;
+use crate::store::outcome::{OpRef, Outcome};
+use crate::store::{Store, TxVerdict, values};
+
+impl Store {
+    /// Records the source workloads' replica counts before scale-down on the operation,
+    /// keyed `<Kind>/<name>` (condition: group `epoch = e AND opId = id`). The first map
+    /// recorded wins, so an agent restarted after the scale-down cannot overwrite the
+    /// originals with zeros.
+    ///
+    /// Outcomes: `Done(())`; `StaleEpoch`; `OperationNotFound`.
+    pub async fn record_original_replicas(
+        &self,
+        op: &OpRef,
+        replicas: &BTreeMap<String, u32>,
+    ) -> Result<Outcome<()>, StoreError> {
+        self.record_replicas_inner(op, replicas)
+            .await
+            .map_err(|source| StoreError::RecordOriginalReplicas {
+                op_id: op.id.clone(),
+                table: self.table.to_string(),
+                source,
+            })
+    }
+
+    async fn record_replicas_inner(
+        &self,
+        op: &OpRef,
+        replicas: &BTreeMap<String, u32>,
+    ) -> Result<Outcome<()>, Cause> {
+        const OP: &str = "record_original_replicas";
+        let items = vec![
+            self.group_check(op)?,
+            self.tx_update(
+                keys::operation_key(&op.id),
+                "SET #originalReplicas = if_not_exists(#originalReplicas, :r)",
+                Some("attribute_exists(#PK)"),
+                &[attr::PK, attr::ORIGINAL_REPLICAS],
+                values([(":r", replicas_to_av(replicas))]),
+            )?,
+        ];
+        Ok(match self.transact_for_op(OP, op, items).await? {
+            TxVerdict::Committed => Outcome::Done(()),
+            TxVerdict::Stale(stale) => Outcome::StaleEpoch(stale),
+            TxVerdict::Rejected(_) => Outcome::OperationNotFound {
+                op_id: op.id.clone(),
+            },
+        })
+    }
+
+    /// Records one end of the UPTIME dual-active window on the operation (condition: the
+    /// group state `epoch = e AND opId = id`). The earliest start and the latest end are kept.
+    ///
+    /// Outcomes: `Done(())`; `StaleEpoch`; `OperationNotFound`.
+    pub async fn record_dual_active(
+        &self,
+        op: &OpRef,
+        mark: DualActiveMark,
+    ) -> Result<Outcome<()>, StoreError> {
+        self.dual_active_inner(op, mark)
+            .await
+            .map_err(|source| StoreError::RecordDualActive {
+                op_id: op.id.clone(),
+                table: self.table.to_string(),
+                source,
+            })
+    }
+
+    async fn dual_active_inner(
+        &self,
+        op: &OpRef,
+        mark: DualActiveMark,
+    ) -> Result<Outcome<()>, Cause> {
+        const OP: &str = "record_dual_active";
+        let (name, at, cmp) = match mark {
+            DualActiveMark::Started(at) => (attr::DUAL_ACTIVE_STARTED_AT, at, ">"),
+            DualActiveMark::Ended(at) => (attr::DUAL_ACTIVE_ENDED_AT, at, "<"),
+        };
+        let at = crate::records::truncate_to_millis(at);
+        let condition = format!(
+            "attribute_exists(#PK) AND (attribute_not_exists(#{name}) OR #{name} {cmp} :t)"
+        );
+        let items = vec![
+            self.group_check(op)?,
+            self.tx_update(
+                keys::operation_key(&op.id),
+                &format!("SET #{name} = :t"),
+                Some(&condition),
+                &[attr::PK, name],
+                values([(":t", av_ms(at))]),
+            )?,
+        ];
+        let rejected = match self.transact_for_op(OP, op, items).await? {
+            TxVerdict::Committed => return Ok(Outcome::Done(())),
+            TxVerdict::Stale(stale) => return Ok(Outcome::StaleEpoch(stale)),
+            TxVerdict::Rejected(rejected) => rejected,
+        };
+        let key = keys::operation_key(&op.id);
+        match self.item_or_read(OP, rejected.old_item(1), key).await? {
+            // A better mark is already recorded.
+            Some(_) => Ok(Outcome::Done(())),
+            None => Ok(Outcome::OperationNotFound {
+                op_id: op.id.clone(),
+            }),
+        }
+    }
+
+    /// Sets the operation's phase (and message), condition: the group state `epoch = e AND opId = id` and the
+    /// operation not closed. `Succeeded` and `Aborted` are refused: they are written by
+    /// [`Store::complete_operation`] and [`Store::finish_abort`], which also release the
+    /// group. Other closing phases (`Failed`, `RolledBack`) also set `finishedAt`.
+    ///
+    /// `Failed` leaves the group state alone: the group stays with the failed operation
+    /// until it is aborted (before promotion: the source reactivates), a forced operation
+    /// takes over, or its lease expires. It is refused once an abort was requested.
+    ///
+    /// Outcomes: `Done(())`; `StaleEpoch`; `AbortRequested` (only for `Failed`);
+    /// `AlreadyFinished`; `OperationNotFound`.
+    pub async fn set_phase(
+        &self,
+        op: &OpRef,
+        phase: Phase,
+        message: Option<&str>,
+    ) -> Result<Outcome<()>, StoreError> {
+        self.set_phase_inner(op, phase, message)
+            .await
+            .map_err(|source| StoreError::SetPhase {
+                op_id: op.id.clone(),
+                phase: phase.to_string(),
+                table: self.table.to_string(),
+                source,
+            })
+    }
+
+    async fn set_phase_inner(
+        &self,
+        op: &OpRef,
+        phase: Phase,
+        message: Option<&str>,
+    ) -> Result<Outcome<()>, Cause> {
+        const OP: &str = "set_phase";
+        if matches!(phase, Phase::Succeeded | Phase::Aborted) {
+            return Err(Cause::Invalid(format!(
+                "phase {phase} is set by complete_operation / finish_abort"
+            )));
+        }
+        let now = self.now();
+        let mut update = "SET #phase = :p".to_owned();
+        let mut attr_names = vec![attr::PK, attr::PHASE];
+        let mut vals = values([
+            (":p", av_s(phase.as_str())),
+            (":t1", av_s(Phase::Succeeded.as_str())),
+            (":t2", av_s(Phase::Failed.as_str())),
+            (":t3", av_s(Phase::Aborted.as_str())),
+            (":t4", av_s(Phase::RolledBack.as_str())),
+        ]);
+        if let Some(m) = message {
+            update.push_str(", #message = :m");
+            attr_names.push(attr::MESSAGE);
+            vals.insert(":m".into(), av_s(m));
+        }
+        if phase.is_terminal() {
+            update.push_str(", #finishedAt = :now");
+            attr_names.push(attr::FINISHED_AT);
+            vals.insert(":now".into(), av_ms(now));
+        }
+        // A failure never overwrites an abort: once one is requested, the source rolls back
+        // and the operation closes as Aborted.
+        let condition = if phase == Phase::Failed {
+            attr_names.push(attr::ABORT_REQUESTED_AT);
+            "attribute_exists(#PK) AND NOT (#phase IN (:t1, :t2, :t3, :t4)) \
+             AND attribute_not_exists(#abortRequestedAt)"
+        } else {
+            "attribute_exists(#PK) AND NOT (#phase IN (:t1, :t2, :t3, :t4))"
+        };
+        let items = vec![
+            self.group_check(op)?,
+            self.tx_update(
+                keys::operation_key(&op.id),
+                &update,
+                Some(condition),
+                &attr_names,
+                vals,
+            )?,
+        ];
+        let rejected = match self.transact_for_op(OP, op, items).await? {
+            TxVerdict::Committed => return Ok(Outcome::Done(())),
+            TxVerdict::Stale(stale) => return Ok(Outcome::StaleEpoch(stale)),
+            TxVerdict::Rejected(rejected) => rejected,
+        };
+        let old = self
+            .item_or_read(OP, rejected.old_item(1), keys::operation_key(&op.id))
+            .await?;
+        if let Some(at) = old
+            .as_deref()
+            .and_then(|i| ms_attr(i, attr::ABORT_REQUESTED_AT))
+            && phase == Phase::Failed
+        {
+            return Ok(Outcome::AbortRequested { at });
+        }
+        match old
+            .as_deref()
+            .and_then(|i| s_attr(i, attr::PHASE))
+            .map(str::parse::<Phase>)
+        {
+            Some(Ok(phase)) => Ok(Outcome::AlreadyFinished { phase }),
+            _ if old.is_none() => Ok(Outcome::OperationNotFound {
+                op_id: op.id.clone(),
+            }),
+            _ => Err(Cause::Invalid(format!(
+                "operation {} has no valid phase",
+                op.id
+            ))),
+        }
+    }
+}
