@@ -281,125 +281,155 @@ pub fn decide_start(
     request: &Request<'_>,
     now: Timestamp,
 ) -> Result<StartPlan, Vec<Refusal>> {
-    let group = request.group;
-    let refuse = |cluster: &str, blocker: Blocker| Refusal {
-        group: group.clone(),
-        cluster: cluster.to_owned(),
-        blocker,
+    let mut d = Decision {
+        request,
+        refusals: Vec::new(),
+        notes: Vec::new(),
     };
-    let mut refusals = Vec::new();
-    let mut notes = Vec::new();
     if observed.target_known == Some(false) {
-        refusals.push(refuse(request.target, Blocker::UnknownCluster));
+        d.refuse(request.target, Blocker::UnknownCluster);
     }
     let Some(state) = observed.state else {
-        refusals.push(refuse(request.target, Blocker::NotRegistered));
-        return Err(refusals);
+        d.refuse(request.target, Blocker::NotRegistered);
+        return Err(d.refusals);
     };
-    let active = state.active_cluster.as_str();
-    let same_op = request.op_id.is_some() && state.op_id.as_deref() == request.op_id;
-    if let Some(source) = request.source
-        && source != active
-        && !request.force
-        && !same_op
-    {
-        refusals.push(refuse(
-            active,
-            Blocker::NotActive {
-                active: active.to_owned(),
-            },
-        ));
+    let takes_over = d.check_group_state(state, now);
+    d.check_agents(observed, &state.active_cluster, now);
+    if d.refusals.is_empty() {
+        Ok(StartPlan {
+            source: state.active_cluster.clone(),
+            from_epoch: state.epoch,
+            takes_over,
+            notes: d.notes,
+        })
+    } else {
+        Err(d.refusals)
     }
-    // The target is entitled already: active, and no other cluster holds a claimed promotion
-    // (a forced start back to the active cluster past another's claim is a way out).
-    let target_entitled = active == request.target
-        && state
-            .promotion_claimed_by
-            .as_deref()
-            .is_none_or(|by| by == request.target);
-    if target_entitled && !same_op {
-        refusals.push(refuse(request.target, Blocker::AlreadyActive));
+}
+
+/// The refusals and notes gathered so far, in the documented order.
+struct Decision<'r, 'a> {
+    request: &'r Request<'a>,
+    refusals: Vec<Refusal>,
+    notes: Vec<String>,
+}
+
+impl Decision<'_, '_> {
+    fn refuse(&mut self, cluster: &str, blocker: Blocker) {
+        self.refusals.push(Refusal {
+            group: self.request.group.clone(),
+            cluster: cluster.to_owned(),
+            blocker,
+        });
     }
-    if state.suspended && !same_op {
-        refusals.push(refuse(active, Blocker::Suspended));
+
+    /// Checks 3–7 on the group state; the operation a start would take over, if any.
+    fn check_group_state(&mut self, state: &GroupState, now: Timestamp) -> Option<String> {
+        let req = self.request;
+        let active = state.active_cluster.as_str();
+        // A repeated start of the operation in flight is the same start, not a new one.
+        let same_op = req.op_id.is_some() && state.op_id.as_deref() == req.op_id;
+        if same_op {
+            return None;
+        }
+        if req.source.is_some_and(|source| source != active) && !req.force {
+            let active = active.to_owned();
+            self.refuse(&active, Blocker::NotActive { active: active.clone() });
+        }
+        // The target is entitled already: active, and no other cluster holds a claimed
+        // promotion (a forced start back to the active cluster past another's claim is a
+        // way out).
+        let claimed_by = state.promotion_claimed_by.as_deref();
+        if active == req.target && claimed_by.is_none_or(|by| by == req.target) {
+            self.refuse(req.target, Blocker::AlreadyActive);
+        }
+        if state.suspended {
+            self.refuse(active, Blocker::Suspended);
+        }
+        let takes_over = state
+            .op_id
+            .as_ref()
+            .and_then(|op_id| self.check_in_flight(op_id, state, now));
+        match claimed_by {
+            Some(by) if req.force => self
+                .notes
+                .push(format!("promotion claimed by {by}; a forced start keeps the claim")),
+            Some(by) => self.refuse(
+                by,
+                Blocker::PromotionClaimed {
+                    claimed_by: by.to_owned(),
+                    op_id: state.op_id.clone(),
+                },
+            ),
+            None => {}
+        }
+        takes_over
     }
-    let mut takes_over = None;
-    if let Some(op_id) = state.op_id.as_ref().filter(|_| !same_op) {
+
+    /// An operation in flight refuses while its lease is live; an expired one is taken over.
+    fn check_in_flight(
+        &mut self,
+        op_id: &str,
+        state: &GroupState,
+        now: Timestamp,
+    ) -> Option<String> {
         match &state.lease {
             Some(l) if l.expires_at < now => {
-                notes.push(format!(
+                self.notes.push(format!(
                     "operation {op_id} is stalled (lease of {} expired at {}); this start takes it over",
                     l.holder, l.expires_at
                 ));
-                takes_over = Some(op_id.clone());
+                Some(op_id.to_owned())
             }
             lease => {
                 let (holder, expires) = lease.as_ref().map_or_else(
                     || ("(no lease recorded)".to_owned(), Timestamp::MAX),
                     |l| (l.holder.clone(), l.expires_at),
                 );
-                refusals.push(refuse(
-                    active,
+                self.refuse(
+                    &state.active_cluster,
                     Blocker::InFlight {
-                        op_id: op_id.clone(),
+                        op_id: op_id.to_owned(),
                         holder,
                         expires,
                     },
-                ));
+                );
+                None
             }
         }
     }
-    if let Some(by) = &state.promotion_claimed_by {
-        if request.force {
-            notes.push(format!(
-                "promotion claimed by {by}; a forced start keeps the claim"
-            ));
-        } else if !same_op {
-            refusals.push(refuse(
-                by,
-                Blocker::PromotionClaimed {
-                    claimed_by: by.clone(),
-                    op_id: state.op_id.clone(),
+
+    /// Checks 8–9: the source's agent (alive for a handoff, not alive for force) and the
+    /// target's agent (alive).
+    fn check_agents(&mut self, observed: &Observed<'_>, active: &str, now: Timestamp) {
+        let force = self.request.force;
+        match (observed.source_agent, observed.source_agent.alive(now)) {
+            (AgentSeen::Seen(hb), Some(true)) if force => self.refuse(
+                active,
+                Blocker::SourceAlive {
+                    last_seen: hb.last_seen,
                 },
-            ));
+            ),
+            (seen, Some(false)) if force => self.notes.push(format!(
+                "{}; forced, so the target promotes without its handoff",
+                agent_down("source", active, heartbeat(seen))
+            )),
+            (seen, Some(false)) => self.refuse(
+                active,
+                Blocker::SourceDown {
+                    last: heartbeat(seen).cloned(),
+                },
+            ),
+            _ => {}
         }
-    }
-    match (observed.source_agent, observed.source_agent.alive(now)) {
-        (AgentSeen::Seen(hb), Some(true)) if request.force => refusals.push(refuse(
-            active,
-            Blocker::SourceAlive {
-                last_seen: hb.last_seen,
-            },
-        )),
-        (seen, Some(false)) if request.force => notes.push(format!(
-            "{}; forced, so the target promotes without its handoff",
-            agent_down("source", active, heartbeat(seen))
-        )),
-        (seen, Some(false)) => refusals.push(refuse(
-            active,
-            Blocker::SourceDown {
-                last: heartbeat(seen).cloned(),
-            },
-        )),
-        _ => {}
-    }
-    if observed.target_agent.alive(now) == Some(false) {
-        refusals.push(refuse(
-            request.target,
-            Blocker::TargetDown {
-                last: heartbeat(observed.target_agent).cloned(),
-            },
-        ));
-    }
-    if refusals.is_empty() {
-        Ok(StartPlan {
-            source: active.to_owned(),
-            from_epoch: state.epoch,
-            takes_over,
-            notes,
-        })
-    } else {
-        Err(refusals)
+        if observed.target_agent.alive(now) == Some(false) {
+            self.refuse(
+                self.request.target,
+                Blocker::TargetDown {
+                    last: heartbeat(observed.target_agent).cloned(),
+                },
+            );
+        }
     }
 }
 

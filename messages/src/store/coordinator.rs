@@ -200,24 +200,7 @@ impl Store {
 
     async fn start_inner(&self, req: &StartRequest, op_id: &str) -> Result<StartOutcome, Cause> {
         const OP: &str = "start_operation";
-        keys::validate_operation_id(op_id)?;
-        keys::validate_cluster(&req.source)?;
-        keys::validate_cluster(&req.target)?;
-        if req.source == req.target {
-            return Err(Cause::Invalid(format!(
-                "source and target are both {}",
-                req.source
-            )));
-        }
-        if req.requested_by.is_empty() {
-            return Err(Cause::Invalid("requested_by is empty".into()));
-        }
-        let ttl = SignedDuration::try_from(req.lease_ttl)
-            .ok()
-            .filter(|d| d.is_positive())
-            .ok_or_else(|| {
-                Cause::Invalid(format!("lease TTL {:?} is not positive", req.lease_ttl))
-            })?;
+        let ttl = validate_start(req, op_id)?;
         let mut lost = false;
 
         for _ in 0..START_ATTEMPTS {
@@ -230,32 +213,8 @@ impl Store {
             if state.op_id.as_deref() == Some(op_id) {
                 return self.started(op_id).await;
             }
-            let observed = Observed {
-                state: Some(&state),
-                target_known: None,
-                source_agent: AgentSeen::NotRead,
-                target_agent: AgentSeen::NotRead,
-            };
-            let ask = Request {
-                group: &req.group,
-                target: &req.target,
-                source: Some(&req.source),
-                force: req.force,
-                op_id: Some(op_id),
-            };
-            match decide_start(&observed, &ask, now) {
-                Ok(plan) => {
-                    if let Some(expired) = &plan.takes_over {
-                        tracing::info!(
-                            group = %req.group, expired_op = %expired,
-                            "taking over a group whose lease expired"
-                        );
-                    }
-                }
-                Err(refusals) => {
-                    let first = refusals.into_iter().next().expect("a refusal");
-                    return Ok(StartOutcome::refused(first, lost));
-                }
+            if let Some(refused) = recheck(req, op_id, &state, now, lost) {
+                return Ok(refused);
             }
             let epoch = state
                 .epoch
@@ -264,81 +223,8 @@ impl Store {
             let expires = now
                 .checked_add(ttl)
                 .map_err(|_| Cause::Invalid("the lease would expire after the year 9999".into()))?;
-            let op = Operation {
-                id: op_id.to_owned(),
-                group: req.group.clone(),
-                epoch,
-                mode: req.mode,
-                source: req.source.clone(),
-                target: req.target.clone(),
-                force: req.force,
-                reason: req.reason.clone(),
-                requested_by: req.requested_by.clone(),
-                phase: Phase::Pending,
-                requested_at: now,
-                promotion_started_at: None,
-                abort_requested_at: None,
-                dual_active_started_at: None,
-                dual_active_ended_at: None,
-                finished_at: None,
-                timings: Timings::default(),
-                original_replicas: Default::default(),
-                message: None,
-            };
-
-            let mut condition =
-                "#epoch = :old AND (attribute_not_exists(#opId) OR #leaseExpiresAt < :now) \
-                 AND (attribute_not_exists(#suspended) OR #suspended = :false)"
-                    .to_owned();
-            let mut attr_names = vec![
-                attr::EPOCH,
-                attr::OP_ID,
-                attr::LEASE_HOLDER,
-                attr::LEASE_EXPIRES_AT,
-                attr::VERSION,
-                attr::UPDATED_AT,
-                attr::SUSPENDED,
-            ];
-            let mut attr_values = values([
-                (":old", av_n(state.epoch)),
-                (":new", av_n(epoch)),
-                (":id", av_s(op_id)),
-                (":holder", av_s(&req.requested_by)),
-                (":exp", av_ms(expires)),
-                (":zero", av_n(0)),
-                (":one", av_n(1)),
-                (":now", av_ms(now)),
-                (":false", av_bool(false)),
-            ]);
-            if !req.force {
-                condition.push_str(
-                    " AND #activeCluster = :source AND attribute_not_exists(#promotionClaimedBy)",
-                );
-                attr_names.extend([attr::ACTIVE_CLUSTER, attr::PROMOTION_CLAIMED_BY]);
-                attr_values.insert(":source".into(), av_s(&req.source));
-            }
-            let update = Update::builder()
-                .table_name(self.table.as_ref())
-                .set_key(Some(key_map(keys::group_state_key(&req.group))))
-                .update_expression(
-                    "SET #epoch = :new, #opId = :id, #leaseHolder = :holder, #leaseExpiresAt = :exp, \
-                     #version = if_not_exists(#version, :zero) + :one, #updatedAt = :now",
-                )
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(names(&attr_names)))
-                .set_expression_attribute_values(Some(attr_values))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .build()?;
-            let put = Put::builder()
-                .table_name(self.table.as_ref())
-                .set_item(Some(op.to_item()))
-                .condition_expression("attribute_not_exists(#PK)")
-                .set_expression_attribute_names(Some(names(&[attr::PK])))
-                .build()?;
-            let items = vec![
-                TransactWriteItem::builder().update(update).build(),
-                TransactWriteItem::builder().put(put).build(),
-            ];
+            let op = new_operation(req, op_id, epoch, now);
+            let items = self.start_items(req, &op, state.epoch, expires, now)?;
 
             match self
                 .transact(OP, items, Some(start_request_token(op_id, state.epoch)))
@@ -389,6 +275,72 @@ impl Store {
         Err(Cause::Contention {
             attempts: START_ATTEMPTS,
         })
+    }
+
+    /// The start's transaction: the group-state update (condition: `epoch` unchanged, no
+    /// operation in flight or its lease expired, not suspended, and unless forced the source
+    /// active and no promotion claimed) and the operation's put (condition: it is new).
+    fn start_items(
+        &self,
+        req: &StartRequest,
+        op: &Operation,
+        from_epoch: u64,
+        expires: Timestamp,
+        now: Timestamp,
+    ) -> Result<Vec<TransactWriteItem>, Cause> {
+        let mut condition =
+            "#epoch = :old AND (attribute_not_exists(#opId) OR #leaseExpiresAt < :now) \
+             AND (attribute_not_exists(#suspended) OR #suspended = :false)"
+                .to_owned();
+        let mut attr_names = vec![
+            attr::EPOCH,
+            attr::OP_ID,
+            attr::LEASE_HOLDER,
+            attr::LEASE_EXPIRES_AT,
+            attr::VERSION,
+            attr::UPDATED_AT,
+            attr::SUSPENDED,
+        ];
+        let mut attr_values = values([
+            (":old", av_n(from_epoch)),
+            (":new", av_n(op.epoch)),
+            (":id", av_s(&op.id)),
+            (":holder", av_s(&req.requested_by)),
+            (":exp", av_ms(expires)),
+            (":zero", av_n(0)),
+            (":one", av_n(1)),
+            (":now", av_ms(now)),
+            (":false", av_bool(false)),
+        ]);
+        if !req.force {
+            condition.push_str(
+                " AND #activeCluster = :source AND attribute_not_exists(#promotionClaimedBy)",
+            );
+            attr_names.extend([attr::ACTIVE_CLUSTER, attr::PROMOTION_CLAIMED_BY]);
+            attr_values.insert(":source".into(), av_s(&req.source));
+        }
+        let update = Update::builder()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key_map(keys::group_state_key(&req.group))))
+            .update_expression(
+                "SET #epoch = :new, #opId = :id, #leaseHolder = :holder, #leaseExpiresAt = :exp, \
+                 #version = if_not_exists(#version, :zero) + :one, #updatedAt = :now",
+            )
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names(&attr_names)))
+            .set_expression_attribute_values(Some(attr_values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()?;
+        let put = Put::builder()
+            .table_name(self.table.as_ref())
+            .set_item(Some(op.to_item()))
+            .condition_expression("attribute_not_exists(#PK)")
+            .set_expression_attribute_names(Some(names(&[attr::PK])))
+            .build()?;
+        Ok(vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder().put(put).build(),
+        ])
     }
 
     /// `Started` with the stored operation.
@@ -559,4 +511,89 @@ fn abort_precheck(op: &Operation) -> Option<Outcome<Timestamp>> {
         return Some(Outcome::AlreadyFinished { phase: op.phase });
     }
     op.abort_requested_at.map(Outcome::Done)
+}
+
+/// The request's own problems (names, source = target, who asks, the lease); the lease's
+/// length when it is fine.
+fn validate_start(req: &StartRequest, op_id: &str) -> Result<SignedDuration, Cause> {
+    keys::validate_operation_id(op_id)?;
+    keys::validate_cluster(&req.source)?;
+    keys::validate_cluster(&req.target)?;
+    if req.source == req.target {
+        return Err(Cause::Invalid(format!(
+            "source and target are both {}",
+            req.source
+        )));
+    }
+    if req.requested_by.is_empty() {
+        return Err(Cause::Invalid("requested_by is empty".into()));
+    }
+    SignedDuration::try_from(req.lease_ttl)
+        .ok()
+        .filter(|d| d.is_positive())
+        .ok_or_else(|| Cause::Invalid(format!("lease TTL {:?} is not positive", req.lease_ttl)))
+}
+
+/// The store's re-check right before its write ([`decide_start`] on the state just read):
+/// the refusal to answer, or `None` to go ahead.
+fn recheck(
+    req: &StartRequest,
+    op_id: &str,
+    state: &GroupState,
+    now: Timestamp,
+    lost: bool,
+) -> Option<StartOutcome> {
+    let observed = Observed {
+        state: Some(state),
+        target_known: None,
+        source_agent: AgentSeen::NotRead,
+        target_agent: AgentSeen::NotRead,
+    };
+    let ask = Request {
+        group: &req.group,
+        target: &req.target,
+        source: Some(&req.source),
+        force: req.force,
+        op_id: Some(op_id),
+    };
+    match decide_start(&observed, &ask, now) {
+        Ok(plan) => {
+            if let Some(expired) = &plan.takes_over {
+                tracing::info!(
+                    group = %req.group, expired_op = %expired,
+                    "taking over a group whose lease expired"
+                );
+            }
+            None
+        }
+        Err(refusals) => refusals
+            .into_iter()
+            .next()
+            .map(|first| StartOutcome::refused(first, lost)),
+    }
+}
+
+/// The operation record a start creates.
+fn new_operation(req: &StartRequest, op_id: &str, epoch: u64, now: Timestamp) -> Operation {
+    Operation {
+        id: op_id.to_owned(),
+        group: req.group.clone(),
+        epoch,
+        mode: req.mode,
+        source: req.source.clone(),
+        target: req.target.clone(),
+        force: req.force,
+        reason: req.reason.clone(),
+        requested_by: req.requested_by.clone(),
+        phase: Phase::Pending,
+        requested_at: now,
+        promotion_started_at: None,
+        abort_requested_at: None,
+        dual_active_started_at: None,
+        dual_active_ended_at: None,
+        finished_at: None,
+        timings: Timings::default(),
+        original_replicas: Default::default(),
+        message: None,
+    }
 }
