@@ -34,7 +34,7 @@ use failover_messages::store::{Clock, Outcome, Store, SystemClock};
 use kube::api::Api;
 
 use crate::concerns::Concerns;
-use crate::runtime::admin::Metrics;
+use crate::metrics::Metrics;
 use crate::seam::Sender;
 use crate::status::{SideResult, StatusReporter};
 use crate::tasks::{ClusterTasks, TasksConfig, Wakeups, pump_inbox};
@@ -338,7 +338,7 @@ impl ManagerAdapter {
     /// effort: when the write is refused (an abort came first, the epoch moved) or fails,
     /// that is logged and the run's error stands.
     async fn record_failure(&self, op: &Operation, ctx: &TaskContext, error: &AdapterError) {
-        let message = crate::runtime::actors::error_chain(error);
+        let message = crate::errors::error_chain(error);
         match self
             .store
             .set_phase(&ctx.op_ref(), Phase::Failed, Some(&message))
@@ -352,7 +352,7 @@ impl ManagerAdapter {
                 return;
             }
             Err(e) => {
-                tracing::warn!(op = %op.id, cluster = %self.cluster, error = %crate::runtime::actors::error_chain(&e), "recording the operation's failure failed");
+                tracing::warn!(op = %op.id, cluster = %self.cluster, error = %crate::errors::error_chain(&e), "recording the operation's failure failed");
                 return;
             }
         }
@@ -371,7 +371,7 @@ impl ManagerAdapter {
             sent_at: self.clock.now(),
         };
         if let Err(e) = inbox.send(peer, &envelope).await {
-            tracing::warn!(op = %op.id, %peer, error = %crate::runtime::actors::error_chain(&e), "could not wake the other cluster about the failure");
+            tracing::warn!(op = %op.id, %peer, error = %crate::errors::error_chain(&e), "could not wake the other cluster about the failure");
         }
     }
 
@@ -488,7 +488,7 @@ async fn renew_lease_while_running(
                 tracing::info!(op = %op.id, %holder, answer = ?other, "lease not renewed");
             }
             Err(e) => {
-                tracing::warn!(op = %op.id, %holder, error = %crate::runtime::actors::error_chain(&e), "renewing the lease failed");
+                tracing::warn!(op = %op.id, %holder, error = %crate::errors::error_chain(&e), "renewing the lease failed");
             }
         }
     }

@@ -21,7 +21,7 @@ use std::fmt;
 use actix::{Actor, ActorFutureExt, Context, Handler, ResponseActFuture, WrapFuture};
 use futures::future::BoxFuture;
 
-use crate::runtime::admin::Metrics;
+use crate::metrics::Metrics;
 use crate::seam::{Ask, AsyncSender};
 use crate::workflow::{Step, TaskError};
 

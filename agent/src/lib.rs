@@ -13,10 +13,12 @@
 
 pub mod adapter;
 pub mod concerns;
+pub mod errors;
 pub mod events;
 pub mod fencing;
 pub mod group_status;
 pub mod kube_ops;
+pub mod metrics;
 pub mod runtime;
 pub mod seam;
 pub mod status;

@@ -35,6 +35,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::adapter::AdapterError;
+use crate::errors::error_chain_without_repeats;
 use crate::events::{EventSpec, Events, ProgressEvents, result_event};
 use crate::kube_ops::{ANNOTATION_OPERATION, FIELD_MANAGER};
 use crate::workflow::{EngineError, Progress, ProgressEvent};
@@ -275,27 +276,13 @@ pub enum SideResult {
     },
 }
 
-fn render_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let s_text = s.to_string();
-        if !out.contains(&s_text) {
-            out.push_str(": ");
-            out.push_str(&s_text);
-        }
-        cur = s.source();
-    }
-    out
-}
-
 impl SideResult {
     /// The side result of an adapter's outcome.
     pub fn of<T>(result: &Result<T, AdapterError>) -> Self {
         match result {
             Ok(_) => Self::Succeeded,
             Err(e @ AdapterError::Run(EngineError::AbortRequested { .. })) => Self::Aborted {
-                message: render_chain(e),
+                message: error_chain_without_repeats(e),
             },
             Err(e) => {
                 let at = match e {
@@ -307,7 +294,7 @@ impl SideResult {
                 };
                 Self::Failed {
                     at,
-                    message: render_chain(e),
+                    message: error_chain_without_repeats(e),
                 }
             }
         }
@@ -422,7 +409,7 @@ impl StatusReporter {
             Err(e) => {
                 tracing::warn!(
                     failover = %name, namespace = %ns, cluster = %self.cluster,
-                    error = %render_chain(&e), "cannot read the Failover that requested the operation"
+                    error = %error_chain_without_repeats(&e), "cannot read the Failover that requested the operation"
                 );
                 return None;
             }
@@ -486,7 +473,7 @@ impl StatusReporter {
             }
             Err(e) => tracing::warn!(
                 failover = %self.name, namespace = %self.namespace, cluster = %self.cluster,
-                error = %render_chain(&e), "cannot create the Failover; the operation goes on"
+                error = %error_chain_without_repeats(&e), "cannot create the Failover; the operation goes on"
             ),
         }
     }
@@ -507,7 +494,7 @@ impl StatusReporter {
         {
             tracing::warn!(
                 failover = %self.name, namespace = %self.namespace, cluster = %self.cluster,
-                error = %render_chain(&e), "cannot write the Failover status; the operation goes on"
+                error = %error_chain_without_repeats(&e), "cannot write the Failover status; the operation goes on"
             );
         }
     }

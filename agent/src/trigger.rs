@@ -536,7 +536,7 @@ impl Trigger {
                     Err(TriggerError::Queue {
                         queue,
                         cluster: target.to_owned(),
-                        reason: crate::runtime::actors::error_chain(&e),
+                        reason: crate::errors::error_chain(&e),
                     })
                 }
             }
@@ -555,7 +555,7 @@ impl Trigger {
         for cluster in [&op.source, &op.target] {
             if let Err(e) = self.inbox.send(cluster, &envelope).await {
                 tracing::warn!(
-                    %cluster, op = %op.id, error = %crate::runtime::actors::error_chain(&e),
+                    %cluster, op = %op.id, error = %crate::errors::error_chain(&e),
                     "cannot notify a cluster of a submitted operation; its agent finds it on its next re-read"
                 );
             }

@@ -25,7 +25,7 @@ use kube::runtime::watcher::{self, Event};
 
 use crate::events::{Events, invalid_spec_event};
 use crate::group_status::{self, COND_SPEC_VALID, Refreshed};
-use crate::runtime::actors::error_chain;
+use crate::errors::error_chain;
 use crate::seam::{Msg, Sender};
 
 /// `(namespace, name)` of a namespaced object.

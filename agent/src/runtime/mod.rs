@@ -38,8 +38,10 @@ use crate::seam::Sender;
 use crate::tasks::{TasksConfig, Wakeups};
 use crate::workflow::Progress;
 
-use self::actors::{HeartbeatActor, InboxActor, RunnerActor, RunnerTick, error_chain};
-use self::admin::{Metrics, Readiness};
+use self::actors::{HeartbeatActor, InboxActor, RunnerActor, RunnerTick};
+use crate::errors::error_chain;
+use self::admin::Readiness;
+use crate::metrics::Metrics;
 use self::config::AgentConfig;
 use self::fencer::FenceCheck;
 use crate::fencing::When;
@@ -370,7 +372,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), StartupError> {
         .with_metrics(metrics.clone())
         .with_concerns(crate::concerns::Concerns::start(metrics.clone()))
         .with_progress(Sender::from_fn(move |p: Progress| {
-            progress_metrics.progress(&p)
+            if let Some((stage, task, outcome, elapsed)) = p.event.step_outcome() {
+                progress_metrics.step_duration(stage, task, outcome, elapsed);
+            }
         }));
 
     HeartbeatActor::new(

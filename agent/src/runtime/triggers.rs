@@ -13,7 +13,7 @@ use actix::{Actor, AsyncContext, Context, Handler};
 use failover_messages::crd::Failover;
 use kube::api::Api;
 
-use crate::runtime::actors::error_chain;
+use crate::errors::error_chain;
 use crate::runtime::groups::{Key, WatchCache, Watched, watch_into};
 use crate::seam::{Msg, Sender};
 use crate::trigger::{Trigger, needs_submission};

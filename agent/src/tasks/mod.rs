@@ -661,7 +661,7 @@ async fn complete(ctx: &TaskContext) -> Result<(), TaskError> {
     ) {
         (Ok(source), Ok(target)) => crate::timings::from_journals(&source, &target),
         (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!(error = %crate::runtime::actors::error_chain(&e), "cannot read the journals for the operation's timings");
+            tracing::warn!(error = %crate::errors::error_chain(&e), "cannot read the journals for the operation's timings");
             Timings::default()
         }
     };

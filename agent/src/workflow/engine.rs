@@ -59,6 +59,7 @@ use super::definition::Workflow;
 use super::journal::{Journal, JournalError};
 use super::progress::{Progress, ProgressEvent, RunReport, StageReport, StepReport};
 use super::task::{BoxedTask, TaskBuilder, TaskError};
+use crate::errors::error_chain;
 use crate::seam::Sender;
 
 /// One step bound to the task that carries it out.
@@ -409,18 +410,6 @@ enum Ran {
     TimedOut(Duration),
 }
 
-/// `err` and its sources, joined by `: `.
-fn render_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 impl<J: Journal> Engine<J> {
     /// An engine journaling through `journal`, reporting progress nowhere.
     pub fn new(journal: J) -> Self {
@@ -621,7 +610,7 @@ impl<J: Journal> Engine<J> {
                         });
                     }
                     Ran::Failed(source) => {
-                        let message = render_chain(&source);
+                        let message = error_chain(&source);
                         tracing::warn!(task = %step.key, error = %message, "task failed");
                         self.finish_after_failure(&cursor, step.journaled, &message)
                             .await?;
@@ -742,7 +731,7 @@ impl<J: Journal> Engine<J> {
         {
             Err(e @ EngineError::StaleEpoch { .. }) => Err(e),
             Err(e) => {
-                tracing::warn!(task = %cursor.task, error = %render_chain(&e), "could not journal the failure");
+                tracing::warn!(task = %cursor.task, error = %error_chain(&e), "could not journal the failure");
                 Ok(())
             }
             Ok(()) => Ok(()),

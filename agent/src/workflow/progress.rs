@@ -79,6 +79,27 @@ pub enum ProgressEvent {
     },
 }
 
+impl ProgressEvent {
+    /// A step that ended: its stage, task, outcome (`done` or `failed`) and how long it ran,
+    /// for the step-duration metric; `None` for other events.
+    pub fn step_outcome(&self) -> Option<(&str, &str, &'static str, Duration)> {
+        match self {
+            Self::TaskFinished {
+                stage,
+                task,
+                elapsed,
+            } => Some((stage, task, "done", *elapsed)),
+            Self::TaskFailed {
+                stage,
+                task,
+                elapsed,
+                ..
+            } => Some((stage, task, "failed", *elapsed)),
+            _ => None,
+        }
+    }
+}
+
 /// How one step went in a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StepReport {
@@ -145,5 +166,43 @@ impl RunReport {
             .filter(|s| keep(s))
             .map(StepReport::task)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ended_steps_give_the_step_duration_labels_and_other_events_none() {
+        let finished = ProgressEvent::TaskFinished {
+            stage: "SourceShutdown".into(),
+            task: "TrafficOff".into(),
+            elapsed: Duration::from_millis(20),
+        };
+        assert_eq!(
+            finished.step_outcome(),
+            Some((
+                "SourceShutdown",
+                "TrafficOff",
+                "done",
+                Duration::from_millis(20)
+            ))
+        );
+        let failed = ProgressEvent::TaskFailed {
+            stage: "S".into(),
+            task: "T".into(),
+            elapsed: Duration::from_secs(1),
+            error: "boom".into(),
+        };
+        assert_eq!(
+            failed.step_outcome(),
+            Some(("S", "T", "failed", Duration::from_secs(1)))
+        );
+        let skipped = ProgressEvent::TaskSkipped {
+            stage: "S".into(),
+            task: "T".into(),
+        };
+        assert_eq!(skipped.step_outcome(), None);
     }
 }
