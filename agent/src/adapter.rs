@@ -33,10 +33,10 @@ use failover_messages::records::{Handoff, Operation, Phase};
 use failover_messages::store::{Clock, Outcome, Store, SystemClock};
 use kube::api::Api;
 
-use crate::concerns::Concerns;
 use crate::metrics::Metrics;
 use crate::seam::Sender;
 use crate::status::{SideResult, StatusReporter};
+use crate::tasks::concerns::Concerns;
 use crate::tasks::{ClusterTasks, TasksConfig, Wakeups, pump_inbox};
 use crate::workflow::{
     ContextError, Engine, EngineError, Factory, FactoryError, Progress, Role, RunReport,
@@ -170,8 +170,8 @@ impl ManagerAdapter {
         }
     }
 
-    /// Hands every Kubernetes step to its concern's actor ([`crate::concerns`]) instead of
-    /// running it in the operation's task.
+    /// Hands every Kubernetes step to its concern's actor (through `concerns`, see
+    /// [`crate::tasks::concerns`]) instead of running it in the operation's task.
     pub fn with_concerns(mut self, concerns: Concerns) -> Self {
         self.concerns = Some(concerns);
         self

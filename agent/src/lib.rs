@@ -12,7 +12,6 @@
 //! * [`status`] – the `Failover` object each involved cluster keeps for an operation.
 
 pub mod adapter;
-pub mod concerns;
 pub mod errors;
 pub mod events;
 pub mod fencing;
@@ -23,6 +22,5 @@ pub mod runtime;
 pub mod seam;
 pub mod status;
 pub mod tasks;
-pub mod timings;
 pub mod trigger;
 pub mod workflow;

@@ -27,8 +27,8 @@ use failover_messages::records::{GroupState, Operation, Phase};
 use failover_messages::store::{Store, StoreError};
 
 use crate::adapter::{AdapterError, ManagerAdapter, RunKind};
-use crate::fencing::When;
 use crate::errors::error_chain;
+use crate::fencing::When;
 use crate::metrics::Metrics;
 use crate::runtime::admin::Readiness;
 use crate::runtime::fencer::FenceCheck;

@@ -12,7 +12,7 @@
 //!    after this.
 //! 5. **Start** the actors: heartbeat, operation runner, SQS inbox ([`actors`]; they share
 //!    one [`Wakeups`] signal, which the runner's workflows wait on), one per Kubernetes
-//!    concern (workloads, traffic, GitOps, volumes: [`crate::concerns`]), the fencer
+//!    concern (workloads, traffic, GitOps, volumes: [`concerns`]), the fencer
 //!    ([`fencer`]: every re-read, and when the heartbeat sees DynamoDB answer again), the
 //!    FailoverGroup status keeper ([`groups`]) and the `Failover` trigger watcher
 //!    ([`triggers`]).
@@ -20,6 +20,7 @@
 
 pub mod actors;
 pub mod admin;
+pub mod concerns;
 pub mod config;
 pub mod fencer;
 pub mod groups;
@@ -39,14 +40,14 @@ use crate::tasks::{TasksConfig, Wakeups};
 use crate::workflow::Progress;
 
 use self::actors::{HeartbeatActor, InboxActor, RunnerActor, RunnerTick};
-use crate::errors::error_chain;
 use self::admin::Readiness;
-use crate::metrics::Metrics;
 use self::config::AgentConfig;
 use self::fencer::FenceCheck;
+use crate::errors::error_chain;
 use crate::fencing::When;
 use crate::kube_ops::ClusterClient;
 use crate::kube_ops::traffic::TrafficConfig;
+use crate::metrics::Metrics;
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -370,7 +371,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), StartupError> {
             ..TasksConfig::default()
         })
         .with_metrics(metrics.clone())
-        .with_concerns(crate::concerns::Concerns::start(metrics.clone()))
+        .with_concerns(self::concerns::start(metrics.clone()))
         .with_progress(Sender::from_fn(move |p: Progress| {
             if let Some((stage, task, outcome, elapsed)) = p.event.step_outcome() {
                 progress_metrics.step_duration(stage, task, outcome, elapsed);

@@ -58,7 +58,8 @@ use super::context::{Attempt, StepInfo, TaskContext};
 use super::definition::Workflow;
 use super::journal::{Journal, JournalError};
 use super::progress::{Progress, ProgressEvent, RunReport, StageReport, StepReport};
-use super::task::{BoxedTask, TaskBuilder, TaskError};
+use super::task::{BoxedTask, TaskBuilder};
+use super::task_error::TaskError;
 use crate::errors::error_chain;
 use crate::seam::Sender;
 

@@ -2,9 +2,10 @@
 //!
 //! | seed | here |
 //! |---|---|
-//! | `WorkflowTask` (`Execute`, `GetName`, `GetDescription`) | [`WorkflowTask`] ([`task`]) |
+//! | `WorkflowTask` (`Execute`, `GetName`, `GetDescription`) | [`WorkflowTask`] ([`task`]), [`TaskError`] ([`task_error`]) |
 //! | Factory | [`Factory`] ([`factory`]): pure, (mode, role, group spec, force) → [`Workflow`] |
-//! | workflow definitions, stages | [`Workflow`], [`Stage`], [`Step`] ([`definition`]) |
+//! | workflow definitions | [`Workflow`], [`Stage`], [`Step`] in four groups ([`definition`]) |
+//! | stages, roles | [`StageId`], [`Role`] ([`stages`]) |
 //! | Engine | [`Engine`] ([`engine`]): stages in order, journal, deadlines, progress |
 //! | DependencyInjector | [`TaskContext`] ([`context`]) |
 //! | workflow context | [`WorkflowContext`] ([`context`]) |
@@ -22,16 +23,21 @@ pub mod engine;
 pub mod factory;
 pub mod journal;
 pub mod progress;
+pub mod stages;
 pub mod task;
+pub mod task_error;
 
 pub use self::context::{
-    Attempt, ContextError, Role, StepInfo, TaskContext, WorkflowContext, WorkflowTimings,
+    Attempt, ContextError, StepInfo, TaskContext, WorkflowContext, WorkflowTimings,
 };
-pub use self::definition::{DualActiveEnd, PeerStep, Stage, StageId, Step, Workflow};
+pub use self::definition::{
+    Concern, DualActiveEnd, KubeStep, NotifyStep, PeerStep, RecordStep, Stage, Step, WaitStep,
+    Workflow,
+};
 pub use self::engine::{BoundStage, BoundStep, BoundWorkflow, Engine, EngineError};
 pub use self::factory::{Factory, FactoryError, MAX_VOLUMES};
 pub use self::journal::{Journal, JournalError, JournalWrite, MemoryJournal};
 pub use self::progress::{Progress, ProgressEvent, RunReport, StageReport, StepReport};
-pub use self::task::{
-    BoxedTask, DynWorkflowTask, FnTask, TaskBuilder, TaskError, WorkflowTask, boxed,
-};
+pub use self::stages::{Role, StageId};
+pub use self::task::{BoxedTask, DynWorkflowTask, FnTask, TaskBuilder, WorkflowTask, boxed};
+pub use self::task_error::TaskError;
