@@ -17,7 +17,7 @@
 //!
 //! Throughout, the operation's `Failover` object in this cluster shows this side live: created
 //! at the start, its status patched from the engine's progress, its final phase written at the
-//! end (see [`crate::status`]).
+//! end (see [`crate::failover_object::failover_status`]).
 //!
 //! Running it again for the same operation (after a crash, or when a wake-up arrives for an
 //! operation already handled) resumes from the journal: steps journaled `DONE` are skipped,
@@ -33,9 +33,9 @@ use failover_messages::records::{Handoff, Operation, Phase};
 use failover_messages::store::{Clock, Outcome, Store, SystemClock};
 use kube::api::Api;
 
+use crate::failover_object::failover_status::{SideResult, StatusReporter};
 use crate::metrics::Metrics;
 use crate::seam::Sender;
-use crate::status::{SideResult, StatusReporter};
 use crate::tasks::concerns::Concerns;
 use crate::tasks::{ClusterTasks, TasksConfig, Wakeups, pump_inbox};
 use crate::workflow::{
@@ -243,7 +243,7 @@ impl ManagerAdapter {
     /// The seed's `ProcessFailover`: runs (or resumes) this cluster's side of `op`. See the
     /// module docs.
     ///
-    /// Keeps the operation's `Failover` in this cluster current (see [`crate::status`]):
+    /// Keeps the operation's `Failover` in this cluster current (see [`crate::failover_object::failover_status`]):
     /// created at the start, its status patched as stages and tasks start and finish, and its
     /// final phase written at the end. A status write that fails never fails the workflow.
     ///

@@ -13,14 +13,12 @@
 
 pub mod adapter;
 pub mod errors;
-pub mod events;
-pub mod fencing;
-pub mod group_status;
+pub mod failover_group;
+pub mod failover_object;
+pub mod kube_events;
 pub mod kube_ops;
 pub mod metrics;
 pub mod runtime;
 pub mod seam;
-pub mod status;
 pub mod tasks;
-pub mod trigger;
 pub mod workflow;

@@ -28,7 +28,7 @@ use failover_messages::store::{Store, StoreError};
 
 use crate::adapter::{AdapterError, ManagerAdapter, RunKind};
 use crate::errors::error_chain;
-use crate::fencing::When;
+use crate::failover_group::fencing::When;
 use crate::metrics::Metrics;
 use crate::runtime::admin::Readiness;
 use crate::runtime::fencer::FenceCheck;

@@ -12,7 +12,7 @@ use failover_messages::store::Store;
 use std::sync::{Arc, Mutex};
 
 use crate::errors::error_chain;
-use crate::fencing::{self, GroupVerdict, ReplicaCache, When};
+use crate::failover_group::fencing::{self, GroupVerdict, ReplicaCache, When};
 use crate::kube_ops::ClusterClient;
 use crate::kube_ops::traffic::TrafficConfig;
 use crate::metrics::Metrics;

@@ -24,8 +24,8 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
 use crate::errors::error_chain;
-use crate::events::{Events, invalid_spec_event};
-use crate::group_status::{self, COND_SPEC_VALID, Refreshed};
+use crate::failover_group::group_status::{self, COND_SPEC_VALID, Refreshed};
+use crate::kube_events::{Events, invalid_spec_event};
 use crate::seam::{Msg, Sender};
 
 /// `(namespace, name)` of a namespaced object.

@@ -44,7 +44,7 @@ use self::admin::Readiness;
 use self::config::AgentConfig;
 use self::fencer::FenceCheck;
 use crate::errors::error_chain;
-use crate::fencing::When;
+use crate::failover_group::fencing::When;
 use crate::kube_ops::ClusterClient;
 use crate::kube_ops::traffic::TrafficConfig;
 use crate::metrics::Metrics;
@@ -430,7 +430,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), StartupError> {
                 ..InboxOptions::default()
             },
         );
-        let trigger = crate::trigger::Trigger::new(
+        let trigger = crate::failover_object::trigger::Trigger::new(
             clients.kube.clone(),
             store,
             sender,

@@ -7,10 +7,10 @@
 //! * I/O part: [`StatusReporter`] creates the object if absent (an existing one is kept: the
 //!   spec is immutable) and merge-patches its status subresource. A status write that fails
 //!   is logged as a warning and never fails the workflow. It also publishes the operation's
-//!   Kubernetes Events on that object ([`crate::events`]): stage started/finished, the
+//!   Kubernetes Events on that object ([`crate::kube_events`]): stage started/finished, the
 //!   failing task, the final result.
 //!
-//! **A Failover a user created** (see [`crate::trigger`]): when the operation was submitted
+//! **A Failover a user created** (see [`crate::failover_object::trigger`]): when the operation was submitted
 //! from a single-group `Failover` in this very cluster (its `requestedBy` is
 //! `kubernetes:<this cluster>/<ns>/<name>` and the object's UID gives this operation id),
 //! the reporter keeps the status of the user's object instead of creating a second one.
@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 
 use crate::adapter::AdapterError;
 use crate::errors::error_chain_without_repeats;
-use crate::events::{EventSpec, Events, ProgressEvents, result_event};
+use crate::kube_events::{EventSpec, Events, ProgressEvents, result_event};
 use crate::kube_ops::{ANNOTATION_OPERATION, FIELD_MANAGER};
 use crate::workflow::{EngineError, Progress, ProgressEvent};
 
@@ -400,7 +400,8 @@ impl StatusReporter {
 
     /// The user's single-group `Failover` in this cluster that submitted `op`, if any.
     async fn user_failover(&self, op: &Operation) -> Option<Failover> {
-        let (cluster, ns, name) = crate::trigger::parse_requested_by(&op.requested_by)?;
+        let (cluster, ns, name) =
+            crate::failover_object::trigger::parse_requested_by(&op.requested_by)?;
         if cluster != self.cluster || ns != op.group.namespace {
             return None;
         }
@@ -414,8 +415,8 @@ impl StatusReporter {
                 return None;
             }
         };
-        (crate::trigger::status_on_user_object(&fo)
-            && crate::trigger::operation_ids(&fo).first() == Some(&op.id))
+        (crate::failover_object::trigger::status_on_user_object(&fo)
+            && crate::failover_object::trigger::operation_ids(&fo).first() == Some(&op.id))
         .then_some(fo)
     }
 

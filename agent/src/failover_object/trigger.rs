@@ -4,7 +4,7 @@
 //! wake-up to the source and target inboxes) and records the answer in the object's status.
 //!
 //! **Which objects.** Agents create a `Failover` per operation too; those carry the
-//! `failover.io/operation` annotation (and label) set by [`crate::status::desired_failover`]
+//! `failover.io/operation` annotation (and label) set by [`crate::failover_object::failover_status::desired_failover`]
 //! and are never triggers. A user object is submitted while it has no
 //! `status.operationId`, unless it was refused for good (`Accepted=False` for any reason
 //! but [`REASON_NOT_REGISTERED`]: a group registered later, or registered in the table of
@@ -20,7 +20,7 @@
 //! in `status.groups`, `Accepted=True`. Refused: `Accepted=False` whose message names each
 //! group and why, phase `Failed` when nothing started. For a single group submitted here the
 //! agent then keeps its progress on this same object rather than creating a second one
-//! (see [`crate::status`]); the peer cluster creates its own object, named after the
+//! (see [`crate::failover_object::failover_status`]); the peer cluster creates its own object, named after the
 //! operation id. Events: `Accepted` (Normal) or `Refused` (Warning) on the object.
 //!
 //! Pure part: [`is_agent_created`], [`needs_submission`], [`operation_ids`], [`plan`],
@@ -42,10 +42,10 @@ use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use crate::events::{EventSpec, Events};
-use crate::group_status::set_condition;
+use crate::failover_group::group_status::set_condition;
+use crate::failover_object::failover_status::LABEL_OPERATION;
+use crate::kube_events::{EventSpec, Events};
 use crate::kube_ops::{ANNOTATION_OPERATION, FIELD_MANAGER};
-use crate::status::LABEL_OPERATION;
 
 /// Prefix of `requestedBy` for operations submitted from a `Failover` object.
 pub const REQUESTED_BY_PREFIX: &str = "kubernetes:";
@@ -790,7 +790,7 @@ mod tests {
         let user = fo(&["orders"]);
         assert!(needs_submission(&user));
         assert!(status_on_user_object(&user));
-        let agent = crate::status::desired_failover(&op("abc"));
+        let agent = crate::failover_object::failover_status::desired_failover(&op("abc"));
         assert!(is_agent_created(&agent) && !needs_submission(&agent));
         let mut done = user.clone();
         done.status = Some(FailoverStatus {

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-use crate::group_status::{SpecProblem, problems_message};
-use crate::status::SideResult;
+use crate::failover_group::group_status::{SpecProblem, problems_message};
+use crate::failover_object::failover_status::SideResult;
 use crate::workflow::{Progress, ProgressEvent};
 
 /// `reportingController` of every Event the agent writes.
@@ -192,7 +192,7 @@ pub fn result_event(result: &SideResult, op_id: &str, cluster: &str) -> EventSpe
 pub fn invalid_spec_event(problems: &[SpecProblem], cluster: &str) -> EventSpec {
     EventSpec::new(
         true,
-        crate::group_status::REASON_INVALID_SPEC,
+        crate::failover_group::group_status::REASON_INVALID_SPEC,
         "ValidateSpec",
         format!(
             "cluster {cluster} cannot fail this group over: {}",

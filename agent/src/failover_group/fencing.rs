@@ -390,13 +390,13 @@ pub async fn check_groups(
         match fence(cc, traffic_config, ns, &fg.spec, &stamp).await {
             Ok(()) => {
                 tracing::warn!(group = %name, cluster = %cc.cluster, epoch = state.epoch, "fenced: traffic off, workloads at 0, volumes Secondary");
-                let ev = crate::events::fenced_event(
+                let ev = crate::kube_events::fenced_event(
                     &cc.cluster,
                     state.entitled_cluster(),
                     state.epoch,
                     &seen,
                 );
-                crate::events::Events::new(cc.client.clone(), &cc.cluster)
+                crate::kube_events::Events::new(cc.client.clone(), &cc.cluster)
                     .publish(&kube::Resource::object_ref(fg, &()), &ev)
                     .await;
                 out.push((name, GroupVerdict::Fenced(seen)));

@@ -1,0 +1,4 @@
+//! The `FailoverGroup` object.
+
+pub mod fencing;
+pub mod group_status;

@@ -1,0 +1,4 @@
+//! The `Failover` object.
+
+pub mod failover_status;
+pub mod trigger;
