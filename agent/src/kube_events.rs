@@ -1,15 +1,9 @@
-//! Kubernetes Events the agent publishes (`events.k8s.io/v1`, through
+//! Publishing Kubernetes Events (`events.k8s.io/v1`, through
 //! [`kube::runtime::events::Recorder`]), so `kubectl describe failover …` and
-//! `kubectl describe failovergroup …` tell what happened:
-//!
-//! * on an operation's `Failover` in this cluster: every stage started and finished
-//!   (Normal), the failing task (Warning, naming stage, task, object and cluster) and the
-//!   final result of this cluster's side;
-//! * on a user-created `Failover`: accepted (Normal) or refused (Warning);
-//! * on a `FailoverGroup` whose spec is invalid (Warning, naming the field).
-//!
-//! Pure part: [`ProgressEvents`] turns engine [`Progress`] events into [`EventSpec`]s,
-//! [`result_event`], [`invalid_spec_event`]. I/O part: [`Events::publish`]; a write that
+//! `kubectl describe failovergroup …` tell what happened. A leaf: which Events an object
+//! gets is its own module's business (`failover_object::failover_events`,
+//! `failover_object::trigger`, `failover_group::group_events`); this module only shapes an
+//! [`EventSpec`] to what the API accepts and publishes it ([`Events::publish`]). A write that
 //! fails is logged, never returned, so an event can never fail a workflow.
 //!
 //! The recorder merges repeats of the same (type, reason, action, object) into one Event
@@ -25,10 +19,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-
-use crate::failover_group::group_status::{SpecProblem, problems_message};
-use crate::failover_object::failover_status::SideResult;
-use crate::workflow::{Progress, ProgressEvent};
 
 /// `reportingController` of every Event the agent writes.
 pub const REPORTING_CONTROLLER: &str = "failover.io/failover-agent";
@@ -73,7 +63,8 @@ pub struct EventSpec {
 }
 
 impl EventSpec {
-    fn new(warning: bool, reason: &str, action: &str, note: String) -> Self {
+    /// An Event with `reason`, `action` and `note` cut to what the API accepts.
+    pub fn new(warning: bool, reason: &str, action: &str, note: String) -> Self {
         Self {
             warning,
             reason: cut(reason, MAX_SHORT),
@@ -93,124 +84,6 @@ fn cut(s: &str, max: usize) -> String {
         end -= 1;
     }
     s[..end].to_owned()
-}
-
-/// Folds engine progress into Events: remembers the object of the task running, so the
-/// failure event can name it.
-#[derive(Clone, Debug, Default)]
-pub struct ProgressEvents {
-    running: Option<(String, Option<String>)>,
-}
-
-impl ProgressEvents {
-    /// The Event for `p`, if it is one worth an Event (stage boundaries and failures).
-    pub fn on(&mut self, p: &Progress) -> Option<EventSpec> {
-        let cluster = &p.cluster;
-        match &p.event {
-            ProgressEvent::StageStarted {
-                stage,
-                number,
-                title,
-            } => Some(EventSpec::new(
-                false,
-                "StageStarted",
-                stage,
-                format!(
-                    "operation {}: stage {number} {title} ({stage}) started in cluster {cluster}",
-                    p.operation_id
-                ),
-            )),
-            ProgressEvent::StageFinished { stage, elapsed } => Some(EventSpec::new(
-                false,
-                "StageFinished",
-                stage,
-                format!(
-                    "operation {}: stage {stage} finished in cluster {cluster} after {:.3}s",
-                    p.operation_id,
-                    elapsed.as_secs_f64()
-                ),
-            )),
-            ProgressEvent::TaskStarted { task, object, .. } => {
-                self.running = Some((task.clone(), object.clone()));
-                None
-            }
-            ProgressEvent::TaskSkipped { .. } | ProgressEvent::TaskFinished { .. } => None,
-            ProgressEvent::TaskFailed {
-                stage, task, error, ..
-            } => {
-                let object = self
-                    .running
-                    .as_ref()
-                    .filter(|(t, _)| t == task)
-                    .and_then(|(_, o)| o.clone())
-                    .unwrap_or_else(|| "no single object".to_owned());
-                Some(EventSpec::new(
-                    true,
-                    "TaskFailed",
-                    task,
-                    format!(
-                        "operation {}: task {task} of stage {stage} failed on {object} in cluster {cluster}: {error}",
-                        p.operation_id
-                    ),
-                ))
-            }
-        }
-    }
-}
-
-/// The Event of how this cluster's side of operation `op_id` ended.
-pub fn result_event(result: &SideResult, op_id: &str, cluster: &str) -> EventSpec {
-    match result {
-        SideResult::Succeeded => EventSpec::new(
-            false,
-            "Succeeded",
-            "Failover",
-            format!("operation {op_id}: cluster {cluster}'s side finished"),
-        ),
-        SideResult::Aborted { message } => EventSpec::new(
-            true,
-            "Aborted",
-            "Failover",
-            format!("operation {op_id} aborted in cluster {cluster}: {message}"),
-        ),
-        SideResult::Failed { at, message } => {
-            let place = at
-                .as_ref()
-                .map(|(s, t)| format!(" at task {t} of stage {s}"))
-                .unwrap_or_default();
-            EventSpec::new(
-                true,
-                "Failed",
-                "Failover",
-                format!("operation {op_id} failed in cluster {cluster}{place}: {message}"),
-            )
-        }
-    }
-}
-
-/// The Warning on a FailoverGroup whose spec is invalid.
-pub fn invalid_spec_event(problems: &[SpecProblem], cluster: &str) -> EventSpec {
-    EventSpec::new(
-        true,
-        crate::failover_group::group_status::REASON_INVALID_SPEC,
-        "ValidateSpec",
-        format!(
-            "cluster {cluster} cannot fail this group over: {}",
-            problems_message(problems)
-        ),
-    )
-}
-
-/// The Warning on a FailoverGroup whose side this cluster fenced.
-pub fn fenced_event(cluster: &str, entitled: &str, epoch: u64, seen: &str) -> EventSpec {
-    EventSpec::new(
-        true,
-        "Fenced",
-        "Fence",
-        format!(
-            "cluster {cluster} is not entitled to this group ({entitled} is, epoch {epoch}) but its side was active ({seen}): traffic off, workloads scaled to 0, volumes demoted"
-        ),
-    )
 }
 
 /// Publishes Events as this cluster's agent. Cheap to clone (clones share the recorder's
@@ -289,109 +162,8 @@ mod tests {
 
     use super::*;
 
-    fn p(event: ProgressEvent) -> Progress {
-        Progress {
-            operation_id: "op-1".into(),
-            cluster: "east".into(),
-            at: "2026-11-26T12:00:00Z".parse().unwrap(),
-            event,
-        }
-    }
-
     #[test]
-    fn stages_give_normal_events_named_by_stage() {
-        let mut f = ProgressEvents::default();
-        let ev = f
-            .on(&p(ProgressEvent::StageStarted {
-                stage: "SourceShutdown".into(),
-                number: 2,
-                title: "Source Cluster Shutdown".into(),
-            }))
-            .unwrap();
-        assert!(!ev.warning);
-        assert_eq!(
-            (ev.reason.as_str(), ev.action.as_str()),
-            ("StageStarted", "SourceShutdown")
-        );
-        assert!(
-            ev.note.contains("east") && ev.note.contains("op-1"),
-            "{}",
-            ev.note
-        );
-        let ev = f
-            .on(&p(ProgressEvent::StageFinished {
-                stage: "SourceShutdown".into(),
-                elapsed: Duration::from_millis(1500),
-            }))
-            .unwrap();
-        assert_eq!(ev.reason, "StageFinished");
-        assert!(ev.note.contains("1.500s"), "{}", ev.note);
-        assert_eq!(
-            f.on(&p(ProgressEvent::TaskFinished {
-                stage: "s".into(),
-                task: "t".into(),
-                elapsed: Duration::ZERO
-            })),
-            None
-        );
-    }
-
-    #[test]
-    fn a_failed_task_names_stage_task_object_and_cluster() {
-        let mut f = ProgressEvents::default();
-        assert_eq!(
-            f.on(&p(ProgressEvent::TaskStarted {
-                stage: "VolumeDemotion".into(),
-                task: "Demote:db".into(),
-                object: Some("VolumeReplication shop/db".into()),
-                previous: None,
-            })),
-            None
-        );
-        let ev = f
-            .on(&p(ProgressEvent::TaskFailed {
-                stage: "VolumeDemotion".into(),
-                task: "Demote:db".into(),
-                elapsed: Duration::from_secs(1),
-                error: "boom".into(),
-            }))
-            .unwrap();
-        assert!(ev.warning);
-        for part in [
-            "VolumeDemotion",
-            "Demote:db",
-            "VolumeReplication shop/db",
-            "east",
-            "boom",
-        ] {
-            assert!(ev.note.contains(part), "{part} missing in {}", ev.note);
-        }
-    }
-
-    #[test]
-    fn results_and_invalid_specs() {
-        assert!(!result_event(&SideResult::Succeeded, "op", "east").warning);
-        let ev = result_event(
-            &SideResult::Failed {
-                at: Some(("S".into(), "T".into())),
-                message: "x".into(),
-            },
-            "op",
-            "east",
-        );
-        assert!(
-            ev.warning && ev.note.contains("task T of stage S"),
-            "{}",
-            ev.note
-        );
-        let ev = invalid_spec_event(
-            &[SpecProblem {
-                field: "spec.volumeReplications[1].workload".into(),
-                message: "names no workload of the group".into(),
-            }],
-            "east",
-        );
-        assert!(ev.warning && ev.note.contains("spec.volumeReplications[1].workload"));
+    fn reasons_and_notes_are_cut_to_what_the_api_accepts() {
         assert_eq!(cut(&"é".repeat(600), MAX_NOTE).len(), 1024);
         assert!(cut(&"ab".repeat(600), 5).len() == 5);
     }

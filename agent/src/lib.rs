@@ -12,6 +12,7 @@
 //! * [`status`] – the `Failover` object each involved cluster keeps for an operation.
 
 pub mod adapter;
+pub mod conditions;
 pub mod errors;
 pub mod failover_group;
 pub mod failover_object;

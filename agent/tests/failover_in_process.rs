@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use failover_agent::adapter::ManagerAdapter;
-use failover_agent::failover_object::failover_status::{
+use failover_agent::failover_object::failover_names::{
     LABEL_GROUP, LABEL_OPERATION, failover_name, label_value,
 };
 use failover_agent::kube_ops::{ClusterClient, workloads};

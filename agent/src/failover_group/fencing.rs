@@ -390,7 +390,7 @@ pub async fn check_groups(
         match fence(cc, traffic_config, ns, &fg.spec, &stamp).await {
             Ok(()) => {
                 tracing::warn!(group = %name, cluster = %cc.cluster, epoch = state.epoch, "fenced: traffic off, workloads at 0, volumes Secondary");
-                let ev = crate::kube_events::fenced_event(
+                let ev = super::group_events::fenced_event(
                     &cc.cluster,
                     state.entitled_cluster(),
                     state.epoch,

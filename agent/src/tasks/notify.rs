@@ -9,7 +9,7 @@ use failover_messages::inbox::Inbox;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use crate::failover_group::group_status::{last_operation, role};
+use crate::failover_group::group_role::{last_operation, role};
 use crate::kube_ops::FIELD_MANAGER;
 use crate::workflow::{NotifyStep, Role, TaskContext, TaskError};
 

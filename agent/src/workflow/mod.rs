@@ -37,7 +37,7 @@ pub use self::definition::{
 pub use self::engine::{BoundStage, BoundStep, BoundWorkflow, Engine, EngineError};
 pub use self::factory::{Factory, FactoryError, MAX_VOLUMES};
 pub use self::journal::{Journal, JournalError, JournalWrite, MemoryJournal};
-pub use self::progress::{Progress, ProgressEvent, RunReport, StageReport, StepReport};
+pub use self::progress::{Progress, ProgressEvent, RunReport, SideResult, StageReport, StepReport};
 pub use self::stages::{Role, StageId};
 pub use self::task::{BoxedTask, DynWorkflowTask, FnTask, TaskBuilder, WorkflowTask, boxed};
 pub use self::task_error::TaskError;
