@@ -18,10 +18,9 @@ use crate::kube_ops::volumes::{self, ReplicationState, VolumeState};
 use crate::kube_ops::{flux, workloads};
 use crate::workflow::{KubeStep, TaskContext, TaskError};
 
-use super::TasksConfig;
 use super::support::{
-    cluster_client, ensure_current, kube_err, namespace, stamp, store_err, wait_deadline,
-    workload_key,
+    TasksConfig, cluster_client, ensure_current, kube_err, namespace, stamp, store_err,
+    wait_deadline, workload_key,
 };
 
 /// Carries out `step` on this cluster's Kubernetes API.

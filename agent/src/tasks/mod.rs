@@ -30,34 +30,12 @@ mod wait;
 pub mod wake;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::kube_ops::traffic::TrafficConfig;
 use crate::workflow::{BoxedTask, Step, TaskBuilder, TaskContext, TaskError, WorkflowTask, boxed};
 
 use self::concerns::{ConcernJob, Concerns};
+pub use self::support::TasksConfig;
 pub use self::wake::{Check, DEFAULT_REREAD_INTERVAL, Wakeups, pump_inbox, wait_until};
-
-/// How the tasks behave.
-#[derive(Clone, Debug)]
-pub struct TasksConfig {
-    /// The external-dns annotation that switches traffic.
-    pub traffic: TrafficConfig,
-    /// How often a wait for the other cluster re-reads the records when no wake-up comes.
-    pub reread_interval: Duration,
-    /// How long a renewed lease lasts.
-    pub lease_ttl: Duration,
-}
-
-impl Default for TasksConfig {
-    fn default() -> Self {
-        Self {
-            traffic: TrafficConfig::default(),
-            reread_interval: DEFAULT_REREAD_INTERVAL,
-            lease_ttl: Duration::from_secs(120),
-        }
-    }
-}
 
 /// The [`TaskBuilder`] of the agent: every [`Step`] becomes a [`StepTask`] doing real work.
 #[derive(Clone, Debug, Default)]

@@ -26,9 +26,9 @@ use crate::errors::error_chain;
 use crate::kube_ops::workloads;
 use crate::workflow::{DualActiveEnd, RecordStep, TaskContext, TaskError};
 
-use super::TasksConfig;
 use super::support::{
-    cluster_client, ensure_current, kube_err, namespace, outcome, stamp, store_err, workload_key,
+    TasksConfig, cluster_client, ensure_current, kube_err, namespace, outcome, stamp, store_err,
+    workload_key,
 };
 
 /// Carries out `step` on the operation's records.

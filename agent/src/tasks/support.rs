@@ -1,7 +1,7 @@
-//! What the step groups' tasks share: the Kubernetes client and the stamp of the operation
-//! from the task context, the mapping of Kubernetes and DynamoDB answers to [`TaskError`]s
-//! (a lost conditional write stops the engine), and the guards that the operation is still
-//! current (and open) at this run's epoch.
+//! What the step groups' tasks share: how they behave ([`TasksConfig`]), the Kubernetes
+//! client and the stamp of the operation from the task context, the mapping of Kubernetes
+//! and DynamoDB answers to [`TaskError`]s (a lost conditional write stops the engine), and
+//! the guards that the operation is still current (and open) at this run's epoch.
 
 use std::time::Duration;
 
@@ -10,9 +10,33 @@ use failover_messages::records::Phase;
 use failover_messages::store::{Outcome, Stale, StoreError};
 
 use crate::kube_ops::error::Cause as KubeCause;
+use crate::kube_ops::traffic::TrafficConfig;
 use crate::kube_ops::{ClusterClient, KubeOpsError, Stamp};
 use crate::workflow::definition::workload_kind_name;
 use crate::workflow::{TaskContext, TaskError};
+
+use super::wake::DEFAULT_REREAD_INTERVAL;
+
+/// How the tasks behave.
+#[derive(Clone, Debug)]
+pub struct TasksConfig {
+    /// The external-dns annotation that switches traffic.
+    pub traffic: TrafficConfig,
+    /// How often a wait for the other cluster re-reads the records when no wake-up comes.
+    pub reread_interval: Duration,
+    /// How long a renewed lease lasts.
+    pub lease_ttl: Duration,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        Self {
+            traffic: TrafficConfig::default(),
+            reread_interval: DEFAULT_REREAD_INTERVAL,
+            lease_ttl: Duration::from_secs(120),
+        }
+    }
+}
 
 pub(super) fn cluster_client(ctx: &TaskContext) -> Result<ClusterClient, TaskError> {
     Ok(ClusterClient::new(ctx.kube()?.clone(), ctx.cluster()))

@@ -7,8 +7,7 @@ use failover_messages::records::{HandoffState, Phase, StepStatus};
 
 use crate::workflow::{PeerStep, TaskContext, TaskError, WaitStep};
 
-use super::TasksConfig;
-use super::support::{ensure_open, store_err};
+use super::support::{TasksConfig, ensure_open, store_err};
 use super::wake::{Check, Wakeups, wait_until};
 
 /// Waits until what `step` waits for is there (bounded by the engine's deadline).
