@@ -64,10 +64,11 @@ fn only_the_runtime_and_the_seam_know_actix() {
         .iter()
         .filter(|s| !may_know_actix(&s.rel))
         .flat_map(|s| {
-            s.text.lines().enumerate().filter_map(move |(i, line)| {
-                (line.contains("crate::runtime") || line.contains("actix"))
-                    .then(|| format!("{}:{}: {}", s.rel, i + 1, line.trim()))
-            })
+            s.text
+                .lines()
+                .enumerate()
+                .filter(|(_, line)| line.contains("crate::runtime") || line.contains("actix"))
+                .map(move |(i, line)| format!("{}:{}: {}", s.rel, i + 1, line.trim()))
         })
         .collect();
     assert!(
@@ -525,7 +526,7 @@ fn folder_graph(sources: &[Source], folder: &str) -> Graph {
             return None;
         }
         Some(match m.get(1) {
-            Some(child) if modules.contains(&m[..2].to_vec()) => child.clone(),
+            Some(child) if modules.contains(&m[..2]) => child.clone(),
             _ => "mod".to_owned(),
         })
     };
