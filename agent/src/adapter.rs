@@ -15,9 +15,12 @@
 //! 6. **Report.** The engine's [`RunReport`], or an error naming the stage, task, object and
 //!    cluster.
 //!
-//! Throughout, the operation's `Failover` object in this cluster shows this side live: created
-//! at the start, its status patched from the engine's progress, its final phase written at the
-//! end (see [`crate::failover_object::failover_status`]).
+//! Throughout, the operation's `Failover` object in this cluster shows this side live. The
+//! adapter opens its [`FailoverReporter`] once, at the start, and from then on only feeds
+//! the run's progress stream: the engine's stage and task events, then (from the adapter)
+//! the operation as stored after the run and how this side ended
+//! ([`ProgressEvent::Recorded`], [`ProgressEvent::SideFinished`]). The reporter folds the
+//! stream into the object's status (see [`crate::failover_object`]); nothing comes back.
 //!
 //! Running it again for the same operation (after a crash, or when a wake-up arrives for an
 //! operation already handled) resumes from the journal: steps journaled `DONE` are skipped,
@@ -244,7 +247,7 @@ impl ManagerAdapter {
     /// The seed's `ProcessFailover`: runs (or resumes) this cluster's side of `op`. See the
     /// module docs.
     ///
-    /// Keeps the operation's `Failover` in this cluster current (see [`crate::failover_object::failover_status`]):
+    /// Keeps the operation's `Failover` in this cluster current (see the module docs):
     /// created at the start, its status patched as stages and tasks start and finish, and its
     /// final phase written at the end. A status write that fails never fails the workflow.
     ///

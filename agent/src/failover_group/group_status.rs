@@ -2,13 +2,13 @@
 //! epoch, last operation, per-resource state and the `SpecValid` / `Ready` conditions.
 //!
 //! * Pure part: [`compute_status`] puts together the spec's problems
-//!   ([`validate_spec`](super::group_spec::validate_spec)), this cluster's role and the last
+//!   ([`validate_spec`]), this cluster's role and the last
 //!   operation ([`super::group_role`]) and the state of the referenced objects
-//!   ([`resource_states`](super::group_resources::resource_states)) with the current
+//!   ([`resource_states`]) with the current
 //!   status, so an unchanged input yields an identical status (condition transition times
 //!   are kept).
 //! * I/O part: [`refresh`] reads the group state and operation, observes the referenced
-//!   objects of this cluster ([`observe`](super::group_resources::observe)), computes the
+//!   objects of this cluster ([`observe`]), computes the
 //!   status and merge-patches the status subresource only when it differs.
 //!
 //! Ownership of the fields:

@@ -3,7 +3,7 @@
 //!
 //! It is opened once per run (creating the object if absent: an existing one is kept, the
 //! spec is immutable) and then follows the run's progress stream
-//! ([`Progress`](crate::workflow::Progress)): every engine event is folded into the status
+//! ([`Progress`]): every engine event is folded into the status
 //! ([`super::failover_status`]) and the status subresource merge-patched, the operation
 //! record stored after the run adds its timings, and the side's end writes the final status
 //! and its Event. It also publishes the operation's Kubernetes Events on that object
@@ -62,8 +62,8 @@ pub struct FailoverReporter {
 
 impl FailoverReporter {
     /// The reporter of `op` in cluster `cluster`, writing through `client`: the operation's
-    /// `Failover` is created unless it exists (see [`Self::create`]); then
-    /// [`Self::follow`] the run's progress.
+    /// `Failover` is created unless it exists (an existing one is kept as is: the spec is
+    /// immutable); then [`Self::follow`] the run's progress.
     pub async fn open(client: kube::Client, cluster: &str, op: &Operation) -> Self {
         let mut reporter = Self::new(client, cluster, op);
         reporter.create(op).await;

@@ -10,9 +10,10 @@
 //! | [`Step::Wait`]: `WaitAllReady`, `WaitPeer`, `WaitOperationClosed` | `wait.rs` | [`wake::wait_until`]: an SQS wake-up or the re-read timer, then a consistent read |
 //! | [`Step::Notify`]: `Notify`, `UpdateGroupStatus` | `notify.rs` | an envelope to the peer's inbox (a hint; a send failure is logged, not fatal); the `FailoverGroup` status subresource in this cluster |
 //!
-//! What the groups share (clients, error mapping, the guards that the operation is still
-//! current) is in `support.rs`; the operation's timings, computed when it completes, in
-//! [`timings`].
+//! What the groups share (the configuration, clients, error mapping, the guards that the
+//! operation is still current) is in `support.rs`; the operation's timings, computed when it
+//! completes, in [`timings`]. The group files import `support.rs` (and [`wake`],
+//! [`timings`]), never this `mod.rs`, which dispatches to them.
 //!
 //! What a task needs comes from its [`TaskContext`]: `kube()`, `store()`, and the handles
 //! `Inbox` (for `Notify`), [`Wakeups`] (optional: without it waits re-read on the timer

@@ -16,6 +16,12 @@
 //! and a [`TaskContext`] for its cluster, asks the [`Factory`] for its side's [`Workflow`]
 //! (plain data, unit-tested), binds each [`Step`] to a task with a [`TaskBuilder`], and
 //! hands the result to the [`Engine`], which journals and runs it.
+//!
+//! Inside, the files import downward only (checked by `agent/tests/layering.rs`):
+//! [`stages`] and [`task_error`] import nothing; [`definition`] imports `stages`;
+//! [`context`] `stages` and `task_error`; [`task`] `context`, `definition` and `task_error`;
+//! [`factory`] `definition` and `stages`; [`engine`] everything but `factory`. [`journal`]
+//! and [`progress`] stand alone. This `mod.rs` only re-exports.
 
 pub mod context;
 pub mod definition;

@@ -273,7 +273,7 @@ impl Workflow {
     }
 
     /// The last journaled step of the stages before `before` (all stages when `None`), as
-    /// the other cluster names it in a [`Step::WaitPeer`].
+    /// the other cluster names it in a [`WaitStep::WaitPeer`].
     pub fn last_journaled_before(&self, before: Option<StageId>) -> Option<PeerStep> {
         self.stages
             .iter()

@@ -103,7 +103,7 @@ impl BoundStage {
     }
 }
 
-/// A workflow whose steps are bound to tasks: what [`Engine::run`] runs.
+/// A workflow whose steps are bound to tasks: what [`Engine::run`](super::Engine::run) runs.
 #[derive(Debug, Default)]
 pub struct BoundWorkflow {
     /// The stages, in order.
