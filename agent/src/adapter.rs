@@ -279,11 +279,38 @@ impl ManagerAdapter {
             let _ = outer.send(p.clone());
             let _ = to_reporter.send(p);
         });
-        // Boxed: the workflow's future is large and runs on small test stacks too. The
-        // stream closes when the run has ended it, and the reporter, having written the
-        // final status, returns too.
-        let run = Box::pin(self.run_to_end(op, kind, &ctx, progress));
-        let (result, ()) = tokio::join!(run, reporter.follow(from_run));
+        // This side, then a failure running again cannot mend recorded, then the end of the
+        // stream: the operation as stored (after a forward run that succeeded) and how the
+        // side ended. The stream closes with it, and the reporter, having written the final
+        // status, returns too.
+        let run = async move {
+            let result = Box::pin(self.run_side(op, kind, &ctx, progress.clone())).await;
+            if kind == RunKind::Forward
+                && let Err(e) = &result
+                && e.fails_operation()
+            {
+                self.record_failure(op, &ctx, e).await;
+            }
+            if kind == RunKind::Forward
+                && result.is_ok()
+                && let Some(stored) = self.observe_finished(op, ctx.role()).await
+            {
+                self.report(&progress, op, ProgressEvent::Recorded(Box::new(stored)));
+            }
+            let side = match (kind, &result) {
+                (RunKind::Rollback, Ok(_)) => SideResult::Aborted {
+                    message: format!(
+                        "operation {} aborted; cluster {} reactivated its side",
+                        op.id, self.cluster
+                    ),
+                },
+                _ => side_result(&result),
+            };
+            self.report(&progress, op, ProgressEvent::SideFinished(side));
+            result
+        };
+        // Boxed: the workflow's future is large and runs on small test stacks too.
+        let (result, ()) = tokio::join!(Box::pin(run), reporter.follow(from_run));
         result
     }
 
@@ -302,42 +329,6 @@ impl ManagerAdapter {
             ctx = ctx.with_handle(concerns.clone());
         }
         Ok(ctx)
-    }
-
-    /// Runs this side ([`Self::run_side`]), records a failure running again cannot mend,
-    /// and ends the run's `progress` with the operation as stored (after a forward run that
-    /// succeeded) and how the side ended.
-    async fn run_to_end(
-        &self,
-        op: &Operation,
-        kind: RunKind,
-        ctx: &TaskContext,
-        progress: Sender<Progress>,
-    ) -> Result<RunReport, AdapterError> {
-        let result = Box::pin(self.run_side(op, kind, ctx, progress.clone())).await;
-        if kind == RunKind::Forward
-            && let Err(e) = &result
-            && e.fails_operation()
-        {
-            self.record_failure(op, ctx, e).await;
-        }
-        if kind == RunKind::Forward
-            && result.is_ok()
-            && let Some(stored) = self.observe_finished(op, ctx.role()).await
-        {
-            self.report(&progress, op, ProgressEvent::Recorded(Box::new(stored)));
-        }
-        let side = match (kind, &result) {
-            (RunKind::Rollback, Ok(_)) => SideResult::Aborted {
-                message: format!(
-                    "operation {} aborted; cluster {} reactivated its side",
-                    op.id, self.cluster
-                ),
-            },
-            _ => side_result(&result),
-        };
-        self.report(&progress, op, ProgressEvent::SideFinished(side));
-        result
     }
 
     /// Sends `event` of `op` on this run's `progress` (best effort, as the engine's).

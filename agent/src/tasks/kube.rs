@@ -19,8 +19,8 @@ use crate::kube_ops::{flux, workloads};
 use crate::workflow::{KubeStep, TaskContext, TaskError};
 
 use super::support::{
-    TasksConfig, cluster_client, ensure_current, kube_err, namespace, stamp, store_err,
-    wait_deadline, workload_key,
+    TasksConfig, cluster_client, ensure_current, group_state, kube_err, namespace, operation,
+    stamp, store_err, wait_deadline, workload_key,
 };
 
 /// Carries out `step` on this cluster's Kubernetes API.
@@ -132,14 +132,7 @@ async fn set_traffic(
 
 async fn scale_up(ctx: &TaskContext, kind: WorkloadKind, name: &str) -> Result<(), TaskError> {
     let wf = ctx.workflow();
-    let op = ctx
-        .store()?
-        .get_operation(&wf.operation_id)
-        .await
-        .map_err(store_err)?
-        .ok_or_else(|| {
-            TaskError::failed(format!("operation {} does not exist", wf.operation_id))
-        })?;
+    let op = operation(ctx).await?;
     let key = workload_key(kind, name);
     let mut recorded = op.original_replicas.get(&key).copied();
     if recorded.is_none() {
@@ -219,17 +212,7 @@ async fn wait_volume(ctx: &TaskContext, volume: &str, state: VolumeState) -> Res
 /// read); setting `primary` is itself idempotent.
 async fn promote(ctx: &TaskContext, volume: &str) -> Result<(), TaskError> {
     let wf = ctx.workflow();
-    let state = ctx
-        .store()?
-        .get_group_state(&wf.group)
-        .await
-        .map_err(store_err)?;
-    let Some(state) = state else {
-        return Err(TaskError::failed(format!(
-            "group {} has no state record",
-            wf.group
-        )));
-    };
+    let state = group_state(ctx).await?;
     if state.epoch != wf.epoch || state.op_id.as_deref() != Some(&wf.operation_id) {
         return Err(TaskError::StaleEpoch(Stale {
             expected_epoch: wf.epoch,
@@ -257,13 +240,8 @@ async fn promote(ctx: &TaskContext, volume: &str) -> Result<(), TaskError> {
 /// active side (no promotion claimed, this cluster active) and the abort was granted.
 async fn reactivate(ctx: &TaskContext, volume: &str) -> Result<(), TaskError> {
     let wf = ctx.workflow();
-    let store = ctx.store()?;
     ensure_current(ctx).await?;
-    let state = store
-        .get_group_state(&wf.group)
-        .await
-        .map_err(store_err)?
-        .ok_or_else(|| TaskError::failed(format!("group {} has no state record", wf.group)))?;
+    let state = group_state(ctx).await?;
     if !state.is_entitled(ctx.cluster()) {
         return Err(TaskError::failed(format!(
             "refusing to reactivate {volume}: cluster {} is entitled to group {}, not {}",
@@ -272,13 +250,7 @@ async fn reactivate(ctx: &TaskContext, volume: &str) -> Result<(), TaskError> {
             ctx.cluster()
         )));
     }
-    let op = store
-        .get_operation(&wf.operation_id)
-        .await
-        .map_err(store_err)?
-        .ok_or_else(|| {
-            TaskError::failed(format!("operation {} does not exist", wf.operation_id))
-        })?;
+    let op = operation(ctx).await?;
     if op.abort_requested_at.is_none() || op.promotion_started_at.is_some() {
         return Err(TaskError::failed(format!(
             "refusing to reactivate {volume}: operation {} has no granted abort",

@@ -13,7 +13,7 @@ use crate::failover_group::group_role::{last_operation, role};
 use crate::kube_ops::FIELD_MANAGER;
 use crate::workflow::{NotifyStep, Role, TaskContext, TaskError};
 
-use super::support::store_err;
+use super::support::{group_state, store_err};
 
 /// Tells `step`'s audience; a notification that cannot be sent is not an error.
 pub(super) async fn run(step: &NotifyStep, ctx: &TaskContext) -> Result<(), TaskError> {
@@ -53,11 +53,7 @@ async fn notify(ctx: &TaskContext, to: Role, kind: EnvelopeKind) {
 async fn update_group_status(ctx: &TaskContext) -> Result<(), TaskError> {
     let wf = ctx.workflow();
     let store = ctx.store()?;
-    let state = store
-        .get_group_state(&wf.group)
-        .await
-        .map_err(store_err)?
-        .ok_or_else(|| TaskError::failed(format!("group {} has no state record", wf.group)))?;
+    let state = group_state(ctx).await?;
     let op = store
         .get_operation(&wf.operation_id)
         .await

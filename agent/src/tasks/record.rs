@@ -27,8 +27,8 @@ use crate::kube_ops::workloads;
 use crate::workflow::{DualActiveEnd, RecordStep, TaskContext, TaskError};
 
 use super::support::{
-    TasksConfig, cluster_client, ensure_current, kube_err, namespace, outcome, stamp, store_err,
-    workload_key,
+    TasksConfig, cluster_client, ensure_current, kube_err, namespace, operation, outcome, stamp,
+    store_err, workload_key,
 };
 
 /// Carries out `step` on the operation's records.
@@ -52,14 +52,7 @@ pub(super) async fn run(
 
 async fn validate_operation(ctx: &TaskContext) -> Result<(), TaskError> {
     let wf = ctx.workflow();
-    let op = ctx
-        .store()?
-        .get_operation(&wf.operation_id)
-        .await
-        .map_err(store_err)?
-        .ok_or_else(|| {
-            TaskError::failed(format!("operation {} does not exist", wf.operation_id))
-        })?;
+    let op = operation(ctx).await?;
     if op.epoch != wf.epoch
         || op.group != wf.group
         || op.source != wf.source

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use failover_messages::crd::WorkloadKind;
-use failover_messages::records::Phase;
+use failover_messages::records::{GroupState, Operation, Phase};
 use failover_messages::store::{Outcome, Stale, StoreError};
 
 use crate::kube_ops::error::Cause as KubeCause;
@@ -93,7 +93,27 @@ pub(super) fn workload_key(kind: WorkloadKind, name: &str) -> String {
     format!("{}/{name}", workload_kind_name(kind))
 }
 
-// ---- guards -----------------------------------------------------------------------------------
+// ---- reads and guards -------------------------------------------------------------------------
+
+/// The operation's record (a consistent read); an error when it does not exist.
+pub(super) async fn operation(ctx: &TaskContext) -> Result<Operation, TaskError> {
+    let wf = ctx.workflow();
+    ctx.store()?
+        .get_operation(&wf.operation_id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| TaskError::failed(format!("operation {} does not exist", wf.operation_id)))
+}
+
+/// The group's state record (a consistent read); an error when it has none.
+pub(super) async fn group_state(ctx: &TaskContext) -> Result<GroupState, TaskError> {
+    let wf = ctx.workflow();
+    ctx.store()?
+        .get_group_state(&wf.group)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| TaskError::failed(format!("group {} has no state record", wf.group)))
+}
 
 /// The operation is still in flight at our epoch (consistent read of the group state).
 pub(super) async fn ensure_current(ctx: &TaskContext) -> Result<(), TaskError> {
@@ -122,14 +142,7 @@ pub(super) async fn ensure_current(ctx: &TaskContext) -> Result<(), TaskError> {
 pub(super) async fn ensure_open(ctx: &TaskContext) -> Result<(), TaskError> {
     ensure_current(ctx).await?;
     let wf = ctx.workflow();
-    let op = ctx
-        .store()?
-        .get_operation(&wf.operation_id)
-        .await
-        .map_err(store_err)?
-        .ok_or_else(|| {
-            TaskError::failed(format!("operation {} does not exist", wf.operation_id))
-        })?;
+    let op = operation(ctx).await?;
     if let Some(at) = op.abort_requested_at {
         return Err(TaskError::AbortRequested { at });
     }

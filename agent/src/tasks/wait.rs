@@ -7,7 +7,7 @@ use failover_messages::records::{HandoffState, Phase, StepStatus};
 
 use crate::workflow::{PeerStep, TaskContext, TaskError, WaitStep};
 
-use super::support::{TasksConfig, ensure_open, store_err};
+use super::support::{TasksConfig, ensure_open, operation, store_err};
 use super::wake::{Check, Wakeups, wait_until};
 
 /// Waits until what `step` waits for is there (bounded by the engine's deadline).
@@ -98,20 +98,13 @@ async fn wait_peer(
 }
 
 async fn wait_operation_closed(ctx: &TaskContext, config: &TasksConfig) -> Result<(), TaskError> {
-    let store = ctx.store()?;
     let wf = ctx.workflow();
     let phase = wait_until(
         "the operation to close",
         ctx.handle::<Wakeups>().ok(),
         config.reread_interval,
         move || async move {
-            let op = store
-                .get_operation(&wf.operation_id)
-                .await
-                .map_err(store_err)?
-                .ok_or_else(|| {
-                    TaskError::failed(format!("operation {} does not exist", wf.operation_id))
-                })?;
+            let op = operation(ctx).await?;
             Ok(if op.phase.is_terminal() {
                 Check::Done(op.phase)
             } else {
