@@ -1,5 +1,6 @@
 //! [`WorkflowTask`], the seed's task interface (`Execute`, `GetName`, `GetDescription`);
-//! what a task returns when it cannot finish is a [`TaskError`] ([`task_error`](super::task_error)).
+//! what a task returns when it cannot finish is a [`TaskError`]
+//! ([`task_error`](super::task_error)).
 //!
 //! Tasks are written with `async fn execute`; the engine holds them as [`BoxedTask`]
 //! (`Arc<dyn DynWorkflowTask>`), so one stage can hold tasks of different types. Every type

@@ -95,8 +95,9 @@ impl Step {
         }
     }
 
-    /// The one object the step touches, e.g. `Deployment/orders-api`, `HelmRelease/flux-system/orders`,
-    /// `VolumeReplication/orders-db-data` (`None` for steps on records or on several objects).
+    /// The one object the step touches, e.g. `Deployment/orders-api`,
+    /// `HelmRelease/flux-system/orders`, `VolumeReplication/orders-db-data` (`None` for steps
+    /// on records or on several objects).
     pub fn object(&self) -> Option<String> {
         match self {
             Self::Kube(s) => Some(s.object()),

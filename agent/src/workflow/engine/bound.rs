@@ -1,6 +1,6 @@
-//! A workflow whose steps are bound to tasks ([`BoundWorkflow`]): what the [`Engine`](super::Engine)
-//! runs. [`Workflow::bind`] makes one from the factory's plan and a
-//! [`TaskBuilder`]; tests build them by hand.
+//! A workflow whose steps are bound to tasks ([`BoundWorkflow`]): what the
+//! [`Engine`](super::Engine) runs. [`Workflow::bind`] makes one from the factory's plan and
+//! a [`TaskBuilder`]; tests build them by hand.
 
 use std::time::Duration;
 
