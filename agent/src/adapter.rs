@@ -15,9 +15,12 @@
 //! 6. **Report.** The engine's [`RunReport`], or an error naming the stage, task, object and
 //!    cluster.
 //!
-//! Throughout, the operation's `Failover` object in this cluster shows this side live: created
-//! at the start, its status patched from the engine's progress, its final phase written at the
-//! end (see [`crate::status`]).
+//! Throughout, the operation's `Failover` object in this cluster shows this side live. The
+//! adapter opens its [`FailoverReporter`] once, at the start, and from then on only feeds
+//! the run's progress stream: the engine's stage and task events, then (from the adapter)
+//! the operation as stored after the run and how this side ended
+//! ([`ProgressEvent::Recorded`], [`ProgressEvent::SideFinished`]). The reporter folds the
+//! stream into the object's status (see [`crate::failover_object`]); nothing comes back.
 //!
 //! Running it again for the same operation (after a crash, or when a wake-up arrives for an
 //! operation already handled) resumes from the journal: steps journaled `DONE` are skipped,
@@ -33,14 +36,15 @@ use failover_messages::records::{Handoff, Operation, Phase};
 use failover_messages::store::{Clock, Outcome, Store, SystemClock};
 use kube::api::Api;
 
-use crate::concerns::Concerns;
-use crate::runtime::admin::Metrics;
+use crate::errors::{error_chain, error_chain_without_repeats};
+use crate::failover_object::failover_reporter::FailoverReporter;
+use crate::metrics::Metrics;
 use crate::seam::Sender;
-use crate::status::{SideResult, StatusReporter};
+use crate::tasks::concerns::Concerns;
 use crate::tasks::{ClusterTasks, TasksConfig, Wakeups, pump_inbox};
 use crate::workflow::{
-    ContextError, Engine, EngineError, Factory, FactoryError, Progress, Role, RunReport,
-    TaskContext, WorkflowContext,
+    ContextError, Engine, EngineError, Factory, FactoryError, Progress, ProgressEvent, Role,
+    RunReport, SideResult, TaskContext, WorkflowContext,
 };
 
 /// Which workflow a run of an operation carries out on this cluster.
@@ -170,8 +174,8 @@ impl ManagerAdapter {
         }
     }
 
-    /// Hands every Kubernetes step to its concern's actor ([`crate::concerns`]) instead of
-    /// running it in the operation's task.
+    /// Hands every Kubernetes step to its concern's actor (through `concerns`, see
+    /// [`crate::tasks::concerns`]) instead of running it in the operation's task.
     pub fn with_concerns(mut self, concerns: Concerns) -> Self {
         self.concerns = Some(concerns);
         self
@@ -243,7 +247,7 @@ impl ManagerAdapter {
     /// The seed's `ProcessFailover`: runs (or resumes) this cluster's side of `op`. See the
     /// module docs.
     ///
-    /// Keeps the operation's `Failover` in this cluster current (see [`crate::status`]):
+    /// Keeps the operation's `Failover` in this cluster current (see the module docs):
     /// created at the start, its status patched as stages and tasks start and finish, and its
     /// final phase written at the end. A status write that fails never fails the workflow.
     ///
@@ -265,6 +269,53 @@ impl ManagerAdapter {
 
     /// Runs `kind` for `op`; see [`Self::process_failover`].
     pub async fn process(&self, op: &Operation, kind: RunKind) -> Result<RunReport, AdapterError> {
+        let ctx = self.task_context(op)?;
+        // The operation's `Failover` in this cluster follows the run's progress: its reporter
+        // subscribes here and learns everything else from the stream.
+        let (to_reporter, from_run) = crate::seam::channel::<Progress>();
+        let reporter = FailoverReporter::open(self.kube.clone(), &self.cluster, op).await;
+        let outer = self.progress.clone();
+        let progress = Sender::from_fn(move |p: Progress| {
+            let _ = outer.send(p.clone());
+            let _ = to_reporter.send(p);
+        });
+        // This side, then a failure running again cannot mend recorded, then the end of the
+        // stream: the operation as stored (after a forward run that succeeded) and how the
+        // side ended. The stream closes with it, and the reporter, having written the final
+        // status, returns too.
+        let run = async move {
+            let result = Box::pin(self.run_side(op, kind, &ctx, progress.clone())).await;
+            if kind == RunKind::Forward
+                && let Err(e) = &result
+                && e.fails_operation()
+            {
+                self.record_failure(op, &ctx, e).await;
+            }
+            if kind == RunKind::Forward
+                && result.is_ok()
+                && let Some(stored) = self.observe_finished(op, ctx.role()).await
+            {
+                self.report(&progress, op, ProgressEvent::Recorded(Box::new(stored)));
+            }
+            let side = match (kind, &result) {
+                (RunKind::Rollback, Ok(_)) => SideResult::Aborted {
+                    message: format!(
+                        "operation {} aborted; cluster {} reactivated its side",
+                        op.id, self.cluster
+                    ),
+                },
+                _ => side_result(&result),
+            };
+            self.report(&progress, op, ProgressEvent::SideFinished(side));
+            result
+        };
+        // Boxed: the workflow's future is large and runs on small test stacks too.
+        let (result, ()) = tokio::join!(Box::pin(run), reporter.follow(from_run));
+        result
+    }
+
+    /// The context this cluster's tasks get for `op`.
+    fn task_context(&self, op: &Operation) -> Result<TaskContext, ContextError> {
         let workflow_ctx = WorkflowContext::from_operation(op, None, self.clock.now());
         let mut ctx = TaskContext::new(workflow_ctx, &self.cluster)?
             .with_clock(Arc::clone(&self.clock))
@@ -277,33 +328,17 @@ impl ManagerAdapter {
         if let Some(concerns) = &self.concerns {
             ctx = ctx.with_handle(concerns.clone());
         }
-        let mut reporter = StatusReporter::new(self.kube.clone(), &self.cluster, op);
-        reporter.create(op).await;
-        // Boxed: the workflow's future is large and runs on small test stacks too.
-        let result = Box::pin(self.run_side(op, kind, &ctx, &mut reporter)).await;
-        if kind == RunKind::Forward
-            && let Err(e) = &result
-            && e.fails_operation()
-        {
-            self.record_failure(op, &ctx, e).await;
-        }
-        if kind == RunKind::Forward
-            && result.is_ok()
-            && let Some(stored) = self.observe_finished(op, ctx.role()).await
-        {
-            reporter.recorded_timings(&stored);
-        }
-        let side = match (kind, &result) {
-            (RunKind::Rollback, Ok(_)) => SideResult::Aborted {
-                message: format!(
-                    "operation {} aborted; cluster {} reactivated its side",
-                    op.id, self.cluster
-                ),
-            },
-            _ => SideResult::of(&result),
-        };
-        reporter.finish(&side, self.clock.now()).await;
-        result
+        Ok(ctx)
+    }
+
+    /// Sends `event` of `op` on this run's `progress` (best effort, as the engine's).
+    fn report(&self, progress: &Sender<Progress>, op: &Operation, event: ProgressEvent) {
+        let _ = progress.send(Progress {
+            operation_id: op.id.clone(),
+            cluster: self.cluster.clone(),
+            at: self.clock.now(),
+            event,
+        });
     }
 
     /// Reads the finished operation back (returned, for the `Failover` status's timings)
@@ -338,7 +373,7 @@ impl ManagerAdapter {
     /// effort: when the write is refused (an abort came first, the epoch moved) or fails,
     /// that is logged and the run's error stands.
     async fn record_failure(&self, op: &Operation, ctx: &TaskContext, error: &AdapterError) {
-        let message = crate::runtime::actors::error_chain(error);
+        let message = error_chain(error);
         match self
             .store
             .set_phase(&ctx.op_ref(), Phase::Failed, Some(&message))
@@ -352,7 +387,7 @@ impl ManagerAdapter {
                 return;
             }
             Err(e) => {
-                tracing::warn!(op = %op.id, cluster = %self.cluster, error = %crate::runtime::actors::error_chain(&e), "recording the operation's failure failed");
+                tracing::warn!(op = %op.id, cluster = %self.cluster, error = %error_chain(&e), "recording the operation's failure failed");
                 return;
             }
         }
@@ -371,17 +406,17 @@ impl ManagerAdapter {
             sent_at: self.clock.now(),
         };
         if let Err(e) = inbox.send(peer, &envelope).await {
-            tracing::warn!(op = %op.id, %peer, error = %crate::runtime::actors::error_chain(&e), "could not wake the other cluster about the failure");
+            tracing::warn!(op = %op.id, %peer, error = %error_chain(&e), "could not wake the other cluster about the failure");
         }
     }
 
-    /// Steps 2–6 of [`Self::process_failover`], feeding the engine's progress to `reporter`.
+    /// Steps 2–6 of [`Self::process_failover`], the engine reporting to `progress`.
     async fn run_side(
         &self,
         op: &Operation,
         kind: RunKind,
         ctx: &TaskContext,
-        reporter: &mut StatusReporter,
+        progress: Sender<Progress>,
     ) -> Result<RunReport, AdapterError> {
         let role = ctx.role();
         let group = op.group.to_string();
@@ -411,28 +446,15 @@ impl ManagerAdapter {
             source,
         })?;
         let bound = workflow.bind(&self.tasks);
-        // Progress goes to the configured receiver and to the Failover status.
-        let (status_tx, status_rx) = crate::seam::channel::<Progress>();
-        let outer = self.progress.clone();
-        let tee = Sender::from_fn(move |p: Progress| {
-            let _ = outer.send(p.clone());
-            let _ = status_tx.send(p);
-        });
-        let engine = Engine::new(self.store.clone()).with_progress(tee);
+        let engine = Engine::new(self.store.clone()).with_progress(progress);
         tracing::info!(
             op = %op.id, %group, cluster = %self.cluster, %role, mode = %op.mode, %kind,
             steps = workflow.steps().count(), "processing failover"
         );
 
-        // The engine is moved into the run, so the status channel closes when it ends and the
-        // reporter, having written what is left, returns too.
-        let bound = &bound;
-        let engine_run = async move { engine.run(bound, ctx).await };
         // Boxed: the engine's future is large, and callers often join two adapters.
-        let run = Box::pin(async {
-            let (r, ()) = tokio::join!(engine_run, reporter.follow(status_rx));
-            r
-        });
+        let bound = &bound;
+        let run = Box::pin(async move { engine.run(bound, ctx).await });
         // The lease is renewed while this side works, so a live operation never looks
         // stalled; the renewal ends with the run.
         let renew = renew_lease_while_running(
@@ -488,7 +510,7 @@ async fn renew_lease_while_running(
                 tracing::info!(op = %op.id, %holder, answer = ?other, "lease not renewed");
             }
             Err(e) => {
-                tracing::warn!(op = %op.id, %holder, error = %crate::runtime::actors::error_chain(&e), "renewing the lease failed");
+                tracing::warn!(op = %op.id, %holder, error = %error_chain(&e), "renewing the lease failed");
             }
         }
     }
@@ -525,6 +547,30 @@ fn wait_seconds(config: &TasksConfig) -> u32 {
     u32::try_from(config.reread_interval.as_secs())
         .unwrap_or(20)
         .clamp(1, 20)
+}
+
+/// How this side ended, from the result of a run (a forward run; a rollback that
+/// succeeded is `Aborted`, see [`ManagerAdapter::process`]).
+pub fn side_result<T>(result: &Result<T, AdapterError>) -> SideResult {
+    match result {
+        Ok(_) => SideResult::Succeeded,
+        Err(e @ AdapterError::Run(EngineError::AbortRequested { .. })) => SideResult::Aborted {
+            message: error_chain_without_repeats(e),
+        },
+        Err(e) => {
+            let at = match e {
+                AdapterError::Run(run) => run
+                    .stage()
+                    .zip(run.task())
+                    .map(|(s, t)| (s.to_owned(), t.to_owned())),
+                _ => None,
+            };
+            SideResult::Failed {
+                at,
+                message: error_chain_without_repeats(e),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -599,5 +645,44 @@ mod tests {
         assert_eq!(dual_active_window(&o), None);
         o.dual_active_ended_at = Some(at(3_500));
         assert_eq!(dual_active_window(&o), Some(Duration::from_millis(1_500)));
+    }
+
+    #[test]
+    fn adapter_errors_map_to_phases() {
+        let abort: Result<(), AdapterError> = Err(AdapterError::Run(EngineError::AbortRequested {
+            stage: "SourceShutdown".into(),
+            task: "NetworkOff".into(),
+            cluster: "east".into(),
+            op_id: "op-1".into(),
+            at: "2026-11-26T12:00:00Z".parse().unwrap(),
+        }));
+        assert!(matches!(side_result(&abort), SideResult::Aborted { .. }));
+        let timeout: Result<(), AdapterError> =
+            Err(AdapterError::Run(EngineError::DeadlineExceeded {
+                stage: "VolumeDemotion".into(),
+                task: "WaitSecondary".into(),
+                object: None,
+                cluster: "east".into(),
+                after: Duration::from_secs(60),
+            }));
+        match side_result(&timeout) {
+            SideResult::Failed { at, message } => {
+                assert_eq!(at, Some(("VolumeDemotion".into(), "WaitSecondary".into())));
+                assert!(message.contains("WaitSecondary"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let missing: Result<(), AdapterError> = Err(AdapterError::GroupNotFound {
+            group: "shop/orders".into(),
+            cluster: "east".into(),
+        });
+        assert!(matches!(
+            side_result(&missing),
+            SideResult::Failed { at: None, .. }
+        ));
+        assert_eq!(
+            side_result(&Ok::<(), AdapterError>(())),
+            SideResult::Succeeded
+        );
     }
 }

@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use failover_agent::adapter::ManagerAdapter;
+use failover_agent::failover_object::failover_names::{
+    LABEL_GROUP, LABEL_OPERATION, failover_name, label_value,
+};
 use failover_agent::kube_ops::{ClusterClient, workloads};
 use failover_agent::seam;
-use failover_agent::status::{LABEL_GROUP, LABEL_OPERATION, failover_name, label_value};
 use failover_agent::tasks::TasksConfig;
 use failover_agent::workflow::{Progress, ProgressEvent, RunReport};
 use failover_messages::crd::{Failover, FailoverGroup, FailoverPhase, GroupRole, WorkloadKind};

@@ -17,7 +17,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use failover_agent::group_status::{COND_READY, COND_SPEC_VALID};
+use failover_agent::failover_group::group_status::{COND_READY, COND_SPEC_VALID};
 use failover_messages::crd::{
     FailoverGroup, FailoverGroupStatus, FailoverPhase, GroupRole, VolumeReplicationRef,
 };

@@ -13,7 +13,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use failover_agent::trigger::{COND_ACCEPTED, Trigger, operation_ids};
+use failover_agent::failover_object::failover_names::operation_ids;
+use failover_agent::failover_object::trigger::{COND_ACCEPTED, Trigger};
 use failover_messages::crd::{Failover, FailoverMode, FailoverSpec, GroupRef as CrdGroupRef};
 use failover_messages::envelope::EnvelopeKind;
 use failover_messages::inbox::{Inbox, InboxOptions};

@@ -156,7 +156,7 @@ fn assert_violations_in_window(
     Ok(())
 }
 
-/// The dual-active window histogram of `agent/src/runtime/admin.rs` (observed by the
+/// The dual-active window histogram of `agent/src/metrics.rs` (observed by the
 /// source side when its UPTIME run ends).
 const WINDOW_METRIC: &str = "failover_dual_active_window_seconds";
 

@@ -27,8 +27,10 @@ use failover_messages::records::{GroupState, Operation, Phase};
 use failover_messages::store::{Store, StoreError};
 
 use crate::adapter::{AdapterError, ManagerAdapter, RunKind};
-use crate::fencing::When;
-use crate::runtime::admin::{Metrics, Readiness};
+use crate::errors::error_chain;
+use crate::failover_group::fencing::When;
+use crate::metrics::Metrics;
+use crate::runtime::admin::Readiness;
 use crate::runtime::fencer::FenceCheck;
 use crate::seam::{Msg, Sender};
 use crate::tasks::Wakeups;
@@ -523,18 +525,6 @@ impl Handler<Msg<Beat>> for HeartbeatActor {
             }
         }));
     }
-}
-
-/// An error and its sources, `: `-separated.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -11,11 +11,11 @@ use failover_messages::store::Store;
 
 use std::sync::{Arc, Mutex};
 
-use crate::fencing::{self, GroupVerdict, ReplicaCache, When};
+use crate::errors::error_chain;
+use crate::failover_group::fencing::{self, GroupVerdict, ReplicaCache, When};
 use crate::kube_ops::ClusterClient;
 use crate::kube_ops::traffic::TrafficConfig;
-use crate::runtime::actors::error_chain;
-use crate::runtime::admin::Metrics;
+use crate::metrics::Metrics;
 use crate::seam::Msg;
 
 /// Check the groups now.

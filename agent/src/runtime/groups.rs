@@ -23,9 +23,11 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
-use crate::events::{Events, invalid_spec_event};
-use crate::group_status::{self, COND_SPEC_VALID, Refreshed};
-use crate::runtime::actors::error_chain;
+use crate::errors::error_chain;
+use crate::failover_group::group_events::invalid_spec_event;
+use crate::failover_group::group_spec::problems_message;
+use crate::failover_group::group_status::{self, COND_SPEC_VALID, Refreshed};
+use crate::kube_events::Events;
 use crate::seam::{Msg, Sender};
 
 /// `(namespace, name)` of a namespaced object.
@@ -299,7 +301,7 @@ impl Handler<Msg<RefreshDone>> for GroupStatusActor {
                 if !r.problems.is_empty() && changed {
                     tracing::warn!(
                         group = %format!("{}/{}", key.0, key.1), cluster = %self.cluster,
-                        problems = %group_status::problems_message(&r.problems),
+                        problems = %problems_message(&r.problems),
                         "the FailoverGroup spec is invalid"
                     );
                     if let Some(fg) = self.cache.get(&key) {

@@ -12,7 +12,7 @@
 //!    after this.
 //! 5. **Start** the actors: heartbeat, operation runner, SQS inbox ([`actors`]; they share
 //!    one [`Wakeups`] signal, which the runner's workflows wait on), one per Kubernetes
-//!    concern (workloads, traffic, GitOps, volumes: [`crate::concerns`]), the fencer
+//!    concern (workloads, traffic, GitOps, volumes: [`concerns`]), the fencer
 //!    ([`fencer`]: every re-read, and when the heartbeat sees DynamoDB answer again), the
 //!    FailoverGroup status keeper ([`groups`]) and the `Failover` trigger watcher
 //!    ([`triggers`]).
@@ -20,6 +20,7 @@
 
 pub mod actors;
 pub mod admin;
+pub mod concerns;
 pub mod config;
 pub mod fencer;
 pub mod groups;
@@ -38,13 +39,16 @@ use crate::seam::Sender;
 use crate::tasks::{TasksConfig, Wakeups};
 use crate::workflow::Progress;
 
-use self::actors::{HeartbeatActor, InboxActor, RunnerActor, RunnerTick, error_chain};
-use self::admin::{Metrics, Readiness};
+use self::actors::{HeartbeatActor, InboxActor, RunnerActor, RunnerTick};
+use self::admin::Readiness;
 use self::config::AgentConfig;
 use self::fencer::FenceCheck;
-use crate::fencing::When;
+use crate::errors::error_chain;
+use crate::failover_group::fencing::When;
+use crate::failover_object::trigger::Trigger;
 use crate::kube_ops::ClusterClient;
 use crate::kube_ops::traffic::TrafficConfig;
+use crate::metrics::Metrics;
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -303,145 +307,188 @@ pub async fn run(cfg: AgentConfig) -> Result<(), StartupError> {
 
     let clients = connect(&cfg, &cluster).await?;
     preflight(&clients, &cfg, &cluster, &readiness).await?;
-
-    let listener = tokio::net::TcpListener::bind(cfg.admin_addr)
-        .await
-        .map_err(|source| StartupError::AdminBind {
-            addr: cfg.admin_addr.to_string(),
-            source,
-        })?;
-    tracing::info!(addr = %cfg.admin_addr, "admin endpoints listening");
-    // `/ready` also waits for the watches the agent relies on.
-    readiness.expect_watch("failovergroups");
-    readiness.expect_watch("failovers");
-    let admin = admin::serve(listener, metrics.clone(), readiness.clone());
-    actix_rt::spawn(async move {
-        if let Err(e) = admin.await {
-            tracing::error!(error = %e, "the admin server stopped");
-        }
-    });
-
-    let store = Store::new(&clients.dynamodb, &cfg.table);
-    metrics.track_aws_calls(Arc::clone(store.calls()));
-    let inbox = Inbox::new(
-        clients.sqs.clone(),
-        &cluster,
-        InboxOptions {
-            prefix: cfg.queue_prefix.clone(),
-            ..InboxOptions::default()
-        },
-    );
-    let traffic = TrafficConfig {
-        annotation_key: cfg.traffic_annotation.clone(),
+    let agent = Agent {
+        cfg: &cfg,
+        clients: &clients,
+        cluster: &cluster,
+        metrics: &metrics,
+        readiness: &readiness,
     };
-
-    // Fence first (protocol rule 7): before this agent runs any operation, every group it
-    // is not entitled to has its side here shut down and demoted.
-    let cc = ClusterClient::new(clients.kube.clone(), &cluster);
-    self::fencer::run_check(
-        &cc,
-        &store,
-        &traffic,
-        &metrics,
-        When::Startup,
-        &mut Default::default(),
-    )
-    .await;
-    readiness.startup_fencing_done();
-    let fencer = self::fencer::FencerActor::new(
-        cc,
-        store.clone(),
-        traffic.clone(),
-        metrics.clone(),
-        cfg.reread_interval,
-    )
-    .start();
-
-    let wakeups = Wakeups::new();
-    let progress_metrics = metrics.clone();
-    let adapter = ManagerAdapter::new(&cluster, clients.kube.clone(), store.clone())
-        .with_inbox(inbox.clone())
-        .with_external_wakeups(wakeups.clone())
-        .with_tasks_config(TasksConfig {
-            reread_interval: cfg.reread_interval,
-            traffic: traffic.clone(),
-            ..TasksConfig::default()
-        })
-        .with_metrics(metrics.clone())
-        .with_concerns(crate::concerns::Concerns::start(metrics.clone()))
-        .with_progress(Sender::from_fn(move |p: Progress| {
-            progress_metrics.progress(&p)
-        }));
-
-    HeartbeatActor::new(
-        store.clone(),
-        cluster.clone(),
-        cfg.heartbeat_interval,
-        metrics.clone(),
-        readiness.clone(),
-    )
-    .on_regained(Sender::<FenceCheck>::from_addr(fencer))
-    .start();
-    let runner = RunnerActor::new(
-        store,
-        adapter,
-        metrics.clone(),
-        readiness.clone(),
-        cfg.reread_interval,
-    )
-    .start();
-    let wait_seconds = u32::try_from(cfg.reread_interval.as_secs())
-        .unwrap_or(20)
-        .clamp(1, 20);
-    InboxActor::new(
-        inbox,
-        wakeups,
-        Sender::<RunnerTick>::from_addr(runner),
-        metrics,
-        readiness.clone(),
-        wait_seconds,
-        cfg.reread_interval,
-    )
-    .start();
-    // --- FailoverGroup status and user-created Failovers (runtime/groups.rs, triggers.rs) ---
-    // Their own Store (DynamoDB reads of the status refresh are not operation calls) and
-    // their own sending Inbox; both re-read every --reread-interval.
-    {
-        let store = Store::new(&clients.dynamodb, &cfg.table);
-        self::groups::GroupStatusActor::new(
-            clients.kube.clone(),
-            store.clone(),
-            &cluster,
-            &cfg.traffic_annotation,
-            cfg.reread_interval,
-        )
-        .with_readiness(readiness.clone())
-        .start();
-        let sender = Inbox::new(
-            clients.sqs.clone(),
-            &cluster,
-            InboxOptions {
-                prefix: cfg.queue_prefix.clone(),
-                ..InboxOptions::default()
-            },
-        );
-        let trigger = crate::trigger::Trigger::new(
-            clients.kube.clone(),
-            store,
-            sender,
-            clients.sqs.clone(),
-            &cluster,
-        );
-        self::triggers::TriggerActor::new(clients.kube.clone(), trigger, cfg.reread_interval)
-            .with_readiness(readiness.clone())
-            .start();
-    }
-    // --- end ---
+    agent.serve_admin().await?;
+    agent.start_actors().await;
     tracing::info!(%cluster, table = %cfg.table, "agent started");
 
     shutdown_signal().await;
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// What starting the agent's parts needs, once the start-up checks passed.
+struct Agent<'a> {
+    cfg: &'a AgentConfig,
+    clients: &'a Clients,
+    cluster: &'a str,
+    metrics: &'a Metrics,
+    readiness: &'a Readiness,
+}
+
+impl Agent<'_> {
+    /// Step 3 of [`run`]: `/live`, `/ready`, `/metrics`.
+    async fn serve_admin(&self) -> Result<(), StartupError> {
+        let (cfg, readiness) = (self.cfg, self.readiness);
+        let listener = tokio::net::TcpListener::bind(cfg.admin_addr)
+            .await
+            .map_err(|source| StartupError::AdminBind {
+                addr: cfg.admin_addr.to_string(),
+                source,
+            })?;
+        tracing::info!(addr = %cfg.admin_addr, "admin endpoints listening");
+        // `/ready` also waits for the watches the agent relies on.
+        readiness.expect_watch("failovergroups");
+        readiness.expect_watch("failovers");
+        let admin = admin::serve(listener, self.metrics.clone(), readiness.clone());
+        actix_rt::spawn(async move {
+            if let Err(e) = admin.await {
+                tracing::error!(error = %e, "the admin server stopped");
+            }
+        });
+        Ok(())
+    }
+
+    /// Steps 4 and 5 of [`run`]: the start-up fencing check, then the actors.
+    async fn start_actors(&self) {
+        let (cfg, clients, metrics) = (self.cfg, self.clients, self.metrics);
+        let store = Store::new(&clients.dynamodb, &cfg.table);
+        metrics.track_aws_calls(Arc::clone(store.calls()));
+        let inbox = self.inbox();
+        let traffic = TrafficConfig {
+            annotation_key: cfg.traffic_annotation.clone(),
+        };
+
+        // Fence first (protocol rule 7): before this agent runs any operation, every group it
+        // is not entitled to has its side here shut down and demoted.
+        let cc = ClusterClient::new(clients.kube.clone(), self.cluster);
+        self::fencer::run_check(
+            &cc,
+            &store,
+            &traffic,
+            metrics,
+            When::Startup,
+            &mut Default::default(),
+        )
+        .await;
+        self.readiness.startup_fencing_done();
+        let fencer = self::fencer::FencerActor::new(
+            cc,
+            store.clone(),
+            traffic.clone(),
+            metrics.clone(),
+            cfg.reread_interval,
+        )
+        .start();
+        self.start_operation_actors(store, inbox, traffic, Sender::from_addr(fencer));
+        self.start_object_actors();
+    }
+
+    /// This cluster's inbox (its options name every cluster's queue).
+    fn inbox(&self) -> Inbox {
+        Inbox::new(
+            self.clients.sqs.clone(),
+            self.cluster,
+            InboxOptions {
+                prefix: self.cfg.queue_prefix.clone(),
+                ..InboxOptions::default()
+            },
+        )
+    }
+
+    /// The operation runner (with its adapter and the concern actors), the heartbeat and the
+    /// SQS inbox.
+    fn start_operation_actors(
+        &self,
+        store: Store,
+        inbox: Inbox,
+        traffic: TrafficConfig,
+        fencer: Sender<FenceCheck>,
+    ) {
+        let (cfg, clients, cluster, metrics) = (self.cfg, self.clients, self.cluster, self.metrics);
+        let wakeups = Wakeups::new();
+        let progress_metrics = metrics.clone();
+        let adapter = ManagerAdapter::new(cluster, clients.kube.clone(), store.clone())
+            .with_inbox(inbox.clone())
+            .with_external_wakeups(wakeups.clone())
+            .with_tasks_config(TasksConfig {
+                reread_interval: cfg.reread_interval,
+                traffic,
+                ..TasksConfig::default()
+            })
+            .with_metrics(metrics.clone())
+            .with_concerns(self::concerns::start(metrics.clone()))
+            .with_progress(Sender::from_fn(move |p: Progress| {
+                if let Some((stage, task, outcome, elapsed)) = p.event.step_outcome() {
+                    progress_metrics.step_duration(stage, task, outcome, elapsed);
+                }
+            }));
+
+        HeartbeatActor::new(
+            store.clone(),
+            cluster.to_owned(),
+            cfg.heartbeat_interval,
+            metrics.clone(),
+            self.readiness.clone(),
+        )
+        .on_regained(fencer)
+        .start();
+        let runner = RunnerActor::new(
+            store,
+            adapter,
+            metrics.clone(),
+            self.readiness.clone(),
+            cfg.reread_interval,
+        )
+        .start();
+        let wait_seconds = u32::try_from(cfg.reread_interval.as_secs())
+            .unwrap_or(20)
+            .clamp(1, 20);
+        InboxActor::new(
+            inbox,
+            wakeups,
+            Sender::<RunnerTick>::from_addr(runner),
+            metrics.clone(),
+            self.readiness.clone(),
+            wait_seconds,
+            cfg.reread_interval,
+        )
+        .start();
+    }
+
+    /// The FailoverGroup status keeper and the watcher of user-created Failovers
+    /// ([`groups`], [`triggers`]). Their own Store (DynamoDB reads of the status refresh are
+    /// not operation calls) and their own sending Inbox; both re-read every
+    /// `--reread-interval`.
+    fn start_object_actors(&self) {
+        let (cfg, clients, cluster) = (self.cfg, self.clients, self.cluster);
+        let store = Store::new(&clients.dynamodb, &cfg.table);
+        self::groups::GroupStatusActor::new(
+            clients.kube.clone(),
+            store.clone(),
+            cluster,
+            &cfg.traffic_annotation,
+            cfg.reread_interval,
+        )
+        .with_readiness(self.readiness.clone())
+        .start();
+        let trigger = Trigger::new(
+            clients.kube.clone(),
+            store,
+            self.inbox(),
+            clients.sqs.clone(),
+            cluster,
+        );
+        self::triggers::TriggerActor::new(clients.kube.clone(), trigger, cfg.reread_interval)
+            .with_readiness(self.readiness.clone())
+            .start();
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,5 +1,5 @@
 //! The actor that submits user-created `Failover` objects of this cluster
-//! ([`TriggerActor`]; the decisions and the submission are in [`crate::trigger`]).
+//! ([`TriggerActor`]; the decisions and the submission are in [`crate::failover_object::trigger`]).
 //!
 //! A watcher on Failovers (all namespaces) feeds the actor; every object that
 //! [`needs_submission`] is submitted once at a time; the re-read timer retries those still
@@ -13,10 +13,10 @@ use actix::{Actor, AsyncContext, Context, Handler};
 use failover_messages::crd::Failover;
 use kube::api::Api;
 
-use crate::runtime::actors::error_chain;
+use crate::errors::error_chain;
+use crate::failover_object::trigger::{Trigger, needs_submission};
 use crate::runtime::groups::{Key, WatchCache, Watched, watch_into};
 use crate::seam::{Msg, Sender};
-use crate::trigger::{Trigger, needs_submission};
 
 /// Retry every Failover still waiting (the re-read timer).
 #[derive(Debug, Clone, Copy)]

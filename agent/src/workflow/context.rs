@@ -24,43 +24,8 @@ use failover_messages::records::{Lease, Mode, Operation, StepStatus};
 use failover_messages::store::{Clock, OpRef, Store, SystemClock};
 use jiff::Timestamp;
 
-use super::task::TaskError;
-
-/// Which side of an operation this cluster is on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
-    /// The cluster the group moves away from: shuts down and demotes.
-    Source,
-    /// The cluster the group moves to: promotes and activates.
-    Target,
-}
-
-impl Role {
-    /// Both roles.
-    pub const ALL: [Role; 2] = [Role::Source, Role::Target];
-
-    /// The other side.
-    pub fn peer(self) -> Role {
-        match self {
-            Role::Source => Role::Target,
-            Role::Target => Role::Source,
-        }
-    }
-
-    /// `source` / `target`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Source => "source",
-            Role::Target => "target",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use super::stages::Role;
+use super::task_error::TaskError;
 
 /// When things happened, as far as this agent knows.
 #[derive(Clone, Debug, PartialEq, Eq)]

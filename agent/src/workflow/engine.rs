@@ -45,6 +45,8 @@
 //! `Failover` status and metrics; [`Engine::run`] returns a [`RunReport`] with the same
 //! times.
 
+mod bound;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -54,145 +56,13 @@ use jiff::Timestamp;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+pub use self::bound::{BoundStage, BoundStep, BoundWorkflow};
 use super::context::{Attempt, StepInfo, TaskContext};
-use super::definition::Workflow;
 use super::journal::{Journal, JournalError};
 use super::progress::{Progress, ProgressEvent, RunReport, StageReport, StepReport};
-use super::task::{BoxedTask, TaskBuilder, TaskError};
+use super::task_error::TaskError;
+use crate::errors::error_chain;
 use crate::seam::Sender;
-
-/// One step bound to the task that carries it out.
-pub struct BoundStep {
-    /// Journal key (unique within the stage).
-    pub key: String,
-    /// The object the step touches, for errors and progress.
-    pub object: Option<String>,
-    /// The step's own limit (steps waiting for the other cluster); `None`: the stage's.
-    pub own_deadline: Option<Duration>,
-    /// Whether intent and outcome are journaled.
-    pub journaled: bool,
-    /// Whether it is a claim or a promotion (resumes are logged as warnings).
-    pub promotion: bool,
-    /// The task.
-    pub task: BoxedTask,
-}
-
-impl std::fmt::Debug for BoundStep {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BoundStep")
-            .field("key", &self.key)
-            .field("object", &self.object)
-            .field("own_deadline", &self.own_deadline)
-            .field("journaled", &self.journaled)
-            .field("promotion", &self.promotion)
-            .field("task", &self.task.name())
-            .finish()
-    }
-}
-
-impl BoundStep {
-    /// A journaled step `key` run by `task`, limited by its stage.
-    pub fn new(key: impl Into<String>, task: BoxedTask) -> Self {
-        Self {
-            key: key.into(),
-            object: None,
-            own_deadline: None,
-            journaled: true,
-            promotion: false,
-            task,
-        }
-    }
-
-    /// Names the object.
-    pub fn on(mut self, object: impl Into<String>) -> Self {
-        self.object = Some(object.into());
-        self
-    }
-
-    /// Gives the step its own limit, outside its stage's.
-    pub fn within(mut self, limit: Duration) -> Self {
-        self.own_deadline = Some(limit);
-        self
-    }
-
-    /// Runs the step without journaling it.
-    pub fn unjournaled(mut self) -> Self {
-        self.journaled = false;
-        self
-    }
-}
-
-/// One stage of bound steps.
-#[derive(Debug)]
-pub struct BoundStage {
-    /// Journal key.
-    pub key: String,
-    /// Number in the operation's mode.
-    pub number: u8,
-    /// The seed's name.
-    pub title: String,
-    /// The limit of each step and of all of them together (waits for the peer excepted).
-    pub timeout: Duration,
-    /// The steps, in order.
-    pub steps: Vec<BoundStep>,
-}
-
-impl BoundStage {
-    /// An empty stage.
-    pub fn new(key: impl Into<String>, number: u8, timeout: Duration) -> Self {
-        let key = key.into();
-        Self {
-            title: key.clone(),
-            key,
-            number,
-            timeout,
-            steps: Vec::new(),
-        }
-    }
-
-    /// Appends a step.
-    pub fn step(mut self, step: BoundStep) -> Self {
-        self.steps.push(step);
-        self
-    }
-}
-
-/// A workflow whose steps are bound to tasks: what [`Engine::run`] runs.
-#[derive(Debug, Default)]
-pub struct BoundWorkflow {
-    /// The stages, in order.
-    pub stages: Vec<BoundStage>,
-}
-
-impl Workflow {
-    /// Binds every step to the task `builder` makes for it.
-    pub fn bind(&self, builder: &dyn TaskBuilder) -> BoundWorkflow {
-        BoundWorkflow {
-            stages: self
-                .stages
-                .iter()
-                .map(|stage| BoundStage {
-                    key: stage.key().to_owned(),
-                    number: stage.number,
-                    title: stage.name.to_owned(),
-                    timeout: stage.timeout,
-                    steps: stage
-                        .tasks
-                        .iter()
-                        .map(|step| BoundStep {
-                            key: step.key(),
-                            object: step.object(),
-                            own_deadline: step.own_deadline(),
-                            journaled: step.journaled(),
-                            promotion: step.is_promotion(),
-                            task: builder.task_for(step),
-                        })
-                        .collect(),
-                })
-                .collect(),
-        }
-    }
-}
 
 /// Why a workflow stopped.
 #[derive(Debug, thiserror::Error)]
@@ -402,23 +272,14 @@ impl Cursor<'_> {
     }
 }
 
+/// This cluster's journal of an operation at its epoch, by (stage key, step key).
+type Journaled = HashMap<(String, String), JournalStep>;
+
 /// How a step's run ended.
 enum Ran {
     Ok,
     Failed(TaskError),
     TimedOut(Duration),
-}
-
-/// `err` and its sources, joined by `: `.
-fn render_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 impl<J: Journal> Engine<J> {
@@ -466,10 +327,23 @@ impl<J: Journal> Engine<J> {
         workflow: &BoundWorkflow,
         ctx: &TaskContext,
     ) -> Result<RunReport, EngineError> {
+        let run_start = Instant::now();
+        let journaled = self.read_journal(ctx).await?;
+        let mut report = RunReport::default();
+        for stage in &workflow.stages {
+            report
+                .stages
+                .push(self.run_stage(stage, ctx, &journaled).await?);
+        }
+        report.elapsed = run_start.elapsed();
+        Ok(report)
+    }
+
+    /// This cluster's journal of the operation at its epoch, by (stage, task).
+    async fn read_journal(&self, ctx: &TaskContext) -> Result<Journaled, EngineError> {
         let op = ctx.op_ref();
         let cluster = ctx.cluster();
-        let run_start = Instant::now();
-        let journaled: HashMap<(String, String), JournalStep> = self
+        Ok(self
             .journal
             .steps(&op, cluster)
             .await
@@ -481,196 +355,229 @@ impl<J: Journal> Engine<J> {
             .into_iter()
             .filter(|s| s.epoch == op.epoch)
             .map(|s| ((s.stage.clone(), s.task.clone()), s))
-            .collect();
+            .collect())
+    }
 
-        let mut report = RunReport::default();
-        for stage in &workflow.stages {
-            let stage_start = Instant::now();
-            self.emit(
-                ctx,
-                ProgressEvent::StageStarted {
-                    stage: stage.key.clone(),
-                    number: stage.number,
-                    title: stage.title.clone(),
-                },
-            );
-            tracing::info!(stage = %stage.key, number = stage.number, "stage started");
-            // Time this run spent on the stage's own work (waits for the peer excluded).
-            let mut used = Duration::ZERO;
-            let mut steps = Vec::with_capacity(stage.steps.len());
-            for step in &stage.steps {
-                let cursor = Cursor {
-                    ctx,
-                    stage: &stage.key,
-                    task: &step.key,
-                };
-                let earlier = journaled.get(&(stage.key.clone(), step.key.clone()));
-                if step.journaled && earlier.is_some_and(|s| s.status == StepStatus::Done) {
-                    self.skip(ctx, &cursor);
-                    steps.push(StepReport::Skipped {
-                        task: step.key.clone(),
-                    });
-                    continue;
-                }
-                let limit = match step.own_deadline {
-                    Some(limit) => limit,
-                    None => stage.timeout.saturating_sub(used),
-                };
-                if step.journaled {
-                    match self
-                        .journal
-                        .intent(&op, cluster, &stage.key, &step.key)
-                        .await
-                    {
-                        Ok(Outcome::Done(())) => {}
-                        Ok(Outcome::AlreadyDone(_)) => {
-                            self.skip(ctx, &cursor);
-                            steps.push(StepReport::Skipped {
-                                task: step.key.clone(),
-                            });
-                            continue;
-                        }
-                        Ok(Outcome::StaleEpoch(stale)) => return Err(cursor.stale(stale)),
-                        Ok(other) => return Err(cursor.unexpected("intent", &other)),
-                        Err(e) => return Err(cursor.journal_error("intent", e)),
-                    }
-                }
-                let attempt = match earlier {
-                    Some(s) if step.journaled => Attempt::Resumed {
-                        previous: s.status,
-                        attempts: s.attempts,
-                    },
-                    _ => Attempt::First,
-                };
-                if step.promotion && attempt.interrupted() {
-                    tracing::warn!(
-                        stage = %stage.key,
-                        task = %step.key,
-                        "an earlier attempt at this promotion step was interrupted; the task checks the current state before acting"
-                    );
-                }
-                self.emit(
-                    ctx,
-                    ProgressEvent::TaskStarted {
-                        stage: stage.key.clone(),
-                        task: step.key.clone(),
-                        object: step.object.clone(),
-                        previous: match attempt {
-                            Attempt::Resumed { previous, .. } => Some(previous),
-                            Attempt::First => None,
-                        },
-                    },
-                );
-                let step_ctx = ctx.for_step(StepInfo {
-                    stage: stage.key.clone(),
-                    task: step.key.clone(),
-                    object: step.object.clone(),
-                    deadline: limit,
-                    attempt,
-                });
-                let started = Instant::now();
-                let ran = if limit.is_zero() {
-                    Ran::TimedOut(limit)
-                } else {
-                    let fut = step.task.execute(&step_ctx);
-                    match tokio::time::timeout(limit, fut.instrument(step_ctx.span().clone())).await
-                    {
-                        Ok(Ok(())) => Ran::Ok,
-                        Ok(Err(e)) => Ran::Failed(e),
-                        Err(_) => Ran::TimedOut(limit),
-                    }
-                };
-                let elapsed = started.elapsed();
-                if step.own_deadline.is_none() {
-                    used = used.saturating_add(elapsed);
-                }
-                match ran {
-                    Ran::Ok => {
-                        self.finish(&cursor, step.journaled, StepStatus::Done, None)
-                            .await?;
-                        tracing::info!(task = %step.key, ?elapsed, "task finished");
-                        self.emit(
-                            ctx,
-                            ProgressEvent::TaskFinished {
-                                stage: stage.key.clone(),
-                                task: step.key.clone(),
-                                elapsed,
-                            },
-                        );
-                        steps.push(StepReport::Ran {
-                            task: step.key.clone(),
-                            elapsed,
-                        });
-                    }
-                    Ran::Failed(TaskError::StaleEpoch(stale)) => {
-                        // Every further write would be refused too: write nothing more.
-                        self.failed(ctx, &cursor, elapsed, "the operation is no longer current");
-                        return Err(cursor.stale(stale));
-                    }
-                    Ran::Failed(TaskError::AbortRequested { at }) => {
-                        let message = format!("abort requested at {at}");
-                        self.finish_after_failure(&cursor, step.journaled, &message)
-                            .await?;
-                        self.failed(ctx, &cursor, elapsed, &message);
-                        return Err(EngineError::AbortRequested {
-                            stage: stage.key.clone(),
-                            task: step.key.clone(),
-                            cluster: cluster.to_owned(),
-                            op_id: op.id.clone(),
-                            at,
-                        });
-                    }
-                    Ran::Failed(source) => {
-                        let message = render_chain(&source);
-                        tracing::warn!(task = %step.key, error = %message, "task failed");
-                        self.finish_after_failure(&cursor, step.journaled, &message)
-                            .await?;
-                        self.failed(ctx, &cursor, elapsed, &message);
-                        return Err(EngineError::TaskFailed {
-                            stage: stage.key.clone(),
-                            task: step.key.clone(),
-                            object: source
-                                .object()
-                                .map(str::to_owned)
-                                .or_else(|| step.object.clone()),
-                            cluster: cluster.to_owned(),
-                            source,
-                        });
-                    }
-                    Ran::TimedOut(after) => {
-                        let message = format!("deadline exceeded after {after:?}");
-                        tracing::warn!(task = %step.key, ?after, "task ran out of time");
-                        self.finish_after_failure(&cursor, step.journaled, &message)
-                            .await?;
-                        self.failed(ctx, &cursor, elapsed, &message);
-                        return Err(EngineError::DeadlineExceeded {
-                            stage: stage.key.clone(),
-                            task: step.key.clone(),
-                            object: step.object.clone(),
-                            cluster: cluster.to_owned(),
-                            after,
-                        });
-                    }
-                }
-            }
-            let elapsed = stage_start.elapsed();
-            tracing::info!(stage = %stage.key, ?elapsed, "stage finished");
-            self.emit(
-                ctx,
-                ProgressEvent::StageFinished {
-                    stage: stage.key.clone(),
-                    elapsed,
-                },
-            );
-            report.stages.push(StageReport {
+    /// Runs one stage's steps in order (module docs: flow).
+    async fn run_stage(
+        &self,
+        stage: &BoundStage,
+        ctx: &TaskContext,
+        journaled: &Journaled,
+    ) -> Result<StageReport, EngineError> {
+        let stage_start = Instant::now();
+        self.emit(
+            ctx,
+            ProgressEvent::StageStarted {
                 stage: stage.key.clone(),
                 number: stage.number,
-                elapsed,
-                steps,
-            });
+                title: stage.title.clone(),
+            },
+        );
+        tracing::info!(stage = %stage.key, number = stage.number, "stage started");
+        // Time this run spent on the stage's own work (waits for the peer excluded).
+        let mut used = Duration::ZERO;
+        let mut steps = Vec::with_capacity(stage.steps.len());
+        for step in &stage.steps {
+            steps.push(
+                self.run_step(stage, step, ctx, journaled, &mut used)
+                    .await?,
+            );
         }
-        report.elapsed = run_start.elapsed();
-        Ok(report)
+        let elapsed = stage_start.elapsed();
+        tracing::info!(stage = %stage.key, ?elapsed, "stage finished");
+        self.emit(
+            ctx,
+            ProgressEvent::StageFinished {
+                stage: stage.key.clone(),
+                elapsed,
+            },
+        );
+        Ok(StageReport {
+            stage: stage.key.clone(),
+            number: stage.number,
+            elapsed,
+            steps,
+        })
+    }
+
+    /// Steps 1–4 of the module docs' flow for one step; `used` is the time the stage's own
+    /// work took so far in this run (and grows by this step's, unless it has its own limit).
+    async fn run_step(
+        &self,
+        stage: &BoundStage,
+        step: &BoundStep,
+        ctx: &TaskContext,
+        journaled: &Journaled,
+        used: &mut Duration,
+    ) -> Result<StepReport, EngineError> {
+        let cursor = Cursor {
+            ctx,
+            stage: &stage.key,
+            task: &step.key,
+        };
+        let skipped = || StepReport::Skipped {
+            task: step.key.clone(),
+        };
+        let earlier = journaled.get(&(stage.key.clone(), step.key.clone()));
+        if step.journaled && earlier.is_some_and(|s| s.status == StepStatus::Done) {
+            self.skip(ctx, &cursor);
+            return Ok(skipped());
+        }
+        let limit = match step.own_deadline {
+            Some(limit) => limit,
+            None => stage.timeout.saturating_sub(*used),
+        };
+        if step.journaled && !self.intent(&cursor).await? {
+            self.skip(ctx, &cursor);
+            return Ok(skipped());
+        }
+        let attempt = match earlier {
+            Some(s) if step.journaled => Attempt::Resumed {
+                previous: s.status,
+                attempts: s.attempts,
+            },
+            _ => Attempt::First,
+        };
+        if step.promotion && attempt.interrupted() {
+            tracing::warn!(
+                stage = %stage.key,
+                task = %step.key,
+                "an earlier attempt at this promotion step was interrupted; the task checks the current state before acting"
+            );
+        }
+        self.emit(
+            ctx,
+            ProgressEvent::TaskStarted {
+                stage: stage.key.clone(),
+                task: step.key.clone(),
+                object: step.object.clone(),
+                previous: match attempt {
+                    Attempt::Resumed { previous, .. } => Some(previous),
+                    Attempt::First => None,
+                },
+            },
+        );
+        let step_ctx = ctx.for_step(StepInfo {
+            stage: stage.key.clone(),
+            task: step.key.clone(),
+            object: step.object.clone(),
+            deadline: limit,
+            attempt,
+        });
+        let started = Instant::now();
+        let ran = if limit.is_zero() {
+            Ran::TimedOut(limit)
+        } else {
+            let fut = step.task.execute(&step_ctx);
+            match tokio::time::timeout(limit, fut.instrument(step_ctx.span().clone())).await {
+                Ok(Ok(())) => Ran::Ok,
+                Ok(Err(e)) => Ran::Failed(e),
+                Err(_) => Ran::TimedOut(limit),
+            }
+        };
+        let elapsed = started.elapsed();
+        if step.own_deadline.is_none() {
+            *used = used.saturating_add(elapsed);
+        }
+        self.settle(&cursor, step, ran, elapsed).await
+    }
+
+    /// Writes a step's intent: `true` to run it, `false` when the journal shows it done
+    /// already; a refused or failed write stops the run.
+    async fn intent(&self, cursor: &Cursor<'_>) -> Result<bool, EngineError> {
+        let op = cursor.ctx.op_ref();
+        match self
+            .journal
+            .intent(&op, cursor.ctx.cluster(), cursor.stage, cursor.task)
+            .await
+        {
+            Ok(Outcome::Done(())) => Ok(true),
+            Ok(Outcome::AlreadyDone(_)) => Ok(false),
+            Ok(Outcome::StaleEpoch(stale)) => Err(cursor.stale(stale)),
+            Ok(other) => Err(cursor.unexpected("intent", &other)),
+            Err(e) => Err(cursor.journal_error("intent", e)),
+        }
+    }
+
+    /// Journals and reports how a step's run ended (step 4 of the module docs' flow).
+    async fn settle(
+        &self,
+        cursor: &Cursor<'_>,
+        step: &BoundStep,
+        ran: Ran,
+        elapsed: Duration,
+    ) -> Result<StepReport, EngineError> {
+        let ctx = cursor.ctx;
+        let (stage, cluster) = (cursor.stage, ctx.cluster());
+        match ran {
+            Ran::Ok => {
+                self.finish(cursor, step.journaled, StepStatus::Done, None)
+                    .await?;
+                tracing::info!(task = %step.key, ?elapsed, "task finished");
+                self.emit(
+                    ctx,
+                    ProgressEvent::TaskFinished {
+                        stage: stage.to_owned(),
+                        task: step.key.clone(),
+                        elapsed,
+                    },
+                );
+                Ok(StepReport::Ran {
+                    task: step.key.clone(),
+                    elapsed,
+                })
+            }
+            Ran::Failed(TaskError::StaleEpoch(stale)) => {
+                // Every further write would be refused too: write nothing more.
+                self.failed(ctx, cursor, elapsed, "the operation is no longer current");
+                Err(cursor.stale(stale))
+            }
+            Ran::Failed(TaskError::AbortRequested { at }) => {
+                let message = format!("abort requested at {at}");
+                self.finish_after_failure(cursor, step.journaled, &message)
+                    .await?;
+                self.failed(ctx, cursor, elapsed, &message);
+                Err(EngineError::AbortRequested {
+                    stage: stage.to_owned(),
+                    task: step.key.clone(),
+                    cluster: cluster.to_owned(),
+                    op_id: ctx.workflow().operation_id.clone(),
+                    at,
+                })
+            }
+            Ran::Failed(source) => {
+                let message = error_chain(&source);
+                tracing::warn!(task = %step.key, error = %message, "task failed");
+                self.finish_after_failure(cursor, step.journaled, &message)
+                    .await?;
+                self.failed(ctx, cursor, elapsed, &message);
+                Err(EngineError::TaskFailed {
+                    stage: stage.to_owned(),
+                    task: step.key.clone(),
+                    object: source
+                        .object()
+                        .map(str::to_owned)
+                        .or_else(|| step.object.clone()),
+                    cluster: cluster.to_owned(),
+                    source,
+                })
+            }
+            Ran::TimedOut(after) => {
+                let message = format!("deadline exceeded after {after:?}");
+                tracing::warn!(task = %step.key, ?after, "task ran out of time");
+                self.finish_after_failure(cursor, step.journaled, &message)
+                    .await?;
+                self.failed(ctx, cursor, elapsed, &message);
+                Err(EngineError::DeadlineExceeded {
+                    stage: stage.to_owned(),
+                    task: step.key.clone(),
+                    object: step.object.clone(),
+                    cluster: cluster.to_owned(),
+                    after,
+                })
+            }
+        }
     }
 
     fn skip(&self, ctx: &TaskContext, cursor: &Cursor<'_>) {
@@ -742,7 +649,7 @@ impl<J: Journal> Engine<J> {
         {
             Err(e @ EngineError::StaleEpoch { .. }) => Err(e),
             Err(e) => {
-                tracing::warn!(task = %cursor.task, error = %render_chain(&e), "could not journal the failure");
+                tracing::warn!(task = %cursor.task, error = %error_chain(&e), "could not journal the failure");
                 Ok(())
             }
             Ok(()) => Ok(()),

@@ -54,8 +54,10 @@ use failover_messages::envelope::EnvelopeKind;
 use failover_messages::records::Mode;
 use failover_messages::store::MAX_TRANSACTION_ITEMS;
 
-use super::context::Role;
-use super::definition::{DualActiveEnd, Stage, StageId, Step, Workflow};
+use super::definition::{
+    DualActiveEnd, KubeStep, NotifyStep, RecordStep, Stage, Step, WaitStep, Workflow,
+};
+use super::stages::{Role, StageId};
 
 /// The most volumes a group may have: the handoff puts every volume's record in one
 /// transaction next to two condition items.
@@ -275,30 +277,31 @@ impl Factory {
         let volumes = &objects.volumes;
         let mut steps: Vec<Step> = volumes
             .iter()
-            .map(|v| Step::Reactivate { volume: v.clone() })
+            .map(|v| Step::Kube(KubeStep::Reactivate { volume: v.clone() }))
             .collect();
         steps.extend(
             volumes
                 .iter()
-                .map(|v| Step::WaitPrimary { volume: v.clone() }),
+                .map(|v| Step::Kube(KubeStep::WaitPrimary { volume: v.clone() })),
         );
         steps.extend(
             volumes
                 .iter()
-                .map(|v| Step::VerifyData { volume: v.clone() }),
+                .map(|v| Step::Kube(KubeStep::VerifyData { volume: v.clone() })),
         );
-        steps.extend(
-            plan.activation()
-                .into_iter()
-                .filter(|s| !matches!(s, Step::Notify { .. } | Step::WaitPeer { .. })),
-        );
+        steps.extend(plan.activation().into_iter().filter(|s| {
+            !matches!(
+                s,
+                Step::Notify(NotifyStep::Notify { .. }) | Step::Wait(WaitStep::WaitPeer { .. })
+            )
+        }));
         steps.extend([
-            Step::FinishAbort,
-            Step::Notify {
+            Step::Record(RecordStep::FinishAbort),
+            Step::Notify(NotifyStep::Notify {
                 to: Role::Target,
                 kind: EnvelopeKind::OperationCompleted,
-            },
-            Step::UpdateGroupStatus,
+            }),
+            Step::Notify(NotifyStep::UpdateGroupStatus),
         ]);
         Ok(plan.workflow(Role::Source, vec![(StageId::Rollback, steps)]))
     }
@@ -354,14 +357,14 @@ impl Planner<'_> {
                     (
                         StageId::Completion,
                         vec![
-                            Step::WaitOperationClosed {
+                            Step::Wait(WaitStep::WaitOperationClosed {
                                 within: self.limits.sum(&[
                                     StageId::VolumeTransitionTarget,
                                     StageId::TargetActivation,
                                     StageId::Completion,
                                 ]),
-                            },
-                            Step::UpdateGroupStatus,
+                            }),
+                            Step::Notify(NotifyStep::UpdateGroupStatus),
                         ],
                     ),
                 ],
@@ -371,20 +374,20 @@ impl Planner<'_> {
                     .target_until_completion()
                     .last_journaled_before(None)
                     .expect("a target plan always claims the promotion");
-                let mut shutdown = vec![Step::WaitPeer {
+                let mut shutdown = vec![Step::Wait(WaitStep::WaitPeer {
                     peer: target_serving,
                     within: self.limits.sum(&[
                         StageId::Initialization,
                         StageId::VolumeTransitionTarget,
                         StageId::TargetActivation,
                     ]),
-                }];
+                })];
                 // The replica counts are recorded up front: the target scales up before
                 // this side shuts down, and waits for them.
                 shutdown.extend(
                     self.shutdown()
                         .into_iter()
-                        .filter(|s| !matches!(s, Step::RecordReplicas { .. })),
+                        .filter(|s| !matches!(s, Step::Record(RecordStep::RecordReplicas { .. }))),
                 );
                 let mut init = initialization();
                 init.extend(self.record_replicas());
@@ -398,10 +401,10 @@ impl Planner<'_> {
                         (
                             StageId::Completion,
                             vec![
-                                Step::WaitOperationClosed {
+                                Step::Wait(WaitStep::WaitOperationClosed {
                                     within: self.limits.of(StageId::Completion),
-                                },
-                                Step::UpdateGroupStatus,
+                                }),
+                                Step::Notify(NotifyStep::UpdateGroupStatus),
                             ],
                         ),
                     ],
@@ -429,22 +432,22 @@ impl Planner<'_> {
                 .source()
                 .last_journaled_before(Some(StageId::Completion))
                 .expect("an UPTIME source plan always waits for the target");
-            completion.push(Step::WaitPeer {
+            completion.push(Step::Wait(WaitStep::WaitPeer {
                 peer: source_done,
                 within: self.limits.sum(&[
                     StageId::SourceShutdown,
                     StageId::VolumeTransitionSource,
                     StageId::VolumeResync,
                 ]),
-            });
+            }));
         }
         completion.extend([
-            Step::CompleteOperation,
-            Step::Notify {
+            Step::Record(RecordStep::CompleteOperation),
+            Step::Notify(NotifyStep::Notify {
                 to: Role::Source,
                 kind: EnvelopeKind::OperationCompleted,
-            },
-            Step::UpdateGroupStatus,
+            }),
+            Step::Notify(NotifyStep::UpdateGroupStatus),
         ]);
         let mut workflow = self.target_until_completion();
         workflow.stages.extend(
@@ -461,27 +464,37 @@ impl Planner<'_> {
         let mut steps: Vec<Step> = spec
             .network
             .iter()
-            .map(|n| Step::TrafficOff {
-                kind: n.kind,
-                name: n.name.clone(),
+            .map(|n| {
+                Step::Kube(KubeStep::TrafficOff {
+                    kind: n.kind,
+                    name: n.name.clone(),
+                })
             })
             .collect();
-        steps.extend(spec.flux.iter().map(|f| Step::SuspendFlux {
-            kind: f.kind,
-            namespace: f.namespace.clone(),
-            name: f.name.clone(),
+        steps.extend(spec.flux.iter().map(|f| {
+            Step::Kube(KubeStep::SuspendFlux {
+                kind: f.kind,
+                namespace: f.namespace.clone(),
+                name: f.name.clone(),
+            })
         }));
         steps.extend(self.record_replicas());
-        steps.extend(self.objects.scaled().map(|(kind, name)| Step::ScaleDown {
-            kind,
-            name: name.to_owned(),
+        steps.extend(self.objects.scaled().map(|(kind, name)| {
+            Step::Kube(KubeStep::ScaleDown {
+                kind,
+                name: name.to_owned(),
+            })
         }));
-        steps.extend(self.objects.cron_jobs().map(|name| Step::SuspendCronJob {
-            name: name.to_owned(),
+        steps.extend(self.objects.cron_jobs().map(|name| {
+            Step::Kube(KubeStep::SuspendCronJob {
+                name: name.to_owned(),
+            })
         }));
-        steps.extend(spec.workloads.iter().map(|w| Step::WaitPodsGone {
-            kind: w.kind,
-            name: w.name.clone(),
+        steps.extend(spec.workloads.iter().map(|w| {
+            Step::Kube(KubeStep::WaitPodsGone {
+                kind: w.kind,
+                name: w.name.clone(),
+            })
         }));
         steps
     }
@@ -493,7 +506,9 @@ impl Planner<'_> {
             .scaled()
             .map(|(k, n)| (k, n.to_owned()))
             .collect();
-        (!scaled.is_empty()).then_some(Step::RecordReplicas { workloads: scaled })
+        (!scaled.is_empty()).then_some(Step::Record(RecordStep::RecordReplicas {
+            workloads: scaled,
+        }))
     }
 
     /// Volume Transition (Source): demote each → wait each Secondary → (CONSISTENCY) mark
@@ -502,28 +517,28 @@ impl Planner<'_> {
         let volumes = &self.objects.volumes;
         let mut steps: Vec<Step> = volumes
             .iter()
-            .map(|v| Step::Demote { volume: v.clone() })
+            .map(|v| Step::Kube(KubeStep::Demote { volume: v.clone() }))
             .collect();
         steps.extend(
             volumes
                 .iter()
-                .map(|v| Step::WaitSecondary { volume: v.clone() }),
+                .map(|v| Step::Kube(KubeStep::WaitSecondary { volume: v.clone() })),
         );
         match self.mode {
             Mode::Consistency => {
-                steps.push(Step::MarkAllReady {
+                steps.push(Step::Record(RecordStep::MarkAllReady {
                     volumes: volumes.clone(),
-                });
-                steps.push(Step::Notify {
+                }));
+                steps.push(Step::Notify(NotifyStep::Notify {
                     to: Role::Target,
                     kind: EnvelopeKind::ReadyForPromotion,
-                });
+                }));
             }
             Mode::Uptime => {
                 if !volumes.is_empty() {
-                    steps.push(Step::RecordDualActive {
+                    steps.push(Step::Record(RecordStep::RecordDualActive {
                         end: DualActiveEnd::Ended,
-                    });
+                    }));
                 }
             }
         }
@@ -535,17 +550,17 @@ impl Planner<'_> {
         let volumes = &self.objects.volumes;
         let mut steps: Vec<Step> = volumes
             .iter()
-            .map(|v| Step::Resync { volume: v.clone() })
+            .map(|v| Step::Kube(KubeStep::Resync { volume: v.clone() }))
             .collect();
         steps.extend(
             volumes
                 .iter()
-                .map(|v| Step::WaitResynced { volume: v.clone() }),
+                .map(|v| Step::Kube(KubeStep::WaitResynced { volume: v.clone() })),
         );
-        steps.push(Step::Notify {
+        steps.push(Step::Notify(NotifyStep::Notify {
             to: Role::Target,
             kind: EnvelopeKind::Wake,
-        });
+        }));
         steps
     }
 
@@ -567,47 +582,51 @@ impl Planner<'_> {
                 let source = self.source();
                 let ready = source
                     .steps()
-                    .find(|(_, s)| matches!(s, Step::MarkAllReady { .. }))
+                    .find(|(_, s)| matches!(s, Step::Record(RecordStep::MarkAllReady { .. })))
                     .map(|(stage, s)| super::definition::PeerStep {
                         role: Role::Source,
                         stage: stage.id,
                         task: s.key(),
                     })
                     .expect("a CONSISTENCY source plan always hands off");
-                steps.push(Step::WaitPeer {
+                steps.push(Step::Wait(WaitStep::WaitPeer {
                     peer: ready,
                     within,
-                });
+                }));
             } else {
-                steps.push(Step::WaitAllReady {
+                steps.push(Step::Wait(WaitStep::WaitAllReady {
                     volumes: volumes.clone(),
                     within,
-                });
+                }));
             }
         }
-        steps.push(Step::ClaimPromotion {
+        steps.push(Step::Record(RecordStep::ClaimPromotion {
             ready_volumes: if handoff { volumes.clone() } else { Vec::new() },
-        });
-        steps.extend(volumes.iter().map(|v| Step::Promote { volume: v.clone() }));
+        }));
         steps.extend(
             volumes
                 .iter()
-                .map(|v| Step::WaitPrimary { volume: v.clone() }),
+                .map(|v| Step::Kube(KubeStep::Promote { volume: v.clone() })),
+        );
+        steps.extend(
+            volumes
+                .iter()
+                .map(|v| Step::Kube(KubeStep::WaitPrimary { volume: v.clone() })),
         );
         if self.mode == Mode::Uptime && !volumes.is_empty() {
-            steps.push(Step::RecordDualActive {
+            steps.push(Step::Record(RecordStep::RecordDualActive {
                 end: DualActiveEnd::Started,
-            });
+            }));
         }
         steps.extend(
             volumes
                 .iter()
-                .map(|v| Step::VerifyData { volume: v.clone() }),
+                .map(|v| Step::Kube(KubeStep::VerifyData { volume: v.clone() })),
         );
         if !volumes.is_empty() {
-            steps.push(Step::MarkPromoted {
+            steps.push(Step::Record(RecordStep::MarkPromoted {
                 volumes: volumes.clone(),
-            });
+            }));
         }
         steps
     }
@@ -623,40 +642,50 @@ impl Planner<'_> {
             && let Some(record) = self.record_replicas()
         {
             // UPTIME: the source is still up; its counts are what the target scales to.
-            steps.push(Step::WaitPeer {
+            steps.push(Step::Wait(WaitStep::WaitPeer {
                 peer: super::definition::PeerStep {
                     role: Role::Source,
                     stage: StageId::Initialization,
                     task: record.key(),
                 },
                 within: self.limits.of(StageId::Initialization),
-            });
+            }));
         }
-        steps.extend(self.objects.scaled().map(|(kind, name)| Step::ScaleUp {
-            kind,
-            name: name.to_owned(),
+        steps.extend(self.objects.scaled().map(|(kind, name)| {
+            Step::Kube(KubeStep::ScaleUp {
+                kind,
+                name: name.to_owned(),
+            })
         }));
-        steps.extend(self.objects.cron_jobs().map(|name| Step::ResumeCronJob {
-            name: name.to_owned(),
+        steps.extend(self.objects.cron_jobs().map(|name| {
+            Step::Kube(KubeStep::ResumeCronJob {
+                name: name.to_owned(),
+            })
         }));
-        steps.extend(spec.flux.iter().map(|f| Step::ResumeFlux {
-            kind: f.kind,
-            namespace: f.namespace.clone(),
-            name: f.name.clone(),
+        steps.extend(spec.flux.iter().map(|f| {
+            Step::Kube(KubeStep::ResumeFlux {
+                kind: f.kind,
+                namespace: f.namespace.clone(),
+                name: f.name.clone(),
+            })
         }));
-        steps.extend(self.objects.scaled().map(|(kind, name)| Step::WaitReady {
-            kind,
-            name: name.to_owned(),
+        steps.extend(self.objects.scaled().map(|(kind, name)| {
+            Step::Kube(KubeStep::WaitReady {
+                kind,
+                name: name.to_owned(),
+            })
         }));
-        steps.extend(spec.network.iter().map(|n| Step::TrafficOn {
-            kind: n.kind,
-            name: n.name.clone(),
+        steps.extend(spec.network.iter().map(|n| {
+            Step::Kube(KubeStep::TrafficOn {
+                kind: n.kind,
+                name: n.name.clone(),
+            })
         }));
         if self.mode == Mode::Uptime {
-            steps.push(Step::Notify {
+            steps.push(Step::Notify(NotifyStep::Notify {
                 to: Role::Source,
                 kind: EnvelopeKind::Promoted,
-            });
+            }));
         }
         steps
     }
@@ -664,7 +693,10 @@ impl Planner<'_> {
 
 /// Initialization, the same on both sides.
 fn initialization() -> Vec<Step> {
-    vec![Step::ValidateOperation, Step::RenewLease]
+    vec![
+        Step::Record(RecordStep::ValidateOperation),
+        Step::Record(RecordStep::RenewLease),
+    ]
 }
 
 #[cfg(test)]

@@ -1,10 +1,16 @@
-//! What the engine reports while it runs ([`Progress`], sent through a
-//! [`seam::Sender`](crate::seam::Sender)) and what it returns when it is done
+//! What a run reports while it runs ([`Progress`], sent through a
+//! [`seam::Sender`](crate::seam::Sender)) and what the engine returns when it is done
 //! ([`RunReport`]), so the agent can keep the `Failover` status and the metrics current.
+//!
+//! The engine sends the stage and task events; whoever runs the workflow (the agent's
+//! adapter) ends the stream with what only it knows: the operation record as stored after
+//! the run ([`ProgressEvent::Recorded`]) and how this cluster's side ended
+//! ([`ProgressEvent::SideFinished`]). A subscriber (the `Failover` reporter) needs nothing
+//! but the stream.
 
 use std::time::Duration;
 
-use failover_messages::records::StepStatus;
+use failover_messages::records::{Operation, StepStatus};
 use jiff::Timestamp;
 
 /// One progress event of one operation on one cluster.
@@ -77,6 +83,52 @@ pub enum ProgressEvent {
         /// The error, rendered.
         error: String,
     },
+    /// The operation record as stored after this cluster's run (sent before
+    /// [`ProgressEvent::SideFinished`] when the run succeeded and the record could be read):
+    /// what only the record knows, e.g. the downtime and the dual-active window.
+    Recorded(Box<Operation>),
+    /// This cluster's side ended (the last event of a run).
+    SideFinished(SideResult),
+}
+
+/// How this cluster's side of an operation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SideResult {
+    /// The workflow ran to its end.
+    Succeeded,
+    /// An abort stopped it.
+    Aborted {
+        /// What happened, rendered.
+        message: String,
+    },
+    /// It failed (or could not start).
+    Failed {
+        /// Where it stopped: (stage, task), when it got that far.
+        at: Option<(String, String)>,
+        /// What happened, rendered (names the failing task).
+        message: String,
+    },
+}
+
+impl ProgressEvent {
+    /// A step that ended: its stage, task, outcome (`done` or `failed`) and how long it ran,
+    /// for the step-duration metric; `None` for other events.
+    pub fn step_outcome(&self) -> Option<(&str, &str, &'static str, Duration)> {
+        match self {
+            Self::TaskFinished {
+                stage,
+                task,
+                elapsed,
+            } => Some((stage, task, "done", *elapsed)),
+            Self::TaskFailed {
+                stage,
+                task,
+                elapsed,
+                ..
+            } => Some((stage, task, "failed", *elapsed)),
+            _ => None,
+        }
+    }
 }
 
 /// How one step went in a run.
@@ -145,5 +197,43 @@ impl RunReport {
             .filter(|s| keep(s))
             .map(StepReport::task)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ended_steps_give_the_step_duration_labels_and_other_events_none() {
+        let finished = ProgressEvent::TaskFinished {
+            stage: "SourceShutdown".into(),
+            task: "TrafficOff".into(),
+            elapsed: Duration::from_millis(20),
+        };
+        assert_eq!(
+            finished.step_outcome(),
+            Some((
+                "SourceShutdown",
+                "TrafficOff",
+                "done",
+                Duration::from_millis(20)
+            ))
+        );
+        let failed = ProgressEvent::TaskFailed {
+            stage: "S".into(),
+            task: "T".into(),
+            elapsed: Duration::from_secs(1),
+            error: "boom".into(),
+        };
+        assert_eq!(
+            failed.step_outcome(),
+            Some(("S", "T", "failed", Duration::from_secs(1)))
+        );
+        let skipped = ProgressEvent::TaskSkipped {
+            stage: "S".into(),
+            task: "T".into(),
+        };
+        assert_eq!(skipped.step_outcome(), None);
     }
 }

@@ -1,5 +1,6 @@
-//! [`WorkflowTask`], the seed's task interface (`Execute`, `GetName`, `GetDescription`), and
-//! [`TaskError`], what a task returns when it cannot finish.
+//! [`WorkflowTask`], the seed's task interface (`Execute`, `GetName`, `GetDescription`);
+//! what a task returns when it cannot finish is a [`TaskError`]
+//! ([`task_error`](super::task_error)).
 //!
 //! Tasks are written with `async fn execute`; the engine holds them as [`BoxedTask`]
 //! (`Arc<dyn DynWorkflowTask>`), so one stage can hold tasks of different types. Every type
@@ -13,14 +14,11 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use failover_messages::store::Stale;
 use futures::future::BoxFuture;
-use jiff::Timestamp;
 
 use super::context::TaskContext;
 use super::definition::Step;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use super::task_error::TaskError;
 
 /// One unit of work of a workflow.
 ///
@@ -145,106 +143,5 @@ where
 {
     fn task_for(&self, step: &Step) -> BoxedTask {
         self(step)
-    }
-}
-
-/// Why a task did not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum TaskError {
-    /// The work failed (a Kubernetes or AWS call, an object in an unexpected state).
-    #[error("{message}")]
-    Failed {
-        /// The object concerned, e.g. `Deployment/orders-api`, when the task knows better
-        /// than its step (a step touching several objects).
-        object: Option<String>,
-        /// What went wrong.
-        message: String,
-        /// The underlying error.
-        #[source]
-        source: Option<BoxError>,
-    },
-    /// The work cannot finish in time: a wait passed the step's deadline, or the object
-    /// reports a state waiting will not mend (a Degraded volume). Running the step again
-    /// would not help, so the operation is failed.
-    #[error("{message}")]
-    GaveUp {
-        /// The object concerned, e.g. `VolumeReplication/orders-db-data`.
-        object: Option<String>,
-        /// What went wrong.
-        message: String,
-        /// The underlying error.
-        #[source]
-        source: Option<BoxError>,
-    },
-    /// A conditional write was refused because the group's epoch moved or the operation is
-    /// no longer in flight: the engine stops at once and writes nothing more.
-    #[error(
-        "the operation is no longer current (acted at epoch {}, group now at {}, operation in flight {})",
-        .0.expected_epoch,
-        .0.current_epoch.map_or("none".to_owned(), |e| e.to_string()),
-        .0.current_op.as_deref().unwrap_or("none")
-    )]
-    StaleEpoch(Stale),
-    /// An abort was requested before this step's conditional write: no promotion may happen.
-    #[error("an abort of the operation was requested at {at}")]
-    AbortRequested {
-        /// When the abort was requested.
-        at: Timestamp,
-    },
-    /// The task needs a handle the agent did not provide.
-    #[error("the task needs {what}, which this agent was not given")]
-    MissingDependency {
-        /// What is missing (e.g. `a Kubernetes client`).
-        what: &'static str,
-    },
-}
-
-impl TaskError {
-    /// A failure described by `message`.
-    pub fn failed(message: impl Into<String>) -> Self {
-        Self::Failed {
-            object: None,
-            message: message.into(),
-            source: None,
-        }
-    }
-
-    /// A failure caused by `source`, described by `message`.
-    pub fn caused_by(
-        message: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
-        Self::Failed {
-            object: None,
-            message: message.into(),
-            source: Some(Box::new(source)),
-        }
-    }
-
-    /// Names the object concerned (only for [`TaskError::Failed`]).
-    pub fn on(self, object: impl Into<String>) -> Self {
-        match self {
-            Self::Failed {
-                message, source, ..
-            } => Self::Failed {
-                object: Some(object.into()),
-                message,
-                source,
-            },
-            other => other,
-        }
-    }
-
-    /// The object the task named, if it did.
-    pub fn object(&self) -> Option<&str> {
-        match self {
-            Self::Failed { object, .. } | Self::GaveUp { object, .. } => object.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// True when running the step again cannot help ([`TaskError::GaveUp`]).
-    pub fn is_final(&self) -> bool {
-        matches!(self, Self::GaveUp { .. })
     }
 }

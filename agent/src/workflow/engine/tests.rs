@@ -14,7 +14,7 @@ use super::*;
 use crate::seam;
 use crate::workflow::context::tests::workflow_context;
 use crate::workflow::journal::{JournalWrite, MemoryJournal};
-use crate::workflow::task::WorkflowTask;
+use crate::workflow::task::{BoxedTask, WorkflowTask};
 use crate::workflow::{Factory, ProgressEvent, Role, Step};
 
 // ---------------------------------------------------------------------------------------------

@@ -224,13 +224,13 @@ fn consistency_source_plan_follows_the_seed_with_flux_suspended_before_scale_dow
         ]
     );
     assert!(has(&wf, |s| *s
-        == Step::RecordReplicas {
+        == Step::Record(RecordStep::RecordReplicas {
             workloads: vec![
                 (WorkloadKind::Deployment, "orders-api".into()),
                 (WorkloadKind::StatefulSet, "orders-db".into()),
                 (WorkloadKind::Deployment, "orders-worker".into()),
             ]
-        }));
+        })));
 }
 
 #[test]
@@ -273,12 +273,12 @@ fn consistency_target_plan_waits_for_the_handoff_then_claims_promotes_and_activa
     );
     let all = volumes_of(&sample());
     assert!(has(&wf, |s| *s
-        == Step::ClaimPromotion {
+        == Step::Record(RecordStep::ClaimPromotion {
             ready_volumes: all.clone()
-        }));
+        })));
     assert!(has(
         &wf,
-        |s| matches!(s, Step::WaitAllReady { volumes, .. } if *volumes == all)
+        |s| matches!(s, Step::Wait(WaitStep::WaitAllReady { volumes, .. }) if *volumes == all)
     ));
 }
 
@@ -305,9 +305,9 @@ fn uptime_target_promotes_without_handoff_and_completes_only_after_the_source_is
         ]
     );
     assert!(has(&wf, |s| *s
-        == Step::ClaimPromotion {
+        == Step::Record(RecordStep::ClaimPromotion {
             ready_volumes: vec![]
-        }));
+        })));
     assert_eq!(
         steps_in(&wf, StageId::TargetActivation).last().unwrap(),
         "Notify:source:Promoted"
@@ -362,7 +362,10 @@ fn uptime_source_shuts_down_only_after_the_target_serves_then_demotes_and_resync
         steps_in(&wf, StageId::Completion),
         ["WaitOperationClosed", "UpdateGroupStatus"]
     );
-    assert!(!has(&wf, |s| matches!(s, Step::MarkAllReady { .. })));
+    assert!(!has(&wf, |s| matches!(
+        s,
+        Step::Record(RecordStep::MarkAllReady { .. })
+    )));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -373,22 +376,26 @@ fn uptime_source_shuts_down_only_after_the_target_serves_then_demotes_and_resync
 fn flux_is_suspended_before_any_workload_is_scaled_down() {
     for mode in MODES {
         let wf = build(mode, Role::Source, false);
-        let suspend = |s: &Step| matches!(s, Step::SuspendFlux { .. });
+        let suspend = |s: &Step| matches!(s, Step::Kube(KubeStep::SuspendFlux { .. }));
         assert_eq!(positions(&wf, suspend).len(), 2);
         all_before(&wf, "Flux suspended before scale-down", suspend, |s| {
-            matches!(s, Step::ScaleDown { .. } | Step::SuspendCronJob { .. })
+            matches!(
+                s,
+                Step::Kube(KubeStep::ScaleDown { .. })
+                    | Step::Kube(KubeStep::SuspendCronJob { .. })
+            )
         });
         all_before(
             &wf,
             "traffic off before Flux suspended",
-            |s| matches!(s, Step::TrafficOff { .. }),
+            |s| matches!(s, Step::Kube(KubeStep::TrafficOff { .. })),
             suspend,
         );
         all_before(
             &wf,
             "replicas recorded before scale-down",
-            |s| matches!(s, Step::RecordReplicas { .. }),
-            |s| matches!(s, Step::ScaleDown { .. }),
+            |s| matches!(s, Step::Record(RecordStep::RecordReplicas { .. })),
+            |s| matches!(s, Step::Kube(KubeStep::ScaleDown { .. })),
         );
     }
 }
@@ -400,17 +407,27 @@ fn volumes_are_demoted_only_after_every_pod_is_gone() {
         all_before(
             &wf,
             "workloads down before pods awaited",
-            |s| matches!(s, Step::ScaleDown { .. } | Step::SuspendCronJob { .. }),
-            |s| matches!(s, Step::WaitPodsGone { .. }),
+            |s| {
+                matches!(
+                    s,
+                    Step::Kube(KubeStep::ScaleDown { .. })
+                        | Step::Kube(KubeStep::SuspendCronJob { .. })
+                )
+            },
+            |s| matches!(s, Step::Kube(KubeStep::WaitPodsGone { .. })),
         );
         all_before(
             &wf,
             "pods gone before demotion",
-            |s| matches!(s, Step::WaitPodsGone { .. }),
-            |s| matches!(s, Step::Demote { .. }),
+            |s| matches!(s, Step::Kube(KubeStep::WaitPodsGone { .. })),
+            |s| matches!(s, Step::Kube(KubeStep::Demote { .. })),
         );
         assert_eq!(
-            positions(&wf, |s| matches!(s, Step::WaitPodsGone { .. })).len(),
+            positions(&wf, |s| matches!(
+                s,
+                Step::Kube(KubeStep::WaitPodsGone { .. })
+            ))
+            .len(),
             4
         );
     }
@@ -419,19 +436,21 @@ fn volumes_are_demoted_only_after_every_pod_is_gone() {
 #[test]
 fn mark_all_ready_follows_every_wait_secondary_and_names_every_volume() {
     let wf = build(Mode::Consistency, Role::Source, false);
-    let mark = Step::MarkAllReady {
+    let mark = Step::Record(RecordStep::MarkAllReady {
         volumes: volumes_of(&sample()),
-    };
+    });
     let at = position_of(&wf, &mark);
-    let waits = positions(&wf, |s| matches!(s, Step::WaitSecondary { .. }));
+    let waits = positions(&wf, |s| {
+        matches!(s, Step::Kube(KubeStep::WaitSecondary { .. }))
+    });
     assert_eq!(waits.len(), 3);
     assert!(waits.iter().all(|w| *w < at));
     let notify = position_of(
         &wf,
-        &Step::Notify {
+        &Step::Notify(NotifyStep::Notify {
             to: Role::Target,
             kind: EnvelopeKind::ReadyForPromotion,
-        },
+        }),
     );
     assert_eq!(
         notify,
@@ -445,16 +464,21 @@ fn no_promote_happens_before_the_promotion_is_claimed() {
     for mode in MODES {
         for force in [false, true] {
             let wf = build(mode, Role::Target, force);
-            let claim = positions(&wf, |s| matches!(s, Step::ClaimPromotion { .. }));
+            let claim = positions(&wf, |s| {
+                matches!(s, Step::Record(RecordStep::ClaimPromotion { .. }))
+            });
             assert_eq!(claim.len(), 1);
-            let promotes = positions(&wf, |s| matches!(s, Step::Promote { .. }));
+            let promotes = positions(&wf, |s| matches!(s, Step::Kube(KubeStep::Promote { .. })));
             assert_eq!(promotes.len(), 3);
             assert!(promotes.iter().all(|p| *p > claim[0]));
             // Each volume: promote → Primary → verified.
             for v in volumes_of(&sample()) {
-                let p = position_of(&wf, &Step::Promote { volume: v.clone() });
-                let w = position_of(&wf, &Step::WaitPrimary { volume: v.clone() });
-                let c = position_of(&wf, &Step::VerifyData { volume: v.clone() });
+                let p = position_of(&wf, &Step::Kube(KubeStep::Promote { volume: v.clone() }));
+                let w = position_of(
+                    &wf,
+                    &Step::Kube(KubeStep::WaitPrimary { volume: v.clone() }),
+                );
+                let c = position_of(&wf, &Step::Kube(KubeStep::VerifyData { volume: v.clone() }));
                 assert!(p < w && w < c, "{v}");
             }
         }
@@ -468,11 +492,19 @@ fn workloads_start_only_after_every_volume_is_verified() {
         all_before(
             &wf,
             "volumes verified before workloads start",
-            |s| matches!(s, Step::VerifyData { .. } | Step::MarkPromoted { .. }),
             |s| {
                 matches!(
                     s,
-                    Step::ScaleUp { .. } | Step::ResumeCronJob { .. } | Step::ResumeFlux { .. }
+                    Step::Kube(KubeStep::VerifyData { .. })
+                        | Step::Record(RecordStep::MarkPromoted { .. })
+                )
+            },
+            |s| {
+                matches!(
+                    s,
+                    Step::Kube(KubeStep::ScaleUp { .. })
+                        | Step::Kube(KubeStep::ResumeCronJob { .. })
+                        | Step::Kube(KubeStep::ResumeFlux { .. })
                 )
             },
         );
@@ -490,27 +522,27 @@ fn traffic_is_turned_on_last_on_the_target() {
                 |s| {
                     !matches!(
                         s,
-                        Step::TrafficOn { .. }
-                            | Step::Notify { .. }
-                            | Step::WaitPeer { .. }
-                            | Step::CompleteOperation
-                            | Step::UpdateGroupStatus
+                        Step::Kube(KubeStep::TrafficOn { .. })
+                            | Step::Notify(NotifyStep::Notify { .. })
+                            | Step::Wait(WaitStep::WaitPeer { .. })
+                            | Step::Record(RecordStep::CompleteOperation)
+                            | Step::Notify(NotifyStep::UpdateGroupStatus)
                     )
                 },
-                |s| matches!(s, Step::TrafficOn { .. }),
+                |s| matches!(s, Step::Kube(KubeStep::TrafficOn { .. })),
             );
             // Nothing after traffic on changes this cluster's workloads or volumes.
-            let last_on = *positions(&wf, |s| matches!(s, Step::TrafficOn { .. }))
+            let last_on = *positions(&wf, |s| matches!(s, Step::Kube(KubeStep::TrafficOn { .. })))
                 .last()
                 .unwrap();
             let after: Vec<&Step> = wf.steps().skip(last_on + 1).map(|(_, s)| s).collect();
             assert!(
                 after.iter().all(|s| matches!(
                     s,
-                    Step::Notify { .. }
-                        | Step::WaitPeer { .. }
-                        | Step::CompleteOperation
-                        | Step::UpdateGroupStatus
+                    Step::Notify(NotifyStep::Notify { .. })
+                        | Step::Wait(WaitStep::WaitPeer { .. })
+                        | Step::Record(RecordStep::CompleteOperation)
+                        | Step::Notify(NotifyStep::UpdateGroupStatus)
                 )),
                 "{after:?}"
             );
@@ -541,42 +573,42 @@ fn a_source_never_promotes_and_a_target_never_demotes() {
 fn is_target_only(s: &Step) -> bool {
     matches!(
         s,
-        Step::WaitAllReady { .. }
-            | Step::ClaimPromotion { .. }
-            | Step::Promote { .. }
-            | Step::WaitPrimary { .. }
-            | Step::VerifyData { .. }
-            | Step::MarkPromoted { .. }
-            | Step::ScaleUp { .. }
-            | Step::ResumeCronJob { .. }
-            | Step::ResumeFlux { .. }
-            | Step::WaitReady { .. }
-            | Step::TrafficOn { .. }
-            | Step::CompleteOperation
-            | Step::RecordDualActive {
+        Step::Wait(WaitStep::WaitAllReady { .. })
+            | Step::Record(RecordStep::ClaimPromotion { .. })
+            | Step::Kube(KubeStep::Promote { .. })
+            | Step::Kube(KubeStep::WaitPrimary { .. })
+            | Step::Kube(KubeStep::VerifyData { .. })
+            | Step::Record(RecordStep::MarkPromoted { .. })
+            | Step::Kube(KubeStep::ScaleUp { .. })
+            | Step::Kube(KubeStep::ResumeCronJob { .. })
+            | Step::Kube(KubeStep::ResumeFlux { .. })
+            | Step::Kube(KubeStep::WaitReady { .. })
+            | Step::Kube(KubeStep::TrafficOn { .. })
+            | Step::Record(RecordStep::CompleteOperation)
+            | Step::Record(RecordStep::RecordDualActive {
                 end: DualActiveEnd::Started
-            }
+            })
     )
 }
 
 fn is_source_only(s: &Step) -> bool {
     matches!(
         s,
-        Step::TrafficOff { .. }
-            | Step::SuspendFlux { .. }
-            | Step::RecordReplicas { .. }
-            | Step::ScaleDown { .. }
-            | Step::SuspendCronJob { .. }
-            | Step::WaitPodsGone { .. }
-            | Step::Demote { .. }
-            | Step::WaitSecondary { .. }
-            | Step::MarkAllReady { .. }
-            | Step::Resync { .. }
-            | Step::WaitResynced { .. }
-            | Step::WaitOperationClosed { .. }
-            | Step::RecordDualActive {
+        Step::Kube(KubeStep::TrafficOff { .. })
+            | Step::Kube(KubeStep::SuspendFlux { .. })
+            | Step::Record(RecordStep::RecordReplicas { .. })
+            | Step::Kube(KubeStep::ScaleDown { .. })
+            | Step::Kube(KubeStep::SuspendCronJob { .. })
+            | Step::Kube(KubeStep::WaitPodsGone { .. })
+            | Step::Kube(KubeStep::Demote { .. })
+            | Step::Kube(KubeStep::WaitSecondary { .. })
+            | Step::Record(RecordStep::MarkAllReady { .. })
+            | Step::Kube(KubeStep::Resync { .. })
+            | Step::Kube(KubeStep::WaitResynced { .. })
+            | Step::Wait(WaitStep::WaitOperationClosed { .. })
+            | Step::Record(RecordStep::RecordDualActive {
                 end: DualActiveEnd::Ended
-            }
+            })
     )
 }
 
@@ -586,13 +618,13 @@ fn a_forced_target_claims_without_waiting_for_the_handoff() {
     assert!(wf.force);
     assert!(!has(&wf, |s| matches!(
         s,
-        Step::WaitAllReady { .. } | Step::WaitPeer { .. }
+        Step::Wait(WaitStep::WaitAllReady { .. }) | Step::Wait(WaitStep::WaitPeer { .. })
     )));
     assert_eq!(
         wf.stages[1].tasks[0],
-        Step::ClaimPromotion {
+        Step::Record(RecordStep::ClaimPromotion {
             ready_volumes: vec![]
-        }
+        })
     );
 }
 
@@ -614,7 +646,7 @@ fn force_changes_only_the_consistency_target_plan() {
     for stage in &mut uptime_target.stages {
         stage
             .tasks
-            .retain(|s| !matches!(s, Step::WaitPeer { peer, .. } if peer.task == "RecordReplicas"));
+            .retain(|s| !matches!(s, Step::Wait(WaitStep::WaitPeer { peer, .. }) if peer.task == "RecordReplicas"));
     }
     assert_eq!(uptime_target, build(Mode::Uptime, Role::Target, true));
     assert_ne!(
@@ -625,12 +657,12 @@ fn force_changes_only_the_consistency_target_plan() {
 
 #[test]
 fn uptime_records_the_dual_active_window_and_consistency_never_does() {
-    let dual = |end| move |s: &Step| *s == Step::RecordDualActive { end };
+    let dual = |end| move |s: &Step| *s == Step::Record(RecordStep::RecordDualActive { end });
     let target = build(Mode::Uptime, Role::Target, false);
     all_before(
         &target,
         "all Primary before the window opens",
-        |s| matches!(s, Step::WaitPrimary { .. }),
+        |s| matches!(s, Step::Kube(KubeStep::WaitPrimary { .. })),
         dual(DualActiveEnd::Started),
     );
     assert!(has(&target, dual(DualActiveEnd::Started)));
@@ -639,26 +671,31 @@ fn uptime_records_the_dual_active_window_and_consistency_never_does() {
     all_before(
         &source,
         "all Secondary before the window closes",
-        |s| matches!(s, Step::WaitSecondary { .. }),
+        |s| matches!(s, Step::Kube(KubeStep::WaitSecondary { .. })),
         dual(DualActiveEnd::Ended),
     );
     all_before(
         &source,
         "window closed before resync",
         dual(DualActiveEnd::Ended),
-        |s| matches!(s, Step::Resync { .. }),
+        |s| matches!(s, Step::Kube(KubeStep::Resync { .. })),
     );
     for v in volumes_of(&sample()) {
         assert!(
-            position_of(&source, &Step::Resync { volume: v.clone() })
-                < position_of(&source, &Step::WaitResynced { volume: v.clone() })
+            position_of(&source, &Step::Kube(KubeStep::Resync { volume: v.clone() }))
+                < position_of(
+                    &source,
+                    &Step::Kube(KubeStep::WaitResynced { volume: v.clone() })
+                )
         );
     }
     for role in Role::ALL {
         let wf = build(Mode::Consistency, role, false);
         assert!(!has(&wf, |s| matches!(
             s,
-            Step::RecordDualActive { .. } | Step::Resync { .. } | Step::WaitResynced { .. }
+            Step::Record(RecordStep::RecordDualActive { .. })
+                | Step::Kube(KubeStep::Resync { .. })
+                | Step::Kube(KubeStep::WaitResynced { .. })
         )));
     }
 }
@@ -671,7 +708,7 @@ fn every_wait_for_the_peer_names_a_journaled_step_of_the_peer_plan() {
                 let (source, target) = Factory::build_both(mode, &spec, force).unwrap();
                 for (wf, peer) in [(&source, &target), (&target, &source)] {
                     for (_, step) in wf.steps() {
-                        if let Step::WaitPeer { peer: p, .. } = step {
+                        if let Step::Wait(WaitStep::WaitPeer { peer: p, .. }) = step {
                             assert_eq!(p.role, wf.role.peer());
                             let found = peer.find(p.stage, &p.task).unwrap_or_else(|| {
                                 panic!("{name}, {mode}: {p:?} not in {:#?}", keys(peer))
@@ -693,17 +730,17 @@ fn only_completion_notifications_and_status_steps_are_left_out_of_the_journal() 
             for (stage, step) in wf.steps() {
                 let unjournaled = matches!(
                     step,
-                    Step::CompleteOperation
-                        | Step::Notify { .. }
-                        | Step::WaitOperationClosed { .. }
-                        | Step::UpdateGroupStatus
+                    Step::Record(RecordStep::CompleteOperation)
+                        | Step::Notify(NotifyStep::Notify { .. })
+                        | Step::Wait(WaitStep::WaitOperationClosed { .. })
+                        | Step::Notify(NotifyStep::UpdateGroupStatus)
                 );
                 assert_eq!(step.journaled(), !unjournaled, "{step:?}");
                 if !step.journaled() {
                     // They come after everything the handoff depends on.
                     assert!(
                         matches!(stage.id, StageId::Completion)
-                            || matches!(step, Step::Notify { .. }),
+                            || matches!(step, Step::Notify(NotifyStep::Notify { .. })),
                         "{step:?} in {}",
                         stage.key()
                     );
@@ -787,40 +824,41 @@ fn a_group_without_volumes_still_yields_a_valid_plan() {
             let volume_step = |s: &Step| {
                 matches!(
                     s,
-                    Step::Demote { .. }
-                        | Step::WaitSecondary { .. }
-                        | Step::Promote { .. }
-                        | Step::WaitPrimary { .. }
-                        | Step::VerifyData { .. }
-                        | Step::MarkPromoted { .. }
-                        | Step::WaitAllReady { .. }
-                        | Step::Resync { .. }
-                        | Step::WaitResynced { .. }
-                        | Step::RecordDualActive { .. }
+                    Step::Kube(KubeStep::Demote { .. })
+                        | Step::Kube(KubeStep::WaitSecondary { .. })
+                        | Step::Kube(KubeStep::Promote { .. })
+                        | Step::Kube(KubeStep::WaitPrimary { .. })
+                        | Step::Kube(KubeStep::VerifyData { .. })
+                        | Step::Record(RecordStep::MarkPromoted { .. })
+                        | Step::Wait(WaitStep::WaitAllReady { .. })
+                        | Step::Kube(KubeStep::Resync { .. })
+                        | Step::Kube(KubeStep::WaitResynced { .. })
+                        | Step::Record(RecordStep::RecordDualActive { .. })
                 )
             };
             assert!(!has(&source, volume_step) && !has(&target, volume_step));
             // The promotion is still claimed: it is what entitles the target to be active.
             assert!(has(&target, |s| *s
-                == Step::ClaimPromotion {
+                == Step::Record(RecordStep::ClaimPromotion {
                     ready_volumes: vec![]
-                }));
+                })));
         }
     }
     // CONSISTENCY still hands off: the source's journaled handoff step is what the target
     // waits for, since there are no records to wait for.
     let (source, target) = Factory::build_both(Mode::Consistency, &spec, false).unwrap();
-    assert!(has(&source, |s| *s == Step::MarkAllReady { volumes: vec![] }));
+    assert!(has(&source, |s| *s
+        == Step::Record(RecordStep::MarkAllReady { volumes: vec![] })));
     assert_eq!(
         target.stage(StageId::VolumeTransitionTarget).unwrap().tasks[0],
-        Step::WaitPeer {
+        Step::Wait(WaitStep::WaitPeer {
             peer: PeerStep {
                 role: Role::Source,
                 stage: StageId::VolumeTransitionSource,
                 task: "MarkAllReady".into()
             },
             within: Duration::from_secs(60 + 600 + 600),
-        }
+        })
     );
 }
 
@@ -899,22 +937,29 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
     let init = &wf.stages.first().unwrap().tasks;
     assert_eq!(
         init[..2],
-        [Step::ValidateOperation, Step::RenewLease],
+        [
+            Step::Record(RecordStep::ValidateOperation),
+            Step::Record(RecordStep::RenewLease)
+        ],
         "{ctx}"
     );
     // Only an UPTIME source records its replica counts up front (the target scales up
     // before the source shuts down).
     assert!(
-        init[2..]
-            .iter()
-            .all(|s| matches!(s, Step::RecordReplicas { .. })
+        init[2..].iter().all(
+            |s| matches!(s, Step::Record(RecordStep::RecordReplicas { .. }))
                 && mode == Mode::Uptime
-                && role == Role::Source),
+                && role == Role::Source
+        ),
         "{ctx}"
     );
     let last = wf.stages.last().unwrap();
     assert_eq!(last.id, StageId::Completion, "{ctx}");
-    assert_eq!(last.tasks.last(), Some(&Step::UpdateGroupStatus), "{ctx}");
+    assert_eq!(
+        last.tasks.last(),
+        Some(&Step::Notify(NotifyStep::UpdateGroupStatus)),
+        "{ctx}"
+    );
 
     // Each side does only its own part.
     match role {
@@ -934,77 +979,87 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
     match role {
         Role::Source => {
             assert_eq!(
-                count(&|s| matches!(s, Step::TrafficOff { .. })),
+                count(&|s| matches!(s, Step::Kube(KubeStep::TrafficOff { .. }))),
                 spec.network.len(),
                 "{ctx}"
             );
             assert_eq!(
-                count(&|s| matches!(s, Step::SuspendFlux { .. })),
+                count(&|s| matches!(s, Step::Kube(KubeStep::SuspendFlux { .. }))),
                 spec.flux.len(),
                 "{ctx}"
             );
             assert_eq!(
-                count(&|s| matches!(s, Step::ScaleDown { .. })),
+                count(&|s| matches!(s, Step::Kube(KubeStep::ScaleDown { .. }))),
                 scaled,
                 "{ctx}"
             );
             assert_eq!(
-                count(&|s| matches!(s, Step::RecordReplicas { .. })),
+                count(&|s| matches!(s, Step::Record(RecordStep::RecordReplicas { .. }))),
                 usize::from(scaled > 0),
                 "{ctx}"
             );
             assert_eq!(
-                count(&|s| matches!(s, Step::SuspendCronJob { .. })),
+                count(&|s| matches!(s, Step::Kube(KubeStep::SuspendCronJob { .. }))),
                 cron,
                 "{ctx}"
             );
             assert_eq!(
-                count(&|s| matches!(s, Step::WaitPodsGone { .. })),
+                count(&|s| matches!(s, Step::Kube(KubeStep::WaitPodsGone { .. }))),
                 spec.workloads.len(),
                 "{ctx}"
             );
             for v in &volumes {
-                let d = position_of(wf, &Step::Demote { volume: v.clone() });
-                let w = position_of(wf, &Step::WaitSecondary { volume: v.clone() });
+                let d = position_of(wf, &Step::Kube(KubeStep::Demote { volume: v.clone() }));
+                let w = position_of(
+                    wf,
+                    &Step::Kube(KubeStep::WaitSecondary { volume: v.clone() }),
+                );
                 assert!(d < w, "{ctx}");
                 if mode == Mode::Uptime {
-                    let r = position_of(wf, &Step::Resync { volume: v.clone() });
-                    let rw = position_of(wf, &Step::WaitResynced { volume: v.clone() });
+                    let r = position_of(wf, &Step::Kube(KubeStep::Resync { volume: v.clone() }));
+                    let rw = position_of(
+                        wf,
+                        &Step::Kube(KubeStep::WaitResynced { volume: v.clone() }),
+                    );
                     assert!(w < r && r < rw, "{ctx}");
                 }
             }
         }
         Role::Target => {
             assert_eq!(
-                count(&|s| matches!(s, Step::TrafficOn { .. })),
+                count(&|s| matches!(s, Step::Kube(KubeStep::TrafficOn { .. }))),
                 spec.network.len(),
                 "{ctx}"
             );
             assert_eq!(
-                count(&|s| matches!(s, Step::ResumeFlux { .. })),
+                count(&|s| matches!(s, Step::Kube(KubeStep::ResumeFlux { .. }))),
                 spec.flux.len(),
                 "{ctx}"
             );
             assert_eq!(
-                count(&|s| matches!(s, Step::ScaleUp { .. })),
+                count(&|s| matches!(s, Step::Kube(KubeStep::ScaleUp { .. }))),
                 scaled,
                 "{ctx}"
             );
             assert_eq!(
-                count(&|s| matches!(s, Step::WaitReady { .. })),
+                count(&|s| matches!(s, Step::Kube(KubeStep::WaitReady { .. }))),
                 scaled,
                 "{ctx}"
             );
             assert_eq!(
-                count(&|s| matches!(s, Step::ResumeCronJob { .. })),
+                count(&|s| matches!(s, Step::Kube(KubeStep::ResumeCronJob { .. }))),
                 cron,
                 "{ctx}"
             );
-            assert_eq!(count(&|s| matches!(s, Step::CompleteOperation)), 1, "{ctx}");
+            assert_eq!(
+                count(&|s| matches!(s, Step::Record(RecordStep::CompleteOperation))),
+                1,
+                "{ctx}"
+            );
             for v in &volumes {
-                let p = position_of(wf, &Step::Promote { volume: v.clone() });
-                let w = position_of(wf, &Step::WaitPrimary { volume: v.clone() });
-                let c = position_of(wf, &Step::VerifyData { volume: v.clone() });
+                let p = position_of(wf, &Step::Kube(KubeStep::Promote { volume: v.clone() }));
+                let w = position_of(wf, &Step::Kube(KubeStep::WaitPrimary { volume: v.clone() }));
+                let c = position_of(wf, &Step::Kube(KubeStep::VerifyData { volume: v.clone() }));
                 assert!(p < w && w < c, "{ctx}");
             }
         }
@@ -1016,36 +1071,58 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
     all_before(
         wf,
         "replicas recorded before scaling down",
-        |s| matches!(s, Step::RecordReplicas { .. }),
-        |s| matches!(s, Step::ScaleDown { .. }),
+        |s| matches!(s, Step::Record(RecordStep::RecordReplicas { .. })),
+        |s| matches!(s, Step::Kube(KubeStep::ScaleDown { .. })),
     );
     let source_order: [&dyn Fn(&Step) -> bool; 8] = [
-        &|s| matches!(s, Step::TrafficOff { .. }),
-        &|s| matches!(s, Step::SuspendFlux { .. }),
-        &|s| matches!(s, Step::ScaleDown { .. } | Step::SuspendCronJob { .. }),
-        &|s| matches!(s, Step::WaitPodsGone { .. }),
-        &|s| matches!(s, Step::Demote { .. }),
-        &|s| matches!(s, Step::WaitSecondary { .. }),
-        &|s| matches!(s, Step::MarkAllReady { .. } | Step::RecordDualActive { .. }),
-        &|s| matches!(s, Step::Resync { .. } | Step::WaitResynced { .. }),
+        &|s| matches!(s, Step::Kube(KubeStep::TrafficOff { .. })),
+        &|s| matches!(s, Step::Kube(KubeStep::SuspendFlux { .. })),
+        &|s| {
+            matches!(
+                s,
+                Step::Kube(KubeStep::ScaleDown { .. })
+                    | Step::Kube(KubeStep::SuspendCronJob { .. })
+            )
+        },
+        &|s| matches!(s, Step::Kube(KubeStep::WaitPodsGone { .. })),
+        &|s| matches!(s, Step::Kube(KubeStep::Demote { .. })),
+        &|s| matches!(s, Step::Kube(KubeStep::WaitSecondary { .. })),
+        &|s| {
+            matches!(
+                s,
+                Step::Record(RecordStep::MarkAllReady { .. })
+                    | Step::Record(RecordStep::RecordDualActive { .. })
+            )
+        },
+        &|s| {
+            matches!(
+                s,
+                Step::Kube(KubeStep::Resync { .. }) | Step::Kube(KubeStep::WaitResynced { .. })
+            )
+        },
     ];
     // Target order: handoff → claim → promote → Primary → window start → verify → promoted
     // → up → Flux → ready → traffic on.
     let target_order: [&dyn Fn(&Step) -> bool; 11] = [
         &|s| {
-            matches!(s, Step::WaitAllReady { .. })
-                || matches!(s, Step::WaitPeer { peer, .. } if peer.task == "MarkAllReady")
+            matches!(s, Step::Wait(WaitStep::WaitAllReady { .. }))
+                || matches!(s, Step::Wait(WaitStep::WaitPeer { peer, .. }) if peer.task == "MarkAllReady")
         },
-        &|s| matches!(s, Step::ClaimPromotion { .. }),
-        &|s| matches!(s, Step::Promote { .. }),
-        &|s| matches!(s, Step::WaitPrimary { .. }),
-        &|s| matches!(s, Step::RecordDualActive { .. }),
-        &|s| matches!(s, Step::VerifyData { .. }),
-        &|s| matches!(s, Step::MarkPromoted { .. }),
-        &|s| matches!(s, Step::ScaleUp { .. } | Step::ResumeCronJob { .. }),
-        &|s| matches!(s, Step::ResumeFlux { .. }),
-        &|s| matches!(s, Step::WaitReady { .. }),
-        &|s| matches!(s, Step::TrafficOn { .. }),
+        &|s| matches!(s, Step::Record(RecordStep::ClaimPromotion { .. })),
+        &|s| matches!(s, Step::Kube(KubeStep::Promote { .. })),
+        &|s| matches!(s, Step::Kube(KubeStep::WaitPrimary { .. })),
+        &|s| matches!(s, Step::Record(RecordStep::RecordDualActive { .. })),
+        &|s| matches!(s, Step::Kube(KubeStep::VerifyData { .. })),
+        &|s| matches!(s, Step::Record(RecordStep::MarkPromoted { .. })),
+        &|s| {
+            matches!(
+                s,
+                Step::Kube(KubeStep::ScaleUp { .. }) | Step::Kube(KubeStep::ResumeCronJob { .. })
+            )
+        },
+        &|s| matches!(s, Step::Kube(KubeStep::ResumeFlux { .. })),
+        &|s| matches!(s, Step::Kube(KubeStep::WaitReady { .. })),
+        &|s| matches!(s, Step::Kube(KubeStep::TrafficOn { .. })),
     ];
     let order: &[&dyn Fn(&Step) -> bool] = match role {
         Role::Source => &source_order,
@@ -1059,15 +1136,21 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
     all_before(
         wf,
         "claim before any promotion step",
-        |s| matches!(s, Step::ClaimPromotion { .. }),
-        |s| s.is_promotion() && !matches!(s, Step::ClaimPromotion { .. }),
+        |s| matches!(s, Step::Record(RecordStep::ClaimPromotion { .. })),
+        |s| s.is_promotion() && !matches!(s, Step::Record(RecordStep::ClaimPromotion { .. })),
     );
-    if let Some(done) = positions(wf, |s| matches!(s, Step::CompleteOperation)).first() {
+    if let Some(done) = positions(wf, |s| {
+        matches!(s, Step::Record(RecordStep::CompleteOperation))
+    })
+    .first()
+    {
         // After completion only notifications and the status follow.
         assert!(
-            wf.steps()
-                .skip(done + 1)
-                .all(|(_, s)| matches!(s, Step::Notify { .. } | Step::UpdateGroupStatus)),
+            wf.steps().skip(done + 1).all(|(_, s)| matches!(
+                s,
+                Step::Notify(NotifyStep::Notify { .. })
+                    | Step::Notify(NotifyStep::UpdateGroupStatus)
+            )),
             "{ctx}"
         );
     }
@@ -1078,33 +1161,38 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
         (Mode::Consistency, Role::Source) => {
             let mark = position_of(
                 wf,
-                &Step::MarkAllReady {
+                &Step::Record(RecordStep::MarkAllReady {
                     volumes: volumes.clone(),
-                },
+                }),
             );
             let notify = position_of(
                 wf,
-                &Step::Notify {
+                &Step::Notify(NotifyStep::Notify {
                     to: Role::Target,
                     kind: EnvelopeKind::ReadyForPromotion,
-                },
+                }),
             );
             assert_eq!(notify, mark + 1, "{ctx}");
         }
         (Mode::Consistency, Role::Target) => {
-            let claim = Step::ClaimPromotion {
+            let claim = Step::Record(RecordStep::ClaimPromotion {
                 ready_volumes: if handoff { volumes.clone() } else { vec![] },
-            };
+            });
             let at = position_of(wf, &claim);
             if handoff {
                 // The step right before the claim waits for the source's handoff.
                 let (_, before) = wf.steps().nth(at - 1).unwrap();
                 match before {
-                    Step::WaitAllReady { volumes: v, .. } => assert_eq!(*v, volumes, "{ctx}"),
-                    Step::WaitPeer { peer: p, .. } => {
+                    Step::Wait(WaitStep::WaitAllReady { volumes: v, .. }) => {
+                        assert_eq!(*v, volumes, "{ctx}")
+                    }
+                    Step::Wait(WaitStep::WaitPeer { peer: p, .. }) => {
                         assert!(volumes.is_empty(), "{ctx}");
                         assert!(
-                            matches!(peer.find(p.stage, &p.task), Some(Step::MarkAllReady { .. })),
+                            matches!(
+                                peer.find(p.stage, &p.task),
+                                Some(Step::Record(RecordStep::MarkAllReady { .. }))
+                            ),
                             "{ctx}"
                         );
                     }
@@ -1114,15 +1202,20 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
                 // No handoff to wait for (an UPTIME target only waits for the source's
                 // replica counts before scaling up).
                 assert!(
-                    !has(wf, |s| matches!(s, Step::WaitAllReady { .. })
-                        || matches!(s, Step::WaitPeer { peer, .. } if peer.task != "RecordReplicas")),
+                    !has(wf, |s| matches!(
+                        s,
+                        Step::Wait(WaitStep::WaitAllReady { .. })
+                    ) || matches!(s, Step::Wait(WaitStep::WaitPeer { peer, .. }) if peer.task != "RecordReplicas")),
                     "{ctx}"
                 );
             }
         }
         (Mode::Uptime, Role::Source) => {
             assert!(
-                !has(wf, |s| matches!(s, Step::MarkAllReady { .. })),
+                !has(wf, |s| matches!(
+                    s,
+                    Step::Record(RecordStep::MarkAllReady { .. })
+                )),
                 "{ctx}"
             );
             // The first thing after initialization is waiting until the target serves.
@@ -1131,7 +1224,7 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
                 .find(|(stage, _)| stage.id != StageId::Initialization)
                 .unwrap();
             assert_eq!(stage.id, StageId::SourceShutdown, "{ctx}");
-            let Step::WaitPeer { peer: p, .. } = first else {
+            let Step::Wait(WaitStep::WaitPeer { peer: p, .. }) = first else {
                 panic!("{ctx}")
             };
             assert_eq!(
@@ -1141,29 +1234,32 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
             );
             assert_eq!(
                 count(&|s| *s
-                    == Step::RecordDualActive {
+                    == Step::Record(RecordStep::RecordDualActive {
                         end: DualActiveEnd::Ended
-                    }),
+                    })),
                 usize::from(!volumes.is_empty()),
                 "{ctx}"
             );
         }
         (Mode::Uptime, Role::Target) => {
             assert!(
-                !has(wf, |s| matches!(s, Step::WaitAllReady { .. })),
+                !has(wf, |s| matches!(
+                    s,
+                    Step::Wait(WaitStep::WaitAllReady { .. })
+                )),
                 "{ctx}"
             );
             position_of(
                 wf,
-                &Step::ClaimPromotion {
+                &Step::Record(RecordStep::ClaimPromotion {
                     ready_volumes: vec![],
-                },
+                }),
             );
             assert_eq!(
                 count(&|s| *s
-                    == Step::RecordDualActive {
+                    == Step::Record(RecordStep::RecordDualActive {
                         end: DualActiveEnd::Started
-                    }),
+                    })),
                 usize::from(!volumes.is_empty()),
                 "{ctx}"
             );
@@ -1171,10 +1267,12 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
             // for the source's replica counts, before scaling up).
             let wait = positions(
                 wf,
-                |s| matches!(s, Step::WaitPeer { peer, .. } if peer.task != "RecordReplicas"),
+                |s| matches!(s, Step::Wait(WaitStep::WaitPeer { peer, .. }) if peer.task != "RecordReplicas"),
             );
             assert_eq!(wait.len(), 1, "{ctx}");
-            let (stage, Step::WaitPeer { peer: p, .. }) = wf.steps().nth(wait[0]).unwrap() else {
+            let (stage, Step::Wait(WaitStep::WaitPeer { peer: p, .. })) =
+                wf.steps().nth(wait[0]).unwrap()
+            else {
                 unreachable!()
             };
             assert_eq!(stage.id, StageId::Completion, "{ctx}");
@@ -1183,7 +1281,10 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
                 peer.last_journaled_before(Some(StageId::Completion)),
                 "{ctx}"
             );
-            assert!(wait[0] < position_of(wf, &Step::CompleteOperation), "{ctx}");
+            assert!(
+                wait[0] < position_of(wf, &Step::Record(RecordStep::CompleteOperation)),
+                "{ctx}"
+            );
         }
     }
 }
@@ -1340,11 +1441,11 @@ fn the_rollback_reactivates_volumes_before_workloads_and_traffic_last() {
         assert!(
             !matches!(
                 step,
-                Step::Demote { .. }
-                    | Step::Promote { .. }
-                    | Step::ClaimPromotion { .. }
-                    | Step::ScaleDown { .. }
-                    | Step::MarkAllReady { .. }
+                Step::Kube(KubeStep::Demote { .. })
+                    | Step::Kube(KubeStep::Promote { .. })
+                    | Step::Record(RecordStep::ClaimPromotion { .. })
+                    | Step::Kube(KubeStep::ScaleDown { .. })
+                    | Step::Record(RecordStep::MarkAllReady { .. })
             ),
             "{step:?}"
         );

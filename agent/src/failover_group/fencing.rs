@@ -297,7 +297,7 @@ async fn record_known_replicas(
     let counts = match running_replicas(cc, &state.group.namespace, spec).await {
         Ok(c) => c,
         Err(e) => {
-            tracing::debug!(group = %name, error = %crate::runtime::actors::error_chain(&e), "cannot read the replica counts; trying again later");
+            tracing::debug!(group = %name, error = %crate::errors::error_chain(&e), "cannot read the replica counts; trying again later");
             return;
         }
     };
@@ -316,7 +316,7 @@ async fn record_known_replicas(
             tracing::debug!(group = %name, answer = ?other, "known replica counts not recorded (the group moved)");
         }
         Err(e) => {
-            tracing::warn!(group = %name, error = %crate::runtime::actors::error_chain(&e), "recording the known replica counts failed");
+            tracing::warn!(group = %name, error = %crate::errors::error_chain(&e), "recording the known replica counts failed");
         }
     }
 }
@@ -367,7 +367,7 @@ pub async fn check_groups(
         let obs = match observe_side(cc, traffic_config, ns, &fg.spec).await {
             Ok(o) => o,
             Err(e) => {
-                tracing::warn!(group = %name, cluster = %cc.cluster, error = %crate::runtime::actors::error_chain(&e), "cannot observe the group's side; checking again later");
+                tracing::warn!(group = %name, cluster = %cc.cluster, error = %crate::errors::error_chain(&e), "cannot observe the group's side; checking again later");
                 continue;
             }
         };
@@ -390,19 +390,19 @@ pub async fn check_groups(
         match fence(cc, traffic_config, ns, &fg.spec, &stamp).await {
             Ok(()) => {
                 tracing::warn!(group = %name, cluster = %cc.cluster, epoch = state.epoch, "fenced: traffic off, workloads at 0, volumes Secondary");
-                let ev = crate::events::fenced_event(
+                let ev = super::group_events::fenced_event(
                     &cc.cluster,
                     state.entitled_cluster(),
                     state.epoch,
                     &seen,
                 );
-                crate::events::Events::new(cc.client.clone(), &cc.cluster)
+                crate::kube_events::Events::new(cc.client.clone(), &cc.cluster)
                     .publish(&kube::Resource::object_ref(fg, &()), &ev)
                     .await;
                 out.push((name, GroupVerdict::Fenced(seen)));
             }
             Err(e) => {
-                tracing::error!(group = %name, cluster = %cc.cluster, error = %crate::runtime::actors::error_chain(&e), "fencing failed; trying again on the next check");
+                tracing::error!(group = %name, cluster = %cc.cluster, error = %crate::errors::error_chain(&e), "fencing failed; trying again on the next check");
             }
         }
     }

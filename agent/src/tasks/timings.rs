@@ -1,5 +1,5 @@
 //! The operation's timings, computed from both clusters' journals when the target completes
-//! it (pure; [`crate::tasks`] reads the journals).
+//! it (pure; the `CompleteOperation` task, `record.rs`, reads the journals).
 //!
 //! * `stagesMs`: per `<role>/<stage>`, from the first step started to the last finished.
 //! * `downtimeMs`: how long the application served nowhere: from the source's first traffic

@@ -4,8 +4,9 @@
 //! wake-up to the source and target inboxes) and records the answer in the object's status.
 //!
 //! **Which objects.** Agents create a `Failover` per operation too; those carry the
-//! `failover.io/operation` annotation (and label) set by [`crate::status::desired_failover`]
-//! and are never triggers. A user object is submitted while it has no
+//! `failover.io/operation` annotation (and label) set by
+//! [`desired_failover`](super::failover_status::desired_failover) and are never triggers
+//! ([`is_agent_created`]). A user object is submitted while it has no
 //! `status.operationId`, unless it was refused for good (`Accepted=False` for any reason
 //! but [`REASON_NOT_REGISTERED`]: a group registered later, or registered in the table of
 //! another agent sharing the cluster, is picked up on a later re-read).
@@ -20,11 +21,11 @@
 //! in `status.groups`, `Accepted=True`. Refused: `Accepted=False` whose message names each
 //! group and why, phase `Failed` when nothing started. For a single group submitted here the
 //! agent then keeps its progress on this same object rather than creating a second one
-//! (see [`crate::status`]); the peer cluster creates its own object, named after the
-//! operation id. Events: `Accepted` (Normal) or `Refused` (Warning) on the object.
+//! (see [`super::failover_reporter`]); the peer cluster creates its own object, named after
+//! the operation id. Events: `Accepted` (Normal) or `Refused` (Warning) on the object.
 //!
-//! Pure part: [`is_agent_created`], [`needs_submission`], [`operation_ids`], [`plan`],
-//! [`decide`], [`trigger_status`]. I/O part: [`Trigger::reconcile`].
+//! Pure part: [`needs_submission`], [`plan`], [`decide`], [`trigger_status`] (the names and
+//! ids it relies on are in [`super::failover_names`]). I/O part: [`Trigger::reconcile`].
 
 use std::time::Duration;
 
@@ -42,13 +43,13 @@ use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use crate::events::{EventSpec, Events};
-use crate::group_status::set_condition;
-use crate::kube_ops::{ANNOTATION_OPERATION, FIELD_MANAGER};
-use crate::status::LABEL_OPERATION;
+use crate::conditions::set_condition;
+use crate::errors::error_chain;
+use crate::kube_events::{EventSpec, Events};
+use crate::kube_ops::FIELD_MANAGER;
 
-/// Prefix of `requestedBy` for operations submitted from a `Failover` object.
-pub const REQUESTED_BY_PREFIX: &str = "kubernetes:";
+use super::failover_names::{is_agent_created, operation_ids, requested_by};
+
 /// Condition type recording whether the object was submitted.
 pub const COND_ACCEPTED: &str = "Accepted";
 /// `Accepted=False` reason that is retried on later re-reads.
@@ -59,32 +60,6 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(120);
 // ---------------------------------------------------------------------------------------------
 // Pure decisions
 // ---------------------------------------------------------------------------------------------
-
-/// `kubernetes:<cluster>/<namespace>/<name>`: who asked, for the operation record.
-pub fn requested_by(cluster: &str, namespace: &str, name: &str) -> String {
-    format!("{REQUESTED_BY_PREFIX}{cluster}/{namespace}/{name}")
-}
-
-/// The (cluster, namespace, name) of a [`requested_by`] string.
-pub fn parse_requested_by(s: &str) -> Option<(&str, &str, &str)> {
-    let rest = s.strip_prefix(REQUESTED_BY_PREFIX)?;
-    let mut parts = rest.splitn(3, '/');
-    let (c, ns, n) = (parts.next()?, parts.next()?, parts.next()?);
-    (!c.is_empty() && !ns.is_empty() && !n.is_empty()).then_some((c, ns, n))
-}
-
-/// True for the `Failover` objects agents create for their operations.
-pub fn is_agent_created(fo: &Failover) -> bool {
-    fo.metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(ANNOTATION_OPERATION))
-        || fo
-            .metadata
-            .labels
-            .as_ref()
-            .is_some_and(|l| l.contains_key(LABEL_OPERATION))
-}
 
 fn accepted(status: Option<&FailoverStatus>) -> Option<&Condition> {
     status.and_then(|s| s.conditions.iter().find(|c| c.type_ == COND_ACCEPTED))
@@ -101,26 +76,6 @@ pub fn needs_submission(fo: &Failover) -> bool {
         return false;
     }
     accepted(status).is_none_or(|c| c.status != "False" || c.reason == REASON_NOT_REGISTERED)
-}
-
-/// True when the agent keeps the progress of `fo`'s operation on `fo` itself: a user object
-/// naming a single group.
-pub fn status_on_user_object(fo: &Failover) -> bool {
-    !is_agent_created(fo) && fo.spec.groups.len() == 1
-}
-
-/// The operation id of each group of `fo`, in `spec.groups` order: the object's UID for a
-/// single group, `<uid>-<index>` for several. Empty without a UID.
-pub fn operation_ids(fo: &Failover) -> Vec<String> {
-    let Some(uid) = fo.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
-        return Vec::new();
-    };
-    let n = fo.spec.groups.len();
-    if n == 1 {
-        vec![uid.to_owned()]
-    } else {
-        (0..n).map(|i| format!("{uid}-{i}")).collect()
-    }
 }
 
 /// Why a group (or the whole object) was not started.
@@ -343,53 +298,18 @@ pub fn trigger_status(
             GroupResult::Started(_) => None,
         })
         .collect();
-    status.groups = results
-        .iter()
-        .map(|r| match r {
-            GroupResult::Started(op) => GroupProgress {
-                name: op.group.name.clone(),
-                namespace: Some(op.group.namespace.clone()),
-                phase: Some(FailoverPhase::Pending),
-                epoch: Some(op.epoch),
-                message: Some(format!(
-                    "operation {} started ({} -> {}, epoch {})",
-                    op.id, op.source, op.target, op.epoch
-                )),
-                ..GroupProgress::default()
-            },
-            GroupResult::Refused { group, refusal } => GroupProgress {
-                name: group.name.clone(),
-                namespace: Some(group.namespace.clone()),
-                phase: Some(FailoverPhase::Failed),
-                message: Some(refusal.message.clone()),
-                ..GroupProgress::default()
-            },
-        })
-        .collect();
+    status.groups = results.iter().map(group_progress).collect();
     let refused_text = refused
         .iter()
         .map(|r| r.message.as_str())
         .collect::<Vec<_>>()
         .join("; ");
-    if started.is_empty() {
-        let reason = if refused.iter().all(|r| r.reason == refused[0].reason) {
-            refused.first().map_or("Refused", |r| r.reason)
-        } else {
-            "Refused"
-        };
+    let (accepted, reason, message) = if started.is_empty() {
         let retried = refused.iter().all(|r| r.reason == REASON_NOT_REGISTERED);
         if !retried {
             status.phase = Some(FailoverPhase::Failed);
         }
-        set_condition(
-            &mut status.conditions,
-            COND_ACCEPTED,
-            false,
-            reason,
-            refused_text,
-            g,
-            now,
-        );
+        (false, refusal_reason(&refused), refused_text)
     } else {
         status.operation_id = Some(
             started
@@ -399,30 +319,76 @@ pub fn trigger_status(
                 .join(","),
         );
         status.phase = current.phase.or(Some(FailoverPhase::Pending));
-        let mut message = started
-            .iter()
-            .map(|o| format!("{}: operation {} started", o.group, o.id))
-            .collect::<Vec<_>>()
-            .join("; ");
-        if !refused.is_empty() {
-            message.push_str(&format!("; not started: {refused_text}"));
-        }
-        let reason = if refused.is_empty() {
-            "Started"
-        } else {
-            "PartiallyStarted"
-        };
-        set_condition(
-            &mut status.conditions,
-            COND_ACCEPTED,
-            true,
-            reason,
-            message,
-            g,
-            now,
-        );
-    }
+        let (reason, message) = started_message(&started, &refused, &refused_text);
+        (true, reason, message)
+    };
+    set_condition(
+        &mut status.conditions,
+        COND_ACCEPTED,
+        accepted,
+        reason,
+        message,
+        g,
+        now,
+    );
     status
+}
+
+/// The `status.groups` entry of one group's result.
+fn group_progress(r: &GroupResult) -> GroupProgress {
+    match r {
+        GroupResult::Started(op) => GroupProgress {
+            name: op.group.name.clone(),
+            namespace: Some(op.group.namespace.clone()),
+            phase: Some(FailoverPhase::Pending),
+            epoch: Some(op.epoch),
+            message: Some(format!(
+                "operation {} started ({} -> {}, epoch {})",
+                op.id, op.source, op.target, op.epoch
+            )),
+            ..GroupProgress::default()
+        },
+        GroupResult::Refused { group, refusal } => GroupProgress {
+            name: group.name.clone(),
+            namespace: Some(group.namespace.clone()),
+            phase: Some(FailoverPhase::Failed),
+            message: Some(refusal.message.clone()),
+            ..GroupProgress::default()
+        },
+    }
+}
+
+/// The `Accepted=False` reason when no group started: the refusals' common reason, else
+/// `Refused`.
+fn refusal_reason(refused: &[&Refusal]) -> &'static str {
+    if refused.iter().all(|r| r.reason == refused[0].reason) {
+        refused.first().map_or("Refused", |r| r.reason)
+    } else {
+        "Refused"
+    }
+}
+
+/// The `Accepted=True` reason and message when some group started (`refused_text`: the
+/// refusals of the others).
+fn started_message(
+    started: &[&Operation],
+    refused: &[&Refusal],
+    refused_text: &str,
+) -> (&'static str, String) {
+    let mut message = started
+        .iter()
+        .map(|o| format!("{}: operation {} started", o.group, o.id))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if !refused.is_empty() {
+        message.push_str(&format!("; not started: {refused_text}"));
+    }
+    let reason = if refused.is_empty() {
+        "Started"
+    } else {
+        "PartiallyStarted"
+    };
+    (reason, message)
 }
 
 /// The Event recording a trigger's outcome.
@@ -537,7 +503,7 @@ impl Trigger {
                     Err(TriggerError::Queue {
                         queue,
                         cluster: target.to_owned(),
-                        reason: crate::runtime::actors::error_chain(&e),
+                        reason: error_chain(&e),
                     })
                 }
             }
@@ -556,7 +522,7 @@ impl Trigger {
         for cluster in [&op.source, &op.target] {
             if let Err(e) = self.inbox.send(cluster, &envelope).await {
                 tracing::warn!(
-                    %cluster, op = %op.id, error = %crate::runtime::actors::error_chain(&e),
+                    %cluster, op = %op.id, error = %error_chain(&e),
                     "cannot notify a cluster of a submitted operation; its agent finds it on its next re-read"
                 );
             }
@@ -573,69 +539,10 @@ impl Trigger {
         let ns = fo.metadata.namespace.clone().unwrap_or_default();
         let name = fo.metadata.name.clone().unwrap_or_default();
         let what = format!("{ns}/{name}");
-        let store_err = |source| TriggerError::Store {
-            failover: what.clone(),
-            source,
-        };
         let mut fresh = Vec::new();
         let outcome = match plan(fo, &self.cluster) {
             Err(r) => Err(r),
-            Ok(starts) => {
-                let mut results = Vec::new();
-                let mut known: Option<bool> = None;
-                for start in &starts {
-                    if let Some(op) = self
-                        .store
-                        .get_operation(&start.op_id)
-                        .await
-                        .map_err(store_err)?
-                    {
-                        results.push(GroupResult::Started(Box::new(op)));
-                        continue;
-                    }
-                    let state = self
-                        .store
-                        .get_group_state(&start.group)
-                        .await
-                        .map_err(store_err)?;
-                    let target_known = match known {
-                        Some(k) => k,
-                        None => {
-                            let k = self.target_known(&start.request.target).await?;
-                            known = Some(k);
-                            k
-                        }
-                    };
-                    let req = match decide(start, state.as_ref(), target_known) {
-                        Ok(req) => req,
-                        Err(refusal) => {
-                            results.push(GroupResult::Refused {
-                                group: start.group.clone(),
-                                refusal,
-                            });
-                            continue;
-                        }
-                    };
-                    let answer = self.store.start_operation(req).await.map_err(store_err)?;
-                    match answer {
-                        StartOutcome::Started(op) => {
-                            tracing::info!(
-                                failover = %what, op = %op.id, group = %op.group, source = %op.source,
-                                target = %op.target, epoch = op.epoch, "operation submitted from a Failover"
-                            );
-                            fresh.push(op.clone());
-                            results.push(GroupResult::Started(Box::new(op)));
-                        }
-                        other => results.push(GroupResult::Refused {
-                            group: start.group.clone(),
-                            refusal: refusal_of(&start.group, &other).unwrap_or_else(|| {
-                                Refusal::new("Refused", format!("{}: refused", start.group))
-                            }),
-                        }),
-                    }
-                }
-                Ok(results)
-            }
+            Ok(starts) => Ok(self.submit(&starts, &what, &mut fresh).await?),
         };
         let status = trigger_status(fo, &outcome, Timestamp::now());
         // Written before the wake-ups, so this cluster's runner finds the status recorded.
@@ -664,23 +571,7 @@ impl Trigger {
                 field_manager: Some(FIELD_MANAGER.to_owned()),
                 ..PatchParams::default()
             };
-            let mut body = json!({
-                "conditions": status.conditions,
-                "observedGeneration": status.observed_generation,
-            });
-            if let Some(id) = &status.operation_id {
-                body["operationId"] = json!(id);
-            }
-            if fo.status.as_ref().is_none_or(|s| s.phase.is_none())
-                || status.phase == Some(FailoverPhase::Failed)
-            {
-                body["phase"] = json!(status.phase);
-            }
-            if fo.status.as_ref().is_none_or(|s| s.groups.is_empty())
-                || status.operation_id.is_none()
-            {
-                body["groups"] = json!(status.groups);
-            }
+            let body = status_patch(fo, &status);
             let patched = api
                 .patch_status(&name, &pp, &Patch::Merge(&json!({ "status": body })))
                 .await;
@@ -703,219 +594,98 @@ impl Trigger {
         }
         Ok(Some(status))
     }
+
+    /// Starts every group of `starts` whose operation does not exist yet, as [`decide`]
+    /// allows; the operations started now are added to `fresh` (`what`: the Failover, for
+    /// errors and logs).
+    async fn submit(
+        &self,
+        starts: &[PlannedStart],
+        what: &str,
+        fresh: &mut Vec<Operation>,
+    ) -> Result<Vec<GroupResult>, TriggerError> {
+        let store_err = |source| TriggerError::Store {
+            failover: what.to_owned(),
+            source,
+        };
+        let mut results = Vec::new();
+        let mut known: Option<bool> = None;
+        for start in starts {
+            if let Some(op) = self
+                .store
+                .get_operation(&start.op_id)
+                .await
+                .map_err(store_err)?
+            {
+                results.push(GroupResult::Started(Box::new(op)));
+                continue;
+            }
+            let state = self
+                .store
+                .get_group_state(&start.group)
+                .await
+                .map_err(store_err)?;
+            let target_known = match known {
+                Some(k) => k,
+                None => {
+                    let k = self.target_known(&start.request.target).await?;
+                    known = Some(k);
+                    k
+                }
+            };
+            let req = match decide(start, state.as_ref(), target_known) {
+                Ok(req) => req,
+                Err(refusal) => {
+                    results.push(GroupResult::Refused {
+                        group: start.group.clone(),
+                        refusal,
+                    });
+                    continue;
+                }
+            };
+            let answer = self.store.start_operation(req).await.map_err(store_err)?;
+            match answer {
+                StartOutcome::Started(op) => {
+                    tracing::info!(
+                        failover = %what, op = %op.id, group = %op.group, source = %op.source,
+                        target = %op.target, epoch = op.epoch, "operation submitted from a Failover"
+                    );
+                    fresh.push(op.clone());
+                    results.push(GroupResult::Started(Box::new(op)));
+                }
+                other => results.push(GroupResult::Refused {
+                    group: start.group.clone(),
+                    refusal: refusal_of(&start.group, &other).unwrap_or_else(|| {
+                        Refusal::new("Refused", format!("{}: refused", start.group))
+                    }),
+                }),
+            }
+        }
+        Ok(results)
+    }
+}
+
+/// The `status` fields to merge-patch on the user's `fo` for `status`: conditions and
+/// generation always, the operation ids when some started, the phase when there was none or
+/// it failed, the groups when there were none or nothing started.
+fn status_patch(fo: &Failover, status: &FailoverStatus) -> serde_json::Value {
+    let mut body = json!({
+        "conditions": status.conditions,
+        "observedGeneration": status.observed_generation,
+    });
+    if let Some(id) = &status.operation_id {
+        body["operationId"] = json!(id);
+    }
+    if fo.status.as_ref().is_none_or(|s| s.phase.is_none())
+        || status.phase == Some(FailoverPhase::Failed)
+    {
+        body["phase"] = json!(status.phase);
+    }
+    if fo.status.as_ref().is_none_or(|s| s.groups.is_empty()) || status.operation_id.is_none() {
+        body["groups"] = json!(status.groups);
+    }
+    body
 }
 
 #[cfg(test)]
-mod tests {
-    use failover_messages::crd::{FailoverSpec, GroupRef as CrdGroupRef};
-    use failover_messages::records::Phase;
-
-    use super::*;
-
-    fn fo(groups: &[&str]) -> Failover {
-        let mut fo = Failover::new(
-            "move-orders",
-            FailoverSpec {
-                target_cluster: "west".into(),
-                mode: FailoverMode::Uptime,
-                groups: groups
-                    .iter()
-                    .map(|g| CrdGroupRef {
-                        name: (*g).into(),
-                        namespace: None,
-                    })
-                    .collect(),
-                force: false,
-                reason: Some("drill".into()),
-            },
-        );
-        fo.metadata.namespace = Some("shop".into());
-        fo.metadata.uid = Some("0b7c6f1e-4a1d-4f39-9d0e-5e2b1c3d4f5a".into());
-        fo.metadata.generation = Some(1);
-        fo
-    }
-
-    fn state(active: &str) -> GroupState {
-        GroupState {
-            group: GroupRef::new("shop", "orders").unwrap(),
-            active_cluster: active.into(),
-            epoch: 4,
-            op_id: None,
-            promotion_claimed_by: None,
-            lease: None,
-            suspended: false,
-            version: 1,
-            last_op_id: None,
-            updated_at: Timestamp::UNIX_EPOCH,
-        }
-    }
-
-    fn op(id: &str) -> Operation {
-        Operation {
-            id: id.into(),
-            group: GroupRef::new("shop", "orders").unwrap(),
-            epoch: 5,
-            mode: Mode::Uptime,
-            source: "east".into(),
-            target: "west".into(),
-            force: false,
-            reason: "drill".into(),
-            requested_by: requested_by("east", "shop", "move-orders"),
-            phase: Phase::Pending,
-            requested_at: Timestamp::UNIX_EPOCH,
-            promotion_started_at: None,
-            abort_requested_at: None,
-            dual_active_started_at: None,
-            dual_active_ended_at: None,
-            finished_at: None,
-            timings: Default::default(),
-            original_replicas: Default::default(),
-            message: None,
-        }
-    }
-
-    #[test]
-    fn requested_by_round_trips() {
-        let s = requested_by("east", "shop", "move-orders");
-        assert_eq!(s, "kubernetes:east/shop/move-orders");
-        assert_eq!(
-            parse_requested_by(&s),
-            Some(("east", "shop", "move-orders"))
-        );
-        assert_eq!(parse_requested_by("failoverctl:alice"), None);
-        assert_eq!(parse_requested_by("kubernetes:east//x"), None);
-    }
-
-    #[test]
-    fn agent_objects_and_submitted_objects_are_not_triggers() {
-        let user = fo(&["orders"]);
-        assert!(needs_submission(&user));
-        assert!(status_on_user_object(&user));
-        let agent = crate::status::desired_failover(&op("abc"));
-        assert!(is_agent_created(&agent) && !needs_submission(&agent));
-        let mut done = user.clone();
-        done.status = Some(FailoverStatus {
-            operation_id: Some("x".into()),
-            ..FailoverStatus::default()
-        });
-        assert!(!needs_submission(&done));
-        let t = "2026-11-26T12:00:00Z".parse().unwrap();
-        let mut refused = user.clone();
-        refused.status = Some(trigger_status(
-            &user,
-            &Ok(vec![GroupResult::Refused {
-                group: GroupRef::new("shop", "orders").unwrap(),
-                refusal: Refusal::new("OperationInFlight", "busy"),
-            }]),
-            t,
-        ));
-        assert!(!needs_submission(&refused), "a refusal is final");
-        let mut unregistered = user.clone();
-        unregistered.status = Some(trigger_status(
-            &user,
-            &Ok(vec![GroupResult::Refused {
-                group: GroupRef::new("shop", "orders").unwrap(),
-                refusal: Refusal::new(REASON_NOT_REGISTERED, "not registered"),
-            }]),
-            t,
-        ));
-        assert!(needs_submission(&unregistered), "not registered is retried");
-        assert_eq!(unregistered.status.unwrap().phase, None);
-    }
-
-    #[test]
-    fn operation_ids_come_from_the_uid() {
-        assert_eq!(
-            operation_ids(&fo(&["orders"])),
-            ["0b7c6f1e-4a1d-4f39-9d0e-5e2b1c3d4f5a"]
-        );
-        assert_eq!(
-            operation_ids(&fo(&["a", "b"])),
-            [
-                "0b7c6f1e-4a1d-4f39-9d0e-5e2b1c3d4f5a-0",
-                "0b7c6f1e-4a1d-4f39-9d0e-5e2b1c3d4f5a-1"
-            ]
-        );
-        let mut no_uid = fo(&["orders"]);
-        no_uid.metadata.uid = None;
-        assert!(operation_ids(&no_uid).is_empty());
-        assert!(plan(&no_uid, "east").is_err());
-    }
-
-    #[test]
-    fn plan_and_decide_build_the_coordinators_request() {
-        let starts = plan(&fo(&["orders"]), "east").unwrap();
-        assert_eq!(starts.len(), 1);
-        let s = &starts[0];
-        assert_eq!(s.group, GroupRef::new("shop", "orders").unwrap());
-        assert_eq!(s.request.mode, Mode::Uptime);
-        assert_eq!(s.request.requested_by, "kubernetes:east/shop/move-orders");
-        assert_eq!(s.request.op_id.as_deref(), Some(s.op_id.as_str()));
-        let req = decide(s, Some(&state("east")), true).unwrap();
-        assert_eq!((req.source.as_str(), req.target.as_str()), ("east", "west"));
-        assert_eq!(
-            decide(s, None, true).unwrap_err().reason,
-            REASON_NOT_REGISTERED
-        );
-        assert_eq!(
-            decide(s, Some(&state("west")), true).unwrap_err().reason,
-            "AlreadyActive"
-        );
-        let unknown = decide(s, Some(&state("east")), false).unwrap_err();
-        assert_eq!(unknown.reason, "UnknownCluster");
-        assert!(unknown.message.contains("west"), "{}", unknown.message);
-        let mut forced = fo(&["orders"]);
-        forced.spec.force = true;
-        forced.spec.reason = None;
-        assert!(
-            plan(&forced, "east")
-                .unwrap_err()
-                .message
-                .contains("spec.reason")
-        );
-    }
-
-    #[test]
-    fn status_records_ids_and_refusals() {
-        let t = "2026-11-26T12:00:00Z".parse().unwrap();
-        let user = fo(&["orders"]);
-        let s = trigger_status(
-            &user,
-            &Ok(vec![GroupResult::Started(Box::new(op("id-1")))]),
-            t,
-        );
-        assert_eq!(s.operation_id.as_deref(), Some("id-1"));
-        assert_eq!(s.phase, Some(FailoverPhase::Pending));
-        assert_eq!(s.conditions[0].status, "True");
-        let refusal = refusal_of(
-            &GroupRef::new("shop", "orders").unwrap(),
-            &StartOutcome::LeaseHeld {
-                holder: "failoverctl:bob".into(),
-                op_id: "other".into(),
-                expires: t,
-            },
-        )
-        .unwrap();
-        let s = trigger_status(
-            &user,
-            &Ok(vec![GroupResult::Refused {
-                group: GroupRef::new("shop", "orders").unwrap(),
-                refusal,
-            }]),
-            t,
-        );
-        assert_eq!(s.phase, Some(FailoverPhase::Failed));
-        let c = &s.conditions[0];
-        assert_eq!(
-            (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
-            ("Accepted", "False", "OperationInFlight")
-        );
-        assert!(
-            c.message.contains("shop/orders") && c.message.contains("other"),
-            "{}",
-            c.message
-        );
-        let ev = trigger_event(&s).unwrap();
-        assert!(ev.warning && ev.reason == "Refused");
-    }
-}
+mod tests;

@@ -1,0 +1,319 @@
+//! The agent's Prometheus metrics ([`Metrics`]), rendered at `/metrics` by the admin
+//! server. A leaf: components report plain values (a step's stage, task, outcome and
+//! duration; a run's result; an SQS message's kind), so nothing here knows the workflow.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use failover_messages::store::CallCounter;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label set of every family: (name, value) pairs.
+pub type Labels = Vec<(&'static str, String)>;
+
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+fn step_histogram() -> Histogram {
+    // 10 ms … ~160 s.
+    Histogram::new(exponential_buckets(0.01, 2.0, 15))
+}
+
+/// The agent's metrics. Cheap to clone; clones share the registry.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<MetricsInner>,
+}
+
+struct MetricsInner {
+    registry: Registry,
+    operations: Family<Labels, Counter>,
+    step_duration: HistogramFamily,
+    sqs_messages: Family<Labels, Counter>,
+    aws_calls: Family<Labels, Counter>,
+    heartbeats: Family<Labels, Counter>,
+    fencings: Family<Labels, Counter>,
+    kube_jobs: Family<Labels, Counter>,
+    kube_jobs_in_flight: Family<Labels, Gauge>,
+    handoff_latency: Histogram,
+    dual_active: Histogram,
+    calls: Mutex<Option<Arc<CallCounter>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every family registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let operations = Family::<Labels, Counter>::default();
+        let step_duration: HistogramFamily = Family::new_with_constructor(step_histogram);
+        let sqs_messages = Family::<Labels, Counter>::default();
+        let aws_calls = Family::<Labels, Counter>::default();
+        let heartbeats = Family::<Labels, Counter>::default();
+        let fencings = Family::<Labels, Counter>::default();
+        let kube_jobs = Family::<Labels, Counter>::default();
+        let kube_jobs_in_flight = Family::<Labels, Gauge>::default();
+        registry.register(
+            "failover_kube_jobs",
+            "Workflow steps carried out by the per-concern actors, by concern and outcome",
+            kube_jobs.clone(),
+        );
+        registry.register(
+            "failover_kube_jobs_in_flight",
+            "Steps a per-concern actor is carrying out right now, by concern",
+            kube_jobs_in_flight.clone(),
+        );
+        // 1 ms … ~33 s.
+        let handoff_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        // 100 ms … ~55 min.
+        let dual_active = Histogram::new(exponential_buckets(0.1, 2.0, 16));
+        registry.register(
+            "failover_fencings",
+            "Times this cluster fenced its side of a group it was not entitled to, by group and occasion",
+            fencings.clone(),
+        );
+        registry.register(
+            "failover_handoff_latency_seconds",
+            "Target side: last READY_FOR_PROMOTION record written to promotion claimed",
+            handoff_latency.clone(),
+        );
+        registry.register(
+            "failover_dual_active_window_seconds",
+            "Source side of UPTIME operations: first target Primary to last source Secondary",
+            dual_active.clone(),
+        );
+        registry.register(
+            "failover_operations",
+            "Runs of this cluster's side of an operation, by result",
+            operations.clone(),
+        );
+        registry.register(
+            "failover_step_duration_seconds",
+            "Duration of workflow steps, by stage, task and outcome",
+            step_duration.clone(),
+        );
+        registry.register(
+            "failover_sqs_messages",
+            "SQS inbox messages received, by kind and outcome",
+            sqs_messages.clone(),
+        );
+        registry.register(
+            "failover_aws_calls",
+            "DynamoDB call attempts, by store operation, API and outcome (ok, conditional_check_failed, transaction_canceled, throttled, error)",
+            aws_calls.clone(),
+        );
+        registry.register(
+            "failover_heartbeat_writes",
+            "Heartbeat writes, by outcome",
+            heartbeats.clone(),
+        );
+        // Known label values start at zero, so dashboards and alerts see the series before
+        // the first event (rates need a starting point).
+        for result in ["succeeded", "stopped", "failed", "interrupted", "panicked"] {
+            let _ = operations.get_or_create(&vec![("result", result.to_owned())]);
+        }
+        let _ = sqs_messages.get_or_create(&vec![
+            ("kind", "malformed".to_owned()),
+            ("outcome", "rejected".to_owned()),
+        ]);
+        for outcome in ["ok", "error"] {
+            let _ = heartbeats.get_or_create(&vec![("outcome", outcome.to_owned())]);
+        }
+        Self {
+            inner: Arc::new(MetricsInner {
+                registry,
+                operations,
+                step_duration,
+                sqs_messages,
+                aws_calls,
+                heartbeats,
+                fencings,
+                kube_jobs,
+                kube_jobs_in_flight,
+                handoff_latency,
+                dual_active,
+                calls: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Reports DynamoDB calls from `calls` (read on every scrape), by operation, API and
+    /// outcome.
+    pub fn track_aws_calls(&self, calls: Arc<CallCounter>) {
+        *self.inner.calls.lock().unwrap() = Some(calls);
+    }
+
+    /// One run of an operation ended with `result`.
+    pub fn operation(&self, result: &str) {
+        self.inner
+            .operations
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
+    }
+
+    /// One SQS message of `kind` was handled with `outcome`.
+    pub fn sqs_message(&self, kind: &str, outcome: &str) {
+        self.inner
+            .sqs_messages
+            .get_or_create(&vec![
+                ("kind", kind.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// This cluster fenced its side of `group` on `occasion`.
+    pub fn fenced(&self, group: &str, occasion: &str) {
+        self.inner
+            .fencings
+            .get_or_create(&vec![
+                ("group", group.to_owned()),
+                ("occasion", occasion.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// A per-concern actor finished a step with `outcome`.
+    pub fn kube_job(&self, concern: &str, outcome: &str) {
+        self.inner
+            .kube_jobs
+            .get_or_create(&vec![
+                ("concern", concern.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// A per-concern actor has `n` steps in flight.
+    pub fn kube_jobs_in_flight(&self, concern: &str, n: i64) {
+        self.inner
+            .kube_jobs_in_flight
+            .get_or_create(&vec![("concern", concern.to_owned())])
+            .set(n);
+    }
+
+    /// A handoff took `latency` (last ready record to promotion claimed).
+    pub fn handoff_latency(&self, latency: Duration) {
+        self.inner.handoff_latency.observe(latency.as_secs_f64());
+    }
+
+    /// An UPTIME operation's dual-active window lasted `window`.
+    pub fn dual_active_window(&self, window: Duration) {
+        self.inner.dual_active.observe(window.as_secs_f64());
+    }
+
+    /// One heartbeat write ended with `outcome`.
+    pub fn heartbeat(&self, outcome: &str) {
+        self.inner
+            .heartbeats
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
+    }
+
+    /// A workflow step ended with `outcome` (`done` or `failed`) after `elapsed`.
+    pub fn step_duration(&self, stage: &str, task: &str, outcome: &str, elapsed: Duration) {
+        let labels: Labels = vec![
+            ("stage", stage.to_owned()),
+            ("task", task.to_owned()),
+            ("outcome", outcome.to_owned()),
+        ];
+        self.inner
+            .step_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        if let Some(calls) = self.inner.calls.lock().unwrap().as_ref() {
+            for ((operation, api, outcome), n) in calls.by_operation_api_and_outcome() {
+                self.inner
+                    .aws_calls
+                    .get_or_create(&vec![
+                        ("operation", operation),
+                        ("api", api),
+                        ("outcome", outcome.as_str().to_owned()),
+                    ])
+                    .inner()
+                    .store(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.inner.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use failover_messages::store::CallOutcome;
+
+    use super::*;
+
+    #[test]
+    fn metrics_render_every_family() {
+        let m = Metrics::new();
+        m.operation("succeeded");
+        m.sqs_message("malformed", "rejected");
+        m.heartbeat("ok");
+        m.step_duration(
+            "SourceShutdown",
+            "TrafficOff",
+            "done",
+            Duration::from_millis(20),
+        );
+        let text = m.render();
+        for name in [
+            "failover_operations_total{result=\"succeeded\"} 1",
+            "failover_sqs_messages_total{kind=\"malformed\",outcome=\"rejected\"} 1",
+            "failover_heartbeat_writes_total{outcome=\"ok\"} 1",
+            "failover_step_duration_seconds_count{stage=\"SourceShutdown\"",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn aws_calls_are_rendered_by_operation_api_and_outcome() {
+        let m = Metrics::new();
+        let calls = CallCounter::new();
+        m.track_aws_calls(calls.clone());
+        calls.record("put_heartbeat", "PutItem", CallOutcome::Ok);
+        calls.record("put_heartbeat", "PutItem", CallOutcome::Ok);
+        calls.record("put_heartbeat", "PutItem", CallOutcome::Throttled);
+        calls.record(
+            "claim_promotion",
+            "TransactWriteItems",
+            CallOutcome::TransactionCanceled,
+        );
+        let text = m.render();
+        for line in [
+            "failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\",outcome=\"ok\"} 2",
+            "failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\",outcome=\"throttled\"} 1",
+            "failover_aws_calls_total{operation=\"claim_promotion\",api=\"TransactWriteItems\",outcome=\"transaction_canceled\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        // Counts are read on every scrape.
+        calls.record("put_heartbeat", "PutItem", CallOutcome::Ok);
+        assert!(m.render().contains(
+            "failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\",outcome=\"ok\"} 3"
+        ));
+    }
+}

@@ -1,0 +1,261 @@
+//! The tasks of the Kubernetes steps ([`KubeStep`]): traffic, Flux, workloads and volumes
+//! through [`crate::kube_ops`], stamped with the operation's epoch and id; objects in the
+//! group's namespace, Flux objects in their own. In the running agent each runs on the actor
+//! of its concern (see [`super::concerns`]).
+//!
+//! `ScaleUp` scales to the replica count recorded on the operation (see
+//! [`super::record`]), falling back to the group's history and last known counts.
+//! `Promote` re-reads the group state before every promotion and refuses to act unless the
+//! promotion is claimed by this cluster at the operation's epoch: the claim, not the
+//! journal, decides ("never redo a promote blindly"). `Reactivate` acts only while this
+//! cluster is entitled and the abort was granted.
+
+use failover_messages::crd::{NetworkKind, WorkloadKind};
+use failover_messages::store::Stale;
+
+use crate::kube_ops::traffic::{self, TrafficState};
+use crate::kube_ops::volumes::{self, ReplicationState, VolumeState};
+use crate::kube_ops::{flux, workloads};
+use crate::workflow::{KubeStep, TaskContext, TaskError};
+
+use super::support::{
+    TasksConfig, cluster_client, ensure_current, group_state, kube_err, namespace, operation,
+    stamp, store_err, wait_deadline, workload_key,
+};
+
+/// Carries out `step` on this cluster's Kubernetes API.
+pub(super) async fn run(
+    step: &KubeStep,
+    config: &TasksConfig,
+    ctx: &TaskContext,
+) -> Result<(), TaskError> {
+    let cc = || cluster_client(ctx);
+    match step {
+        KubeStep::TrafficOff { kind, name } => {
+            set_traffic(ctx, config, *kind, name, TrafficState::Off).await
+        }
+        KubeStep::TrafficOn { kind, name } => {
+            set_traffic(ctx, config, *kind, name, TrafficState::On).await
+        }
+        KubeStep::SuspendFlux {
+            kind,
+            namespace,
+            name,
+        } => flux::suspend_flux(&cc()?, *kind, namespace, name, &stamp(ctx))
+            .await
+            .map_err(kube_err)
+            .map(drop),
+        KubeStep::ResumeFlux {
+            kind,
+            namespace,
+            name,
+        } => flux::resume_flux(&cc()?, *kind, namespace, name, &stamp(ctx), ctx.now())
+            .await
+            .map_err(kube_err)
+            .map(drop),
+        KubeStep::ScaleDown { kind, name } => {
+            workloads::scale_down(&cc()?, *kind, namespace(ctx), name, &stamp(ctx))
+                .await
+                .map_err(kube_err)
+                .map(drop)
+        }
+        KubeStep::ScaleUp { kind, name } => scale_up(ctx, *kind, name).await,
+        KubeStep::SuspendCronJob { name } => {
+            workloads::suspend_cronjob(&cc()?, namespace(ctx), name, &stamp(ctx))
+                .await
+                .map_err(kube_err)
+                .map(drop)
+        }
+        KubeStep::ResumeCronJob { name } => {
+            workloads::resume_cronjob(&cc()?, namespace(ctx), name, &stamp(ctx))
+                .await
+                .map_err(kube_err)
+                .map(drop)
+        }
+        KubeStep::WaitPodsGone { kind, name } => {
+            let deadline = wait_deadline(ctx);
+            workloads::wait_pods_gone(&cc()?, *kind, namespace(ctx), name, deadline, |_| {})
+                .await
+                .map_err(kube_err)
+        }
+        KubeStep::WaitReady { kind, name } => {
+            workloads::wait_ready(&cc()?, *kind, namespace(ctx), name, wait_deadline(ctx))
+                .await
+                .map_err(kube_err)
+                .map(drop)
+        }
+        KubeStep::Demote { volume } => set_volume(ctx, volume, ReplicationState::Secondary).await,
+        KubeStep::Resync { volume } => set_volume(ctx, volume, ReplicationState::Resync).await,
+        KubeStep::Promote { volume } => promote(ctx, volume).await,
+        KubeStep::Reactivate { volume } => reactivate(ctx, volume).await,
+        KubeStep::WaitSecondary { volume } => {
+            wait_volume(ctx, volume, VolumeState::Secondary).await
+        }
+        KubeStep::WaitPrimary { volume } => wait_volume(ctx, volume, VolumeState::Primary).await,
+        KubeStep::WaitResynced { volume } => {
+            volumes::wait_resynced(&cc()?, namespace(ctx), volume, wait_deadline(ctx))
+                .await
+                .map_err(kube_err)
+                .map(drop)
+        }
+        KubeStep::VerifyData { volume } => volumes::verify(&cc()?, namespace(ctx), volume)
+            .await
+            .map_err(kube_err)
+            .map(drop),
+    }
+}
+
+// ---- traffic ----------------------------------------------------------------------------------
+
+async fn set_traffic(
+    ctx: &TaskContext,
+    config: &TasksConfig,
+    kind: NetworkKind,
+    name: &str,
+    state: TrafficState,
+) -> Result<(), TaskError> {
+    traffic::set_traffic(
+        &cluster_client(ctx)?,
+        &config.traffic,
+        kind,
+        namespace(ctx),
+        name,
+        state,
+        &stamp(ctx),
+    )
+    .await
+    .map_err(kube_err)
+    .map(drop)
+}
+
+// ---- workloads --------------------------------------------------------------------------------
+
+async fn scale_up(ctx: &TaskContext, kind: WorkloadKind, name: &str) -> Result<(), TaskError> {
+    let wf = ctx.workflow();
+    let op = operation(ctx).await?;
+    let key = workload_key(kind, name);
+    let mut recorded = op.original_replicas.get(&key).copied();
+    if recorded.is_none() {
+        // A forced operation whose source never ran records nothing: the last operation of
+        // the group that recorded the workload is the best knowledge there is.
+        recorded = ctx
+            .store()?
+            .history(&wf.group, Some(20))
+            .await
+            .map_err(store_err)?
+            .iter()
+            .find_map(|h| h.operation.original_replicas.get(&key).copied());
+        if recorded.is_none() {
+            // Then what the active side's agent last saw while the group was idle.
+            recorded = ctx
+                .store()?
+                .get_known_replicas(&wf.group)
+                .await
+                .map_err(store_err)?
+                .and_then(|k| k.replicas.get(&key).copied());
+        }
+        match recorded {
+            Some(n) => {
+                tracing::warn!(workload = %key, replicas = n, "the operation recorded no replica count; using the group's last known one");
+            }
+            None => {
+                tracing::warn!(workload = %key, "no replica count recorded for the group; using the object's failover.io/original-replicas annotation");
+            }
+        }
+    }
+    workloads::restore_replicas(
+        &cluster_client(ctx)?,
+        kind,
+        namespace(ctx),
+        name,
+        recorded,
+        &stamp(ctx),
+    )
+    .await
+    .map_err(kube_err)
+    .map(drop)
+}
+
+// ---- volumes ----------------------------------------------------------------------------------
+
+async fn set_volume(
+    ctx: &TaskContext,
+    volume: &str,
+    state: ReplicationState,
+) -> Result<(), TaskError> {
+    volumes::set_replication_state(
+        &cluster_client(ctx)?,
+        namespace(ctx),
+        volume,
+        state,
+        &stamp(ctx),
+    )
+    .await
+    .map_err(kube_err)
+    .map(drop)
+}
+
+async fn wait_volume(ctx: &TaskContext, volume: &str, state: VolumeState) -> Result<(), TaskError> {
+    volumes::wait_state(
+        &cluster_client(ctx)?,
+        namespace(ctx),
+        volume,
+        state,
+        wait_deadline(ctx),
+    )
+    .await
+    .map_err(kube_err)
+    .map(drop)
+}
+
+/// Promotes only while the promotion is claimed by this cluster at our epoch (consistent
+/// read); setting `primary` is itself idempotent.
+async fn promote(ctx: &TaskContext, volume: &str) -> Result<(), TaskError> {
+    let wf = ctx.workflow();
+    let state = group_state(ctx).await?;
+    if state.epoch != wf.epoch || state.op_id.as_deref() != Some(&wf.operation_id) {
+        return Err(TaskError::StaleEpoch(Stale {
+            expected_epoch: wf.epoch,
+            current_epoch: Some(state.epoch),
+            current_op: state.op_id,
+        }));
+    }
+    if state.promotion_claimed_by.as_deref() != Some(ctx.cluster()) {
+        return Err(TaskError::failed(format!(
+            "refusing to promote: the promotion of operation {} is claimed by {}",
+            wf.operation_id,
+            state.promotion_claimed_by.as_deref().unwrap_or("nobody")
+        )));
+    }
+    if ctx.attempt().interrupted() {
+        let obs = volumes::observe(&cluster_client(ctx)?, namespace(ctx), volume)
+            .await
+            .map_err(kube_err)?;
+        tracing::warn!(%volume, seen = %obs.describe(), "resuming an interrupted promotion; the claim is ours, so setting primary again is safe");
+    }
+    set_volume(ctx, volume, ReplicationState::Primary).await
+}
+
+/// Rollback: the volume back to primary, only while this cluster is the one entitled to an
+/// active side (no promotion claimed, this cluster active) and the abort was granted.
+async fn reactivate(ctx: &TaskContext, volume: &str) -> Result<(), TaskError> {
+    let wf = ctx.workflow();
+    ensure_current(ctx).await?;
+    let state = group_state(ctx).await?;
+    if !state.is_entitled(ctx.cluster()) {
+        return Err(TaskError::failed(format!(
+            "refusing to reactivate {volume}: cluster {} is entitled to group {}, not {}",
+            state.entitled_cluster(),
+            wf.group,
+            ctx.cluster()
+        )));
+    }
+    let op = operation(ctx).await?;
+    if op.abort_requested_at.is_none() || op.promotion_started_at.is_some() {
+        return Err(TaskError::failed(format!(
+            "refusing to reactivate {volume}: operation {} has no granted abort",
+            wf.operation_id
+        )));
+    }
+    set_volume(ctx, volume, ReplicationState::Primary).await
+}

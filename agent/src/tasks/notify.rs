@@ -1,0 +1,101 @@
+//! The tasks that tell others what happened ([`NotifyStep`]): an [`Envelope`] sent to the
+//! peer cluster's inbox (a hint; a send failure is logged, not fatal), and this cluster's
+//! `FailoverGroup` status subresource (role, active cluster, epoch, last operation, by the
+//! rules of [`crate::failover_group`]).
+
+use failover_messages::crd::{FailoverGroup, FailoverMode, FailoverPhase, GroupRole};
+use failover_messages::envelope::{Envelope, EnvelopeKind};
+use failover_messages::inbox::Inbox;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+use crate::failover_group::group_role::{last_operation, role};
+use crate::kube_ops::FIELD_MANAGER;
+use crate::workflow::{NotifyStep, Role, TaskContext, TaskError};
+
+use super::support::{group_state, store_err};
+
+/// Tells `step`'s audience; a notification that cannot be sent is not an error.
+pub(super) async fn run(step: &NotifyStep, ctx: &TaskContext) -> Result<(), TaskError> {
+    match step {
+        NotifyStep::Notify { to, kind } => {
+            notify(ctx, *to, *kind).await;
+            Ok(())
+        }
+        NotifyStep::UpdateGroupStatus => update_group_status(ctx).await,
+    }
+}
+
+async fn notify(ctx: &TaskContext, to: Role, kind: EnvelopeKind) {
+    let wf = ctx.workflow();
+    let peer = wf.cluster_of(to);
+    let inbox = match ctx.handle::<Inbox>() {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(error = %e, to = %peer, %kind, "no SQS inbox: the peer learns from its re-read timer");
+            return;
+        }
+    };
+    let envelope = Envelope {
+        kind,
+        operation_id: wf.operation_id.clone(),
+        group: wf.group.clone(),
+        epoch: wf.epoch,
+        sender: ctx.cluster().to_owned(),
+        sent_at: ctx.now(),
+    };
+    // A wake-up is a hint: a lost one costs the peer one re-read interval, never safety.
+    if let Err(e) = inbox.send(peer, &envelope).await {
+        tracing::warn!(error = %e, to = %peer, %kind, "could not send the wake-up; the peer re-reads on its timer");
+    }
+}
+
+async fn update_group_status(ctx: &TaskContext) -> Result<(), TaskError> {
+    let wf = ctx.workflow();
+    let store = ctx.store()?;
+    let state = group_state(ctx).await?;
+    let op = store
+        .get_operation(&wf.operation_id)
+        .await
+        .map_err(store_err)?;
+    // The same rules as the status the group actor keeps (crate::failover_group).
+    let role: GroupRole = role(&state, op.as_ref(), ctx.cluster());
+    let phase: Option<FailoverPhase> = op.as_ref().map(|o| o.phase.into());
+    let summary = op.as_ref().map(last_operation);
+    let last_operation = json!({
+        "id": wf.operation_id,
+        "phase": phase,
+        "mode": FailoverMode::from(wf.mode),
+        "sourceCluster": wf.source,
+        "targetCluster": wf.target,
+        "startedAt": summary.as_ref().and_then(|s| s.started_at.clone()),
+        "finishedAt": summary.and_then(|s| s.finished_at),
+    });
+    let patch = json!({
+        "status": {
+            "role": role,
+            "activeCluster": state.active_cluster,
+            "epoch": state.epoch,
+            "lastOperation": last_operation,
+        }
+    });
+    let api: Api<FailoverGroup> = Api::namespaced(ctx.kube()?.clone(), &wf.group.namespace);
+    let pp = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch_status(&wf.group.name, &pp, &Patch::Merge(&patch))
+        .await
+        .map_err(|e| {
+            TaskError::caused_by(
+                format!(
+                    "cannot update the status of FailoverGroup {} in cluster {}",
+                    wf.group,
+                    ctx.cluster()
+                ),
+                e,
+            )
+            .on(format!("FailoverGroup/{}", wf.group))
+        })?;
+    Ok(())
+}

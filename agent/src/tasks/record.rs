@@ -1,0 +1,217 @@
+//! The tasks of the steps on the operation's records ([`RecordStep`]): the store's
+//! conditional writes, each conditioned on the group's epoch; a lost race becomes
+//! [`TaskError::StaleEpoch`] / [`TaskError::AbortRequested`] and stops the engine.
+//!
+//! # Replica counts
+//!
+//! `RecordReplicas` (source, before any scale-down) writes each workload's count as the
+//! `failover.io/original-replicas` annotation and then the whole map on the operation
+//! (`originalReplicas`, keyed `<Kind>/<name>`; the first map written wins). `ScaleUp`
+//! (target, [`super::kube`]) scales to it.
+//!
+//! # Closing the operation
+//!
+//! `CompleteOperation` (target) computes the operation's timings from both journals
+//! ([`super::timings`]) and closes it `Succeeded`; `FinishAbort` (source, rollback) closes
+//! it `Aborted`. A repeated attempt that finds it closed as intended succeeds.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use failover_messages::crd::WorkloadKind;
+use failover_messages::records::{HistoryEntry, Phase, Timings};
+use failover_messages::store::{DualActiveMark, Outcome};
+
+use crate::errors::error_chain;
+use crate::kube_ops::workloads;
+use crate::workflow::{DualActiveEnd, RecordStep, TaskContext, TaskError};
+
+use super::support::{
+    TasksConfig, cluster_client, ensure_current, kube_err, namespace, operation, outcome, stamp,
+    store_err, workload_key,
+};
+
+/// Carries out `step` on the operation's records.
+pub(super) async fn run(
+    step: &RecordStep,
+    config: &TasksConfig,
+    ctx: &TaskContext,
+) -> Result<(), TaskError> {
+    match step {
+        RecordStep::ValidateOperation => validate_operation(ctx).await,
+        RecordStep::RenewLease => renew_lease(ctx, config.lease_ttl).await,
+        RecordStep::RecordReplicas { workloads } => record_replicas(ctx, workloads).await,
+        RecordStep::MarkAllReady { volumes } => mark_all_ready(ctx, volumes).await,
+        RecordStep::ClaimPromotion { ready_volumes } => claim_promotion(ctx, ready_volumes).await,
+        RecordStep::MarkPromoted { volumes } => mark_promoted(ctx, volumes).await,
+        RecordStep::RecordDualActive { end } => record_dual_active(ctx, *end).await,
+        RecordStep::CompleteOperation => complete(ctx).await,
+        RecordStep::FinishAbort => finish_abort(ctx).await,
+    }
+}
+
+async fn validate_operation(ctx: &TaskContext) -> Result<(), TaskError> {
+    let wf = ctx.workflow();
+    let op = operation(ctx).await?;
+    if op.epoch != wf.epoch
+        || op.group != wf.group
+        || op.source != wf.source
+        || op.target != wf.target
+    {
+        return Err(TaskError::failed(format!(
+            "operation {} changed under the agent: epoch {}, group {}, {} -> {}",
+            op.id, op.epoch, op.group, op.source, op.target
+        )));
+    }
+    if let Some(at) = op.abort_requested_at {
+        return Err(TaskError::AbortRequested { at });
+    }
+    if op.phase.is_terminal() {
+        return Err(TaskError::failed(format!(
+            "operation {} is already closed ({})",
+            op.id, op.phase
+        )));
+    }
+    ensure_current(ctx).await?;
+    if op.phase == Phase::Pending {
+        // The first agent to start marks the operation Running (epoch-conditioned, so a
+        // stale agent cannot; repeating it is harmless).
+        let o = ctx
+            .store()?
+            .set_phase(&wf.op_ref(), Phase::Running, None)
+            .await
+            .map_err(store_err)?;
+        match o {
+            // The other side may have closed it meanwhile; the engine finds out next step.
+            Outcome::Done(()) | Outcome::AlreadyFinished { .. } => {}
+            other => outcome("marking the operation Running", other)?,
+        }
+    }
+    Ok(())
+}
+
+async fn renew_lease(ctx: &TaskContext, ttl: Duration) -> Result<(), TaskError> {
+    let o = ctx
+        .store()?
+        .renew_lease(&ctx.op_ref(), ctx.cluster(), ttl)
+        .await
+        .map_err(store_err)?;
+    outcome("renewing the lease", o).map(drop)
+}
+
+async fn record_replicas(
+    ctx: &TaskContext,
+    list: &[(WorkloadKind, String)],
+) -> Result<(), TaskError> {
+    let cc = cluster_client(ctx)?;
+    let stamp = stamp(ctx);
+    let mut counts = BTreeMap::new();
+    for (kind, name) in list {
+        let s = workloads::record_replicas(&cc, *kind, namespace(ctx), name, &stamp)
+            .await
+            .map_err(kube_err)?;
+        counts.insert(workload_key(*kind, name), s.replicas);
+    }
+    let o = ctx
+        .store()?
+        .record_original_replicas(&ctx.op_ref(), &counts)
+        .await
+        .map_err(store_err)?;
+    outcome("recording the original replicas", o)
+}
+
+async fn mark_all_ready(ctx: &TaskContext, volumes: &[String]) -> Result<(), TaskError> {
+    // With no volumes the operation itself is marked ready: the target's claim
+    // without handoff records is accepted only after it.
+    if volumes.is_empty() {
+        let o = ctx
+            .store()?
+            .mark_group_ready(&ctx.op_ref())
+            .await
+            .map_err(store_err)?;
+        return outcome("marking the group READY_FOR_PROMOTION", o);
+    }
+    let o = ctx
+        .store()?
+        .mark_all_ready(&ctx.op_ref(), ctx.cluster(), volumes)
+        .await
+        .map_err(store_err)?;
+    outcome("marking the volumes READY_FOR_PROMOTION", o).map(drop)
+}
+
+async fn claim_promotion(ctx: &TaskContext, ready_volumes: &[String]) -> Result<(), TaskError> {
+    // Repeating a claim is harmless (the store keeps the first), so an interrupted
+    // earlier attempt needs no special care here.
+    let o = ctx
+        .store()?
+        .claim_promotion(&ctx.op_ref(), ctx.cluster(), ready_volumes)
+        .await
+        .map_err(store_err)?;
+    outcome("claiming the promotion", o)
+}
+
+async fn mark_promoted(ctx: &TaskContext, volumes: &[String]) -> Result<(), TaskError> {
+    let o = ctx
+        .store()?
+        .mark_all_promoted(&ctx.op_ref(), volumes, ctx.cluster())
+        .await
+        .map_err(store_err)?;
+    outcome("marking the volumes PROMOTED", o)
+}
+
+async fn record_dual_active(ctx: &TaskContext, end: DualActiveEnd) -> Result<(), TaskError> {
+    let mark = match end {
+        DualActiveEnd::Started => DualActiveMark::Started(ctx.now()),
+        DualActiveEnd::Ended => DualActiveMark::Ended(ctx.now()),
+    };
+    let o = ctx
+        .store()?
+        .record_dual_active(&ctx.op_ref(), mark)
+        .await
+        .map_err(store_err)?;
+    outcome("recording the dual-active window", o)
+}
+
+// ---- closing the operation --------------------------------------------------------------------
+
+async fn complete(ctx: &TaskContext) -> Result<(), TaskError> {
+    let wf = ctx.workflow();
+    let store = ctx.store()?;
+    // Timings from both journals (two reads); without them the operation still completes.
+    let timings = match (
+        store.journal(&wf.operation_id, &wf.source).await,
+        store.journal(&wf.operation_id, &wf.target).await,
+    ) {
+        (Ok(source), Ok(target)) => super::timings::from_journals(&source, &target),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %error_chain(&e), "cannot read the journals for the operation's timings");
+            Timings::default()
+        }
+    };
+    let o = store
+        .complete_operation(&ctx.op_ref(), timings)
+        .await
+        .map_err(store_err)?;
+    closed(o, Phase::Succeeded, "completing the operation")
+}
+
+async fn finish_abort(ctx: &TaskContext) -> Result<(), TaskError> {
+    let o = ctx
+        .store()?
+        .finish_abort(&ctx.op_ref(), Timings::default())
+        .await
+        .map_err(store_err)?;
+    closed(o, Phase::Aborted, "closing the aborted operation")
+}
+
+/// A closing write's answer: done, or closed as `phase` already (a repeated attempt).
+fn closed(o: Outcome<HistoryEntry>, phase: Phase, what: &str) -> Result<(), TaskError> {
+    match o {
+        Outcome::Done(entry) => {
+            tracing::info!(finished_at = %entry.finished_at, %phase, "operation closed");
+            Ok(())
+        }
+        Outcome::AlreadyFinished { phase: p } if p == phase => Ok(()),
+        other => outcome(what, other).map(drop),
+    }
+}

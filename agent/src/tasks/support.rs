@@ -1,0 +1,157 @@
+//! What the step groups' tasks share: how they behave ([`TasksConfig`]), the Kubernetes
+//! client and the stamp of the operation from the task context, the mapping of Kubernetes
+//! and DynamoDB answers to [`TaskError`]s (a lost conditional write stops the engine), and
+//! the guards that the operation is still current (and open) at this run's epoch.
+
+use std::time::Duration;
+
+use failover_messages::crd::WorkloadKind;
+use failover_messages::records::{GroupState, Operation, Phase};
+use failover_messages::store::{Outcome, Stale, StoreError};
+
+use crate::kube_ops::error::Cause as KubeCause;
+use crate::kube_ops::traffic::TrafficConfig;
+use crate::kube_ops::{ClusterClient, KubeOpsError, Stamp};
+use crate::workflow::definition::workload_kind_name;
+use crate::workflow::{TaskContext, TaskError};
+
+use super::wake::DEFAULT_REREAD_INTERVAL;
+
+/// How the tasks behave.
+#[derive(Clone, Debug)]
+pub struct TasksConfig {
+    /// The external-dns annotation that switches traffic.
+    pub traffic: TrafficConfig,
+    /// How often a wait for the other cluster re-reads the records when no wake-up comes.
+    pub reread_interval: Duration,
+    /// How long a renewed lease lasts.
+    pub lease_ttl: Duration,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        Self {
+            traffic: TrafficConfig::default(),
+            reread_interval: DEFAULT_REREAD_INTERVAL,
+            lease_ttl: Duration::from_secs(120),
+        }
+    }
+}
+
+pub(super) fn cluster_client(ctx: &TaskContext) -> Result<ClusterClient, TaskError> {
+    Ok(ClusterClient::new(ctx.kube()?.clone(), ctx.cluster()))
+}
+
+pub(super) fn stamp(ctx: &TaskContext) -> Stamp {
+    let wf = ctx.workflow();
+    Stamp::new(wf.epoch, wf.operation_id.clone())
+}
+
+pub(super) fn namespace(ctx: &TaskContext) -> &str {
+    &ctx.workflow().group.namespace
+}
+
+/// The time a Kubernetes wait may take: the step's deadline, a little less so the wait's own
+/// (more descriptive) timeout fires before the engine's.
+pub(super) fn wait_deadline(ctx: &TaskContext) -> Duration {
+    let d = ctx.step().map_or(Duration::from_secs(600), |s| s.deadline);
+    if d > Duration::from_secs(2) {
+        d - Duration::from_millis(500)
+    } else {
+        d
+    }
+}
+
+pub(super) fn kube_err(e: KubeOpsError) -> TaskError {
+    let object = e.object().to_string();
+    match e.cause() {
+        // The wait used up the step's time, or the volume will not get there: final.
+        KubeCause::Timeout { .. } | KubeCause::Degraded { .. } => TaskError::GaveUp {
+            object: Some(object),
+            message: "Kubernetes wait gave up".to_owned(),
+            source: Some(Box::new(e)),
+        },
+        _ => TaskError::caused_by("Kubernetes operation failed", e).on(object),
+    }
+}
+
+pub(super) fn store_err(e: StoreError) -> TaskError {
+    TaskError::caused_by("DynamoDB call failed", e)
+}
+
+/// A conditional write's answer as a task result: lost races stop the engine.
+pub(super) fn outcome<T: std::fmt::Debug>(what: &str, o: Outcome<T>) -> Result<T, TaskError> {
+    match o {
+        Outcome::Done(t) => Ok(t),
+        Outcome::StaleEpoch(s) => Err(TaskError::StaleEpoch(s)),
+        Outcome::AbortRequested { at } => Err(TaskError::AbortRequested { at }),
+        other => Err(TaskError::failed(format!("{what} was refused: {other:?}"))),
+    }
+}
+
+pub(super) fn workload_key(kind: WorkloadKind, name: &str) -> String {
+    format!("{}/{name}", workload_kind_name(kind))
+}
+
+// ---- reads and guards -------------------------------------------------------------------------
+
+/// The operation's record (a consistent read); an error when it does not exist.
+pub(super) async fn operation(ctx: &TaskContext) -> Result<Operation, TaskError> {
+    let wf = ctx.workflow();
+    ctx.store()?
+        .get_operation(&wf.operation_id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| TaskError::failed(format!("operation {} does not exist", wf.operation_id)))
+}
+
+/// The group's state record (a consistent read); an error when it has none.
+pub(super) async fn group_state(ctx: &TaskContext) -> Result<GroupState, TaskError> {
+    let wf = ctx.workflow();
+    ctx.store()?
+        .get_group_state(&wf.group)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| TaskError::failed(format!("group {} has no state record", wf.group)))
+}
+
+/// The operation is still in flight at our epoch (consistent read of the group state).
+pub(super) async fn ensure_current(ctx: &TaskContext) -> Result<(), TaskError> {
+    let wf = ctx.workflow();
+    let state = ctx
+        .store()?
+        .get_group_state(&wf.group)
+        .await
+        .map_err(store_err)?;
+    let current = state
+        .as_ref()
+        .is_some_and(|s| s.epoch == wf.epoch && s.op_id.as_deref() == Some(&wf.operation_id));
+    if current {
+        Ok(())
+    } else {
+        Err(TaskError::StaleEpoch(Stale {
+            expected_epoch: wf.epoch,
+            current_epoch: state.as_ref().map(|s| s.epoch),
+            current_op: state.and_then(|s| s.op_id),
+        }))
+    }
+}
+
+/// [`ensure_current`], and the operation neither aborted nor failed: a wait for the other
+/// cluster stops as soon as the operation cannot go on.
+pub(super) async fn ensure_open(ctx: &TaskContext) -> Result<(), TaskError> {
+    ensure_current(ctx).await?;
+    let wf = ctx.workflow();
+    let op = operation(ctx).await?;
+    if let Some(at) = op.abort_requested_at {
+        return Err(TaskError::AbortRequested { at });
+    }
+    if op.phase == Phase::Failed {
+        return Err(TaskError::failed(format!(
+            "operation {} failed: {}",
+            wf.operation_id,
+            op.message.as_deref().unwrap_or("no message recorded")
+        )));
+    }
+    Ok(())
+}

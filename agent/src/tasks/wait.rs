@@ -1,0 +1,124 @@
+//! The tasks of the waits for the other cluster ([`WaitStep`]): each is a
+//! [`wait_until`](super::wake::wait_until) loop, woken by an SQS wake-up or the re-read timer,
+//! whose check is a consistent read of the records. A wait stops as soon as the operation
+//! cannot go on (no longer current, aborted or failed).
+
+use failover_messages::records::{HandoffState, Phase, StepStatus};
+
+use crate::workflow::{PeerStep, TaskContext, TaskError, WaitStep};
+
+use super::support::{TasksConfig, ensure_open, operation, store_err};
+use super::wake::{Check, Wakeups, wait_until};
+
+/// Waits until what `step` waits for is there (bounded by the engine's deadline).
+pub(super) async fn run(
+    step: &WaitStep,
+    config: &TasksConfig,
+    ctx: &TaskContext,
+) -> Result<(), TaskError> {
+    match step {
+        WaitStep::WaitAllReady { volumes, .. } => wait_all_ready(ctx, config, volumes).await,
+        WaitStep::WaitPeer { peer, .. } => wait_peer(ctx, config, peer).await,
+        WaitStep::WaitOperationClosed { .. } => wait_operation_closed(ctx, config).await,
+    }
+}
+
+async fn wait_all_ready(
+    ctx: &TaskContext,
+    config: &TasksConfig,
+    volumes: &[String],
+) -> Result<(), TaskError> {
+    let store = ctx.store()?;
+    let wf = ctx.workflow();
+    wait_until(
+        "every volume READY_FOR_PROMOTION",
+        ctx.handle::<Wakeups>().ok(),
+        config.reread_interval,
+        move || async move {
+            let handoffs = store
+                .list_handoffs(&wf.operation_id)
+                .await
+                .map_err(store_err)?;
+            let missing: Vec<&str> = volumes
+                .iter()
+                .filter(|v| {
+                    !handoffs.iter().any(|h| {
+                        &h.volume == *v
+                            && h.epoch == wf.epoch
+                            && matches!(
+                                h.state,
+                                HandoffState::ReadyForPromotion | HandoffState::Promoted
+                            )
+                    })
+                })
+                .map(String::as_str)
+                .collect();
+            if missing.is_empty() {
+                return Ok(Check::Done(()));
+            }
+            // Not ready yet: make sure waiting still makes sense.
+            ensure_open(ctx).await?;
+            Ok(Check::Pending(format!("not ready: {}", missing.join(", "))))
+        },
+    )
+    .await
+}
+
+async fn wait_peer(
+    ctx: &TaskContext,
+    config: &TasksConfig,
+    peer: &PeerStep,
+) -> Result<(), TaskError> {
+    let store = ctx.store()?;
+    let wf = ctx.workflow();
+    let peer_cluster: &str = wf.cluster_of(peer.role);
+    let stage = peer.stage.key();
+    let what = format!("{peer_cluster}: {stage}/{}", peer.task);
+    wait_until(
+        &what,
+        ctx.handle::<Wakeups>().ok(),
+        config.reread_interval,
+        move || async move {
+            ensure_open(ctx).await?;
+            let steps = store
+                .journal(&wf.operation_id, peer_cluster)
+                .await
+                .map_err(store_err)?;
+            let found = steps
+                .iter()
+                .find(|s| s.stage == stage && s.task == peer.task && s.epoch == wf.epoch);
+            Ok(match found {
+                Some(s) if s.status == StepStatus::Done => Check::Done(()),
+                Some(s) => Check::Pending(format!("{} is {}", peer.task, s.status)),
+                None => Check::Pending(format!("{} not started", peer.task)),
+            })
+        },
+    )
+    .await
+}
+
+async fn wait_operation_closed(ctx: &TaskContext, config: &TasksConfig) -> Result<(), TaskError> {
+    let wf = ctx.workflow();
+    let phase = wait_until(
+        "the operation to close",
+        ctx.handle::<Wakeups>().ok(),
+        config.reread_interval,
+        move || async move {
+            let op = operation(ctx).await?;
+            Ok(if op.phase.is_terminal() {
+                Check::Done(op.phase)
+            } else {
+                Check::Pending(format!("phase {}", op.phase))
+            })
+        },
+    )
+    .await?;
+    if phase == Phase::Succeeded {
+        Ok(())
+    } else {
+        Err(TaskError::failed(format!(
+            "operation {} closed as {phase}",
+            wf.operation_id
+        )))
+    }
+}

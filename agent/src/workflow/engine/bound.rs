@@ -1,0 +1,141 @@
+//! A workflow whose steps are bound to tasks ([`BoundWorkflow`]): what the
+//! [`Engine`](super::Engine) runs. [`Workflow::bind`] makes one from the factory's plan and
+//! a [`TaskBuilder`]; tests build them by hand.
+
+use std::time::Duration;
+
+use crate::workflow::definition::Workflow;
+use crate::workflow::task::{BoxedTask, TaskBuilder};
+
+/// One step bound to the task that carries it out.
+pub struct BoundStep {
+    /// Journal key (unique within the stage).
+    pub key: String,
+    /// The object the step touches, for errors and progress.
+    pub object: Option<String>,
+    /// The step's own limit (steps waiting for the other cluster); `None`: the stage's.
+    pub own_deadline: Option<Duration>,
+    /// Whether intent and outcome are journaled.
+    pub journaled: bool,
+    /// Whether it is a claim or a promotion (resumes are logged as warnings).
+    pub promotion: bool,
+    /// The task.
+    pub task: BoxedTask,
+}
+
+impl std::fmt::Debug for BoundStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundStep")
+            .field("key", &self.key)
+            .field("object", &self.object)
+            .field("own_deadline", &self.own_deadline)
+            .field("journaled", &self.journaled)
+            .field("promotion", &self.promotion)
+            .field("task", &self.task.name())
+            .finish()
+    }
+}
+
+impl BoundStep {
+    /// A journaled step `key` run by `task`, limited by its stage.
+    pub fn new(key: impl Into<String>, task: BoxedTask) -> Self {
+        Self {
+            key: key.into(),
+            object: None,
+            own_deadline: None,
+            journaled: true,
+            promotion: false,
+            task,
+        }
+    }
+
+    /// Names the object.
+    pub fn on(mut self, object: impl Into<String>) -> Self {
+        self.object = Some(object.into());
+        self
+    }
+
+    /// Gives the step its own limit, outside its stage's.
+    pub fn within(mut self, limit: Duration) -> Self {
+        self.own_deadline = Some(limit);
+        self
+    }
+
+    /// Runs the step without journaling it.
+    pub fn unjournaled(mut self) -> Self {
+        self.journaled = false;
+        self
+    }
+}
+
+/// One stage of bound steps.
+#[derive(Debug)]
+pub struct BoundStage {
+    /// Journal key.
+    pub key: String,
+    /// Number in the operation's mode.
+    pub number: u8,
+    /// The seed's name.
+    pub title: String,
+    /// The limit of each step and of all of them together (waits for the peer excepted).
+    pub timeout: Duration,
+    /// The steps, in order.
+    pub steps: Vec<BoundStep>,
+}
+
+impl BoundStage {
+    /// An empty stage.
+    pub fn new(key: impl Into<String>, number: u8, timeout: Duration) -> Self {
+        let key = key.into();
+        Self {
+            title: key.clone(),
+            key,
+            number,
+            timeout,
+            steps: Vec::new(),
+        }
+    }
+
+    /// Appends a step.
+    pub fn step(mut self, step: BoundStep) -> Self {
+        self.steps.push(step);
+        self
+    }
+}
+
+/// A workflow whose steps are bound to tasks: what [`Engine::run`](super::Engine::run) runs.
+#[derive(Debug, Default)]
+pub struct BoundWorkflow {
+    /// The stages, in order.
+    pub stages: Vec<BoundStage>,
+}
+
+impl Workflow {
+    /// Binds every step to the task `builder` makes for it.
+    pub fn bind(&self, builder: &dyn TaskBuilder) -> BoundWorkflow {
+        BoundWorkflow {
+            stages: self
+                .stages
+                .iter()
+                .map(|stage| BoundStage {
+                    key: stage.key().to_owned(),
+                    number: stage.number,
+                    title: stage.name.to_owned(),
+                    timeout: stage.timeout,
+                    steps: stage
+                        .tasks
+                        .iter()
+                        .map(|step| BoundStep {
+                            key: step.key(),
+                            object: step.object(),
+                            own_deadline: step.own_deadline(),
+                            journaled: step.journaled(),
+                            promotion: step.is_promotion(),
+                            task: builder.task_for(step),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
