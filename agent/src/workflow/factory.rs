@@ -39,64 +39,37 @@
 //!
 //! # What the factory rejects
 //!
-//! A timeout that does not parse or is zero ([`FactoryError::InvalidTimeout`], naming the
-//! field), more volumes than one DynamoDB transaction can hand off, an object named twice,
-//! and a volume whose `workload` is not in the group (its pods would not be stopped before
-//! the volume is demoted).
+//! A spec with any problem of [`spec::problems`] ([`FactoryError::InvalidSpec`], every
+//! problem naming its field): a timeout that does not parse or is zero, more volumes than
+//! one DynamoDB transaction can hand off, an object named twice, and a volume whose
+//! `workload` is not in the group (its pods would not be stopped before the volume is
+//! demoted). The FailoverGroup status reports the same problems, from the same validator.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
-use failover_messages::crd::{
-    DurationError, FailoverGroupSpec, TimeoutStage, VolumeReplicationRef, WorkloadKind,
-};
+use failover_messages::crd::{DurationError, FailoverGroupSpec, TimeoutStage, WorkloadKind};
+use failover_messages::protocol::spec::{self, SpecProblem};
 use failover_messages::envelope::EnvelopeKind;
 use failover_messages::records::Mode;
-use failover_messages::store::MAX_TRANSACTION_ITEMS;
 
 use super::definition::{
     DualActiveEnd, KubeStep, NotifyStep, RecordStep, Stage, Step, WaitStep, Workflow,
 };
 use super::stages::{Role, StageId};
 
-/// The most volumes a group may have: the handoff puts every volume's record in one
-/// transaction next to two condition items.
-pub const MAX_VOLUMES: usize = MAX_TRANSACTION_ITEMS - 2;
-
 /// A group spec the factory cannot build a workflow for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FactoryError {
-    /// A `spec.timeouts` field does not parse or is zero.
-    #[error("cannot plan the failover: {0}")]
-    InvalidTimeout(#[from] DurationError),
-    /// More volumes than one handoff transaction holds.
-    #[error(
-        "cannot plan the failover: the group has {count} volumes in spec.volumeReplications, at most {max} can be handed off together"
-    )]
-    TooManyVolumes {
-        /// Volumes in the spec.
-        count: usize,
-        /// The limit ([`MAX_VOLUMES`]).
-        max: usize,
-    },
-    /// An object is listed twice.
-    #[error("cannot plan the failover: {field} lists {object} twice")]
-    Duplicate {
-        /// The spec field, e.g. `spec.workloads`.
-        field: &'static str,
-        /// The object, e.g. `Deployment/orders-api`.
-        object: String,
-    },
-    /// A volume names a workload that is not in the group.
-    #[error(
-        "cannot plan the failover: spec.volumeReplications[{volume}].workload names {workload}, which is not in spec.workloads (its pods would not be stopped before the volume is demoted)"
-    )]
-    UnknownWorkload {
-        /// The volume.
-        volume: String,
-        /// The workload it names.
-        workload: String,
-    },
+    /// The spec has problems ([`spec::problems`], the same the FailoverGroup status reports),
+    /// each naming its field.
+    #[error("cannot plan the failover: {}", spec::problems_message(.0))]
+    InvalidSpec(Vec<SpecProblem>),
+}
+
+impl From<DurationError> for FactoryError {
+    fn from(e: DurationError) -> Self {
+        Self::InvalidSpec(vec![e.into()])
+    }
 }
 
 /// The seed's Factory. See the module docs for the plans it builds.
@@ -141,56 +114,9 @@ struct Objects<'a> {
 
 impl<'a> Objects<'a> {
     fn new(spec: &'a FailoverGroupSpec) -> Result<Self, FactoryError> {
-        check_unique(
-            "spec.workloads",
-            spec.workloads.iter().map(|w| {
-                format!(
-                    "{}/{}",
-                    super::definition::workload_kind_name(w.kind),
-                    w.name
-                )
-            }),
-        )?;
-        check_unique(
-            "spec.volumeReplications",
-            spec.volume_replications.iter().map(|v| v.name.clone()),
-        )?;
-        check_unique(
-            "spec.network",
-            spec.network.iter().map(|n| {
-                format!(
-                    "{}/{}",
-                    super::definition::network_kind_name(n.kind),
-                    n.name
-                )
-            }),
-        )?;
-        check_unique(
-            "spec.flux",
-            spec.flux.iter().map(|f| {
-                format!(
-                    "{}/{}/{}",
-                    super::definition::flux_kind_name(f.kind),
-                    f.namespace,
-                    f.name
-                )
-            }),
-        )?;
-        if spec.volume_replications.len() > MAX_VOLUMES {
-            return Err(FactoryError::TooManyVolumes {
-                count: spec.volume_replications.len(),
-                max: MAX_VOLUMES,
-            });
-        }
-        for VolumeReplicationRef { name, workload } in &spec.volume_replications {
-            if let Some(w) = workload
-                && !spec.workloads.iter().any(|x| &x.name == w)
-            {
-                return Err(FactoryError::UnknownWorkload {
-                    volume: name.clone(),
-                    workload: w.clone(),
-                });
-            }
+        let problems = spec::problems(spec);
+        if !problems.is_empty() {
+            return Err(FactoryError::InvalidSpec(problems));
         }
         Ok(Self {
             spec,
@@ -221,19 +147,6 @@ impl<'a> Objects<'a> {
     }
 }
 
-fn check_unique(
-    field: &'static str,
-    objects: impl Iterator<Item = String>,
-) -> Result<(), FactoryError> {
-    let mut seen = HashSet::new();
-    for object in objects {
-        if !seen.insert(object.clone()) {
-            return Err(FactoryError::Duplicate { field, object });
-        }
-    }
-    Ok(())
-}
-
 impl Factory {
     /// The workflow `role` runs for a failover of a group with `spec` in `mode`.
     pub fn build(
@@ -242,8 +155,8 @@ impl Factory {
         spec: &FailoverGroupSpec,
         force: bool,
     ) -> Result<Workflow, FactoryError> {
-        let limits = Limits::new(spec)?;
         let objects = Objects::new(spec)?;
+        let limits = Limits::new(spec)?;
         let plan = Planner {
             mode,
             force,
@@ -266,8 +179,8 @@ impl Factory {
         spec: &FailoverGroupSpec,
         force: bool,
     ) -> Result<Workflow, FactoryError> {
-        let limits = Limits::new(spec)?;
         let objects = Objects::new(spec)?;
+        let limits = Limits::new(spec)?;
         let plan = Planner {
             mode,
             force,

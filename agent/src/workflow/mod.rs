@@ -41,7 +41,7 @@ pub use self::definition::{
     Workflow,
 };
 pub use self::engine::{BoundStage, BoundStep, BoundWorkflow, Engine, EngineError};
-pub use self::factory::{Factory, FactoryError, MAX_VOLUMES};
+pub use self::factory::{Factory, FactoryError};
 pub use self::journal::{Journal, JournalError, JournalWrite, MemoryJournal};
 pub use self::progress::{Progress, ProgressEvent, RunReport, SideResult, StageReport, StepReport};
 pub use self::stages::{Role, StageId};

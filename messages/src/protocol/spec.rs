@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::crd::FailoverGroupSpec;
+use crate::crd::{DurationError, FailoverGroupSpec};
 
 use super::names::{flux_kind_name, network_kind_name, workload_kind_name};
 
@@ -31,6 +31,15 @@ impl fmt::Display for SpecProblem {
     }
 }
 
+impl From<DurationError> for SpecProblem {
+    fn from(e: DurationError) -> Self {
+        Self {
+            message: format!("invalid duration {:?}: {}", e.value, e.reason),
+            field: e.field,
+        }
+    }
+}
+
 fn duplicates(field: &str, keys: impl Iterator<Item = String>, out: &mut Vec<SpecProblem>) {
     let mut first: BTreeMap<String, usize> = BTreeMap::new();
     for (i, key) in keys.enumerate() {
@@ -52,10 +61,7 @@ fn duplicates(field: &str, keys: impl Iterator<Item = String>, out: &mut Vec<Spe
 pub fn problems(spec: &FailoverGroupSpec) -> Vec<SpecProblem> {
     let mut out = Vec::new();
     if let Err(errors) = spec.validate() {
-        out.extend(errors.into_iter().map(|e| SpecProblem {
-            field: e.field.clone(),
-            message: format!("invalid duration {:?}: {}", e.value, e.reason),
-        }));
+        out.extend(errors.into_iter().map(SpecProblem::from));
     }
     duplicates(
         "spec.workloads",
@@ -101,8 +107,10 @@ pub fn problems(spec: &FailoverGroupSpec) -> Vec<SpecProblem> {
             out.push(SpecProblem {
                 field: format!("spec.volumeReplications[{i}].workload"),
                 message: format!(
-                    "names no workload of the group ({w:?} is not in spec.workloads; its pods \
-                     would not be stopped before the volume is demoted)"
+                    "names no workload of the group (VolumeReplication/{} names {w:?}, which is \
+                     not in spec.workloads; its pods would not be stopped before the volume is \
+                     demoted)",
+                    v.name
                 ),
             });
         }

@@ -12,6 +12,7 @@ use failover_messages::envelope::EnvelopeKind;
 use failover_messages::keys::validate_step_name;
 
 use super::*;
+use failover_messages::protocol::spec::{MAX_VOLUMES, SpecProblem};
 use crate::workflow::definition::PeerStep;
 
 // ---------------------------------------------------------------------------------------------
@@ -1328,7 +1329,7 @@ fn an_invalid_timeout_is_rejected_naming_the_field() {
     spec.timeouts.volume_promotion = Some("0s".into());
     let err = Factory::build(Mode::Uptime, Role::Target, &spec, false).unwrap_err();
     assert!(
-        matches!(&err, FactoryError::InvalidTimeout(e) if e.field == "spec.timeouts.volumePromotion")
+        matches!(&err, FactoryError::InvalidSpec(p) if p[0].field == "spec.timeouts.volumePromotion")
     );
 }
 
@@ -1343,7 +1344,13 @@ fn more_volumes_than_one_handoff_transaction_holds_are_rejected() {
     assert!(Factory::build(Mode::Consistency, Role::Source, &spec, false).is_ok());
     spec.volume_replications.push(volume("one-too-many", None));
     let err = Factory::build(Mode::Consistency, Role::Source, &spec, false).unwrap_err();
-    assert_eq!(err, FactoryError::TooManyVolumes { count: 99, max: 98 });
+    assert_eq!(
+        err,
+        FactoryError::InvalidSpec(vec![SpecProblem {
+            field: "spec.volumeReplications".into(),
+            message: "has 99 entries; at most 98 can be handed off together".into(),
+        }])
+    );
 }
 
 #[test]
@@ -1352,12 +1359,12 @@ fn an_object_listed_twice_is_rejected() {
     spec.workloads
         .push(workload(WorkloadKind::Deployment, "orders-api"));
     let err = Factory::build(Mode::Consistency, Role::Target, &spec, false).unwrap_err();
-    assert_eq!(
-        err,
-        FactoryError::Duplicate {
-            field: "spec.workloads",
-            object: "Deployment/orders-api".into()
-        }
+    let FactoryError::InvalidSpec(problems) = &err;
+    assert_eq!(problems.len(), 1, "{err}");
+    assert!(problems[0].field.starts_with("spec.workloads["), "{err}");
+    assert!(
+        problems[0].message.contains("lists Deployment/orders-api again"),
+        "{err}"
     );
     // The same name with another kind is another object.
     let mut spec = sample();
@@ -1368,10 +1375,7 @@ fn an_object_listed_twice_is_rejected() {
     spec.volume_replications.push(volume("shared-files", None));
     assert!(matches!(
         Factory::build(Mode::Uptime, Role::Source, &spec, false),
-        Err(FactoryError::Duplicate {
-            field: "spec.volumeReplications",
-            ..
-        })
+        Err(FactoryError::InvalidSpec(p)) if p[0].field.starts_with("spec.volumeReplications[")
     ));
 }
 
@@ -1468,6 +1472,6 @@ fn the_rollback_is_the_same_for_both_modes_and_rejects_what_the_plan_rejects() {
     bad.volume_replications.push(volume("x", Some("nope")));
     assert!(matches!(
         Factory::rollback(Mode::Consistency, &bad, false),
-        Err(FactoryError::UnknownWorkload { .. })
+        Err(FactoryError::InvalidSpec(p)) if p[0].field.ends_with("].workload")
     ));
 }
