@@ -397,14 +397,14 @@ impl ManagerAdapter {
         } else {
             &op.source
         };
-        let envelope = Envelope {
-            kind: EnvelopeKind::Wake,
-            operation_id: op.id.clone(),
-            group: op.group.clone(),
-            epoch: op.epoch,
-            sender: self.cluster.clone(),
-            sent_at: self.clock.now(),
-        };
+        let envelope = Envelope::for_operation(
+            EnvelopeKind::Wake,
+            &op.id,
+            &op.group,
+            op.epoch,
+            &self.cluster,
+            self.clock.now(),
+        );
         if let Err(e) = inbox.send(peer, &envelope).await {
             tracing::warn!(op = %op.id, %peer, error = %error_chain(&e), "could not wake the other cluster about the failure");
         }

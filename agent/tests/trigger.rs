@@ -57,8 +57,14 @@ async fn setup(prefix: &str) -> Result<Setup> {
     for c in ["east", "west"] {
         inbox.ensure_queues(c).await?;
     }
+    // Both clusters' agents are alive, as a failover needs (the trigger checks heartbeats as
+    // failoverctl does).
+    let store = Store::new(&ddb, &table);
+    for c in ["east", "west"] {
+        store.put_heartbeat(c, "test", Duration::from_secs(600)).await?;
+    }
     Ok(Setup {
-        store: Store::new(&ddb, &table),
+        store,
         env,
         ns,
         table,

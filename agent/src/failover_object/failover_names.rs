@@ -7,15 +7,12 @@
 
 use failover_messages::crd::Failover;
 
-use crate::kube_ops::ANNOTATION_OPERATION;
-
-/// Label: the operation (a label-safe form of its id; the full id is in the
-/// `failover.io/operation` annotation and `status.operationId`).
-pub const LABEL_OPERATION: &str = "failover.io/operation";
-/// Label: the FailoverGroup's name (a label-safe form of it).
-pub const LABEL_GROUP: &str = "failover.io/group";
-/// Annotation: the epoch the operation runs at.
-pub const ANNOTATION_EPOCH: &str = "failover.io/epoch";
+/// The labels (a label-safe form of the operation id and the group name; the full id is in
+/// the `failover.io/operation` annotation and `status.operationId`) and annotations of the
+/// `Failover` objects agents create, defined once in the protocol module.
+pub use failover_messages::protocol::names::{
+    ANNOTATION_EPOCH, ANNOTATION_OPERATION, LABEL_GROUP, LABEL_OPERATION,
+};
 
 /// Longest Kubernetes object name (DNS-1123 subdomain).
 const MAX_NAME_LEN: usize = 253;

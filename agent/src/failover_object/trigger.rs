@@ -32,11 +32,12 @@ use std::time::Duration;
 use failover_messages::crd::{
     Failover, FailoverMode, FailoverPhase, FailoverStatus, GroupProgress,
 };
-use failover_messages::envelope::{Envelope, EnvelopeKind};
+use failover_messages::envelope::EnvelopeKind;
 use failover_messages::inbox::Inbox;
 use failover_messages::keys::{self, GroupRef};
-use failover_messages::records::{GroupState, Mode, Operation};
-use failover_messages::store::{StartOutcome, StartRequest, Store, StoreError};
+use failover_messages::protocol::start;
+use failover_messages::records::{Mode, Operation};
+use failover_messages::store::{StartOutcome, StartRequest, StartView, Store, StoreError};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Resource;
@@ -165,79 +166,46 @@ pub fn plan(fo: &Failover, cluster: &str) -> Result<Vec<PlannedStart>, Refusal> 
     Ok(out)
 }
 
-/// Whether to start `start` given the group's state and whether the target cluster is
-/// known (its inbox queue exists): the request with its source filled in, or why not.
+impl From<start::Refusal> for Refusal {
+    /// The refusal of [`start::decide_start`] as this object's `Accepted=False` reason and
+    /// message: the same words `failoverctl failover` prints, after the group.
+    fn from(r: start::Refusal) -> Self {
+        Self::new(r.reason(), r.to_string())
+    }
+}
+
+/// Whether to start `start`, decided by [`start::decide_start`] as for every front end on
+/// what was read (`view`) and whether the target cluster is known (its inbox queue exists):
+/// the request with its source filled in, or the first refusal.
 pub fn decide(
     start: &PlannedStart,
-    state: Option<&GroupState>,
+    view: &StartView,
     target_known: bool,
 ) -> Result<StartRequest, Refusal> {
-    let group = &start.group;
-    let target = &start.request.target;
-    if !target_known {
-        return Err(Refusal::new(
-            "UnknownCluster",
-            format!("{group}: cluster {target} is unknown (it has no inbox queue)"),
-        ));
-    }
-    let Some(state) = state else {
-        return Err(Refusal::new(
-            REASON_NOT_REGISTERED,
-            format!("{group}: the group is not registered (`failoverctl register`)"),
-        ));
+    let ask = start::Request {
+        group: &start.group,
+        target: &start.request.target,
+        source: None,
+        force: start.request.force,
+        op_id: Some(&start.op_id),
     };
-    if &state.active_cluster == target {
-        return Err(Refusal::new(
-            "AlreadyActive",
-            format!(
-                "{group}: {target} is already the active cluster; there is nothing to fail over"
-            ),
-        ));
+    match start::decide_start(&view.observed(Some(target_known)), &ask, view.read_at) {
+        Ok(plan) => {
+            let mut req = start.request.clone();
+            req.source = plan.source;
+            Ok(req)
+        }
+        Err(refusals) => Err(refusals
+            .into_iter()
+            .next()
+            .expect("a refused start names a refusal")
+            .into()),
     }
-    let mut req = start.request.clone();
-    req.source = state.active_cluster.clone();
-    Ok(req)
 }
 
 /// The refusal of a store answer other than `Started`.
 pub fn refusal_of(group: &GroupRef, outcome: &StartOutcome) -> Option<Refusal> {
-    Some(match outcome {
-        StartOutcome::Started(_) => return None,
-        StartOutcome::LeaseHeld {
-            holder,
-            op_id,
-            expires,
-        }
-        | StartOutcome::LostRace {
-            holder,
-            op_id,
-            expires,
-        } => Refusal::new(
-            "OperationInFlight",
-            format!(
-                "{group}: operation {op_id} is in flight, its lease held by {holder} until {expires}"
-            ),
-        ),
-        StartOutcome::PromotionClaimed { claimed_by, .. } => Refusal::new(
-            "PromotionClaimed",
-            format!(
-                "{group}: promotion already claimed by {claimed_by}; only forward is possible (or a forced failover)"
-            ),
-        ),
-        StartOutcome::NotActive { active, .. } => Refusal::new(
-            "NotActive",
-            format!("{group}: the active cluster changed to {active} while submitting"),
-        ),
-        StartOutcome::NotRegistered { .. } => Refusal::new(
-            REASON_NOT_REGISTERED,
-            format!("{group}: the group is not registered (`failoverctl register`)"),
-        ),
-        StartOutcome::Suspended { .. } => Refusal::new(
-            "Suspended",
-            format!("{group}: the group is suspended (no operation may start)"),
-        ),
-        StartOutcome::Refused(r) => Refusal::new(r.reason(), r.to_string()),
-    })
+    outcome.refusal(group).map(Refusal::from)
 }
 
 /// How one group of a trigger went.
@@ -511,16 +479,12 @@ impl Trigger {
     }
 
     async fn notify(&self, op: &Operation) {
-        let envelope = Envelope {
-            kind: EnvelopeKind::OperationStarted,
-            operation_id: op.id.clone(),
-            group: op.group.clone(),
-            epoch: op.epoch,
-            sender: self.cluster.clone(),
-            sent_at: Timestamp::now(),
-        };
-        for cluster in [&op.source, &op.target] {
-            if let Err(e) = self.inbox.send(cluster, &envelope).await {
+        let sent = self
+            .inbox
+            .notify_operation(op, EnvelopeKind::OperationStarted, Timestamp::now())
+            .await;
+        for (cluster, result) in sent {
+            if let Err(e) = result {
                 tracing::warn!(
                     %cluster, op = %op.id, error = %error_chain(&e),
                     "cannot notify a cluster of a submitted operation; its agent finds it on its next re-read"
@@ -620,9 +584,9 @@ impl Trigger {
                 results.push(GroupResult::Started(Box::new(op)));
                 continue;
             }
-            let state = self
+            let view = self
                 .store
-                .get_group_state(&start.group)
+                .read_start_view(&start.group, &start.request.target)
                 .await
                 .map_err(store_err)?;
             let target_known = match known {
@@ -633,7 +597,7 @@ impl Trigger {
                     k
                 }
             };
-            let req = match decide(start, state.as_ref(), target_known) {
+            let req = match decide(start, &view, target_known) {
                 Ok(req) => req,
                 Err(refusal) => {
                     results.push(GroupResult::Refused {

@@ -21,13 +21,7 @@ use super::{Change, ClusterClient, KubeOpsError, Stamp, patch_params, stamped_pa
 /// The annotation that asks Flux for an immediate reconcile.
 pub const ANNOTATION_REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
 
-/// The kind's name, as errors show it.
-pub fn kind_name(kind: FluxKind) -> &'static str {
-    match kind {
-        FluxKind::HelmRelease => "HelmRelease",
-        FluxKind::Kustomization => "Kustomization",
-    }
-}
+pub use failover_messages::protocol::names::flux_kind_name as kind_name;
 
 /// The API resource of a Flux kind.
 pub fn resource(kind: FluxKind) -> ApiResource {

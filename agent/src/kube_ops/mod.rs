@@ -42,13 +42,10 @@ use serde_json::{Map, Value, json};
 
 pub use error::{Cause, KubeOpsError, ObjectId};
 
-/// Annotation: the epoch of the operation that last changed the object.
-pub const ANNOTATION_EPOCH: &str = "failover.io/epoch";
-/// Annotation: the id of the operation that last changed the object.
-pub const ANNOTATION_OPERATION: &str = "failover.io/operation";
-/// Annotation on Deployments and StatefulSets: the replica count before the failover
-/// scaled them to 0.
-pub const ANNOTATION_ORIGINAL_REPLICAS: &str = "failover.io/original-replicas";
+/// The annotations on every object the agent changes (defined once in the protocol module).
+pub use failover_messages::protocol::names::{
+    ANNOTATION_EPOCH, ANNOTATION_OPERATION, ANNOTATION_ORIGINAL_REPLICAS,
+};
 
 /// The field manager of every patch the agent makes.
 pub const FIELD_MANAGER: &str = "failover-agent";

@@ -87,13 +87,7 @@ impl Default for TrafficConfig {
     }
 }
 
-/// The kind's name, as errors show it.
-pub fn kind_name(kind: NetworkKind) -> &'static str {
-    match kind {
-        NetworkKind::VirtualService => "VirtualService",
-        NetworkKind::Ingress => "Ingress",
-    }
-}
+pub use failover_messages::protocol::names::network_kind_name as kind_name;
 
 /// The Istio VirtualService resource (`networking.istio.io/v1`, plural `virtualservices`).
 pub fn virtual_service_resource() -> ApiResource {

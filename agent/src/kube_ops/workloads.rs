@@ -53,14 +53,7 @@ pub use pods::{PodTracker, pod_is_live, selector_query, wait_pods_gone};
 /// How often a patch is re-decided after a `409 Conflict` before giving up.
 const CONFLICT_RETRIES: usize = 5;
 
-/// The kind's name, as errors show it.
-pub fn kind_name(kind: WorkloadKind) -> &'static str {
-    match kind {
-        WorkloadKind::Deployment => "Deployment",
-        WorkloadKind::StatefulSet => "StatefulSet",
-        WorkloadKind::CronJob => "CronJob",
-    }
-}
+pub use failover_messages::protocol::names::workload_kind_name as kind_name;
 
 // ---- pure: Deployments and StatefulSets ---------------------------------------------------
 

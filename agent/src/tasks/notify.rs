@@ -36,14 +36,14 @@ async fn notify(ctx: &TaskContext, to: Role, kind: EnvelopeKind) {
             return;
         }
     };
-    let envelope = Envelope {
+    let envelope = Envelope::for_operation(
         kind,
-        operation_id: wf.operation_id.clone(),
-        group: wf.group.clone(),
-        epoch: wf.epoch,
-        sender: ctx.cluster().to_owned(),
-        sent_at: ctx.now(),
-    };
+        &wf.operation_id,
+        &wf.group,
+        wf.epoch,
+        ctx.cluster(),
+        ctx.now(),
+    );
     // A wake-up is a hint: a lost one costs the peer one re-read interval, never safety.
     if let Err(e) = inbox.send(peer, &envelope).await {
         tracing::warn!(error = %e, to = %peer, %kind, "could not send the wake-up; the peer re-reads on its timer");

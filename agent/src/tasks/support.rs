@@ -12,7 +12,7 @@ use failover_messages::store::{Outcome, Stale, StoreError};
 use crate::kube_ops::error::Cause as KubeCause;
 use crate::kube_ops::traffic::TrafficConfig;
 use crate::kube_ops::{ClusterClient, KubeOpsError, Stamp};
-use crate::workflow::definition::workload_kind_name;
+use failover_messages::protocol::names::workload_kind_name;
 use crate::workflow::{TaskContext, TaskError};
 
 use super::wake::DEFAULT_REREAD_INTERVAL;

@@ -1,5 +1,5 @@
 use failover_messages::crd::{FailoverSpec, GroupRef as CrdGroupRef};
-use failover_messages::records::Phase;
+use failover_messages::records::{GroupState, Heartbeat, Phase};
 
 use super::*;
 use crate::failover_object::failover_names::status_on_user_object;
@@ -40,6 +40,25 @@ fn state(active: &str) -> GroupState {
         version: 1,
         last_op_id: None,
         updated_at: Timestamp::UNIX_EPOCH,
+    }
+}
+
+fn beat(cluster: &str) -> Heartbeat {
+    Heartbeat {
+        cluster: cluster.into(),
+        agent_version: "test".into(),
+        last_seen: Timestamp::UNIX_EPOCH,
+        expires_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+    }
+}
+
+/// What the trigger reads: the group state (`None`: unregistered) and both agents alive.
+fn view(state: Option<GroupState>) -> StartView {
+    StartView {
+        state,
+        source: Some(beat("east")),
+        target: Some(beat("west")),
+        read_at: "2025-06-01T00:00:00Z".parse().unwrap(),
     }
 }
 
@@ -132,17 +151,29 @@ fn plan_and_decide_build_the_coordinators_request() {
     assert_eq!(s.request.mode, Mode::Uptime);
     assert_eq!(s.request.requested_by, "kubernetes:east/shop/move-orders");
     assert_eq!(s.request.op_id.as_deref(), Some(s.op_id.as_str()));
-    let req = decide(s, Some(&state("east")), true).unwrap();
+    let req = decide(s, &view(Some(state("east"))), true).unwrap();
     assert_eq!((req.source.as_str(), req.target.as_str()), ("east", "west"));
     assert_eq!(
-        decide(s, None, true).unwrap_err().reason,
+        decide(s, &view(None), true).unwrap_err().reason,
         REASON_NOT_REGISTERED
     );
     assert_eq!(
-        decide(s, Some(&state("west")), true).unwrap_err().reason,
+        decide(s, &view(Some(state("west"))), true).unwrap_err().reason,
         "AlreadyActive"
     );
-    let unknown = decide(s, Some(&state("east")), false).unwrap_err();
+    // Forced with the source's agent alive: refused as failoverctl refuses it.
+    let mut forced_start = s.clone();
+    forced_start.request.force = true;
+    let alive = decide(&forced_start, &view(Some(state("east"))), true).unwrap_err();
+    assert_eq!(alive.reason, "SourceAgentAlive");
+    assert!(
+        alive
+            .message
+            .starts_with("shop/orders: the agent of east is alive"),
+        "{}",
+        alive.message
+    );
+    let unknown = decide(s, &view(Some(state("east"))), false).unwrap_err();
     assert_eq!(unknown.reason, "UnknownCluster");
     assert!(unknown.message.contains("west"), "{}", unknown.message);
     let mut forced = fo(&["orders"]);

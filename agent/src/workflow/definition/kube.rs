@@ -5,6 +5,7 @@
 use std::fmt;
 
 use failover_messages::crd::{FluxKind, NetworkKind, WorkloadKind};
+use failover_messages::protocol::names::{flux_kind_name, network_kind_name, workload_kind_name};
 
 /// A local concern with an actor of its own: which kind of Kubernetes object a step touches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -176,31 +177,6 @@ pub enum KubeStep {
         /// The VolumeReplication.
         volume: String,
     },
-}
-
-/// `Deployment` / `StatefulSet` / `CronJob`.
-pub fn workload_kind_name(kind: WorkloadKind) -> &'static str {
-    match kind {
-        WorkloadKind::Deployment => "Deployment",
-        WorkloadKind::StatefulSet => "StatefulSet",
-        WorkloadKind::CronJob => "CronJob",
-    }
-}
-
-/// `VirtualService` / `Ingress`.
-pub fn network_kind_name(kind: NetworkKind) -> &'static str {
-    match kind {
-        NetworkKind::VirtualService => "VirtualService",
-        NetworkKind::Ingress => "Ingress",
-    }
-}
-
-/// `HelmRelease` / `Kustomization`.
-pub fn flux_kind_name(kind: FluxKind) -> &'static str {
-    match kind {
-        FluxKind::HelmRelease => "HelmRelease",
-        FluxKind::Kustomization => "Kustomization",
-    }
 }
 
 impl KubeStep {

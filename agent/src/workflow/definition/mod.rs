@@ -63,7 +63,7 @@ use failover_messages::records::Mode;
 
 use super::stages::{Role, StageId};
 
-pub use self::kube::{Concern, KubeStep, flux_kind_name, network_kind_name, workload_kind_name};
+pub use self::kube::{Concern, KubeStep};
 pub use self::notify::NotifyStep;
 pub use self::record::{DualActiveEnd, RecordStep};
 pub use self::wait::{PeerStep, WaitStep};
