@@ -19,16 +19,9 @@ const NOW: &str = "2026-11-26T10:00:00Z";
 
 fn idle() -> GroupState {
     GroupState {
-        group: "shop/orders".parse().unwrap(),
-        active_cluster: "east".into(),
         epoch: 2,
-        op_id: None,
-        promotion_claimed_by: None,
-        lease: None,
-        suspended: false,
         version: 3,
-        last_op_id: None,
-        updated_at: ts("2026-11-26T09:00:00Z"),
+        ..GroupState::registered("shop/orders".parse().unwrap(), "east", ts("2026-11-26T09:00:00Z"))
     }
 }
 

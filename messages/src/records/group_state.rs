@@ -53,6 +53,23 @@ pub struct GroupState {
 }
 
 impl GroupState {
+    /// The state of a group just registered with `active_cluster` active: epoch 0, nothing in
+    /// flight, version 1.
+    pub fn registered(group: GroupRef, active_cluster: &str, at: Timestamp) -> Self {
+        Self {
+            group,
+            active_cluster: active_cluster.to_owned(),
+            epoch: 0,
+            op_id: None,
+            promotion_claimed_by: None,
+            lease: None,
+            suspended: false,
+            version: 1,
+            last_op_id: None,
+            updated_at: at,
+        }
+    }
+
     /// True when an operation is in flight and its lease has not expired at `now`.
     pub fn lease_is_live(&self, now: Timestamp) -> bool {
         self.op_id.is_some() && self.lease.as_ref().is_some_and(|l| l.expires_at >= now)

@@ -63,18 +63,7 @@ impl Store {
         active_cluster: &str,
     ) -> Result<RegisterOutcome, Cause> {
         keys::validate_cluster(active_cluster)?;
-        let state = GroupState {
-            group: group.clone(),
-            active_cluster: active_cluster.to_owned(),
-            epoch: 0,
-            op_id: None,
-            promotion_claimed_by: None,
-            lease: None,
-            suspended: false,
-            version: 1,
-            last_op_id: None,
-            updated_at: self.now(),
-        };
+        let state = GroupState::registered(group.clone(), active_cluster, self.now());
         let req = self
             .client
             .put_item()

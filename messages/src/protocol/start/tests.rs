@@ -13,16 +13,9 @@ fn group() -> GroupRef {
 
 fn state() -> GroupState {
     GroupState {
-        group: group(),
-        active_cluster: "east".into(),
         epoch: 2,
-        op_id: None,
-        promotion_claimed_by: None,
-        lease: None,
-        suspended: false,
         version: 3,
-        last_op_id: None,
-        updated_at: ts("2026-11-26T09:00:00Z"),
+        ..GroupState::registered(group(), "east", ts("2026-11-26T09:00:00Z"))
     }
 }
 
