@@ -61,7 +61,9 @@ async fn setup(prefix: &str) -> Result<Setup> {
     // failoverctl does).
     let store = Store::new(&ddb, &table);
     for c in ["east", "west"] {
-        store.put_heartbeat(c, "test", Duration::from_secs(600)).await?;
+        store
+            .put_heartbeat(c, "test", Duration::from_secs(600))
+            .await?;
     }
     Ok(Setup {
         store,

@@ -12,10 +12,10 @@ use std::time::Duration;
 use failover_messages::envelope::EnvelopeKind;
 use failover_messages::inbox::Inbox;
 use failover_messages::keys::GroupRef;
-use failover_messages::records::{Mode, Operation};
 use failover_messages::protocol::start::{
     Blocker, Observed, Refusal, Request, StartPlan, decide_start,
 };
+use failover_messages::records::{Mode, Operation};
 use failover_messages::store::{StartOutcome, StartRequest};
 use serde::Serialize;
 
@@ -113,14 +113,14 @@ pub fn refused(refusal: Refusal, table: &str) -> CommandError {
 }
 
 /// What `failoverctl failover` decides for `group` from what it read: the start to make, or
-/// the first refusal as the error to report ([`decide_start`], as every front end).
+/// the first refusal, the one it reports ([`decide_start`], as every front end; render it
+/// with [`refused`]).
 pub fn check_start(
     group: &GroupRef,
     observed: &Observed<'_>,
     req: &FailoverRequest,
     now: jiff::Timestamp,
-    table: &str,
-) -> Result<StartPlan, CommandError> {
+) -> Result<StartPlan, Box<Refusal>> {
     let ask = Request {
         group,
         target: &req.target,
@@ -129,7 +129,7 @@ pub fn check_start(
         op_id: None,
     };
     decide_start(observed, &ask, now)
-        .map_err(|refusals| refused(refusals.into_iter().next().expect("a refusal"), table))
+        .map_err(|refusals| Box::new(refusals.into_iter().next().expect("a refusal")))
 }
 
 /// Starts the operations and notifies the clusters. Returns the started operations and,
@@ -181,8 +181,12 @@ async fn start_one(
     group: &GroupRef,
 ) -> Result<Operation, CommandError> {
     let err = |e| CommandError::from_store(&ctx.table, e);
-    let view = store.read_start_view(group, &req.target).await.map_err(err)?;
-    let plan = check_start(group, &view.observed(Some(true)), req, view.read_at, &ctx.table)?;
+    let view = store
+        .read_start_view(group, &req.target)
+        .await
+        .map_err(err)?;
+    let plan = check_start(group, &view.observed(Some(true)), req, view.read_at)
+        .map_err(|r| refused(*r, &ctx.table))?;
     let outcome = store
         .start_operation(StartRequest {
             group: group.clone(),

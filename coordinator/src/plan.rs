@@ -289,8 +289,6 @@ mod tests {
         let yaml: serde_json::Value =
             serde_yaml::from_str(&render(&p, OutputFormat::Yaml)).unwrap();
         assert_eq!(yaml, json);
-        assert!(
-            render(&p, OutputFormat::Table).contains("blocked: the group is not registered")
-        );
+        assert!(render(&p, OutputFormat::Table).contains("blocked: the group is not registered"));
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use failover_coordinator::failover::{FailoverRequest, check_start};
+use failover_coordinator::failover::{FailoverRequest, check_start, refused};
 use failover_coordinator::plan::plan_for;
 use failover_messages::keys::GroupRef;
 use failover_messages::protocol::start::{AgentSeen, Observed};
@@ -21,7 +21,11 @@ fn idle() -> GroupState {
     GroupState {
         epoch: 2,
         version: 3,
-        ..GroupState::registered("shop/orders".parse().unwrap(), "east", ts("2026-11-26T09:00:00Z"))
+        ..GroupState::registered(
+            "shop/orders".parse().unwrap(),
+            "east",
+            ts("2026-11-26T09:00:00Z"),
+        )
     }
 }
 
@@ -85,23 +89,151 @@ fn cases() -> Vec<Case> {
         starts,
     };
     vec![
-        case("idle, both agents fresh", Some(idle()), live, live, "west", false, true),
-        case("source heartbeat stale", Some(idle()), Some(false), live, "west", false, false),
-        case("source heartbeat missing", Some(idle()), None, live, "west", false, false),
-        case("target heartbeat stale", Some(idle()), live, Some(false), "west", false, false),
-        case("target heartbeat missing", Some(idle()), live, None, "west", false, false),
-        case("forced, source stale", Some(idle()), Some(false), live, "west", true, true),
-        case("forced, source missing", Some(idle()), None, live, "west", true, true),
-        case("forced, source alive", Some(idle()), live, live, "west", true, false),
-        case("forced, target missing", Some(idle()), None, None, "west", true, false),
-        case("operation in flight", Some(in_flight), live, live, "west", false, false),
-        case("stalled operation", Some(stalled), live, live, "west", false, true),
-        case("claim held", Some(claimed.clone()), live, live, "west", false, false),
-        case("claim held, forced", Some(claimed), Some(false), live, "west", true, true),
-        case("suspended", Some(suspended), live, live, "west", false, false),
+        case(
+            "idle, both agents fresh",
+            Some(idle()),
+            live,
+            live,
+            "west",
+            false,
+            true,
+        ),
+        case(
+            "source heartbeat stale",
+            Some(idle()),
+            Some(false),
+            live,
+            "west",
+            false,
+            false,
+        ),
+        case(
+            "source heartbeat missing",
+            Some(idle()),
+            None,
+            live,
+            "west",
+            false,
+            false,
+        ),
+        case(
+            "target heartbeat stale",
+            Some(idle()),
+            live,
+            Some(false),
+            "west",
+            false,
+            false,
+        ),
+        case(
+            "target heartbeat missing",
+            Some(idle()),
+            live,
+            None,
+            "west",
+            false,
+            false,
+        ),
+        case(
+            "forced, source stale",
+            Some(idle()),
+            Some(false),
+            live,
+            "west",
+            true,
+            true,
+        ),
+        case(
+            "forced, source missing",
+            Some(idle()),
+            None,
+            live,
+            "west",
+            true,
+            true,
+        ),
+        case(
+            "forced, source alive",
+            Some(idle()),
+            live,
+            live,
+            "west",
+            true,
+            false,
+        ),
+        case(
+            "forced, target missing",
+            Some(idle()),
+            None,
+            None,
+            "west",
+            true,
+            false,
+        ),
+        case(
+            "operation in flight",
+            Some(in_flight),
+            live,
+            live,
+            "west",
+            false,
+            false,
+        ),
+        case(
+            "stalled operation",
+            Some(stalled),
+            live,
+            live,
+            "west",
+            false,
+            true,
+        ),
+        case(
+            "claim held",
+            Some(claimed.clone()),
+            live,
+            live,
+            "west",
+            false,
+            false,
+        ),
+        case(
+            "claim held, forced",
+            Some(claimed),
+            Some(false),
+            live,
+            "west",
+            true,
+            true,
+        ),
+        case(
+            "suspended",
+            Some(suspended),
+            live,
+            live,
+            "west",
+            false,
+            false,
+        ),
         case("unregistered", None, None, live, "west", false, false),
-        case("target already active", Some(idle()), live, live, "east", false, false),
-        case("target already active, forced", Some(idle()), Some(false), live, "east", true, false),
+        case(
+            "target already active",
+            Some(idle()),
+            live,
+            live,
+            "east",
+            false,
+            false,
+        ),
+        case(
+            "target already active, forced",
+            Some(idle()),
+            Some(false),
+            live,
+            "east",
+            true,
+            false,
+        ),
     ]
 }
 
@@ -131,9 +263,21 @@ fn plan_and_failover_give_the_same_verdict_in_every_situation() {
             requested_by: "failoverctl:test".into(),
             lease_ttl: Duration::from_secs(120),
         };
-        let failover = check_start(&group, &observed, &req, now, "failover");
-        assert_eq!(plan.blockers.is_empty(), c.starts, "{}: plan {:?}", c.name, plan.blockers);
-        assert_eq!(failover.is_ok(), c.starts, "{}: failover {failover:?}", c.name);
+        let failover =
+            check_start(&group, &observed, &req, now).map_err(|r| refused(*r, "failover"));
+        assert_eq!(
+            plan.blockers.is_empty(),
+            c.starts,
+            "{}: plan {:?}",
+            c.name,
+            plan.blockers
+        );
+        assert_eq!(
+            failover.is_ok(),
+            c.starts,
+            "{}: failover {failover:?}",
+            c.name
+        );
         if let Err(e) = failover {
             let text = e.to_string();
             if c.state.is_some() {

@@ -398,7 +398,11 @@ async fn force_while_alive(s: &mut Scenario) -> Result<()> {
         "failover", &g, "--to", "west", "--force", "--reason", "drill",
     ])?;
     let (_, stderr) = text(&out);
-    ensure!(out.status.code() == Some(3), "failoverctl exited {:?}: {stderr}", out.status.code());
+    ensure!(
+        out.status.code() == Some(3),
+        "failoverctl exited {:?}: {stderr}",
+        out.status.code()
+    );
     let cli = refusal_words(&stderr).with_context(|| format!("failoverctl said: {stderr}"))?;
 
     // The same request as a Failover object, created in the target cluster.

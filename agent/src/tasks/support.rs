@@ -12,8 +12,8 @@ use failover_messages::store::{Outcome, Stale, StoreError};
 use crate::kube_ops::error::Cause as KubeCause;
 use crate::kube_ops::traffic::TrafficConfig;
 use crate::kube_ops::{ClusterClient, KubeOpsError, Stamp};
-use failover_messages::protocol::names::workload_kind_name;
 use crate::workflow::{TaskContext, TaskError};
+use failover_messages::protocol::names::workload_kind_name;
 
 use super::wake::DEFAULT_REREAD_INTERVAL;
 

@@ -48,8 +48,8 @@
 use std::time::Duration;
 
 use failover_messages::crd::{DurationError, FailoverGroupSpec, TimeoutStage, WorkloadKind};
-use failover_messages::protocol::spec::{self, SpecProblem};
 use failover_messages::envelope::EnvelopeKind;
+use failover_messages::protocol::spec::{self, SpecProblem};
 use failover_messages::records::Mode;
 
 use super::definition::{

@@ -49,7 +49,10 @@ mod tests {
     #[test]
     fn kind_names_are_the_kubernetes_kinds() {
         assert_eq!(workload_kind_name(WorkloadKind::StatefulSet), "StatefulSet");
-        assert_eq!(network_kind_name(NetworkKind::VirtualService), "VirtualService");
+        assert_eq!(
+            network_kind_name(NetworkKind::VirtualService),
+            "VirtualService"
+        );
         assert_eq!(flux_kind_name(FluxKind::Kustomization), "Kustomization");
     }
 }

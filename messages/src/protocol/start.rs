@@ -334,7 +334,12 @@ impl Decision<'_, '_> {
         }
         if req.source.is_some_and(|source| source != active) && !req.force {
             let active = active.to_owned();
-            self.refuse(&active, Blocker::NotActive { active: active.clone() });
+            self.refuse(
+                &active,
+                Blocker::NotActive {
+                    active: active.clone(),
+                },
+            );
         }
         // The target is entitled already: active, and no other cluster holds a claimed
         // promotion (a forced start back to the active cluster past another's claim is a
@@ -351,9 +356,9 @@ impl Decision<'_, '_> {
             .as_ref()
             .and_then(|op_id| self.check_in_flight(op_id, state, now));
         match claimed_by {
-            Some(by) if req.force => self
-                .notes
-                .push(format!("promotion claimed by {by}; a forced start keeps the claim")),
+            Some(by) if req.force => self.notes.push(format!(
+                "promotion claimed by {by}; a forced start keeps the claim"
+            )),
             Some(by) => self.refuse(
                 by,
                 Blocker::PromotionClaimed {

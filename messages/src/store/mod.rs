@@ -47,8 +47,8 @@ mod group_handoff;
 mod outcome;
 mod read;
 mod replicas;
-mod start_view;
 pub mod retry;
+mod start_view;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -73,8 +73,8 @@ pub use self::outcome::{
     DualActiveMark, HeartbeatStatus, OpRef, Outcome, RegisterOutcome, Stale, StartOutcome,
     StartRequest,
 };
-pub use self::start_view::StartView;
 use self::retry::{FailureKind, RetryPolicy};
+pub use self::start_view::StartView;
 use crate::keys;
 use crate::records::{Item, attr, av_n, av_s, truncate_to_millis};
 

@@ -158,7 +158,9 @@ fn plan_and_decide_build_the_coordinators_request() {
         REASON_NOT_REGISTERED
     );
     assert_eq!(
-        decide(s, &view(Some(state("west"))), true).unwrap_err().reason,
+        decide(s, &view(Some(state("west"))), true)
+            .unwrap_err()
+            .reason,
         "AlreadyActive"
     );
     // Forced with the source's agent alive: refused as failoverctl refuses it.

@@ -12,8 +12,8 @@ use failover_messages::envelope::EnvelopeKind;
 use failover_messages::keys::validate_step_name;
 
 use super::*;
-use failover_messages::protocol::spec::{MAX_VOLUMES, SpecProblem};
 use crate::workflow::definition::PeerStep;
+use failover_messages::protocol::spec::{MAX_VOLUMES, SpecProblem};
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures and helpers
@@ -1363,7 +1363,9 @@ fn an_object_listed_twice_is_rejected() {
     assert_eq!(problems.len(), 1, "{err}");
     assert!(problems[0].field.starts_with("spec.workloads["), "{err}");
     assert!(
-        problems[0].message.contains("lists Deployment/orders-api again"),
+        problems[0]
+            .message
+            .contains("lists Deployment/orders-api again"),
         "{err}"
     );
     // The same name with another kind is another object.

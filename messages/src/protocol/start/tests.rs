@@ -32,7 +32,12 @@ fn hb(cluster: &str, fresh: bool) -> Heartbeat {
     }
 }
 
-fn ask<'a>(state: Option<&'a GroupState>, source: AgentSeen<'a>, target: AgentSeen<'a>, force: bool) -> Result<StartPlan, Vec<Refusal>> {
+fn ask<'a>(
+    state: Option<&'a GroupState>,
+    source: AgentSeen<'a>,
+    target: AgentSeen<'a>,
+    force: bool,
+) -> Result<StartPlan, Vec<Refusal>> {
     let g = group();
     decide_start(
         &Observed {
@@ -62,7 +67,13 @@ fn reasons(r: &Result<StartPlan, Vec<Refusal>>) -> Vec<&'static str> {
 #[test]
 fn an_idle_group_with_live_agents_starts_from_its_active_cluster() {
     let (e, w) = (hb("east", true), hb("west", true));
-    let plan = ask(Some(&state()), AgentSeen::Seen(&e), AgentSeen::Seen(&w), false).unwrap();
+    let plan = ask(
+        Some(&state()),
+        AgentSeen::Seen(&e),
+        AgentSeen::Seen(&w),
+        false,
+    )
+    .unwrap();
     assert_eq!(plan.source, "east");
     assert_eq!(plan.from_epoch, 2);
     assert!(plan.notes.is_empty() && plan.takes_over.is_none());
@@ -71,29 +82,57 @@ fn an_idle_group_with_live_agents_starts_from_its_active_cluster() {
 #[test]
 fn a_forced_start_is_refused_while_the_source_agent_is_alive() {
     let (e, w) = (hb("east", true), hb("west", true));
-    let r = ask(Some(&state()), AgentSeen::Seen(&e), AgentSeen::Seen(&w), true).unwrap_err();
+    let r = ask(
+        Some(&state()),
+        AgentSeen::Seen(&e),
+        AgentSeen::Seen(&w),
+        true,
+    )
+    .unwrap_err();
     assert_eq!(r[0].reason(), "SourceAgentAlive");
     assert_eq!(r[0].cluster, "east");
     let text = r[0].to_string();
-    assert!(text.starts_with("shop/orders: the agent of east is alive"), "{text}");
+    assert!(
+        text.starts_with("shop/orders: the agent of east is alive"),
+        "{text}"
+    );
     // With the source's heartbeat stale or missing, force goes ahead and says why.
     let stale = hb("east", false);
     for seen in [AgentSeen::Seen(&stale), AgentSeen::Missing] {
         let plan = ask(Some(&state()), seen, AgentSeen::Seen(&w), true).unwrap();
-        assert!(plan.notes[0].contains("forced, so the target promotes"), "{plan:?}");
+        assert!(
+            plan.notes[0].contains("forced, so the target promotes"),
+            "{plan:?}"
+        );
     }
 }
 
 #[test]
 fn without_force_both_agents_must_be_alive() {
     let (stale, w) = (hb("east", false), hb("west", true));
-    let r = ask(Some(&state()), AgentSeen::Seen(&stale), AgentSeen::Missing, false);
+    let r = ask(
+        Some(&state()),
+        AgentSeen::Seen(&stale),
+        AgentSeen::Missing,
+        false,
+    );
     assert_eq!(reasons(&r), ["SourceAgentDown", "TargetAgentDown"]);
     let r = r.unwrap_err();
-    assert!(r[0].message().contains("source east's agent heartbeat is stale"));
-    assert!(r[1].message().contains("target west has no agent heartbeat"));
+    assert!(
+        r[0].message()
+            .contains("source east's agent heartbeat is stale")
+    );
+    assert!(
+        r[1].message()
+            .contains("target west has no agent heartbeat")
+    );
     // Not read (the store's re-check): not judged.
-    let plan = ask(Some(&state()), AgentSeen::NotRead, AgentSeen::NotRead, false);
+    let plan = ask(
+        Some(&state()),
+        AgentSeen::NotRead,
+        AgentSeen::NotRead,
+        false,
+    );
     assert!(plan.is_ok(), "{plan:?}");
     let _ = w;
 }
@@ -113,10 +152,18 @@ fn an_operation_in_flight_a_claim_a_suspension_and_the_same_target_refuse_in_ord
     let r = ask(Some(&s), AgentSeen::Seen(&w), AgentSeen::Seen(&e), false);
     assert_eq!(
         reasons(&r),
-        ["AlreadyActive", "Suspended", "OperationInFlight", "PromotionClaimed"]
+        [
+            "AlreadyActive",
+            "Suspended",
+            "OperationInFlight",
+            "PromotionClaimed"
+        ]
     );
     let text = r.unwrap_err()[2].message();
-    assert!(text.contains("op-9") && text.contains("failoverctl:bob"), "{text}");
+    assert!(
+        text.contains("op-9") && text.contains("failoverctl:bob"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -134,7 +181,10 @@ fn an_expired_lease_is_taken_over_and_a_forced_start_keeps_a_claim() {
     let plan = ask(Some(&s), AgentSeen::Seen(&e), AgentSeen::Seen(&w), true).unwrap();
     assert_eq!(plan.takes_over.as_deref(), Some("op-9"));
     assert!(plan.notes.iter().any(|n| n.contains("stalled")), "{plan:?}");
-    assert!(plan.notes.iter().any(|n| n.contains("keeps the claim")), "{plan:?}");
+    assert!(
+        plan.notes.iter().any(|n| n.contains("keeps the claim")),
+        "{plan:?}"
+    );
 }
 
 #[test]
@@ -186,7 +236,12 @@ fn the_store_recheck_refuses_a_source_that_is_no_longer_active_and_repeats_its_o
         )
     };
     let r = ask(&s, None).unwrap_err();
-    assert_eq!(r[0].blocker, Blocker::NotActive { active: "east".into() });
+    assert_eq!(
+        r[0].blocker,
+        Blocker::NotActive {
+            active: "east".into()
+        }
+    );
     s.op_id = Some("op-1".into());
     s.lease = Some(Lease {
         holder: "x".into(),
