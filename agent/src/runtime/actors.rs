@@ -510,6 +510,7 @@ impl Handler<Msg<Beat>> for HeartbeatActor {
                 Ok(_) => {
                     act.metrics.heartbeat("ok");
                     act.readiness.aws_ok();
+                    act.readiness.heartbeat_written();
                     if std::mem::take(&mut act.failing) {
                         tracing::info!(cluster = %act.cluster, "DynamoDB answers again; checking whether this cluster must fence");
                         if let Some(fencer) = &act.regained {

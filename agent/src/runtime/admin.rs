@@ -2,8 +2,9 @@
 //!
 //! `/live` is cheap and always answers 200 while the process serves HTTP. `/ready` answers
 //! 200 only once the first AWS call and the Kubernetes API check succeeded, the start-up
-//! fencing check finished and the FailoverGroup and Failover watches delivered their first
-//! list ([`Readiness`]), else 503 with the reason. `/metrics` renders the [`Metrics`] registry
+//! fencing check finished, the FailoverGroup and Failover watches delivered their first list
+//! and the first heartbeat was written (so a failover started once the agent is ready sees
+//! it alive) ([`Readiness`]), else 503 with the reason. `/metrics` renders the [`Metrics`] registry
 //! ([`crate::metrics`]) in the Prometheus text format.
 
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,9 @@ struct ReadyState {
     aws: bool,
     kube: bool,
     fenced: bool,
+    /// The first heartbeat is written: `failoverctl` and the other agents see this agent
+    /// alive (a start is decided on it).
+    beating: bool,
     /// Watches the agent relies on: name → synced (initial list delivered).
     watches: std::collections::BTreeMap<&'static str, bool>,
 }
@@ -36,6 +40,11 @@ impl Readiness {
     /// An AWS call succeeded.
     pub fn aws_ok(&self) {
         self.inner.lock().unwrap().aws = true;
+    }
+
+    /// The heartbeat record was written.
+    pub fn heartbeat_written(&self) {
+        self.inner.lock().unwrap().beating = true;
     }
 
     /// The Kubernetes API check succeeded.
@@ -80,10 +89,13 @@ impl Readiness {
                 pending.join(", ")
             ));
         }
-        if s.fenced {
+        if !s.fenced {
+            return Err("the start-up fencing check has not finished yet".into());
+        }
+        if s.beating {
             Ok(())
         } else {
-            Err("the start-up fencing check has not finished yet".into())
+            Err("the first heartbeat has not been written yet (failoverctl would see this agent as down)".into())
         }
     }
 }
@@ -159,12 +171,14 @@ mod tests {
     }
 
     #[test]
-    fn ready_also_waits_for_the_start_up_fencing_and_every_expected_watch() {
+    fn ready_also_waits_for_the_start_up_fencing_the_first_heartbeat_and_every_expected_watch() {
         let r = Readiness::default();
         r.aws_ok();
         r.kube_ok();
         assert!(r.check().unwrap_err().contains("fencing"));
         r.startup_fencing_done();
+        assert!(r.check().unwrap_err().contains("heartbeat"));
+        r.heartbeat_written();
         assert!(r.check().is_ok());
         r.expect_watch("failovergroups");
         r.expect_watch("failovers");
