@@ -30,16 +30,12 @@ fn fo(groups: &[&str]) -> Failover {
 
 fn state(active: &str) -> GroupState {
     GroupState {
-        group: GroupRef::new("shop", "orders").unwrap(),
-        active_cluster: active.into(),
         epoch: 4,
-        op_id: None,
-        promotion_claimed_by: None,
-        lease: None,
-        suspended: false,
-        version: 1,
-        last_op_id: None,
-        updated_at: Timestamp::UNIX_EPOCH,
+        ..GroupState::registered(
+            GroupRef::new("shop", "orders").unwrap(),
+            active,
+            Timestamp::UNIX_EPOCH,
+        )
     }
 }
 
