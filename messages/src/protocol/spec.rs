@@ -57,7 +57,8 @@ fn duplicates(field: &str, keys: impl Iterator<Item = String>, out: &mut Vec<Spe
 /// Everything that keeps a failover of `spec` from being planned: durations that do not
 /// parse or are zero, an object listed twice, more volumes than one handoff holds, a volume
 /// whose `workload` is not in the group (its pods would not be stopped before the volume is
-/// demoted). Empty when the spec is valid.
+/// demoted), and `autoFailover.enabled`, which no agent acts on yet (a setting that is
+/// accepted must not be silently ignored). Empty when the spec is valid.
 pub fn problems(spec: &FailoverGroupSpec) -> Vec<SpecProblem> {
     let mut out = Vec::new();
     if let Err(errors) = spec.validate() {
@@ -115,6 +116,15 @@ pub fn problems(spec: &FailoverGroupSpec) -> Vec<SpecProblem> {
             });
         }
     }
+    if spec.auto_failover.enabled {
+        // Accepted by the schema, but nothing acts on it yet: say so rather than ignore it.
+        out.push(SpecProblem {
+            field: "spec.autoFailover.enabled".to_owned(),
+            message: "automatic failover is not available in this version; set it to false \
+                      and start failovers with failoverctl or a Failover object"
+                .to_owned(),
+        });
+    }
     out
 }
 
@@ -125,4 +135,48 @@ pub fn problems_message(problems: &[SpecProblem]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{VolumeReplicationRef, WorkloadKind, WorkloadRef};
+
+    fn spec() -> FailoverGroupSpec {
+        FailoverGroupSpec {
+            workloads: vec![WorkloadRef {
+                kind: WorkloadKind::StatefulSet,
+                name: "db".into(),
+            }],
+            volume_replications: vec![VolumeReplicationRef {
+                name: "db-data".into(),
+                workload: Some("db".into()),
+            }],
+            ..FailoverGroupSpec::default()
+        }
+    }
+
+    #[test]
+    fn a_valid_spec_has_no_problems() {
+        assert_eq!(problems(&spec()), []);
+    }
+
+    #[test]
+    fn each_problem_names_its_field() {
+        let mut s = spec();
+        s.workloads.push(s.workloads[0].clone());
+        s.volume_replications[0].workload = Some("nope".into());
+        s.auto_failover.enabled = true;
+        let fields: Vec<String> = problems(&s).into_iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.workloads[1]",
+                "spec.volumeReplications[0].workload",
+                "spec.autoFailover.enabled"
+            ]
+        );
+        let text = problems_message(&problems(&s));
+        assert!(text.contains("VolumeReplication/db-data names \"nope\""), "{text}");
+    }
 }
