@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
 };
 use failover_messages::keys::GroupRef;
 use failover_messages::records::{HandoffState, Mode, Operation, Phase, StepStatus, Timings};
@@ -1230,5 +1231,35 @@ async fn a_start_whose_answer_is_lost_is_reported_as_started() -> Result<()> {
         assert_eq!(state.epoch, 1, "started exactly once");
         assert_eq!(f.store.get_operation(&op.id).await?, Some(op));
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_unreadable_group_record_does_not_hide_the_others_from_the_listing() -> Result<()> {
+    let f = Fixture::new().await?;
+    let good = f.registered("shop/orders").await?;
+    // A group state record whose epoch is not a number (written by hand, or by a future
+    // version): it is listed under GSI1 like every group, but does not decode.
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    f.env
+        .dynamodb()
+        .put_item()
+        .table_name(&f.table)
+        .item("PK", s("GROUP#shop/broken"))
+        .item("SK", s("STATE"))
+        .item("GSI1PK", s("GROUPS"))
+        .item("GSI1SK", s("shop/broken"))
+        .item("activeCluster", s("east"))
+        .item("epoch", s("not-a-number"))
+        .send()
+        .await?;
+    let listed: Vec<_> = f
+        .store
+        .list_groups()
+        .await?
+        .into_iter()
+        .map(|g| g.group)
+        .collect();
+    assert_eq!(listed, [good]);
     Ok(())
 }

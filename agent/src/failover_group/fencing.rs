@@ -375,6 +375,19 @@ pub async fn check_groups(
             out.push((name, GroupVerdict::Passive));
             continue;
         }
+        // The listing is eventually consistent (GSI1): decide to fence only on a consistent
+        // read of the group state, so a stale index never shuts an entitled side down.
+        let state = match store.get_group_state(&state.group).await {
+            Ok(Some(fresh)) if when.applies(&fresh, &cc.cluster) => fresh,
+            Ok(_) => {
+                out.push((name, GroupVerdict::NotChecked));
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(group = %name, cluster = %cc.cluster, error = %crate::errors::error_chain(&e), "cannot re-read the group state; checking again later");
+                continue;
+            }
+        };
         let seen = obs.describe();
         tracing::warn!(
             group = %name, cluster = %cc.cluster, entitled = state.entitled_cluster(),

@@ -165,11 +165,18 @@ pub fn to_start(
         .collect()
 }
 
-/// The work in flight for `cluster`: every group state with an `opId`, its operation read
-/// with a consistent read, and [`run_kind`] of the two.
+/// The work in flight for `cluster`: every group state with an `opId` (listed through the
+/// eventually consistent index, then read again consistently), its operation read with a
+/// consistent read, and [`run_kind`] of the two.
 pub async fn operations_in_flight(store: &Store, cluster: &str) -> Result<Vec<Work>, StoreError> {
     let mut work = Vec::new();
-    for group in store.list_groups().await? {
+    for listed in store.list_groups().await? {
+        if listed.op_id.is_none() {
+            continue;
+        }
+        let Some(group) = store.get_group_state(&listed.group).await? else {
+            continue;
+        };
         let Some(op_id) = group.op_id.as_deref() else {
             continue;
         };

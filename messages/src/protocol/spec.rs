@@ -177,6 +177,9 @@ mod tests {
             ]
         );
         let text = problems_message(&problems(&s));
-        assert!(text.contains("VolumeReplication/db-data names \"nope\""), "{text}");
+        assert!(
+            text.contains("VolumeReplication/db-data names \"nope\""),
+            "{text}"
+        );
     }
 }

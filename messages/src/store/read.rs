@@ -10,7 +10,7 @@ use super::outcome::HeartbeatStatus;
 use super::{Store, calls, names, values};
 use crate::keys::{self, GroupRef};
 use crate::records::{
-    GroupState, Handoff, Heartbeat, HistoryEntry, Item, JournalStep, Operation, Record, av_s,
+    GroupState, Handoff, Heartbeat, HistoryEntry, Item, JournalStep, Operation, Record, attr, av_s,
 };
 
 impl Store {
@@ -176,16 +176,40 @@ impl Store {
     }
 
     /// Every registered group (`GSI1`, `GSI1PK = GROUPS`), in name order. Eventually
-    /// consistent: read one group with [`Store::get_group_state`] before acting on it.
+    /// consistent: read one group with [`Store::get_group_state`] before acting on it. A record
+    /// that does not decode is logged and left out (one bad item never hides the others).
     pub async fn list_groups(&self) -> Result<Vec<GroupState>, StoreError> {
         let wrap = |source: Cause| StoreError::ListGroups {
             table: self.table.to_string(),
             source,
         };
-        self.query_gsi1("list_groups", keys::GSI1_GROUPS, None, true)
+        let items = self
+            .query_gsi1("list_groups", keys::GSI1_GROUPS, None, true)
             .await
-            .and_then(|items| decode_all(&items))
-            .map_err(wrap)
+            .map_err(wrap)?;
+        Ok(self.decode_each(&items, "group state"))
+    }
+
+    /// Every item of `items` that decodes; one that does not is logged (naming its key) and
+    /// left out, so one bad record never hides the others.
+    fn decode_each<R: Record>(&self, items: &[Item], what: &str) -> Vec<R> {
+        items
+            .iter()
+            .filter_map(|item| match R::from_item(item) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    let key = |name| match item.get(name) {
+                        Some(aws_sdk_dynamodb::types::AttributeValue::S(s)) => s.as_str(),
+                        _ => "?",
+                    };
+                    tracing::warn!(
+                        table = %self.table, pk = key(attr::PK), sk = key(attr::SK), error = %e,
+                        "skipping an unreadable {what} record"
+                    );
+                    None
+                }
+            })
+            .collect()
     }
 
     /// Operations, newest first (`GSI1`, `GSI1PK = OPS`), at most `limit`. Eventually
