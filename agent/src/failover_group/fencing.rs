@@ -250,6 +250,9 @@ pub enum GroupVerdict {
     Passive,
     /// Not entitled and active: fenced now (what was active).
     Fenced(String),
+    /// The check of this group could not finish (observing the side, re-reading the group
+    /// state or fencing failed): it is owed, and the next check repeats this occasion.
+    Unfinished,
 }
 
 /// The replica counts last recorded per group by this process (`namespace/name` →
@@ -368,6 +371,7 @@ pub async fn check_groups(
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(group = %name, cluster = %cc.cluster, error = %crate::errors::error_chain(&e), "cannot observe the group's side; checking again later");
+                out.push((name, GroupVerdict::Unfinished));
                 continue;
             }
         };
@@ -385,6 +389,7 @@ pub async fn check_groups(
             }
             Err(e) => {
                 tracing::warn!(group = %name, cluster = %cc.cluster, error = %crate::errors::error_chain(&e), "cannot re-read the group state; checking again later");
+                out.push((name, GroupVerdict::Unfinished));
                 continue;
             }
         };
@@ -416,6 +421,7 @@ pub async fn check_groups(
             }
             Err(e) => {
                 tracing::error!(group = %name, cluster = %cc.cluster, error = %crate::errors::error_chain(&e), "fencing failed; trying again on the next check");
+                out.push((name, GroupVerdict::Unfinished));
             }
         }
     }

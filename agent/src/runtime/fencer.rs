@@ -3,6 +3,12 @@
 //! with the strongest occasion asked for). The start-up check runs before this actor exists
 //! (see [`super::run`]); the heartbeat actor asks for a [`When::Regained`] check when
 //! DynamoDB answers again after failing.
+//!
+//! A check that does not finish (DynamoDB or the API server failed, a group could not be
+//! observed or fenced) leaves its occasion *owed*: every later check runs with the strongest
+//! owed occasion until one finishes, so a failed start-up or "DynamoDB is back" check is
+//! repeated in full rather than narrowed to a re-read (which skips groups with an operation
+//! in flight).
 
 use std::time::Duration;
 
@@ -27,6 +33,16 @@ pub fn stronger(a: When, b: When) -> When {
     if a == When::Reread { b } else { a }
 }
 
+/// The occasion to check with when `asked` for while `owed` is not finished.
+pub fn occasion(owed: Option<When>, asked: When) -> When {
+    owed.map_or(asked, |o| stronger(o, asked))
+}
+
+/// What is still owed after a check of occasion `ran` finished (`true`) or not.
+pub fn owed_after(ran: When, finished: bool) -> Option<When> {
+    (!finished).then_some(ran)
+}
+
 /// Runs fencing checks for this cluster.
 pub struct FencerActor {
     cc: ClusterClient,
@@ -36,17 +52,20 @@ pub struct FencerActor {
     reread: Duration,
     checking: bool,
     pending: Option<When>,
+    owed: Option<When>,
     replicas: Arc<Mutex<ReplicaCache>>,
 }
 
 impl FencerActor {
-    /// A fencer for `cc`'s cluster, checking at least every `reread`.
+    /// A fencer for `cc`'s cluster, checking at least every `reread`; `owed`: an occasion
+    /// whose check did not finish before the actor started (the start-up check).
     pub fn new(
         cc: ClusterClient,
         store: Store,
         traffic: TrafficConfig,
         metrics: Metrics,
         reread: Duration,
+        owed: Option<When>,
     ) -> Self {
         Self {
             cc,
@@ -56,12 +75,13 @@ impl FencerActor {
             reread,
             checking: false,
             pending: None,
+            owed,
             replicas: Arc::default(),
         }
     }
 }
 
-/// Runs one check and reports what it fenced.
+/// Runs one check and reports what it fenced; `true` when every group was checked to the end.
 pub async fn run_check(
     cc: &ClusterClient,
     store: &Store,
@@ -69,17 +89,22 @@ pub async fn run_check(
     metrics: &Metrics,
     when: When,
     replicas: &mut ReplicaCache,
-) {
+) -> bool {
     match fencing::check_groups(cc, store, traffic, when, replicas).await {
         Ok(verdicts) => {
+            let mut finished = true;
             for (group, verdict) in verdicts {
-                if let GroupVerdict::Fenced(_) = verdict {
-                    metrics.fenced(&group, when.as_str());
+                match verdict {
+                    GroupVerdict::Fenced(_) => metrics.fenced(&group, when.as_str()),
+                    GroupVerdict::Unfinished => finished = false,
+                    GroupVerdict::NotChecked | GroupVerdict::Passive => {}
                 }
             }
+            finished
         }
         Err(e) => {
             tracing::warn!(cluster = %cc.cluster, occasion = when.as_str(), error = %error_chain(&e), "fencing check failed; trying again later");
+            false
         }
     }
 }
@@ -98,12 +123,13 @@ impl Handler<Msg<FenceCheck>> for FencerActor {
     type Result = ();
 
     fn handle(&mut self, msg: Msg<FenceCheck>, ctx: &mut Context<Self>) {
-        let FenceCheck(when) = msg.0;
+        let FenceCheck(asked) = msg.0;
         if self.checking {
-            self.pending = Some(self.pending.map_or(when, |p| stronger(p, when)));
+            self.pending = Some(self.pending.map_or(asked, |p| stronger(p, asked)));
             return;
         }
         self.checking = true;
+        let when = occasion(self.owed, asked);
         let (cc, store, traffic, metrics, replicas) = (
             self.cc.clone(),
             self.store.clone(),
@@ -114,11 +140,16 @@ impl Handler<Msg<FenceCheck>> for FencerActor {
         let fut = async move {
             // One check at a time (see `checking`), so the cache is never contended.
             let mut cache = std::mem::take(&mut *replicas.lock().unwrap());
-            run_check(&cc, &store, &traffic, &metrics, when, &mut cache).await;
+            let finished = run_check(&cc, &store, &traffic, &metrics, when, &mut cache).await;
             *replicas.lock().unwrap() = cache;
+            finished
         };
-        ctx.spawn(fut.into_actor(self).map(|(), act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(move |finished, act, ctx| {
             act.checking = false;
+            act.owed = owed_after(when, finished);
+            if let Some(owed) = act.owed.filter(|w| *w != When::Reread) {
+                tracing::info!(cluster = %act.cc.cluster, occasion = owed.as_str(), "the fencing check did not finish; the next check repeats it");
+            }
             if let Some(next) = act.pending.take() {
                 ctx.notify(Msg(FenceCheck(next)));
             }
@@ -129,6 +160,20 @@ impl Handler<Msg<FenceCheck>> for FencerActor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unfinished_check_is_repeated_with_its_occasion_until_one_finishes() {
+        // The start-up check failed: the next re-read checks as at start-up.
+        let owed = owed_after(When::Startup, false);
+        assert_eq!(occasion(owed, When::Reread), When::Startup);
+        // That one failed as well: still owed; then it finishes: back to re-reads.
+        let owed = owed_after(occasion(owed, When::Reread), false);
+        assert_eq!(owed, Some(When::Startup));
+        let owed = owed_after(occasion(owed, When::Reread), true);
+        assert_eq!(occasion(owed, When::Reread), When::Reread);
+        // A finished check owes nothing.
+        assert_eq!(owed_after(When::Regained, true), None);
+    }
 
     #[test]
     fn a_queued_check_keeps_the_strongest_occasion() {

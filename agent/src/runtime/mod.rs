@@ -368,7 +368,7 @@ impl Agent<'_> {
         // Fence first (protocol rule 7): before this agent runs any operation, every group it
         // is not entitled to has its side here shut down and demoted.
         let cc = ClusterClient::new(clients.kube.clone(), self.cluster);
-        self::fencer::run_check(
+        let finished = self::fencer::run_check(
             &cc,
             &store,
             &traffic,
@@ -384,6 +384,7 @@ impl Agent<'_> {
             traffic.clone(),
             metrics.clone(),
             cfg.reread_interval,
+            self::fencer::owed_after(When::Startup, finished),
         )
         .start();
         self.start_operation_actors(store, inbox, traffic, Sender::from_addr(fencer));
