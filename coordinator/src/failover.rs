@@ -367,6 +367,7 @@ mod tests {
                     phase: failover_messages::records::Phase::Succeeded,
                     finished: true,
                     message: None,
+                    pending_steps: Vec::new(),
                     total_ms: None,
                     downtime_ms: None,
                 }],

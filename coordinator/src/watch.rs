@@ -161,6 +161,26 @@ pub async fn observe(ctx: &Context, op_id: &str) -> Result<Option<Progress>, Com
     }))
 }
 
+/// The sides whose latest step is not done, as [`WatchedOperation::pending_steps`] words them.
+pub fn pending_steps(sides: &[SideProgress]) -> Vec<String> {
+    sides
+        .iter()
+        .filter_map(|side| {
+            let status = side.status.filter(|s| *s != StepStatus::Done)?;
+            let step = side.step.as_deref()?;
+            let message = side
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            Some(format!(
+                "{} {}: {step} {status}{message}",
+                side.role, side.cluster
+            ))
+        })
+        .collect()
+}
+
 /// One watched operation at the end of the watch.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -175,6 +195,11 @@ pub struct WatchedOperation {
     pub finished: bool,
     /// The operation's message (why it failed).
     pub message: Option<String>,
+    /// Each side whose latest journaled step is not done: `<role> <cluster>: <stage>/<task>
+    /// <STATUS>[: message]` (where an unfinished operation stands, e.g. a step that fails
+    /// and is retried).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending_steps: Vec<String>,
     /// Start to finish, in milliseconds (once it completed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total_ms: Option<u64>,
@@ -240,6 +265,9 @@ impl WatchResult {
                 o.operation_id,
                 o.operation_id
             ));
+            for step in &o.pending_steps {
+                out.push_str(&format!("  {step}\n"));
+            }
         }
         Some(out)
     }
@@ -284,6 +312,7 @@ pub async fn watch(
                     .flatten()
                     .map(|p| WatchedOperation {
                         finished: p.phase.is_terminal(),
+                        pending_steps: pending_steps(&p.sides),
                         operation_id: p.operation_id,
                         group: p.group,
                         phase: p.phase,
@@ -394,6 +423,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_timeout_says_where_each_unfinished_side_stands() {
+        let mut p = progress();
+        p.sides[1].step = Some("VolumeTransitionTarget/VerifyData:db-data".into());
+        p.sides[1].status = Some(StepStatus::Failed);
+        p.sides[1].message = Some("volume db-data: no PVC data-db-0".into());
+        let pending = pending_steps(&p.sides);
+        assert_eq!(
+            pending,
+            [
+                "target west: VolumeTransitionTarget/VerifyData:db-data FAILED: volume db-data: no PVC data-db-0"
+            ]
+        );
+        let mut r = result(&[Phase::Running], true);
+        r.operations[0].pending_steps = pending;
+        let notice = r.timeout_notice().unwrap();
+        assert!(
+            notice.ends_with("\n  target west: VolumeTransitionTarget/VerifyData:db-data FAILED: volume db-data: no PVC data-db-0\n"),
+            "{notice}"
+        );
+    }
+
     fn result(phases: &[Phase], timed_out: bool) -> WatchResult {
         WatchResult {
             operations: phases
@@ -405,6 +456,7 @@ mod tests {
                     phase: *p,
                     finished: p.is_terminal(),
                     message: None,
+                    pending_steps: Vec::new(),
                     total_ms: None,
                     downtime_ms: None,
                 })
