@@ -54,7 +54,7 @@ use super::failover_names::{is_agent_created, operation_ids, requested_by};
 /// Condition type recording whether the object was submitted.
 pub const COND_ACCEPTED: &str = "Accepted";
 /// `Accepted=False` reason that is retried on later re-reads.
-pub const REASON_NOT_REGISTERED: &str = "GroupNotRegistered";
+pub use failover_messages::protocol::start::REASON_NOT_REGISTERED;
 /// The first lease of a submitted operation (as `failoverctl`'s default).
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(120);
 

@@ -165,12 +165,18 @@ pub enum Blocker {
     },
 }
 
+/// [`Refusal::reason`] of an unregistered group: the one refusal a `Failover` trigger treats
+/// as not final (the group may be registered later, or in another agent's table).
+pub const REASON_NOT_REGISTERED: &str = "GroupNotRegistered";
+
 /// A refused start: the group, the cluster the reason is about, and the reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
     /// The group.
     pub group: GroupRef,
-    /// The cluster the reason is about (the target, the active cluster or the claimant).
+    /// The cluster the reason is about (the target, the active cluster or the claimant);
+    /// empty when it comes from a store answer that names none
+    /// ([`StartOutcome::refusal`](crate::store::StartOutcome::refusal)).
     pub cluster: String,
     /// Why.
     pub blocker: Blocker,
@@ -181,7 +187,7 @@ impl Refusal {
     pub fn reason(&self) -> &'static str {
         match self.blocker {
             Blocker::UnknownCluster => "UnknownCluster",
-            Blocker::NotRegistered => "GroupNotRegistered",
+            Blocker::NotRegistered => REASON_NOT_REGISTERED,
             Blocker::AlreadyActive => "AlreadyActive",
             Blocker::Suspended => "Suspended",
             Blocker::InFlight { .. } | Blocker::LostRace { .. } => "OperationInFlight",
