@@ -259,6 +259,20 @@ async fn the_agents_keep_the_group_status_current() -> Result<()> {
             res(&east, "Deployment", "api").as_deref() == Some("ScaledDown"),
             "{east:#?}"
         );
+        // East shows the same operation, finished, before its status is expected to settle.
+        let east_api: Api<FailoverGroup> = Api::namespaced(env.east.client.clone(), &ns.name);
+        eventually("the finished operation in east's status", || {
+            let api = east_api.clone();
+            let id = op.id.clone();
+            async move {
+                let st = api.get(GROUP).await?.status.unwrap_or_default();
+                Ok(st
+                    .last_operation
+                    .filter(|l| l.id == id && l.phase == Some(FailoverPhase::Succeeded))
+                    .map(|_| ()))
+            }
+        })
+        .await?;
         ensure!(
             res(&west, "Deployment", "api").as_deref() == Some("Running 2/2"),
             "{west:#?}"
@@ -266,12 +280,16 @@ async fn the_agents_keep_the_group_status_current() -> Result<()> {
 
         // Settled: re-reads (every second) do not write an unchanged status again.
         let api: Api<FailoverGroup> = Api::namespaced(env.east.client.clone(), &ns.name);
-        let before = api.get(GROUP).await?.metadata.resource_version;
+        let before = api.get(GROUP).await?;
         tokio::time::sleep(Duration::from_secs(4)).await;
-        let after = api.get(GROUP).await?.metadata.resource_version;
+        let after = api.get(GROUP).await?;
         ensure!(
-            before == after,
-            "the status was rewritten without a change: {before:?} -> {after:?}"
+            before.metadata.resource_version == after.metadata.resource_version,
+            "the group was rewritten without a change: {:?} -> {:?}\nbefore: {:#?}\nafter: {:#?}",
+            before.metadata.resource_version,
+            after.metadata.resource_version,
+            before.status,
+            after.status
         );
 
         // 3. An invalid spec in east: a volume naming no workload of the group.
@@ -373,7 +391,9 @@ async fn the_agents_keep_the_group_status_current() -> Result<()> {
         ensure!(!logs.contains("panicked"), "an agent panicked:\n{logs}");
         Ok(())
     });
-    if res.is_err() {
+    if let Err(e) = &res {
+        // The error first: CI shows only the head and tail of a long output.
+        eprintln!("test failed: {e:#}");
         eprintln!("agent logs:\n{logs}\n{}", ns.dump().await);
     }
     ns.cleanup().await;
