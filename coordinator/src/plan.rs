@@ -208,6 +208,8 @@ mod tests {
             agent_version: "0.1.0".into(),
             last_seen: ts("2026-11-26T09:59:50Z"),
             expires_at: ts("2026-11-26T10:00:20Z"),
+            lease_duration_ms: None,
+            keep_serving: Vec::new(),
         }
     }
 

@@ -39,6 +39,8 @@ fn beat(cluster: &str, fresh: bool) -> Heartbeat {
         } else {
             "2026-11-26T09:59:55Z"
         }),
+        lease_duration_ms: None,
+        keep_serving: Vec::new(),
     }
 }
 

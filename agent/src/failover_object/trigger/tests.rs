@@ -45,6 +45,8 @@ fn beat(cluster: &str) -> Heartbeat {
         agent_version: "test".into(),
         last_seen: Timestamp::UNIX_EPOCH,
         expires_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        lease_duration_ms: None,
+        keep_serving: Vec::new(),
     }
 }
 

@@ -29,6 +29,8 @@ fn hb(cluster: &str, fresh: bool) -> Heartbeat {
         } else {
             ts("2026-11-26T09:59:55Z")
         },
+        lease_duration_ms: None,
+        keep_serving: Vec::new(),
     }
 }
 
