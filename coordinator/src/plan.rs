@@ -86,6 +86,7 @@ pub fn plan_for(
         target,
         source: None,
         force,
+        source_is_down: false,
         op_id: None,
     };
     let (blockers, notes) = match decide_start(observed, &ask, now) {

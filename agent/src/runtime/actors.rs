@@ -569,6 +569,7 @@ mod tests {
             source: source.into(),
             target: target.into(),
             force: false,
+            source_is_down: false,
             reason: String::new(),
             requested_by: "test".into(),
             phase,

@@ -37,6 +37,7 @@ pub(crate) fn sample_operation() -> Operation {
         source: "east".into(),
         target: "west".into(),
         force: false,
+        source_is_down: false,
         reason: "maintenance".into(),
         requested_by: "alice".into(),
         phase: Phase::Running,

@@ -19,6 +19,7 @@ fn fo(groups: &[&str]) -> Failover {
                 })
                 .collect(),
             force: false,
+            source_is_down: false,
             reason: Some("drill".into()),
         },
     );
@@ -69,6 +70,7 @@ fn op(id: &str) -> Operation {
         source: "east".into(),
         target: "west".into(),
         force: false,
+        source_is_down: false,
         reason: "drill".into(),
         requested_by: requested_by("east", "shop", "move-orders"),
         phase: Phase::Pending,
