@@ -163,10 +163,17 @@ fn plan_and_decide_build_the_coordinators_request() {
             .reason,
         "AlreadyActive"
     );
-    // Forced with the source's agent alive: refused as failoverctl refuses it.
+    // Forced with the source's agent alive: accepted under Fence (the target waits for the
+    // source's release), refused as failoverctl refuses it when east keeps serving.
     let mut forced_start = s.clone();
     forced_start.request.force = true;
-    let alive = decide(&forced_start, &view(Some(state("east"))), true).unwrap_err();
+    let req = decide(&forced_start, &view(Some(state("east"))), true).unwrap();
+    assert!(req.force && req.source == "east");
+    let mut keeping = view(Some(state("east")));
+    if let Some(hb) = keeping.source.as_mut() {
+        hb.keep_serving = vec!["shop/orders".into()];
+    }
+    let alive = decide(&forced_start, &keeping, true).unwrap_err();
     assert_eq!(alive.reason, "SourceAgentAlive");
     assert!(
         alive
