@@ -443,6 +443,7 @@ impl Agent<'_> {
             .with_external_wakeups(wakeups.clone())
             .with_tasks_config(TasksConfig {
                 reread_interval: cfg.reread_interval,
+                lease: cfg.lease_terms(),
                 traffic,
                 ..TasksConfig::default()
             })
