@@ -225,7 +225,8 @@ pub fn phase_status(phase: Phase) -> Option<ExitStatus> {
     match phase {
         Phase::Succeeded => Some(ExitStatus::Success),
         Phase::Aborted | Phase::RolledBack => Some(ExitStatus::Aborted),
-        Phase::Failed => Some(ExitStatus::Failed),
+        // Taken over by a later operation: this one did not do what was asked.
+        Phase::Failed | Phase::Superseded => Some(ExitStatus::Failed),
         Phase::Pending | Phase::Running | Phase::Stalled | Phase::Aborting => None,
     }
 }

@@ -340,6 +340,19 @@ async fn an_expired_lease_can_be_taken_over_and_a_live_one_cannot() -> Result<()
             .await?
             .is_stale()
     );
+    // The taken-over operation is closed as Superseded, naming its successor.
+    let old = f
+        .store
+        .get_operation(&first.id)
+        .await?
+        .context("the first operation")?;
+    assert_eq!(old.phase, Phase::Superseded, "{old:?}");
+    assert!(
+        old.message
+            .as_deref()
+            .is_some_and(|m| m.contains(&second.id)),
+        "{old:?}"
+    );
     Ok(())
 }
 

@@ -128,6 +128,7 @@ impl From<crate::records::Phase> for FailoverPhase {
             P::Failed => FailoverPhase::Failed,
             P::Aborted => FailoverPhase::Aborted,
             P::RolledBack => FailoverPhase::RolledBack,
+            P::Superseded => FailoverPhase::Superseded,
         }
     }
 }
@@ -151,6 +152,8 @@ pub enum FailoverPhase {
     Aborted,
     /// Rolled back after a failure; the source still owns the groups.
     RolledBack,
+    /// Taken over by a later operation after its lease expired.
+    Superseded,
 }
 
 impl FailoverPhase {
@@ -158,7 +161,7 @@ impl FailoverPhase {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Succeeded | Self::Failed | Self::Aborted | Self::RolledBack
+            Self::Succeeded | Self::Failed | Self::Aborted | Self::RolledBack | Self::Superseded
         )
     }
 }

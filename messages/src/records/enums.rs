@@ -80,6 +80,9 @@ wire_enum! {
         Aborted = "Aborted",
         /// Closed after a rollback; the source still owns the group.
         RolledBack = "RolledBack",
+        /// Closed by a later operation that took the group over after this one's lease
+        /// expired.
+        Superseded = "Superseded",
     }
 }
 
@@ -88,7 +91,7 @@ impl Phase {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Succeeded | Self::Failed | Self::Aborted | Self::RolledBack
+            Self::Succeeded | Self::Failed | Self::Aborted | Self::RolledBack | Self::Superseded
         )
     }
 }

@@ -221,6 +221,9 @@ impl Store {
             {
                 Ok(TxResult::Committed) => {
                     tracing::info!(group = %req.group, op_id, epoch, "operation started");
+                    if let Some(old) = state.op_id.as_deref() {
+                        self.mark_superseded(old, op_id, now).await;
+                    }
                     return Ok(StartOutcome::Started(op));
                 }
                 Ok(TxResult::Cancelled(cancelled)) => {
@@ -269,6 +272,64 @@ impl Store {
     /// The start's transaction: the group-state update (condition: `epoch` unchanged, no
     /// operation in flight or its lease expired, not suspended, and unless forced the source
     /// active and no promotion claimed) and the operation's put (condition: it is new).
+    /// Closes `old`, whose expired lease `new` took over, as `Superseded` (unless it is closed
+    /// already). Best effort: the takeover is decided by the start; this only keeps the old
+    /// record from reading `Running` for ever. Its agents stop on their next write anyway
+    /// (the epoch moved).
+    async fn mark_superseded(&self, old: &str, new: &str, now: Timestamp) {
+        let terminal = [
+            Phase::Succeeded,
+            Phase::Failed,
+            Phase::Aborted,
+            Phase::RolledBack,
+            Phase::Superseded,
+        ];
+        let mut vals = values([
+            (":phase", av_s(Phase::Superseded.as_str())),
+            (":now", av_ms(now)),
+            (
+                ":msg",
+                av_s(format!(
+                    "superseded by operation {new}, which took the group over after this \
+                     operation's lease expired"
+                )),
+            ),
+        ]);
+        for (i, p) in terminal.iter().enumerate() {
+            vals.insert(format!(":t{i}"), av_s(p.as_str()));
+        }
+        let req = self
+            .client
+            .update_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key_map(keys::operation_key(old))))
+            .update_expression("SET #phase = :phase, #finishedAt = :now, #message = :msg")
+            .condition_expression(
+                "attribute_exists(#PK) AND NOT #phase IN (:t0, :t1, :t2, :t3, :t4)",
+            )
+            .set_expression_attribute_names(Some(names(&[
+                attr::PK,
+                attr::PHASE,
+                attr::FINISHED_AT,
+                attr::MESSAGE,
+            ])))
+            .set_expression_attribute_values(Some(vals));
+        match self
+            .send(
+                "mark_superseded",
+                "UpdateItem",
+                calls::classify_error,
+                || req.clone().send(),
+            )
+            .await
+        {
+            Ok(_) => tracing::info!(old, new, "the taken-over operation is marked Superseded"),
+            Err(e) => {
+                tracing::debug!(old, new, error = ?e.into_cause(), "the taken-over operation was not marked Superseded (closed already, or the write failed)")
+            }
+        }
+    }
+
     fn start_items(
         &self,
         req: &StartRequest,
