@@ -261,6 +261,13 @@ pub enum KubeOpsError {
         #[source]
         source: Cause,
     },
+    /// Reading an object the preflight checks.
+    #[error("cannot check {object}: {source}")]
+    Preflight {
+        object: ObjectId,
+        #[source]
+        source: Cause,
+    },
 }
 
 impl KubeOpsError {
@@ -283,7 +290,8 @@ impl KubeOpsError {
             | Self::WaitVolumeState { object, .. }
             | Self::WaitVolumeResynced { object, .. }
             | Self::VerifyVolume { object, .. }
-            | Self::ObserveVolume { object, .. } => object,
+            | Self::ObserveVolume { object, .. }
+            | Self::Preflight { object, .. } => object,
         }
     }
 
@@ -306,7 +314,8 @@ impl KubeOpsError {
             | Self::WaitVolumeState { source, .. }
             | Self::WaitVolumeResynced { source, .. }
             | Self::VerifyVolume { source, .. }
-            | Self::ObserveVolume { source, .. } => source,
+            | Self::ObserveVolume { source, .. }
+            | Self::Preflight { source, .. } => source,
         }
     }
 
