@@ -67,7 +67,9 @@ pub(super) fn wait_deadline(ctx: &TaskContext) -> Duration {
 /// the API server refused in a way that repeats ([`KubeCause::is_permanent`]: not found,
 /// forbidden, invalid); otherwise a failure the runner retries from the journal.
 pub(super) fn kube_err(e: KubeOpsError) -> TaskError {
-    let object = e.object().to_string();
+    // `Kind namespace/name`: the engine's error names the cluster itself.
+    let o = e.object();
+    let object = format!("{} {}/{}", o.kind, o.namespace, o.name);
     let message = match e.cause() {
         KubeCause::Timeout { .. } | KubeCause::Degraded { .. } => "Kubernetes wait gave up",
         cause if cause.is_permanent() => {

@@ -161,7 +161,7 @@ mod kube_errors {
         for cause in [Cause::NotFound, api(403), api(422), api(400)] {
             let e = kube_err(scale(cause));
             assert!(e.is_final(), "{e:?}");
-            assert_eq!(e.object(), Some("Deployment shop/api in cluster west"));
+            assert_eq!(e.object(), Some("Deployment shop/api"));
             let chain = crate::errors::error_chain(&e);
             assert!(
                 chain.contains("Deployment shop/api in cluster west"),
@@ -175,7 +175,7 @@ mod kube_errors {
         for code in [409, 429, 500, 503] {
             let e = kube_err(scale(api(code)));
             assert!(!e.is_final(), "{code}: {e:?}");
-            assert_eq!(e.object(), Some("Deployment shop/api in cluster west"));
+            assert_eq!(e.object(), Some("Deployment shop/api"));
         }
         assert!(!kube_err(scale(Cause::WatchEnded("the watch ended".into()))).is_final());
     }

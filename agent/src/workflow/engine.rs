@@ -91,8 +91,9 @@ pub enum EngineError {
     },
     /// A task did not finish in time.
     #[error(
-        "task {task} (stage {stage}) on {} in cluster {cluster} did not finish within its limit of {after:?}, counted from its first start",
-        object.as_deref().unwrap_or("no single object")
+        "task {task} (stage {stage}) on {} in cluster {cluster} did not finish within its limit of {after:?}, counted from its first start{}",
+        object.as_deref().unwrap_or("no single object"),
+        last_failure.as_deref().map(|m| format!("; its last attempt failed: {m}")).unwrap_or_default()
     )]
     DeadlineExceeded {
         /// Stage key.
@@ -106,6 +107,9 @@ pub enum EngineError {
         /// The limit that ran out (the stage's, or the step's own), counted from the first
         /// start the journal recorded.
         after: Duration,
+        /// The error an earlier attempt of the step was journaled `FAILED` with, if any (what
+        /// kept it from finishing).
+        last_failure: Option<String>,
     },
     /// A conditional write (the journal's or the task's) was refused: the group's epoch
     /// moved or the operation is no longer in flight. Nothing more was written.
@@ -284,8 +288,9 @@ type Journaled = HashMap<(String, String), JournalStep>;
 enum Ran {
     Ok,
     Failed(TaskError),
-    /// The limit (the whole of it, counted from the first start) ran out.
-    TimedOut(Duration),
+    /// The limit (the whole of it, counted from the first start) ran out; the error of the
+    /// earlier attempt, if it failed.
+    TimedOut(Duration, Option<String>),
 }
 
 impl<J: Journal> Engine<J> {
@@ -485,14 +490,17 @@ impl<J: Journal> Engine<J> {
             attempt,
         });
         let started = Instant::now();
+        let last_failure = earlier
+            .filter(|s| step.journaled && s.status == StepStatus::Failed)
+            .and_then(|s| s.message.clone());
         let ran = if limit.is_zero() {
-            Ran::TimedOut(whole)
+            Ran::TimedOut(whole, last_failure)
         } else {
             let fut = step.task.execute(&step_ctx);
             match tokio::time::timeout(limit, fut.instrument(step_ctx.span().clone())).await {
                 Ok(Ok(())) => Ran::Ok,
                 Ok(Err(e)) => Ran::Failed(e),
-                Err(_) => Ran::TimedOut(whole),
+                Err(_) => Ran::TimedOut(whole, last_failure),
             }
         };
         let elapsed = started.elapsed();
@@ -582,7 +590,7 @@ impl<J: Journal> Engine<J> {
                     source,
                 })
             }
-            Ran::TimedOut(after) => {
+            Ran::TimedOut(after, last_failure) => {
                 let message = format!(
                     "deadline exceeded: its limit of {after:?} counted from its first start"
                 );
@@ -596,6 +604,7 @@ impl<J: Journal> Engine<J> {
                     object: step.object.clone(),
                     cluster: cluster.to_owned(),
                     after,
+                    last_failure,
                 })
             }
         }

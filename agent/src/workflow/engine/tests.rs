@@ -541,11 +541,13 @@ async fn a_task_past_its_deadline_is_cancelled_and_named() {
             object,
             cluster,
             after,
+            last_failure,
         } => {
             assert_eq!(
                 (stage.as_str(), task.as_str(), cluster.as_str()),
                 ("First", "a", "east")
             );
+            assert_eq!(*last_failure, None, "the first attempt");
             assert_eq!(object.as_deref(), Some("VolumeReplication/orders-db-data"));
             assert_eq!(*after, limit);
         }
@@ -659,7 +661,10 @@ async fn a_resumed_stage_gets_only_what_is_left_of_its_limit() {
 async fn a_step_resumed_past_its_stage_limit_fails_at_once_naming_it() {
     let clock = Arc::new(ManualClock::new(t(61)));
     let (ctx, journal) = clocked(&clock);
-    journal.insert(earlier("a", StepStatus::Failed, 0, 45, Some(46)));
+    journal.insert(JournalStep {
+        message: Some("still Secondary".into()),
+        ..earlier("a", StepStatus::Failed, 0, 45, Some(46))
+    });
     let script = Script::new();
     let err = Engine::new(journal.clone())
         .run(&abc(&script), &ctx)
@@ -678,6 +683,11 @@ async fn a_step_resumed_past_its_stage_limit_fails_at_once_naming_it() {
     assert!(
         err.to_string().contains("counted from its first start"),
         "{err}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with("its last attempt failed: still Secondary"),
+        "the error says what kept the step from finishing: {err}"
     );
     let a = journal.get("op-1", "east", "First", "a").unwrap();
     assert_eq!(a.status, StepStatus::Failed);
