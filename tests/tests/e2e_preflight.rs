@@ -1,17 +1,21 @@
-//! The preflight, end to end with real processes (see `failover_tests::agents`): a
-//! FailoverGroup whose VolumeReplication in the target cluster names a PersistentVolumeClaim
-//! that does not exist there.
+//! The preflight, end to end with real processes (see `failover_tests::agents`):
 //!
-//! `failoverctl failover --wait` fails (exit 4) naming the claim and the cluster, the
-//! operation is `Failed` in DynamoDB with that message, and nothing changed in either
-//! cluster: east still serves (volumes Primary, workloads ready, Flux and traffic on), west
-//! is still passive (volumes Secondary), no object of the group carries the operation's
-//! stamp, both journals stop in the Initialization stage, no promotion was claimed, and the
-//! storage simulator saw no violation.
+//! * a FailoverGroup whose VolumeReplication in the target cluster names a
+//!   PersistentVolumeClaim that does not exist there;
+//! * a forced failover (the source's agent never ran) with no replica count known for the
+//!   workloads the target would scale up.
 //!
-//! Without the preflight the same failover shuts east down, promotes west's volumes and
-//! fails only at `VerifyData`, after the promotion (the test then fails on its first
-//! check).
+//! In both, `failoverctl failover --wait` fails (exit 4) within a bit over one stage's limit,
+//! naming the object and the cluster; the operation is `Failed` in DynamoDB with that
+//! message; and nothing changed in either cluster: east still serves (volumes Primary,
+//! workloads ready, Flux and traffic on), west is still passive (volumes Secondary), no object
+//! of the group carries the operation's stamp or differs from before, both journals stop in
+//! the Initialization stage, no promotion was claimed, and the storage simulator saw no
+//! violation.
+//!
+//! Without the preflight the first failover shuts east down, promotes west's volumes and
+//! fails only at `VerifyData`, after the promotion; the second promotes and then cannot
+//! scale up. Either test then fails on its first check.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -74,15 +78,14 @@ impl Scenario {
         })
     }
 
-    /// The application in both clusters, then west's claim of [`VOLUME`] deleted, short
-    /// stage limits, the agents started and the group registered active in east.
-    async fn start(&mut self) -> Result<()> {
+    /// The application in both clusters, short stage limits, the agents of `agents`
+    /// started and the group registered active in east.
+    async fn start(&mut self, agents: &[&str]) -> Result<()> {
         let ns = self.ns.name.clone();
         self.stack
             .start_storage_sim(&[&ns], Duration::from_millis(200))?;
         Box::pin(create_application(&self.env, &ns, &self.flux_ns.name)).await?;
         wait_starting_point(&self.env, &ns).await?;
-        delete_claim(&self.env.west, &ns, PVC).await?;
         for c in self.env.clusters() {
             Api::<FailoverGroup>::namespaced(c.client.clone(), &ns)
                 .patch(
@@ -96,7 +99,9 @@ impl Scenario {
                 .await
                 .with_context(|| format!("shortening the stage limits in {}", c.name))?;
         }
-        self.stack.start_agents().await?;
+        for cluster in agents {
+            self.stack.start_agent(cluster).await?;
+        }
         let out =
             self.stack
                 .failoverctl(&["register", &self.group.to_string(), "--active", "east"])?;
@@ -240,99 +245,19 @@ fn traffic(state: &BTreeMap<String, Value>, ns: &str) -> [Value; 2] {
         .map(|kind| state[&format!("{kind} {ns}/api")]["annotations"][TRAFFIC_KEY].clone())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_claim_fails_the_failover_in_preflight_before_anything_changes() -> Result<()> {
-    let mut s = Scenario::new("e2e-preflight").await?;
-    let res = Box::pin(missing_claim(&mut s)).await;
-    s.finish(res).await
-}
-
-async fn missing_claim(s: &mut Scenario) -> Result<()> {
-    s.start().await?;
-    let ns = s.ns.name.clone();
-    let flux_ns = s.flux_ns.name.clone();
-    let (east, west) = (s.env.east.clone(), s.env.west.clone());
-    let before = [
-        desired_state(&east, &ns, &flux_ns).await?,
-        desired_state(&west, &ns, &flux_ns).await?,
-    ];
-
-    // The failover fails (exit 4) within a bit over one stage's limit, naming the claim,
-    // the volume and the cluster.
-    let g = s.group.to_string();
-    let out = s.stack.failoverctl(&[
-        "failover",
-        &g,
-        "--to",
-        "west",
-        "--wait",
-        "--timeout",
-        WAIT_LIMIT,
-    ])?;
-    let (stdout, stderr) = text(&out);
-    ensure!(
-        out.status.code() == Some(4),
-        "failoverctl failover --wait exited {:?} (want 4, failed)\nstdout: {stdout}\nstderr: {stderr}",
-        out.status.code()
-    );
-    let problem = format!(
-        "VolumeReplication {ns}/{VOLUME} in cluster west: its PersistentVolumeClaim {PVC} does not exist"
-    );
-    ensure!(
-        stdout.contains(&problem) || stderr.contains(&problem),
-        "failoverctl's output says {problem:?}:\nstdout: {stdout}\nstderr: {stderr}"
-    );
-
-    // The operation is Failed with that message, and still holds the group; nothing was
-    // claimed or handed off.
-    let state = s
-        .stack
-        .store
-        .get_group_state(&s.group)
-        .await?
-        .context("no group state")?;
-    let op_id = state
-        .op_id
-        .clone()
-        .context("the failed operation no longer holds the group")?;
-    let op = s
-        .stack
-        .store
-        .get_operation(&op_id)
-        .await?
-        .context("no operation record")?;
-    ensure!(op.phase == Phase::Failed, "phase {:?}", op.phase);
-    let message = op.message.clone().unwrap_or_default();
-    ensure!(
-        message.contains(&problem) && message.contains("Preflight"),
-        "the failure names the step, the claim, the volume and the cluster: {message:?}"
-    );
-    ensure!(state.active_cluster == "east", "{state:?}");
-    ensure!(state.promotion_claimed_by.is_none(), "{state:?}");
-    ensure!(op.promotion_started_at.is_none(), "{op:?}");
-    ensure!(op.original_replicas.is_empty(), "{op:?}");
-    let handoffs = s.stack.store.list_handoffs(&op_id).await?;
-    ensure!(handoffs.is_empty(), "handoff records: {handoffs:?}");
-    for cluster in ["east", "west"] {
-        let journal = s.stack.store.journal(&op_id, cluster).await?;
-        let beyond: Vec<String> = journal
-            .iter()
-            .filter(|j| j.stage != "Initialization")
-            .map(|j| format!("{}/{}", j.stage, j.task))
-            .collect();
-        ensure!(
-            beyond.is_empty(),
-            "{cluster} went past the Initialization stage: {beyond:?}"
-        );
-    }
-    wait_failover_object(&west, &ns, &op_id, FailoverPhase::Failed).await?;
-
-    // Nothing changed in either cluster: no object of the group carries the operation's
-    // stamp or differs from before; east serves (volumes Primary, workloads ready, traffic
-    // on), west is passive (volumes Secondary, traffic off).
-    for (c, before) in [&east, &west].into_iter().zip(&before) {
-        let after = desired_state(c, &ns, &flux_ns).await?;
-        let stamped = stamped_by(&after, &op_id);
+/// Nothing changed in either cluster since `before` ([`desired_state`] of east and west): no
+/// object of the group carries `op_id`'s stamp or differs; east serves (volumes Primary,
+/// workloads ready, traffic on), west is passive (volumes Secondary, traffic off).
+async fn assert_unchanged(
+    s: &Scenario,
+    before: &[BTreeMap<String, Value>; 2],
+    op_id: &str,
+) -> Result<()> {
+    let (ns, flux_ns) = (&s.ns.name, &s.flux_ns.name);
+    let (east, west) = (&s.env.east, &s.env.west);
+    for (c, before) in [east, west].into_iter().zip(before) {
+        let after = desired_state(c, ns, flux_ns).await?;
+        let stamped = stamped_by(&after, op_id);
         ensure!(
             stamped.is_empty(),
             "changed by the operation in {}: {stamped:?}",
@@ -349,20 +274,153 @@ async fn missing_claim(s: &mut Scenario) -> Result<()> {
             ("Secondary", "ignore")
         };
         ensure!(
-            traffic(&after, &ns) == [json!(dns), json!(dns)],
+            traffic(&after, ns) == [json!(dns), json!(dns)],
             "traffic in {}: {:?}",
             c.name,
-            traffic(&after, &ns)
+            traffic(&after, ns)
         );
         for (volume, _, _) in VOLUMES {
-            wait_settled(&c.client, &ns, volume, volumes, SETTLE)
+            wait_settled(&c.client, ns, volume, volumes, SETTLE)
                 .await
                 .with_context(|| format!("{ns}/{volume} in {}", c.name))?;
         }
     }
-    wait_ready_replicas(&east, &ns, "Deployment", "api", 2).await?;
-    wait_ready_replicas(&east, &ns, "StatefulSet", "db", 1).await?;
+    wait_ready_replicas(east, ns, "Deployment", "api", 2).await?;
+    wait_ready_replicas(east, ns, "StatefulSet", "db", 1).await
+}
 
+/// The state of both clusters, for [`assert_unchanged`].
+async fn snapshot(s: &Scenario) -> Result<[BTreeMap<String, Value>; 2]> {
+    let (ns, flux_ns) = (&s.ns.name, &s.flux_ns.name);
+    Ok([
+        desired_state(&s.env.east, ns, flux_ns).await?,
+        desired_state(&s.env.west, ns, flux_ns).await?,
+    ])
+}
+
+/// Runs `failoverctl failover <group> --to west --wait --timeout WAIT_LIMIT` plus `extra`
+/// and checks that it failed in west's preflight: exit 4, every one of `problems` in its
+/// output and in the operation's `Failed` message, the operation still holding the group
+/// with nothing claimed, recorded or handed off, both journals ending in Initialization, and
+/// west's `Failover` object `Failed`. Returns the operation id.
+async fn fails_in_preflight(s: &Scenario, extra: &[&str], problems: &[String]) -> Result<String> {
+    let g = s.group.to_string();
+    let mut args = vec![
+        "failover",
+        &g,
+        "--to",
+        "west",
+        "--wait",
+        "--timeout",
+        WAIT_LIMIT,
+    ];
+    args.extend_from_slice(extra);
+    let out = s.stack.failoverctl(&args)?;
+    let (stdout, stderr) = text(&out);
+    ensure!(
+        out.status.code() == Some(4),
+        "failoverctl {args:?} exited {:?} (want 4, failed)\nstdout: {stdout}\nstderr: {stderr}",
+        out.status.code()
+    );
+    for problem in problems {
+        ensure!(
+            stdout.contains(problem) || stderr.contains(problem),
+            "failoverctl's output says {problem:?}:\nstdout: {stdout}\nstderr: {stderr}"
+        );
+    }
+    let store = &s.stack.store;
+    let state = store
+        .get_group_state(&s.group)
+        .await?
+        .context("no group state")?;
+    let op_id = state
+        .op_id
+        .clone()
+        .context("the failed operation no longer holds the group")?;
+    let op = store
+        .get_operation(&op_id)
+        .await?
+        .context("no operation record")?;
+    ensure!(op.phase == Phase::Failed, "phase {:?}", op.phase);
+    let message = op.message.clone().unwrap_or_default();
+    for problem in problems {
+        ensure!(
+            message.contains(problem.as_str()) && message.contains("Preflight"),
+            "the failure names the step and says {problem:?}: {message:?}"
+        );
+    }
+    ensure!(state.active_cluster == "east", "{state:?}");
+    ensure!(state.promotion_claimed_by.is_none(), "{state:?}");
+    ensure!(op.promotion_started_at.is_none(), "{op:?}");
+    ensure!(op.original_replicas.is_empty(), "{op:?}");
+    let handoffs = store.list_handoffs(&op_id).await?;
+    ensure!(handoffs.is_empty(), "handoff records: {handoffs:?}");
+    for cluster in ["east", "west"] {
+        let beyond: Vec<String> = store
+            .journal(&op_id, cluster)
+            .await?
+            .iter()
+            .filter(|j| j.stage != "Initialization")
+            .map(|j| format!("{}/{}", j.stage, j.task))
+            .collect();
+        ensure!(
+            beyond.is_empty(),
+            "{cluster} went past the Initialization stage: {beyond:?}"
+        );
+    }
+    wait_failover_object(&s.env.west, &s.ns.name, &op_id, FailoverPhase::Failed).await?;
+    Ok(op_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_claim_fails_the_failover_in_preflight_before_anything_changes() -> Result<()> {
+    let mut s = Scenario::new("e2e-preflight").await?;
+    let res = Box::pin(missing_claim(&mut s)).await;
+    s.finish(res).await
+}
+
+async fn missing_claim(s: &mut Scenario) -> Result<()> {
+    s.start(&["east", "west"]).await?;
+    let ns = s.ns.name.clone();
+    delete_claim(&s.env.west, &ns, PVC).await?;
+    let before = snapshot(s).await?;
+    // The failover fails (exit 4) within a bit over one stage's limit, naming the claim,
+    // the volume and the cluster; nothing changed in either cluster.
+    let problem = format!(
+        "VolumeReplication {ns}/{VOLUME} in cluster west: its PersistentVolumeClaim {PVC} does not exist"
+    );
+    let op_id = fails_in_preflight(s, &[], &[problem]).await?;
+    assert_unchanged(s, &before, &op_id).await?;
+    s.stack.check_agents()?;
+    let found = s.stack.stop_storage_sim().await?;
+    ensure!(found.is_empty(), "storage violations: {found:#?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_failover_with_no_known_replica_count_fails_in_preflight() -> Result<()> {
+    let mut s = Scenario::new("e2e-preflight-force").await?;
+    let res = Box::pin(unknown_replicas(&mut s)).await;
+    s.finish(res).await
+}
+
+/// East's agent never ran: nothing recorded its replica counts (no operation, no history,
+/// no known-replicas record), west's standby objects carry no
+/// `failover.io/original-replicas` annotation, and the FailoverGroup declares none. A forced
+/// failover to west would promote the volumes and then have nothing to scale up to.
+async fn unknown_replicas(s: &mut Scenario) -> Result<()> {
+    s.start(&["west"]).await?;
+    let ns = s.ns.name.clone();
+    ensure!(
+        s.stack.store.get_known_replicas(&s.group).await?.is_none(),
+        "east's agent never ran, yet replica counts are recorded"
+    );
+    let before = snapshot(s).await?;
+    let problems = [("Deployment", "api"), ("StatefulSet", "db")].map(|(kind, name)| {
+        format!("{kind} {ns}/{name} in cluster west: no replica count is known to scale it up to")
+    });
+    let op_id = fails_in_preflight(s, &["--force", "--reason", "east lost"], &problems).await?;
+    assert_unchanged(s, &before, &op_id).await?;
     s.stack.check_agents()?;
     let found = s.stack.stop_storage_sim().await?;
     ensure!(found.is_empty(), "storage violations: {found:#?}");
