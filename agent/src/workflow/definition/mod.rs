@@ -50,6 +50,8 @@
 //! cluster ([`Step::Wait`]: [`WaitStep::WaitAllReady`], [`WaitStep::WaitPeer`],
 //! [`WaitStep::WaitOperationClosed`]) carries its own limit (`within`), the sum of the limits
 //! of the peer's stages it waits through, and does not count against its stage's limit.
+//! Both limits count from the first start the journal recorded, across resumes (see
+//! [`Engine`](super::Engine)).
 
 pub mod check;
 pub mod kube;
