@@ -665,6 +665,7 @@ mod tests {
                 object: None,
                 cluster: "east".into(),
                 after: Duration::from_secs(60),
+                last_failure: None,
             }));
         match side_result(&timeout) {
             SideResult::Failed { at, message } => {

@@ -501,12 +501,12 @@ async fn scale_cycle(
     workloads::wait_pods_gone(cc, kind, ns, name, WAIT, |_| {}).await?;
 
     let up = Stamp::new(11, "op-up");
-    let restored = workloads::restore_replicas(cc, kind, ns, name, None, &up).await?;
+    let restored = workloads::restore_replicas(cc, kind, ns, name, None, None, &up).await?;
     ensure!(
         restored.replicas == replicas && restored.change == Change::Applied,
         "restore: {restored:?}"
     );
-    let restored = workloads::restore_replicas(cc, kind, ns, name, None, &up).await?;
+    let restored = workloads::restore_replicas(cc, kind, ns, name, None, None, &up).await?;
     ensure!(
         restored.change == Change::Unchanged,
         "second restore: {restored:?}"
@@ -549,6 +549,7 @@ async fn restore_to_an_explicit_count_and_a_short_wait_names_the_pods_left() -> 
             &ns,
             "web",
             Some(2),
+            None,
             &Stamp::new(1, "op"),
         )
         .await?;
@@ -583,6 +584,7 @@ async fn restore_to_an_explicit_count_and_a_short_wait_names_the_pods_left() -> 
             &ns,
             "bare",
             None,
+            None,
             &Stamp::new(1, "op"),
         )
         .await
@@ -592,6 +594,19 @@ async fn restore_to_an_explicit_count_and_a_short_wait_names_the_pods_left() -> 
             err.to_string().contains(ANNOTATION_ORIGINAL_REPLICAS),
             "{err}"
         );
+        ensure!(err.is_permanent(), "retrying cannot find a count: {err:?}");
+        // The count the FailoverGroup declares is the last fallback.
+        let s = workloads::restore_replicas(
+            &cc,
+            WorkloadKind::Deployment,
+            &ns,
+            "bare",
+            None,
+            Some(2),
+            &Stamp::new(1, "op"),
+        )
+        .await?;
+        ensure!(s.replicas == 2, "{s:?}");
         Ok(())
     })
     .await

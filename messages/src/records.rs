@@ -107,6 +107,7 @@ pub mod attr {
     pub const STATUS: &str = "status";
     pub const ATTEMPTS: &str = "attempts";
     pub const STARTED_AT: &str = "startedAt";
+    pub const FIRST_STARTED_AT: &str = "firstStartedAt";
 
     pub const AGENT_VERSION: &str = "agentVersion";
     pub const LAST_SEEN: &str = "lastSeen";

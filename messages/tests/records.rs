@@ -109,6 +109,7 @@ fn sample_journal_step() -> JournalStep {
         status: StepStatus::Failed,
         attempts: 2,
         started_at: ts("2026-11-26T10:15:05Z"),
+        first_started_at: Some(ts("2026-11-26T10:14:50Z")),
         finished_at: Some(ts("2026-11-26T10:15:09.001Z")),
         message: Some("StatefulSet orders-db: pods still running after 4s".into()),
     }
@@ -434,12 +435,13 @@ fn arb_journal_step() -> impl Strategy<Value = JournalStep> {
             arb_ms(),
             proptest::option::of(arb_ms()),
             proptest::option::of(arb_text()),
+            proptest::option::of(arb_ms()),
         ),
     )
         .prop_map(
             |(
                 (op_id, cluster, stage, task, epoch),
-                (status, attempts, started_at, finished_at, message),
+                (status, attempts, started_at, finished_at, message, first_started_at),
             )| {
                 JournalStep {
                     op_id,
@@ -450,6 +452,7 @@ fn arb_journal_step() -> impl Strategy<Value = JournalStep> {
                     status,
                     attempts,
                     started_at,
+                    first_started_at,
                     finished_at,
                     message,
                 }

@@ -101,10 +101,12 @@ pub fn group_spec(flux_ns: &str) -> FailoverGroupSpec {
             WorkloadRef {
                 kind: WorkloadKind::Deployment,
                 name: "api".into(),
+                replicas: None,
             },
             WorkloadRef {
                 kind: WorkloadKind::StatefulSet,
                 name: "db".into(),
+                replicas: None,
             },
         ],
         volume_replications: VOLUMES
@@ -677,6 +679,7 @@ pub async fn add_cron_job_and_kustomization(env: &TestEnv, ns: &str, flux_ns: &s
         fg.spec.workloads.push(WorkloadRef {
             kind: WorkloadKind::CronJob,
             name: CRON_JOB.into(),
+            replicas: None,
         });
         fg.spec.flux.push(FluxRef {
             kind: FluxKind::Kustomization,

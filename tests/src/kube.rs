@@ -118,11 +118,45 @@ impl TestEnv {
                 .create(&PostParams::default(), &ns)
                 .await
                 .with_context(|| format!("creating namespace {name} in cluster {}", c.name))?;
+            ensure_storage_sim_class(c).await?;
         }
         Ok(TestNamespace {
             name,
             env: self.clone(),
         })
+    }
+}
+
+/// The VolumeReplicationClass the storage simulator's volumes name
+/// ([`crate::storage_sim::STORAGE_SIM_CLASS`]): cluster-scoped, shared by every test,
+/// created when missing (the agent's preflight checks that a volume's class exists).
+async fn ensure_storage_sim_class(c: &Cluster) -> Result<()> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(
+            "replication.storage.openshift.io",
+            "v1alpha1",
+            "VolumeReplicationClass",
+        ),
+        "volumereplicationclasses",
+    );
+    let api = Api::<DynamicObject>::all_with(c.client.clone(), &ar);
+    let name = crate::storage_sim::STORAGE_SIM_CLASS;
+    if api.get_opt(name).await?.is_some() {
+        return Ok(());
+    }
+    let mut class = DynamicObject::new(name, &ar);
+    class.data = serde_json::json!({
+        "spec": {"provisioner": "storage-sim.failover.io", "parameters": {}}
+    });
+    match api.create(&PostParams::default(), &class).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "creating VolumeReplicationClass {name} in cluster {}",
+                c.name
+            )
+        }),
     }
 }
 

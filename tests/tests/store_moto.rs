@@ -845,7 +845,10 @@ async fn journal_reads_back_in_order_and_done_steps_are_not_redone() -> Result<(
         Outcome::AlreadyDone(step) => assert_eq!(step.task, "Alpha"),
         other => bail!("a DONE step was started again: {other:?}"),
     }
-    // A failed step may be retried; the attempts are counted.
+    let first_promote = f.store.journal(&r.id, "west").await?[0].started_at;
+    f.clock.advance(Duration::from_secs(15));
+    // A failed step may be retried; the attempts are counted, and the first start is kept
+    // (the engine counts its limits from it).
     assert!(
         f.store
             .journal_outcome(
@@ -870,6 +873,8 @@ async fn journal_reads_back_in_order_and_done_steps_are_not_redone() -> Result<(
         (west[0].status, west[0].attempts, west[0].message.as_deref()),
         (StepStatus::Started, 2, None)
     );
+    assert_eq!(west[0].first_started_at, Some(first_promote));
+    assert!(west[0].started_at > first_promote);
     Ok(())
 }
 

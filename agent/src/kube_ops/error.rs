@@ -4,6 +4,11 @@
 //! Messages read as one sentence with the cause appended, e.g. `VolumeReplication
 //! shop/data in cluster east did not reach Secondary: timed out after 5s waiting for
 //! state Secondary with Completed=True at the current generation; last seen: ...`.
+//!
+//! [`Cause::is_permanent`] tells a failure that running the step again cannot mend (the
+//! object does not exist, the request is forbidden or invalid: HTTP 400, 403, 404, 405,
+//! 422) from a transient one (5xx, 409 conflict, 429, 401, timeouts, a broken connection or
+//! watch), which the agent retries.
 
 use std::fmt;
 use std::time::Duration;
@@ -68,12 +73,52 @@ pub enum Cause {
     /// The object, or the request, cannot be acted on as asked.
     #[error("{0}")]
     Invalid(String),
+    /// A watch stream ended without an answer (the API server closed it): worth a retry.
+    #[error("{0}")]
+    WatchEnded(String),
     /// A verification found problems.
     #[error("verification failed: {}", problems.join("; "))]
     Verify {
         /// Each problem found, one sentence each.
         problems: Vec<String>,
     },
+}
+
+/// True for the HTTP status codes of a request the API server refuses the same way every
+/// time: 400 bad request, 403 forbidden, 404 not found, 405 method not allowed, 422 invalid.
+/// Everything else (401, 409 conflict, 410 gone, 429 too many requests, 5xx) may pass later.
+pub fn is_permanent_status(code: u16) -> bool {
+    matches!(code, 400 | 403 | 404 | 405 | 422)
+}
+
+/// True when the API server answered `e` with a permanent status
+/// ([`is_permanent_status`]); a transport error, a timeout or an unreadable answer is not.
+pub fn is_permanent_api_error(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if is_permanent_status(status.code))
+}
+
+impl Cause {
+    /// True when running the step again cannot mend this: the object does not exist or was
+    /// deleted, the request is forbidden or invalid, or the object cannot be acted on as
+    /// asked. False for what may pass (server errors, conflicts, throttling, a broken
+    /// connection or watch) and for the outcomes of waits (a timeout, a Degraded volume, a
+    /// failed verification), which callers judge on their own.
+    pub fn is_permanent(&self) -> bool {
+        use kube::runtime::watcher::Error as W;
+        match self {
+            Self::NotFound | Self::Deleted { .. } | Self::Invalid(_) => true,
+            Self::Api(e) => is_permanent_api_error(e),
+            Self::Watch(W::InitialListFailed(e) | W::WatchStartFailed(e) | W::WatchFailed(e)) => {
+                is_permanent_api_error(e)
+            }
+            Self::Watch(W::WatchError(status)) => is_permanent_status(status.code),
+            Self::Watch(W::NoResourceVersion) => true,
+            Self::WatchEnded(_)
+            | Self::Timeout { .. }
+            | Self::Degraded { .. }
+            | Self::Verify { .. } => false,
+        }
+    }
 }
 
 impl From<kube::Error> for Cause {
@@ -216,6 +261,13 @@ pub enum KubeOpsError {
         #[source]
         source: Cause,
     },
+    /// Reading an object the preflight checks.
+    #[error("cannot check {object}: {source}")]
+    Preflight {
+        object: ObjectId,
+        #[source]
+        source: Cause,
+    },
 }
 
 impl KubeOpsError {
@@ -238,7 +290,8 @@ impl KubeOpsError {
             | Self::WaitVolumeState { object, .. }
             | Self::WaitVolumeResynced { object, .. }
             | Self::VerifyVolume { object, .. }
-            | Self::ObserveVolume { object, .. } => object,
+            | Self::ObserveVolume { object, .. }
+            | Self::Preflight { object, .. } => object,
         }
     }
 
@@ -261,13 +314,19 @@ impl KubeOpsError {
             | Self::WaitVolumeState { source, .. }
             | Self::WaitVolumeResynced { source, .. }
             | Self::VerifyVolume { source, .. }
-            | Self::ObserveVolume { source, .. } => source,
+            | Self::ObserveVolume { source, .. }
+            | Self::Preflight { source, .. } => source,
         }
     }
 
     /// True when the cause is a wait that passed its deadline.
     pub fn is_timeout(&self) -> bool {
         matches!(self.cause(), Cause::Timeout { .. })
+    }
+
+    /// True when the cause is permanent ([`Cause::is_permanent`]).
+    pub fn is_permanent(&self) -> bool {
+        self.cause().is_permanent()
     }
 }
 
@@ -302,6 +361,63 @@ mod tests {
         assert!(e.is_timeout());
         assert_eq!(e.object().name, "data");
         assert!(std::error::Error::source(&e).is_some());
+    }
+
+    fn api(code: u16) -> Cause {
+        Cause::Api(kube::Error::Api(
+            kube::core::Status::failure("refused", "Reason")
+                .with_code(code)
+                .boxed(),
+        ))
+    }
+
+    #[test]
+    fn refusals_that_repeat_are_permanent() {
+        for code in [400, 403, 404, 405, 422] {
+            assert!(api(code).is_permanent(), "{code}");
+        }
+        assert!(Cause::NotFound.is_permanent());
+        assert!(
+            Cause::Deleted {
+                expected: "Primary".into()
+            }
+            .is_permanent()
+        );
+        assert!(Cause::Invalid("no replica count recorded".into()).is_permanent());
+        assert!(
+            Cause::Watch(kube::runtime::watcher::Error::WatchStartFailed(
+                kube::Error::Api(
+                    kube::core::Status::failure("no", "Forbidden")
+                        .with_code(403)
+                        .boxed()
+                )
+            ))
+            .is_permanent()
+        );
+    }
+
+    #[test]
+    fn what_may_pass_is_transient() {
+        for code in [401, 409, 410, 429, 500, 502, 503, 504] {
+            assert!(!api(code).is_permanent(), "{code}");
+        }
+        assert!(!Cause::WatchEnded("the watch ended".into()).is_permanent());
+        assert!(
+            !Cause::Watch(kube::runtime::watcher::Error::WatchError(
+                kube::core::Status::failure("too old", "Expired")
+                    .with_code(410)
+                    .boxed()
+            ))
+            .is_permanent()
+        );
+        let transport = kube::Error::Service(Box::new(std::io::Error::other("connection reset")));
+        assert!(!Cause::Api(transport).is_permanent());
+        let timeout = Cause::Timeout {
+            after: Duration::from_secs(5),
+            expected: "Primary".into(),
+            last: "Secondary".into(),
+        };
+        assert!(!timeout.is_permanent(), "waits are judged by their callers");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! | [`flux`] | HelmRelease (`helm.toolkit.fluxcd.io/v2`), Kustomization (`kustomize.toolkit.fluxcd.io/v1`) | suspend, resume with `reconcile.fluxcd.io/requestedAt` |
 //! | [`workloads`] | Deployment, StatefulSet, CronJob | scale to 0 recording `failover.io/original-replicas`, restore, wait until pods are gone / ready, suspend and resume CronJobs, wait for their Jobs |
 //! | [`volumes`] | VolumeReplication (`replication.storage.openshift.io/v1alpha1`) | set `spec.replicationState`, wait until settled / resynced, verify, observe |
+//! | [`preflight`] | every kind above, PersistentVolumeClaim, VolumeReplicationClass | read only: does each object the group names exist, with each volume's PVC and class |
 //!
 //! Every operation follows the same shape: **read** the object, **decide** with a pure
 //! function (no client, unit-tested over small JSON fixtures in each module), **act** with
@@ -29,6 +30,7 @@
 
 pub mod error;
 pub mod flux;
+pub mod preflight;
 pub mod traffic;
 pub mod volumes;
 pub mod wait;

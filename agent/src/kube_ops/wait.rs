@@ -86,7 +86,7 @@ where
                 }
             }
         }
-        Err(Cause::Invalid(format!("the watch of {what} ended")))
+        Err(Cause::WatchEnded(format!("the watch of {what} ended")))
     };
     let res = tokio::time::timeout(deadline, watch).await;
     match res {

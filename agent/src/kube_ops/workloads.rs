@@ -208,18 +208,21 @@ pub fn plan_record(view: &WorkloadView, stamp: &Stamp) -> ScalePlan {
     }
 }
 
-/// Scale to `replicas`, or without it to the recorded count; an error when neither is
-/// known. No patch when the workload already has that many replicas.
+/// Scale to `replicas`, or without it to the recorded count, or without that to the count
+/// the FailoverGroup declares (`declared`); an error when none is known. No patch when the
+/// workload already has that many replicas.
 pub fn plan_restore(
     view: &WorkloadView,
     replicas: Option<u32>,
+    declared: Option<u32>,
     stamp: &Stamp,
 ) -> Result<ScalePlan, Cause> {
     let target = replicas
         .or_else(|| view.recorded_replicas())
+        .or(declared)
         .ok_or_else(|| {
             Cause::Invalid(format!(
-                "no replica count recorded for it (by this operation or an earlier one of the group) and no {ANNOTATION_ORIGINAL_REPLICAS} annotation on it; annotate the standby object with {ANNOTATION_ORIGINAL_REPLICAS}=<count>"
+                "no replica count recorded for it (by this operation or an earlier one of the group), no {ANNOTATION_ORIGINAL_REPLICAS} annotation on it and no `replicas` in its entry of the FailoverGroup's spec.workloads; annotate the standby object with {ANNOTATION_ORIGINAL_REPLICAS}=<count> or declare the count"
             ))
         })?;
     Ok(ScalePlan {
@@ -397,17 +400,19 @@ pub async fn scale_down(
 }
 
 /// Scales a Deployment or StatefulSet to `replicas`, or without it to the count recorded
-/// in [`ANNOTATION_ORIGINAL_REPLICAS`], and returns the count.
+/// in [`ANNOTATION_ORIGINAL_REPLICAS`], or without that to `declared` (the FailoverGroup's),
+/// and returns the count.
 pub async fn restore_replicas(
     cc: &ClusterClient,
     kind: WorkloadKind,
     namespace: &str,
     name: &str,
     replicas: Option<u32>,
+    declared: Option<u32>,
     stamp: &Stamp,
 ) -> Result<Scaled, KubeOpsError> {
     let s = read_decide_patch(cc, kind, namespace, name, |v| {
-        plan_restore(v, replicas, stamp)
+        plan_restore(v, replicas, declared, stamp)
     })
     .await
     .map_err(|source| KubeOpsError::ScaleWorkload {

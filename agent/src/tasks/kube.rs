@@ -10,7 +10,8 @@
 //! journal, decides ("never redo a promote blindly"). `Reactivate` acts only while this
 //! cluster is entitled and the abort was granted.
 
-use failover_messages::crd::{NetworkKind, WorkloadKind};
+use ::kube::Api;
+use failover_messages::crd::{FailoverGroup, NetworkKind, WorkloadKind};
 use failover_messages::store::Stale;
 
 use crate::kube_ops::traffic::{self, TrafficState};
@@ -201,21 +202,50 @@ async fn scale_up(ctx: &TaskContext, kind: WorkloadKind, name: &str) -> Result<(
                 tracing::warn!(workload = %key, replicas = n, "the operation recorded no replica count; using the group's last known one");
             }
             None => {
-                tracing::warn!(workload = %key, "no replica count recorded for the group; using the object's failover.io/original-replicas annotation");
+                tracing::warn!(workload = %key, "no replica count recorded for the group; using the object's failover.io/original-replicas annotation, else the FailoverGroup's declared count");
             }
         }
     }
+    let declared = match recorded {
+        Some(_) => None,
+        None => declared_replicas(ctx, kind, name).await?,
+    };
     workloads::restore_replicas(
         &cluster_client(ctx)?,
         kind,
         namespace(ctx),
         name,
         recorded,
+        declared,
         &stamp(ctx),
     )
     .await
     .map_err(kube_err)
     .map(drop)
+}
+
+/// The replica count this cluster's FailoverGroup declares for a workload (`replicas` in its
+/// entry of `spec.workloads`), the scale-up's last fallback.
+async fn declared_replicas(
+    ctx: &TaskContext,
+    kind: WorkloadKind,
+    name: &str,
+) -> Result<Option<u32>, TaskError> {
+    let group = &ctx.workflow().group;
+    let fg = Api::<FailoverGroup>::namespaced(ctx.kube()?.clone(), &group.namespace)
+        .get_opt(&group.name)
+        .await
+        .map_err(|e| {
+            TaskError::caused_by("reading the FailoverGroup for its declared replicas", e)
+                .on(format!("FailoverGroup/{}", group.name))
+        })?;
+    Ok(fg.and_then(|fg| {
+        fg.spec
+            .workloads
+            .iter()
+            .find(|w| w.kind == kind && w.name == name)
+            .and_then(|w| w.replicas)
+    }))
 }
 
 // ---- volumes ----------------------------------------------------------------------------------

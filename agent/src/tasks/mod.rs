@@ -9,6 +9,7 @@
 //! | [`Step::Record`]: `ValidateOperation`, `RenewLease`, `RecordReplicas`, `MarkAllReady`, `ClaimPromotion`, `MarkPromoted`, `RecordDualActive`, `CompleteOperation`, `FinishAbort` | `record.rs` | the store's conditional writes (each conditioned on the group's epoch) |
 //! | [`Step::Wait`]: `WaitAllReady`, `WaitPeer`, `WaitOperationClosed`; `WaitSourceReleased` (forced target) | `wait.rs`, `release.rs` | [`wake::wait_until`]: an SQS wake-up or the re-read timer, then a consistent read; the forced wait also times the other clusters' serving leases |
 //! | [`Step::Notify`]: `Notify`, `UpdateGroupStatus` | `notify.rs` | an envelope to the peer's inbox (a hint; a send failure is logged, not fatal); the `FailoverGroup` status subresource in this cluster |
+//! | [`Step::Check`]: `Preflight` | `check.rs` | reads of this cluster's objects ([`crate::kube_ops::preflight`]) and the group's replica records; changes nothing |
 //!
 //! What the groups share (the configuration, clients, error mapping, the guards that the
 //! operation is still current) is in `support.rs`; the operation's timings, computed when it
@@ -21,6 +22,7 @@
 //! task). A lost conditional write becomes [`TaskError::StaleEpoch`] /
 //! [`TaskError::AbortRequested`], which stops the engine; nothing is retried.
 
+mod check;
 pub mod concerns;
 mod kube;
 mod notify;
@@ -109,6 +111,7 @@ async fn run(step: &Step, config: &TasksConfig, ctx: &TaskContext) -> Result<(),
         Step::Record(s) => record::run(s, config, ctx).await,
         Step::Wait(s) => wait::run(s, config, ctx).await,
         Step::Notify(s) => notify::run(s, ctx).await,
+        Step::Check(s) => check::run(s, ctx).await,
     }
 }
 

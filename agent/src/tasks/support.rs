@@ -67,16 +67,25 @@ pub(super) fn wait_deadline(ctx: &TaskContext) -> Duration {
     }
 }
 
+/// A Kubernetes operation's error as a task's: final ([`TaskError::GaveUp`], the operation
+/// fails at once) when a wait used up the step's time, the volume will not get there, or
+/// the API server refused in a way that repeats ([`KubeCause::is_permanent`]: not found,
+/// forbidden, invalid); otherwise a failure the runner retries from the journal.
 pub(super) fn kube_err(e: KubeOpsError) -> TaskError {
-    let object = e.object().to_string();
-    match e.cause() {
-        // The wait used up the step's time, or the volume will not get there: final.
-        KubeCause::Timeout { .. } | KubeCause::Degraded { .. } => TaskError::GaveUp {
-            object: Some(object),
-            message: "Kubernetes wait gave up".to_owned(),
-            source: Some(Box::new(e)),
-        },
-        _ => TaskError::caused_by("Kubernetes operation failed", e).on(object),
+    // `Kind namespace/name`: the engine's error names the cluster itself.
+    let o = e.object();
+    let object = format!("{} {}/{}", o.kind, o.namespace, o.name);
+    let message = match e.cause() {
+        KubeCause::Timeout { .. } | KubeCause::Degraded { .. } => "Kubernetes wait gave up",
+        cause if cause.is_permanent() => {
+            "Kubernetes operation failed, and running it again would fail the same way"
+        }
+        _ => return TaskError::caused_by("Kubernetes operation failed", e).on(object),
+    };
+    TaskError::GaveUp {
+        object: Some(object),
+        message: message.to_owned(),
+        source: Some(Box::new(e)),
     }
 }
 

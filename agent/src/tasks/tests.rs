@@ -127,3 +127,66 @@ fn lost_conditional_writes_stop_the_engine() {
         "StatefulSet/db"
     );
 }
+
+mod kube_errors {
+    use std::time::Duration;
+
+    use super::super::support::kube_err;
+    use crate::kube_ops::KubeOpsError;
+    use crate::kube_ops::error::{Cause, ObjectId};
+
+    fn scale(source: Cause) -> KubeOpsError {
+        KubeOpsError::ScaleWorkload {
+            object: ObjectId {
+                kind: "Deployment",
+                namespace: "shop".into(),
+                name: "api".into(),
+                cluster: "west".into(),
+            },
+            to: "3 replicas".into(),
+            source,
+        }
+    }
+
+    fn api(code: u16) -> Cause {
+        Cause::Api(::kube::Error::Api(
+            ::kube::core::Status::failure("refused", "Reason")
+                .with_code(code)
+                .boxed(),
+        ))
+    }
+
+    #[test]
+    fn a_permanent_refusal_fails_the_step_at_once_naming_the_object() {
+        for cause in [Cause::NotFound, api(403), api(422), api(400)] {
+            let e = kube_err(scale(cause));
+            assert!(e.is_final(), "{e:?}");
+            assert_eq!(e.object(), Some("Deployment shop/api"));
+            let chain = crate::errors::error_chain(&e);
+            assert!(
+                chain.contains("Deployment shop/api in cluster west"),
+                "{chain}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_transient_failure_is_retried() {
+        for code in [409, 429, 500, 503] {
+            let e = kube_err(scale(api(code)));
+            assert!(!e.is_final(), "{code}: {e:?}");
+            assert_eq!(e.object(), Some("Deployment shop/api"));
+        }
+        assert!(!kube_err(scale(Cause::WatchEnded("the watch ended".into()))).is_final());
+    }
+
+    #[test]
+    fn a_wait_that_ran_out_gives_up() {
+        let e = kube_err(scale(Cause::Timeout {
+            after: Duration::from_secs(5),
+            expected: "ready".into(),
+            last: "0/3 ready".into(),
+        }));
+        assert!(e.is_final());
+    }
+}

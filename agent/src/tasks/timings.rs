@@ -22,7 +22,7 @@ fn first_started(steps: &[JournalStep], task_prefix: &str) -> Option<Timestamp> 
     steps
         .iter()
         .filter(|s| s.task.starts_with(task_prefix))
-        .map(|s| s.started_at)
+        .map(JournalStep::first_started)
         .min()
 }
 
@@ -52,8 +52,8 @@ pub fn from_journals(source: &[JournalStep], target: &[JournalStep]) -> Timings 
             let end = s.finished_at.unwrap_or(s.started_at);
             let e = stages
                 .entry(format!("{role}/{}", s.stage))
-                .or_insert((s.started_at, end));
-            e.0 = e.0.min(s.started_at);
+                .or_insert((s.first_started(), end));
+            e.0 = e.0.min(s.first_started());
             e.1 = e.1.max(end);
         }
     }
@@ -87,6 +87,7 @@ mod tests {
             status: StepStatus::Done,
             attempts: 1,
             started_at: at(start),
+            first_started_at: None,
             finished_at: Some(at(end)),
             message: None,
         }

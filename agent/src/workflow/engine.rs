@@ -10,10 +10,13 @@
 //!    operation's epoch. A refused write ([`EngineError::StaleEpoch`]) stops the workflow
 //!    at once: the step does not run and nothing is retried. A journal that cannot be
 //!    written stops it too ([`EngineError::Journal`]): no step runs without its intent.
-//! 3. **Run.** The task runs under a tokio timeout: its stage's time limit (what is left
-//!    of it for this run), or the step's own limit for steps that wait for the other
-//!    cluster. The task gets a [`TaskContext`] describing the step, including the journaled
-//!    status of an earlier attempt ([`Attempt`]).
+//! 3. **Run.** The task runs under a tokio timeout: what is left of its stage's time limit,
+//!    or of the step's own limit for steps that wait for the other cluster. Limits count
+//!    from the first start the journal recorded (`firstStartedAt`), not from this run's: a
+//!    step that fails and is run again, or an agent that restarts, does not get the whole
+//!    limit again, so a failure that repeats ends in [`EngineError::DeadlineExceeded`]
+//!    (see [`deadline`]). The task gets a [`TaskContext`] describing the step, including
+//!    the journaled status of an earlier attempt ([`Attempt`]).
 //! 4. **Outcome.** `DONE`, or `FAILED` with the error; then the next step, or the error:
 //!    [`EngineError::TaskFailed`] / [`EngineError::DeadlineExceeded`] name the stage, the
 //!    task, the object and the cluster.
@@ -46,6 +49,7 @@
 //! times.
 
 mod bound;
+mod deadline;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -87,8 +91,9 @@ pub enum EngineError {
     },
     /// A task did not finish in time.
     #[error(
-        "task {task} (stage {stage}) on {} in cluster {cluster} did not finish within {after:?}",
-        object.as_deref().unwrap_or("no single object")
+        "task {task} (stage {stage}) on {} in cluster {cluster} did not finish within its limit of {after:?}, counted from its first start{}",
+        object.as_deref().unwrap_or("no single object"),
+        last_failure.as_deref().map(|m| format!("; its last attempt failed: {m}")).unwrap_or_default()
     )]
     DeadlineExceeded {
         /// Stage key.
@@ -99,8 +104,12 @@ pub enum EngineError {
         object: Option<String>,
         /// This cluster.
         cluster: String,
-        /// The limit that ran out.
+        /// The limit that ran out (the stage's, or the step's own), counted from the first
+        /// start the journal recorded.
         after: Duration,
+        /// The error an earlier attempt of the step was journaled `FAILED` with, if any (what
+        /// kept it from finishing).
+        last_failure: Option<String>,
     },
     /// A conditional write (the journal's or the task's) was refused: the group's epoch
     /// moved or the operation is no longer in flight. Nothing more was written.
@@ -279,7 +288,9 @@ type Journaled = HashMap<(String, String), JournalStep>;
 enum Ran {
     Ok,
     Failed(TaskError),
-    TimedOut(Duration),
+    /// The limit (the whole of it, counted from the first start) ran out; the error of the
+    /// earlier attempt, if it failed.
+    TimedOut(Duration, Option<String>),
 }
 
 impl<J: Journal> Engine<J> {
@@ -375,8 +386,17 @@ impl<J: Journal> Engine<J> {
             },
         );
         tracing::info!(stage = %stage.key, number = stage.number, "stage started");
-        // Time this run spent on the stage's own work (waits for the peer excluded).
-        let mut used = Duration::ZERO;
+        // Time the stage's own work took (waits for the peer excluded), from the first start
+        // of each of its steps, earlier runs included.
+        let now = ctx.now();
+        let mut used = deadline::carried(
+            stage,
+            |task| journaled.get(&(stage.key.clone(), task.to_owned())),
+            now,
+        );
+        if !used.is_zero() {
+            tracing::info!(stage = %stage.key, ?used, limit = ?stage.timeout, "stage resumed; its limit counts from its first start");
+        }
         let mut steps = Vec::with_capacity(stage.steps.len());
         for step in &stage.steps {
             steps.push(
@@ -424,9 +444,13 @@ impl<J: Journal> Engine<J> {
             self.skip(ctx, &cursor);
             return Ok(skipped());
         }
-        let limit = match step.own_deadline {
-            Some(limit) => limit,
-            None => stage.timeout.saturating_sub(*used),
+        // What is left of the limit, and the whole limit (for the error).
+        let (limit, whole) = match step.own_deadline {
+            Some(own) => (
+                deadline::own_left(own, earlier.filter(|_| step.journaled), ctx.now()),
+                own,
+            ),
+            None => (stage.timeout.saturating_sub(*used), stage.timeout),
         };
         if step.journaled && !self.intent(&cursor).await? {
             self.skip(ctx, &cursor);
@@ -466,14 +490,17 @@ impl<J: Journal> Engine<J> {
             attempt,
         });
         let started = Instant::now();
+        let last_failure = earlier
+            .filter(|s| step.journaled && s.status == StepStatus::Failed)
+            .and_then(|s| s.message.clone());
         let ran = if limit.is_zero() {
-            Ran::TimedOut(limit)
+            Ran::TimedOut(whole, last_failure)
         } else {
             let fut = step.task.execute(&step_ctx);
             match tokio::time::timeout(limit, fut.instrument(step_ctx.span().clone())).await {
                 Ok(Ok(())) => Ran::Ok,
                 Ok(Err(e)) => Ran::Failed(e),
-                Err(_) => Ran::TimedOut(limit),
+                Err(_) => Ran::TimedOut(whole, last_failure),
             }
         };
         let elapsed = started.elapsed();
@@ -563,8 +590,10 @@ impl<J: Journal> Engine<J> {
                     source,
                 })
             }
-            Ran::TimedOut(after) => {
-                let message = format!("deadline exceeded after {after:?}");
+            Ran::TimedOut(after, last_failure) => {
+                let message = format!(
+                    "deadline exceeded: its limit of {after:?} counted from its first start"
+                );
                 tracing::warn!(task = %step.key, ?after, "task ran out of time");
                 self.finish_after_failure(cursor, step.journaled, &message)
                     .await?;
@@ -575,6 +604,7 @@ impl<J: Journal> Engine<J> {
                     object: step.object.clone(),
                     cluster: cluster.to_owned(),
                     after,
+                    last_failure,
                 })
             }
         }

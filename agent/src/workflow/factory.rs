@@ -6,7 +6,7 @@
 //!
 //! | # | stage | source | target |
 //! |---|---|---|---|
-//! | 1 | Initialization | validate, renew lease | validate, renew lease |
+//! | 1 | Initialization | validate, renew lease, preflight, notify target, wait for the target's preflight | validate, renew lease, preflight, notify source, wait for the source's preflight (not when forced) |
 //! | 2 | Source Cluster Shutdown | traffic off → **Flux suspended** → replicas recorded → workloads scaled to 0, CronJobs suspended → pods gone | – |
 //! | 3 | Volume Transition (Source) | demote each → wait each Secondary → mark **all** ready (one transaction) → notify target | – |
 //! | 4 | Volume Transition (Target) | – | wait until every volume is ready at the epoch (skipped when forced) → claim promotion → promote each → wait each Primary → verify each → mark promoted |
@@ -21,7 +21,7 @@
 //!
 //! | # | stage | source | target |
 //! |---|---|---|---|
-//! | 1 | Initialization | validate, renew lease | validate, renew lease |
+//! | 1 | Initialization | as in CONSISTENCY, then replica counts recorded | as in CONSISTENCY |
 //! | 2 | Volume Transition (Target) | – | claim promotion (no handoff records) → promote → wait Primary → record dual-active start → verify → mark promoted |
 //! | 3 | Target Cluster Activation | – | as in CONSISTENCY, then notify source |
 //! | 4 | Source Cluster Shutdown | wait until the target serves → as in CONSISTENCY | – |
@@ -57,7 +57,8 @@ use failover_messages::protocol::spec::{self, SpecProblem};
 use failover_messages::records::Mode;
 
 use super::definition::{
-    DualActiveEnd, KubeStep, NotifyStep, RecordStep, Release, Stage, Step, WaitStep, Workflow,
+    CheckStep, DualActiveEnd, KubeStep, NotifyStep, PeerStep, Preflight, RecordStep, Release,
+    Stage, Step, WaitStep, Workflow,
 };
 use super::stages::{Role, StageId};
 
@@ -268,7 +269,7 @@ impl Planner<'_> {
             Mode::Consistency => self.workflow(
                 Role::Source,
                 vec![
-                    (StageId::Initialization, initialization()),
+                    (StageId::Initialization, self.initialization(Role::Source)),
                     (StageId::SourceShutdown, self.shutdown()),
                     (StageId::VolumeTransitionSource, self.demotion()),
                     (
@@ -306,7 +307,7 @@ impl Planner<'_> {
                         .into_iter()
                         .filter(|s| !matches!(s, Step::Record(RecordStep::RecordReplicas { .. }))),
                 );
-                let mut init = initialization();
+                let mut init = self.initialization(Role::Source);
                 init.extend(self.record_replicas());
                 self.workflow(
                     Role::Source,
@@ -335,7 +336,7 @@ impl Planner<'_> {
         self.workflow(
             Role::Target,
             vec![
-                (StageId::Initialization, initialization()),
+                (StageId::Initialization, self.initialization(Role::Target)),
                 (StageId::VolumeTransitionTarget, self.promotion()),
                 (StageId::TargetActivation, self.activation()),
             ],
@@ -620,11 +621,72 @@ impl Planner<'_> {
 }
 
 /// Initialization, the same on both sides.
-fn initialization() -> Vec<Step> {
-    vec![
-        Step::Record(RecordStep::ValidateOperation),
-        Step::Record(RecordStep::RenewLease),
-    ]
+impl Planner<'_> {
+    /// Initialization: validate, renew the lease, the preflight (what can be known before
+    /// anything changes, in this cluster), a wake-up to the peer, then a wait for the peer's
+    /// preflight, so that nothing changes in either cluster before both have passed. A forced
+    /// operation's target does not wait (its source may be gone).
+    fn initialization(&self, role: Role) -> Vec<Step> {
+        let preflight = self.preflight(role);
+        let peer_preflight = PeerStep {
+            role: role.peer(),
+            stage: StageId::Initialization,
+            task: preflight.key(),
+        };
+        let mut steps = vec![
+            Step::Record(RecordStep::ValidateOperation),
+            Step::Record(RecordStep::RenewLease),
+            preflight,
+            Step::Notify(NotifyStep::Notify {
+                to: role.peer(),
+                kind: EnvelopeKind::Wake,
+            }),
+        ];
+        if !(self.force && role == Role::Target) {
+            steps.push(Step::Wait(WaitStep::WaitPeer {
+                peer: peer_preflight,
+                within: self.limits.of(StageId::Initialization),
+            }));
+        }
+        steps
+    }
+
+    /// The preflight of `role`: every object the group names, and (target) the workloads it
+    /// scales up with the replica counts the spec declares.
+    fn preflight(&self, role: Role) -> Step {
+        let spec = self.objects.spec;
+        let checks = Preflight {
+            workloads: spec
+                .workloads
+                .iter()
+                .map(|w| (w.kind, w.name.clone()))
+                .collect(),
+            network: spec
+                .network
+                .iter()
+                .map(|n| (n.kind, n.name.clone()))
+                .collect(),
+            flux: spec
+                .flux
+                .iter()
+                .map(|f| (f.kind, f.namespace.clone(), f.name.clone()))
+                .collect(),
+            volumes: self.objects.volumes.clone(),
+            scale_up: match role {
+                Role::Source => Vec::new(),
+                Role::Target => spec
+                    .workloads
+                    .iter()
+                    .filter(|w| w.kind != WorkloadKind::CronJob)
+                    .map(|w| (w.kind, w.name.clone(), w.replicas))
+                    .collect(),
+            },
+        };
+        Step::Check(CheckStep::Preflight {
+            role,
+            checks: Box::new(checks),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -280,6 +280,7 @@ impl MemoryJournal {
                 }
                 existing => {
                     let attempts = existing.map_or(0, |s| s.attempts) + 1;
+                    let first = existing.map_or(now, JournalStep::first_started);
                     state.steps.insert(
                         key,
                         JournalStep {
@@ -291,6 +292,7 @@ impl MemoryJournal {
                             status: StepStatus::Started,
                             attempts,
                             started_at: now,
+                            first_started_at: Some(first),
                             finished_at: None,
                             message: None,
                         },
@@ -343,6 +345,7 @@ impl MemoryJournal {
                     status,
                     attempts: 1,
                     started_at: now,
+                    first_started_at: Some(now),
                     finished_at: None,
                     message: None,
                 });

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `WorkflowTask` (`Execute`, `GetName`, `GetDescription`) | [`WorkflowTask`] ([`task`]), [`TaskError`] ([`task_error`]) |
 //! | Factory | [`Factory`] ([`factory`]): pure, (mode, role, group spec, force) → [`Workflow`] |
-//! | workflow definitions | [`Workflow`], [`Stage`], [`Step`] in four groups ([`definition`]) |
+//! | workflow definitions | [`Workflow`], [`Stage`], [`Step`] in five groups ([`definition`]) |
 //! | stages, roles | [`StageId`], [`Role`] ([`stages`]) |
 //! | Engine | [`Engine`] ([`engine`]): stages in order, journal, deadlines, progress |
 //! | DependencyInjector | [`TaskContext`] ([`context`]) |
@@ -37,8 +37,8 @@ pub use self::context::{
     Attempt, ContextError, StepInfo, TaskContext, WorkflowContext, WorkflowTimings,
 };
 pub use self::definition::{
-    Concern, DualActiveEnd, KubeStep, NotifyStep, PeerStep, RecordStep, Release, Stage, Step,
-    WaitStep, Workflow,
+    CheckStep, Concern, DualActiveEnd, KubeStep, NotifyStep, PeerStep, Preflight, RecordStep,
+    Release, Stage, Step, WaitStep, Workflow,
 };
 pub use self::engine::{BoundStage, BoundStep, BoundWorkflow, Engine, EngineError};
 pub use self::factory::{Factory, FactoryError};

@@ -21,9 +21,10 @@ pub enum TaskError {
         #[source]
         source: Option<BoxError>,
     },
-    /// The work cannot finish in time: a wait passed the step's deadline, or the object
-    /// reports a state waiting will not mend (a Degraded volume). Running the step again
-    /// would not help, so the operation is failed.
+    /// The work cannot finish: a wait passed the step's deadline, the object reports a
+    /// state waiting will not mend (a Degraded volume), or the request is refused in a way
+    /// that repeats (the object does not exist, the request is forbidden or invalid).
+    /// Running the step again would not help, so the operation is failed.
     #[error("{message}")]
     GaveUp {
         /// The object concerned, e.g. `VolumeReplication/orders-db-data`.

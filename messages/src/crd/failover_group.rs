@@ -172,6 +172,14 @@ pub struct WorkloadRef {
     /// Name of the workload.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// Replica count to scale a Deployment or StatefulSet up to when the target knows no
+    /// other: used only when no count was recorded for the group (by the source, in an
+    /// earlier operation, or by the active side while idle) and the standby object has no
+    /// `failover.io/original-replicas` annotation, e.g. for a forced failover whose source
+    /// never ran. Not for CronJobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<u32>,
 }
 
 /// A csi-addons `VolumeReplication` (`replication.storage.openshift.io/v1alpha1`) in the

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::crd::{DurationError, FailoverGroupSpec};
+use crate::crd::{DurationError, FailoverGroupSpec, WorkloadKind};
 
 use super::names::{flux_kind_name, network_kind_name, workload_kind_name};
 
@@ -92,6 +92,17 @@ pub fn problems(spec: &FailoverGroupSpec) -> Vec<SpecProblem> {
             .map(|f| format!("{}/{}/{}", flux_kind_name(f.kind), f.namespace, f.name)),
         &mut out,
     );
+    for (i, w) in spec.workloads.iter().enumerate() {
+        if w.kind == WorkloadKind::CronJob && w.replicas.is_some() {
+            out.push(SpecProblem {
+                field: format!("spec.workloads[{i}].replicas"),
+                message: format!(
+                    "CronJob/{} is suspended and resumed, never scaled; remove the field",
+                    w.name
+                ),
+            });
+        }
+    }
     if spec.volume_replications.len() > MAX_VOLUMES {
         out.push(SpecProblem {
             field: "spec.volumeReplications".to_owned(),
@@ -140,13 +151,14 @@ pub fn problems_message(problems: &[SpecProblem]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{VolumeReplicationRef, WorkloadKind, WorkloadRef};
+    use crate::crd::{VolumeReplicationRef, WorkloadRef};
 
     fn spec() -> FailoverGroupSpec {
         FailoverGroupSpec {
             workloads: vec![WorkloadRef {
                 kind: WorkloadKind::StatefulSet,
                 name: "db".into(),
+                replicas: Some(1),
             }],
             volume_replications: vec![VolumeReplicationRef {
                 name: "db-data".into(),
@@ -165,6 +177,11 @@ mod tests {
     fn each_problem_names_its_field() {
         let mut s = spec();
         s.workloads.push(s.workloads[0].clone());
+        s.workloads.push(WorkloadRef {
+            kind: WorkloadKind::CronJob,
+            name: "report".into(),
+            replicas: Some(2),
+        });
         s.volume_replications[0].workload = Some("nope".into());
         s.auto_failover.enabled = true;
         let fields: Vec<String> = problems(&s).into_iter().map(|p| p.field).collect();
@@ -172,6 +189,7 @@ mod tests {
             fields,
             [
                 "spec.workloads[1]",
+                "spec.workloads[2].replicas",
                 "spec.volumeReplications[0].workload",
                 "spec.autoFailover.enabled"
             ]

@@ -189,11 +189,16 @@ impl StageId {
         use Mode::{Consistency, Uptime};
         match (self, mode) {
             (Self::Initialization, Consistency) => {
-                "read the operation and group spec, validate, renew the lease"
+                "read the operation and group spec, validate, renew the lease; preflight in \
+                 each cluster (every object the group names exists, with each volume's PVC and \
+                 VolumeReplicationClass; the target knows every replica count to scale up to); \
+                 nothing changes in either cluster until both preflights pass"
             }
             (Self::Initialization, Uptime) => {
-                "read the operation and group spec, validate, renew the lease; the source \
-                 records its replica counts"
+                "read the operation and group spec, validate, renew the lease; preflight in \
+                 each cluster (every object the group names exists, with each volume's PVC and \
+                 VolumeReplicationClass; the target knows every replica count to scale up to); \
+                 once both preflights pass, the source records its replica counts"
             }
             (Self::SourceShutdown, Consistency) => {
                 "network off, Flux suspended, replica counts recorded, workloads scaled to 0 \

@@ -29,12 +29,24 @@ pub struct JournalStep {
     pub attempts: u32,
     /// When the last intent was written.
     pub started_at: Timestamp,
+    /// When the first intent was written (kept by every later intent; absent on steps
+    /// journaled before it existed, which count from `started_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_started_at: Option<Timestamp>,
     /// When the outcome was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Timestamp>,
     /// Error or note from the outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+impl JournalStep {
+    /// When the step was first started: its first intent, or its last one for steps
+    /// journaled without the first.
+    pub fn first_started(&self) -> Timestamp {
+        self.first_started_at.unwrap_or(self.started_at)
+    }
 }
 
 impl Record for JournalStep {
@@ -54,6 +66,7 @@ impl Record for JournalStep {
             .s(attr::STATUS, self.status.as_str())
             .n(attr::ATTEMPTS, self.attempts)
             .ms(attr::STARTED_AT, self.started_at)
+            .opt_ms(attr::FIRST_STARTED_AT, self.first_started_at)
             .opt_ms(attr::FINISHED_AT, self.finished_at)
             .opt_s(attr::MESSAGE, self.message.as_deref())
             .0
@@ -72,6 +85,7 @@ impl Record for JournalStep {
                 .opt_number(attr::ATTEMPTS, "an unsigned 32-bit integer")?
                 .unwrap_or(1),
             started_at: r.millis(attr::STARTED_AT)?,
+            first_started_at: r.opt_millis(attr::FIRST_STARTED_AT)?,
             finished_at: r.opt_millis(attr::FINISHED_AT)?,
             message: r.opt_string(attr::MESSAGE)?,
         })

@@ -87,7 +87,11 @@ pub fn group_spec(group: &str, shape: GroupShape) -> FailoverGroupSpec {
             .collect(),
         workloads: workloads
             .into_iter()
-            .map(|(kind, name)| WorkloadRef { kind, name })
+            .map(|(kind, name)| WorkloadRef {
+                kind,
+                name,
+                replicas: None,
+            })
             .collect(),
         timeouts: StageTimeouts {
             initialization: Some("60s".into()),

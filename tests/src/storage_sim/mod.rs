@@ -241,13 +241,17 @@ pub fn volume_replications(client: &Client, namespace: &str) -> Api<DynamicObjec
     Api::namespaced_with(client.clone(), namespace, &volume_replication_resource())
 }
 
-/// A VolumeReplication replicating PVC `pvc` (class `storage-sim`).
+/// The VolumeReplicationClass of the simulator's volumes (the test harness creates it in
+/// both clusters).
+pub const STORAGE_SIM_CLASS: &str = "storage-sim";
+
+/// A VolumeReplication replicating PVC `pvc` (class [`STORAGE_SIM_CLASS`]).
 pub fn volume_replication(name: &str, state: DesiredState, pvc: &str) -> DynamicObject {
     let ar = volume_replication_resource();
     let mut obj = DynamicObject::new(name, &ar);
     obj.data = json!({
         "spec": {
-            "volumeReplicationClass": "storage-sim",
+            "volumeReplicationClass": STORAGE_SIM_CLASS,
             "replicationState": state.as_spec(),
             "dataSource": {"apiGroup": "", "kind": "PersistentVolumeClaim", "name": pvc},
         }

@@ -13,6 +13,7 @@ fn spec() -> FailoverGroupSpec {
         workloads: vec![WorkloadRef {
             kind: WorkloadKind::StatefulSet,
             name: "db".into(),
+            replicas: None,
         }],
         volume_replications: vec![
             VolumeReplicationRef {

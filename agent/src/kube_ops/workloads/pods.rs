@@ -170,7 +170,7 @@ pub async fn wait_pods_gone(
                 }
             }
         }
-        Err(Cause::Invalid("the pod watch ended".into()))
+        Err(Cause::WatchEnded("the pod watch ended".into()))
     };
     let remaining = deadline.saturating_sub(started.elapsed());
     match tokio::time::timeout(remaining, watch).await {

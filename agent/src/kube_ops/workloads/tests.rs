@@ -98,17 +98,18 @@ fn record_writes_only_a_missing_or_different_count() {
 }
 
 #[test]
-fn restore_uses_the_given_count_else_the_annotation() {
+fn restore_uses_the_given_count_else_the_annotation_else_the_declared_one() {
     let s = Stamp::new(7, "op");
     let down = dep(0, json!({"failover.io/original-replicas": "3"}));
-    let p = plan_restore(&down, None, &s).unwrap();
-    assert_eq!(p.replicas, 3);
+    let p = plan_restore(&down, None, Some(5), &s).unwrap();
+    assert_eq!(p.replicas, 3, "the annotation wins over the declared count");
     assert_eq!(p.patch.unwrap()["spec"]["replicas"], 3);
-    let p = plan_restore(&down, Some(4), &s).unwrap();
+    let p = plan_restore(&down, Some(4), Some(5), &s).unwrap();
     assert_eq!(p.replicas, 4);
     assert_eq!(
         plan_restore(
             &dep(3, json!({"failover.io/original-replicas": "3"})),
+            None,
             None,
             &s
         )
@@ -116,11 +117,14 @@ fn restore_uses_the_given_count_else_the_annotation() {
         .patch,
         None
     );
-    let e = plan_restore(&dep(0, json!({})), None, &s).unwrap_err();
+    let p = plan_restore(&dep(0, json!({})), None, Some(2), &s).unwrap();
+    assert_eq!(p.replicas, 2, "the declared count is the last fallback");
+    let e = plan_restore(&dep(0, json!({})), None, None, &s).unwrap_err();
     assert!(
         e.to_string().contains("failover.io/original-replicas"),
         "{e}"
     );
+    assert!(e.is_permanent(), "no count will appear by retrying");
 }
 
 #[test]

@@ -22,7 +22,7 @@
 //!
 //! # Steps, by group
 //!
-//! A [`Step`] is one of four groups, each a file of its own; the group says who carries the
+//! A [`Step`] is one of five groups, each a file of its own; the group says who carries the
 //! step out:
 //!
 //! | group | file | what | carried out |
@@ -31,6 +31,7 @@
 //! | [`Step::Record`] | [`record`] | reads and conditional writes of the operation's DynamoDB records | in the operation's task |
 //! | [`Step::Wait`] | [`wait`] | waits for the other cluster, each with its own limit | in the operation's task |
 //! | [`Step::Notify`] | [`notify`] | a wake-up to the other cluster, this cluster's `FailoverGroup` status | in the operation's task |
+//! | [`Step::Check`] | [`check`] | the preflight: what can be known before anything changes, read in this cluster | in the operation's task |
 //!
 //! Adding a step: a variant (with its name and description) in its group's file, one match
 //! arm in the tasks' file of that group (`crate::tasks`), and the factory line that plans it.
@@ -49,7 +50,10 @@
 //! cluster ([`Step::Wait`]: [`WaitStep::WaitAllReady`], [`WaitStep::WaitPeer`],
 //! [`WaitStep::WaitOperationClosed`]) carries its own limit (`within`), the sum of the limits
 //! of the peer's stages it waits through, and does not count against its stage's limit.
+//! Both limits count from the first start the journal recorded, across resumes (see
+//! [`Engine`](super::Engine)).
 
+pub mod check;
 pub mod kube;
 pub mod notify;
 pub mod record;
@@ -63,6 +67,7 @@ use failover_messages::records::Mode;
 
 use super::stages::{Role, StageId};
 
+pub use self::check::{CheckStep, Preflight};
 pub use self::kube::{Concern, KubeStep};
 pub use self::notify::NotifyStep;
 pub use self::record::{DualActiveEnd, RecordStep};
@@ -82,6 +87,8 @@ pub enum Step {
     Wait(WaitStep),
     /// A wake-up to the other cluster, or this cluster's `FailoverGroup` status.
     Notify(NotifyStep),
+    /// A check before anything changes (the preflight).
+    Check(CheckStep),
 }
 
 impl Step {
@@ -92,6 +99,7 @@ impl Step {
             Self::Record(s) => s.name(),
             Self::Wait(s) => s.name(),
             Self::Notify(s) => s.name(),
+            Self::Check(s) => s.name(),
         }
     }
 
@@ -101,7 +109,7 @@ impl Step {
     pub fn object(&self) -> Option<String> {
         match self {
             Self::Kube(s) => Some(s.object()),
-            Self::Record(_) | Self::Wait(_) | Self::Notify(_) => None,
+            Self::Record(_) | Self::Wait(_) | Self::Notify(_) | Self::Check(_) => None,
         }
     }
 
@@ -110,7 +118,7 @@ impl Step {
     pub fn concern(&self) -> Option<Concern> {
         match self {
             Self::Kube(s) => Some(s.concern()),
-            Self::Record(_) | Self::Wait(_) | Self::Notify(_) => None,
+            Self::Record(_) | Self::Wait(_) | Self::Notify(_) | Self::Check(_) => None,
         }
     }
 
@@ -123,6 +131,7 @@ impl Step {
             Self::Record(s) => s.detail(),
             Self::Wait(s) => s.detail(),
             Self::Notify(s) => s.detail(),
+            Self::Check(s) => s.detail(),
         };
         let key = match detail {
             Some(d) => format!("{}:{d}", self.name()),
@@ -138,6 +147,7 @@ impl Step {
             Self::Record(s) => s.description(),
             Self::Wait(s) => s.description(),
             Self::Notify(s) => s.description(),
+            Self::Check(s) => s.description(),
         }
     }
 
@@ -173,7 +183,7 @@ impl Step {
     pub fn own_deadline(&self) -> Option<Duration> {
         match self {
             Self::Wait(s) => Some(s.within()),
-            Self::Kube(_) | Self::Record(_) | Self::Notify(_) => None,
+            Self::Kube(_) | Self::Record(_) | Self::Notify(_) | Self::Check(_) => None,
         }
     }
 }

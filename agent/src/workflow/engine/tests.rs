@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use failover_messages::crd::{FailoverGroupSpec, VolumeReplicationRef, WorkloadKind, WorkloadRef};
 use failover_messages::records::{JournalStep, Mode, StepStatus};
+use failover_messages::store::ManualClock;
 use jiff::Timestamp;
 
 use super::*;
@@ -63,6 +64,17 @@ impl Script {
 
     fn ran(&self) -> Vec<String> {
         self.ran.lock().unwrap().clone()
+    }
+
+    /// What step `key` of stage `stage` was told (keys are unique within a stage only).
+    fn seen_in(&self, stage: &str, key: &str) -> StepInfo {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(k, s)| k == key && s.stage == stage)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| panic!("{stage}/{key} did not run"))
     }
 
     fn seen(&self, key: &str) -> StepInfo {
@@ -199,7 +211,9 @@ fn journaled(stage: &str, task: &str, status: StepStatus, attempts: u32) -> Jour
         epoch: 7,
         status,
         attempts,
-        started_at: Timestamp::from_second(1_780_000_000).unwrap(),
+        // Now: `ctx()` reads the system clock, and the stage's limit counts from here.
+        started_at: Timestamp::now(),
+        first_started_at: None,
         finished_at: None,
         message: None,
     }
@@ -527,11 +541,13 @@ async fn a_task_past_its_deadline_is_cancelled_and_named() {
             object,
             cluster,
             after,
+            last_failure,
         } => {
             assert_eq!(
                 (stage.as_str(), task.as_str(), cluster.as_str()),
                 ("First", "a", "east")
             );
+            assert_eq!(*last_failure, None, "the first attempt");
             assert_eq!(object.as_deref(), Some("VolumeReplication/orders-db-data"));
             assert_eq!(*after, limit);
         }
@@ -568,7 +584,7 @@ async fn a_stage_limit_bounds_its_steps_together() {
     match err {
         EngineError::DeadlineExceeded { task, after, .. } => {
             assert_eq!(task, "b");
-            assert!(after < Duration::from_millis(50), "{after:?}");
+            assert_eq!(after, Duration::from_millis(100), "the stage's whole limit");
         }
         other => panic!("{other:?}"),
     }
@@ -588,6 +604,148 @@ async fn waits_for_the_peer_have_their_own_limit_outside_the_stage() {
     Engine::new(journal()).run(&workflow, &ctx()).await.unwrap();
     assert_eq!(script.seen("wait").deadline, Duration::from_secs(5));
     assert_eq!(script.seen("work").deadline, Duration::from_millis(40));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits count from the first start
+// ---------------------------------------------------------------------------------------------
+
+/// Seconds after a reference time.
+fn t(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_780_000_000 + seconds).unwrap()
+}
+
+/// A step an earlier run journaled, first started at `first` and last at `last`.
+fn earlier(task: &str, status: StepStatus, first: i64, last: i64, end: Option<i64>) -> JournalStep {
+    JournalStep {
+        started_at: t(last),
+        first_started_at: Some(t(first)),
+        finished_at: end.map(t),
+        ..journaled("First", task, status, 2)
+    }
+}
+
+/// `ctx()` reading `clock`, and a journal writing with it.
+fn clocked(clock: &Arc<ManualClock>) -> (TaskContext, Arc<MemoryJournal>) {
+    let ctx = ctx().with_clock(clock.clone());
+    let journal = Arc::new(MemoryJournal::new(&ctx.op_ref()).with_clock(clock.clone()));
+    (ctx, journal)
+}
+
+#[tokio::test]
+async fn a_resumed_stage_gets_only_what_is_left_of_its_limit() {
+    // `a` took 20 s and is done; `b` first started at 25 s, failed, and runs again at 50 s:
+    // 20 + 25 of the minute are used, 15 s are left.
+    let clock = Arc::new(ManualClock::new(t(50)));
+    let (ctx, journal) = clocked(&clock);
+    journal.insert(earlier("a", StepStatus::Done, 0, 0, Some(20)));
+    journal.insert(earlier("b", StepStatus::Failed, 25, 40, Some(41)));
+    let script = Script::new();
+    Engine::new(journal.clone())
+        .run(&abc(&script), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(script.ran(), ["b", "c"]);
+    assert_eq!(script.seen("b").deadline, Duration::from_secs(15));
+    assert_eq!(script.seen("c").deadline, MINUTE, "the next stage is new");
+    let b = journal.get("op-1", "east", "First", "b").unwrap();
+    assert_eq!(
+        b.first_started_at,
+        Some(t(25)),
+        "a new intent keeps the first start"
+    );
+    assert_eq!(b.started_at, t(50));
+}
+
+#[tokio::test]
+async fn a_step_resumed_past_its_stage_limit_fails_at_once_naming_it() {
+    let clock = Arc::new(ManualClock::new(t(61)));
+    let (ctx, journal) = clocked(&clock);
+    journal.insert(JournalStep {
+        message: Some("still Secondary".into()),
+        ..earlier("a", StepStatus::Failed, 0, 45, Some(46))
+    });
+    let script = Script::new();
+    let err = Engine::new(journal.clone())
+        .run(&abc(&script), &ctx)
+        .await
+        .unwrap_err();
+    assert!(script.ran().is_empty(), "{:?}", script.ran());
+    match &err {
+        EngineError::DeadlineExceeded {
+            stage, task, after, ..
+        } => {
+            assert_eq!((stage.as_str(), task.as_str()), ("First", "a"));
+            assert_eq!(*after, MINUTE);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        err.to_string().contains("counted from its first start"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with("its last attempt failed: still Secondary"),
+        "the error says what kept the step from finishing: {err}"
+    );
+    let a = journal.get("op-1", "east", "First", "a").unwrap();
+    assert_eq!(a.status, StepStatus::Failed);
+    assert!(a.message.unwrap().contains("deadline exceeded"));
+}
+
+#[tokio::test]
+async fn a_failure_that_repeats_on_every_resume_ends_at_the_stage_limit() {
+    // The wedge this guards against: a step failing on every run, each run started again
+    // 15 s later, used to get the whole limit every time and retry for ever.
+    let clock = Arc::new(ManualClock::new(t(0)));
+    let (ctx, journal) = clocked(&clock);
+    let script = Script::new().on("b", Behaviour::Fail("data check failed"));
+    let engine = Engine::new(journal.clone());
+    let mut runs = 0;
+    let err = loop {
+        runs += 1;
+        assert!(runs < 10, "still retrying after {runs} runs");
+        match engine.run(&abc(&script), &ctx).await.unwrap_err() {
+            EngineError::TaskFailed { task, .. } => assert_eq!(task, "b"),
+            other => break other,
+        }
+        clock.advance(Duration::from_secs(15));
+    };
+    assert!(
+        matches!(&err, EngineError::DeadlineExceeded { task, after, .. } if task == "b" && *after == MINUTE),
+        "{err:?}"
+    );
+    assert_eq!(
+        runs, 5,
+        "runs at 0, 15, 30 and 45 s fail; the one at 60 s is out of time"
+    );
+    assert_eq!(
+        journal.get("op-1", "east", "First", "b").unwrap().attempts,
+        5
+    );
+}
+
+#[tokio::test]
+async fn a_wait_resumed_gets_only_what_is_left_of_its_own_limit() {
+    let clock = Arc::new(ManualClock::new(t(200)));
+    let (ctx, journal) = clocked(&clock);
+    journal.insert(earlier("wait", StepStatus::Started, 0, 100, None));
+    let script = Script::new();
+    let workflow = BoundWorkflow {
+        stages: vec![
+            BoundStage::new("First", 1, MINUTE)
+                .step(BoundStep::new("wait", script.task("wait")).within(Duration::from_secs(300)))
+                .step(BoundStep::new("work", script.task("work"))),
+        ],
+    };
+    Engine::new(journal).run(&workflow, &ctx).await.unwrap();
+    assert_eq!(script.seen("wait").deadline, Duration::from_secs(100));
+    assert_eq!(
+        script.seen("work").deadline,
+        MINUTE,
+        "the wait does not count against the stage"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -762,6 +920,7 @@ fn small_group() -> FailoverGroupSpec {
         workloads: vec![WorkloadRef {
             kind: WorkloadKind::StatefulSet,
             name: "db".into(),
+            replicas: None,
         }],
         volume_replications: vec![VolumeReplicationRef {
             name: "db-data".into(),
@@ -805,11 +964,16 @@ async fn every_factory_plan_runs_in_plan_order_journaling_each_journaled_step() 
             assert_eq!(journal.writes(), expected, "{mode} {role}");
             // Waits for the peer get their own limit, the rest what is left of their stage's.
             for (stage, step) in workflow.steps() {
-                let deadline = script.seen(&step.key()).deadline;
+                let deadline = script.seen_in(stage.key(), &step.key()).deadline;
                 if step.own_deadline().is_some() {
                     assert_eq!(deadline, stage.deadline_of(step));
                 } else {
-                    assert!(deadline <= stage.timeout && deadline > stage.timeout / 2);
+                    assert!(
+                        deadline <= stage.timeout && deadline > stage.timeout / 2,
+                        "{mode} {role} {}: {deadline:?} of {:?}",
+                        step.key(),
+                        stage.timeout
+                    );
                 }
             }
             // Promotion steps are flagged for the resume warning.
@@ -851,7 +1015,8 @@ async fn a_restarted_source_resumes_after_its_last_done_step() {
         .unwrap_err();
     assert_eq!(err.task(), Some("WaitSecondary:VolumeReplication/db-data"));
     assert_eq!(err.stage(), Some("VolumeTransitionSource"));
-    // Second run (the agent restarted): only the failed step and what follows run.
+    // Second run (the agent restarted): only the failed step and what follows run (and the
+    // unjournaled wake-up of the Initialization stage, which runs on every resume).
     let script = Script::new();
     let s = script.clone();
     let bound = workflow.bind(&move |step: &Step| s.task(&step.key()));
@@ -862,6 +1027,7 @@ async fn a_restarted_source_resumes_after_its_last_done_step() {
     assert_eq!(
         script.ran(),
         [
+            "Notify:target:Wake",
             "WaitSecondary:VolumeReplication/db-data",
             "MarkAllReady",
             "Notify:target:ReadyForPromotion",

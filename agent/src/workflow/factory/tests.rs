@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use failover_messages::crd::{
-    FailoverGroupSpec, FluxKind, FluxRef, NetworkKind, NetworkRef, StageTimeouts,
+    FailoverGroupSpec, FluxKind, FluxRef, NetworkKind, NetworkRef, StageTimeouts, TimeoutStage,
     VolumeReplicationRef, WorkloadKind, WorkloadRef,
 };
 use failover_messages::envelope::EnvelopeKind;
@@ -23,6 +23,7 @@ fn workload(kind: WorkloadKind, name: &str) -> WorkloadRef {
     WorkloadRef {
         kind,
         name: name.into(),
+        replicas: None,
     }
 }
 
@@ -117,6 +118,62 @@ fn build(mode: Mode, role: Role, force: bool) -> Workflow {
     Factory::build(mode, role, &sample(), force).unwrap()
 }
 
+/// The Initialization stage every plan starts with: validate, renew the lease, the
+/// preflight of every object of `spec`, a wake-up to the peer, and (but for a forced
+/// operation's target) the wait for the peer's preflight.
+fn initialization_of(spec: &FailoverGroupSpec, role: Role, force: bool) -> Vec<Step> {
+    let checks = Preflight {
+        workloads: spec
+            .workloads
+            .iter()
+            .map(|w| (w.kind, w.name.clone()))
+            .collect(),
+        network: spec
+            .network
+            .iter()
+            .map(|n| (n.kind, n.name.clone()))
+            .collect(),
+        flux: spec
+            .flux
+            .iter()
+            .map(|f| (f.kind, f.namespace.clone(), f.name.clone()))
+            .collect(),
+        volumes: volumes_of(spec),
+        scale_up: match role {
+            Role::Source => vec![],
+            Role::Target => spec
+                .workloads
+                .iter()
+                .filter(|w| w.kind != WorkloadKind::CronJob)
+                .map(|w| (w.kind, w.name.clone(), w.replicas))
+                .collect(),
+        },
+    };
+    let mut steps = vec![
+        Step::Record(RecordStep::ValidateOperation),
+        Step::Record(RecordStep::RenewLease),
+        Step::Check(CheckStep::Preflight {
+            role,
+            checks: Box::new(checks),
+        }),
+        Step::Notify(NotifyStep::Notify {
+            to: role.peer(),
+            kind: EnvelopeKind::Wake,
+        }),
+    ];
+    if !(force && role == Role::Target) {
+        steps.push(Step::Wait(WaitStep::WaitPeer {
+            peer: PeerStep {
+                role: role.peer(),
+                stage: StageId::Initialization,
+                task: "Preflight".into(),
+            },
+            within: spec.timeouts.get(TimeoutStage::Initialization).unwrap(),
+        }));
+    }
+    steps
+}
+
 /// `Stage/key` of every step, in order.
 fn keys(wf: &Workflow) -> Vec<String> {
     wf.steps()
@@ -199,6 +256,9 @@ fn consistency_source_plan_follows_the_seed_with_flux_suspended_before_scale_dow
         [
             "Initialization/ValidateOperation",
             "Initialization/RenewLease",
+            "Initialization/Preflight",
+            "Initialization/Notify:target:Wake",
+            "Initialization/WaitPeer:target:Initialization:Preflight",
             "SourceShutdown/TrafficOff:VirtualService/orders",
             "SourceShutdown/TrafficOff:Ingress/orders-admin",
             "SourceShutdown/SuspendFlux:HelmRelease/flux-system/orders",
@@ -244,6 +304,9 @@ fn consistency_target_plan_waits_for_the_handoff_then_claims_promotes_and_activa
         [
             "Initialization/ValidateOperation",
             "Initialization/RenewLease",
+            "Initialization/Preflight",
+            "Initialization/Notify:source:Wake",
+            "Initialization/WaitPeer:source:Initialization:Preflight",
             "VolumeTransitionTarget/WaitAllReady",
             "VolumeTransitionTarget/ClaimPromotion",
             "VolumeTransitionTarget/Promote:VolumeReplication/orders-db-data",
@@ -649,14 +712,14 @@ fn force_changes_only_the_consistency_target_plan() {
         forced_source.force = true;
         assert_eq!(source, forced_source, "{mode} source");
     }
-    // A forced UPTIME target does not wait for the source's replica counts (the source may
-    // be gone); otherwise its plan is the same.
+    // A forced UPTIME target waits neither for the source's preflight nor for its replica
+    // counts (the source may be gone); otherwise its plan is the same.
     let mut uptime_target = build(Mode::Uptime, Role::Target, false);
     uptime_target.force = true;
     for stage in &mut uptime_target.stages {
         stage
             .tasks
-            .retain(|s| !matches!(s, Step::Wait(WaitStep::WaitPeer { peer, .. }) if peer.task == "RecordReplicas"));
+            .retain(|s| !matches!(s, Step::Wait(WaitStep::WaitPeer { peer, .. }) if peer.task == "RecordReplicas" || peer.task == "Preflight"));
     }
     assert_eq!(uptime_target, build(Mode::Uptime, Role::Target, true));
     assert_ne!(
@@ -793,20 +856,24 @@ fn deadlines_come_from_the_group_timeouts() {
     let within = |wf: &Workflow| -> Vec<Duration> {
         wf.steps().filter_map(|(_, s)| s.own_deadline()).collect()
     };
+    // Each side first waits for the other's preflight, within the initialization limit.
     // CONSISTENCY target waits through the source's initialization, shutdown and demotion.
     let t = Factory::build(Mode::Consistency, Role::Target, &spec, false).unwrap();
-    assert_eq!(within(&t), [m(1 + 2 + 3)]);
+    assert_eq!(within(&t), [m(1), m(1 + 2 + 3)]);
+    // A forced target does not wait for the source's preflight.
+    let forced = Factory::build(Mode::Consistency, Role::Target, &spec, true).unwrap();
+    assert!(!within(&forced).contains(&m(1)), "{:?}", within(&forced));
     // CONSISTENCY source waits through the target's promotion, activation and completion.
     let s = Factory::build(Mode::Consistency, Role::Source, &spec, false).unwrap();
-    assert_eq!(within(&s), [m(4 + 5 + 6)]);
+    assert_eq!(within(&s), [m(1), m(4 + 5 + 6)]);
     // UPTIME source waits through the target's initialization, promotion and activation,
     // then for its completion; the target waits through shutdown, demotion and resync.
     let s = Factory::build(Mode::Uptime, Role::Source, &spec, false).unwrap();
-    assert_eq!(within(&s), [m(1 + 4 + 5), m(6)]);
+    assert_eq!(within(&s), [m(1), m(1 + 4 + 5), m(6)]);
     // The UPTIME target first waits for the source to record its replica counts (within
     // the initialization limit).
     let t = Factory::build(Mode::Uptime, Role::Target, &spec, false).unwrap();
-    assert_eq!(within(&t), [m(1), m(2 + 3 + 3)]);
+    assert_eq!(within(&t), [m(1), m(1), m(2 + 3 + 3)]);
     // The resync stage uses the demotion limit.
     assert_eq!(s.stage(StageId::VolumeResync).unwrap().timeout, m(3));
 }
@@ -888,6 +955,9 @@ fn an_empty_group_still_yields_a_valid_plan() {
         [
             "Initialization/ValidateOperation",
             "Initialization/RenewLease",
+            "Initialization/Preflight",
+            "Initialization/Notify:target:Wake",
+            "Initialization/WaitPeer:target:Initialization:Preflight",
             "VolumeTransitionSource/MarkAllReady",
             "VolumeTransitionSource/Notify:target:ReadyForPromotion",
             "Completion/WaitOperationClosed",
@@ -900,6 +970,9 @@ fn an_empty_group_still_yields_a_valid_plan() {
         [
             "Initialization/ValidateOperation",
             "Initialization/RenewLease",
+            "Initialization/Preflight",
+            "Initialization/Notify:source:Wake",
+            "Initialization/WaitPeer:source:Initialization:Preflight",
             "VolumeTransitionTarget/ClaimPromotion",
             "TargetActivation/Notify:source:Promoted",
             "Completion/WaitPeer:source:SourceShutdown:WaitPeer:target:VolumeTransitionTarget:ClaimPromotion",
@@ -945,22 +1018,16 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
         }
     }
     let init = &wf.stages.first().unwrap().tasks;
-    assert_eq!(
-        init[..2],
-        [
-            Step::Record(RecordStep::ValidateOperation),
-            Step::Record(RecordStep::RenewLease)
-        ],
-        "{ctx}"
-    );
+    let expected = initialization_of(spec, role, wf.force);
+    assert_eq!(init[..expected.len()], expected, "{ctx}");
     // Only an UPTIME source records its replica counts up front (the target scales up
-    // before the source shuts down).
+    // before the source shuts down), and only after both preflights passed.
     assert!(
-        init[2..].iter().all(
-            |s| matches!(s, Step::Record(RecordStep::RecordReplicas { .. }))
-                && mode == Mode::Uptime
-                && role == Role::Source
-        ),
+        init[expected.len()..].iter().all(|s| matches!(
+            s,
+            Step::Record(RecordStep::RecordReplicas { .. })
+        ) && mode == Mode::Uptime
+            && role == Role::Source),
         "{ctx}"
     );
     let last = wf.stages.last().unwrap();
@@ -1273,11 +1340,11 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
                 usize::from(!volumes.is_empty()),
                 "{ctx}"
             );
-            // Completion waits for the source's last journaled step (the only other wait is
-            // for the source's replica counts, before scaling up).
+            // Completion waits for the source's last journaled step (the only other waits are
+            // for the source's preflight and for its replica counts, before scaling up).
             let wait = positions(
                 wf,
-                |s| matches!(s, Step::Wait(WaitStep::WaitPeer { peer, .. }) if peer.task != "RecordReplicas"),
+                |s| matches!(s, Step::Wait(WaitStep::WaitPeer { peer, .. }) if peer.task != "RecordReplicas" && peer.task != "Preflight"),
             );
             assert_eq!(wait.len(), 1, "{ctx}");
             let (stage, Step::Wait(WaitStep::WaitPeer { peer: p, .. })) =
@@ -1485,4 +1552,63 @@ fn the_rollback_is_the_same_for_both_modes_and_rejects_what_the_plan_rejects() {
         Factory::rollback(Mode::Consistency, &bad, false),
         Err(FactoryError::InvalidSpec(p)) if p[0].field.ends_with("].workload")
     ));
+}
+
+#[test]
+fn both_sides_pass_their_preflight_and_wait_for_the_other_before_any_change() {
+    let mut spec = sample();
+    spec.workloads[1].replicas = Some(3);
+    for mode in MODES {
+        for force in [false, true] {
+            let (source, target) = Factory::build_both(mode, &spec, force).unwrap();
+            for wf in [&source, &target] {
+                let ctx = format!("{mode} {} forced={force}", wf.role);
+                let init = wf.stage(StageId::Initialization).unwrap();
+                let preflight = position_of(wf, &init.tasks[2]);
+                assert_eq!(init.tasks[2].name(), "Preflight", "{ctx}");
+                // Nothing in either cluster changes before the preflight (and, but for a
+                // forced target, the wait for the peer's): every Kubernetes step and every
+                // record written for the handoff comes later.
+                let first_change = wf
+                    .steps()
+                    .position(|(_, s)| {
+                        matches!(s, Step::Kube(_))
+                            || matches!(
+                                s,
+                                Step::Record(
+                                    RecordStep::RecordReplicas { .. }
+                                        | RecordStep::MarkAllReady { .. }
+                                        | RecordStep::ClaimPromotion { .. }
+                                )
+                            )
+                    })
+                    .unwrap();
+                assert!(preflight < first_change, "{ctx}");
+                let waits_for_peer = wf.steps().position(|(_, s)| {
+                    matches!(s, Step::Wait(WaitStep::WaitPeer { peer, .. })
+                        if peer.stage == StageId::Initialization && peer.task == "Preflight")
+                });
+                match (wf.role, force) {
+                    (Role::Target, true) => assert_eq!(waits_for_peer, None, "{ctx}"),
+                    _ => assert!(waits_for_peer.unwrap() < first_change, "{ctx}"),
+                }
+            }
+            // The target's preflight knows the declared counts of what it scales up.
+            let Step::Check(CheckStep::Preflight { role, checks }) =
+                &target.stage(StageId::Initialization).unwrap().tasks[2]
+            else {
+                panic!("no preflight")
+            };
+            assert_eq!(*role, Role::Target);
+            assert_eq!(
+                checks.scale_up,
+                [
+                    (WorkloadKind::Deployment, "orders-api".into(), None),
+                    (WorkloadKind::StatefulSet, "orders-db".into(), Some(3)),
+                    (WorkloadKind::Deployment, "orders-worker".into(), None),
+                ]
+            );
+            assert_eq!(checks.len(), 4 + 2 + 2 + 3, "every object of the group");
+        }
+    }
 }

@@ -47,6 +47,7 @@ impl Store {
                 keys::journal_key(&op.id, cluster, stage, task),
                 "SET #opId = :id, #cluster = :c, #stage = :s, #task = :t, #epoch = :e, \
                  #status = :started, #startedAt = :now, \
+                 #firstStartedAt = if_not_exists(#firstStartedAt, :now), \
                  #attempts = if_not_exists(#attempts, :zero) + :one \
                  REMOVE #finishedAt, #message",
                 Some("attribute_not_exists(#status) OR #status <> :done"),
@@ -58,6 +59,7 @@ impl Store {
                     attr::EPOCH,
                     attr::STATUS,
                     attr::STARTED_AT,
+                    attr::FIRST_STARTED_AT,
                     attr::ATTEMPTS,
                     attr::FINISHED_AT,
                     attr::MESSAGE,
