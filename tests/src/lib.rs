@@ -7,4 +7,5 @@ pub mod bench;
 pub mod env;
 pub mod fixtures;
 pub mod kube;
+pub mod netcut;
 pub mod storage_sim;
