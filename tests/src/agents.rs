@@ -634,6 +634,15 @@ impl Stack {
 
     /// Runs `failoverctl` with this stack's table, prefix and moto endpoint before `args`.
     pub fn failoverctl(&self, args: &[&str]) -> Result<Output> {
+        let mut cmd = self.failoverctl_command(args)?;
+        let out = tokio::task::block_in_place(|| cmd.output())
+            .with_context(|| format!("running failoverctl {args:?}"))?;
+        Ok(out)
+    }
+
+    /// The `failoverctl` command of [`Stack::failoverctl`], to run alongside other work
+    /// (`spawn` it with piped output, `wait_with_output` later).
+    pub fn failoverctl_command(&self, args: &[&str]) -> Result<Command> {
         let ctl = workspace_binary("failoverctl")?;
         let aws = &self.env.aws;
         let mut cmd = clean_command(&ctl);
@@ -644,9 +653,7 @@ impl Stack {
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("USER", "e2e-test")
             .stdin(Stdio::null());
-        let out = tokio::task::block_in_place(|| cmd.output())
-            .with_context(|| format!("running failoverctl {args:?}"))?;
-        Ok(out)
+        Ok(cmd)
     }
 
     /// Fails when an agent is no longer running or any agent log line shows an RBAC refusal
