@@ -690,6 +690,18 @@ impl Stack {
         Ok(found)
     }
 
+    /// The violations the storage simulators recorded so far, while they keep running
+    /// (each rewrites its file on every change).
+    pub fn violations_so_far(&self) -> Result<Vec<Violation>> {
+        let mut found = Vec::new();
+        for (_, file) in &self.violations {
+            if file.exists() {
+                found.extend(read_violations_file(file)?);
+            }
+        }
+        Ok(found)
+    }
+
     /// Prints every process's log (for a failing scenario).
     pub fn print_logs(&self) {
         for p in &self.procs {

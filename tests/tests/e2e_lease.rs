@@ -16,6 +16,7 @@
 //! Each checks the records in DynamoDB, the objects in both clusters, the agents' logs,
 //! Events and metrics, and the storage simulator's violations, and prints its timings.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, ensure};
@@ -23,13 +24,18 @@ use failover_messages::keys::GroupRef;
 use failover_messages::records::{Mode, Operation, Phase};
 use failover_tests::agents::{AgentStart, Stack};
 use failover_tests::fixtures::{
-    GROUP, OPERATION_DEADLINE, SETTLE, assert_side_settled, create_application, install_crds,
+    GROUP, OPERATION_DEADLINE, SETTLE, TRAFFIC_KEY, VOLUMES, assert_side_settled,
+    create_application, helm_release_resource, install_crds, virtual_service_resource,
     wait_group_idle_on, wait_starting_point,
 };
-use failover_tests::kube::{Cluster, TestEnv, TestNamespace, wait_for};
+use failover_tests::kube::{
+    Cluster, TestEnv, TestNamespace, volume_replication_resource, wait_for,
+};
 use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 
 /// Both agents' `--lease-duration` (`L`).
 const LEASE: Duration = Duration::from_secs(6);
@@ -239,6 +245,57 @@ fn counter(metrics: &str, family: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// What a change to one cluster's side would move: each object's `metadata.generation`
+/// (its spec changed: a scale, a Flux suspend, a volume's desired state) and the traffic
+/// annotations (a traffic switch), keyed by object.
+async fn side_snapshot(c: &Cluster, ns: &str, flux_ns: &str) -> Result<BTreeMap<String, String>> {
+    let dynamic =
+        |ns: &str, r: ApiResource| Api::<DynamicObject>::namespaced_with(c.client.clone(), ns, &r);
+    let mut objects = vec![
+        (
+            "Deployment/api",
+            dynamic(ns, ApiResource::erase::<Deployment>(&())),
+        ),
+        (
+            "StatefulSet/db",
+            dynamic(ns, ApiResource::erase::<StatefulSet>(&())),
+        ),
+        ("HelmRelease/api", dynamic(flux_ns, helm_release_resource())),
+        (
+            "VirtualService/api",
+            dynamic(ns, virtual_service_resource()),
+        ),
+        (
+            "Ingress/api",
+            dynamic(ns, ApiResource::erase::<Ingress>(&())),
+        ),
+    ];
+    for (volume, _, _) in VOLUMES {
+        objects.push((volume, dynamic(ns, volume_replication_resource())));
+    }
+    let mut snapshot = BTreeMap::new();
+    for (key, api) in objects {
+        let name = key.rsplit('/').next().unwrap_or(key);
+        let o = api
+            .get(name)
+            .await
+            .with_context(|| format!("{key} in {}", c.name))?;
+        let traffic = o
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TRAFFIC_KEY).cloned());
+        snapshot.insert(
+            key.to_owned(),
+            format!(
+                "generation {:?}, traffic {traffic:?}",
+                o.metadata.generation
+            ),
+        );
+    }
+    Ok(snapshot)
+}
+
 /// East's heartbeat record's version (`lastSeen`), as DynamoDB has it.
 async fn east_lease_version(stack: &Stack) -> Result<Timestamp, String> {
     stack
@@ -298,14 +355,19 @@ async fn cut_source(s: &mut Scenario) -> Result<()> {
     // East fenced on its own, without DynamoDB: traffic off, Flux suspended, workloads at
     // 0, volumes Secondary.
     assert_side_settled(&east, &ns, &s.flux_ns.name, false).await?;
+    // West promoted only after east had fenced, so no volume was ever Primary in both
+    // clusters (both checked, both reported).
     let fence = east_fence(s, cut_at).await?;
     let promoted = op
         .promotion_started_at
         .context("the operation has no promotionStartedAt")?;
+    let violations = s.stack.violations_so_far()?;
     ensure!(
-        fence.done < promoted,
-        "east finished fencing at {} but west claimed the promotion at {promoted}",
-        fence.done
+        fence.done < promoted && violations.is_empty(),
+        "east finished fencing at {} (started {}), west claimed the promotion at {promoted}; \
+         storage violations: {violations:#?}",
+        fence.done,
+        fence.started,
     );
     let served = op.finished_at.context("the operation has no finishedAt")?;
     eprintln!(
@@ -362,6 +424,8 @@ async fn east_fence(s: &mut Scenario, cut_at: Timestamp) -> Result<Fence> {
 /// and west active through three more renewals (`L`: three re-read intervals and more).
 async fn heal_and_stay_fenced(s: &mut Scenario) -> Result<()> {
     let frozen = east_lease_version(&s.stack).await.map_err(|e| anyhow!(e))?;
+    let ns = &s.ns.name;
+    let fenced = side_snapshot(&s.env.east, ns, &s.flux_ns.name).await?;
     s.stack.aws_proxy("east")?.heal();
     let mut version = frozen;
     for n in 1..=4 {
@@ -376,7 +440,11 @@ async fn heal_and_stay_fenced(s: &mut Scenario) -> Result<()> {
         )
         .await?;
     }
-    let ns = &s.ns.name;
+    let after = side_snapshot(&s.env.east, ns, &s.flux_ns.name).await?;
+    ensure!(
+        after == fenced,
+        "east's side changed after the heal:\n fenced: {fenced:#?}\n after:  {after:#?}"
+    );
     assert_side_settled(&s.env.east, ns, &s.flux_ns.name, false)
         .await
         .context("east after the heal")?;
