@@ -26,6 +26,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::isolation::{isolate_agent, remove_isolation};
 use crate::kube::{Cluster, TestEnv, wait_for};
 use crate::netcut::CutProxy;
 use crate::storage_sim::{Violation, read_violations_file};
@@ -420,6 +421,7 @@ pub struct Stack {
     procs: Vec<Proc>,
     agent_ports: BTreeMap<String, u16>,
     aws_proxies: BTreeMap<String, CutProxy>,
+    isolated: bool,
     violations: Vec<(String, PathBuf)>,
     /// How the agents run.
     pub agent_options: AgentOptions,
@@ -460,6 +462,7 @@ impl Stack {
             procs: Vec::new(),
             agent_ports: BTreeMap::new(),
             aws_proxies: BTreeMap::new(),
+            isolated: false,
             violations: Vec::new(),
             agent_options: AgentOptions::default(),
         })
@@ -552,6 +555,18 @@ impl Stack {
             "{name} exited during start-up"
         );
         Ok(port)
+    }
+
+    /// Confines the writes of this stack's agents to `namespaces` in both clusters
+    /// ([`crate::isolation`]), for scenarios in which an agent fences without DynamoDB;
+    /// [`Stack::cleanup`] removes the policies.
+    pub async fn isolate_agents(&mut self, namespaces: &[&str]) -> Result<()> {
+        self.isolated = true;
+        for c in self.env.clusters() {
+            let kubeconfig = agent_kubeconfig(c, &self.rbac_ns, &self.dir).await?;
+            isolate_agent(c, &self.rbac_ns, namespaces, &kubeconfig).await?;
+        }
+        Ok(())
     }
 
     /// Starts the agents of both clusters.
@@ -720,6 +735,9 @@ impl Stack {
         self.procs.clear();
         for c in self.env.clusters() {
             delete_rbac(c, &self.rbac_ns).await;
+            if self.isolated {
+                remove_isolation(c, &self.rbac_ns).await;
+            }
         }
         if succeeded {
             let _ = std::fs::remove_dir_all(&self.dir);

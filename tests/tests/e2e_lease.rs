@@ -81,6 +81,10 @@ impl Scenario {
             .start_storage_sim(&[&ns], Duration::from_millis(200))?;
         Box::pin(create_application(&self.env, &ns, &self.flux_ns.name)).await?;
         wait_starting_point(&self.env, &ns).await?;
+        // A lost lease fences every active group in the cluster: keep other tests' out of
+        // reach.
+        let flux_ns = self.flux_ns.name.clone();
+        self.stack.isolate_agents(&[&ns, &flux_ns]).await?;
         self.stack.start_agent_with("east", east).await?;
         self.stack.start_agent("west").await?;
         let out =

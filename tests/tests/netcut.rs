@@ -194,6 +194,13 @@ async fn an_agent_behind_a_cut_proxy_stops_renewing_its_heartbeat_until_the_heal
     let env = TestEnv::attach().await?;
     let ns = env.namespace("fo-netcut").await?;
     let mut stack = Stack::new(&env, &ns.name, "netcut").await?;
+    // The cut outlasts the agent's lease, which then fences every active group in east:
+    // keep other tests' out of its reach.
+    if let Err(e) = stack.isolate_agents(&[&ns.name]).await {
+        stack.cleanup(false).await;
+        ns.cleanup().await;
+        return Err(e);
+    }
     let res = Box::pin(heartbeat_through_proxy(&mut stack)).await;
     if res.is_err() {
         stack.print_logs();
