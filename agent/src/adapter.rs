@@ -596,6 +596,7 @@ mod tests {
             source: "east".into(),
             target: "west".into(),
             force: false,
+            source_is_down: false,
             reason: String::new(),
             requested_by: "test".into(),
             phase: Phase::Succeeded,

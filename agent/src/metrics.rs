@@ -36,6 +36,7 @@ struct MetricsInner {
     sqs_messages: Family<Labels, Counter>,
     aws_calls: Family<Labels, Counter>,
     heartbeats: Family<Labels, Counter>,
+    leases_lost: Counter,
     fencings: Family<Labels, Counter>,
     kube_jobs: Family<Labels, Counter>,
     kube_jobs_in_flight: Family<Labels, Gauge>,
@@ -65,6 +66,7 @@ impl Metrics {
         let sqs_messages = Family::<Labels, Counter>::default();
         let aws_calls = Family::<Labels, Counter>::default();
         let heartbeats = Family::<Labels, Counter>::default();
+        let leases_lost = Counter::default();
         let fencings = Family::<Labels, Counter>::default();
         let kube_jobs = Family::<Labels, Counter>::default();
         let kube_jobs_in_flight = Family::<Labels, Gauge>::default();
@@ -119,8 +121,13 @@ impl Metrics {
         );
         registry.register(
             "failover_heartbeat_writes",
-            "Heartbeat writes, by outcome",
+            "Serving lease renewals (heartbeat writes), by outcome",
             heartbeats.clone(),
+        );
+        registry.register(
+            "failover_leases_lost",
+            "Times this agent's serving lease ran out (no successful renewal for 3/4 of it)",
+            leases_lost.clone(),
         );
         // Known label values start at zero, so dashboards and alerts see the series before
         // the first event (rates need a starting point).
@@ -142,6 +149,7 @@ impl Metrics {
                 sqs_messages,
                 aws_calls,
                 heartbeats,
+                leases_lost,
                 fencings,
                 kube_jobs,
                 kube_jobs_in_flight,
@@ -217,7 +225,12 @@ impl Metrics {
         self.inner.dual_active.observe(window.as_secs_f64());
     }
 
-    /// One heartbeat write ended with `outcome`.
+    /// The serving lease ran out.
+    pub fn lease_lost(&self) {
+        self.inner.leases_lost.inc();
+    }
+
+    /// A lease renewal (heartbeat write) ended with `outcome` (`ok`, `error`).
     pub fn heartbeat(&self, outcome: &str) {
         self.inner
             .heartbeats

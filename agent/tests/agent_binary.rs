@@ -277,6 +277,7 @@ async fn a_started_agent_is_ready_beats_and_survives_a_malformed_message() -> Re
                 target: "west".into(),
                 mode: Mode::Consistency,
                 force: false,
+                source_is_down: false,
                 reason: "agent binary test".into(),
                 requested_by: "agent-binary-test".into(),
                 lease_ttl: Duration::from_secs(120),

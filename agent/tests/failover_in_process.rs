@@ -72,6 +72,7 @@ impl Scenario {
                 target: "west".into(),
                 mode: Mode::Consistency,
                 force: false,
+                source_is_down: false,
                 reason: "in-process failover test".into(),
                 requested_by: "failover-in-process-test".into(),
                 lease_ttl: Duration::from_secs(120),

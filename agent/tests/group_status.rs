@@ -236,6 +236,7 @@ async fn the_agents_keep_the_group_status_current() -> Result<()> {
                 target: "west".into(),
                 mode: Mode::Consistency,
                 force: false,
+                source_is_down: false,
                 reason: "group status test".into(),
                 requested_by: "failoverctl:test".into(),
                 lease_ttl: Duration::from_secs(120),

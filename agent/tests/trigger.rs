@@ -105,6 +105,7 @@ impl Setup {
                     })
                     .collect(),
                 force: false,
+                source_is_down: false,
                 reason: Some("maintenance of east".into()),
             },
         );
@@ -275,6 +276,7 @@ async fn refusals_name_the_group_and_why() -> Result<()> {
                 target: "west".into(),
                 mode: Mode::Consistency,
                 force: false,
+                source_is_down: false,
                 reason: String::new(),
                 requested_by: "failoverctl:alice".into(),
                 lease_ttl: Duration::from_secs(120),

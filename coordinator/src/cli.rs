@@ -131,10 +131,17 @@ pub struct FailoverArgs {
     /// How the two sides are ordered.
     #[arg(long, value_enum, default_value_t = ModeArg::Consistency)]
     pub mode: ModeArg,
-    /// The source is unreachable: start even though the source is not confirmed (the
-    /// target promotes without handoff records). Requires --reason.
+    /// Do not wait for the graceful handoff (the source is lost or stuck): the target
+    /// promotes once the source has shut its side down and released it, or once its serving
+    /// lease is certainly over (data written after the last replication may be lost; two
+    /// writers never). Always CONSISTENCY order. Requires --reason.
     #[arg(long, requires = "reason")]
     pub force: bool,
+    /// With --force: you vouch that the source cluster is down. Needed for a group whose
+    /// source keeps serving without DynamoDB (onCoordinationLoss: KeepServing); the target
+    /// then promotes without waiting for the source's lease.
+    #[arg(long, requires = "force")]
+    pub source_is_down: bool,
     /// Why (recorded on the operation; required with --force).
     #[arg(long)]
     pub reason: Option<String>,
@@ -396,6 +403,7 @@ impl Cli {
             target: args.to.clone(),
             mode: args.mode.into(),
             force: args.force,
+            source_is_down: args.source_is_down,
             reason: args.reason.clone().unwrap_or_default(),
             requested_by: requested_by(),
             lease_ttl: crate::failover::DEFAULT_LEASE_TTL,

@@ -39,8 +39,12 @@ pub struct FailoverRequest {
     pub target: String,
     /// CONSISTENCY or UPTIME.
     pub mode: Mode,
-    /// Source unreachable: drop the active-cluster condition.
+    /// Do not wait for the graceful handoff: drop the active-cluster condition; the target
+    /// promotes once the source released its side or its lease is certainly over.
     pub force: bool,
+    /// Forced, and the requester vouches that the source is down (required for a group its
+    /// cluster keeps serving without DynamoDB; the target then promotes at once).
+    pub source_is_down: bool,
     /// Why (required with `force`).
     pub reason: String,
     /// Who asks (`failoverctl:<user>`).
@@ -126,6 +130,7 @@ pub fn check_start(
         target: &req.target,
         source: None,
         force: req.force,
+        source_is_down: req.source_is_down,
         op_id: None,
     };
     decide_start(observed, &ask, now)
@@ -194,6 +199,7 @@ async fn start_one(
             target: req.target.clone(),
             mode: req.mode,
             force: req.force,
+            source_is_down: req.source_is_down,
             reason: req.reason.clone(),
             requested_by: req.requested_by.clone(),
             lease_ttl: req.lease_ttl,

@@ -86,6 +86,7 @@ pub fn plan_for(
         target,
         source: None,
         force,
+        source_is_down: false,
         op_id: None,
     };
     let (blockers, notes) = match decide_start(observed, &ask, now) {
@@ -208,6 +209,8 @@ mod tests {
             agent_version: "0.1.0".into(),
             last_seen: ts("2026-11-26T09:59:50Z"),
             expires_at: ts("2026-11-26T10:00:20Z"),
+            lease_duration_ms: None,
+            keep_serving: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use failover_messages::envelope::{Envelope, EnvelopeKind};
 use failover_messages::inbox::{Inbox, InboxOptions};
+use failover_messages::keys::GroupRef;
 use failover_messages::records::Timings;
 use failover_messages::store::{OpRef, Outcome, Store};
 
@@ -171,31 +172,90 @@ async fn force_without_a_reason_is_a_usage_error() -> Result<()> {
 }
 
 #[tokio::test]
-async fn force_is_refused_while_the_source_agent_is_alive() -> Result<()> {
+async fn force_with_the_source_alive_starts_a_consistency_operation_unless_it_keeps_serving()
+-> Result<()> {
+    let group: GroupRef = "shop/orders".parse()?;
+    let force = |extra: &[&str]| {
+        let mut args = vec![
+            "failover",
+            "shop/orders",
+            "--to",
+            "west",
+            "--force",
+            "--reason",
+            "drill",
+        ];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+
+    // East keeps serving the group without DynamoDB: refused while its lease is live, even
+    // when vouched down.
     let env = TestEnv::new("force-alive").await?;
+    let keep = [group.to_string()];
     env.store()
-        .put_heartbeat("east", "test", std::time::Duration::from_secs(60))
+        .put_lease("east", "test", Duration::from_secs(60), &keep)
         .await?;
-    let run = env.run(&[
-        "failover",
-        "shop/orders",
-        "--to",
-        "west",
-        "--force",
-        "--reason",
-        "drill",
-    ]);
-    assert_eq!(run.code, 3, "{run}");
-    assert!(
-        run.stderr.contains("shop/orders") && run.stderr.contains("agent of east is alive"),
-        "{run}"
-    );
-    let state = env
-        .store()
-        .get_group_state(&"shop/orders".parse()?)
-        .await?
-        .unwrap();
+    for extra in [&[][..], &["--source-is-down"][..]] {
+        let run = env.run(&args(&force(extra)));
+        assert_eq!(run.code, 3, "{run}");
+        assert!(
+            run.stderr.contains("shop/orders")
+                && run.stderr.contains("agent of east is alive")
+                && run.stderr.contains("KeepServing"),
+            "{run}"
+        );
+    }
+    let state = env.store().get_group_state(&group).await?.unwrap();
     assert!(state.op_id.is_none(), "{state:?}");
+
+    // Its lease stale: refused until vouched down, then started and recorded so.
+    env.store()
+        .put_lease("east", "test", Duration::ZERO, &keep)
+        .await?;
+    // Its expiry is stored in whole seconds: stale within one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !env
+        .store()
+        .get_heartbeat("east")
+        .await?
+        .context("lease")?
+        .stale
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never went stale"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let run = env.run(&args(&force(&[])));
+    assert_eq!(run.code, 3, "{run}");
+    assert!(run.stderr.contains("--source-is-down"), "{run}");
+    let run = env.ok(&args(&force(&["--source-is-down", "-o", "json"])));
+    let id = json(&run)["operations"][0]["operationId"]
+        .as_str()
+        .context("no operation id")?
+        .to_owned();
+    let op = env.store().get_operation(&id).await?.context("operation")?;
+    assert!(op.force && op.source_is_down, "{op:?}");
+
+    // Under the default (Fence) a live source does not refuse force: the target waits for
+    // it. A forced operation runs in CONSISTENCY order even when UPTIME was asked for.
+    let env = TestEnv::new("force-alive-fence").await?;
+    env.store()
+        .put_heartbeat("east", "test", Duration::from_secs(60))
+        .await?;
+    let run = env.ok(&args(&force(&["--mode", "uptime", "-o", "json"])));
+    let id = json(&run)["operations"][0]["operationId"]
+        .as_str()
+        .context("no operation id")?
+        .to_owned();
+    let op = env.store().get_operation(&id).await?.context("operation")?;
+    assert!(op.force && !op.source_is_down, "{op:?}");
+    assert_eq!(op.mode, failover_messages::records::Mode::Consistency);
     Ok(())
 }
 

@@ -39,6 +39,8 @@ fn beat(cluster: &str, fresh: bool) -> Heartbeat {
         } else {
             "2026-11-26T09:59:55Z"
         }),
+        lease_duration_ms: None,
+        keep_serving: Vec::new(),
     }
 }
 
@@ -52,6 +54,8 @@ struct Case {
     to: &'static str,
     force: bool,
     starts: bool,
+    /// The source's lease record says it keeps serving the group without DynamoDB.
+    keeps_serving: bool,
 }
 
 fn cases() -> Vec<Case> {
@@ -87,8 +91,19 @@ fn cases() -> Vec<Case> {
         to,
         force,
         starts,
+        keeps_serving: false,
+    };
+    let keeping = |name, source, starts| Case {
+        keeps_serving: true,
+        ..case(name, Some(idle()), source, live, "west", true, starts)
     };
     vec![
+        keeping("forced, source alive and keeps serving", live, false),
+        keeping(
+            "forced, source stale and keeps serving (not vouched down)",
+            Some(false),
+            false,
+        ),
         case(
             "idle, both agents fresh",
             Some(idle()),
@@ -153,13 +168,13 @@ fn cases() -> Vec<Case> {
             true,
         ),
         case(
-            "forced, source alive",
+            "forced, source alive (it fences and releases first)",
             Some(idle()),
             live,
             live,
             "west",
             true,
-            false,
+            true,
         ),
         case(
             "forced, target missing",
@@ -242,7 +257,14 @@ fn plan_and_failover_give_the_same_verdict_in_every_situation() {
     let group: GroupRef = "shop/orders".parse().unwrap();
     let now = ts(NOW);
     for c in cases() {
-        let source = c.source.map(|fresh| beat("east", fresh));
+        let source = c.source.map(|fresh| Heartbeat {
+            keep_serving: if c.keeps_serving {
+                vec![group.to_string()]
+            } else {
+                Vec::new()
+            },
+            ..beat("east", fresh)
+        });
         let target = c.target.map(|fresh| beat(c.to, fresh));
         let observed = Observed {
             state: c.state.as_ref(),
@@ -259,6 +281,7 @@ fn plan_and_failover_give_the_same_verdict_in_every_situation() {
             target: c.to.into(),
             mode: Mode::Consistency,
             force: c.force,
+            source_is_down: false,
             reason: "drill".into(),
             requested_by: "failoverctl:test".into(),
             lease_ttl: Duration::from_secs(120),

@@ -36,9 +36,9 @@ pub use failover::{
     Failover, FailoverPhase, FailoverSpec, FailoverStatus, FailoverTimings, GroupProgress, GroupRef,
 };
 pub use failover_group::{
-    AutoFailover, FailoverGroup, FailoverGroupSpec, FailoverGroupStatus, FluxKind, FluxRef,
-    GroupRole, LastOperation, NetworkKind, NetworkRef, ResourceState, VolumeReplicationRef,
-    WorkloadKind, WorkloadRef,
+    AutoFailover, CoordinationLoss, FailoverGroup, FailoverGroupSpec, FailoverGroupStatus,
+    FluxKind, FluxRef, GroupRole, LastOperation, NetworkKind, NetworkRef, ResourceState,
+    VolumeReplicationRef, WorkloadKind, WorkloadRef,
 };
 pub use timeouts::{DurationError, ResolvedTimeouts, StageTimeouts, TimeoutStage, parse_duration};
 

@@ -111,6 +111,9 @@ pub mod attr {
     pub const AGENT_VERSION: &str = "agentVersion";
     pub const LAST_SEEN: &str = "lastSeen";
     pub const EXPIRES_AT: &str = crate::keys::TTL_ATTRIBUTE;
+    pub const SOURCE_IS_DOWN: &str = "sourceIsDown";
+    pub const LEASE_DURATION_MS: &str = "leaseDurationMs";
+    pub const KEEP_SERVING: &str = "keepServing";
 }
 
 /// Drops everything below the millisecond, the precision records are stored with.

@@ -61,6 +61,7 @@ fn sample_operation() -> Operation {
         source: "east".into(),
         target: "west".into(),
         force: false,
+        source_is_down: false,
         reason: "kernel upgrade on east".into(),
         requested_by: "alice@laptop".into(),
         phase: Phase::Running,
@@ -130,6 +131,8 @@ fn sample_heartbeat() -> Heartbeat {
         agent_version: "0.1.0".into(),
         last_seen: ts("2026-11-26T10:15:30.25Z"),
         expires_at: ts("2026-11-26T10:16:01Z"),
+        lease_duration_ms: Some(30_000),
+        keep_serving: vec!["shop/cart".into()],
     }
 }
 
@@ -376,6 +379,7 @@ fn arb_operation() -> impl Strategy<Value = Operation> {
             source,
             target,
             force,
+            source_is_down: false,
             reason,
             requested_by,
             phase,
@@ -458,14 +462,24 @@ fn arb_history() -> impl Strategy<Value = HistoryEntry> {
 }
 
 fn arb_heartbeat() -> impl Strategy<Value = Heartbeat> {
-    (arb_cluster(), arb_text(), arb_ms(), arb_seconds()).prop_map(
-        |(cluster, agent_version, last_seen, expires_at)| Heartbeat {
-            cluster,
-            agent_version,
-            last_seen,
-            expires_at,
-        },
+    (
+        arb_cluster(),
+        arb_text(),
+        arb_ms(),
+        arb_seconds(),
+        proptest::option::of(1u64..10_000_000),
+        proptest::collection::btree_set("[a-z]{1,5}/[a-z]{1,5}", 0..3),
     )
+        .prop_map(
+            |(cluster, agent_version, last_seen, expires_at, lease, keep)| Heartbeat {
+                cluster,
+                agent_version,
+                last_seen,
+                expires_at,
+                lease_duration_ms: lease,
+                keep_serving: keep.into_iter().collect(),
+            },
+        )
 }
 
 /// Attribute names the decoders look at, plus noise.

@@ -57,6 +57,7 @@ async fn start_with_library(stack: &Stack, group: &GroupRef) -> Result<Operation
             target: "west".into(),
             mode: Mode::Consistency,
             force: false,
+            source_is_down: false,
             reason: "real-process failover test".into(),
             requested_by: "e2e-agents-test".into(),
             lease_ttl: Duration::from_secs(120),

@@ -20,6 +20,7 @@ async fn started(store: &Store, group: &GroupRef) -> Result<OpRef> {
             target: "west".into(),
             mode: Mode::Consistency,
             force: false,
+            source_is_down: false,
             reason: "no volumes".into(),
             requested_by: "test".into(),
             lease_ttl: Duration::from_secs(60),

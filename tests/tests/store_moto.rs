@@ -86,6 +86,7 @@ fn start(group: &GroupRef, by: &str) -> StartRequest {
         target: "west".into(),
         mode: Mode::Consistency,
         force: false,
+        source_is_down: false,
         reason: "store_moto test".into(),
         requested_by: by.into(),
         lease_ttl: LEASE,

@@ -16,7 +16,10 @@
 //!   it: every group, whatever is in flight;
 //! * on every re-read: groups with no operation in flight (an operation in flight that
 //!   involves this cluster is carried out by its workflow, whose source side shuts down in
-//!   the order of its mode; fencing it early would cut an UPTIME dual-active window short).
+//!   the order of its mode; fencing it early would cut an UPTIME dual-active window short);
+//! * when this agent's serving lease runs out ([`When::LeaseLost`], [`fence_unleased`]):
+//!   every group whose `spec.onCoordinationLoss` is `Fence` and whose side is active here,
+//!   decided without DynamoDB (which is what was lost).
 //!
 //! Pure part: [`When::applies`], [`SideObservation`]. I/O part: [`observe_side`], [`fence`],
 //! [`check_groups`]. Every fencing change is annotated with the group's epoch and the
@@ -25,7 +28,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use failover_messages::crd::{FailoverGroup, FailoverGroupSpec, TimeoutStage, WorkloadKind};
+use failover_messages::crd::{
+    CoordinationLoss, FailoverGroup, FailoverGroupSpec, TimeoutStage, WorkloadKind,
+};
 use failover_messages::records::GroupState;
 use failover_messages::store::Store;
 use kube::api::{Api, ListParams};
@@ -43,6 +48,9 @@ pub enum When {
     Regained,
     /// The periodic re-read.
     Reread,
+    /// This agent's serving lease ran out: fence every group whose policy is `Fence` and
+    /// whose side is active here, without DynamoDB ([`fence_unleased`]).
+    LeaseLost,
 }
 
 impl When {
@@ -55,6 +63,8 @@ impl When {
         match self {
             Self::Startup | Self::Regained => true,
             Self::Reread => state.op_id.is_none(),
+            // Not decided on the group state (see `fence_unleased`).
+            Self::LeaseLost => false,
         }
     }
 
@@ -64,6 +74,7 @@ impl When {
             Self::Startup => "startup",
             Self::Regained => "regained",
             Self::Reread => "reread",
+            Self::LeaseLost => "lease_expired",
         }
     }
 }
@@ -426,6 +437,85 @@ pub async fn check_groups(
         }
     }
     Ok(out)
+}
+
+/// Fences, without DynamoDB, every FailoverGroup of this cluster whose side is active and
+/// which may not keep serving after the lease ran out: its policy is `Fence`, or the lease's
+/// last published renewal did not list it as `KeepServing` (`published_keep_serving`).
+/// Each fenced group gets a `LeaseExpired` Warning Event.
+pub async fn fence_unleased(
+    cc: &ClusterClient,
+    traffic_config: &TrafficConfig,
+    published_keep_serving: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, GroupVerdict)>, CheckError> {
+    let list = Api::<FailoverGroup>::all(cc.client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| CheckError::ListGroups {
+            cluster: cc.cluster.clone(),
+            source,
+        })?;
+    let mut out = Vec::new();
+    for fg in &list.items {
+        let (Some(ns), Some(name)) = (
+            fg.metadata.namespace.as_deref(),
+            fg.metadata.name.as_deref(),
+        ) else {
+            continue;
+        };
+        let key = format!("{ns}/{name}");
+        if fg.spec.on_coordination_loss == CoordinationLoss::KeepServing
+            && published_keep_serving(&key)
+        {
+            out.push((key, GroupVerdict::NotChecked));
+            continue;
+        }
+        let verdict = fence_one_unleased(cc, traffic_config, fg, ns, &key).await;
+        out.push((key, verdict));
+    }
+    Ok(out)
+}
+
+async fn fence_one_unleased(
+    cc: &ClusterClient,
+    traffic_config: &TrafficConfig,
+    fg: &FailoverGroup,
+    ns: &str,
+    key: &str,
+) -> GroupVerdict {
+    let obs = match observe_side(cc, traffic_config, ns, &fg.spec).await {
+        Ok(o) if !o.is_active() => return GroupVerdict::Passive,
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(group = %key, cluster = %cc.cluster, error = %crate::errors::error_chain(&e), "cannot observe the group's side after the lease ran out; trying again");
+            return GroupVerdict::Unfinished;
+        }
+    };
+    let seen = obs.describe();
+    let epoch = fg.status.as_ref().and_then(|s| s.epoch).unwrap_or(0);
+    tracing::warn!(group = %key, cluster = %cc.cluster, active = %seen, "the serving lease ran out and the group's side is active here: fencing it");
+    match fence(
+        cc,
+        traffic_config,
+        ns,
+        &fg.spec,
+        &Stamp::new(epoch, "lease-expired"),
+    )
+    .await
+    {
+        Ok(()) => {
+            tracing::warn!(group = %key, cluster = %cc.cluster, "fenced after the lease ran out: traffic off, workloads at 0, volumes Secondary; only an operation brings it back");
+            let ev = super::group_events::lease_expired_event(&cc.cluster, &seen);
+            crate::kube_events::Events::new(cc.client.clone(), &cc.cluster)
+                .publish(&kube::Resource::object_ref(fg, &()), &ev)
+                .await;
+            GroupVerdict::Fenced(seen)
+        }
+        Err(e) => {
+            tracing::error!(group = %key, cluster = %cc.cluster, error = %crate::errors::error_chain(&e), "fencing after the lease ran out failed; trying again");
+            GroupVerdict::Unfinished
+        }
+    }
 }
 
 /// Why a fencing check could not look at the groups.

@@ -31,6 +31,18 @@ pub fn fenced_event(cluster: &str, entitled: &str, epoch: u64, seen: &str) -> Ev
     )
 }
 
+/// This cluster's serving lease ran out and its side of the group was active (`seen`).
+pub fn lease_expired_event(cluster: &str, seen: &str) -> EventSpec {
+    EventSpec::new(
+        true,
+        "LeaseExpired",
+        "Fence",
+        format!(
+            "cluster {cluster} lost its serving lease (DynamoDB unreachable) while its side was active ({seen}): traffic off, workloads scaled to 0, volumes demoted (onCoordinationLoss: Fence); only an operation brings it back"
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,7 @@ pub fn desired_failover(op: &Operation) -> Failover {
                 namespace: Some(op.group.namespace.clone()),
             }],
             force: op.force,
+            source_is_down: false,
             reason: Some(op.reason.clone()).filter(|r| !r.is_empty()),
         },
     );
@@ -216,6 +217,7 @@ mod tests {
             source: "east".into(),
             target: "west".into(),
             force: false,
+            source_is_down: false,
             reason: "drill".into(),
             requested_by: "me".into(),
             phase: Phase::Running,
@@ -277,6 +279,7 @@ mod tests {
                     namespace: Some("shop".into())
                 }],
                 force: false,
+                source_is_down: false,
                 reason: Some("drill".into()),
             }
         );

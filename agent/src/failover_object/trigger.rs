@@ -154,6 +154,7 @@ pub fn plan(fo: &Failover, cluster: &str) -> Result<Vec<PlannedStart>, Refusal> 
                 target: fo.spec.target_cluster.clone(),
                 mode: mode(fo.spec.mode),
                 force: fo.spec.force,
+                source_is_down: fo.spec.force && fo.spec.source_is_down,
                 reason: reason.clone(),
                 requested_by: requested_by(cluster, ns, name),
                 lease_ttl: DEFAULT_LEASE_TTL,
@@ -187,6 +188,7 @@ pub fn decide(
         target: &start.request.target,
         source: None,
         force: start.request.force,
+        source_is_down: start.request.source_is_down,
         op_id: Some(&start.op_id),
     };
     match start::decide_start(&view.observed(Some(target_known)), &ask, view.read_at) {

@@ -1,4 +1,5 @@
-//! The agent's actors: the SQS inbox, the operation runner and the heartbeat.
+//! The agent's actors: the SQS inbox and the operation runner (the serving lease is in
+//! [`super::lease`]).
 //!
 //! Each actor is only a mailbox and a bit of state; every decision is a plain function
 //! ([`operations_in_flight`], [`to_start`], [`run_result`], [`message_outcome`]) and other
@@ -15,8 +16,6 @@
 //!   not already running. A run that fails or panics is picked up again on a later tick and
 //!   resumes from the journal; one that succeeded, or must stop (stale epoch, abort), is not
 //!   run again by this process.
-//! * [`HeartbeatActor`] – writes `CLUSTER#<name>` every interval with a TTL of three
-//!   intervals.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -28,16 +27,11 @@ use failover_messages::store::{Store, StoreError};
 
 use crate::adapter::{AdapterError, ManagerAdapter, RunKind};
 use crate::errors::error_chain;
-use crate::failover_group::fencing::When;
 use crate::metrics::Metrics;
 use crate::runtime::admin::Readiness;
-use crate::runtime::fencer::FenceCheck;
 use crate::seam::{Msg, Sender};
 use crate::tasks::Wakeups;
 use crate::workflow::RunReport;
-
-/// The agent version written into heartbeats.
-pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 // ---------------------------------------------------------------------------------------------
 // Operation runner
@@ -436,119 +430,12 @@ impl Handler<Msg<Poll>> for InboxActor {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Heartbeat
-// ---------------------------------------------------------------------------------------------
-
-/// Write a heartbeat now.
-#[derive(Debug, Clone, Copy)]
-struct Beat;
-
-/// The heartbeat TTL for an interval: three intervals.
-pub fn heartbeat_ttl(interval: Duration) -> Duration {
-    interval * 3
-}
-
-/// Writes this cluster's heartbeat every interval.
-pub struct HeartbeatActor {
-    store: Store,
-    cluster: String,
-    interval: Duration,
-    metrics: Metrics,
-    readiness: Readiness,
-    writing: bool,
-    failing: bool,
-    regained: Option<Sender<FenceCheck>>,
-}
-
-impl HeartbeatActor {
-    /// A heartbeat for `cluster` every `interval`.
-    pub fn new(
-        store: Store,
-        cluster: String,
-        interval: Duration,
-        metrics: Metrics,
-        readiness: Readiness,
-    ) -> Self {
-        Self {
-            store,
-            cluster,
-            interval,
-            metrics,
-            readiness,
-            writing: false,
-            failing: false,
-            regained: None,
-        }
-    }
-
-    /// Asks `fencer` for a [`When::Regained`] check whenever a heartbeat gets through after
-    /// one failed (DynamoDB reachable again).
-    pub fn on_regained(mut self, fencer: Sender<FenceCheck>) -> Self {
-        self.regained = Some(fencer);
-        self
-    }
-}
-
-impl Actor for HeartbeatActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.notify(Msg(Beat));
-        ctx.run_interval(self.interval, |_, ctx| ctx.notify(Msg(Beat)));
-    }
-}
-
-impl Handler<Msg<Beat>> for HeartbeatActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Msg<Beat>, ctx: &mut Context<Self>) {
-        if self.writing {
-            return;
-        }
-        self.writing = true;
-        let store = self.store.clone();
-        let cluster = self.cluster.clone();
-        let ttl = heartbeat_ttl(self.interval);
-        let fut = async move { store.put_heartbeat(&cluster, AGENT_VERSION, ttl).await };
-        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
-            act.writing = false;
-            match res {
-                Ok(_) => {
-                    act.metrics.heartbeat("ok");
-                    act.readiness.aws_ok();
-                    act.readiness.heartbeat_written();
-                    if std::mem::take(&mut act.failing) {
-                        tracing::info!(cluster = %act.cluster, "DynamoDB answers again; checking whether this cluster must fence");
-                        if let Some(fencer) = &act.regained {
-                            let _ = fencer.send(FenceCheck(When::Regained));
-                        }
-                    }
-                }
-                Err(e) => {
-                    act.failing = true;
-                    act.metrics.heartbeat("error");
-                    tracing::warn!(cluster = %act.cluster, error = %error_chain(&e), "writing the heartbeat failed");
-                }
-            }
-        }));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use failover_messages::keys::GroupRef;
     use failover_messages::records::{Mode, Phase};
 
     use super::*;
-
-    #[test]
-    fn the_heartbeat_lives_three_intervals() {
-        assert_eq!(
-            heartbeat_ttl(Duration::from_secs(10)),
-            Duration::from_secs(30)
-        );
-    }
 
     #[test]
     fn results_that_end_the_operation_are_final() {
@@ -569,6 +456,7 @@ mod tests {
             source: source.into(),
             target: target.into(),
             force: false,
+            source_is_down: false,
             reason: String::new(),
             requested_by: "test".into(),
             phase,

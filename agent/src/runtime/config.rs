@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use failover_messages::protocol::lease::{self, LeaseTerms};
 
 /// `failover-agent`: one per cluster; owns this cluster's side of every failover.
 #[derive(Debug, Clone, Parser)]
@@ -46,9 +47,16 @@ pub struct AgentConfig {
     /// AWS endpoint URL (moto, LocalStack).
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub endpoint_url: Option<String>,
-    /// Time between two heartbeats; the heartbeat lives three times as long.
-    #[arg(long, env = "FAILOVER_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = parse_duration)]
-    pub heartbeat_interval: Duration,
+    /// How long this cluster's serving lease (its heartbeat record) lasts unless renewed; it
+    /// is renewed every third of it. With no successful renewal for three quarters of it, the
+    /// agent fences every group whose `spec.onCoordinationLoss` is `Fence` (the default).
+    /// Default 30s.
+    #[arg(long, env = "FAILOVER_LEASE_DURATION", value_parser = parse_duration, conflicts_with = "heartbeat_interval")]
+    pub lease_duration: Option<Duration>,
+    /// The older way to set the lease: the time between two renewals (the lease lasts three
+    /// times as long).
+    #[arg(long, env = "FAILOVER_HEARTBEAT_INTERVAL", value_parser = parse_duration)]
+    pub heartbeat_interval: Option<Duration>,
     /// Address of `/live`, `/ready` and `/metrics`.
     #[arg(long, env = "FAILOVER_ADMIN_ADDR", default_value = "127.0.0.1:9090")]
     pub admin_addr: SocketAddr,
@@ -63,6 +71,18 @@ pub struct AgentConfig {
         default_value = crate::kube_ops::traffic::DEFAULT_ANNOTATION_KEY
     )]
     pub traffic_annotation: String,
+}
+
+impl AgentConfig {
+    /// The serving lease's terms: `--lease-duration`, else three `--heartbeat-interval`s,
+    /// else 30 s.
+    pub fn lease_terms(&self) -> LeaseTerms {
+        LeaseTerms::new(
+            self.lease_duration
+                .or(self.heartbeat_interval.map(|i| i * 3))
+                .unwrap_or(lease::DEFAULT_DURATION),
+        )
+    }
 }
 
 /// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
@@ -112,13 +132,31 @@ mod tests {
         let cli = Cli::try_parse_from(["failover-agent", "--cluster", "east"]).unwrap();
         assert_eq!(cli.agent.table, "failover");
         assert_eq!(cli.agent.queue_prefix, "failover-");
-        assert_eq!(cli.agent.heartbeat_interval, Duration::from_secs(10));
+        assert_eq!(cli.agent.lease_terms().duration, Duration::from_secs(30));
+        assert_eq!(
+            cli.agent.lease_terms().renew_every(),
+            Duration::from_secs(10)
+        );
         assert_eq!(cli.agent.reread_interval, Duration::from_secs(15));
         assert_eq!(cli.agent.admin_addr.to_string(), "127.0.0.1:9090");
         assert_eq!(
             cli.agent.traffic_annotation,
             "external-dns.alpha.kubernetes.io/controller"
         );
+        let lease = |args: &[&str]| {
+            let mut all = vec!["failover-agent", "--cluster", "east"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|c| c.agent.lease_terms().duration)
+        };
+        assert_eq!(
+            lease(&["--lease-duration", "6s"]).unwrap(),
+            Duration::from_secs(6)
+        );
+        assert_eq!(
+            lease(&["--heartbeat-interval", "1s"]).unwrap(),
+            Duration::from_secs(3)
+        );
+        assert!(lease(&["--lease-duration", "6s", "--heartbeat-interval", "1s"]).is_err());
         let crd = Cli::try_parse_from(["failover-agent", "crd"]).unwrap();
         assert!(matches!(crd.command, Some(Command::Crd)));
     }

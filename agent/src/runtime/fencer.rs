@@ -4,6 +4,10 @@
 //! (see [`super::run`]); the heartbeat actor asks for a [`When::Regained`] check when
 //! DynamoDB answers again after failing.
 //!
+//! A [`When::LeaseLost`] ask (from the lease actor) is not queued behind a check that may be
+//! waiting on DynamoDB: it runs [`fencing::fence_unleased`] at once, on its own, and again on
+//! every later ask until it finishes or the lease is live again.
+//!
 //! A check that does not finish (DynamoDB or the API server failed, a group could not be
 //! observed or fenced) leaves its occasion *owed*: every later check runs with the strongest
 //! owed occasion until one finishes, so a failed start-up or "DynamoDB is back" check is
@@ -22,6 +26,7 @@ use crate::failover_group::fencing::{self, GroupVerdict, ReplicaCache, When};
 use crate::kube_ops::ClusterClient;
 use crate::kube_ops::traffic::TrafficConfig;
 use crate::metrics::Metrics;
+use crate::runtime::lease::LeaseHandle;
 use crate::seam::Msg;
 
 /// Check the groups now.
@@ -54,6 +59,11 @@ pub struct FencerActor {
     pending: Option<When>,
     owed: Option<When>,
     replicas: Arc<Mutex<ReplicaCache>>,
+    lease: LeaseHandle,
+    /// A lease-lost fencing is owed.
+    unleased: bool,
+    /// A lease-lost fencing runs.
+    fencing_unleased: bool,
 }
 
 impl FencerActor {
@@ -66,6 +76,7 @@ impl FencerActor {
         metrics: Metrics,
         reread: Duration,
         owed: Option<When>,
+        lease: LeaseHandle,
     ) -> Self {
         Self {
             cc,
@@ -77,6 +88,62 @@ impl FencerActor {
             pending: None,
             owed,
             replicas: Arc::default(),
+            lease,
+            unleased: false,
+            fencing_unleased: false,
+        }
+    }
+
+    /// Runs the owed lease-lost fencing unless one runs or the lease is live again.
+    fn fence_unleased(&mut self, ctx: &mut Context<Self>) {
+        if !self.unleased || self.fencing_unleased {
+            return;
+        }
+        if !self.lease.holding().is_lost() {
+            self.unleased = false;
+            return;
+        }
+        self.fencing_unleased = true;
+        let (cc, traffic, metrics, lease) = (
+            self.cc.clone(),
+            self.traffic.clone(),
+            self.metrics.clone(),
+            self.lease.clone(),
+        );
+        let fut = async move { run_unleased(&cc, &traffic, &metrics, &lease).await };
+        ctx.spawn(fut.into_actor(self).map(|finished, act, _| {
+            act.fencing_unleased = false;
+            if finished {
+                act.unleased = false;
+            }
+        }));
+    }
+}
+
+/// Fences what the lost lease requires ([`fencing::fence_unleased`]); `true` when every group
+/// was looked at to the end.
+pub async fn run_unleased(
+    cc: &ClusterClient,
+    traffic: &TrafficConfig,
+    metrics: &Metrics,
+    lease: &LeaseHandle,
+) -> bool {
+    let when = When::LeaseLost;
+    match fencing::fence_unleased(cc, traffic, |g| lease.published_keep_serving(g)).await {
+        Ok(verdicts) => {
+            let mut finished = true;
+            for (group, verdict) in verdicts {
+                match verdict {
+                    GroupVerdict::Fenced(_) => metrics.fenced(&group, when.as_str()),
+                    GroupVerdict::Unfinished => finished = false,
+                    GroupVerdict::NotChecked | GroupVerdict::Passive => {}
+                }
+            }
+            finished
+        }
+        Err(e) => {
+            tracing::warn!(cluster = %cc.cluster, occasion = when.as_str(), error = %error_chain(&e), "fencing after the lease ran out failed; trying again");
+            false
         }
     }
 }
@@ -124,6 +191,16 @@ impl Handler<Msg<FenceCheck>> for FencerActor {
 
     fn handle(&mut self, msg: Msg<FenceCheck>, ctx: &mut Context<Self>) {
         let FenceCheck(asked) = msg.0;
+        if asked == When::LeaseLost {
+            self.unleased = true;
+        }
+        self.fence_unleased(ctx);
+        // The entitlement checks below need DynamoDB; a lease loss asks for a re-read.
+        let asked = if asked == When::LeaseLost {
+            When::Reread
+        } else {
+            asked
+        };
         if self.checking {
             self.pending = Some(self.pending.map_or(asked, |p| stronger(p, asked)));
             return;

@@ -7,10 +7,13 @@
 //!    DynamoDB table (`DescribeTable`, schema), this cluster's inbox queue, and the
 //!    `FailoverGroup` / `Failover` CRDs in this cluster.
 //! 3. **Serve** `/live`, `/ready`, `/metrics` ([`admin`]).
-//! 4. **Fence** ([`fencer::run_check`] with [`When::Startup`]): every group this cluster is
-//!    not entitled to has its side here shut down and demoted; `/ready` answers 200 only
-//!    after this.
-//! 5. **Start** the actors: heartbeat, operation runner, SQS inbox ([`actors`]; they share
+//! 4. **Lease and fence**: take the serving lease ([`lease::renew`]); if that fails, fence
+//!    every group whose policy is `Fence` and whose side is active here, as after a lease
+//!    loss ([`fencer::run_unleased`]). Then [`fencer::run_check`] with [`When::Startup`]:
+//!    every group this cluster is not entitled to has its side here shut down and demoted;
+//!    `/ready` answers 200 only after this.
+//! 5. **Start** the actors: the serving lease ([`lease`]: renewals every `L/3`, fencing when
+//!    it runs out), operation runner, SQS inbox ([`actors`]; they share
 //!    one [`Wakeups`] signal, which the runner's workflows wait on), one per Kubernetes
 //!    concern (workloads, traffic, GitOps, volumes: [`concerns`]), the fencer
 //!    ([`fencer`]: every re-read, and when the heartbeat sees DynamoDB answer again), the
@@ -24,6 +27,7 @@ pub mod concerns;
 pub mod config;
 pub mod fencer;
 pub mod groups;
+pub mod lease;
 pub mod triggers;
 
 use std::sync::Arc;
@@ -39,10 +43,11 @@ use crate::seam::Sender;
 use crate::tasks::{TasksConfig, Wakeups};
 use crate::workflow::Progress;
 
-use self::actors::{HeartbeatActor, InboxActor, RunnerActor, RunnerTick};
+use self::actors::{InboxActor, RunnerActor, RunnerTick};
 use self::admin::Readiness;
 use self::config::AgentConfig;
 use self::fencer::FenceCheck;
+use self::lease::{LeaseActor, LeaseHandle};
 use crate::errors::error_chain;
 use crate::failover_group::fencing::When;
 use crate::failover_object::trigger::Trigger;
@@ -366,8 +371,18 @@ impl Agent<'_> {
         };
 
         // Fence first (protocol rule 7): before this agent runs any operation, every group it
-        // is not entitled to has its side here shut down and demoted.
+        // is not entitled to has its side here shut down and demoted. An agent that cannot
+        // take its serving lease at start fences as after a lease loss, before `/ready`.
         let cc = ClusterClient::new(clients.kube.clone(), self.cluster);
+        let lease = LeaseHandle::new(cfg.lease_terms());
+        let unleased = match self::lease::renew(&cc, &store, &lease, Vec::new()).await {
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(cluster = %self.cluster, error = %e, "cannot take the serving lease at start: fencing every group with onCoordinationLoss Fence that is active here");
+                metrics.lease_lost();
+                !self::fencer::run_unleased(&cc, &traffic, metrics, &lease).await
+            }
+        };
         let finished = self::fencer::run_check(
             &cc,
             &store,
@@ -378,16 +393,31 @@ impl Agent<'_> {
         )
         .await;
         self.readiness.startup_fencing_done();
-        let fencer = self::fencer::FencerActor::new(
+        let fencer = Sender::from_addr(
+            self::fencer::FencerActor::new(
+                cc.clone(),
+                store.clone(),
+                traffic.clone(),
+                metrics.clone(),
+                cfg.reread_interval,
+                self::fencer::owed_after(When::Startup, finished),
+                lease.clone(),
+            )
+            .start(),
+        );
+        if unleased {
+            let _ = fencer.send(FenceCheck(When::LeaseLost));
+        }
+        LeaseActor::new(
             cc,
             store.clone(),
-            traffic.clone(),
+            lease,
             metrics.clone(),
-            cfg.reread_interval,
-            self::fencer::owed_after(When::Startup, finished),
+            self.readiness.clone(),
+            fencer.clone(),
         )
         .start();
-        self.start_operation_actors(store, inbox, traffic, Sender::from_addr(fencer));
+        self.start_operation_actors(store, inbox, traffic);
         self.start_object_actors();
     }
 
@@ -403,15 +433,8 @@ impl Agent<'_> {
         )
     }
 
-    /// The operation runner (with its adapter and the concern actors), the heartbeat and the
-    /// SQS inbox.
-    fn start_operation_actors(
-        &self,
-        store: Store,
-        inbox: Inbox,
-        traffic: TrafficConfig,
-        fencer: Sender<FenceCheck>,
-    ) {
+    /// The operation runner (with its adapter and the concern actors) and the SQS inbox.
+    fn start_operation_actors(&self, store: Store, inbox: Inbox, traffic: TrafficConfig) {
         let (cfg, clients, cluster, metrics) = (self.cfg, self.clients, self.cluster, self.metrics);
         let wakeups = Wakeups::new();
         let progress_metrics = metrics.clone();
@@ -420,6 +443,7 @@ impl Agent<'_> {
             .with_external_wakeups(wakeups.clone())
             .with_tasks_config(TasksConfig {
                 reread_interval: cfg.reread_interval,
+                lease: cfg.lease_terms(),
                 traffic,
                 ..TasksConfig::default()
             })
@@ -431,15 +455,6 @@ impl Agent<'_> {
                 }
             }));
 
-        HeartbeatActor::new(
-            store.clone(),
-            cluster.to_owned(),
-            cfg.heartbeat_interval,
-            metrics.clone(),
-            self.readiness.clone(),
-        )
-        .on_regained(fencer)
-        .start();
         let runner = RunnerActor::new(
             store,
             adapter,

@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | [`Step::Kube`]: traffic, Flux, workloads, CronJobs, volumes | `kube.rs` | [`crate::kube_ops`], stamped with the operation's epoch and id, on the actor of the step's concern ([`concerns`]) |
 //! | [`Step::Record`]: `ValidateOperation`, `RenewLease`, `RecordReplicas`, `MarkAllReady`, `ClaimPromotion`, `MarkPromoted`, `RecordDualActive`, `CompleteOperation`, `FinishAbort` | `record.rs` | the store's conditional writes (each conditioned on the group's epoch) |
-//! | [`Step::Wait`]: `WaitAllReady`, `WaitPeer`, `WaitOperationClosed` | `wait.rs` | [`wake::wait_until`]: an SQS wake-up or the re-read timer, then a consistent read |
+//! | [`Step::Wait`]: `WaitAllReady`, `WaitPeer`, `WaitOperationClosed`; `WaitSourceReleased` (forced target) | `wait.rs`, `release.rs` | [`wake::wait_until`]: an SQS wake-up or the re-read timer, then a consistent read; the forced wait also times the other clusters' serving leases |
 //! | [`Step::Notify`]: `Notify`, `UpdateGroupStatus` | `notify.rs` | an envelope to the peer's inbox (a hint; a send failure is logged, not fatal); the `FailoverGroup` status subresource in this cluster |
 //!
 //! What the groups share (the configuration, clients, error mapping, the guards that the
@@ -25,6 +25,7 @@ pub mod concerns;
 mod kube;
 mod notify;
 mod record;
+mod release;
 mod support;
 pub mod timings;
 mod wait;

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use failover_messages::protocol::lease::LeaseTerms;
+
 use failover_messages::crd::WorkloadKind;
 use failover_messages::records::{GroupState, Operation, Phase};
 use failover_messages::store::{Outcome, Stale, StoreError};
@@ -26,6 +28,8 @@ pub struct TasksConfig {
     pub reread_interval: Duration,
     /// How long a renewed lease lasts.
     pub lease_ttl: Duration,
+    /// This agent's serving lease terms (assumed for a cluster with no lease record).
+    pub lease: LeaseTerms,
 }
 
 impl Default for TasksConfig {
@@ -34,6 +38,7 @@ impl Default for TasksConfig {
             traffic: TrafficConfig::default(),
             reread_interval: DEFAULT_REREAD_INTERVAL,
             lease_ttl: Duration::from_secs(120),
+            lease: LeaseTerms::default(),
         }
     }
 }

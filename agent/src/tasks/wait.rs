@@ -18,6 +18,9 @@ pub(super) async fn run(
 ) -> Result<(), TaskError> {
     match step {
         WaitStep::WaitAllReady { volumes, .. } => wait_all_ready(ctx, config, volumes).await,
+        WaitStep::WaitSourceReleased { release, .. } => {
+            super::release::wait_source_released(ctx, config, release).await
+        }
         WaitStep::WaitPeer { peer, .. } => wait_peer(ctx, config, peer).await,
         WaitStep::WaitOperationClosed { .. } => wait_operation_closed(ctx, config).await,
     }

@@ -33,9 +33,13 @@
 //! completion closes the operation and every later journal or dual-active write of the
 //! source would be refused.
 //!
-//! `force` changes only the target's CONSISTENCY plan: it does not wait for the handoff and
-//! claims the promotion without handoff records. A source that is still alive during a
-//! forced operation shuts down exactly as for a normal one.
+//! `force` changes only the target's CONSISTENCY plan: instead of waiting for the handoff
+//! within the source's stage limits, it waits until the source *released* its side (the same
+//! handoff records, written by a source that is alive) **or** until every other cluster that
+//! may serve the group has certainly lost its serving lease (`WaitSourceReleased`), then
+//! claims the promotion without requiring handoff records. A source that is still alive
+//! during a forced operation shuts down exactly as for a normal one. Forced operations are
+//! always started in CONSISTENCY mode.
 //!
 //! # What the factory rejects
 //!
@@ -53,7 +57,7 @@ use failover_messages::protocol::spec::{self, SpecProblem};
 use failover_messages::records::Mode;
 
 use super::definition::{
-    DualActiveEnd, KubeStep, NotifyStep, RecordStep, Stage, Step, WaitStep, Workflow,
+    DualActiveEnd, KubeStep, NotifyStep, RecordStep, Release, Stage, Step, WaitStep, Workflow,
 };
 use super::stages::{Role, StageId};
 
@@ -482,18 +486,19 @@ impl Planner<'_> {
     /// promoted.
     fn promotion(&self) -> Vec<Step> {
         let volumes = &self.objects.volumes;
-        let handoff = self.mode == Mode::Consistency && !self.force;
+        let consistency = self.mode == Mode::Consistency;
+        let handoff = consistency && !self.force;
         let mut steps = Vec::new();
-        if handoff {
+        if consistency {
             let within = self.limits.sum(&[
                 StageId::Initialization,
                 StageId::SourceShutdown,
                 StageId::VolumeTransitionSource,
             ]);
-            if volumes.is_empty() {
-                // No record to wait for: the source's journaled handoff step is the signal.
-                let source = self.source();
-                let ready = source
+            // No record to wait for without volumes: the source's journaled handoff step is
+            // the signal.
+            let ready = || {
+                self.source()
                     .steps()
                     .find(|(_, s)| matches!(s, Step::Record(RecordStep::MarkAllReady { .. })))
                     .map(|(stage, s)| super::definition::PeerStep {
@@ -501,17 +506,27 @@ impl Planner<'_> {
                         stage: stage.id,
                         task: s.key(),
                     })
-                    .expect("a CONSISTENCY source plan always hands off");
-                steps.push(Step::Wait(WaitStep::WaitPeer {
-                    peer: ready,
+                    .expect("a CONSISTENCY source plan always hands off")
+            };
+            steps.push(Step::Wait(match (handoff, volumes.is_empty()) {
+                (true, true) => WaitStep::WaitPeer {
+                    peer: ready(),
                     within,
-                }));
-            } else {
-                steps.push(Step::Wait(WaitStep::WaitAllReady {
+                },
+                (true, false) => WaitStep::WaitAllReady {
                     volumes: volumes.clone(),
                     within,
-                }));
-            }
+                },
+                // Forced: the source's release, or the end of its serving lease.
+                (false, true) => WaitStep::WaitSourceReleased {
+                    release: Release::Step(ready()),
+                    within,
+                },
+                (false, false) => WaitStep::WaitSourceReleased {
+                    release: Release::Volumes(volumes.clone()),
+                    within,
+                },
+            }));
         }
         steps.push(Step::Record(RecordStep::ClaimPromotion {
             ready_volumes: if handoff { volumes.clone() } else { Vec::new() },

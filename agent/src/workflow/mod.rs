@@ -37,8 +37,8 @@ pub use self::context::{
     Attempt, ContextError, StepInfo, TaskContext, WorkflowContext, WorkflowTimings,
 };
 pub use self::definition::{
-    Concern, DualActiveEnd, KubeStep, NotifyStep, PeerStep, RecordStep, Stage, Step, WaitStep,
-    Workflow,
+    Concern, DualActiveEnd, KubeStep, NotifyStep, PeerStep, RecordStep, Release, Stage, Step,
+    WaitStep, Workflow,
 };
 pub use self::engine::{BoundStage, BoundStep, BoundWorkflow, Engine, EngineError};
 pub use self::factory::{Factory, FactoryError};

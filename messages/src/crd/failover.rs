@@ -71,10 +71,16 @@ pub struct FailoverSpec {
     /// Groups to move (at least one).
     #[schemars(length(min = 1))]
     pub groups: Vec<GroupRef>,
-    /// Promote the target without the source's handoff (source unreachable, its heartbeat
-    /// stale). The operation is recorded as forced.
+    /// Do not wait for the graceful handoff: the target promotes once the source has shut
+    /// its side down and released it, or once its serving lease is certainly over. Always
+    /// CONSISTENCY order. The operation is recorded as forced.
     #[serde(default)]
     pub force: bool,
+    /// With `force`: the requester vouches that the source cluster is down (needed for a
+    /// group whose source keeps serving without DynamoDB; the target then promotes without
+    /// waiting for the source's lease).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub source_is_down: bool,
     /// Why the failover was requested (recorded in the operation and history).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]

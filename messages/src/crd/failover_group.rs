@@ -98,6 +98,13 @@ pub struct FailoverGroupSpec {
     #[serde(default)]
     pub suspended: bool,
 
+    /// What this cluster's agent does with its active side of the group when it loses
+    /// DynamoDB (its serving lease runs out): `Fence` (default) stops serving, so a forced
+    /// failover elsewhere is safe after the lease; `KeepServing` keeps serving, and a forced
+    /// failover then needs `--source-is-down`.
+    #[serde(default, skip_serializing_if = "CoordinationLoss::is_default")]
+    pub on_coordination_loss: CoordinationLoss,
+
     /// Per-stage time limits; a stage that runs longer fails the operation.
     #[serde(default, skip_serializing_if = "StageTimeouts::is_empty")]
     pub timeouts: StageTimeouts,
@@ -123,6 +130,24 @@ impl FailoverGroupSpec {
         } else {
             Err(errors)
         }
+    }
+}
+
+/// What an agent does with its active side of a group when its serving lease runs out.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum CoordinationLoss {
+    /// Stop serving: traffic off, Flux suspended, workloads at 0, volumes demoted. The
+    /// group comes back only through an operation.
+    #[default]
+    Fence,
+    /// Keep serving (availability over the guarantee that no other cluster writes).
+    KeepServing,
+}
+
+impl CoordinationLoss {
+    /// True for the default (`Fence`).
+    pub fn is_default(&self) -> bool {
+        *self == Self::Fence
     }
 }
 

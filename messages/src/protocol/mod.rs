@@ -10,8 +10,11 @@
 //!   store's own re-check right before its conditional write;
 //! * [`spec`]: what is wrong with a `FailoverGroup` spec (one validator for the factory and the
 //!   FailoverGroup status);
+//! * [`lease`]: the serving lease's arithmetic: when a holder must fence, and when an
+//!   observer may conclude a holder's lease is over (monotonic clocks only);
 //! * [`names`]: the labels, annotations and kind names every component writes and reads.
 
+pub mod lease;
 pub mod names;
 pub mod spec;
 pub mod stages;

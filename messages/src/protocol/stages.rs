@@ -182,8 +182,9 @@ impl StageId {
         }
     }
 
-    /// What the stage does in an operation of `mode` (`force`: the target promotes without
-    /// handoff records), in the order the factory plans the steps.
+    /// What the stage does in an operation of `mode` (`force`: the target does not wait for
+    /// the graceful handoff, only for the source's release or the end of its lease), in the
+    /// order the factory plans the steps.
     pub fn description(self, mode: Mode, force: bool) -> &'static str {
         use Mode::{Consistency, Uptime};
         match (self, mode) {
@@ -215,7 +216,8 @@ impl StageId {
                  Primary, verify, mark promoted"
             }
             (Self::VolumeTransitionTarget, Consistency) => {
-                "claim the promotion without handoff records, volumes set primary, wait \
+                "wait until the source released its side (its handoff records) or its serving \
+                 lease is certainly over, claim the promotion, volumes set primary, wait \
                  Primary, verify, mark promoted"
             }
             (Self::VolumeTransitionTarget, Uptime) => {

@@ -21,9 +21,13 @@
 //! 5. the group is not suspended;
 //! 6. no operation is in flight, or its lease expired (then the new one takes over);
 //! 7. no promotion is claimed and not completed (only forward, or a forced start);
-//! 8. forced: the source's agent is not alive — a forced failover is for a source that cannot
-//!    take part, and with its agent alive it would only skip the handoff that keeps the data
-//!    safe; not forced: the source's agent is alive (a CONSISTENCY handoff needs it);
+//! 8. not forced: the source's agent is alive (a CONSISTENCY handoff needs it). Forced: the
+//!    source's last lease record does not say it keeps serving the group when it loses
+//!    DynamoDB (`onCoordinationLoss: KeepServing`) — while that lease is live a forced start is
+//!    refused, and once it is stale only the human's word that the source is down
+//!    (`source_is_down`) lets it start. Under the default `Fence` a forced start is accepted
+//!    with the source alive or not: the target promotes only after the source released its
+//!    side or its lease is certainly over ([`super::lease`]);
 //! 9. the target's agent is alive (nobody would promote).
 //!
 //! Agent liveness is judged from the heartbeat record's expiry against `now`, the reader's
@@ -92,6 +96,9 @@ pub struct Request<'a> {
     /// The id of the operation to start (a repeated start of the operation in flight is not
     /// refused: it is the same start).
     pub op_id: Option<&'a str>,
+    /// Forced, and the human vouches that the source is down (needed for a group its
+    /// cluster keeps serving when it loses DynamoDB).
+    pub source_is_down: bool,
 }
 
 /// The start to make.
@@ -148,10 +155,17 @@ pub enum Blocker {
         /// The active cluster.
         active: String,
     },
-    /// Forced, but the source's agent is alive.
+    /// Forced, but the source's agent is alive and keeps serving the group when it loses
+    /// DynamoDB (`onCoordinationLoss: KeepServing`).
     SourceAlive {
         /// When its heartbeat was written.
         last_seen: Timestamp,
+    },
+    /// Forced, the source's lease is stale, but the source keeps serving the group when it
+    /// loses DynamoDB and nobody vouched that it is down.
+    SourceMayServe {
+        /// Its last heartbeat.
+        last: Heartbeat,
     },
     /// Not forced, but the source's agent is not alive.
     SourceDown {
@@ -194,6 +208,7 @@ impl Refusal {
             Blocker::PromotionClaimed { .. } => "PromotionClaimed",
             Blocker::NotActive { .. } => "NotActive",
             Blocker::SourceAlive { .. } => "SourceAgentAlive",
+            Blocker::SourceMayServe { .. } => "SourceMayBeServing",
             Blocker::SourceDown { .. } => "SourceAgentDown",
             Blocker::TargetDown { .. } => "TargetAgentDown",
         }
@@ -247,9 +262,16 @@ impl Refusal {
                 format!("the active cluster is now {c}; ask again to fail over from {c}")
             }
             Blocker::SourceAlive { last_seen } => format!(
-                "the agent of {c} is alive (heartbeat at {last_seen}); a forced failover is for \
-                 a source that cannot take part: fail over without force (its agent hands the \
+                "the agent of {c} is alive (heartbeat at {last_seen}) and keeps serving the \
+                 group when it loses DynamoDB (onCoordinationLoss: KeepServing); a forced \
+                 failover would not wait for it: fail over without force (its agent hands the \
                  volumes off), or stop that agent first"
+            ),
+            Blocker::SourceMayServe { last } => format!(
+                "{}, but it keeps serving the group when it loses DynamoDB \
+                 (onCoordinationLoss: KeepServing), so it may still be serving: make sure {c} \
+                 is down, then force again with --source-is-down",
+                agent_down("source", c, Some(last))
             ),
             Blocker::SourceDown { last } => format!(
                 "{}; its agent must hand the volumes off (if {c} is down, fail over with force \
@@ -410,20 +432,41 @@ impl Decision<'_, '_> {
         }
     }
 
-    /// Checks 8–9: the source's agent (alive for a handoff, not alive for force) and the
-    /// target's agent (alive).
+    /// Checks 8–9: the source's agent (alive for a handoff; for force, what its lease says
+    /// about the group) and the target's agent (alive).
     fn check_agents(&mut self, observed: &Observed<'_>, active: &str, now: Timestamp) {
-        let force = self.request.force;
-        match (observed.source_agent, observed.source_agent.alive(now)) {
-            (AgentSeen::Seen(hb), Some(true)) if force => self.refuse(
+        let req = self.request;
+        let seen = observed.source_agent;
+        let keeps_serving = heartbeat(seen).is_some_and(|hb| {
+            let group = req.group.to_string();
+            hb.keep_serving.iter().any(|g| *g == group)
+        });
+        match (seen, seen.alive(now)) {
+            (AgentSeen::Seen(hb), Some(true)) if req.force && keeps_serving => self.refuse(
                 active,
                 Blocker::SourceAlive {
                     last_seen: hb.last_seen,
                 },
             ),
-            (seen, Some(false)) if force => self.notes.push(format!(
-                "{}; forced, so the target promotes without its handoff",
-                agent_down("source", active, heartbeat(seen))
+            (_, Some(true)) if req.force => self.notes.push(format!(
+                "the agent of {active} is alive: forced, so it shuts its side down and releases \
+                 it without waiting for the handoff, and the target promotes only after that \
+                 (or after its lease is certainly over)"
+            )),
+            (AgentSeen::Seen(hb), Some(false))
+                if req.force && keeps_serving && !req.source_is_down =>
+            {
+                self.refuse(active, Blocker::SourceMayServe { last: hb.clone() })
+            }
+            (seen, Some(false)) if req.force => self.notes.push(format!(
+                "{}; forced, so the target promotes without its handoff once its lease is \
+                 certainly over{}",
+                agent_down("source", active, heartbeat(seen)),
+                if req.source_is_down {
+                    " (or at once: the source is vouched down)"
+                } else {
+                    ""
+                }
             )),
             (seen, Some(false)) => self.refuse(
                 active,
@@ -435,7 +478,7 @@ impl Decision<'_, '_> {
         }
         if observed.target_agent.alive(now) == Some(false) {
             self.refuse(
-                self.request.target,
+                req.target,
                 Blocker::TargetDown {
                     last: heartbeat(observed.target_agent).cloned(),
                 },

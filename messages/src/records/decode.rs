@@ -249,6 +249,19 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// A string set (`SS`); absent is empty.
+    pub(super) fn opt_string_set(&self, attribute: &str) -> Result<Vec<String>, DecodeError> {
+        match self.get(attribute) {
+            None => Ok(Vec::new()),
+            Some(AttributeValue::Ss(v)) => {
+                let mut v = v.clone();
+                v.sort();
+                Ok(v)
+            }
+            Some(v) => Err(self.wrong(attribute, "SS", v)),
+        }
+    }
+
     pub(super) fn opt_map(&self, attribute: &str) -> Result<Option<&'a Item>, DecodeError> {
         match self.get(attribute) {
             None => Ok(None),

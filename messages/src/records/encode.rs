@@ -54,6 +54,20 @@ impl Builder {
         self.0.insert(attribute.into(), av_n(v));
         self
     }
+    pub(super) fn opt_n(self, attribute: &str, v: Option<impl fmt::Display>) -> Self {
+        match v {
+            Some(v) => self.n(attribute, v),
+            None => self,
+        }
+    }
+    /// A string set; left out when empty (DynamoDB has no empty sets).
+    pub(super) fn ss(mut self, attribute: &str, values: &[String]) -> Self {
+        if !values.is_empty() {
+            self.0
+                .insert(attribute.into(), AttributeValue::Ss(values.to_vec()));
+        }
+        self
+    }
     pub(super) fn ms(mut self, attribute: &str, at: Timestamp) -> Self {
         self.0.insert(attribute.into(), av_ms(at));
         self

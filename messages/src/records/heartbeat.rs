@@ -1,4 +1,7 @@
-//! The cluster heartbeat `CLUSTERS` / `CLUSTER#<name>`.
+//! The cluster heartbeat `CLUSTERS` / `CLUSTER#<name>`: the agent's serving lease (see
+//! [`crate::protocol::lease`]). Its `lastSeen` is the lease's version.
+
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -20,6 +23,14 @@ pub struct Heartbeat {
     pub last_seen: Timestamp,
     /// When it goes stale (whole seconds: the TTL attribute).
     pub expires_at: Timestamp,
+    /// The lease duration the agent holds it for, in milliseconds (`None`: written by an
+    /// older agent); see [`Heartbeat::lease_duration`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_duration_ms: Option<u64>,
+    /// Groups (`namespace/name`) this cluster keeps serving when it loses DynamoDB
+    /// (`spec.onCoordinationLoss: KeepServing`); every other group it fences.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_serving: Vec<String>,
 }
 
 impl Heartbeat {
@@ -27,6 +38,11 @@ impl Heartbeat {
     /// (moto never does), so readers must check this.
     pub fn is_stale(&self, now: Timestamp) -> bool {
         self.expires_at <= now
+    }
+
+    /// The lease duration the agent holds this record for, when it says.
+    pub fn lease_duration(&self) -> Option<Duration> {
+        self.lease_duration_ms.map(Duration::from_millis)
     }
 }
 
@@ -43,6 +59,8 @@ impl Record for Heartbeat {
             .s(attr::AGENT_VERSION, &self.agent_version)
             .ms(attr::LAST_SEEN, self.last_seen)
             .n(attr::EXPIRES_AT, self.expires_at.as_second())
+            .opt_n(attr::LEASE_DURATION_MS, self.lease_duration_ms)
+            .ss(attr::KEEP_SERVING, &self.keep_serving)
             .0
     }
 
@@ -53,6 +71,8 @@ impl Record for Heartbeat {
             agent_version: r.opt_string(attr::AGENT_VERSION)?.unwrap_or_default(),
             last_seen: r.millis(attr::LAST_SEEN)?,
             expires_at: r.seconds(attr::EXPIRES_AT)?,
+            lease_duration_ms: r.opt_u64(attr::LEASE_DURATION_MS)?,
+            keep_serving: r.opt_string_set(attr::KEEP_SERVING)?,
         })
     }
 }

@@ -51,6 +51,10 @@ pub struct Operation {
     pub target: String,
     /// Started without the `activeCluster = source` condition (source unreachable).
     pub force: bool,
+    /// Forced, and the requester vouched that the source is down: the target promotes
+    /// without waiting for the source's release or the end of its lease.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub source_is_down: bool,
     /// Why (free text from the requester).
     pub reason: String,
     /// Who asked.
@@ -138,6 +142,9 @@ fn operation_attributes(op: &Operation, key: (String, String)) -> Builder {
         .opt_ms(attr::DUAL_ACTIVE_ENDED_AT, op.dual_active_ended_at)
         .opt_ms(attr::FINISHED_AT, op.finished_at)
         .opt_s(attr::MESSAGE, op.message.as_deref());
+    if op.source_is_down {
+        b = b.bool(attr::SOURCE_IS_DOWN, true);
+    }
     if !op.timings.is_empty() {
         b = b.raw(attr::TIMINGS, timings_to_av(&op.timings));
     }
@@ -159,6 +166,7 @@ fn decode_operation(r: &Reader<'_>) -> Result<Operation, DecodeError> {
         source: r.checked(attr::SOURCE, keys::validate_cluster)?,
         target: r.checked(attr::TARGET, keys::validate_cluster)?,
         force: r.opt_bool(attr::FORCE)?.unwrap_or(false),
+        source_is_down: r.opt_bool(attr::SOURCE_IS_DOWN)?.unwrap_or(false),
         reason: r.opt_string(attr::REASON)?.unwrap_or_default(),
         requested_by: r.opt_string(attr::REQUESTED_BY)?.unwrap_or_default(),
         phase: r.parsed(attr::PHASE)?,

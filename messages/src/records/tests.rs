@@ -37,6 +37,7 @@ pub(crate) fn sample_operation() -> Operation {
         source: "east".into(),
         target: "west".into(),
         force: false,
+        source_is_down: false,
         reason: "maintenance".into(),
         requested_by: "alice".into(),
         phase: Phase::Running,
@@ -187,6 +188,8 @@ fn heartbeat_expiry_is_stored_in_seconds() {
         agent_version: "0.1.0".into(),
         last_seen: ts(1_764_150_000_123),
         expires_at: Timestamp::from_second(1_764_150_030).unwrap(),
+        lease_duration_ms: None,
+        keep_serving: Vec::new(),
     };
     let item = hb.to_item();
     assert_eq!(item["expiresAt"], av_n(1_764_150_030_i64));
@@ -194,6 +197,27 @@ fn heartbeat_expiry_is_stored_in_seconds() {
     assert_eq!(Heartbeat::from_item(&item).unwrap(), hb);
     assert!(!hb.is_stale(ts(1_764_150_029_999)));
     assert!(hb.is_stale(ts(1_764_150_030_000)));
+    assert!(!item.contains_key("keepServing"), "no empty string set");
+}
+
+#[test]
+fn a_lease_record_carries_its_duration_and_the_groups_it_keeps_serving() {
+    let hb = Heartbeat {
+        cluster: "east".into(),
+        agent_version: "0.1.0".into(),
+        last_seen: ts(1_764_150_000_123),
+        expires_at: Timestamp::from_second(1_764_150_030).unwrap(),
+        lease_duration_ms: Some(30_000),
+        keep_serving: vec!["shop/cart".into(), "shop/orders".into()],
+    };
+    let item = hb.to_item();
+    assert_eq!(item["leaseDurationMs"], av_n(30_000));
+    let back = Heartbeat::from_item(&item).unwrap();
+    assert_eq!(back, hb);
+    assert_eq!(
+        back.lease_duration(),
+        Some(std::time::Duration::from_secs(30))
+    );
 }
 
 #[test]

@@ -543,6 +543,7 @@ fn recheck(
         target: &req.target,
         source: Some(&req.source),
         force: req.force,
+        source_is_down: req.source_is_down,
         op_id: Some(op_id),
     };
     match decide_start(&observed, &ask, now) {
@@ -568,10 +569,17 @@ fn new_operation(req: &StartRequest, op_id: &str, epoch: u64, now: Timestamp) ->
         id: op_id.to_owned(),
         group: req.group.clone(),
         epoch,
-        mode: req.mode,
+        // A forced operation always runs in CONSISTENCY order: the source, if it is alive,
+        // must be down before the target promotes.
+        mode: if req.force {
+            crate::records::Mode::Consistency
+        } else {
+            req.mode
+        },
         source: req.source.clone(),
         target: req.target.clone(),
         force: req.force,
+        source_is_down: req.force && req.source_is_down,
         reason: req.reason.clone(),
         requested_by: req.requested_by.clone(),
         phase: Phase::Pending,

@@ -148,6 +148,9 @@ pub struct StartRequest {
     pub mode: Mode,
     /// Drop the `activeCluster = source` condition (source unreachable).
     pub force: bool,
+    /// Forced, and the requester vouches that the source is down (the target then promotes
+    /// without waiting for the source's release or lease).
+    pub source_is_down: bool,
     /// Why, for the record.
     pub reason: String,
     /// Who asks; also the first lease holder.

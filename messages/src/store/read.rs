@@ -252,13 +252,27 @@ impl Store {
         .map_err(wrap)
     }
 
-    /// Writes this cluster's heartbeat: `lastSeen = now`, `expiresAt = now + ttl` (rounded
-    /// up to whole seconds: it is the table's TTL attribute).
+    /// Writes this cluster's heartbeat as a lease of `ttl` keeping no group serving when
+    /// DynamoDB is lost ([`Store::put_lease`]).
     pub async fn put_heartbeat(
         &self,
         cluster: &str,
         agent_version: &str,
         ttl: Duration,
+    ) -> Result<Heartbeat, StoreError> {
+        self.put_lease(cluster, agent_version, ttl, &[]).await
+    }
+
+    /// Renews this cluster's serving lease (its heartbeat record): `lastSeen = now` (the
+    /// lease's version), `expiresAt = now + duration` (rounded up to whole seconds: it is the
+    /// table's TTL attribute), `leaseDurationMs`, and the groups it keeps serving when it
+    /// loses DynamoDB.
+    pub async fn put_lease(
+        &self,
+        cluster: &str,
+        agent_version: &str,
+        ttl: Duration,
+        keep_serving: &[String],
     ) -> Result<Heartbeat, StoreError> {
         let wrap = |source: Cause| StoreError::PutHeartbeat {
             cluster: cluster.to_owned(),
@@ -279,6 +293,13 @@ impl Store {
             agent_version: agent_version.to_owned(),
             last_seen: now,
             expires_at,
+            lease_duration_ms: u64::try_from(ttl.as_millis()).ok(),
+            keep_serving: {
+                let mut k = keep_serving.to_vec();
+                k.sort();
+                k.dedup();
+                k
+            },
         };
         let req = self
             .client

@@ -350,6 +350,7 @@ impl Bench {
             target: TARGET.into(),
             mode: Mode::Consistency,
             force: false,
+            source_is_down: false,
             reason: "handoff latency benchmark".into(),
             requested_by: "failover-bench".into(),
             lease_ttl: LEASE,

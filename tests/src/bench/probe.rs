@@ -206,6 +206,7 @@ pub async fn start_failover(
             target: target.into(),
             mode: Mode::Consistency,
             force: false,
+            source_is_down: false,
             reason: "failover-bench".into(),
             requested_by: "failover-bench".into(),
             lease_ttl: Duration::from_secs(300),

@@ -48,6 +48,7 @@ fn op(id: &str, source: &str, target: &str) -> Operation {
         source: source.into(),
         target: target.into(),
         force: false,
+        source_is_down: false,
         reason: String::new(),
         requested_by: "t".into(),
         phase: Phase::Running,

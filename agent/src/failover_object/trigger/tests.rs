@@ -19,6 +19,7 @@ fn fo(groups: &[&str]) -> Failover {
                 })
                 .collect(),
             force: false,
+            source_is_down: false,
             reason: Some("drill".into()),
         },
     );
@@ -45,6 +46,8 @@ fn beat(cluster: &str) -> Heartbeat {
         agent_version: "test".into(),
         last_seen: Timestamp::UNIX_EPOCH,
         expires_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        lease_duration_ms: None,
+        keep_serving: Vec::new(),
     }
 }
 
@@ -67,6 +70,7 @@ fn op(id: &str) -> Operation {
         source: "east".into(),
         target: "west".into(),
         force: false,
+        source_is_down: false,
         reason: "drill".into(),
         requested_by: requested_by("east", "shop", "move-orders"),
         phase: Phase::Pending,
@@ -159,10 +163,17 @@ fn plan_and_decide_build_the_coordinators_request() {
             .reason,
         "AlreadyActive"
     );
-    // Forced with the source's agent alive: refused as failoverctl refuses it.
+    // Forced with the source's agent alive: accepted under Fence (the target waits for the
+    // source's release), refused as failoverctl refuses it when east keeps serving.
     let mut forced_start = s.clone();
     forced_start.request.force = true;
-    let alive = decide(&forced_start, &view(Some(state("east"))), true).unwrap_err();
+    let req = decide(&forced_start, &view(Some(state("east"))), true).unwrap();
+    assert!(req.force && req.source == "east");
+    let mut keeping = view(Some(state("east")));
+    if let Some(hb) = keeping.source.as_mut() {
+        hb.keep_serving = vec!["shop/orders".into()];
+    }
+    let alive = decide(&forced_start, &keeping, true).unwrap_err();
     assert_eq!(alive.reason, "SourceAgentAlive");
     assert!(
         alive

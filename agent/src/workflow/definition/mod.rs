@@ -66,7 +66,7 @@ use super::stages::{Role, StageId};
 pub use self::kube::{Concern, KubeStep};
 pub use self::notify::NotifyStep;
 pub use self::record::{DualActiveEnd, RecordStep};
-pub use self::wait::{PeerStep, WaitStep};
+pub use self::wait::{PeerStep, Release, WaitStep};
 
 /// One step of a workflow and what it touches. Plain data: the factory builds these, a
 /// [`TaskBuilder`](super::TaskBuilder) turns them into tasks. Every step's task must be

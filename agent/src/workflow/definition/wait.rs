@@ -18,6 +18,16 @@ pub struct PeerStep {
     pub task: String,
 }
 
+/// What shows that the source of a forced operation released its side: the same signal as
+/// a graceful handoff.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Release {
+    /// Every volume's `READY_FOR_PROMOTION` (or `PROMOTED`) record at this epoch.
+    Volumes(Vec<String>),
+    /// A group without volumes: the source's journaled handoff step at this epoch.
+    Step(PeerStep),
+}
+
 /// A wait for the other cluster (see [`Step`](super::Step)).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum WaitStep {
@@ -28,6 +38,18 @@ pub enum WaitStep {
         /// Every volume of the group.
         volumes: Vec<String>,
         /// How long the source may take to get there.
+        within: Duration,
+    },
+
+    /// Forced operation (target, before the claim): wait until the source released its side
+    /// ([`Release`]: an alive, connected source shuts down and hands off as in a graceful
+    /// failover) or until every other cluster that may serve the group has certainly lost
+    /// its serving lease (`protocol::lease`). Skipped at once when the requester vouched the
+    /// source down.
+    WaitSourceReleased {
+        /// What shows the release.
+        release: Release,
+        /// How long the source may take to release.
         within: Duration,
     },
 
@@ -52,6 +74,7 @@ impl WaitStep {
     pub fn name(&self) -> &'static str {
         match self {
             Self::WaitAllReady { .. } => "WaitAllReady",
+            Self::WaitSourceReleased { .. } => "WaitSourceReleased",
             Self::WaitPeer { .. } => "WaitPeer",
             Self::WaitOperationClosed { .. } => "WaitOperationClosed",
         }
@@ -63,7 +86,9 @@ impl WaitStep {
             Self::WaitPeer { peer, .. } => {
                 Some(format!("{}:{}:{}", peer.role, peer.stage.key(), peer.task))
             }
-            Self::WaitAllReady { .. } | Self::WaitOperationClosed { .. } => None,
+            Self::WaitAllReady { .. }
+            | Self::WaitSourceReleased { .. }
+            | Self::WaitOperationClosed { .. } => None,
         }
     }
 
@@ -71,6 +96,7 @@ impl WaitStep {
     pub fn within(&self) -> Duration {
         match self {
             Self::WaitAllReady { within, .. }
+            | Self::WaitSourceReleased { within, .. }
             | Self::WaitPeer { within, .. }
             | Self::WaitOperationClosed { within } => *within,
         }
@@ -83,6 +109,11 @@ impl WaitStep {
                 "Wait up to {} until all {} volume(s) are READY_FOR_PROMOTION at this epoch",
                 humanize(*within),
                 volumes.len()
+            ),
+            Self::WaitSourceReleased { within, .. } => format!(
+                "Wait up to {} until the source has released its side or its serving lease is \
+                 certainly over",
+                humanize(*within)
             ),
             Self::WaitPeer { peer, within } => format!(
                 "Wait up to {} until the {} cluster's journal shows {}/{} done at this epoch",

@@ -614,15 +614,24 @@ fn is_source_only(s: &Step) -> bool {
 }
 
 #[test]
-fn a_forced_target_claims_without_waiting_for_the_handoff() {
+fn a_forced_target_waits_for_the_release_or_the_lease_then_claims_without_records() {
     let wf = build(Mode::Consistency, Role::Target, true);
     assert!(wf.force);
     assert!(!has(&wf, |s| matches!(
         s,
         Step::Wait(WaitStep::WaitAllReady { .. }) | Step::Wait(WaitStep::WaitPeer { .. })
     )));
+    let Step::Wait(WaitStep::WaitSourceReleased {
+        release: Release::Volumes(volumes),
+        within,
+    }) = &wf.stages[1].tasks[0]
+    else {
+        panic!("{:?}", wf.stages[1].tasks[0]);
+    };
+    assert!(!volumes.is_empty());
+    assert!(*within > Duration::ZERO);
     assert_eq!(
-        wf.stages[1].tasks[0],
+        wf.stages[1].tasks[1],
         Step::Record(RecordStep::ClaimPromotion {
             ready_volumes: vec![]
         })

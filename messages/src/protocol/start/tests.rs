@@ -29,6 +29,8 @@ fn hb(cluster: &str, fresh: bool) -> Heartbeat {
         } else {
             ts("2026-11-26T09:59:55Z")
         },
+        lease_duration_ms: None,
+        keep_serving: Vec::new(),
     }
 }
 
@@ -51,6 +53,7 @@ fn ask<'a>(
             target: "west",
             source: None,
             force,
+            source_is_down: false,
             op_id: None,
         },
         ts(NOW),
@@ -79,22 +82,53 @@ fn an_idle_group_with_live_agents_starts_from_its_active_cluster() {
     assert!(plan.notes.is_empty() && plan.takes_over.is_none());
 }
 
+fn keeping(cluster: &str, fresh: bool) -> Heartbeat {
+    Heartbeat {
+        keep_serving: vec!["shop/orders".into()],
+        ..hb(cluster, fresh)
+    }
+}
+
+fn ask_vouched<'a>(
+    source: AgentSeen<'a>,
+    target: AgentSeen<'a>,
+    source_is_down: bool,
+) -> Result<StartPlan, Vec<Refusal>> {
+    let g = group();
+    let s = state();
+    decide_start(
+        &Observed {
+            state: Some(&s),
+            target_known: Some(true),
+            source_agent: source,
+            target_agent: target,
+        },
+        &Request {
+            group: &g,
+            target: "west",
+            source: None,
+            force: true,
+            source_is_down,
+            op_id: None,
+        },
+        ts(NOW),
+    )
+}
+
 #[test]
-fn a_forced_start_is_refused_while_the_source_agent_is_alive() {
+fn a_forced_start_with_the_source_alive_goes_ahead_under_fence_and_says_the_target_waits() {
     let (e, w) = (hb("east", true), hb("west", true));
-    let r = ask(
+    let plan = ask(
         Some(&state()),
         AgentSeen::Seen(&e),
         AgentSeen::Seen(&w),
         true,
     )
-    .unwrap_err();
-    assert_eq!(r[0].reason(), "SourceAgentAlive");
-    assert_eq!(r[0].cluster, "east");
-    let text = r[0].to_string();
+    .unwrap();
     assert!(
-        text.starts_with("shop/orders: the agent of east is alive"),
-        "{text}"
+        plan.notes[0].contains("the agent of east is alive")
+            && plan.notes[0].contains("promotes only after"),
+        "{plan:?}"
     );
     // With the source's heartbeat stale or missing, force goes ahead and says why.
     let stale = hb("east", false);
@@ -105,6 +139,37 @@ fn a_forced_start_is_refused_while_the_source_agent_is_alive() {
             "{plan:?}"
         );
     }
+}
+
+#[test]
+fn a_source_that_keeps_serving_refuses_force_while_alive_and_needs_the_humans_word_after() {
+    let w = hb("west", true);
+    // Alive: refused, whatever the human says.
+    let alive = keeping("east", true);
+    for vouched in [false, true] {
+        let r = ask_vouched(AgentSeen::Seen(&alive), AgentSeen::Seen(&w), vouched).unwrap_err();
+        assert_eq!(r[0].reason(), "SourceAgentAlive");
+        assert_eq!(r[0].cluster, "east");
+        let text = r[0].to_string();
+        assert!(
+            text.starts_with("shop/orders: the agent of east is alive")
+                && text.contains("KeepServing"),
+            "{text}"
+        );
+    }
+    // Stale: refused until the human vouches that east is down.
+    let stale = keeping("east", false);
+    let r = ask_vouched(AgentSeen::Seen(&stale), AgentSeen::Seen(&w), false).unwrap_err();
+    assert_eq!(r[0].reason(), "SourceMayBeServing");
+    assert!(r[0].message().contains("--source-is-down"), "{}", r[0]);
+    let plan = ask_vouched(AgentSeen::Seen(&stale), AgentSeen::Seen(&w), true).unwrap();
+    assert!(plan.notes[0].contains("vouched down"), "{plan:?}");
+    // Another group's policy does not matter.
+    let other = Heartbeat {
+        keep_serving: vec!["shop/cart".into()],
+        ..hb("east", true)
+    };
+    assert!(ask_vouched(AgentSeen::Seen(&other), AgentSeen::Seen(&w), false).is_ok());
 }
 
 #[test]
@@ -202,6 +267,7 @@ fn an_unregistered_group_or_unknown_target_is_refused_naming_them() {
             target: "north",
             source: None,
             force: false,
+            source_is_down: false,
             op_id: None,
         },
         ts(NOW),
@@ -230,6 +296,7 @@ fn the_store_recheck_refuses_a_source_that_is_no_longer_active_and_repeats_its_o
                 target: "west",
                 source: Some("north"),
                 force: false,
+                source_is_down: false,
                 op_id,
             },
             ts(NOW),
@@ -269,14 +336,19 @@ fn a_forced_start_back_to_the_active_cluster_past_another_claim_is_the_way_out()
                 target: "east",
                 source: None,
                 force,
+                source_is_down: false,
                 op_id: None,
             },
             ts(NOW),
         )
     };
     let _ = &w;
-    // Not forced: the claim refuses. Forced: east's agent is alive, so "force" is refused
-    // for that reason, not because east is "already active".
+    // Not forced: the claim refuses. Forced: not "already active"; it goes ahead and keeps
+    // the claim until east claims.
     assert_eq!(reasons(&ask(false)), ["PromotionClaimed"]);
-    assert_eq!(reasons(&ask(true)), ["SourceAgentAlive"]);
+    let plan = ask(true).unwrap();
+    assert!(
+        plan.notes.iter().any(|n| n.contains("keeps the claim")),
+        "{plan:?}"
+    );
 }
