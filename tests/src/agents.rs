@@ -672,7 +672,8 @@ impl Stack {
     }
 
     /// Fails when an agent is no longer running or any agent log line shows an RBAC refusal
-    /// (best-effort writes only log a refused call, so the log is where they show).
+    /// (best-effort writes only log a refused call, so the log is where they show); the
+    /// refusals of [`Stack::isolate_agents`]'s policy are not RBAC's.
     pub fn check_agents(&mut self) -> Result<()> {
         for p in &mut self.procs {
             if !p.name.starts_with("agent-") {
@@ -680,7 +681,10 @@ impl Stack {
             }
             ensure!(p.running()?, "{} is no longer running", p.name);
             let log = p.log_text();
-            let denied: Vec<&str> = log.lines().filter(|l| l.contains("forbidden")).collect();
+            let denied: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("forbidden") && !l.contains(crate::isolation::POLICY_PREFIX))
+                .collect();
             ensure!(
                 denied.is_empty(),
                 "{} was refused by RBAC: {denied:#?}",

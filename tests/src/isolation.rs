@@ -10,7 +10,9 @@
 //! refuses any create, update or delete by the test's agent ServiceAccount outside the
 //! test's namespaces, except on `failover.io` objects (their statuses, which every agent
 //! keeps for every group and which change nothing that runs). It returns once a dry-run
-//! write with the agent's own kubeconfig outside those namespaces is refused.
+//! write with the agent's own kubeconfig outside those namespaces is refused. The API server
+//! words such a refusal "forbidden", like an RBAC one; it names the policy
+//! ([`POLICY_PREFIX`]), which tells the two apart.
 
 use std::path::Path;
 use std::time::Duration;
@@ -31,9 +33,12 @@ const AGENT_SA: &str = "failover-agent";
 /// A namespace outside every test's, where the probe write goes.
 const PROBE_NAMESPACE: &str = "default";
 
+/// How the names of the policies begin (a refusal names its policy).
+pub const POLICY_PREFIX: &str = "failover-agent-isolation-";
+
 /// The per-test name of the policy and its binding (cluster-scoped, so unique).
 fn policy_name(sa_ns: &str) -> String {
-    format!("failover-agent-isolation-{sa_ns}")
+    format!("{POLICY_PREFIX}{sa_ns}")
 }
 
 /// Installs the policy for the agent ServiceAccount of namespace `sa_ns` in cluster `c`,

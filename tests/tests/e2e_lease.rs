@@ -243,7 +243,12 @@ async fn group_events(c: &Cluster, ns: &str, reason: &str) -> Result<Vec<Event>>
 fn counter(metrics: &str, family: &str, labels: &[&str]) -> f64 {
     metrics
         .lines()
-        .filter(|l| l.starts_with(&format!("{family}_total{{")))
+        .filter(|l| {
+            let rest = l
+                .strip_prefix(family)
+                .and_then(|r| r.strip_prefix("_total"));
+            rest.is_some_and(|r| r.starts_with(['{', ' ']))
+        })
         .filter(|l| labels.iter().all(|want| l.contains(want)))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum()
@@ -413,9 +418,10 @@ async fn east_fence(s: &mut Scenario, cut_at: Timestamp) -> Result<Fence> {
         "failover_fencings",
         &["occasion=\"lease_expired\""],
     );
+    let lost = counter(&metrics, "failover_leases_lost", &[]);
     ensure!(
-        fencings >= 1.0,
-        "no lease_expired fencing in east's metrics:\n{metrics}"
+        fencings >= 1.0 && lost >= 1.0,
+        "no lease_expired fencing or no lost lease in east's metrics:\n{metrics}"
     );
     Ok(Fence {
         started,
