@@ -9,9 +9,9 @@
 //!   only after that; the storage simulator sees no volume Primary in both clusters. After
 //!   the heal east stays fenced;
 //! * **source agent paused**: east's agent is stopped (SIGSTOP) and a forced failover to
-//!   west asked for; within a restart bound shorter than the lease the harness kills and
-//!   restarts it, as a liveness probe would; the operation succeeds, and no volume is ever
-//!   Primary in both clusters.
+//!   west asked for; within a bound shorter than the lease the harness kills and restarts it,
+//!   as a liveness probe would (or lets it run on, SIGCONT); the operation succeeds, and no
+//!   volume is ever Primary in both clusters.
 //!
 //! Each checks the records in DynamoDB, the objects in both clusters, the agents' logs,
 //! Events and metrics, and the storage simulator's violations, and prints its timings.
@@ -479,11 +479,27 @@ async fn heal_and_stay_fenced(s: &mut Scenario) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_source_agent_restarted_within_the_bound_hands_off_safely() -> Result<()> {
     let mut s = Scenario::new("e2e-lease-pause").await?;
-    let res = Box::pin(paused_source(&mut s)).await;
+    let res = Box::pin(paused_source(&mut s, Recovery::Restart)).await;
     s.finish(res).await
 }
 
-async fn paused_source(s: &mut Scenario) -> Result<()> {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_source_agent_resumed_within_the_bound_hands_off_safely() -> Result<()> {
+    let mut s = Scenario::new("e2e-lease-resume").await?;
+    let res = Box::pin(paused_source(&mut s, Recovery::Resume)).await;
+    s.finish(res).await
+}
+
+/// How east's stopped agent comes back after [`RESTART_BOUND`].
+#[derive(Clone, Copy, Debug)]
+enum Recovery {
+    /// Killed and started again, as a liveness probe would.
+    Restart,
+    /// Let run on (SIGCONT), as after a long stall that no probe caught.
+    Resume,
+}
+
+async fn paused_source(s: &mut Scenario, recovery: Recovery) -> Result<()> {
     s.start(AgentStart::default()).await?;
     let ns = s.ns.name.clone();
     let (east, west) = (s.env.east.clone(), s.env.west.clone());
@@ -500,11 +516,16 @@ async fn paused_source(s: &mut Scenario) -> Result<()> {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .context("starting failoverctl")?;
-    // The liveness probe's restart: the modelled delay of the scenario, not a wait.
+    // The stall's length: the modelled delay of the scenario, not a wait.
     tokio::time::sleep_until(paused_at + RESTART_BOUND).await;
-    s.stack.kill_agent("east")?;
     let restarted_ts = Timestamp::now();
-    s.stack.start_agent("east").await?;
+    match recovery {
+        Recovery::Restart => {
+            s.stack.kill_agent("east")?;
+            s.stack.start_agent("east").await?;
+        }
+        Recovery::Resume => s.stack.resume_agent("east")?,
+    }
     let out = tokio::task::spawn_blocking(move || ctl.wait_with_output())
         .await?
         .context("waiting for failoverctl")?;
@@ -517,14 +538,15 @@ async fn paused_source(s: &mut Scenario) -> Result<()> {
     let op = s.succeeded_on_west(reason).await?;
     assert_side_settled(&west, &ns, &s.flux_ns.name, true).await?;
     assert_side_settled(&east, &ns, &s.flux_ns.name, false).await?;
-    // The restarted agent released the group: READY_FOR_PROMOTION for every volume.
+    // How west's wait ended: east's release (READY_FOR_PROMOTION for every volume) or the
+    // end of its lease.
     let handoffs = s.stack.store.list_handoffs(&op.id).await?;
     let promoted = op
         .promotion_started_at
         .context("the operation has no promotionStartedAt")?;
     let served = op.finished_at.context("the operation has no finishedAt")?;
     eprintln!(
-        "lease {LEASE:?}: east paused at {paused_ts}, restarted +{}; west promotion claimed \
+        "lease {LEASE:?}: east paused at {paused_ts}, {recovery:?} +{}; west promotion claimed \
          +{}, serving +{}; handoff records: {}",
         secs(restarted_ts.duration_since(paused_ts)),
         secs(promoted.duration_since(paused_ts)),
