@@ -66,7 +66,22 @@ pub async fn install_crds(c: &Cluster, deadline: Duration) -> Result<()> {
         let name = crd.metadata.name.clone().context("a CRD without a name")?;
         match api.create(&PostParams::default(), &crd).await {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            // Installed already (the environment outlives test runs): bring an older schema
+            // up to date, or the API server prunes the fields it does not know.
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                let current = api.get(&name).await?;
+                if current.spec != crd.spec {
+                    let mut apply = crd.clone();
+                    apply.metadata.managed_fields = None;
+                    api.patch(
+                        &name,
+                        &kube::api::PatchParams::apply("failover-tests").force(),
+                        &kube::api::Patch::Apply(&apply),
+                    )
+                    .await
+                    .with_context(|| format!("updating CRD {name} in {}", c.name))?;
+                }
+            }
             Err(e) => return Err(e).with_context(|| format!("creating CRD {name} in {}", c.name)),
         }
         tokio::time::timeout(

@@ -7,9 +7,11 @@
 //! * `failoverctl failover --force` while the source's agent is down: the target takes
 //!   over; when the source's agent starts again it fences its side (traffic off, workloads
 //!   at 0, volumes Secondary) before anything else;
-//! * a forced failover while the source's agent is alive, asked with `failoverctl` and with a
-//!   `Failover` object created with kubectl: both are refused with the same words, nothing
-//!   starts, and no volume is promoted.
+//! * a forced failover while the source's agent is alive: for a group whose source keeps
+//!   serving without DynamoDB (`onCoordinationLoss: KeepServing`), `failoverctl` and a
+//!   `Failover` object created with kubectl both refuse it with the same words and nothing
+//!   starts; under the default (`Fence`) the forced `Failover` goes ahead, the source shuts
+//!   down and releases its side, and the target promotes only after (no dual Primary).
 //!
 //! Each checks the objects in both clusters, the records in DynamoDB, the `Failover`
 //! status, the CLI's exit codes and output, and the storage simulator's violations.
@@ -366,7 +368,7 @@ async fn force_then_fence(s: &mut Scenario) -> Result<()> {
 // ---- force while the source's agent is alive ---------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forced_failover_object_with_the_source_agent_alive_is_refused_like_failoverctl()
+async fn a_forced_failover_with_the_source_alive_waits_for_its_release_and_keep_serving_refuses_it()
 -> Result<()> {
     let mut s = Scenario::new("e2e-force-alive").await?;
     let res = Box::pin(force_while_alive(&mut s)).await;
@@ -384,6 +386,77 @@ fn refusal_words(text: &str) -> Option<String> {
     Some(format!("{head}{tail}"))
 }
 
+/// Sets `spec.onCoordinationLoss` of the group in both clusters and waits until east's lease
+/// record publishes it (what every front end decides on).
+async fn set_policy(s: &Scenario, policy: &str) -> Result<()> {
+    for c in s.env.clusters() {
+        let api: Api<FailoverGroup> = Api::namespaced(c.client.clone(), &s.ns.name);
+        api.patch(
+            GROUP,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"onCoordinationLoss": policy}})),
+        )
+        .await?;
+    }
+    let (store, group) = (s.stack.store.clone(), s.group.to_string());
+    let keep = policy == "KeepServing";
+    wait_for(&format!("east's lease to publish {policy}"), SETTLE, || {
+        let (store, group) = (store.clone(), group.clone());
+        async move {
+            let hb = store
+                .get_heartbeat("east")
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("no lease record")?;
+            let listed = hb.heartbeat.keep_serving.contains(&group);
+            if listed == keep {
+                Ok(Some(()))
+            } else {
+                Err(format!("keepServing {:?}", hb.heartbeat.keep_serving))
+            }
+        }
+    })
+    .await
+}
+
+/// Creates a forced Failover of the group to west in west and waits for its final
+/// `Accepted` condition and phase.
+async fn forced_failover_object(
+    s: &Scenario,
+    name: &str,
+) -> Result<(failover_messages::crd::FailoverStatus, String, String)> {
+    let failovers: Api<failover_messages::crd::Failover> =
+        Api::namespaced(s.env.west.client.clone(), &s.ns.name);
+    let fo: failover_messages::crd::Failover = serde_json::from_value(json!({
+        "apiVersion": "failover.io/v1alpha1",
+        "kind": "Failover",
+        "metadata": {"name": name, "namespace": s.ns.name},
+        "spec": {
+            "targetCluster": "west",
+            "groups": [{"name": GROUP}],
+            "force": true,
+            "reason": "drill"
+        }
+    }))?;
+    failovers.create(&Default::default(), &fo).await?;
+    wait_for("the Failover's Accepted condition", SETTLE, || {
+        let failovers = failovers.clone();
+        async move {
+            let fo = failovers.get(name).await.map_err(|e| e.to_string())?;
+            let status = fo.status.unwrap_or_default();
+            // Agents of other tests share the cluster with their own tables: to them the
+            // group is not registered, which is not final (this test's agent answers too).
+            match status.conditions.iter().find(|c| c.type_ == "Accepted") {
+                Some(c) if c.reason != "GroupNotRegistered" => {
+                    Ok(Some((status.clone(), c.reason.clone(), c.message.clone())))
+                }
+                other => Err(format!("no final Accepted condition yet: {other:?}")),
+            }
+        }
+    })
+    .await
+}
+
 async fn force_while_alive(s: &mut Scenario) -> Result<()> {
     s.start().await?;
     let ns = s.ns.name.clone();
@@ -394,6 +467,9 @@ async fn force_while_alive(s: &mut Scenario) -> Result<()> {
         .await?
         .context("no group state")?;
 
+    // 1. East keeps serving the group without DynamoDB: a forced failover would not wait
+    //    for it, so both front ends refuse, with the same words, and nothing starts.
+    set_policy(s, "KeepServing").await?;
     let out = s.stack.failoverctl(&[
         "failover", &g, "--to", "west", "--force", "--reason", "drill",
     ])?;
@@ -404,54 +480,16 @@ async fn force_while_alive(s: &mut Scenario) -> Result<()> {
         out.status.code()
     );
     let cli = refusal_words(&stderr).with_context(|| format!("failoverctl said: {stderr}"))?;
-
-    // The same request as a Failover object, created in the target cluster.
-    let failovers: Api<failover_messages::crd::Failover> =
-        Api::namespaced(s.env.west.client.clone(), &ns);
-    let fo: failover_messages::crd::Failover = serde_json::from_value(json!({
-        "apiVersion": "failover.io/v1alpha1",
-        "kind": "Failover",
-        "metadata": {"name": "forced-drill", "namespace": ns},
-        "spec": {
-            "targetCluster": "west",
-            "groups": [{"name": GROUP}],
-            "force": true,
-            "reason": "drill"
-        }
-    }))?;
-    failovers.create(&Default::default(), &fo).await?;
-    let condition = wait_for("the Failover's Accepted condition", SETTLE, || {
-        let failovers = failovers.clone();
-        async move {
-            let fo = failovers
-                .get("forced-drill")
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = fo.status.unwrap_or_default();
-            // Agents of other tests share the cluster with their own tables: to them the
-            // group is not registered, which is not final (this test's agent answers too).
-            match status.conditions.iter().find(|c| c.type_ == "Accepted") {
-                Some(c) if c.reason != "GroupNotRegistered" => Ok(Some((c.clone(), status.phase))),
-                other => Err(format!("no final Accepted condition yet: {other:?}")),
-            }
-        }
-    })
-    .await?;
-    let (accepted, phase) = condition;
-    ensure!(
-        accepted.status == "False" && accepted.reason == "SourceAgentAlive",
-        "{accepted:?}"
-    );
-    ensure!(phase == Some(FailoverPhase::Failed), "phase {phase:?}");
-    let object = refusal_words(&accepted.message)
-        .with_context(|| format!("the Failover says: {}", accepted.message))?;
+    let (status, reason, message) = forced_failover_object(s, "forced-drill").await?;
+    ensure!(reason == "SourceAgentAlive", "{reason}: {message}");
+    ensure!(status.phase == Some(FailoverPhase::Failed), "{status:?}");
+    let object =
+        refusal_words(&message).with_context(|| format!("the Failover says: {message}"))?;
     ensure!(
         object == cli,
         "different words:\n failoverctl: {cli}\n Failover:    {object}"
     );
-    ensure!(accepted.message.contains(&g), "{}", accepted.message);
-
-    // Nothing started: same epoch, no operation, east still active, west still standby.
+    ensure!(message.contains(&g), "{message}");
     let after = store
         .get_group_state(&s.group)
         .await?
@@ -460,9 +498,45 @@ async fn force_while_alive(s: &mut Scenario) -> Result<()> {
         after.epoch == before.epoch && after.op_id.is_none() && after.active_cluster == "east",
         "{after:?}"
     );
-    // Both clusters as they started: east's volumes Primary and its workloads ready, west's
-    // volumes Secondary.
     wait_starting_point(&s.env, &ns).await?;
+
+    // 2. Under the default (Fence) the same forced Failover goes ahead: east's agent, alive
+    //    and connected, shuts its side down and releases it (its handoff records), and only
+    //    then does west claim and promote. Never two Primary volumes.
+    set_policy(s, "Fence").await?;
+    let (status, reason, message) = forced_failover_object(s, "forced-drill-2").await?;
+    ensure!(reason == "Started", "{reason}: {message} {status:?}");
+    let state = wait_group_idle_on(&store, &s.group, "west", OPERATION_DEADLINE).await?;
+    let op_id = state.last_op_id.clone().context("no last operation")?;
+    let op = store.get_operation(&op_id).await?.context("no operation")?;
+    ensure!(
+        op.force
+            && op.phase == Phase::Succeeded
+            && op.mode == failover_messages::records::Mode::Consistency,
+        "{op:?}"
+    );
+    // The release: every volume was handed off READY_FOR_PROMOTION by east at this epoch
+    // before west's claim.
+    let handoffs = store.list_handoffs(&op_id).await?;
+    let claimed = op.promotion_started_at.context("no claim time")?;
+    for (volume, _, _) in VOLUMES {
+        let h = handoffs
+            .iter()
+            .find(|h| h.volume == *volume)
+            .with_context(|| format!("no handoff record for {volume}: {handoffs:?}"))?;
+        ensure!(
+            h.epoch == op.epoch && h.ready_at.is_some_and(|r| r <= claimed),
+            "{h:?} (claimed at {claimed})"
+        );
+    }
+    let west_journal = store.journal(&op_id, "west").await?;
+    ensure!(
+        west_journal.iter().any(|j| j.task == "WaitSourceReleased"
+            && j.status == failover_messages::records::StepStatus::Done),
+        "no WaitSourceReleased in west's journal: {west_journal:?}"
+    );
+    assert_side_settled(&s.env.west, &ns, &s.flux_ns.name, true).await?;
+    assert_side_settled(&s.env.east, &ns, &s.flux_ns.name, false).await?;
     s.stack.check_agents()?;
     let found = s.stack.stop_storage_sim().await?;
     ensure!(found.is_empty(), "violations: {found:#?}");

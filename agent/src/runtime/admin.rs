@@ -1,6 +1,10 @@
 //! The admin endpoints (`/live`, `/ready`, `/metrics`) and the readiness they report.
 //!
-//! `/live` is cheap and always answers 200 while the process serves HTTP. `/ready` answers
+//! `/live` answers 200 while the process serves HTTP and the serving-lease loop keeps
+//! running: once that loop has started, a gap of more than a quarter of the lease between two
+//! of its ticks (a hung runtime, a stuck actor) makes it answer 503, so Kubernetes restarts
+//! the agent well within the lease ([`Readiness::live`]; the deployment's probe bound is in
+//! `deploy/`). `/ready` answers
 //! 200 only once the first AWS call and the Kubernetes API check succeeded, the start-up
 //! fencing check finished, the FailoverGroup and Failover watches delivered their first list
 //! and the first heartbeat was written (so a failover started once the agent is ready sees
@@ -34,6 +38,8 @@ struct ReadyState {
     beating: bool,
     /// Watches the agent relies on: name → synced (initial list delivered).
     watches: std::collections::BTreeMap<&'static str, bool>,
+    /// The serving-lease loop's last tick, and the gap after which the agent is not live.
+    lease_loop: Option<(std::time::Instant, std::time::Duration)>,
 }
 
 impl Readiness {
@@ -45,6 +51,17 @@ impl Readiness {
     /// The heartbeat record was written.
     pub fn heartbeat_written(&self) {
         self.inner.lock().unwrap().beating = true;
+    }
+
+    /// The serving-lease loop ticked; it must tick again within `stall`.
+    pub fn lease_loop_tick(&self, stall: std::time::Duration) {
+        self.inner.lock().unwrap().lease_loop = Some((std::time::Instant::now(), stall));
+    }
+
+    /// `Ok` while the agent's loops make progress, else why not.
+    pub fn live(&self) -> Result<(), String> {
+        let s = self.inner.lock().unwrap();
+        live_reason(s.lease_loop, std::time::Instant::now())
     }
 
     /// The Kubernetes API check succeeded.
@@ -100,6 +117,22 @@ impl Readiness {
     }
 }
 
+/// The pure liveness decision: live until the lease loop, once started, misses its stall
+/// bound.
+pub fn live_reason(
+    lease_loop: Option<(std::time::Instant, std::time::Duration)>,
+    now: std::time::Instant,
+) -> Result<(), String> {
+    match lease_loop {
+        Some((last, stall)) if now.saturating_duration_since(last) > stall => Err(format!(
+            "the serving-lease loop has not run for {:.1}s (bound {:.1}s)",
+            now.saturating_duration_since(last).as_secs_f64(),
+            stall.as_secs_f64()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The pure readiness decision.
 pub fn ready_reason(aws: bool, kube: bool) -> Result<(), String> {
     match (aws, kube) {
@@ -119,10 +152,20 @@ struct AdminState {
 /// The admin router.
 pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
     Router::new()
-        .route("/live", get(|| async { "live\n" }))
+        .route("/live", get(live))
         .route("/ready", get(ready))
         .route("/metrics", get(render_metrics))
         .with_state(AdminState { metrics, readiness })
+}
+
+async fn live(State(s): State<AdminState>) -> impl IntoResponse {
+    match s.readiness.live() {
+        Ok(()) => (StatusCode::OK, "live\n".to_owned()),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not live: {reason}\n"),
+        ),
+    }
 }
 
 async fn ready(State(s): State<AdminState>) -> impl IntoResponse {
@@ -157,6 +200,17 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_until_the_lease_loop_misses_its_bound() {
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        let stall = Duration::from_millis(7_500);
+        assert!(live_reason(None, t0).is_ok(), "not started yet");
+        assert!(live_reason(Some((t0, stall)), t0 + stall).is_ok());
+        let err = live_reason(Some((t0, stall)), t0 + Duration::from_secs(8)).unwrap_err();
+        assert!(err.contains("8.0s") && err.contains("7.5s"), "{err}");
+    }
 
     #[test]
     fn ready_only_after_aws_and_kube() {

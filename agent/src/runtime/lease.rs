@@ -8,7 +8,8 @@
 //!   is abandoned (if it lands later, observers only wait longer).
 //! * The lease is measured from the moment the last successful renewal was *sent*
 //!   ([`HeldLease`]), on this process's monotonic clock.
-//! * Every `L/12` the watch asks [`HeldLease::holding`]; when the lease is lost it tells the
+//! * Every `L/12` the watch ticks `/live` (a gap over `L/4` makes the agent not live, so a
+//!   hung agent is restarted within the lease) and asks [`HeldLease::holding`]; when the lease is lost it tells the
 //!   fencer once per loss ([`FenceCheck`] with [`When::LeaseLost`]), which fences every group
 //!   whose policy is `Fence` and whose side is active here, without asking DynamoDB. Nothing
 //!   re-activates on its own when renewals succeed again: the usual entitlement checks
@@ -218,6 +219,8 @@ impl Handler<Msg<Watch>> for LeaseActor {
     type Result = ();
 
     fn handle(&mut self, _: Msg<Watch>, _: &mut Context<Self>) {
+        self.readiness
+            .lease_loop_tick(self.lease.terms().duration / 4);
         match self.lease.holding() {
             Holding::Live(_) => self.lost_told = false,
             // The first renewal is still on its way (start-up handles a failed one).

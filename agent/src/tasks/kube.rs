@@ -130,7 +130,49 @@ async fn set_traffic(
 
 // ---- workloads --------------------------------------------------------------------------------
 
+/// Pods run only on Primary volumes: before a workload is scaled up, every volume of the
+/// group that names it must be Primary here. A side fenced after a lost lease, whose run then
+/// resumed past its promotion, stops here instead of starting pods on Secondary volumes.
+async fn ensure_volumes_primary(
+    ctx: &TaskContext,
+    kind: WorkloadKind,
+    name: &str,
+) -> Result<(), TaskError> {
+    let cc = cluster_client(ctx)?;
+    let ns = namespace(ctx);
+    let groups: kube::Api<failover_messages::crd::FailoverGroup> =
+        kube::Api::namespaced(cc.client.clone(), ns);
+    let group = &ctx.workflow().group.name;
+    let fg = groups.get(group).await.map_err(|e| {
+        TaskError::failed(format!(
+            "cannot read FailoverGroup {ns}/{group} in cluster {}: {e}",
+            cc.cluster
+        ))
+    })?;
+    for v in fg
+        .spec
+        .volume_replications
+        .iter()
+        .filter(|v| v.workload.as_deref() == Some(name))
+    {
+        let seen = volumes::observe(&cc, ns, &v.name).await.map_err(kube_err)?;
+        if seen.state.as_deref() != Some("Primary") {
+            return Err(TaskError::failed(format!(
+                "not scaling up {} in cluster {}: its VolumeReplication {ns}/{} is {} \
+                 here, not Primary (fenced after a lost lease?); pods run only on Primary \
+                 volumes",
+                workload_key(kind, name),
+                cc.cluster,
+                v.name,
+                seen.state.as_deref().unwrap_or("unknown")
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn scale_up(ctx: &TaskContext, kind: WorkloadKind, name: &str) -> Result<(), TaskError> {
+    ensure_volumes_primary(ctx, kind, name).await?;
     let wf = ctx.workflow();
     let op = operation(ctx).await?;
     let key = workload_key(kind, name);
