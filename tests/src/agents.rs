@@ -5,7 +5,8 @@
 //! `failoverctl` command, all against the test environment's kube-apiservers and moto.
 //!
 //! A [`Stack`] owns one table, one set of inboxes and every process it started; dropping it
-//! kills them. Its logs are printed by [`Stack::print_logs`] when a scenario fails.
+//! kills them. An agent can be started with its DynamoDB/SQS endpoint behind a
+//! [`CutProxy`] (a network partition on demand), and paused and resumed (SIGSTOP/SIGCONT). Its logs are printed by [`Stack::print_logs`] when a scenario fails.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::isolation::{isolate_agent, remove_isolation};
 use crate::kube::{Cluster, TestEnv, wait_for};
+use crate::netcut::CutProxy;
 use crate::storage_sim::{Violation, read_violations_file};
 
 /// How long an agent may take to report `/ready`.
@@ -368,8 +371,10 @@ pub async fn delete_rbac(c: &Cluster, ns: &str) {
 /// How the agents of a [`Stack`] run.
 #[derive(Clone, Debug)]
 pub struct AgentOptions {
-    /// `--heartbeat-interval`.
+    /// `--heartbeat-interval` (unused when `lease_duration` is set).
     pub heartbeat_interval: Duration,
+    /// `--lease-duration`, passed instead of `--heartbeat-interval` when set.
+    pub lease_duration: Option<Duration>,
     /// `--reread-interval`.
     pub reread_interval: Duration,
     /// `RUST_LOG`.
@@ -380,10 +385,21 @@ impl Default for AgentOptions {
     fn default() -> Self {
         Self {
             heartbeat_interval: Duration::from_secs(1),
+            lease_duration: None,
             reread_interval: Duration::from_secs(2),
             log_filter: "info".into(),
         }
     }
+}
+
+/// How [`Stack::start_agent_with`] starts one agent.
+#[derive(Clone, Debug, Default)]
+pub struct AgentStart {
+    /// DynamoDB and SQS through the cluster's [`CutProxy`] (created on first use and kept
+    /// across restarts, so a restarted agent is as cut off as its predecessor).
+    pub aws_proxy: bool,
+    /// Arguments appended to the agent's command line.
+    pub extra_args: Vec<String>,
 }
 
 /// One scenario's table, inboxes and processes. Dropping it kills every process; call
@@ -404,6 +420,8 @@ pub struct Stack {
     rbac_ns: String,
     procs: Vec<Proc>,
     agent_ports: BTreeMap<String, u16>,
+    aws_proxies: BTreeMap<String, CutProxy>,
+    isolated: bool,
     violations: Vec<(String, PathBuf)>,
     /// How the agents run.
     pub agent_options: AgentOptions,
@@ -443,6 +461,8 @@ impl Stack {
             rbac_ns: rbac_ns.to_owned(),
             procs: Vec::new(),
             agent_ports: BTreeMap::new(),
+            aws_proxies: BTreeMap::new(),
+            isolated: false,
             violations: Vec::new(),
             agent_options: AgentOptions::default(),
         })
@@ -479,9 +499,19 @@ impl Stack {
     /// Starts (or restarts) the agent of `cluster` and waits until its `/ready` answers
     /// 200. Returns its admin port.
     pub async fn start_agent(&mut self, cluster: &str) -> Result<u16> {
+        self.start_agent_with(cluster, AgentStart::default()).await
+    }
+
+    /// [`Stack::start_agent`], started as `how` says.
+    pub async fn start_agent_with(&mut self, cluster: &str, how: AgentStart) -> Result<u16> {
         let c = self.cluster(cluster)?.clone();
         let kubeconfig = agent_kubeconfig(&c, &self.rbac_ns, &self.dir).await?;
         let port = free_port()?;
+        let endpoint = if how.aws_proxy {
+            self.ensure_aws_proxy(cluster)?.url()
+        } else {
+            self.env.aws.endpoint_url.clone()
+        };
         let o = &self.agent_options;
         let mut cmd = clean_command(&workspace_binary("failover-agent")?);
         cmd.args(["--cluster", &c.name])
@@ -489,12 +519,17 @@ impl Stack {
             .arg(&kubeconfig)
             .args(["--table", &self.table, "--queue-prefix", &self.prefix])
             .args(["--region", &self.env.aws.region])
-            .args(["--endpoint-url", &self.env.aws.endpoint_url])
-            .args(["--admin-addr", &format!("127.0.0.1:{port}")])
-            .arg("--heartbeat-interval")
-            .arg(humantime::format_duration(o.heartbeat_interval).to_string())
-            .arg("--reread-interval")
-            .arg(humantime::format_duration(o.reread_interval).to_string())
+            .args(["--endpoint-url", &endpoint])
+            .args(["--admin-addr", &format!("127.0.0.1:{port}")]);
+        match o.lease_duration {
+            Some(lease) => cmd.arg("--lease-duration").arg(humantime_arg(lease)),
+            None => cmd
+                .arg("--heartbeat-interval")
+                .arg(humantime_arg(o.heartbeat_interval)),
+        };
+        cmd.arg("--reread-interval")
+            .arg(humantime_arg(o.reread_interval))
+            .args(&how.extra_args)
             .env("RUST_LOG", &o.log_filter)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing");
@@ -522,6 +557,18 @@ impl Stack {
         Ok(port)
     }
 
+    /// Confines the writes of this stack's agents to `namespaces` in both clusters
+    /// ([`crate::isolation`]), for scenarios in which an agent fences without DynamoDB;
+    /// [`Stack::cleanup`] removes the policies.
+    pub async fn isolate_agents(&mut self, namespaces: &[&str]) -> Result<()> {
+        self.isolated = true;
+        for c in self.env.clusters() {
+            let kubeconfig = agent_kubeconfig(c, &self.rbac_ns, &self.dir).await?;
+            isolate_agent(c, &self.rbac_ns, namespaces, &kubeconfig).await?;
+        }
+        Ok(())
+    }
+
     /// Starts the agents of both clusters.
     pub async fn start_agents(&mut self) -> Result<()> {
         for c in ["east", "west"] {
@@ -534,6 +581,47 @@ impl Stack {
     pub fn kill_agent(&mut self, cluster: &str) -> Result<()> {
         let name = agent_name(cluster);
         self.proc_mut(&name)?.kill()
+    }
+
+    /// Stops `cluster`'s agent where it stands (SIGSTOP): alive to the kernel, silent to
+    /// everyone else, as a process stuck in a long pause.
+    pub fn pause_agent(&mut self, cluster: &str) -> Result<()> {
+        self.signal_agent(cluster, "-STOP")
+    }
+
+    /// Lets a paused agent run on (SIGCONT).
+    pub fn resume_agent(&mut self, cluster: &str) -> Result<()> {
+        self.signal_agent(cluster, "-CONT")
+    }
+
+    fn signal_agent(&mut self, cluster: &str, signal: &str) -> Result<()> {
+        let p = self.proc_mut(&agent_name(cluster))?;
+        ensure!(p.running()?, "{} is not running", p.name);
+        let pid = p.pid().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status()?;
+        ensure!(status.success(), "kill {signal} {pid} failed: {status}");
+        Ok(())
+    }
+
+    /// The proxy between `cluster`'s agent and DynamoDB/SQS (an agent started with
+    /// [`AgentStart::aws_proxy`]).
+    pub fn aws_proxy(&self, cluster: &str) -> Result<&CutProxy> {
+        self.aws_proxies
+            .get(cluster)
+            .with_context(|| format!("the agent of {cluster} was not started behind a proxy"))
+    }
+
+    fn ensure_aws_proxy(&mut self, cluster: &str) -> Result<&CutProxy> {
+        if !self.aws_proxies.contains_key(cluster) {
+            let url = &self.env.aws.endpoint_url;
+            let upstream = url
+                .strip_prefix("http://")
+                .and_then(|a| a.trim_end_matches('/').parse().ok())
+                .with_context(|| format!("the AWS endpoint {url} is not http://<ip>:<port>"))?;
+            let proxy = CutProxy::start(upstream)?;
+            self.aws_proxies.insert(cluster.to_owned(), proxy);
+        }
+        self.aws_proxy(cluster)
     }
 
     /// The admin port of `cluster`'s agent.
@@ -561,6 +649,15 @@ impl Stack {
 
     /// Runs `failoverctl` with this stack's table, prefix and moto endpoint before `args`.
     pub fn failoverctl(&self, args: &[&str]) -> Result<Output> {
+        let mut cmd = self.failoverctl_command(args)?;
+        let out = tokio::task::block_in_place(|| cmd.output())
+            .with_context(|| format!("running failoverctl {args:?}"))?;
+        Ok(out)
+    }
+
+    /// The `failoverctl` command of [`Stack::failoverctl`], to run alongside other work
+    /// (`spawn` it with piped output, `wait_with_output` later).
+    pub fn failoverctl_command(&self, args: &[&str]) -> Result<Command> {
         let ctl = workspace_binary("failoverctl")?;
         let aws = &self.env.aws;
         let mut cmd = clean_command(&ctl);
@@ -571,13 +668,12 @@ impl Stack {
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("USER", "e2e-test")
             .stdin(Stdio::null());
-        let out = tokio::task::block_in_place(|| cmd.output())
-            .with_context(|| format!("running failoverctl {args:?}"))?;
-        Ok(out)
+        Ok(cmd)
     }
 
     /// Fails when an agent is no longer running or any agent log line shows an RBAC refusal
-    /// (best-effort writes only log a refused call, so the log is where they show).
+    /// (best-effort writes only log a refused call, so the log is where they show); the
+    /// refusals of [`Stack::isolate_agents`]'s policy are not RBAC's.
     pub fn check_agents(&mut self) -> Result<()> {
         for p in &mut self.procs {
             if !p.name.starts_with("agent-") {
@@ -585,7 +681,10 @@ impl Stack {
             }
             ensure!(p.running()?, "{} is no longer running", p.name);
             let log = p.log_text();
-            let denied: Vec<&str> = log.lines().filter(|l| l.contains("forbidden")).collect();
+            let denied: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("forbidden") && !l.contains(crate::isolation::POLICY_PREFIX))
+                .collect();
             ensure!(
                 denied.is_empty(),
                 "{} was refused by RBAC: {denied:#?}",
@@ -610,6 +709,18 @@ impl Stack {
         Ok(found)
     }
 
+    /// The violations the storage simulators recorded so far, while they keep running
+    /// (each rewrites its file on every change).
+    pub fn violations_so_far(&self) -> Result<Vec<Violation>> {
+        let mut found = Vec::new();
+        for (_, file) in &self.violations {
+            if file.exists() {
+                found.extend(read_violations_file(file)?);
+            }
+        }
+        Ok(found)
+    }
+
     /// Prints every process's log (for a failing scenario).
     pub fn print_logs(&self) {
         for p in &self.procs {
@@ -628,6 +739,9 @@ impl Stack {
         self.procs.clear();
         for c in self.env.clusters() {
             delete_rbac(c, &self.rbac_ns).await;
+            if self.isolated {
+                remove_isolation(c, &self.rbac_ns).await;
+            }
         }
         if succeeded {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -641,6 +755,10 @@ impl Stack {
             .find(|c| c.name == name)
             .with_context(|| format!("no cluster {name} in the test environment"))
     }
+}
+
+fn humantime_arg(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
 }
 
 fn agent_name(cluster: &str) -> String {

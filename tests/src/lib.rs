@@ -6,5 +6,7 @@ pub mod aws;
 pub mod bench;
 pub mod env;
 pub mod fixtures;
+pub mod isolation;
 pub mod kube;
+pub mod netcut;
 pub mod storage_sim;

@@ -79,6 +79,7 @@ impl AgentTiming {
             heartbeat_interval: self.heartbeat_interval,
             reread_interval: self.reread_interval,
             log_filter: "info".into(),
+            ..AgentOptions::default()
         }
     }
 }

@@ -1,0 +1,557 @@
+//! The serving lease, end to end with real processes (see `failover_tests::agents`), both
+//! agents on a lease of [`LEASE`] (`--lease-duration`), the group on the default
+//! `onCoordinationLoss: Fence`:
+//!
+//! * **source cut off while alive**: east's agent reaches DynamoDB and SQS through a
+//!   [`failover_tests::netcut::CutProxy`]; the link is cut and a forced failover to west is
+//!   asked for at once. East's agent, its lease lost, fences its side on its own (Warning
+//!   Event `LeaseExpired`, `failover_fencings_total{occasion="lease_expired"}`); west promotes
+//!   only after that; the storage simulator sees no volume Primary in both clusters. After
+//!   the heal east stays fenced;
+//! * **source agent paused**: east's agent is stopped (SIGSTOP) and a forced failover to
+//!   west asked for; within a bound shorter than the lease the harness kills and restarts it,
+//!   as a liveness probe would (or lets it run on, SIGCONT); the operation succeeds, and no
+//!   volume is ever Primary in both clusters.
+//!
+//! Each checks the records in DynamoDB, the objects in both clusters, the agents' logs,
+//! Events and metrics, and the storage simulator's violations, and prints its timings.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, ensure};
+use failover_messages::keys::GroupRef;
+use failover_messages::records::{Mode, Operation, Phase};
+use failover_tests::agents::{AgentStart, Stack};
+use failover_tests::fixtures::{
+    GROUP, OPERATION_DEADLINE, SETTLE, TRAFFIC_KEY, VOLUMES, assert_side_settled,
+    create_application, helm_release_resource, install_crds, virtual_service_resource,
+    wait_group_idle_on, wait_starting_point,
+};
+use failover_tests::kube::{
+    Cluster, TestEnv, TestNamespace, volume_replication_resource, wait_for,
+};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+
+/// Both agents' `--lease-duration` (`L`).
+const LEASE: Duration = Duration::from_secs(6);
+/// How long after east's agent stops the harness restarts it (less than `L`), as a liveness
+/// probe would.
+const RESTART_BOUND: Duration = Duration::from_secs(3);
+
+/// Namespaces, stack, application, agents; the group registered active in east.
+struct Scenario {
+    env: TestEnv,
+    ns: TestNamespace,
+    flux_ns: TestNamespace,
+    stack: Stack,
+    group: GroupRef,
+}
+
+impl Scenario {
+    async fn new(label: &str) -> Result<Scenario> {
+        let env = TestEnv::attach().await?;
+        for c in env.clusters() {
+            install_crds(c, SETTLE).await?;
+        }
+        let ns = env.namespace(&format!("fo-{label}")).await?;
+        let flux_ns = env.namespace(&format!("fo-{label}-flux")).await?;
+        let mut stack = Stack::new(&env, &ns.name, label).await?;
+        stack.agent_options.lease_duration = Some(LEASE);
+        let group = GroupRef::new(&ns.name, GROUP)?;
+        Ok(Scenario {
+            env,
+            ns,
+            flux_ns,
+            stack,
+            group,
+        })
+    }
+
+    /// Storage simulator, application, agents (east's as `east`), the group registered
+    /// active in east, and east's replica counts known in DynamoDB (what west scales up to
+    /// when the operation carries none).
+    async fn start(&mut self, east: AgentStart) -> Result<()> {
+        let ns = self.ns.name.clone();
+        self.stack
+            .start_storage_sim(&[&ns], Duration::from_millis(200))?;
+        Box::pin(create_application(&self.env, &ns, &self.flux_ns.name)).await?;
+        wait_starting_point(&self.env, &ns).await?;
+        // A lost lease fences every active group in the cluster: keep other tests' out of
+        // reach.
+        let flux_ns = self.flux_ns.name.clone();
+        self.stack.isolate_agents(&[&ns, &flux_ns]).await?;
+        self.stack.start_agent_with("east", east).await?;
+        self.stack.start_agent("west").await?;
+        let out =
+            self.stack
+                .failoverctl(&["register", &self.group.to_string(), "--active", "east"])?;
+        ensure!(
+            out.status.success(),
+            "failoverctl register: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (store, group) = (&self.stack.store, &self.group);
+        wait_for(
+            "east's known replica counts in DynamoDB",
+            SETTLE,
+            || async {
+                let known = store
+                    .get_known_replicas(group)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(known.filter(|k| k.cluster == "east" && k.replicas.len() == 2))
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The forced failover to west's arguments, with `reason`.
+    fn force_args(&self, reason: &str) -> Vec<String> {
+        [
+            "failover",
+            &self.group.to_string(),
+            "--to",
+            "west",
+            "--force",
+            "--reason",
+            reason,
+            "--wait",
+            "--timeout",
+            "90s",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// The operation that moved the group to west: idle on west, first in its history,
+    /// forced, CONSISTENCY, Succeeded, with `reason`.
+    async fn succeeded_on_west(&self, reason: &str) -> Result<Operation> {
+        let store = &self.stack.store;
+        let state = wait_group_idle_on(store, &self.group, "west", OPERATION_DEADLINE).await?;
+        let history = store.history(&self.group, None).await?;
+        let op = history
+            .first()
+            .map(|h| h.operation.clone())
+            .context("no history entry")?;
+        ensure!(
+            op.force && op.reason == reason && op.phase == Phase::Succeeded,
+            "{op:?}"
+        );
+        ensure!(
+            op.mode == Mode::Consistency,
+            "a forced operation runs in CONSISTENCY mode: {op:?}"
+        );
+        ensure!(
+            state.epoch == op.epoch && state.promotion_claimed_by.is_none(),
+            "{state:?}"
+        );
+        Ok(op)
+    }
+
+    /// Stops the storage simulator; fails on any violation.
+    async fn assert_no_violations(&mut self) -> Result<()> {
+        self.stack.check_agents()?;
+        let found = self.stack.stop_storage_sim().await?;
+        ensure!(found.is_empty(), "storage violations: {found:#?}");
+        Ok(())
+    }
+
+    /// Runs `body`, printing logs and objects on failure, then cleans up.
+    async fn finish(self, res: Result<()>) -> Result<()> {
+        let out = match res {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.stack.print_logs();
+                Err(anyhow!("{e:#}\n\n{}", self.ns.dump().await))
+            }
+        };
+        self.stack.cleanup(out.is_ok()).await;
+        self.ns.cleanup().await;
+        self.flux_ns.cleanup().await;
+        out
+    }
+}
+
+fn text(out: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn secs(d: SignedDuration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+// ---- reading the agents' logs, Events and metrics ----------------------------------------------
+
+/// The agent's log without terminal colours.
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte.
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The time stamp and text of the first line of `log` from `after` on that contains
+/// `needle`.
+fn log_line<'a>(log: &'a str, after: Timestamp, needle: &str) -> Option<(Timestamp, &'a str)> {
+    log.lines().find_map(|line| {
+        let (stamp, rest) = line.trim_start().split_once(' ')?;
+        let at: Timestamp = stamp.parse().ok()?;
+        (at >= after && rest.contains(needle)).then_some((at, line))
+    })
+}
+
+/// The Warning Events with reason `reason` on FailoverGroup `GROUP` in cluster `c`.
+async fn group_events(c: &Cluster, ns: &str, reason: &str) -> Result<Vec<Event>> {
+    let events = Api::<Event>::namespaced(c.client.clone(), ns)
+        .list(&ListParams::default())
+        .await?;
+    Ok(events
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.type_.as_deref() == Some("Warning")
+                && e.regarding.as_ref().is_some_and(|r| {
+                    r.kind.as_deref() == Some("FailoverGroup") && r.name.as_deref() == Some(GROUP)
+                })
+        })
+        .collect())
+}
+
+/// The value of the counter `family` (its `_total` series) whose labels contain every one
+/// of `labels` (`key="value"`), summed.
+fn counter(metrics: &str, family: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            let rest = l
+                .strip_prefix(family)
+                .and_then(|r| r.strip_prefix("_total"));
+            rest.is_some_and(|r| r.starts_with(['{', ' ']))
+        })
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// What a change to one cluster's side would move: each object's `metadata.generation`
+/// (its spec changed: a scale, a Flux suspend, a volume's desired state) and the traffic
+/// annotations (a traffic switch), keyed by object.
+async fn side_snapshot(c: &Cluster, ns: &str, flux_ns: &str) -> Result<BTreeMap<String, String>> {
+    let dynamic =
+        |ns: &str, r: ApiResource| Api::<DynamicObject>::namespaced_with(c.client.clone(), ns, &r);
+    let mut objects = vec![
+        (
+            "Deployment/api",
+            dynamic(ns, ApiResource::erase::<Deployment>(&())),
+        ),
+        (
+            "StatefulSet/db",
+            dynamic(ns, ApiResource::erase::<StatefulSet>(&())),
+        ),
+        ("HelmRelease/api", dynamic(flux_ns, helm_release_resource())),
+        (
+            "VirtualService/api",
+            dynamic(ns, virtual_service_resource()),
+        ),
+        (
+            "Ingress/api",
+            dynamic(ns, ApiResource::erase::<Ingress>(&())),
+        ),
+    ];
+    for (volume, _, _) in VOLUMES {
+        objects.push((volume, dynamic(ns, volume_replication_resource())));
+    }
+    let mut snapshot = BTreeMap::new();
+    for (key, api) in objects {
+        let name = key.rsplit('/').next().unwrap_or(key);
+        let o = api
+            .get(name)
+            .await
+            .with_context(|| format!("{key} in {}", c.name))?;
+        let traffic = o
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TRAFFIC_KEY).cloned());
+        snapshot.insert(
+            key.to_owned(),
+            format!(
+                "generation {:?}, traffic {traffic:?}",
+                o.metadata.generation
+            ),
+        );
+    }
+    Ok(snapshot)
+}
+
+/// East's heartbeat record's version (`lastSeen`), as DynamoDB has it.
+async fn east_lease_version(stack: &Stack) -> Result<Timestamp, String> {
+    stack
+        .store
+        .get_heartbeat("east")
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|h| h.heartbeat.last_seen)
+        .ok_or_else(|| "no lease record for east".to_owned())
+}
+
+// ---- the source cut off from DynamoDB while alive ----------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_cut_off_from_dynamodb_fences_itself_before_the_forced_target_promotes()
+-> Result<()> {
+    let mut s = Scenario::new("e2e-lease-cut").await?;
+    let res = Box::pin(cut_source(&mut s)).await;
+    s.finish(res).await
+}
+
+/// When east's agent fenced, by its own account.
+struct Fence {
+    /// "serving lease lost" logged.
+    started: Timestamp,
+    /// The fencing finished (traffic off, workloads at 0, volumes Secondary) logged.
+    done: Timestamp,
+    /// The `LeaseExpired` Event's time.
+    event: Timestamp,
+}
+
+async fn cut_source(s: &mut Scenario) -> Result<()> {
+    let proxied = AgentStart {
+        aws_proxy: true,
+        ..AgentStart::default()
+    };
+    s.start(proxied).await?;
+    let ns = s.ns.name.clone();
+    let (east, west) = (s.env.east.clone(), s.env.west.clone());
+
+    let cut_at = Timestamp::now();
+    s.stack.aws_proxy("east")?.cut();
+    let reason = "east cut off";
+    let args = s.force_args(reason);
+    let out = s
+        .stack
+        .failoverctl(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let (stdout, stderr) = text(&out);
+    ensure!(
+        out.status.code() == Some(0),
+        "failoverctl failover --force --wait exited {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status.code()
+    );
+    let answered = Timestamp::now();
+    let op = s.succeeded_on_west(reason).await?;
+    assert_side_settled(&west, &ns, &s.flux_ns.name, true).await?;
+    // East fenced on its own, without DynamoDB: traffic off, Flux suspended, workloads at
+    // 0, volumes Secondary.
+    assert_side_settled(&east, &ns, &s.flux_ns.name, false).await?;
+    // West promoted only after east had fenced, so no volume was ever Primary in both
+    // clusters (both checked, both reported).
+    let fence = east_fence(s, cut_at).await?;
+    let promoted = op
+        .promotion_started_at
+        .context("the operation has no promotionStartedAt")?;
+    let violations = s.stack.violations_so_far()?;
+    ensure!(
+        fence.done < promoted && violations.is_empty(),
+        "east finished fencing at {} (started {}), west claimed the promotion at {promoted}; \
+         storage violations: {violations:#?}",
+        fence.done,
+        fence.started,
+    );
+    let served = op.finished_at.context("the operation has no finishedAt")?;
+    eprintln!(
+        "lease {LEASE:?}: cut at {cut_at}; east fence started +{}, done +{}, Event +{}; \
+         west promotion claimed +{} (fence margin {}); west serving +{}; failoverctl answered +{}",
+        secs(fence.started.duration_since(cut_at)),
+        secs(fence.done.duration_since(cut_at)),
+        secs(fence.event.duration_since(cut_at)),
+        secs(promoted.duration_since(cut_at)),
+        secs(promoted.duration_since(fence.done)),
+        secs(served.duration_since(cut_at)),
+        secs(answered.duration_since(cut_at)),
+    );
+
+    heal_and_stay_fenced(s).await?;
+    s.assert_no_violations().await
+}
+
+/// East's fencing as its log, Events and metrics tell it (all after `cut_at`).
+async fn east_fence(s: &mut Scenario, cut_at: Timestamp) -> Result<Fence> {
+    let log = plain(&s.stack.proc_mut("agent-east")?.log_text());
+    let (started, _) = log_line(&log, cut_at, "serving lease lost")
+        .context("east's agent did not log \"serving lease lost\" after the cut")?;
+    let (done, _) = log_line(&log, started, "fenced")
+        .context("east's agent did not log the end of its fencing")?;
+    let events = group_events(&s.env.east, &s.ns.name, "LeaseExpired").await?;
+    let event = events
+        .iter()
+        .filter_map(|e| e.event_time.as_ref().map(|t| t.0))
+        .min()
+        .with_context(|| format!("no LeaseExpired Warning Event in east: {events:#?}"))?;
+    ensure!(
+        event >= cut_at,
+        "a LeaseExpired Event before the cut at {event}"
+    );
+    let metrics = s.stack.metrics("east").await?;
+    let fencings = counter(
+        &metrics,
+        "failover_fencings",
+        &["occasion=\"lease_expired\""],
+    );
+    let lost = counter(&metrics, "failover_leases_lost", &[]);
+    ensure!(
+        fencings >= 1.0 && lost >= 1.0,
+        "no lease_expired fencing or no lost lease in east's metrics:\n{metrics}"
+    );
+    Ok(Fence {
+        started,
+        done,
+        event,
+    })
+}
+
+/// Heals east's link; once east's lease record moves again, east's side must stay fenced
+/// and west active through three more renewals (`L`: three re-read intervals and more).
+async fn heal_and_stay_fenced(s: &mut Scenario) -> Result<()> {
+    let frozen = east_lease_version(&s.stack).await.map_err(|e| anyhow!(e))?;
+    let ns = &s.ns.name;
+    let fenced = side_snapshot(&s.env.east, ns, &s.flux_ns.name).await?;
+    s.stack.aws_proxy("east")?.heal();
+    let mut version = frozen;
+    for n in 1..=4 {
+        let stack = &s.stack;
+        version = wait_for(
+            &format!("east's lease renewal {n} after the heal"),
+            LEASE * 2,
+            || async move {
+                let now = east_lease_version(stack).await?;
+                Ok((now > version).then_some(now))
+            },
+        )
+        .await?;
+    }
+    let after = side_snapshot(&s.env.east, ns, &s.flux_ns.name).await?;
+    ensure!(
+        after == fenced,
+        "east's side changed after the heal:\n fenced: {fenced:#?}\n after:  {after:#?}"
+    );
+    assert_side_settled(&s.env.east, ns, &s.flux_ns.name, false)
+        .await
+        .context("east after the heal")?;
+    assert_side_settled(&s.env.west, ns, &s.flux_ns.name, true)
+        .await
+        .context("west after east's heal")?;
+    let state = s
+        .stack
+        .store
+        .get_group_state(&s.group)
+        .await?
+        .context("no group state")?;
+    ensure!(
+        state.active_cluster == "west" && state.op_id.is_none(),
+        "{state:?}"
+    );
+    Ok(())
+}
+
+// ---- the source's agent paused, restarted within the bound -------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_source_agent_restarted_within_the_bound_hands_off_safely() -> Result<()> {
+    let mut s = Scenario::new("e2e-lease-pause").await?;
+    let res = Box::pin(paused_source(&mut s, Recovery::Restart)).await;
+    s.finish(res).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_source_agent_resumed_within_the_bound_hands_off_safely() -> Result<()> {
+    let mut s = Scenario::new("e2e-lease-resume").await?;
+    let res = Box::pin(paused_source(&mut s, Recovery::Resume)).await;
+    s.finish(res).await
+}
+
+/// How east's stopped agent comes back after [`RESTART_BOUND`].
+#[derive(Clone, Copy, Debug)]
+enum Recovery {
+    /// Killed and started again, as a liveness probe would.
+    Restart,
+    /// Let run on (SIGCONT), as after a long stall that no probe caught.
+    Resume,
+}
+
+async fn paused_source(s: &mut Scenario, recovery: Recovery) -> Result<()> {
+    s.start(AgentStart::default()).await?;
+    let ns = s.ns.name.clone();
+    let (east, west) = (s.env.east.clone(), s.env.west.clone());
+
+    let paused_at = tokio::time::Instant::now();
+    let paused_ts = Timestamp::now();
+    s.stack.pause_agent("east")?;
+    let reason = "east hung";
+    let args = s.force_args(reason);
+    let ctl = s
+        .stack
+        .failoverctl_command(&args.iter().map(String::as_str).collect::<Vec<_>>())?
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting failoverctl")?;
+    // The stall's length: the modelled delay of the scenario, not a wait.
+    tokio::time::sleep_until(paused_at + RESTART_BOUND).await;
+    let restarted_ts = Timestamp::now();
+    match recovery {
+        Recovery::Restart => {
+            s.stack.kill_agent("east")?;
+            s.stack.start_agent("east").await?;
+        }
+        Recovery::Resume => s.stack.resume_agent("east")?,
+    }
+    let out = tokio::task::spawn_blocking(move || ctl.wait_with_output())
+        .await?
+        .context("waiting for failoverctl")?;
+    let (stdout, stderr) = text(&out);
+    ensure!(
+        out.status.code() == Some(0),
+        "failoverctl failover --force --wait exited {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status.code()
+    );
+    let op = s.succeeded_on_west(reason).await?;
+    assert_side_settled(&west, &ns, &s.flux_ns.name, true).await?;
+    assert_side_settled(&east, &ns, &s.flux_ns.name, false).await?;
+    // How west's wait ended: east's release (READY_FOR_PROMOTION for every volume) or the
+    // end of its lease.
+    let handoffs = s.stack.store.list_handoffs(&op.id).await?;
+    let promoted = op
+        .promotion_started_at
+        .context("the operation has no promotionStartedAt")?;
+    let served = op.finished_at.context("the operation has no finishedAt")?;
+    eprintln!(
+        "lease {LEASE:?}: east paused at {paused_ts}, {recovery:?} +{}; west promotion claimed \
+         +{}, serving +{}; handoff records: {}",
+        secs(restarted_ts.duration_since(paused_ts)),
+        secs(promoted.duration_since(paused_ts)),
+        secs(served.duration_since(paused_ts)),
+        handoffs.len(),
+    );
+    s.assert_no_violations().await
+}
