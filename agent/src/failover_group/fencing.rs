@@ -25,7 +25,7 @@
 //! [`check_groups`]. Every fencing change is annotated with the group's epoch and the
 //! operation that moved the group (or `fencing`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use failover_messages::crd::{
@@ -345,8 +345,10 @@ pub async fn check_groups(
     traffic_config: &TrafficConfig,
     when: When,
     cache: &mut ReplicaCache,
+    registered: &mut BTreeSet<String>,
 ) -> Result<Vec<(String, GroupVerdict)>, CheckError> {
     let states = store.list_groups().await.map_err(CheckError::Store)?;
+    *registered = states.iter().map(|s| s.group.to_string()).collect();
     if states
         .iter()
         .all(|s| !when.applies(s, &cc.cluster) && !records_replicas(s, &cc.cluster))
@@ -439,14 +441,24 @@ pub async fn check_groups(
     Ok(out)
 }
 
-/// Fences, without DynamoDB, every FailoverGroup of this cluster whose side is active and
-/// which may not keep serving after the lease ran out: its policy is `Fence`, or the lease's
-/// last published renewal did not list it as `KeepServing` (`published_keep_serving`).
-/// Each fenced group gets a `LeaseExpired` Warning Event.
+/// What decides, without DynamoDB, whether a group is this agent's to fence after its lease
+/// ran out.
+pub struct Unleased<'a> {
+    /// `group` is registered in this agent's table (`status_has_state`: its status shows an
+    /// agent recorded its state, for when no read has succeeded yet).
+    pub owns: &'a dyn Fn(&str, bool) -> bool,
+    /// The lease's last published renewal listed `group` as `KeepServing`.
+    pub published_keep_serving: &'a dyn Fn(&str) -> bool,
+}
+
+/// Fences, without DynamoDB, every FailoverGroup of this cluster that is this agent's
+/// ([`Unleased::owns`]), whose side is active, and which may not keep serving after the lease
+/// ran out: its policy is `Fence`, or the lease's last published renewal did not list it as
+/// `KeepServing`. Each fenced group gets a `LeaseExpired` Warning Event.
 pub async fn fence_unleased(
     cc: &ClusterClient,
     traffic_config: &TrafficConfig,
-    published_keep_serving: impl Fn(&str) -> bool,
+    rules: &Unleased<'_>,
 ) -> Result<Vec<(String, GroupVerdict)>, CheckError> {
     let list = Api::<FailoverGroup>::all(cc.client.clone())
         .list(&ListParams::default())
@@ -464,8 +476,15 @@ pub async fn fence_unleased(
             continue;
         };
         let key = format!("{ns}/{name}");
+        let has_state = fg
+            .status
+            .as_ref()
+            .is_some_and(|s| s.active_cluster.is_some());
+        if !(rules.owns)(&key, has_state) {
+            continue;
+        }
         if fg.spec.on_coordination_loss == CoordinationLoss::KeepServing
-            && published_keep_serving(&key)
+            && (rules.published_keep_serving)(&key)
         {
             out.push((key, GroupVerdict::NotChecked));
             continue;

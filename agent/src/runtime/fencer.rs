@@ -129,7 +129,13 @@ pub async fn run_unleased(
     lease: &LeaseHandle,
 ) -> bool {
     let when = When::LeaseLost;
-    match fencing::fence_unleased(cc, traffic, |g| lease.published_keep_serving(g)).await {
+    let owns = |g: &str, has_state: bool| lease.owns(g, has_state);
+    let keep = |g: &str| lease.published_keep_serving(g);
+    let rules = fencing::Unleased {
+        owns: &owns,
+        published_keep_serving: &keep,
+    };
+    match fencing::fence_unleased(cc, traffic, &rules).await {
         Ok(verdicts) => {
             let mut finished = true;
             for (group, verdict) in verdicts {
@@ -156,9 +162,12 @@ pub async fn run_check(
     metrics: &Metrics,
     when: When,
     replicas: &mut ReplicaCache,
+    lease: &LeaseHandle,
 ) -> bool {
-    match fencing::check_groups(cc, store, traffic, when, replicas).await {
+    let mut registered = std::collections::BTreeSet::new();
+    match fencing::check_groups(cc, store, traffic, when, replicas, &mut registered).await {
         Ok(verdicts) => {
+            lease.set_registered(registered);
             let mut finished = true;
             for (group, verdict) in verdicts {
                 match verdict {
@@ -207,17 +216,19 @@ impl Handler<Msg<FenceCheck>> for FencerActor {
         }
         self.checking = true;
         let when = occasion(self.owed, asked);
-        let (cc, store, traffic, metrics, replicas) = (
+        let (cc, store, traffic, metrics, replicas, lease) = (
             self.cc.clone(),
             self.store.clone(),
             self.traffic.clone(),
             self.metrics.clone(),
             Arc::clone(&self.replicas),
+            self.lease.clone(),
         );
         let fut = async move {
             // One check at a time (see `checking`), so the cache is never contended.
             let mut cache = std::mem::take(&mut *replicas.lock().unwrap());
-            let finished = run_check(&cc, &store, &traffic, &metrics, when, &mut cache).await;
+            let finished =
+                run_check(&cc, &store, &traffic, &metrics, when, &mut cache, &lease).await;
             *replicas.lock().unwrap() = cache;
             finished
         };

@@ -390,6 +390,7 @@ impl Agent<'_> {
             metrics,
             When::Startup,
             &mut Default::default(),
+            &lease,
         )
         .await;
         self.readiness.startup_fencing_done();
