@@ -276,6 +276,30 @@ pub fn records_replicas(state: &GroupState, cluster: &str) -> bool {
     state.active_cluster == cluster && state.op_id.is_none() && state.promotion_claimed_by.is_none()
 }
 
+/// True when a re-read should look at a group with an operation in flight that `cluster` is
+/// not entitled to, in case `cluster` takes no part in that operation (three clusters: an
+/// operation between the others leaves this cluster's side to the fencing check, not to a
+/// workflow).
+pub fn outsider_reread(when: When, state: &GroupState, cluster: &str) -> bool {
+    when == When::Reread && state.op_id.is_some() && !state.is_entitled(cluster)
+}
+
+/// True when `cluster` is the source or target of the operation in flight (or it cannot be
+/// read: then the workflow is given the benefit of the doubt until the next check).
+async fn participates(store: &Store, state: &GroupState, cluster: &str) -> bool {
+    let Some(op_id) = state.op_id.as_deref() else {
+        return false;
+    };
+    match store.get_operation(op_id).await {
+        Ok(Some(op)) => op.source == cluster || op.target == cluster,
+        Ok(None) => false,
+        Err(e) => {
+            tracing::debug!(op = %op_id, error = %crate::errors::error_chain(&e), "cannot read the operation in flight; leaving the group to it");
+            true
+        }
+    }
+}
+
 /// The counts to record: every Deployment/StatefulSet with replicas (`Kind/name`).
 async fn running_replicas(
     cc: &ClusterClient,
@@ -349,10 +373,11 @@ pub async fn check_groups(
 ) -> Result<Vec<(String, GroupVerdict)>, CheckError> {
     let states = store.list_groups().await.map_err(CheckError::Store)?;
     *registered = states.iter().map(|s| s.group.to_string()).collect();
-    if states
-        .iter()
-        .all(|s| !when.applies(s, &cc.cluster) && !records_replicas(s, &cc.cluster))
-    {
+    if states.iter().all(|s| {
+        !when.applies(s, &cc.cluster)
+            && !outsider_reread(when, s, &cc.cluster)
+            && !records_replicas(s, &cc.cluster)
+    }) {
         return Ok(Vec::new());
     }
     let groups: Api<FailoverGroup> = Api::all(cc.client.clone());
@@ -375,7 +400,10 @@ pub async fn check_groups(
         if records_replicas(&state, &cc.cluster) {
             record_known_replicas(cc, store, &state, &fg.spec, cache).await;
         }
-        if !when.applies(&state, &cc.cluster) {
+        let applies = when.applies(&state, &cc.cluster)
+            || (outsider_reread(when, &state, &cc.cluster)
+                && !participates(store, &state, &cc.cluster).await);
+        if !applies {
             out.push((name, GroupVerdict::NotChecked));
             continue;
         }
@@ -395,7 +423,13 @@ pub async fn check_groups(
         // The listing is eventually consistent (GSI1): decide to fence only on a consistent
         // read of the group state, so a stale index never shuts an entitled side down.
         let state = match store.get_group_state(&state.group).await {
-            Ok(Some(fresh)) if when.applies(&fresh, &cc.cluster) => fresh,
+            Ok(Some(fresh))
+                if when.applies(&fresh, &cc.cluster)
+                    || (outsider_reread(when, &fresh, &cc.cluster)
+                        && !participates(store, &fresh, &cc.cluster).await) =>
+            {
+                fresh
+            }
             Ok(_) => {
                 out.push((name, GroupVerdict::NotChecked));
                 continue;
@@ -595,6 +629,26 @@ mod tests {
     fn a_reread_leaves_operations_in_flight_to_their_workflow() {
         assert!(When::Reread.applies(&state("west", None, None), "east"));
         assert!(!When::Reread.applies(&state("east", Some("west"), Some("op")), "east"));
+    }
+
+    #[test]
+    fn a_reread_looks_at_an_operation_in_flight_only_for_a_cluster_not_entitled() {
+        // south is not entitled: the re-read asks whether south takes part in the operation.
+        let s = state("east", Some("west"), Some("op"));
+        assert!(outsider_reread(When::Reread, &s, "south"));
+        assert!(
+            !outsider_reread(When::Reread, &s, "west"),
+            "west is entitled"
+        );
+        assert!(
+            !outsider_reread(When::Startup, &s, "south"),
+            "start-up checks anyway"
+        );
+        assert!(!outsider_reread(
+            When::Reread,
+            &state("west", None, None),
+            "east"
+        ));
     }
 
     #[test]

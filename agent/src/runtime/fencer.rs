@@ -26,6 +26,7 @@ use crate::failover_group::fencing::{self, GroupVerdict, ReplicaCache, When};
 use crate::kube_ops::ClusterClient;
 use crate::kube_ops::traffic::TrafficConfig;
 use crate::metrics::Metrics;
+use crate::runtime::admin::Readiness;
 use crate::runtime::lease::LeaseHandle;
 use crate::seam::Msg;
 
@@ -64,6 +65,8 @@ pub struct FencerActor {
     unleased: bool,
     /// A lease-lost fencing runs.
     fencing_unleased: bool,
+    /// Told when a check finishes (the start-up check is owed until one does).
+    readiness: Option<Readiness>,
 }
 
 impl FencerActor {
@@ -91,7 +94,15 @@ impl FencerActor {
             lease,
             unleased: false,
             fencing_unleased: false,
+            readiness: None,
         }
+    }
+
+    /// Marks `readiness`'s start-up fencing done once a check finishes (an unfinished
+    /// start-up check keeps `/ready` at 503 until a repeat of it finishes).
+    pub fn with_readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = Some(readiness);
+        self
     }
 
     /// Runs the owed lease-lost fencing unless one runs or the lease is live again.
@@ -235,6 +246,9 @@ impl Handler<Msg<FenceCheck>> for FencerActor {
         ctx.spawn(fut.into_actor(self).map(move |finished, act, ctx| {
             act.checking = false;
             act.owed = owed_after(when, finished);
+            if finished && let Some(r) = &act.readiness {
+                r.startup_fencing_done();
+            }
             if let Some(owed) = act.owed.filter(|w| *w != When::Reread) {
                 tracing::info!(cluster = %act.cc.cluster, occasion = owed.as_str(), "the fencing check did not finish; the next check repeats it");
             }

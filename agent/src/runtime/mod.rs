@@ -393,7 +393,10 @@ impl Agent<'_> {
             &lease,
         )
         .await;
-        self.readiness.startup_fencing_done();
+        // `/ready` waits until a start-up check finished; the fencer repeats it until then.
+        if finished {
+            self.readiness.startup_fencing_done();
+        }
         let fencer = Sender::from_addr(
             self::fencer::FencerActor::new(
                 cc.clone(),
@@ -404,6 +407,7 @@ impl Agent<'_> {
                 self::fencer::owed_after(When::Startup, finished),
                 lease.clone(),
             )
+            .with_readiness(self.readiness.clone())
             .start(),
         );
         if unleased {
