@@ -1,5 +1,5 @@
 //! The serving lease, end to end with real processes (see `failover_tests::agents`), both
-//! agents on a lease of [`LEASE`] (`--lease-duration`), the group on the default
+//! agents on a lease of [`lease()`] (`--lease-duration`), the group on the default
 //! `onCoordinationLoss: Fence`:
 //!
 //! * **source cut off while alive**: east's agent reaches DynamoDB and SQS through a
@@ -37,8 +37,14 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 
-/// Both agents' `--lease-duration` (`L`).
-const LEASE: Duration = Duration::from_secs(6);
+/// Both agents' `--lease-duration` (`L`): 6 s, or `FAILOVER_TEST_LEASE` (e.g. `30s`, to
+/// measure the default lease for the README).
+fn lease() -> Duration {
+    std::env::var("FAILOVER_TEST_LEASE")
+        .ok()
+        .and_then(|v| humantime::parse_duration(&v).ok())
+        .unwrap_or(Duration::from_secs(6))
+}
 /// How long after east's agent stops the harness restarts it (less than `L`), as a liveness
 /// probe would.
 const RESTART_BOUND: Duration = Duration::from_secs(3);
@@ -61,7 +67,7 @@ impl Scenario {
         let ns = env.namespace(&format!("fo-{label}")).await?;
         let flux_ns = env.namespace(&format!("fo-{label}-flux")).await?;
         let mut stack = Stack::new(&env, &ns.name, label).await?;
-        stack.agent_options.lease_duration = Some(LEASE);
+        stack.agent_options.lease_duration = Some(lease());
         let group = GroupRef::new(&ns.name, GROUP)?;
         Ok(Scenario {
             env,
@@ -380,8 +386,9 @@ async fn cut_source(s: &mut Scenario) -> Result<()> {
     );
     let served = op.finished_at.context("the operation has no finishedAt")?;
     eprintln!(
-        "lease {LEASE:?}: cut at {cut_at}; east fence started +{}, done +{}, Event +{}; \
+        "lease {:?}: cut at {cut_at}; east fence started +{}, done +{}, Event +{}; \
          west promotion claimed +{} (fence margin {}); west serving +{}; failoverctl answered +{}",
+        lease(),
         secs(fence.started.duration_since(cut_at)),
         secs(fence.done.duration_since(cut_at)),
         secs(fence.event.duration_since(cut_at)),
@@ -442,7 +449,7 @@ async fn heal_and_stay_fenced(s: &mut Scenario) -> Result<()> {
         let stack = &s.stack;
         version = wait_for(
             &format!("east's lease renewal {n} after the heal"),
-            LEASE * 2,
+            lease() * 2,
             || async move {
                 let now = east_lease_version(stack).await?;
                 Ok((now > version).then_some(now))
@@ -546,8 +553,9 @@ async fn paused_source(s: &mut Scenario, recovery: Recovery) -> Result<()> {
         .context("the operation has no promotionStartedAt")?;
     let served = op.finished_at.context("the operation has no finishedAt")?;
     eprintln!(
-        "lease {LEASE:?}: east paused at {paused_ts}, {recovery:?} +{}; west promotion claimed \
+        "lease {:?}: east paused at {paused_ts}, {recovery:?} +{}; west promotion claimed \
          +{}, serving +{}; handoff records: {}",
+        lease(),
         secs(restarted_ts.duration_since(paused_ts)),
         secs(promoted.duration_since(paused_ts)),
         secs(served.duration_since(paused_ts)),
