@@ -27,7 +27,7 @@ use crate::kube_ops::ClusterClient;
 use crate::kube_ops::traffic::TrafficConfig;
 use crate::metrics::Metrics;
 use crate::runtime::admin::Readiness;
-use crate::runtime::lease::LeaseHandle;
+use crate::runtime::lease_state::LeaseHandle;
 use crate::seam::Msg;
 
 /// Check the groups now.

@@ -15,13 +15,11 @@
 //!   re-activates on its own when renewals succeed again: the usual entitlement checks
 //!   ([`When::Regained`]) take over, and only an operation brings a side back.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use failover_messages::crd::{CoordinationLoss, FailoverGroup};
-use failover_messages::protocol::lease::{HeldLease, Holding, LeaseTerms};
+use failover_messages::protocol::lease::Holding;
 use failover_messages::store::Store;
 use kube::api::{Api, ListParams};
 
@@ -31,73 +29,11 @@ use crate::kube_ops::ClusterClient;
 use crate::metrics::Metrics;
 use crate::runtime::admin::Readiness;
 use crate::runtime::fencer::FenceCheck;
+pub use crate::runtime::lease_state::LeaseHandle;
 use crate::seam::{Msg, Sender};
 
 /// The agent version written into the lease record.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// This process's view of its lease, shared by the lease actor and the fencer: the lease,
-/// the groups its last successful renewal said keep serving, and the groups registered in
-/// this agent's table as last read.
-#[derive(Clone, Debug)]
-pub struct LeaseHandle(Arc<Mutex<Held>>);
-
-#[derive(Debug)]
-struct Held {
-    lease: HeldLease,
-    published: Vec<String>,
-    registered: Option<BTreeSet<String>>,
-}
-
-impl LeaseHandle {
-    /// A lease with `terms`, not yet held.
-    pub fn new(terms: LeaseTerms) -> Self {
-        Self(Arc::new(Mutex::new(Held {
-            lease: HeldLease::new(terms),
-            published: Vec::new(),
-            registered: None,
-        })))
-    }
-
-    /// The terms.
-    pub fn terms(&self) -> LeaseTerms {
-        self.0.lock().unwrap().lease.terms()
-    }
-
-    /// A renewal sent at `sent`, publishing `keep_serving`, succeeded.
-    pub fn renewed(&self, sent: Instant, keep_serving: Vec<String>) {
-        let mut held = self.0.lock().unwrap();
-        held.lease.renewed(sent);
-        held.published = keep_serving;
-    }
-
-    /// Where the lease stands now.
-    pub fn holding(&self) -> Holding {
-        self.0.lock().unwrap().lease.holding(Instant::now())
-    }
-
-    /// True when the last published renewal said `group` keeps serving without DynamoDB:
-    /// only then may this agent keep it serving after its lease ran out (observers relied on
-    /// what was published).
-    pub fn published_keep_serving(&self, group: &str) -> bool {
-        self.0.lock().unwrap().published.iter().any(|g| g == group)
-    }
-
-    /// The groups (`namespace/name`) registered in this agent's table, as last read.
-    pub fn set_registered(&self, groups: BTreeSet<String>) {
-        self.0.lock().unwrap().registered = Some(groups);
-    }
-
-    /// True when `group` is this agent's to fence: registered in its table as last read, or,
-    /// before any read succeeded, when its status shows an agent recorded its state
-    /// (`status_has_state`). A FailoverGroup no table of this agent knows is left alone.
-    pub fn owns(&self, group: &str, status_has_state: bool) -> bool {
-        match &self.0.lock().unwrap().registered {
-            Some(registered) => registered.contains(group),
-            None => status_has_state,
-        }
-    }
-}
 
 /// The groups (`namespace/name`) of `groups` that keep serving without DynamoDB.
 pub fn keep_serving(groups: &[FailoverGroup]) -> Vec<String> {
@@ -279,17 +215,6 @@ mod tests {
         g.metadata.namespace = Some(ns.into());
         g.spec.on_coordination_loss = policy;
         g
-    }
-
-    #[test]
-    fn only_registered_groups_are_this_agents_to_fence() {
-        let lease = LeaseHandle::new(LeaseTerms::default());
-        // Before any read: what the status shows.
-        assert!(lease.owns("shop/orders", true));
-        assert!(!lease.owns("other/team", false));
-        lease.set_registered(["shop/orders".to_owned()].into());
-        assert!(lease.owns("shop/orders", false));
-        assert!(!lease.owns("other/team", true));
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod config;
 pub mod fencer;
 pub mod groups;
 pub mod lease;
+pub mod lease_state;
 pub mod triggers;
 
 use std::sync::Arc;

@@ -1,0 +1,89 @@
+//! This process's view of its serving lease ([`LeaseHandle`]), shared by the lease actor
+//! ([`super::lease`]) and the fencer ([`super::fencer`]): the lease itself, the groups its
+//! last successful renewal published as `KeepServing`, and the groups registered in this
+//! agent's table as last read (a lost lease fences only those).
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use failover_messages::protocol::lease::{HeldLease, Holding, LeaseTerms};
+
+/// This process's view of its lease, shared by the lease actor and the fencer: the lease,
+/// the groups its last successful renewal said keep serving, and the groups registered in
+/// this agent's table as last read.
+#[derive(Clone, Debug)]
+pub struct LeaseHandle(Arc<Mutex<Held>>);
+
+#[derive(Debug)]
+struct Held {
+    lease: HeldLease,
+    published: Vec<String>,
+    registered: Option<BTreeSet<String>>,
+}
+
+impl LeaseHandle {
+    /// A lease with `terms`, not yet held.
+    pub fn new(terms: LeaseTerms) -> Self {
+        Self(Arc::new(Mutex::new(Held {
+            lease: HeldLease::new(terms),
+            published: Vec::new(),
+            registered: None,
+        })))
+    }
+
+    /// The terms.
+    pub fn terms(&self) -> LeaseTerms {
+        self.0.lock().unwrap().lease.terms()
+    }
+
+    /// A renewal sent at `sent`, publishing `keep_serving`, succeeded.
+    pub fn renewed(&self, sent: Instant, keep_serving: Vec<String>) {
+        let mut held = self.0.lock().unwrap();
+        held.lease.renewed(sent);
+        held.published = keep_serving;
+    }
+
+    /// Where the lease stands now.
+    pub fn holding(&self) -> Holding {
+        self.0.lock().unwrap().lease.holding(Instant::now())
+    }
+
+    /// True when the last published renewal said `group` keeps serving without DynamoDB:
+    /// only then may this agent keep it serving after its lease ran out (observers relied on
+    /// what was published).
+    pub fn published_keep_serving(&self, group: &str) -> bool {
+        self.0.lock().unwrap().published.iter().any(|g| g == group)
+    }
+
+    /// The groups (`namespace/name`) registered in this agent's table, as last read.
+    pub fn set_registered(&self, groups: BTreeSet<String>) {
+        self.0.lock().unwrap().registered = Some(groups);
+    }
+
+    /// True when `group` is this agent's to fence: registered in its table as last read, or,
+    /// before any read succeeded, when its status shows an agent recorded its state
+    /// (`status_has_state`). A FailoverGroup no table of this agent knows is left alone.
+    pub fn owns(&self, group: &str, status_has_state: bool) -> bool {
+        match &self.0.lock().unwrap().registered {
+            Some(registered) => registered.contains(group),
+            None => status_has_state,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_registered_groups_are_this_agents_to_fence() {
+        let lease = LeaseHandle::new(LeaseTerms::default());
+        // Before any read: what the status shows.
+        assert!(lease.owns("shop/orders", true));
+        assert!(!lease.owns("other/team", false));
+        lease.set_registered(["shop/orders".to_owned()].into());
+        assert!(lease.owns("shop/orders", false));
+        assert!(!lease.owns("other/team", true));
+    }
+}
