@@ -440,39 +440,54 @@ pub async fn check_groups(
                 continue;
             }
         };
-        let seen = obs.describe();
-        tracing::warn!(
-            group = %name, cluster = %cc.cluster, entitled = state.entitled_cluster(),
-            epoch = state.epoch, occasion = when.as_str(), active = %seen,
-            "this cluster is not entitled to the group but its side is active: fencing it"
-        );
-        let operation = state
-            .op_id
-            .clone()
-            .or_else(|| state.last_op_id.clone())
-            .unwrap_or_else(|| "fencing".to_owned());
-        let stamp = Stamp::new(state.epoch, operation);
-        match fence(cc, traffic_config, ns, &fg.spec, &stamp).await {
-            Ok(()) => {
-                tracing::warn!(group = %name, cluster = %cc.cluster, epoch = state.epoch, "fenced: traffic off, workloads at 0, volumes Secondary");
-                let ev = super::group_events::fenced_event(
-                    &cc.cluster,
-                    state.entitled_cluster(),
-                    state.epoch,
-                    &seen,
-                );
-                crate::kube_events::Events::new(cc.client.clone(), &cc.cluster)
-                    .publish(&kube::Resource::object_ref(fg, &()), &ev)
-                    .await;
-                out.push((name, GroupVerdict::Fenced(seen)));
-            }
-            Err(e) => {
-                tracing::error!(group = %name, cluster = %cc.cluster, error = %crate::errors::error_chain(&e), "fencing failed; trying again on the next check");
-                out.push((name, GroupVerdict::Unfinished));
-            }
-        }
+        let verdict = fence_not_entitled(cc, traffic_config, fg, &state, when, &obs).await;
+        out.push((name, verdict));
     }
     Ok(out)
+}
+
+/// Fences the side of a group this cluster is not entitled to (`state`, read consistently),
+/// active as `obs` shows, and publishes a `Fenced` Event.
+async fn fence_not_entitled(
+    cc: &ClusterClient,
+    traffic_config: &TrafficConfig,
+    fg: &FailoverGroup,
+    state: &GroupState,
+    when: When,
+    obs: &SideObservation,
+) -> GroupVerdict {
+    let name = state.group.to_string();
+    let seen = obs.describe();
+    tracing::warn!(
+        group = %name, cluster = %cc.cluster, entitled = state.entitled_cluster(),
+        epoch = state.epoch, occasion = when.as_str(), active = %seen,
+        "this cluster is not entitled to the group but its side is active: fencing it"
+    );
+    let operation = state
+        .op_id
+        .clone()
+        .or_else(|| state.last_op_id.clone())
+        .unwrap_or_else(|| "fencing".to_owned());
+    let stamp = Stamp::new(state.epoch, operation);
+    match fence(cc, traffic_config, &state.group.namespace, &fg.spec, &stamp).await {
+        Ok(()) => {
+            tracing::warn!(group = %name, cluster = %cc.cluster, epoch = state.epoch, "fenced: traffic off, workloads at 0, volumes Secondary");
+            let ev = super::group_events::fenced_event(
+                &cc.cluster,
+                state.entitled_cluster(),
+                state.epoch,
+                &seen,
+            );
+            crate::kube_events::Events::new(cc.client.clone(), &cc.cluster)
+                .publish(&kube::Resource::object_ref(fg, &()), &ev)
+                .await;
+            GroupVerdict::Fenced(seen)
+        }
+        Err(e) => {
+            tracing::error!(group = %name, cluster = %cc.cluster, error = %crate::errors::error_chain(&e), "fencing failed; trying again on the next check");
+            GroupVerdict::Unfinished
+        }
+    }
 }
 
 /// What decides, without DynamoDB, whether a group is this agent's to fence after its lease
