@@ -106,6 +106,17 @@ pub enum AdapterError {
     /// The workflow stopped (a task failed, a deadline passed, the epoch moved, an abort).
     #[error(transparent)]
     Run(#[from] EngineError),
+    /// A failure that would fail the operation, after its promotion was claimed: only
+    /// forward, so it is retried (on the runner's next tick) and reported, never recorded as
+    /// `Failed`.
+    #[error("the promotion of operation {op_id} is claimed, so it only goes forward: retrying")]
+    Forward {
+        /// The operation.
+        op_id: String,
+        /// What failed.
+        #[source]
+        source: Box<AdapterError>,
+    },
 }
 
 impl AdapterError {
@@ -285,6 +296,23 @@ impl ManagerAdapter {
         // status, returns too.
         let run = async move {
             let result = Box::pin(self.run_side(op, kind, &ctx, progress.clone())).await;
+            let result = match result {
+                Err(e)
+                    if kind == RunKind::Forward
+                        && e.fails_operation()
+                        && self.claimed(op).await =>
+                {
+                    tracing::error!(
+                        op = %op.id, cluster = %self.cluster, error = %error_chain(&e),
+                        "a step failed after the promotion was claimed; the operation only goes forward: retrying on the next re-read"
+                    );
+                    Err(AdapterError::Forward {
+                        op_id: op.id.clone(),
+                        source: Box::new(e),
+                    })
+                }
+                other => other,
+            };
             if kind == RunKind::Forward
                 && let Err(e) = &result
                 && e.fails_operation()
@@ -312,6 +340,15 @@ impl ManagerAdapter {
         // Boxed: the workflow's future is large and runs on small test stacks too.
         let (result, ()) = tokio::join!(Box::pin(run), reporter.follow(from_run));
         result
+    }
+
+    /// True when `op`'s promotion is claimed (read again: the claim may have been made in
+    /// this run; the record as the run started when the read fails).
+    async fn claimed(&self, op: &Operation) -> bool {
+        match self.store.get_operation(&op.id).await {
+            Ok(Some(now)) => now.promotion_started_at.is_some(),
+            _ => op.promotion_started_at.is_some(),
+        }
     }
 
     /// The context this cluster's tasks get for `op`.

@@ -799,6 +799,38 @@ impl HandoffsAllPromoted for Store {
 }
 
 #[tokio::test]
+async fn a_note_on_a_started_step_is_readable_and_a_finished_step_takes_none() -> Result<()> {
+    let f = Fixture::new().await?;
+    let group = f.registered("shop/orders").await?;
+    let r = OpRef::from(&f.started(&group).await?);
+    let (stage, task) = ("VolumeTransitionTarget", "WaitSourceReleased");
+    assert!(
+        f.store
+            .journal_intent(&r, "west", stage, task)
+            .await?
+            .is_done()
+    );
+    let text = "east may still be serving: waiting for it to release its side";
+    assert!(f.store.journal_note(&r, "west", stage, task, text).await?);
+    let west = f.store.journal(&r.id, "west").await?;
+    assert_eq!(west[0].message.as_deref(), Some(text), "{west:?}");
+    assert_eq!(west[0].status, StepStatus::Started);
+    assert!(
+        f.store
+            .journal_outcome(&r, "west", stage, task, StepStatus::Done, None)
+            .await?
+            .is_done()
+    );
+    assert!(
+        !f.store
+            .journal_note(&r, "west", stage, task, "late")
+            .await?,
+        "a note never lands on a finished step"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn journal_reads_back_in_order_and_done_steps_are_not_redone() -> Result<()> {
     let f = Fixture::new().await?;
     let group = f.registered("shop/orders").await?;

@@ -12,7 +12,8 @@
 //!   group without DynamoDB (`KeepServing`), which proves nothing;
 //!
 //! or at once when the requester vouched that the source is down (`sourceIsDown`). What it
-//! waits for, and until when, is the pending text `failoverctl --wait` shows.
+//! waits for, and until about when, is written as the step's journal message (at most every
+//! 5 s, when it changes), which `failoverctl watch` and `--wait` show.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -50,7 +51,8 @@ pub(super) async fn wait_source_released(
         Duration::from_millis(100),
         config.reread_interval.max(Duration::from_millis(100)),
     );
-    let (others, watch, group) = (&others, &watch, &group);
+    let noted = std::sync::Mutex::new(None::<(String, Instant)>);
+    let (others, watch, group, noted) = (&others, &watch, &group, &noted);
     let source = op.source.as_str();
     wait_until(
         "the source's release or the end of its serving lease",
@@ -68,7 +70,9 @@ pub(super) async fn wait_source_released(
             Ok(if waiting.is_empty() {
                 Check::Done(())
             } else {
-                Check::Pending(waiting.join("; "))
+                let text = waiting.join("; ");
+                note(ctx, noted, &text).await;
+                Check::Pending(text)
             })
         },
     )
@@ -100,13 +104,41 @@ async fn lease_pending(
     }
     Ok(match watch.peer(cluster, now) {
         PeerLease::Over => None,
-        PeerLease::Live(left) => Some(format!(
-            "{cluster} may still be serving: waiting for it to release its side, or for its \
-             serving lease to be certainly over (in {:.1}s unless renewed)",
-            left.as_secs_f64()
-        )),
+        PeerLease::Live(left) => {
+            let by = jiff::SignedDuration::try_from(left)
+                .ok()
+                .and_then(|d| ctx.now().checked_add(d).ok())
+                .map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string())
+                .unwrap_or_else(|| "later".to_owned());
+            Some(format!(
+                "{cluster} may still be serving: waiting for it to release its side, or for \
+                 its serving lease to be certainly over (about {by}, unless renewed)"
+            ))
+        }
         PeerLease::Unknown => Some(format!("{cluster}: lease not read yet")),
     })
+}
+
+/// Writes `text` as the step's journal message (what `failoverctl watch` shows) when it says
+/// something new, at most every 5 s. Best effort.
+async fn note(ctx: &TaskContext, noted: &std::sync::Mutex<Option<(String, Instant)>>, text: &str) {
+    let due = match &*noted.lock().unwrap() {
+        Some((last, at)) => last != text && at.elapsed() >= Duration::from_secs(5),
+        None => true,
+    };
+    let (Some(step), Ok(store)) = (ctx.step(), ctx.store()) else {
+        return;
+    };
+    if !due {
+        return;
+    }
+    *noted.lock().unwrap() = Some((text.to_owned(), Instant::now()));
+    if let Err(e) = store
+        .journal_note(&ctx.op_ref(), ctx.cluster(), &step.stage, &step.task, text)
+        .await
+    {
+        tracing::debug!(error = %crate::errors::error_chain(&e), "cannot note the wait in the journal");
+    }
 }
 
 /// True when the source released its side at this epoch.

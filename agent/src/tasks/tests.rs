@@ -19,6 +19,7 @@ fn bare_context(cluster: &str) -> TaskContext {
         target: "west".into(),
         mode: Mode::Consistency,
         force: false,
+        claimed: false,
         epoch: 3,
         lease: None,
         timings: WorkflowTimings {

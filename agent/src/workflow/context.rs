@@ -53,6 +53,10 @@ pub struct WorkflowContext {
     pub mode: Mode,
     /// Started without the handoff (source unreachable).
     pub force: bool,
+    /// The promotion was claimed when this run started: the operation only goes forward, so
+    /// each run gets its stages' whole limits again and a limit that runs out is retried,
+    /// not a failure (see `ManagerAdapter::process`).
+    pub claimed: bool,
     /// The group's epoch this operation runs at; every journal write is conditioned on it.
     pub epoch: u64,
     /// The lease as last read or renewed, if known.
@@ -71,6 +75,7 @@ impl WorkflowContext {
             target: op.target.clone(),
             mode: op.mode,
             force: op.force,
+            claimed: op.promotion_started_at.is_some(),
             epoch: op.epoch,
             lease,
             timings: WorkflowTimings {
@@ -386,6 +391,7 @@ pub(crate) mod tests {
             target: "west".into(),
             mode,
             force,
+            claimed: false,
             epoch: 7,
             lease: None,
             timings: WorkflowTimings {

@@ -389,11 +389,16 @@ impl<J: Journal> Engine<J> {
         // Time the stage's own work took (waits for the peer excluded), from the first start
         // of each of its steps, earlier runs included.
         let now = ctx.now();
-        let mut used = deadline::carried(
-            stage,
-            |task| journaled.get(&(stage.key.clone(), task.to_owned())),
-            now,
-        );
+        // After the claim the operation only goes forward: each run has the whole limit.
+        let mut used = if ctx.workflow().claimed {
+            Duration::ZERO
+        } else {
+            deadline::carried(
+                stage,
+                |task| journaled.get(&(stage.key.clone(), task.to_owned())),
+                now,
+            )
+        };
         if !used.is_zero() {
             tracing::info!(stage = %stage.key, ?used, limit = ?stage.timeout, "stage resumed; its limit counts from its first start");
         }
@@ -446,6 +451,7 @@ impl<J: Journal> Engine<J> {
         }
         // What is left of the limit, and the whole limit (for the error).
         let (limit, whole) = match step.own_deadline {
+            Some(own) if ctx.workflow().claimed => (own, own),
             Some(own) => (
                 deadline::own_left(own, earlier.filter(|_| step.journaled), ctx.now()),
                 own,

@@ -9,6 +9,8 @@ use std::time::Duration;
 use failover_messages::crd::{FailoverGroupSpec, VolumeReplicationRef, WorkloadKind, WorkloadRef};
 use failover_messages::records::{JournalStep, Mode, StepStatus};
 use failover_messages::store::ManualClock;
+
+use crate::workflow::WorkflowContext;
 use jiff::Timestamp;
 
 use super::*;
@@ -692,6 +694,29 @@ async fn a_step_resumed_past_its_stage_limit_fails_at_once_naming_it() {
     let a = journal.get("op-1", "east", "First", "a").unwrap();
     assert_eq!(a.status, StepStatus::Failed);
     assert!(a.message.unwrap().contains("deadline exceeded"));
+}
+
+#[tokio::test]
+async fn after_the_claim_a_step_past_its_limit_runs_again_with_the_whole_limit() {
+    // Only forward once the promotion is claimed: the same resumed run as above is not a
+    // failure; the step runs again with the stage's whole limit.
+    let clock = Arc::new(ManualClock::new(t(61)));
+    let claimed = WorkflowContext {
+        claimed: true,
+        ..workflow_context(Mode::Consistency, false)
+    };
+    let ctx = TaskContext::new(claimed, "east")
+        .unwrap()
+        .with_clock(clock.clone());
+    let journal = Arc::new(MemoryJournal::new(&ctx.op_ref()).with_clock(clock.clone()));
+    journal.insert(earlier("a", StepStatus::Failed, 0, 45, Some(46)));
+    let script = Script::new();
+    Engine::new(journal.clone())
+        .run(&abc(&script), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(script.ran(), ["a", "b", "c"]);
+    assert_eq!(script.seen("a").deadline, MINUTE);
 }
 
 #[tokio::test]

@@ -1,11 +1,13 @@
 //! Protocol step 3, the journal: the intent and the outcome of each task an agent runs.
 
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+
 use super::check_step;
 use crate::keys;
 use crate::records::{JournalStep, Record, StepStatus, attr, av_ms, av_n, av_s};
 use crate::store::error::{Cause, StoreError};
 use crate::store::outcome::{OpRef, Outcome};
-use crate::store::{Store, TxVerdict, values};
+use crate::store::{Store, TxVerdict, calls, values};
 
 impl Store {
     /// Journals the intent of a task (status `STARTED`, `attempts + 1`), conditioned on the
@@ -91,6 +93,61 @@ impl Store {
             None => Err(Cause::Invalid(
                 "the journal condition failed on a missing step".into(),
             )),
+        }
+    }
+
+    /// Sets the message of this cluster's `STARTED` journal step of the operation at its
+    /// epoch: where a long wait stands, for `failoverctl watch` (e.g. what a forced target
+    /// waits for, and until when). Informational: it carries no protocol authority (the step
+    /// record's own `epoch` and `STARTED` status are its condition, no group-state check);
+    /// `false` when the step is no longer `STARTED` at that epoch.
+    pub async fn journal_note(
+        &self,
+        op: &OpRef,
+        cluster: &str,
+        stage: &str,
+        task: &str,
+        message: &str,
+    ) -> Result<bool, StoreError> {
+        let wrap = |source: Cause| StoreError::JournalIntent {
+            op_id: op.id.clone(),
+            cluster: cluster.to_owned(),
+            stage: stage.to_owned(),
+            task: task.to_owned(),
+            table: self.table.to_string(),
+            source,
+        };
+        check_step(cluster, stage, task).map_err(wrap)?;
+        let req = self
+            .client
+            .update_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(crate::store::key_map(keys::journal_key(
+                &op.id, cluster, stage, task,
+            ))))
+            .update_expression("SET #message = :m")
+            .condition_expression("#status = :started AND #epoch = :e")
+            .set_expression_attribute_names(Some(crate::store::names(&[
+                attr::MESSAGE,
+                attr::STATUS,
+                attr::EPOCH,
+            ])))
+            .set_expression_attribute_values(Some(values([
+                (":m", av_s(message)),
+                (":started", av_s(StepStatus::Started.as_str())),
+                (":e", av_n(op.epoch)),
+            ])));
+        match self
+            .send("journal_note", "UpdateItem", calls::classify_error, || {
+                req.clone().send()
+            })
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(f) => match f.err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+                _ => Err(wrap(f.into_cause())),
+            },
         }
     }
 
