@@ -205,7 +205,7 @@ async fn a_started_agent_is_ready_beats_and_survives_a_malformed_message() -> Re
         .arg("--kubeconfig")
         .arg(&env.east.kubeconfig)
         .args(["--admin-addr", &format!("127.0.0.1:{port}")])
-        .args(["--heartbeat-interval", "1s", "--reread-interval", "2s"])
+        .args(["--heartbeat-interval", "2s", "--reread-interval", "2s"])
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .spawn()?;

@@ -76,7 +76,7 @@ fn spawn_agent(env: &TestEnv, c: &Cluster, table: &str, prefix: &str) -> Result<
         .arg("--kubeconfig")
         .arg(&c.kubeconfig)
         .args(["--admin-addr", &format!("127.0.0.1:{}", free_port()?)])
-        .args(["--heartbeat-interval", "1s", "--reread-interval", "1s"])
+        .args(["--heartbeat-interval", "2s", "--reread-interval", "1s"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&log)?))

@@ -380,7 +380,7 @@ fn agent(s: &Setup, cluster: &str, kubeconfig: &PathBuf, log: std::fs::File) -> 
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(["--admin-addr", &format!("127.0.0.1:{}", free_port()?)])
-        .args(["--heartbeat-interval", "1s", "--reread-interval", "1s"])
+        .args(["--heartbeat-interval", "2s", "--reread-interval", "1s"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))

@@ -384,7 +384,7 @@ pub struct AgentOptions {
 impl Default for AgentOptions {
     fn default() -> Self {
         Self {
-            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(2),
             lease_duration: None,
             reread_interval: Duration::from_secs(2),
             log_filter: "info".into(),

@@ -127,7 +127,7 @@ fn init_tracing() {
 /// Short agent intervals, so the idle window sees some background.
 fn fast_agents() -> AgentTiming {
     AgentTiming {
-        heartbeat_interval: Duration::from_secs(1),
+        heartbeat_interval: Duration::from_secs(2),
         reread_interval: Duration::from_secs(2),
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! * Each renewal lists this cluster's FailoverGroups first and publishes which of them keep
 //!   serving without DynamoDB (`spec.onCoordinationLoss: KeepServing`), so observers know for
-//!   which groups the lease's end proves nothing. A renewal is bounded by `L/3`: a hung call
+//!   which groups the lease's end proves nothing. A renewal is bounded by `3L/4`: a hung call
 //!   is abandoned (if it lands later, observers only wait longer).
 //! * The lease is measured from the moment the last successful renewal was *sent*
 //!   ([`HeldLease`]), on this process's monotonic clock.
@@ -52,7 +52,7 @@ pub fn keep_serving(groups: &[FailoverGroup]) -> Vec<String> {
 
 /// Renews the lease once: lists the FailoverGroups (for their policies; on failure the last
 /// published list is kept), sends the renewal, and records it in `lease` when it succeeds
-/// within `L/3`. Returns the published list.
+/// within `3L/4`. Returns the published list.
 ///
 /// A group moved to `KeepServing` is published before this agent acts on it; one moved to
 /// `Fence` is fenced at once on a lease loss ([`LeaseHandle::published_keep_serving`]).
@@ -75,7 +75,9 @@ pub async fn renew(
     };
     let sent = Instant::now();
     let put = store.put_lease(&cc.cluster, AGENT_VERSION, terms.record_ttl(), &keep);
-    match tokio::time::timeout(terms.renew_every(), put).await {
+    // A renewal answered within 3L/4 of its send still extends the lease from its send;
+    // one that takes longer is abandoned (if it lands later, observers only wait longer).
+    match tokio::time::timeout(terms.holder_fences_after(), put).await {
         Ok(Ok(_)) => {
             lease.renewed(sent, keep.clone());
             Ok(keep)

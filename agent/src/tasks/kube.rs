@@ -133,7 +133,9 @@ async fn set_traffic(
 
 /// Pods run only on Primary volumes: before a workload is scaled up, every volume of the
 /// group that names it must be Primary here. A side fenced after a lost lease, whose run then
-/// resumed past its promotion, stops here instead of starting pods on Secondary volumes.
+/// resumed past its promotion, promotes such a volume again when this cluster holds the
+/// group's claimed promotion at the operation's epoch (only forward), and otherwise stops
+/// here instead of starting pods on Secondary volumes.
 async fn ensure_volumes_primary(
     ctx: &TaskContext,
     kind: WorkloadKind,
@@ -157,6 +159,22 @@ async fn ensure_volumes_primary(
         .filter(|v| v.workload.as_deref() == Some(name))
     {
         let seen = volumes::observe(&cc, ns, &v.name).await.map_err(kube_err)?;
+        if seen.state.as_deref() != Some("Primary") && holds_claim(ctx).await? {
+            tracing::warn!(volume = %v.name, cluster = %cc.cluster, state = ?seen.state, "a promoted volume is no longer Primary (fenced after a lost lease?); this cluster holds the claim: promoting it again");
+            volumes::set_replication_state(
+                &cc,
+                ns,
+                &v.name,
+                ReplicationState::Primary,
+                &stamp(ctx),
+            )
+            .await
+            .map_err(kube_err)?;
+            volumes::wait_state(&cc, ns, &v.name, VolumeState::Primary, wait_deadline(ctx))
+                .await
+                .map_err(kube_err)?;
+            continue;
+        }
         if seen.state.as_deref() != Some("Primary") {
             return Err(TaskError::failed(format!(
                 "not scaling up {} in cluster {}: its VolumeReplication {ns}/{} is {} \
@@ -170,6 +188,16 @@ async fn ensure_volumes_primary(
         }
     }
     Ok(())
+}
+
+/// True when the group state (read consistently) names this cluster as the holder of the
+/// claimed promotion of this very operation at its epoch.
+async fn holds_claim(ctx: &TaskContext) -> Result<bool, TaskError> {
+    let wf = ctx.workflow();
+    let state = group_state(ctx).await?;
+    Ok(state.epoch == wf.epoch
+        && state.op_id.as_deref() == Some(wf.operation_id.as_str())
+        && state.promotion_claimed_by.as_deref() == Some(ctx.cluster()))
 }
 
 async fn scale_up(ctx: &TaskContext, kind: WorkloadKind, name: &str) -> Result<(), TaskError> {

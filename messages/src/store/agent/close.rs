@@ -210,6 +210,13 @@ impl Store {
             let finished = stored.finished_at.unwrap_or(stored.requested_at);
             return Ok(Some(Outcome::Done(closed_entry(stored.clone(), finished))));
         }
+        if stored.phase == Phase::Superseded {
+            // A later operation took the group over: to this operation's agents, the epoch
+            // moved on.
+            return Ok(Some(Outcome::StaleEpoch(
+                self.stale(op_name, op, None).await?,
+            )));
+        }
         if stored.phase.is_terminal() {
             return Ok(Some(Outcome::AlreadyFinished {
                 phase: stored.phase,
