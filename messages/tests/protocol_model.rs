@@ -20,8 +20,12 @@
 //!
 //! Run: `cargo test -p failover-messages --test protocol_model -- --nocapture`
 
+#[path = "protocol_model/agent.rs"]
+mod agent;
 #[path = "protocol_model/model.rs"]
 mod model;
+#[path = "protocol_model/report.rs"]
+mod report;
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -54,7 +58,9 @@ fn consistency(name: &'static str, protocol: Protocol) -> FailoverModel {
         protocol,
         bounds: Bounds {
             crashes: [1, 1],
+            partitions: [0, 0],
             lease_expiries: 1,
+            failures: 0,
             duplicates: 1,
             inbox_cap: 2,
             starts: [&[TO_B], &[TO_B, TO_A]],
@@ -83,7 +89,9 @@ fn force(name: &'static str, protocol: Protocol) -> FailoverModel {
         protocol,
         bounds: Bounds {
             crashes: [2, 1],
+            partitions: [0, 0],
             lease_expiries: 1,
+            failures: 0,
             duplicates: 0,
             inbox_cap: 1,
             starts: [&[FORCE_TO_B, TO_B], &[TO_A, TO_B, FORCE_TO_A]],
@@ -109,13 +117,46 @@ fn force_then_failback(name: &'static str, protocol: Protocol) -> FailoverModel 
         protocol,
         bounds: Bounds {
             crashes: [1, 0],
+            partitions: [0, 0],
             lease_expiries: 0,
+            failures: 0,
             duplicates: 0,
             inbox_cap: 1,
             starts: [&[FORCE_TO_B], &[TO_A]],
             aborts: [false, false],
         },
         witnesses: &[],
+    }
+}
+
+/// The serving lease: either agent may be cut off from AWS once (its pending write may land
+/// later; its cluster keeps running; its lease may lapse and it fences). Coordinator 0
+/// forces A→B with A alive, cut off or down (or fails over normally); coordinator 1 fails
+/// back, takes over, or forces B→A. Coordinator 0 may abort.
+fn lease(name: &'static str, protocol: Protocol) -> FailoverModel {
+    FailoverModel {
+        name,
+        protocol,
+        bounds: Bounds {
+            crashes: [0, 0],
+            partitions: [1, 1],
+            lease_expiries: 0,
+            failures: 0,
+            duplicates: 0,
+            inbox_cap: 1,
+            starts: [&[FORCE_TO_B], &[TO_A]],
+            aborts: [true, false],
+        },
+        witnesses: &[
+            W_COMPLETED,
+            W_FAILBACK,
+            W_ABORT,
+            W_FORCED,
+            W_FORCED_ON_LEASE,
+            W_FORCED_ON_RELEASE,
+            W_LEASE_FENCE_PARKED,
+            W_LATE_WRITE,
+        ],
     }
 }
 
@@ -221,6 +262,11 @@ fn fixed_protocol_consistency_two_coordinators_abort_crashes() {
 #[test]
 fn fixed_protocol_force_and_fencing() {
     check_all(force("fixed/force", Protocol::fixed()));
+}
+
+#[test]
+fn fixed_protocol_serving_lease_partitions() {
+    check_all(lease("fixed/lease", Protocol::fixed()));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -412,4 +458,38 @@ fn broken_scale_up_before_promote_is_caught() {
         consistency("broken/scale-up-early", p),
         P2_PODS_ON_SECONDARY,
     );
+}
+
+/// The broken variant: a forced target that does not wait for the source's release
+/// or the end of its serving lease promotes while the alive source still serves.
+#[test]
+fn broken_force_without_waiting_gives_dual_primary() {
+    let p = Protocol {
+        force_waits_for_release: false,
+        ..Protocol::fixed()
+    };
+    expect_counterexample(lease("broken/force-no-wait", p), P1_DUAL_PRIMARY);
+}
+
+/// The timing assumption is load-bearing: an observer that acts as soon as the holder's
+/// lease lapsed, before the holder's fence completed, promotes while the cut-off source
+/// still has Primary volumes.
+#[test]
+fn broken_observer_before_holder_fenced_gives_dual_primary() {
+    let p = Protocol {
+        broken_observer_ignores_fence: true,
+        ..Protocol::fixed()
+    };
+    expect_counterexample(lease("broken/observer-before-fence", p), P1_DUAL_PRIMARY);
+}
+
+/// After the claim only forward is possible: a `Failed` mark that stops the target's run
+/// leaves the group half-promoted with nobody to finish it.
+#[test]
+fn broken_failed_mark_stopping_claimed_target_never_converges() {
+    let p = Protocol {
+        broken_failed_stops_claimed: true,
+        ..Protocol::fixed()
+    };
+    expect_counterexample(consistency("broken/failed-stops-claimed", p), P4_LIVENESS);
 }
