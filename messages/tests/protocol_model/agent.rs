@@ -119,11 +119,12 @@ impl FailoverModel {
             });
         }
         let (o, op) = s.current()?;
-        // A `Failed` mark before the claim stops the forward runs (an abort, a takeover
-        // after the operation lease or a forced start moves on); after the claim only
-        // forward is possible, so the target keeps going (unless the broken variant).
+        // A `Failed` mark while the group holds no claim stops the forward runs (an abort,
+        // a takeover after the operation lease or a forced start moves on). Once a claim is
+        // on the group (this operation's, or an earlier one a forced start kept) abort is
+        // impossible and only forward is: the runs keep going (unless the broken variant).
         let stopped = op.phase == Phase::Failed
-            && (!op.promotion_started || self.protocol.broken_failed_stops_claimed);
+            && (g.claimed_by.is_none() || self.protocol.broken_failed_stops_claimed);
         let mk = |step| {
             Some(Pending {
                 step,

@@ -132,8 +132,9 @@ pub struct Protocol {
     /// Broken: the observer concludes "lease over" as soon as the holder's lease lapsed,
     /// before the holder's fence completed (the timing assumption does not hold).
     pub broken_observer_ignores_fence: bool,
-    /// Broken: a `Failed` mark stops the forward run even after the claim (the target stops
-    /// half-way; only an operator gets the group out).
+    /// Broken: a `Failed` mark stops the forward runs even while the group holds a claim
+    /// (the target stops half-way and abort is impossible; only a forced start gets the
+    /// group out).
     pub broken_failed_stops_claimed: bool,
     /// Broken: the source writes one `READY_FOR_PROMOTION` per volume as it demotes it and
     /// the target claims as soon as it sees one (no atomic promotion).
