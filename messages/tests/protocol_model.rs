@@ -108,7 +108,8 @@ fn force(name: &'static str, protocol: Protocol) -> FailoverModel {
             W_ABORT,
             W_ABORT_LOSES,
             W_FORCED,
-            W_FENCED,
+            W_FORCED_ON_LEASE,
+            W_FORCED_ON_RELEASE,
             W_TAKEOVER,
         ],
     }
@@ -143,13 +144,13 @@ fn lease(name: &'static str, protocol: Protocol) -> FailoverModel {
         name,
         protocol,
         bounds: Bounds {
-            crashes: [0, 0],
+            crashes: [1, 0],
             partitions: [1, 1],
             lease_expiries: 0,
             failures: 0,
             duplicates: 0,
             inbox_cap: 1,
-            starts: [&[FORCE_TO_B], &[TO_A]],
+            starts: [&[FORCE_TO_B], &[TO_A, FORCE_TO_A]],
             aborts: [true, false],
         },
         witnesses: &[
