@@ -512,8 +512,8 @@ fn broken_force_without_waiting_gives_dual_primary() {
 }
 
 /// The timing assumption is load-bearing: an observer that acts as soon as the holder's
-/// lease lapsed, before the holder's fence completed, promotes while the cut-off source
-/// still has Primary volumes.
+/// lease lapsed, before the holder's fence completed, promotes while the source (dead, or
+/// alive and cut off) still has Primary volumes.
 #[test]
 fn broken_observer_before_holder_fenced_gives_dual_primary() {
     let p = Protocol {
@@ -521,6 +521,10 @@ fn broken_observer_before_holder_fenced_gives_dual_primary() {
         ..Protocol::fixed()
     };
     expect_counterexample(lease("broken/observer-before-fence", p), P1_DUAL_PRIMARY);
+    // Also with no crash at all: the holder is alive, cut off, and still fencing.
+    let mut alive = lease("broken/observer-before-fence/alive", p);
+    alive.bounds.crashes = [0, 0];
+    expect_counterexample(alive, P1_DUAL_PRIMARY);
 }
 
 /// After the claim only forward is possible: a `Failed` mark that stops the target's run

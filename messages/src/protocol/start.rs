@@ -439,7 +439,7 @@ impl Decision<'_, '_> {
         let seen = observed.source_agent;
         let keeps_serving = heartbeat(seen).is_some_and(|hb| {
             let group = req.group.to_string();
-            hb.keep_serving.iter().any(|g| *g == group)
+            hb.keep_serving.contains(&group)
         });
         match (seen, seen.alive(now)) {
             (AgentSeen::Seen(hb), Some(true)) if req.force && keeps_serving => self.refuse(

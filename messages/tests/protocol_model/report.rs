@@ -194,7 +194,7 @@ pub fn summary(s: &State) -> String {
         )
     };
     let mut out = format!(
-        "epoch={} active={} op={:<4} lease={:<7} claimedBy={} | A[{}] B[{}] |",
+        "epoch={} active={} op={:<4} opLease={:<7} claimedBy={} | A[{}] B[{}] |",
         s.group.epoch,
         cluster_name(s.group.active),
         s.group.op.map_or("-".to_string(), |o| format!("op{o}")),
