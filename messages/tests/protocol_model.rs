@@ -1,7 +1,9 @@
 //! Model check of the handoff protocol in `docs/protocol.md` with `stateright`.
 //!
-//! `protocol_model/model.rs` holds the model (see its header for what a step is). This file
-//! holds the configurations and the checks:
+//! `protocol_model/model.rs` holds the state, the variants and the properties (see its
+//! header for what a step is and how the serving lease's timing assumption is a guard),
+//! `protocol_model/agent.rs` the transitions, `protocol_model/report.rs` the fault-free
+//! runs behind P4 and the printing. This file holds the configurations and the checks:
 //!
 //! * `fixed_*`: the protocol with the fixes this model motivated must satisfy every
 //!   safety property, the liveness check, and reach every witness state (so the checks are
@@ -9,19 +11,26 @@
 //! * `as_written_*`: regression tests. The protocol text as it stood before the fixes
 //!   has bugs; each test asserts that the checker still finds its counterexample;
 //! * `broken_*`: deliberately wrong protocols (no atomic promotion, abort ignoring the
-//!   claim, demote with pods, scale-up before promote, no fencing) that must be caught:
-//!   the model has teeth.
+//!   claim, demote with pods, scale-up before promote, no fencing, a forced target that
+//!   does not wait for the source's release or lease, an observer that acts before the
+//!   holder's fence completed, a `Failed` mark that stops a claimed target) that must be
+//!   caught: the model has teeth.
 //!
-//! Properties (defined at the end of `model.rs`): P1 no unforced dual Primary; P2a no
-//! demote while pods run, P2b pods only on Primary volumes; P3 a forced old source fences
-//! before anything else; P4 from every reachable state the fault-free runs converge, P4b
-//! (stateright `eventually`) every maximal path converges; P5 no agent write with a stale
-//! epoch takes effect; plus `sometimes` witnesses.
+//! Properties (defined in `model.rs`): P1 no volume Primary on both sides, ever (no escape
+//! for forced operations: the model is the `Fence` policy); P2a no demote while pods run,
+//! P2b pods only on Primary volumes; P3 a forced old source fences before anything else; P4
+//! from every reachable state the fault-free runs settle (converge, or park for an operator
+//! after a lease-loss fence), P4b (stateright `eventually`) every maximal path settles; P5
+//! no agent write with a stale epoch takes effect; plus `sometimes` witnesses.
 //!
 //! Run: `cargo test -p failover-messages --test protocol_model -- --nocapture`
 
+#[path = "protocol_model/agent.rs"]
+mod agent;
 #[path = "protocol_model/model.rs"]
 mod model;
+#[path = "protocol_model/report.rs"]
+mod report;
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -54,7 +63,9 @@ fn consistency(name: &'static str, protocol: Protocol) -> FailoverModel {
         protocol,
         bounds: Bounds {
             crashes: [1, 1],
+            partitions: [0, 0],
             lease_expiries: 1,
+            failures: 0,
             duplicates: 1,
             inbox_cap: 2,
             starts: [&[TO_B], &[TO_B, TO_A]],
@@ -83,7 +94,9 @@ fn force(name: &'static str, protocol: Protocol) -> FailoverModel {
         protocol,
         bounds: Bounds {
             crashes: [2, 1],
+            partitions: [0, 0],
             lease_expiries: 1,
+            failures: 0,
             duplicates: 0,
             inbox_cap: 1,
             starts: [&[FORCE_TO_B, TO_B], &[TO_A, TO_B, FORCE_TO_A]],
@@ -95,7 +108,8 @@ fn force(name: &'static str, protocol: Protocol) -> FailoverModel {
             W_ABORT,
             W_ABORT_LOSES,
             W_FORCED,
-            W_FENCED,
+            W_FORCED_ON_LEASE,
+            W_FORCED_ON_RELEASE,
             W_TAKEOVER,
         ],
     }
@@ -109,13 +123,73 @@ fn force_then_failback(name: &'static str, protocol: Protocol) -> FailoverModel 
         protocol,
         bounds: Bounds {
             crashes: [1, 0],
+            partitions: [0, 0],
             lease_expiries: 0,
+            failures: 0,
             duplicates: 0,
             inbox_cap: 1,
             starts: [&[FORCE_TO_B], &[TO_A]],
             aborts: [false, false],
         },
         witnesses: &[],
+    }
+}
+
+/// The serving lease: either agent may be cut off from AWS once (its pending write may land
+/// later; its cluster keeps running; its lease may lapse and it fences). Coordinator 0
+/// forces A→B with A alive, cut off or down (or fails over normally); coordinator 1 fails
+/// back, takes over, or forces B→A. Coordinator 0 may abort.
+fn lease(name: &'static str, protocol: Protocol) -> FailoverModel {
+    FailoverModel {
+        name,
+        protocol,
+        bounds: Bounds {
+            crashes: [1, 0],
+            partitions: [1, 1],
+            lease_expiries: 0,
+            failures: 0,
+            duplicates: 0,
+            inbox_cap: 1,
+            starts: [&[FORCE_TO_B], &[TO_A, FORCE_TO_A]],
+            aborts: [true, false],
+        },
+        witnesses: &[
+            W_COMPLETED,
+            W_FAILBACK,
+            W_ABORT,
+            W_FORCED,
+            W_FORCED_ON_LEASE,
+            W_FORCED_ON_RELEASE,
+            W_LEASE_FENCE_PARKED,
+            W_LATE_WRITE,
+        ],
+    }
+}
+
+/// A step runs out of time once (`Failed`): before the claim (stopped; the coordinator or
+/// an operator aborts, or the operation lease expires and is taken over), or after it (only
+/// forward: the target keeps going). The target may crash once.
+fn failure(name: &'static str, protocol: Protocol) -> FailoverModel {
+    FailoverModel {
+        name,
+        protocol,
+        bounds: Bounds {
+            crashes: [0, 1],
+            partitions: [0, 0],
+            lease_expiries: 1,
+            failures: 1,
+            duplicates: 0,
+            inbox_cap: 1,
+            starts: [&[TO_B], &[TO_B, FORCE_TO_B]],
+            aborts: [true, false],
+        },
+        witnesses: &[
+            W_COMPLETED,
+            W_ABORT,
+            W_TAKEOVER,
+            W_FAILED_AFTER_CLAIM,
+            W_FAILED_ABORTED,
+        ],
     }
 }
 
@@ -221,6 +295,16 @@ fn fixed_protocol_consistency_two_coordinators_abort_crashes() {
 #[test]
 fn fixed_protocol_force_and_fencing() {
     check_all(force("fixed/force", Protocol::fixed()));
+}
+
+#[test]
+fn fixed_protocol_failed_marks() {
+    check_all(failure("fixed/failure", Protocol::fixed()));
+}
+
+#[test]
+fn fixed_protocol_serving_lease_partitions() {
+    check_all(lease("fixed/lease", Protocol::fixed()));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -330,7 +414,7 @@ fn as_written_literal_fence_rule_livelocks_the_target() {
 fn as_written_fence_rule_exempting_target_skips_fencing() {
     let p = Protocol {
         fence_rule: FenceRule::ExemptTarget,
-        ..Protocol::fixed()
+        ..Protocol::before_lease()
     };
     expect_counterexample(
         force_then_failback("as-written/fence-exempt-target", p),
@@ -345,7 +429,7 @@ fn as_written_fence_rule_exempting_target_skips_fencing() {
 fn fence_rule_exempting_claimed_target_still_skips_fencing() {
     let p = Protocol {
         fence_rule: FenceRule::ExemptClaimedTarget,
-        ..Protocol::fixed()
+        ..Protocol::before_lease()
     };
     expect_counterexample(
         force("as-written/fence-exempt-claimed-target", p),
@@ -391,12 +475,14 @@ fn broken_demote_before_pods_gone_is_caught() {
 }
 
 /// Without any fencing a forced old source serves forever: no fault-free run converges,
-/// and (stateright's own liveness check) a maximal path ends with both sides serving.
+/// and (stateright's own liveness check) a maximal path ends with both sides serving. (With
+/// the serving lease the forced target waits for the source to be down, so this needs the
+/// protocol before it: force only with the source's agent down, claimed at once.)
 #[test]
 fn broken_no_fencing_never_converges() {
     let p = Protocol {
         fence_rule: FenceRule::Never,
-        ..Protocol::fixed()
+        ..Protocol::before_lease()
     };
     expect_counterexample(force_then_failback("broken/no-fencing", p), P4_LIVENESS);
     expect_counterexample(force_then_failback("broken/no-fencing", p), P4_EVENTUALLY);
@@ -412,4 +498,42 @@ fn broken_scale_up_before_promote_is_caught() {
         consistency("broken/scale-up-early", p),
         P2_PODS_ON_SECONDARY,
     );
+}
+
+/// The broken variant: a forced target that does not wait for the source's release
+/// or the end of its serving lease promotes while the alive source still serves.
+#[test]
+fn broken_force_without_waiting_gives_dual_primary() {
+    let p = Protocol {
+        force_waits_for_release: false,
+        ..Protocol::fixed()
+    };
+    expect_counterexample(lease("broken/force-no-wait", p), P1_DUAL_PRIMARY);
+}
+
+/// The timing assumption is load-bearing: an observer that acts as soon as the holder's
+/// lease lapsed, before the holder's fence completed, promotes while the source (dead, or
+/// alive and cut off) still has Primary volumes.
+#[test]
+fn broken_observer_before_holder_fenced_gives_dual_primary() {
+    let p = Protocol {
+        broken_observer_ignores_fence: true,
+        ..Protocol::fixed()
+    };
+    expect_counterexample(lease("broken/observer-before-fence", p), P1_DUAL_PRIMARY);
+    // Also with no crash at all: the holder is alive, cut off, and still fencing.
+    let mut alive = lease("broken/observer-before-fence/alive", p);
+    alive.bounds.crashes = [0, 0];
+    expect_counterexample(alive, P1_DUAL_PRIMARY);
+}
+
+/// After the claim only forward is possible: a `Failed` mark that stops the target's run
+/// leaves the group half-promoted with nobody to finish it.
+#[test]
+fn broken_failed_mark_stopping_claimed_target_never_converges() {
+    let p = Protocol {
+        broken_failed_stops_claimed: true,
+        ..Protocol::fixed()
+    };
+    expect_counterexample(failure("broken/failed-stops-claimed", p), P4_LIVENESS);
 }

@@ -1,40 +1,60 @@
 //! The state machine behind `tests/protocol_model.rs`: the handoff protocol of
-//! `docs/protocol.md` (CONSISTENCY mode, abort, force, leases) as a `stateright` model.
+//! `docs/protocol.md` (CONSISTENCY mode, abort, force, the operation lease, the agents'
+//! serving leases, failures) as a `stateright` model. This file holds the state, the
+//! protocol variants, the action list and the properties; `agent.rs` the transitions;
+//! `report.rs` the liveness runs and the printing.
 //!
 //! One model state is the whole world: the DynamoDB table (group state, operation items,
-//! handoff records), both clusters' storage and workloads, both agents' in-memory state,
-//! both SQS inboxes, the two coordinators, and history variables that the properties read.
+//! handoff records), both clusters' storage and workloads, both agents' in-memory state
+//! and serving leases, both SQS inboxes, the two coordinators, and history variables that
+//! the properties read.
 //!
 //! Every step is one of:
-//! * a coordinator's `TransactWriteItems` / conditional write (atomic in DynamoDB);
+//! * a coordinator's `TransactWriteItems` / conditional write (atomic in DynamoDB). A
+//!   coordinator is any front end (`failoverctl`, a `Failover` object, `plan`): they all ask
+//!   one `decide_start`;
 //! * an agent *deciding*: a strongly consistent re-read of DynamoDB plus its own cluster,
 //!   then the next task. For a Kubernetes task the journal intent (`STARTED`, conditioned
 //!   on the group's epoch) is written in the same step; for a DynamoDB write the decision
-//!   is only remembered. Nothing is executed yet;
+//!   is only remembered. Nothing is executed yet. A partitioned agent cannot read DynamoDB:
+//!   the only thing it decides is its lease-loss fence;
 //! * an agent *executing* what it decided. DynamoDB conditions are evaluated now, against
 //!   whatever the table holds now, so every read-then-write gap of the real agent exists
-//!   in the model (this is what exposes stale claims and stale Kubernetes changes);
-//! * environment steps: kubelet starts/stops pods, an agent crashes/restarts, a lease
-//!   expires, SQS loses/duplicates/delivers a hint.
+//!   in the model (this is what exposes stale claims and stale Kubernetes changes). A write
+//!   sent before a partition may still land during it, or be lost;
+//! * environment steps: kubelet starts/stops pods, an agent crashes/restarts, is cut off
+//!   from AWS/heals, its serving lease lapses, the operation lease expires, SQS
+//!   loses/duplicates/delivers a hint, a step runs out of time (`Failed`).
 //!
-//! Abstracted away (see ARCHITECTURE.md): UPTIME mode; Flux (folded into "network off,
-//! then scale to 0"); `spec.replicationState` → `status.state` lag (a demote/promote is
-//! one step, the agent waits for status before its next task); original replica counts
-//! (a bool); the journal's content (the agent re-derives its next task from DynamoDB and
-//! its own cluster, every task is idempotent, so a restart resumes correctly; each
-//! journal intent is still modelled as an epoch-conditioned write); lease renewal (an
-//! expired lease stays expired until the operation ends, a superset of behaviours);
-//! wall-clock time and deadlines; `suspended`; history and heartbeat records (force is
-//! offered exactly when the source agent is down); a partitioned agent (same as a crashed
-//! one: it stops, its workloads keep running). Two clusters, one group, two volumes.
-
-use std::cell::RefCell;
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
+//! **The serving lease and its timing assumption.** Time is abstract. An agent's lease is
+//! `leased` while it is up and connected (renewals succeed); once it is cut off or dead the
+//! lease may lapse (`LeaseLapses`: `3L/4` without a successful renewal). An up agent whose
+//! lease lapsed fences on its own (network off → scale 0 → pods gone → demote) without
+//! DynamoDB. An observer (a forced target) concludes that a cluster's lease is over only in
+//! a state where [`FailoverModel::lease_over`] holds: the lease lapsed **and the holder's
+//! fence has completed** (its side fully down, no activating Kubernetes change of its own
+//! still to land). That guard *is* the product's timing assumption (`L·(1+ε)+L/4` observed
+//! ≥ `3L/4` held + the fence budget): every interleaving in which an observer acts before
+//! the fence completed is excluded, every other one is explored. A dead agent cannot fence,
+//! so the guard keeps the observer waiting until it restarts (Kubernetes restarts it well
+//! within `L`) and fences or releases; a restart that cannot renew its lease fences first.
+//!
+//! Abstracted away (see ARCHITECTURE.md): UPTIME mode; `KeepServing` (the model is the
+//! `Fence` policy) and `--source-is-down`; Flux (folded into "network off, then scale to
+//! 0"); `spec.replicationState` → `status.state` lag (a demote/promote is one step, the
+//! agent waits for status before its next task); original replica counts (a bool); the
+//! journal's content (the agent re-derives its next task from DynamoDB and its own
+//! cluster, every task is idempotent, so a restart resumes correctly; each journal intent
+//! is still modelled as an epoch-conditioned write); operation-lease renewal (an expired
+//! operation lease stays expired until the operation ends, a superset of behaviours);
+//! wall-clock time and deadlines (a step running out of time is the nondeterministic
+//! `Fail`); `suspended`; history records; heartbeat liveness as a start condition (force is
+//! offered whether the source's agent is alive or not). Two clusters, one group, two
+//! volumes.
 
 use stateright::{Model, Property};
+
+pub use crate::report::{format_trace, summary};
 
 /// Cluster index: `A` (east) starts active, `B` (west) starts standby.
 pub const A: u8 = 0;
@@ -103,6 +123,19 @@ pub struct Protocol {
     /// again, ... and the operation never closes.
     pub abort_reactivates_active_only: bool,
     pub fence_rule: FenceRule,
+    /// Serving lease: a forced target claims only once every other cluster that may serve
+    /// the group released its side (handoff records) or its lease is over. Without it (the
+    /// first protocol, and the broken variant) a forced target claims at once.
+    pub force_waits_for_release: bool,
+    /// The first protocol offered `--force` only while the source's agent was down.
+    pub force_needs_source_down: bool,
+    /// Broken: the observer concludes "lease over" as soon as the holder's lease lapsed,
+    /// before the holder's fence completed (the timing assumption does not hold).
+    pub broken_observer_ignores_fence: bool,
+    /// Broken: a `Failed` mark stops the forward runs even while the group holds a claim
+    /// (the target stops half-way and abort is impossible; only a forced start gets the
+    /// group out).
+    pub broken_failed_stops_claimed: bool,
     /// Broken: the source writes one `READY_FOR_PROMOTION` per volume as it demotes it and
     /// the target claims as soon as it sees one (no atomic promotion).
     pub broken_non_atomic_ready: bool,
@@ -122,10 +155,24 @@ impl Protocol {
             abort_blocks_claimed: true,
             abort_reactivates_active_only: true,
             fence_rule: FenceRule::Entitled,
+            force_waits_for_release: true,
+            force_needs_source_down: false,
+            broken_observer_ignores_fence: false,
+            broken_failed_stops_claimed: false,
             broken_non_atomic_ready: false,
             broken_abort_ignores_claim: false,
             broken_demote_before_pods_gone: false,
             broken_scale_up_before_promote: false,
+        }
+    }
+
+    /// The fixed protocol as it stood before the serving lease: `--force` only while the
+    /// source's agent is down, and its target claims at once.
+    pub const fn before_lease() -> Self {
+        Protocol {
+            force_waits_for_release: false,
+            force_needs_source_down: true,
+            ..Protocol::fixed()
         }
     }
 
@@ -137,7 +184,7 @@ impl Protocol {
             abort_blocks_claimed: false,
             abort_reactivates_active_only: false,
             fence_rule: FenceRule::ExemptTarget,
-            ..Protocol::fixed()
+            ..Protocol::before_lease()
         }
     }
 }
@@ -154,8 +201,12 @@ pub struct StartChoice {
 pub struct Bounds {
     /// Crashes per agent (restarts are unbounded: a down agent may always come back).
     pub crashes: [u8; 2],
-    /// How many times a lease may expire in one run.
+    /// Partitions (cut off from AWS) per agent (heals are unbounded).
+    pub partitions: [u8; 2],
+    /// How many times the operation lease may expire in one run.
     pub lease_expiries: u8,
+    /// How many steps may run out of time (`Failed`) in one run.
+    pub failures: u8,
     /// How many SQS hints may be duplicated (redelivered) in one run.
     pub duplicates: u8,
     /// Hints queued per inbox at most (content is irrelevant: agents re-read).
@@ -190,6 +241,8 @@ pub enum Rec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Phase {
     Running,
+    /// A step ran out of time. The group state still names the operation.
+    Failed,
     Succeeded,
     Aborted,
 }
@@ -207,7 +260,7 @@ pub struct Op {
     pub recs: [Rec; NV],
 }
 
-/// Group state `GROUP#<ns>/<name>` / `STATE`. Time is abstract: the lease is either live or
+/// Group state `GROUP#<ns>/<name>` / `STATE`. The operation lease is either live or
 /// expired; renewals are not modelled (they only remove behaviours: an expired lease stays
 /// expired until the operation ends, so takeovers are possible at any later moment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -278,7 +331,7 @@ pub enum Step {
 }
 
 impl Step {
-    fn is_k8s(self) -> bool {
+    pub fn is_k8s(self) -> bool {
         matches!(
             self,
             Step::NetOff
@@ -290,7 +343,7 @@ impl Step {
         )
     }
     /// Steps a fencing agent may take: network off, scale to 0, demote.
-    fn is_fencing_kind(self) -> bool {
+    pub fn is_fencing_kind(self) -> bool {
         matches!(self, Step::NetOff | Step::ScaleDown | Step::Demote(_))
     }
 }
@@ -301,14 +354,22 @@ pub struct Pending {
     /// The operation and epoch the agent is working for (`None` while fencing).
     pub op: Option<u8>,
     pub epoch: u8,
+    /// A step of the fence on lease loss (history only: the protocol never reads it).
+    pub lease_loss: bool,
 }
 
 /// The agent process. Only `pending` is in-memory; everything else it re-reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Agent {
     pub up: bool,
+    /// Reaches AWS (DynamoDB, SQS). Its Kubernetes API is always reachable.
+    pub connected: bool,
+    /// Holds its serving lease: renewals succeed while it is up and connected; once cut
+    /// off (or dead) the lease may lapse.
+    pub leased: bool,
     pub pending: Option<Pending>,
     pub crashes_left: u8,
+    pub partitions_left: u8,
     /// SQS inbox `failover-<cluster>`: number of queued wake-up hints.
     pub inbox: u8,
 }
@@ -358,6 +419,18 @@ pub struct History {
     pub fenced_after_restart: bool,
     /// The target agent crashed after the promotion of its operation was claimed.
     pub target_crashed_after_claim: bool,
+    /// Side X was (partly) fenced by its agent's lease loss and has not served fully since.
+    pub lease_fenced: [bool; 2],
+    /// A forced claim relied on the source's lease being over (not on its release).
+    pub forced_on_lease: bool,
+    /// A forced claim relied on the alive source's release.
+    pub forced_on_release: bool,
+    /// A write sent before a partition landed during it.
+    pub late_write: bool,
+    /// An operation was marked `Failed` after its promotion was claimed.
+    pub failed_after_claim: bool,
+    /// A `Failed` operation was closed `Aborted` (rolled back).
+    pub failed_aborted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -368,26 +441,27 @@ pub struct State {
     pub agents: [Agent; 2],
     pub coords: [Coord; 2],
     pub lease_expiries_left: u8,
+    pub failures_left: u8,
     pub dups_left: u8,
     pub hist: History,
 }
 
 impl State {
-    fn op(&self, o: u8) -> &Op {
+    pub fn op(&self, o: u8) -> &Op {
         self.ops[o as usize].as_ref().expect("op exists")
     }
-    fn op_mut(&mut self, o: u8) -> &mut Op {
+    pub fn op_mut(&mut self, o: u8) -> &mut Op {
         self.ops[o as usize].as_mut().expect("op exists")
     }
     /// The operation in flight, if any.
-    fn current(&self) -> Option<(u8, &Op)> {
+    pub fn current(&self) -> Option<(u8, &Op)> {
         self.group.op.map(|o| (o, self.op(o)))
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
-    /// Coordinator `coord` runs `failoverctl failover --to target [--force]`.
+    /// Coordinator `coord` (any front end) starts `failover --to target [--force]`.
     Start {
         coord: u8,
         target: u8,
@@ -397,9 +471,20 @@ pub enum Action {
     Abort {
         coord: u8,
     },
+    /// The operation lease (`leaseExpiresAt` on the group state) expires.
     LeaseExpires,
     Crash(u8),
     Restart(u8),
+    /// The agent is cut off from AWS (its Kubernetes API still answers).
+    Partition(u8),
+    Heal(u8),
+    /// `3L/4` without a successful renewal: the serving lease of a cut-off agent (a dead
+    /// one loses it when it crashes).
+    LeaseLapses(u8),
+    /// A DynamoDB write sent before the partition is lost.
+    DropWrite(u8),
+    /// The agent's current step runs out of time: it marks the operation `Failed`.
+    Fail(u8),
     /// The agent's slow re-read timer fires: re-read and decide the next task.
     Timer(u8),
     /// An SQS hint is received: delete it, re-read and decide.
@@ -413,530 +498,10 @@ pub enum Action {
 }
 
 // ---------------------------------------------------------------------------------------
-// Agent logic (a pure function of what the agent can read)
-// ---------------------------------------------------------------------------------------
-
-impl FailoverModel {
-    /// protocol.md "Force": must agent `x` fence before anything else?
-    fn must_fence(&self, s: &State, x: u8) -> bool {
-        if self.protocol.fence_rule == FenceRule::Entitled {
-            return match s.group.claimed_by {
-                Some(c) => c != x,
-                None => s.group.active != x,
-            };
-        }
-        if s.group.active == x {
-            return false;
-        }
-        let cur = s.current();
-        match self.protocol.fence_rule {
-            FenceRule::Entitled => unreachable!(),
-            FenceRule::Never => false,
-            FenceRule::Literal => true,
-            FenceRule::ExemptTarget => !matches!(cur, Some((_, op)) if op.target == x),
-            FenceRule::ExemptClaimedTarget => {
-                !matches!(cur, Some((_, op)) if op.target == x && op.promotion_started)
-            }
-        }
-    }
-
-    /// Network off → scale to 0 → pods gone → demote each volume. `None` = nothing to do
-    /// right now (waiting for pods, or already down).
-    fn shutdown_step(&self, side: &Side) -> Result<Step, bool> {
-        if side.net {
-            return Ok(Step::NetOff);
-        }
-        if side.replicas {
-            return Ok(Step::ScaleDown);
-        }
-        if side.pods && !self.protocol.broken_demote_before_pods_gone {
-            return Err(false); // wait for pods to terminate
-        }
-        for v in 0..NV {
-            if side.primary[v] {
-                return Ok(Step::Demote(v as u8));
-            }
-        }
-        Err(true) // fully down
-    }
-
-    /// The next task of agent `x`, from a consistent read of DynamoDB and its own cluster.
-    pub fn decide(&self, s: &State, x: u8) -> Option<Pending> {
-        let side = &s.sides[x as usize];
-        let g = &s.group;
-        if side.any_active() && self.must_fence(s, x) {
-            return self.shutdown_step(side).ok().map(|step| Pending {
-                step,
-                op: None,
-                epoch: g.epoch,
-            });
-        }
-        let (o, op) = s.current()?;
-        let mk = |step| {
-            Some(Pending {
-                step,
-                op: Some(o),
-                epoch: op.epoch,
-            })
-        };
-        // Abort. As written the source re-activates its side and closes the operation;
-        // with fix 3 the `activeCluster` does (for a non-forced operation that is the
-        // source; a forced operation's source may not be the active cluster).
-        let handles_abort = if self.protocol.abort_reactivates_active_only {
-            g.active == x
-        } else {
-            op.source == x
-        };
-        if op.abort_requested && handles_abort {
-            for v in 0..NV {
-                if !side.primary[v] {
-                    return mk(Step::Promote(v as u8));
-                }
-            }
-            if !side.replicas {
-                return mk(Step::ScaleUp);
-            }
-            if !side.pods {
-                return None;
-            }
-            if !side.net {
-                return mk(Step::NetOn);
-            }
-            return mk(Step::CloseAborted);
-        }
-        if op.source == x {
-            if op.abort_requested {
-                return None; // not the active cluster: nothing to re-activate
-            }
-            if self.protocol.broken_non_atomic_ready {
-                match self.shutdown_step(side) {
-                    Ok(Step::Demote(v)) => {
-                        // READY for every volume already demoted, then demote the next.
-                        for w in 0..NV {
-                            if !side.primary[w] && op.recs[w] == Rec::Absent {
-                                return mk(Step::WriteReadyVol(w as u8));
-                            }
-                        }
-                        return mk(Step::Demote(v));
-                    }
-                    Ok(step) => return mk(step),
-                    Err(false) => return None,
-                    Err(true) => {}
-                }
-                for w in 0..NV {
-                    if op.recs[w] == Rec::Absent {
-                        return mk(Step::WriteReadyVol(w as u8));
-                    }
-                }
-                return None;
-            }
-            return match self.shutdown_step(side) {
-                Ok(step) => mk(step),
-                Err(false) => None,
-                Err(true) if op.recs.iter().all(|r| *r == Rec::Absent) => mk(Step::WriteReady),
-                Err(true) => None, // handed off; waiting for the target
-            };
-        }
-        if op.target == x {
-            if !op.promotion_started {
-                if op.abort_requested {
-                    return None;
-                }
-                let ready = if op.force {
-                    true
-                } else if self.protocol.broken_non_atomic_ready {
-                    op.recs.iter().any(|r| *r != Rec::Absent)
-                } else {
-                    op.recs.iter().all(|r| *r != Rec::Absent)
-                };
-                return if ready { mk(Step::Claim) } else { None };
-            }
-            if self.protocol.broken_scale_up_before_promote && !side.replicas {
-                return mk(Step::ScaleUp);
-            }
-            for v in 0..NV {
-                if !side.primary[v] {
-                    return mk(Step::Promote(v as u8));
-                }
-            }
-            if op.recs.contains(&Rec::Ready) {
-                return mk(Step::MarkPromoted);
-            }
-            if !side.replicas {
-                return mk(Step::ScaleUp);
-            }
-            if !side.pods {
-                return None;
-            }
-            if !side.net {
-                return mk(Step::NetOn);
-            }
-            return mk(Step::Complete);
-        }
-        None
-    }
-
-    // -----------------------------------------------------------------------------------
-    // Transitions
-    // -----------------------------------------------------------------------------------
-
-    fn hint(&self, s: &mut State, x: u8) {
-        let a = &mut s.agents[x as usize];
-        a.inbox = (a.inbox + 1).min(self.bounds.inbox_cap);
-    }
-
-    /// Store model: an agent write for epoch `e` takes effect. Property 5 history.
-    fn applied_agent_write(s: &mut State, e: u8) {
-        if s.group.epoch != e {
-            s.hist.stale_write = true;
-        }
-    }
-
-    /// `ConditionCheck` on the group state: `epoch = e AND opId = id`.
-    fn group_is(s: &State, o: u8, e: u8) -> bool {
-        s.group.epoch == e && s.group.op == Some(o)
-    }
-
-    fn agent_decides(&self, s: &mut State, x: u8) -> bool {
-        let Some(p) = self.decide(s, x) else {
-            return false;
-        };
-        if let (true, Some(o)) = (p.step.is_k8s(), p.op) {
-            // Journal intent STARTED, conditioned on the group state. The read above and
-            // this write see the same table, so it succeeds.
-            debug_assert!(Self::group_is(s, o, p.epoch));
-            Self::applied_agent_write(s, p.epoch);
-        }
-        s.agents[x as usize].pending = Some(p);
-        true
-    }
-
-    fn agent_executes(&self, s: &mut State, x: u8) {
-        let p = s.agents[x as usize].pending.take().expect("pending step");
-        let xi = x as usize;
-        if s.hist.must_fence[xi] && !p.step.is_fencing_kind() {
-            s.hist.acted_before_fence = true;
-        }
-        match p.step {
-            Step::NetOff => s.sides[xi].net = false,
-            Step::NetOn => s.sides[xi].net = true,
-            Step::ScaleDown => s.sides[xi].replicas = false,
-            Step::ScaleUp => s.sides[xi].replicas = true,
-            Step::Demote(v) => {
-                if s.sides[xi].pods {
-                    s.hist.demoted_with_pods = true;
-                }
-                s.sides[xi].primary[v as usize] = false;
-            }
-            Step::Promote(v) => s.sides[xi].primary[v as usize] = true,
-            Step::WriteReady | Step::WriteReadyVol(_) => {
-                let o = p.op.expect("op step");
-                if Self::group_is(s, o, p.epoch) && !s.op(o).abort_requested {
-                    Self::applied_agent_write(s, p.epoch);
-                    let op = s.op_mut(o);
-                    match p.step {
-                        Step::WriteReadyVol(v) => op.recs[v as usize] = Rec::Ready,
-                        _ => op.recs = [Rec::Ready; NV],
-                    }
-                    let t = op.target;
-                    self.hint(s, t);
-                }
-            }
-            Step::Claim => {
-                let o = p.op.expect("op step");
-                let op = *s.op(o);
-                // As written the condition is `epoch = e` on the operation item itself.
-                let op_ok = op.epoch == p.epoch && !op.abort_requested;
-                let group_ok = !self.protocol.claim_checks_group || Self::group_is(s, o, p.epoch);
-                if op_ok && group_ok {
-                    Self::applied_agent_write(s, p.epoch);
-                    s.op_mut(o).promotion_started = true;
-                    s.group.claimed_by = Some(x);
-                    if op.force {
-                        let src = op.source as usize;
-                        if s.sides[src].any_active() {
-                            s.hist.tainted[src] = true;
-                            if s.agents[src].up {
-                                s.hist.must_fence[src] = true;
-                            }
-                        }
-                    }
-                }
-            }
-            Step::MarkPromoted => {
-                let o = p.op.expect("op step");
-                if Self::group_is(s, o, p.epoch) {
-                    Self::applied_agent_write(s, p.epoch);
-                    for r in s.op_mut(o).recs.iter_mut() {
-                        if *r == Rec::Ready {
-                            *r = Rec::Promoted;
-                        }
-                    }
-                }
-            }
-            Step::Complete | Step::CloseAborted => {
-                let o = p.op.expect("op step");
-                if Self::group_is(s, o, p.epoch) {
-                    Self::applied_agent_write(s, p.epoch);
-                    let op = s.op_mut(o);
-                    let other;
-                    if p.step == Step::Complete {
-                        op.phase = Phase::Succeeded;
-                        other = op.source;
-                        s.group.active = x;
-                        s.group.claimed_by = None;
-                    } else {
-                        op.phase = Phase::Aborted;
-                        other = op.target;
-                    }
-                    s.group.op = None;
-                    s.group.lease_expired = false;
-                    self.hint(s, other);
-                }
-            }
-        }
-        // The outcome journal write (DONE) is conditioned like the intent; if it fails the
-        // agent stops. Either way it has no further effect on the model.
-    }
-
-    fn start(&self, s: &mut State, coord: u8, target: u8, force: bool) {
-        let source = 1 - target;
-        let g = s.group;
-        let ok_lease = g.op.is_none() || g.lease_expired;
-        let ok_claim = !(self.protocol.start_blocks_claimed && !force && g.claimed_by.is_some());
-        let ok_active = force || g.active == source;
-        let c = &mut s.coords[coord as usize];
-        if !ok_lease {
-            c.start = CoordStart::Rejected(Reject::InFlight);
-        } else if !ok_claim {
-            c.start = CoordStart::Rejected(Reject::Claimed);
-        } else if !ok_active {
-            c.start = CoordStart::Rejected(Reject::NotSource);
-        } else {
-            let idx = s.ops.iter().position(Option::is_none).expect("op slot") as u8;
-            let epoch = g.epoch + 1;
-            s.ops[idx as usize] = Some(Op {
-                epoch,
-                source,
-                target,
-                force,
-                promotion_started: false,
-                abort_requested: false,
-                phase: Phase::Running,
-                recs: [Rec::Absent; NV],
-            });
-            s.group.epoch = epoch;
-            s.group.op = Some(idx);
-            s.group.lease_expired = false;
-            s.coords[coord as usize].start = CoordStart::Started(idx);
-            self.hint(s, A);
-            self.hint(s, B);
-        }
-    }
-
-    fn abort(&self, s: &mut State, coord: u8) {
-        let CoordStart::Started(o) = s.coords[coord as usize].start else {
-            unreachable!()
-        };
-        let op = *s.op(o);
-        let group_ok = !self.protocol.abort_blocks_claimed
-            || (s.group.op == Some(o) && s.group.claimed_by.is_none());
-        if self.protocol.broken_abort_ignores_claim || (!op.promotion_started && group_ok) {
-            s.op_mut(o).abort_requested = true;
-            s.coords[coord as usize].abort = CoordAbort::Accepted;
-            self.hint(s, op.source);
-            self.hint(s, op.target);
-        } else {
-            s.coords[coord as usize].abort = CoordAbort::Rejected;
-        }
-    }
-
-    /// History bookkeeping after every step.
-    fn settle(s: &mut State) {
-        for x in 0..2 {
-            if !s.sides[x].any_active() {
-                s.hist.tainted[x] = false;
-                if s.hist.must_fence[x] {
-                    s.hist.must_fence[x] = false;
-                    s.hist.fenced_after_restart = true;
-                }
-            }
-        }
-    }
-
-    fn step(&self, s: &State, action: Action) -> Option<State> {
-        let mut n = s.clone();
-        match action {
-            Action::Start {
-                coord,
-                target,
-                force,
-            } => self.start(&mut n, coord, target, force),
-            Action::Abort { coord } => self.abort(&mut n, coord),
-            Action::LeaseExpires => {
-                n.group.lease_expired = true;
-                n.lease_expiries_left -= 1;
-            }
-            Action::Crash(x) => {
-                let a = &mut n.agents[x as usize];
-                a.up = false;
-                a.pending = None;
-                a.crashes_left -= 1;
-                n.hist.must_fence[x as usize] = false;
-                if self.witnesses.contains(&W_CRASH_RESUME)
-                    && n.current()
-                        .is_some_and(|(_, op)| op.target == x && op.promotion_started)
-                {
-                    n.hist.target_crashed_after_claim = true;
-                }
-            }
-            Action::Restart(x) => {
-                n.agents[x as usize].up = true;
-                if n.hist.tainted[x as usize] {
-                    n.hist.must_fence[x as usize] = true;
-                }
-            }
-            Action::Timer(x) => {
-                if !self.agent_decides(&mut n, x) {
-                    return None;
-                }
-            }
-            Action::Deliver(x) => {
-                n.agents[x as usize].inbox -= 1;
-                self.agent_decides(&mut n, x);
-            }
-            Action::LoseHint(x) => n.agents[x as usize].inbox -= 1,
-            Action::DuplicateHint(x) => {
-                n.agents[x as usize].inbox += 1;
-                n.dups_left -= 1;
-            }
-            Action::Execute(x) => self.agent_executes(&mut n, x),
-            Action::PodsStart(x) => n.sides[x as usize].pods = true,
-            Action::PodsStop(x) => n.sides[x as usize].pods = false,
-        }
-        Self::settle(&mut n);
-        Some(n)
-    }
-
-    // -----------------------------------------------------------------------------------
-    // Liveness: a deterministic fair scheduler without faults
-    // -----------------------------------------------------------------------------------
-
-    /// One step of a fault-free run: down agents restart, decided tasks execute, kubelet
-    /// reconciles, agents re-read (every hint delivered = every timer fires). No crash,
-    /// no lease expiry, no coordinator action. `None` = quiescent.
-    fn fair_step(&self, s: &State, first: u8) -> Option<State> {
-        let order = [first, 1 - first];
-        for x in order {
-            if !s.agents[x as usize].up {
-                return self.step(s, Action::Restart(x));
-            }
-        }
-        for x in order {
-            if s.agents[x as usize].pending.is_some() {
-                return self.step(s, Action::Execute(x));
-            }
-        }
-        for x in order {
-            let side = &s.sides[x as usize];
-            if side.replicas && !side.pods {
-                return self.step(s, Action::PodsStart(x));
-            }
-            if !side.replicas && side.pods {
-                return self.step(s, Action::PodsStop(x));
-            }
-        }
-        for x in order {
-            if let Some(n) = self.step(s, Action::Timer(x)) {
-                return Some(n);
-            }
-        }
-        None
-    }
-
-    /// Neither coordinator can start anything (any more).
-    pub fn coordinators_quiet(&self, s: &State) -> bool {
-        let mut actions = Vec::new();
-        self.actions(s, &mut actions);
-        !actions.iter().any(|a| matches!(a, Action::Start { .. }))
-    }
-
-    /// No operation in flight, the active cluster fully serving, the other fully down.
-    pub fn converged(s: &State) -> bool {
-        let act = s.group.active as usize;
-        s.group.op.is_none()
-            && s.sides[act].fully_active()
-            && !s.sides[1 - act].any_active()
-            && s.agents.iter().all(|a| a.pending.is_none())
-    }
-
-    fn key(&self, s: &State, first: u8) -> u64 {
-        let mut h = DefaultHasher::new();
-        self.name.hash(&mut h);
-        first.hash(&mut h);
-        s.hash(&mut h);
-        h.finish()
-    }
-
-    /// From `s`, do the fault-free runs (one giving agent A priority, one agent B) reach
-    /// a converged state?
-    pub fn fair_runs_converge(&self, s: &State) -> bool {
-        self.fair_run_converges(s, A) && self.fair_run_converges(s, B)
-    }
-
-    /// From `s`, does the fault-free run reach a converged state? Memoised per thread:
-    /// every state on the run gets the same answer, so the total work stays linear.
-    fn fair_run_converges(&self, s: &State, first: u8) -> bool {
-        thread_local! {
-            static CACHE: RefCell<HashMap<u64, bool>> = RefCell::new(HashMap::new());
-        }
-        CACHE.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            let mut seen = Vec::new();
-            let mut on_run = HashSet::new();
-            let mut cur = s.clone();
-            let verdict = loop {
-                let k = self.key(&cur, first);
-                if let Some(v) = cache.get(&k) {
-                    break *v;
-                }
-                if !on_run.insert(k) {
-                    break false; // cycle: livelock
-                }
-                seen.push(k);
-                match self.fair_step(&cur, first) {
-                    Some(n) => cur = n,
-                    None => break Self::converged(&cur),
-                }
-            };
-            for k in seen {
-                cache.insert(k, verdict);
-            }
-            verdict
-        })
-    }
-
-    /// The fault-free run from `s`, for printing a liveness counterexample.
-    pub fn fair_run(&self, s: &State) -> Vec<State> {
-        let first = if self.fair_run_converges(s, A) { B } else { A };
-        let mut out = vec![s.clone()];
-        let mut seen = HashSet::new();
-        while let Some(n) = self.fair_step(out.last().unwrap(), first) {
-            let k = self.key(&n, first);
-            out.push(n);
-            if !seen.insert(k) || out.len() > 200 {
-                break;
-            }
-        }
-        out
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // Model + properties
 // ---------------------------------------------------------------------------------------
 
-pub const P1_DUAL_PRIMARY: &str = "P1 no volume Primary on both sides unless forced";
+pub const P1_DUAL_PRIMARY: &str = "P1 no volume Primary on both sides, ever";
 pub const P2_DEMOTE_WITH_PODS: &str = "P2a no volume demoted while its side has pods";
 pub const P2_PODS_ON_SECONDARY: &str = "P2b pods only run on Primary volumes";
 pub const P3_FENCE_FIRST: &str = "P3 forced old source fences before anything else";
@@ -954,10 +519,17 @@ pub const W_TAKEOVER: &str = "W an expired lease is taken over by a new operatio
 pub const W_FORCED: &str = "W a forced promotion happens";
 pub const W_FENCED: &str = "W a restarted forced old source fences itself";
 pub const W_CRASH_RESUME: &str = "W the target crashes after claiming and still completes";
+pub const W_FORCED_ON_LEASE: &str = "W a forced target claims after the source's lease is over";
+pub const W_FORCED_ON_RELEASE: &str = "W a forced target claims after the alive source released";
+pub const W_LEASE_FENCE_PARKED: &str =
+    "W a lease-loss fence leaves the idle active cluster down for an operator";
+pub const W_LATE_WRITE: &str = "W a write sent before a partition lands during it";
+pub const W_FAILED_AFTER_CLAIM: &str = "W an operation marked Failed after its claim completes";
+pub const W_FAILED_ABORTED: &str = "W a Failed operation (no claim) is aborted and rolled back";
 
 fn dual_primary_ok(_: &FailoverModel, s: &State) -> bool {
     let [a, b] = &s.sides;
-    (0..NV).all(|v| !(a.primary[v] && b.primary[v])) || s.hist.tainted.iter().any(|t| *t)
+    (0..NV).all(|v| !(a.primary[v] && b.primary[v]))
 }
 fn pods_on_primary(_: &FailoverModel, s: &State) -> bool {
     s.sides
@@ -975,8 +547,11 @@ impl Model for FailoverModel {
     fn init_states(&self) -> Vec<State> {
         let agent = |x: usize| Agent {
             up: true,
+            connected: true,
+            leased: true,
             pending: None,
             crashes_left: self.bounds.crashes[x],
+            partitions_left: self.bounds.partitions[x],
             inbox: 0,
         };
         let coord = Coord {
@@ -996,6 +571,7 @@ impl Model for FailoverModel {
             agents: [agent(0), agent(1)],
             coords: [coord; 2],
             lease_expiries_left: self.bounds.lease_expiries,
+            failures_left: self.bounds.failures,
             dups_left: self.bounds.duplicates,
             hist: History::default(),
         }]
@@ -1007,8 +583,11 @@ impl Model for FailoverModel {
             match co.start {
                 CoordStart::NotYet => {
                     for ch in self.bounds.starts[c as usize] {
-                        // --force is only offered when the source's heartbeat is stale.
-                        if ch.force && s.agents[(1 - ch.target) as usize].up {
+                        // The first protocol offered --force only with the source down.
+                        if ch.force
+                            && self.protocol.force_needs_source_down
+                            && s.agents[(1 - ch.target) as usize].up
+                        {
                             continue;
                         }
                         out.push(Action::Start {
@@ -1035,16 +614,31 @@ impl Model for FailoverModel {
                 if a.crashes_left > 0 {
                     out.push(Action::Crash(x));
                 }
-                if a.pending.is_some() {
+                if a.connected && a.partitions_left > 0 {
+                    out.push(Action::Partition(x));
+                }
+                if let Some(p) = a.pending {
                     out.push(Action::Execute(x));
+                    if !a.connected && !p.step.is_k8s() {
+                        out.push(Action::DropWrite(x));
+                    }
                 } else {
                     out.push(Action::Timer(x));
-                    if a.inbox > 0 {
+                    if a.connected && a.inbox > 0 {
                         out.push(Action::Deliver(x));
+                    }
+                    if a.connected && s.failures_left > 0 && self.may_fail(s, x) {
+                        out.push(Action::Fail(x));
                     }
                 }
             } else {
                 out.push(Action::Restart(x));
+            }
+            if !a.connected {
+                out.push(Action::Heal(x));
+            }
+            if a.leased && a.up && !a.connected {
+                out.push(Action::LeaseLapses(x));
             }
             if a.inbox > 0 {
                 out.push(Action::LoseHint(x));
@@ -1080,7 +674,7 @@ impl Model for FailoverModel {
                 m.fair_runs_converge(s)
             }),
             Property::eventually(P4_EVENTUALLY, |m: &FailoverModel, s: &State| {
-                m.coordinators_quiet(s) && FailoverModel::converged(s)
+                m.coordinators_quiet(s) && FailoverModel::settled(s)
             }),
             Property::always(P5_STALE_WRITE, |_: &FailoverModel, s: &State| {
                 !s.hist.stale_write
@@ -1108,7 +702,9 @@ impl Model for FailoverModel {
                     .any(|c| c.start == CoordStart::Rejected(Reject::InFlight))
             }),
             Property::sometimes(W_TAKEOVER, |_: &FailoverModel, s: &State| {
-                ops(s).filter(|o| o.phase == Phase::Running).count()
+                ops(s)
+                    .filter(|o| matches!(o.phase, Phase::Running | Phase::Failed))
+                    .count()
                     > usize::from(s.group.op.is_some())
             }),
             Property::sometimes(W_FORCED, |_: &FailoverModel, s: &State| {
@@ -1120,93 +716,26 @@ impl Model for FailoverModel {
             Property::sometimes(W_CRASH_RESUME, |_: &FailoverModel, s: &State| {
                 s.hist.target_crashed_after_claim && ops(s).any(|o| o.phase == Phase::Succeeded)
             }),
+            Property::sometimes(W_FORCED_ON_LEASE, |_: &FailoverModel, s: &State| {
+                s.hist.forced_on_lease
+            }),
+            Property::sometimes(W_FORCED_ON_RELEASE, |_: &FailoverModel, s: &State| {
+                s.hist.forced_on_release
+            }),
+            Property::sometimes(W_LEASE_FENCE_PARKED, |_: &FailoverModel, s: &State| {
+                FailoverModel::parked_by_lease(s) && !FailoverModel::converged(s)
+            }),
+            Property::sometimes(W_LATE_WRITE, |_: &FailoverModel, s: &State| {
+                s.hist.late_write
+            }),
+            Property::sometimes(W_FAILED_AFTER_CLAIM, |_: &FailoverModel, s: &State| {
+                s.hist.failed_after_claim && ops(s).any(|o| o.phase == Phase::Succeeded)
+            }),
+            Property::sometimes(W_FAILED_ABORTED, |_: &FailoverModel, s: &State| {
+                s.hist.failed_aborted
+            }),
         ];
         props.extend(all.into_iter().filter(|p| self.witnesses.contains(&p.name)));
         props
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Pretty printing for counterexamples
-// ---------------------------------------------------------------------------------------
-
-pub fn summary(s: &State) -> String {
-    let side = |x: &Side| {
-        let vols: String = x
-            .primary
-            .iter()
-            .map(|p| if *p { 'P' } else { 's' })
-            .collect();
-        format!(
-            "{}{}{}{}",
-            if x.net { "net " } else { "    " },
-            if x.replicas { "rep " } else { "    " },
-            if x.pods { "pods " } else { "     " },
-            vols
-        )
-    };
-    let mut out = format!(
-        "epoch={} active={} op={:<4} lease={:<7} claimedBy={} | A[{}] B[{}] |",
-        s.group.epoch,
-        cluster_name(s.group.active),
-        s.group.op.map_or("-".to_string(), |o| format!("op{o}")),
-        if s.group.lease_expired {
-            "EXPIRED"
-        } else {
-            "live"
-        },
-        s.group.claimed_by.map_or("-", cluster_name),
-        side(&s.sides[0]),
-        side(&s.sides[1]),
-    );
-    for (i, o) in s.ops.iter().enumerate() {
-        if let Some(o) = o {
-            let recs: String = o
-                .recs
-                .iter()
-                .map(|r| match r {
-                    Rec::Absent => '-',
-                    Rec::Ready => 'R',
-                    Rec::Promoted => 'P',
-                })
-                .collect();
-            let _ = write!(
-                out,
-                " op{i}(e{} {}->{}{} {:?}{}{} recs={})",
-                o.epoch,
-                cluster_name(o.source),
-                cluster_name(o.target),
-                if o.force { " FORCE" } else { "" },
-                o.phase,
-                if o.promotion_started { " claimed" } else { "" },
-                if o.abort_requested { " abortReq" } else { "" },
-                recs
-            );
-        }
-    }
-    for x in [A, B] {
-        let a = &s.agents[x as usize];
-        let _ = write!(
-            out,
-            " | agent{}:{}{}",
-            cluster_name(x),
-            if a.up { "up" } else { "DOWN" },
-            a.pending.map_or(String::new(), |p| format!(
-                " pending={:?}@e{}",
-                p.step, p.epoch
-            ))
-        );
-    }
-    out
-}
-
-pub fn format_trace(path: &[(State, Option<Action>)]) -> String {
-    let mut out = String::new();
-    for (i, (s, a)) in path.iter().enumerate() {
-        let _ = writeln!(out, "  [{i:>2}] {}", summary(s));
-        if let Some(a) = a {
-            let _ = writeln!(out, "       --{a:?}-->");
-        }
-    }
-    out
 }
