@@ -342,13 +342,19 @@ impl ManagerAdapter {
         result
     }
 
-    /// True when `op`'s promotion is claimed (read again: the claim may have been made in
-    /// this run; the record as the run started when the read fails).
+    /// True when the group holds a claimed promotion while `op` is in flight: `op`'s own
+    /// claim (read again: it may have been made in this run), or an earlier one a forced start
+    /// kept (then abort is refused too, so only forward is a way out). When the reads fail,
+    /// the record as the run started.
     async fn claimed(&self, op: &Operation) -> bool {
-        match self.store.get_operation(&op.id).await {
+        let own = match self.store.get_operation(&op.id).await {
             Ok(Some(now)) => now.promotion_started_at.is_some(),
             _ => op.promotion_started_at.is_some(),
-        }
+        };
+        own || matches!(
+            self.store.get_group_state(&op.group).await,
+            Ok(Some(s)) if s.op_id.as_deref() == Some(op.id.as_str()) && s.promotion_claimed_by.is_some()
+        )
     }
 
     /// The context this cluster's tasks get for `op`.
