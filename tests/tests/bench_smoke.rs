@@ -124,10 +124,11 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Short agent intervals, so the idle window sees some background.
+/// Short agent intervals, so the idle window sees some background; a 15 s lease, so the
+/// agents keep it while the benchmark loads moto (a renewal may wait seconds there).
 fn fast_agents() -> AgentTiming {
     AgentTiming {
-        heartbeat_interval: Duration::from_secs(2),
+        heartbeat_interval: Duration::from_secs(5),
         reread_interval: Duration::from_secs(2),
     }
 }

@@ -83,7 +83,10 @@ pub async fn renew(
             Ok(keep)
         }
         Ok(Err(e)) => Err(error_chain(&e)),
-        Err(_) => Err(format!("no answer within {:?}", terms.renew_every())),
+        Err(_) => Err(format!(
+            "no answer within {:?}",
+            terms.holder_fences_after()
+        )),
     }
 }
 
