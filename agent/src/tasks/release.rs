@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use failover_messages::protocol::lease::{LeaseWatch, PeerLease};
-use failover_messages::records::{HandoffState, StepStatus};
+use failover_messages::records::StepStatus;
 
 use crate::workflow::{PeerStep, Release, TaskContext, TaskError};
 
@@ -151,16 +151,7 @@ async fn released(ctx: &TaskContext, release: &Release) -> Result<bool, TaskErro
                 .list_handoffs(&wf.operation_id)
                 .await
                 .map_err(store_err)?;
-            Ok(volumes.iter().all(|v| {
-                handoffs.iter().any(|h| {
-                    &h.volume == v
-                        && h.epoch == wf.epoch
-                        && matches!(
-                            h.state,
-                            HandoffState::ReadyForPromotion | HandoffState::Promoted
-                        )
-                })
-            }))
+            Ok(super::wait::not_ready(volumes, &handoffs, wf.epoch).is_empty())
         }
         Release::Step(PeerStep { stage, task, .. }) => {
             let steps = store

@@ -3,7 +3,7 @@
 //! whose check is a consistent read of the records. A wait stops as soon as the operation
 //! cannot go on (no longer current, aborted or failed).
 
-use failover_messages::records::{HandoffState, Phase, StepStatus};
+use failover_messages::records::{Handoff, HandoffState, Phase, StepStatus};
 
 use crate::workflow::{PeerStep, TaskContext, TaskError, WaitStep};
 
@@ -42,20 +42,7 @@ async fn wait_all_ready(
                 .list_handoffs(&wf.operation_id)
                 .await
                 .map_err(store_err)?;
-            let missing: Vec<&str> = volumes
-                .iter()
-                .filter(|v| {
-                    !handoffs.iter().any(|h| {
-                        &h.volume == *v
-                            && h.epoch == wf.epoch
-                            && matches!(
-                                h.state,
-                                HandoffState::ReadyForPromotion | HandoffState::Promoted
-                            )
-                    })
-                })
-                .map(String::as_str)
-                .collect();
+            let missing = not_ready(volumes, &handoffs, wf.epoch);
             if missing.is_empty() {
                 return Ok(Check::Done(()));
             }
@@ -65,6 +52,29 @@ async fn wait_all_ready(
         },
     )
     .await
+}
+
+/// The volumes of `volumes` without a `READY_FOR_PROMOTION` (or `PROMOTED`) record at `epoch`
+/// among `handoffs`.
+pub(super) fn not_ready<'a>(
+    volumes: &'a [String],
+    handoffs: &[Handoff],
+    epoch: u64,
+) -> Vec<&'a str> {
+    volumes
+        .iter()
+        .filter(|v| {
+            !handoffs.iter().any(|h| {
+                &h.volume == *v
+                    && h.epoch == epoch
+                    && matches!(
+                        h.state,
+                        HandoffState::ReadyForPromotion | HandoffState::Promoted
+                    )
+            })
+        })
+        .map(String::as_str)
+        .collect()
 }
 
 async fn wait_peer(
