@@ -23,7 +23,7 @@ use failover_messages::records::StepStatus;
 
 use crate::workflow::{PeerStep, Release, TaskContext, TaskError};
 
-use super::support::{TasksConfig, ensure_open, group_state, operation, store_err};
+use super::support::{TasksConfig, ensure_open, group_state, not_ready, operation, store_err};
 use super::wake::{Check, Wakeups, wait_until};
 
 /// Waits until the source released its side or every other cluster that may serve the
@@ -151,7 +151,7 @@ async fn released(ctx: &TaskContext, release: &Release) -> Result<bool, TaskErro
                 .list_handoffs(&wf.operation_id)
                 .await
                 .map_err(store_err)?;
-            Ok(super::wait::not_ready(volumes, &handoffs, wf.epoch).is_empty())
+            Ok(not_ready(volumes, &handoffs, wf.epoch).is_empty())
         }
         Release::Step(PeerStep { stage, task, .. }) => {
             let steps = store

@@ -8,7 +8,7 @@ use std::time::Duration;
 use failover_messages::protocol::lease::LeaseTerms;
 
 use failover_messages::crd::WorkloadKind;
-use failover_messages::records::{GroupState, Operation, Phase};
+use failover_messages::records::{GroupState, Handoff, HandoffState, Operation, Phase};
 use failover_messages::store::{Outcome, Stale, StoreError};
 
 use crate::kube_ops::error::Cause as KubeCause;
@@ -168,4 +168,27 @@ pub(super) async fn ensure_open(ctx: &TaskContext) -> Result<(), TaskError> {
         )));
     }
     Ok(())
+}
+
+/// The volumes of `volumes` without a `READY_FOR_PROMOTION` (or `PROMOTED`) record at `epoch`
+/// among `handoffs`.
+pub(super) fn not_ready<'a>(
+    volumes: &'a [String],
+    handoffs: &[Handoff],
+    epoch: u64,
+) -> Vec<&'a str> {
+    volumes
+        .iter()
+        .filter(|v| {
+            !handoffs.iter().any(|h| {
+                &h.volume == *v
+                    && h.epoch == epoch
+                    && matches!(
+                        h.state,
+                        HandoffState::ReadyForPromotion | HandoffState::Promoted
+                    )
+            })
+        })
+        .map(String::as_str)
+        .collect()
 }

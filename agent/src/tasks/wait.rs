@@ -3,11 +3,11 @@
 //! whose check is a consistent read of the records. A wait stops as soon as the operation
 //! cannot go on (no longer current, aborted or failed).
 
-use failover_messages::records::{Handoff, HandoffState, Phase, StepStatus};
+use failover_messages::records::{Phase, StepStatus};
 
 use crate::workflow::{PeerStep, TaskContext, TaskError, WaitStep};
 
-use super::support::{TasksConfig, ensure_open, operation, store_err};
+use super::support::{TasksConfig, ensure_open, not_ready, operation, store_err};
 use super::wake::{Check, Wakeups, wait_until};
 
 /// Waits until what `step` waits for is there (bounded by the engine's deadline).
@@ -52,29 +52,6 @@ async fn wait_all_ready(
         },
     )
     .await
-}
-
-/// The volumes of `volumes` without a `READY_FOR_PROMOTION` (or `PROMOTED`) record at `epoch`
-/// among `handoffs`.
-pub(super) fn not_ready<'a>(
-    volumes: &'a [String],
-    handoffs: &[Handoff],
-    epoch: u64,
-) -> Vec<&'a str> {
-    volumes
-        .iter()
-        .filter(|v| {
-            !handoffs.iter().any(|h| {
-                &h.volume == *v
-                    && h.epoch == epoch
-                    && matches!(
-                        h.state,
-                        HandoffState::ReadyForPromotion | HandoffState::Promoted
-                    )
-            })
-        })
-        .map(String::as_str)
-        .collect()
 }
 
 async fn wait_peer(
