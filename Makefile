@@ -42,5 +42,5 @@ lint:
 
 ## bench: release build, start the environment, then every design §7 figure (handoff latency, orchestration overhead, AWS calls per failover, 50 groups at once, agent RSS); writes target/bench/report.md
 bench: env-up
-	$(CARGO) build --release --workspace --all-targets
+	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p failover-tests --bin failover-bench -- all --out target/bench/report.md

@@ -6,6 +6,11 @@ use failover_agent::runtime::config::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(Command::Failpoints) = cli.command {
+        let enabled = failover_messages::failpoint::enabled();
+        println!("{}", if enabled { "enabled" } else { "disabled" });
+        return;
+    }
     if let Some(Command::Crd) = cli.command {
         let docs: Vec<String> = failover_messages::crd::crd_files()
             .into_iter()
@@ -21,6 +26,14 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    match failover_messages::failpoint::setup() {
+        Ok(points) if !points.is_empty() => tracing::warn!(?points, "failpoints configured"),
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("failover-agent: error: {e}");
+            std::process::exit(2);
+        }
+    }
     let result = actix_rt::System::new().block_on(runtime::run(cli.agent));
     if let Err(e) = result {
         let e = anyhow::Error::new(e);

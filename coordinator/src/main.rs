@@ -14,6 +14,10 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
+    if let Err(e) = failover_messages::failpoint::setup() {
+        eprintln!("failoverctl: error: {e}");
+        return ExitStatus::Usage.into();
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,6 +1,7 @@
 //! What crosses cluster boundaries.
 pub mod crd;
 pub mod envelope;
+pub mod failpoint;
 pub mod inbox;
 pub mod keys;
 pub mod protocol;

@@ -127,14 +127,17 @@ pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     // Build the way `cargo test --workspace` does (every member, every target), so the
     // features match and this is a no-op inside `make test`; building one package alone
-    // would resolve other features and recompile half the dependency tree.
+    // would resolve other features and recompile half the dependency tree. A release build
+    // (the bench) takes the binaries only: no test targets, so no failpoints.
     static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     let mut built = BUILT.lock().map_err(|_| anyhow!("build lock poisoned"))?;
     if !*built {
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(["build", "--workspace", "--all-targets"]);
+        cmd.args(["build", "--workspace"]);
         if release {
-            cmd.arg("--release");
+            cmd.args(["--release", "--bins"]);
+        } else {
+            cmd.arg("--all-targets");
         }
         let status = cmd
             .current_dir(crate::env::repo_root())
@@ -145,6 +148,17 @@ pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     }
     ensure!(bin.exists(), "{} does not exist", bin.display());
     Ok(bin)
+}
+
+/// True when the child process `pid` has exited (a zombie not yet waited for, or gone).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) state …`: the state follows the last `)`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
 }
 
 /// A loopback port nobody listens on right now.
@@ -400,6 +414,8 @@ pub struct AgentStart {
     pub aws_proxy: bool,
     /// Arguments appended to the agent's command line.
     pub extra_args: Vec<String>,
+    /// Environment variables set for the agent (e.g. `FAILPOINTS`).
+    pub env: Vec<(String, String)>,
 }
 
 /// One scenario's table, inboxes and processes. Dropping it kills every process; call
@@ -530,6 +546,7 @@ impl Stack {
         cmd.arg("--reread-interval")
             .arg(humantime_arg(o.reread_interval))
             .args(&how.extra_args)
+            .envs(how.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", &o.log_filter)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing");
@@ -538,10 +555,15 @@ impl Stack {
         self.procs.retain(|p| p.name != name);
         self.procs.push(Proc::spawn(&name, cmd, log)?);
         self.agent_ports.insert(c.name.clone(), port);
+        let pid = self.proc_mut(&name)?.pid();
         wait_for(
             &format!("/ready = 200 on the {} agent", c.name),
             READY_DEADLINE,
             || async move {
+                if exited(pid) {
+                    // Reported below, with the log.
+                    return Ok(Some(()));
+                }
                 match http_get(port, "/ready").await {
                     Ok((200, _)) => Ok(Some(())),
                     Ok((s, body)) => Err(format!("status {s}: {body}")),

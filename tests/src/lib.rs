@@ -9,4 +9,5 @@ pub mod fixtures;
 pub mod isolation;
 pub mod kube;
 pub mod netcut;
+pub mod scenario;
 pub mod storage_sim;

@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the FailoverGroup and Failover CRDs as YAML.
     Crd,
+    /// Print whether this build has failpoints (`enabled`/`disabled`; test builds only).
+    Failpoints,
 }
 
 /// Everything the running agent needs to know.

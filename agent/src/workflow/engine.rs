@@ -54,6 +54,7 @@ mod deadline;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use failover_messages::failpoint;
 use failover_messages::records::{JournalStep, StepStatus};
 use failover_messages::store::{Outcome, Stale};
 use jiff::Timestamp;
@@ -458,10 +459,12 @@ impl<J: Journal> Engine<J> {
             ),
             None => (stage.timeout.saturating_sub(*used), stage.timeout),
         };
+        boundary("intent::before", &cursor, step.journaled);
         if step.journaled && !self.intent(&cursor).await? {
             self.skip(ctx, &cursor);
             return Ok(skipped());
         }
+        boundary("run::before", &cursor, step.journaled);
         let attempt = match earlier {
             Some(s) if step.journaled => Attempt::Resumed {
                 previous: s.status,
@@ -513,7 +516,10 @@ impl<J: Journal> Engine<J> {
         if step.own_deadline.is_none() {
             *used = used.saturating_add(elapsed);
         }
-        self.settle(&cursor, step, ran, elapsed).await
+        boundary("done::before", &cursor, step.journaled);
+        let report = self.settle(&cursor, step, ran, elapsed).await?;
+        boundary("done::after", &cursor, step.journaled);
+        Ok(report)
     }
 
     /// Writes a step's intent: `true` to run it, `false` when the journal shows it done
@@ -690,6 +696,17 @@ impl<J: Journal> Engine<J> {
             }
             Ok(()) => Ok(()),
         }
+    }
+}
+
+/// The failpoints of the step boundary `at` (`engine::<at>` and
+/// `engine::<at>::<stage>::<task>`; see `failover_messages::failpoint`), at journaled steps
+/// (the others run again on every resume: they have no boundary to crash at).
+fn boundary(at: &str, cursor: &Cursor<'_>, journaled: bool) {
+    if failpoint::enabled() && journaled {
+        let step = format!("{}::{}", cursor.stage, cursor.task);
+        failpoint::boundary(&format!("engine::{at}"), &step);
+        failpoint::boundary(&format!("engine::{at}::{step}"), &step);
     }
 }
 

@@ -75,6 +75,7 @@ pub use self::outcome::{
 };
 use self::retry::{FailureKind, RetryPolicy};
 pub use self::start_view::StartView;
+use crate::failpoint;
 use crate::keys;
 use crate::records::{Item, attr, av_n, av_s, truncate_to_millis};
 
@@ -121,11 +122,13 @@ impl Store {
         } else {
             timeouts
         };
-        let conf = conf
+        let builder = conf
             .to_builder()
             .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
-            .timeout_config(timeouts)
-            .build();
+            .timeout_config(timeouts);
+        #[cfg(feature = "failpoints")]
+        let builder = crate::failpoint::http::wrap(conf.http_client(), builder);
+        let conf = builder.build();
         Self {
             client: Client::from_conf(conf),
             table: Arc::from(table.into()),
@@ -179,6 +182,11 @@ impl Store {
     where
         Fut: Future<Output = Result<T, SdkError<E>>>,
     {
+        if failpoint::enabled()
+            && let Some(arg) = failpoint::hit(&store_point(operation, "before"))
+        {
+            return Err(Failed::injected(operation, api, &arg, "before"));
+        }
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -187,6 +195,11 @@ impl Store {
             match call().await {
                 Ok(out) => {
                     attempt.finished(CallOutcome::Ok);
+                    if failpoint::enabled()
+                        && let Some(arg) = failpoint::hit(&store_point(operation, "after"))
+                    {
+                        return Err(Failed::injected(operation, api, &arg, "after"));
+                    }
                     return Ok(out);
                 }
                 Err(err) => {
@@ -362,6 +375,26 @@ struct Failed<E> {
     attempts: u32,
     kind: FailureKind,
     err: SdkError<E>,
+}
+
+/// The name of the store failpoint `when` (`before`/`after`) `operation`.
+fn store_point(operation: &str, when: &str) -> String {
+    format!("store::{operation}::{when}")
+}
+
+impl<E> Failed<E> {
+    /// The error of the store failpoint `when` `operation` that fired with `arg`: not
+    /// retried, as a call whose request could not be sent (before) or whose answer was lost
+    /// after it took effect (after).
+    fn injected(operation: &str, api: &'static str, arg: &str, when: &str) -> Self {
+        let message = failpoint::injected_message(&store_point(operation, when), arg);
+        Failed {
+            api,
+            attempts: 1,
+            kind: FailureKind::Other,
+            err: SdkError::construction_failure(message),
+        }
+    }
 }
 
 impl<E> Failed<E>

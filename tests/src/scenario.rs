@@ -1,0 +1,283 @@
+//! One end-to-end scenario's setting, shared by the fault tests: two namespaces (the
+//! application's and its Flux objects'), a [`Stack`] (table, queues, agents, storage
+//! simulator), the shop application registered active in east, and what every such test
+//! checks at its end (the operation's record, the storage simulator's violations), plus
+//! [`Scenario::run_through_crashes`], which keeps restarting agents that a failpoint
+//! crashed until the operation ends.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, ensure};
+use failover_messages::keys::GroupRef;
+use failover_messages::records::{Operation, Phase};
+
+use crate::agents::{AgentStart, Stack, workspace_binary};
+use crate::fixtures::{
+    GROUP, OPERATION_DEADLINE, SETTLE, create_application, install_crds, wait_group_idle_on,
+    wait_starting_point,
+};
+use crate::kube::{TestEnv, TestNamespace, wait_for};
+
+/// Namespaces, stack, application, agents; the group registered active in east.
+pub struct Scenario {
+    /// The environment.
+    pub env: TestEnv,
+    /// The application's namespace (in both clusters).
+    pub ns: TestNamespace,
+    /// The Flux objects' namespace.
+    pub flux_ns: TestNamespace,
+    /// Table, queues and processes.
+    pub stack: Stack,
+    /// The FailoverGroup.
+    pub group: GroupRef,
+}
+
+impl Scenario {
+    /// Namespaces and a stack labelled `label`; nothing runs yet.
+    pub async fn new(label: &str) -> Result<Scenario> {
+        let env = TestEnv::attach().await?;
+        for c in env.clusters() {
+            install_crds(c, SETTLE).await?;
+        }
+        let ns = env.namespace(&format!("fo-{label}")).await?;
+        let flux_ns = env.namespace(&format!("fo-{label}-flux")).await?;
+        let stack = Stack::new(&env, &ns.name, label).await?;
+        let group = GroupRef::new(&ns.name, GROUP)?;
+        Ok(Scenario {
+            env,
+            ns,
+            flux_ns,
+            stack,
+            group,
+        })
+    }
+
+    /// Storage simulator, application, both agents (started as `east` and `west` say), the
+    /// group registered active in east, and east's replica counts known in DynamoDB.
+    pub async fn start(&mut self, east: AgentStart, west: AgentStart) -> Result<()> {
+        let ns = self.ns.name.clone();
+        self.stack
+            .start_storage_sim(&[&ns], Duration::from_millis(200))?;
+        Box::pin(create_application(&self.env, &ns, &self.flux_ns.name)).await?;
+        wait_starting_point(&self.env, &ns).await?;
+        // A lost lease fences every active group in the cluster: keep other tests' out of
+        // reach.
+        let flux_ns = self.flux_ns.name.clone();
+        self.stack.isolate_agents(&[&ns, &flux_ns]).await?;
+        self.stack.start_agent_with("east", east).await?;
+        self.stack.start_agent_with("west", west).await?;
+        let out =
+            self.stack
+                .failoverctl(&["register", &self.group.to_string(), "--active", "east"])?;
+        ensure!(
+            out.status.success(),
+            "failoverctl register: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (store, group) = (&self.stack.store, &self.group);
+        wait_for(
+            "east's known replica counts in DynamoDB",
+            SETTLE,
+            || async {
+                let known = store
+                    .get_known_replicas(group)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(known.filter(|k| k.cluster == "east" && k.replicas.len() == 2))
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `failoverctl failover <group> --to <to> --reason <reason> --wait` with `extra`
+    /// arguments (`--mode uptime`, `--force`, …).
+    pub fn failover_args(&self, to: &str, reason: &str, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "failover",
+            &self.group.to_string(),
+            "--to",
+            to,
+            "--reason",
+            reason,
+            "--wait",
+            "--timeout",
+            "180s",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        args
+    }
+
+    /// The operation that moved the group to `cluster`: idle there, first in its history,
+    /// Succeeded with `reason`.
+    pub async fn succeeded_on(&self, cluster: &str, reason: &str) -> Result<Operation> {
+        let store = &self.stack.store;
+        let state = wait_group_idle_on(store, &self.group, cluster, OPERATION_DEADLINE).await?;
+        let history = store.history(&self.group, None).await?;
+        let op = history
+            .first()
+            .map(|h| h.operation.clone())
+            .context("no history entry")?;
+        ensure!(
+            op.reason == reason && op.phase == Phase::Succeeded,
+            "the last operation is not the one that succeeded with reason {reason:?}: {op:?}"
+        );
+        ensure!(
+            state.epoch == op.epoch && state.promotion_claimed_by.is_none(),
+            "the group state does not match its last operation: {state:?}"
+        );
+        Ok(op)
+    }
+
+    /// Stops the storage simulator; fails on any violation or dead agent.
+    pub async fn assert_no_violations(&mut self) -> Result<()> {
+        self.stack.check_agents()?;
+        let found = self.stack.stop_storage_sim().await?;
+        ensure!(found.is_empty(), "storage violations: {found:#?}");
+        Ok(())
+    }
+
+    /// Ends the scenario with `res`: on failure prints logs and the namespace's objects;
+    /// cleans up either way.
+    pub async fn finish(self, res: Result<()>) -> Result<()> {
+        let out = match res {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.stack.print_logs();
+                Err(anyhow!("{e:#}\n\n{}", self.ns.dump().await))
+            }
+        };
+        self.stack.cleanup(out.is_ok()).await;
+        self.ns.cleanup().await;
+        self.flux_ns.cleanup().await;
+        out
+    }
+
+    /// Runs `failoverctl` with `args` to its end while watching both agents: an agent that
+    /// exits is restarted as `restart` says for it, its `n`-th restart as the `n`-th entry
+    /// (the last one for every further restart); a crash that a failpoint caused is
+    /// expected, and its log must say so. Fails when `failoverctl` does not finish within
+    /// `deadline` or an agent exits without a failpoint's crash.
+    pub async fn run_through_crashes(
+        &mut self,
+        args: &[String],
+        restart: &BTreeMap<String, Vec<AgentStart>>,
+        deadline: Duration,
+    ) -> Result<CrashReport> {
+        let mut cmd = self
+            .stack
+            .failoverctl_command(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let mut child = tokio::process::Command::from(std::mem::replace(
+            &mut cmd,
+            std::process::Command::new("true"),
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting failoverctl")?;
+        let started = Instant::now();
+        let mut report = CrashReport::default();
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            ensure!(
+                started.elapsed() < deadline,
+                "failoverctl did not finish within {deadline:?}; crashes so far: {report:?}"
+            );
+            for (cluster, how) in restart {
+                let name = format!("agent-{cluster}");
+                let proc = self.stack.proc_mut(&name)?;
+                if proc.running()? {
+                    continue;
+                }
+                // Every crash since the last look (a restart may crash before it is ready).
+                let log = proc.log_text();
+                let before = report.crashes_of(cluster);
+                let new: Vec<String> = crash_points(&log).skip(before).collect();
+                ensure!(
+                    !new.is_empty(),
+                    "{name} exited without a failpoint crash; its log ends:\n{}",
+                    tail(&log, 20)
+                );
+                report
+                    .crashes
+                    .extend(new.into_iter().map(|p| (cluster.clone(), p)));
+                let n = report.crashes_of(cluster) - 1;
+                let how = how.get(n).or(how.last()).cloned().unwrap_or_default();
+                if let Err(e) = self.stack.start_agent_with(cluster, how).await {
+                    // Crashed again during start-up: the next look restarts it.
+                    if self.stack.proc_mut(&name)?.running()? {
+                        return Err(e);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let out = child.wait_with_output().await?;
+        report.exit = status.code();
+        report.stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        report.stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+}
+
+/// What [`Scenario::run_through_crashes`] saw.
+#[derive(Debug, Default)]
+pub struct CrashReport {
+    /// Each crash: the agent's cluster and the failpoint's line.
+    pub crashes: Vec<(String, String)>,
+    /// `failoverctl`'s exit code.
+    pub exit: Option<i32>,
+    /// Its output.
+    pub stdout: String,
+    /// Its error output.
+    pub stderr: String,
+    /// How long the operation took, crashes and restarts included.
+    pub elapsed: Duration,
+}
+
+impl CrashReport {
+    /// How many times the agent of `cluster` crashed.
+    pub fn crashes_of(&self, cluster: &str) -> usize {
+        self.crashes.iter().filter(|(c, _)| c == cluster).count()
+    }
+}
+
+/// The `failpoint …: crash` lines of an agent's log (which every restart appends to).
+fn crash_points(log: &str) -> impl Iterator<Item = String> + '_ {
+    log.lines()
+        .filter(|l| l.starts_with("failpoint ") && l.ends_with(": crash"))
+        .map(str::to_owned)
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// An [`AgentStart`] whose agent runs with `FAILPOINTS=<failpoints>`.
+pub fn with_failpoints(failpoints: &str) -> AgentStart {
+    AgentStart {
+        env: vec![("FAILPOINTS".into(), failpoints.into())],
+        ..AgentStart::default()
+    }
+}
+
+/// True when the test binaries were built with failpoints (the workspace's test builds
+/// always are); a fault test checks it so it never passes without injecting anything.
+pub fn failpoints_built() -> Result<bool> {
+    let agent = workspace_binary("failover-agent")?;
+    let out = std::process::Command::new(agent)
+        .arg("failpoints")
+        .output()
+        .context("running failover-agent failpoints")?;
+    Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "enabled")
+}

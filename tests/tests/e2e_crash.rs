@@ -1,0 +1,197 @@
+//! Crashes at every step boundary, end to end with real processes: agents built with
+//! failpoints (`failover_messages::failpoint`) abort the way SIGKILL would at chosen places,
+//! the harness restarts them as a Deployment would, and the operation still ends
+//! Succeeded, with both clusters as the operation says and no volume ever Primary in two
+//! clusters (CONSISTENCY) or the same pods on a Secondary volume.
+//!
+//! * **every step, after it acted and before its outcome is journaled**
+//!   (`engine::done::before`), both agents, CONSISTENCY: each restart crashes at the next
+//!   step (`1*off->1*return(crash)`: the resumed step passes, the one after it crashes), so
+//!   every step of both sides is re-run after a crash;
+//! * **every step, after its intent is journaled and before it acts** (`engine::run::
+//!   before`), both agents, UPTIME;
+//! * **protocol writes whose answer was lost**: the source crashes right after writing READY,
+//!   the target right after its claim, after a volume's PROMOTED and after the operation's
+//!   phase; each restart continues without redoing what the records say is done;
+//! * **`failoverctl` killed right after its start write**: the agents run the operation
+//!   anyway, and `failoverctl watch` reports its success.
+//!
+//! Re-reads are 30 s apart, so the agents move on SQS wake-ups and their start-up reads.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use failover_messages::records::Mode;
+use failover_tests::agents::AgentStart;
+use failover_tests::fixtures::assert_side_settled;
+use failover_tests::scenario::{CrashReport, Scenario, failpoints_built, with_failpoints};
+
+/// How long one operation with its crashes and restarts may take.
+const DEADLINE: Duration = Duration::from_secs(240);
+
+async fn scenario(label: &str) -> Result<Scenario> {
+    ensure!(
+        failpoints_built()?,
+        "the agent under test was built without failpoints: nothing would be injected"
+    );
+    let mut s = Scenario::new(label).await?;
+    s.stack.agent_options.reread_interval = Duration::from_secs(30);
+    Ok(s)
+}
+
+/// Both clusters as a finished failover to west leaves them, the operation Succeeded in
+/// `mode`, and no storage violation.
+async fn assert_moved_to_west(s: &mut Scenario, reason: &str, mode: Mode) -> Result<()> {
+    let op = s.succeeded_on("west", reason).await?;
+    ensure!(
+        op.mode == mode,
+        "the operation ran in {:?}: {op:?}",
+        op.mode
+    );
+    assert_side_settled(&s.env.west, &s.ns.name, &s.flux_ns.name, true).await?;
+    assert_side_settled(&s.env.east, &s.ns.name, &s.flux_ns.name, false).await?;
+    s.assert_no_violations().await
+}
+
+fn assert_finished(report: &CrashReport) -> Result<()> {
+    ensure!(
+        report.exit == Some(0),
+        "failoverctl exited {:?}\nstdout: {}\nstderr: {}",
+        report.exit,
+        report.stdout,
+        report.stderr
+    );
+    eprintln!(
+        "{} crashes ({} east, {} west) in {:.1} s:",
+        report.crashes.len(),
+        report.crashes_of("east"),
+        report.crashes_of("west"),
+        report.elapsed.as_secs_f64()
+    );
+    for (cluster, point) in &report.crashes {
+        eprintln!("  {cluster}: {point}");
+    }
+    Ok(())
+}
+
+/// Crashes both agents at every step boundary `point` of a failover to west in `mode`.
+async fn crash_at_every_step(label: &str, point: &str, mode: Mode) -> Result<()> {
+    let mut s = scenario(label).await?;
+    let res = async {
+        let crashing = with_failpoints(&format!("{point}=1*off->1*return(crash)"));
+        s.start(crashing.clone(), crashing.clone()).await?;
+        let reason = format!("crash at every {point}");
+        let extra: &[&str] = match mode {
+            Mode::Uptime => &["--mode", "uptime"],
+            Mode::Consistency => &[],
+        };
+        let args = s.failover_args("west", &reason, extra);
+        let restart = BTreeMap::from([
+            ("east".to_owned(), vec![crashing.clone()]),
+            ("west".to_owned(), vec![crashing]),
+        ]);
+        let report = s.run_through_crashes(&args, &restart, DEADLINE).await?;
+        assert_finished(&report)?;
+        // Every step of both sides crashed once (the last of each side's steps may finish
+        // before the side's next crash, so at least a handful each).
+        ensure!(
+            report.crashes_of("east") >= 3 && report.crashes_of("west") >= 3,
+            "too few crashes to cover the steps: {report:?}"
+        );
+        assert_moved_to_west(&mut s, &reason, mode).await
+    }
+    .await;
+    s.finish(res).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consistency_failover_survives_a_crash_after_every_step_acted() -> Result<()> {
+    crash_at_every_step("e2e-crash-done", "engine::done::before", Mode::Consistency).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uptime_failover_survives_a_crash_before_every_step_acts() -> Result<()> {
+    crash_at_every_step("e2e-crash-run", "engine::run::before", Mode::Uptime).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_writes_whose_answer_was_lost_are_not_redone_after_a_crash() -> Result<()> {
+    let mut s = scenario("e2e-crash-proto").await?;
+    let res = async {
+        let east = with_failpoints("store::mark_all_ready::after=return(crash)");
+        let west = with_failpoints("store::claim_promotion::after=return(crash)");
+        s.start(east, west).await?;
+        let reason = "crash after protocol writes";
+        let args = s.failover_args("west", reason, &[]);
+        // West crashes again after its first PROMOTED and after its phase write; each
+        // restart after that runs clean.
+        let restart = BTreeMap::from([
+            ("east".to_owned(), vec![AgentStart::default()]),
+            (
+                "west".to_owned(),
+                vec![
+                    with_failpoints("store::mark_promoted::after=return(crash)"),
+                    with_failpoints("store::set_phase::after=return(crash)"),
+                    AgentStart::default(),
+                ],
+            ),
+        ]);
+        let report = s.run_through_crashes(&args, &restart, DEADLINE).await?;
+        assert_finished(&report)?;
+        let crashed_at = |cluster: &str, point: &str| {
+            report
+                .crashes
+                .iter()
+                .any(|(c, p)| c == cluster && p.contains(point))
+        };
+        ensure!(
+            crashed_at("east", "store::mark_all_ready::after")
+                && crashed_at("west", "store::claim_promotion::after")
+                && crashed_at("west", "store::mark_promoted::after"),
+            "not every protocol write crashed: {report:?}"
+        );
+        assert_moved_to_west(&mut s, reason, Mode::Consistency).await
+    }
+    .await;
+    s.finish(res).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failoverctl_killed_after_its_start_write_leaves_an_operation_the_agents_finish()
+-> Result<()> {
+    let mut s = scenario("e2e-crash-ctl").await?;
+    let res = async {
+        s.start(AgentStart::default(), AgentStart::default())
+            .await?;
+        let reason = "failoverctl crashed";
+        let args = s.failover_args("west", reason, &[]);
+        let mut cmd = s
+            .stack
+            .failoverctl_command(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let out = cmd
+            .env("FAILPOINTS", "store::start_operation::after=return(crash)")
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.code().is_none()
+                && stderr.contains("failpoint store::start_operation::after: crash"),
+            "failoverctl did not crash after its start write: {:?}\n{stderr}",
+            out.status
+        );
+        // The agents find the operation on their own (no SQS notice was sent) and finish it.
+        let op = s.succeeded_on("west", reason).await?;
+        let watch = s
+            .stack
+            .failoverctl(&["watch", &op.id, "--timeout", "30s"])?;
+        ensure!(
+            watch.status.code() == Some(0),
+            "failoverctl watch: {:?}\n{}",
+            watch.status,
+            String::from_utf8_lossy(&watch.stderr)
+        );
+        assert_moved_to_west(&mut s, reason, Mode::Consistency).await
+    }
+    .await;
+    s.finish(res).await
+}
