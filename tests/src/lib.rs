@@ -5,6 +5,7 @@ pub mod agents;
 pub mod aws;
 pub mod bench;
 pub mod env;
+pub mod faults;
 pub mod fixtures;
 pub mod isolation;
 pub mod kube;
