@@ -10,4 +10,5 @@ pub mod fixtures;
 pub mod isolation;
 pub mod kube;
 pub mod netcut;
+pub mod observe;
 pub mod storage_sim;
