@@ -101,7 +101,8 @@ pub enum Toxic {
     /// Delays the close of the connection by `delay`.
     SlowClose { delay: Duration },
     /// Resets the connection (TCP RST, nothing forwarded) `timeout` after the first data.
-    /// Applies to connections opened after it was added.
+    /// Only connections opened after it was added are reset; one already open is closed
+    /// (FIN) instead.
     ResetPeer { timeout: Duration },
     /// Closes the connection once `bytes` bytes passed.
     LimitData { bytes: u64 },
@@ -453,9 +454,10 @@ impl Faults {
             .await
     }
 
-    /// Connections opened from now on are reset at their first bytes on `direction`: with
-    /// [`Direction::Upstream`] before the request reaches the server, with
-    /// [`Direction::Downstream`] once it was served, instead of the answer.
+    /// Connections opened from now on are reset (TCP RST) at their first bytes on
+    /// `direction`: with [`Direction::Upstream`] before the request reaches the server, with
+    /// [`Direction::Downstream`] once it was served, instead of the answer. Connections
+    /// already open are closed (FIN) there instead: use a fresh client.
     pub async fn reset_peer(
         &self,
         cluster: &str,
