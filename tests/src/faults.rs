@@ -13,12 +13,14 @@
 //! server) or [`Direction::Downstream`] stream (server to client); it applies to the
 //! connections open at the time and to new ones.
 //!
-//! * [`Faults::cut`] is a partition as a black hole looks to a client: a `timeout` toxic with
-//!   timeout 0 on both streams drops every byte, while every connection stays open and new
-//!   ones are still accepted. The client sees neither a refusal nor a reset, only silence
-//!   until its own timeout. Bytes dropped during a cut are lost (not delivered at the heal,
-//!   as TCP retransmission would); an HTTP client gives up such a connection when its request
-//!   times out. [`Faults::refuse`] is the other kind of outage, a host that is down:
+//! * [`Faults::cut`] is a partition as a black hole looks to a client: on both streams a
+//!   `timeout` toxic with timeout 0 drops every byte, and a `slow_close` toxic of an hour
+//!   behind it holds the close that the `timeout` toxic would pass on (moto closes its side
+//!   after every answer), while connections stay open and new ones are still accepted. The
+//!   client sees neither a refusal nor a reset nor a close, only silence until its own
+//!   timeout. Bytes dropped during a cut are lost, not delivered at the heal as TCP
+//!   retransmission would: the heal closes every connection the cut held, as a peer that
+//!   has forgotten them. [`Faults::refuse`] is the other kind of outage, a host that is down:
 //!   the proxy is disabled, its listener and connections closed, so connecting is refused.
 //! * [`Faults::latency`], [`Faults::bandwidth`], [`Faults::slow_close`] act on what the
 //!   server sends back; [`Faults::reset_peer`] resets the connection (TCP RST) at the first
@@ -46,6 +48,8 @@ use crate::kube::TestEnv;
 
 /// How long one call to toxiproxy's API may take.
 const API_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a cut holds a close (longer than any test).
+const HOLD_CLOSE: Duration = Duration::from_secs(3600);
 
 /// A server a proxy stands in front of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -409,17 +413,20 @@ impl Faults {
     }
 
     /// A black hole on one stream: with [`Direction::Upstream`] requests never arrive, with
-    /// [`Direction::Downstream`] they do (and take effect) but no answer comes back.
+    /// [`Direction::Downstream`] they do (and take effect) but no answer, nor the close of
+    /// the server's side, comes back.
     pub async fn cut_one_way(
         &self,
         cluster: &str,
         service: Service,
         direction: Direction,
     ) -> Result<()> {
-        let toxic = Toxic::Timeout {
+        let drop_all = Toxic::Timeout {
             timeout: Duration::ZERO,
         };
-        self.add(cluster, service, direction, toxic).await
+        self.add(cluster, service, direction, drop_all).await?;
+        let hold_close = Toxic::SlowClose { delay: HOLD_CLOSE };
+        self.add(cluster, service, direction, hold_close).await
     }
 
     /// Every answer waits `latency` ± `jitter`.
@@ -476,7 +483,9 @@ impl Faults {
         self.set_enabled(cluster, service, false).await
     }
 
-    /// Removes every toxic of the proxy and re-enables it.
+    /// Removes every toxic of the proxy, the last added first (a `timeout` toxic's removal
+    /// closes the connection, which a `slow_close` toxic after it would hold for its delay),
+    /// and re-enables it.
     pub async fn heal(&self, cluster: &str, service: Service) -> Result<()> {
         self.proxy(cluster, service).await?;
         let name = self.proxy_name(cluster, service);
@@ -486,7 +495,8 @@ impl Faults {
             .await?;
         let toxics: Vec<Value> =
             serde_json::from_str(&list).with_context(|| format!("{what}: {list}"))?;
-        for toxic in toxics.iter().filter_map(|t| t["name"].as_str()) {
+        // Listed in chain order, stream by stream.
+        for toxic in toxics.iter().rev().filter_map(|t| t["name"].as_str()) {
             let what = format!("removing toxic {toxic} from proxy {name}");
             self.call(
                 "DELETE",
