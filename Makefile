@@ -13,11 +13,11 @@ unit:
 	$(CARGO) test --workspace --lib
 	$(CARGO) test -p failover-messages --tests
 
-## env-build: build the Kubernetes binaries, etcd, kwok and the moto venv into the cache
+## env-build: build the Kubernetes binaries, etcd, kwok, toxiproxy and the moto venv into the cache
 env-build:
 	bash tests/env/build.sh
 
-## env-up: start (or reuse) moto and the east/west clusters; writes target/testenv/env.sh
+## env-up: start (or reuse) moto, toxiproxy and the east/west clusters; writes target/testenv/env.sh
 env-up:
 	bash tests/env/up.sh
 

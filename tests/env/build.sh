@@ -5,6 +5,7 @@
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  <- k8s.io/kubernetes
 #   etcd                                                              <- go.etcd.io/etcd/server/v3
 #   kwok, kwokctl                                                     <- sigs.k8s.io/kwok
+#   toxiproxy-server, toxiproxy-cli (versioned names)                 <- github.com/Shopify/toxiproxy/v2
 #   moto_server                                                       <- PyPI moto[dynamodb,sqs]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -63,6 +64,16 @@ build_kwok() {
     sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
 }
 
+build_toxiproxy() {
+  local dir="$CACHE_DIR/build/toxiproxy" m=github.com/Shopify/toxiproxy/v2
+  rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
+  go mod init local/toxiproxybin
+  go get "$m/cmd/server@v$TOXIPROXY_VERSION" "$m/cmd/cli@v$TOXIPROXY_VERSION"
+  local ldf="-s -w -X $m.Version=v$TOXIPROXY_VERSION"
+  go build -trimpath -ldflags "$ldf" -o "$TOXIPROXY_SERVER" "$m/cmd/server"
+  go build -trimpath -ldflags "$ldf" -o "$TOXIPROXY_CLI" "$m/cmd/cli"
+}
+
 build_moto() {
   rm -rf "$VENV_DIR"
   python3 -m venv "$VENV_DIR"
@@ -73,6 +84,9 @@ want() { [ ! -x "$1" ]; }
 
 if want "$VENV_DIR/bin/moto_server"; then step moto "$CACHE_DIR/logs/moto.log" build_moto; fi
 if want "$BIN_DIR/kwokctl" || want "$BIN_DIR/kwok"; then step kwok "$CACHE_DIR/logs/kwok.log" build_kwok; fi
+if want "$TOXIPROXY_SERVER" || want "$TOXIPROXY_CLI"; then
+  step toxiproxy "$CACHE_DIR/logs/toxiproxy.log" build_toxiproxy
+fi
 if want "$BIN_DIR/etcd"; then step etcd "$CACHE_DIR/logs/etcd.log" build_etcd; fi
 if want "$BIN_DIR/kube-apiserver" || want "$BIN_DIR/kube-controller-manager" \
    || want "$BIN_DIR/kube-scheduler" || want "$BIN_DIR/kubectl"; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make env-down: stops exactly what up.sh started (kwokctl stops each component by its
-# pid file; moto by its pid) and removes the clusters' state. Idempotent.
+# pid file; moto and toxiproxy by their pids) and removes the clusters' state. Idempotent.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/versions.sh"
@@ -20,5 +20,10 @@ if [ -f "$state/moto.pid" ]; then
   pid=$(cat "$state/moto.pid")
   if kill "$pid" 2>/dev/null; then echo "testenv: stopped moto (pid $pid)" >&2; fi
   rm -f "$state/moto.pid" "$state/moto.env"
+fi
+if [ -f "$state/toxiproxy.pid" ]; then
+  pid=$(cat "$state/toxiproxy.pid")
+  if kill "$pid" 2>/dev/null; then echo "testenv: stopped toxiproxy (pid $pid)" >&2; fi
+  rm -f "$state/toxiproxy.pid" "$state/toxiproxy.env"
 fi
 rm -f "$state/env.sh"

@@ -17,6 +17,17 @@ if [ -f "$state/moto.env" ]; then
 else
   echo "moto: not started"
 fi
+if [ -f "$state/toxiproxy.env" ]; then
+  . "$state/toxiproxy.env"
+  if version=$(curl -fsS "$TOXIPROXY_URL/version" 2>/dev/null); then
+    proxies=$(curl -fsS "$TOXIPROXY_URL/proxies" 2>/dev/null | python3 -c 'import json,sys;print(len(json.load(sys.stdin)))' 2>/dev/null)
+    echo "toxiproxy: up at $TOXIPROXY_URL (pid $(cat "$state/toxiproxy.pid" 2>/dev/null), $version, ${proxies:-?} proxies)"
+  else
+    echo "toxiproxy: DOWN (expected at $TOXIPROXY_URL)"
+  fi
+else
+  echo "toxiproxy: not started"
+fi
 for c in east west; do
   kc="$state/$c.kubeconfig"
   if [ -f "$kc" ] && timeout 5 "$BIN_DIR/kubectl" --kubeconfig "$kc" get --raw /readyz >/dev/null 2>&1; then

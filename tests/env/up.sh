@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make env-up: builds (once) and starts the whole test environment, or reuses what runs.
 #   - moto (DynamoDB + SQS) on one loopback port
+#   - toxiproxy (network faults between a test's clients and moto or an apiserver), its API
+#     on 127.0.0.1:8474 or the next free port
 #   - two Kubernetes control planes, east and west (etcd, kube-apiserver,
 #     kube-controller-manager, kube-scheduler, kwok) wired by `kwokctl --runtime binary`
 #   - two fake nodes per cluster and the third-party CRDs (VolumeReplication, ...)
@@ -18,6 +20,7 @@ flock 8
 t0=$SECONDS
 bash "$here/build.sh" >/dev/null
 bash "$here/moto-up.sh"
+bash "$here/toxiproxy-up.sh"
 
 export KWOK_WORKDIR="$state/kwok"
 kwokctl="$BIN_DIR/kwokctl"
@@ -71,6 +74,7 @@ for c in east west; do
 done
 
 . "$state/moto.env"
+. "$state/toxiproxy.env"
 cat >"$state/env.sh" <<ENV
 # Written by tests/env/up.sh: source it to reach the test environment.
 export EAST_KUBECONFIG=$state/east.kubeconfig
@@ -81,6 +85,7 @@ export AWS_DEFAULT_REGION=$AWS_REGION
 export AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
 export AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
 export KWOK_WORKDIR=$KWOK_WORKDIR
+export TOXIPROXY_URL=$TOXIPROXY_URL
 case ":\$PATH:" in *":$BIN_DIR:"*) ;; *) export PATH="$BIN_DIR:\$PATH" ;; esac
 ENV
 echo "testenv: ready in $((SECONDS - t0)) s; source $state/env.sh" >&2

@@ -6,7 +6,9 @@
 //!
 //! A [`Stack`] owns one table, one set of inboxes and every process it started; dropping it
 //! kills them. An agent can be started with its DynamoDB/SQS endpoint behind a
-//! [`CutProxy`] (a network partition on demand), and paused and resumed (SIGSTOP/SIGCONT). Its logs are printed by [`Stack::print_logs`] when a scenario fails.
+//! [`CutProxy`] (a network partition on demand) or with DynamoDB, SQS and its apiserver
+//! behind the stack's toxiproxy proxies ([`Stack::faults`]), and paused and resumed
+//! (SIGSTOP/SIGCONT). Its logs are printed by [`Stack::print_logs`] when a scenario fails.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +28,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::faults::{AgentEndpoints, Faults};
 use crate::isolation::{isolate_agent, remove_isolation};
 use crate::kube::{Cluster, TestEnv, wait_for};
 use crate::netcut::CutProxy;
@@ -412,6 +415,9 @@ pub struct AgentStart {
     /// DynamoDB and SQS through the cluster's [`CutProxy`] (created on first use and kept
     /// across restarts, so a restarted agent is as cut off as its predecessor).
     pub aws_proxy: bool,
+    /// DynamoDB, SQS and the cluster's apiserver each through its own proxy of
+    /// [`Stack::faults`] ([`Faults::agent_endpoints`]).
+    pub faults: bool,
     /// Arguments appended to the agent's command line.
     pub extra_args: Vec<String>,
     /// Environment variables set for the agent (e.g. `FAILPOINTS`).
@@ -437,6 +443,7 @@ pub struct Stack {
     procs: Vec<Proc>,
     agent_ports: BTreeMap<String, u16>,
     aws_proxies: BTreeMap<String, CutProxy>,
+    faults: Faults,
     isolated: bool,
     violations: Vec<(String, PathBuf)>,
     /// How the agents run.
@@ -478,6 +485,7 @@ impl Stack {
             procs: Vec::new(),
             agent_ports: BTreeMap::new(),
             aws_proxies: BTreeMap::new(),
+            faults: Faults::new(env, label)?,
             isolated: false,
             violations: Vec::new(),
             agent_options: AgentOptions::default(),
@@ -528,14 +536,18 @@ impl Stack {
         } else {
             self.env.aws.endpoint_url.clone()
         };
+        let reach = if how.faults {
+            self.faults.agent_endpoints(cluster, &kubeconfig).await?
+        } else {
+            AgentEndpoints::direct(&kubeconfig, &endpoint)
+        };
         let o = &self.agent_options;
         let mut cmd = clean_command(&workspace_binary("failover-agent")?);
         cmd.args(["--cluster", &c.name])
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
+            .args(&reach.args)
+            .envs(&reach.env)
             .args(["--table", &self.table, "--queue-prefix", &self.prefix])
             .args(["--region", &self.env.aws.region])
-            .args(["--endpoint-url", &endpoint])
             .args(["--admin-addr", &format!("127.0.0.1:{port}")]);
         match o.lease_duration {
             Some(lease) => cmd.arg("--lease-duration").arg(humantime_arg(lease)),
@@ -644,6 +656,11 @@ impl Stack {
             self.aws_proxies.insert(cluster.to_owned(), proxy);
         }
         self.aws_proxy(cluster)
+    }
+
+    /// The toxiproxy proxies of this stack.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// The admin port of `cluster`'s agent.

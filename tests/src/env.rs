@@ -1,7 +1,8 @@
 //! Where the test environment lives and how to reach its scripts.
 //!
-//! The shell scripts under `tests/env/` own the processes (moto, two kwok clusters); this
-//! module runs them and reads the env files they write under `target/testenv/`.
+//! The shell scripts under `tests/env/` own the processes (moto, toxiproxy, two kwok
+//! clusters); this module runs them and reads the env files they write under
+//! `target/testenv/`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,4 +54,18 @@ pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
         .collect())
+}
+
+/// The toxiproxy server's API (`http://127.0.0.1:<port>`), from the `toxiproxy.env` that
+/// `tests/env/toxiproxy-up.sh` writes (`up.sh` runs it); read from there rather than from
+/// `env.sh`, which every `up.sh` run rewrites.
+pub fn toxiproxy_url() -> Result<String> {
+    let path = state_dir().join("toxiproxy.env");
+    let url = read_env_file(&path)?
+        .remove("TOXIPROXY_URL")
+        .with_context(|| format!("{} has no TOXIPROXY_URL", path.display()))?;
+    if !url.starts_with("http://127.0.0.1:") {
+        bail!("the toxiproxy API {url} is not on loopback");
+    }
+    Ok(url)
 }

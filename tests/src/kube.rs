@@ -18,7 +18,7 @@ use kube::{Client, Config};
 use tokio::sync::OnceCell;
 
 use crate::aws::{self, AwsEnv};
-use crate::env::{read_env_file, repo_root, run_script, state_dir};
+use crate::env::{read_env_file, repo_root, run_script, state_dir, toxiproxy_url};
 
 /// One cluster of the environment.
 #[derive(Clone)]
@@ -66,6 +66,8 @@ pub struct TestEnv {
     pub aws: AwsEnv,
     /// Environment variables from `target/testenv/env.sh`, for spawning binaries.
     pub vars: BTreeMap<String, String>,
+    /// The toxiproxy server's API, `http://127.0.0.1:<port>` ([`crate::faults`]).
+    pub toxiproxy_url: String,
 }
 
 /// The env file's variables, read once per process after `up.sh` ran. Clients are not
@@ -99,6 +101,7 @@ impl TestEnv {
             west,
             aws,
             vars,
+            toxiproxy_url: toxiproxy_url()?,
         })
     }
 

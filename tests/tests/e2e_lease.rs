@@ -31,6 +31,7 @@ use failover_tests::fixtures::{
 use failover_tests::kube::{
     Cluster, TestEnv, TestNamespace, volume_replication_resource, wait_for,
 };
+use failover_tests::observe::{counter, lease_version};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::events::v1::Event;
@@ -244,22 +245,6 @@ async fn group_events(c: &Cluster, ns: &str, reason: &str) -> Result<Vec<Event>>
         .collect())
 }
 
-/// The value of the counter `family` (its `_total` series) whose labels contain every one
-/// of `labels` (`key="value"`), summed.
-fn counter(metrics: &str, family: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| {
-            let rest = l
-                .strip_prefix(family)
-                .and_then(|r| r.strip_prefix("_total"));
-            rest.is_some_and(|r| r.starts_with(['{', ' ']))
-        })
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
 /// What a change to one cluster's side would move: each object's `metadata.generation`
 /// (its spec changed: a scale, a Flux suspend, a volume's desired state) and the traffic
 /// annotations (a traffic switch), keyed by object.
@@ -309,17 +294,6 @@ async fn side_snapshot(c: &Cluster, ns: &str, flux_ns: &str) -> Result<BTreeMap<
         );
     }
     Ok(snapshot)
-}
-
-/// East's heartbeat record's version (`lastSeen`), as DynamoDB has it.
-async fn east_lease_version(stack: &Stack) -> Result<Timestamp, String> {
-    stack
-        .store
-        .get_heartbeat("east")
-        .await
-        .map_err(|e| e.to_string())?
-        .map(|h| h.heartbeat.last_seen)
-        .ok_or_else(|| "no lease record for east".to_owned())
 }
 
 // ---- the source cut off from DynamoDB while alive ----------------------------------------------
@@ -440,7 +414,9 @@ async fn east_fence(s: &mut Scenario, cut_at: Timestamp) -> Result<Fence> {
 /// Heals east's link; once east's lease record moves again, east's side must stay fenced
 /// and west active through three more renewals (`L`: three re-read intervals and more).
 async fn heal_and_stay_fenced(s: &mut Scenario) -> Result<()> {
-    let frozen = east_lease_version(&s.stack).await.map_err(|e| anyhow!(e))?;
+    let frozen = lease_version(&s.stack.store, "east")
+        .await
+        .map_err(|e| anyhow!(e))?;
     let ns = &s.ns.name;
     let fenced = side_snapshot(&s.env.east, ns, &s.flux_ns.name).await?;
     s.stack.aws_proxy("east")?.heal();
@@ -451,7 +427,7 @@ async fn heal_and_stay_fenced(s: &mut Scenario) -> Result<()> {
             &format!("east's lease renewal {n} after the heal"),
             lease() * 2,
             || async move {
-                let now = east_lease_version(stack).await?;
+                let now = lease_version(&stack.store, "east").await?;
                 Ok((now > version).then_some(now))
             },
         )

@@ -14,6 +14,7 @@ use anyhow::{Context, Result, anyhow, ensure};
 use failover_tests::agents::{AgentStart, Stack};
 use failover_tests::kube::{TestEnv, wait_for};
 use failover_tests::netcut::CutProxy;
+use failover_tests::observe::lease_version;
 use jiff::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -178,17 +179,6 @@ async fn dropping_the_proxy_closes_its_port_and_connections() -> Result<()> {
 
 // ---- a real agent behind the proxy -------------------------------------------------------------
 
-/// East's heartbeat record as east's agent last wrote it.
-async fn last_seen(stack: &Stack) -> Result<Timestamp, String> {
-    stack
-        .store
-        .get_heartbeat("east")
-        .await
-        .map_err(|e| e.to_string())?
-        .map(|h| h.heartbeat.last_seen)
-        .ok_or_else(|| "no heartbeat record for east".to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_behind_a_cut_proxy_stops_renewing_its_heartbeat_until_the_heal() -> Result<()> {
     let env = TestEnv::attach().await?;
@@ -219,11 +209,11 @@ async fn heartbeat_through_proxy(stack: &mut Stack) -> Result<()> {
     stack.start_agent_with("east", start).await?;
     // Renewals arrive through the proxy.
     let first = wait_for("east's heartbeat", DEADLINE, || async {
-        last_seen(stack).await.map(Some)
+        lease_version(&stack.store, "east").await.map(Some)
     })
     .await?;
     wait_for("a renewed heartbeat", interval * 5, || async {
-        let now = last_seen(stack).await?;
+        let now = lease_version(&stack.store, "east").await?;
         Ok((now > first).then_some(()))
     })
     .await?;
@@ -232,12 +222,16 @@ async fn heartbeat_through_proxy(stack: &mut Stack) -> Result<()> {
     stack.aws_proxy("east")?.cut();
     // The record stops changing: unchanged for three intervals in a row, and last written
     // before the cut (a request already at moto when the link went down may still land).
-    let seen = Cell::new(last_seen(stack).await.map_err(|e| anyhow!(e))?);
+    let seen = Cell::new(
+        lease_version(&stack.store, "east")
+            .await
+            .map_err(|e| anyhow!(e))?,
+    );
     let since = Cell::new(tokio::time::Instant::now());
     let frozen = wait_for("east's heartbeat to stop changing", interval * 10, || {
         let (stack, seen, since) = (&*stack, &seen, &since);
         async move {
-            let now = last_seen(stack).await?;
+            let now = lease_version(&stack.store, "east").await?;
             if now != seen.get() {
                 seen.set(now);
                 since.set(tokio::time::Instant::now());
@@ -254,7 +248,7 @@ async fn heartbeat_through_proxy(stack: &mut Stack) -> Result<()> {
 
     stack.aws_proxy("east")?.heal();
     let healed = wait_for("east's heartbeat after the heal", interval * 10, || async {
-        let now = last_seen(stack).await?;
+        let now = lease_version(&stack.store, "east").await?;
         Ok((now > frozen).then_some(now))
     })
     .await?;
