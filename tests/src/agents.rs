@@ -12,10 +12,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use failover_messages::crd::FailoverGroup;
 use failover_messages::inbox::{Inbox, InboxOptions};
 use failover_messages::setup::ensure_table;
@@ -26,183 +26,17 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::faults::{AgentEndpoints, Faults};
 use crate::isolation::{isolate_agent, remove_isolation};
 use crate::kube::{Cluster, TestEnv, wait_for};
 use crate::netcut::CutProxy;
+use crate::process::exited;
+pub use crate::process::{Proc, clean_command, free_port, http_get, workspace_binary};
 use crate::storage_sim::{Violation, read_violations_file};
 
 /// How long an agent may take to report `/ready`.
 pub const READY_DEADLINE: Duration = Duration::from_secs(60);
-/// How long a process may take to exit after SIGTERM.
-const EXIT_DEADLINE: Duration = Duration::from_secs(20);
-
-// ---- processes ---------------------------------------------------------------------------------
-
-/// One child process with its log file; dropping the guard kills it.
-pub struct Proc {
-    /// Its name in logs and errors (`agent-east`, `storage-sim`, …).
-    pub name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    /// Starts `cmd`, stderr to `log`.
-    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("opening {}", log.display()))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(file))
-            .spawn()
-            .with_context(|| format!("starting {name}: {cmd:?}"))?;
-        Ok(Proc {
-            name: name.to_owned(),
-            child,
-            log,
-        })
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// True while the process has not exited.
-    pub fn running(&mut self) -> Result<bool> {
-        Ok(self.child.try_wait()?.is_none())
-    }
-
-    /// Everything the process logged so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends SIGTERM and waits until the process exits.
-    pub async fn terminate(&mut self) -> Result<()> {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status()?;
-        ensure!(status.success(), "kill -TERM {pid} failed: {status}");
-        let deadline = Instant::now() + EXIT_DEADLINE;
-        while self.child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                bail!("{} did not exit after SIGTERM", self.name);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
-    }
-
-    /// Kills the process at once (SIGKILL), as a crash would.
-    pub fn kill(&mut self) -> Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A workspace binary next to the running executable (`target/debug/` or
-/// `target/release/`), brought up to date first (a no-op when `cargo test --workspace`
-/// already built it), so a test never runs a stale agent.
-pub fn workspace_binary(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let here = exe.parent().context("the executable has no folder")?;
-    let dir = if here.file_name().is_some_and(|n| n == "deps") {
-        here.parent().context("deps/ has no parent")?
-    } else {
-        here
-    };
-    let release = dir.file_name().is_some_and(|n| n == "release");
-    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    // Build the way `cargo test --workspace` does (every member, every target), so the
-    // features match and this is a no-op inside `make test`; building one package alone
-    // would resolve other features and recompile half the dependency tree. A release build
-    // (the bench) takes the binaries only: no test targets, so no failpoints.
-    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
-    let mut built = BUILT.lock().map_err(|_| anyhow!("build lock poisoned"))?;
-    if !*built {
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(["build", "--workspace"]);
-        if release {
-            cmd.args(["--release", "--bins"]);
-        } else {
-            cmd.arg("--all-targets");
-        }
-        let status = cmd
-            .current_dir(crate::env::repo_root())
-            .status()
-            .with_context(|| format!("running cargo build for {name}"))?;
-        ensure!(status.success(), "building {name} failed: {status}");
-        *built = true;
-    }
-    ensure!(bin.exists(), "{} does not exist", bin.display());
-    Ok(bin)
-}
-
-/// True when the child process `pid` has exited (a zombie not yet waited for, or gone).
-fn exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // `pid (comm) state …`: the state follows the last `)`.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => true,
-    }
-}
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// `GET path` on the loopback port: status code and body.
-pub async fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await??;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .with_context(|| format!("no HTTP status in {text:?}"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((code, body))
-}
-
-/// A command with nothing inherited that could change the child's configuration.
-pub fn clean_command(program: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("FAILOVER_") || k.starts_with("AWS_") || k == "KUBECONFIG" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("RUST_LOG", "info");
-    cmd
-}
 
 // ---- least-privilege identity ------------------------------------------------------------------
 

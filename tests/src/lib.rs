@@ -11,5 +11,6 @@ pub mod isolation;
 pub mod kube;
 pub mod netcut;
 pub mod observe;
+pub mod process;
 pub mod scenario;
 pub mod storage_sim;
