@@ -10,8 +10,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use failover_messages::crd::FailoverGroup;
@@ -33,84 +33,11 @@ use crate::storage_sim::{Violation, read_violations_file};
 
 /// How long an agent may take to report `/ready`.
 pub const READY_DEADLINE: Duration = Duration::from_secs(60);
-/// How long a process may take to exit after SIGTERM.
-const EXIT_DEADLINE: Duration = Duration::from_secs(20);
 
 // ---- processes ---------------------------------------------------------------------------------
 
-/// One child process with its log file; dropping the guard kills it.
-pub struct Proc {
-    /// Its name in logs and errors (`agent-east`, `storage-sim`, …).
-    pub name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    /// Starts `cmd`, stderr to `log`.
-    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("opening {}", log.display()))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(file))
-            .spawn()
-            .with_context(|| format!("starting {name}: {cmd:?}"))?;
-        Ok(Proc {
-            name: name.to_owned(),
-            child,
-            log,
-        })
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// True while the process has not exited.
-    pub fn running(&mut self) -> Result<bool> {
-        Ok(self.child.try_wait()?.is_none())
-    }
-
-    /// Everything the process logged so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends SIGTERM and waits until the process exits.
-    pub async fn terminate(&mut self) -> Result<()> {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status()?;
-        ensure!(status.success(), "kill -TERM {pid} failed: {status}");
-        let deadline = Instant::now() + EXIT_DEADLINE;
-        while self.child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                bail!("{} did not exit after SIGTERM", self.name);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
-    }
-
-    /// Kills the process at once (SIGKILL), as a crash would.
-    pub fn kill(&mut self) -> Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod process;
+pub use process::Proc;
 
 /// A workspace binary next to the running executable (`target/debug/` or
 /// `target/release/`), brought up to date first (a no-op when `cargo test --workspace`
@@ -675,6 +602,7 @@ impl Stack {
     /// (best-effort writes only log a refused call, so the log is where they show); the
     /// refusals of [`Stack::isolate_agents`]'s policy are not RBAC's.
     pub fn check_agents(&mut self) -> Result<()> {
+        self.check_storage_sims()?;
         for p in &mut self.procs {
             if !p.name.starts_with("agent-") {
                 continue;
@@ -695,7 +623,8 @@ impl Stack {
     }
 
     /// Stops the storage simulators (each rewrites its violations file on SIGTERM) and
-    /// returns every violation they recorded.
+    /// returns every violation they recorded. Fails ([`Proc::check_exit`]) when one had
+    /// died before or exits other than with status 0.
     pub async fn stop_storage_sim(&mut self) -> Result<Vec<Violation>> {
         ensure!(
             !self.violations.is_empty(),
@@ -703,15 +632,32 @@ impl Stack {
         );
         let mut found = Vec::new();
         for (name, file) in self.violations.clone() {
-            self.proc_mut(&name)?.terminate().await?;
+            let p = self.proc_mut(&name)?;
+            p.check_exit()?;
+            if p.running()? {
+                p.terminate().await?;
+            }
+            p.check_exit()?;
             found.extend(read_violations_file(&file)?);
         }
         Ok(found)
     }
 
+    /// Fails, naming the simulator and the tail of its log, when a storage simulator died
+    /// while it should run or exited other than with status 0 ([`Proc::check_exit`]).
+    pub fn check_storage_sims(&mut self) -> Result<()> {
+        for (name, _) in self.violations.clone() {
+            self.proc_mut(&name)?.check_exit()?;
+        }
+        Ok(())
+    }
+
     /// The violations the storage simulators recorded so far, while they keep running
-    /// (each rewrites its file on every change).
-    pub fn violations_so_far(&self) -> Result<Vec<Violation>> {
+    /// (each rewrites its file on every change); after [`Stack::stop_storage_sim`], the
+    /// final ones. Fails as [`Stack::check_storage_sims`] does: a simulator that died left
+    /// a file that no longer tells the truth.
+    pub fn violations_so_far(&mut self) -> Result<Vec<Violation>> {
+        self.check_storage_sims()?;
         let mut found = Vec::new();
         for (_, file) in &self.violations {
             if file.exists() {
