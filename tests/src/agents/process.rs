@@ -115,3 +115,73 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_path(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("proc-{name}-{}.log", std::process::id()))
+    }
+
+    fn shell(script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    async fn wait_exit(p: &mut Proc) -> ExitStatus {
+        loop {
+            if let Some(s) = p.exit_status().unwrap() {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_process_that_dies_is_named_with_the_tail_of_its_log() {
+        let log = log_path("dies");
+        let script = "for i in $(seq 1 60); do echo line-$i >&2; done; echo boom >&2; exit 3";
+        let mut p = Proc::spawn("storage-sim-x", shell(script), log.clone()).unwrap();
+        let status = wait_exit(&mut p).await;
+        assert_eq!(status.code(), Some(3));
+        let err = format!("{:#}", p.check_exit().unwrap_err());
+        assert!(
+            err.contains("storage-sim-x died while it should run"),
+            "{err}"
+        );
+        assert!(err.contains("boom") && err.contains("line-60"), "{err}");
+        // Only the tail: the first lines are left out.
+        assert!(!err.contains("line-5\n"), "{err}");
+        let _ = std::fs::remove_file(log);
+    }
+
+    #[tokio::test]
+    async fn a_process_stopped_with_sigterm_passes_only_with_status_0() {
+        let log = log_path("term");
+        let mut ok = Proc::spawn(
+            "clean",
+            shell("trap 'exit 0' TERM; while true; do sleep 0.05; done"),
+            log.clone(),
+        )
+        .unwrap();
+        ok.check_exit().unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ok.terminate().await.unwrap();
+        ok.check_exit().unwrap();
+
+        let mut bad = Proc::spawn(
+            "failing",
+            shell("trap 'echo cannot write >&2; exit 1' TERM; while true; do sleep 0.05; done"),
+            log.clone(),
+        )
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        bad.terminate().await.unwrap();
+        let err = format!("{:#}", bad.check_exit().unwrap_err());
+        assert!(err.contains("failing exited with"), "{err}");
+        assert!(err.contains("cannot write"), "{err}");
+        let _ = std::fs::remove_file(log);
+    }
+}
