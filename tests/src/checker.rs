@@ -172,10 +172,12 @@ impl fmt::Display for Problem {
                 start,
                 end,
             } => {
-                let end = end.map_or("still".to_owned(), format_ms);
+                let until = end.map_or("on (still open)".to_owned(), |e| {
+                    format!("to {}", format_ms(e))
+                });
                 write!(
                     f,
-                    "{namespace}/{volume} was Primary in two clusters from {} to {end}, outside every recorded UPTIME window",
+                    "{namespace}/{volume} was Primary in two clusters from {} {until}, outside every recorded UPTIME window",
                     format_ms(*start)
                 )
             }

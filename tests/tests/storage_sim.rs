@@ -728,9 +728,8 @@ async fn binary_writes_violations_file_and_stops_on_sigterm() -> Result<()> {
         std::fs::create_dir_all(&dir)?;
         let file: PathBuf = dir.join("violations.json");
         let log_path = dir.join("sim.log");
-        let log = std::fs::File::create(&log_path)?;
         let mut child = sim_command(&env, &ns.name, &file)
-            .stderr(Stdio::from(log))
+            .stderr(Stdio::from(std::fs::File::create(&log_path)?))
             .spawn()
             .context("spawning failover-storage-sim")?;
         let pid = child.id().context("child pid")?;
