@@ -295,12 +295,10 @@ async fn broken_by_hand(env: &TestEnv, stack: &mut Stack, ns: &str, flux_ns: &st
     stack.start_storage_sim(&[ns], Duration::from_millis(200))?;
     Box::pin(create_application(env, ns, flux_ns)).await?;
     wait_starting_point(env, ns).await?;
-    let group = GroupRef::new(ns, GROUP)?;
-    stack.store.register_group(&group, "east").await?;
+    let groups = [GroupRef::new(ns, GROUP)?];
+    stack.store.register_group(&groups[0], "east").await?;
     // The starting point is clean: west standby, Secondary, its workloads at 0.
-    check_run(env, stack, &[group.clone()])
-        .await?
-        .ensure_clean()?;
+    check_run(env, stack, &groups).await?.ensure_clean()?;
 
     // By hand, no agent: west's api scaled up on its Secondary volume, west's db-data
     // promoted while east's is Primary.
@@ -322,7 +320,7 @@ async fn broken_by_hand(env: &TestEnv, stack: &mut Stack, ns: &str, flux_ns: &st
     })
     .await?;
 
-    let verdict = check_run(env, stack, &[group.clone()]).await?;
+    let verdict = check_run(env, stack, &groups).await?;
     let p = &verdict.problems;
     let exactly = p.len() == 4
         && matches!(&p[0], Problem::PodsOnSecondary { cluster, volume, pods, .. }
