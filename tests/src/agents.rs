@@ -548,6 +548,7 @@ impl Stack {
     /// (best-effort writes only log a refused call, so the log is where they show); the
     /// refusals of [`Stack::isolate_agents`]'s policy are not RBAC's.
     pub fn check_agents(&mut self) -> Result<()> {
+        self.check_storage_sims()?;
         for p in &mut self.procs {
             if !p.name.starts_with("agent-") {
                 continue;
@@ -568,7 +569,8 @@ impl Stack {
     }
 
     /// Stops the storage simulators (each rewrites its violations file on SIGTERM) and
-    /// returns every violation they recorded.
+    /// returns every violation they recorded. Fails ([`Proc::check_exit`]) when one had
+    /// died before or exits other than with status 0.
     pub async fn stop_storage_sim(&mut self) -> Result<Vec<Violation>> {
         ensure!(
             !self.violations.is_empty(),
@@ -576,15 +578,32 @@ impl Stack {
         );
         let mut found = Vec::new();
         for (name, file) in self.violations.clone() {
-            self.proc_mut(&name)?.terminate().await?;
+            let p = self.proc_mut(&name)?;
+            p.check_exit()?;
+            if p.running()? {
+                p.terminate().await?;
+            }
+            p.check_exit()?;
             found.extend(read_violations_file(&file)?);
         }
         Ok(found)
     }
 
+    /// Fails, naming the simulator and the tail of its log, when a storage simulator died
+    /// while it should run or exited other than with status 0 ([`Proc::check_exit`]).
+    pub fn check_storage_sims(&mut self) -> Result<()> {
+        for (name, _) in self.violations.clone() {
+            self.proc_mut(&name)?.check_exit()?;
+        }
+        Ok(())
+    }
+
     /// The violations the storage simulators recorded so far, while they keep running
-    /// (each rewrites its file on every change).
-    pub fn violations_so_far(&self) -> Result<Vec<Violation>> {
+    /// (each rewrites its file on every change); after [`Stack::stop_storage_sim`], the
+    /// final ones. Fails as [`Stack::check_storage_sims`] does: a simulator that died left
+    /// a file that no longer tells the truth.
+    pub fn violations_so_far(&mut self) -> Result<Vec<Violation>> {
+        self.check_storage_sims()?;
         let mut found = Vec::new();
         for (_, file) in &self.violations {
             if file.exists() {

@@ -1,9 +1,10 @@
 //! The test environment harness: real kube-apiservers (kwok) and moto, per-test
-//! namespaces and table names, wait helpers, and the storage simulator.
+//! namespaces and table names, wait helpers, the storage simulator, and the run checker.
 
 pub mod agents;
 pub mod aws;
 pub mod bench;
+pub mod checker;
 pub mod env;
 pub mod faults;
 pub mod fixtures;

@@ -1,93 +1,18 @@
 //! Child processes of the harness: [`Proc`] (a process with its log file, killed when
-//! dropped), the workspace's binaries brought up to date ([`workspace_binary`]), a clean
+//! dropped; in `proc`), the workspace's binaries brought up to date ([`workspace_binary`]), a clean
 //! environment for them ([`clean_command`]), and the loopback helpers (a free port, a
 //! plain HTTP GET) the scenarios use to reach an agent's admin port.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// How long a process may take to exit after SIGTERM.
-const EXIT_DEADLINE: Duration = Duration::from_secs(20);
+mod proc;
 
-// ---- processes ---------------------------------------------------------------------------------
-
-/// One child process with its log file; dropping the guard kills it.
-pub struct Proc {
-    /// Its name in logs and errors (`agent-east`, `storage-sim`, …).
-    pub name: String,
-    child: Child,
-    pub(crate) log: PathBuf,
-}
-
-impl Proc {
-    /// Starts `cmd`, stderr to `log`.
-    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("opening {}", log.display()))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(file))
-            .spawn()
-            .with_context(|| format!("starting {name}: {cmd:?}"))?;
-        Ok(Proc {
-            name: name.to_owned(),
-            child,
-            log,
-        })
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// True while the process has not exited.
-    pub fn running(&mut self) -> Result<bool> {
-        Ok(self.child.try_wait()?.is_none())
-    }
-
-    /// Everything the process logged so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends SIGTERM and waits until the process exits.
-    pub async fn terminate(&mut self) -> Result<()> {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status()?;
-        ensure!(status.success(), "kill -TERM {pid} failed: {status}");
-        let deadline = Instant::now() + EXIT_DEADLINE;
-        while self.child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                bail!("{} did not exit after SIGTERM", self.name);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
-    }
-
-    /// Kills the process at once (SIGKILL), as a crash would.
-    pub fn kill(&mut self) -> Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use proc::Proc;
 
 /// A workspace binary next to the running executable (`target/debug/` or
 /// `target/release/`), brought up to date first (a no-op when `cargo test --workspace`

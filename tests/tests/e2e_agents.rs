@@ -6,6 +6,12 @@
 //! two real kube-apiservers of the test environment and one moto table plus two SQS inboxes
 //! (see `failover_tests::agents`).
 //!
+//! After the failover the run checker (`failover_tests::checker`) must find nothing: no
+//! storage violation, every operation terminal, nothing left held on the group state, and
+//! both clusters agreeing with it. A last test shows the checker on a broken run: with no
+//! agent, a workload scaled up by hand on the standby side and a volume promoted by hand
+//! there are reported, and nothing else.
+//!
 //! The test takes its own namespace (plus one for its Flux objects), table and queue names.
 //! A failing test prints both clusters' objects and the logs of every process it started.
 
@@ -17,12 +23,16 @@ use failover_messages::keys::GroupRef;
 use failover_messages::records::{Mode, Operation, Phase};
 use failover_messages::store::{StartOutcome, StartRequest};
 use failover_tests::agents::Stack;
+use failover_tests::checker::{Problem, check_run};
 use failover_tests::fixtures::{
     self, GROUP, SETTLE, VOLUMES, assert_records, create_application, install_crds,
     wait_ready_replicas, wait_starting_point,
 };
 use failover_tests::kube::{Cluster, TestEnv, wait_for};
-use failover_tests::storage_sim::wait_settled;
+use failover_tests::storage_sim::{DesiredState, Violation, set_replication_state, wait_settled};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
 
 const FAILOVER_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -212,6 +222,7 @@ async fn body(
     stack.check_agents()?;
     let found = stack.stop_storage_sim().await?;
     ensure!(found.is_empty(), "storage violations: {found:#?}");
+    check_run(env, stack, &[group]).await?.ensure_clean()?;
     Ok(())
 }
 
@@ -226,6 +237,17 @@ async fn failoverctl_failover_wait_moves_the_group_with_real_agent_processes() -
 }
 
 async fn failover_with(coordinator: Coordinator) -> Result<()> {
+    in_stack(|env, stack, ns, flux_ns| Box::pin(body(env, stack, coordinator, ns, flux_ns))).await
+}
+
+/// The future of a scenario body borrowing the environment, the stack and the namespaces.
+type BodyFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 'a>>;
+
+/// Runs `body` with its namespaces and stack; on failure prints the logs and the objects.
+async fn in_stack<F>(body: F) -> Result<()>
+where
+    F: for<'a> FnOnce(&'a TestEnv, &'a mut Stack, &'a str, &'a str) -> BodyFuture<'a>,
+{
     let env = TestEnv::attach().await?;
     for c in env.clusters() {
         install_crds(c, SETTLE).await?;
@@ -233,7 +255,7 @@ async fn failover_with(coordinator: Coordinator) -> Result<()> {
     let ns = env.namespace("fo-e2e").await?;
     let flux_ns = env.namespace("fo-e2e-flux").await?;
     let mut stack = Stack::new(&env, &ns.name, "e2e-agents").await?;
-    let res = Box::pin(body(&env, &mut stack, coordinator, &ns.name, &flux_ns.name)).await;
+    let res = body(&env, &mut stack, &ns.name, &flux_ns.name).await;
     let out = match res {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -246,4 +268,78 @@ async fn failover_with(coordinator: Coordinator) -> Result<()> {
     ns.cleanup().await;
     flux_ns.cleanup().await;
     out
+}
+
+// ---- the run checker on a broken run -----------------------------------------------------------
+
+/// Polls the simulators' files until a violation satisfies `pred`.
+async fn wait_violation(
+    stack: &mut Stack,
+    what: &str,
+    pred: impl Fn(&Violation) -> bool,
+) -> Result<Violation> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let found = stack.violations_so_far()?;
+        if let Some(v) = found.iter().find(|v| pred(v)) {
+            return Ok(v.clone());
+        }
+        if Instant::now() > deadline {
+            bail!("no {what} recorded after {SETTLE:?}: {found:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn broken_by_hand(env: &TestEnv, stack: &mut Stack, ns: &str, flux_ns: &str) -> Result<()> {
+    stack.start_storage_sim(&[ns], Duration::from_millis(200))?;
+    Box::pin(create_application(env, ns, flux_ns)).await?;
+    wait_starting_point(env, ns).await?;
+    let groups = [GroupRef::new(ns, GROUP)?];
+    stack.store.register_group(&groups[0], "east").await?;
+    // The starting point is clean: west standby, Secondary, its workloads at 0.
+    check_run(env, stack, &groups).await?.ensure_clean()?;
+
+    // By hand, no agent: west's api scaled up on its Secondary volume, west's db-data
+    // promoted while east's is Primary.
+    Api::<Deployment>::namespaced(env.west.client.clone(), ns)
+        .patch(
+            "api",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 1}})),
+        )
+        .await?;
+    wait_violation(stack, "PodsOnSecondary", |v| {
+        matches!(v, Violation::PodsOnSecondary { .. })
+    })
+    .await?;
+    set_replication_state(&env.west.client, ns, "db-data", DesiredState::Primary).await?;
+    wait_settled(&env.west.client, ns, "db-data", "Primary", SETTLE).await?;
+    wait_violation(stack, "DualPrimary", |v| {
+        matches!(v, Violation::DualPrimary { .. })
+    })
+    .await?;
+
+    let verdict = check_run(env, stack, &groups).await?;
+    let p = &verdict.problems;
+    let exactly = p.len() == 4
+        && matches!(&p[0], Problem::PodsOnSecondary { cluster, volume, pods, .. }
+            if cluster == "west" && volume == "api-data" && !pods.is_empty())
+        && matches!(&p[1], Problem::DualPrimary { volume, end: None, .. } if volume == "db-data")
+        && matches!(&p[2], Problem::Volume { cluster, volume, want: "Secondary", .. }
+            if cluster == "west" && volume == "db-data")
+        && matches!(&p[3], Problem::Workload { cluster, workload, found, .. }
+            if cluster == "west" && workload == "Deployment/api" && found == "1 replicas");
+    ensure!(
+        exactly,
+        "want exactly the hand-made problems:\n{verdict}\n{p:#?}"
+    );
+    eprintln!("the run checker on the broken run:\n{verdict}");
+    stack.stop_storage_sim().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_checker_reports_exactly_what_was_broken_by_hand() -> Result<()> {
+    in_stack(|env, stack, ns, flux_ns| Box::pin(broken_by_hand(env, stack, ns, flux_ns))).await
 }

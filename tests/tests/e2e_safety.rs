@@ -357,9 +357,7 @@ async fn force_then_fence(s: &mut Scenario) -> Result<()> {
             Violation::DualPrimary { end, .. } => {
                 ensure!(end.is_some(), "a dual-Primary interval never ended: {v:?}")
             }
-            Violation::DemotedWithPods { .. } => {
-                return Err(anyhow!("demoted with pods: {v:#?}"));
-            }
+            _ => return Err(anyhow!("{}: {v:#?}", v.kind())),
         }
     }
     Ok(())

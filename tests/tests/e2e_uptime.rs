@@ -6,7 +6,8 @@
 //! record dual-Primary intervals: the test asserts there is one per volume, each closed and
 //! inside the dual-active window the agents recorded on the operation (within the agents'
 //! observation latency, [`OBSERVATION_SLACK`]); any other violation, or any violation in the
-//! fail-back, fails it.
+//! fail-back, fails it. The run checker (`failover_tests::checker`) must then find nothing:
+//! it allows those intervals by the same rule, from the operation records.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use anyhow::{Context, Result, anyhow, ensure};
 use failover_messages::keys::GroupRef;
 use failover_messages::records::{HandoffState, Mode, Operation, Phase};
 use failover_tests::agents::{Stack, expect_exit};
+use failover_tests::checker::check_run;
 use failover_tests::fixtures::{
     GROUP, OPERATION_DEADLINE, SETTLE, VOLUMES, assert_failover_objects_succeeded,
     assert_records_moved, assert_side_settled, create_application, install_crds,
@@ -340,6 +342,7 @@ async fn body(env: &TestEnv, stack: &mut Stack, ns: &str, flux_ns: &str) -> Resu
     stack.check_agents()?;
     let found = stack.stop_storage_sim().await?;
     assert_violations_in_window(&found, ns, window)?;
+    check_run(env, stack, &[group]).await?.ensure_clean()?;
     assert_metrics(stack, &op).await?;
     Ok(())
 }

@@ -5,12 +5,12 @@
 //! prints the namespace's objects in both clusters and the violations recorded.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use failover_tests::kube::{TestEnv, TestNamespace, pod_names, wait_for};
+use failover_tests::kube::{Cluster, TestEnv, TestNamespace, pod_names, wait_for};
 use failover_tests::storage_sim::{
     COND_COMPLETED, COND_DEGRADED, COND_RESYNCING, DesiredState, SimHandle, SimOptions, StorageSim,
     Violation, VrView, create_volume_replication, get_volume, read_violations_file, set_degraded,
@@ -18,9 +18,12 @@ use failover_tests::storage_sim::{
     wait_volume,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Client;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig, NamedAuthInfo};
 use serde_json::json;
 
 const SETTLE: Duration = Duration::from_secs(15);
@@ -165,6 +168,70 @@ fn demotions_with_pods(vs: &[Violation]) -> Vec<Violation> {
         .filter(|v| matches!(v, Violation::DemotedWithPods { .. }))
         .cloned()
         .collect()
+}
+
+fn pods_on_secondary(vs: &[Violation]) -> Vec<Violation> {
+    vs.iter()
+        .filter(|v| matches!(v, Violation::PodsOnSecondary { .. }))
+        .cloned()
+        .collect()
+}
+
+/// Waits for a `PodsOnSecondary` of `name` in `cluster`, open (`closed: false`) or closed.
+async fn wait_pods_on_secondary(
+    sim: &SimHandle,
+    cluster: &str,
+    name: &str,
+    closed: bool,
+) -> Result<Violation> {
+    let (cluster, name) = (cluster.to_owned(), name.to_owned());
+    sim.wait_for_violation(SETTLE, move |v| {
+        matches!(v, Violation::PodsOnSecondary { cluster: c, name: n, end, .. }
+            if *c == cluster && *n == name && end.is_some() == closed)
+    })
+    .await
+}
+
+/// Waits until no pod with `selector` is left in the namespace.
+async fn wait_pods_gone(client: &Client, ns: &str, selector: &str) -> Result<()> {
+    wait_for("pods gone", Duration::from_secs(60), || async move {
+        let pods = pod_names(client, ns, selector)
+            .await
+            .map_err(|e| e.to_string())?;
+        if pods.is_empty() {
+            Ok(Some(()))
+        } else {
+            Err(format!("pods left: {pods:?}"))
+        }
+    })
+    .await
+}
+
+/// Waits until a pod with `selector` exists in the namespace; returns their names.
+async fn wait_pods(client: &Client, ns: &str, selector: &str) -> Result<Vec<String>> {
+    wait_for(
+        &format!("a pod with {selector}"),
+        Duration::from_secs(60),
+        || async move {
+            let pods = pod_names(client, ns, selector)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((!pods.is_empty()).then_some(pods))
+        },
+    )
+    .await
+}
+
+async fn scale(client: &Client, ns: &str, name: &str, replicas: i32) -> Result<()> {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .with_context(|| format!("scaling Deployment {ns}/{name} to {replicas}"))?;
+    Ok(())
 }
 
 #[tokio::test]
@@ -336,25 +403,13 @@ fn deployment(name: &str, replicas: i32) -> Result<Deployment> {
 async fn demotion_while_workload_has_pods_is_recorded() -> Result<()> {
     with_sim("sim-pods", Duration::from_millis(100), |ctx| async move {
         let ns = ctx.ns.clone();
-        let deployments: Api<Deployment> = Api::namespaced(ctx.east().clone(), &ns);
-        deployments
+        Api::<Deployment>::namespaced(ctx.east().clone(), &ns)
             .create(&PostParams::default(), &deployment("app", 1)?)
             .await?;
         create_volume_replication(ctx.east(), &ns, "data", DesiredState::Primary, "data-pvc")
             .await?;
         set_workload(ctx.east(), &ns, "data", Some(("Deployment", "app"))).await?;
-        let client = ctx.east().clone();
-        let n = ns.clone();
-        let pods = wait_for("a pod of Deployment app", Duration::from_secs(60), || {
-            let (client, n) = (client.clone(), n.clone());
-            async move {
-                let pods = pod_names(&client, &n, "app=app")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok((!pods.is_empty()).then_some(pods))
-            }
-        })
-        .await?;
+        let pods = wait_pods(ctx.east(), &ns, "app=app").await?;
         ctx.settled(ctx.east(), "data", "Primary").await?;
 
         // Demote with the pod still there: the demotion happens and is recorded.
@@ -382,29 +437,14 @@ async fn demotion_while_workload_has_pods_is_recorded() -> Result<()> {
             seen.iter().any(|p| pods.contains(p)),
             "violation pods {seen:?}, deployment pods {pods:?}"
         );
+        // The pods stay on the Secondary volume: that is recorded too, as an open interval.
+        wait_pods_on_secondary(&ctx.sim, "east", "data", false).await?;
 
-        // Scale to 0, wait until the pods are gone: a demotion is then clean.
-        deployments
-            .patch(
-                "app",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"replicas": 0}})),
-            )
-            .await?;
-        wait_for("pods of app gone", Duration::from_secs(60), || {
-            let (client, n) = (client.clone(), n.clone());
-            async move {
-                let pods = pod_names(&client, &n, "app=app")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if pods.is_empty() {
-                    Ok(Some(()))
-                } else {
-                    Err(format!("pods left: {pods:?}"))
-                }
-            }
-        })
-        .await?;
+        // Scale to 0, wait until the pods are gone: the interval ends, and a demotion is
+        // then clean.
+        scale(ctx.east(), &ns, "app", 0).await?;
+        wait_pods_gone(ctx.east(), &ns, "app=app").await?;
+        wait_pods_on_secondary(&ctx.sim, "east", "data", true).await?;
         set_replication_state(ctx.east(), &ns, "data", DesiredState::Primary).await?;
         ctx.settled(ctx.east(), "data", "Primary").await?;
         set_replication_state(ctx.east(), &ns, "data", DesiredState::Secondary).await?;
@@ -412,10 +452,10 @@ async fn demotion_while_workload_has_pods_is_recorded() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let vs = ctx.sim.violations_in(&ns);
         ensure!(
-            demotions_with_pods(&vs).len() == 1,
-            "want only the first demotion recorded: {vs:?}"
+            demotions_with_pods(&vs).len() == 1 && pods_on_secondary(&vs).len() == 1,
+            "want only the first demotion and its pods recorded: {vs:?}"
         );
-        ensure!(dual_primaries(&vs).is_empty(), "{vs:?}");
+        ensure!(vs.len() == 2, "{vs:?}");
         Ok(())
     })
     .await
@@ -467,6 +507,11 @@ async fn demotion_while_a_pod_mounts_the_pvc_is_recorded() -> Result<()> {
                 if cluster == "west" && name == "data" && pods == &vec!["writer".to_string()]),
             "{v:?}"
         );
+        let v = wait_pods_on_secondary(&ctx.sim, "west", "data", false).await?;
+        ensure!(
+            matches!(&v, Violation::PodsOnSecondary { pods, .. } if pods == &["writer"]),
+            "{v:?}"
+        );
 
         pods.delete(
             "writer",
@@ -488,6 +533,7 @@ async fn demotion_while_a_pod_mounts_the_pvc_is_recorded() -> Result<()> {
             }
         })
         .await?;
+        wait_pods_on_secondary(&ctx.sim, "west", "data", true).await?;
         set_replication_state(ctx.west(), &ns, "data", DesiredState::Primary).await?;
         ctx.settled(ctx.west(), "data", "Primary").await?;
         set_replication_state(ctx.west(), &ns, "data", DesiredState::Secondary).await?;
@@ -495,8 +541,8 @@ async fn demotion_while_a_pod_mounts_the_pvc_is_recorded() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let vs = ctx.sim.violations_in(&ns);
         ensure!(
-            vs.len() == 1,
-            "want only the first demotion of data recorded: {vs:?}"
+            vs.len() == 2 && pods_on_secondary(&vs).len() == 1,
+            "want only the first demotion of data and its pod recorded: {vs:?}"
         );
         Ok(())
     })
@@ -659,6 +705,22 @@ async fn per_volume_latency_override() -> Result<()> {
     .await
 }
 
+/// The simulator binary for both clusters and namespace `ns`, writing `violations`.
+fn sim_command(env: &TestEnv, ns: &str, violations: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_failover-storage-sim"));
+    cmd.arg("--cluster")
+        .arg(format!("east={}", env.east.kubeconfig.display()))
+        .arg("--cluster")
+        .arg(format!("west={}", env.west.kubeconfig.display()))
+        .arg("--violations")
+        .arg(violations)
+        .args(["--latency", "100ms", "--namespace", ns])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
 #[tokio::test]
 async fn binary_writes_violations_file_and_stops_on_sigterm() -> Result<()> {
     in_namespace("sim-bin", |env, ns| async move {
@@ -666,19 +728,8 @@ async fn binary_writes_violations_file_and_stops_on_sigterm() -> Result<()> {
         std::fs::create_dir_all(&dir)?;
         let file: PathBuf = dir.join("violations.json");
         let log_path = dir.join("sim.log");
-        let log = std::fs::File::create(&log_path)?;
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_failover-storage-sim"))
-            .arg("--cluster")
-            .arg(format!("east={}", env.east.kubeconfig.display()))
-            .arg("--cluster")
-            .arg(format!("west={}", env.west.kubeconfig.display()))
-            .arg("--violations")
-            .arg(&file)
-            .args(["--latency", "100ms", "--namespace", &ns.name])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
+        let mut child = sim_command(&env, &ns.name, &file)
+            .stderr(Stdio::from(std::fs::File::create(&log_path)?))
             .spawn()
             .context("spawning failover-storage-sim")?;
         let pid = child.id().context("child pid")?;
@@ -801,6 +852,259 @@ async fn unknown_cluster_is_named() -> Result<()> {
             .wait_until_settled(&format!("{}/data", ctx.ns), "east", "Primary", SETTLE)
             .await?;
         Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn binary_exits_non_zero_naming_a_violations_file_it_cannot_write() -> Result<()> {
+    in_namespace("sim-badfile", |env, ns| async move {
+        let dir = std::env::temp_dir().join(format!("storage-sim-{}", ns.name));
+        std::fs::create_dir_all(&dir)?;
+        // At start: the file's folder is a regular file.
+        let blocker = dir.join("blocker");
+        std::fs::write(&blocker, "")?;
+        let bad = blocker.join("violations.json");
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            sim_command(&env, &ns.name, &bad)
+                .stderr(Stdio::piped())
+                .output(),
+        )
+        .await
+        .context("the simulator did not exit on an unwritable file")??;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(!out.status.success(), "exited {}: {stderr}", out.status);
+        ensure!(
+            stderr.contains(&bad.display().to_string()),
+            "the error does not name {}: {stderr}",
+            bad.display()
+        );
+
+        // While running: the folder is replaced by a regular file, then a violation is due.
+        let out_dir = dir.join("out");
+        std::fs::create_dir_all(&out_dir)?;
+        let file = out_dir.join("violations.json");
+        let log_path = dir.join("sim.log");
+        let mut child = sim_command(&env, &ns.name, &file)
+            .stderr(Stdio::from(std::fs::File::create(&log_path)?))
+            .spawn()
+            .context("spawning failover-storage-sim")?;
+        let log_text = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        let f = file.clone();
+        wait_for("violations file written at start", SETTLE, || {
+            let f = f.clone();
+            async move { Ok(f.exists().then_some(())) }
+        })
+        .await?;
+        std::fs::remove_dir_all(&out_dir)?;
+        std::fs::write(&out_dir, "")?;
+        for c in env.clusters() {
+            create_volume_replication(&c.client, &ns.name, "data", DesiredState::Primary, "pvc")
+                .await?;
+        }
+        let status = tokio::time::timeout(SETTLE, child.wait())
+            .await
+            .with_context(|| format!("still running:\n{}", log_text()))??;
+        let log = log_text();
+        ensure!(!status.success(), "exited {status}:\n{log}");
+        ensure!(
+            log.contains(&format!(
+                "cannot write the violations file {}",
+                file.display()
+            )),
+            "the log does not name {}:\n{log}",
+            file.display()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(Vec::new())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn pods_on_a_secondary_volume_are_recorded_at_any_time() -> Result<()> {
+    with_sim("sim-sec", Duration::from_millis(100), |ctx| async move {
+        let ns = ctx.ns.clone();
+        // The standby side of a fresh group: Secondary, its workload at 0. Clean.
+        Api::<Deployment>::namespaced(ctx.west().clone(), &ns)
+            .create(&PostParams::default(), &deployment("app", 0)?)
+            .await?;
+        create_volume_replication(ctx.west(), &ns, "data", DesiredState::Secondary, "data-pvc")
+            .await?;
+        set_workload(ctx.west(), &ns, "data", Some(("Deployment", "app"))).await?;
+        ctx.settled(ctx.west(), "data", "Secondary").await?;
+
+        // Scaled up by hand on the Secondary side, no demotion involved: recorded while
+        // the pods are there.
+        scale(ctx.west(), &ns, "app", 1).await?;
+        let pods = wait_pods(ctx.west(), &ns, "app=app").await?;
+        let v = wait_pods_on_secondary(&ctx.sim, "west", "data", false).await?;
+        ensure!(
+            matches!(&v, Violation::PodsOnSecondary { namespace, pods: seen, .. }
+                if *namespace == ns && *seen == pods),
+            "{v:?} (pods {pods:?})"
+        );
+        // The volume leaves Secondary (promoted): the interval ends, the pods may stay.
+        set_replication_state(ctx.west(), &ns, "data", DesiredState::Primary).await?;
+        ctx.settled(ctx.west(), "data", "Primary").await?;
+        let v = wait_pods_on_secondary(&ctx.sim, "west", "data", true).await?;
+        let Violation::PodsOnSecondary {
+            start,
+            end: Some(end),
+            ..
+        } = v
+        else {
+            unreachable!()
+        };
+        ensure!(start <= end, "{start} .. {end}");
+
+        // The order an agent follows: scale down, pods gone, demote; then promote, Primary,
+        // scale up. Nothing more is recorded.
+        scale(ctx.west(), &ns, "app", 0).await?;
+        wait_pods_gone(ctx.west(), &ns, "app=app").await?;
+        set_replication_state(ctx.west(), &ns, "data", DesiredState::Secondary).await?;
+        ctx.settled(ctx.west(), "data", "Secondary").await?;
+        set_replication_state(ctx.west(), &ns, "data", DesiredState::Primary).await?;
+        ctx.settled(ctx.west(), "data", "Primary").await?;
+        scale(ctx.west(), &ns, "app", 1).await?;
+        wait_pods(ctx.west(), &ns, "app=app").await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let vs = ctx.sim.violations_in(&ns);
+        ensure!(
+            vs.len() == 1 && pods_on_secondary(&vs).len() == 1,
+            "want only the hand-made interval: {vs:#?}"
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// A client for cluster `c` as a ServiceAccount of `ns` that may read and write
+/// VolumeReplications there and nothing else (no pods, no workloads).
+async fn client_without_pods(c: &Cluster, ns: &str) -> Result<Client> {
+    let pp = PostParams::default();
+    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "sim"}}))?;
+    Api::<ServiceAccount>::namespaced(c.client.clone(), ns)
+        .create(&pp, &sa)
+        .await?;
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "sim"},
+        "rules": [{"apiGroups": ["replication.storage.openshift.io"],
+                   "resources": ["volumereplications", "volumereplications/status"],
+                   "verbs": ["get", "list", "watch", "patch", "update"]}],
+    }))?;
+    Api::<Role>::namespaced(c.client.clone(), ns)
+        .create(&pp, &role)
+        .await?;
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "sim"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sim"},
+        "subjects": [{"kind": "ServiceAccount", "name": "sim", "namespace": ns}],
+    }))?;
+    Api::<RoleBinding>::namespaced(c.client.clone(), ns)
+        .create(&pp, &binding)
+        .await?;
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}))?;
+    let token = Api::<ServiceAccount>::namespaced(c.client.clone(), ns)
+        .create_token_request("sim", &pp, &request)
+        .await?
+        .status
+        .context("a TokenRequest without status")?
+        .token;
+    let mut kubeconfig = Kubeconfig::read_from(&c.kubeconfig)?;
+    let user: NamedAuthInfo =
+        serde_json::from_value(json!({"name": "sim", "user": {"token": token}}))?;
+    kubeconfig.auth_infos = vec![user];
+    for named in &mut kubeconfig.contexts {
+        if let Some(context) = &mut named.context {
+            context.user = Some("sim".into());
+        }
+    }
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let client = Client::try_from(config)?;
+    let vrs = volume_replications(&client, ns);
+    wait_for(
+        "the ServiceAccount may list VolumeReplications",
+        SETTLE,
+        || {
+            let vrs = vrs.clone();
+            async move {
+                match vrs.list_metadata(&ListParams::default()).await {
+                    Ok(_) => Ok(Some(())),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        },
+    )
+    .await?;
+    Ok(client)
+}
+
+#[tokio::test]
+async fn pods_that_cannot_be_listed_are_recorded_unknown() -> Result<()> {
+    in_namespace("sim-unknown", |env, ns| async move {
+        let client = client_without_pods(&env.east, &ns.name).await?;
+        let sim = StorageSim::start(
+            vec![("east".into(), client)],
+            SimOptions {
+                latency: Duration::from_millis(100),
+                violations_file: None,
+                namespace: Some(ns.name.clone()),
+            },
+        )
+        .await?;
+        // The demotion happens; neither pod check can be made.
+        create_volume_replication(
+            &env.east.client,
+            &ns.name,
+            "data",
+            DesiredState::Secondary,
+            "data-pvc",
+        )
+        .await?;
+        wait_settled(&env.east.client, &ns.name, "data", "Secondary", SETTLE).await?;
+        for check in ["DemotedWithPods", "PodsOnSecondary"] {
+            let v = sim
+                .wait_for_violation(
+                    SETTLE,
+                    move |v| matches!(v, Violation::Unknown { check: c, .. } if c == check),
+                )
+                .await?;
+            let Violation::Unknown {
+                cluster,
+                namespace,
+                name,
+                error,
+                ..
+            } = &v
+            else {
+                unreachable!()
+            };
+            ensure!(
+                cluster == "east" && *namespace == ns.name && name == "data",
+                "{v:?}"
+            );
+            ensure!(error.contains("forbidden"), "the error is not named: {v:?}");
+        }
+        // Once per volume and check until a read succeeds: more pod events add nothing.
+        set_workload(
+            &env.east.client,
+            &ns.name,
+            "data",
+            Some(("Deployment", "x")),
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let vs = sim.violations();
+        sim.shutdown();
+        ensure!(
+            vs.len() == 2 && vs.iter().all(|v| v.kind() == "Unknown"),
+            "{vs:#?}"
+        );
+        Ok(vs)
     })
     .await
 }

@@ -8,7 +8,9 @@
 //!
 //! Logs one line per transition and every violation at WARN (`RUST_LOG` filters, default
 //! `info`). On SIGINT or SIGTERM it stops the watches, rewrites the violations file and
-//! exits 0.
+//! exits 0. It exits non-zero, with a message naming the file, as soon as a write of the
+//! violations file fails (the file would no longer tell the truth), and on any other error
+//! it stops on (start-up, the engine stopping).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -77,8 +79,15 @@ async fn main() -> Result<()> {
     let signal = tokio::select! {
         r = tokio::signal::ctrl_c() => { r.context("waiting for SIGINT")?; "SIGINT" }
         _ = term.recv() => "SIGTERM",
+        e = sim.failed() => {
+            sim.shutdown();
+            return Err(e.context("storage simulator failed"));
+        }
     };
     sim.shutdown();
+    if let Some(failure) = sim.failure() {
+        anyhow::bail!("storage simulator failed: {failure}");
+    }
     sim.write_violations_file()?;
     let violations = sim.violations();
     tracing::info!(

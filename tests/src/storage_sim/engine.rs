@@ -9,6 +9,15 @@
 //! started a new task for it), a 404 ends it. Every status it writes goes back to the engine
 //! with the time the API server answered, so `Primary` intervals are measured from the
 //! writes themselves; writes by anyone else are seen through the watch.
+//!
+//! The pod checks ([`secondary`]): whenever a volume is `Secondary` at rest, or a pod of its
+//! namespace changes in its cluster (a pod watch per cluster), or that watch relists, one
+//! check task per (cluster, volume) asks the API server whether pods of its workload exist
+//! ([`super::pods::check_secondary`]); a request while one runs is remembered and served
+//! after it. Whatever cannot be read is recorded `Unknown`, once per volume until a read
+//! succeeds again.
+
+mod secondary;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::pin::pin;
@@ -17,11 +26,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde_json::json;
@@ -29,14 +35,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::model::{
-    ANNOTATION_WORKLOAD, DesiredState, Mode, Phase, Plan, STATE_PRIMARY, VrView, build_status,
-};
+use super::model::{DesiredState, Mode, Phase, Plan, STATE_PRIMARY, VrView, build_status};
+use super::pods::{Checked, PodSignal, owning_pods_retrying, relists};
 use super::violations::{Recorder, Violation, ms};
 use crate::kube::volume_replication_resource;
 
 /// (namespace, name) of a volume.
-type Key = (String, String);
+pub(crate) type Key = (String, String);
 
 /// Aborts the task when dropped (so dropping the engine's state stops its transitions).
 pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
@@ -64,6 +69,17 @@ pub(crate) enum Msg {
         id: u64,
         ok: bool,
     },
+    /// The VolumeReplication watch of cluster `.0` failed (`.1`) at `.2`.
+    WatchFailed(usize, String, Timestamp),
+    /// What the pod watch of cluster `.0` saw at `.2`.
+    Pods(usize, PodSignal, Timestamp),
+    /// A pod check (`id`) of a volume answered.
+    Checked {
+        cluster: usize,
+        key: Key,
+        id: u64,
+        result: Checked,
+    },
 }
 
 pub(crate) struct ClusterCtx {
@@ -81,6 +97,18 @@ struct Vol {
     obj: DynamicObject,
     view: VrView,
     task: Option<Running>,
+    check: secondary::PodCheck,
+}
+
+impl Vol {
+    fn new(obj: DynamicObject, view: VrView) -> Self {
+        Self {
+            obj,
+            view,
+            task: None,
+            check: secondary::PodCheck::default(),
+        }
+    }
 }
 
 pub(crate) struct Engine {
@@ -96,6 +124,9 @@ pub(crate) struct Engine {
     primaries: HashMap<Key, BTreeSet<usize>>,
     open_dual: HashMap<Key, usize>,
     next_id: u64,
+    /// Per cluster and watch (`0`: VolumeReplications, `1`: pods): failed and not yet
+    /// delivering again (its failure is recorded once per episode).
+    blind: Vec<[bool; 2]>,
 }
 
 impl Engine {
@@ -118,6 +149,7 @@ impl Engine {
             primaries: HashMap::new(),
             open_dual: HashMap::new(),
             next_id: 0,
+            blind: vec![[false; 2]; n],
         }
     }
 
@@ -129,30 +161,18 @@ impl Engine {
 
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Watch(c, event, at) => match *event {
-                Event::Init => self.listing[c] = Some(HashSet::new()),
-                Event::InitApply(obj) => {
-                    if let Some(seen) = &mut self.listing[c] {
-                        seen.insert(key_of(&obj));
-                    }
-                    self.observe(c, obj, Span::at(at), false);
-                }
-                Event::InitDone => {
-                    let seen = self.listing[c].take().unwrap_or_default();
-                    let gone: Vec<Key> = self
-                        .vols
-                        .keys()
-                        .filter(|(cc, k)| *cc == c && !seen.contains(k))
-                        .map(|(_, k)| k.clone())
-                        .collect();
-                    for k in gone {
-                        self.forget(c, k, at);
-                    }
-                    self.ready.send_modify(|r| r[c] = true);
-                }
-                Event::Apply(obj) => self.observe(c, obj, Span::at(at), false),
-                Event::Delete(obj) => self.forget(c, key_of(&obj), at),
-            },
+            Msg::Watch(c, event, at) => {
+                self.blind[c][0] = false;
+                self.watched(c, *event, at);
+            }
+            Msg::WatchFailed(c, error, at) => self.watch_failed(c, &error, at),
+            Msg::Pods(c, signal, at) => self.pods_signal(c, signal, at),
+            Msg::Checked {
+                cluster,
+                key,
+                id,
+                result,
+            } => self.checked(cluster, key, id, result),
             Msg::Wrote {
                 cluster,
                 obj,
@@ -187,6 +207,33 @@ impl Engine {
         }
     }
 
+    fn watched(&mut self, c: usize, event: Event<DynamicObject>, at: Timestamp) {
+        match event {
+            Event::Init => self.listing[c] = Some(HashSet::new()),
+            Event::InitApply(obj) => {
+                if let Some(seen) = &mut self.listing[c] {
+                    seen.insert(key_of(&obj));
+                }
+                self.observe(c, obj, Span::at(at), false);
+            }
+            Event::InitDone => {
+                let seen = self.listing[c].take().unwrap_or_default();
+                let gone: Vec<Key> = self
+                    .vols
+                    .keys()
+                    .filter(|(cc, k)| *cc == c && !seen.contains(k))
+                    .map(|(_, k)| k.clone())
+                    .collect();
+                for k in gone {
+                    self.forget(c, k, at);
+                }
+                self.ready.send_modify(|r| r[c] = true);
+            }
+            Event::Apply(obj) => self.observe(c, obj, Span::at(at), false),
+            Event::Delete(obj) => self.forget(c, key_of(&obj), at),
+        }
+    }
+
     /// Takes a newer copy of an object into the cache, then updates the Primary bookkeeping
     /// and reconciles it. Older copies (a watch event behind our own write) are ignored.
     /// The change took effect within `at`.
@@ -210,31 +257,23 @@ impl Engine {
                 if from_write {
                     return;
                 }
-                *vol = Vol {
-                    obj,
-                    view,
-                    task: None,
-                };
+                vol.check.close(&self.recorder, at.earliest);
+                *vol = Vol::new(obj, view);
             }
             None if from_write => return, // deleted while the task was writing
             None => {
-                self.vols.insert(
-                    k.clone(),
-                    Vol {
-                        obj,
-                        view,
-                        task: None,
-                    },
-                );
+                self.vols.insert(k.clone(), Vol::new(obj, view));
             }
         }
         let primary = self.vols[&k].view.state() == STATE_PRIMARY;
         self.set_primary(&key, c, primary, at);
+        self.secondary_changed(c, &key, at.latest);
         self.reconcile(c, key);
     }
 
     fn forget(&mut self, c: usize, key: Key, at: Timestamp) {
-        if self.vols.remove(&(c, key.clone())).is_some() {
+        if let Some(mut vol) = self.vols.remove(&(c, key.clone())) {
+            vol.check.close(&self.recorder, at);
             debug!(cluster = %self.clusters[c].name, volume = %format!("{}/{}", key.0, key.1), "storage-sim: volume deleted");
         }
         self.set_primary(&key, c, false, Span::at(at));
@@ -280,7 +319,7 @@ impl Engine {
                     end = %super::model::format_ms(at.latest),
                     "storage-sim VIOLATION: DualPrimary ended"
                 );
-                self.recorder.end_dual_primary(idx, at.latest);
+                self.recorder.end_interval(idx, at.latest);
                 self.open_dual.remove(key);
             }
             _ => {}
@@ -465,33 +504,38 @@ impl Transition {
     }
 
     /// Writes a demotion, recording `DemotedWithPods` if the owning workload still has pods
-    /// in this cluster (the demotion happens regardless).
+    /// in this cluster, or `Unknown` if they cannot be listed (the demotion happens
+    /// regardless).
     async fn demote(&mut self, phase: Phase) -> Result<(), Stop> {
         let view = self.view();
-        let pods = match owning_pods(&self.client, &view).await {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(cluster = %self.cluster_name, volume = %view.key(), "storage-sim: cannot list the volume's pods: {e:#}");
-                Vec::new()
-            }
-        };
+        let pods = owning_pods_retrying(&self.client, &view).await;
         let at = self.write(phase).await?;
-        if !pods.is_empty() {
-            warn!(
-                cluster = %self.cluster_name,
-                volume = %view.key(),
-                pods = ?pods,
-                at = %super::model::format_ms(at),
-                "storage-sim VIOLATION: DemotedWithPods"
-            );
-            self.recorder.push(Violation::DemotedWithPods {
+        let violation = match pods {
+            Ok(pods) if pods.is_empty() => return Ok(()),
+            Ok(pods) => Violation::DemotedWithPods {
                 cluster: self.cluster_name.clone(),
                 namespace: view.namespace.clone(),
                 name: view.name.clone(),
                 pods,
                 at: ms(at),
-            });
-        }
+            },
+            Err(error) => Violation::Unknown {
+                cluster: self.cluster_name.clone(),
+                namespace: view.namespace.clone(),
+                name: view.name.clone(),
+                check: "DemotedWithPods".into(),
+                error: format!("listing the volume's pods: {error}"),
+                at: ms(at),
+            },
+        };
+        warn!(
+            cluster = %self.cluster_name,
+            volume = %view.key(),
+            at = %super::model::format_ms(at),
+            violation = ?violation,
+            "storage-sim VIOLATION: {}", violation.kind()
+        );
+        self.recorder.push(violation);
         Ok(())
     }
 
@@ -566,94 +610,6 @@ impl Transition {
     }
 }
 
-/// Pods in the volume's cluster that use it and are not finished: those of the workload
-/// named by the `storage-sim.failover.io/workload` annotation (matched by its
-/// `spec.selector`), else those mounting the PVC named by `spec.dataSource`.
-pub async fn owning_pods(client: &Client, view: &VrView) -> Result<Vec<String>> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &view.namespace);
-    if let Some(workload) = view.annotations.get(ANNOTATION_WORKLOAD)
-        && let Some(selector) = workload_selector(client, &view.namespace, workload).await?
-    {
-        let list = pods.list(&ListParams::default().labels(&selector)).await?;
-        return Ok(live_pod_names(list.items.iter()));
-    }
-    let Some(ds) = &view.data_source else {
-        return Ok(Vec::new());
-    };
-    if !(ds.kind.is_empty() || ds.kind == "PersistentVolumeClaim") || ds.name.is_empty() {
-        return Ok(Vec::new());
-    }
-    let list = pods.list(&ListParams::default()).await?;
-    Ok(live_pod_names(list.items.iter().filter(|p| {
-        p.spec.as_ref().is_some_and(|s| {
-            s.volumes.iter().flatten().any(|v| {
-                v.persistent_volume_claim
-                    .as_ref()
-                    .is_some_and(|c| c.claim_name == ds.name)
-            })
-        })
-    })))
-}
-
-fn live_pod_names<'a>(pods: impl Iterator<Item = &'a Pod>) -> Vec<String> {
-    let mut names: Vec<String> = pods
-        .filter(|p| {
-            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-            !matches!(phase, Some("Succeeded" | "Failed"))
-        })
-        .filter_map(|p| p.metadata.name.clone())
-        .collect();
-    names.sort();
-    names
-}
-
-/// The label selector (as a query string) of `Kind/name`, or `None` when the annotation is
-/// malformed or the workload does not exist (then the PVC rule applies).
-async fn workload_selector(client: &Client, ns: &str, workload: &str) -> Result<Option<String>> {
-    let Some((kind, name)) = workload.trim().split_once('/') else {
-        warn!(annotation = %workload, "storage-sim: workload annotation is not Kind/name");
-        return Ok(None);
-    };
-    let selector = match kind {
-        "Deployment" => Api::<Deployment>::namespaced(client.clone(), ns)
-            .get_opt(name)
-            .await?
-            .and_then(|d| d.spec)
-            .map(|s| s.selector),
-        "StatefulSet" => Api::<StatefulSet>::namespaced(client.clone(), ns)
-            .get_opt(name)
-            .await?
-            .and_then(|s| s.spec)
-            .map(|s| s.selector),
-        other => {
-            warn!(kind = %other, "storage-sim: workload kind not supported (Deployment|StatefulSet)");
-            None
-        }
-    };
-    Ok(selector.map(|s| selector_string(&s)))
-}
-
-/// Renders a LabelSelector in the list-query syntax.
-fn selector_string(s: &LabelSelector) -> String {
-    let mut parts: Vec<String> = s
-        .match_labels
-        .iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    for e in s.match_expressions.iter().flatten() {
-        let values = e.values.clone().unwrap_or_default().join(",");
-        parts.push(match e.operator.as_str() {
-            "In" => format!("{} in ({values})", e.key),
-            "NotIn" => format!("{} notin ({values})", e.key),
-            "Exists" => e.key.clone(),
-            "DoesNotExist" => format!("!{}", e.key),
-            _ => continue,
-        });
-    }
-    parts.join(",")
-}
-
 /// Spawns the watcher of cluster `c` (all namespaces or one).
 pub(crate) fn spawn_watcher(
     c: usize,
@@ -679,7 +635,18 @@ pub(crate) fn spawn_watcher(
                         return;
                     }
                 }
-                Err(e) => warn!(cluster = %name, "storage-sim: watch error (retrying): {e}"),
+                Err(e) if relists(&e) => {
+                    debug!(cluster = %name, "storage-sim: watch expired, listing again: {e}");
+                }
+                Err(e) => {
+                    warn!(cluster = %name, "storage-sim: watch error (retrying): {e}");
+                    if tx
+                        .send(Msg::WatchFailed(c, e.to_string(), Timestamp::now()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
             }
         }
     })
@@ -724,18 +691,5 @@ mod tests {
         assert!(!is_newer(Some("9"), Some("9")));
         assert!(is_newer(Some("x"), Some("9")));
         assert!(!is_newer(Some("x"), Some("x")));
-    }
-
-    #[test]
-    fn selector_rendering() {
-        let s: LabelSelector = serde_json::from_value(json!({
-            "matchLabels": {"app": "db"},
-            "matchExpressions": [
-                {"key": "tier", "operator": "In", "values": ["a", "b"]},
-                {"key": "x", "operator": "DoesNotExist"}
-            ]
-        }))
-        .unwrap();
-        assert_eq!(selector_string(&s), "app=db,tier in (a,b),!x");
     }
 }

@@ -33,12 +33,33 @@
 //!   Primary volume) while pods of the owning workload still existed in that cluster — the
 //!   workload of the annotation, else pods mounting the PVC of `spec.dataSource`. Pods in
 //!   phase `Succeeded`/`Failed` do not count; terminating ones do. The demotion happens
-//!   anyway: the simulator reports, it does not protect.
+//!   anyway: the simulator reports, it does not protect;
+//! - `PodsOnSecondary`: at any time, not only at a demotion, pods of the owning workload
+//!   (same rule) existed in a cluster whose VolumeReplication there was `Secondary` at rest
+//!   (`status.state = Secondary`, `Completed=True`, the spec not asking for `primary`;
+//!   [`VrView::is_secondary_at_rest`]), from `start` to `end`, with every pod seen. The
+//!   simulator watches pods (per cluster, its namespaces) as well as VolumeReplications and
+//!   checks a volume whenever it comes to rest in `Secondary` and whenever a pod of its
+//!   namespace changes; a check lists the pods between two reads of the object and counts
+//!   only if the object did not change in between. A correct failover never shows one: a
+//!   source scales down, waits until the pods are gone, then demotes; a target promotes,
+//!   waits for `Primary`, then scales up; a fresh group's standby side is `Secondary` with
+//!   its workloads at 0;
+//! - `Unknown`: a check could not be made — the pods of a volume could not be listed (after
+//!   a few attempts), a VolumeReplication could not be read again, or a watch failed (other
+//!   than the `410 Gone` after which it lists again) — naming the cluster, the volume, the
+//!   check (`DemotedWithPods`, `PodsOnSecondary`, `DualPrimary`) and the error. The
+//!   simulator fails closed: what it cannot tell is reported, not passed. One `Unknown` per
+//!   volume and check until a read succeeds again.
 //!
-//! The binary `failover-storage-sim` runs the same simulator as a process.
+//! A write of the violations file that fails is fatal ([`SimHandle::failed`]): the file no
+//! longer tells the truth. The binary `failover-storage-sim` runs the same simulator as a
+//! process and exits non-zero, naming the file, when that happens or when the simulator
+//! stops on any other error.
 
 mod engine;
 mod model;
+mod pods;
 mod violations;
 
 use std::path::PathBuf;
@@ -51,12 +72,12 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use engine::owning_pods;
 pub use model::{
     ANNOTATION_DEGRADED, ANNOTATION_LATENCY, ANNOTATION_STUCK, ANNOTATION_WORKLOAD, COND_COMPLETED,
     COND_DEGRADED, COND_RESYNCING, DataSource, DesiredState, STATE_PRIMARY, STATE_SECONDARY,
     VrCondition, VrStatus, VrView, format_ms,
 };
+pub use pods::owning_pods;
 pub use violations::{Violation, read_violations_file, write_violations_file};
 
 use crate::kube::volume_replication_resource;
@@ -109,13 +130,22 @@ impl StorageSim {
                 client: client.clone(),
             })
             .collect();
-        let mut tasks: Vec<JoinHandle<()>> = ctxs
-            .iter()
-            .enumerate()
-            .map(|(i, c)| engine::spawn_watcher(i, c, options.namespace.as_deref(), tx.clone()))
-            .collect();
+        let ns = options.namespace.as_deref();
+        let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+        for (i, c) in ctxs.iter().enumerate() {
+            tasks.push(engine::spawn_watcher(i, c, ns, tx.clone()));
+            tasks.push(pods::spawn_pod_watcher(i, c, ns, tx.clone()));
+        }
         let eng = engine::Engine::new(ctxs, options.latency, recorder.clone(), tx, ready_tx);
-        tasks.push(tokio::spawn(eng.run(rx)));
+        let rec = recorder.clone();
+        tasks.push(tokio::spawn(async move {
+            let run = std::panic::AssertUnwindSafe(eng.run(rx));
+            let why = match futures::FutureExt::catch_unwind(run).await {
+                Ok(()) => "the storage simulator's engine stopped".to_owned(),
+                Err(_) => "the storage simulator's engine panicked".to_owned(),
+            };
+            rec.fail(why);
+        }));
         let handle = SimHandle {
             clusters,
             recorder,
@@ -218,6 +248,17 @@ impl SimHandle {
     /// change).
     pub fn write_violations_file(&self) -> Result<()> {
         self.recorder.flush()
+    }
+
+    /// The fatal error the simulator stopped being trustworthy on (a failed write of the
+    /// violations file, naming it; the engine stopping), if any.
+    pub fn failure(&self) -> Option<String> {
+        self.recorder.failure()
+    }
+
+    /// Waits until the simulator fails ([`SimHandle::failure`]) and returns the error.
+    pub async fn failed(&self) -> anyhow::Error {
+        anyhow::anyhow!(self.recorder.wait_failure().await)
     }
 
     /// Stops the watches and every pending transition. Recorded violations stay readable.

@@ -213,6 +213,18 @@ impl VrView {
             && self.condition_true_now(COND_COMPLETED)
     }
 
+    /// `Secondary` with the transition completed: `status.state = Secondary`,
+    /// `Completed=True`, and the spec not asking for `primary` (a promotion under way, even
+    /// before the driver noticed it, is not at rest). Pods of the volume's workload must not
+    /// exist then.
+    pub fn is_secondary_at_rest(&self) -> bool {
+        self.state() == STATE_SECONDARY
+            && self
+                .condition(COND_COMPLETED)
+                .is_some_and(VrCondition::is_true)
+            && self.desired != Some(DesiredState::Primary)
+    }
+
     fn flag(&self, key: &str) -> bool {
         self.annotations
             .get(key)
@@ -540,6 +552,27 @@ mod tests {
         assert!(plan.is_reflected_by(&v));
         assert!(v.is_settled("Primary"));
         assert_eq!(v.status.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn secondary_at_rest_only_once_completed_and_not_being_promoted() {
+        let v = view("secondary", 2, json!({}), &[]);
+        assert!(!v.is_secondary_at_rest());
+        let v = with_status(&v, Phase::InProgress(DesiredState::Secondary));
+        assert!(!v.is_secondary_at_rest());
+        let v = with_status(&v, Phase::Demoted);
+        assert!(v.is_secondary_at_rest());
+        // The spec asks for primary: a promotion is under way.
+        let mut p = v.clone();
+        p.desired = Some(DesiredState::Primary);
+        assert!(!p.is_secondary_at_rest());
+        // Resync: at rest only once resynced.
+        let mut r = v.clone();
+        r.desired = Some(DesiredState::Resync);
+        let r = with_status(&r, Phase::Resyncing);
+        assert!(!r.is_secondary_at_rest());
+        assert!(with_status(&r, Phase::Resynced).is_secondary_at_rest());
+        assert!(!with_status(&v, Phase::Promoted).is_secondary_at_rest());
     }
 
     #[test]

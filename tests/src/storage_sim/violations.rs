@@ -1,9 +1,11 @@
 //! Safety violations the simulator observed, kept in memory and mirrored to a JSON file.
 //!
 //! The file holds a JSON array of violations, each tagged by `kind`
-//! (`DualPrimary` / `DemotedWithPods`), timestamps in RFC 3339 UTC with milliseconds. It is
-//! rewritten atomically (temporary file + rename) on every change, so a reader never sees a
-//! half-written file.
+//! (`DualPrimary` / `DemotedWithPods` / `PodsOnSecondary` / `Unknown`), timestamps in RFC
+//! 3339 UTC with milliseconds. It is rewritten atomically (temporary file + rename) on every
+//! change, so a reader never sees a half-written file. A write that fails is kept as the
+//! recorder's failure ([`Recorder::failure`]): the file no longer tells the truth, so the
+//! process running the simulator must stop with an error.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -36,22 +38,71 @@ pub enum Violation {
         #[serde(with = "ts_ms")]
         at: Timestamp,
     },
+    /// Pods of the volume's workload (`pods`: every one seen in the interval) existed in
+    /// `cluster` while its VolumeReplication there was `Secondary` with the transition
+    /// completed, from `start` until `end` (`None`: still the case).
+    PodsOnSecondary {
+        cluster: String,
+        namespace: String,
+        name: String,
+        pods: Vec<String>,
+        #[serde(with = "ts_ms")]
+        start: Timestamp,
+        #[serde(with = "ts_ms_opt", default)]
+        end: Option<Timestamp>,
+    },
+    /// The simulator could not tell whether the check `check` (`DemotedWithPods`,
+    /// `PodsOnSecondary`, `DualPrimary`) passed for the volume in `cluster`: `error` says
+    /// why.
+    Unknown {
+        cluster: String,
+        namespace: String,
+        name: String,
+        check: String,
+        error: String,
+        #[serde(with = "ts_ms")]
+        at: Timestamp,
+    },
 }
 
 impl Violation {
     /// Namespace of the volume.
     pub fn namespace(&self) -> &str {
         match self {
-            Self::DualPrimary { namespace, .. } | Self::DemotedWithPods { namespace, .. } => {
-                namespace
-            }
+            Self::DualPrimary { namespace, .. }
+            | Self::DemotedWithPods { namespace, .. }
+            | Self::PodsOnSecondary { namespace, .. }
+            | Self::Unknown { namespace, .. } => namespace,
         }
     }
 
     /// Name of the volume.
     pub fn name(&self) -> &str {
         match self {
-            Self::DualPrimary { name, .. } | Self::DemotedWithPods { name, .. } => name,
+            Self::DualPrimary { name, .. }
+            | Self::DemotedWithPods { name, .. }
+            | Self::PodsOnSecondary { name, .. }
+            | Self::Unknown { name, .. } => name,
+        }
+    }
+
+    /// The kind, as the file tags it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::DualPrimary { .. } => "DualPrimary",
+            Self::DemotedWithPods { .. } => "DemotedWithPods",
+            Self::PodsOnSecondary { .. } => "PodsOnSecondary",
+            Self::Unknown { .. } => "Unknown",
+        }
+    }
+
+    /// The cluster it happened in (`None` for `DualPrimary`, which spans clusters).
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            Self::DualPrimary { .. } => None,
+            Self::DemotedWithPods { cluster, .. }
+            | Self::PodsOnSecondary { cluster, .. }
+            | Self::Unknown { cluster, .. } => Some(cluster),
         }
     }
 }
@@ -127,6 +178,8 @@ pub(crate) struct Recorder {
     list: Arc<Mutex<Vec<Violation>>>,
     file: Option<PathBuf>,
     changed: watch::Sender<u64>,
+    /// The first fatal error (a failed write of the file, the engine stopping).
+    failure: watch::Sender<Option<String>>,
 }
 
 impl Recorder {
@@ -135,10 +188,11 @@ impl Recorder {
             list: Arc::default(),
             file,
             changed: watch::Sender::new(0),
+            failure: watch::Sender::new(None),
         }
     }
 
-    /// Appends a violation; returns its index (to close a `DualPrimary` later).
+    /// Appends a violation; returns its index (to close an interval later).
     pub(crate) fn push(&self, v: Violation) -> usize {
         let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
         list.push(v);
@@ -147,12 +201,32 @@ impl Recorder {
         idx
     }
 
-    /// Sets the end of the open `DualPrimary` at `idx`.
-    pub(crate) fn end_dual_primary(&self, idx: usize, at: Timestamp) {
+    /// Sets the end of the open `DualPrimary` or `PodsOnSecondary` at `idx`.
+    pub(crate) fn end_interval(&self, idx: usize, at: Timestamp) {
         let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(Violation::DualPrimary { end, .. }) = list.get_mut(idx) {
-            *end = Some(ms(at));
+        match list.get_mut(idx) {
+            Some(Violation::DualPrimary { end, .. } | Violation::PodsOnSecondary { end, .. })
+                if end.is_none() =>
+            {
+                *end = Some(ms(at))
+            }
+            _ => return,
         }
+        self.persist(&list);
+    }
+
+    /// Adds `pods` to those of the `PodsOnSecondary` at `idx` (sorted, no duplicates).
+    pub(crate) fn add_pods(&self, idx: usize, more: &[String]) {
+        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(Violation::PodsOnSecondary { pods, .. }) = list.get_mut(idx) else {
+            return;
+        };
+        if more.iter().all(|p| pods.contains(p)) {
+            return;
+        }
+        pods.extend(more.iter().cloned());
+        pods.sort();
+        pods.dedup();
         self.persist(&list);
     }
 
@@ -168,8 +242,36 @@ impl Recorder {
     pub(crate) fn flush(&self) -> Result<()> {
         let list = self.list.lock().unwrap_or_else(|e| e.into_inner());
         match &self.file {
-            Some(path) => write_violations_file(path, &list),
+            Some(path) => write_violations_file(path, &list)
+                .with_context(|| format!("cannot write the violations file {}", path.display())),
             None => Ok(()),
+        }
+    }
+
+    /// Records a fatal error (only the first is kept).
+    pub(crate) fn fail(&self, error: String) {
+        self.failure.send_if_modified(|f| {
+            if f.is_some() {
+                return false;
+            }
+            tracing::error!("storage-sim: {error}");
+            *f = Some(error);
+            true
+        });
+    }
+
+    /// The first fatal error, if any.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure.borrow().clone()
+    }
+
+    /// Waits for the first fatal error.
+    pub(crate) async fn wait_failure(&self) -> String {
+        let mut rx = self.failure.subscribe();
+        match rx.wait_for(Option::is_some).await {
+            Ok(f) => f.clone().unwrap_or_default(),
+            // The sender lives in `self`: it cannot be dropped while we wait.
+            Err(_) => std::future::pending().await,
         }
     }
 
@@ -177,7 +279,10 @@ impl Recorder {
         if let Some(path) = &self.file
             && let Err(e) = write_violations_file(path, list)
         {
-            tracing::error!(file = %path.display(), "storage-sim: cannot write violations file: {e:#}");
+            self.fail(format!(
+                "cannot write the violations file {}: {e:#}",
+                path.display()
+            ));
         }
         self.changed.send_modify(|n| *n += 1);
     }
@@ -205,7 +310,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\"end\": null"), "{text}");
-        rec.end_dual_primary(idx, "2026-01-02T03:04:06Z".parse().unwrap());
+        rec.end_interval(idx, "2026-01-02T03:04:06Z".parse().unwrap());
         rec.push(Violation::DemotedWithPods {
             cluster: "east".into(),
             namespace: "ns".into(),
@@ -213,13 +318,76 @@ mod tests {
             pods: vec!["app-1".into()],
             at: ms(start),
         });
+        let pods = rec.push(Violation::PodsOnSecondary {
+            cluster: "west".into(),
+            namespace: "ns".into(),
+            name: "data".into(),
+            pods: vec!["b".into()],
+            start: ms(start),
+            end: None,
+        });
+        rec.add_pods(pods, &["a".into(), "b".into()]);
+        rec.end_interval(pods, "2026-01-02T03:04:07Z".parse().unwrap());
+        // A second end is ignored: an interval closes once.
+        rec.end_interval(pods, "2026-01-02T03:04:09Z".parse().unwrap());
+        rec.push(Violation::Unknown {
+            cluster: "west".into(),
+            namespace: "ns".into(),
+            name: "data".into(),
+            check: "PodsOnSecondary".into(),
+            error: "pods is forbidden".into(),
+            at: ms(start),
+        });
         let read = read_violations_file(&path).unwrap();
         assert_eq!(read, rec.snapshot());
+        let text = std::fs::read_to_string(&path).unwrap();
         assert!(
-            std::fs::read_to_string(&path)
-                .unwrap()
-                .contains("\"end\": \"2026-01-02T03:04:06.000Z\"")
+            text.contains("\"end\": \"2026-01-02T03:04:06.000Z\""),
+            "{text}"
         );
+        assert!(
+            text.contains("\"end\": \"2026-01-02T03:04:07.000Z\""),
+            "{text}"
+        );
+        assert!(text.contains("\"kind\": \"Unknown\""), "{text}");
+        let Violation::PodsOnSecondary { pods, .. } = &read[2] else {
+            panic!("{read:?}")
+        };
+        assert_eq!(pods, &["a", "b"]);
+        assert_eq!(
+            read.iter().map(Violation::kind).collect::<Vec<_>>(),
+            [
+                "DualPrimary",
+                "DemotedWithPods",
+                "PodsOnSecondary",
+                "Unknown"
+            ]
+        );
+        assert!(rec.failure().is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_failed_write_is_kept_as_the_failure_naming_the_file() {
+        let dir = std::env::temp_dir().join(format!("storage-sim-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A regular file where the violations file's folder should be.
+        let blocker = dir.join("not-a-dir");
+        std::fs::write(&blocker, "").unwrap();
+        let path = blocker.join("v.json");
+        let rec = Recorder::new(Some(path.clone()));
+        assert!(rec.flush().is_err());
+        rec.push(Violation::DemotedWithPods {
+            cluster: "east".into(),
+            namespace: "ns".into(),
+            name: "data".into(),
+            pods: vec![],
+            at: Timestamp::UNIX_EPOCH,
+        });
+        let failure = rec.failure().expect("a failure");
+        assert!(failure.contains(&path.display().to_string()), "{failure}");
+        rec.fail("later".into());
+        assert_eq!(rec.failure(), Some(failure));
         let _ = std::fs::remove_dir_all(dir);
     }
 }
