@@ -33,7 +33,9 @@
 //! - `engine::<boundary>` and `engine::<boundary>::<stage>::<task>` in the agent's
 //!   workflow engine, at each step boundary: `intent::before` (before the step's intent is
 //!   journaled), `run::before` (intent journaled, before the step acts on Kubernetes),
-//!   `done::before` (the step acted, before its outcome is journaled) and `done::after`.
+//!   `done::before` (the step acted, before its outcome is journaled) and `done::after`;
+//! - `engine::skip::<kind>` (`WaitPodsGone`, `ScaleDown`, …): the step reports done without
+//!   acting — a deliberately broken agent, for showing that the fault tests catch one.
 
 /// What the injected error says, for a point that fired with an argument other than
 /// `crash`.

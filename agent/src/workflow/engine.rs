@@ -502,7 +502,9 @@ impl<J: Journal> Engine<J> {
         let last_failure = earlier
             .filter(|s| step.journaled && s.status == StepStatus::Failed)
             .and_then(|s| s.message.clone());
-        let ran = if limit.is_zero() {
+        let ran = if skipped_by_failpoint(&step.key) {
+            Ran::Ok
+        } else if limit.is_zero() {
             Ran::TimedOut(whole, last_failure)
         } else {
             let fut = step.task.execute(&step_ctx);
@@ -697,6 +699,21 @@ impl<J: Journal> Engine<J> {
             Ok(()) => Ok(()),
         }
     }
+}
+
+/// True when the failpoint `engine::skip::<kind>` (the step key's part before `:`, e.g.
+/// `WaitPodsGone`) fires: the step reports done without acting. Only for showing that the
+/// fault tests catch a broken agent.
+fn skipped_by_failpoint(key: &str) -> bool {
+    if !failpoint::enabled() {
+        return false;
+    }
+    let kind = key.split(':').next().unwrap_or(key);
+    let skipped = failpoint::hit(&format!("engine::skip::{kind}")).is_some();
+    if skipped {
+        tracing::warn!(task = %key, "failpoint: step skipped without acting");
+    }
+    skipped
 }
 
 /// The failpoints of the step boundary `at` (`engine::<at>` and
