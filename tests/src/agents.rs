@@ -237,7 +237,9 @@ impl Default for AgentOptions {
         Self {
             heartbeat_interval: Duration::from_secs(2),
             lease_duration: None,
-            reread_interval: Duration::from_secs(2),
+            // Long enough that a broken SQS wake-up path fails a test instead of being
+            // hidden by the re-read.
+            reread_interval: Duration::from_secs(30),
             log_filter: "info".into(),
         }
     }
@@ -637,6 +639,35 @@ impl Stack {
         }
         if succeeded {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        self.delete_table_and_queues().await;
+    }
+
+    /// Deletes the stack's table and queues (moto keeps, and copies, whatever is left, so
+    /// leftovers slow every later test). Failures are only reported: cleanup never fails a
+    /// test.
+    async fn delete_table_and_queues(&self) {
+        let ddb = self.env.aws.dynamodb();
+        if let Err(e) = ddb.delete_table().table_name(&self.table).send().await {
+            eprintln!("cleanup: deleting table {}: {e}", self.table);
+        }
+        let sqs = self.env.aws.sqs();
+        let options = self.inbox.options();
+        let mut names = vec![options.inbox_queue_name("coordinator")];
+        for c in self.env.clusters() {
+            names.push(options.inbox_queue_name(&c.name));
+            names.push(options.dead_letter_queue_name(&c.name));
+        }
+        names.push(options.dead_letter_queue_name("coordinator"));
+        for name in names {
+            let Ok(url) = sqs.get_queue_url().queue_name(&name).send().await else {
+                continue;
+            };
+            if let Some(url) = url.queue_url()
+                && let Err(e) = sqs.delete_queue().queue_url(url).send().await
+            {
+                eprintln!("cleanup: deleting queue {name}: {e}");
+            }
         }
     }
 
