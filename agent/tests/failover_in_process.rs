@@ -488,6 +488,10 @@ async fn a_group_without_volumes_fails_over_in_consistency_mode() -> Result<()> 
                 .await
                 .with_context(|| format!("dropping the volumes from the group in {}", c.name))?;
         }
+        // A stateless application has no replicated volumes at all: without this, the
+        // storage simulator would rightly flag the workloads starting in west on its
+        // Secondary copies.
+        delete_volume_replications(s).await?;
         let op = s.start_operation().await?;
         let (east, west) = (s.adapter(&s.env.east), s.adapter(&s.env.west));
         let (e, w) = with_limit("the failover", async {
@@ -534,4 +538,22 @@ async fn a_group_without_volumes_fails_over_in_consistency_mode() -> Result<()> 
         Ok(())
     }))
     .await
+}
+
+/// Deletes the namespace's VolumeReplications in both clusters.
+async fn delete_volume_replications(s: &Scenario) -> Result<()> {
+    for c in s.env.clusters() {
+        let api = Api::<kube::api::DynamicObject>::namespaced_with(
+            c.client.clone(),
+            &s.ns.name,
+            &failover_tests::kube::volume_replication_resource(),
+        );
+        for (volume, _, _) in failover_tests::fixtures::VOLUMES {
+            let name = volume.rsplit('/').next().unwrap_or(volume);
+            api.delete(name, &kube::api::DeleteParams::default())
+                .await
+                .with_context(|| format!("deleting VolumeReplication {name} in {}", c.name))?;
+        }
+    }
+    Ok(())
 }

@@ -19,10 +19,12 @@
 //! - `sleep(ms)`, `pause`, `panic` and the rest behave as in the `fail` crate.
 //!
 //! The places:
-//! - `store::<operation>::before` / `store::<operation>::after`: around every store call
-//!   (`<operation>` is the label of `failover_dynamodb_calls_total`: `journal_intent`,
-//!   `claim_promotion`, `start_operation`, `renew_lease`, …); an error *after* the call
-//!   means the write happened and its answer was lost;
+//! - `store::<operation>::before` / `store::<operation>::after`, and the same with the API
+//!   (`store::<operation>::<Api>::after`): around every store call (`<operation>` is the
+//!   label of `failover_dynamodb_calls_total`: `journal_intent`, `claim_promotion`,
+//!   `start_operation`, `renew_lease`, …; one operation may read with `GetItem` before it
+//!   writes with `TransactWriteItems`); an error *after* the call means the write happened
+//!   and its answer was lost;
 //! - `dynamodb::<Api>` (`TransactWriteItems`, `UpdateItem`, `GetItem`, …): the HTTP
 //!   answer of one DynamoDB attempt is replaced by DynamoDB's own error for `throttle`
 //!   (`ThrottlingException`, HTTP 400), `throughput` (`ProvisionedThroughputExceeded

@@ -77,9 +77,12 @@ impl Scenario {
             String::from_utf8_lossy(&out.stderr)
         );
         let (store, group) = (&self.stack.store, &self.group);
+        // East's agent records them on its fencing re-check (at start-up and every re-read
+        // interval), which must first see the group registered.
+        let deadline = self.stack.agent_options.reread_interval * 2 + SETTLE;
         wait_for(
             "east's known replica counts in DynamoDB",
-            SETTLE,
+            deadline,
             || async {
                 let known = store
                     .get_known_replicas(group)
@@ -211,9 +214,13 @@ impl Scenario {
                 let n = report.crashes_of(cluster) - 1;
                 let how = how.get(n).or(how.last()).cloned().unwrap_or_default();
                 if let Err(e) = self.stack.start_agent_with(cluster, how).await {
-                    // Crashed again during start-up: the next look restarts it.
-                    if self.stack.proc_mut(&name)?.running()? {
-                        return Err(e);
+                    // Crashed again during start-up (a new crash line): the next look
+                    // restarts it. Any other failure to start is the test's failure.
+                    let proc = self.stack.proc_mut(&name)?;
+                    let crashed = !proc.running()?
+                        && crash_points(&proc.log_text()).count() > report.crashes_of(cluster);
+                    if !crashed {
+                        return Err(e.context(format!("restarting {name} after a crash")));
                     }
                 }
             }

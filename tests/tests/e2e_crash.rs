@@ -170,12 +170,16 @@ async fn a_failoverctl_killed_after_its_start_write_leaves_an_operation_the_agen
             .stack
             .failoverctl_command(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
         let out = cmd
-            .env("FAILPOINTS", "store::start_operation::after=return(crash)")
+            .env(
+                "FAILPOINTS",
+                "store::start_operation::TransactWriteItems::after=return(crash)",
+            )
             .output()?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         ensure!(
             out.status.code().is_none()
-                && stderr.contains("failpoint store::start_operation::after: crash"),
+                && stderr
+                    .contains("failpoint store::start_operation::TransactWriteItems::after: crash"),
             "failoverctl did not crash after its start write: {:?}\n{stderr}",
             out.status
         );

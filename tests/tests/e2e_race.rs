@@ -1,8 +1,8 @@
 //! Racing coordinators against real agents: while the source is slowed (east's `api-data`
-//! is stuck in the storage simulator, so the source's demotion cannot complete), two
+//! is stuck in the storage simulator, so the source's demotion cannot complete), twenty
 //! `failoverctl failover <group> --to west` processes launched at the same moment get
-//! exactly one start (exit 0) and one refusal (exit 3) naming the group and the operation
-//! in flight, and every later attempt is refused the same way. Once the stuck volume is
+//! exactly one start (exit 0) and nineteen refusals (exit 3) naming the group and the
+//! operation in flight, and every later attempt is refused the same way. Once the stuck volume is
 //! lifted the started operation finishes on its own (`failoverctl watch` exits 0): the group
 //! ends in west with exactly one history entry and the storage simulator saw nothing unsafe
 //! (protocol rule 1).
@@ -27,22 +27,28 @@ use serde_json::Value;
 /// The volume that holds the source up.
 const STUCK: &str = "api-data";
 
-/// Runs `failoverctl args` in two threads released by one barrier, so both processes start
+/// How many `failoverctl failover` race for one group.
+const RACERS: usize = 20;
+
+/// Runs `failoverctl args` in `n` threads released by one barrier, so the processes start
 /// at the same moment.
-fn launch_two_at_once(stack: &Stack, args: &[&str]) -> Result<[Output; 2]> {
-    let barrier = Barrier::new(2);
-    let (a, b) = std::thread::scope(|s| {
-        let run = || {
-            barrier.wait();
-            stack.failoverctl(args)
-        };
-        let a = s.spawn(run);
-        let b = s.spawn(run);
-        (a.join(), b.join())
+fn launch_at_once(stack: &Stack, args: &[&str], n: usize) -> Result<Vec<Output>> {
+    let barrier = Barrier::new(n);
+    let joined: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    stack.failoverctl(args)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join()).collect()
     });
-    let a = a.map_err(|_| anyhow!("failoverctl thread panicked"))??;
-    let b = b.map_err(|_| anyhow!("failoverctl thread panicked"))??;
-    Ok([a, b])
+    joined
+        .into_iter()
+        .map(|r| r.map_err(|_| anyhow!("failoverctl thread panicked"))?)
+        .collect()
 }
 
 /// The operation id in `g: operation <id> started (…)`.
@@ -90,34 +96,37 @@ async fn body(env: &TestEnv, stack: &mut Stack, ns: &str, flux_ns: &str) -> Resu
     // Slow the source down: its demotion of api-data will not complete.
     set_stuck(&env.east.client, ns, STUCK, true).await?;
 
-    // Two coordinators at the same moment: exactly one starts.
+    // Twenty coordinators at the same moment: exactly one starts, every other is refused.
     let args = ["failover", g.as_str(), "--to", "west"];
-    let outs = launch_two_at_once(stack, &args)?;
+    let outs = launch_at_once(stack, &args, RACERS)?;
     let codes: Vec<Option<i32>> = outs.iter().map(|o| o.status.code()).collect();
-    let (winner, loser) = match codes.as_slice() {
-        [Some(0), Some(3)] => (&outs[0], &outs[1]),
-        [Some(3), Some(0)] => (&outs[1], &outs[0]),
-        _ => {
-            let text: Vec<String> = outs
-                .iter()
-                .map(|o| {
-                    format!(
-                        "exit {:?}\nstdout: {}\nstderr: {}",
-                        o.status.code(),
-                        String::from_utf8_lossy(&o.stdout),
-                        String::from_utf8_lossy(&o.stderr)
-                    )
-                })
-                .collect();
-            anyhow::bail!(
-                "two racing failoverctl: want one 0 and one 3, got {codes:?}:\n{text:#?}"
-            );
-        }
-    };
-    let (stdout, _) = expect_exit(winner, 0, "failover (race winner)")?;
+    let winners: Vec<&Output> = outs.iter().filter(|o| o.status.code() == Some(0)).collect();
+    let losers: Vec<&Output> = outs.iter().filter(|o| o.status.code() == Some(3)).collect();
+    if winners.len() != 1 || losers.len() != RACERS - 1 {
+        let text: Vec<String> = outs
+            .iter()
+            .map(|o| {
+                format!(
+                    "exit {:?}\nstdout: {}\nstderr: {}",
+                    o.status.code(),
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .collect();
+        anyhow::bail!(
+            "{RACERS} racing failoverctl: want one 0 and {} times 3, got {codes:?}:\n{text:#?}",
+            RACERS - 1
+        );
+    }
+    let (stdout, _) = expect_exit(winners[0], 0, "failover (race winner)")?;
     let op_id = started_id(&stdout, &g)?;
-    let why = assert_refused(loser, &g, &op_id, "failover (race loser)")?;
-    eprintln!("race loser: {}", why.trim());
+    for (i, loser) in losers.iter().enumerate() {
+        let why = assert_refused(loser, &g, &op_id, &format!("failover (race loser {i})"))?;
+        if i == 0 {
+            eprintln!("race loser: {}", why.trim());
+        }
+    }
 
     // A second failover right after: refused, naming the operation in flight.
     let out = stack.failoverctl(&args)?;

@@ -16,86 +16,22 @@
 //! Each checks the objects in both clusters, the records in DynamoDB, the `Failover`
 //! status, the CLI's exit codes and output, and the storage simulator's violations.
 
-use std::time::Duration;
-
 use anyhow::{Context, Result, anyhow, ensure};
 use failover_messages::crd::{FailoverGroup, FailoverPhase};
-use failover_messages::keys::GroupRef;
 use failover_messages::records::Phase;
-use failover_tests::agents::Stack;
+use failover_tests::agents::AgentStart;
 use failover_tests::fixtures::{
-    GROUP, OPERATION_DEADLINE, SETTLE, VOLUMES, assert_side_settled, create_application,
-    install_crds, wait_failover_object, wait_group_idle_on, wait_starting_point,
+    GROUP, OPERATION_DEADLINE, SETTLE, VOLUMES, assert_side_settled, wait_failover_object,
+    wait_group_idle_on, wait_starting_point,
 };
-use failover_tests::kube::{TestEnv, TestNamespace, wait_for};
+use failover_tests::kube::wait_for;
+use failover_tests::scenario::Scenario;
 use failover_tests::storage_sim::{Violation, set_stuck};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 /// The volume the stuck scenario holds back.
 const STUCK: &str = "db-data";
-
-/// Namespaces, stack, application, agents; the group registered active in east.
-struct Scenario {
-    env: TestEnv,
-    ns: TestNamespace,
-    flux_ns: TestNamespace,
-    stack: Stack,
-    group: GroupRef,
-}
-
-impl Scenario {
-    async fn new(label: &str) -> Result<Scenario> {
-        let env = TestEnv::attach().await?;
-        for c in env.clusters() {
-            install_crds(c, SETTLE).await?;
-        }
-        let ns = env.namespace(&format!("fo-{label}")).await?;
-        let flux_ns = env.namespace(&format!("fo-{label}-flux")).await?;
-        let stack = Stack::new(&env, &ns.name, label).await?;
-        let group = GroupRef::new(&ns.name, GROUP)?;
-        Ok(Scenario {
-            env,
-            ns,
-            flux_ns,
-            stack,
-            group,
-        })
-    }
-
-    async fn start(&mut self) -> Result<()> {
-        let ns = self.ns.name.clone();
-        self.stack
-            .start_storage_sim(&[&ns], Duration::from_millis(200))?;
-        Box::pin(create_application(&self.env, &ns, &self.flux_ns.name)).await?;
-        wait_starting_point(&self.env, &ns).await?;
-        self.stack.start_agents().await?;
-        let out =
-            self.stack
-                .failoverctl(&["register", &self.group.to_string(), "--active", "east"])?;
-        ensure!(
-            out.status.success(),
-            "failoverctl register: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    }
-
-    /// Runs `body`, printing logs and objects on failure, then cleans up.
-    async fn finish(self, res: Result<()>) -> Result<()> {
-        let out = match res {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.stack.print_logs();
-                Err(anyhow!("{e:#}\n\n{}", self.ns.dump().await))
-            }
-        };
-        self.stack.cleanup(out.is_ok()).await;
-        self.ns.cleanup().await;
-        self.flux_ns.cleanup().await;
-        out
-    }
-}
 
 fn text(out: &std::process::Output) -> (String, String) {
     (
@@ -115,7 +51,8 @@ async fn a_stuck_volume_fails_the_operation_by_its_deadline_and_abort_restores_t
 }
 
 async fn stuck_then_abort(s: &mut Scenario) -> Result<()> {
-    s.start().await?;
+    s.start(AgentStart::default(), AgentStart::default())
+        .await?;
     let ns = s.ns.name.clone();
     let (east, west) = (s.env.east.clone(), s.env.west.clone());
     // A short demotion limit, and one of east's volumes never completes a change.
@@ -230,7 +167,8 @@ async fn a_forced_failover_without_the_source_agent_is_fenced_when_it_returns() 
 }
 
 async fn force_then_fence(s: &mut Scenario) -> Result<()> {
-    s.start().await?;
+    s.start(AgentStart::default(), AgentStart::default())
+        .await?;
     let ns = s.ns.name.clone();
     let (east, west) = (s.env.east.clone(), s.env.west.clone());
 
@@ -238,7 +176,8 @@ async fn force_then_fence(s: &mut Scenario) -> Result<()> {
     // west scales up to when no operation recorded them (as in a forced one without east).
     let store = s.stack.store.clone();
     let group = s.group.clone();
-    wait_for("east's known replica counts in DynamoDB", SETTLE, || {
+    let deadline = s.stack.agent_options.reread_interval * 2 + SETTLE;
+    wait_for("east's known replica counts in DynamoDB", deadline, || {
         let (store, group) = (store.clone(), group.clone());
         async move {
             let known = store
@@ -456,7 +395,8 @@ async fn forced_failover_object(
 }
 
 async fn force_while_alive(s: &mut Scenario) -> Result<()> {
-    s.start().await?;
+    s.start(AgentStart::default(), AgentStart::default())
+        .await?;
     let ns = s.ns.name.clone();
     let g = s.group.to_string();
     let store = s.stack.store.clone();

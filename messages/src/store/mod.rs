@@ -183,9 +183,9 @@ impl Store {
         Fut: Future<Output = Result<T, SdkError<E>>>,
     {
         if failpoint::enabled()
-            && let Some(arg) = failpoint::hit(&store_point(operation, "before"))
+            && let Some((point, arg)) = store_points(operation, api, "before")
         {
-            return Err(Failed::injected(operation, api, &arg, "before"));
+            return Err(Failed::injected(&point, api, &arg));
         }
         let mut attempts = 0;
         loop {
@@ -196,9 +196,9 @@ impl Store {
                 Ok(out) => {
                     attempt.finished(CallOutcome::Ok);
                     if failpoint::enabled()
-                        && let Some(arg) = failpoint::hit(&store_point(operation, "after"))
+                        && let Some((point, arg)) = store_points(operation, api, "after")
                     {
-                        return Err(Failed::injected(operation, api, &arg, "after"));
+                        return Err(Failed::injected(&point, api, &arg));
                     }
                     return Ok(out);
                 }
@@ -377,22 +377,28 @@ struct Failed<E> {
     err: SdkError<E>,
 }
 
-/// The name of the store failpoint `when` (`before`/`after`) `operation`.
-fn store_point(operation: &str, when: &str) -> String {
-    format!("store::{operation}::{when}")
+/// The store failpoints `when` (`before`/`after`) one call of `operation` to `api`:
+/// `store::<operation>::<when>` and `store::<operation>::<api>::<when>` (one store operation
+/// may read before it writes); the first that fires, with its argument.
+fn store_points(operation: &str, api: &str, when: &str) -> Option<(String, String)> {
+    [
+        format!("store::{operation}::{when}"),
+        format!("store::{operation}::{api}::{when}"),
+    ]
+    .into_iter()
+    .find_map(|point| failpoint::hit(&point).map(|arg| (point, arg)))
 }
 
 impl<E> Failed<E> {
-    /// The error of the store failpoint `when` `operation` that fired with `arg`: not
-    /// retried, as a call whose request could not be sent (before) or whose answer was lost
-    /// after it took effect (after).
-    fn injected(operation: &str, api: &'static str, arg: &str, when: &str) -> Self {
-        let message = failpoint::injected_message(&store_point(operation, when), arg);
+    /// The error of the store failpoint `point` that fired with `arg`: not retried, as a
+    /// call whose request could not be sent (before) or whose answer was lost after it took
+    /// effect (after).
+    fn injected(point: &str, api: &'static str, arg: &str) -> Self {
         Failed {
             api,
             attempts: 1,
             kind: FailureKind::Other,
-            err: SdkError::construction_failure(message),
+            err: SdkError::construction_failure(failpoint::injected_message(point, arg)),
         }
     }
 }
