@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use crate::env::{read_env_file, repo_root, run_script, state_dir};
@@ -85,4 +85,78 @@ pub async fn sdk_config(endpoint_url: &str, region: &str) -> SdkConfig {
         .endpoint_url(endpoint_url)
         .load()
         .await
+}
+
+/// A moto server of one test's own (the environment's venv and wrapper, another port), for
+/// scenarios that restart it: a restart loses every table and queue, which is how the loss
+/// of the coordination store's data looks to the agents.
+pub struct PrivateMoto {
+    proc: crate::process::Proc,
+    port: u16,
+    log: std::path::PathBuf,
+    /// Endpoint, region and SDK configuration of this server.
+    pub aws: AwsEnv,
+}
+
+impl PrivateMoto {
+    /// Starts one on a free port, logging to `dir/moto-private.log`.
+    pub async fn start(dir: &std::path::Path) -> Result<PrivateMoto> {
+        let port = crate::process::free_port()?;
+        let log = dir.join("moto-private.log");
+        let proc = spawn_moto(port, &log).await?;
+        let endpoint_url = format!("http://127.0.0.1:{port}");
+        let region = "us-east-1".to_owned();
+        Ok(PrivateMoto {
+            proc,
+            port,
+            log,
+            aws: AwsEnv {
+                sdk: sdk_config(&endpoint_url, &region).await,
+                endpoint_url,
+                region,
+            },
+        })
+    }
+
+    /// Kills the server (SIGKILL) and starts a fresh one on the same port: every table and
+    /// queue is gone.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.proc.kill()?;
+        self.proc = spawn_moto(self.port, &self.log).await?;
+        Ok(())
+    }
+}
+
+/// Starts `moto_linearizable.py` from the environment's venv on `port` and waits until it
+/// answers.
+async fn spawn_moto(port: u16, log: &std::path::Path) -> Result<crate::process::Proc> {
+    let root = repo_root();
+    let venv = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(". tests/env/versions.sh && printf %s \"$VENV_DIR\"")
+        .current_dir(&root)
+        .output()
+        .context("reading the moto venv's location")?;
+    let python = std::path::PathBuf::from(String::from_utf8_lossy(&venv.stdout).into_owned())
+        .join("bin/python");
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(root.join("tests/env/moto_linearizable.py")).args([
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+    ]);
+    let proc = crate::process::Proc::spawn("moto-private", cmd, log.to_path_buf())?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok((200, _)) = crate::process::http_get(port, "/moto-api/").await {
+            return Ok(proc);
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "moto did not answer on port {port} within 30 s; log: {}",
+            log.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -37,7 +37,11 @@ pub struct Scenario {
 impl Scenario {
     /// Namespaces and a stack labelled `label`; nothing runs yet.
     pub async fn new(label: &str) -> Result<Scenario> {
-        let env = TestEnv::attach().await?;
+        Self::with_env(TestEnv::attach().await?, label).await
+    }
+
+    /// [`Scenario::new`] on `env` (e.g. with a moto server of the test's own).
+    pub async fn with_env(env: TestEnv, label: &str) -> Result<Scenario> {
         for c in env.clusters() {
             install_crds(c, SETTLE).await?;
         }
@@ -57,6 +61,13 @@ impl Scenario {
     /// Storage simulator, application, both agents (started as `east` and `west` say), the
     /// group registered active in east, and east's replica counts known in DynamoDB.
     pub async fn start(&mut self, east: AgentStart, west: AgentStart) -> Result<()> {
+        self.prepare_application().await?;
+        self.start_agents(east, west).await
+    }
+
+    /// Storage simulator and application at their starting point, the agents' writes
+    /// confined to the scenario's namespaces; no agent runs yet.
+    pub async fn prepare_application(&mut self) -> Result<()> {
         let ns = self.ns.name.clone();
         self.stack
             .start_storage_sim(&[&ns], Duration::from_millis(200))?;
@@ -65,7 +76,12 @@ impl Scenario {
         // A lost lease fences every active group in the cluster: keep other tests' out of
         // reach.
         let flux_ns = self.flux_ns.name.clone();
-        self.stack.isolate_agents(&[&ns, &flux_ns]).await?;
+        self.stack.isolate_agents(&[&ns, &flux_ns]).await
+    }
+
+    /// Both agents (started as `east` and `west` say), the group registered active in east,
+    /// and east's replica counts known in DynamoDB.
+    pub async fn start_agents(&mut self, east: AgentStart, west: AgentStart) -> Result<()> {
         self.stack.start_agent_with("east", east).await?;
         self.stack.start_agent_with("west", west).await?;
         let out =

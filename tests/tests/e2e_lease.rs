@@ -16,7 +16,6 @@
 //! Each checks the records in DynamoDB, the objects in both clusters, the agents' logs,
 //! Events and metrics, and the storage simulator's violations, and prints its timings.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, ensure};
@@ -24,19 +23,14 @@ use failover_messages::keys::GroupRef;
 use failover_messages::records::{Mode, Operation, Phase};
 use failover_tests::agents::{AgentStart, Stack};
 use failover_tests::fixtures::{
-    GROUP, OPERATION_DEADLINE, SETTLE, TRAFFIC_KEY, VOLUMES, assert_side_settled,
-    create_application, helm_release_resource, install_crds, virtual_service_resource,
+    GROUP, OPERATION_DEADLINE, SETTLE, assert_side_settled, create_application, install_crds,
     wait_group_idle_on, wait_starting_point,
 };
-use failover_tests::kube::{
-    Cluster, TestEnv, TestNamespace, volume_replication_resource, wait_for,
-};
+use failover_tests::kube::{Cluster, TestEnv, TestNamespace, wait_for};
 use failover_tests::observe::{counter, lease_version};
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::api::{Api, ListParams};
 
 /// Both agents' `--lease-duration` (`L`): 6 s, or `FAILOVER_TEST_LEASE` (e.g. `30s`, to
 /// measure the default lease for the README).
@@ -245,57 +239,6 @@ async fn group_events(c: &Cluster, ns: &str, reason: &str) -> Result<Vec<Event>>
         .collect())
 }
 
-/// What a change to one cluster's side would move: each object's `metadata.generation`
-/// (its spec changed: a scale, a Flux suspend, a volume's desired state) and the traffic
-/// annotations (a traffic switch), keyed by object.
-async fn side_snapshot(c: &Cluster, ns: &str, flux_ns: &str) -> Result<BTreeMap<String, String>> {
-    let dynamic =
-        |ns: &str, r: ApiResource| Api::<DynamicObject>::namespaced_with(c.client.clone(), ns, &r);
-    let mut objects = vec![
-        (
-            "Deployment/api",
-            dynamic(ns, ApiResource::erase::<Deployment>(&())),
-        ),
-        (
-            "StatefulSet/db",
-            dynamic(ns, ApiResource::erase::<StatefulSet>(&())),
-        ),
-        ("HelmRelease/api", dynamic(flux_ns, helm_release_resource())),
-        (
-            "VirtualService/api",
-            dynamic(ns, virtual_service_resource()),
-        ),
-        (
-            "Ingress/api",
-            dynamic(ns, ApiResource::erase::<Ingress>(&())),
-        ),
-    ];
-    for (volume, _, _) in VOLUMES {
-        objects.push((volume, dynamic(ns, volume_replication_resource())));
-    }
-    let mut snapshot = BTreeMap::new();
-    for (key, api) in objects {
-        let name = key.rsplit('/').next().unwrap_or(key);
-        let o = api
-            .get(name)
-            .await
-            .with_context(|| format!("{key} in {}", c.name))?;
-        let traffic = o
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(TRAFFIC_KEY).cloned());
-        snapshot.insert(
-            key.to_owned(),
-            format!(
-                "generation {:?}, traffic {traffic:?}",
-                o.metadata.generation
-            ),
-        );
-    }
-    Ok(snapshot)
-}
-
 // ---- the source cut off from DynamoDB while alive ----------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -418,7 +361,7 @@ async fn heal_and_stay_fenced(s: &mut Scenario) -> Result<()> {
         .await
         .map_err(|e| anyhow!(e))?;
     let ns = &s.ns.name;
-    let fenced = side_snapshot(&s.env.east, ns, &s.flux_ns.name).await?;
+    let fenced = failover_tests::observe::side_snapshot(&s.env.east, ns, &s.flux_ns.name).await?;
     s.stack.aws_proxy("east")?.heal();
     let mut version = frozen;
     for n in 1..=4 {
@@ -433,7 +376,7 @@ async fn heal_and_stay_fenced(s: &mut Scenario) -> Result<()> {
         )
         .await?;
     }
-    let after = side_snapshot(&s.env.east, ns, &s.flux_ns.name).await?;
+    let after = failover_tests::observe::side_snapshot(&s.env.east, ns, &s.flux_ns.name).await?;
     ensure!(
         after == fenced,
         "east's side changed after the heal:\n fenced: {fenced:#?}\n after:  {after:#?}"

@@ -530,7 +530,9 @@ async fn only_through_proxies(stack: &mut Stack) -> Result<()> {
         proxies.insert(faults.proxy("east", service).await?);
         direct.insert(faults.upstream("east", service)?);
     }
-    let peers = wait_for("east's agent on its three proxies", DEADLINE, || {
+    // Under a loaded machine the agent may take a while to open all three (its kube watches,
+    // its SQS long poll, its lease renewal).
+    let peers = wait_for("east's agent on its three proxies", DEADLINE * 3, || {
         let peers = tcp_peers(pid).map_err(|e| format!("{e:#}"));
         let ready = peers.map(|p| proxies.is_subset(&p).then_some(p));
         async move { ready }
