@@ -1,0 +1,441 @@
+//! Network and DynamoDB faults at chosen moments of a CONSISTENCY failover east → west, end
+//! to end with real processes: the agents reach DynamoDB, SQS and their apiserver through
+//! toxiproxy (`failover_tests::faults`), and the test cuts a link when the records show the
+//! moment has come, while `failoverctl failover --wait` runs
+//! ([`Scenario::run_with_nemesis`]).
+//!
+//! * **the source cut from DynamoDB in its shutdown, before READY**: east's DynamoDB link
+//!   is cut once east's journal shows its Source Cluster Shutdown started, for less than the
+//!   serving lease, then healed;
+//! * **the target cut from DynamoDB right after its claim** (the group state names west
+//!   as the promotion's claimant), then healed;
+//! * **the source cut from its own apiserver** in its shutdown, then healed;
+//! * **every SQS notification lost**: both agents' SQS links cut for a whole operation; the
+//!   re-read timer (5 s) does the wake-ups' work (the time is compared with an operation
+//!   with SQS);
+//! * **DynamoDB throttling and server errors in bursts** (failpoints answering 30 % of the
+//!   transactions with `ThrottlingException`, 20 % of the updates with HTTP 500): the
+//!   store's retries carry the operation through, and the agents' `/metrics` count them;
+//! * **forged and replayed SQS envelopes** (the finished operation's, a stale epoch, an
+//!   operation that does not exist): the agents read them and change nothing.
+//!
+//! Each ends with the operation's record, both clusters as the group state says, no storage
+//! violation and a clean verdict of the run checker. Re-reads are 30 s apart unless the
+//! re-read is the point, so the agents move on SQS wake-ups, their start-up reads and the
+//! store's retries.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use failover_messages::envelope::{Envelope, EnvelopeKind};
+use failover_messages::records::{JournalStep, Operation};
+use failover_tests::agents::AgentStart;
+use failover_tests::checker::check_run;
+use failover_tests::faults::Service;
+use failover_tests::fixtures::assert_side_settled;
+use failover_tests::observe::counter;
+use failover_tests::scenario::{CtlReport, Scenario, failpoints_built};
+
+/// The serving lease: long enough that no cut of these scenarios (nor a renewal waiting on
+/// a cut apiserver) reaches `3L/4`, after which an agent fences on its own.
+const LEASE: Duration = Duration::from_secs(18);
+/// How long a cut lasts.
+const CUT: Duration = Duration::from_secs(4);
+/// How long a scenario waits for the moment it injects its fault at.
+const MOMENT: Duration = Duration::from_secs(60);
+/// How long one operation, faults included, may take.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// Agents through their toxiproxy proxies.
+fn through_proxies() -> AgentStart {
+    AgentStart {
+        faults: true,
+        ..AgentStart::default()
+    }
+}
+
+/// A scenario whose agents re-read every `reread`, with [`LEASE`].
+async fn scenario(label: &str, reread: Duration) -> Result<Scenario> {
+    let mut s = Scenario::new(label).await?;
+    s.stack.agent_options.reread_interval = reread;
+    s.stack.agent_options.lease_duration = Some(LEASE);
+    Ok(s)
+}
+
+/// Everything a scenario ends with, after `failoverctl` ran as `report` says: the
+/// operation Succeeded with `reason` and the group idle on `to`, both clusters settled that
+/// way (`from` passive), no storage violation, the run checker's verdict clean.
+async fn assert_moved(
+    s: &mut Scenario,
+    report: &CtlReport,
+    reason: &str,
+    from: &str,
+    to: &str,
+) -> Result<Operation> {
+    report.ensure_success()?;
+    let op = s.succeeded_on(to, reason).await?;
+    ensure!(
+        op.source == from && op.target == to,
+        "the operation moved {} → {}: {op:?}",
+        op.source,
+        op.target
+    );
+    assert_settled_on(s, to).await?;
+    Ok(op)
+}
+
+/// Both clusters as the group state says (`active` serving, the other down), no storage
+/// violation, no dead agent, and a clean verdict of the run checker.
+async fn assert_settled_on(s: &mut Scenario, active: &str) -> Result<()> {
+    for c in s.env.clusters() {
+        assert_side_settled(c, &s.ns.name, &s.flux_ns.name, c.name == active).await?;
+    }
+    s.assert_no_violations().await?;
+    let verdict = check_run(&s.env, &mut s.stack, std::slice::from_ref(&s.group)).await?;
+    verdict.ensure_clean()
+}
+
+/// Cuts `cluster`'s link to `service` for [`CUT`], then heals it; checks `during` at the
+/// end of the cut (before the heal). Returns how long the link was cut.
+async fn cut_for<F, Fut>(
+    s: &Scenario,
+    cluster: &str,
+    service: Service,
+    during: F,
+) -> Result<Duration>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let faults = s.stack.faults();
+    faults.cut(cluster, service).await?;
+    let at = Instant::now();
+    tokio::time::sleep(CUT).await;
+    let checked = during().await;
+    faults.heal(cluster, service).await?;
+    checked?;
+    Ok(at.elapsed())
+}
+
+/// The first step of east's Source Cluster Shutdown, in its journal.
+async fn wait_source_shutdown(s: &Scenario, op_id: &str) -> Result<JournalStep> {
+    s.wait_journal(
+        op_id,
+        "east",
+        "east's Source Cluster Shutdown started",
+        MOMENT,
+        |j| j.stage == "SourceShutdown",
+    )
+    .await
+}
+
+/// Fails when operation `op_id` has a handoff record (the source marked READY).
+async fn ensure_no_handoff(s: &Scenario, op_id: &str) -> Result<()> {
+    let handoffs = s.stack.store.list_handoffs(op_id).await?;
+    ensure!(
+        handoffs.is_empty(),
+        "the source marked READY already: {handoffs:?}"
+    );
+    Ok(())
+}
+
+/// Prints what a scenario measured.
+fn report_timing(what: &str, report: &CtlReport, cut: Duration) {
+    eprintln!(
+        "{what}: failoverctl finished in {:.1} s (link cut for {:.1} s)",
+        report.elapsed.as_secs_f64(),
+        cut.as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_cut_from_dynamodb_in_its_shutdown_before_ready_finishes() -> Result<()> {
+    let mut s = scenario("e2e-net-src-ddb", Duration::from_secs(30)).await?;
+    let res = async {
+        s.start(through_proxies(), through_proxies()).await?;
+        let reason = "source cut from DynamoDB";
+        let args = s.failover_args("west", reason, &[]);
+        let (report, cut) = s
+            .run_with_nemesis(&args, DEADLINE, async {
+                let op_id = s.wait_operation(MOMENT).await?;
+                wait_source_shutdown(&s, &op_id).await?;
+                ensure_no_handoff(&s, &op_id).await?;
+                // Cut off, east writes nothing: still no READY at the end of the cut.
+                cut_for(&s, "east", Service::Dynamo, || {
+                    ensure_no_handoff(&s, &op_id)
+                })
+                .await
+            })
+            .await?;
+        report_timing("source cut from DynamoDB", &report, cut);
+        assert_moved(&mut s, &report, reason, "east", "west").await?;
+        Ok(())
+    }
+    .await;
+    s.finish(res).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_cut_from_dynamodb_right_after_its_claim_finishes() -> Result<()> {
+    let mut s = scenario("e2e-net-tgt-ddb", Duration::from_secs(30)).await?;
+    let res = async {
+        s.start(through_proxies(), through_proxies()).await?;
+        let reason = "target cut from DynamoDB after its claim";
+        let args = s.failover_args("west", reason, &[]);
+        let (report, cut) = s
+            .run_with_nemesis(&args, DEADLINE, async {
+                s.wait_group("west's promotion claim", MOMENT, |g| {
+                    g.promotion_claimed_by.as_deref() == Some("west")
+                })
+                .await?;
+                cut_for(&s, "west", Service::Dynamo, || async { Ok(()) }).await
+            })
+            .await?;
+        report_timing("target cut from DynamoDB after its claim", &report, cut);
+        assert_moved(&mut s, &report, reason, "east", "west").await?;
+        Ok(())
+    }
+    .await;
+    s.finish(res).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_cut_from_its_apiserver_in_its_shutdown_finishes() -> Result<()> {
+    let mut s = scenario("e2e-net-src-api", Duration::from_secs(30)).await?;
+    let res = async {
+        s.start(through_proxies(), through_proxies()).await?;
+        let reason = "source cut from its apiserver";
+        let args = s.failover_args("west", reason, &[]);
+        let (report, cut) = s
+            .run_with_nemesis(&args, DEADLINE, async {
+                let op_id = s.wait_operation(MOMENT).await?;
+                wait_source_shutdown(&s, &op_id).await?;
+                cut_for(&s, "east", Service::ApiServer, || async { Ok(()) }).await
+            })
+            .await?;
+        report_timing("source cut from its apiserver", &report, cut);
+        assert_moved(&mut s, &report, reason, "east", "west").await?;
+        Ok(())
+    }
+    .await;
+    s.finish(res).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_sqs_notification_lost_the_re_read_finishes_the_operation() -> Result<()> {
+    let mut s = scenario("e2e-net-sqs", Duration::from_secs(5)).await?;
+    let res = async {
+        s.start(through_proxies(), through_proxies()).await?;
+        // With SQS: the reference.
+        let reason = "with SQS";
+        let args = s.failover_args("west", reason, &[]);
+        let with_sqs = s.spawn_failoverctl(&args)?.finish(DEADLINE).await?;
+        s.succeeded_on("west", reason).await?;
+        with_sqs.ensure_success()?;
+        // Back, every notification to either agent lost.
+        for cluster in ["east", "west"] {
+            s.stack.faults().cut(cluster, Service::Sqs).await?;
+        }
+        let reason = "without SQS";
+        let args = s.failover_args("east", reason, &[]);
+        let without = s.spawn_failoverctl(&args)?.finish(DEADLINE).await;
+        s.stack.faults().heal_all().await?;
+        let without = without?;
+        eprintln!(
+            "re-read every 5 s: failover with SQS {:.1} s, back without SQS {:.1} s (+{:.1} s)",
+            with_sqs.elapsed.as_secs_f64(),
+            without.elapsed.as_secs_f64(),
+            without.elapsed.as_secs_f64() - with_sqs.elapsed.as_secs_f64()
+        );
+        let received = sqs_received(&s).await?;
+        assert_moved(&mut s, &without, reason, "west", "east").await?;
+        ensure!(received > 0.0, "the agents never read an envelope");
+        Ok(())
+    }
+    .await;
+    s.finish(res).await
+}
+
+/// Envelopes both agents accepted so far.
+async fn sqs_received(s: &Scenario) -> Result<f64> {
+    let mut n = 0.0;
+    for cluster in ["east", "west"] {
+        let metrics = s.stack.metrics(cluster).await?;
+        n += counter(&metrics, "failover_sqs_messages", &["outcome=\"accepted\""]);
+    }
+    Ok(n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_throttling_and_server_errors_in_bursts_are_retried_through() -> Result<()> {
+    ensure!(
+        failpoints_built()?,
+        "the agent under test was built without failpoints: nothing would be injected"
+    );
+    let mut s = scenario("e2e-net-throttle", Duration::from_secs(30)).await?;
+    let res = async {
+        let bursts = AgentStart {
+            env: vec![(
+                "FAILPOINTS".into(),
+                "dynamodb::TransactWriteItems=30%return(throttle);\
+                 dynamodb::UpdateItem=20%return(server)"
+                    .into(),
+            )],
+            ..AgentStart::default()
+        };
+        s.start(bursts.clone(), bursts).await?;
+        let reason = "DynamoDB throttling";
+        let args = s.failover_args("west", reason, &[]);
+        let report = s.spawn_failoverctl(&args)?.finish(DEADLINE).await?;
+        let (mut throttled, mut failed) = (0.0, 0.0);
+        for cluster in ["east", "west"] {
+            let metrics = s.stack.metrics(cluster).await?;
+            let calls = |labels: &[&str]| counter(&metrics, "failover_aws_calls", labels);
+            let t = calls(&["api=\"TransactWriteItems\"", "outcome=\"throttled\""]);
+            let e = calls(&["api=\"UpdateItem\"", "outcome=\"error\""]);
+            let ok = calls(&["outcome=\"ok\""]);
+            eprintln!("{cluster}: {ok} calls ok, {t} transactions throttled, {e} updates failed");
+            throttled += t;
+            failed += e;
+        }
+        eprintln!(
+            "throttling bursts: failoverctl finished in {:.1} s",
+            report.elapsed.as_secs_f64()
+        );
+        ensure!(
+            throttled > 0.0 && failed > 0.0,
+            "nothing was injected: {throttled} throttled transactions, {failed} failed updates"
+        );
+        assert_moved(&mut s, &report, reason, "east", "west").await?;
+        Ok(())
+    }
+    .await;
+    s.finish(res).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_replayed_envelopes_change_nothing() -> Result<()> {
+    let mut s = scenario("e2e-net-forged", Duration::from_secs(30)).await?;
+    let res = async {
+        s.start(AgentStart::default(), AgentStart::default())
+            .await?;
+        let reason = "before the forgeries";
+        let args = s.failover_args("west", reason, &[]);
+        let report = s.spawn_failoverctl(&args)?.finish(DEADLINE).await?;
+        report.ensure_success()?;
+        let done = s.succeeded_on("west", reason).await?;
+        forgeries_change_nothing(&s, &done).await?;
+        assert_settled_on(&mut s, "west").await
+    }
+    .await;
+    s.finish(res).await
+}
+
+/// Sends each agent the finished operation's envelopes again, envelopes of it at a stale
+/// and at the next epoch, and envelopes naming an operation that does not exist; checks
+/// that both agents read them all and that no record changed and no run started.
+async fn forgeries_change_nothing(s: &Scenario, done: &Operation) -> Result<()> {
+    let store = &s.stack.store;
+    let before = store
+        .get_group_state(&s.group)
+        .await?
+        .context("no group state")?;
+    let operations = store.list_operations(None).await?.len();
+    let journals = (
+        store.journal(&done.id, "east").await?,
+        store.journal(&done.id, "west").await?,
+    );
+    let runs_before = runs_started(s)?;
+    let accepted = sqs_received(s).await?;
+    let now = jiff::Timestamp::now();
+    let forged = |kind, op: &str, epoch, sender: &str| {
+        Envelope::for_operation(kind, op, &s.group, epoch, sender, now)
+    };
+    let mut sent = 0.0;
+    for (to, from) in [("east", "west"), ("west", "east")] {
+        for envelope in [
+            forged(
+                EnvelopeKind::OperationStarted,
+                &done.id,
+                done.epoch,
+                "coordinator",
+            ),
+            forged(
+                EnvelopeKind::ReadyForPromotion,
+                &done.id,
+                done.epoch - 1,
+                from,
+            ),
+            forged(EnvelopeKind::Promoted, &done.id, done.epoch + 1, from),
+            forged(
+                EnvelopeKind::AbortRequested,
+                &done.id,
+                done.epoch,
+                "coordinator",
+            ),
+            forged(
+                EnvelopeKind::OperationStarted,
+                "forged-op",
+                done.epoch + 1,
+                "coordinator",
+            ),
+            forged(EnvelopeKind::Wake, "forged-op", done.epoch, from),
+        ] {
+            s.stack.inbox.send(to, &envelope).await?;
+            sent += 1.0;
+        }
+    }
+    failover_tests::kube::wait_for("both agents read every envelope", MOMENT, || async {
+        let now = sqs_received(s).await.map_err(|e| format!("{e:#}"))?;
+        Ok((now >= accepted + sent).then_some(()))
+    })
+    .await?;
+    // Each wake-up made the runner list the operations in flight: give it time to act on
+    // what it found.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = store
+        .get_group_state(&s.group)
+        .await?
+        .context("no group state")?;
+    ensure!(
+        after == before,
+        "the group state changed: {before:?} -> {after:?}"
+    );
+    let now_ops = store.list_operations(None).await?.len();
+    ensure!(
+        now_ops == operations,
+        "{operations} operations before, {now_ops} after"
+    );
+    let journals_after = (
+        store.journal(&done.id, "east").await?,
+        store.journal(&done.id, "west").await?,
+    );
+    ensure!(
+        journals_after == journals,
+        "a journal of {} changed",
+        done.id
+    );
+    for cluster in ["east", "west"] {
+        let forged_journal = store.journal("forged-op", cluster).await?;
+        ensure!(
+            forged_journal.is_empty(),
+            "{cluster} journaled the forged operation: {forged_journal:?}"
+        );
+    }
+    ensure!(
+        runs_started(s)? == runs_before,
+        "an agent started a run after the forgeries"
+    );
+    Ok(())
+}
+
+/// What starts a run in an agent's log.
+const RUN_STARTED: &str = "starting this cluster's side of the operation";
+
+/// How many runs each agent's log says it started.
+fn runs_started(s: &Scenario) -> Result<Vec<usize>> {
+    ["east", "west"]
+        .into_iter()
+        .map(|c| Ok(s.stack.agent_log(c)?.matches(RUN_STARTED).count()))
+        .collect()
+}
