@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use failover_messages::envelope::{Envelope, EnvelopeKind};
-use failover_messages::records::{JournalStep, Operation};
+use failover_messages::records::{JournalStep, Operation, StepStatus};
 use failover_tests::agents::AgentStart;
 use failover_tests::checker::check_run;
 use failover_tests::faults::Service;
@@ -139,6 +139,51 @@ async fn ensure_no_handoff(s: &Scenario, op_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// DynamoDB call attempts of `cluster`'s agent that failed other than with a protocol
+/// answer (an attempt a cut held ends so at the heal).
+async fn aws_errors(s: &Scenario, cluster: &str) -> Result<f64> {
+    let metrics = s.stack.metrics(cluster).await?;
+    Ok(counter(
+        &metrics,
+        "failover_aws_calls",
+        &["outcome=\"error\""],
+    ))
+}
+
+/// Fails unless `cluster`'s agent counted more failed DynamoDB attempts than `before`: the
+/// cut held a call.
+async fn ensure_felt(s: &Scenario, cluster: &str, before: f64) -> Result<()> {
+    let after = aws_errors(s, cluster).await?;
+    ensure!(
+        after > before,
+        "{cluster}'s agent counted no failed DynamoDB attempt during the cut ({before} before, {after} after)"
+    );
+    print_warnings(s, cluster)
+}
+
+/// Fails unless east's latest journaled step is still in progress: east is held in a step
+/// (by the cut) rather than between steps.
+async fn held_mid_step(s: &Scenario, op_id: &str) -> Result<()> {
+    let journal = s.stack.store.journal(op_id, "east").await?;
+    let last = journal.last().context("east journaled nothing")?;
+    ensure!(
+        last.status == StepStatus::Started,
+        "east is not held in a step at the end of the cut: {last:?}"
+    );
+    Ok(())
+}
+
+/// Prints the warnings of `cluster`'s agent log: how it lived through the fault.
+fn print_warnings(s: &Scenario, cluster: &str) -> Result<()> {
+    let log = s.stack.agent_log(cluster)?;
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    eprintln!("{cluster}'s agent logged {} warnings:", warnings.len());
+    for w in warnings {
+        eprintln!("  {w}");
+    }
+    Ok(())
+}
+
 /// Prints what a scenario measured.
 fn report_timing(what: &str, report: &CtlReport, cut: Duration) {
     eprintln!(
@@ -188,10 +233,14 @@ async fn the_target_cut_from_dynamodb_right_after_its_claim_finishes() -> Result
                     g.promotion_claimed_by.as_deref() == Some("west")
                 })
                 .await?;
-                cut_for(&s, "west", Service::Dynamo, || async { Ok(()) }).await
+                let errors = aws_errors(&s, "west").await?;
+                let cut = cut_for(&s, "west", Service::Dynamo, || async { Ok(()) }).await?;
+                Ok((cut, errors))
             })
             .await?;
+        let (cut, errors) = cut;
         report_timing("target cut from DynamoDB after its claim", &report, cut);
+        ensure_felt(&s, "west", errors).await?;
         assert_moved(&mut s, &report, reason, "east", "west").await?;
         Ok(())
     }
@@ -210,10 +259,11 @@ async fn the_source_cut_from_its_apiserver_in_its_shutdown_finishes() -> Result<
             .run_with_nemesis(&args, DEADLINE, async {
                 let op_id = s.wait_operation(MOMENT).await?;
                 wait_source_shutdown(&s, &op_id).await?;
-                cut_for(&s, "east", Service::ApiServer, || async { Ok(()) }).await
+                cut_for(&s, "east", Service::ApiServer, || held_mid_step(&s, &op_id)).await
             })
             .await?;
         report_timing("source cut from its apiserver", &report, cut);
+        print_warnings(&s, "east")?;
         assert_moved(&mut s, &report, reason, "east", "west").await?;
         Ok(())
     }
@@ -315,7 +365,20 @@ async fn dynamodb_throttling_and_server_errors_in_bursts_are_retried_through() -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_replayed_envelopes_change_nothing() -> Result<()> {
-    let mut s = scenario("e2e-net-forged", Duration::from_secs(30)).await?;
+    forgeries("e2e-net-forged", false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "an agent counts a well-formed envelope naming a finished or unknown operation, \
+            or a stale epoch, as `accepted` and logs nothing about it: it is not logged as ignored"]
+async fn forged_and_replayed_envelopes_are_logged_as_ignored() -> Result<()> {
+    forgeries("e2e-net-forged-log", true).await
+}
+
+/// A failover east → west, then [`forgeries_change_nothing`]; with `logged`, each agent's
+/// log must also name the forged operation as ignored.
+async fn forgeries(label: &str, logged: bool) -> Result<()> {
+    let mut s = scenario(label, Duration::from_secs(30)).await?;
     let res = async {
         s.start(AgentStart::default(), AgentStart::default())
             .await?;
@@ -325,11 +388,24 @@ async fn forged_and_replayed_envelopes_change_nothing() -> Result<()> {
         report.ensure_success()?;
         let done = s.succeeded_on("west", reason).await?;
         forgeries_change_nothing(&s, &done).await?;
+        if logged {
+            for cluster in ["east", "west"] {
+                let log = s.stack.agent_log(cluster)?;
+                ensure!(
+                    log.lines()
+                        .any(|l| l.contains(FORGED_OP) && l.to_lowercase().contains("ignor")),
+                    "{cluster}'s agent did not log the envelopes of {FORGED_OP} as ignored"
+                );
+            }
+        }
         assert_settled_on(&mut s, "west").await
     }
     .await;
     s.finish(res).await
 }
+
+/// The id forged envelopes name, of no operation.
+const FORGED_OP: &str = "forged-op";
 
 /// Sends each agent the finished operation's envelopes again, envelopes of it at a stale
 /// and at the next epoch, and envelopes naming an operation that does not exist; checks
@@ -375,11 +451,11 @@ async fn forgeries_change_nothing(s: &Scenario, done: &Operation) -> Result<()> 
             ),
             forged(
                 EnvelopeKind::OperationStarted,
-                "forged-op",
+                FORGED_OP,
                 done.epoch + 1,
                 "coordinator",
             ),
-            forged(EnvelopeKind::Wake, "forged-op", done.epoch, from),
+            forged(EnvelopeKind::Wake, FORGED_OP, done.epoch, from),
         ] {
             s.stack.inbox.send(to, &envelope).await?;
             sent += 1.0;
@@ -416,7 +492,7 @@ async fn forgeries_change_nothing(s: &Scenario, done: &Operation) -> Result<()> 
         done.id
     );
     for cluster in ["east", "west"] {
-        let forged_journal = store.journal("forged-op", cluster).await?;
+        let forged_journal = store.journal(FORGED_OP, cluster).await?;
         ensure!(
             forged_journal.is_empty(),
             "{cluster} journaled the forged operation: {forged_journal:?}"
