@@ -1,23 +1,28 @@
-//! Network and DynamoDB faults at chosen moments of a CONSISTENCY failover east → west, end
-//! to end with real processes: the agents reach DynamoDB, SQS and their apiserver through
-//! toxiproxy (`failover_tests::faults`), and the test cuts a link when the records show the
-//! moment has come, while `failoverctl failover --wait` runs
-//! ([`Scenario::run_with_nemesis`]).
+//! Network and DynamoDB faults at chosen moments of a failover east → west, end to end with
+//! real processes: the agents reach DynamoDB, SQS and their apiserver through toxiproxy
+//! (`failover_tests::faults`), and the test cuts a link when the records show the moment
+//! has come, while `failoverctl failover --wait` runs ([`Scenario::run_with_nemesis`]).
+//! CONSISTENCY unless said otherwise.
 //!
 //! * **the source cut from DynamoDB in its shutdown, before READY**: east's DynamoDB link
 //!   is cut once east's journal shows its Source Cluster Shutdown started, for less than the
-//!   serving lease, then healed;
+//!   serving lease, then healed; no handoff record appears during the cut;
 //! * **the target cut from DynamoDB right after its claim** (the group state names west
-//!   as the promotion's claimant), then healed;
-//! * **the source cut from its own apiserver** in its shutdown, then healed;
-//! * **every SQS notification lost**: both agents' SQS links cut for a whole operation; the
-//!   re-read timer (5 s) does the wake-ups' work (the time is compared with an operation
-//!   with SQS);
-//! * **DynamoDB throttling and server errors in bursts** (failpoints answering 30 % of the
-//!   transactions with `ThrottlingException`, 20 % of the updates with HTTP 500): the
-//!   store's retries carry the operation through, and the agents' `/metrics` count them;
-//! * **forged and replayed SQS envelopes** (the finished operation's, a stale epoch, an
-//!   operation that does not exist): the agents read them and change nothing.
+//!   as the promotion's claimant), then healed; in CONSISTENCY and in UPTIME (where east
+//!   still serves while west promotes);
+//! * **the source cut from its own apiserver** in its shutdown (held in a step), then
+//!   healed;
+//! * **every SQS notification lost**: both agents' SQS endpoints down (connections
+//!   refused) for a whole operation; the re-read timer (5 s) does the wake-ups' work (the
+//!   time is compared with an operation with SQS). With SQS black-holed instead (a partition:
+//!   nothing comes back) the scenario is ignored: the wake-up the Initialization stage sends
+//!   never returns, and the operation fails at that stage's limit;
+//! * **DynamoDB throttling and server errors in bursts** (failpoints: transactions answered
+//!   `ThrottlingException`, updates HTTP 500): the store's retries carry the operation
+//!   through, and the agents' `/metrics` count them;
+//! * **forged and replayed SQS envelopes** (the finished operation's again, at a stale and
+//!   at the next epoch, and envelopes naming an operation that does not exist): the agents
+//!   read them all and change nothing (ignored: that they log them as ignored).
 //!
 //! Each ends with the operation's record, both clusters as the group state says, no storage
 //! violation and a clean verdict of the run checker. Re-reads are 30 s apart unless the
@@ -28,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use failover_messages::envelope::{Envelope, EnvelopeKind};
-use failover_messages::records::{JournalStep, Operation, StepStatus};
+use failover_messages::records::{JournalStep, Mode, Operation, StepStatus};
 use failover_tests::agents::AgentStart;
 use failover_tests::checker::check_run;
 use failover_tests::faults::Service;
@@ -222,11 +227,28 @@ async fn the_source_cut_from_dynamodb_in_its_shutdown_before_ready_finishes() ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_target_cut_from_dynamodb_right_after_its_claim_finishes() -> Result<()> {
-    let mut s = scenario("e2e-net-tgt-ddb", Duration::from_secs(30)).await?;
+    target_cut_after_claim("e2e-net-tgt-ddb", Mode::Consistency).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uptime_the_target_cut_from_dynamodb_right_after_its_claim_finishes() -> Result<()> {
+    target_cut_after_claim("e2e-net-tgt-ddb-up", Mode::Uptime).await
+}
+
+/// A failover east → west in `mode` whose target is cut from DynamoDB for [`CUT`] as soon
+/// as the group state names it the promotion's claimant. In CONSISTENCY east is Secondary
+/// by then; in UPTIME east still serves, and both Primary is allowed only inside the
+/// dual-active window the agents record (the run checker's rule).
+async fn target_cut_after_claim(label: &str, mode: Mode) -> Result<()> {
+    let mut s = scenario(label, Duration::from_secs(30)).await?;
     let res = async {
         s.start(through_proxies(), through_proxies()).await?;
-        let reason = "target cut from DynamoDB after its claim";
-        let args = s.failover_args("west", reason, &[]);
+        let reason = format!("target cut from DynamoDB after its claim ({mode})");
+        let extra: &[&str] = match mode {
+            Mode::Uptime => &["--mode", "uptime"],
+            Mode::Consistency => &[],
+        };
+        let args = s.failover_args("west", &reason, extra);
         let (report, cut) = s
             .run_with_nemesis(&args, DEADLINE, async {
                 s.wait_group("west's promotion claim", MOMENT, |g| {
@@ -239,9 +261,10 @@ async fn the_target_cut_from_dynamodb_right_after_its_claim_finishes() -> Result
             })
             .await?;
         let (cut, errors) = cut;
-        report_timing("target cut from DynamoDB after its claim", &report, cut);
+        report_timing(&reason, &report, cut);
         ensure_felt(&s, "west", errors).await?;
-        assert_moved(&mut s, &report, reason, "east", "west").await?;
+        let op = assert_moved(&mut s, &report, &reason, "east", "west").await?;
+        ensure!(op.mode == mode, "the operation ran in {}: {op:?}", op.mode);
         Ok(())
     }
     .await;
@@ -358,11 +381,13 @@ async fn dynamodb_throttling_and_server_errors_in_bursts_are_retried_through() -
     );
     let mut s = scenario("e2e-net-throttle", Duration::from_secs(30)).await?;
     let res = async {
+        // Each agent's first two transactions are throttled and its first update fails,
+        // then 30 % and 20 % at random: a burst is certain, and more may follow.
         let bursts = AgentStart {
             env: vec![(
                 "FAILPOINTS".into(),
-                "dynamodb::TransactWriteItems=30%return(throttle);\
-                 dynamodb::UpdateItem=20%return(server)"
+                "dynamodb::TransactWriteItems=2*return(throttle)->30%return(throttle);\
+                 dynamodb::UpdateItem=1*return(server)->20%return(server)"
                     .into(),
             )],
             ..AgentStart::default()
@@ -374,7 +399,8 @@ async fn dynamodb_throttling_and_server_errors_in_bursts_are_retried_through() -
         let (mut throttled, mut failed) = (0.0, 0.0);
         for cluster in ["east", "west"] {
             let metrics = s.stack.metrics(cluster).await?;
-            let calls = |labels: &[&str]| counter(&metrics, "failover_aws_calls", labels);
+            // (+ 0.0: a sum of no series is -0.)
+            let calls = |labels: &[&str]| counter(&metrics, "failover_aws_calls", labels) + 0.0;
             let t = calls(&["api=\"TransactWriteItems\"", "outcome=\"throttled\""]);
             let e = calls(&["api=\"UpdateItem\"", "outcome=\"error\""]);
             let ok = calls(&["outcome=\"ok\""]);
