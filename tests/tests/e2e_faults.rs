@@ -40,6 +40,7 @@ use failover_tests::faults::Service;
 use failover_tests::fixtures::assert_side_settled;
 use failover_tests::observe::counter;
 use failover_tests::scenario::{CtlReport, Scenario, failpoints_built};
+use failover_tests::storage_sim::Violation;
 
 /// The serving lease: long enough that no cut of these scenarios (nor a renewal waiting on
 /// a cut apiserver) reaches `3L/4`, after which an agent fences on its own.
@@ -85,17 +86,23 @@ async fn assert_moved(
         op.source,
         op.target
     );
-    assert_settled_on(s, to).await?;
+    assert_settled_on(s, to, op.mode).await?;
     Ok(op)
 }
 
-/// Both clusters as the group state says (`active` serving, the other down), no storage
-/// violation, no dead agent, and a clean verdict of the run checker.
-async fn assert_settled_on(s: &mut Scenario, active: &str) -> Result<()> {
+/// Both clusters as the group state says (`active` serving, the other down), no dead
+/// agent, no storage violation (after an UPTIME operation: none but both Primary, which
+/// the run checker allows inside the dual-active window the agents recorded), and a clean
+/// verdict of the run checker.
+async fn assert_settled_on(s: &mut Scenario, active: &str, mode: Mode) -> Result<()> {
     for c in s.env.clusters() {
         assert_side_settled(c, &s.ns.name, &s.flux_ns.name, c.name == active).await?;
     }
-    s.assert_no_violations().await?;
+    s.stack.check_agents()?;
+    let found = s.stack.stop_storage_sim().await?;
+    let allowed =
+        |v: &Violation| mode == Mode::Uptime && matches!(v, Violation::DualPrimary { .. });
+    ensure!(found.iter().all(allowed), "storage violations: {found:#?}");
     let verdict = check_run(&s.env, &mut s.stack, std::slice::from_ref(&s.group)).await?;
     verdict.ensure_clean()
 }
@@ -458,7 +465,7 @@ async fn forgeries(label: &str, logged: bool) -> Result<()> {
                 );
             }
         }
-        assert_settled_on(&mut s, "west").await
+        assert_settled_on(&mut s, "west", Mode::Consistency).await
     }
     .await;
     s.finish(res).await
