@@ -522,6 +522,16 @@ impl Stack {
             .with_context(|| format!("no process {name}"))
     }
 
+    /// The log of `cluster`'s agent so far (every restart appends to it).
+    pub fn agent_log(&self, cluster: &str) -> Result<String> {
+        let name = agent_name(cluster);
+        self.procs
+            .iter()
+            .find(|p| p.name == name)
+            .map(Proc::log_text)
+            .with_context(|| format!("no process {name}"))
+    }
+
     /// Runs `failoverctl` with this stack's table, prefix and moto endpoint before `args`.
     pub fn failoverctl(&self, args: &[&str]) -> Result<Output> {
         let mut cmd = self.failoverctl_command(args)?;

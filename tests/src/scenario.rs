@@ -3,15 +3,18 @@
 //! simulator), the shop application registered active in east, and what every such test
 //! checks at its end (the operation's record, the storage simulator's violations), plus
 //! [`Scenario::run_through_crashes`], which keeps restarting agents that a failpoint
-//! crashed until the operation ends.
+//! crashed until the operation ends, and [`Scenario::run_with_nemesis`], which injects
+//! faults while `failoverctl` runs, when the records show the moment has come
+//! ([`Scenario::wait_operation`], [`Scenario::wait_journal`], [`Scenario::wait_group`]).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, ensure};
 use failover_messages::keys::GroupRef;
-use failover_messages::records::{Operation, Phase};
+use failover_messages::records::{GroupState, JournalStep, Operation, Phase};
 
 use crate::agents::{AgentStart, Stack, workspace_binary};
 use crate::fixtures::{
@@ -187,19 +190,7 @@ impl Scenario {
         restart: &BTreeMap<String, Vec<AgentStart>>,
         deadline: Duration,
     ) -> Result<CrashReport> {
-        let mut cmd = self
-            .stack
-            .failoverctl_command(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
-        let mut child = tokio::process::Command::from(std::mem::replace(
-            &mut cmd,
-            std::process::Command::new("true"),
-        ))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting failoverctl")?;
-        let started = Instant::now();
+        let Background { mut child, started } = self.spawn_failoverctl(args)?;
         let mut report = CrashReport::default();
         let status = loop {
             if let Some(status) = child.try_wait()? {
@@ -270,6 +261,145 @@ impl CrashReport {
     /// How many times the agent of `cluster` crashed.
     pub fn crashes_of(&self, cluster: &str) -> usize {
         self.crashes.iter().filter(|(c, _)| c == cluster).count()
+    }
+}
+
+/// `failoverctl` running in the background ([`Scenario::spawn_failoverctl`]); killed when
+/// dropped.
+pub struct Background {
+    child: tokio::process::Child,
+    started: Instant,
+}
+
+impl Background {
+    /// Waits until `failoverctl` exits, at most `deadline` from its start (then kills it
+    /// and fails).
+    pub async fn finish(self, deadline: Duration) -> Result<CtlReport> {
+        let Background { child, started } = self;
+        let left = deadline.saturating_sub(started.elapsed());
+        let out = tokio::time::timeout(left, child.wait_with_output())
+            .await
+            .map_err(|_| anyhow!("failoverctl did not finish within {deadline:?}"))??;
+        Ok(CtlReport {
+            exit: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+/// How a `failoverctl` run ended.
+#[derive(Debug, Default)]
+pub struct CtlReport {
+    /// Its exit code.
+    pub exit: Option<i32>,
+    /// Its output.
+    pub stdout: String,
+    /// Its error output.
+    pub stderr: String,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl CtlReport {
+    /// Fails unless `failoverctl` exited 0.
+    pub fn ensure_success(&self) -> Result<()> {
+        ensure!(
+            self.exit == Some(0),
+            "failoverctl exited {:?} after {:?}\nstdout: {}\nstderr: {}",
+            self.exit,
+            self.elapsed,
+            self.stdout,
+            self.stderr
+        );
+        Ok(())
+    }
+}
+
+impl Scenario {
+    /// Starts `failoverctl` with `args` in the background, its output piped.
+    pub fn spawn_failoverctl(&self, args: &[String]) -> Result<Background> {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let cmd = self.stack.failoverctl_command(&args)?;
+        let child = tokio::process::Command::from(cmd)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting failoverctl")?;
+        Ok(Background {
+            child,
+            started: Instant::now(),
+        })
+    }
+
+    /// Runs `failoverctl` with `args` to its end (within `deadline`) while `nemesis` runs
+    /// beside it (typically: wait for a moment in the records, inject a fault, heal it);
+    /// returns both results once both are done. A nemesis that fails fails the run, after
+    /// `failoverctl` ended.
+    pub async fn run_with_nemesis<T>(
+        &self,
+        args: &[String],
+        deadline: Duration,
+        nemesis: impl Future<Output = Result<T>>,
+    ) -> Result<(CtlReport, T)> {
+        let ctl = self.spawn_failoverctl(args)?;
+        let (report, injected) = tokio::join!(ctl.finish(deadline), nemesis);
+        let injected = injected.context("injecting the faults")?;
+        Ok((report?, injected))
+    }
+
+    /// The group state once `pred` holds for it (read directly, consistently), within
+    /// `deadline`; `what` names the moment.
+    pub async fn wait_group(
+        &self,
+        what: &str,
+        deadline: Duration,
+        pred: impl Fn(&GroupState) -> bool,
+    ) -> Result<GroupState> {
+        let (store, group) = (&self.stack.store, &self.group);
+        crate::kube::wait_for(what, deadline, || async {
+            match store.get_group_state(group).await {
+                Ok(Some(s)) if pred(&s) => Ok(Some(s)),
+                Ok(other) => Err(format!("{other:?}")),
+                Err(e) => Err(format!("{e:#}")),
+            }
+        })
+        .await
+    }
+
+    /// The id of the operation in flight on the group, once there is one.
+    pub async fn wait_operation(&self, deadline: Duration) -> Result<String> {
+        let state = self
+            .wait_group("an operation in flight", deadline, |s| s.op_id.is_some())
+            .await?;
+        state.op_id.context("no operation in flight")
+    }
+
+    /// The first step of `cluster`'s journal of operation `op_id` for which `pred` holds,
+    /// once there is one, within `deadline`; `what` names the moment.
+    pub async fn wait_journal(
+        &self,
+        op_id: &str,
+        cluster: &str,
+        what: &str,
+        deadline: Duration,
+        pred: impl Fn(&JournalStep) -> bool,
+    ) -> Result<JournalStep> {
+        let store = &self.stack.store;
+        crate::kube::wait_for(what, deadline, || async {
+            let steps = store
+                .journal(op_id, cluster)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            let last = steps.last().map(|j| format!("{}/{}", j.stage, j.task));
+            match steps.into_iter().find(|j| pred(j)) {
+                Some(j) => Ok(Some(j)),
+                None => Err(format!("last step so far: {last:?}")),
+            }
+        })
+        .await
     }
 }
 
