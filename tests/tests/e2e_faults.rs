@@ -307,9 +307,6 @@ async fn with_sqs_refusing_every_notification_the_re_read_finishes_the_operation
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the agent's SQS client has no timeout: a wake-up sent into an SQS black hole never \
-            returns, so the Initialization stage's Notify step runs out of its 30 s limit and \
-            the operation is recorded Failed instead of finishing on the re-read"]
 async fn with_sqs_black_holed_the_re_read_finishes_the_operation() -> Result<()> {
     sqs_lost("e2e-net-sqs-hole", SqsOutage::BlackHole).await
 }

@@ -367,6 +367,9 @@ impl InboxActor {
     }
 }
 
+/// How much longer than its long-poll wait a receive may take before it is abandoned.
+const RECEIVE_SLACK: Duration = Duration::from_secs(10);
+
 /// One receive and the handling of what it returned.
 async fn poll_once(
     inbox: Inbox,
@@ -377,7 +380,17 @@ async fn poll_once(
     wait_seconds: u32,
     retry_after: Duration,
 ) {
-    match inbox.receive(wait_seconds, 10).await {
+    // SQS answers a long poll within `wait_seconds`; a link that swallows the request
+    // (accepted, never answered) must not hold the inbox for ever.
+    let bound = Duration::from_secs(u64::from(wait_seconds)) + RECEIVE_SLACK;
+    let received = match tokio::time::timeout(bound, inbox.receive(wait_seconds, 10)).await {
+        Ok(received) => received,
+        Err(_) => {
+            tracing::warn!(queue = %inbox.queue_name(), ?bound, "receiving wake-ups got no answer; falling back to the re-read timer");
+            return;
+        }
+    };
+    match received {
         Ok(messages) => {
             readiness.aws_ok();
             let mut woke = false;

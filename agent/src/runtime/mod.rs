@@ -203,9 +203,21 @@ pub async fn connect(cfg: &AgentConfig, cluster: &str) -> Result<Clients, Startu
     Ok(Clients {
         kube,
         dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
-        sqs: aws_sdk_sqs::Client::new(&sdk),
+        sqs: aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&sdk)
+                .timeout_config(
+                    aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+                        .operation_attempt_timeout(SQS_ATTEMPT_TIMEOUT)
+                        .build(),
+                )
+                .build(),
+        ),
     })
 }
+
+/// How long one SQS call may go unanswered (longer than the inbox's 20 s long poll): a link
+/// that accepts requests and never answers must not hold a sender or the inbox for ever.
+const SQS_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The start-up checks: the table, this cluster's inbox queue, the CRDs in this cluster.
 /// Marks `readiness` as they pass.

@@ -15,6 +15,9 @@ use crate::workflow::{NotifyStep, Role, TaskContext, TaskError};
 
 use super::support::{group_state, store_err};
 
+/// How long a wake-up may take to send before it is given up (SQS answers in milliseconds).
+const NOTIFY_BOUND: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Tells `step`'s audience; a notification that cannot be sent is not an error.
 pub(super) async fn run(step: &NotifyStep, ctx: &TaskContext) -> Result<(), TaskError> {
     match step {
@@ -45,8 +48,16 @@ async fn notify(ctx: &TaskContext, to: Role, kind: EnvelopeKind) {
         ctx.now(),
     );
     // A wake-up is a hint: a lost one costs the peer one re-read interval, never safety.
-    if let Err(e) = inbox.send(peer, &envelope).await {
-        tracing::warn!(error = %e, to = %peer, %kind, "could not send the wake-up; the peer re-reads on its timer");
+    // Bounded, so an SQS that accepts the connection and never answers cannot hold the
+    // step (and its stage's time limit) with it.
+    match tokio::time::timeout(NOTIFY_BOUND, inbox.send(peer, &envelope)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, to = %peer, %kind, "could not send the wake-up; the peer re-reads on its timer");
+        }
+        Err(_) => {
+            tracing::warn!(to = %peer, %kind, bound = ?NOTIFY_BOUND, "sending the wake-up got no answer; the peer re-reads on its timer");
+        }
     }
 }
 
