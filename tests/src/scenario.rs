@@ -23,6 +23,9 @@ use crate::fixtures::{
 };
 use crate::kube::{TestEnv, TestNamespace, wait_for};
 
+/// The agents' `--lease-duration` in a scenario unless the test sets another.
+pub const SCENARIO_LEASE: Duration = Duration::from_secs(15);
+
 /// Namespaces, stack, application, agents; the group registered active in east.
 pub struct Scenario {
     /// The environment.
@@ -50,7 +53,11 @@ impl Scenario {
         }
         let ns = env.namespace(&format!("fo-{label}")).await?;
         let flux_ns = env.namespace(&format!("fo-{label}-flux")).await?;
-        let stack = Stack::new(&env, &ns.name, label).await?;
+        let mut stack = Stack::new(&env, &ns.name, label).await?;
+        // A loaded machine can keep moto from answering a renewal for seconds; a 15 s lease
+        // keeps fault scenarios about their faults, not about lost leases (the lease tests
+        // use their own).
+        stack.agent_options.lease_duration = Some(SCENARIO_LEASE);
         let group = GroupRef::new(&ns.name, GROUP)?;
         Ok(Scenario {
             env,

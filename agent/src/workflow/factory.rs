@@ -532,6 +532,14 @@ impl Planner<'_> {
         steps.push(Step::Record(RecordStep::ClaimPromotion {
             ready_volumes: if handoff { volumes.clone() } else { Vec::new() },
         }));
+        // UPTIME: the window opens before the first promotion is asked for, so the recorded
+        // window always covers the time both sides may be Primary (recorded after the
+        // promotions, it started late by as long as they took).
+        if self.mode == Mode::Uptime && !volumes.is_empty() {
+            steps.push(Step::Record(RecordStep::RecordDualActive {
+                end: DualActiveEnd::Started,
+            }));
+        }
         steps.extend(
             volumes
                 .iter()
@@ -542,11 +550,6 @@ impl Planner<'_> {
                 .iter()
                 .map(|v| Step::Kube(KubeStep::WaitPrimary { volume: v.clone() })),
         );
-        if self.mode == Mode::Uptime && !volumes.is_empty() {
-            steps.push(Step::Record(RecordStep::RecordDualActive {
-                end: DualActiveEnd::Started,
-            }));
-        }
         steps.extend(
             volumes
                 .iter()

@@ -69,7 +69,8 @@ pub struct Operation {
     /// When an abort was requested (excludes a promotion from then on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_requested_at: Option<Timestamp>,
-    /// UPTIME: when the first target volume became Primary.
+    /// UPTIME: when the target was about to promote its first volume (the dual-active
+    /// window cannot start earlier).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dual_active_started_at: Option<Timestamp>,
     /// UPTIME: when the last source volume became Secondary.

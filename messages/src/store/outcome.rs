@@ -345,7 +345,7 @@ pub struct HeartbeatStatus {
 /// One end of the UPTIME dual-active window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DualActiveMark {
-    /// The first target volume became Primary (the earliest mark is kept).
+    /// The target is about to promote its first volume (the earliest mark is kept).
     Started(Timestamp),
     /// The last source volume became Secondary (the latest mark is kept).
     Ended(Timestamp),

@@ -7,7 +7,7 @@ use failover_messages::crd::WorkloadKind;
 /// Which end of the UPTIME dual-active window a step records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DualActiveEnd {
-    /// The first target volume became Primary (recorded by the target).
+    /// The target is about to promote its first volume (recorded by the target).
     Started,
     /// The last source volume became Secondary (recorded by the source).
     Ended,
@@ -121,7 +121,7 @@ impl RecordStep {
             }
             Self::RecordDualActive {
                 end: DualActiveEnd::Started,
-            } => "Record the start of the dual-active window (first target volume Primary)".to_owned(),
+            } => "Record the start of the dual-active window (before the first target volume is promoted)".to_owned(),
             Self::RecordDualActive {
                 end: DualActiveEnd::Ended,
             } => "Record the end of the dual-active window (last source volume Secondary)".to_owned(),
