@@ -114,7 +114,7 @@ pub async fn run(config: &Config) -> RunReport {
         }
     };
     report.groups = run.groups.iter().map(ToString::to_string).collect();
-    report.logs = run.stack.dir.display().to_string();
+    report.logs = format!("`{}`", run.stack.dir.display());
     let res = run.body(&mut report).await;
     if let Err(e) = res {
         report.error = Some(format!("{e:#}"));

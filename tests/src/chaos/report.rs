@@ -128,7 +128,7 @@ pub struct RunReport {
     pub started: String,
     /// How long it took.
     pub wall: Duration,
-    /// Where the processes' logs are.
+    /// Where the processes' logs are (markdown).
     pub logs: String,
 }
 
@@ -246,7 +246,7 @@ impl RunReport {
         };
         let _ = writeln!(s, "| worst added latency | {latency} |");
         let _ = writeln!(s, "| agents | {} |", self.settings);
-        let _ = writeln!(s, "| logs | `{}` |", self.logs);
+        let _ = writeln!(s, "| logs | {} |", self.logs);
         if let Some(e) = &self.error {
             let _ = writeln!(s, "\n**The run stopped early:** {e}");
         }

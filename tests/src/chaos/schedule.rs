@@ -264,7 +264,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             groups: 2,
-            window: Duration::from_secs(10),
+            window: Duration::from_secs(7),
             max_faults: 3,
             max_cut: Duration::from_secs(6),
         }
