@@ -1,17 +1,19 @@
 //! The nemesis's hands: a planned fault applied to one agent (toxics on its toxiproxy
 //! proxies, SIGKILL, a restart with `FAILPOINTS`), healed, and the agents watched while an
 //! operation runs (a failpoint's crash is restarted clean; an agent that exits without one
-//! is a violation) and restored after it (every proxy healed, every dead or armed agent
-//! restarted clean and ready).
+//! is a violation, unless it failed its start-up checks, as an agent whose apiserver or
+//! DynamoDB cannot be reached does, and which a Deployment restarts) and restored after it
+//! (every proxy healed, every dead or armed agent restarted clean and ready).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use anyhow::Result;
 
 use super::schedule::{Fault, FaultKind};
 use crate::agents::{AgentStart, Stack};
 use crate::faults::Service;
-use crate::scenario::{crash_points, tail};
+use crate::scenario::crash_points;
 
 /// The clusters an agent runs in.
 pub const CLUSTERS: [&str; 2] = ["east", "west"];
@@ -21,7 +23,10 @@ pub const CLUSTERS: [&str; 2] = ["east", "west"];
 pub enum Exit {
     /// A failpoint crashed it (`<cluster>: <the failpoint's line>`).
     Crash(String),
-    /// It exited on its own (a violation), with the tail of its log.
+    /// Its start-up checks failed (`<cluster>: <its error line>`): it exits, and is
+    /// restarted, as a Deployment would.
+    StartupFailure(String),
+    /// It exited on its own after it had started (a violation), with the tail of its log.
     Unexpected(String),
 }
 
@@ -32,9 +37,15 @@ struct AgentState {
     down: bool,
     /// Running with these `FAILPOINTS`: restarted clean after the operation.
     armed: Option<&'static str>,
-    /// Failpoint crash lines of its log already accounted for.
-    crashes_seen: usize,
+    /// Where the running process's part of the log (which every restart appends to)
+    /// begins.
+    log_from: usize,
 }
+
+/// The start-up line of an agent that passed its start-up checks.
+const STARTED: &str = "agent started";
+/// How an agent's error exit begins.
+const ERROR_EXIT: &str = "failover-agent: error:";
 
 /// Both agents as the nemesis left them.
 #[derive(Debug, Default)]
@@ -87,14 +98,7 @@ impl Agents {
             }
             FaultKind::CrashPoint | FaultKind::Throttle => {
                 let exit = self.note_exit(stack, cluster)?;
-                let failpoints = fault.kind.failpoints();
-                // The running agent is killed when its successor starts.
-                stack
-                    .spawn_agent_with(cluster, agent_start(failpoints))
-                    .await?;
-                let state = self.state(cluster);
-                state.armed = failpoints;
-                state.down = false;
+                self.spawn(stack, cluster, fault.kind.failpoints()).await?;
                 return Ok(exit);
             }
         }
@@ -115,11 +119,30 @@ impl Agents {
     /// Restarts the agent of `cluster` clean (not waiting for it to be ready).
     pub async fn restart(&mut self, stack: &mut Stack, cluster: &str) -> Result<Option<Exit>> {
         let exit = self.note_exit(stack, cluster)?;
-        stack.spawn_agent_with(cluster, agent_start(None)).await?;
-        let state = self.state(cluster);
-        state.down = false;
-        state.armed = None;
+        self.spawn(stack, cluster, None).await?;
         Ok(exit)
+    }
+
+    /// Starts the agent of `cluster` with `failpoints` (a running one is killed when its
+    /// successor starts), not waiting for it to be ready.
+    async fn spawn(
+        &mut self,
+        stack: &mut Stack,
+        cluster: &str,
+        failpoints: Option<&'static str>,
+    ) -> Result<()> {
+        let log_from = std::fs::read_to_string(log_path(stack, cluster))
+            .map(|l| l.len())
+            .unwrap_or(0);
+        stack
+            .spawn_agent_with(cluster, agent_start(failpoints))
+            .await?;
+        *self.state(cluster) = AgentState {
+            down: false,
+            armed: failpoints,
+            log_from,
+        };
+        Ok(())
     }
 
     /// While an operation runs: every agent that exited and is not waiting for a planned
@@ -147,33 +170,99 @@ impl Agents {
             }
         }
         for cluster in CLUSTERS {
-            stack.wait_agent_ready(cluster).await?;
+            // One that fails its start-up checks (a connection the heal closed) is started
+            // again, as a Deployment would.
+            let mut tries = 0;
+            while let Err(e) = stack.wait_agent_ready(cluster).await {
+                tries += 1;
+                if tries >= 3 || agent_running(stack, cluster)? {
+                    return Err(e);
+                }
+                exits.extend(self.restart(stack, cluster).await?);
+            }
         }
         Ok(exits)
     }
 
     /// When the agent of `cluster` is not running and was not killed by the nemesis: what
-    /// its exit meant (the failpoint crash lines its log gained, or an unexpected exit).
+    /// its exit meant, from its process's part of the log.
     fn note_exit(&mut self, stack: &mut Stack, cluster: &str) -> Result<Option<Exit>> {
         if self.state(cluster).down || agent_running(stack, cluster)? {
             return Ok(None);
         }
-        let name = format!("agent-{cluster}");
-        let log = stack.proc_mut(&name)?.log_text();
-        let lines: Vec<String> = crash_points(&log).collect();
-        let state = self.state(cluster);
-        let new = lines.get(state.crashes_seen..).unwrap_or_default().to_vec();
-        state.crashes_seen = lines.len();
-        Ok(Some(match new.last() {
-            Some(line) => Exit::Crash(format!("{cluster}: {line}")),
-            None => Exit::Unexpected(format!(
-                "{name} exited without a failpoint crash; its log ends:\n{}",
-                tail(&log, 15)
-            )),
-        }))
+        let log = std::fs::read_to_string(log_path(stack, cluster)).unwrap_or_default();
+        let from = self.state(cluster).log_from;
+        // Later exits of the same process are not noted again.
+        self.state(cluster).log_from = log.len();
+        Ok(Some(exit_of(cluster, log.get(from..).unwrap_or_default())))
     }
+}
+
+/// What the exit of the agent of `cluster` meant, from what the process logged.
+pub fn exit_of(cluster: &str, log: &str) -> Exit {
+    let log = strip_ansi(log);
+    if let Some(line) = crash_points(&log).last() {
+        return Exit::Crash(format!("{cluster}: {line}"));
+    }
+    let error = log.lines().rev().find(|l| l.starts_with(ERROR_EXIT));
+    match error {
+        Some(line) if !log.contains(STARTED) => {
+            Exit::StartupFailure(format!("{cluster}: {}", line.trim()))
+        }
+        _ => {
+            let lines: Vec<&str> = log.lines().collect();
+            Exit::Unexpected(format!(
+                "agent-{cluster} exited without a failpoint crash after it had started; its log ends:\n{}",
+                lines[lines.len().saturating_sub(15)..].join("\n")
+            ))
+        }
+    }
+}
+
+/// `text` without ANSI colour sequences (`ESC [ … m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn log_path(stack: &Stack, cluster: &str) -> PathBuf {
+    stack.dir.join(format!("agent-{cluster}.log"))
 }
 
 fn agent_running(stack: &mut Stack, cluster: &str) -> Result<bool> {
     stack.proc_mut(&format!("agent-{cluster}"))?.running()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exit_is_told_from_the_process_s_log() {
+        let crash = "\u{1b}[2mstarting\u{1b}[0m\nfailpoint engine::done::before (X): crash\n";
+        assert_eq!(
+            exit_of("east", crash),
+            Exit::Crash("east: failpoint engine::done::before (X): crash".into())
+        );
+        let startup = "INFO connecting\nfailover-agent: error: cannot list failovergroups\n";
+        assert_eq!(
+            exit_of("west", startup),
+            Exit::StartupFailure("west: failover-agent: error: cannot list failovergroups".into())
+        );
+        let later = "INFO agent started cluster=west\nfailover-agent: error: boom\n";
+        assert!(matches!(exit_of("west", later), Exit::Unexpected(t) if t.contains("error: boom")));
+        assert!(matches!(exit_of("west", ""), Exit::Unexpected(_)));
+    }
 }

@@ -57,6 +57,7 @@ impl Run {
             abort: None,
             applied: Vec::new(),
             crashes: Vec::new(),
+            startup_failures: Vec::new(),
             problems: Vec::new(),
         };
         tracing::info!(
@@ -348,6 +349,10 @@ impl Run {
             Some(Exit::Crash(line)) => {
                 tracing::info!("  crashed: {line}");
                 rec.crashes.push(line);
+            }
+            Some(Exit::StartupFailure(line)) => {
+                tracing::info!("  failed its start-up checks: {line}");
+                rec.startup_failures.push(line);
             }
             Some(Exit::Unexpected(what)) => rec.problems.push(what),
             None => {}

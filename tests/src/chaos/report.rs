@@ -92,6 +92,9 @@ pub struct OpRecord {
     pub applied: Vec<usize>,
     /// The failpoint crashes seen during it (`<cluster>: failpoint …: crash`).
     pub crashes: Vec<String>,
+    /// Agents that failed their start-up checks during it and were started again
+    /// (`<cluster>: <error line>`).
+    pub startup_failures: Vec<String>,
     /// What went wrong during it or was first seen after it (violations).
     pub problems: Vec<String>,
 }
@@ -300,7 +303,12 @@ impl RunReport {
             let _ = writeln!(s, "| {class} | {applied} | {planned} |");
         }
         let crashes: usize = self.records.iter().map(|r| r.crashes.len()).sum();
-        let _ = writeln!(s, "\nFailpoint crashes seen: {crashes}.");
+        let startups: usize = self.records.iter().map(|r| r.startup_failures.len()).sum();
+        let _ = writeln!(
+            s,
+            "\nFailpoint crashes seen: {crashes}. Agents that failed their start-up checks (a \
+             restart while a link was cut) and were started again: {startups}."
+        );
     }
 
     fn write_violations(&self, s: &mut String) {
@@ -369,6 +377,9 @@ impl RunReport {
             }
             for c in &r.crashes {
                 let _ = writeln!(s, "  - crashed: {c}");
+            }
+            for c in &r.startup_failures {
+                let _ = writeln!(s, "  - failed its start-up checks: {c}");
             }
         }
     }

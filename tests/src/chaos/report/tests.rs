@@ -30,6 +30,7 @@ fn record(index: usize, faults: Vec<Fault>, outcome: Outcome, secs: u64) -> OpRe
         abort: None,
         applied,
         crashes: Vec::new(),
+        startup_failures: Vec::new(),
         problems: Vec::new(),
     }
 }
@@ -131,6 +132,10 @@ fn the_worst_added_latency_is_the_slowest_success_against_the_fastest_clean_one(
 fn the_markdown_has_every_section_and_the_counts() {
     let mut r = report();
     r.records[0].problems.push("line one\nline two".into());
+    r.records[1].crashes.push("east: failpoint x: crash".into());
+    r.records[1]
+        .startup_failures
+        .push("west: failover-agent: error: cannot list".into());
     let md = r.markdown();
     for section in [
         "# Chaos run, seed 42",
@@ -158,6 +163,14 @@ fn the_markdown_has_every_section_and_the_counts() {
     );
     assert!(md.contains("- operation 1: line one\n  line two"), "{md}");
     assert!(md.contains("return(crash) (not applied)"), "{md}");
+    assert!(
+        md.contains("Failpoint crashes seen: 1. Agents that failed"),
+        "{md}"
+    );
+    assert!(
+        md.contains("  - failed its start-up checks: west: failover-agent: error: cannot list"),
+        "{md}"
+    );
     assert!(
         md.contains("| baseline | ns-a/shop | CONSISTENCY | east → west |"),
         "{md}"
