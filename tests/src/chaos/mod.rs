@@ -114,7 +114,9 @@ pub async fn run(config: &Config) -> RunReport {
         }
     };
     report.groups = run.groups.iter().map(ToString::to_string).collect();
-    report.logs = format!("`{}`", run.stack.dir.display());
+    let root = crate::env::repo_root();
+    let dir = &run.stack.dir;
+    report.logs = format!("`{}`", dir.strip_prefix(&root).unwrap_or(dir).display());
     let res = run.body(&mut report).await;
     if let Err(e) = res {
         report.error = Some(format!("{e:#}"));
