@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test unit env-up env-down env-status env-build crds lint bench demo
+.PHONY: test unit env-up env-down env-status env-build crds lint bench demo chaos
 
 ## test: build and start the test environment (cached), then run every test
 test: env-up
@@ -44,3 +44,11 @@ lint:
 bench: env-up
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p failover-tests --bin failover-bench -- all --out target/bench/report.md
+
+## chaos: start the environment, then OPS seeded failovers of two groups under random faults (SEED: default from the clock, printed); writes target/chaos/report.md, exits non-zero on a violation
+SEED ?=
+OPS ?= 20
+chaos: env-up
+	$(CARGO) build --workspace --all-targets
+	@seed="$(SEED)"; "$${CARGO_TARGET_DIR:-target}/debug/failover-chaos" $${seed:+--seed "$$seed"} \
+	  --ops "$(OPS)" --out target/chaos/report.md

@@ -364,6 +364,14 @@ impl Stack {
 
     /// [`Stack::start_agent`], started as `how` says.
     pub async fn start_agent_with(&mut self, cluster: &str, how: AgentStart) -> Result<u16> {
+        let port = self.spawn_agent_with(cluster, how).await?;
+        self.wait_agent_ready(cluster).await?;
+        Ok(port)
+    }
+
+    /// Starts (or restarts) the agent of `cluster` as `how` says, without waiting for it to
+    /// be ready (see [`Stack::wait_agent_ready`]). Returns its admin port.
+    pub async fn spawn_agent_with(&mut self, cluster: &str, how: AgentStart) -> Result<u16> {
         let c = self.cluster(cluster)?.clone();
         let kubeconfig = agent_kubeconfig(&c, &self.rbac_ns, &self.dir).await?;
         let port = free_port()?;
@@ -403,9 +411,17 @@ impl Stack {
         self.procs.retain(|p| p.name != name);
         self.procs.push(Proc::spawn(&name, cmd, log)?);
         self.agent_ports.insert(c.name.clone(), port);
+        Ok(port)
+    }
+
+    /// Waits until the agent of `cluster` answers `/ready` with 200; fails when it exits
+    /// first or takes longer than [`READY_DEADLINE`].
+    pub async fn wait_agent_ready(&mut self, cluster: &str) -> Result<()> {
+        let name = agent_name(cluster);
+        let port = self.agent_port(cluster)?;
         let pid = self.proc_mut(&name)?.pid();
         wait_for(
-            &format!("/ready = 200 on the {} agent", c.name),
+            &format!("/ready = 200 on the {cluster} agent"),
             READY_DEADLINE,
             || async move {
                 if exited(pid) {
@@ -424,7 +440,7 @@ impl Stack {
             self.proc_mut(&name)?.running()?,
             "{name} exited during start-up"
         );
-        Ok(port)
+        Ok(())
     }
 
     /// Confines the writes of this stack's agents to `namespaces` in both clusters

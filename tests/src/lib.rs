@@ -1,9 +1,11 @@
 //! The test environment harness: real kube-apiservers (kwok) and moto, per-test
-//! namespaces and table names, wait helpers, the storage simulator, and the run checker.
+//! namespaces and table names, wait helpers, the storage simulator, the run checker, and
+//! the seeded chaos runs.
 
 pub mod agents;
 pub mod aws;
 pub mod bench;
+pub mod chaos;
 pub mod checker;
 pub mod env;
 pub mod faults;

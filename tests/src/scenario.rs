@@ -411,14 +411,14 @@ impl Scenario {
 }
 
 /// The `failpoint …: crash` lines of an agent's log (which every restart appends to).
-fn crash_points(log: &str) -> impl Iterator<Item = String> + '_ {
+pub fn crash_points(log: &str) -> impl Iterator<Item = String> + '_ {
     log.lines()
         .filter(|l| l.starts_with("failpoint ") && l.ends_with(": crash"))
         .map(str::to_owned)
 }
 
 /// The last `n` lines of `text`.
-fn tail(text: &str, n: usize) -> String {
+pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

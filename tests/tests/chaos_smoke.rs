@@ -1,0 +1,38 @@
+//! A short chaos run (`failover-chaos --ops 3`) with a seed from the clock: it must end
+//! clean, with exit 0 and the summary line counting no violation. The seed is printed
+//! first, so a failure replays with `make chaos SEED=<seed> OPS=3`.
+
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, ensure};
+use failover_tests::agents::workspace_binary;
+use failover_tests::env::repo_root;
+
+#[test]
+fn three_seeded_operations_under_faults_end_without_a_violation() -> Result<()> {
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    eprintln!("chaos smoke seed {seed} (replay: make chaos SEED={seed} OPS=3)");
+    let bin = workspace_binary("failover-chaos")?;
+    let out_file = repo_root().join(format!("target/chaos/smoke-{seed}.md"));
+    let out = Command::new(bin)
+        .args(["--seed", &seed.to_string(), "--ops", "3", "--out"])
+        .arg(&out_file)
+        .output()
+        .context("running failover-chaos")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report = std::fs::read_to_string(&out_file).unwrap_or_default();
+    let last = stdout.lines().last().unwrap_or_default();
+    let faults = last
+        .strip_prefix("chaos: 3 operations, ")
+        .and_then(|rest| rest.strip_suffix(" faults, 0 violations"))
+        .and_then(|n| n.parse::<usize>().ok());
+    ensure!(
+        out.status.code() == Some(0) && faults.is_some(),
+        "seed {seed}: failover-chaos exited {:?}, last line {last:?}\n--- report ---\n{report}\n--- stderr ---\n{stderr}",
+        out.status.code()
+    );
+    let _ = std::fs::remove_file(&out_file);
+    Ok(())
+}
