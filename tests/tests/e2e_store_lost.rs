@@ -18,9 +18,9 @@ use failover_tests::scenario::Scenario;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-/// How long the harness watches both clusters after the agents reported the loss: two
-/// leases of the stack's agents (`L` = 6 s), long enough for any reaction to show.
-const WATCH: Duration = Duration::from_secs(12);
+/// How long the harness watches both clusters after the agents reported the loss: longer
+/// than the agents' lease (`SCENARIO_LEASE`), long enough for any reaction to show.
+const WATCH: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_lost_its_data_is_reported_and_changes_nothing() -> Result<()> {

@@ -734,9 +734,9 @@ fn uptime_records_the_dual_active_window_and_consistency_never_does() {
     let target = build(Mode::Uptime, Role::Target, false);
     all_before(
         &target,
-        "all Primary before the window opens",
-        |s| matches!(s, Step::Kube(KubeStep::WaitPrimary { .. })),
+        "the window opens before any promotion",
         dual(DualActiveEnd::Started),
+        |s| matches!(s, Step::Kube(KubeStep::Promote { .. })),
     );
     assert!(has(&target, dual(DualActiveEnd::Started)));
     let source = build(Mode::Uptime, Role::Source, false);
@@ -1178,7 +1178,7 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
             )
         },
     ];
-    // Target order: handoff → claim → promote → Primary → window start → verify → promoted
+    // Target order: handoff → claim → window start → promote → Primary → verify → promoted
     // → up → Flux → ready → traffic on.
     let target_order: [&dyn Fn(&Step) -> bool; 11] = [
         &|s| {
@@ -1186,9 +1186,9 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
                 || matches!(s, Step::Wait(WaitStep::WaitPeer { peer, .. }) if peer.task == "MarkAllReady")
         },
         &|s| matches!(s, Step::Record(RecordStep::ClaimPromotion { .. })),
+        &|s| matches!(s, Step::Record(RecordStep::RecordDualActive { .. })),
         &|s| matches!(s, Step::Kube(KubeStep::Promote { .. })),
         &|s| matches!(s, Step::Kube(KubeStep::WaitPrimary { .. })),
-        &|s| matches!(s, Step::Record(RecordStep::RecordDualActive { .. })),
         &|s| matches!(s, Step::Kube(KubeStep::VerifyData { .. })),
         &|s| matches!(s, Step::Record(RecordStep::MarkPromoted { .. })),
         &|s| {
