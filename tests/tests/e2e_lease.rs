@@ -19,15 +19,12 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, ensure};
-use failover_messages::keys::GroupRef;
-use failover_messages::records::{Mode, Operation, Phase};
-use failover_tests::agents::{AgentStart, Stack};
-use failover_tests::fixtures::{
-    GROUP, OPERATION_DEADLINE, SETTLE, assert_side_settled, create_application, install_crds,
-    wait_group_idle_on, wait_starting_point,
-};
-use failover_tests::kube::{Cluster, TestEnv, TestNamespace, wait_for};
+use failover_messages::records::{Mode, Operation};
+use failover_tests::agents::AgentStart;
+use failover_tests::fixtures::{GROUP, assert_side_settled};
+use failover_tests::kube::{Cluster, wait_for};
 use failover_tests::observe::{counter, lease_version};
+use failover_tests::scenario::Scenario;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
@@ -44,139 +41,28 @@ fn lease() -> Duration {
 /// probe would.
 const RESTART_BOUND: Duration = Duration::from_secs(3);
 
-/// Namespaces, stack, application, agents; the group registered active in east.
-struct Scenario {
-    env: TestEnv,
-    ns: TestNamespace,
-    flux_ns: TestNamespace,
-    stack: Stack,
-    group: GroupRef,
+/// The shared scenario with both agents on a lease of [`lease()`].
+async fn scenario(label: &str) -> Result<Scenario> {
+    let mut s = Scenario::new(label).await?;
+    s.stack.agent_options.lease_duration = Some(lease());
+    Ok(s)
 }
 
-impl Scenario {
-    async fn new(label: &str) -> Result<Scenario> {
-        let env = TestEnv::attach().await?;
-        for c in env.clusters() {
-            install_crds(c, SETTLE).await?;
-        }
-        let ns = env.namespace(&format!("fo-{label}")).await?;
-        let flux_ns = env.namespace(&format!("fo-{label}-flux")).await?;
-        let mut stack = Stack::new(&env, &ns.name, label).await?;
-        stack.agent_options.lease_duration = Some(lease());
-        let group = GroupRef::new(&ns.name, GROUP)?;
-        Ok(Scenario {
-            env,
-            ns,
-            flux_ns,
-            stack,
-            group,
-        })
-    }
+/// The forced failover to west's arguments, with `reason`.
+fn force_args(s: &Scenario, reason: &str) -> Vec<String> {
+    s.failover_args("west", reason, &["--force"])
+}
 
-    /// Storage simulator, application, agents (east's as `east`), the group registered
-    /// active in east, and east's replica counts known in DynamoDB (what west scales up to
-    /// when the operation carries none).
-    async fn start(&mut self, east: AgentStart) -> Result<()> {
-        let ns = self.ns.name.clone();
-        self.stack
-            .start_storage_sim(&[&ns], Duration::from_millis(200))?;
-        Box::pin(create_application(&self.env, &ns, &self.flux_ns.name)).await?;
-        wait_starting_point(&self.env, &ns).await?;
-        // A lost lease fences every active group in the cluster: keep other tests' out of
-        // reach.
-        let flux_ns = self.flux_ns.name.clone();
-        self.stack.isolate_agents(&[&ns, &flux_ns]).await?;
-        self.stack.start_agent_with("east", east).await?;
-        self.stack.start_agent("west").await?;
-        let out =
-            self.stack
-                .failoverctl(&["register", &self.group.to_string(), "--active", "east"])?;
-        ensure!(
-            out.status.success(),
-            "failoverctl register: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (store, group) = (&self.stack.store, &self.group);
-        wait_for(
-            "east's known replica counts in DynamoDB",
-            SETTLE,
-            || async {
-                let known = store
-                    .get_known_replicas(group)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(known.filter(|k| k.cluster == "east" && k.replicas.len() == 2))
-            },
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// The forced failover to west's arguments, with `reason`.
-    fn force_args(&self, reason: &str) -> Vec<String> {
-        [
-            "failover",
-            &self.group.to_string(),
-            "--to",
-            "west",
-            "--force",
-            "--reason",
-            reason,
-            "--wait",
-            "--timeout",
-            "90s",
-        ]
-        .map(str::to_owned)
-        .to_vec()
-    }
-
-    /// The operation that moved the group to west: idle on west, first in its history,
-    /// forced, CONSISTENCY, Succeeded, with `reason`.
-    async fn succeeded_on_west(&self, reason: &str) -> Result<Operation> {
-        let store = &self.stack.store;
-        let state = wait_group_idle_on(store, &self.group, "west", OPERATION_DEADLINE).await?;
-        let history = store.history(&self.group, None).await?;
-        let op = history
-            .first()
-            .map(|h| h.operation.clone())
-            .context("no history entry")?;
-        ensure!(
-            op.force && op.reason == reason && op.phase == Phase::Succeeded,
-            "{op:?}"
-        );
-        ensure!(
-            op.mode == Mode::Consistency,
-            "a forced operation runs in CONSISTENCY mode: {op:?}"
-        );
-        ensure!(
-            state.epoch == op.epoch && state.promotion_claimed_by.is_none(),
-            "{state:?}"
-        );
-        Ok(op)
-    }
-
-    /// Stops the storage simulator; fails on any violation.
-    async fn assert_no_violations(&mut self) -> Result<()> {
-        self.stack.check_agents()?;
-        let found = self.stack.stop_storage_sim().await?;
-        ensure!(found.is_empty(), "storage violations: {found:#?}");
-        Ok(())
-    }
-
-    /// Runs `body`, printing logs and objects on failure, then cleans up.
-    async fn finish(self, res: Result<()>) -> Result<()> {
-        let out = match res {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.stack.print_logs();
-                Err(anyhow!("{e:#}\n\n{}", self.ns.dump().await))
-            }
-        };
-        self.stack.cleanup(out.is_ok()).await;
-        self.ns.cleanup().await;
-        self.flux_ns.cleanup().await;
-        out
-    }
+/// The operation that moved the group to west: idle on west, first in its history,
+/// forced, CONSISTENCY, Succeeded, with `reason`.
+async fn succeeded_on_west(s: &Scenario, reason: &str) -> Result<Operation> {
+    let op = s.succeeded_on("west", reason).await?;
+    ensure!(op.force, "{op:?}");
+    ensure!(
+        op.mode == Mode::Consistency,
+        "a forced operation runs in CONSISTENCY mode: {op:?}"
+    );
+    Ok(op)
 }
 
 fn text(out: &std::process::Output) -> (String, String) {
@@ -244,7 +130,7 @@ async fn group_events(c: &Cluster, ns: &str, reason: &str) -> Result<Vec<Event>>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_cut_off_from_dynamodb_fences_itself_before_the_forced_target_promotes()
 -> Result<()> {
-    let mut s = Scenario::new("e2e-lease-cut").await?;
+    let mut s = scenario("e2e-lease-cut").await?;
     let res = Box::pin(cut_source(&mut s)).await;
     s.finish(res).await
 }
@@ -264,14 +150,14 @@ async fn cut_source(s: &mut Scenario) -> Result<()> {
         aws_proxy: true,
         ..AgentStart::default()
     };
-    s.start(proxied).await?;
+    s.start(proxied, AgentStart::default()).await?;
     let ns = s.ns.name.clone();
     let (east, west) = (s.env.east.clone(), s.env.west.clone());
 
     let cut_at = Timestamp::now();
     s.stack.aws_proxy("east")?.cut();
     let reason = "east cut off";
-    let args = s.force_args(reason);
+    let args = force_args(s, reason);
     let out = s
         .stack
         .failoverctl(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
@@ -282,7 +168,7 @@ async fn cut_source(s: &mut Scenario) -> Result<()> {
         out.status.code()
     );
     let answered = Timestamp::now();
-    let op = s.succeeded_on_west(reason).await?;
+    let op = succeeded_on_west(s, reason).await?;
     assert_side_settled(&west, &ns, &s.flux_ns.name, true).await?;
     // East fenced on its own, without DynamoDB: traffic off, Flux suspended, workloads at
     // 0, volumes Secondary.
@@ -404,14 +290,14 @@ async fn heal_and_stay_fenced(s: &mut Scenario) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_source_agent_restarted_within_the_bound_hands_off_safely() -> Result<()> {
-    let mut s = Scenario::new("e2e-lease-pause").await?;
+    let mut s = scenario("e2e-lease-pause").await?;
     let res = Box::pin(paused_source(&mut s, Recovery::Restart)).await;
     s.finish(res).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_source_agent_resumed_within_the_bound_hands_off_safely() -> Result<()> {
-    let mut s = Scenario::new("e2e-lease-resume").await?;
+    let mut s = scenario("e2e-lease-resume").await?;
     let res = Box::pin(paused_source(&mut s, Recovery::Resume)).await;
     s.finish(res).await
 }
@@ -426,7 +312,8 @@ enum Recovery {
 }
 
 async fn paused_source(s: &mut Scenario, recovery: Recovery) -> Result<()> {
-    s.start(AgentStart::default()).await?;
+    s.start(AgentStart::default(), AgentStart::default())
+        .await?;
     let ns = s.ns.name.clone();
     let (east, west) = (s.env.east.clone(), s.env.west.clone());
 
@@ -434,7 +321,7 @@ async fn paused_source(s: &mut Scenario, recovery: Recovery) -> Result<()> {
     let paused_ts = Timestamp::now();
     s.stack.pause_agent("east")?;
     let reason = "east hung";
-    let args = s.force_args(reason);
+    let args = force_args(s, reason);
     let ctl = s
         .stack
         .failoverctl_command(&args.iter().map(String::as_str).collect::<Vec<_>>())?
@@ -461,7 +348,7 @@ async fn paused_source(s: &mut Scenario, recovery: Recovery) -> Result<()> {
         "failoverctl failover --force --wait exited {:?}\nstdout: {stdout}\nstderr: {stderr}",
         out.status.code()
     );
-    let op = s.succeeded_on_west(reason).await?;
+    let op = succeeded_on_west(s, reason).await?;
     assert_side_settled(&west, &ns, &s.flux_ns.name, true).await?;
     assert_side_settled(&east, &ns, &s.flux_ns.name, false).await?;
     // How west's wait ended: east's release (READY_FOR_PROMOTION for every volume) or the
