@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test unit env-up env-down env-status env-build crds lint bench demo chaos
+.PHONY: test unit env-up env-down env-status env-build crds lint bench demo chaos image
 
 ## test: build and start the test environment (cached), then run every test
 test: env-up
@@ -33,9 +33,14 @@ demo:
 env-status:
 	bash tests/env/status.sh
 
-## crds: regenerate deploy/crds/ from the Rust types
+## image: release build of failover-agent packaged as an OCI image on no base image (umoci): target/image/oci and target/image/failover-agent.tar
+image:
+	bash deploy/image/build.sh
+
+## crds: regenerate deploy/crds/ (and the chart's copy) from the Rust types
 crds:
 	$(CARGO) run -q -p failover-messages --example crdgen
+	cp deploy/crds/*.yaml deploy/helm/failover-agent/crds/
 
 lint:
 	$(CARGO) clippy --workspace --all-targets

@@ -42,6 +42,8 @@ struct MetricsInner {
     kube_jobs_in_flight: Family<Labels, Gauge>,
     handoff_latency: Histogram,
     dual_active: Histogram,
+    auto_failovers: Family<Labels, Counter>,
+    auto_armed: Family<Labels, Gauge>,
     calls: Mutex<Option<Arc<CallCounter>>>,
 }
 
@@ -70,6 +72,18 @@ impl Metrics {
         let fencings = Family::<Labels, Counter>::default();
         let kube_jobs = Family::<Labels, Counter>::default();
         let kube_jobs_in_flight = Family::<Labels, Gauge>::default();
+        let auto_failovers = Family::<Labels, Counter>::default();
+        let auto_armed = Family::<Labels, Gauge>::default();
+        registry.register(
+            "failover_auto_failovers",
+            "Automatic (forced) failovers this cluster started after the active cluster's serving lease went unrenewed, by group",
+            auto_failovers.clone(),
+        );
+        registry.register(
+            "failover_auto_failover_armed",
+            "Groups with automatic failover enabled and armed in this cluster (1: watching or counting, 0: not armed), by group",
+            auto_armed.clone(),
+        );
         registry.register(
             "failover_kube_jobs",
             "Workflow steps carried out by the per-concern actors, by concern and outcome",
@@ -155,6 +169,8 @@ impl Metrics {
                 kube_jobs_in_flight,
                 handoff_latency,
                 dual_active,
+                auto_failovers,
+                auto_armed,
                 calls: Mutex::new(None),
             }),
         }
@@ -183,6 +199,22 @@ impl Metrics {
                 ("outcome", outcome.to_owned()),
             ])
             .inc();
+    }
+
+    /// This cluster started an automatic failover of `group`.
+    pub fn auto_failover(&self, group: &str) {
+        self.inner
+            .auto_failovers
+            .get_or_create(&vec![("group", group.to_owned())])
+            .inc();
+    }
+
+    /// Whether automatic failover of `group` is armed in this cluster.
+    pub fn auto_failover_armed(&self, group: &str, armed: bool) {
+        self.inner
+            .auto_armed
+            .get_or_create(&vec![("group", group.to_owned())])
+            .set(i64::from(armed));
     }
 
     /// This cluster fenced its side of `group` on `occasion`.

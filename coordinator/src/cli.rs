@@ -6,6 +6,7 @@
 //! is a usage error (exit 2) before any AWS call.
 
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -17,6 +18,7 @@ use crate::aws::{AwsOptions, Context, load_config};
 use crate::error::{CommandError, report};
 use crate::exit::{EXIT_CODES_HELP, ExitStatus};
 use crate::output::{OutputFormat, render};
+use crate::report::ReportFormat;
 
 /// failoverctl: set up, register, fail over, watch and abort failover groups through
 /// DynamoDB and SQS. Needs AWS credentials only, never a kubeconfig.
@@ -89,6 +91,12 @@ pub enum Command {
     /// Closed operations of one group or of every group, newest first.
     #[command(after_long_help = EXIT_CODES_HELP)]
     History(HistoryArgs),
+    /// Draw one operation from DynamoDB alone: both clusters' stages and steps on one time
+    /// axis (source and target lanes), each volume's handoff, the downtime and any
+    /// dual-active window shaded, failures marked. HTML (default: one self-contained page,
+    /// the drawing inline), SVG or text; to stdout or --out FILE.
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Report(ReportArgs),
     /// Agent heartbeats: cluster, agent version, last seen, stale or not.
     #[command(after_long_help = EXIT_CODES_HELP)]
     Clusters,
@@ -98,6 +106,24 @@ pub enum Command {
     /// nothing blocks, 3 when something does.
     #[command(after_long_help = EXIT_CODES_HELP)]
     Plan(PlanArgs),
+    /// Suspend a group: no new operation may start on it (failover, a Failover object)
+    /// until it is resumed. An operation in flight is not stopped (abort it for that).
+    /// Suspending a suspended group changes nothing and succeeds; an unregistered group is
+    /// exit 7.
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Suspend(SuspendArgs),
+    /// Resume a suspended group: operations may start on it again. Resuming a group that
+    /// is not suspended changes nothing and succeeds; an unregistered group is exit 7.
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Resume(SuspendArgs),
+}
+
+/// `failoverctl suspend` and `failoverctl resume`.
+#[derive(Debug, Args)]
+pub struct SuspendArgs {
+    /// The FailoverGroup, as NAMESPACE/NAME (e.g. shop/orders).
+    #[arg(value_name = "NAMESPACE/GROUP", value_parser = parse_group)]
+    pub group: GroupRef,
 }
 
 /// `--mode`.
@@ -181,6 +207,24 @@ pub struct HistoryArgs {
     /// At most this many operations.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
+    /// Also print, per operation, the `failoverctl report` command that draws it.
+    #[arg(long)]
+    pub report: bool,
+}
+
+/// `failoverctl report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The operation id.
+    #[arg(value_name = "OPERATION-ID", value_parser = parse_operation_id)]
+    pub operation: String,
+    /// What to draw: one self-contained HTML page, the SVG alone, or text.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+    pub format: ReportFormat,
+    /// Write the report to FILE instead of stdout. (`-o/--output` is the result format
+    /// every command takes.)
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// `failoverctl plan`.
@@ -364,12 +408,27 @@ impl Cli {
                 g.output,
             )),
             Command::History(args) => Finished::ok(render(
-                &crate::history::history(&ctx, args.group.as_ref(), args.limit as usize).await?,
+                &crate::history::history(
+                    &ctx,
+                    args.group.as_ref(),
+                    args.limit as usize,
+                    args.report,
+                )
+                .await?,
                 g.output,
             )),
             Command::Clusters => {
                 Finished::ok(render(&crate::history::clusters(&ctx).await?, g.output))
             }
+            Command::Report(args) => write_report(&ctx, args).await?,
+            Command::Suspend(args) => Finished::ok(render(
+                &crate::suspend::set_suspended(&ctx, &args.group, true).await?,
+                g.output,
+            )),
+            Command::Resume(args) => Finished::ok(render(
+                &crate::suspend::set_suspended(&ctx, &args.group, false).await?,
+                g.output,
+            )),
             Command::Plan(args) => {
                 let plan =
                     crate::plan::plan(&ctx, &args.group, &args.to, args.mode.into(), args.force)
@@ -457,6 +516,30 @@ impl Cli {
             status,
         })
     }
+}
+
+/// `failoverctl report`: the report on stdout, or written to `--out` with a line saying so.
+async fn write_report(ctx: &Context, args: &ReportArgs) -> Result<Finished, CommandError> {
+    let report = crate::report::report(ctx, &args.operation).await?;
+    let text = match args.format {
+        ReportFormat::Html => crate::report::html::render(&report),
+        ReportFormat::Svg => crate::report::svg::render(&report),
+        ReportFormat::Text => report.text(),
+    };
+    let Some(path) = &args.out else {
+        return Ok(Finished::ok(text));
+    };
+    std::fs::write(path, &text).map_err(|source| CommandError::WriteFile {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Finished::ok(format!(
+        "wrote the {} report of operation {} ({}) to {}\n",
+        args.format.extension(),
+        args.operation,
+        report.title(),
+        path.display()
+    )))
 }
 
 fn watched(stdout: String, result: &crate::watch::WatchResult) -> Finished {
@@ -572,6 +655,12 @@ mod tests {
         assert!(parse(&["plan", "shop/orders", "--to", "West"]).is_err());
         assert!(parse(&["history"]).is_ok());
         assert!(parse(&["clusters"]).is_ok());
+        assert!(parse(&["suspend", "shop/orders"]).is_ok());
+        assert!(parse(&["report", "op-1", "--format", "svg", "--out", "r.svg"]).is_ok());
+        assert!(parse(&["report", "op-1", "--format", "pdf"]).is_err());
+        assert!(parse(&["history", "--report"]).is_ok());
+        assert!(parse(&["resume", "orders"]).is_err());
+        assert!(parse(&["suspend"]).is_err());
     }
 
     #[test]
@@ -581,7 +670,7 @@ mod tests {
         assert!(help.contains("7  not found"), "{help}");
         for sub in [
             "setup", "register", "status", "failover", "watch", "abort", "history", "clusters",
-            "plan",
+            "plan", "suspend", "resume", "report",
         ] {
             let mut cmd = Cli::command();
             let help = cmd

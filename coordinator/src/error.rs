@@ -125,6 +125,15 @@ pub enum CommandError {
         /// Why.
         why: String,
     },
+    /// Writing an output file failed.
+    #[error("writing {}", path.display())]
+    WriteFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A store call failed.
     #[error(transparent)]
     Store(StoreError),
@@ -164,6 +173,7 @@ impl CommandError {
             Self::ActiveElsewhere { .. } => ExitStatus::Refused,
             Self::StartRefused { .. } | Self::AbortRefused { .. } => ExitStatus::Refused,
             Self::OperationNotFound { .. } => ExitStatus::NotFound,
+            Self::WriteFile { .. } => ExitStatus::Failed,
             Self::Store(e) => match e.cause() {
                 Cause::Contention { .. } => ExitStatus::Refused,
                 Cause::InvalidName(_) | Cause::Invalid(_) => ExitStatus::Usage,

@@ -40,6 +40,9 @@ pub struct HistoryRow {
     pub total_ms: Option<u64>,
     /// Downtime.
     pub downtime_ms: Option<u64>,
+    /// With `--report`: the command that draws the operation's report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
 }
 
 impl From<HistoryEntry> for HistoryRow {
@@ -58,8 +61,17 @@ impl From<HistoryEntry> for HistoryRow {
             requested_by: op.requested_by,
             total_ms: op.timings.total_ms,
             downtime_ms: op.timings.downtime_ms,
+            report: None,
         }
     }
+}
+
+/// The `failoverctl report` command that writes operation `op_id`'s HTML report of table
+/// `table` to `failover-report-<op_id>.html`.
+pub fn report_command(table: &str, op_id: &str) -> String {
+    format!(
+        "failoverctl --table {table} report {op_id} --format html --out failover-report-{op_id}.html"
+    )
 }
 
 /// The result of `failoverctl history`.
@@ -73,11 +85,12 @@ pub struct HistoryResult {
 }
 
 /// Reads the history of one group or of every registered group, newest first, at most
-/// `limit` entries.
+/// `limit` entries; with `report`, each row names the command that draws its report.
 pub async fn history(
     ctx: &Context,
     group: Option<&GroupRef>,
     limit: usize,
+    report: bool,
 ) -> Result<HistoryResult, CommandError> {
     let store = ctx.store();
     let err = |e| CommandError::from_store(&ctx.table, e);
@@ -112,6 +125,11 @@ pub async fn history(
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r.finished_at));
     rows.truncate(limit);
+    if report {
+        for r in &mut rows {
+            r.report = Some(report_command(&ctx.table, &r.operation_id));
+        }
+    }
     Ok(HistoryResult {
         group: group.cloned(),
         operations: rows,
@@ -134,7 +152,7 @@ impl Render for HistoryResult {
             .iter()
             .map(|r| {
                 format!(
-                    "{} {}: operation {} {} -> {} ({}{}) {} after {}, downtime {}, by {}{}\n",
+                    "{} {}: operation {} {} -> {} ({}{}{}) {} after {}, downtime {}, by {}{}\n",
                     r.finished_at,
                     r.group,
                     r.operation_id,
@@ -142,6 +160,11 @@ impl Render for HistoryResult {
                     r.target,
                     r.mode,
                     if r.force { ", forced" } else { "" },
+                    if r.requested_by.starts_with("auto:") {
+                        ", automatic"
+                    } else {
+                        ""
+                    },
                     r.phase,
                     seconds(r.total_ms),
                     seconds(r.downtime_ms),
@@ -151,7 +174,11 @@ impl Render for HistoryResult {
                     } else {
                         format!(": {}", r.reason)
                     }
-                )
+                ) + &r
+                    .report
+                    .as_ref()
+                    .map(|c| format!("  report: {c}\n"))
+                    .unwrap_or_default()
             })
             .collect()
     }
@@ -185,7 +212,12 @@ impl Render for HistoryResult {
                 "TOTAL",
             ],
             &rows,
-        )
+        ) + &self
+            .operations
+            .iter()
+            .filter_map(|r| r.report.as_ref())
+            .map(|c| format!("{c}\n"))
+            .collect::<String>()
     }
 }
 
@@ -295,7 +327,52 @@ mod tests {
             requested_by: "failoverctl:alice".into(),
             total_ms: Some(12_300),
             downtime_ms: None,
+            report: None,
         }
+    }
+
+    #[test]
+    fn report_commands_follow_each_row_when_asked() {
+        let mut r = row();
+        r.report = Some(report_command("t-1", "op-1"));
+        let result = HistoryResult {
+            group: None,
+            operations: vec![r],
+        };
+        let cmd =
+            "failoverctl --table t-1 report op-1 --format html --out failover-report-op-1.html";
+        assert!(render(&result, OutputFormat::Plain).ends_with(&format!("  report: {cmd}\n")));
+        assert!(render(&result, OutputFormat::Table).ends_with(&format!("{cmd}\n")));
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&result, OutputFormat::Json)).unwrap();
+        assert_eq!(json["operations"][0]["report"], cmd);
+        let plain = HistoryResult {
+            group: None,
+            operations: vec![row()],
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&plain, OutputFormat::Json)).unwrap();
+        assert!(json["operations"][0].get("report").is_none());
+    }
+
+    #[test]
+    fn an_automatic_operation_says_so() {
+        let mut r = row();
+        r.force = true;
+        r.mode = Mode::Consistency;
+        r.requested_by = "auto:west".into();
+        let out = render(
+            &HistoryResult {
+                group: None,
+                operations: vec![r],
+            },
+            OutputFormat::Plain,
+        );
+        assert!(
+            out.contains("east -> west (CONSISTENCY, forced, automatic) Succeeded"),
+            "{out}"
+        );
+        assert!(out.contains("by auto:west"), "{out}");
     }
 
     #[test]

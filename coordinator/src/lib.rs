@@ -13,9 +13,11 @@
 //! | `failoverctl failover <ns>/<group>... --to <cluster> [--mode consistency\|uptime] [--force --reason TEXT] [--wait] [--timeout 10m]` | [`failover::failover`] | starts one operation per group (one conditional transaction each) and notifies source and target; `--wait` watches it |
 //! | `failoverctl watch <operation-id> [--timeout 10m]` | [`watch::watch`] | live progress on stderr until the phase is final |
 //! | `failoverctl abort <operation-id>` | [`abort::abort`] | requests an abort before the promotion claim and notifies both sides |
-//! | `failoverctl history [<ns>/<group>] [--limit N]` | [`history::history`] | closed operations, newest first |
+//! | `failoverctl history [<ns>/<group>] [--limit N] [--report]` | [`history::history`] | closed operations, newest first (with `--report`: each one's report command) |
+//! | `failoverctl report <operation-id> [--format html\|svg\|text] [--out FILE]` | [`report::report`] | both clusters' stages and steps on one time axis, from DynamoDB alone |
 //! | `failoverctl clusters` | [`history::clusters`] | agent heartbeats, stale or not |
 //! | `failoverctl plan <ns>/<group> --to <cluster> [--mode ..] [--force]` | [`plan::plan`] | side-effect-free preview: stages and blockers |
+//! | `failoverctl suspend <ns>/<group>`, `failoverctl resume <ns>/<group>` | [`suspend::set_suspended`] | sets or clears the group's `suspended` flag (new operations refused; one in flight continues); idempotent |
 //!
 //! Global options: `--table` (`FAILOVER_TABLE`, default `failover`), `--queue-prefix`
 //! (`FAILOVER_QUEUE_PREFIX`, default `failover-`), `--region` (`AWS_REGION`),
@@ -49,6 +51,8 @@ pub mod history;
 pub mod output;
 pub mod plan;
 pub mod register;
+pub mod report;
 pub mod setup;
 pub mod status;
+pub mod suspend;
 pub mod watch;

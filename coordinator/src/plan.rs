@@ -211,6 +211,7 @@ mod tests {
             expires_at: ts("2026-11-26T10:00:20Z"),
             lease_duration_ms: None,
             keep_serving: Vec::new(),
+            auto_armed: Vec::new(),
         }
     }
 

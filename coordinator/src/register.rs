@@ -7,7 +7,13 @@
 //! Registering again with the same active cluster changes nothing and succeeds; with
 //! another active cluster it is refused ([`CommandError::ActiveElsewhere`]): moving a group
 //! takes a failover.
+//!
+//! Either way the active cluster's inbox then gets a `GroupRegistered` wake-up, so its agent
+//! checks the group at once (and records the known replica counts a forced failover needs)
+//! instead of on its next re-read; a failed send is a warning, never a failure.
 
+use failover_messages::envelope::{Envelope, EnvelopeKind};
+use failover_messages::inbox::Inbox;
 use failover_messages::keys::GroupRef;
 use failover_messages::store::RegisterOutcome;
 use serde::Serialize;
@@ -40,6 +46,9 @@ pub struct RegisterResult {
     pub epoch: u64,
     /// Registered now, or already.
     pub outcome: Registration,
+    /// What did not work but changed nothing (the wake-up of the active cluster).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Registers `group` with `active` as its active cluster.
@@ -74,18 +83,36 @@ pub async fn register(
             });
         }
     };
+    let mut warnings = Vec::new();
+    let inbox = Inbox::new(ctx.sqs.clone(), crate::failover::SENDER, ctx.queues.clone());
+    let wake = Envelope::for_group(
+        EnvelopeKind::GroupRegistered,
+        &state.group,
+        state.epoch,
+        crate::failover::SENDER,
+        jiff::Timestamp::now(),
+    );
+    if let Err(e) = inbox.send(&state.active_cluster, &wake).await {
+        let text = crate::error::report(&e).trim_end().replace('\n', "; ");
+        tracing::warn!(cluster = %state.active_cluster, group = %state.group, "wake-up failed: {text}");
+        warnings.push(format!(
+            "could not wake {} ({text}); its agent sees the group on its next re-read",
+            state.active_cluster
+        ));
+    }
     Ok(RegisterResult {
         group: state.group,
         table: ctx.table.clone(),
         active_cluster: state.active_cluster,
         epoch: state.epoch,
         outcome,
+        warnings,
     })
 }
 
 impl Render for RegisterResult {
     fn plain(&self) -> String {
-        match self.outcome {
+        let mut out = match self.outcome {
             Registration::Registered => format!(
                 "registered group {} in table {} with active cluster {} (epoch {})\n",
                 self.group, self.table, self.active_cluster, self.epoch
@@ -94,7 +121,11 @@ impl Render for RegisterResult {
                 "group {} is already registered in table {} with active cluster {} (epoch {}); nothing changed\n",
                 self.group, self.table, self.active_cluster, self.epoch
             ),
+        };
+        for w in &self.warnings {
+            out.push_str(&format!("  warning: {w}\n"));
         }
+        out
     }
 
     fn table(&self) -> String {
@@ -126,6 +157,7 @@ mod tests {
             active_cluster: "east".into(),
             epoch: 0,
             outcome,
+            warnings: Vec::new(),
         }
     }
 
@@ -141,6 +173,17 @@ mod tests {
         );
         assert!(again.contains("already registered"), "{again}");
         assert!(again.contains("nothing changed"), "{again}");
+    }
+
+    #[test]
+    fn plain_lists_warnings_under_the_result() {
+        let mut r = result(Registration::Registered);
+        r.warnings.push("could not wake east (no queue)".into());
+        let out = render(&r, OutputFormat::Plain);
+        assert!(
+            out.ends_with("(epoch 0)\n  warning: could not wake east (no queue)\n"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -6,9 +6,15 @@
 //! index, which is eventually consistent (a group registered a moment ago may be missing
 //! for a moment). Whether a lease has expired is decided here, against the local clock,
 //! so rendering stays a pure function of the result.
+//!
+//! Automatic failover: the standby agents publish in their lease records which groups they
+//! are armed for and, while the active cluster's lease goes unrenewed, when they act
+//! (`autoArmed`); one query of the `CLUSTERS` partition adds that to each group (records of
+//! agents whose lease ran out are left out).
 
 use failover_messages::keys::GroupRef;
 use failover_messages::records::GroupState;
+use failover_messages::store::HeartbeatStatus;
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -51,6 +57,56 @@ pub struct GroupStatus {
     pub last_operation: Option<String>,
     /// When the record was last written.
     pub updated_at: Timestamp,
+    /// The clusters armed for automatic failover of the group (none: not enabled, or no
+    /// standby armed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auto_failover: Vec<AutoArmedIn>,
+}
+
+/// A cluster armed for automatic failover of a group, as its lease record says.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoArmedIn {
+    /// The standby cluster.
+    pub cluster: String,
+    /// When it acts unless the active cluster's lease is renewed (`null`: watching, the
+    /// lease is renewed).
+    pub acts_at: Option<Timestamp>,
+}
+
+impl AutoArmedIn {
+    fn describe(list: &[AutoArmedIn]) -> Option<String> {
+        let parts: Vec<String> = list
+            .iter()
+            .map(|a| match a.acts_at {
+                None => format!("armed in {} (watching)", a.cluster),
+                Some(t) => format!(
+                    "armed in {}, counting: the active cluster's lease is unrenewed, acts at about {t}",
+                    a.cluster
+                ),
+            })
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// The armed clusters of `group` in `heartbeats` (live records only).
+fn armed_for(group: &GroupRef, heartbeats: &[HeartbeatStatus]) -> Vec<AutoArmedIn> {
+    let name = group.to_string();
+    heartbeats
+        .iter()
+        .filter(|h| !h.stale)
+        .flat_map(|h| {
+            h.heartbeat
+                .auto_armed
+                .iter()
+                .filter(|a| a.group == name)
+                .map(|a| AutoArmedIn {
+                    cluster: h.heartbeat.cluster.clone(),
+                    acts_at: a.acts_at,
+                })
+        })
+        .collect()
 }
 
 impl GroupStatus {
@@ -70,6 +126,7 @@ impl GroupStatus {
             suspended: state.suspended,
             last_operation: state.last_op_id,
             updated_at: state.updated_at,
+            auto_failover: Vec::new(),
         }
     }
 
@@ -154,14 +211,21 @@ pub async fn status(ctx: &Context, group: Option<&GroupRef>) -> Result<StatusRes
                     group: group.clone(),
                     table: ctx.table.clone(),
                 })?;
-            Ok(StatusResult::One(GroupStatus::from_state(
-                state,
-                store.now(),
-            )))
+            let heartbeats = store
+                .list_heartbeats()
+                .await
+                .map_err(|e| CommandError::from_store(&ctx.table, e))?;
+            let mut g = GroupStatus::from_state(state, store.now());
+            g.auto_failover = armed_for(&g.group, &heartbeats);
+            Ok(StatusResult::One(g))
         }
         None => {
             let states = store
                 .list_groups()
+                .await
+                .map_err(|e| CommandError::from_store(&ctx.table, e))?;
+            let heartbeats = store
+                .list_heartbeats()
                 .await
                 .map_err(|e| CommandError::from_store(&ctx.table, e))?;
             let now = store.now();
@@ -169,7 +233,11 @@ pub async fn status(ctx: &Context, group: Option<&GroupRef>) -> Result<StatusRes
                 table: ctx.table.clone(),
                 groups: states
                     .into_iter()
-                    .map(|s| GroupStatus::from_state(s, now))
+                    .map(|s| {
+                        let mut g = GroupStatus::from_state(s, now);
+                        g.auto_failover = armed_for(&g.group, &heartbeats);
+                        g
+                    })
                     .collect(),
             }))
         }
@@ -193,6 +261,9 @@ impl Render for StatusResult {
                     "suspended",
                     if g.suspended { "yes" } else { "no" }.to_owned(),
                 ));
+                if let Some(auto) = AutoArmedIn::describe(&g.auto_failover) {
+                    lines.push(("automatic failover", auto));
+                }
                 lines.push((
                     "last operation",
                     g.last_operation
@@ -225,6 +296,9 @@ impl Render for StatusResult {
                     }
                     if g.suspended {
                         line.push_str(", suspended");
+                    }
+                    if let Some(auto) = AutoArmedIn::describe(&g.auto_failover) {
+                        line.push_str(&format!(", automatic failover {auto}"));
                     }
                     line.push('\n');
                     line
@@ -263,6 +337,7 @@ mod tests {
             suspended: false,
             last_operation: Some("op-2".into()),
             updated_at: ts("2026-11-26T10:00:00Z"),
+            auto_failover: Vec::new(),
         }
     }
 
@@ -281,6 +356,7 @@ mod tests {
             suspended: true,
             last_operation: None,
             updated_at: ts("2026-11-26T10:01:00Z"),
+            auto_failover: Vec::new(),
         }
     }
 
@@ -351,6 +427,56 @@ mod tests {
         assert_eq!(
             render(&list(vec![]), OutputFormat::Plain),
             "no groups are registered in table failover\n"
+        );
+    }
+
+    #[test]
+    fn armed_clusters_come_from_live_lease_records_and_show_their_countdown() {
+        use failover_messages::records::{AutoArmed, Heartbeat};
+        let beat = |cluster: &str, stale: bool, acts_at: Option<&str>| HeartbeatStatus {
+            heartbeat: Heartbeat {
+                cluster: cluster.into(),
+                agent_version: "t".into(),
+                last_seen: ts("2026-11-26T10:00:00Z"),
+                expires_at: ts("2026-11-26T10:00:30Z"),
+                lease_duration_ms: Some(30_000),
+                keep_serving: Vec::new(),
+                auto_armed: vec![AutoArmed {
+                    group: "shop/orders".into(),
+                    acts_at: acts_at.map(ts),
+                }],
+            },
+            stale,
+        };
+        let mut g = idle();
+        g.auto_failover = armed_for(
+            &g.group,
+            &[
+                beat("west", false, Some("2026-11-26T10:01:00Z")),
+                beat("north", true, None),
+            ],
+        );
+        assert_eq!(
+            g.auto_failover,
+            [AutoArmedIn {
+                cluster: "west".into(),
+                acts_at: Some(ts("2026-11-26T10:01:00Z"))
+            }]
+        );
+        assert!(armed_for(&busy().group, &[beat("west", false, None)]).is_empty());
+        let out = render(&StatusResult::One(g.clone()), OutputFormat::Plain);
+        assert!(
+            out.contains(
+                "automatic failover: armed in west, counting: the active cluster's lease is \
+                 unrenewed, acts at about 2026-11-26T10:01:00Z\n"
+            ),
+            "{out}"
+        );
+        g.auto_failover[0].acts_at = None;
+        let out = render(&list(vec![g]), OutputFormat::Plain);
+        assert!(
+            out.ends_with("idle, automatic failover armed in west (watching)\n"),
+            "{out}"
         );
     }
 

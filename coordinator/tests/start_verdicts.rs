@@ -41,6 +41,7 @@ fn beat(cluster: &str, fresh: bool) -> Heartbeat {
         }),
         lease_duration_ms: None,
         keep_serving: Vec::new(),
+        auto_armed: Vec::new(),
     }
 }
 

@@ -15,7 +15,7 @@
 //! * `v` – format version; a receiver rejects versions it does not know.
 //! * `kind` – one of [`EnvelopeKind`].
 //! * `operationId` – id of the operation record `OP#<id>`: 1–128 characters of
-//!   `[A-Za-z0-9._:-]`.
+//!   `[A-Za-z0-9._:-]` (`-`, [`NO_OPERATION`], in an envelope about the group itself).
 //! * `group` – `<namespace>/<name>` of the FailoverGroup ([`GroupRef`], the same type the
 //!   DynamoDB keys use).
 //! * `epoch` – the group's epoch the sender acted at (unsigned 64-bit).
@@ -43,6 +43,10 @@ pub const ENVELOPE_VERSION: u64 = 1;
 /// anything larger is rejected before parsing.
 pub const MAX_ENVELOPE_BYTES: usize = 8 * 1024;
 
+/// The `operationId` of an envelope about a group rather than an operation
+/// ([`EnvelopeKind::GroupRegistered`]): a valid id no operation has (operation ids are UUIDs).
+pub const NO_OPERATION: &str = "-";
+
 /// Longest operation id accepted (the limit of the DynamoDB keys).
 pub const MAX_OPERATION_ID_LEN: usize = keys::MAX_OPERATION_ID_LEN;
 
@@ -62,17 +66,23 @@ pub enum EnvelopeKind {
     AbortRequested,
     /// Re-read the named group and operation; no specific event.
     Wake,
+    /// The coordinator registered the group (sent to its active cluster): re-check the
+    /// group now rather than on the next re-read (the idle active side records its known
+    /// replica counts, which a forced failover needs). It names no operation: its
+    /// `operationId` is [`NO_OPERATION`].
+    GroupRegistered,
 }
 
 impl EnvelopeKind {
     /// Every kind this build knows.
-    pub const ALL: [EnvelopeKind; 6] = [
+    pub const ALL: [EnvelopeKind; 7] = [
         Self::OperationStarted,
         Self::ReadyForPromotion,
         Self::Promoted,
         Self::OperationCompleted,
         Self::AbortRequested,
         Self::Wake,
+        Self::GroupRegistered,
     ];
 
     /// The wire name.
@@ -84,6 +94,7 @@ impl EnvelopeKind {
             Self::OperationCompleted => "OperationCompleted",
             Self::AbortRequested => "AbortRequested",
             Self::Wake => "Wake",
+            Self::GroupRegistered => "GroupRegistered",
         }
     }
 }
@@ -210,6 +221,18 @@ impl Envelope {
             sender: sender.to_owned(),
             sent_at,
         }
+    }
+
+    /// A wake-up of `kind` about `group` itself (no operation, [`NO_OPERATION`]) at `epoch`,
+    /// from `sender` at `sent_at`.
+    pub fn for_group(
+        kind: EnvelopeKind,
+        group: &GroupRef,
+        epoch: u64,
+        sender: &str,
+        sent_at: Timestamp,
+    ) -> Self {
+        Self::for_operation(kind, NO_OPERATION, group, epoch, sender, sent_at)
     }
 
     /// The compact JSON body (version [`ENVELOPE_VERSION`]).

@@ -47,7 +47,7 @@ pub use encode::{av_bool, av_ms, av_n, av_s, replicas_to_av, timings_to_av};
 pub use enums::{HandoffState, Mode, Phase, StepStatus};
 pub use group_state::{GroupState, KnownReplicas, Lease};
 pub use handoff::Handoff;
-pub use heartbeat::Heartbeat;
+pub use heartbeat::{AutoArmed, Heartbeat};
 pub use journal::JournalStep;
 pub use operation::{HistoryEntry, Operation, Timings};
 
@@ -115,6 +115,8 @@ pub mod attr {
     pub const SOURCE_IS_DOWN: &str = "sourceIsDown";
     pub const LEASE_DURATION_MS: &str = "leaseDurationMs";
     pub const KEEP_SERVING: &str = "keepServing";
+    /// Heartbeat: the groups armed for automatic failover in this (standby) cluster.
+    pub const AUTO_ARMED: &str = "autoArmed";
 }
 
 /// Drops everything below the millisecond, the precision records are stored with.

@@ -54,6 +54,25 @@ fn operation_started_matches_its_golden_file() {
 }
 
 #[test]
+fn a_group_registered_envelope_names_no_operation_and_round_trips() {
+    let group = GroupRef::new("shop", "orders").unwrap();
+    let sent_at: Timestamp = "2026-12-04T05:00:00Z".parse().unwrap();
+    let e = Envelope::for_group(
+        EnvelopeKind::GroupRegistered,
+        &group,
+        0,
+        "coordinator",
+        sent_at,
+    );
+    e.validate().unwrap();
+    assert_eq!(
+        e.encode(),
+        r#"{"v":1,"kind":"GroupRegistered","operationId":"-","group":"shop/orders","epoch":0,"sender":"coordinator","sentAt":"2026-12-04T05:00:00Z"}"#
+    );
+    assert_eq!(Envelope::decode(&e.encode()).unwrap(), e);
+}
+
+#[test]
 fn every_kind_has_a_stable_wire_name() {
     let names: Vec<String> = EnvelopeKind::ALL
         .iter()
@@ -73,7 +92,8 @@ fn every_kind_has_a_stable_wire_name() {
             "Promoted",
             "OperationCompleted",
             "AbortRequested",
-            "Wake"
+            "Wake",
+            "GroupRegistered"
         ]
     );
     for kind in EnvelopeKind::ALL {

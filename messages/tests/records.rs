@@ -134,6 +134,7 @@ fn sample_heartbeat() -> Heartbeat {
         expires_at: ts("2026-11-26T10:16:01Z"),
         lease_duration_ms: Some(30_000),
         keep_serving: vec!["shop/cart".into()],
+        auto_armed: Vec::new(),
     }
 }
 
@@ -481,6 +482,7 @@ fn arb_heartbeat() -> impl Strategy<Value = Heartbeat> {
                 expires_at,
                 lease_duration_ms: lease,
                 keep_serving: keep.into_iter().collect(),
+                auto_armed: Vec::new(),
             },
         )
 }

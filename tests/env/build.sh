@@ -6,7 +6,9 @@
 #   etcd                                                              <- go.etcd.io/etcd/server/v3
 #   kwok, kwokctl                                                     <- sigs.k8s.io/kwok
 #   toxiproxy-server, toxiproxy-cli (versioned names)                 <- github.com/Shopify/toxiproxy/v2
+#   helm (versioned name)                                             <- helm.sh/helm/v3
 #   moto_server                                                       <- PyPI moto[dynamodb,sqs]
+#   promtool, chromium, umoci, podman + runc (when missing)           <- Debian packages
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/versions.sh"
@@ -74,19 +76,57 @@ build_toxiproxy() {
   go build -trimpath -ldflags "$ldf" -o "$TOXIPROXY_CLI" "$m/cmd/cli"
 }
 
+build_helm() {
+  local dir="$CACHE_DIR/build/helm" m=helm.sh/helm/v3
+  rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
+  go mod init local/helmbin
+  go get "$m/cmd/helm@v$HELM_VERSION"
+  # As helm's own Makefile: the Kubernetes version `helm template` and `helm lint` assume
+  # is the one of the client-go it is built with (v0.X.Y -> 1.X).
+  local kv kmaj kmin
+  kv=$(go list -m -f '{{.Version}}' k8s.io/client-go)
+  kv="${kv#v}"; kmaj=$(( ${kv%%.*} + 1 )); kmin=$(echo "$kv" | cut -d. -f2)
+  local ldf="-s -w -X $m/internal/version.version=v$HELM_VERSION"
+  for p in pkg/lint/rules pkg/chartutil; do
+    ldf="$ldf -X $m/$p.k8sVersionMajor=$kmaj -X $m/$p.k8sVersionMinor=$kmin"
+  done
+  go build -trimpath -ldflags "$ldf" -o "$HELM_BIN" "$m/cmd/helm"
+  ln -sf "$(basename "$HELM_BIN")" "$BIN_DIR/helm"
+}
+
 build_moto() {
   rm -rf "$VENV_DIR"
   python3 -m venv "$VENV_DIR"
   "$VENV_DIR/bin/pip" install --disable-pip-version-check -q "moto[dynamodb,sqs,server]==$MOTO_VERSION"
 }
 
+# debian_packages <package...>: installs Debian packages with apt (as root, else sudo).
+debian_packages() {
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
+  "${sudo[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "$@"
+}
+
 want() { [ ! -x "$1" ]; }
 
+# promtool checks the alerting rules, chromium renders the operation report, umoci
+# assembles the agent's image (make image), podman with runc runs it in a test.
+missing=()
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
+command -v umoci >/dev/null || missing+=(umoci)
+command -v podman >/dev/null || missing+=(podman)
+command -v runc >/dev/null || missing+=(runc)
+if [ ${#missing[@]} -gt 0 ]; then
+  step "Debian packages: ${missing[*]}" "$CACHE_ROOT/apt.log" debian_packages "${missing[@]}"
+fi
 if want "$VENV_DIR/bin/moto_server"; then step moto "$CACHE_DIR/logs/moto.log" build_moto; fi
 if want "$BIN_DIR/kwokctl" || want "$BIN_DIR/kwok"; then step kwok "$CACHE_DIR/logs/kwok.log" build_kwok; fi
 if want "$TOXIPROXY_SERVER" || want "$TOXIPROXY_CLI"; then
   step toxiproxy "$CACHE_DIR/logs/toxiproxy.log" build_toxiproxy
 fi
+if want "$HELM_BIN" || want "$BIN_DIR/helm"; then step helm "$CACHE_DIR/logs/helm.log" build_helm; fi
 if want "$BIN_DIR/etcd"; then step etcd "$CACHE_DIR/logs/etcd.log" build_etcd; fi
 if want "$BIN_DIR/kube-apiserver" || want "$BIN_DIR/kube-controller-manager" \
    || want "$BIN_DIR/kube-scheduler" || want "$BIN_DIR/kubectl"; then

@@ -86,6 +86,8 @@ export AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
 export AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
 export KWOK_WORKDIR=$KWOK_WORKDIR
 export TOXIPROXY_URL=$TOXIPROXY_URL
+export FAILOVER_TESTENV_BIN=$BIN_DIR
+export HELM=$HELM_BIN
 case ":\$PATH:" in *":$BIN_DIR:"*) ;; *) export PATH="$BIN_DIR:\$PATH" ;; esac
 ENV
 echo "testenv: ready in $((SECONDS - t0)) s; source $state/env.sh" >&2

@@ -54,7 +54,18 @@ fn rbac_name(ns: &str) -> String {
 /// writes a kubeconfig with the admin kubeconfig's server and CA and that token only.
 /// Returns its path once the apiserver authorizes the token. Idempotent per `ns`.
 pub async fn agent_kubeconfig(c: &Cluster, ns: &str, dir: &Path) -> Result<PathBuf> {
-    apply_agent_rbac(c, ns).await?;
+    agent_kubeconfig_with(c, ns, dir, None).await
+}
+
+/// [`agent_kubeconfig`] with `role` (e.g. the Helm chart's, [`crate::chart::cluster_role`])
+/// instead of the shipped `deploy/kustomize/base/clusterrole.yaml`, when given.
+pub async fn agent_kubeconfig_with(
+    c: &Cluster,
+    ns: &str,
+    dir: &Path,
+    role: Option<&ClusterRole>,
+) -> Result<PathBuf> {
+    apply_agent_rbac(c, ns, role).await?;
     let token = agent_token(c, ns).await?;
     let kubeconfig = token_kubeconfig(c, token.as_deref())?;
     let path = dir.join(format!("agent-{}.kubeconfig", c.name));
@@ -66,12 +77,17 @@ pub async fn agent_kubeconfig(c: &Cluster, ns: &str, dir: &Path) -> Result<PathB
 
 /// Creates (if missing) the shipped ClusterRole under the test's name, the agent's
 /// ServiceAccount in `ns` and the ClusterRoleBinding of the two in cluster `c`.
-async fn apply_agent_rbac(c: &Cluster, ns: &str) -> Result<()> {
-    let role_path = crate::env::repo_root().join(CLUSTER_ROLE_FILE);
-    let text = std::fs::read_to_string(&role_path)
-        .with_context(|| format!("reading {}", role_path.display()))?;
-    let mut role: ClusterRole = serde_yaml::from_str(&text)
-        .with_context(|| format!("parsing {} as a ClusterRole", role_path.display()))?;
+async fn apply_agent_rbac(c: &Cluster, ns: &str, role: Option<&ClusterRole>) -> Result<()> {
+    let mut role: ClusterRole = match role {
+        Some(role) => role.clone(),
+        None => {
+            let role_path = crate::env::repo_root().join(CLUSTER_ROLE_FILE);
+            let text = std::fs::read_to_string(&role_path)
+                .with_context(|| format!("reading {}", role_path.display()))?;
+            serde_yaml::from_str(&text)
+                .with_context(|| format!("parsing {} as a ClusterRole", role_path.display()))?
+        }
+    };
     let name = rbac_name(ns);
     role.metadata.name = Some(name.clone());
     let pp = PostParams::default();
@@ -230,6 +246,9 @@ pub struct AgentOptions {
     pub reread_interval: Duration,
     /// `RUST_LOG`.
     pub log_filter: String,
+    /// The ClusterRole the agents' ServiceAccount is bound to; `None`: the shipped
+    /// `deploy/kustomize/base/clusterrole.yaml`.
+    pub cluster_role: Option<ClusterRole>,
 }
 
 impl Default for AgentOptions {
@@ -241,6 +260,7 @@ impl Default for AgentOptions {
             // hidden by the re-read.
             reread_interval: Duration::from_secs(30),
             log_filter: "info".into(),
+            cluster_role: None,
         }
     }
 }
@@ -373,7 +393,8 @@ impl Stack {
     /// be ready (see [`Stack::wait_agent_ready`]). Returns its admin port.
     pub async fn spawn_agent_with(&mut self, cluster: &str, how: AgentStart) -> Result<u16> {
         let c = self.cluster(cluster)?.clone();
-        let kubeconfig = agent_kubeconfig(&c, &self.rbac_ns, &self.dir).await?;
+        let role = self.agent_options.cluster_role.clone();
+        let kubeconfig = agent_kubeconfig_with(&c, &self.rbac_ns, &self.dir, role.as_ref()).await?;
         let port = free_port()?;
         let endpoint = if how.aws_proxy {
             self.ensure_aws_proxy(cluster)?.url()
@@ -449,7 +470,8 @@ impl Stack {
     pub async fn isolate_agents(&mut self, namespaces: &[&str]) -> Result<()> {
         self.isolated = true;
         for c in self.env.clusters() {
-            let kubeconfig = agent_kubeconfig(c, &self.rbac_ns, &self.dir).await?;
+            let role = self.agent_options.cluster_role.as_ref();
+            let kubeconfig = agent_kubeconfig_with(c, &self.rbac_ns, &self.dir, role).await?;
             isolate_agent(c, &self.rbac_ns, namespaces, &kubeconfig).await?;
         }
         Ok(())

@@ -42,6 +42,15 @@ pub const TRAFFIC_KEY: &str = "external-dns.alpha.kubernetes.io/controller";
 /// The annotation Flux reconciles on.
 pub const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
 
+/// The duration in environment variable `var` (humantime, e.g. `30s`), else `default`: the
+/// lease and timing knobs a test keeps short in `make test` and a measurement lengthens.
+pub fn duration_from_env(var: &str, default: Duration) -> Duration {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| humantime::parse_duration(&v).ok())
+        .unwrap_or(default)
+}
+
 /// Istio's VirtualService.
 pub fn virtual_service_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(

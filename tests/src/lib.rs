@@ -6,6 +6,7 @@ pub mod agents;
 pub mod aws;
 pub mod bench;
 pub mod chaos;
+pub mod chart;
 pub mod checker;
 pub mod env;
 pub mod faults;

@@ -103,9 +103,11 @@ impl Scenario {
             String::from_utf8_lossy(&out.stderr)
         );
         let (store, group) = (&self.stack.store, &self.group);
-        // East's agent records them on its fencing re-check (at start-up and every re-read
-        // interval), which must first see the group registered.
-        let deadline = self.stack.agent_options.reread_interval * 2 + SETTLE;
+        // East's agent records them on a fencing check that sees the group registered: the
+        // one `register`'s GroupRegistered wake-up asks for at once (the re-read timer only
+        // as a fallback, so a long re-read interval makes a lost wake-up fail here).
+        let reread = self.stack.agent_options.reread_interval;
+        let deadline = SETTLE + (reread * 2).min(SETTLE);
         wait_for(
             "east's known replica counts in DynamoDB",
             deadline,

@@ -32,10 +32,7 @@ use kube::api::{Api, ListParams};
 /// Both agents' `--lease-duration` (`L`): 6 s, or `FAILOVER_TEST_LEASE` (e.g. `30s`, to
 /// measure the default lease for the README).
 fn lease() -> Duration {
-    std::env::var("FAILOVER_TEST_LEASE")
-        .ok()
-        .and_then(|v| humantime::parse_duration(&v).ok())
-        .unwrap_or(Duration::from_secs(6))
+    failover_tests::fixtures::duration_from_env("FAILOVER_TEST_LEASE", Duration::from_secs(6))
 }
 /// How long after east's agent stops the harness restarts it (less than `L`), as a liveness
 /// probe would.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType,
@@ -17,7 +17,7 @@ use failover_messages::records::{HandoffState, Mode, Operation, Phase, StepStatu
 use failover_messages::setup::{SetupError, TableSetup, ensure_table};
 use failover_messages::store::{
     CallOutcome, DualActiveMark, ManualClock, OpRef, Outcome, RegisterOutcome, StartOutcome,
-    StartRequest, Store,
+    StartRequest, Store, SuspendOutcome,
 };
 use failover_tests::aws::{AwsEnv, moto};
 
@@ -1073,17 +1073,30 @@ async fn the_source_must_be_active_unless_forced_and_suspended_groups_refuse() -
         StartOutcome::NotActive { active, .. } => assert_eq!(active, "east"),
         other => bail!("expected NotActive, got {other:?}"),
     }
-    f.store
-        .set_suspended(&group, true)
-        .await?
-        .context("registered")?;
+    ensure!(matches!(
+        f.store.set_suspended(&group, true).await?,
+        SuspendOutcome::Changed(ref s) if s.suspended
+    ));
+    ensure!(matches!(
+        f.store.set_suspended(&group, true).await?,
+        SuspendOutcome::Unchanged(ref s) if s.suspended
+    ));
+    ensure!(
+        f.store
+            .set_suspended(&"shop/unknown".parse()?, true)
+            .await?
+            == SuspendOutcome::NotRegistered
+    );
     assert!(matches!(
         f.store
             .start_operation(start(&group, "coordinator-a"))
             .await?,
         StartOutcome::Suspended { .. }
     ));
-    f.store.set_suspended(&group, false).await?;
+    ensure!(matches!(
+        f.store.set_suspended(&group, false).await?,
+        SuspendOutcome::Changed(ref s) if !s.suspended
+    ));
     // Forced, the source need not be active (the target must not be: that would be no
     // failover at all).
     wrong.force = true;

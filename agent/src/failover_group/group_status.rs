@@ -261,15 +261,29 @@ pub async fn refresh(
         now: Timestamp::now(),
     });
     let problems = validate_spec(&fg.spec);
-    let patched = fg.status.as_ref() != Some(&status);
+    let mut patched = fg.status.as_ref() != Some(&status);
     if patched {
-        write_status(client, &ns, &name, &status)
-            .await
-            .map_err(|source| RefreshError::Patch {
-                group: group.to_string(),
-                cluster: cluster.to_owned(),
-                source,
-            })?;
+        match write_status(
+            client,
+            &ns,
+            &name,
+            &status,
+            fg.metadata.resource_version.as_deref(),
+        )
+        .await
+        {
+            Ok(()) => {}
+            // Changed since `fg` was read (e.g. another actor set its condition): the watch
+            // brings the newer object, and the refresh it causes writes from that.
+            Err(kube::Error::Api(ae)) if ae.code == 409 => patched = false,
+            Err(source) => {
+                return Err(RefreshError::Patch {
+                    group: group.to_string(),
+                    cluster: cluster.to_owned(),
+                    source,
+                });
+            }
+        }
     }
     Ok(Refreshed {
         status,
@@ -279,19 +293,23 @@ pub async fn refresh(
 }
 
 /// Merge-patches the status subresource of FailoverGroup `ns/name` with `status` (lists,
-/// e.g. conditions, are replaced as a whole; `null`s clear fields no longer set).
+/// e.g. conditions, are replaced as a whole; `null`s clear fields no longer set). With
+/// `resource_version` (that of the object `status` was computed from), the write is refused
+/// (409 Conflict) when the object changed since, so conditions another component set in the
+/// meantime are never overwritten with an older list.
 pub async fn write_status(
     client: &kube::Client,
     ns: &str,
     name: &str,
     status: &FailoverGroupStatus,
+    resource_version: Option<&str>,
 ) -> Result<(), kube::Error> {
     let api: Api<FailoverGroup> = Api::namespaced(client.clone(), ns);
     let pp = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..PatchParams::default()
     };
-    let patch = json!({
+    let mut patch = json!({
         "status": {
             "role": status.role,
             "activeCluster": status.active_cluster,
@@ -302,6 +320,9 @@ pub async fn write_status(
             "observedGeneration": status.observed_generation,
         }
     });
+    if let Some(rv) = resource_version {
+        patch["metadata"] = json!({ "resourceVersion": rv });
+    }
     api.patch_status(name, &pp, &Patch::Merge(&patch)).await?;
     Ok(())
 }

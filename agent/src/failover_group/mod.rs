@@ -9,10 +9,12 @@
 //! | [`group_status`] | the status: computed (pure) and refreshed (reads, patch when it differs) |
 //! | [`group_events`] | the Kubernetes Events: invalid spec, fenced (pure) |
 //! | [`fencing`] | self-fencing: the entitlement check per occasion (pure), observing a side, fencing it |
+//! | [`auto_failover`] | automatic failover: armed, counting or firing, cooldown and target order (pure) |
 //!
 //! Inside, the files import downward only: `group_spec`, `group_role`, `group_resources` ←
 //! `group_status`; `group_spec` ← `group_events` ← `fencing`.
 
+pub mod auto_failover;
 pub mod fencing;
 pub mod group_events;
 pub mod group_resources;

@@ -9,26 +9,31 @@
 //!
 //! * [`InboxActor`] – one long-poll loop on this cluster's inbox. A decoded envelope raises
 //!   the shared [`Wakeups`] (waiting tasks re-read) and ticks the runner (new operations
-//!   start), then is deleted. A malformed one is counted, logged by the inbox and left alone
+//!   start), then is deleted; a `GroupRegistered` one also asks the fencer for a check now
+//!   (the active side records the group's known replica counts). A malformed one is counted, logged by the inbox and left alone
 //!   so SQS moves it to the dead-letter queue.
 //! * [`RunnerActor`] – on a tick (wake-up or re-read timer) lists the operations in flight
 //!   that involve this cluster and spawns [`ManagerAdapter::process_failover`] for each one
-//!   not already running. A run that fails or panics is picked up again on a later tick and
-//!   resumes from the journal; one that succeeded, or must stop (stale epoch, abort), is not
-//!   run again by this process.
+//!   not already running. A run that ended early (a store error, a panic) resumes from the
+//!   journal after a short pause that doubles with each interruption in a row
+//!   ([`resume_after`]), never later than the next re-read; one that succeeded, or must
+//!   stop (stale epoch, abort), is not run again by this process.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
+use failover_messages::envelope::EnvelopeKind;
 use failover_messages::inbox::{Inbox, Received};
 use failover_messages::records::{GroupState, Operation, Phase};
 use failover_messages::store::{Store, StoreError};
 
 use crate::adapter::{AdapterError, ManagerAdapter, RunKind};
 use crate::errors::error_chain;
+use crate::failover_group::fencing::When;
 use crate::metrics::Metrics;
 use crate::runtime::admin::Readiness;
+use crate::runtime::fencer::FenceCheck;
 use crate::seam::{Msg, Sender};
 use crate::tasks::Wakeups;
 use crate::workflow::RunReport;
@@ -183,6 +188,17 @@ pub async fn operations_in_flight(store: &Store, cluster: &str) -> Result<Vec<Wo
     Ok(work)
 }
 
+/// The pause before the first resume of an interrupted run.
+const FIRST_RESUME: Duration = Duration::from_secs(1);
+
+/// How long after its `interruptions`-th interruption in a row (counting from 0) a run is
+/// resumed: 1 s, doubling, never later than `reread` (the timer would pick it up then).
+pub fn resume_after(interruptions: u32, reread: Duration) -> Duration {
+    FIRST_RESUME
+        .saturating_mul(1u32 << interruptions.min(16))
+        .min(reread)
+}
+
 /// Runs this cluster's side of the operations in flight, each at most once at a time.
 pub struct RunnerActor {
     cluster: String,
@@ -193,6 +209,8 @@ pub struct RunnerActor {
     reread: Duration,
     running: HashSet<String>,
     finished: HashSet<(String, RunKind)>,
+    /// Interruptions in a row, per operation.
+    interrupted: HashMap<String, u32>,
     listing: bool,
     tick_pending: bool,
 }
@@ -215,6 +233,7 @@ impl RunnerActor {
             reread,
             running: HashSet::new(),
             finished: HashSet::new(),
+            interrupted: HashMap::new(),
             listing: false,
             tick_pending: false,
         }
@@ -291,7 +310,7 @@ impl Handler<Msg<RunnerTick>> for RunnerActor {
 impl Handler<Msg<RunFinished>> for RunnerActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Msg<RunFinished>, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Msg<RunFinished>, ctx: &mut Context<Self>) {
         let RunFinished {
             op_id,
             kind,
@@ -308,9 +327,15 @@ impl Handler<Msg<RunFinished>> for RunnerActor {
                 tracing::warn!(op = %op_id, error = %why, "the operation failed; `failoverctl abort` rolls the source back if nothing was promoted")
             }
             RunResult::Interrupted(why) | RunResult::Panicked(why) => {
-                tracing::warn!(op = %op_id, result = result.label(), error = %why, "the run ended early; it resumes from the journal on the next tick")
+                let n = self.interrupted.entry(op_id.clone()).or_insert(0);
+                let pause = resume_after(*n, self.reread);
+                *n = n.saturating_add(1);
+                tracing::warn!(op = %op_id, result = result.label(), error = %why, resumes_in = ?pause, "the run ended early; it resumes from the journal");
+                ctx.run_later(pause, |_, ctx| ctx.notify(Msg(RunnerTick)));
+                return;
             }
         }
+        self.interrupted.remove(&op_id);
         if result.is_final() {
             self.finished.insert((op_id, kind));
         }
@@ -338,6 +363,7 @@ pub struct InboxActor {
     inbox: Inbox,
     wakeups: Wakeups,
     runner: Sender<RunnerTick>,
+    fencer: Sender<FenceCheck>,
     metrics: Metrics,
     readiness: Readiness,
     wait_seconds: u32,
@@ -345,11 +371,14 @@ pub struct InboxActor {
 }
 
 impl InboxActor {
-    /// An inbox actor raising `wakeups` and ticking `runner` on every decoded envelope.
+    /// An inbox actor raising `wakeups` and ticking `runner` on every decoded envelope, and
+    /// asking `fencer` for a check on a `GroupRegistered` one.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         inbox: Inbox,
         wakeups: Wakeups,
         runner: Sender<RunnerTick>,
+        fencer: Sender<FenceCheck>,
         metrics: Metrics,
         readiness: Readiness,
         wait_seconds: u32,
@@ -359,6 +388,7 @@ impl InboxActor {
             inbox,
             wakeups,
             runner,
+            fencer,
             metrics,
             readiness,
             wait_seconds,
@@ -370,11 +400,19 @@ impl InboxActor {
 /// How much longer than its long-poll wait a receive may take before it is abandoned.
 const RECEIVE_SLACK: Duration = Duration::from_secs(10);
 
+/// True when `m` asks for a fencing check now: a group was registered (its active side
+/// records the known replica counts on that check).
+pub fn asks_for_group_check(m: &Received) -> bool {
+    matches!(&m.envelope, Ok(e) if e.kind == EnvelopeKind::GroupRegistered)
+}
+
 /// One receive and the handling of what it returned.
+#[allow(clippy::too_many_arguments)]
 async fn poll_once(
     inbox: Inbox,
     wakeups: Wakeups,
     runner: Sender<RunnerTick>,
+    fencer: Sender<FenceCheck>,
     metrics: Metrics,
     readiness: Readiness,
     wait_seconds: u32,
@@ -394,6 +432,9 @@ async fn poll_once(
         Ok(messages) => {
             readiness.aws_ok();
             let mut woke = false;
+            if messages.iter().any(asks_for_group_check) {
+                let _ = fencer.send(FenceCheck(When::Reread));
+            }
             for m in messages {
                 let (kind, outcome, delete) = message_outcome(&m);
                 metrics.sqs_message(kind, outcome);
@@ -434,6 +475,7 @@ impl Handler<Msg<Poll>> for InboxActor {
             self.inbox.clone(),
             self.wakeups.clone(),
             self.runner.clone(),
+            self.fencer.clone(),
             self.metrics.clone(),
             self.readiness.clone(),
             self.wait_seconds,
@@ -446,6 +488,18 @@ impl Handler<Msg<Poll>> for InboxActor {
 #[cfg(test)]
 mod tests {
     use failover_messages::keys::GroupRef;
+
+    #[test]
+    fn an_interrupted_run_resumes_soon_then_less_often_never_after_the_re_read() {
+        let reread = Duration::from_secs(15);
+        let pauses: Vec<u64> = (0..6).map(|n| resume_after(n, reread).as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 15, 15]);
+        assert_eq!(resume_after(u32::MAX, reread), reread);
+        assert_eq!(
+            resume_after(0, Duration::from_millis(300)),
+            Duration::from_millis(300)
+        );
+    }
     use failover_messages::records::{Mode, Phase};
 
     use super::*;
@@ -583,6 +637,32 @@ mod tests {
             receive_count: 1,
         };
         assert_eq!(message_outcome(&m), ("malformed", "rejected", false));
+        assert!(!asks_for_group_check(&m));
+    }
+
+    #[test]
+    fn only_a_group_registered_envelope_asks_for_a_fencing_check() {
+        use failover_messages::envelope::{Envelope, EnvelopeKind};
+        let group: GroupRef = "shop/orders".parse().unwrap();
+        let received = |kind| Received {
+            message_id: "m".into(),
+            envelope: Ok(Envelope::for_group(
+                kind,
+                &group,
+                0,
+                "coordinator",
+                jiff::Timestamp::UNIX_EPOCH,
+            )),
+            receipt_handle: "r".into(),
+            receive_count: 1,
+        };
+        for kind in EnvelopeKind::ALL {
+            assert_eq!(
+                asks_for_group_check(&received(kind)),
+                kind == EnvelopeKind::GroupRegistered,
+                "{kind}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -74,7 +74,14 @@ pub async fn renew(
         }
     };
     let sent = Instant::now();
-    let put = store.put_lease(&cc.cluster, AGENT_VERSION, terms.record_ttl(), &keep);
+    let armed = lease.auto_armed();
+    let put = store.put_lease_armed(
+        &cc.cluster,
+        AGENT_VERSION,
+        terms.record_ttl(),
+        &keep,
+        &armed,
+    );
     // A renewal answered within 3L/4 of its send still extends the lease from its send;
     // one that takes longer is abandoned (if it lands later, observers only wait longer).
     match tokio::time::timeout(terms.holder_fences_after(), put).await {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use failover_messages::protocol::lease::{HeldLease, Holding, LeaseTerms};
+use failover_messages::records::AutoArmed;
 
 /// This process's view of its lease, shared by the lease actor and the fencer: the lease,
 /// the groups its last successful renewal said keep serving, and the groups registered in
@@ -20,6 +21,7 @@ struct Held {
     lease: HeldLease,
     published: Vec<String>,
     registered: Option<BTreeSet<String>>,
+    auto_armed: Vec<AutoArmed>,
 }
 
 impl LeaseHandle {
@@ -29,6 +31,7 @@ impl LeaseHandle {
             lease: HeldLease::new(terms),
             published: Vec::new(),
             registered: None,
+            auto_armed: Vec::new(),
         })))
     }
 
@@ -54,6 +57,17 @@ impl LeaseHandle {
     /// what was published).
     pub fn published_keep_serving(&self, group: &str) -> bool {
         self.0.lock().unwrap().published.iter().any(|g| g == group)
+    }
+
+    /// The groups armed for automatic failover here, which the next renewal publishes (the
+    /// automatic failover actor sets them after each of its ticks).
+    pub fn set_auto_armed(&self, armed: Vec<AutoArmed>) {
+        self.0.lock().unwrap().auto_armed = armed;
+    }
+
+    /// The groups armed for automatic failover here, as last set.
+    pub fn auto_armed(&self) -> Vec<AutoArmed> {
+        self.0.lock().unwrap().auto_armed.clone()
     }
 
     /// The groups (`namespace/name`) registered in this agent's table, as last read.

@@ -17,12 +17,13 @@
 //!    one [`Wakeups`] signal, which the runner's workflows wait on), one per Kubernetes
 //!    concern (workloads, traffic, GitOps, volumes: [`concerns`]), the fencer
 //!    ([`fencer`]: every re-read, and when the heartbeat sees DynamoDB answer again), the
-//!    FailoverGroup status keeper ([`groups`]) and the `Failover` trigger watcher
-//!    ([`triggers`]).
+//!    FailoverGroup status keeper ([`groups`]), the `Failover` trigger watcher
+//!    ([`triggers`]) and the automatic failover watch ([`auto`]).
 //! 6. **Wait** for SIGINT/SIGTERM.
 
 pub mod actors;
 pub mod admin;
+pub mod auto;
 pub mod concerns;
 pub mod config;
 pub mod fencer;
@@ -426,6 +427,16 @@ impl Agent<'_> {
         if unleased {
             let _ = fencer.send(FenceCheck(When::LeaseLost));
         }
+        // Its own Store: the watch's reads are not operation calls.
+        self::auto::AutoFailoverActor::new(self::auto::AutoDeps {
+            client: clients.kube.clone(),
+            store: Store::new(&clients.dynamodb, &cfg.table),
+            inbox: inbox.clone(),
+            cluster: self.cluster.to_owned(),
+            lease: lease.clone(),
+            metrics: metrics.clone(),
+        })
+        .start();
         LeaseActor::new(
             cc,
             store.clone(),
@@ -435,7 +446,7 @@ impl Agent<'_> {
             fencer.clone(),
         )
         .start();
-        self.start_operation_actors(store, inbox, traffic);
+        self.start_operation_actors(store, inbox, traffic, fencer);
         self.start_object_actors();
     }
 
@@ -452,7 +463,13 @@ impl Agent<'_> {
     }
 
     /// The operation runner (with its adapter and the concern actors) and the SQS inbox.
-    fn start_operation_actors(&self, store: Store, inbox: Inbox, traffic: TrafficConfig) {
+    fn start_operation_actors(
+        &self,
+        store: Store,
+        inbox: Inbox,
+        traffic: TrafficConfig,
+        fencer: Sender<FenceCheck>,
+    ) {
         let (cfg, clients, cluster, metrics) = (self.cfg, self.clients, self.cluster, self.metrics);
         let wakeups = Wakeups::new();
         let progress_metrics = metrics.clone();
@@ -488,6 +505,7 @@ impl Agent<'_> {
             inbox,
             wakeups,
             Sender::<RunnerTick>::from_addr(runner),
+            fencer,
             metrics.clone(),
             self.readiness.clone(),
             wait_seconds,

@@ -24,7 +24,7 @@ use failover_messages::records::StepStatus;
 use crate::workflow::{PeerStep, Release, TaskContext, TaskError};
 
 use super::support::{TasksConfig, ensure_open, group_state, not_ready, operation, store_err};
-use super::wake::{Check, Wakeups, wait_until};
+use super::wake::{Check, Rereads, Wakeups, wait_until};
 
 /// Waits until the source released its side or every other cluster that may serve the
 /// group certainly lost its lease.
@@ -57,7 +57,7 @@ pub(super) async fn wait_source_released(
     wait_until(
         "the source's release or the end of its serving lease",
         ctx.handle::<Wakeups>().ok(),
-        poll,
+        Rereads::for_step(poll, ctx),
         move || async move {
             ensure_open(ctx).await?;
             let released = others.contains(source) && released(ctx, release).await?;

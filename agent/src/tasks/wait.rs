@@ -8,7 +8,7 @@ use failover_messages::records::{Phase, StepStatus};
 use crate::workflow::{PeerStep, TaskContext, TaskError, WaitStep};
 
 use super::support::{TasksConfig, ensure_open, not_ready, operation, store_err};
-use super::wake::{Check, Wakeups, wait_until};
+use super::wake::{Check, Rereads, Wakeups, wait_until};
 
 /// Waits until what `step` waits for is there (bounded by the engine's deadline).
 pub(super) async fn run(
@@ -36,7 +36,7 @@ async fn wait_all_ready(
     wait_until(
         "every volume READY_FOR_PROMOTION",
         ctx.handle::<Wakeups>().ok(),
-        config.reread_interval,
+        Rereads::for_step(config.reread_interval, ctx),
         move || async move {
             let handoffs = store
                 .list_handoffs(&wf.operation_id)
@@ -67,7 +67,7 @@ async fn wait_peer(
     wait_until(
         &what,
         ctx.handle::<Wakeups>().ok(),
-        config.reread_interval,
+        Rereads::for_step(config.reread_interval, ctx),
         move || async move {
             ensure_open(ctx).await?;
             let steps = store
@@ -92,7 +92,7 @@ async fn wait_operation_closed(ctx: &TaskContext, config: &TasksConfig) -> Resul
     let phase = wait_until(
         "the operation to close",
         ctx.handle::<Wakeups>().ok(),
-        config.reread_interval,
+        Rereads::for_step(config.reread_interval, ctx),
         move || async move {
             let op = operation(ctx).await?;
             Ok(if op.phase.is_terminal() {

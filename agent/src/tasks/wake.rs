@@ -10,7 +10,10 @@
 //! 2. runs the check, a strongly consistent DynamoDB read that decides done / not yet /
 //!    failed,
 //! 3. if not yet, sleeps until a wake-up **or** the re-read interval, whichever comes first,
-//!    and goes back to 2.
+//!    and goes back to 2. When the wait runs as a step with a limit ([`Rereads::for_step`]),
+//!    one re-read is also placed just before the limit runs out, so a wait whose wake-up was
+//!    lost never times out on a state it could have read: losing every wake-up makes a wait
+//!    slower, never failed.
 //!
 //! Envelopes are hints and carry no authority: a wake-up only causes a re-read, so a lost,
 //! duplicated or forged message can delay a wait by at most one re-read interval and never
@@ -21,8 +24,9 @@ use std::time::Duration;
 
 use failover_messages::inbox::Inbox;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::workflow::TaskError;
+use crate::workflow::{TaskContext, TaskError};
 
 /// Default time between two consistent re-reads when no wake-up arrives.
 pub const DEFAULT_REREAD_INTERVAL: Duration = Duration::from_secs(2);
@@ -58,6 +62,62 @@ impl Wakeups {
     }
 }
 
+/// The last look comes this share of the step's limit before its end ...
+const LAST_LOOK_SHARE: u32 = 20;
+/// ... but at least this long before it ...
+const LAST_LOOK_MIN: Duration = Duration::from_millis(100);
+/// ... and at most this long.
+const LAST_LOOK_MAX: Duration = Duration::from_secs(1);
+
+/// When a wait re-reads without a wake-up: every `every`, and once more shortly before the
+/// step's limit runs out (the last look), when it has one.
+#[derive(Clone, Copy, Debug)]
+pub struct Rereads {
+    every: Duration,
+    last_look: Option<Instant>,
+}
+
+impl Rereads {
+    /// A re-read every `every`, with no last look.
+    pub fn every(every: Duration) -> Self {
+        Self {
+            every,
+            last_look: None,
+        }
+    }
+
+    /// A re-read every `every` and a last look before the running step's limit (the
+    /// [`StepInfo::deadline`](crate::workflow::StepInfo) the engine set, counted from now).
+    pub fn for_step(every: Duration, ctx: &TaskContext) -> Self {
+        match ctx.step() {
+            Some(step) => Self::every(every).with_limit(step.deadline),
+            None => Self::every(every),
+        }
+    }
+
+    /// Adds a last look before `left` (from now) runs out.
+    pub fn with_limit(mut self, left: Duration) -> Self {
+        let margin = (left / LAST_LOOK_SHARE).clamp(LAST_LOOK_MIN, LAST_LOOK_MAX);
+        self.last_look = left.checked_sub(margin).map(|d| Instant::now() + d);
+        self
+    }
+
+    /// How long to sleep from `now` before the next re-read: the interval, cut short by
+    /// the last look while that is still ahead.
+    fn next(&self, now: Instant) -> Duration {
+        match self.last_look {
+            Some(at) if at > now => self.every.min(at - now),
+            _ => self.every,
+        }
+    }
+}
+
+impl From<Duration> for Rereads {
+    fn from(every: Duration) -> Self {
+        Self::every(every)
+    }
+}
+
 /// What one check of a wait found.
 #[derive(Debug)]
 pub enum Check<T> {
@@ -68,17 +128,18 @@ pub enum Check<T> {
 }
 
 /// Runs `check` until it answers [`Check::Done`] or fails, re-running it on every wake-up
-/// of `wakeups` (when given) and at least every `reread`. See the module docs.
+/// of `wakeups` (when given) and at the times of `rereads`. See the module docs.
 pub async fn wait_until<T, F, Fut>(
     what: &str,
     wakeups: Option<&Wakeups>,
-    reread: Duration,
+    rereads: impl Into<Rereads>,
     mut check: F,
 ) -> Result<T, TaskError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Check<T>, TaskError>>,
 {
+    let rereads = rereads.into();
     let mut rx = wakeups.map(Wakeups::subscribe);
     let mut last = String::new();
     loop {
@@ -94,6 +155,7 @@ where
                 }
             }
         }
+        let reread = rereads.next(Instant::now());
         match rx.as_mut() {
             Some(rx) => {
                 tokio::select! {
@@ -204,6 +266,75 @@ mod tests {
         .unwrap();
         assert_eq!(n, 2);
         assert!(started.elapsed() >= Duration::from_millis(40));
+    }
+
+    /// A check that finds the awaited state from `ready_after` on, counting its reads.
+    fn ready_after(
+        ready_after: Duration,
+        reads: &Arc<AtomicU32>,
+    ) -> impl FnMut() -> std::future::Ready<Result<Check<()>, TaskError>> + use<> {
+        let started = Instant::now();
+        let reads = reads.clone();
+        move || {
+            reads.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok(if started.elapsed() >= ready_after {
+                Check::Done(())
+            } else {
+                Check::Pending("not yet".into())
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lost_wake_up_does_not_run_a_wait_out_of_its_limit() {
+        // The state is there after 300 ms, the re-read comes every 10 s, the step may run
+        // 1 s: the last look (at 900 ms) finds it.
+        let reads = Arc::new(AtomicU32::new(0));
+        let limit = Duration::from_secs(1);
+        let rereads = Rereads::every(Duration::from_secs(10)).with_limit(limit);
+        let check = ready_after(Duration::from_millis(300), &reads);
+        let started = Instant::now();
+        tokio::time::timeout(limit, wait_until("test", None, rereads, check))
+            .await
+            .expect("the last look comes before the limit")
+            .unwrap();
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            2,
+            "the first read and the last look"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(850));
+    }
+
+    #[tokio::test]
+    async fn without_a_last_look_the_same_wait_runs_out() {
+        // The variant the test above guards against: the re-read timer alone.
+        let reads = Arc::new(AtomicU32::new(0));
+        let limit = Duration::from_secs(1);
+        let check = ready_after(Duration::from_millis(300), &reads);
+        let waited = tokio::time::timeout(
+            limit,
+            wait_until("test", None, Duration::from_secs(10), check),
+        )
+        .await;
+        assert!(waited.is_err(), "no re-read within the limit");
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_last_look_cuts_one_sleep_short_then_the_interval_applies() {
+        let every = Duration::from_secs(30);
+        let r = Rereads::every(every).with_limit(Duration::from_secs(30));
+        let now = Instant::now();
+        let first = r.next(now);
+        assert!(first <= Duration::from_secs(29) && first > Duration::from_millis(28_900));
+        assert_eq!(r.next(now + Duration::from_secs(29)), every);
+        // A limit shorter than the margin leaves no room for a last look.
+        let tight = Rereads::every(every).with_limit(Duration::from_millis(50));
+        assert_eq!(tight.next(now), every);
+        // A short interval is not stretched by a far limit.
+        let short = Rereads::every(Duration::from_secs(2)).with_limit(Duration::from_secs(600));
+        assert_eq!(short.next(now), Duration::from_secs(2));
     }
 
     #[tokio::test]

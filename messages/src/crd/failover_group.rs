@@ -109,7 +109,7 @@ pub struct FailoverGroupSpec {
     #[serde(default, skip_serializing_if = "StageTimeouts::is_empty")]
     pub timeouts: StageTimeouts,
 
-    /// Automatic failover when the active cluster's heartbeat goes stale.
+    /// Automatic failover when the active cluster's serving lease goes unrenewed.
     #[serde(default, skip_serializing_if = "AutoFailover::is_default")]
     pub auto_failover: AutoFailover,
 }
@@ -123,7 +123,8 @@ impl FailoverGroupSpec {
         let errors: Vec<DurationError> = TimeoutStage::ALL
             .iter()
             .filter_map(|stage| self.timeouts.get(*stage).err())
-            .chain(self.auto_failover.heartbeat_timeout().err())
+            .chain(self.auto_failover.after().err())
+            .chain(self.auto_failover.cooldown().err())
             .collect();
         if errors.is_empty() {
             Ok(())
@@ -241,34 +242,67 @@ pub struct FluxRef {
     pub namespace: String,
 }
 
-/// Automatic failover settings.
+/// Automatic failover settings (opt-in).
+///
+/// A standby cluster's agent watches the active cluster's serving lease (its `CLUSTER#`
+/// record) on its own monotonic clock. When the record has not changed for `after`, and its
+/// own lease is live, no operation is in flight, the group is not suspended and no automatic
+/// failover of the group started within `cooldown`, it starts a forced failover to itself
+/// (`requestedBy: auto:<cluster>`). The forced target then waits the lost side's lease out
+/// before it promotes, as every forced failover does, so the lost side has fenced itself.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AutoFailover {
-    /// When true, the standby cluster's agent starts a forced failover once the active
-    /// cluster's heartbeat is older than `heartbeatTimeout`.
+    /// When true, a standby cluster's agent starts a forced failover to its cluster once the
+    /// active cluster's serving lease has been unrenewed for `after`.
     #[serde(default)]
     pub enabled: bool,
-    /// How old the active cluster's heartbeat may get before it counts as failed, as a
-    /// duration string (e.g. `2m`). Default `2m`.
+    /// How long the active cluster's serving lease must stay unrenewed before a standby acts,
+    /// as a duration string (e.g. `90s`). Default `60s`; at least twice the agents' lease
+    /// duration (an agent refuses to arm a group with a shorter one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub after: Option<String>,
+    /// The older name of `after`, still read when `after` is not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub heartbeat_timeout: Option<String>,
+    /// No second automatic failover of the group starts within this long of the last one, as
+    /// a duration string. Default `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub cooldown: Option<String>,
+    /// Which clusters may take the group over, in order of preference (with more than two
+    /// clusters). A standby acts only when it is listed and every cluster listed before it is
+    /// the lost one or has no live agent. Empty: any standby.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
 }
 
 impl AutoFailover {
-    /// Used when `heartbeatTimeout` is not set.
-    pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(120);
+    /// Used when neither `after` nor `heartbeatTimeout` is set.
+    pub const DEFAULT_AFTER: Duration = Duration::from_secs(60);
+    /// Used when `cooldown` is not set.
+    pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(600);
 
     fn is_default(&self) -> bool {
         self == &Self::default()
     }
 
-    /// The parsed `heartbeatTimeout`, or [`Self::DEFAULT_HEARTBEAT_TIMEOUT`] when unset.
-    pub fn heartbeat_timeout(&self) -> Result<Duration, DurationError> {
-        match &self.heartbeat_timeout {
-            None => Ok(Self::DEFAULT_HEARTBEAT_TIMEOUT),
-            Some(raw) => parse_positive_duration("spec.autoFailover.heartbeatTimeout", raw),
+    /// The parsed `after` (else `heartbeatTimeout`), or [`Self::DEFAULT_AFTER`] when unset.
+    pub fn after(&self) -> Result<Duration, DurationError> {
+        match (&self.after, &self.heartbeat_timeout) {
+            (Some(raw), _) => parse_positive_duration("spec.autoFailover.after", raw),
+            (None, Some(raw)) => parse_positive_duration("spec.autoFailover.heartbeatTimeout", raw),
+            (None, None) => Ok(Self::DEFAULT_AFTER),
+        }
+    }
+
+    /// The parsed `cooldown`, or [`Self::DEFAULT_COOLDOWN`] when unset.
+    pub fn cooldown(&self) -> Result<Duration, DurationError> {
+        match &self.cooldown {
+            None => Ok(Self::DEFAULT_COOLDOWN),
+            Some(raw) => parse_positive_duration("spec.autoFailover.cooldown", raw),
         }
     }
 }

@@ -335,6 +335,8 @@ fn spec_validation_reports_every_bad_duration() {
         auto_failover: AutoFailover {
             enabled: true,
             heartbeat_timeout: Some("1d".into()),
+            cooldown: Some("0s".into()),
+            ..Default::default()
         },
         ..Default::default()
     };
@@ -349,30 +351,45 @@ fn spec_validation_reports_every_bad_duration() {
         [
             "spec.timeouts.initialization",
             "spec.timeouts.completion",
-            "spec.autoFailover.heartbeatTimeout"
+            "spec.autoFailover.heartbeatTimeout",
+            "spec.autoFailover.cooldown"
         ]
     );
 }
 
 #[test]
-fn heartbeat_timeout_defaults_and_parses() {
-    assert_eq!(
-        AutoFailover::default().heartbeat_timeout().unwrap(),
-        AutoFailover::DEFAULT_HEARTBEAT_TIMEOUT
-    );
-    let af = AutoFailover {
+fn auto_failover_after_defaults_parses_and_reads_its_older_name() {
+    let af = AutoFailover::default();
+    assert_eq!(af.after().unwrap(), AutoFailover::DEFAULT_AFTER);
+    assert_eq!(af.cooldown().unwrap(), AutoFailover::DEFAULT_COOLDOWN);
+    let older = AutoFailover {
         enabled: true,
         heartbeat_timeout: Some("45s".into()),
+        ..Default::default()
     };
-    assert_eq!(af.heartbeat_timeout().unwrap(), Duration::from_secs(45));
-    let af = AutoFailover {
+    assert_eq!(older.after().unwrap(), Duration::from_secs(45));
+    // `after` wins over the older name.
+    let both = AutoFailover {
+        after: Some("90s".into()),
+        ..older.clone()
+    };
+    assert_eq!(both.after().unwrap(), Duration::from_secs(90));
+    let bad = AutoFailover {
         enabled: true,
         heartbeat_timeout: Some("2 minutes".into()),
+        ..Default::default()
     };
     assert_eq!(
-        af.heartbeat_timeout().unwrap_err().field,
+        bad.after().unwrap_err().field,
         "spec.autoFailover.heartbeatTimeout"
     );
+    let bad = AutoFailover {
+        after: Some("0s".into()),
+        cooldown: Some("5m".into()),
+        ..Default::default()
+    };
+    assert_eq!(bad.after().unwrap_err().field, "spec.autoFailover.after");
+    assert_eq!(bad.cooldown().unwrap(), Duration::from_secs(300));
 }
 
 fn schema_of(crd: &CustomResourceDefinition) -> serde_json::Value {

@@ -233,6 +233,20 @@ impl LeaseWatch {
         }
     }
 
+    /// Forgets what was read of `cluster`: the next read starts its count afresh (an
+    /// observer that could not read for a while must not count the gap as standing still).
+    pub fn forget(&mut self, cluster: &str) {
+        self.peers.remove(cluster);
+    }
+
+    /// How long `cluster`'s record has kept the version last read, on this observer's
+    /// monotonic clock from its first read of that version (`None`: never read).
+    pub fn unchanged_for(&self, cluster: &str, now: Instant) -> Option<Duration> {
+        self.peers
+            .get(cluster)
+            .map(|s| now.saturating_duration_since(s.first_seen))
+    }
+
     /// True when `cluster`'s last record says it keeps serving `group` when it loses
     /// DynamoDB (`onCoordinationLoss: KeepServing`): its lease running out proves nothing
     /// about that group.

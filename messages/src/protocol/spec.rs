@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::crd::{DurationError, FailoverGroupSpec, WorkloadKind};
+use crate::crd::{CoordinationLoss, DurationError, FailoverGroupSpec, WorkloadKind};
+use crate::keys;
 
 use super::names::{flux_kind_name, network_kind_name, workload_kind_name};
 
@@ -57,8 +58,10 @@ fn duplicates(field: &str, keys: impl Iterator<Item = String>, out: &mut Vec<Spe
 /// Everything that keeps a failover of `spec` from being planned: durations that do not
 /// parse or are zero, an object listed twice, more volumes than one handoff holds, a volume
 /// whose `workload` is not in the group (its pods would not be stopped before the volume is
-/// demoted), and `autoFailover.enabled`, which no agent acts on yet (a setting that is
-/// accepted must not be silently ignored). Empty when the spec is valid.
+/// demoted), automatic failover together with `onCoordinationLoss: KeepServing` (a lost
+/// active side that keeps serving makes an unattended forced failover unsafe), and an
+/// `autoFailover.targets` entry that is no cluster name or is listed twice. Empty when the
+/// spec is valid.
 pub fn problems(spec: &FailoverGroupSpec) -> Vec<SpecProblem> {
     let mut out = Vec::new();
     if let Err(errors) = spec.validate() {
@@ -127,15 +130,28 @@ pub fn problems(spec: &FailoverGroupSpec) -> Vec<SpecProblem> {
             });
         }
     }
-    if spec.auto_failover.enabled {
-        // Accepted by the schema, but nothing acts on it yet: say so rather than ignore it.
+    if spec.auto_failover.enabled && spec.on_coordination_loss == CoordinationLoss::KeepServing {
         out.push(SpecProblem {
             field: "spec.autoFailover.enabled".to_owned(),
-            message: "automatic failover is not available in this version; set it to false \
-                      and start failovers with failoverctl or a Failover object"
+            message: "cannot be true with spec.onCoordinationLoss: KeepServing (a lost active \
+                      cluster would keep serving while a standby takes over); use Fence, or \
+                      fail over by hand with --source-is-down"
                 .to_owned(),
         });
     }
+    for (i, t) in spec.auto_failover.targets.iter().enumerate() {
+        if let Err(e) = keys::validate_cluster(t) {
+            out.push(SpecProblem {
+                field: format!("spec.autoFailover.targets[{i}]"),
+                message: format!("{t:?} is not a cluster name: {}", e.problem),
+            });
+        }
+    }
+    duplicates(
+        "spec.autoFailover.targets",
+        spec.auto_failover.targets.iter().cloned(),
+        &mut out,
+    );
     out
 }
 
@@ -184,6 +200,8 @@ mod tests {
         });
         s.volume_replications[0].workload = Some("nope".into());
         s.auto_failover.enabled = true;
+        s.on_coordination_loss = CoordinationLoss::KeepServing;
+        s.auto_failover.targets = vec!["west".into(), "West!".into(), "west".into()];
         let fields: Vec<String> = problems(&s).into_iter().map(|p| p.field).collect();
         assert_eq!(
             fields,
@@ -191,7 +209,9 @@ mod tests {
                 "spec.workloads[1]",
                 "spec.workloads[2].replicas",
                 "spec.volumeReplications[0].workload",
-                "spec.autoFailover.enabled"
+                "spec.autoFailover.enabled",
+                "spec.autoFailover.targets[1]",
+                "spec.autoFailover.targets[2]"
             ]
         );
         let text = problems_message(&problems(&s));
@@ -199,5 +219,14 @@ mod tests {
             text.contains("VolumeReplication/db-data names \"nope\""),
             "{text}"
         );
+        assert!(text.contains("onCoordinationLoss: KeepServing"), "{text}");
+    }
+
+    #[test]
+    fn automatic_failover_with_fence_is_valid() {
+        let mut s = spec();
+        s.auto_failover.enabled = true;
+        s.auto_failover.targets = vec!["west".into(), "north".into()];
+        assert_eq!(problems(&s), []);
     }
 }

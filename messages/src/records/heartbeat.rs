@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::decode::Reader;
 use super::encode::Builder;
-use super::{DecodeError, Item, Record, attr};
+use super::{DecodeError, Item, Problem, Record, attr};
 use crate::keys;
 
 /// Cluster heartbeat `CLUSTERS` / `CLUSTER#<name>`.
@@ -31,6 +31,44 @@ pub struct Heartbeat {
     /// (`spec.onCoordinationLoss: KeepServing`); every other group it fences.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keep_serving: Vec<String>,
+    /// Groups armed for automatic failover in this cluster (a standby watching the active
+    /// cluster's lease), stored as a string set of `<ns>/<name> watching` or
+    /// `<ns>/<name> counting <acts-at>` ([`AutoArmed`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auto_armed: Vec<AutoArmed>,
+}
+
+/// A group armed for automatic failover in the cluster that wrote the heartbeat.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoArmed {
+    /// The group, `namespace/name`.
+    pub group: String,
+    /// When this cluster acts unless the active cluster's lease is renewed (`None`: the
+    /// lease is renewed as it should be; the cluster is watching).
+    pub acts_at: Option<Timestamp>,
+}
+
+impl AutoArmed {
+    /// The string-set entry.
+    pub fn entry(&self) -> String {
+        match self.acts_at {
+            None => format!("{} watching", self.group),
+            Some(t) => format!("{} counting {t}", self.group),
+        }
+    }
+
+    /// Parses a string-set entry.
+    pub fn parse(entry: &str) -> Option<Self> {
+        let mut words = entry.split_whitespace();
+        let group = words.next()?.to_owned();
+        let acts_at = match (words.next()?, words.next()) {
+            ("watching", None) => None,
+            ("counting", Some(t)) => Some(t.parse().ok()?),
+            _ => return None,
+        };
+        words.next().is_none().then_some(Self { group, acts_at })
+    }
 }
 
 impl Heartbeat {
@@ -61,6 +99,14 @@ impl Record for Heartbeat {
             .n(attr::EXPIRES_AT, self.expires_at.as_second())
             .opt_n(attr::LEASE_DURATION_MS, self.lease_duration_ms)
             .ss(attr::KEEP_SERVING, &self.keep_serving)
+            .ss(
+                attr::AUTO_ARMED,
+                &self
+                    .auto_armed
+                    .iter()
+                    .map(AutoArmed::entry)
+                    .collect::<Vec<_>>(),
+            )
             .0
     }
 
@@ -73,6 +119,20 @@ impl Record for Heartbeat {
             expires_at: r.seconds(attr::EXPIRES_AT)?,
             lease_duration_ms: r.opt_u64(attr::LEASE_DURATION_MS)?,
             keep_serving: r.opt_string_set(attr::KEEP_SERVING)?,
+            auto_armed: r
+                .opt_string_set(attr::AUTO_ARMED)?
+                .iter()
+                .map(|e| {
+                    AutoArmed::parse(e).ok_or_else(|| {
+                        r.err(
+                            attr::AUTO_ARMED,
+                            Problem::BadValue(format!(
+                                "{e:?} is not `<group> watching` or `<group> counting <time>`"
+                            )),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 }

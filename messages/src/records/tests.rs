@@ -190,6 +190,7 @@ fn heartbeat_expiry_is_stored_in_seconds() {
         expires_at: Timestamp::from_second(1_764_150_030).unwrap(),
         lease_duration_ms: None,
         keep_serving: Vec::new(),
+        auto_armed: Vec::new(),
     };
     let item = hb.to_item();
     assert_eq!(item["expiresAt"], av_n(1_764_150_030_i64));
@@ -209,9 +210,26 @@ fn a_lease_record_carries_its_duration_and_the_groups_it_keeps_serving() {
         expires_at: Timestamp::from_second(1_764_150_030).unwrap(),
         lease_duration_ms: Some(30_000),
         keep_serving: vec!["shop/cart".into(), "shop/orders".into()],
+        auto_armed: vec![
+            AutoArmed {
+                group: "shop/cart".into(),
+                acts_at: Some(ts(1_764_150_060_000)),
+            },
+            AutoArmed {
+                group: "shop/orders".into(),
+                acts_at: None,
+            },
+        ],
     };
     let item = hb.to_item();
     assert_eq!(item["leaseDurationMs"], av_n(30_000));
+    assert_eq!(
+        item["autoArmed"],
+        AttributeValue::Ss(vec![
+            "shop/cart counting 2025-11-26T09:41:00Z".into(),
+            "shop/orders watching".into()
+        ])
+    );
     let back = Heartbeat::from_item(&item).unwrap();
     assert_eq!(back, hb);
     assert_eq!(

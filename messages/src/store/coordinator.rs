@@ -9,7 +9,9 @@ use aws_sdk_dynamodb::types::{
 use jiff::{SignedDuration, Timestamp};
 
 use super::error::{Cause, StoreError};
-use super::outcome::{OpRef, Outcome, RegisterOutcome, Stale, StartOutcome, StartRequest};
+use super::outcome::{
+    OpRef, Outcome, RegisterOutcome, Stale, StartOutcome, StartRequest, SuspendOutcome,
+};
 use super::{Store, TxResult, calls, key_map, names, start_request_token, values};
 use crate::keys::{self, GroupRef};
 use crate::protocol::start::{AgentSeen, Observed, Request, decide_start};
@@ -99,17 +101,35 @@ impl Store {
         }
     }
 
-    /// Sets or clears `suspended` on a group (a suspended group refuses new operations).
-    /// `None` when the group is not registered.
+    /// Sets or clears `suspended` on a group (a suspended group refuses new operations; an
+    /// operation in flight is not affected). One conditional `UpdateItem`: it writes only
+    /// when the group exists and its flag differs, so a repeated call changes nothing.
+    ///
+    /// Outcomes: `Changed` (the new state), `Unchanged` (the flag was already so),
+    /// `NotRegistered`.
     pub async fn set_suspended(
         &self,
         group: &GroupRef,
         suspended: bool,
-    ) -> Result<Option<GroupState>, StoreError> {
-        let wrap = |source: Cause| StoreError::SetSuspended {
-            group: group.clone(),
-            table: self.table.to_string(),
-            source,
+    ) -> Result<SuspendOutcome, StoreError> {
+        self.set_suspended_inner(group, suspended)
+            .await
+            .map_err(|source| StoreError::SetSuspended {
+                group: group.clone(),
+                table: self.table.to_string(),
+                source,
+            })
+    }
+
+    async fn set_suspended_inner(
+        &self,
+        group: &GroupRef,
+        suspended: bool,
+    ) -> Result<SuspendOutcome, Cause> {
+        let flag_differs = if suspended {
+            "(attribute_not_exists(#suspended) OR #suspended = :false)"
+        } else {
+            "#suspended = :true"
         };
         let req = self
             .client
@@ -119,7 +139,7 @@ impl Store {
             .update_expression(
                 "SET #suspended = :s, #version = if_not_exists(#version, :zero) + :one, #updatedAt = :now",
             )
-            .condition_expression("attribute_exists(#PK)")
+            .condition_expression(format!("attribute_exists(#PK) AND {flag_differs}"))
             .set_expression_attribute_names(Some(names(&[
                 attr::PK,
                 attr::SUSPENDED,
@@ -128,29 +148,43 @@ impl Store {
             ])))
             .set_expression_attribute_values(Some(values([
                 (":s", av_bool(suspended)),
+                (if suspended { ":false" } else { ":true" }, av_bool(!suspended)),
                 (":zero", av_n(0)),
                 (":one", av_n(1)),
                 (":now", av_ms(self.now())),
             ])))
-            .return_values(ReturnValue::AllNew);
-        match self
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let old = match self
             .send("set_suspended", "UpdateItem", calls::classify_error, || {
                 req.clone().send()
             })
             .await
         {
-            Ok(out) => match out.attributes() {
-                Some(item) => GroupState::from_item(item)
-                    .map(Some)
-                    .map_err(|e| wrap(e.into())),
-                None => Err(wrap(Cause::Invalid(
-                    "UpdateItem returned no attributes".into(),
-                ))),
-            },
+            Ok(out) => {
+                let item = out
+                    .attributes()
+                    .ok_or_else(|| Cause::Invalid("UpdateItem returned no attributes".into()))?;
+                return Ok(SuspendOutcome::Changed(GroupState::from_item(item)?));
+            }
             Err(f) => match f.err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(None),
-                _ => Err(wrap(f.into_cause())),
+                Some(UpdateItemError::ConditionalCheckFailedException(e)) => e.item().cloned(),
+                _ => return Err(f.into_cause()),
             },
+        };
+        let Some(old) = self
+            .item_or_read("set_suspended", old.as_ref(), keys::group_state_key(group))
+            .await?
+        else {
+            return Ok(SuspendOutcome::NotRegistered);
+        };
+        let state = GroupState::from_item(&old)?;
+        if state.suspended == suspended {
+            Ok(SuspendOutcome::Unchanged(state))
+        } else {
+            Err(Cause::Invalid(format!(
+                "the suspended flag of group {group} changed while it was being set"
+            )))
         }
     }
 

@@ -71,7 +71,7 @@ pub(crate) use self::error::failure_kind;
 pub use self::error::{AwsError, Cause, StoreError};
 pub use self::outcome::{
     DualActiveMark, HeartbeatStatus, OpRef, Outcome, RegisterOutcome, Stale, StartOutcome,
-    StartRequest,
+    StartRequest, SuspendOutcome,
 };
 use self::retry::{FailureKind, RetryPolicy};
 pub use self::start_view::StartView;

@@ -333,6 +333,17 @@ pub enum RegisterOutcome {
     },
 }
 
+/// The answer to [`Store::set_suspended`](super::Store::set_suspended).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SuspendOutcome {
+    /// The flag was changed; the new state.
+    Changed(GroupState),
+    /// The flag was already as asked; nothing was written.
+    Unchanged(GroupState),
+    /// The group has no state record.
+    NotRegistered,
+}
+
 /// A heartbeat and whether it is stale by the store's clock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeartbeatStatus {

@@ -10,7 +10,8 @@ use super::outcome::HeartbeatStatus;
 use super::{Store, calls, names, values};
 use crate::keys::{self, GroupRef};
 use crate::records::{
-    GroupState, Handoff, Heartbeat, HistoryEntry, Item, JournalStep, Operation, Record, attr, av_s,
+    AutoArmed, GroupState, Handoff, Heartbeat, HistoryEntry, Item, JournalStep, Operation, Record,
+    attr, av_s,
 };
 
 impl Store {
@@ -274,6 +275,19 @@ impl Store {
         ttl: Duration,
         keep_serving: &[String],
     ) -> Result<Heartbeat, StoreError> {
+        self.put_lease_armed(cluster, agent_version, ttl, keep_serving, &[])
+            .await
+    }
+
+    /// [`Store::put_lease`], also publishing the groups armed for automatic failover here.
+    pub async fn put_lease_armed(
+        &self,
+        cluster: &str,
+        agent_version: &str,
+        ttl: Duration,
+        keep_serving: &[String],
+        auto_armed: &[AutoArmed],
+    ) -> Result<Heartbeat, StoreError> {
         let wrap = |source: Cause| StoreError::PutHeartbeat {
             cluster: cluster.to_owned(),
             table: self.table.to_string(),
@@ -300,6 +314,7 @@ impl Store {
                 k.dedup();
                 k
             },
+            auto_armed: auto_armed.to_vec(),
         };
         let req = self
             .client

@@ -48,6 +48,7 @@ fn beat(cluster: &str) -> Heartbeat {
         expires_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         lease_duration_ms: None,
         keep_serving: Vec::new(),
+        auto_armed: Vec::new(),
     }
 }
 

@@ -8,6 +8,7 @@ fn hb(cluster: &str, last_seen_ms: i64, lease_s: u64) -> Heartbeat {
         expires_at: Timestamp::from_second(last_seen_ms / 1000 + 30).unwrap(),
         lease_duration_ms: Some(lease_s * 1000),
         keep_serving: Vec::new(),
+        auto_armed: Vec::new(),
     }
 }
 
@@ -98,6 +99,44 @@ fn an_observer_times_each_version_from_its_own_first_read() {
     assert_eq!(
         w.peer("east", t1 + Duration::from_secs(39)),
         PeerLease::Over
+    );
+}
+
+#[test]
+fn unchanged_for_counts_from_the_first_read_of_the_current_version() {
+    let t0 = Instant::now();
+    let mut w = LeaseWatch::new(LeaseTerms::new(Duration::from_secs(6)));
+    assert_eq!(w.unchanged_for("east", t0), None);
+    w.observe("east", Some(&hb("east", 1_000, 6)), t0);
+    w.observe(
+        "east",
+        Some(&hb("east", 1_000, 6)),
+        t0 + Duration::from_secs(5),
+    );
+    assert_eq!(
+        w.unchanged_for("east", t0 + Duration::from_secs(7)),
+        Some(Duration::from_secs(7))
+    );
+    // A renewal starts it again; so does the record disappearing.
+    w.observe(
+        "east",
+        Some(&hb("east", 3_000, 6)),
+        t0 + Duration::from_secs(8),
+    );
+    assert_eq!(
+        w.unchanged_for("east", t0 + Duration::from_secs(9)),
+        Some(Duration::from_secs(1))
+    );
+    w.observe("east", None, t0 + Duration::from_secs(10));
+    assert_eq!(
+        w.unchanged_for("east", t0 + Duration::from_secs(10)),
+        Some(Duration::ZERO)
+    );
+    w.forget("east");
+    assert_eq!(w.unchanged_for("east", t0 + Duration::from_secs(20)), None);
+    assert_eq!(
+        w.peer("east", t0 + Duration::from_secs(20)),
+        PeerLease::Unknown
     );
 }
 

@@ -31,6 +31,7 @@ fn hb(cluster: &str, fresh: bool) -> Heartbeat {
         },
         lease_duration_ms: None,
         keep_serving: Vec::new(),
+        auto_armed: Vec::new(),
     }
 }
 
@@ -85,6 +86,7 @@ fn an_idle_group_with_live_agents_starts_from_its_active_cluster() {
 fn keeping(cluster: &str, fresh: bool) -> Heartbeat {
     Heartbeat {
         keep_serving: vec!["shop/orders".into()],
+        auto_armed: Vec::new(),
         ..hb(cluster, fresh)
     }
 }
@@ -167,6 +169,7 @@ fn a_source_that_keeps_serving_refuses_force_while_alive_and_needs_the_humans_wo
     // Another group's policy does not matter.
     let other = Heartbeat {
         keep_serving: vec!["shop/cart".into()],
+        auto_armed: Vec::new(),
         ..hb("east", true)
     };
     assert!(ask_vouched(AgentSeen::Seen(&other), AgentSeen::Seen(&w), false).is_ok());
