@@ -62,86 +62,86 @@ impl Default for Metrics {
 impl Metrics {
     /// A fresh registry with every family registered.
     pub fn new() -> Self {
-        let mut registry = Registry::default();
-        let operations = Family::<Labels, Counter>::default();
-        let step_duration: HistogramFamily = Family::new_with_constructor(step_histogram);
-        let sqs_messages = Family::<Labels, Counter>::default();
-        let aws_calls = Family::<Labels, Counter>::default();
-        let heartbeats = Family::<Labels, Counter>::default();
-        let leases_lost = Counter::default();
-        let fencings = Family::<Labels, Counter>::default();
-        let kube_jobs = Family::<Labels, Counter>::default();
-        let kube_jobs_in_flight = Family::<Labels, Gauge>::default();
-        let auto_failovers = Family::<Labels, Counter>::default();
-        let auto_armed = Family::<Labels, Gauge>::default();
-        registry.register(
-            "failover_auto_failovers",
-            "Automatic (forced) failovers this cluster started after the active cluster's serving lease went unrenewed, by group",
-            auto_failovers.clone(),
-        );
-        registry.register(
-            "failover_auto_failover_armed",
-            "Groups with automatic failover enabled and armed in this cluster (1: watching or counting, 0: not armed), by group",
-            auto_armed.clone(),
-        );
-        registry.register(
-            "failover_kube_jobs",
-            "Workflow steps carried out by the per-concern actors, by concern and outcome",
-            kube_jobs.clone(),
-        );
-        registry.register(
-            "failover_kube_jobs_in_flight",
-            "Steps a per-concern actor is carrying out right now, by concern",
-            kube_jobs_in_flight.clone(),
-        );
-        // 1 ms … ~33 s.
-        let handoff_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
-        // 100 ms … ~55 min.
-        let dual_active = Histogram::new(exponential_buckets(0.1, 2.0, 16));
-        registry.register(
-            "failover_fencings",
-            "Times this cluster fenced its side of a group it was not entitled to, by group and occasion",
-            fencings.clone(),
-        );
-        registry.register(
-            "failover_handoff_latency_seconds",
-            "Target side: last READY_FOR_PROMOTION record written to promotion claimed",
-            handoff_latency.clone(),
-        );
-        registry.register(
-            "failover_dual_active_window_seconds",
-            "Source side of UPTIME operations: first target Primary to last source Secondary",
-            dual_active.clone(),
-        );
-        registry.register(
+        let mut r = Registry::default();
+        let operations = registered(
+            &mut r,
             "failover_operations",
             "Runs of this cluster's side of an operation, by result",
-            operations.clone(),
+            Family::<Labels, Counter>::default(),
         );
-        registry.register(
+        let step_duration: HistogramFamily = registered(
+            &mut r,
             "failover_step_duration_seconds",
             "Duration of workflow steps, by stage, task and outcome",
-            step_duration.clone(),
+            Family::new_with_constructor(step_histogram),
         );
-        registry.register(
+        let sqs_messages = registered(
+            &mut r,
             "failover_sqs_messages",
             "SQS inbox messages received, by kind and outcome",
-            sqs_messages.clone(),
+            Family::<Labels, Counter>::default(),
         );
-        registry.register(
+        let aws_calls = registered(
+            &mut r,
             "failover_aws_calls",
             "DynamoDB call attempts, by store operation, API and outcome (ok, conditional_check_failed, transaction_canceled, throttled, error)",
-            aws_calls.clone(),
+            Family::<Labels, Counter>::default(),
         );
-        registry.register(
+        let heartbeats = registered(
+            &mut r,
             "failover_heartbeat_writes",
             "Serving lease renewals (heartbeat writes), by outcome",
-            heartbeats.clone(),
+            Family::<Labels, Counter>::default(),
         );
-        registry.register(
+        let leases_lost = registered(
+            &mut r,
             "failover_leases_lost",
             "Times this agent's serving lease ran out (no successful renewal for 3/4 of it)",
-            leases_lost.clone(),
+            Counter::default(),
+        );
+        let fencings = registered(
+            &mut r,
+            "failover_fencings",
+            "Times this cluster fenced its side of a group it was not entitled to, by group and occasion",
+            Family::<Labels, Counter>::default(),
+        );
+        let kube_jobs = registered(
+            &mut r,
+            "failover_kube_jobs",
+            "Workflow steps carried out by the per-concern actors, by concern and outcome",
+            Family::<Labels, Counter>::default(),
+        );
+        let kube_jobs_in_flight = registered(
+            &mut r,
+            "failover_kube_jobs_in_flight",
+            "Steps a per-concern actor is carrying out right now, by concern",
+            Family::<Labels, Gauge>::default(),
+        );
+        // 1 ms … ~33 s.
+        let handoff_latency = registered(
+            &mut r,
+            "failover_handoff_latency_seconds",
+            "Target side: last READY_FOR_PROMOTION record written to promotion claimed",
+            Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+        );
+        // 100 ms … ~55 min.
+        let dual_active = registered(
+            &mut r,
+            "failover_dual_active_window_seconds",
+            "Source side of UPTIME operations: first target Primary to last source Secondary",
+            Histogram::new(exponential_buckets(0.1, 2.0, 16)),
+        );
+        let auto_failovers = registered(
+            &mut r,
+            "failover_auto_failovers",
+            "Automatic (forced) failovers this cluster started after the active cluster's serving lease went unrenewed, by group",
+            Family::<Labels, Counter>::default(),
+        );
+        let auto_armed = registered(
+            &mut r,
+            "failover_auto_failover_armed",
+            "Groups with automatic failover enabled and armed in this cluster (1: watching or counting, 0: not armed), by group",
+            Family::<Labels, Gauge>::default(),
         );
         // Known label values start at zero, so dashboards and alerts see the series before
         // the first event (rates need a starting point).
@@ -157,7 +157,7 @@ impl Metrics {
         }
         Self {
             inner: Arc::new(MetricsInner {
-                registry,
+                registry: r,
                 operations,
                 step_duration,
                 sqs_messages,
@@ -303,6 +303,16 @@ impl Metrics {
         let _ = encode(&mut out, &self.inner.registry);
         out
     }
+}
+
+
+/// Registers `metric` in `registry` under `name` and hands it back.
+fn registered<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 #[cfg(test)]
