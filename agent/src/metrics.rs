@@ -305,7 +305,6 @@ impl Metrics {
     }
 }
 
-
 /// Registers `metric` in `registry` under `name` and hands it back.
 fn registered<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
 where

@@ -1,7 +1,7 @@
 //! Automatic failover, the decisions (`spec.autoFailover`): whether a standby cluster's agent
 //! is armed for a group, is counting down on the active cluster's unrenewed serving lease, or
 //! starts a forced failover to its own cluster now. Pure; the actor that reads and acts is
-//! [`crate::runtime::auto`].
+//! the agent runtime's automatic failover actor (`runtime/auto.rs`).
 //!
 //! The count is the one of the force path ([`failover_messages::protocol::lease`]): the active
 //! cluster's lease record (`CLUSTER#<name>`), timed on this agent's monotonic clock from its

@@ -34,6 +34,7 @@ use crate::failover_group::fencing::When;
 use crate::metrics::Metrics;
 use crate::runtime::admin::Readiness;
 use crate::runtime::fencer::FenceCheck;
+use crate::runtime::lease_state::LeaseHandle;
 use crate::seam::{Msg, Sender};
 use crate::tasks::Wakeups;
 use crate::workflow::RunReport;
@@ -213,16 +214,20 @@ pub struct RunnerActor {
     interrupted: HashMap<String, u32>,
     listing: bool,
     tick_pending: bool,
+    /// Told of each group an operation runs for ([`LeaseHandle::note_registered`]).
+    lease: LeaseHandle,
 }
 
 impl RunnerActor {
-    /// A runner for `adapter`'s cluster, re-reading every `reread`.
+    /// A runner for `adapter`'s cluster, re-reading every `reread`; each operation it runs
+    /// marks its group registered in `lease` (the lease-lost fencing then covers it).
     pub fn new(
         store: Store,
         adapter: ManagerAdapter,
         metrics: Metrics,
         readiness: Readiness,
         reread: Duration,
+        lease: LeaseHandle,
     ) -> Self {
         Self {
             cluster: adapter.cluster().to_owned(),
@@ -236,12 +241,14 @@ impl RunnerActor {
             interrupted: HashMap::new(),
             listing: false,
             tick_pending: false,
+            lease,
         }
     }
 
     fn start(&mut self, work: Work, ctx: &mut Context<Self>) {
         let Work { op, kind } = work;
         self.running.insert(op.id.clone());
+        self.lease.note_registered(&op.group.to_string());
         tracing::info!(op = %op.id, group = %op.group, cluster = %self.cluster, %kind, "starting this cluster's side of the operation");
         let adapter = self.adapter.clone();
         let done: Sender<RunFinished> = Sender::from_addr(ctx.address());

@@ -75,6 +75,17 @@ impl LeaseHandle {
         self.0.lock().unwrap().registered = Some(groups);
     }
 
+    /// Adds `group` to the registered groups, as last read: an operation of it runs here, so
+    /// it is in this agent's table even when the last full read predates its registration (a
+    /// standby registered before, now the active side, must fence it on a lost lease before
+    /// the next read). Before any read succeeded the status rule of [`LeaseHandle::owns`]
+    /// still applies.
+    pub fn note_registered(&self, group: &str) {
+        if let Some(registered) = &mut self.0.lock().unwrap().registered {
+            registered.insert(group.to_owned());
+        }
+    }
+
     /// True when `group` is this agent's to fence: registered in its table as last read, or,
     /// before any read succeeded, when its status shows an agent recorded its state
     /// (`status_has_state`). A FailoverGroup no table of this agent knows is left alone.
@@ -99,5 +110,17 @@ mod tests {
         lease.set_registered(["shop/orders".to_owned()].into());
         assert!(lease.owns("shop/orders", false));
         assert!(!lease.owns("other/team", true));
+        // An operation of a group registered after that read makes it this agent's.
+        assert!(!lease.owns("shop/cart", true));
+        lease.note_registered("shop/cart");
+        assert!(lease.owns("shop/cart", false));
+    }
+
+    #[test]
+    fn noting_a_group_before_any_read_leaves_the_status_rule() {
+        let lease = LeaseHandle::new(LeaseTerms::default());
+        lease.note_registered("shop/orders");
+        assert!(lease.owns("other/team", true));
+        assert!(!lease.owns("shop/orders", false));
     }
 }

@@ -440,13 +440,13 @@ impl Agent<'_> {
         LeaseActor::new(
             cc,
             store.clone(),
-            lease,
+            lease.clone(),
             metrics.clone(),
             self.readiness.clone(),
             fencer.clone(),
         )
         .start();
-        self.start_operation_actors(store, inbox, traffic, fencer);
+        self.start_operation_actors(store, inbox, traffic, fencer, lease);
         self.start_object_actors();
     }
 
@@ -469,6 +469,7 @@ impl Agent<'_> {
         inbox: Inbox,
         traffic: TrafficConfig,
         fencer: Sender<FenceCheck>,
+        lease: LeaseHandle,
     ) {
         let (cfg, clients, cluster, metrics) = (self.cfg, self.clients, self.cluster, self.metrics);
         let wakeups = Wakeups::new();
@@ -496,6 +497,7 @@ impl Agent<'_> {
             metrics.clone(),
             self.readiness.clone(),
             cfg.reread_interval,
+            lease,
         )
         .start();
         let wait_seconds = u32::try_from(cfg.reread_interval.as_secs())
