@@ -84,13 +84,17 @@ pub struct NotArmed {
     pub reason: &'static str,
     /// Condition message.
     pub message: String,
+    /// When it is worth asking again (the cooldown's end), if known.
+    pub retry_after: Option<Duration>,
 }
 
 impl NotArmed {
-    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+    /// Not armed for `reason`, saying `message`.
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             reason,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -232,15 +236,18 @@ pub fn fire_check(
         let cooldown = SignedDuration::try_from(settings.cooldown).unwrap_or(SignedDuration::MAX);
         if since < cooldown {
             let left = (cooldown - since).unsigned_abs();
-            return Err(NotArmed::new(
-                "CoolingDown",
-                format!(
-                    "an automatic failover of the group started at {last}; no other before the \
-                     cooldown ({}) ends, in {}",
-                    human(settings.cooldown),
-                    human(left)
-                ),
-            ));
+            return Err(NotArmed {
+                retry_after: Some(left),
+                ..NotArmed::new(
+                    "CoolingDown",
+                    format!(
+                        "an automatic failover of the group started at {last}; no other before \
+                         the cooldown ({}) ends, in {}",
+                        human(settings.cooldown),
+                        human(left)
+                    ),
+                )
+            });
         }
     }
     if settings.targets.is_empty() {

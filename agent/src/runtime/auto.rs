@@ -48,6 +48,7 @@ use crate::kube_events::{EventSpec, Events};
 use crate::kube_ops::FIELD_MANAGER;
 use crate::metrics::Metrics;
 use crate::runtime::lease_state::LeaseHandle;
+use crate::tasks::LeaseSightings;
 
 /// The first lease of an automatic operation (as `failoverctl`'s default).
 const OPERATION_LEASE: Duration = Duration::from_secs(120);
@@ -69,6 +70,10 @@ pub struct AutoDeps {
     pub lease: LeaseHandle,
     /// Metrics.
     pub metrics: Metrics,
+    /// This process's lease reads, shared with the forced target's wait: each read of the
+    /// active cluster's record is added, so the operation it starts does not time the same
+    /// version again.
+    pub sightings: LeaseSightings,
 }
 
 /// What one group showed last, so Events mark transitions only.
@@ -237,11 +242,12 @@ async fn check_group(
             }
         };
         let now = Instant::now();
-        watch.observe(
-            &s.active_cluster,
-            record.as_ref().map(|r| &r.heartbeat),
-            now,
-        );
+        let heartbeat = record.as_ref().map(|r| &r.heartbeat);
+        watch.observe(&s.active_cluster, heartbeat, now);
+        deps.sightings
+            .lock()
+            .unwrap()
+            .observe(&s.active_cluster, heartbeat, now);
         active_unchanged = watch.unchanged_for(&s.active_cluster, now);
         active_keeps_serving = watch.keeps_serving(&s.active_cluster, &group.to_string());
     }
@@ -269,8 +275,10 @@ async fn check_group(
             None,
         ),
         Err(Held::Refused(n)) => {
-            if n.reason == "CoolingDown" {
-                shown.held_until = Some(Instant::now() + Duration::from_secs(30));
+            // The history is read again when the cooldown ends (at most 30 s on: the
+            // history may change meanwhile, e.g. a failover by hand).
+            if let Some(left) = n.retry_after {
+                shown.held_until = Some(Instant::now() + left.min(Duration::from_secs(30)));
             }
             (Verdict::Off(n), None)
         }
@@ -334,10 +342,10 @@ async fn fire(
     let plan = start::decide_start(&view.observed(Some(true)), &ask, view.read_at).map_err(
         |refusals| {
             let first = refusals.into_iter().next().map(|r| r.to_string());
-            Held::Refused(NotArmed {
-                reason: "StartRefused",
-                message: first.unwrap_or_else(|| "the start was refused".into()),
-            })
+            Held::Refused(NotArmed::new(
+                "StartRefused",
+                first.unwrap_or_else(|| "the start was refused".into()),
+            ))
         },
     )?;
     let req = StartRequest {
@@ -403,7 +411,7 @@ fn published(
 }
 
 fn off(reason: &'static str, message: String) -> Verdict {
-    Verdict::Off(NotArmed { reason, message })
+    Verdict::Off(NotArmed::new(reason, message))
 }
 
 fn unreadable(e: &StoreError) -> Verdict {

@@ -32,17 +32,18 @@ pub mod lease;
 pub mod lease_state;
 pub mod triggers;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use actix::Actor;
 use failover_messages::crd::{Failover, FailoverGroup};
 use failover_messages::inbox::{Inbox, InboxOptions};
+use failover_messages::protocol::lease::LeaseWatch;
 use failover_messages::store::Store;
 use kube::api::{Api, ListParams};
 
 use crate::adapter::ManagerAdapter;
 use crate::seam::Sender;
-use crate::tasks::{TasksConfig, Wakeups};
+use crate::tasks::{LeaseSightings, TasksConfig, Wakeups};
 use crate::workflow::Progress;
 
 use self::actors::{InboxActor, RunnerActor, RunnerTick};
@@ -427,6 +428,8 @@ impl Agent<'_> {
         if unleased {
             let _ = fencer.send(FenceCheck(When::LeaseLost));
         }
+        let sightings: LeaseSightings =
+            Arc::new(Mutex::new(LeaseWatch::new(self.cfg.lease_terms())));
         // Its own Store: the watch's reads are not operation calls.
         self::auto::AutoFailoverActor::new(self::auto::AutoDeps {
             client: clients.kube.clone(),
@@ -435,6 +438,7 @@ impl Agent<'_> {
             cluster: self.cluster.to_owned(),
             lease: lease.clone(),
             metrics: metrics.clone(),
+            sightings: sightings.clone(),
         })
         .start();
         LeaseActor::new(
@@ -446,7 +450,7 @@ impl Agent<'_> {
             fencer.clone(),
         )
         .start();
-        self.start_operation_actors(store, inbox, traffic, fencer, lease);
+        self.start_operation_actors(store, inbox, traffic, fencer, lease, sightings);
         self.start_object_actors();
     }
 
@@ -470,6 +474,7 @@ impl Agent<'_> {
         traffic: TrafficConfig,
         fencer: Sender<FenceCheck>,
         lease: LeaseHandle,
+        sightings: LeaseSightings,
     ) {
         let (cfg, clients, cluster, metrics) = (self.cfg, self.clients, self.cluster, self.metrics);
         let wakeups = Wakeups::new();
@@ -481,6 +486,7 @@ impl Agent<'_> {
                 reread_interval: cfg.reread_interval,
                 lease: cfg.lease_terms(),
                 traffic,
+                sightings,
                 ..TasksConfig::default()
             })
             .with_metrics(metrics.clone())

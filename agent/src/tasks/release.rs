@@ -7,9 +7,11 @@
 //! * it *released* its side — only the source can: an alive, connected source runs its usual
 //!   shutdown and writes the handoff records ([`Release`]); or
 //! * its serving lease is certainly over: its lease record (`CLUSTER#<name>`) has kept one
-//!   version for `L·(1+ε) + L/4` on this agent's monotonic clock, counted from this wait's
-//!   first read of that version ([`LeaseWatch`]) — unless its record says it keeps serving the
-//!   group without DynamoDB (`KeepServing`), which proves nothing;
+//!   version for `L·(1+ε) + L/4` on this agent's monotonic clock, counted from this process's
+//!   first read of that version ([`LeaseWatch`], shared as
+//!   [`super::support::LeaseSightings`]: the automatic failover watch's reads count, so an
+//!   automatic failover that counted `after ≥ 2L` claims at once) — unless its record says it
+//!   keeps serving the group without DynamoDB (`KeepServing`), which proves nothing;
 //!
 //! or at once when the requester vouched that the source is down (`sourceIsDown`). What it
 //! waits for, and until about when, is written as the step's journal message (at most every
@@ -46,13 +48,13 @@ pub(super) async fn wait_source_released(
         .filter(|c| c != &wf.target)
         .collect();
     let group = wf.group.to_string();
-    let watch = std::sync::Mutex::new(LeaseWatch::new(config.lease));
+    let watch = &*config.sightings;
     let poll = (config.lease.duration / 12).clamp(
         Duration::from_millis(100),
         config.reread_interval.max(Duration::from_millis(100)),
     );
     let noted = std::sync::Mutex::new(None::<(String, Instant)>);
-    let (others, watch, group, noted) = (&others, &watch, &group, &noted);
+    let (others, group, noted) = (&others, &group, &noted);
     let source = op.source.as_str();
     wait_until(
         "the source's release or the end of its serving lease",

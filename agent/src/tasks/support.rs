@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use failover_messages::protocol::lease::LeaseTerms;
+use failover_messages::protocol::lease::{LeaseTerms, LeaseWatch};
 
 use failover_messages::crd::WorkloadKind;
 use failover_messages::records::{GroupState, Handoff, HandoffState, Operation, Phase};
@@ -30,7 +30,16 @@ pub struct TasksConfig {
     pub lease_ttl: Duration,
     /// This agent's serving lease terms (assumed for a cluster with no lease record).
     pub lease: LeaseTerms,
+    /// This process's reads of other clusters' lease records ([`LeaseSightings`]).
+    pub sightings: LeaseSightings,
 }
+
+/// Every read this agent process made of other clusters' lease records, each version timed
+/// from its first read, shared by whatever reads them (the forced target's wait, the
+/// automatic failover watch): a version first read by either was read by this process on
+/// its monotonic clock, which is all the observer's rule asks. Only reads are ever added,
+/// never forgotten (forgetting would only lengthen a wait).
+pub type LeaseSightings = std::sync::Arc<std::sync::Mutex<LeaseWatch>>;
 
 impl Default for TasksConfig {
     fn default() -> Self {
@@ -39,6 +48,9 @@ impl Default for TasksConfig {
             reread_interval: DEFAULT_REREAD_INTERVAL,
             lease_ttl: Duration::from_secs(120),
             lease: LeaseTerms::default(),
+            sightings: std::sync::Arc::new(std::sync::Mutex::new(LeaseWatch::new(
+                LeaseTerms::default(),
+            ))),
         }
     }
 }

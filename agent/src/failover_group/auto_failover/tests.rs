@@ -159,6 +159,8 @@ fn the_cooldown_holds_a_second_automatic_failover() {
     let e = fire_check(&s, "west", "east", &recent, now).unwrap_err();
     assert_eq!(e.reason, "CoolingDown");
     assert!(e.message.contains("in 5m"), "{}", e.message);
+    // Asked again when the cooldown ends.
+    assert_eq!(e.retry_after, Some(Duration::from_secs(300)));
     let old = FireInputs {
         last_auto: Some("2026-12-04T05:49:59Z".parse().unwrap()),
         ..Default::default()

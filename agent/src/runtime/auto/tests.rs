@@ -97,20 +97,14 @@ fn a_start_is_a_warning_event_naming_the_operation_and_a_hold_is_said_once() {
     let ev = ev.unwrap();
     assert!(ev.warning && ev.reason == "AutoFailoverStarted");
 
-    let held = Verdict::Off(NotArmed {
-        reason: "CoolingDown",
-        message: "cooling down".into(),
-    });
+    let held = Verdict::Off(NotArmed::new("CoolingDown", "cooling down"));
     let ((status, reason, _), ev) = presentation("west", &held, None, None, &mut shown, now());
     assert!(!status && reason == "CoolingDown");
     assert_eq!(ev.unwrap().reason, "AutoFailoverHeld");
     let (_, ev) = presentation("west", &held, None, None, &mut shown, now());
     assert!(ev.is_none());
     // Other reasons are conditions only.
-    let suspended = Verdict::Off(NotArmed {
-        reason: "Suspended",
-        message: "the group is suspended".into(),
-    });
+    let suspended = Verdict::Off(NotArmed::new("Suspended", "the group is suspended"));
     let ((status, _, _), ev) = presentation("west", &suspended, None, None, &mut shown, now());
     assert!(!status && ev.is_none());
 }
