@@ -209,12 +209,15 @@ impl Metrics {
             .inc();
     }
 
-    /// Whether automatic failover of `group` is armed in this cluster.
+    /// Whether automatic failover of `group` is armed in this cluster. The group's count of
+    /// automatic failovers starts at zero here, so an alert sees its first one.
     pub fn auto_failover_armed(&self, group: &str, armed: bool) {
+        let labels = vec![("group", group.to_owned())];
         self.inner
             .auto_armed
-            .get_or_create(&vec![("group", group.to_owned())])
+            .get_or_create(&labels)
             .set(i64::from(armed));
+        let _ = self.inner.auto_failovers.get_or_create(&labels);
     }
 
     /// This cluster fenced its side of `group` on `occasion`.

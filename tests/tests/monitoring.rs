@@ -14,9 +14,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use failover_messages::crd::FailoverGroup;
 use failover_tests::agents::{AgentStart, expect_exit};
 use failover_tests::env::repo_root;
-use failover_tests::fixtures::SETTLE;
+use failover_tests::fixtures::{GROUP, SETTLE};
 use failover_tests::kube::{TestEnv, wait_for};
 use failover_tests::observe::counter;
 use failover_tests::scenario::Scenario;
@@ -250,11 +251,23 @@ fn metric_names_are_found_in_expressions() {
 /// Both agents' expositions after a real failover east -> west (steps, Kubernetes jobs, a
 /// handoff) and a fencing: east's `api` Deployment scaled up by hand after the group moved
 /// is fenced by east's agent on its next re-read (`failover_fencings_total`), as the
-/// FailoverFenced alert expects. Families without a sample are not rendered at all, so a
-/// fresh agent alone would not show them.
+/// FailoverFenced alert expects; the group has automatic failover enabled, so east, the
+/// standby after the failover, shows it armed. Families without a sample are not rendered
+/// at all, so a fresh agent alone would not show them.
 async fn scrape_after_failover_and_fencing(s: &mut Scenario) -> Result<String> {
     s.start(AgentStart::default(), AgentStart::default())
         .await?;
+    // Automatic failover enabled (its default `after` outlasts the test), so its metrics
+    // have series.
+    for c in s.env.clusters() {
+        Api::<FailoverGroup>::namespaced(c.client.clone(), &s.ns.name)
+            .patch(
+                GROUP,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"autoFailover": {"enabled": true}}})),
+            )
+            .await?;
+    }
     let args = s.failover_args("west", "monitoring", &[]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     expect_exit(&s.stack.failoverctl(&args)?, 0, "failover to west")?;
@@ -273,8 +286,9 @@ async fn scrape_after_failover_and_fencing(s: &mut Scenario) -> Result<String> {
         || async {
             let text = stack.metrics("east").await.map_err(|e| e.to_string())?;
             Ok(
-                (counter(&text, "failover_fencings", &["occasion=\"reread\""]) >= 1.0)
-                    .then_some(()),
+                (counter(&text, "failover_fencings", &["occasion=\"reread\""]) >= 1.0
+                    && text.contains("failover_auto_failovers_total{"))
+                .then_some(()),
             )
         },
     )
