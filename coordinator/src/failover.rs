@@ -17,6 +17,7 @@ use failover_messages::protocol::start::{
 };
 use failover_messages::records::{Mode, Operation};
 use failover_messages::store::{StartOutcome, StartRequest};
+use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::aws::Context;
@@ -137,6 +138,9 @@ pub fn check_start(
         .map_err(|refusals| Box::new(refusals.into_iter().next().expect("a refusal")))
 }
 
+/// How many groups of one `failoverctl failover` are started at once.
+pub const CONCURRENT_STARTS: usize = 8;
+
 /// Starts the operations and notifies the clusters. Returns the started operations and,
 /// separately, the groups that were refused or not found (the first decides the exit code).
 pub async fn failover(
@@ -152,22 +156,31 @@ pub async fn failover(
     }
     let store = ctx.store();
     let inbox = Inbox::new(ctx.sqs.clone(), SENDER, ctx.queues.clone());
+    let (store, inbox) = (&store, &inbox);
+    // Groups are independent (one conditional start each): up to CONCURRENT_STARTS at once,
+    // results in the order the groups were named.
+    let results: Vec<_> = stream::iter(&req.groups)
+        .map(|group| async move {
+            let op = start_one(ctx, store, req, group).await?;
+            let mut view = StartedOperation::from_operation(&op);
+            notify(
+                inbox,
+                &op,
+                EnvelopeKind::OperationStarted,
+                &mut view.notified,
+                &mut view.warnings,
+            )
+            .await;
+            Ok::<_, CommandError>(view)
+        })
+        .buffered(CONCURRENT_STARTS)
+        .collect()
+        .await;
     let mut started = Vec::new();
     let mut errors = Vec::new();
-    for group in &req.groups {
-        match start_one(ctx, &store, req, group).await {
-            Ok(op) => {
-                let mut view = StartedOperation::from_operation(&op);
-                notify(
-                    &inbox,
-                    &op,
-                    EnvelopeKind::OperationStarted,
-                    &mut view.notified,
-                    &mut view.warnings,
-                )
-                .await;
-                started.push(view);
-            }
+    for r in results {
+        match r {
+            Ok(view) => started.push(view),
             Err(e) => errors.push(e),
         }
     }

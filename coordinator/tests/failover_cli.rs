@@ -114,6 +114,42 @@ async fn failover_starts_one_operation_and_notifies_both_inboxes() -> Result<()>
 }
 
 #[tokio::test]
+async fn many_groups_start_at_once_each_once_in_the_order_named() -> Result<()> {
+    let env = TestEnv::new("many").await?;
+    let groups: Vec<String> = (0..20).map(|i| format!("shop/g{i:02}")).collect();
+    for g in &groups {
+        env.ok(&["register", g, "--active", "east"]);
+    }
+    // One unregistered group in the middle: reported (exit 7), the others all start.
+    let mut args = vec!["failover"];
+    args.extend(groups[..10].iter().map(String::as_str));
+    args.push("shop/missing");
+    args.extend(groups[10..].iter().map(String::as_str));
+    args.extend(["--to", "west", "-o", "json"]);
+    let run = env.run(&args);
+    assert_eq!(run.code, 7, "{run}");
+    assert!(run.stderr.contains("shop/missing"), "{run}");
+    let out = json(&run);
+    let ops = out["operations"].as_array().context("operations")?;
+    let named: Vec<&str> = ops.iter().filter_map(|o| o["group"].as_str()).collect();
+    let expected: Vec<&str> = groups.iter().map(String::as_str).collect();
+    assert_eq!(named, expected, "{run}");
+    let mut ids = std::collections::BTreeSet::new();
+    for (g, op) in groups.iter().zip(ops) {
+        let id = op["operationId"].as_str().context("operationId")?;
+        assert!(ids.insert(id.to_owned()), "operation {id} twice");
+        let state = env
+            .store()
+            .get_group_state(&g.parse()?)
+            .await?
+            .context("group state")?;
+        assert_eq!(state.op_id.as_deref(), Some(id), "{g}");
+        assert_eq!(state.epoch, 1, "{g}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_second_failover_while_one_is_in_flight_is_refused_naming_the_holder() -> Result<()> {
     let env = TestEnv::new("race").await?;
     let op = env.start(&[]);
