@@ -32,6 +32,10 @@ pub struct AwsOptions {
     pub region: Option<String>,
     /// The endpoint for DynamoDB and SQS (e.g. a moto server).
     pub endpoint_url: Option<String>,
+    /// DynamoDB's own endpoint (over `endpoint_url`), e.g. the table's region.
+    pub dynamodb_endpoint: Option<String>,
+    /// SQS's own endpoint (over `endpoint_url`).
+    pub sqs_endpoint: Option<String>,
 }
 
 /// Loads the SDK configuration: the default chain, the overrides, bounded timeouts and
@@ -83,6 +87,29 @@ impl Context {
         Self {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
+            table: table.into(),
+            queues,
+        }
+    }
+
+    /// As [`Context::new`], each service at its own endpoint where `options` names one.
+    pub fn with_endpoints(
+        config: &SdkConfig,
+        options: &AwsOptions,
+        table: impl Into<String>,
+        queues: InboxOptions,
+    ) -> Self {
+        let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(config);
+        if let Some(url) = &options.dynamodb_endpoint {
+            dynamodb = dynamodb.endpoint_url(url);
+        }
+        let mut sqs = aws_sdk_sqs::config::Builder::from(config);
+        if let Some(url) = &options.sqs_endpoint {
+            sqs = sqs.endpoint_url(url);
+        }
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
             table: table.into(),
             queues,
         }

@@ -48,6 +48,12 @@ pub struct GlobalOptions {
     /// Endpoint URL for DynamoDB and SQS (e.g. a local moto server).
     #[arg(long, env = "AWS_ENDPOINT_URL", global = true, value_parser = parse_endpoint_url)]
     pub endpoint_url: Option<String>,
+    /// Endpoint URL for DynamoDB alone (over --endpoint-url), e.g. the table's region's.
+    #[arg(long, env = "AWS_ENDPOINT_URL_DYNAMODB", global = true, value_parser = parse_endpoint_url)]
+    pub dynamodb_endpoint: Option<String>,
+    /// Endpoint URL for SQS alone (over --endpoint-url).
+    #[arg(long, env = "AWS_ENDPOINT_URL_SQS", global = true, value_parser = parse_endpoint_url)]
+    pub sqs_endpoint: Option<String>,
     /// Output format of the result.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Plain, global = true)]
     pub output: OutputFormat,
@@ -369,16 +375,18 @@ impl Cli {
     /// Runs the command and returns what to print and how to exit.
     pub async fn run(&self) -> Result<Finished, CommandError> {
         let g = &self.global;
-        let config = load_config(&AwsOptions {
+        let options = AwsOptions {
             region: g.region.clone(),
             endpoint_url: g.endpoint_url.clone(),
-        })
-        .await?;
+            dynamodb_endpoint: g.dynamodb_endpoint.clone(),
+            sqs_endpoint: g.sqs_endpoint.clone(),
+        };
+        let config = load_config(&options).await?;
         let queues = InboxOptions {
             prefix: g.queue_prefix.clone(),
             ..InboxOptions::default()
         };
-        let ctx = Context::new(&config, g.table.clone(), queues);
+        let ctx = Context::with_endpoints(&config, &options, g.table.clone(), queues);
         Ok(match &self.command {
             Command::Setup(args) => Finished::ok(render(
                 &crate::setup::setup(&ctx, &args.clusters, args.max_receive_count).await?,

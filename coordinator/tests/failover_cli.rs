@@ -150,6 +150,50 @@ async fn many_groups_start_at_once_each_once_in_the_order_named() -> Result<()> 
 }
 
 #[tokio::test]
+async fn each_service_can_have_its_own_endpoint() -> Result<()> {
+    let env = TestEnv::new("endpoints").await?;
+    let moto = env.moto.endpoint_url.clone();
+    // Nothing listens on port 9: a service sent there fails.
+    let dead = "http://127.0.0.1:9";
+    let both = env.run(&[
+        "--endpoint-url",
+        dead,
+        "--dynamodb-endpoint",
+        &moto,
+        "--sqs-endpoint",
+        &moto,
+        "failover",
+        "shop/orders",
+        "--to",
+        "west",
+    ]);
+    assert_eq!(both.code, 0, "{both}");
+    // DynamoDB at moto, SQS at the dead default: the group state reads, the queue does not.
+    let status = env.run(&[
+        "--endpoint-url",
+        dead,
+        "--dynamodb-endpoint",
+        &moto,
+        "status",
+    ]);
+    assert_eq!(status.code, 0, "{status}");
+    assert!(status.stdout.contains("shop/orders"), "{status}");
+    let sqs_dead = env.run(&[
+        "--endpoint-url",
+        dead,
+        "--dynamodb-endpoint",
+        &moto,
+        "failover",
+        "shop/orders",
+        "--to",
+        "east",
+    ]);
+    assert_ne!(sqs_dead.code, 0, "{sqs_dead}");
+    assert!(sqs_dead.stderr.contains("queue"), "{sqs_dead}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_second_failover_while_one_is_in_flight_is_refused_naming_the_holder() -> Result<()> {
     let env = TestEnv::new("race").await?;
     let op = env.start(&[]);

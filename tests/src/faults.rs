@@ -142,6 +142,9 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// An endpoint nothing listens on (port 9, discard, closed on loopback here).
+pub const NOWHERE: &str = "http://127.0.0.1:9";
+
 /// How an agent reaches DynamoDB, SQS and its apiserver: what to add to its command line
 /// ([`AgentEndpoints::direct`], or through its proxies: [`Faults::agent_endpoints`]).
 #[derive(Clone, Debug, Default)]
@@ -149,8 +152,8 @@ pub struct AgentEndpoints {
     /// `--kubeconfig <path>`, and `--endpoint-url <url>` when direct.
     pub args: Vec<OsString>,
     /// Through the proxies: `AWS_ENDPOINT_URL_DYNAMODB` and `AWS_ENDPOINT_URL_SQS`, each its
-    /// proxy. Then there is no `--endpoint-url` (nor `AWS_ENDPOINT_URL`): an endpoint set on
-    /// the SDK's shared configuration in code wins over the service-specific variables.
+    /// proxy (the agent's `--dynamodb-endpoint` and `--sqs-endpoint`), with `--endpoint-url`
+    /// at [`NOWHERE`]: the service endpoints must win.
     pub env: BTreeMap<String, String>,
 }
 
@@ -371,8 +374,15 @@ impl Faults {
             "AWS_ENDPOINT_URL_SQS".to_owned(),
             self.url(cluster, Service::Sqs).await?,
         );
+        // The shared endpoint points nowhere: each service must use its own (the agent's
+        // `--dynamodb-endpoint` / `--sqs-endpoint`, read from these variables, win over it).
         Ok(AgentEndpoints {
-            args: vec!["--kubeconfig".into(), kubeconfig.into()],
+            args: vec![
+                "--kubeconfig".into(),
+                kubeconfig.into(),
+                "--endpoint-url".into(),
+                NOWHERE.into(),
+            ],
             env,
         })
     }

@@ -46,9 +46,16 @@ pub struct AgentConfig {
     /// AWS region (default: the SDK's resolution).
     #[arg(long, env = "AWS_REGION")]
     pub region: Option<String>,
-    /// AWS endpoint URL (moto, LocalStack).
+    /// AWS endpoint URL for DynamoDB and SQS (moto, LocalStack).
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub endpoint_url: Option<String>,
+    /// DynamoDB's endpoint alone (over --endpoint-url): the table's endpoint in this
+    /// cluster's region.
+    #[arg(long, env = "AWS_ENDPOINT_URL_DYNAMODB")]
+    pub dynamodb_endpoint: Option<String>,
+    /// SQS's endpoint alone (over --endpoint-url): this cluster's region's, where its inbox is.
+    #[arg(long, env = "AWS_ENDPOINT_URL_SQS")]
+    pub sqs_endpoint: Option<String>,
     /// How long this cluster's serving lease (its heartbeat record) lasts unless renewed; it
     /// is renewed every third of it. With no successful renewal for three quarters of it, the
     /// agent fences every group whose `spec.onCoordinationLoss` is `Fence` (the default).

@@ -202,18 +202,22 @@ pub async fn connect(cfg: &AgentConfig, cluster: &str) -> Result<Clients, Startu
         loader = loader.endpoint_url(url);
     }
     let sdk = loader.load().await;
+    let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk);
+    if let Some(url) = &cfg.dynamodb_endpoint {
+        dynamodb = dynamodb.endpoint_url(url);
+    }
+    let mut sqs = aws_sdk_sqs::config::Builder::from(&sdk).timeout_config(
+        aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(SQS_ATTEMPT_TIMEOUT)
+            .build(),
+    );
+    if let Some(url) = &cfg.sqs_endpoint {
+        sqs = sqs.endpoint_url(url);
+    }
     Ok(Clients {
         kube,
-        dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
-        sqs: aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(&sdk)
-                .timeout_config(
-                    aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
-                        .operation_attempt_timeout(SQS_ATTEMPT_TIMEOUT)
-                        .build(),
-                )
-                .build(),
-        ),
+        dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
+        sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
     })
 }
 
