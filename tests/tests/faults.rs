@@ -519,6 +519,65 @@ async fn lease_through_proxies(stack: &mut Stack) -> Result<()> {
     stack.check_agents()
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_apiserver_holds_every_request_keeps_renewing_its_lease() -> Result<()> {
+    let env = TestEnv::attach().await?;
+    let ns = env.namespace("fo-faults").await?;
+    let mut stack = Stack::new(&env, &ns.name, "faults-silent-api").await?;
+    stack.agent_options.lease_duration = Some(LEASE);
+    let res = match stack.isolate_agents(&[&ns.name]).await {
+        Ok(()) => Box::pin(lease_with_a_silent_apiserver(&mut stack)).await,
+        Err(e) => Err(e),
+    };
+    if res.is_err() {
+        stack.print_logs();
+    }
+    stack.cleanup(res.is_ok()).await;
+    ns.cleanup().await;
+    res
+}
+
+/// East's apiserver link swallows every request (held silent, never closed) for three
+/// leases: the renewals, which list the FailoverGroups first, must still reach DynamoDB
+/// (the list is bounded), so the lease is renewed throughout and never lost.
+async fn lease_with_a_silent_apiserver(stack: &mut Stack) -> Result<()> {
+    let start = AgentStart {
+        faults: true,
+        ..AgentStart::default()
+    };
+    stack.start_agent_with("east", start).await?;
+    let store = &stack.store;
+    let first = wait_for("east's lease record", DEADLINE, || async {
+        lease_version(store, "east").await.map(Some)
+    })
+    .await?;
+    stack.faults().cut("east", Service::ApiServer).await?;
+    let until = Instant::now() + LEASE * 3;
+    let mut version = first;
+    let mut renewals = 0;
+    while Instant::now() < until {
+        let store = &stack.store;
+        version = wait_for(
+            "a renewal of east's lease while its apiserver is silent",
+            LEASE,
+            || async move {
+                let now = lease_version(store, "east").await?;
+                Ok((now > version).then_some(now))
+            },
+        )
+        .await?;
+        renewals += 1;
+    }
+    let metrics = stack.metrics("east").await?;
+    ensure!(
+        counter(&metrics, "failover_leases_lost", &[]) == 0.0,
+        "the lease was lost with only the apiserver silent:\n{metrics}"
+    );
+    eprintln!("{renewals} renewals in three leases with the apiserver silent");
+    stack.faults().heal("east", Service::ApiServer).await?;
+    stack.check_agents()
+}
+
 /// Waits until east's agent holds connections to its DynamoDB, SQS and apiserver proxies;
 /// fails if it holds one to moto or to the apiserver directly.
 async fn only_through_proxies(stack: &mut Stack) -> Result<()> {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use failover_messages::crd::{CoordinationLoss, FailoverGroup};
-use failover_messages::protocol::lease::Holding;
+use failover_messages::protocol::lease::{Holding, LeaseTerms};
 use failover_messages::store::Store;
 use kube::api::{Api, ListParams};
 
@@ -63,13 +63,22 @@ pub async fn renew(
     last_published: Vec<String>,
 ) -> Result<Vec<String>, String> {
     let terms = lease.terms();
-    let keep = match Api::<FailoverGroup>::all(cc.client.clone())
-        .list(&ListParams::default())
-        .await
-    {
-        Ok(list) => keep_serving(&list.items),
-        Err(e) => {
+    // The API server must not hold the renewal: a list that hangs (a stuck connection) would
+    // keep this renewal from ever finishing and the lease from ever being renewed again.
+    let bound = list_bound(terms);
+    let listed = tokio::time::timeout(
+        bound,
+        Api::<FailoverGroup>::all(cc.client.clone()).list(&ListParams::default()),
+    )
+    .await;
+    let keep = match listed {
+        Ok(Ok(list)) => keep_serving(&list.items),
+        Ok(Err(e)) => {
             tracing::debug!(cluster = %cc.cluster, error = %e, "cannot list FailoverGroups for the lease; publishing the last list");
+            last_published
+        }
+        Err(_) => {
+            tracing::warn!(cluster = %cc.cluster, bound = ?bound, "listing FailoverGroups for the lease took too long; renewing with the last list");
             last_published
         }
     };
@@ -95,6 +104,12 @@ pub async fn renew(
             terms.holder_fences_after()
         )),
     }
+}
+
+/// How long a renewal waits for the FailoverGroup list: `L/12`, between 0.5 s and 5 s (the
+/// renewal is due every `L/3` and must be sent well within `3L/4`).
+pub fn list_bound(terms: LeaseTerms) -> Duration {
+    (terms.duration / 12).clamp(Duration::from_millis(500), Duration::from_secs(5))
 }
 
 /// Renew the lease now.
@@ -221,6 +236,18 @@ impl Handler<Msg<Watch>> for LeaseActor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_list_before_a_renewal_is_bounded_well_within_the_renewal_interval() {
+        let bound = |secs| list_bound(LeaseTerms::new(Duration::from_secs(secs)));
+        assert_eq!(bound(30), Duration::from_millis(2500));
+        assert_eq!(bound(3), Duration::from_millis(500));
+        assert_eq!(bound(600), Duration::from_secs(5));
+        for secs in [3, 6, 30, 600] {
+            let terms = LeaseTerms::new(Duration::from_secs(secs));
+            assert!(bound(secs) < terms.renew_every(), "{secs}");
+        }
+    }
 
     fn group(ns: &str, name: &str, policy: CoordinationLoss) -> FailoverGroup {
         let mut g = FailoverGroup::new(name, Default::default());
