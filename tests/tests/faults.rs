@@ -590,10 +590,15 @@ async fn only_through_proxies(stack: &mut Stack) -> Result<()> {
         direct.insert(faults.upstream("east", service)?);
     }
     // Under a loaded machine the agent may take a while to open all three (its kube watches,
-    // its SQS long poll, its lease renewal).
+    // its SQS long poll, its lease renewal), and a DynamoDB connection may live only for one
+    // request (moto closes it): every peer seen in any sample counts.
+    let seen = std::sync::Mutex::new(BTreeSet::new());
     let peers = wait_for("east's agent on its three proxies", DEADLINE * 3, || {
-        let peers = tcp_peers(pid).map_err(|e| format!("{e:#}"));
-        let ready = peers.map(|p| proxies.is_subset(&p).then_some(p));
+        let ready = tcp_peers(pid).map_err(|e| format!("{e:#}")).map(|p| {
+            let mut seen = seen.lock().unwrap();
+            seen.extend(p);
+            proxies.is_subset(&seen).then(|| seen.clone())
+        });
         async move { ready }
     })
     .await?;
