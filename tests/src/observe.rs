@@ -1,6 +1,7 @@
 //! What scenarios read off a running agent from outside: the counters on its `/metrics`
 //! ([`crate::agents::Stack::metrics`]), the version of its serving lease's record in
-//! DynamoDB, and a snapshot of what a change to one cluster's side would move.
+//! DynamoDB, a snapshot of what a change to one cluster's side would move, and the Events
+//! an agent published on the group.
 
 use std::collections::BTreeMap;
 
@@ -8,10 +9,13 @@ use anyhow::{Context, Result};
 use failover_messages::store::Store;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 
-use crate::fixtures::{TRAFFIC_KEY, VOLUMES, helm_release_resource, virtual_service_resource};
+use crate::fixtures::{
+    GROUP, TRAFFIC_KEY, VOLUMES, helm_release_resource, virtual_service_resource,
+};
 use crate::kube::{Cluster, volume_replication_resource};
 
 /// The value of the counter `family` (its `_total` series) whose labels contain every one
@@ -94,4 +98,21 @@ pub async fn side_snapshot(
         );
     }
     Ok(snapshot)
+}
+
+/// The Events with `reason` on FailoverGroup [`GROUP`] in namespace `ns` of cluster `c`.
+pub async fn group_events(c: &Cluster, ns: &str, reason: &str) -> Result<Vec<Event>> {
+    let events = Api::<Event>::namespaced(c.client.clone(), ns)
+        .list(&ListParams::default())
+        .await?;
+    Ok(events
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().is_some_and(|r| {
+                    r.kind.as_deref() == Some("FailoverGroup") && r.name.as_deref() == Some(GROUP)
+                })
+        })
+        .collect())
 }

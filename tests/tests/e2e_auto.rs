@@ -25,11 +25,10 @@ use failover_messages::records::Phase;
 use failover_tests::agents::AgentStart;
 use failover_tests::fixtures::{GROUP, assert_side_settled, duration_from_env};
 use failover_tests::kube::{Cluster, wait_for};
-use failover_tests::observe::{counter, lease_version};
+use failover_tests::observe::{counter, group_events, lease_version};
 use failover_tests::scenario::Scenario;
 use jiff::Timestamp;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 /// Both agents' `--lease-duration` (`L`): 6 s, or `FAILOVER_TEST_LEASE` (e.g. `30s`).
@@ -103,6 +102,22 @@ async fn condition(c: &Cluster, ns: &str, type_: &str) -> Result<Option<(String,
     }))
 }
 
+/// Waits until condition `type_` on the group in `c` is `False`; its `(reason, message)`.
+async fn wait_condition_false(
+    c: &Cluster,
+    ns: &str,
+    type_: &str,
+    within: Duration,
+) -> Result<(String, String)> {
+    wait_for(&format!("{type_}=False in {}", c.name), within, || async {
+        match condition(c, ns, type_).await.map_err(|e| e.to_string())? {
+            Some((status, reason, message)) if status == "False" => Ok(Some((reason, message))),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
 /// Waits until the group's `AutoFailover` condition in `c` has `reason`.
 async fn wait_auto_reason(c: &Cluster, ns: &str, reason: &str, within: Duration) -> Result<String> {
     wait_for(
@@ -119,23 +134,6 @@ async fn wait_auto_reason(c: &Cluster, ns: &str, reason: &str, within: Duration)
         },
     )
     .await
-}
-
-/// The Events with `reason` on the group in `c`.
-async fn group_events(c: &Cluster, ns: &str, reason: &str) -> Result<Vec<Event>> {
-    let events = Api::<Event>::namespaced(c.client.clone(), ns)
-        .list(&ListParams::default())
-        .await?;
-    Ok(events
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.reason.as_deref() == Some(reason)
-                && e.regarding.as_ref().is_some_and(|r| {
-                    r.kind.as_deref() == Some("FailoverGroup") && r.name.as_deref() == Some(GROUP)
-                })
-        })
-        .collect())
 }
 
 // ---- the active cluster cut off while alive ----------------------------------------------------
@@ -389,16 +387,7 @@ async fn both_cut(s: &mut Scenario) -> Result<()> {
     s.stack.aws_proxy("east")?.cut();
     s.stack.aws_proxy("west")?.cut();
     // West cannot read, then its own lease runs out (3L/4): not armed, and it says why.
-    let why = wait_for("AutoFailover=False in west", lease() * 2, || async {
-        match condition(&west, &ns, "AutoFailover")
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            Some((status, reason, _)) if status == "False" => Ok(Some(reason)),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await?;
+    let (why, _) = wait_condition_false(&west, &ns, "AutoFailover", lease() * 2).await?;
     ensure!(
         why == "StoreUnreadable" || why == "OwnLeaseNotLive",
         "AutoFailover=False because {why}"
@@ -433,20 +422,8 @@ async fn both_cut(s: &mut Scenario) -> Result<()> {
 
     // KeepServing with automatic failover: refused, naming the field.
     set_spec(s, json!({"onCoordinationLoss": "KeepServing"})).await?;
-    let invalid = wait_for(
-        "SpecValid=False in west",
-        Duration::from_secs(30),
-        || async {
-            match condition(&west, &ns, "SpecValid")
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Some((status, _, m)) if status == "False" => Ok(Some(m)),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await?;
+    let (_, invalid) =
+        wait_condition_false(&west, &ns, "SpecValid", Duration::from_secs(30)).await?;
     ensure!(
         invalid.contains("spec.autoFailover.enabled") && invalid.contains("KeepServing"),
         "{invalid}"

@@ -21,13 +21,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, ensure};
 use failover_messages::records::{Mode, Operation};
 use failover_tests::agents::AgentStart;
-use failover_tests::fixtures::{GROUP, assert_side_settled};
-use failover_tests::kube::{Cluster, wait_for};
-use failover_tests::observe::{counter, lease_version};
+use failover_tests::fixtures::assert_side_settled;
+use failover_tests::kube::wait_for;
+use failover_tests::observe::{counter, group_events, lease_version};
 use failover_tests::scenario::Scenario;
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams};
 
 /// Both agents' `--lease-duration` (`L`): 6 s, or `FAILOVER_TEST_LEASE` (e.g. `30s`, to
 /// measure the default lease for the README).
@@ -102,24 +100,6 @@ fn log_line<'a>(log: &'a str, after: Timestamp, needle: &str) -> Option<(Timesta
         let at: Timestamp = stamp.parse().ok()?;
         (at >= after && rest.contains(needle)).then_some((at, line))
     })
-}
-
-/// The Warning Events with reason `reason` on FailoverGroup `GROUP` in cluster `c`.
-async fn group_events(c: &Cluster, ns: &str, reason: &str) -> Result<Vec<Event>> {
-    let events = Api::<Event>::namespaced(c.client.clone(), ns)
-        .list(&ListParams::default())
-        .await?;
-    Ok(events
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.reason.as_deref() == Some(reason)
-                && e.type_.as_deref() == Some("Warning")
-                && e.regarding.as_ref().is_some_and(|r| {
-                    r.kind.as_deref() == Some("FailoverGroup") && r.name.as_deref() == Some(GROUP)
-                })
-        })
-        .collect())
 }
 
 // ---- the source cut off from DynamoDB while alive ----------------------------------------------
@@ -209,7 +189,11 @@ async fn east_fence(s: &mut Scenario, cut_at: Timestamp) -> Result<Fence> {
         .context("east's agent did not log \"serving lease lost\" after the cut")?;
     let (done, _) = log_line(&log, started, "fenced")
         .context("east's agent did not log the end of its fencing")?;
-    let events = group_events(&s.env.east, &s.ns.name, "LeaseExpired").await?;
+    let events: Vec<_> = group_events(&s.env.east, &s.ns.name, "LeaseExpired")
+        .await?
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .collect();
     let event = events
         .iter()
         .filter_map(|e| e.event_time.as_ref().map(|t| t.0))

@@ -25,7 +25,7 @@ use failover_messages::keys::{PK, SK};
 use failover_messages::setup::ensure_table;
 use failover_tests::agents::{AgentStart, Stack};
 use failover_tests::faults::{Direction, Faults, Service, tcp_peers};
-use failover_tests::kube::{TestEnv, wait_for};
+use failover_tests::kube::{TestEnv, TestNamespace, wait_for};
 use failover_tests::observe::{counter, lease_version};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Namespace;
@@ -442,14 +442,25 @@ const LEASE: Duration = Duration::from_secs(6);
 async fn an_agent_cut_off_from_dynamodb_past_its_lease_loses_it_and_renews_after_the_heal()
 -> Result<()> {
     let env = TestEnv::attach().await?;
+    let (ns, mut stack) = isolated_stack(&env, "faults-lease").await?;
+    let res = Box::pin(lease_through_proxies(&mut stack)).await;
+    finish(stack, ns, res).await
+}
+
+/// A stack on a lease of [`LEASE`] whose agents may change only its own namespace: a lost
+/// lease fences every active group in east, so other tests' are kept out of reach.
+async fn isolated_stack(env: &TestEnv, label: &str) -> Result<(TestNamespace, Stack)> {
     let ns = env.namespace("fo-faults").await?;
-    let mut stack = Stack::new(&env, &ns.name, "faults-lease").await?;
+    let mut stack = Stack::new(env, &ns.name, label).await?;
     stack.agent_options.lease_duration = Some(LEASE);
-    // A lost lease fences every active group in east: keep other tests' out of reach.
-    let res = match stack.isolate_agents(&[&ns.name]).await {
-        Ok(()) => Box::pin(lease_through_proxies(&mut stack)).await,
-        Err(e) => Err(e),
-    };
+    if let Err(e) = stack.isolate_agents(&[&ns.name]).await {
+        return Err(finish(stack, ns, Err(e)).await.unwrap_err());
+    }
+    Ok((ns, stack))
+}
+
+/// The logs when `res` failed, then the stack's and the namespace's cleanup; `res`.
+async fn finish(stack: Stack, ns: TestNamespace, res: Result<()>) -> Result<()> {
     if res.is_err() {
         stack.print_logs();
     }
@@ -522,19 +533,9 @@ async fn lease_through_proxies(stack: &mut Stack) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_whose_apiserver_holds_every_request_keeps_renewing_its_lease() -> Result<()> {
     let env = TestEnv::attach().await?;
-    let ns = env.namespace("fo-faults").await?;
-    let mut stack = Stack::new(&env, &ns.name, "faults-silent-api").await?;
-    stack.agent_options.lease_duration = Some(LEASE);
-    let res = match stack.isolate_agents(&[&ns.name]).await {
-        Ok(()) => Box::pin(lease_with_a_silent_apiserver(&mut stack)).await,
-        Err(e) => Err(e),
-    };
-    if res.is_err() {
-        stack.print_logs();
-    }
-    stack.cleanup(res.is_ok()).await;
-    ns.cleanup().await;
-    res
+    let (ns, mut stack) = isolated_stack(&env, "faults-silent-api").await?;
+    let res = Box::pin(lease_with_a_silent_apiserver(&mut stack)).await;
+    finish(stack, ns, res).await
 }
 
 /// East's apiserver link swallows every request (held silent, never closed) for three
