@@ -9,7 +9,9 @@
 //!    server (never another cluster's).
 //! 3. **Plan.** [`Factory::build`] for (mode, role, spec, force): pure.
 //! 4. **Bind.** Every step to a real task with [`ClusterTasks`].
-//! 5. **Run.** The [`Engine`] with the DynamoDB store as journal, while this cluster's SQS
+//! 5. **Run.** The [`Engine`] journaling in this cluster's `Failover` object
+//!    ([`FailoverJournal`]: each intent after a consistent read of the group state, each
+//!    stage published to DynamoDB once), while this cluster's SQS
 //!    inbox is long-polled next to it (when the adapter has an inbox), so waits for the other
 //!    cluster wake up on its notifications and otherwise re-read on their timer.
 //! 6. **Report.** The engine's [`RunReport`], or an error naming the stage, task, object and
@@ -37,6 +39,7 @@ use failover_messages::store::{Clock, Outcome, Store, SystemClock};
 use kube::api::Api;
 
 use crate::errors::{error_chain, error_chain_without_repeats};
+use crate::failover_object::failover_journal::FailoverJournal;
 use crate::failover_object::failover_reporter::FailoverReporter;
 use crate::metrics::Metrics;
 use crate::seam::Sender;
@@ -285,6 +288,14 @@ impl ManagerAdapter {
         // subscribes here and learns everything else from the stream.
         let (to_reporter, from_run) = crate::seam::channel::<Progress>();
         let reporter = FailoverReporter::open(self.kube.clone(), &self.cluster, op).await;
+        // The engine journals in the same object the reporter keeps.
+        let journal = FailoverJournal::new(
+            self.store.clone(),
+            self.kube.clone(),
+            &op.group.namespace,
+            reporter.name(),
+            &self.cluster,
+        );
         let outer = self.progress.clone();
         let progress = Sender::from_fn(move |p: Progress| {
             let _ = outer.send(p.clone());
@@ -295,7 +306,7 @@ impl ManagerAdapter {
         // side ended. The stream closes with it, and the reporter, having written the final
         // status, returns too.
         let run = async move {
-            let result = Box::pin(self.run_side(op, kind, &ctx, progress.clone())).await;
+            let result = Box::pin(self.run_side(op, kind, &ctx, journal, progress.clone())).await;
             let result = match result {
                 Err(e)
                     if kind == RunKind::Forward
@@ -459,6 +470,7 @@ impl ManagerAdapter {
         op: &Operation,
         kind: RunKind,
         ctx: &TaskContext,
+        journal: FailoverJournal,
         progress: Sender<Progress>,
     ) -> Result<RunReport, AdapterError> {
         let role = ctx.role();
@@ -489,7 +501,7 @@ impl ManagerAdapter {
             source,
         })?;
         let bound = workflow.bind(&self.tasks);
-        let engine = Engine::new(self.store.clone()).with_progress(progress);
+        let engine = Engine::new(journal).with_progress(progress);
         tracing::info!(
             op = %op.id, %group, cluster = %self.cluster, %role, mode = %op.mode, %kind,
             steps = workflow.steps().count(), "processing failover"

@@ -33,7 +33,8 @@ mod failover_group;
 mod timeouts;
 
 pub use failover::{
-    Failover, FailoverPhase, FailoverSpec, FailoverStatus, FailoverTimings, GroupProgress, GroupRef,
+    Failover, FailoverPhase, FailoverSpec, FailoverStatus, FailoverTimings, GroupProgress,
+    GroupRef, JournalEntry,
 };
 pub use failover_group::{
     AutoFailover, CoordinationLoss, FailoverGroup, FailoverGroupSpec, FailoverGroupStatus,

@@ -9,7 +9,8 @@
 //! | group state | `GROUP#<ns>/<name>` | `STATE` | `GROUPS` / `<ns>/<name>` |
 //! | operation | `OP#<id>` | `OP` | `OPS` / `<requestedAt>#<id>` |
 //! | handoff, one per volume | `OP#<id>` | `VOL#<volume>` | – |
-//! | journal step | `OP#<id>` | `JOURNAL#<cluster>#<stage>#<task>` | – |
+//! | published journal stage | `OP#<id>` | `JOURNAL#<cluster>#<stage>` | – |
+//! | journal note (a long wait) | `OP#<id>` | `JOURNAL#<cluster>#<stage>#<task>` | – |
 //! | history | `GROUP#<ns>/<name>` | `HIST#<finishedAt>#<id>` | – |
 //! | cluster heartbeat | `CLUSTERS` | `CLUSTER#<name>` | – |
 //!
@@ -363,6 +364,16 @@ pub fn journal_prefix(cluster: &str) -> String {
 /// `JOURNAL#<cluster>#<stage>#<task>`.
 pub fn journal_sk(cluster: &str, stage: &str, task: &str) -> String {
     format!("{JOURNAL_PREFIX}{cluster}#{stage}#{task}")
+}
+
+/// `JOURNAL#<cluster>#<stage>`: one published stage of a cluster's journal.
+pub fn journal_stage_sk(cluster: &str, stage: &str) -> String {
+    format!("{JOURNAL_PREFIX}{cluster}#{stage}")
+}
+
+/// `(PK, SK)` of a published journal stage.
+pub fn journal_stage_key(op_id: &str, cluster: &str, stage: &str) -> (String, String) {
+    (operation_pk(op_id), journal_stage_sk(cluster, stage))
 }
 
 /// `(PK, SK)` of a journal step.

@@ -48,7 +48,7 @@ pub use enums::{HandoffState, Mode, Phase, StepStatus};
 pub use group_state::{GroupState, KnownReplicas, Lease};
 pub use handoff::Handoff;
 pub use heartbeat::{AutoArmed, Heartbeat};
-pub use journal::JournalStep;
+pub use journal::{JournalStage, JournalStep, flatten_journal};
 pub use operation::{HistoryEntry, Operation, Timings};
 
 /// A DynamoDB item.
@@ -108,6 +108,8 @@ pub mod attr {
     pub const ATTEMPTS: &str = "attempts";
     pub const STARTED_AT: &str = "startedAt";
     pub const FIRST_STARTED_AT: &str = "firstStartedAt";
+    pub const STEPS: &str = "steps";
+    pub const PUBLISHED_AT: &str = "publishedAt";
 
     pub const AGENT_VERSION: &str = "agentVersion";
     pub const LAST_SEEN: &str = "lastSeen";

@@ -13,7 +13,9 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use failover_messages::keys::GroupRef;
-use failover_messages::records::{HandoffState, Mode, Operation, Phase, StepStatus, Timings};
+use failover_messages::records::{
+    HandoffState, JournalStep, Mode, Operation, Phase, StepStatus, Timings,
+};
 use failover_messages::setup::{SetupError, TableSetup, ensure_table};
 use failover_messages::store::{
     CallOutcome, DualActiveMark, ManualClock, OpRef, Outcome, RegisterOutcome, StartOutcome,
@@ -133,17 +135,11 @@ async fn two_coordinators_racing_produce_one_operation_and_one_refusal_naming_th
 }
 
 #[tokio::test]
-async fn a_stale_epoch_write_is_rejected_for_journal_ready_and_complete() -> Result<()> {
+async fn a_stale_epoch_write_is_rejected_for_ready_claim_and_complete() -> Result<()> {
     let f = Fixture::new().await?;
     let group = f.registered("shop/orders").await?;
     let old = f.started(&group).await?;
     let old_ref = OpRef::from(&old);
-    assert!(
-        f.store
-            .journal_intent(&old_ref, "east", "init", "Validate")
-            .await?
-            .is_done()
-    );
     // The source marked its volume ready and the target claimed, then everything stalled.
     assert!(
         f.store
@@ -179,22 +175,6 @@ async fn a_stale_epoch_write_is_rejected_for_journal_ready_and_complete() -> Res
         Outcome::StaleEpoch(s) => Some(s),
         _ => None,
     };
-    expect_stale(
-        "journal intent",
-        stale(
-            f.store
-                .journal_intent(&old_ref, "east", "init", "Next")
-                .await?,
-        ),
-    )?;
-    expect_stale(
-        "journal outcome",
-        stale(
-            f.store
-                .journal_outcome(&old_ref, "east", "init", "Validate", StepStatus::Done, None)
-                .await?,
-        ),
-    )?;
     let before = f.store.list_handoffs(&old.id).await?;
     expect_stale(
         "ready",
@@ -253,21 +233,17 @@ async fn a_stale_epoch_write_is_rejected_for_journal_ready_and_complete() -> Res
             .unwrap_or(0)
     };
     let tx = "TransactWriteItems";
-    assert_eq!(count("journal_intent", tx, CallOutcome::Ok), 1);
-    assert_eq!(
-        count("journal_intent", tx, CallOutcome::TransactionCanceled),
-        1
-    );
     assert_eq!(count("mark_all_ready", tx, CallOutcome::Ok), 1);
     assert_eq!(
         count("mark_all_ready", tx, CallOutcome::TransactionCanceled),
         1
     );
     assert_eq!(count("claim_promotion", tx, CallOutcome::Ok), 1);
-    for op in ["journal_outcome", "mark_promoted"] {
-        assert_eq!(count(op, tx, CallOutcome::TransactionCanceled), 1, "{op}");
-        assert_eq!(count(op, tx, CallOutcome::Ok), 0, "{op}");
-    }
+    assert_eq!(
+        count("mark_promoted", tx, CallOutcome::TransactionCanceled),
+        1
+    );
+    assert_eq!(count("mark_promoted", tx, CallOutcome::Ok), 0);
     // The superseded operation's completion is answered stale from its record (the takeover
     // closed it `Superseded`), without a transaction.
     assert_eq!(count("complete_operation", tx, CallOutcome::Ok), 0);
@@ -679,12 +655,6 @@ async fn complete_writes_history_and_releases_the_lease() -> Result<()> {
 
     // Source.
     assert!(f.store.set_phase(&r, Phase::Running, None).await?.is_done());
-    assert!(
-        f.store
-            .journal_intent(&r, "east", "2-source", "ScaleDown")
-            .await?
-            .is_done()
-    );
     let replicas = BTreeMap::from([("Deployment/api".to_owned(), 3)]);
     assert!(
         f.store
@@ -698,12 +668,10 @@ async fn complete_writes_history_and_releases_the_lease() -> Result<()> {
             .await?
             .is_done()
     );
-    assert!(
-        f.store
-            .journal_outcome(&r, "east", "2-source", "ScaleDown", StepStatus::Done, None)
-            .await?
-            .is_done()
-    );
+    let shutdown = [step(&r, "east", "SourceShutdown", "ScaleDown", 0)];
+    f.store
+        .publish_stage(&r, "east", "SourceShutdown", &shutdown)
+        .await?;
     assert!(
         f.store
             .mark_all_ready(&r, "east", &volumes)
@@ -769,11 +737,11 @@ async fn complete_writes_history_and_releases_the_lease() -> Result<()> {
     assert!(f.store.handoffs_all_promoted(&op.id).await?);
 
     // The operation is closed: its agents' writes are refused from now on.
-    assert!(
-        f.store
-            .journal_intent(&r, "west", "6-finish", "Late")
-            .await?
-            .is_stale()
+    assert!(f.store.renew_lease(&r, "west", LEASE).await?.is_stale());
+    assert_eq!(
+        f.store.journal(&r.id, "east").await?,
+        shutdown,
+        "the published stage stays readable"
     );
     // Completing again answers the same; the released group can fail back at once.
     assert_eq!(
@@ -805,115 +773,148 @@ impl HandoffsAllPromoted for Store {
     }
 }
 
+/// A journal step of `cluster` for `r`, `DONE`, started `at_ms` after the Unix epoch's
+/// round second 1_800_000_000 and finished 10 ms later.
+fn step(r: &OpRef, cluster: &str, stage: &str, task: &str, at_ms: i64) -> JournalStep {
+    let t0 = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+    let at = t0 + jiff::SignedDuration::from_millis(at_ms);
+    JournalStep {
+        op_id: r.id.clone(),
+        cluster: cluster.into(),
+        stage: stage.into(),
+        task: task.into(),
+        epoch: r.epoch,
+        status: StepStatus::Done,
+        attempts: 1,
+        started_at: at,
+        first_started_at: Some(at),
+        finished_at: Some(at + jiff::SignedDuration::from_millis(10)),
+        message: None,
+    }
+}
+
 #[tokio::test]
-async fn a_note_on_a_started_step_is_readable_and_a_finished_step_takes_none() -> Result<()> {
+async fn a_note_on_a_wait_is_readable_until_its_stage_is_published() -> Result<()> {
     let f = Fixture::new().await?;
     let group = f.registered("shop/orders").await?;
     let r = OpRef::from(&f.started(&group).await?);
     let (stage, task) = ("VolumeTransitionTarget", "WaitSourceReleased");
-    assert!(
-        f.store
-            .journal_intent(&r, "west", stage, task)
-            .await?
-            .is_done()
-    );
     let text = "east may still be serving: waiting for it to release its side";
     assert!(f.store.journal_note(&r, "west", stage, task, text).await?);
     let west = f.store.journal(&r.id, "west").await?;
+    assert_eq!(west.len(), 1, "{west:?}");
     assert_eq!(west[0].message.as_deref(), Some(text), "{west:?}");
     assert_eq!(west[0].status, StepStatus::Started);
-    assert!(
-        f.store
-            .journal_outcome(&r, "west", stage, task, StepStatus::Done, None)
-            .await?
-            .is_done()
+    assert_eq!(
+        (west[0].stage.as_str(), west[0].task.as_str()),
+        (stage, task)
     );
+    // Another epoch's note does not land on it.
+    let other = OpRef {
+        epoch: r.epoch + 1,
+        ..r.clone()
+    };
     assert!(
         !f.store
-            .journal_note(&r, "west", stage, task, "late")
-            .await?,
-        "a note never lands on a finished step"
+            .journal_note(&other, "west", stage, task, "x")
+            .await?
     );
+
+    // Published, the stage supersedes the note, also one written after it.
+    let mut done = step(&r, "west", stage, task, 0);
+    done.message = Some("east released its side".into());
+    let published = [done, step(&r, "west", stage, "ClaimPromotion", 20)];
+    f.store.publish_stage(&r, "west", stage, &published).await?;
+    assert!(
+        f.store
+            .journal_note(&r, "west", stage, task, "late")
+            .await?
+    );
+    assert_eq!(f.store.journal(&r.id, "west").await?, published);
     Ok(())
 }
 
 #[tokio::test]
-async fn journal_reads_back_in_order_and_done_steps_are_not_redone() -> Result<()> {
+async fn published_stages_read_back_as_one_journal_in_start_order() -> Result<()> {
     let f = Fixture::new().await?;
     let group = f.registered("shop/orders").await?;
     let r = OpRef::from(&f.started(&group).await?);
-    for task in ["Zeta", "Alpha", "Mid"] {
-        assert!(
-            f.store
-                .journal_intent(&r, "east", "2-source", task)
-                .await?
-                .is_done()
-        );
-        f.clock.advance(Duration::from_millis(5));
-        assert!(
-            f.store
-                .journal_outcome(&r, "east", "2-source", task, StepStatus::Done, Some("ok"))
-                .await?
-                .is_done()
-        );
-        f.clock.advance(Duration::from_millis(5));
-    }
-    assert!(
-        f.store
-            .journal_intent(&r, "west", "4-target", "Promote")
-            .await?
-            .is_done()
-    );
-
+    // Stage keys sort differently from their start order; so do the steps within one.
+    let init = [
+        step(&r, "east", "Initialization", "ValidateOperation", 0),
+        step(&r, "east", "Initialization", "Preflight", 20),
+    ];
+    let shutdown = [
+        step(&r, "east", "SourceShutdown", "TrafficOff:Ingress/web", 100),
+        step(
+            &r,
+            "east",
+            "SourceShutdown",
+            "ScaleDown:Deployment/web",
+            120,
+        ),
+    ];
+    f.store
+        .publish_stage(&r, "east", "SourceShutdown", &shutdown)
+        .await?;
+    f.store
+        .publish_stage(&r, "east", "Initialization", &init)
+        .await?;
+    f.store
+        .publish_stage(
+            &r,
+            "west",
+            "Initialization",
+            &[step(&r, "west", "Initialization", "Preflight", 5)],
+        )
+        .await?;
     let east = f.store.journal(&r.id, "east").await?;
     let tasks: Vec<_> = east.iter().map(|s| s.task.as_str()).collect();
-    assert_eq!(tasks, ["Zeta", "Alpha", "Mid"], "in the order they started");
-    assert!(
-        east.iter()
-            .all(|s| s.status == StepStatus::Done && s.attempts == 1)
-    );
-    let west = f.store.journal(&r.id, "west").await?;
-    assert_eq!(west.len(), 1);
-    assert_eq!(west[0].status, StepStatus::Started);
-
-    match f
-        .store
-        .journal_intent(&r, "east", "2-source", "Alpha")
-        .await?
-    {
-        Outcome::AlreadyDone(step) => assert_eq!(step.task, "Alpha"),
-        other => bail!("a DONE step was started again: {other:?}"),
-    }
-    let first_promote = f.store.journal(&r.id, "west").await?[0].started_at;
-    f.clock.advance(Duration::from_secs(15));
-    // A failed step may be retried; the attempts are counted, and the first start is kept
-    // (the engine counts its limits from it).
-    assert!(
-        f.store
-            .journal_outcome(
-                &r,
-                "west",
-                "4-target",
-                "Promote",
-                StepStatus::Failed,
-                Some("boom")
-            )
-            .await?
-            .is_done()
-    );
-    assert!(
-        f.store
-            .journal_intent(&r, "west", "4-target", "Promote")
-            .await?
-            .is_done()
-    );
-    let west = f.store.journal(&r.id, "west").await?;
     assert_eq!(
-        (west[0].status, west[0].attempts, west[0].message.as_deref()),
-        (StepStatus::Started, 2, None)
+        tasks,
+        [
+            "ValidateOperation",
+            "Preflight",
+            "TrafficOff:Ingress/web",
+            "ScaleDown:Deployment/web"
+        ],
+        "in the order they started, whatever the keys"
     );
-    assert_eq!(west[0].first_started_at, Some(first_promote));
-    assert!(west[0].started_at > first_promote);
+    assert_eq!(f.store.journal(&r.id, "west").await?.len(), 1);
+
+    // Published again (a resumed agent), the stage is replaced, not added to.
+    let mut again = init.to_vec();
+    again[1].attempts = 2;
+    f.store
+        .publish_stage(&r, "east", "Initialization", &again)
+        .await?;
+    let east = f.store.journal(&r.id, "east").await?;
+    assert_eq!(east.len(), 4);
+    assert_eq!(east[1].attempts, 2);
+
+    // One write per stage, a single-item put.
+    let calls = f.store.calls().by_operation_and_api();
+    assert_eq!(
+        calls[&("publish_stage".to_owned(), "PutItem".to_owned())],
+        4
+    );
+
+    // A step of another stage or cluster is refused, naming it.
+    let err = f
+        .store
+        .publish_stage(
+            &r,
+            "east",
+            "Initialization",
+            &[step(&r, "west", "Initialization", "Preflight", 5)],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("publishing stage Initialization of east"),
+        "{err}"
+    );
     Ok(())
 }
 

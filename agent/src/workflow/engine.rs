@@ -404,9 +404,11 @@ impl<J: Journal> Engine<J> {
             tracing::info!(stage = %stage.key, ?used, limit = ?stage.timeout, "stage resumed; its limit counts from its first start");
         }
         let mut steps = Vec::with_capacity(stage.steps.len());
-        for step in &stage.steps {
+        let publication = stage.publication();
+        for (i, step) in stage.steps.iter().enumerate() {
+            let publishes = publication == Some(i);
             steps.push(
-                self.run_step(stage, step, ctx, journaled, &mut used)
+                self.run_step(stage, step, ctx, journaled, &mut used, publishes)
                     .await?,
             );
         }
@@ -436,6 +438,7 @@ impl<J: Journal> Engine<J> {
         ctx: &TaskContext,
         journaled: &Journaled,
         used: &mut Duration,
+        publishes: bool,
     ) -> Result<StepReport, EngineError> {
         let cursor = Cursor {
             ctx,
@@ -448,6 +451,10 @@ impl<J: Journal> Engine<J> {
         let earlier = journaled.get(&(stage.key.clone(), step.key.clone()));
         if step.journaled && earlier.is_some_and(|s| s.status == StepStatus::Done) {
             self.skip(ctx, &cursor);
+            // The run that finished it may have stopped before publishing its stage.
+            if publishes {
+                self.publish(&cursor).await?;
+            }
             return Ok(skipped());
         }
         // What is left of the limit, and the whole limit (for the error).
@@ -462,6 +469,9 @@ impl<J: Journal> Engine<J> {
         boundary("intent::before", &cursor, step.journaled);
         if step.journaled && !self.intent(&cursor).await? {
             self.skip(ctx, &cursor);
+            if publishes {
+                self.publish(&cursor).await?;
+            }
             return Ok(skipped());
         }
         boundary("run::before", &cursor, step.journaled);
@@ -519,9 +529,25 @@ impl<J: Journal> Engine<J> {
             *used = used.saturating_add(elapsed);
         }
         boundary("done::before", &cursor, step.journaled);
-        let report = self.settle(&cursor, step, ran, elapsed).await?;
+        let report = self.settle(&cursor, step, ran, elapsed).await;
+        // A failure is published too (the other side and `failoverctl watch` see it), but a
+        // run that is no longer current writes nothing more.
+        if publishes && !report.as_ref().is_err_and(EngineError::must_stop_working) {
+            self.publish(&cursor).await?;
+        }
+        let report = report?;
         boundary("done::after", &cursor, step.journaled);
         Ok(report)
+    }
+
+    /// Publishes the cursor's stage ([`Journal::publish`]); a failed publication stops the
+    /// run like a failed journal write (the other cluster may be waiting for it).
+    async fn publish(&self, cursor: &Cursor<'_>) -> Result<(), EngineError> {
+        let op = cursor.ctx.op_ref();
+        self.journal
+            .publish(&op, cursor.ctx.cluster(), cursor.stage)
+            .await
+            .map_err(|e| cursor.journal_error("publication", e))
     }
 
     /// Writes a step's intent: `true` to run it, `false` when the journal shows it done

@@ -1,10 +1,13 @@
 //! The engine's journal: where it writes each step's intent (before) and outcome (after),
-//! and where it finds, after a restart, what is already done.
+//! where it finds, after a restart, what is already done, and where it publishes a stage.
 //!
-//! [`Journal`] is implemented for the DynamoDB [`Store`] (records `OP#<id>` /
-//! `JOURNAL#<cluster>#<stage>#<task>`, every write conditioned on the group state
-//! `epoch = e AND opId = id`) and by [`MemoryJournal`] for tests, which plays the same
-//! conditions against an in-memory group state and logs every write.
+//! The agent's journal is `failover_object::FailoverJournal`: every step lives in this
+//! cluster's `Failover` object (`status.journal`), each intent is preceded by a consistent
+//! read of the group state (`epoch = e AND opId = id`, else the run stops), and each stage
+//! is published to DynamoDB once ([`Journal::publish`]), for the other cluster and the
+//! coordinator. [`MemoryJournal`] plays the same rules in memory for tests and logs every
+//! write. Both apply a step's intent and outcome with the same pure functions,
+//! [`intent_step`] and [`outcome_step`].
 //!
 //! Answers follow the store's: a write comes back [`Outcome::Done`], [`Outcome::StaleEpoch`]
 //! (the epoch moved or the operation is closed: stop) or, for an intent,
@@ -15,7 +18,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use failover_messages::records::{JournalStep, StepStatus, truncate_to_millis};
-use failover_messages::store::{Clock, OpRef, Outcome, Stale, Store, StoreError, SystemClock};
+use failover_messages::store::{Clock, OpRef, Outcome, Stale, StoreError, SystemClock};
+use jiff::Timestamp;
 
 /// A journal read or write that failed (not a lost condition: that is an [`Outcome`]).
 #[derive(Debug, thiserror::Error)]
@@ -64,36 +68,87 @@ pub trait Journal: Send + Sync {
         status: StepStatus,
         message: Option<&str>,
     ) -> impl Future<Output = Result<Outcome<()>, JournalError>> + Send;
+
+    /// Publishes `stage` of `cluster`'s journal (its steps at the operation's epoch) where
+    /// the other cluster and the coordinator read it: once per stage, at its publication
+    /// step (and again when a resumed run finds that step done).
+    fn publish(
+        &self,
+        op: &OpRef,
+        cluster: &str,
+        stage: &str,
+    ) -> impl Future<Output = Result<(), JournalError>> + Send;
 }
 
-impl Journal for Store {
-    async fn steps(&self, op: &OpRef, cluster: &str) -> Result<Vec<JournalStep>, JournalError> {
-        Ok(self.journal(&op.id, cluster).await?)
+/// The intent of a step over its `existing` entry: `Err(existing)` when it is `DONE` (do
+/// not run it again), else the entry `STARTED` with one more attempt, keeping the first
+/// start.
+pub fn intent_step(
+    existing: Option<&JournalStep>,
+    op: &OpRef,
+    cluster: &str,
+    stage: &str,
+    task: &str,
+    now: Timestamp,
+) -> Result<JournalStep, Box<JournalStep>> {
+    if let Some(step) = existing.filter(|s| s.status == StepStatus::Done) {
+        return Err(Box::new(step.clone()));
     }
+    Ok(JournalStep {
+        op_id: op.id.clone(),
+        cluster: cluster.to_owned(),
+        stage: stage.to_owned(),
+        task: task.to_owned(),
+        epoch: op.epoch,
+        status: StepStatus::Started,
+        attempts: existing.map_or(0, |s| s.attempts) + 1,
+        started_at: now,
+        first_started_at: Some(existing.map_or(now, JournalStep::first_started)),
+        finished_at: None,
+        message: None,
+    })
+}
 
-    async fn intent(
-        &self,
-        op: &OpRef,
-        cluster: &str,
-        stage: &str,
-        task: &str,
-    ) -> Result<Outcome<()>, JournalError> {
-        Ok(self.journal_intent(op, cluster, stage, task).await?)
-    }
+/// The outcome of a step (`DONE` or `FAILED`, with `message`) over its `existing` entry (an
+/// outcome without an intent counts as one attempt started now).
+#[allow(clippy::too_many_arguments)]
+pub fn outcome_step(
+    existing: Option<JournalStep>,
+    op: &OpRef,
+    cluster: &str,
+    stage: &str,
+    task: &str,
+    status: StepStatus,
+    message: Option<&str>,
+    now: Timestamp,
+) -> JournalStep {
+    let mut step = existing.unwrap_or_else(|| JournalStep {
+        op_id: op.id.clone(),
+        cluster: cluster.to_owned(),
+        stage: stage.to_owned(),
+        task: task.to_owned(),
+        epoch: op.epoch,
+        status,
+        attempts: 1,
+        started_at: now,
+        first_started_at: Some(now),
+        finished_at: None,
+        message: None,
+    });
+    step.status = status;
+    step.finished_at = Some(now);
+    step.message = message.map(str::to_owned);
+    step
+}
 
-    async fn outcome(
-        &self,
-        op: &OpRef,
-        cluster: &str,
-        stage: &str,
-        task: &str,
-        status: StepStatus,
-        message: Option<&str>,
-    ) -> Result<Outcome<()>, JournalError> {
-        Ok(self
-            .journal_outcome(op, cluster, stage, task, status, message)
-            .await?)
+/// Refuses a `STARTED` outcome.
+pub fn check_outcome(status: StepStatus) -> Result<(), JournalError> {
+    if status == StepStatus::Started {
+        return Err(JournalError::Unavailable(
+            "an outcome is DONE or FAILED; STARTED is an intent".into(),
+        ));
     }
+    Ok(())
 }
 
 impl<J: Journal> Journal for Arc<J> {
@@ -126,6 +181,15 @@ impl<J: Journal> Journal for Arc<J> {
     ) -> impl Future<Output = Result<Outcome<()>, JournalError>> + Send {
         (**self).outcome(op, cluster, stage, task, status, message)
     }
+
+    fn publish(
+        &self,
+        op: &OpRef,
+        cluster: &str,
+        stage: &str,
+    ) -> impl Future<Output = Result<(), JournalError>> + Send {
+        (**self).publish(op, cluster, stage)
+    }
 }
 
 /// One write [`MemoryJournal`] accepted or refused, for assertions.
@@ -153,6 +217,13 @@ pub enum JournalWrite {
         /// What the journal answered (`Done`, `StaleEpoch`).
         answer: &'static str,
     },
+    /// A stage published.
+    Publish {
+        /// Stage key.
+        stage: String,
+        /// The steps published, in order.
+        tasks: Vec<String>,
+    },
 }
 
 type StepKey = (String, String, String, String);
@@ -162,6 +233,8 @@ struct MemoryState {
     /// The group state's `(epoch, opId)`; `None` when no operation is in flight.
     current: Option<(u64, String)>,
     steps: BTreeMap<StepKey, JournalStep>,
+    /// Every step key in the order it was first written (what a publication lists).
+    order: Vec<StepKey>,
     writes: Vec<JournalWrite>,
     unavailable: bool,
 }
@@ -224,7 +297,11 @@ impl MemoryJournal {
             step.stage.clone(),
             step.task.clone(),
         );
-        self.lock().steps.insert(key, step);
+        let mut state = self.lock();
+        if !state.order.contains(&key) {
+            state.order.push(key.clone());
+        }
+        state.steps.insert(key, step);
     }
 
     /// Every write so far, accepted or refused, in order.
@@ -274,29 +351,13 @@ impl MemoryJournal {
         );
         let answer = match stale {
             Some(stale) => Outcome::StaleEpoch(stale),
-            None => match state.steps.get(&key) {
-                Some(step) if step.status == StepStatus::Done => {
-                    Outcome::AlreadyDone(Box::new(step.clone()))
-                }
-                existing => {
-                    let attempts = existing.map_or(0, |s| s.attempts) + 1;
-                    let first = existing.map_or(now, JournalStep::first_started);
-                    state.steps.insert(
-                        key,
-                        JournalStep {
-                            op_id: op.id.clone(),
-                            cluster: cluster.to_owned(),
-                            stage: stage.to_owned(),
-                            task: task.to_owned(),
-                            epoch: op.epoch,
-                            status: StepStatus::Started,
-                            attempts,
-                            started_at: now,
-                            first_started_at: Some(first),
-                            finished_at: None,
-                            message: None,
-                        },
-                    );
+            None => match intent_step(state.steps.get(&key), op, cluster, stage, task, now) {
+                Err(done) => Outcome::AlreadyDone(done),
+                Ok(step) => {
+                    if !state.order.contains(&key) {
+                        state.order.push(key.clone());
+                    }
+                    state.steps.insert(key, step);
                     Outcome::Done(())
                 }
             },
@@ -319,11 +380,7 @@ impl MemoryJournal {
         status: StepStatus,
         message: Option<&str>,
     ) -> Result<Outcome<()>, JournalError> {
-        if status == StepStatus::Started {
-            return Err(JournalError::Unavailable(
-                "an outcome is DONE or FAILED".into(),
-            ));
-        }
+        check_outcome(status)?;
         let now = truncate_to_millis(self.clock.now());
         let mut state = self.lock();
         let stale = Self::check(&state, op)?;
@@ -336,22 +393,12 @@ impl MemoryJournal {
                     stage.to_owned(),
                     task.to_owned(),
                 );
-                let step = state.steps.entry(key).or_insert_with(|| JournalStep {
-                    op_id: op.id.clone(),
-                    cluster: cluster.to_owned(),
-                    stage: stage.to_owned(),
-                    task: task.to_owned(),
-                    epoch: op.epoch,
-                    status,
-                    attempts: 1,
-                    started_at: now,
-                    first_started_at: Some(now),
-                    finished_at: None,
-                    message: None,
-                });
-                step.status = status;
-                step.finished_at = Some(now);
-                step.message = message.map(str::to_owned);
+                let existing = state.steps.remove(&key);
+                let step = outcome_step(existing, op, cluster, stage, task, status, message, now);
+                if !state.order.contains(&key) {
+                    state.order.push(key.clone());
+                }
+                state.steps.insert(key, step);
                 Outcome::Done(())
             }
         };
@@ -413,6 +460,26 @@ impl Journal for MemoryJournal {
         message: Option<&str>,
     ) -> Result<Outcome<()>, JournalError> {
         self.record_outcome(op, cluster, stage, task, status, message)
+    }
+
+    async fn publish(&self, op: &OpRef, cluster: &str, stage: &str) -> Result<(), JournalError> {
+        let mut state = self.lock();
+        if state.unavailable {
+            return Err(JournalError::Unavailable(
+                "set unavailable by the test".into(),
+            ));
+        }
+        let tasks = state
+            .order
+            .iter()
+            .filter(|(id, c, s, _)| *id == op.id && c == cluster && s == stage)
+            .map(|(_, _, _, task)| task.clone())
+            .collect();
+        state.writes.push(JournalWrite::Publish {
+            stage: stage.to_owned(),
+            tasks,
+        });
+        Ok(())
     }
 }
 

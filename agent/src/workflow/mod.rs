@@ -42,7 +42,9 @@ pub use self::definition::{
 };
 pub use self::engine::{BoundStage, BoundStep, BoundWorkflow, Engine, EngineError};
 pub use self::factory::{Factory, FactoryError};
-pub use self::journal::{Journal, JournalError, JournalWrite, MemoryJournal};
+pub use self::journal::{
+    Journal, JournalError, JournalWrite, MemoryJournal, check_outcome, intent_step, outcome_step,
+};
 pub use self::progress::{Progress, ProgressEvent, RunReport, SideResult, StageReport, StepReport};
 pub use self::stages::{Role, StageId};
 pub use self::task::{BoxedTask, DynWorkflowTask, FnTask, TaskBuilder, WorkflowTask, boxed};

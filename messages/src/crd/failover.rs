@@ -189,6 +189,43 @@ pub struct FailoverStatus {
     /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// This cluster's journal of the operation: every step's intent and outcome, in the
+    /// order the steps were started. The agent resumes from it after a restart; DynamoDB
+    /// keeps one copy of each stage once it is published.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journal: Vec<JournalEntry>,
+}
+
+/// One step of this cluster's journal of an operation.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalEntry {
+    /// Stage key, e.g. `SourceShutdown`.
+    pub stage: String,
+    /// Step key, e.g. `ScaleDown:Deployment/web`.
+    pub task: String,
+    /// Epoch of the operation.
+    #[schemars(with = "i64", range(min = 0))]
+    pub epoch: u64,
+    /// `STARTED`, `DONE` or `FAILED`.
+    pub status: String,
+    /// How many intents were written (more than one after a restart or a retry).
+    #[schemars(with = "i64", range(min = 0))]
+    pub attempts: u32,
+    /// When the last intent was written (RFC 3339, milliseconds).
+    #[schemars(extend("format" = "date-time"))]
+    pub started_at: String,
+    /// When the first intent was written; stage limits count from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub first_started_at: Option<String>,
+    /// When the outcome was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub finished_at: Option<String>,
+    /// The error of a failed attempt, or a note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Progress of one group in an operation, as seen by this cluster.

@@ -180,6 +180,17 @@ fn status_round_trips() {
         }),
         conditions: vec![],
         observed_generation: Some(1),
+        journal: vec![JournalEntry {
+            stage: "SourceShutdown".into(),
+            task: "ScaleDown:Deployment/web".into(),
+            epoch: 7,
+            status: "DONE".into(),
+            attempts: 1,
+            started_at: "2026-11-26T10:00:00.25Z".into(),
+            first_started_at: Some("2026-11-26T10:00:00.25Z".into()),
+            finished_at: Some("2026-11-26T10:00:01.5Z".into()),
+            message: None,
+        }],
     };
     let json = serde_json::to_string(&status).unwrap();
     assert_eq!(

@@ -1,12 +1,17 @@
-//! The journal step `OP#<id>` / `JOURNAL#<cluster>#<stage>#<task>`: intent and outcome of
-//! one task.
+//! The journal as DynamoDB keeps it. Each agent journals every step in its own cluster (the
+//! `Failover` object's `status.journal`); what crosses to DynamoDB is one record per stage
+//! and cluster, [`JournalStage`] (`OP#<id>` / `JOURNAL#<cluster>#<stage>`), written once when
+//! the stage reaches its publication step, with the stage's steps as a list. A long wait may
+//! also leave a note on its own step, [`JournalStep`] (`OP#<id>` /
+//! `JOURNAL#<cluster>#<stage>#<task>`), which the published stage supersedes.
+//! [`flatten_journal`] turns both into one list of steps.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::decode::Reader;
 use super::encode::Builder;
-use super::{DecodeError, Item, Record, StepStatus, attr};
+use super::{DecodeError, Item, Problem, Record, StepStatus, attr};
 use crate::keys;
 
 /// Journal step `OP#<id>` / `JOURNAL#<cluster>#<stage>#<task>`: intent and outcome of one task.
@@ -90,4 +95,103 @@ impl Record for JournalStep {
             message: r.opt_string(attr::MESSAGE)?,
         })
     }
+}
+
+/// A published stage `OP#<id>` / `JOURNAL#<cluster>#<stage>`: the steps of one stage of one
+/// cluster's journal as they stood when the stage reached its publication step (the
+/// preflight, the handoff, or else its last journaled step). Written with one `PutItem`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalStage {
+    /// Operation id.
+    pub op_id: String,
+    /// Cluster whose agent ran the stage.
+    pub cluster: String,
+    /// Workflow stage.
+    pub stage: String,
+    /// Epoch of the operation.
+    pub epoch: u64,
+    /// When the stage was published.
+    pub published_at: Timestamp,
+    /// The stage's steps in the order they were started.
+    pub steps: Vec<JournalStep>,
+}
+
+impl Record for JournalStage {
+    const KIND: &'static str = "journal stage";
+
+    fn key(&self) -> (String, String) {
+        keys::journal_stage_key(&self.op_id, &self.cluster, &self.stage)
+    }
+
+    fn to_item(&self) -> Item {
+        let steps = self
+            .steps
+            .iter()
+            .map(|s| {
+                let mut m = s.to_item();
+                m.remove(keys::PK);
+                m.remove(keys::SK);
+                aws_sdk_dynamodb::types::AttributeValue::M(m)
+            })
+            .collect();
+        Builder::new(self.key())
+            .s(attr::OP_ID, &self.op_id)
+            .s(attr::CLUSTER, &self.cluster)
+            .s(attr::STAGE, &self.stage)
+            .n(attr::EPOCH, self.epoch)
+            .ms(attr::PUBLISHED_AT, self.published_at)
+            .raw(
+                attr::STEPS,
+                aws_sdk_dynamodb::types::AttributeValue::L(steps),
+            )
+            .0
+    }
+
+    fn from_item(item: &Item) -> Result<Self, DecodeError> {
+        let r = Reader::new(Self::KIND, item);
+        let steps = match r.get(attr::STEPS) {
+            Some(aws_sdk_dynamodb::types::AttributeValue::L(list)) => list
+                .iter()
+                .map(|v| match v {
+                    aws_sdk_dynamodb::types::AttributeValue::M(m) => JournalStep::from_item(m),
+                    other => Err(r.wrong(attr::STEPS, "a list of maps", other)),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(other) => return Err(r.wrong(attr::STEPS, "a list of maps", other)),
+            None => return Err(r.err(attr::STEPS, Problem::Missing)),
+        };
+        Ok(Self {
+            op_id: r.checked(attr::OP_ID, keys::validate_operation_id)?,
+            cluster: r.checked(attr::CLUSTER, keys::validate_cluster)?,
+            stage: r.checked(attr::STAGE, |s| keys::validate_step_name("stage", s))?,
+            epoch: r.u64(attr::EPOCH)?,
+            published_at: r.millis(attr::PUBLISHED_AT)?,
+            steps,
+        })
+    }
+}
+
+/// One cluster's journal of an operation from the items under `JOURNAL#<cluster>#`: every
+/// published stage's steps, and each note of a step whose stage is not published (a
+/// published stage supersedes its notes); sorted by start time (ties keep item order).
+pub fn flatten_journal(items: &[Item]) -> Result<Vec<JournalStep>, DecodeError> {
+    let mut stages = Vec::new();
+    let mut notes = Vec::new();
+    for item in items {
+        if item.contains_key(attr::STEPS) {
+            stages.push(JournalStage::from_item(item)?);
+        } else {
+            notes.push(JournalStep::from_item(item)?);
+        }
+    }
+    let published: std::collections::HashSet<&str> =
+        stages.iter().map(|s| s.stage.as_str()).collect();
+    let mut steps: Vec<JournalStep> = notes
+        .into_iter()
+        .filter(|n| !published.contains(n.stage.as_str()))
+        .collect();
+    steps.extend(stages.into_iter().flat_map(|s| s.steps));
+    steps.sort_by_key(|s| s.started_at);
+    Ok(steps)
 }

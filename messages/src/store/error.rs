@@ -194,21 +194,18 @@ pub enum StoreError {
         source: Cause,
     },
     #[error(
-        "journaling the intent of {cluster}/{stage}/{task} for operation {op_id} in table {table}"
+        "publishing stage {stage} of {cluster}'s journal for operation {op_id} in table {table}"
     )]
-    JournalIntent {
+    PublishStage {
         op_id: String,
         cluster: String,
         stage: String,
-        task: String,
         table: String,
         #[source]
         source: Cause,
     },
-    #[error(
-        "journaling the outcome of {cluster}/{stage}/{task} for operation {op_id} in table {table}"
-    )]
-    JournalOutcome {
+    #[error("noting the wait of {cluster}/{stage}/{task} for operation {op_id} in table {table}")]
+    JournalNote {
         op_id: String,
         cluster: String,
         stage: String,
@@ -347,8 +344,8 @@ impl StoreError {
             | Self::PutHandoffRecord { source, .. }
             | Self::ClaimPromotion { source, .. }
             | Self::MarkPromoted { source, .. }
-            | Self::JournalIntent { source, .. }
-            | Self::JournalOutcome { source, .. }
+            | Self::PublishStage { source, .. }
+            | Self::JournalNote { source, .. }
             | Self::ReadJournal { source, .. }
             | Self::RecordOriginalReplicas { source, .. }
             | Self::CompleteOperation { source, .. }

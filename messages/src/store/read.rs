@@ -160,7 +160,7 @@ impl Store {
         };
         keys::validate_operation_id(op_id).map_err(|e| wrap(e.into()))?;
         keys::validate_cluster(cluster).map_err(|e| wrap(e.into()))?;
-        let mut steps: Vec<JournalStep> = self
+        let items = self
             .query_partition(
                 "journal",
                 &keys::operation_pk(op_id),
@@ -169,11 +169,8 @@ impl Store {
                 true,
             )
             .await
-            .and_then(|items| decode_all(&items))
             .map_err(wrap)?;
-        // Items come in key order; a stable sort by start time keeps key order for ties.
-        steps.sort_by_key(|s| s.started_at);
-        Ok(steps)
+        crate::records::flatten_journal(&items).map_err(|e| wrap(Cause::from(e)))
     }
 
     /// Every registered group (`GSI1`, `GSI1PK = GROUPS`), in name order. Eventually

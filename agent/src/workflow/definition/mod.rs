@@ -169,6 +169,17 @@ impl Step {
         )
     }
 
+    /// Steps whose outcome the other cluster waits for ([`WaitStep::WaitPeer`], a forced
+    /// target's release): the preflight and the source's handoff. Their stage is published
+    /// to DynamoDB right after their outcome; any other stage after its last journaled step.
+    pub fn publishes(&self) -> bool {
+        matches!(
+            self,
+            Self::Check(CheckStep::Preflight { .. })
+                | Self::Record(RecordStep::MarkAllReady { .. })
+        )
+    }
+
     /// Steps the journal must never redo blindly (a claim or a promotion): when an earlier
     /// attempt is journaled `STARTED`, the task checks the current state first.
     pub fn is_promotion(&self) -> bool {

@@ -19,6 +19,9 @@ pub struct BoundStep {
     pub journaled: bool,
     /// Whether it is a claim or a promotion (resumes are logged as warnings).
     pub promotion: bool,
+    /// Whether its stage is published right after its outcome (the other cluster waits for
+    /// it); see [`BoundStage::publication`].
+    pub publishes: bool,
     /// The task.
     pub task: BoxedTask,
 }
@@ -31,6 +34,7 @@ impl std::fmt::Debug for BoundStep {
             .field("own_deadline", &self.own_deadline)
             .field("journaled", &self.journaled)
             .field("promotion", &self.promotion)
+            .field("publishes", &self.publishes)
             .field("task", &self.task.name())
             .finish()
     }
@@ -45,8 +49,15 @@ impl BoundStep {
             own_deadline: None,
             journaled: true,
             promotion: false,
+            publishes: false,
             task,
         }
+    }
+
+    /// Publishes its stage right after its outcome.
+    pub fn publishing(mut self) -> Self {
+        self.publishes = true;
+        self
     }
 
     /// Names the object.
@@ -101,6 +112,16 @@ impl BoundStage {
         self.steps.push(step);
         self
     }
+
+    /// The index of the step after whose outcome the stage is published: the first journaled
+    /// step marked [`BoundStep::publishes`], else the last journaled step (`None`: nothing
+    /// is journaled).
+    pub fn publication(&self) -> Option<usize> {
+        self.steps
+            .iter()
+            .position(|s| s.journaled && s.publishes)
+            .or_else(|| self.steps.iter().rposition(|s| s.journaled))
+    }
 }
 
 /// A workflow whose steps are bound to tasks: what [`Engine::run`](super::Engine::run) runs.
@@ -131,6 +152,7 @@ impl Workflow {
                             own_deadline: step.own_deadline(),
                             journaled: step.journaled(),
                             promotion: step.is_promotion(),
+                            publishes: step.publishes(),
                             task: builder.task_for(step),
                         })
                         .collect(),

@@ -204,6 +204,13 @@ fn outcome(stage: &str, task: &str, status: StepStatus, message: Option<&str>) -
     }
 }
 
+fn publish(stage: &str, tasks: &[&str]) -> JournalWrite {
+    JournalWrite::Publish {
+        stage: stage.into(),
+        tasks: tasks.iter().map(|t| (*t).to_owned()).collect(),
+    }
+}
+
 fn journaled(stage: &str, task: &str, status: StepStatus, attempts: u32) -> JournalStep {
     JournalStep {
         op_id: "op-1".into(),
@@ -243,8 +250,10 @@ async fn stages_and_steps_run_in_order_each_journaled_intent_then_outcome() {
             outcome("First", "a", StepStatus::Done, None),
             intent("First", "b", "Done"),
             outcome("First", "b", StepStatus::Done, None),
+            publish("First", &["a", "b"]),
             intent("Second", "c", "Done"),
             outcome("Second", "c", StepStatus::Done, None),
+            publish("Second", &["c"]),
         ]
     );
     let step = journal.get("op-1", "east", "Second", "c").unwrap();
@@ -334,8 +343,12 @@ async fn a_resumed_run_skips_the_steps_the_journal_shows_done() {
     assert_eq!(
         journal.writes(),
         [
+            // The stage whose publication step was done earlier is published again (the
+            // earlier run may have stopped before publishing it).
+            publish("First", &["a", "b"]),
             intent("Second", "c", "Done"),
-            outcome("Second", "c", StepStatus::Done, None)
+            outcome("Second", "c", StepStatus::Done, None),
+            publish("Second", &["c"]),
         ],
         "no intent is written for a step already done"
     );
@@ -478,14 +491,19 @@ async fn a_failing_task_stops_the_workflow_with_an_error_naming_it() {
     }
     assert_eq!((err.stage(), err.task()), (Some("First"), Some("b")));
     assert!(!err.must_stop_working());
+    // The failure is journaled, then its stage published (b is its last journaled step).
+    let writes = journal.writes();
     assert_eq!(
-        journal.writes().last().unwrap(),
-        &outcome(
-            "First",
-            "b",
-            StepStatus::Failed,
-            Some("replicas did not drop")
-        )
+        writes[writes.len() - 2..],
+        [
+            outcome(
+                "First",
+                "b",
+                StepStatus::Failed,
+                Some("replicas did not drop")
+            ),
+            publish("First", &["a", "b"]),
+        ]
     );
     let mut failed = None;
     while let Ok(p) = events.try_recv() {
@@ -975,17 +993,26 @@ async fn every_factory_plan_runs_in_plan_order_journaling_each_journaled_step() 
             let planned: Vec<String> = workflow.steps().map(|(_, s)| s.key()).collect();
             assert_eq!(script.ran(), planned, "{mode} {role}");
             assert_eq!(report.ran(), planned);
-            // Every journaled step: its intent, then its outcome, nothing in between.
-            let expected: Vec<JournalWrite> = workflow
-                .steps()
-                .filter(|(_, s)| s.journaled())
-                .flat_map(|(stage, s)| {
-                    [
-                        intent(stage.key(), &s.key(), "Done"),
-                        outcome(stage.key(), &s.key(), StepStatus::Done, None),
-                    ]
-                })
-                .collect();
+            // Every journaled step: its intent, then its outcome, nothing in between; each
+            // stage published once, after its publication step.
+            let mut expected: Vec<JournalWrite> = Vec::new();
+            for stage in &bound.stages {
+                let mut tasks: Vec<&str> = Vec::new();
+                for (i, s) in stage.steps.iter().enumerate().filter(|(_, s)| s.journaled) {
+                    tasks.push(&s.key);
+                    expected.push(intent(&stage.key, &s.key, "Done"));
+                    expected.push(outcome(&stage.key, &s.key, StepStatus::Done, None));
+                    if stage.publication() == Some(i) {
+                        expected.push(publish(&stage.key, &tasks));
+                    }
+                }
+            }
+            // The preflight publishes its stage before the wait for the other side's.
+            let init = &bound.stages[0];
+            assert!(
+                init.steps[init.publication().unwrap()].key == "Preflight",
+                "{mode} {role}"
+            );
             assert_eq!(journal.writes(), expected, "{mode} {role}");
             // Waits for the peer get their own limit, the rest what is left of their stage's.
             for (stage, step) in workflow.steps() {

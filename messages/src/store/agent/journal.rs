@@ -1,106 +1,74 @@
-//! Protocol step 3, the journal: the intent and the outcome of each task an agent runs.
+//! Protocol step 3, the journal as DynamoDB keeps it: one published record per stage and
+//! cluster, and notes on long waits. Each agent journals every step's intent and outcome in
+//! its own cluster (the `Failover` object); DynamoDB gets what the other side and the
+//! coordinator need to see, once per stage.
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 
 use super::check_step;
 use crate::keys;
-use crate::records::{JournalStep, Record, StepStatus, attr, av_ms, av_n, av_s};
+use crate::records::{JournalStage, JournalStep, Record, StepStatus, attr, av_ms, av_n, av_s};
 use crate::store::error::{Cause, StoreError};
-use crate::store::outcome::{OpRef, Outcome};
-use crate::store::{Store, TxVerdict, calls, values};
+use crate::store::outcome::OpRef;
+use crate::store::{Store, calls, values};
 
 impl Store {
-    /// Journals the intent of a task (status `STARTED`, `attempts + 1`), conditioned on the
-    /// group state `epoch = e AND opId = id`. A step already `DONE` is left alone.
-    ///
-    /// Outcomes: `Done(())`; `StaleEpoch`; `AlreadyDone(step)` (do not run it again).
-    pub async fn journal_intent(
+    /// Publishes one stage of `cluster`'s journal of operation `op`: one `PutItem` of
+    /// `OP#<id>` / `JOURNAL#<cluster>#<stage>` carrying `steps` (the stage's steps at the
+    /// operation's epoch, as the agent journaled them in its cluster). Written again, it
+    /// replaces the earlier copy (a resumed agent publishes again). It carries no protocol
+    /// authority: every decision another cluster takes on it is also guarded by an
+    /// epoch-conditioned write (the READY records, the claim).
+    pub async fn publish_stage(
         &self,
         op: &OpRef,
         cluster: &str,
         stage: &str,
-        task: &str,
-    ) -> Result<Outcome<()>, StoreError> {
-        self.journal_intent_inner(op, cluster, stage, task)
-            .await
-            .map_err(|source| StoreError::JournalIntent {
-                op_id: op.id.clone(),
-                cluster: cluster.to_owned(),
-                stage: stage.to_owned(),
-                task: task.to_owned(),
-                table: self.table.to_string(),
-                source,
-            })
-    }
-
-    async fn journal_intent_inner(
-        &self,
-        op: &OpRef,
-        cluster: &str,
-        stage: &str,
-        task: &str,
-    ) -> Result<Outcome<()>, Cause> {
-        const OP: &str = "journal_intent";
-        check_step(cluster, stage, task)?;
-        let now = self.now();
-        let items = vec![
-            self.group_check(op)?,
-            self.tx_update(
-                keys::journal_key(&op.id, cluster, stage, task),
-                "SET #opId = :id, #cluster = :c, #stage = :s, #task = :t, #epoch = :e, \
-                 #status = :started, #startedAt = :now, \
-                 #firstStartedAt = if_not_exists(#firstStartedAt, :now), \
-                 #attempts = if_not_exists(#attempts, :zero) + :one \
-                 REMOVE #finishedAt, #message",
-                Some("attribute_not_exists(#status) OR #status <> :done"),
-                &[
-                    attr::OP_ID,
-                    attr::CLUSTER,
-                    attr::STAGE,
-                    attr::TASK,
-                    attr::EPOCH,
-                    attr::STATUS,
-                    attr::STARTED_AT,
-                    attr::FIRST_STARTED_AT,
-                    attr::ATTEMPTS,
-                    attr::FINISHED_AT,
-                    attr::MESSAGE,
-                ],
-                values([
-                    (":id", av_s(&op.id)),
-                    (":c", av_s(cluster)),
-                    (":s", av_s(stage)),
-                    (":t", av_s(task)),
-                    (":e", av_n(op.epoch)),
-                    (":started", av_s(StepStatus::Started.as_str())),
-                    (":done", av_s(StepStatus::Done.as_str())),
-                    (":now", av_ms(now)),
-                    (":zero", av_n(0)),
-                    (":one", av_n(1)),
-                ]),
-            )?,
-        ];
-        let rejected = match self.transact_for_op(OP, op, items).await? {
-            TxVerdict::Committed => return Ok(Outcome::Done(())),
-            TxVerdict::Stale(stale) => return Ok(Outcome::StaleEpoch(stale)),
-            TxVerdict::Rejected(rejected) => rejected,
+        steps: &[JournalStep],
+    ) -> Result<JournalStage, StoreError> {
+        let wrap = |source: Cause| StoreError::PublishStage {
+            op_id: op.id.clone(),
+            cluster: cluster.to_owned(),
+            stage: stage.to_owned(),
+            table: self.table.to_string(),
+            source,
         };
-        let key = keys::journal_key(&op.id, cluster, stage, task);
-        match self.item_or_read(OP, rejected.old_item(1), key).await? {
-            Some(item) => Ok(Outcome::AlreadyDone(Box::new(JournalStep::from_item(
-                &item,
-            )?))),
-            None => Err(Cause::Invalid(
-                "the journal condition failed on a missing step".into(),
-            )),
+        keys::validate_operation_id(&op.id).map_err(|e| wrap(e.into()))?;
+        for s in steps {
+            check_step(cluster, stage, &s.task).map_err(wrap)?;
+            if s.stage != stage || s.cluster != cluster || s.op_id != op.id {
+                return Err(wrap(Cause::Invalid(format!(
+                    "step {}/{} of {} (operation {}) is not of stage {stage} of {cluster}",
+                    s.stage, s.task, s.cluster, s.op_id
+                ))));
+            }
         }
+        let record = JournalStage {
+            op_id: op.id.clone(),
+            cluster: cluster.to_owned(),
+            stage: stage.to_owned(),
+            epoch: op.epoch,
+            published_at: self.now(),
+            steps: steps.to_vec(),
+        };
+        let req = self
+            .client
+            .put_item()
+            .table_name(self.table.as_ref())
+            .set_item(Some(record.to_item()));
+        self.send("publish_stage", "PutItem", calls::classify_error, || {
+            req.clone().send()
+        })
+        .await
+        .map_err(|f| wrap(f.into_cause()))?;
+        Ok(record)
     }
 
-    /// Sets the message of this cluster's `STARTED` journal step of the operation at its
-    /// epoch: where a long wait stands, for `failoverctl watch` (e.g. what a forced target
-    /// waits for, and until when). Informational: it carries no protocol authority (the step
-    /// record's own `epoch` and `STARTED` status are its condition, no group-state check);
-    /// `false` when the step is no longer `STARTED` at that epoch.
+    /// Notes where a long wait of `cluster`'s step stands (e.g. what a forced target waits
+    /// for, and until when), for `failoverctl watch`: an `UpdateItem` of the step's own record
+    /// `OP#<id>` / `JOURNAL#<cluster>#<stage>#<task>`, status `STARTED`. Informational: it
+    /// carries no protocol authority; `false` when the record already belongs to another
+    /// epoch or is no longer `STARTED`. Once the stage is published the note is ignored.
     pub async fn journal_note(
         &self,
         op: &OpRef,
@@ -109,7 +77,7 @@ impl Store {
         task: &str,
         message: &str,
     ) -> Result<bool, StoreError> {
-        let wrap = |source: Cause| StoreError::JournalIntent {
+        let wrap = |source: Cause| StoreError::JournalNote {
             op_id: op.id.clone(),
             cluster: cluster.to_owned(),
             stage: stage.to_owned(),
@@ -117,6 +85,7 @@ impl Store {
             table: self.table.to_string(),
             source,
         };
+        keys::validate_operation_id(&op.id).map_err(|e| wrap(e.into()))?;
         check_step(cluster, stage, task).map_err(wrap)?;
         let req = self
             .client
@@ -125,17 +94,32 @@ impl Store {
             .set_key(Some(crate::store::key_map(keys::journal_key(
                 &op.id, cluster, stage, task,
             ))))
-            .update_expression("SET #message = :m")
-            .condition_expression("#status = :started AND #epoch = :e")
+            .update_expression(
+                "SET #message = :m, #opId = :id, #cluster = :c, #stage = :s, #task = :t, \
+                 #epoch = :e, #status = :started, #startedAt = if_not_exists(#startedAt, :now)",
+            )
+            .condition_expression(
+                "attribute_not_exists(#status) OR (#status = :started AND #epoch = :e)",
+            )
             .set_expression_attribute_names(Some(crate::store::names(&[
                 attr::MESSAGE,
-                attr::STATUS,
+                attr::OP_ID,
+                attr::CLUSTER,
+                attr::STAGE,
+                attr::TASK,
                 attr::EPOCH,
+                attr::STATUS,
+                attr::STARTED_AT,
             ])))
             .set_expression_attribute_values(Some(values([
                 (":m", av_s(message)),
-                (":started", av_s(StepStatus::Started.as_str())),
+                (":id", av_s(&op.id)),
+                (":c", av_s(cluster)),
+                (":s", av_s(stage)),
+                (":t", av_s(task)),
                 (":e", av_n(op.epoch)),
+                (":started", av_s(StepStatus::Started.as_str())),
+                (":now", av_ms(self.now())),
             ])));
         match self
             .send("journal_note", "UpdateItem", calls::classify_error, || {
@@ -149,96 +133,5 @@ impl Store {
                 _ => Err(wrap(f.into_cause())),
             },
         }
-    }
-
-    /// Journals the outcome of a task (`DONE` or `FAILED`, with an optional message),
-    /// conditioned on the group state `epoch = e AND opId = id`.
-    ///
-    /// Outcomes: `Done(())`; `StaleEpoch`.
-    pub async fn journal_outcome(
-        &self,
-        op: &OpRef,
-        cluster: &str,
-        stage: &str,
-        task: &str,
-        status: StepStatus,
-        message: Option<&str>,
-    ) -> Result<Outcome<()>, StoreError> {
-        self.journal_outcome_inner(op, cluster, stage, task, status, message)
-            .await
-            .map_err(|source| StoreError::JournalOutcome {
-                op_id: op.id.clone(),
-                cluster: cluster.to_owned(),
-                stage: stage.to_owned(),
-                task: task.to_owned(),
-                table: self.table.to_string(),
-                source,
-            })
-    }
-
-    async fn journal_outcome_inner(
-        &self,
-        op: &OpRef,
-        cluster: &str,
-        stage: &str,
-        task: &str,
-        status: StepStatus,
-        message: Option<&str>,
-    ) -> Result<Outcome<()>, Cause> {
-        const OP: &str = "journal_outcome";
-        check_step(cluster, stage, task)?;
-        if status == StepStatus::Started {
-            return Err(Cause::Invalid(
-                "an outcome is DONE or FAILED; STARTED is written by journal_intent".into(),
-            ));
-        }
-        let now = self.now();
-        let mut update = "SET #opId = :id, #cluster = :c, #stage = :s, #task = :t, #epoch = :e, \
-             #status = :st, #finishedAt = :now, #startedAt = if_not_exists(#startedAt, :now), \
-             #attempts = if_not_exists(#attempts, :one)"
-            .to_owned();
-        let mut vals = values([
-            (":id", av_s(&op.id)),
-            (":c", av_s(cluster)),
-            (":s", av_s(stage)),
-            (":t", av_s(task)),
-            (":e", av_n(op.epoch)),
-            (":st", av_s(status.as_str())),
-            (":now", av_ms(now)),
-            (":one", av_n(1)),
-        ]);
-        match message {
-            Some(m) => {
-                update.push_str(", #message = :m");
-                vals.insert(":m".into(), av_s(m));
-            }
-            None => update.push_str(" REMOVE #message"),
-        }
-        let items = vec![
-            self.group_check(op)?,
-            self.tx_update(
-                keys::journal_key(&op.id, cluster, stage, task),
-                &update,
-                None,
-                &[
-                    attr::OP_ID,
-                    attr::CLUSTER,
-                    attr::STAGE,
-                    attr::TASK,
-                    attr::EPOCH,
-                    attr::STATUS,
-                    attr::FINISHED_AT,
-                    attr::STARTED_AT,
-                    attr::ATTEMPTS,
-                    attr::MESSAGE,
-                ],
-                vals,
-            )?,
-        ];
-        Ok(match self.transact_for_op(OP, op, items).await? {
-            TxVerdict::Committed => Outcome::Done(()),
-            TxVerdict::Stale(stale) => Outcome::StaleEpoch(stale),
-            TxVerdict::Rejected(_) => Outcome::StaleEpoch(self.stale(OP, op, None).await?),
-        })
     }
 }

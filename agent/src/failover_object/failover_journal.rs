@@ -1,0 +1,291 @@
+//! [`FailoverJournal`]: the engine's journal as the agent keeps it. Every step's intent and
+//! outcome is written to the operation's `Failover` object in this cluster
+//! (`status.journal`, the whole list in one merge patch of the status subresource), so a
+//! restarted agent resumes from its own cluster; DynamoDB gets each stage once, when the
+//! engine publishes it ([`Store::publish_stage`]), for the other cluster and the coordinator.
+//!
+//! The epoch condition the store's journal writes used to carry is kept as a read: before
+//! each intent the journal reads the group state (consistent) and answers
+//! [`Outcome::StaleEpoch`] unless it still has this operation in flight at its epoch, so
+//! no step starts for an operation that is closed or superseded. Safety never rests on the
+//! journal itself: every write that carries authority is conditioned on its own.
+//!
+//! The object is the one the run's [`FailoverReporter`](super::failover_reporter) keeps
+//! (created before the run starts); the reporter never writes `status.journal`, so the
+//! two merge patches do not overwrite each other. A journal write that fails (the API server
+//! did not answer, the object was deleted) fails the step's intent or outcome: the run ends
+//! and the runner starts it again.
+
+use std::sync::Mutex;
+
+use failover_messages::crd::{Failover, FailoverStatus, JournalEntry};
+use failover_messages::records::{JournalStep, StepStatus, truncate_to_millis};
+use failover_messages::store::{Clock, OpRef, Outcome, Stale, Store, SystemClock};
+use jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+use crate::errors::error_chain_without_repeats;
+use crate::kube_ops::FIELD_MANAGER;
+use crate::workflow::{Journal, JournalError, check_outcome, intent_step, outcome_step};
+
+/// The journal of one operation's run in this cluster: the `Failover` object `name` in the
+/// group's namespace, plus the DynamoDB store for the epoch check and the publications.
+pub struct FailoverJournal {
+    store: Store,
+    api: Api<Failover>,
+    namespace: String,
+    name: String,
+    cluster: String,
+    clock: std::sync::Arc<dyn Clock>,
+    /// The journal as last written (loaded by [`Journal::steps`]).
+    steps: Mutex<Vec<JournalStep>>,
+}
+
+impl std::fmt::Debug for FailoverJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FailoverJournal")
+            .field("name", &self.name)
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FailoverJournal {
+    /// The journal kept in the `Failover` `name` in `namespace` of this cluster (`cluster`).
+    pub fn new(
+        store: Store,
+        client: kube::Client,
+        namespace: &str,
+        name: &str,
+        cluster: &str,
+    ) -> Self {
+        Self {
+            store,
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            cluster: cluster.to_owned(),
+            clock: std::sync::Arc::new(SystemClock),
+            steps: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<JournalStep>> {
+        self.steps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now(&self) -> Timestamp {
+        truncate_to_millis(self.clock.now())
+    }
+
+    fn unavailable(&self, what: &str, e: &dyn std::error::Error) -> JournalError {
+        JournalError::Unavailable(format!(
+            "{what} the journal of Failover {}/{} in cluster {}: {}",
+            self.namespace,
+            self.name,
+            self.cluster,
+            error_chain_without_repeats(e)
+        ))
+    }
+
+    /// Writes `steps` as the object's whole `status.journal`.
+    async fn write(&self, steps: &[JournalStep]) -> Result<(), JournalError> {
+        let entries: Vec<JournalEntry> = steps.iter().map(to_entry).collect();
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let patch = json!({ "status": { "journal": entries } });
+        self.api
+            .patch_status(&self.name, &pp, &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.unavailable("writing", &e))
+    }
+
+    /// `None` when the group state still has `op` in flight at its epoch.
+    async fn stale(&self, op: &OpRef) -> Result<Option<Stale>, JournalError> {
+        let state = self
+            .store
+            .get_group_state(&op.group)
+            .await
+            .map_err(JournalError::from)?;
+        Ok(match state {
+            Some(s) if s.epoch == op.epoch && s.op_id.as_deref() == Some(op.id.as_str()) => None,
+            s => Some(Stale {
+                expected_epoch: op.epoch,
+                current_epoch: s.as_ref().map(|s| s.epoch),
+                current_op: s.and_then(|s| s.op_id),
+            }),
+        })
+    }
+}
+
+/// A step as the `Failover` status shows it.
+pub fn to_entry(s: &JournalStep) -> JournalEntry {
+    JournalEntry {
+        stage: s.stage.clone(),
+        task: s.task.clone(),
+        epoch: s.epoch,
+        status: s.status.as_str().to_owned(),
+        attempts: s.attempts,
+        started_at: s.started_at.to_string(),
+        first_started_at: s.first_started_at.map(|t| t.to_string()),
+        finished_at: s.finished_at.map(|t| t.to_string()),
+        message: s.message.clone(),
+    }
+}
+
+/// A step of operation `op_id` in `cluster` from the `Failover` status; `None` when it does
+/// not parse (an entry edited by hand is dropped: its step runs again, as after a loss).
+pub fn from_entry(op_id: &str, cluster: &str, e: &JournalEntry) -> Option<JournalStep> {
+    let time = |s: &str| s.parse::<Timestamp>().ok();
+    Some(JournalStep {
+        op_id: op_id.to_owned(),
+        cluster: cluster.to_owned(),
+        stage: e.stage.clone(),
+        task: e.task.clone(),
+        epoch: e.epoch,
+        status: e.status.parse::<StepStatus>().ok()?,
+        attempts: e.attempts,
+        started_at: time(&e.started_at)?,
+        first_started_at: e.first_started_at.as_deref().and_then(time),
+        finished_at: e.finished_at.as_deref().and_then(time),
+        message: e.message.clone(),
+    })
+}
+
+/// The journal of `op_id` in `cluster` kept in a `Failover` status.
+pub fn journal_of(status: Option<&FailoverStatus>, op_id: &str, cluster: &str) -> Vec<JournalStep> {
+    status
+        .map(|s| {
+            s.journal
+                .iter()
+                .filter_map(|e| from_entry(op_id, cluster, e))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Journal for FailoverJournal {
+    async fn steps(&self, op: &OpRef, cluster: &str) -> Result<Vec<JournalStep>, JournalError> {
+        let fo = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .map_err(|e| self.unavailable("reading", &e))?;
+        let steps = journal_of(fo.as_ref().and_then(|f| f.status.as_ref()), &op.id, cluster);
+        *self.lock() = steps.clone();
+        Ok(steps)
+    }
+
+    async fn intent(
+        &self,
+        op: &OpRef,
+        cluster: &str,
+        stage: &str,
+        task: &str,
+    ) -> Result<Outcome<()>, JournalError> {
+        if let Some(stale) = self.stale(op).await? {
+            return Ok(Outcome::StaleEpoch(stale));
+        }
+        let now = self.now();
+        let steps = {
+            let mut steps = self.lock();
+            let at = steps
+                .iter()
+                .position(|s| s.stage == stage && s.task == task);
+            match intent_step(at.map(|i| &steps[i]), op, cluster, stage, task, now) {
+                Err(done) => return Ok(Outcome::AlreadyDone(done)),
+                Ok(step) => match at {
+                    Some(i) => steps[i] = step,
+                    None => steps.push(step),
+                },
+            }
+            steps.clone()
+        };
+        self.write(&steps).await?;
+        Ok(Outcome::Done(()))
+    }
+
+    async fn outcome(
+        &self,
+        op: &OpRef,
+        cluster: &str,
+        stage: &str,
+        task: &str,
+        status: StepStatus,
+        message: Option<&str>,
+    ) -> Result<Outcome<()>, JournalError> {
+        check_outcome(status)?;
+        let now = self.now();
+        let steps = {
+            let mut steps = self.lock();
+            let at = steps
+                .iter()
+                .position(|s| s.stage == stage && s.task == task);
+            let existing = at.map(|i| steps[i].clone());
+            let step = outcome_step(existing, op, cluster, stage, task, status, message, now);
+            match at {
+                Some(i) => steps[i] = step,
+                None => steps.push(step),
+            }
+            steps.clone()
+        };
+        self.write(&steps).await?;
+        Ok(Outcome::Done(()))
+    }
+
+    async fn publish(&self, op: &OpRef, cluster: &str, stage: &str) -> Result<(), JournalError> {
+        let steps: Vec<JournalStep> = self
+            .lock()
+            .iter()
+            .filter(|s| s.stage == stage && s.epoch == op.epoch)
+            .cloned()
+            .collect();
+        self.store
+            .publish_stage(op, cluster, stage, &steps)
+            .await
+            .map(|_| ())
+            .map_err(JournalError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_survives_the_failover_status() {
+        let step = JournalStep {
+            op_id: "op-1".into(),
+            cluster: "east".into(),
+            stage: "SourceShutdown".into(),
+            task: "ScaleDown:Deployment/web".into(),
+            epoch: 4,
+            status: StepStatus::Failed,
+            attempts: 2,
+            started_at: "2026-12-04T10:00:00.123Z".parse().unwrap(),
+            first_started_at: Some("2026-12-04T09:59:58.5Z".parse().unwrap()),
+            finished_at: Some("2026-12-04T10:00:01.001Z".parse().unwrap()),
+            message: Some("pods still running".into()),
+        };
+        let entry = to_entry(&step);
+        assert_eq!(entry.status, "FAILED");
+        assert_eq!(from_entry("op-1", "east", &entry), Some(step.clone()));
+        let status = FailoverStatus {
+            journal: vec![
+                entry,
+                JournalEntry {
+                    status: "SOMETHING".into(),
+                    ..JournalEntry::default()
+                },
+            ],
+            ..FailoverStatus::default()
+        };
+        // An entry that does not parse is dropped; its step runs again.
+        assert_eq!(journal_of(Some(&status), "op-1", "east"), vec![step]);
+        assert!(journal_of(None, "op-1", "east").is_empty());
+    }
+}
