@@ -13,8 +13,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, ensure};
+use failover_messages::crd::Failover;
 use failover_messages::keys::GroupRef;
 use failover_messages::records::{GroupState, JournalStep, Operation, Phase};
+
+use kube::api::Api;
 
 use crate::agents::{AgentStart, Stack, workspace_binary};
 use crate::fixtures::{
@@ -386,8 +389,32 @@ impl Scenario {
         state.op_id.context("no operation in flight")
     }
 
-    /// The first step of `cluster`'s journal of operation `op_id` for which `pred` holds,
-    /// once there is one, within `deadline`; `what` names the moment.
+    /// `cluster`'s own journal of operation `op_id`: the `status.journal` of the operation's
+    /// `Failover` in that cluster (every step, as the agent resumes from it; DynamoDB has
+    /// only the published stages). Empty before the agent created the object.
+    pub async fn local_journal(&self, op_id: &str, cluster: &str) -> Result<Vec<JournalStep>> {
+        let c = self
+            .env
+            .clusters()
+            .into_iter()
+            .find(|c| c.name == cluster)
+            .with_context(|| format!("no cluster {cluster} in the environment"))?;
+        let list = Api::<Failover>::namespaced(c.client.clone(), &self.ns.name)
+            .list(&Default::default())
+            .await
+            .with_context(|| format!("listing the Failovers in {cluster}"))?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|fo| fo.status)
+            .find(|st| st.operation_id.as_deref() == Some(op_id))
+            .map(|st| st.journal_of(op_id, cluster))
+            .unwrap_or_default())
+    }
+
+    /// The first step of `cluster`'s own journal of operation `op_id`
+    /// ([`Scenario::local_journal`]) for which `pred` holds, once there is one, within
+    /// `deadline`; `what` names the moment.
     pub async fn wait_journal(
         &self,
         op_id: &str,
@@ -396,10 +423,9 @@ impl Scenario {
         deadline: Duration,
         pred: impl Fn(&JournalStep) -> bool,
     ) -> Result<JournalStep> {
-        let store = &self.stack.store;
         crate::kube::wait_for(what, deadline, || async {
-            let steps = store
-                .journal(op_id, cluster)
+            let steps = self
+                .local_journal(op_id, cluster)
                 .await
                 .map_err(|e| format!("{e:#}"))?;
             let last = steps.last().map(|j| format!("{}/{}", j.stage, j.task));

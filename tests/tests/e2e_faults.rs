@@ -176,7 +176,7 @@ async fn ensure_felt(s: &Scenario, cluster: &str, before: f64) -> Result<()> {
 /// Fails unless east's latest journaled step is still in progress: east is held in a step
 /// (by the cut) rather than between steps.
 async fn held_mid_step(s: &Scenario, op_id: &str) -> Result<()> {
-    let journal = s.stack.store.journal(op_id, "east").await?;
+    let journal = s.local_journal(op_id, "east").await?;
     let last = journal.last().context("east journaled nothing")?;
     ensure!(
         last.status == StepStatus::Started,

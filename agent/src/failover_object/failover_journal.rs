@@ -18,7 +18,7 @@
 
 use std::sync::Mutex;
 
-use failover_messages::crd::{Failover, FailoverStatus, JournalEntry};
+use failover_messages::crd::{Failover, JournalEntry};
 use failover_messages::records::{JournalStep, StepStatus, truncate_to_millis};
 use failover_messages::store::{Clock, OpRef, Outcome, Stale, Store, SystemClock};
 use jiff::Timestamp;
@@ -91,7 +91,7 @@ impl FailoverJournal {
 
     /// Writes `steps` as the object's whole `status.journal`.
     async fn write(&self, steps: &[JournalStep]) -> Result<(), JournalError> {
-        let entries: Vec<JournalEntry> = steps.iter().map(to_entry).collect();
+        let entries: Vec<JournalEntry> = steps.iter().map(JournalEntry::from_step).collect();
         let pp = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PatchParams::default()
@@ -122,52 +122,6 @@ impl FailoverJournal {
     }
 }
 
-/// A step as the `Failover` status shows it.
-pub fn to_entry(s: &JournalStep) -> JournalEntry {
-    JournalEntry {
-        stage: s.stage.clone(),
-        task: s.task.clone(),
-        epoch: s.epoch,
-        status: s.status.as_str().to_owned(),
-        attempts: s.attempts,
-        started_at: s.started_at.to_string(),
-        first_started_at: s.first_started_at.map(|t| t.to_string()),
-        finished_at: s.finished_at.map(|t| t.to_string()),
-        message: s.message.clone(),
-    }
-}
-
-/// A step of operation `op_id` in `cluster` from the `Failover` status; `None` when it does
-/// not parse (an entry edited by hand is dropped: its step runs again, as after a loss).
-pub fn from_entry(op_id: &str, cluster: &str, e: &JournalEntry) -> Option<JournalStep> {
-    let time = |s: &str| s.parse::<Timestamp>().ok();
-    Some(JournalStep {
-        op_id: op_id.to_owned(),
-        cluster: cluster.to_owned(),
-        stage: e.stage.clone(),
-        task: e.task.clone(),
-        epoch: e.epoch,
-        status: e.status.parse::<StepStatus>().ok()?,
-        attempts: e.attempts,
-        started_at: time(&e.started_at)?,
-        first_started_at: e.first_started_at.as_deref().and_then(time),
-        finished_at: e.finished_at.as_deref().and_then(time),
-        message: e.message.clone(),
-    })
-}
-
-/// The journal of `op_id` in `cluster` kept in a `Failover` status.
-pub fn journal_of(status: Option<&FailoverStatus>, op_id: &str, cluster: &str) -> Vec<JournalStep> {
-    status
-        .map(|s| {
-            s.journal
-                .iter()
-                .filter_map(|e| from_entry(op_id, cluster, e))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl Journal for FailoverJournal {
     async fn steps(&self, op: &OpRef, cluster: &str) -> Result<Vec<JournalStep>, JournalError> {
         let fo = self
@@ -175,7 +129,10 @@ impl Journal for FailoverJournal {
             .get_opt(&self.name)
             .await
             .map_err(|e| self.unavailable("reading", &e))?;
-        let steps = journal_of(fo.as_ref().and_then(|f| f.status.as_ref()), &op.id, cluster);
+        let steps = fo
+            .and_then(|f| f.status)
+            .map(|s| s.journal_of(&op.id, cluster))
+            .unwrap_or_default();
         *self.lock() = steps.clone();
         Ok(steps)
     }
@@ -249,43 +206,5 @@ impl Journal for FailoverJournal {
             .await
             .map(|_| ())
             .map_err(JournalError::from)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_step_survives_the_failover_status() {
-        let step = JournalStep {
-            op_id: "op-1".into(),
-            cluster: "east".into(),
-            stage: "SourceShutdown".into(),
-            task: "ScaleDown:Deployment/web".into(),
-            epoch: 4,
-            status: StepStatus::Failed,
-            attempts: 2,
-            started_at: "2026-12-04T10:00:00.123Z".parse().unwrap(),
-            first_started_at: Some("2026-12-04T09:59:58.5Z".parse().unwrap()),
-            finished_at: Some("2026-12-04T10:00:01.001Z".parse().unwrap()),
-            message: Some("pods still running".into()),
-        };
-        let entry = to_entry(&step);
-        assert_eq!(entry.status, "FAILED");
-        assert_eq!(from_entry("op-1", "east", &entry), Some(step.clone()));
-        let status = FailoverStatus {
-            journal: vec![
-                entry,
-                JournalEntry {
-                    status: "SOMETHING".into(),
-                    ..JournalEntry::default()
-                },
-            ],
-            ..FailoverStatus::default()
-        };
-        // An entry that does not parse is dropped; its step runs again.
-        assert_eq!(journal_of(Some(&status), "op-1", "east"), vec![step]);
-        assert!(journal_of(None, "op-1", "east").is_empty());
     }
 }

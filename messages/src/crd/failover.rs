@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{CLUSTER_NAME_PATTERN, FailoverMode};
+use crate::records::{JournalStep, StepStatus};
 
 /// One failover operation. The spec is immutable: to change anything, create a new
 /// `Failover`. A `Failover` created by hand is a trigger: the agent submits it as an operation
@@ -275,4 +276,51 @@ pub struct FailoverTimings {
     /// UPTIME mode: first target Primary until last source Secondary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dual_active_seconds: Option<f64>,
+}
+
+impl JournalEntry {
+    /// A journal step as the `Failover` status shows it.
+    pub fn from_step(s: &JournalStep) -> Self {
+        Self {
+            stage: s.stage.clone(),
+            task: s.task.clone(),
+            epoch: s.epoch,
+            status: s.status.as_str().to_owned(),
+            attempts: s.attempts,
+            started_at: s.started_at.to_string(),
+            first_started_at: s.first_started_at.map(|t| t.to_string()),
+            finished_at: s.finished_at.map(|t| t.to_string()),
+            message: s.message.clone(),
+        }
+    }
+
+    /// The step of operation `op_id` in `cluster`; `None` when the entry does not parse (an
+    /// entry edited by hand is dropped: its step runs again, as after a loss).
+    pub fn to_step(&self, op_id: &str, cluster: &str) -> Option<JournalStep> {
+        let time = |s: &str| s.parse::<jiff::Timestamp>().ok();
+        Some(JournalStep {
+            op_id: op_id.to_owned(),
+            cluster: cluster.to_owned(),
+            stage: self.stage.clone(),
+            task: self.task.clone(),
+            epoch: self.epoch,
+            status: self.status.parse::<StepStatus>().ok()?,
+            attempts: self.attempts,
+            started_at: time(&self.started_at)?,
+            first_started_at: self.first_started_at.as_deref().and_then(time),
+            finished_at: self.finished_at.as_deref().and_then(time),
+            message: self.message.clone(),
+        })
+    }
+}
+
+impl FailoverStatus {
+    /// The journal of operation `op_id` in `cluster` this status keeps (entries that do not
+    /// parse left out).
+    pub fn journal_of(&self, op_id: &str, cluster: &str) -> Vec<JournalStep> {
+        self.journal
+            .iter()
+            .filter_map(|e| e.to_step(op_id, cluster))
+            .collect()
+    }
 }

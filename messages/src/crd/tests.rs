@@ -500,3 +500,36 @@ fn crd_files_are_named_after_the_crds() {
         ]
     );
 }
+
+#[test]
+fn a_journal_step_survives_the_failover_status() {
+    use crate::records::{JournalStep, StepStatus};
+    let step = JournalStep {
+        op_id: "op-1".into(),
+        cluster: "east".into(),
+        stage: "SourceShutdown".into(),
+        task: "ScaleDown:Deployment/web".into(),
+        epoch: 4,
+        status: StepStatus::Failed,
+        attempts: 2,
+        started_at: "2026-12-04T10:00:00.123Z".parse().unwrap(),
+        first_started_at: Some("2026-12-04T09:59:58.5Z".parse().unwrap()),
+        finished_at: Some("2026-12-04T10:00:01.001Z".parse().unwrap()),
+        message: Some("pods still running".into()),
+    };
+    let entry = JournalEntry::from_step(&step);
+    assert_eq!(entry.status, "FAILED");
+    assert_eq!(entry.to_step("op-1", "east"), Some(step.clone()));
+    let status = FailoverStatus {
+        journal: vec![
+            entry,
+            JournalEntry {
+                status: "SOMETHING".into(),
+                ..JournalEntry::default()
+            },
+        ],
+        ..FailoverStatus::default()
+    };
+    // An entry that does not parse is dropped; its step runs again.
+    assert_eq!(status.journal_of("op-1", "east"), vec![step]);
+}
