@@ -9,7 +9,7 @@
 //! | coordinator | [`Store::register_group`], [`Store::set_suspended`] | group state created at epoch 0 |
 //! | coordinator | [`Store::start_operation`] | step 1, one `TransactWriteItems` |
 //! | agents | [`Store::renew_lease`] | leases |
-//! | source | [`Store::journal_intent`] / [`Store::journal_outcome`] | step 3 |
+//! | agents | [`Store::publish_stage`] (once per stage), [`Store::journal_note`] (a long wait) | step 3, the journal as DynamoDB keeps it |
 //! | source | [`Store::record_original_replicas`] | rule 3 (replicas kept in the operation) |
 //! | source | [`Store::mark_all_ready`] | step 4, all volumes in one transaction |
 //! | target | [`Store::list_handoffs`], [`Store::claim_promotion`], [`Store::mark_promoted`], [`Store::mark_all_promoted`] | step 5 |
