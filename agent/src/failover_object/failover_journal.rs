@@ -4,11 +4,12 @@
 //! restarted agent resumes from its own cluster; DynamoDB gets each stage once, when the
 //! engine publishes it ([`Store::publish_stage`]), for the other cluster and the coordinator.
 //!
-//! The epoch condition the store's journal writes used to carry is kept as a read: before
-//! each intent the journal reads the group state (consistent) and answers
-//! [`Outcome::StaleEpoch`] unless it still has this operation in flight at its epoch, so
-//! no step starts for an operation that is closed or superseded. Safety never rests on the
-//! journal itself: every write that carries authority is conditioned on its own.
+//! Whether the operation is still current is a consistent read of the group state
+//! ([`Journal::current`]), which the engine asks for before the first of each run of steps
+//! that bring something up (promote, scale up, resume, traffic on), so none of those runs for
+//! an operation that is closed or superseded. Safety never rests on the journal itself:
+//! every write that carries authority is conditioned on its own, and the steps that take
+//! something down are what fencing does anyway.
 //!
 //! The object is the one the run's [`FailoverReporter`](super::failover_reporter) keeps
 //! (created before the run starts); the reporter never writes `status.journal`, so the
@@ -105,7 +106,7 @@ impl FailoverJournal {
     }
 
     /// `None` when the group state still has `op` in flight at its epoch.
-    async fn stale(&self, op: &OpRef) -> Result<Option<Stale>, JournalError> {
+    async fn read_current(&self, op: &OpRef) -> Result<Option<Stale>, JournalError> {
         let state = self
             .store
             .get_group_state(&op.group)
@@ -144,9 +145,6 @@ impl Journal for FailoverJournal {
         stage: &str,
         task: &str,
     ) -> Result<Outcome<()>, JournalError> {
-        if let Some(stale) = self.stale(op).await? {
-            return Ok(Outcome::StaleEpoch(stale));
-        }
         let now = self.now();
         let steps = {
             let mut steps = self.lock();
@@ -192,6 +190,10 @@ impl Journal for FailoverJournal {
         };
         self.write(&steps).await?;
         Ok(Outcome::Done(()))
+    }
+
+    async fn current(&self, op: &OpRef) -> Result<Option<Stale>, JournalError> {
+        self.read_current(op).await
     }
 
     async fn publish(&self, op: &OpRef, cluster: &str, stage: &str) -> Result<(), JournalError> {

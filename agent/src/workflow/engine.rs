@@ -466,6 +466,14 @@ impl<J: Journal> Engine<J> {
             ),
             None => (stage.timeout.saturating_sub(*used), stage.timeout),
         };
+        if step.checks_current {
+            let op = ctx.op_ref();
+            match self.journal.current(&op).await {
+                Ok(None) => {}
+                Ok(Some(stale)) => return Err(cursor.stale(stale)),
+                Err(e) => return Err(cursor.journal_error("epoch check", e)),
+            }
+        }
         boundary("intent::before", &cursor, step.journaled);
         if step.journaled && !self.intent(&cursor).await? {
             self.skip(ctx, &cursor);

@@ -2,11 +2,12 @@
 //! where it finds, after a restart, what is already done, and where it publishes a stage.
 //!
 //! The agent's journal is `failover_object::FailoverJournal`: every step lives in this
-//! cluster's `Failover` object (`status.journal`), each intent is preceded by a consistent
-//! read of the group state (`epoch = e AND opId = id`, else the run stops), and each stage
-//! is published to DynamoDB once ([`Journal::publish`]), for the other cluster and the
-//! coordinator. [`MemoryJournal`] plays the same rules in memory for tests and logs every
-//! write. Both apply a step's intent and outcome with the same pure functions,
+//! cluster's `Failover` object (`status.journal`), the group state is read on the engine's
+//! demand ([`Journal::current`], before a step that brings something up: `epoch = e AND
+//! opId = id`, else the run stops), and each stage is published to DynamoDB once
+//! ([`Journal::publish`]), for the other cluster and the coordinator. [`MemoryJournal`]
+//! plays the same rules in memory for tests (its intents also refuse a stale operation, as
+//! the store's journal writes did) and logs every write. Both apply a step's intent and outcome with the same pure functions,
 //! [`intent_step`] and [`outcome_step`].
 //!
 //! Answers follow the store's: a write comes back [`Outcome::Done`], [`Outcome::StaleEpoch`]
@@ -68,6 +69,14 @@ pub trait Journal: Send + Sync {
         status: StepStatus,
         message: Option<&str>,
     ) -> impl Future<Output = Result<Outcome<()>, JournalError>> + Send;
+
+    /// `None` while the group state has `op` in flight at its epoch; else where it stands.
+    /// Read before the intent of a step that brings something up, so none runs for an
+    /// operation that is closed or superseded.
+    fn current(
+        &self,
+        op: &OpRef,
+    ) -> impl Future<Output = Result<Option<Stale>, JournalError>> + Send;
 
     /// Publishes `stage` of `cluster`'s journal (its steps at the operation's epoch) where
     /// the other cluster and the coordinator read it: once per stage, at its publication
@@ -189,6 +198,13 @@ impl<J: Journal> Journal for Arc<J> {
         stage: &str,
     ) -> impl Future<Output = Result<(), JournalError>> + Send {
         (**self).publish(op, cluster, stage)
+    }
+
+    fn current(
+        &self,
+        op: &OpRef,
+    ) -> impl Future<Output = Result<Option<Stale>, JournalError>> + Send {
+        (**self).current(op)
     }
 }
 
@@ -460,6 +476,10 @@ impl Journal for MemoryJournal {
         message: Option<&str>,
     ) -> Result<Outcome<()>, JournalError> {
         self.record_outcome(op, cluster, stage, task, status, message)
+    }
+
+    async fn current(&self, op: &OpRef) -> Result<Option<Stale>, JournalError> {
+        Self::check(&self.lock(), op)
     }
 
     async fn publish(&self, op: &OpRef, cluster: &str, stage: &str) -> Result<(), JournalError> {

@@ -180,6 +180,16 @@ impl Step {
         )
     }
 
+    /// The kind of an activating step ([`KubeStep::activates`]), e.g. `ScaleUp`; `None` for
+    /// every other step. The engine reads the group state before the first of each run of
+    /// activating steps of one kind.
+    pub fn activates(&self) -> Option<&'static str> {
+        match self {
+            Self::Kube(k) if k.activates() => Some(k.name()),
+            _ => None,
+        }
+    }
+
     /// Steps the journal must never redo blindly (a claim or a promotion): when an earlier
     /// attempt is journaled `STARTED`, the task checks the current state first.
     pub fn is_promotion(&self) -> bool {

@@ -19,6 +19,12 @@ pub struct BoundStep {
     pub journaled: bool,
     /// Whether it is a claim or a promotion (resumes are logged as warnings).
     pub promotion: bool,
+    /// Whether the engine reads the group state before its intent and stops unless the
+    /// operation is still in flight at its epoch ([`Journal::current`]): the first of each
+    /// run of activating steps of one kind.
+    ///
+    /// [`Journal::current`]: crate::workflow::Journal::current
+    pub checks_current: bool,
     /// Whether its stage is published right after its outcome (the other cluster waits for
     /// it); see [`BoundStage::publication`].
     pub publishes: bool,
@@ -34,6 +40,7 @@ impl std::fmt::Debug for BoundStep {
             .field("own_deadline", &self.own_deadline)
             .field("journaled", &self.journaled)
             .field("promotion", &self.promotion)
+            .field("checks_current", &self.checks_current)
             .field("publishes", &self.publishes)
             .field("task", &self.task.name())
             .finish()
@@ -49,9 +56,16 @@ impl BoundStep {
             own_deadline: None,
             journaled: true,
             promotion: false,
+            checks_current: false,
             publishes: false,
             task,
         }
+    }
+
+    /// Reads the group state before its intent.
+    pub fn checking_current(mut self) -> Self {
+        self.checks_current = true;
+        self
     }
 
     /// Publishes its stage right after its outcome.
@@ -146,7 +160,10 @@ impl Workflow {
                     steps: stage
                         .tasks
                         .iter()
-                        .map(|step| BoundStep {
+                        .enumerate()
+                        .map(|(i, step)| BoundStep {
+                            checks_current: step.activates().is_some()
+                                && (i == 0 || stage.tasks[i - 1].activates() != step.activates()),
                             key: step.key(),
                             object: step.object(),
                             own_deadline: step.own_deadline(),

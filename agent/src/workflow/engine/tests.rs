@@ -832,6 +832,73 @@ async fn a_refused_intent_stops_at_once_without_running_or_retrying() {
 }
 
 #[tokio::test]
+async fn a_step_that_brings_something_up_first_reads_whether_the_operation_is_current() {
+    let script = Script::new();
+    let journal = journal();
+    journal.set_current(Some((8, "op-2")));
+    let workflow = BoundWorkflow {
+        stages: vec![
+            BoundStage::new("First", 1, MINUTE)
+                .step(BoundStep::new("a", script.task("a")).checking_current()),
+        ],
+    };
+    let err = Engine::new(journal.clone())
+        .run(&workflow, &ctx())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::StaleEpoch { task, stale, .. } if task == "a" && stale.current_epoch == Some(8))
+    );
+    assert!(script.ran().is_empty());
+    assert!(
+        journal.writes().is_empty(),
+        "the read comes before the intent: {:?}",
+        journal.writes()
+    );
+}
+
+#[test]
+fn the_first_of_each_run_of_activating_steps_reads_the_group_state() {
+    let mut spec = small_group();
+    spec.workloads.push(WorkloadRef {
+        kind: WorkloadKind::Deployment,
+        name: "api".into(),
+        replicas: None,
+    });
+    let workflow = Factory::build(Mode::Consistency, Role::Target, &spec, false).unwrap();
+    let script = Script::new();
+    let builder = move |step: &Step| script.task(&step.key());
+    let bound = workflow.bind(&builder);
+    let checked: Vec<&str> = bound
+        .stages
+        .iter()
+        .flat_map(|st| &st.steps)
+        .filter(|s| s.checks_current)
+        .map(|s| s.key.as_str())
+        .collect();
+    // Two workloads scale up as one run of ScaleUp steps: one read before the first.
+    assert_eq!(
+        checked,
+        [
+            "Promote:VolumeReplication/db-data",
+            "ScaleUp:StatefulSet/db"
+        ],
+        "{bound:#?}"
+    );
+    let source = Factory::build(Mode::Consistency, Role::Source, &spec, false)
+        .unwrap()
+        .bind(&move |step: &Step| Script::new().task(&step.key()));
+    assert!(
+        source
+            .stages
+            .iter()
+            .flat_map(|st| &st.steps)
+            .all(|s| !s.checks_current),
+        "a source only takes things down"
+    );
+}
+
+#[tokio::test]
 async fn an_epoch_that_moves_mid_run_stops_the_run_at_the_next_journal_write() {
     let journal = journal();
     let j = journal.clone();
