@@ -406,7 +406,7 @@ impl<J: Journal> Engine<J> {
         let mut steps = Vec::with_capacity(stage.steps.len());
         let publication = stage.publication();
         for (i, step) in stage.steps.iter().enumerate() {
-            let publishes = publication == Some(i);
+            let publishes = publication.contains(&i);
             steps.push(
                 self.run_step(stage, step, ctx, journaled, &mut used, publishes)
                     .await?,

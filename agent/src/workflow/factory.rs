@@ -168,10 +168,12 @@ impl Factory {
             limits: &limits,
             objects: &objects,
         };
-        Ok(match role {
-            Role::Source => plan.source(),
-            Role::Target => plan.target(),
-        })
+        let (mut workflow, peer) = match role {
+            Role::Source => (plan.source(), plan.target()),
+            Role::Target => (plan.target(), plan.source()),
+        };
+        mark_published(&mut workflow, &peer);
+        Ok(workflow)
     }
 
     /// The rollback the source runs after an abort granted before any promotion: volumes
@@ -237,6 +239,30 @@ impl Factory {
     }
 }
 
+/// Marks the steps of `workflow` that `peer` (the other side's plan) waits for, so their
+/// stage is published right after them ([`Stage::published`](super::definition::Stage)).
+fn mark_published(workflow: &mut Workflow, peer: &Workflow) {
+    let waited: Vec<&PeerStep> = peer
+        .steps()
+        .filter_map(|(_, step)| match step {
+            Step::Wait(WaitStep::WaitPeer { peer, .. })
+            | Step::Wait(WaitStep::WaitSourceReleased {
+                release: Release::Step(peer),
+                ..
+            }) => Some(peer),
+            _ => None,
+        })
+        .filter(|p| p.role == workflow.role)
+        .collect();
+    for stage in &mut workflow.stages {
+        for p in waited.iter().filter(|p| p.stage == stage.id) {
+            if !stage.published.contains(&p.task) {
+                stage.published.push(p.task.clone());
+            }
+        }
+    }
+}
+
 struct Planner<'a> {
     mode: Mode,
     force: bool,
@@ -259,6 +285,7 @@ impl Planner<'_> {
                     name: id.title(),
                     timeout: self.limits.of(id),
                     tasks,
+                    published: Vec::new(),
                 })
                 .collect(),
         }

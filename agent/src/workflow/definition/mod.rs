@@ -169,17 +169,6 @@ impl Step {
         )
     }
 
-    /// Steps whose outcome the other cluster waits for ([`WaitStep::WaitPeer`], a forced
-    /// target's release): the preflight and the source's handoff. Their stage is published
-    /// to DynamoDB right after their outcome; any other stage after its last journaled step.
-    pub fn publishes(&self) -> bool {
-        matches!(
-            self,
-            Self::Check(CheckStep::Preflight { .. })
-                | Self::Record(RecordStep::MarkAllReady { .. })
-        )
-    }
-
     /// The kind of an activating step ([`KubeStep::activates`]), e.g. `ScaleUp`; `None` for
     /// every other step. The engine reads the group state before the first of each run of
     /// activating steps of one kind.
@@ -255,6 +244,10 @@ pub struct Stage {
     pub timeout: Duration,
     /// Its steps, in order.
     pub tasks: Vec<Step>,
+    /// The keys of its steps the other cluster's plan waits for ([`WaitStep::WaitPeer`], a
+    /// forced target's [`Release::Step`]): the stage is published to DynamoDB right after
+    /// each of them; a stage with none is published after its last journaled step.
+    pub published: Vec<String>,
 }
 
 impl Stage {

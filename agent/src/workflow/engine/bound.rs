@@ -127,14 +127,26 @@ impl BoundStage {
         self
     }
 
-    /// The index of the step after whose outcome the stage is published: the first journaled
-    /// step marked [`BoundStep::publishes`], else the last journaled step (`None`: nothing
-    /// is journaled).
-    pub fn publication(&self) -> Option<usize> {
-        self.steps
+    /// The indexes of the steps after whose outcome the stage is published: every journaled
+    /// step marked [`BoundStep::publishes`] (the other cluster waits for it), else the last
+    /// journaled step (none when nothing is journaled).
+    pub fn publication(&self) -> Vec<usize> {
+        let marked: Vec<usize> = self
+            .steps
             .iter()
-            .position(|s| s.journaled && s.publishes)
-            .or_else(|| self.steps.iter().rposition(|s| s.journaled))
+            .enumerate()
+            .filter(|(_, s)| s.journaled && s.publishes)
+            .map(|(i, _)| i)
+            .collect();
+        if marked.is_empty() {
+            self.steps
+                .iter()
+                .rposition(|s| s.journaled)
+                .into_iter()
+                .collect()
+        } else {
+            marked
+        }
     }
 }
 
@@ -169,7 +181,7 @@ impl Workflow {
                             own_deadline: step.own_deadline(),
                             journaled: step.journaled(),
                             promotion: step.is_promotion(),
-                            publishes: step.publishes(),
+                            publishes: stage.published.contains(&step.key()),
                             task: builder.task_for(step),
                         })
                         .collect(),

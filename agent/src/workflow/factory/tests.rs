@@ -710,6 +710,15 @@ fn force_changes_only_the_consistency_target_plan() {
         );
         source.force = true;
         forced_source.force = true;
+        // What it publishes differs: a forced target does not wait for the source's
+        // preflight (or, in UPTIME, its replica counts).
+        for stage in source
+            .stages
+            .iter_mut()
+            .chain(forced_source.stages.iter_mut())
+        {
+            stage.published.clear();
+        }
         assert_eq!(source, forced_source, "{mode} source");
     }
     // A forced UPTIME target waits neither for the source's preflight nor for its replica
@@ -1611,4 +1620,54 @@ fn both_sides_pass_their_preflight_and_wait_for_the_other_before_any_change() {
             assert_eq!(checks.len(), 4 + 2 + 2 + 3, "every object of the group");
         }
     }
+}
+
+#[test]
+fn every_step_the_other_side_waits_for_publishes_its_stage() {
+    for mode in [Mode::Consistency, Mode::Uptime] {
+        for force in [false, true] {
+            if force && mode == Mode::Uptime {
+                continue;
+            }
+            for spec in [sample(), FailoverGroupSpec::default()] {
+                let (source, target) = Factory::build_both(mode, &spec, force).unwrap();
+                for (plan, peer) in [(&source, &target), (&target, &source)] {
+                    for (_, step) in peer.steps() {
+                        let waited = match step {
+                            Step::Wait(WaitStep::WaitPeer { peer, .. })
+                            | Step::Wait(WaitStep::WaitSourceReleased {
+                                release: Release::Step(peer),
+                                ..
+                            }) => peer,
+                            _ => continue,
+                        };
+                        let stage = plan
+                            .stages
+                            .iter()
+                            .find(|s| s.id == waited.stage)
+                            .unwrap_or_else(|| panic!("{mode} {force}: no stage for {waited:?}"));
+                        assert!(
+                            stage.published.contains(&waited.task),
+                            "{mode} force={force}: {:?} waits for {}/{}, not published: {:?}",
+                            peer.role,
+                            stage.key(),
+                            waited.task,
+                            stage.published
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // CONSISTENCY: each side's Initialization is published once, at its preflight; UPTIME's
+    // source also publishes the replica counts the target scales to.
+    let (source, _) = Factory::build_both(Mode::Consistency, &sample(), false).unwrap();
+    assert_eq!(source.stages[0].published, ["Preflight"]);
+    let (source, _) = Factory::build_both(Mode::Uptime, &sample(), false).unwrap();
+    assert_eq!(
+        source.stages[0].published.len(),
+        2,
+        "{:?}",
+        source.stages[0].published
+    );
 }
