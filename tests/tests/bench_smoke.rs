@@ -148,18 +148,21 @@ async fn overhead_bench_reports_every_case_and_the_calls_per_failover() -> Resul
     };
     let report = Box::pin(run_overhead_bench(&env, &config)).await?;
 
-    // Two cases of the 2-volume group, then the 1-volume one.
-    let shapes: Vec<(usize, Duration)> = report
+    // Two cases of the 2-volume group, the 1-volume one, then the 2-volume one with 30 ms
+    // added to every AWS answer.
+    let shapes: Vec<(usize, Duration, Duration)> = report
         .cases
         .iter()
-        .map(|c| (c.workloads, c.latency))
+        .map(|c| (c.workloads, c.latency, c.aws_latency))
         .collect();
+    let ms = Duration::from_millis;
     assert_eq!(
         shapes,
         [
-            (2, Duration::ZERO),
-            (2, Duration::from_millis(100)),
-            (1, Duration::ZERO)
+            (2, Duration::ZERO, Duration::ZERO),
+            (2, ms(100), Duration::ZERO),
+            (1, Duration::ZERO, Duration::ZERO),
+            (2, Duration::ZERO, ms(30)),
         ]
     );
     for case in &report.cases {
@@ -193,6 +196,10 @@ async fn overhead_bench_reports_every_case_and_the_calls_per_failover() -> Resul
     );
     assert!(
         page.contains("| DynamoDB calls per group failover"),
+        "{page}"
+    );
+    assert!(
+        page.contains("| added cost of 30.0 ms on every DynamoDB and SQS call of the agents"),
         "{page}"
     );
     assert!(

@@ -43,11 +43,16 @@ use failover_messages::store::{CallCounter, Store};
 use super::fleet::{self, GroupShape};
 use super::probe::{self, Scrape};
 use super::stats::{fmt_count, fmt_latency};
-use crate::agents::{AgentOptions, Stack};
+use crate::agents::{AgentOptions, AgentStart, Stack};
+use crate::faults::Service;
 use crate::kube::{TestEnv, TestNamespace};
 
 /// Design §7 target of the orchestration overhead.
 pub const TARGET_OVERHEAD: Duration = Duration::from_millis(1500);
+/// Design target: what 30 ms added to every AWS call may add to a failover.
+pub const TARGET_AWS_ADDED: Duration = Duration::from_secs(1);
+/// The AWS latency the target speaks of.
+pub const TARGET_AWS_LATENCY: Duration = Duration::from_millis(30);
 /// The group of every case.
 const GROUP: &str = "bench";
 /// Poll period of the group state while a failover runs.
@@ -102,6 +107,11 @@ pub struct OverheadConfig {
     pub agents: AgentTiming,
     /// How long one failover may take.
     pub failover_timeout: Duration,
+    /// When set, one more case of the big group at the first storage latency, with this
+    /// added to every answer of DynamoDB and SQS to both agents (a toxiproxy latency toxic,
+    /// standing for a table and queues in another region). The agents then reach AWS through
+    /// the stack's proxies in every case, so the baseline pays the proxy too.
+    pub aws_latency: Option<Duration>,
 }
 
 impl Default for OverheadConfig {
@@ -114,6 +124,7 @@ impl Default for OverheadConfig {
             idle_window: Duration::from_secs(30),
             agents: AgentTiming::default(),
             failover_timeout: Duration::from_secs(120),
+            aws_latency: Some(TARGET_AWS_LATENCY),
         }
     }
 }
@@ -144,6 +155,8 @@ pub struct Case {
     pub workloads: usize,
     /// The storage simulator's latency per transition.
     pub latency: Duration,
+    /// Added to every DynamoDB and SQS answer to the agents.
+    pub aws_latency: Duration,
     /// The measured runs.
     pub runs: Vec<Run>,
     /// The warm-up's total.
@@ -222,6 +235,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 struct CaseSetup {
     shape: GroupShape,
     latency: Duration,
+    aws_latency: Duration,
     ns: TestNamespace,
     group: GroupRef,
 }
@@ -236,23 +250,32 @@ pub async fn run_overhead_bench(env: &TestEnv, config: &OverheadConfig) -> Resul
     let wall = Instant::now();
     let load_before = probe::load_average();
 
-    let mut shapes: Vec<(GroupShape, Duration)> = config
+    let mut shapes: Vec<(GroupShape, Duration, Duration)> = config
         .latencies
         .iter()
-        .map(|l| (GroupShape::mixed(config.workloads), *l))
+        .map(|l| (GroupShape::mixed(config.workloads), *l, Duration::ZERO))
         .collect();
     if config.small_workloads > 0 {
         shapes.push((
             GroupShape::mixed(config.small_workloads),
             config.latencies[0],
+            Duration::ZERO,
+        ));
+    }
+    if let Some(aws) = config.aws_latency.filter(|l| !l.is_zero()) {
+        shapes.push((
+            GroupShape::mixed(config.workloads),
+            config.latencies[0],
+            aws,
         ));
     }
     let mut setups = Vec::new();
-    for (shape, latency) in shapes {
+    for (shape, latency, aws_latency) in shapes {
         let ns = env.namespace("bench-ovh").await?;
         setups.push(CaseSetup {
             shape,
             latency,
+            aws_latency,
             group: GroupRef::new(&ns.name, GROUP)?,
             ns,
         });
@@ -295,7 +318,15 @@ async fn measure(
     for s in setups {
         fleet::wait_settled(env, &s.ns.name, "east", s.shape.workloads()).await?;
     }
-    stack.start_agents().await?;
+    // Through the stack's proxies when a case adds AWS latency, for every case alike.
+    let proxied = setups.iter().any(|s| !s.aws_latency.is_zero());
+    for c in ["east", "west"] {
+        let how = AgentStart {
+            faults: proxied,
+            ..AgentStart::default()
+        };
+        stack.start_agent_with(c, how).await?;
+    }
     let counter = CallCounter::new();
     let coordinator =
         Store::new(&env.aws.dynamodb(), &stack.table).with_call_counter(counter.clone());
@@ -311,6 +342,9 @@ async fn measure(
             latency = ?s.latency,
             "overhead: measuring"
         );
+        if proxied {
+            set_aws_latency(stack, s.aws_latency).await?;
+        }
         let mut runs = Vec::new();
         let mut warmup = Duration::ZERO;
         for i in 0..=config.runs {
@@ -363,11 +397,15 @@ async fn measure(
         cases.push(Case {
             workloads: s.shape.workloads(),
             latency: s.latency,
+            aws_latency: s.aws_latency,
             runs,
             warmup,
         });
     }
 
+    if proxied {
+        set_aws_latency(stack, Duration::ZERO).await?;
+    }
     tracing::info!(window = ?config.idle_window, "overhead: measuring the idle background");
     let before = probe::scrape_agents(stack).await?;
     let t = Instant::now();
@@ -392,7 +430,34 @@ fn fmt_latency_setting(d: Duration) -> String {
 fn big_cases(r: &OverheadReport) -> impl Iterator<Item = &Case> {
     r.cases
         .iter()
-        .filter(move |c| c.workloads == r.config.workloads)
+        .filter(move |c| c.workloads == r.config.workloads && c.aws_latency.is_zero())
+}
+
+/// Every answer of DynamoDB and SQS to both agents waits `latency` (none: no toxic).
+async fn set_aws_latency(stack: &Stack, latency: Duration) -> Result<()> {
+    for cluster in ["east", "west"] {
+        for service in [Service::Dynamo, Service::Sqs] {
+            stack.faults().heal(cluster, service).await?;
+            if !latency.is_zero() {
+                stack
+                    .faults()
+                    .latency(cluster, service, latency, Duration::ZERO)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The big group's case with AWS latency added, and its baseline: the big group at the same
+/// storage latency without (same run, same proxies).
+pub fn aws_latency_cases(r: &OverheadReport) -> Option<(&Case, &Case)> {
+    let slow = r
+        .cases
+        .iter()
+        .find(|c| c.workloads == r.config.workloads && !c.aws_latency.is_zero())?;
+    let base = big_cases(r).find(|c| c.latency == slow.latency)?;
+    Some((base, slow))
 }
 
 /// The headline: the median overhead of the big group at the first latency.
@@ -432,9 +497,24 @@ pub fn summary_rows(r: &OverheadReport) -> Vec<String> {
         totals.join("; "),
         verdict(worst.is_some_and(|w| w <= TARGET_OVERHEAD)),
     ));
+    if let Some((base, slow)) = aws_latency_cases(r) {
+        let added = slow.median_total().saturating_sub(base.median_total());
+        rows.push(format!(
+            "| added cost of {} on every DynamoDB and SQS call of the agents (toxiproxy), CONSISTENCY failover, {} workloads + {} volumes (median total with − without) | ≤ {} | +{} (total {}) | total {} without, same run | {} |",
+            fmt_latency(slow.aws_latency),
+            r.config.workloads,
+            r.config.workloads,
+            fmt_latency(TARGET_AWS_ADDED),
+            fmt_latency(added),
+            fmt_latency(slow.median_total()),
+            fmt_latency(base.median_total()),
+            verdict(slow.aws_latency == TARGET_AWS_LATENCY && added <= TARGET_AWS_ADDED),
+        ));
+    }
     let per_n: Vec<String> = r
         .cases
         .iter()
+        .filter(|c| c.aws_latency.is_zero())
         .map(|c| {
             format!(
                 "{} volume(s), {}: {}",
@@ -489,9 +569,50 @@ pub fn overhead_markdown(r: &OverheadReport) -> String {
     write_overhead_table(&mut out, r);
     let big: Vec<&Case> = big_cases(r).collect();
     write_slope_and_target(&mut out, r, &big);
+    write_aws_latency(&mut out, r);
     write_stage_breakdown(&mut out, &big);
     write_overhead_notes(&mut out);
     out
+}
+
+/// A case's storage latency, and the AWS latency added to it if any.
+fn case_label(c: &Case) -> String {
+    if c.aws_latency.is_zero() {
+        fmt_latency_setting(c.latency)
+    } else {
+        format!(
+            "{} (+{} per AWS call)",
+            fmt_latency_setting(c.latency),
+            fmt_latency(c.aws_latency)
+        )
+    }
+}
+
+/// The case with AWS latency added, beside its baseline.
+fn write_aws_latency(out: &mut String, r: &OverheadReport) {
+    let Some((base, slow)) = aws_latency_cases(r) else {
+        return;
+    };
+    let added = slow.median_total().saturating_sub(base.median_total());
+    let _ = writeln!(
+        out,
+        "With {} added to every DynamoDB and SQS answer to both agents (a toxiproxy latency \
+         toxic on their proxies, standing for a table and queues in another region; the \
+         baseline runs through the same proxies without it): median total {} ({} failovers, \
+         {} – {}) against {} at storage latency {}, so **+{}** (design target ≤ {} at {}: \
+         {}).\n",
+        fmt_latency(slow.aws_latency),
+        fmt_latency(slow.median_total()),
+        slow.runs.len(),
+        fmt_latency(slow.runs.iter().map(|x| x.total).min().unwrap_or_default()),
+        fmt_latency(slow.runs.iter().map(|x| x.total).max().unwrap_or_default()),
+        fmt_latency(base.median_total()),
+        fmt_latency_setting(base.latency),
+        fmt_latency(added),
+        fmt_latency(TARGET_AWS_ADDED),
+        fmt_latency(TARGET_AWS_LATENCY),
+        verdict(slow.aws_latency == TARGET_AWS_LATENCY && added <= TARGET_AWS_ADDED),
+    );
 }
 
 /// The heading and what was run: date, processes, group shape.
@@ -713,7 +834,7 @@ pub fn calls_markdown(r: &OverheadReport) -> String {
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} DynamoDB + 2 SendMessage |",
             c.workloads,
-            fmt_latency_setting(c.latency),
+            case_label(c),
             c.runs.len(),
             fmt_latency(c.mean_window()),
             fmt_count(aws),

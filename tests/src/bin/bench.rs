@@ -122,6 +122,10 @@ struct OverheadArgs {
     /// Idle window over which the agents' background calls are measured.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     idle_window: Duration,
+    /// One more case of the measured group at the first latency with this added to every
+    /// DynamoDB and SQS answer to the agents (toxiproxy; a table in another region); 0s: none.
+    #[arg(long, default_value = "30ms", value_parser = humantime::parse_duration)]
+    aws_latency: Duration,
 }
 
 impl OverheadArgs {
@@ -133,6 +137,7 @@ impl OverheadArgs {
             runs: self.runs,
             idle_window: self.idle_window,
             agents: agents.timing(),
+            aws_latency: Some(self.aws_latency).filter(|l| !l.is_zero()),
             ..OverheadConfig::default()
         }
     }
