@@ -85,8 +85,9 @@ pub enum Command {
     /// 5 when --timeout runs out: the operation continues).
     #[command(after_long_help = EXIT_CODES_HELP)]
     Failover(FailoverArgs),
-    /// Show live progress of an operation on stderr (each side's latest journal step, each
-    /// volume's handoff state, elapsed time) until its phase is final; exits like
+    /// Show live progress of an operation on stderr (each side's latest published journal
+    /// step, stage by stage, each volume's handoff state, elapsed time) until its phase is
+    /// final; exits like
     /// `failover --wait`.
     #[command(after_long_help = EXIT_CODES_HELP)]
     Watch(WatchArgs),

@@ -2,7 +2,9 @@
 //! live view of operations.
 //!
 //! This is a progress display, not a protocol path: it polls the operation record, each
-//! side's journal and the handoff records with consistent reads every
+//! side's journal as published in DynamoDB (one record per stage and side, written when the
+//! stage reaches its publication step, plus the note of a long wait; every step is in each
+//! cluster's `Failover` object) and the handoff records with consistent reads every
 //! [`POLL_INTERVAL`], prints a progress block on stderr whenever something changed, and
 //! ends when every operation's phase is final or the timeout ran out. The operation goes
 //! on without the watcher; a timeout only ends the watching.
@@ -24,7 +26,7 @@ use crate::output::{Render, table};
 /// How often the records are read while watching.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-/// The latest journal step of one side.
+/// The latest published journal step of one side.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct SideProgress {

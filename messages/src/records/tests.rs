@@ -254,3 +254,80 @@ fn enums_parse_their_wire_names() {
     }
     assert!("consistency".parse::<Mode>().is_err());
 }
+
+fn step(stage: &str, task: &str, status: StepStatus, at: i64) -> JournalStep {
+    JournalStep {
+        op_id: "op-1".into(),
+        cluster: "east".into(),
+        stage: stage.into(),
+        task: task.into(),
+        epoch: 3,
+        status,
+        attempts: 1,
+        started_at: ts(at),
+        first_started_at: Some(ts(at)),
+        finished_at: (status != StepStatus::Started).then(|| ts(at + 5)),
+        message: None,
+    }
+}
+
+#[test]
+fn a_published_stage_round_trips_and_supersedes_the_notes_of_its_steps() {
+    let stage = JournalStage {
+        op_id: "op-1".into(),
+        cluster: "east".into(),
+        stage: "VolumeTransitionTarget".into(),
+        epoch: 3,
+        published_at: ts(500),
+        steps: vec![
+            step(
+                "VolumeTransitionTarget",
+                "WaitSourceReleased",
+                StepStatus::Done,
+                100,
+            ),
+            step(
+                "VolumeTransitionTarget",
+                "ClaimPromotion",
+                StepStatus::Done,
+                200,
+            ),
+        ],
+    };
+    let item = stage.to_item();
+    assert_eq!(
+        item[attr::SK],
+        AttributeValue::S("JOURNAL#east#VolumeTransitionTarget".into())
+    );
+    assert_eq!(JournalStage::from_item(&item).unwrap(), stage);
+
+    // A note on a step of the published stage is hidden; one of another stage is shown.
+    let mut hidden = step(
+        "VolumeTransitionTarget",
+        "WaitSourceReleased",
+        StepStatus::Started,
+        90,
+    );
+    hidden.message = Some("waiting".into());
+    let shown = step("Initialization", "Preflight", StepStatus::Started, 10);
+    let items = [hidden.to_item(), item, shown.to_item()];
+    let tasks: Vec<String> = flatten_journal(&items)
+        .unwrap()
+        .into_iter()
+        .map(|s| format!("{}/{}", s.task, s.status))
+        .collect();
+    assert_eq!(
+        tasks,
+        [
+            "Preflight/STARTED",
+            "WaitSourceReleased/DONE",
+            "ClaimPromotion/DONE"
+        ]
+    );
+
+    // A damaged list names the attribute.
+    let mut bad = stage.to_item();
+    bad.insert(attr::STEPS.into(), AttributeValue::S("x".into()));
+    let err = JournalStage::from_item(&bad).unwrap_err().to_string();
+    assert!(err.contains("steps"), "{err}");
+}
