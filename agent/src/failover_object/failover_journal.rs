@@ -5,11 +5,11 @@
 //! engine publishes it ([`Store::publish_stage`]), for the other cluster and the coordinator.
 //!
 //! Whether the operation is still current is a consistent read of the group state
-//! ([`Journal::current`]), which the engine asks for before the first of each run of steps
-//! that bring something up (promote, scale up, resume, traffic on), so none of those runs for
-//! an operation that is closed or superseded. Safety never rests on the journal itself:
-//! every write that carries authority is conditioned on its own, and the steps that take
-//! something down are what fencing does anyway.
+//! ([`Journal::current`]), which the engine asks for before the first of each run of
+//! Kubernetes steps of one kind (ten `Demote` steps in a row share one read), so none of
+//! them starts for an operation that is closed or superseded. Safety never rests on the
+//! journal itself: every write that carries authority is conditioned on its own, and the
+//! promotion and the reactivation re-check the group state on their own.
 //!
 //! The object is the one the run's [`FailoverReporter`](super::failover_reporter) keeps
 //! (created before the run starts); the reporter never writes `status.journal`, so the

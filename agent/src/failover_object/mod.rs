@@ -6,7 +6,7 @@
 //! | [`failover_names`] | names, labels and annotations; `requestedBy`; which objects are the agents' own; the operation ids of a user's object (pure) |
 //! | [`failover_status`] | the object to create for an operation and the fold of a run's progress into its status (pure) |
 //! | [`failover_events`] | the Kubernetes Events of a run: stages, the failing task, the result (pure) |
-//! | [`failover_journal`] | [`FailoverJournal`](failover_journal::FailoverJournal): the engine's journal in the object's `status.journal`, the epoch read before each intent, each stage published to DynamoDB once |
+//! | [`failover_journal`] | [`FailoverJournal`](failover_journal::FailoverJournal): the engine's journal in the object's `status.journal`, the group state read before each run of Kubernetes steps of one kind, each stage published to DynamoDB once |
 //! | [`failover_reporter`] | [`FailoverReporter`](failover_reporter::FailoverReporter): opens the object, then follows the run's progress stream, writing the status and the Events |
 //! | [`trigger`] | a `Failover` a user created becomes an operation: pure decisions, then the start through the store |
 //!

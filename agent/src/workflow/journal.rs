@@ -3,8 +3,8 @@
 //!
 //! The agent's journal is `failover_object::FailoverJournal`: every step lives in this
 //! cluster's `Failover` object (`status.journal`), the group state is read on the engine's
-//! demand ([`Journal::current`], before a step that brings something up: `epoch = e AND
-//! opId = id`, else the run stops), and each stage is published to DynamoDB once
+//! demand ([`Journal::current`], before the first of each run of Kubernetes steps of one
+//! kind: `epoch = e AND opId = id`, else the run stops), and each stage is published to DynamoDB once
 //! ([`Journal::publish`]), for the other cluster and the coordinator. [`MemoryJournal`]
 //! plays the same rules in memory for tests (its intents also refuse a stale operation, as
 //! the store's journal writes did) and logs every write. Both apply a step's intent and outcome with the same pure functions,
@@ -71,8 +71,8 @@ pub trait Journal: Send + Sync {
     ) -> impl Future<Output = Result<Outcome<()>, JournalError>> + Send;
 
     /// `None` while the group state has `op` in flight at its epoch; else where it stands.
-    /// Read before the intent of a step that brings something up, so none runs for an
-    /// operation that is closed or superseded.
+    /// Read before the first of each run of Kubernetes steps of one kind, so none of them
+    /// starts for an operation that is closed or superseded.
     fn current(
         &self,
         op: &OpRef,

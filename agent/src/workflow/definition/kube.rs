@@ -202,21 +202,6 @@ impl KubeStep {
         }
     }
 
-    /// Whether the step brings something up in this cluster (traffic on, Flux or a CronJob
-    /// resumed, a workload scaled up, a volume promoted or reactivated): what must never run
-    /// for an operation that is closed or superseded.
-    pub fn activates(&self) -> bool {
-        matches!(
-            self,
-            Self::TrafficOn { .. }
-                | Self::ResumeFlux { .. }
-                | Self::ScaleUp { .. }
-                | Self::ResumeCronJob { .. }
-                | Self::Promote { .. }
-                | Self::Reactivate { .. }
-        )
-    }
-
     /// The task's name, e.g. `ScaleDown`.
     pub fn name(&self) -> &'static str {
         match self {

@@ -169,12 +169,12 @@ impl Step {
         )
     }
 
-    /// The kind of an activating step ([`KubeStep::activates`]), e.g. `ScaleUp`; `None` for
-    /// every other step. The engine reads the group state before the first of each run of
-    /// activating steps of one kind.
-    pub fn activates(&self) -> Option<&'static str> {
+    /// The kind of a Kubernetes step, e.g. `ScaleUp`; `None` for every other step (they
+    /// read or write DynamoDB under their own conditions). The engine reads the group state
+    /// before the first of each run of Kubernetes steps of one kind.
+    pub fn kube_kind(&self) -> Option<&'static str> {
         match self {
-            Self::Kube(k) if k.activates() => Some(k.name()),
+            Self::Kube(k) => Some(k.name()),
             _ => None,
         }
     }

@@ -21,7 +21,8 @@ pub struct BoundStep {
     pub promotion: bool,
     /// Whether the engine reads the group state before its intent and stops unless the
     /// operation is still in flight at its epoch ([`Journal::current`]): the first of each
-    /// run of activating steps of one kind.
+    /// run of Kubernetes steps of one kind (ten `Demote` steps in a row share one read, as
+    /// one "demote every volume" step would).
     ///
     /// [`Journal::current`]: crate::workflow::Journal::current
     pub checks_current: bool,
@@ -174,8 +175,8 @@ impl Workflow {
                         .iter()
                         .enumerate()
                         .map(|(i, step)| BoundStep {
-                            checks_current: step.activates().is_some()
-                                && (i == 0 || stage.tasks[i - 1].activates() != step.activates()),
+                            checks_current: step.kube_kind().is_some()
+                                && (i == 0 || stage.tasks[i - 1].kube_kind() != step.kube_kind()),
                             key: step.key(),
                             object: step.object(),
                             own_deadline: step.own_deadline(),

@@ -832,7 +832,7 @@ async fn a_refused_intent_stops_at_once_without_running_or_retrying() {
 }
 
 #[tokio::test]
-async fn a_step_that_brings_something_up_first_reads_whether_the_operation_is_current() {
+async fn a_kubernetes_step_first_reads_whether_the_operation_is_current() {
     let script = Script::new();
     let journal = journal();
     journal.set_current(Some((8, "op-2")));
@@ -858,43 +858,45 @@ async fn a_step_that_brings_something_up_first_reads_whether_the_operation_is_cu
 }
 
 #[test]
-fn the_first_of_each_run_of_activating_steps_reads_the_group_state() {
+fn the_first_of_each_run_of_kubernetes_steps_of_one_kind_reads_the_group_state() {
     let mut spec = small_group();
     spec.workloads.push(WorkloadRef {
         kind: WorkloadKind::Deployment,
         name: "api".into(),
         replicas: None,
     });
-    let workflow = Factory::build(Mode::Consistency, Role::Target, &spec, false).unwrap();
-    let script = Script::new();
-    let builder = move |step: &Step| script.task(&step.key());
-    let bound = workflow.bind(&builder);
-    let checked: Vec<&str> = bound
-        .stages
-        .iter()
-        .flat_map(|st| &st.steps)
-        .filter(|s| s.checks_current)
-        .map(|s| s.key.as_str())
-        .collect();
-    // Two workloads scale up as one run of ScaleUp steps: one read before the first.
-    assert_eq!(
-        checked,
-        [
-            "Promote:VolumeReplication/db-data",
-            "ScaleUp:StatefulSet/db"
-        ],
-        "{bound:#?}"
-    );
-    let source = Factory::build(Mode::Consistency, Role::Source, &spec, false)
-        .unwrap()
-        .bind(&move |step: &Step| Script::new().task(&step.key()));
-    assert!(
-        source
+    spec.volume_replications.push(VolumeReplicationRef {
+        name: "api-data".into(),
+        workload: Some("api".into()),
+    });
+    let checked = |role: Role| -> Vec<String> {
+        let workflow = Factory::build(Mode::Consistency, role, &spec, false).unwrap();
+        let script = Script::new();
+        let builder = move |step: &Step| script.task(&step.key());
+        workflow
+            .bind(&builder)
             .stages
             .iter()
             .flat_map(|st| &st.steps)
-            .all(|s| !s.checks_current),
-        "a source only takes things down"
+            .filter(|s| s.checks_current)
+            .map(|s| s.key.split(':').next().unwrap_or_default().to_owned())
+            .collect()
+    };
+    // Two volumes, two workloads: one read per kind, not per object; records, waits for the
+    // other side and notifications read or write under their own conditions.
+    assert_eq!(
+        checked(Role::Source),
+        ["ScaleDown", "WaitPodsGone", "Demote", "WaitSecondary"]
+    );
+    assert_eq!(
+        checked(Role::Target),
+        [
+            "Promote",
+            "WaitPrimary",
+            "VerifyData",
+            "ScaleUp",
+            "WaitReady"
+        ]
     );
 }
 
