@@ -44,7 +44,7 @@ use crate::failover_object::failover_reporter::FailoverReporter;
 use crate::metrics::Metrics;
 use crate::seam::Sender;
 use crate::tasks::concerns::Concerns;
-use crate::tasks::{ClusterTasks, TasksConfig, Wakeups, pump_inbox};
+use crate::tasks::{ClusterTasks, RecordedReplicas, TasksConfig, Wakeups, pump_inbox};
 use crate::workflow::{
     ContextError, Engine, EngineError, Factory, FactoryError, Progress, ProgressEvent, Role,
     RunReport, SideResult, TaskContext, WorkflowContext,
@@ -375,7 +375,8 @@ impl ManagerAdapter {
             .with_clock(Arc::clone(&self.clock))
             .with_kube(self.kube.clone())
             .with_store(self.store.clone())
-            .with_handle(self.wakeups.clone());
+            .with_handle(self.wakeups.clone())
+            .with_handle(RecordedReplicas::default());
         if let Some(inbox) = &self.inbox {
             ctx = ctx.with_handle(inbox.clone());
         }

@@ -20,8 +20,8 @@ use crate::kube_ops::{flux, workloads};
 use crate::workflow::{KubeStep, TaskContext, TaskError};
 
 use super::support::{
-    TasksConfig, cluster_client, ensure_current, group_state, kube_err, namespace, operation,
-    stamp, store_err, wait_deadline, workload_key,
+    RecordedReplicas, TasksConfig, cluster_client, ensure_current, group_state, kube_err,
+    namespace, operation, stamp, store_err, wait_deadline, workload_key,
 };
 
 /// Carries out `step` on this cluster's Kubernetes API.
@@ -203,9 +203,12 @@ async fn holds_claim(ctx: &TaskContext) -> Result<bool, TaskError> {
 async fn scale_up(ctx: &TaskContext, kind: WorkloadKind, name: &str) -> Result<(), TaskError> {
     ensure_volumes_primary(ctx, kind, name).await?;
     let wf = ctx.workflow();
-    let op = operation(ctx).await?;
+    let original = match ctx.handle::<RecordedReplicas>() {
+        Ok(memo) => memo.get(ctx).await?,
+        Err(_) => operation(ctx).await?.original_replicas,
+    };
     let key = workload_key(kind, name);
-    let mut recorded = op.original_replicas.get(&key).copied();
+    let mut recorded = original.get(&key).copied();
     if recorded.is_none() {
         // A forced operation whose source never ran records nothing: the last operation of
         // the group that recorded the workload is the best knowledge there is.

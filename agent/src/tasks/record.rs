@@ -24,11 +24,11 @@ use failover_messages::store::{DualActiveMark, Outcome};
 
 use crate::errors::error_chain;
 use crate::kube_ops::workloads;
-use crate::workflow::{DualActiveEnd, RecordStep, TaskContext, TaskError};
+use crate::workflow::{DualActiveEnd, RecordStep, Role, TaskContext, TaskError};
 
 use super::support::{
-    TasksConfig, cluster_client, ensure_current, kube_err, namespace, operation, outcome, stamp,
-    store_err, workload_key,
+    TasksConfig, cluster_client, ensure_current, group_state, kube_err, namespace, operation,
+    outcome, stamp, store_err, workload_key,
 };
 
 /// Carries out `step` on the operation's records.
@@ -73,9 +73,10 @@ async fn validate_operation(ctx: &TaskContext) -> Result<(), TaskError> {
         )));
     }
     ensure_current(ctx).await?;
-    if op.phase == Phase::Pending {
-        // The first agent to start marks the operation Running (epoch-conditioned, so a
-        // stale agent cannot; repeating it is harmless).
+    if op.phase == Phase::Pending && marks_running(ctx.role(), op.force) {
+        // One side marks the operation Running (epoch-conditioned, so a stale agent cannot;
+        // repeating it after a restart is harmless): the source, or the target of a forced
+        // operation, whose source may be gone.
         let o = ctx
             .store()?
             .set_phase(&wf.op_ref(), Phase::Running, None)
@@ -90,7 +91,37 @@ async fn validate_operation(ctx: &TaskContext) -> Result<(), TaskError> {
     Ok(())
 }
 
+/// Whether `role` marks a `Pending` operation `Running`: one side does, so the mark costs
+/// one write (the source; a forced operation's target).
+fn marks_running(role: Role, force: bool) -> bool {
+    (role == Role::Source) != force
+}
+
+/// Whether the operation lease, expiring at `expires_at`, needs renewing at `now`: when less
+/// than two thirds of `ttl` is left (the run renews it every third of `ttl` from then on), so
+/// an operation picked up soon after its start costs no renewal.
+fn lease_needs_renewal(
+    expires_at: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+    ttl: Duration,
+) -> bool {
+    let Some(expires_at) = expires_at else {
+        return true;
+    };
+    let left = expires_at.duration_since(now);
+    left < jiff::SignedDuration::try_from(ttl.mul_f64(2.0 / 3.0))
+        .unwrap_or(jiff::SignedDuration::MAX)
+}
+
 async fn renew_lease(ctx: &TaskContext, ttl: Duration) -> Result<(), TaskError> {
+    let state = group_state(ctx).await?;
+    let wf = ctx.workflow();
+    if state.epoch == wf.epoch
+        && state.op_id.as_deref() == Some(wf.operation_id.as_str())
+        && !lease_needs_renewal(state.lease.map(|l| l.expires_at), ctx.now(), ttl)
+    {
+        return Ok(());
+    }
     let o = ctx
         .store()?
         .renew_lease(&ctx.op_ref(), ctx.cluster(), ttl)
@@ -213,5 +244,31 @@ fn closed(o: Outcome<HistoryEntry>, phase: Phase, what: &str) -> Result<(), Task
         }
         Outcome::AlreadyFinished { phase: p } if p == phase => Ok(()),
         other => outcome(what, other).map(drop),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_side_marks_the_operation_running() {
+        assert!(marks_running(Role::Source, false));
+        assert!(!marks_running(Role::Target, false));
+        // Forced: the source may be gone.
+        assert!(marks_running(Role::Target, true));
+        assert!(!marks_running(Role::Source, true));
+    }
+
+    #[test]
+    fn a_fresh_operation_lease_is_not_renewed_at_pick_up() {
+        let now: jiff::Timestamp = "2026-12-04T10:00:00Z".parse().unwrap();
+        let ttl = Duration::from_secs(60);
+        let at = |s: i64| Some(now + jiff::SignedDuration::from_secs(s));
+        assert!(!lease_needs_renewal(at(59), now, ttl));
+        assert!(!lease_needs_renewal(at(41), now, ttl));
+        assert!(lease_needs_renewal(at(39), now, ttl));
+        assert!(lease_needs_renewal(at(-5), now, ttl), "expired");
+        assert!(lease_needs_renewal(None, now, ttl), "no lease");
     }
 }

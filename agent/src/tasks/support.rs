@@ -204,3 +204,27 @@ pub(super) fn not_ready<'a>(
         .map(String::as_str)
         .collect()
 }
+
+/// The replica counts the operation recorded (`originalReplicas`), kept for the rest of one
+/// run once read: the first map recorded wins and never changes, so the target reads the
+/// operation once for all its workloads instead of once per workload. One per run (the
+/// adapter adds it to each run's context).
+#[derive(Debug, Default)]
+pub struct RecordedReplicas(std::sync::Mutex<Option<std::collections::BTreeMap<String, u32>>>);
+
+impl RecordedReplicas {
+    /// The counts, read from the operation the first time a non-empty map is there.
+    pub(super) async fn get(
+        &self,
+        ctx: &TaskContext,
+    ) -> Result<std::collections::BTreeMap<String, u32>, TaskError> {
+        if let Some(known) = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok(known);
+        }
+        let recorded = operation(ctx).await?.original_replicas;
+        if !recorded.is_empty() {
+            *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(recorded.clone());
+        }
+        Ok(recorded)
+    }
+}

@@ -202,6 +202,24 @@ impl KubeStep {
         }
     }
 
+    /// Whether the engine reads the group state before it (the first of a run of its kind):
+    /// every step that changes something in the cluster, except the promotion and the
+    /// reactivation, whose tasks read it themselves (they need the claim too). Waits and the
+    /// data check change nothing.
+    pub fn checked_by_engine(&self) -> bool {
+        !matches!(
+            self,
+            Self::WaitPodsGone { .. }
+                | Self::WaitReady { .. }
+                | Self::WaitSecondary { .. }
+                | Self::WaitResynced { .. }
+                | Self::WaitPrimary { .. }
+                | Self::VerifyData { .. }
+                | Self::Promote { .. }
+                | Self::Reactivate { .. }
+        )
+    }
+
     /// The task's name, e.g. `ScaleDown`.
     pub fn name(&self) -> &'static str {
         match self {

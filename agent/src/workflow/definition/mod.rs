@@ -169,12 +169,14 @@ impl Step {
         )
     }
 
-    /// The kind of a Kubernetes step, e.g. `ScaleUp`; `None` for every other step (they
-    /// read or write DynamoDB under their own conditions). The engine reads the group state
-    /// before the first of each run of Kubernetes steps of one kind.
+    /// The kind of a Kubernetes step the engine checks ([`KubeStep::checked_by_engine`]),
+    /// e.g. `ScaleUp`; `None` for every other step (records, waits for the other side and
+    /// notifications read or write DynamoDB under their own conditions; Kubernetes waits
+    /// change nothing; the promotion checks the claim itself). The engine reads the group
+    /// state before the first of each run of checked steps of one kind.
     pub fn kube_kind(&self) -> Option<&'static str> {
         match self {
-            Self::Kube(k) => Some(k.name()),
+            Self::Kube(k) if k.checked_by_engine() => Some(k.name()),
             _ => None,
         }
     }
