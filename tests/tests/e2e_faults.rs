@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use failover_messages::envelope::{Envelope, EnvelopeKind};
-use failover_messages::records::{JournalStep, Mode, Operation, StepStatus};
+use failover_messages::records::{JournalStep, Mode, Operation};
 use failover_tests::agents::AgentStart;
 use failover_tests::checker::check_run;
 use failover_tests::faults::Service;
@@ -173,14 +173,20 @@ async fn ensure_felt(s: &Scenario, cluster: &str, before: f64) -> Result<()> {
     print_warnings(s, cluster)
 }
 
-/// Fails unless east's latest journaled step is still in progress: east is held in a step
-/// (by the cut) rather than between steps.
-async fn held_mid_step(s: &Scenario, op_id: &str) -> Result<()> {
+/// Fails unless east is still in its Source Cluster Shutdown at the end of the cut: its own
+/// journal (in its cluster, which the cut keeps it from writing) ends in that stage, and the
+/// stage is not published in DynamoDB (it would be once its last step were done).
+async fn held_in_shutdown(s: &Scenario, op_id: &str) -> Result<()> {
     let journal = s.local_journal(op_id, "east").await?;
     let last = journal.last().context("east journaled nothing")?;
     ensure!(
-        last.status == StepStatus::Started,
-        "east is not held in a step at the end of the cut: {last:?}"
+        last.stage == "SourceShutdown",
+        "east is not held in its shutdown at the end of the cut: {last:?}"
+    );
+    let published = s.stack.store.journal(op_id, "east").await?;
+    ensure!(
+        !published.iter().any(|j| j.stage == "SourceShutdown"),
+        "east finished its shutdown during the cut: {published:?}"
     );
     Ok(())
 }
@@ -289,7 +295,10 @@ async fn the_source_cut_from_its_apiserver_in_its_shutdown_finishes() -> Result<
             .run_with_nemesis(&args, DEADLINE, async {
                 let op_id = s.wait_operation(MOMENT).await?;
                 wait_source_shutdown(&s, &op_id).await?;
-                cut_for(&s, "east", Service::ApiServer, || held_mid_step(&s, &op_id)).await
+                cut_for(&s, "east", Service::ApiServer, || {
+                    held_in_shutdown(&s, &op_id)
+                })
+                .await
             })
             .await?;
         report_timing("source cut from its apiserver", &report, cut);
@@ -385,13 +394,14 @@ async fn dynamodb_throttling_and_server_errors_in_bursts_are_retried_through() -
     );
     let mut s = scenario("e2e-net-throttle", Duration::from_secs(30)).await?;
     let res = async {
-        // Each agent's first two transactions are throttled and its first update fails,
-        // then 30 % and 20 % at random: a burst is certain, and more may follow.
+        // Each agent's first two transactions are throttled and its first single-item put
+        // fails (a journal stage's publication or its lease record), then 30 % and 20 % at
+        // random: a burst is certain, and more may follow.
         let bursts = AgentStart {
             env: vec![(
                 "FAILPOINTS".into(),
                 "dynamodb::TransactWriteItems=2*return(throttle)->30%return(throttle);\
-                 dynamodb::UpdateItem=1*return(server)->20%return(server)"
+                 dynamodb::PutItem=1*return(server)->20%return(server)"
                     .into(),
             )],
             ..AgentStart::default()
@@ -406,9 +416,9 @@ async fn dynamodb_throttling_and_server_errors_in_bursts_are_retried_through() -
             // (+ 0.0: a sum of no series is -0.)
             let calls = |labels: &[&str]| counter(&metrics, "failover_aws_calls", labels) + 0.0;
             let t = calls(&["api=\"TransactWriteItems\"", "outcome=\"throttled\""]);
-            let e = calls(&["api=\"UpdateItem\"", "outcome=\"error\""]);
+            let e = calls(&["api=\"PutItem\"", "outcome=\"error\""]);
             let ok = calls(&["outcome=\"ok\""]);
-            eprintln!("{cluster}: {ok} calls ok, {t} transactions throttled, {e} updates failed");
+            eprintln!("{cluster}: {ok} calls ok, {t} transactions throttled, {e} puts failed");
             throttled += t;
             failed += e;
         }
@@ -418,7 +428,7 @@ async fn dynamodb_throttling_and_server_errors_in_bursts_are_retried_through() -
         );
         ensure!(
             throttled > 0.0 && failed > 0.0,
-            "nothing was injected: {throttled} throttled transactions, {failed} failed updates"
+            "nothing was injected: {throttled} throttled transactions, {failed} failed puts"
         );
         assert_moved(&mut s, &report, reason, "east", "west").await?;
         Ok(())

@@ -19,7 +19,7 @@
 
 use std::sync::Mutex;
 
-use failover_messages::crd::{Failover, JournalEntry};
+use failover_messages::crd::{Failover, FailoverStatus, JournalEntry};
 use failover_messages::records::{JournalStep, StepStatus, truncate_to_millis};
 use failover_messages::store::{Clock, OpRef, Outcome, Stale, Store, SystemClock};
 use jiff::Timestamp;
@@ -98,11 +98,20 @@ impl FailoverJournal {
             ..PatchParams::default()
         };
         let patch = json!({ "status": { "journal": entries } });
-        self.api
+        let written = self
+            .api
             .patch_status(&self.name, &pp, &Patch::Merge(&patch))
             .await
-            .map(|_| ())
-            .map_err(|e| self.unavailable("writing", &e))
+            .map_err(|e| self.unavailable("writing", &e))?;
+        if !journal_kept(entries.len(), written.status.as_ref()) {
+            return Err(JournalError::Unavailable(format!(
+                "the API server of cluster {} dropped status.journal from Failover {}/{}: its \
+                 failovers.failover.io CRD predates the journal (install this version's CRDs: \
+                 `failover-agent crd | kubectl apply --server-side -f -`)",
+                self.cluster, self.namespace, self.name
+            )));
+        }
+        Ok(())
     }
 
     /// `None` when the group state still has `op` in flight at its epoch.
@@ -121,6 +130,12 @@ impl FailoverJournal {
             }),
         })
     }
+}
+
+/// Whether the object the API server returned after a journal write still carries the
+/// `written` entries: a CRD schema without `status.journal` prunes them without an error.
+fn journal_kept(written: usize, returned: Option<&FailoverStatus>) -> bool {
+    returned.map_or(0, |s| s.journal.len()) >= written
 }
 
 impl Journal for FailoverJournal {
@@ -208,5 +223,23 @@ impl Journal for FailoverJournal {
             .await
             .map(|_| ())
             .map_err(JournalError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_journal_the_api_server_pruned_is_noticed() {
+        let kept = FailoverStatus {
+            journal: vec![JournalEntry::default(); 3],
+            ..FailoverStatus::default()
+        };
+        assert!(journal_kept(3, Some(&kept)));
+        // An older CRD without `status.journal`: the write "succeeds", the entries are gone.
+        assert!(!journal_kept(3, Some(&FailoverStatus::default())));
+        assert!(!journal_kept(1, None));
+        assert!(journal_kept(0, None));
     }
 }

@@ -122,6 +122,10 @@ impl FanoutReport {
 pub async fn run_fanout_bench(env: &TestEnv, config: &FanoutConfig) -> Result<FanoutReport> {
     ensure!(config.groups > 0, "--groups must be at least 1");
     ensure!(config.shape.workloads() > 0, "a group needs a workload");
+    // A fresh environment has no failover CRDs until something installs them.
+    for c in env.clusters() {
+        crate::fixtures::install_crds(c, crate::fixtures::SETTLE).await?;
+    }
     let started_at = jiff::Timestamp::now();
     let wall = Instant::now();
     let load_before = probe::load_average();

@@ -246,6 +246,10 @@ pub async fn run_overhead_bench(env: &TestEnv, config: &OverheadConfig) -> Resul
     ensure!(config.workloads > 0, "--workloads must be at least 1");
     ensure!(config.runs > 0, "--runs must be at least 1");
     ensure!(!config.latencies.is_empty(), "at least one latency");
+    // A fresh environment has no failover CRDs until something installs them.
+    for c in env.clusters() {
+        crate::fixtures::install_crds(c, crate::fixtures::SETTLE).await?;
+    }
     let started_at = jiff::Timestamp::now();
     let wall = Instant::now();
     let load_before = probe::load_average();
