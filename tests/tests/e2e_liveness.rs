@@ -10,7 +10,9 @@
 //! * **a run interrupted by a failed DynamoDB call resumes at once**: the source's READY
 //!   write fails once (an injected error, not retried), which ends its run early; with a
 //!   300 s re-read and nothing else to wake it (the target waits silently for READY), only
-//!   the runner's quick resume finishes the operation within the test's limit.
+//!   the runner's quick resume finishes the operation within the test's limit;
+//! * **an abort after the source's READY is rolled back at once**: the source only waits for
+//!   the operation to close, and that wait stops on the abort.
 
 use std::time::Duration;
 
@@ -92,6 +94,80 @@ async fn a_run_interrupted_by_a_failed_call_resumes_without_waiting_for_the_re_r
         );
         report.ensure_success()?;
         assert_moved_to_west(&mut s, reason).await
+    }
+    .await;
+    s.finish(res).await
+}
+
+/// An abort that lands after the source's READY, while the source only waits for the
+/// operation to close (the target cannot claim: every claim attempt fails), is rolled back at
+/// once: the wait stops on the abort, so the rollback, which waits for the forward run to
+/// stop, does not wait for the Completion stage's limit (210 s by default; a chaos run, seed
+/// 90210, found the operation stuck in `Aborting` that long).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_after_the_sources_ready_rolls_it_back_without_waiting_for_its_completion_limit()
+-> Result<()> {
+    ensure!(
+        failpoints_built()?,
+        "the agent under test was built without failpoints: nothing would be injected"
+    );
+    let mut s = Scenario::new("e2e-live-abort").await?;
+    let res = async {
+        let west = with_failpoints("store::claim_promotion::before=return(unavailable)");
+        s.start(AgentStart::default(), west).await?;
+        let reason = "abort after READY";
+        let args = s.failover_args("west", reason, &[]);
+        let ctl = s.spawn_failoverctl(&args)?;
+        let op_id = s.wait_operation(Duration::from_secs(30)).await?;
+        let store = &s.stack.store;
+        failover_tests::kube::wait_for("east's READY records", Duration::from_secs(60), || async {
+            let handoffs = store
+                .list_handoffs(&op_id)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            if handoffs.is_empty() {
+                Err("no READY record yet".to_owned())
+            } else {
+                Ok(Some(()))
+            }
+        })
+        .await?;
+        let out = s.stack.failoverctl(&["abort", &op_id])?;
+        ensure!(
+            out.status.success(),
+            "failoverctl abort exited {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let asked = std::time::Instant::now();
+        let state = failover_tests::fixtures::wait_group_idle_on(
+            store,
+            &s.group,
+            "east",
+            Duration::from_secs(45),
+        )
+        .await?;
+        eprintln!(
+            "abort after READY: east active again {:.1} s after the abort",
+            asked.elapsed().as_secs_f64()
+        );
+        ensure!(state.promotion_claimed_by.is_none(), "{state:?}");
+        let op = store.get_operation(&op_id).await?;
+        ensure!(
+            op.as_ref()
+                .is_some_and(|o| o.phase == failover_messages::records::Phase::Aborted),
+            "the operation did not close as Aborted: {op:?}"
+        );
+        let report = ctl.finish(Duration::from_secs(60)).await?;
+        ensure!(
+            report.exit == Some(6),
+            "failoverctl --wait exited {:?}: {}",
+            report.exit,
+            report.stderr
+        );
+        assert_side_settled(&s.env.east, &s.ns.name, &s.flux_ns.name, true).await?;
+        assert_side_settled(&s.env.west, &s.ns.name, &s.flux_ns.name, false).await?;
+        s.assert_no_violations().await
     }
     .await;
     s.finish(res).await

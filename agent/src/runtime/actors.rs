@@ -328,7 +328,11 @@ impl Handler<Msg<RunFinished>> for RunnerActor {
         match &result {
             RunResult::Succeeded => tracing::info!(op = %op_id, "this cluster's side finished"),
             RunResult::Stopped(why) => {
-                tracing::info!(op = %op_id, reason = %why, "stopped working on the operation")
+                tracing::info!(op = %op_id, reason = %why, "stopped working on the operation");
+                // What stopped it (an abort granted, a newer operation) may be this cluster's
+                // next work: look now rather than at the next re-read (the wake-up that told
+                // the run is already consumed). The stopped run itself is not started again.
+                ctx.notify(Msg(RunnerTick));
             }
             RunResult::Failed(why) => {
                 tracing::warn!(op = %op_id, error = %why, "the operation failed; `failoverctl abort` rolls the source back if nothing was promoted")

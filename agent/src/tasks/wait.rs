@@ -95,11 +95,15 @@ async fn wait_operation_closed(ctx: &TaskContext, config: &TasksConfig) -> Resul
         Rereads::for_step(config.reread_interval, ctx),
         move || async move {
             let op = operation(ctx).await?;
-            Ok(if op.phase.is_terminal() {
-                Check::Done(op.phase)
-            } else {
-                Check::Pending(format!("phase {}", op.phase))
-            })
+            if op.phase.is_terminal() {
+                return Ok(Check::Done(op.phase));
+            }
+            // An abort granted (before any claim) closes the operation only once the source
+            // has rolled back, and the rollback waits for this run to stop: stop now.
+            if let Some(at) = op.abort_requested_at {
+                return Err(TaskError::AbortRequested { at });
+            }
+            Ok(Check::Pending(format!("phase {}", op.phase)))
         },
     )
     .await?;
