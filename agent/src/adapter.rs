@@ -34,7 +34,7 @@ use std::sync::Arc;
 use failover_messages::crd::FailoverGroup;
 use failover_messages::envelope::{Envelope, EnvelopeKind};
 use failover_messages::inbox::Inbox;
-use failover_messages::records::{Handoff, Operation, Phase};
+use failover_messages::records::{Operation, Phase};
 use failover_messages::store::{Clock, Outcome, Store, SystemClock};
 use kube::api::Api;
 
@@ -410,7 +410,7 @@ impl ManagerAdapter {
         match role {
             Role::Target => {
                 if let Ok(handoffs) = self.store.list_handoffs(&op.id).await
-                    && let Some(latency) = handoff_latency(&stored, &handoffs)
+                    && let Some(latency) = stored.handoff_latency(&handoffs)
                 {
                     metrics.handoff_latency(latency);
                 }
@@ -572,22 +572,6 @@ async fn renew_lease_while_running(
     }
 }
 
-/// From the last `READY_FOR_PROMOTION` record written to the promotion claimed (`None`
-/// without handoff records or claim: forced and UPTIME operations hand nothing off).
-pub fn handoff_latency(op: &Operation, handoffs: &[Handoff]) -> Option<std::time::Duration> {
-    let claimed = op.promotion_started_at?;
-    let ready = handoffs
-        .iter()
-        .filter(|h| h.epoch == op.epoch)
-        .filter_map(|h| h.ready_at)
-        .max()?;
-    claimed
-        .duration_since(ready)
-        .try_into()
-        .ok()
-        .or(Some(std::time::Duration::ZERO))
-}
-
 /// The recorded UPTIME dual-active window, when both ends are recorded.
 pub fn dual_active_window(op: &Operation) -> Option<std::time::Duration> {
     let (start, end) = (op.dual_active_started_at?, op.dual_active_ended_at?);
@@ -634,7 +618,7 @@ mod tests {
     use std::time::Duration;
 
     use failover_messages::keys::GroupRef;
-    use failover_messages::records::{HandoffState, Mode};
+    use failover_messages::records::{Handoff, HandoffState, Mode};
     use jiff::{SignedDuration, Timestamp};
 
     use super::*;
@@ -687,11 +671,11 @@ mod tests {
             handoff("b", 2, 1_010),
             handoff("c", 1, 1_039),
         ];
-        assert_eq!(handoff_latency(&op(), &hs), Some(Duration::from_millis(30)));
-        assert_eq!(handoff_latency(&op(), &[]), None);
+        assert_eq!(op().handoff_latency(&hs), Some(Duration::from_millis(30)));
+        assert_eq!(op().handoff_latency(&[]), None);
         let mut unclaimed = op();
         unclaimed.promotion_started_at = None;
-        assert_eq!(handoff_latency(&unclaimed, &hs), None);
+        assert_eq!(unclaimed.handoff_latency(&hs), None);
     }
 
     #[test]

@@ -202,6 +202,14 @@ async fn overhead_bench_reports_every_case_and_the_calls_per_failover() -> Resul
         page.contains("| added cost of 30.0 ms on every DynamoDB and SQS call of the agents"),
         "{page}"
     );
+    // Every CONSISTENCY failover hands off: one latency per measured run without added AWS
+    // latency.
+    let handoffs = failover_tests::bench::overhead::handoffs(&report).expect("handoff latencies");
+    assert_eq!(handoffs.count, 3, "{handoffs:?}");
+    assert!(
+        page.contains("| handoff latency p50 / p99 (last READY_FOR_PROMOTION record"),
+        "{page}"
+    );
     assert!(
         page.contains("## Orchestration overhead of a CONSISTENCY failover"),
         "{page}"

@@ -91,6 +91,24 @@ pub struct Operation {
 }
 
 impl Operation {
+    /// From the last `READY_FOR_PROMOTION` record written to the promotion claimed (`None`
+    /// without handoff records at this epoch or without a claim: forced and UPTIME
+    /// operations hand nothing off). What the target agent's
+    /// `failover_handoff_latency_seconds` observes.
+    pub fn handoff_latency(&self, handoffs: &[super::Handoff]) -> Option<std::time::Duration> {
+        let claimed = self.promotion_started_at?;
+        let ready = handoffs
+            .iter()
+            .filter(|h| h.epoch == self.epoch)
+            .filter_map(|h| h.ready_at)
+            .max()?;
+        claimed
+            .duration_since(ready)
+            .try_into()
+            .ok()
+            .or(Some(std::time::Duration::ZERO))
+    }
+
     /// The dual-active window (UPTIME), once both ends are recorded.
     pub fn dual_active_window(&self) -> Option<SignedDuration> {
         Some(

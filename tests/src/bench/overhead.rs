@@ -42,7 +42,7 @@ use failover_messages::store::{CallCounter, Store};
 
 use super::fleet::{self, GroupShape};
 use super::probe::{self, Scrape};
-use super::stats::{fmt_count, fmt_latency};
+use super::stats::{Summary, fmt_count, fmt_latency};
 use crate::agents::{AgentOptions, AgentStart, Stack};
 use crate::faults::Service;
 use crate::kube::{TestEnv, TestNamespace};
@@ -51,6 +51,10 @@ use crate::kube::{TestEnv, TestNamespace};
 pub const TARGET_OVERHEAD: Duration = Duration::from_millis(1500);
 /// Design target: what 30 ms added to every AWS call may add to a failover.
 pub const TARGET_AWS_ADDED: Duration = Duration::from_secs(1);
+/// Design targets of the handoff latency measured in the agents.
+pub const TARGET_HANDOFF_P50: Duration = Duration::from_millis(50);
+/// See [`TARGET_HANDOFF_P50`].
+pub const TARGET_HANDOFF_P99: Duration = Duration::from_millis(250);
 /// The AWS latency the target speaks of.
 pub const TARGET_AWS_LATENCY: Duration = Duration::from_millis(30);
 /// The group of every case.
@@ -146,6 +150,9 @@ pub struct Run {
     pub window: Duration,
     /// The coordinator's DynamoDB calls (`start_operation`); it also sends 2 messages.
     pub coordinator_calls: u64,
+    /// From the last `READY_FOR_PROMOTION` record to the target's claim, as the records the
+    /// agents wrote show it (what the target's `failover_handoff_latency_seconds` observes).
+    pub handoff: Option<Duration>,
 }
 
 /// One case: a group size and a storage latency.
@@ -382,6 +389,7 @@ async fn measure(
                 .await?
                 .context("the operation is gone")?;
             ensure!(stored.phase == Phase::Succeeded, "phase: {stored:?}");
+            let handoff = stored.handoff_latency(&stack.store.list_handoffs(&op.id).await?);
             fleet::wait_settled(env, &s.ns.name, to, s.shape.workloads()).await?;
             tracing::info!(run = i, %from, %to, ?total, "overhead: failover done");
             if i == 0 {
@@ -396,6 +404,7 @@ async fn measure(
                 calls: after.since(&before),
                 window,
                 coordinator_calls,
+                handoff,
             });
         }
         cases.push(Case {
@@ -435,6 +444,17 @@ fn big_cases(r: &OverheadReport) -> impl Iterator<Item = &Case> {
     r.cases
         .iter()
         .filter(move |c| c.workloads == r.config.workloads && c.aws_latency.is_zero())
+}
+
+/// The handoff latencies of every measured run without added AWS latency.
+pub fn handoffs(r: &OverheadReport) -> Option<Summary> {
+    let samples: Vec<Duration> = r
+        .cases
+        .iter()
+        .filter(|c| c.aws_latency.is_zero())
+        .flat_map(|c| c.runs.iter().filter_map(|x| x.handoff))
+        .collect();
+    Summary::of(&samples)
 }
 
 /// Every answer of DynamoDB and SQS to both agents waits `latency` (none: no toxic).
@@ -501,6 +521,17 @@ pub fn summary_rows(r: &OverheadReport) -> Vec<String> {
         totals.join("; "),
         verdict(worst.is_some_and(|w| w <= TARGET_OVERHEAD)),
     ));
+    if let Some(h) = handoffs(r) {
+        rows.push(format!(
+            "| handoff latency p50 / p99 (last READY_FOR_PROMOTION record → the target's claim, from the records the agents wrote), {} real failovers | ≤ {} / ≤ {} | {} / {} | – | {} |",
+            h.count,
+            fmt_latency(TARGET_HANDOFF_P50),
+            fmt_latency(TARGET_HANDOFF_P99),
+            fmt_latency(h.p50),
+            fmt_latency(h.p99),
+            verdict(h.p50 <= TARGET_HANDOFF_P50 && h.p99 <= TARGET_HANDOFF_P99),
+        ));
+    }
     if let Some((base, slow)) = aws_latency_cases(r) {
         let added = slow.median_total().saturating_sub(base.median_total());
         rows.push(format!(
@@ -574,6 +605,24 @@ pub fn overhead_markdown(r: &OverheadReport) -> String {
     let big: Vec<&Case> = big_cases(r).collect();
     write_slope_and_target(&mut out, r, &big);
     write_aws_latency(&mut out, r);
+    if let Some(h) = handoffs(r) {
+        let _ = writeln!(
+            out,
+            "Handoff in the agents (last `READY_FOR_PROMOTION` record written → the target's \
+             claim, from the records, as the target's `failover_handoff_latency_seconds` \
+             observes it), {} measured failovers without added AWS latency: min {}, p50 {}, \
+             p90 {}, p99 {}, max {} (design target p50 ≤ {}, p99 ≤ {}: {}).\n",
+            h.count,
+            fmt_latency(h.min),
+            fmt_latency(h.p50),
+            fmt_latency(h.p90),
+            fmt_latency(h.p99),
+            fmt_latency(h.max),
+            fmt_latency(TARGET_HANDOFF_P50),
+            fmt_latency(TARGET_HANDOFF_P99),
+            verdict(h.p50 <= TARGET_HANDOFF_P50 && h.p99 <= TARGET_HANDOFF_P99),
+        );
+    }
     write_stage_breakdown(&mut out, &big);
     write_overhead_notes(&mut out);
     out
