@@ -24,8 +24,9 @@
 //! * Every read of a single item or of one partition is strongly consistent
 //!   (`ConsistentRead`); only the `GSI1` listings ([`Store::list_groups`],
 //!   [`Store::list_operations`]) are eventually consistent, as every index is.
-//! * Every write an agent makes for operation (`e`, `id`) is conditioned on the group state
-//!   `epoch = e AND opId = id`: either it updates the group state under that condition, or
+//! * Every write an agent makes for operation (`e`, `id`) that carries authority (all but the
+//!   journal's published stages and notes, which are informational) is conditioned on the
+//!   group state `epoch = e AND opId = id`: either it updates the group state under that condition, or
 //!   it is a transaction carrying a `ConditionCheck` on the group state with it (a condition
 //!   on the operation item's own `epoch` would prove nothing: that attribute never changes). A lost condition comes back
 //!   as an [`Outcome`] (`StaleEpoch`, `AbortRequested`, …), classified from the transaction's
