@@ -114,6 +114,33 @@ impl FailoverJournal {
         Ok(())
     }
 
+    /// Replaces the entry of (`stage`, `task`) (or adds one) with what `change` makes of the
+    /// current one and writes the journal; `change` refusing with a step done answers
+    /// [`Outcome::AlreadyDone`] and writes nothing.
+    async fn change(
+        &self,
+        stage: &str,
+        task: &str,
+        change: impl FnOnce(Option<&JournalStep>) -> Result<JournalStep, Box<JournalStep>>,
+    ) -> Result<Outcome<()>, JournalError> {
+        let steps = {
+            let mut steps = self.lock();
+            let at = steps
+                .iter()
+                .position(|s| s.stage == stage && s.task == task);
+            match change(at.map(|i| &steps[i])) {
+                Err(done) => return Ok(Outcome::AlreadyDone(done)),
+                Ok(step) => match at {
+                    Some(i) => steps[i] = step,
+                    None => steps.push(step),
+                },
+            }
+            steps.clone()
+        };
+        self.write(&steps).await?;
+        Ok(Outcome::Done(()))
+    }
+
     /// `None` when the group state still has `op` in flight at its epoch.
     async fn read_current(&self, op: &OpRef) -> Result<Option<Stale>, JournalError> {
         let state = self
@@ -161,22 +188,10 @@ impl Journal for FailoverJournal {
         task: &str,
     ) -> Result<Outcome<()>, JournalError> {
         let now = self.now();
-        let steps = {
-            let mut steps = self.lock();
-            let at = steps
-                .iter()
-                .position(|s| s.stage == stage && s.task == task);
-            match intent_step(at.map(|i| &steps[i]), op, cluster, stage, task, now) {
-                Err(done) => return Ok(Outcome::AlreadyDone(done)),
-                Ok(step) => match at {
-                    Some(i) => steps[i] = step,
-                    None => steps.push(step),
-                },
-            }
-            steps.clone()
-        };
-        self.write(&steps).await?;
-        Ok(Outcome::Done(()))
+        self.change(stage, task, |existing| {
+            intent_step(existing, op, cluster, stage, task, now)
+        })
+        .await
     }
 
     async fn outcome(
@@ -190,21 +205,19 @@ impl Journal for FailoverJournal {
     ) -> Result<Outcome<()>, JournalError> {
         check_outcome(status)?;
         let now = self.now();
-        let steps = {
-            let mut steps = self.lock();
-            let at = steps
-                .iter()
-                .position(|s| s.stage == stage && s.task == task);
-            let existing = at.map(|i| steps[i].clone());
-            let step = outcome_step(existing, op, cluster, stage, task, status, message, now);
-            match at {
-                Some(i) => steps[i] = step,
-                None => steps.push(step),
-            }
-            steps.clone()
-        };
-        self.write(&steps).await?;
-        Ok(Outcome::Done(()))
+        self.change(stage, task, |existing| {
+            Ok(outcome_step(
+                existing.cloned(),
+                op,
+                cluster,
+                stage,
+                task,
+                status,
+                message,
+                now,
+            ))
+        })
+        .await
     }
 
     async fn current(&self, op: &OpRef) -> Result<Option<Stale>, JournalError> {

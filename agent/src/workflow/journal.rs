@@ -104,18 +104,34 @@ pub fn intent_step(
         return Err(Box::new(step.clone()));
     }
     Ok(JournalStep {
+        attempts: existing.map_or(0, |s| s.attempts) + 1,
+        first_started_at: Some(existing.map_or(now, JournalStep::first_started)),
+        ..first_attempt(op, cluster, stage, task, StepStatus::Started, now)
+    })
+}
+
+/// A step of `op` in `cluster` started for the first time at `now`, with `status`.
+fn first_attempt(
+    op: &OpRef,
+    cluster: &str,
+    stage: &str,
+    task: &str,
+    status: StepStatus,
+    now: Timestamp,
+) -> JournalStep {
+    JournalStep {
         op_id: op.id.clone(),
         cluster: cluster.to_owned(),
         stage: stage.to_owned(),
         task: task.to_owned(),
         epoch: op.epoch,
-        status: StepStatus::Started,
-        attempts: existing.map_or(0, |s| s.attempts) + 1,
+        status,
+        attempts: 1,
         started_at: now,
-        first_started_at: Some(existing.map_or(now, JournalStep::first_started)),
+        first_started_at: Some(now),
         finished_at: None,
         message: None,
-    })
+    }
 }
 
 /// The outcome of a step (`DONE` or `FAILED`, with `message`) over its `existing` entry (an
@@ -131,19 +147,7 @@ pub fn outcome_step(
     message: Option<&str>,
     now: Timestamp,
 ) -> JournalStep {
-    let mut step = existing.unwrap_or_else(|| JournalStep {
-        op_id: op.id.clone(),
-        cluster: cluster.to_owned(),
-        stage: stage.to_owned(),
-        task: task.to_owned(),
-        epoch: op.epoch,
-        status,
-        attempts: 1,
-        started_at: now,
-        first_started_at: Some(now),
-        finished_at: None,
-        message: None,
-    });
+    let mut step = existing.unwrap_or_else(|| first_attempt(op, cluster, stage, task, status, now));
     step.status = status;
     step.finished_at = Some(now);
     step.message = message.map(str::to_owned);
