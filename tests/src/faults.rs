@@ -283,6 +283,16 @@ impl Faults {
         Ok(listen)
     }
 
+    /// How many client connections the proxy to `service` for `cluster` has accepted so
+    /// far, from the toxiproxy server's log: a connection that lived for one request between
+    /// two looks at the client's sockets still counts.
+    pub fn accepted_clients(&self, cluster: &str, service: Service) -> Result<usize> {
+        let path = crate::env::state_dir().join("toxiproxy.log");
+        let log = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the toxiproxy log {}", path.display()))?;
+        Ok(accepted_in(&log, &self.proxy_name(cluster, service)))
+    }
+
     /// The proxy as an endpoint URL: `http://…` for DynamoDB and SQS, `https://…` for the
     /// apiserver.
     pub async fn url(&self, cluster: &str, service: Service) -> Result<String> {
@@ -692,6 +702,14 @@ fn kubeconfig_server(kc: &Kubeconfig) -> Result<String> {
         .context("the current context's cluster has no server")
 }
 
+/// The "Accepted client" lines of proxy `name` in a toxiproxy log (one JSON object a line).
+fn accepted_in(log: &str, name: &str) -> usize {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|v| v["message"] == "Accepted client" && v["name"] == name)
+        .count()
+}
+
 /// The remote addresses of the established IPv4 TCP connections of process `pid` (from
 /// `/proc`): which servers, or proxies, a process talks to.
 pub fn tcp_peers(pid: u32) -> Result<BTreeSet<SocketAddr>> {
@@ -746,6 +764,21 @@ mod tests {
         assert_eq!(parse_response(raw).unwrap(), (200, "[{}]".to_owned()));
         let plain = b"HTTP/1.1 409 Conflict\r\nContent-Length: 2\r\n\r\nno";
         assert_eq!(parse_response(plain).unwrap(), (409, "no".to_owned()));
+    }
+
+    #[test]
+    fn accepted_clients_are_counted_per_proxy_from_the_log() {
+        let log = concat!(
+            r#"{"level":"info","name":"fx1-0-a-east-dynamodb","client":"127.0.0.1:1","message":"Accepted client"}"#,
+            "\n",
+            r#"{"level":"info","name":"fx1-0-a-east-dynamodb-2","client":"127.0.0.1:2","message":"Accepted client"}"#,
+            "\n",
+            r#"{"level":"info","name":"fx1-0-a-east-dynamodb","message":"Started proxy"}"#,
+            "\nnot json\n",
+            r#"{"level":"info","name":"fx1-0-a-east-dynamodb","client":"127.0.0.1:3","message":"Accepted client"}"#,
+        );
+        assert_eq!(accepted_in(log, "fx1-0-a-east-dynamodb"), 2);
+        assert_eq!(accepted_in(log, "fx1-0-a-east-sqs"), 0);
     }
 
     #[test]

@@ -25,6 +25,7 @@ use failover_messages::keys::{PK, SK};
 use failover_messages::setup::ensure_table;
 use failover_tests::agents::{AgentStart, Stack};
 use failover_tests::faults::{Direction, Faults, Service, tcp_peers};
+use failover_tests::fixtures::{SETTLE, install_crds};
 use failover_tests::kube::{TestEnv, TestNamespace, wait_for};
 use failover_tests::observe::{counter, lease_version};
 use jiff::Timestamp;
@@ -450,6 +451,9 @@ async fn an_agent_cut_off_from_dynamodb_past_its_lease_loses_it_and_renews_after
 /// A stack on a lease of [`LEASE`] whose agents may change only its own namespace: a lost
 /// lease fences every active group in east, so other tests' are kept out of reach.
 async fn isolated_stack(env: &TestEnv, label: &str) -> Result<(TestNamespace, Stack)> {
+    for c in env.clusters() {
+        install_crds(c, SETTLE).await?;
+    }
     let ns = env.namespace("fo-faults").await?;
     let mut stack = Stack::new(env, &ns.name, label).await?;
     stack.agent_options.lease_duration = Some(LEASE);
@@ -579,34 +583,50 @@ async fn lease_with_a_silent_apiserver(stack: &mut Stack) -> Result<()> {
     stack.check_agents()
 }
 
-/// Waits until east's agent holds connections to its DynamoDB, SQS and apiserver proxies;
-/// fails if it holds one to moto or to the apiserver directly.
+/// Waits until each of east's DynamoDB, SQS and apiserver proxies has accepted a connection
+/// (toxiproxy's log: nothing but east's agent uses them); fails if the agent is seen holding
+/// a connection to moto or to the apiserver directly in the meantime.
 async fn only_through_proxies(stack: &mut Stack) -> Result<()> {
     let pid = stack.proc_mut("agent-east")?.pid();
     let faults = stack.faults();
-    let mut proxies = BTreeSet::new();
     let mut direct = BTreeSet::new();
     for service in Service::ALL {
-        proxies.insert(faults.proxy("east", service).await?);
+        faults.proxy("east", service).await?;
         direct.insert(faults.upstream("east", service)?);
     }
     // Under a loaded machine the agent may take a while to open all three (its kube watches,
-    // its SQS long poll, its lease renewal), and a DynamoDB connection may live only for one
-    // request (moto closes it): every peer seen in any sample counts.
-    let seen = std::sync::Mutex::new(BTreeSet::new());
-    let peers = wait_for("east's agent on its three proxies", DEADLINE * 3, || {
-        let ready = tcp_peers(pid).map_err(|e| format!("{e:#}")).map(|p| {
-            let mut seen = seen.lock().unwrap();
-            seen.extend(p);
-            proxies.is_subset(&seen).then(|| seen.clone())
-        });
-        async move { ready }
+    // its SQS long poll, its lease renewal); a DynamoDB connection may live for one request
+    // only (moto closes it), hence the proxy's log rather than the agent's sockets.
+    let around = std::sync::Mutex::new(BTreeSet::new());
+    wait_for("east's agent on its three proxies", DEADLINE * 3, || {
+        let res = (|| -> Result<Option<()>> {
+            let peers = tcp_peers(pid)?;
+            around
+                .lock()
+                .unwrap()
+                .extend(peers.intersection(&direct).copied());
+            let mut missing = Vec::new();
+            for service in Service::ALL {
+                if faults.accepted_clients("east", service)? == 0 {
+                    missing.push(format!("{service:?}"));
+                }
+            }
+            if missing.is_empty() {
+                return Ok(Some(()));
+            }
+            Err(anyhow!(
+                "no connection yet through the proxies of {}",
+                missing.join(", ")
+            ))
+        })()
+        .map_err(|e| format!("{e:#}"));
+        async move { res }
     })
     .await?;
-    let around: Vec<&SocketAddr> = peers.intersection(&direct).collect();
+    let around = around.into_inner().unwrap();
     ensure!(
         around.is_empty(),
-        "east's agent connects around its proxies to {around:?} (peers {peers:?})"
+        "east's agent connects around its proxies to {around:?}"
     );
     Ok(())
 }
