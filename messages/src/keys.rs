@@ -46,8 +46,6 @@ pub const TTL_ATTRIBUTE: &str = "expiresAt";
 pub const GROUP_PREFIX: &str = "GROUP#";
 /// Sort key of a group state record.
 pub const GROUP_STATE_SK: &str = "STATE";
-/// Sort key of a group's known replica counts.
-pub const REPLICAS_SK: &str = "REPLICAS";
 /// Prefix of an operation's partition key.
 pub const OPERATION_PREFIX: &str = "OP#";
 /// Sort key of an operation record.
@@ -394,11 +392,6 @@ pub fn history_key(group: &GroupRef, finished_at: Timestamp, op_id: &str) -> (St
 /// `CLUSTER#<name>`.
 pub fn cluster_sk(cluster: &str) -> String {
     format!("{CLUSTER_PREFIX}{cluster}")
-}
-
-/// `(PK, SK)` of a group's known replica counts.
-pub fn known_replicas_key(group: &GroupRef) -> (String, String) {
-    (group_pk(group), REPLICAS_SK.to_owned())
 }
 
 /// `(PK, SK)` of a cluster heartbeat.

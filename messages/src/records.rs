@@ -92,6 +92,7 @@ pub mod attr {
     pub const DOWNTIME_MS: &str = "downtimeMs";
     pub const STAGES_MS: &str = "stagesMs";
     pub const ORIGINAL_REPLICAS: &str = "originalReplicas";
+    pub const KNOWN_REPLICAS: &str = "knownReplicas";
     pub const MESSAGE: &str = "message";
     pub const GROUP_READY_AT: &str = "groupReadyAt";
 

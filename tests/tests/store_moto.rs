@@ -1114,6 +1114,65 @@ async fn the_source_must_be_active_unless_forced_and_suspended_groups_refuse() -
 }
 
 #[tokio::test]
+async fn known_replicas_are_written_only_by_the_idle_active_cluster_on_the_group_state()
+-> Result<()> {
+    let f = Fixture::new().await?;
+    let group = f.registered("shop/orders").await?;
+    let counts = BTreeMap::from([("Deployment/api".to_owned(), 3)]);
+    assert_eq!(f.store.get_known_replicas(&group).await?, None);
+    f.store.calls().reset();
+    assert!(
+        f.store
+            .record_known_replicas(&group, "east", 0, &counts)
+            .await?
+            .is_done()
+    );
+    let by_api = f.store.calls().by_api();
+    assert_eq!(
+        by_api,
+        BTreeMap::from([("UpdateItem".to_owned(), 1)]),
+        "one single-item write"
+    );
+    let known = f
+        .store
+        .get_known_replicas(&group)
+        .await?
+        .context("counts")?;
+    assert_eq!((known.cluster.as_str(), known.epoch), ("east", 0));
+    assert_eq!(known.replicas, counts);
+    // The group state still reads as before.
+    let state = f.store.get_group_state(&group).await?.context("state")?;
+    assert_eq!((state.active_cluster.as_str(), state.epoch), ("east", 0));
+
+    // Not the active cluster, a wrong epoch, or an operation in flight: refused.
+    for (cluster, epoch) in [("west", 0), ("east", 1)] {
+        assert!(
+            f.store
+                .record_known_replicas(&group, cluster, epoch, &BTreeMap::new())
+                .await?
+                .is_stale(),
+            "{cluster} at {epoch}"
+        );
+    }
+    let op = f.started(&group).await?;
+    assert!(
+        f.store
+            .record_known_replicas(&group, "east", op.epoch, &BTreeMap::new())
+            .await?
+            .is_stale()
+    );
+    assert_eq!(
+        f.store
+            .get_known_replicas(&group)
+            .await?
+            .map(|k| k.replicas),
+        Some(counts),
+        "the refused writes changed nothing"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn uptime_records_the_dual_active_window_and_phases_close_once() -> Result<()> {
     let f = Fixture::new().await?;
     let group = f.registered("shop/orders").await?;

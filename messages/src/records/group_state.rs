@@ -1,8 +1,9 @@
 //! Records of the group partition `GROUP#<ns>/<name>`: the group state (owner, epoch,
-//! operation in flight, lease) and the known replica counts.
+//! operation in flight, lease, and the known replica counts it carries).
 
 use std::collections::BTreeMap;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -89,9 +90,9 @@ impl GroupState {
     }
 }
 /// The replica counts of a group's Deployments and StatefulSets as last seen on its active
-/// side (`GROUP#<ns>/<name>` / `REPLICAS`), written by the active cluster's agent while no
-/// operation is in flight. A target that finds no count on its operation (a forced failover
-/// whose source never ran) scales up to these.
+/// side, kept on the group state item (attribute `knownReplicas`, a map), written by the
+/// active cluster's agent while no operation is in flight. A target that finds no count on
+/// its operation (a forced failover whose source never ran) scales up to these.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KnownReplicas {
@@ -107,32 +108,36 @@ pub struct KnownReplicas {
     pub updated_at: Timestamp,
 }
 
-impl Record for KnownReplicas {
+impl KnownReplicas {
     const KIND: &'static str = "known replicas";
 
-    fn key(&self) -> (String, String) {
-        keys::known_replicas_key(&self.group)
+    /// The value of the group state's `knownReplicas` attribute.
+    pub fn to_av(&self) -> AttributeValue {
+        AttributeValue::M(
+            Builder(Item::new())
+                .s(attr::CLUSTER, &self.cluster)
+                .n(attr::EPOCH, self.epoch)
+                .raw(attr::ORIGINAL_REPLICAS, replicas_to_av(&self.replicas))
+                .ms(attr::UPDATED_AT, self.updated_at)
+                .0,
+        )
     }
 
-    fn to_item(&self) -> Item {
-        Builder::new(self.key())
-            .s(attr::GROUP, self.group.to_string())
-            .s(attr::CLUSTER, &self.cluster)
-            .n(attr::EPOCH, self.epoch)
-            .raw(attr::ORIGINAL_REPLICAS, replicas_to_av(&self.replicas))
-            .ms(attr::UPDATED_AT, self.updated_at)
-            .0
-    }
-
-    fn from_item(item: &Item) -> Result<Self, DecodeError> {
+    /// The counts a group state item carries, if any.
+    pub fn from_state_item(item: &Item) -> Result<Option<Self>, DecodeError> {
         let r = Reader::new(Self::KIND, item);
-        Ok(Self {
-            group: r.group(attr::GROUP)?,
+        let group = r.group(attr::GROUP)?;
+        let Some(m) = r.opt_map(attr::KNOWN_REPLICAS)? else {
+            return Ok(None);
+        };
+        let r = r.nested(attr::KNOWN_REPLICAS, m);
+        Ok(Some(Self {
+            group,
             cluster: r.checked(attr::CLUSTER, keys::validate_cluster)?,
             epoch: r.u64(attr::EPOCH)?,
             replicas: decode_replicas(&r)?,
             updated_at: r.millis(attr::UPDATED_AT)?,
-        })
+        }))
     }
 }
 

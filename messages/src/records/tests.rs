@@ -15,7 +15,7 @@ fn group() -> GroupRef {
 }
 
 #[test]
-fn known_replicas_round_trip_under_the_group_partition() {
+fn known_replicas_round_trip_on_the_group_state_item() {
     let k = KnownReplicas {
         group: group(),
         cluster: "east".into(),
@@ -23,9 +23,11 @@ fn known_replicas_round_trip_under_the_group_partition() {
         replicas: BTreeMap::from([("Deployment/api".into(), 3), ("StatefulSet/db".into(), 1)]),
         updated_at: ts(1_700_000_000_123),
     };
-    let item = k.to_item();
-    assert_eq!(k.key(), ("GROUP#shop/orders".into(), "REPLICAS".into()));
-    assert_eq!(KnownReplicas::from_item(&item).unwrap(), k);
+    let mut item = GroupState::registered(group(), "east", ts(1_700_000_000_000)).to_item();
+    assert_eq!(KnownReplicas::from_state_item(&item).unwrap(), None);
+    item.insert("knownReplicas".into(), k.to_av());
+    assert_eq!(KnownReplicas::from_state_item(&item).unwrap(), Some(k));
+    assert!(GroupState::from_item(&item).is_ok());
 }
 
 pub(crate) fn sample_operation() -> Operation {

@@ -14,11 +14,13 @@
 
 use std::collections::{HashMap, HashSet};
 
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
     Update,
 };
 
+use super::calls::classify_error;
 use super::coordinator::{ms_attr, s_attr};
 use super::error::Cause;
 use super::outcome::{OpRef, Outcome};
@@ -73,6 +75,43 @@ impl Store {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()?;
         Ok(TransactWriteItem::builder().condition_check(c).build())
+    }
+
+    /// One conditional `UpdateItem` on one item: `Ok(None)` when it was applied, `Ok(Some(old))`
+    /// when the condition failed (`old` is the item as it stood, absent when there was none).
+    pub(super) async fn update_if(
+        &self,
+        operation: &'static str,
+        key: (String, String),
+        update: &str,
+        condition: &str,
+        attr_names: &[&str],
+        attr_values: HashMap<String, AttributeValue>,
+    ) -> Result<Option<Option<Item>>, Cause> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key_map(key)))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names(attr_names)))
+            .set_expression_attribute_values(opt_values(attr_values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        match self
+            .send(operation, "UpdateItem", classify_error, || {
+                req.clone().send()
+            })
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(f) => match f.err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(e)) => {
+                    Ok(Some(e.item().cloned()))
+                }
+                _ => Err(f.into_cause()),
+            },
+        }
     }
 
     pub(super) fn tx_put_new(&self, item: Item) -> Result<TransactWriteItem, Cause> {

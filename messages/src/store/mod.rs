@@ -439,11 +439,6 @@ impl Cancellation {
     fn failed(&self, i: usize) -> Option<&Reason> {
         self.0.get(i).filter(|r| r.failed)
     }
-
-    /// The old item returned by item `i` when it failed its condition.
-    fn old_item(&self, i: usize) -> Option<&Item> {
-        self.failed(i).and_then(|r| r.item.as_ref())
-    }
 }
 
 /// One item's cancellation reason.

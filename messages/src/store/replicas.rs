@@ -1,20 +1,18 @@
-//! The group's known replica counts (`GROUP#<ns>/<name>` / `REPLICAS`, see
+//! The group's known replica counts (attribute `knownReplicas` of the group state item, see
 //! [`KnownReplicas`]): written by the active cluster's agent while nothing is in flight, read
 //! by a target that has no count from its operation.
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
-
-use super::{Cause, Failed, Outcome, Stale, Store, StoreError, TxResult, values};
+use super::{Cause, Outcome, Stale, Store, StoreError, values};
 use crate::keys::{self, GroupRef};
-use crate::records::{KnownReplicas, Record, attr, av_n, av_s};
+use crate::records::{GroupState, KnownReplicas, Record, attr, av_n, av_s};
 
 impl Store {
-    /// Records `replicas` as the group's known counts, seen by `cluster` at `epoch`, in one
-    /// transaction: a `ConditionCheck` on the group state (`activeCluster = cluster AND
-    /// epoch = e`, no operation in flight, no promotion claimed) and the put. Only the
-    /// cluster entitled to the group, while idle, can write them.
+    /// Records `replicas` as the group's known counts, seen by `cluster` at `epoch`: one
+    /// `UpdateItem` of the group state under `activeCluster = cluster AND epoch = e`, no
+    /// operation in flight, no promotion claimed. Only the cluster entitled to the group,
+    /// while idle, can write them.
     ///
     /// Outcomes: `Done(())`; `StaleEpoch` (the group moved, or an operation is in flight).
     pub async fn record_known_replicas(
@@ -49,33 +47,31 @@ impl Store {
             replicas: replicas.clone(),
             updated_at: self.now(),
         };
-        let put = Put::builder()
-            .table_name(self.table.as_ref())
-            .set_item(Some(record.to_item()))
-            .build()?;
-        let items = vec![
-            self.tx_check(
+        let refused = self
+            .update_if(
+                OP,
                 keys::group_state_key(group),
+                "SET #knownReplicas = :k",
                 "#activeCluster = :c AND #epoch = :e AND attribute_not_exists(#opId) \
                  AND attribute_not_exists(#promotionClaimedBy)",
                 &[
+                    attr::KNOWN_REPLICAS,
                     attr::ACTIVE_CLUSTER,
                     attr::EPOCH,
                     attr::OP_ID,
                     attr::PROMOTION_CLAIMED_BY,
                 ],
-                values([(":c", av_s(cluster)), (":e", av_n(epoch))]),
-            )?,
-            TransactWriteItem::builder().put(put).build(),
-        ];
-        match self
-            .transact(OP, items, None)
-            .await
-            .map_err(Failed::into_cause)?
-        {
-            TxResult::Committed => Ok(Outcome::Done(())),
-            TxResult::Cancelled(_) => {
-                let state = self.read_state(OP, group).await?;
+                values([
+                    (":k", record.to_av()),
+                    (":c", av_s(cluster)),
+                    (":e", av_n(epoch)),
+                ]),
+            )
+            .await?;
+        match refused {
+            None => Ok(Outcome::Done(())),
+            Some(old) => {
+                let state = old.as_ref().map(GroupState::from_item).transpose()?;
                 Ok(Outcome::StaleEpoch(Stale {
                     expected_epoch: epoch,
                     current_epoch: state.as_ref().map(|s| s.epoch),
@@ -96,13 +92,11 @@ impl Store {
             source,
         };
         match self
-            .get_item("get_known_replicas", keys::known_replicas_key(group))
+            .get_item("get_known_replicas", keys::group_state_key(group))
             .await
             .map_err(wrap)?
         {
-            Some(item) => KnownReplicas::from_item(&item)
-                .map(Some)
-                .map_err(|e| wrap(e.into())),
+            Some(item) => KnownReplicas::from_state_item(&item).map_err(|e| wrap(e.into())),
             None => Ok(None),
         }
     }

@@ -1,5 +1,11 @@
 //! Agent writes on the operation item that neither hand off nor close it: the original
 //! replica counts, the UPTIME dual-active marks and the phase.
+//!
+//! They carry no authority (nothing another cluster's safety depends on reads them as
+//! permission), so each is one `UpdateItem` of the operation item conditioned on that item
+//! alone: it exists, and for a phase, is not closed. A stale run's write lands on its own
+//! operation only; the engine's read of the group state before each run of Kubernetes steps
+//! stops that run.
 
 use std::collections::BTreeMap;
 
@@ -9,15 +15,15 @@ use crate::store::coordinator::{ms_attr, s_attr};
 use crate::store::error::{Cause, StoreError};
 use crate::store::outcome::DualActiveMark;
 use crate::store::outcome::{OpRef, Outcome};
-use crate::store::{Store, TxVerdict, values};
+use crate::store::{Store, values};
 
 impl Store {
     /// Records the source workloads' replica counts before scale-down on the operation,
-    /// keyed `<Kind>/<name>` (condition: group `epoch = e AND opId = id`). The first map
+    /// keyed `<Kind>/<name>` (condition: the operation exists). The first map
     /// recorded wins, so an agent restarted after the scale-down cannot overwrite the
     /// originals with zeros.
     ///
-    /// Outcomes: `Done(())`; `StaleEpoch`; `OperationNotFound`.
+    /// Outcomes: `Done(())`; `OperationNotFound`.
     pub async fn record_original_replicas(
         &self,
         op: &OpRef,
@@ -38,29 +44,28 @@ impl Store {
         replicas: &BTreeMap<String, u32>,
     ) -> Result<Outcome<()>, Cause> {
         const OP: &str = "record_original_replicas";
-        let items = vec![
-            self.group_check(op)?,
-            self.tx_update(
+        let refused = self
+            .update_if(
+                OP,
                 keys::operation_key(&op.id),
                 "SET #originalReplicas = if_not_exists(#originalReplicas, :r)",
-                Some("attribute_exists(#PK)"),
+                "attribute_exists(#PK)",
                 &[attr::PK, attr::ORIGINAL_REPLICAS],
                 values([(":r", replicas_to_av(replicas))]),
-            )?,
-        ];
-        Ok(match self.transact_for_op(OP, op, items).await? {
-            TxVerdict::Committed => Outcome::Done(()),
-            TxVerdict::Stale(stale) => Outcome::StaleEpoch(stale),
-            TxVerdict::Rejected(_) => Outcome::OperationNotFound {
+            )
+            .await?;
+        Ok(match refused {
+            None => Outcome::Done(()),
+            Some(_) => Outcome::OperationNotFound {
                 op_id: op.id.clone(),
             },
         })
     }
 
     /// Records one end of the UPTIME dual-active window on the operation (condition: the
-    /// group state `epoch = e AND opId = id`). The earliest start and the latest end are kept.
+    /// operation exists). The earliest start and the latest end are kept.
     ///
-    /// Outcomes: `Done(())`; `StaleEpoch`; `OperationNotFound`.
+    /// Outcomes: `Done(())`; `OperationNotFound`.
     pub async fn record_dual_active(
         &self,
         op: &OpRef,
@@ -89,33 +94,27 @@ impl Store {
         let condition = format!(
             "attribute_exists(#PK) AND (attribute_not_exists(#{name}) OR #{name} {cmp} :t)"
         );
-        let items = vec![
-            self.group_check(op)?,
-            self.tx_update(
+        let refused = self
+            .update_if(
+                OP,
                 keys::operation_key(&op.id),
                 &format!("SET #{name} = :t"),
-                Some(&condition),
+                &condition,
                 &[attr::PK, name],
                 values([(":t", av_ms(at))]),
-            )?,
-        ];
-        let rejected = match self.transact_for_op(OP, op, items).await? {
-            TxVerdict::Committed => return Ok(Outcome::Done(())),
-            TxVerdict::Stale(stale) => return Ok(Outcome::StaleEpoch(stale)),
-            TxVerdict::Rejected(rejected) => rejected,
-        };
-        let key = keys::operation_key(&op.id);
-        match self.item_or_read(OP, rejected.old_item(1), key).await? {
-            // A better mark is already recorded.
-            Some(_) => Ok(Outcome::Done(())),
-            None => Ok(Outcome::OperationNotFound {
+            )
+            .await?;
+        match refused {
+            // Recorded, or a better mark already is.
+            None | Some(Some(_)) => Ok(Outcome::Done(())),
+            Some(None) => Ok(Outcome::OperationNotFound {
                 op_id: op.id.clone(),
             }),
         }
     }
 
-    /// Sets the operation's phase (and message), condition: the group state `epoch = e AND opId = id` and the
-    /// operation not closed. `Succeeded` and `Aborted` are refused: they are written by
+    /// Sets the operation's phase (and message), condition: the operation exists and is not
+    /// closed (a superseded one counts as closed). `Succeeded` and `Aborted` are refused: they are written by
     /// [`Store::complete_operation`] and [`Store::finish_abort`], which also release the
     /// group. Other closing phases (`Failed`, `RolledBack`) also set `finishedAt`.
     ///
@@ -123,8 +122,8 @@ impl Store {
     /// until it is aborted (before promotion: the source reactivates), a forced operation
     /// takes over, or its lease expires. It is refused once an abort was requested.
     ///
-    /// Outcomes: `Done(())`; `StaleEpoch`; `AbortRequested` (only for `Failed`);
-    /// `AlreadyFinished`; `OperationNotFound`.
+    /// Outcomes: `Done(())`; `AbortRequested` (only for `Failed`); `AlreadyFinished`;
+    /// `OperationNotFound`.
     pub async fn set_phase(
         &self,
         op: &OpRef,
@@ -162,6 +161,7 @@ impl Store {
             (":t2", av_s(Phase::Failed.as_str())),
             (":t3", av_s(Phase::Aborted.as_str())),
             (":t4", av_s(Phase::RolledBack.as_str())),
+            (":t5", av_s(Phase::Superseded.as_str())),
         ]);
         if let Some(m) = message {
             update.push_str(", #message = :m");
@@ -177,38 +177,33 @@ impl Store {
         // and the operation closes as Aborted.
         let condition = if phase == Phase::Failed {
             attr_names.push(attr::ABORT_REQUESTED_AT);
-            "attribute_exists(#PK) AND NOT (#phase IN (:t1, :t2, :t3, :t4)) \
+            "attribute_exists(#PK) AND NOT (#phase IN (:t1, :t2, :t3, :t4, :t5)) \
              AND attribute_not_exists(#abortRequestedAt)"
         } else {
-            "attribute_exists(#PK) AND NOT (#phase IN (:t1, :t2, :t3, :t4))"
+            "attribute_exists(#PK) AND NOT (#phase IN (:t1, :t2, :t3, :t4, :t5))"
         };
-        let items = vec![
-            self.group_check(op)?,
-            self.tx_update(
+        let Some(old) = self
+            .update_if(
+                OP,
                 keys::operation_key(&op.id),
                 &update,
-                Some(condition),
+                condition,
                 &attr_names,
                 vals,
-            )?,
-        ];
-        let rejected = match self.transact_for_op(OP, op, items).await? {
-            TxVerdict::Committed => return Ok(Outcome::Done(())),
-            TxVerdict::Stale(stale) => return Ok(Outcome::StaleEpoch(stale)),
-            TxVerdict::Rejected(rejected) => rejected,
+            )
+            .await?
+        else {
+            return Ok(Outcome::Done(()));
         };
-        let old = self
-            .item_or_read(OP, rejected.old_item(1), keys::operation_key(&op.id))
-            .await?;
         if let Some(at) = old
-            .as_deref()
+            .as_ref()
             .and_then(|i| ms_attr(i, attr::ABORT_REQUESTED_AT))
             && phase == Phase::Failed
         {
             return Ok(Outcome::AbortRequested { at });
         }
         match old
-            .as_deref()
+            .as_ref()
             .and_then(|i| s_attr(i, attr::PHASE))
             .map(str::parse::<Phase>)
         {
