@@ -25,7 +25,8 @@
 //!   (`ConsistentRead`); only the `GSI1` listings ([`Store::list_groups`],
 //!   [`Store::list_operations`]) are eventually consistent, as every index is.
 //! * Every write an agent makes for operation (`e`, `id`) that carries authority (all but the
-//!   journal's published stages and notes, which are informational) is conditioned on the
+//!   journal's published stages and notes and the operation item's phase, original replica
+//!   counts and dual-active marks, which are informational) is conditioned on the
 //!   group state `epoch = e AND opId = id`: either it updates the group state under that condition, or
 //!   it is a transaction carrying a `ConditionCheck` on the group state with it (a condition
 //!   on the operation item's own `epoch` would prove nothing: that attribute never changes). A lost condition comes back
