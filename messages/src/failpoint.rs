@@ -8,7 +8,7 @@
 //! them from the `FAILPOINTS` environment variable at start ([`setup`]), in the syntax of
 //! the `fail` crate: `name=actions;name=actions`, where actions chain with `->` and take
 //! counts and probabilities, e.g. `engine::done::before=3*off->return(crash)` (crash at the
-//! fourth step whose outcome is about to be journaled) or `dynamodb::TransactWriteItems=
+//! fourth step whose outcome is about to be journaled) or `dynamodb::UpdateItem=
 //! 20%return(throttle)`.
 //!
 //! What a place does when its point fires with `return(<arg>)`:
@@ -23,9 +23,9 @@
 //!   (`store::<operation>::<Api>::after`): around every store call (`<operation>` is the
 //!   label of `failover_dynamodb_calls_total`: `journal_intent`, `claim_promotion`,
 //!   `start_operation`, `renew_lease`, …; one operation may read with `GetItem` before it
-//!   writes with `TransactWriteItems`); an error *after* the call means the write happened
+//!   writes with `UpdateItem`); an error *after* the call means the write happened
 //!   and its answer was lost;
-//! - `dynamodb::<Api>` (`TransactWriteItems`, `UpdateItem`, `GetItem`, …): the HTTP
+//! - `dynamodb::<Api>` (`UpdateItem`, `PutItem`, `GetItem`, …): the HTTP
 //!   answer of one DynamoDB attempt is replaced by DynamoDB's own error for `throttle`
 //!   (`ThrottlingException`, HTTP 400), `throughput` (`ProvisionedThroughputExceeded
 //!   Exception`), `server` (`InternalServerError`, HTTP 500), `unavailable` (HTTP 503),

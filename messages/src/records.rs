@@ -46,7 +46,7 @@ pub use decode::{DecodeError, Problem};
 pub use encode::{av_bool, av_ms, av_n, av_s, replicas_to_av, timings_to_av};
 pub use enums::{HandoffState, Mode, Phase, StepStatus};
 pub use group_state::{GroupState, KnownReplicas, Lease};
-pub use handoff::Handoff;
+pub use handoff::{HANDOFF_ATTRIBUTES, Handoff, HandoffView, Mark, handoff_attributes};
 pub use heartbeat::{AutoArmed, Heartbeat};
 pub use journal::{JournalStage, JournalStep, flatten_journal};
 pub use operation::{HistoryEntry, Operation, Timings};
@@ -101,6 +101,12 @@ pub mod attr {
     pub const WRITER: &str = "writer";
     pub const READY_AT: &str = "readyAt";
     pub const PROMOTED_AT: &str = "promotedAt";
+    pub const READY: &str = "ready";
+    pub const PROMOTED: &str = "promoted";
+    pub const AT: &str = "at";
+    pub const OP_TARGET: &str = "opTarget";
+    pub const OP_MODE: &str = "opMode";
+    pub const OP_FORCE: &str = "opForce";
 
     pub const CLUSTER: &str = "cluster";
     pub const STAGE: &str = "stage";

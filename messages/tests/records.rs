@@ -11,8 +11,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_types::Blob;
 use failover_messages::keys::GroupRef;
 use failover_messages::records::{
-    GroupState, Handoff, HandoffState, Heartbeat, HistoryEntry, Item, JournalStep, Lease, Mode,
-    Operation, Phase, Record, StepStatus, Timings,
+    GroupState, Handoff, HandoffState, HandoffView, Heartbeat, HistoryEntry, Item, JournalStep,
+    Lease, Mode, Operation, Phase, Record, StepStatus, Timings,
 };
 use jiff::Timestamp;
 use proptest::prelude::*;
@@ -203,8 +203,11 @@ fn operation_matches_its_golden_files() {
 }
 
 #[test]
-fn handoff_matches_its_golden_files() {
-    golden_record("handoff", sample_handoff());
+fn handoff_json_matches_its_golden_file() {
+    let json = serde_json::to_string_pretty(&sample_handoff()).unwrap() + "\n";
+    check_golden("record_handoff.json", &json);
+    let back: Handoff = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, sample_handoff());
 }
 
 #[test]
@@ -612,7 +615,6 @@ fn arb_damaged_item() -> impl Strategy<Value = Item> {
     let valid = prop_oneof![
         arb_group_state().prop_map(|r| r.to_item()),
         arb_operation().prop_map(|r| r.to_item()),
-        arb_handoff().prop_map(|r| r.to_item()),
         arb_journal_step().prop_map(|r| r.to_item()),
         arb_history().prop_map(|r| r.to_item()),
         arb_heartbeat().prop_map(|r| r.to_item()),
@@ -643,7 +645,9 @@ fn decode_all(item: &Item) {
     }
     check::<GroupState>(item);
     check::<Operation>(item);
-    check::<Handoff>(item);
+    if let Err(e) = HandoffView::from_item("group state", item) {
+        assert!(!e.attribute.is_empty());
+    }
     check::<JournalStep>(item);
     check::<HistoryEntry>(item);
     check::<Heartbeat>(item);
@@ -683,7 +687,10 @@ proptest! {
     fn operation_round_trips(r in arb_operation()) { round_trips(&r)?; }
 
     #[test]
-    fn handoff_round_trips(r in arb_handoff()) { round_trips(&r)?; }
+    fn handoff_json_round_trips(r in arb_handoff()) {
+        let back: Handoff = serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+        prop_assert_eq!(back, r);
+    }
 
     #[test]
     fn journal_step_round_trips(r in arb_journal_step()) { round_trips(&r)?; }

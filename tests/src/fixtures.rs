@@ -452,20 +452,40 @@ pub async fn wait_group_idle_on(
     deadline: Duration,
 ) -> Result<failover_messages::records::GroupState> {
     wait_for(
-        &format!("{group}: active = {cluster}, no operation in flight"),
+        &format!(
+            "{group}: active = {cluster}, no operation in flight, the last one recorded closed"
+        ),
         deadline,
-        || async {
-            match store
-                .get_group_state(group)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Some(s) if s.active_cluster == cluster && s.op_id.is_none() => Ok(Some(s)),
-                other => Err(format!("{other:?}")),
-            }
-        },
+        || async { group_settled(store, group, cluster).await },
     )
     .await
+}
+
+/// The group state when `cluster` is active with nothing in flight and the last operation's
+/// own item reads closed (the close releases the group state first, then writes the history
+/// record and the operation's phase); else why not.
+pub async fn group_settled(
+    store: &Store,
+    group: &GroupRef,
+    cluster: &str,
+) -> Result<Option<failover_messages::records::GroupState>, String> {
+    let state = store
+        .get_group_state(group)
+        .await
+        .map_err(|e| e.to_string())?;
+    let s = match state {
+        Some(s) if s.active_cluster == cluster && s.op_id.is_none() => s,
+        other => return Err(format!("{other:?}")),
+    };
+    if let Some(last) = &s.last_op_id {
+        let op = store.get_operation(last).await.map_err(|e| e.to_string())?;
+        if !op.as_ref().is_some_and(|o| o.phase.is_terminal()) {
+            return Err(format!(
+                "the group is released, its last operation not yet closed: {op:?}"
+            ));
+        }
+    }
+    Ok(Some(s))
 }
 
 /// Waits until the `Failover` object of operation `op_id` in cluster `c` (namespace `ns`,

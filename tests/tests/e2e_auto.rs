@@ -23,7 +23,7 @@ use anyhow::{Context, Result, anyhow, ensure};
 use failover_messages::crd::FailoverGroup;
 use failover_messages::records::Phase;
 use failover_tests::agents::AgentStart;
-use failover_tests::fixtures::{GROUP, assert_side_settled, duration_from_env};
+use failover_tests::fixtures::{GROUP, assert_side_settled, duration_from_env, group_settled};
 use failover_tests::kube::{Cluster, wait_for};
 use failover_tests::observe::{counter, group_events, lease_version};
 use failover_tests::scenario::Scenario;
@@ -185,14 +185,7 @@ async fn cut_active(s: &mut Scenario) -> Result<()> {
     let state = wait_for(
         "the group active in west, idle",
         takeover_bound() * 2,
-        || async {
-            let st = store
-                .get_group_state(group)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or("no group state")?;
-            Ok((st.active_cluster == "west" && st.op_id.is_none()).then_some(st))
-        },
+        || async { group_settled(store, group, "west").await },
     )
     .await?;
     let history = store.history(group, None).await?;
@@ -298,12 +291,9 @@ async fn second_loss_waits_for_the_cooldown(s: &mut Scenario, first: Timestamp) 
         "the group active in east, idle, after the cooldown",
         Duration::from_secs(30) + takeover_bound(),
         || async {
-            let st = store
-                .get_group_state(group)
+            group_settled(store, group, "east")
                 .await
-                .map_err(|e| e.to_string())?
-                .ok_or("no group state")?;
-            Ok((st.active_cluster == "east" && st.op_id.is_none()).then_some(()))
+                .map(|s| s.map(|_| ()))
         },
     )
     .await?;

@@ -172,14 +172,13 @@ async fn a_failoverctl_killed_after_its_start_write_leaves_an_operation_the_agen
         let out = cmd
             .env(
                 "FAILPOINTS",
-                "store::start_operation::TransactWriteItems::after=return(crash)",
+                "store::start_operation::UpdateItem::after=return(crash)",
             )
             .output()?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         ensure!(
             out.status.code().is_none()
-                && stderr
-                    .contains("failpoint store::start_operation::TransactWriteItems::after: crash"),
+                && stderr.contains("failpoint store::start_operation::UpdateItem::after: crash"),
             "failoverctl did not crash after its start write: {:?}\n{stderr}",
             out.status
         );

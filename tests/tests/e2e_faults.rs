@@ -394,13 +394,14 @@ async fn dynamodb_throttling_and_server_errors_in_bursts_are_retried_through() -
     );
     let mut s = scenario("e2e-net-throttle", Duration::from_secs(30)).await?;
     let res = async {
-        // Each agent's first two transactions are throttled and its first single-item put
-        // fails (a journal stage's publication or its lease record), then 30 % and 20 % at
-        // random: a burst is certain, and more may follow.
+        // Each agent's first two updates are throttled (its protocol writes and lease
+        // renewals are single-item updates) and its first put fails (a journal stage's
+        // publication or its lease record), then 30 % and 20 % at random: a burst is
+        // certain, and more may follow.
         let bursts = AgentStart {
             env: vec![(
                 "FAILPOINTS".into(),
-                "dynamodb::TransactWriteItems=2*return(throttle)->30%return(throttle);\
+                "dynamodb::UpdateItem=2*return(throttle)->30%return(throttle);\
                  dynamodb::PutItem=1*return(server)->20%return(server)"
                     .into(),
             )],
@@ -415,10 +416,10 @@ async fn dynamodb_throttling_and_server_errors_in_bursts_are_retried_through() -
             let metrics = s.stack.metrics(cluster).await?;
             // (+ 0.0: a sum of no series is -0.)
             let calls = |labels: &[&str]| counter(&metrics, "failover_aws_calls", labels) + 0.0;
-            let t = calls(&["api=\"TransactWriteItems\"", "outcome=\"throttled\""]);
+            let t = calls(&["api=\"UpdateItem\"", "outcome=\"throttled\""]);
             let e = calls(&["api=\"PutItem\"", "outcome=\"error\""]);
             let ok = calls(&["outcome=\"ok\""]);
-            eprintln!("{cluster}: {ok} calls ok, {t} transactions throttled, {e} puts failed");
+            eprintln!("{cluster}: {ok} calls ok, {t} updates throttled, {e} puts failed");
             throttled += t;
             failed += e;
         }

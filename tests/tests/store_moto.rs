@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 };
 use failover_messages::keys::GroupRef;
 use failover_messages::records::{
-    HandoffState, JournalStep, Mode, Operation, Phase, StepStatus, Timings,
+    HandoffState, JournalStep, Mode, Operation, Phase, Record, StepStatus, Timings,
 };
 use failover_messages::setup::{SetupError, TableSetup, ensure_table};
 use failover_messages::store::{
@@ -222,8 +222,8 @@ async fn a_stale_epoch_write_is_rejected_for_ready_claim_and_complete() -> Resul
     assert!(f.store.history(&group, None).await?.is_empty());
 
     // Every attempt is counted by outcome: the good writes as `ok`, the lost conditions as
-    // answers (`transaction_canceled` for transactions, `conditional_check_failed` for the
-    // lease's single-item update), never as errors.
+    // answers (`conditional_check_failed`: every write is one conditional `UpdateItem` of one
+    // item), never as errors.
     let calls = f.store.calls().by_operation_api_and_outcome();
     println!("AWS calls by outcome: {calls:#?}");
     let count = |op: &str, api: &str, outcome: CallOutcome| {
@@ -232,32 +232,21 @@ async fn a_stale_epoch_write_is_rejected_for_ready_claim_and_complete() -> Resul
             .copied()
             .unwrap_or(0)
     };
-    let tx = "TransactWriteItems";
-    assert_eq!(count("mark_all_ready", tx, CallOutcome::Ok), 1);
-    assert_eq!(
-        count("mark_all_ready", tx, CallOutcome::TransactionCanceled),
-        1
-    );
-    assert_eq!(count("claim_promotion", tx, CallOutcome::Ok), 1);
-    assert_eq!(
-        count("mark_promoted", tx, CallOutcome::TransactionCanceled),
-        1
-    );
-    assert_eq!(count("mark_promoted", tx, CallOutcome::Ok), 0);
+    let update = "UpdateItem";
+    let lost = CallOutcome::ConditionalCheckFailed;
+    assert_eq!(count("mark_all_ready", update, CallOutcome::Ok), 1);
+    assert_eq!(count("mark_all_ready", update, lost), 1);
+    assert_eq!(count("claim_promotion", update, CallOutcome::Ok), 1);
+    assert_eq!(count("mark_promoted", update, lost), 1);
+    assert_eq!(count("mark_promoted", update, CallOutcome::Ok), 0);
     // The superseded operation's completion is answered stale from its record (the takeover
-    // closed it `Superseded`), without a transaction.
-    assert_eq!(count("complete_operation", tx, CallOutcome::Ok), 0);
-    assert_eq!(
-        count("complete_operation", tx, CallOutcome::TransactionCanceled),
-        0
-    );
-    assert_eq!(
-        count(
-            "renew_lease",
-            "UpdateItem",
-            CallOutcome::ConditionalCheckFailed
-        ),
-        1
+    // closed it `Superseded`), without a write.
+    assert_eq!(count("complete_operation", update, CallOutcome::Ok), 0);
+    assert_eq!(count("complete_operation", update, lost), 0);
+    assert_eq!(count("renew_lease", update, lost), 1);
+    assert!(
+        calls.keys().all(|(_, api, _)| api != "TransactWriteItems"),
+        "no transaction: {calls:?}"
     );
     let outcomes = f.store.calls().by_outcome();
     assert_eq!(outcomes.get(&CallOutcome::Error), None, "{outcomes:?}");
@@ -1242,9 +1231,9 @@ async fn a_missing_table_gives_an_error_naming_it_and_the_operation() -> Result<
     Ok(())
 }
 
-/// A loopback proxy to moto that, when armed, forwards one `TransactWriteItems` request and
-/// then closes the client's connection instead of returning the answer: the write commits,
-/// but the caller sees a transport failure.
+/// A loopback proxy to moto that, when armed, forwards one `UpdateItem` request (the start's
+/// write of the group state) and then closes the client's connection instead of returning
+/// the answer: the write commits, but the caller sees a transport failure.
 mod lossy_proxy {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -1258,7 +1247,7 @@ mod lossy_proxy {
     }
 
     impl Proxy {
-        /// Drops the answer to the next `TransactWriteItems`.
+        /// Drops the answer to the next `UpdateItem`.
         pub fn arm(&self) {
             self.armed.store(true, Ordering::SeqCst);
         }
@@ -1301,7 +1290,7 @@ mod lossy_proxy {
                     Ok(n) => n,
                 };
                 let chunk = &buf[..n];
-                if chunk.windows(18).any(|w| w == b"TransactWriteItems")
+                if chunk.windows(11).any(|w| w == b".UpdateItem")
                     && armed.swap(false, Ordering::SeqCst)
                 {
                     drop_flag.store(true, Ordering::SeqCst);
@@ -1362,6 +1351,71 @@ async fn a_start_whose_answer_is_lost_is_reported_as_started() -> Result<()> {
         assert_eq!(state.epoch, 1, "started exactly once");
         assert_eq!(f.store.get_operation(&op.id).await?, Some(op));
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_start_stopped_between_its_two_writes_leaves_the_group_free_and_its_retry_finishes()
+-> Result<()> {
+    let f = Fixture::new().await?;
+    let group = f.registered("shop/orders").await?;
+    // The coordinator put its operation item, then stopped before the group-state write.
+    let other = f.registered("shop/other").await?;
+    let mut orphan = f.started(&other).await?;
+    orphan.id = "op-interrupted".into();
+    orphan.group = group.clone();
+    orphan.epoch = 1;
+    f.env
+        .dynamodb()
+        .put_item()
+        .table_name(&f.table)
+        .set_item(Some(orphan.to_item()))
+        .send()
+        .await?;
+    let state = f.store.get_group_state(&group).await?.context("state")?;
+    assert_eq!((state.op_id, state.epoch), (None, 0), "the group is free");
+
+    // The same start again (same id): it takes the group at the next epoch.
+    let mut again = start(&group, "coordinator-a");
+    again.op_id = Some("op-interrupted".into());
+    let op = match f.store.start_operation(again.clone()).await? {
+        StartOutcome::Started(op) => op,
+        other => bail!("{other:?}"),
+    };
+    assert_eq!((op.id.as_str(), op.epoch), ("op-interrupted", 1));
+    let state = f.store.get_group_state(&group).await?.context("state")?;
+    assert_eq!(state.op_id.as_deref(), Some("op-interrupted"));
+    assert_eq!(f.store.get_operation(&op.id).await?, Some(op.clone()));
+    // Once more: the operation in flight is reported, nothing moves.
+    match f.store.start_operation(again).await? {
+        StartOutcome::Started(same) => assert_eq!(same, op),
+        other => bail!("{other:?}"),
+    }
+    assert_eq!(
+        f.store
+            .get_group_state(&group)
+            .await?
+            .context("state")?
+            .epoch,
+        1
+    );
+
+    // An id another group's operation uses is refused without touching this group.
+    let mut clash = start(&other, "coordinator-b");
+    clash.op_id = Some("op-interrupted".into());
+    let err = anyhow::Error::from(f.store.start_operation(clash).await.unwrap_err());
+    assert!(format!("{err:#}").contains("already used"), "{err:#}");
+
+    // A refused start leaves no operation item behind.
+    f.store.set_suspended(&other, true).await?;
+    let mut refused = start(&other, "coordinator-b");
+    refused.op_id = Some("op-refused".into());
+    let outcome = f.store.start_operation(refused).await?;
+    assert!(
+        !matches!(outcome, StartOutcome::Started(_)),
+        "a suspended group started: {outcome:?}"
+    );
+    assert_eq!(f.store.get_operation("op-refused").await?, None);
     Ok(())
 }
 

@@ -10,12 +10,10 @@ use crate::keys;
 
 use super::names::{flux_kind_name, network_kind_name, workload_kind_name};
 
-/// The most items one DynamoDB transaction may hold.
-pub const MAX_TRANSACTION_ITEMS: usize = 100;
-
-/// The most volumes a group may have: the handoff marks every volume ready in one
-/// transaction, next to two condition items.
-pub const MAX_VOLUMES: usize = MAX_TRANSACTION_ITEMS - 2;
+/// The most volumes a group may have: the claim names every volume in the condition of one
+/// `UpdateItem` (DynamoDB allows 4 KB of expression), and the group state item carries each
+/// volume's marks.
+pub const MAX_VOLUMES: usize = 98;
 
 /// One thing wrong with a group spec.
 #[derive(Clone, Debug, PartialEq, Eq)]

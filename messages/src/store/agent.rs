@@ -1,32 +1,31 @@
-//! Agent-side writes, each conditioned on the group state (protocol rule 2): lease
-//! renewal, journal, READY_FOR_PROMOTION, promotion claim, PROMOTED, completion, abort
-//! closing, dual-active marks and phases.
+//! Agent-side writes: lease renewal, journal, READY_FOR_PROMOTION, promotion claim,
+//! PROMOTED, completion, abort closing, dual-active marks and phases.
 //!
-//! Every write for operation (`e`, `id`) is either an update of the group state under the
-//! condition `epoch = e AND opId = id` (lease renewal, claim, completion, abort closing), or
-//! one `TransactWriteItems` whose first item is a `ConditionCheck` on the group state with
-//! that condition. So once the operation is closed or superseded, every later write of its
-//! agents is refused as [`Outcome::StaleEpoch`].
+//! Every write for operation (`e`, `id`) that carries authority is one `UpdateItem` of the
+//! group state under `epoch = e AND opId = id` ([`Store::update_group_for_op`]), which
+//! also carries the step's own conditions (no abort, the claim made, …) because the
+//! operation's handoff lives on that item. So once the operation is closed or superseded,
+//! every later write of its agents is refused as [`Outcome::StaleEpoch`], and no write needs
+//! a transaction. The operation item's own attributes (phase, original replicas,
+//! dual-active marks) and the journal carry no authority and are written on their own.
 //!
-//! This module holds the transaction-item builders and checks the writes share; the writes
+//! This module holds the single-item write helpers and checks the writes share; the writes
 //! themselves are grouped by protocol step in its submodules (`lease`, `journal`,
 //! `handoff`, `operation`, `close`).
 
 use std::collections::{HashMap, HashSet};
 
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::calls::classify_error;
-use super::coordinator::{ms_attr, s_attr};
+use super::coordinator::s_attr;
 use super::error::Cause;
-use super::outcome::{OpRef, Outcome};
-use super::{MAX_TRANSACTION_ITEMS, Store, key_map, names};
+use super::outcome::OpRef;
+use super::{MAX_VOLUMES, Store, key_map, names};
 use crate::keys;
-use crate::records::{Item, Phase, attr};
+use crate::records::{Item, attr};
 
 mod close;
 mod handoff;
@@ -34,49 +33,22 @@ mod journal;
 mod lease;
 mod operation;
 
+/// What became of a write of the group state for an operation
+/// ([`Store::update_group_for_op`]).
+pub(super) enum GroupWrite {
+    /// Written: the item as it is now.
+    Done(Item),
+    /// The group is no longer at the operation's epoch with it in flight.
+    Stale(super::outcome::Stale),
+    /// The operation is current; another part of the condition failed: the item as it stood.
+    Refused(Item),
+}
+
 fn opt_values(v: HashMap<String, AttributeValue>) -> Option<HashMap<String, AttributeValue>> {
     if v.is_empty() { None } else { Some(v) }
 }
 
 impl Store {
-    pub(super) fn tx_update(
-        &self,
-        key: (String, String),
-        update: &str,
-        condition: Option<&str>,
-        attr_names: &[&str],
-        attr_values: HashMap<String, AttributeValue>,
-    ) -> Result<TransactWriteItem, Cause> {
-        let u = Update::builder()
-            .table_name(self.table.as_ref())
-            .set_key(Some(key_map(key)))
-            .update_expression(update)
-            .set_condition_expression(condition.map(str::to_owned))
-            .set_expression_attribute_names(Some(names(attr_names)))
-            .set_expression_attribute_values(opt_values(attr_values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()?;
-        Ok(TransactWriteItem::builder().update(u).build())
-    }
-
-    pub(super) fn tx_check(
-        &self,
-        key: (String, String),
-        condition: &str,
-        attr_names: &[&str],
-        attr_values: HashMap<String, AttributeValue>,
-    ) -> Result<TransactWriteItem, Cause> {
-        let c = ConditionCheck::builder()
-            .table_name(self.table.as_ref())
-            .set_key(Some(key_map(key)))
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names(attr_names)))
-            .set_expression_attribute_values(opt_values(attr_values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()?;
-        Ok(TransactWriteItem::builder().condition_check(c).build())
-    }
-
     /// One conditional `UpdateItem` on one item: `Ok(None)` when it was applied, `Ok(Some(old))`
     /// when the condition failed (`old` is the item as it stood, absent when there was none).
     pub(super) async fn update_if(
@@ -88,6 +60,35 @@ impl Store {
         attr_names: &[&str],
         attr_values: HashMap<String, AttributeValue>,
     ) -> Result<Option<Option<Item>>, Cause> {
+        Ok(self
+            .update_if_named(
+                operation,
+                key,
+                update,
+                condition,
+                attr_names,
+                HashMap::new(),
+                attr_values,
+            )
+            .await?
+            .err())
+    }
+
+    /// [`Store::update_if`] with more name placeholders (`#v0` → a volume name, …):
+    /// `Ok(Ok(new))` with the item as written, `Ok(Err(old))` when the condition failed.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn update_if_named(
+        &self,
+        operation: &'static str,
+        key: (String, String),
+        update: &str,
+        condition: &str,
+        attr_names: &[&str],
+        placeholders: HashMap<String, String>,
+        attr_values: HashMap<String, AttributeValue>,
+    ) -> Result<Result<Item, Option<Item>>, Cause> {
+        let mut all_names = names(attr_names);
+        all_names.extend(placeholders);
         let req = self
             .client
             .update_item()
@@ -95,8 +96,9 @@ impl Store {
             .set_key(Some(key_map(key)))
             .update_expression(update)
             .condition_expression(condition)
-            .set_expression_attribute_names(Some(names(attr_names)))
+            .set_expression_attribute_names(Some(all_names))
             .set_expression_attribute_values(opt_values(attr_values))
+            .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         match self
             .send(operation, "UpdateItem", classify_error, || {
@@ -104,74 +106,112 @@ impl Store {
             })
             .await
         {
-            Ok(_) => Ok(None),
+            Ok(out) => Ok(Ok(out.attributes.unwrap_or_default())),
             Err(f) => match f.err.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(e)) => {
-                    Ok(Some(e.item().cloned()))
+                    Ok(Err(e.item().cloned()))
                 }
                 _ => Err(f.into_cause()),
             },
         }
     }
 
-    pub(super) fn tx_put_new(&self, item: Item) -> Result<TransactWriteItem, Cause> {
-        let p = Put::builder()
-            .table_name(self.table.as_ref())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#PK)")
-            .set_expression_attribute_names(Some(names(&[attr::PK])))
-            .build()?;
-        Ok(TransactWriteItem::builder().put(p).build())
-    }
-
-    /// Classifies a lost condition on the operation item (`OperationNotFound`,
-    /// `AbortRequested`, `PromotionClaimed`, `AlreadyFinished`, `NotClaimed`), reading it
-    /// when the cancellation carried no item. `None` when none of these applies.
-    async fn op_conflict<T>(
+    /// One `UpdateItem` of `op`'s group state under `epoch = e AND opId = id AND (extra)`
+    /// (`#epoch`, `#opId`, `:e`, `:id` are defined; `placeholders` adds name placeholders
+    /// that are not attribute constants, such as volume names). Refused
+    /// with the group elsewhere: [`GroupWrite::Stale`]; refused on `extra`: the item as it
+    /// stood, for the caller to classify. `version` grows and `updatedAt` is set by every
+    /// such write.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn update_group_for_op(
         &self,
         operation: &'static str,
         op: &OpRef,
-        old: Option<&Item>,
-        expect_claimed: bool,
-    ) -> Result<Outcome<T>, Cause> {
-        let item = self
-            .item_or_read(operation, old, keys::operation_key(&op.id))
+        update: &str,
+        extra: &str,
+        attr_names: &[&str],
+        placeholders: HashMap<String, String>,
+        mut attr_values: HashMap<String, AttributeValue>,
+    ) -> Result<GroupWrite, Cause> {
+        let condition = format!("#epoch = :e AND #opId = :id AND ({extra})");
+        let rest = update.strip_prefix("SET ").ok_or_else(|| {
+            Cause::Invalid(format!(
+                "a group state update must begin with SET: {update}"
+            ))
+        })?;
+        let update = format!(
+            "SET #version = if_not_exists(#version, :zero) + :one, #updatedAt = :now, {rest}"
+        );
+        let mut all_names = attr_names.to_vec();
+        all_names.extend([attr::EPOCH, attr::OP_ID, attr::VERSION, attr::UPDATED_AT]);
+        all_names.sort_unstable();
+        all_names.dedup();
+        attr_values.insert(":e".into(), AttributeValue::N(op.epoch.to_string()));
+        attr_values.insert(":id".into(), AttributeValue::S(op.id.clone()));
+        attr_values.insert(":zero".into(), AttributeValue::N("0".into()));
+        attr_values.insert(":one".into(), AttributeValue::N("1".into()));
+        attr_values
+            .entry(":now".into())
+            .or_insert_with(|| crate::records::av_ms(self.now()));
+        let refused = self
+            .update_if_named(
+                operation,
+                keys::group_state_key(&op.group),
+                &update,
+                &condition,
+                &all_names,
+                placeholders,
+                attr_values,
+            )
             .await?;
-        let Some(item) = item.as_deref() else {
-            return Ok(Outcome::OperationNotFound {
-                op_id: op.id.clone(),
-            });
+        let old = match refused {
+            Ok(new) => return Ok(GroupWrite::Done(new)),
+            Err(old) => old,
         };
-        if let Some(at) = ms_attr(item, attr::ABORT_REQUESTED_AT) {
-            return Ok(Outcome::AbortRequested { at });
+        let current = old.as_ref().is_some_and(|item| {
+            s_attr(item, attr::OP_ID) == Some(op.id.as_str())
+                && matches!(item.get(attr::EPOCH), Some(AttributeValue::N(n)) if n.parse() == Ok(op.epoch))
+        });
+        match old {
+            Some(item) if current => Ok(GroupWrite::Refused(item)),
+            old => Ok(GroupWrite::Stale(
+                self.stale(operation, op, old.as_ref()).await?,
+            )),
         }
-        if let Some(phase) = s_attr(item, attr::PHASE).and_then(|p| p.parse::<Phase>().ok())
-            && phase.is_terminal()
+    }
+
+    /// Puts `item` unless an item with its key exists (then leaves that one alone).
+    pub(super) async fn put_new(&self, operation: &'static str, item: Item) -> Result<(), Cause> {
+        let req = self
+            .client
+            .put_item()
+            .table_name(self.table.as_ref())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#PK)")
+            .set_expression_attribute_names(Some(names(&[attr::PK])));
+        match self
+            .send(operation, "PutItem", classify_error, || req.clone().send())
+            .await
         {
-            return Ok(Outcome::AlreadyFinished { phase });
-        }
-        match ms_attr(item, attr::PROMOTION_STARTED_AT) {
-            Some(at) if !expect_claimed => Ok(Outcome::PromotionClaimed {
-                at: Some(at),
-                by: None,
-            }),
-            None if expect_claimed => Ok(Outcome::NotClaimed),
-            _ => Ok(Outcome::StaleEpoch(self.stale(operation, op, None).await?)),
+            Ok(_) => Ok(()),
+            Err(f) => match f.err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(_)) => Ok(()),
+                _ => Err(f.into_cause()),
+            },
         }
     }
 }
 
-/// Volumes for one transaction: valid names, no duplicates, within the item limit
-/// (`extra` items of the transaction are not volumes).
-fn check_volumes(volumes: &[String], extra: usize) -> Result<(), Cause> {
+/// The volumes one write names: at least one, valid names, no duplicates, at most
+/// [`MAX_VOLUMES`] (the claim's condition names each).
+fn check_volumes(volumes: &[String]) -> Result<(), Cause> {
     if volumes.is_empty() {
         return Err(Cause::Invalid("no volumes given".into()));
     }
-    if volumes.len() + extra > MAX_TRANSACTION_ITEMS {
+    if volumes.len() > MAX_VOLUMES {
         return Err(Cause::Invalid(format!(
-            "{} volumes do not fit in one transaction (at most {})",
+            "{} volumes in one group: at most {MAX_VOLUMES} fit in one write's condition",
             volumes.len(),
-            MAX_TRANSACTION_ITEMS - extra
         )));
     }
     let mut seen = HashSet::new();

@@ -3,20 +3,20 @@
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{
-    Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-};
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use jiff::{SignedDuration, Timestamp};
 
+use super::agent::GroupWrite;
 use super::error::{Cause, StoreError};
-use super::outcome::{
-    OpRef, Outcome, RegisterOutcome, Stale, StartOutcome, StartRequest, SuspendOutcome,
-};
-use super::{Store, TxResult, calls, key_map, names, start_request_token, values};
+use super::outcome::{OpRef, Outcome, RegisterOutcome, StartOutcome, StartRequest, SuspendOutcome};
+use super::{Store, calls, key_map, names, values};
 use crate::keys::{self, GroupRef};
 use crate::protocol::start::{AgentSeen, Observed, Request, decide_start};
 use crate::records::{
-    GroupState, Item, Operation, Phase, Record, Timings, attr, av_bool, av_ms, av_n, av_s,
+    GroupState, HandoffView, Item, Operation, Phase, Record, Timings, attr, av_bool, av_ms, av_n,
+    av_s,
 };
 
 /// How often a start re-reads and retries when the group state changed under it without
@@ -225,18 +225,34 @@ impl Store {
         const OP: &str = "start_operation";
         let ttl = validate_start(req, op_id)?;
         let mut lost = false;
+        // A caller-chosen id may be taken already; only this start's own `Pending` item
+        // (from an attempt that stopped between its two writes) may be reused.
+        let mut put = false;
+        if req.op_id.is_some()
+            && let Some(taken) = self.read_operation_item(OP, op_id).await?
+        {
+            if taken.group != req.group {
+                return Err(used_id(op_id));
+            }
+            put = taken.phase == Phase::Pending;
+        }
 
         for _ in 0..START_ATTEMPTS {
             let Some(state) = self.read_state(OP, &req.group).await? else {
+                self.drop_pending(op_id, put).await;
                 return Ok(StartOutcome::NotRegistered {
                     group: req.group.clone(),
                 });
             };
             let now = self.now();
             if state.op_id.as_deref() == Some(op_id) {
-                return self.started(op_id).await;
+                return self.started(req, op_id, &state).await;
+            }
+            if req.op_id.is_some() && !put && self.read_operation_item(OP, op_id).await?.is_some() {
+                return Err(used_id(op_id));
             }
             if let Some(refused) = recheck(req, op_id, &state, now, lost) {
+                self.drop_pending(op_id, put).await;
                 return Ok(refused);
             }
             let epoch = state
@@ -247,65 +263,40 @@ impl Store {
                 .checked_add(ttl)
                 .map_err(|_| Cause::Invalid("the lease would expire after the year 9999".into()))?;
             let op = new_operation(req, op_id, epoch, now);
-            let items = self.start_items(req, &op, state.epoch, expires, now)?;
-
-            match self
-                .transact(OP, items, Some(start_request_token(op_id, state.epoch)))
-                .await
-            {
-                Ok(TxResult::Committed) => {
+            // The operation item first: an interrupted start leaves a `Pending` item no group
+            // names, never a group held by an operation nobody can read.
+            self.put_pending(&op).await?;
+            put = true;
+            match self.take_group(req, &op, state.epoch, expires, now).await {
+                Ok(true) => {
                     tracing::info!(group = %req.group, op_id, epoch, "operation started");
                     if let Some(old) = state.op_id.as_deref() {
                         self.mark_superseded(old, op_id, now).await;
                     }
                     return Ok(StartOutcome::Started(op));
                 }
-                Ok(TxResult::Cancelled(cancelled)) => {
-                    if cancelled.failed(1).is_some() {
-                        // The operation record exists: either an earlier attempt of ours
-                        // committed, or the id is taken.
-                        if let Some(now_state) = self.read_state(OP, &req.group).await?
-                            && now_state.op_id.as_deref() == Some(op_id)
-                        {
-                            return self.started(op_id).await;
-                        }
-                        return Err(Cause::Invalid(format!(
-                            "operation id {op_id} is already used by another operation"
-                        )));
-                    }
-                    lost = true;
-                }
-                Err(failed) => {
-                    let ambiguous = failed.kind.is_ambiguous()
-                        || matches!(
-                            aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&failed.err),
-                            Some(
-                                "IdempotentParameterMismatchException"
-                                    | "TransactionInProgressException"
-                            )
-                        );
-                    if ambiguous
-                        && let Ok(Some(now_state)) = self.read_state(OP, &req.group).await
+                Ok(false) => lost = true,
+                Err(cause) => {
+                    // The effect is unknown: read back before reporting a failure.
+                    if let Ok(Some(now_state)) = self.read_state(OP, &req.group).await
                         && now_state.op_id.as_deref() == Some(op_id)
                     {
                         tracing::info!(
-                            group = %req.group, op_id, kind = ?failed.kind,
+                            group = %req.group, op_id, error = %cause,
                             "the start's answer was lost, but reading back shows it committed"
                         );
-                        return self.started(op_id).await;
+                        return self.started(req, op_id, &now_state).await;
                     }
-                    return Err(failed.into_cause());
+                    return Err(cause);
                 }
             }
         }
+        self.drop_pending(op_id, put).await;
         Err(Cause::Contention {
             attempts: START_ATTEMPTS,
         })
     }
 
-    /// The start's transaction: the group-state update (condition: `epoch` unchanged, no
-    /// operation in flight or its lease expired, not suspended, and unless forced the source
-    /// active and no promotion claimed) and the operation's put (condition: it is new).
     /// Closes `old`, whose expired lease `new` took over, as `Superseded` (unless it is closed
     /// already). Best effort: the takeover is decided by the start; this only keeps the old
     /// record from reading `Running` for ever. Its agents stop on their next write anyway
@@ -364,14 +355,19 @@ impl Store {
         }
     }
 
-    fn start_items(
+    /// The start's one write of authority: the group-state update (condition: `epoch`
+    /// unchanged, no operation in flight or its lease expired, not suspended, and unless
+    /// forced the source active and no promotion claimed). It records the operation's
+    /// target, mode and force for the claim's condition and clears the handoff of the
+    /// operation before. `Ok(false)` when the condition failed.
+    async fn take_group(
         &self,
         req: &StartRequest,
         op: &Operation,
         from_epoch: u64,
         expires: Timestamp,
         now: Timestamp,
-    ) -> Result<Vec<TransactWriteItem>, Cause> {
+    ) -> Result<bool, Cause> {
         let mut condition =
             "#epoch = :old AND (attribute_not_exists(#opId) OR #leaseExpiresAt < :now) \
              AND (attribute_not_exists(#suspended) OR #suspended = :false)"
@@ -384,6 +380,14 @@ impl Store {
             attr::VERSION,
             attr::UPDATED_AT,
             attr::SUSPENDED,
+            attr::OP_TARGET,
+            attr::OP_MODE,
+            attr::OP_FORCE,
+            attr::PROMOTED,
+            attr::ABORT_REQUESTED_AT,
+            attr::GROUP_READY_AT,
+            attr::PROMOTION_STARTED_AT,
+            attr::READY,
         ];
         let mut attr_values = values([
             (":old", av_n(from_epoch)),
@@ -395,6 +399,10 @@ impl Store {
             (":one", av_n(1)),
             (":now", av_ms(now)),
             (":false", av_bool(false)),
+            (":target", av_s(&op.target)),
+            (":mode", av_s(op.mode.as_str())),
+            (":force", av_bool(op.force)),
+            (":empty", AttributeValue::M(Item::new())),
         ]);
         if !req.force {
             condition.push_str(
@@ -403,41 +411,110 @@ impl Store {
             attr_names.extend([attr::ACTIVE_CLUSTER, attr::PROMOTION_CLAIMED_BY]);
             attr_values.insert(":source".into(), av_s(&req.source));
         }
-        let update = Update::builder()
-            .table_name(self.table.as_ref())
-            .set_key(Some(key_map(keys::group_state_key(&req.group))))
-            .update_expression(
+        let refused = self
+            .update_if(
+                "start_operation",
+                keys::group_state_key(&req.group),
                 "SET #epoch = :new, #opId = :id, #leaseHolder = :holder, #leaseExpiresAt = :exp, \
-                 #version = if_not_exists(#version, :zero) + :one, #updatedAt = :now",
+                 #version = if_not_exists(#version, :zero) + :one, #updatedAt = :now, \
+                 #opTarget = :target, #opMode = :mode, #opForce = :force, #promoted = :empty \
+                 REMOVE #abortRequestedAt, #groupReadyAt, #promotionStartedAt, #ready",
+                &condition,
+                &attr_names,
+                attr_values,
             )
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names(&attr_names)))
-            .set_expression_attribute_values(Some(attr_values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()?;
-        let put = Put::builder()
-            .table_name(self.table.as_ref())
-            .set_item(Some(op.to_item()))
-            .condition_expression("attribute_not_exists(#PK)")
-            .set_expression_attribute_names(Some(names(&[attr::PK])))
-            .build()?;
-        Ok(vec![
-            TransactWriteItem::builder().update(update).build(),
-            TransactWriteItem::builder().put(put).build(),
-        ])
+            .await?;
+        Ok(refused.is_none())
     }
 
-    /// `Started` with the stored operation.
-    async fn started(&self, op_id: &str) -> Result<StartOutcome, Cause> {
-        let item = self
-            .get_item("start_operation", keys::operation_key(op_id))
-            .await?
-            .ok_or_else(|| {
-                Cause::Invalid(format!(
-                    "the group names operation {op_id} but its record does not exist"
-                ))
-            })?;
-        Ok(StartOutcome::Started(Operation::from_item(&item)?))
+    /// Puts the operation item of a start before its group-state write (condition: it is
+    /// new, or it is this start's own `Pending` item for the group, from an earlier attempt
+    /// at another epoch).
+    async fn put_pending(&self, op: &Operation) -> Result<(), Cause> {
+        let req = self
+            .client
+            .put_item()
+            .table_name(self.table.as_ref())
+            .set_item(Some(op.to_item()))
+            .condition_expression(
+                "attribute_not_exists(#PK) OR (#group = :g AND #phase = :pending)",
+            )
+            .set_expression_attribute_names(Some(names(&[attr::PK, attr::GROUP, attr::PHASE])))
+            .set_expression_attribute_values(Some(values([
+                (":g", av_s(op.group.to_string())),
+                (":pending", av_s(Phase::Pending.as_str())),
+            ])));
+        match self
+            .send("start_operation", "PutItem", calls::classify_error, || {
+                req.clone().send()
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(f) => match f.err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(_)) => Err(used_id(&op.id)),
+                _ => Err(f.into_cause()),
+            },
+        }
+    }
+
+    /// Deletes this start's `Pending` operation item (`put`: one was written) when the start
+    /// was refused: no group names it. Best effort: a leftover stays `Pending`, named by no
+    /// group.
+    async fn drop_pending(&self, op_id: &str, put: bool) {
+        if !put {
+            return;
+        }
+        let req = self
+            .client
+            .delete_item()
+            .table_name(self.table.as_ref())
+            .set_key(Some(key_map(keys::operation_key(op_id))))
+            .condition_expression("#phase = :pending")
+            .set_expression_attribute_names(Some(names(&[attr::PHASE])))
+            .set_expression_attribute_values(Some(values([(
+                ":pending",
+                av_s(Phase::Pending.as_str()),
+            )])));
+        if let Err(e) = self
+            .send(
+                "start_operation",
+                "DeleteItem",
+                calls::classify_error,
+                || req.clone().send(),
+            )
+            .await
+        {
+            tracing::warn!(op_id, error = %e.into_cause(), "the refused start's operation item was not removed");
+        }
+    }
+
+    /// `Started` with the stored operation; its item is put again if it is missing (written
+    /// by hand, or by an older version that wrote the group first).
+    async fn started(
+        &self,
+        req: &StartRequest,
+        op_id: &str,
+        state: &GroupState,
+    ) -> Result<StartOutcome, Cause> {
+        if let Some(op) = self.read_operation_item("start_operation", op_id).await? {
+            return Ok(StartOutcome::Started(op));
+        }
+        let op = new_operation(req, op_id, state.epoch, self.now());
+        self.put_pending(&op).await?;
+        Ok(StartOutcome::Started(op))
+    }
+
+    /// The operation item alone, decoded (no handoff from the group state).
+    async fn read_operation_item(
+        &self,
+        operation: &'static str,
+        op_id: &str,
+    ) -> Result<Option<Operation>, Cause> {
+        match self.get_item(operation, keys::operation_key(op_id)).await? {
+            Some(item) => Ok(Some(Operation::from_item(&item)?)),
+            None => Ok(None),
+        }
     }
 
     /// A consistent read of a group state, decoded.
@@ -455,24 +532,65 @@ impl Store {
         }
     }
 
-    /// A consistent read of an operation, decoded.
+    /// A consistent read of an operation, decoded, with the handoff attributes the group
+    /// state carries while it is in flight ([`Store::handoff_view`]): its abort, claim and
+    /// group handoff times.
     pub(super) async fn read_operation(
         &self,
         operation: &'static str,
         op_id: &str,
     ) -> Result<Option<Operation>, Cause> {
-        match self.get_item(operation, keys::operation_key(op_id)).await? {
-            Some(item) => Ok(Some(Operation::from_item(&item)?)),
-            None => Ok(None),
-        }
+        Ok(self
+            .handoff_view(operation, op_id)
+            .await?
+            .map(|(mut op, view)| {
+                op.abort_requested_at = view.abort_requested_at;
+                op.promotion_started_at = view.promotion_started_at;
+                op
+            }))
     }
 
-    /// Requests an abort, in one transaction: the operation gets `abortRequestedAt` (and
-    /// phase `Aborting`), condition: no promotion claimed (`promotionStartedAt` absent) and
-    /// not closed (a `Failed` operation the group still names counts as open); with a `ConditionCheck` on the group state: `opId = id AND
-    /// attribute_not_exists(promotionClaimedBy)`. Claim and abort exclude each other, so after
-    /// a successful abort the target can never promote. Reads the operation first (to find
-    /// its group).
+    /// An operation (consistent read) and its handoff: from the group state while that
+    /// carries it (`opId`, or `lastOpId` before the close copied it, at the operation's
+    /// epoch), else from the operation item (the copy a close left; empty for an operation
+    /// superseded before it handed off). An operation the group state cannot carry (closed
+    /// and copied) costs one read; else two.
+    pub(super) async fn handoff_view(
+        &self,
+        operation: &'static str,
+        op_id: &str,
+    ) -> Result<Option<(Operation, HandoffView)>, Cause> {
+        let Some(item) = self.get_item(operation, keys::operation_key(op_id)).await? else {
+            return Ok(None);
+        };
+        let op = Operation::from_item(&item)?;
+        let copied = op.phase.is_terminal() && op.phase != Phase::Failed;
+        if !copied
+            && let Some(state) = self
+                .get_item(operation, keys::group_state_key(&op.group))
+                .await?
+        {
+            let carries = |a: &str| s_attr(&state, a) == Some(op_id);
+            let at_epoch = matches!(
+                state.get(attr::EPOCH),
+                Some(AttributeValue::N(n)) if n.parse() == Ok(op.epoch)
+            );
+            if at_epoch && (carries(attr::OP_ID) || carries(attr::LAST_OP_ID)) {
+                let view = HandoffView::from_item(GroupState::KIND, &state)?;
+                return Ok(Some((op, view)));
+            }
+        }
+        let view = HandoffView::from_item(Operation::KIND, &item)?;
+        Ok(Some((op, view)))
+    }
+
+    /// Requests an abort: one `UpdateItem` of the group state, `abortRequestedAt` (the
+    /// first time is kept), condition `epoch = e AND opId = id`, no promotion claimed
+    /// (`promotionClaimedBy` and `promotionStartedAt` absent). Claim and abort are on the
+    /// same item and exclude each other, so after a successful abort the target can never
+    /// promote. Then the operation item gets phase `Aborting` and a copy of the time (what
+    /// users read; best effort, it carries no authority). Reads the operation first (to
+    /// find its group).
     ///
     /// Outcomes: `Done(requested_at)` (repeating it keeps the first time);
     /// `PromotionClaimed` (only forward is possible, or `force`); `AlreadyFinished`;
@@ -496,88 +614,85 @@ impl Store {
             });
         };
         if let Some(answer) = abort_precheck(&stored) {
+            if let Outcome::Done(at) = answer {
+                self.mark_aborting(op_id, at).await;
+            }
             return Ok(answer);
         }
         let op = OpRef::from(&stored);
         let now = self.now();
-        let items = vec![
-            self.tx_check(
-                keys::group_state_key(&op.group),
-                "#opId = :id AND attribute_not_exists(#promotionClaimedBy)",
-                &[attr::OP_ID, attr::PROMOTION_CLAIMED_BY],
-                values([(":id", av_s(op_id))]),
-            )?,
-            self.tx_update(
-                keys::operation_key(op_id),
-                "SET #abortRequestedAt = if_not_exists(#abortRequestedAt, :now), #phase = :aborting",
-                Some(
-                    "attribute_exists(#PK) AND attribute_not_exists(#promotionStartedAt) \
-                     AND NOT (#phase IN (:t1, :t3, :t4))",
-                ),
+        let written = self
+            .update_group_for_op(
+                OP,
+                &op,
+                "SET #abortRequestedAt = if_not_exists(#abortRequestedAt, :now)",
+                "attribute_not_exists(#promotionClaimedBy) \
+                 AND attribute_not_exists(#promotionStartedAt)",
                 &[
-                    attr::PK,
                     attr::ABORT_REQUESTED_AT,
+                    attr::PROMOTION_CLAIMED_BY,
                     attr::PROMOTION_STARTED_AT,
-                    attr::PHASE,
                 ],
+                HashMap::new(),
+                values([(":now", av_ms(now))]),
+            )
+            .await;
+        match written {
+            Ok(GroupWrite::Done(new)) => {
+                let at = ms_attr(&new, attr::ABORT_REQUESTED_AT).unwrap_or(now);
+                tracing::info!(op_id, "abort requested");
+                self.mark_aborting(op_id, at).await;
+                Ok(Outcome::Done(at))
+            }
+            Ok(GroupWrite::Refused(old)) => Ok(Outcome::PromotionClaimed {
+                at: ms_attr(&old, attr::PROMOTION_STARTED_AT),
+                by: s_attr(&old, attr::PROMOTION_CLAIMED_BY).map(str::to_owned),
+            }),
+            Ok(GroupWrite::Stale(stale)) => {
+                // Closed in between, perhaps: say how.
+                match self.read_operation(OP, op_id).await? {
+                    Some(now_stored) => {
+                        Ok(abort_precheck(&now_stored).unwrap_or(Outcome::StaleEpoch(stale)))
+                    }
+                    None => Ok(Outcome::StaleEpoch(stale)),
+                }
+            }
+            Err(cause) => {
+                // The effect is unknown: read back before reporting a failure.
+                if let Ok(Some(now_stored)) = self.read_operation(OP, op_id).await
+                    && let Some(at) = now_stored.abort_requested_at
+                {
+                    self.mark_aborting(op_id, at).await;
+                    return Ok(Outcome::Done(at));
+                }
+                Err(cause)
+            }
+        }
+    }
+
+    /// The operation item's copy of an abort: phase `Aborting` and `abortRequestedAt`, unless
+    /// it is closed (a `Failed` one still counts as open). Best effort.
+    async fn mark_aborting(&self, op_id: &str, at: Timestamp) {
+        let result = self
+            .update_if(
+                "request_abort",
+                keys::operation_key(op_id),
+                "SET #abortRequestedAt = if_not_exists(#abortRequestedAt, :at), #phase = :aborting",
+                "attribute_exists(#PK) AND NOT (#phase IN (:t1, :t3, :t4, :t5))",
+                &[attr::PK, attr::ABORT_REQUESTED_AT, attr::PHASE],
                 values([
-                    (":now", av_ms(now)),
+                    (":at", av_ms(at)),
                     (":aborting", av_s(Phase::Aborting.as_str())),
                     (":t1", av_s(Phase::Succeeded.as_str())),
                     (":t3", av_s(Phase::Aborted.as_str())),
                     (":t4", av_s(Phase::RolledBack.as_str())),
+                    (":t5", av_s(Phase::Superseded.as_str())),
                 ]),
-            )?,
-        ];
-        let result = match self.transact(OP, items, None).await {
-            Ok(r) => r,
-            Err(failed) => {
-                if failed.kind.is_ambiguous()
-                    && let Ok(Some(now_stored)) = self.read_operation(OP, op_id).await
-                    && let Some(at) = now_stored.abort_requested_at
-                {
-                    return Ok(Outcome::Done(at));
-                }
-                return Err(failed.into_cause());
-            }
-        };
-        if let TxResult::Committed = result {
-            tracing::info!(op_id, "abort requested");
-            return Ok(Outcome::Done(now));
+            )
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(op_id, error = %e, "the operation item does not show the abort yet (the group state has it)");
         }
-        // Lost: look at both items again.
-        let Some(now_stored) = self.read_operation(OP, op_id).await? else {
-            return Ok(Outcome::OperationNotFound {
-                op_id: op_id.to_owned(),
-            });
-        };
-        let state = self.read_state(OP, &op.group).await?;
-        let claimed_by = state.as_ref().and_then(|s| s.promotion_claimed_by.clone());
-        if let Some(at) = now_stored.promotion_started_at {
-            return Ok(Outcome::PromotionClaimed {
-                at: Some(at),
-                by: claimed_by,
-            });
-        }
-        if let Some(answer) = abort_precheck(&now_stored) {
-            return Ok(answer);
-        }
-        if state.as_ref().and_then(|s| s.op_id.as_deref()) != Some(op_id) {
-            return Ok(Outcome::StaleEpoch(Stale {
-                expected_epoch: op.epoch,
-                current_epoch: state.as_ref().map(|s| s.epoch),
-                current_op: state.and_then(|s| s.op_id),
-            }));
-        }
-        if claimed_by.is_some() {
-            return Ok(Outcome::PromotionClaimed {
-                at: None,
-                by: claimed_by,
-            });
-        }
-        Err(Cause::Invalid(format!(
-            "the abort of operation {op_id} lost a condition, but the operation looks abortable"
-        )))
     }
 }
 
@@ -595,6 +710,12 @@ fn abort_precheck(op: &Operation) -> Option<Outcome<Timestamp>> {
         return Some(Outcome::AlreadyFinished { phase: op.phase });
     }
     op.abort_requested_at.map(Outcome::Done)
+}
+
+fn used_id(op_id: &str) -> Cause {
+    Cause::Invalid(format!(
+        "operation id {op_id} is already used by another operation"
+    ))
 }
 
 /// The request's own problems (names, source = target, who asks, the lease); the lease's

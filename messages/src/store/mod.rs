@@ -7,13 +7,13 @@
 //! | who | method | protocol |
 //! |---|---|---|
 //! | coordinator | [`Store::register_group`], [`Store::set_suspended`] | group state created at epoch 0 |
-//! | coordinator | [`Store::start_operation`] | step 1, one `TransactWriteItems` |
+//! | coordinator | [`Store::start_operation`] | step 1: the operation item, then the group state |
 //! | agents | [`Store::renew_lease`] | leases |
 //! | agents | [`Store::publish_stage`] (once per stage), [`Store::journal_note`] (a long wait) | step 3, the journal as DynamoDB keeps it |
 //! | source | [`Store::record_original_replicas`] | rule 3 (replicas kept in the operation) |
-//! | source | [`Store::mark_all_ready`] | step 4, all volumes in one transaction |
+//! | source | [`Store::mark_all_ready`], [`Store::mark_group_ready`] | step 4, all volumes in one write |
 //! | target | [`Store::list_handoffs`], [`Store::claim_promotion`], [`Store::mark_promoted`], [`Store::mark_all_promoted`] | step 5 |
-//! | target | [`Store::complete_operation`] | step 6 / rule 5, one transaction |
+//! | target | [`Store::complete_operation`] | step 6 / rule 5: the group state, then the operation and its history |
 //! | coordinator / source | [`Store::request_abort`] / [`Store::finish_abort`] | abort |
 //! | agents | [`Store::record_dual_active`], [`Store::set_phase`] | UPTIME window, phases |
 //! | agents | [`Store::put_heartbeat`], [`Store::get_heartbeat`], [`Store::list_heartbeats`] | heartbeats |
@@ -26,18 +26,20 @@
 //!   [`Store::list_operations`]) are eventually consistent, as every index is.
 //! * Every write an agent makes for operation (`e`, `id`) that carries authority (all but the
 //!   journal's published stages and notes and the operation item's phase, original replica
-//!   counts and dual-active marks, which are informational) is conditioned on the
-//!   group state `epoch = e AND opId = id`: either it updates the group state under that condition, or
-//!   it is a transaction carrying a `ConditionCheck` on the group state with it (a condition
-//!   on the operation item's own `epoch` would prove nothing: that attribute never changes). A lost condition comes back
-//!   as an [`Outcome`] (`StaleEpoch`, `AbortRequested`, …), classified from the transaction's
-//!   cancellation reasons (with `ReturnValuesOnConditionCheckFailure = ALL_OLD`) or from a
-//!   consistent read; it is never an error and never retried.
+//!   counts, dual-active marks and closing copy, which are informational) is one
+//!   `UpdateItem` of the group state under `epoch = e AND opId = id` and its own conditions:
+//!   the group state item carries the operation's handoff (READY, claim, PROMOTED, abort).
+//!   No write is a transaction, so the same code runs on a global table in multi-Region
+//!   strong consistency mode. A condition on the operation item's own `epoch` would prove
+//!   nothing (that attribute never changes). A lost condition comes back as an [`Outcome`]
+//!   (`StaleEpoch`, `AbortRequested`, …), classified from the item the refusal returned
+//!   (`ReturnValuesOnConditionCheckFailure = ALL_OLD`) or from a consistent read; it is
+//!   never an error and never retried.
 //! * Only throttling, 5xx and transport failures are retried ([`retry`]), with capped
 //!   exponential backoff and jitter; the SDK's own retries are switched off so that the
 //!   policy and the [`CallCounter`] see every attempt.
 //! * A write whose effect is unknown after a transport failure is resolved by reading back
-//!   (the start reads `opId`; completing and aborting read the operation's phase), so a
+//!   (the start and the abort read the group state; a close finds `lastOpId`), so a
 //!   committed write is never reported as lost.
 
 mod agent;
@@ -60,11 +62,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, ConditionCheck, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use jiff::Timestamp;
 
 pub use self::calls::{CallCounter, CallOutcome, classify_outcome};
@@ -79,10 +77,10 @@ use self::retry::{FailureKind, RetryPolicy};
 pub use self::start_view::StartView;
 use crate::failpoint;
 use crate::keys;
-use crate::records::{Item, attr, av_n, av_s, truncate_to_millis};
+use crate::records::{Item, attr, av_s, truncate_to_millis};
 
 /// DynamoDB's limit of items in one transaction.
-pub use crate::protocol::spec::MAX_TRANSACTION_ITEMS;
+pub use crate::protocol::spec::MAX_VOLUMES;
 
 /// Client for the failover table. Cheap to clone; clones share the clock and the counter.
 #[derive(Clone)]
@@ -229,87 +227,6 @@ impl Store {
         }
     }
 
-    /// Runs a transaction. A cancellation in which some item failed its condition comes
-    /// back as [`TxResult::Cancelled`] with every item's reason; anything else that is not a
-    /// commit is an error.
-    async fn transact(
-        &self,
-        operation: &'static str,
-        items: Vec<TransactWriteItem>,
-        token: Option<String>,
-    ) -> Result<TxResult, Failed<TransactWriteItemsError>> {
-        let req = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .set_client_request_token(token);
-        let result = self
-            .send(
-                operation,
-                "TransactWriteItems",
-                classify_transaction,
-                || req.clone().send(),
-            )
-            .await;
-        match result {
-            Ok(_) => Ok(TxResult::Committed),
-            Err(failed) => {
-                if let SdkError::ServiceError(se) = &failed.err
-                    && let TransactWriteItemsError::TransactionCanceledException(tc) = se.err()
-                {
-                    let reasons = tc.cancellation_reasons();
-                    if reasons.iter().any(condition_failed) {
-                        return Ok(TxResult::Cancelled(Cancellation(
-                            reasons.iter().map(Reason::from).collect(),
-                        )));
-                    }
-                }
-                Err(failed)
-            }
-        }
-    }
-
-    /// Runs an agent write for `op`: a transaction whose item 0 carries the group-state
-    /// condition `epoch = e AND opId = id` ([`Store::group_check`] or an update under it).
-    /// When item 0 failed, says where the group stands ([`Store::stale`]); when another
-    /// item failed, hands the cancellation back for the caller to classify.
-    async fn transact_for_op(
-        &self,
-        operation: &'static str,
-        op: &OpRef,
-        items: Vec<TransactWriteItem>,
-    ) -> Result<TxVerdict, Cause> {
-        let result = self
-            .transact(operation, items, None)
-            .await
-            .map_err(Failed::into_cause)?;
-        match result {
-            TxResult::Committed => Ok(TxVerdict::Committed),
-            TxResult::Cancelled(cancelled) => match cancelled.failed(0) {
-                Some(r) => Ok(TxVerdict::Stale(
-                    self.stale(operation, op, r.item.as_ref()).await?,
-                )),
-                None => Ok(TxVerdict::Rejected(cancelled)),
-            },
-        }
-    }
-
-    /// `ConditionCheck` on the group state: `epoch = e AND opId = id` (the operation is still
-    /// the one in flight at its epoch), returning the old item when it fails. Every agent
-    /// write that does not update the group state itself carries this check.
-    fn group_check(&self, op: &OpRef) -> Result<TransactWriteItem, Cause> {
-        let (expr, names, values) = group_condition(op);
-        let check = ConditionCheck::builder()
-            .table_name(self.table.as_ref())
-            .set_key(Some(key_map(keys::group_state_key(&op.group))))
-            .condition_expression(expr)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()?;
-        Ok(TransactWriteItem::builder().condition_check(check).build())
-    }
-
     /// Describes where the group stands after a write conditioned on `op.epoch` lost, from
     /// the returned old item or, when there is none, a consistent read.
     async fn stale(
@@ -418,61 +335,6 @@ where
     }
 }
 
-enum TxResult {
-    Committed,
-    Cancelled(Cancellation),
-}
-
-/// What became of an agent write ([`Store::transact_for_op`]).
-enum TxVerdict {
-    Committed,
-    /// The group-state condition (item 0) failed: where the group stands now.
-    Stale(Stale),
-    /// Item 0 passed, another item failed its condition.
-    Rejected(Cancellation),
-}
-
-/// The items' reasons of a transaction cancelled because some item failed its condition.
-struct Cancellation(Vec<Reason>);
-
-impl Cancellation {
-    /// Whether item `i` failed its condition: then its reason, with its old item.
-    fn failed(&self, i: usize) -> Option<&Reason> {
-        self.0.get(i).filter(|r| r.failed)
-    }
-}
-
-/// One item's cancellation reason.
-struct Reason {
-    failed: bool,
-    item: Option<Item>,
-}
-
-impl From<&CancellationReason> for Reason {
-    fn from(r: &CancellationReason) -> Self {
-        Self {
-            failed: condition_failed(r),
-            item: r.item().cloned(),
-        }
-    }
-}
-
-fn condition_failed(r: &CancellationReason) -> bool {
-    r.code() == Some("ConditionalCheckFailed")
-}
-
-fn classify_transaction(err: &SdkError<TransactWriteItemsError>) -> (FailureKind, CallOutcome) {
-    if let SdkError::ServiceError(se) = err
-        && let TransactWriteItemsError::TransactionCanceledException(tc) = se.err()
-    {
-        let codes: Vec<Option<&str>> = tc.cancellation_reasons().iter().map(|r| r.code()).collect();
-        let kind = retry::classify_cancellation(&codes);
-        let outcome = classify_outcome(Some("TransactionCanceledException"), kind, &codes);
-        return (kind, outcome);
-    }
-    calls::classify_error(err)
-}
-
 /// `{PK, SK}` as an attribute map.
 fn key_map((pk, sk): (String, String)) -> Item {
     HashMap::from([
@@ -492,74 +354,4 @@ fn names(attributes: &[&str]) -> HashMap<String, String> {
 /// Expression values.
 fn values<const N: usize>(pairs: [(&str, AttributeValue); N]) -> HashMap<String, AttributeValue> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-}
-
-/// The group-state condition of every agent write: `epoch = e AND opId = id`.
-fn group_condition(
-    op: &OpRef,
-) -> (
-    &'static str,
-    HashMap<String, String>,
-    HashMap<String, AttributeValue>,
-) {
-    (
-        "#epoch = :e AND #opId = :id",
-        names(&[attr::EPOCH, attr::OP_ID]),
-        values([(":e", av_n(op.epoch)), (":id", av_s(&op.id))]),
-    )
-}
-
-/// The `ClientRequestToken` of the transaction that starts operation `op_id` from the
-/// group's epoch `from_epoch`: a stable 32-hex-digit digest (DynamoDB allows at most 36
-/// characters), so a retried start is recognised as the same request, while an attempt at
-/// another epoch (after the state moved) is a different request.
-pub fn start_request_token(op_id: &str, from_epoch: u64) -> String {
-    let input = format!("{op_id}@{from_epoch}");
-    // FNV-1a, 64 bits, twice with different offsets: stable across builds and platforms.
-    fn fnv(offset: u64, bytes: &[u8]) -> u64 {
-        bytes.iter().fold(offset, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
-    }
-    let a = fnv(0xcbf2_9ce4_8422_2325, input.as_bytes());
-    let b = fnv(0x6c62_272e_07bb_0142, input.as_bytes());
-    format!("{a:016x}{b:016x}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const PINNED_TOKEN: &str = "3bec4cf10decc0ec5d7e649edbc36393";
-
-    #[test]
-    fn start_token_is_stable_short_and_distinct() {
-        let id = "0d6c8a1e-4b0e-4f7a-9c1d-2a3b4c5d6e7f";
-        let a = start_request_token(id, 3);
-        assert_eq!(a, start_request_token(id, 3));
-        assert_eq!(a.len(), 32);
-        assert_ne!(
-            a,
-            start_request_token("0d6c8a1e-4b0e-4f7a-9c1d-2a3b4c5d6e7e", 3)
-        );
-        assert_ne!(a, start_request_token(id, 4));
-        assert_eq!(start_request_token("", 0).len(), 32);
-        // Pinned so that a change of the function (which would break idempotent retries
-        // between versions) is noticed.
-        assert_eq!(start_request_token("op-1", 0), PINNED_TOKEN);
-    }
-
-    #[test]
-    fn group_condition_names_only_what_it_uses() {
-        let op = OpRef {
-            id: "op-1".into(),
-            group: "shop/orders".parse().unwrap(),
-            epoch: 4,
-        };
-        let (expr, names, values) = group_condition(&op);
-        assert_eq!(expr, "#epoch = :e AND #opId = :id");
-        assert_eq!(names.len(), 2);
-        assert_eq!(values[":e"], av_n(4));
-        assert_eq!(values[":id"], av_s("op-1"));
-    }
 }

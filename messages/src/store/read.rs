@@ -124,8 +124,10 @@ impl Store {
             .map_err(wrap)
     }
 
-    /// The handoff records of an operation (consistent query of `PK = OP#<id>`, `SK` begins
-    /// with `VOL#`), in volume-name order.
+    /// The handoff of an operation, one line per volume marked `READY_FOR_PROMOTION` or
+    /// `PROMOTED`, in volume-name order: from the group state while it carries this
+    /// operation (in flight, or the last closed), else from the copy the close left on the
+    /// operation item. Two consistent reads.
     pub async fn list_handoffs(&self, op_id: &str) -> Result<Vec<Handoff>, StoreError> {
         let wrap = |source: Cause| StoreError::ListHandoffs {
             op_id: op_id.to_owned(),
@@ -133,16 +135,14 @@ impl Store {
             source,
         };
         keys::validate_operation_id(op_id).map_err(|e| wrap(e.into()))?;
-        self.query_partition(
-            "list_handoffs",
-            &keys::operation_pk(op_id),
-            keys::HANDOFF_PREFIX,
-            None,
-            true,
-        )
-        .await
-        .and_then(|items| decode_all(&items))
-        .map_err(wrap)
+        self.handoff_view("list_handoffs", op_id)
+            .await
+            .map(|found| {
+                found
+                    .map(|(op, view)| view.handoffs(&op.id, op.epoch))
+                    .unwrap_or_default()
+            })
+            .map_err(wrap)
     }
 
     /// One cluster's journal of an operation (consistent), in the order the steps were

@@ -1,8 +1,7 @@
 //! Many groups failed over at once against one group, with the same agents, and the agents'
 //! peak memory.
 //!
-//! One stack (fresh table: moto deep-copies the whole table for every item of a
-//! `TransactWriteItems`, so a table left big by earlier runs would slow every write) with
+//! One stack (fresh table, so what earlier runs left in moto cannot slow its writes) with
 //! both agents and one storage simulator on one namespace holding `groups + 2` small groups
 //! (`shape` workloads with one volume each; 1 Deployment + 1 volume by default), all active
 //! in east. Then, each started by one `failoverctl failover … --to west` process (without
@@ -378,9 +377,8 @@ pub fn markdown(r: &FanoutReport) -> String {
          the peak of the whole run.\n",
     );
     out.push_str(
-        "- all groups share one table in moto, which serializes requests and deep-copies the \
-         whole table for every item of a `TransactWriteItems`; the many-group step pays for \
-         that, DynamoDB would not.\n",
+        "- all groups share one table in moto, which serializes requests; the many-group step \
+         pays for that, DynamoDB would not.\n",
     );
     out
 }

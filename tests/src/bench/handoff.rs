@@ -28,18 +28,17 @@
 //! reported as "early".
 //!
 //! AWS calls per handoff count every call on the handoff path: DynamoDB calls from a
-//! [`CallCounter`] shared by the source's and the target's stores (`TransactWriteItems` of
-//! `mark_all_ready`, `Query` of `list_handoffs`, retries included), and the SQS calls
+//! [`CallCounter`] shared by the source's and the target's stores (the `UpdateItem` of
+//! `mark_all_ready`, the two `GetItem`s of `list_handoffs`, retries included), and the SQS calls
 //! `SendMessage`, `ReceiveMessage` (empty long polls included) and `DeleteMessage`, counted
 //! here around each [`Inbox`] call. A poller's reads before the write count too: they are
 //! what waiting costs it. Setting up the groups and operations (`register_group`,
 //! `start_operation`, the coordinator's side) is counted apart and not in the rows.
 //!
-//! Every handoff has its own small table (`<run>-<side>-<n>`, deleted after the run): moto
-//! (5.2.5) deep-copies the whole table for every item of a `TransactWriteItems`, so on one
-//! shared table each write would get slower as the run fills it, and 200 concurrent writes
-//! would queue inside moto, which is an artefact of the emulator, not of the protocol (in
-//! DynamoDB a transaction's cost does not depend on the table's size).
+//! Every handoff has its own small table (`<run>-<side>-<n>`, deleted after the run), so 200
+//! concurrent handoffs do not queue on one table inside moto (an artefact of the emulator,
+//! not of the protocol; moto 5.2.5 also deep-copies the whole table for every item of a
+//! transaction, which the protocol no longer uses).
 //!
 //! The event-driven side runs one unmeasured warm-up handoff first (connections, queue URL
 //! cache); the target already knows each operation and its epoch (in a real agent, from the
@@ -133,7 +132,7 @@ pub struct SideResult {
     /// One latency per handoff, in the order the handoffs ran.
     pub latencies: Vec<Duration>,
     /// AWS calls on the handoff path over all measured handoffs, per API
-    /// (`TransactWriteItems`, `Query`, `SendMessage`, `ReceiveMessage`, `DeleteMessage`).
+    /// (`UpdateItem`, `GetItem`, `SendMessage`, `ReceiveMessage`, `DeleteMessage`).
     pub calls: BTreeMap<String, u64>,
     /// Poller reads that saw the records before `mark_all_ready` had returned (latency 0).
     pub early: usize,

@@ -68,13 +68,15 @@ pub fn side_label(side: &TargetSide) -> String {
     }
 }
 
-/// Calls per handoff by API, in a fixed order: `1 TransactWriteItems + 1.01 ReceiveMessage …`.
+/// Calls per handoff by API, in a fixed order: `1 UpdateItem + 1.01 ReceiveMessage …`.
 fn calls_breakdown(side: &SideResult) -> String {
-    const ORDER: [&str; 5] = [
+    const ORDER: [&str; 7] = [
+        "UpdateItem",
         "TransactWriteItems",
         "SendMessage",
         "ReceiveMessage",
         "DeleteMessage",
+        "GetItem",
         "Query",
     ];
     let mut apis: Vec<&str> = ORDER
@@ -257,10 +259,8 @@ fn write_notes(out: &mut String, report: &HandoffReport) {
         );
     }
     out.push_str(
-        "- Each handoff has its own small table: moto 5.2.5 deep-copies the whole table for \
-         every item of a `TransactWriteItems`, so on one shared table the writes would slow down \
-         as the run fills it and concurrent writes would queue inside moto (an emulator \
-         artefact; in DynamoDB a transaction's cost does not depend on the table's size).\n",
+        "- Each handoff has its own small table, so concurrent handoffs do not queue on one \
+         table inside moto (an emulator artefact).\n",
     );
     out.push_str(
         "- moto on loopback has no network round trip; against AWS in one region every call adds \

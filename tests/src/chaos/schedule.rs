@@ -21,9 +21,9 @@ use crate::faults::Service;
 /// A one-shot crash: the restarted agent passes one step boundary whose outcome is about to
 /// be journaled and crashes at the next.
 pub const CRASH_FAILPOINTS: &str = "engine::done::before=1*off->1*return(crash)";
-/// DynamoDB throttling: a fifth of the agent's `TransactWriteItems` answered
-/// `ThrottlingException`.
-pub const THROTTLE_FAILPOINTS: &str = "dynamodb::TransactWriteItems=20%return(throttle)";
+/// DynamoDB throttling: a fifth of the agent's `UpdateItem` calls (its protocol writes and
+/// lease renewals) answered `ThrottlingException`.
+pub const THROTTLE_FAILPOINTS: &str = "dynamodb::UpdateItem=20%return(throttle)";
 
 /// How long an agent restart occupies its agent in the plan (no second restart of the same
 /// agent within it).

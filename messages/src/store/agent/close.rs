@@ -1,16 +1,22 @@
 //! Closing an operation: protocol step 6 (`Succeeded`, the target takes the group over) and
 //! the end of an abort (`Aborted`, the source keeps it), each with its history record.
 
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
 use jiff::Timestamp;
 
 use crate::keys;
 use crate::records::{
-    HistoryEntry, Operation, Phase, Record, Timings, attr, av_ms, av_n, av_s, timings_to_av,
+    GroupState, HANDOFF_ATTRIBUTES, HandoffView, HistoryEntry, Item, Operation, Phase, Record,
+    Timings, attr, av_ms, av_s, handoff_attributes, timings_to_av,
 };
+use crate::store::coordinator::s_attr;
 use crate::store::error::{Cause, StoreError};
 use crate::store::outcome::{OpRef, Outcome};
-use crate::store::{Cancellation, Store, TxResult, values};
+use crate::store::{Store, values};
+
+use super::GroupWrite;
 
 impl Store {
     /// Protocol step 6 (rule 5): closes the operation as `Succeeded` in one transaction:
@@ -79,122 +85,138 @@ impl Store {
             return Ok(outcome);
         }
         let now = self.now();
-        let entry = entry_for_closing(&stored, timings, phase, now);
-        let items = self.close_items(op, &stored.target, &entry, phase, now)?;
-        let result = match self.transact(op_name, items, None).await {
-            Ok(r) => r,
-            Err(failed) => {
-                // The effect is unknown: read back before reporting a failure.
-                if failed.kind.is_ambiguous()
-                    && let Ok(Some(now_stored)) = self.read_operation(op_name, &op.id).await
-                    && now_stored.phase == phase
-                {
-                    return Ok(Outcome::Done(closed_entry(now_stored, now)));
-                }
-                return Err(failed.into_cause());
-            }
-        };
-        match result {
-            TxResult::Committed => {
-                tracing::info!(op_id = %op.id, group = %op.group, %phase, "operation closed");
-                Ok(Outcome::Done(entry))
-            }
-            TxResult::Cancelled(rejected) => {
-                self.close_lost(op_name, op, phase, &rejected, now).await
-            }
-        }
-    }
-
-    /// The closing transaction: the group state released (item 0, condition
-    /// `epoch = e AND opId = id`; for `Succeeded` also handed to `target`), the operation's
-    /// phase, `finishedAt` and timings (item 1), and the history record put (item 2). The
-    /// expressions that depend on `phase` come from [`close_expressions`].
-    fn close_items(
-        &self,
-        op: &OpRef,
-        target: &str,
-        entry: &HistoryEntry,
-        phase: Phase,
-        now: Timestamp,
-    ) -> Result<Vec<TransactWriteItem>, Cause> {
-        let (group_update, op_condition) = close_expressions(phase);
-        let mut group_names = vec![
-            attr::VERSION,
+        let (update, condition) = close_expressions(phase);
+        let mut names = vec![
             attr::LAST_OP_ID,
-            attr::UPDATED_AT,
             attr::OP_ID,
             attr::LEASE_HOLDER,
             attr::LEASE_EXPIRES_AT,
-            attr::EPOCH,
+            attr::PROMOTION_STARTED_AT,
+            attr::ABORT_REQUESTED_AT,
         ];
-        let mut group_values = values([
-            (":zero", av_n(0)),
-            (":one", av_n(1)),
-            (":id", av_s(&op.id)),
-            (":now", av_ms(now)),
-            (":e", av_n(op.epoch)),
-        ]);
+        let mut vals = values([(":now", av_ms(now))]);
         if phase == Phase::Succeeded {
-            group_names.extend([attr::ACTIVE_CLUSTER, attr::PROMOTION_CLAIMED_BY]);
-            group_values.insert(":target".into(), av_s(target));
+            names.extend([attr::ACTIVE_CLUSTER, attr::PROMOTION_CLAIMED_BY]);
+            vals.insert(":target".into(), av_s(&stored.target));
         }
-        Ok(vec![
-            self.tx_update(
-                keys::group_state_key(&op.group),
-                group_update,
-                Some("#epoch = :e AND #opId = :id"),
-                &group_names,
-                group_values,
-            )?,
-            self.tx_update(
-                keys::operation_key(&op.id),
-                "SET #phase = :phase, #finishedAt = :now, #timings = :timings",
-                Some(op_condition),
-                &[
-                    attr::PHASE,
-                    attr::FINISHED_AT,
-                    attr::TIMINGS,
-                    attr::PROMOTION_STARTED_AT,
-                    attr::ABORT_REQUESTED_AT,
-                ],
-                values([
-                    (":phase", av_s(phase.as_str())),
-                    (":now", av_ms(now)),
-                    (":timings", timings_to_av(&entry.operation.timings)),
-                ]),
-            )?,
-            self.tx_put_new(entry.to_item())?,
-        ])
+        let written = self
+            .update_group_for_op(op_name, op, update, condition, &names, HashMap::new(), vals)
+            .await?;
+        let state = match written {
+            GroupWrite::Done(state) => state,
+            GroupWrite::Stale(stale) => {
+                return match self.closed_before(op_name, op, phase, &stored, now).await? {
+                    Some(outcome) => Ok(outcome),
+                    None => Ok(Outcome::StaleEpoch(stale)),
+                };
+            }
+            GroupWrite::Refused(old) => {
+                let view = HandoffView::from_item(GroupState::KIND, &old)?;
+                let mut seen = stored.clone();
+                seen.abort_requested_at = view.abort_requested_at;
+                seen.promotion_started_at = view.promotion_started_at;
+                return match self.close_precheck(op_name, op, &seen, phase).await? {
+                    Some(outcome) => Ok(outcome),
+                    None => Err(Cause::Invalid(format!(
+                        "closing operation {} lost a condition, but it looks closable",
+                        op.id
+                    ))),
+                };
+            }
+        };
+        tracing::info!(op_id = %op.id, group = %op.group, %phase, "operation closed");
+        let entry = entry_for_closing(&stored, timings, phase, now, &state)?;
+        self.record_close(op_name, &entry, &state).await?;
+        Ok(Outcome::Done(entry))
     }
 
-    /// The answer to a closing transaction that was cancelled. It may have lost to itself
-    /// (a retried attempt that had committed), so the operation is read back before the
-    /// group state is looked at (not `transact_for_op`).
-    async fn close_lost(
+    /// After the group state was released: the history record, then the operation item's
+    /// phase, `finishedAt`, timings and a copy of the handoff. Neither carries authority;
+    /// both are idempotent, so a resumed close writes them again.
+    async fn record_close(
+        &self,
+        op_name: &'static str,
+        entry: &HistoryEntry,
+        state: &Item,
+    ) -> Result<(), Cause> {
+        let handoff = handoff_attributes(state);
+        let mut sets = vec![
+            "#phase = :phase".to_owned(),
+            "#finishedAt = :now".to_owned(),
+            "#timings = :timings".to_owned(),
+        ];
+        let mut names: Vec<&str> = vec![attr::PHASE, attr::FINISHED_AT, attr::TIMINGS, attr::PK];
+        let mut vals = values([
+            (":phase", av_s(entry.operation.phase.as_str())),
+            (":now", av_ms(entry.finished_at)),
+            (":timings", timings_to_av(&entry.operation.timings)),
+        ]);
+        for (i, name) in HANDOFF_ATTRIBUTES.iter().enumerate() {
+            if let Some(v) = handoff.get(*name) {
+                sets.push(format!("#{name} = :h{i}"));
+                names.push(name);
+                vals.insert(format!(":h{i}"), v.clone());
+            }
+        }
+        // The history record first: once the operation item reads closed, its history
+        // record is there.
+        let mut item = entry.to_item();
+        item.extend(handoff);
+        self.put_new(op_name, item).await?;
+        let refused = self
+            .update_if(
+                op_name,
+                keys::operation_key(&entry.operation.id),
+                &format!("SET {}", sets.join(", ")),
+                "attribute_exists(#PK)",
+                &names,
+                vals,
+            )
+            .await?;
+        if refused.is_some() {
+            return Err(Cause::Invalid(format!(
+                "operation {} was closed but its item is gone",
+                entry.operation.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// The answer for a close whose group-state write found the operation no longer in
+    /// flight: `Some` when this close had committed it before (a retried or resumed close),
+    /// after writing what it had not; `None` when the group moved on otherwise.
+    async fn closed_before(
         &self,
         op_name: &'static str,
         op: &OpRef,
         phase: Phase,
-        rejected: &Cancellation,
+        stored: &Operation,
         now: Timestamp,
-    ) -> Result<Outcome<HistoryEntry>, Cause> {
-        let Some(now_stored) = self.read_operation(op_name, &op.id).await? else {
-            return Ok(Outcome::OperationNotFound {
-                op_id: op.id.clone(),
-            });
+    ) -> Result<Option<Outcome<HistoryEntry>>, Cause> {
+        let Some(state) = self
+            .get_item(op_name, keys::group_state_key(&op.group))
+            .await?
+        else {
+            return Ok(None);
         };
-        if let Some(r) = rejected.failed(0) {
-            if now_stored.phase == phase {
-                return Ok(Outcome::Done(closed_entry(now_stored, now)));
-            }
-            return Ok(Outcome::StaleEpoch(
-                self.stale(op_name, op, r.item.as_ref()).await?,
-            ));
+        let closed_here = s_attr(&state, attr::LAST_OP_ID) == Some(op.id.as_str())
+            && s_attr(&state, attr::OP_ID).is_none_or(|id| id != op.id)
+            && matches!(state.get(attr::EPOCH), Some(AttributeValue::N(n)) if n.parse() == Ok(op.epoch));
+        if !closed_here {
+            return Ok(None);
         }
-        match self.close_precheck(op_name, op, &now_stored, phase).await? {
-            Some(outcome) => Ok(outcome),
-            None => Ok(Outcome::StaleEpoch(self.stale(op_name, op, None).await?)),
+        let view = HandoffView::from_item(GroupState::KIND, &state)?;
+        let closed_as = if view.promotion_started_at.is_some() {
+            Phase::Succeeded
+        } else {
+            Phase::Aborted
+        };
+        if closed_as != phase {
+            return Ok(Some(Outcome::AlreadyFinished { phase: closed_as }));
         }
+        let entry = entry_for_closing(stored, Timings::default(), phase, now, &state)?;
+        self.record_close(op_name, &entry, &state).await?;
+        Ok(Some(Outcome::Done(entry)))
     }
 
     /// Decides from the stored operation whether closing it as `phase` can go ahead
@@ -217,7 +239,10 @@ impl Store {
                 self.stale(op_name, op, None).await?,
             )));
         }
-        if stored.phase.is_terminal() {
+        // A `Failed` mark may have landed between the abort's write of the group state and
+        // its copy on the operation item: the abort still closes it.
+        let failed_then_aborted = phase == Phase::Aborted && stored.phase == Phase::Failed;
+        if stored.phase.is_terminal() && !failed_then_aborted {
             return Ok(Some(Outcome::AlreadyFinished {
                 phase: stored.phase,
             }));
@@ -254,23 +279,27 @@ fn closed_entry(op: Operation, fallback: Timestamp) -> HistoryEntry {
     HistoryEntry::new(op, finished)
 }
 
-/// The history entry of `stored` closed as `phase` at `now`, with `timings`; its total
-/// defaults to `now - requestedAt`.
+/// The history entry of `stored` closed as `phase` at `now`, with `timings` (total defaults
+/// to `now - requestedAt`) and the handoff times the group state carried.
 fn entry_for_closing(
     stored: &Operation,
     timings: Timings,
     phase: Phase,
     now: Timestamp,
-) -> HistoryEntry {
+    state: &Item,
+) -> Result<HistoryEntry, Cause> {
+    let view = HandoffView::from_item(GroupState::KIND, state)?;
     let mut closed = stored.clone();
     closed.phase = phase;
+    closed.abort_requested_at = view.abort_requested_at;
+    closed.promotion_started_at = view.promotion_started_at;
     closed.timings = Timings {
         total_ms: timings
             .total_ms
             .or_else(|| u64::try_from(now.duration_since(stored.requested_at).as_millis()).ok()),
         ..timings
     };
-    HistoryEntry::new(closed, now)
+    Ok(HistoryEntry::new(closed, now))
 }
 
 /// The group state's update expression and the operation's condition for closing as
@@ -279,15 +308,13 @@ fn entry_for_closing(
 fn close_expressions(phase: Phase) -> (&'static str, &'static str) {
     if phase == Phase::Succeeded {
         (
-            "SET #activeCluster = :target, #version = if_not_exists(#version, :zero) + :one, \
-             #lastOpId = :id, #updatedAt = :now \
+            "SET #activeCluster = :target, #lastOpId = :id \
              REMOVE #opId, #leaseHolder, #leaseExpiresAt, #promotionClaimedBy",
             "attribute_exists(#promotionStartedAt) AND attribute_not_exists(#abortRequestedAt)",
         )
     } else {
         (
-            "SET #version = if_not_exists(#version, :zero) + :one, \
-             #lastOpId = :id, #updatedAt = :now REMOVE #opId, #leaseHolder, #leaseExpiresAt",
+            "SET #lastOpId = :id REMOVE #opId, #leaseHolder, #leaseExpiresAt",
             "attribute_exists(#abortRequestedAt) AND attribute_not_exists(#promotionStartedAt)",
         )
     }

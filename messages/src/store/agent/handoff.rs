@@ -1,141 +1,138 @@
-//! Protocol steps 4 and 5, the volume handoff: the source marks its volumes
+//! Protocol steps 4 and 5, the volume handoff: the source marks the group
 //! `READY_FOR_PROMOTION`, the target claims the promotion and marks volumes `PROMOTED`.
+//!
+//! Each is one conditional `UpdateItem` of the group state item, which carries the handoff of
+//! the operation in flight (see [`crate::records::HandoffView`]): the `epoch`/`opId`
+//! condition, the abort and the claim are all on that one item, so no write needs a
+//! transaction and each is linearizable on its own.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
-use jiff::Timestamp;
+use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::check_volumes;
+use super::{GroupWrite, check_volumes};
 use crate::keys;
-use crate::records::{Handoff, HandoffState, Item, Mode, Record, attr, av_ms, av_n, av_s};
+use crate::records::{Handoff, HandoffView, Item, Mark, Mode, attr, av_s};
 use crate::store::coordinator::s_attr;
 use crate::store::error::{Cause, StoreError};
 use crate::store::outcome::{OpRef, Outcome};
-use crate::store::{Cancellation, Store, TxVerdict, values};
+use crate::store::{Store, values};
+
+const KIND: &str = "group state";
 
 impl Store {
-    /// Protocol step 4: puts a `READY_FOR_PROMOTION` record for every volume in one
-    /// transaction, with a `ConditionCheck` on the group state (`epoch = e AND opId = id`)
-    /// and on the operation (`attribute_not_exists(abortRequestedAt)`). All or nothing.
-    /// Repeating it is harmless (the first `readyAt` is kept).
+    /// Protocol step 4: the source marks every volume `READY_FOR_PROMOTION` and the group
+    /// handed off (`groupReadyAt`) in one `UpdateItem` of the group state, condition
+    /// `epoch = e AND opId = id`, no abort requested, no promotion claimed, not marked
+    /// before. All or nothing. Repeating it is harmless (the first marks are kept and
+    /// returned).
     ///
-    /// Outcomes: `Done(records)`; `StaleEpoch`; `AbortRequested`; `AlreadyPromoted`;
-    /// `OperationNotFound`.
+    /// Outcomes: `Done(records)`; `StaleEpoch`; `AbortRequested`; `AlreadyPromoted` (the
+    /// target claimed without waiting: a forced operation).
     pub async fn mark_all_ready(
         &self,
         op: &OpRef,
         writer: &str,
         volumes: &[String],
     ) -> Result<Outcome<Vec<Handoff>>, StoreError> {
-        self.mark_all_ready_inner(op, writer, volumes)
+        check_volumes(volumes).map_err(|source| self.ready_error(op, writer, source))?;
+        self.mark_ready_inner(op, writer, volumes)
             .await
-            .map_err(|source| StoreError::PutHandoffRecord {
-                group: op.group.clone(),
-                op_id: op.id.clone(),
-                writer: writer.to_owned(),
-                table: self.table.to_string(),
-                source,
-            })
+            .map_err(|source| self.ready_error(op, writer, source))
     }
 
-    async fn mark_all_ready_inner(
+    fn ready_error(&self, op: &OpRef, writer: &str, source: Cause) -> StoreError {
+        StoreError::PutHandoffRecord {
+            group: op.group.clone(),
+            op_id: op.id.clone(),
+            writer: writer.to_owned(),
+            table: self.table.to_string(),
+            source,
+        }
+    }
+
+    /// [`Store::mark_all_ready`] for the volumes given (none for a group without volumes).
+    pub(in crate::store) async fn mark_ready_inner(
         &self,
         op: &OpRef,
         writer: &str,
         volumes: &[String],
     ) -> Result<Outcome<Vec<Handoff>>, Cause> {
         const OP: &str = "mark_all_ready";
-        keys::validate_cluster(writer)?;
-        check_volumes(volumes, 2)?;
+        if !volumes.is_empty() {
+            keys::validate_cluster(writer)?;
+        }
         let now = self.now();
-        let mut items = vec![
-            self.group_check(op)?,
-            self.tx_check(
-                keys::operation_key(&op.id),
-                "attribute_exists(#PK) AND attribute_not_exists(#abortRequestedAt)",
-                &[attr::PK, attr::ABORT_REQUESTED_AT],
-                HashMap::new(),
-            )?,
-        ];
-        let mut records = Vec::with_capacity(volumes.len());
-        for volume in volumes {
-            items.push(self.tx_update(
-                keys::handoff_key(&op.id, volume),
-                "SET #opId = :id, #volume = :v, #state = :ready, #epoch = :e, #writer = :w, \
-                 #readyAt = if_not_exists(#readyAt, :now)",
-                Some("attribute_not_exists(#PK) OR (#state = :ready AND #epoch = :e)"),
-                &[
-                    attr::PK,
-                    attr::OP_ID,
-                    attr::VOLUME,
-                    attr::STATE,
-                    attr::EPOCH,
-                    attr::WRITER,
-                    attr::READY_AT,
-                ],
-                values([
-                    (":id", av_s(&op.id)),
-                    (":v", av_s(volume)),
-                    (":ready", av_s(HandoffState::ReadyForPromotion.as_str())),
-                    (":e", av_n(op.epoch)),
-                    (":w", av_s(writer)),
-                    (":now", av_ms(now)),
-                ]),
-            )?);
-            records.push(Handoff {
-                op_id: op.id.clone(),
-                volume: volume.clone(),
-                state: HandoffState::ReadyForPromotion,
-                epoch: op.epoch,
-                writer: writer.to_owned(),
-                ready_at: Some(now),
-                promoted_at: None,
-            });
-        }
-        let rejected = match self.transact_for_op(OP, op, items).await? {
-            TxVerdict::Committed => {
-                tracing::info!(op_id = %op.id, epoch = op.epoch, volumes = volumes.len(), "volumes READY_FOR_PROMOTION");
-                return Ok(Outcome::Done(records));
-            }
-            TxVerdict::Stale(stale) => return Ok(Outcome::StaleEpoch(stale)),
-            TxVerdict::Rejected(rejected) => rejected,
+        let mark = Mark {
+            writer: writer.to_owned(),
+            at: now,
         };
-        if let Some(r) = rejected.failed(1) {
-            return self.op_conflict(OP, op, r.item.as_ref(), false).await;
-        }
-        for (i, volume) in volumes.iter().enumerate() {
-            if let Some(r) = rejected.failed(i + 2) {
-                let promoted = r.item.as_ref().and_then(|it| s_attr(it, attr::STATE))
-                    == Some(HandoffState::Promoted.as_str());
-                if promoted {
-                    return Ok(Outcome::AlreadyPromoted {
-                        volume: volume.clone(),
-                    });
-                }
-                return Ok(Outcome::StaleEpoch(self.stale(OP, op, None).await?));
+        let ready: Item = volumes.iter().map(|v| (v.clone(), mark.to_av())).collect();
+        let written = self
+            .update_group_for_op(
+                OP,
+                op,
+                "SET #groupReadyAt = :now, #ready = :ready",
+                "attribute_not_exists(#abortRequestedAt) AND attribute_not_exists(#groupReadyAt) \
+                 AND attribute_not_exists(#promotionStartedAt)",
+                &[
+                    attr::GROUP_READY_AT,
+                    attr::READY,
+                    attr::ABORT_REQUESTED_AT,
+                    attr::PROMOTION_STARTED_AT,
+                ],
+                HashMap::new(),
+                values([
+                    (":now", crate::records::av_ms(now)),
+                    (":ready", AttributeValue::M(ready)),
+                ]),
+            )
+            .await?;
+        let old = match written {
+            GroupWrite::Done(_) => {
+                tracing::info!(op_id = %op.id, epoch = op.epoch, volumes = volumes.len(), "group READY_FOR_PROMOTION");
+                let view = HandoffView {
+                    group_ready_at: Some(now),
+                    ready: volumes.iter().map(|v| (v.clone(), mark.clone())).collect(),
+                    ..HandoffView::default()
+                };
+                return Ok(Outcome::Done(view.handoffs(&op.id, op.epoch)));
             }
+            GroupWrite::Stale(stale) => return Ok(Outcome::StaleEpoch(stale)),
+            GroupWrite::Refused(old) => HandoffView::from_item(KIND, &old)?,
+        };
+        if let Some(at) = old.abort_requested_at {
+            return Ok(Outcome::AbortRequested { at });
         }
-        Err(Cause::Invalid(
-            "the transaction was cancelled without a reason".into(),
-        ))
+        if old.group_ready_at.is_some() {
+            // Marked before (a repeated step): what was marked then.
+            return Ok(Outcome::Done(old.handoffs(&op.id, op.epoch)));
+        }
+        // Claimed without waiting for this handoff (UPTIME, or a forced operation): name a
+        // volume already promoted, if one is.
+        let volume = old
+            .promoted
+            .keys()
+            .find(|v| volumes.contains(v))
+            .or(volumes.first())
+            .cloned()
+            .unwrap_or_default();
+        Ok(Outcome::AlreadyPromoted { volume })
     }
 
     /// Protocol step 5: `claimed_by` (the operation's target) claims the promotion in one
-    /// transaction: the group state gets `promotionClaimedBy = claimed_by` (condition
-    /// `epoch = e AND opId = id`), the operation gets `promotionStartedAt` (condition
-    /// `attribute_not_exists(abortRequestedAt)` and `target = claimed_by`), and every volume
-    /// in `ready_volumes` must have a `READY_FOR_PROMOTION` (or `PROMOTED`) record at epoch
-    /// `e`. From then on the claimer is the cluster entitled to an active side
+    /// `UpdateItem` of the group state: `promotionClaimedBy = claimed_by` and
+    /// `promotionStartedAt`, condition `epoch = e AND opId = id`, `opTarget = claimed_by`, no
+    /// abort requested, and every volume in `ready_volumes` marked ready. From then on the
+    /// claimer is the cluster entitled to an active side
     /// ([`GroupState::entitled_cluster`](crate::records::GroupState::entitled_cluster)), an
     /// abort is refused and only a forced operation may start.
     /// Pass the group's volumes for CONSISTENCY; pass none for a forced or UPTIME promotion,
-    /// which needs no handoff records, or for a group without volumes (then a CONSISTENCY
-    /// operation without `force` is accepted only once the source marked the group ready
-    /// with [`Store::mark_group_ready`]). Repeating it is harmless (the first time is kept).
+    /// which needs no handoff marks, or for a group without volumes (then a CONSISTENCY
+    /// operation without `force` is accepted only once the source marked the group handed
+    /// off, `groupReadyAt`). Repeating it is harmless (the first time is kept).
     ///
-    /// Outcomes: `Done(())`; `StaleEpoch`; `AbortRequested`; `NotReady { missing }`;
-    /// `AlreadyFinished`; `OperationNotFound`.
+    /// Outcomes: `Done(())`; `StaleEpoch`; `AbortRequested`; `NotReady { missing }`.
     pub async fn claim_promotion(
         &self,
         op: &OpRef,
@@ -161,99 +158,32 @@ impl Store {
         const OP: &str = "claim_promotion";
         keys::validate_cluster(claimed_by)?;
         if !ready_volumes.is_empty() {
-            check_volumes(ready_volumes, 2)?;
+            check_volumes(ready_volumes)?;
         }
-        let now = self.now();
-        let items = self.claim_items(op, claimed_by, ready_volumes, now)?;
-        let rejected = match self.transact_for_op(OP, op, items).await? {
-            TxVerdict::Committed => {
+        let (condition, mut attr_names, attr_values, volume_names) =
+            claim_condition(claimed_by, ready_volumes);
+        attr_names.extend([attr::PROMOTION_CLAIMED_BY, attr::PROMOTION_STARTED_AT]);
+        let written = self
+            .update_group_for_op(
+                OP,
+                op,
+                "SET #promotionClaimedBy = :by, \
+                 #promotionStartedAt = if_not_exists(#promotionStartedAt, :now)",
+                &condition,
+                &attr_names,
+                volume_names,
+                attr_values,
+            )
+            .await?;
+        let old = match written {
+            GroupWrite::Done(_) => {
                 tracing::info!(op_id = %op.id, epoch = op.epoch, claimed_by, "promotion claimed");
                 return Ok(Outcome::Done(()));
             }
-            TxVerdict::Stale(stale) => return Ok(Outcome::StaleEpoch(stale)),
-            TxVerdict::Rejected(rejected) => rejected,
+            GroupWrite::Stale(stale) => return Ok(Outcome::StaleEpoch(stale)),
+            GroupWrite::Refused(old) => old,
         };
-        if let Some(r) = rejected.failed(1) {
-            return self
-                .claim_lost_on_operation(op, claimed_by, ready_volumes, r.item.as_ref())
-                .await;
-        }
-        let missing = self.missing_handoffs(op, ready_volumes, &rejected).await?;
-        Ok(Outcome::NotReady { missing })
-    }
-
-    /// The claim's transaction: the group state's `promotionClaimedBy` (item 0), the
-    /// operation's `promotionStartedAt` (item 1) under [`claim_condition`], and a check of
-    /// each ready volume's handoff record (items 2…).
-    fn claim_items(
-        &self,
-        op: &OpRef,
-        claimed_by: &str,
-        ready_volumes: &[String],
-        now: Timestamp,
-    ) -> Result<Vec<TransactWriteItem>, Cause> {
-        let (condition, attr_names, attr_values) =
-            claim_condition(op, claimed_by, ready_volumes.is_empty(), now);
-        let mut items = vec![
-            self.tx_update(
-                keys::group_state_key(&op.group),
-                "SET #promotionClaimedBy = :by, \
-                 #version = if_not_exists(#version, :zero) + :one, #updatedAt = :now",
-                Some("#epoch = :e AND #opId = :id"),
-                &[
-                    attr::PROMOTION_CLAIMED_BY,
-                    attr::VERSION,
-                    attr::UPDATED_AT,
-                    attr::EPOCH,
-                    attr::OP_ID,
-                ],
-                values([
-                    (":by", av_s(claimed_by)),
-                    (":zero", av_n(0)),
-                    (":one", av_n(1)),
-                    (":now", av_ms(now)),
-                    (":e", av_n(op.epoch)),
-                    (":id", av_s(&op.id)),
-                ]),
-            )?,
-            self.tx_update(
-                keys::operation_key(&op.id),
-                "SET #promotionStartedAt = if_not_exists(#promotionStartedAt, :now)",
-                Some(&condition),
-                &attr_names,
-                attr_values,
-            )?,
-        ];
-        for volume in ready_volumes {
-            items.push(self.tx_check(
-                keys::handoff_key(&op.id, volume),
-                "#state IN (:ready, :promoted) AND #epoch = :e",
-                &[attr::STATE, attr::EPOCH],
-                values([
-                    (":ready", av_s(HandoffState::ReadyForPromotion.as_str())),
-                    (":promoted", av_s(HandoffState::Promoted.as_str())),
-                    (":e", av_n(op.epoch)),
-                ]),
-            )?);
-        }
-        Ok(items)
-    }
-
-    /// The answer to a claim whose condition on the operation (item 1) failed, from the
-    /// returned old item or a read of the operation.
-    async fn claim_lost_on_operation(
-        &self,
-        op: &OpRef,
-        claimed_by: &str,
-        ready_volumes: &[String],
-        old: Option<&Item>,
-    ) -> Result<Outcome<()>, Cause> {
-        const OP: &str = "claim_promotion";
-        let old = self
-            .item_or_read(OP, old, keys::operation_key(&op.id))
-            .await?;
-        let old = old.as_deref();
-        if let Some(target) = old.and_then(|i| s_attr(i, attr::TARGET))
+        if let Some(target) = s_attr(&old, attr::OP_TARGET)
             && target != claimed_by
         {
             return Err(Cause::Invalid(format!(
@@ -261,68 +191,23 @@ impl Store {
                 op.id
             )));
         }
-        let outcome = self.op_conflict(OP, op, old, false).await?;
-        match outcome {
-            // Claimed before (a repeated claim): nothing more to do.
-            Outcome::PromotionClaimed { .. } => Ok(Outcome::Done(())),
-            // A non-forced CONSISTENCY operation without handoff records, and the
-            // source has not marked the group ready (`mark_group_ready`): not yet.
-            Outcome::StaleEpoch(_) if ready_volumes.is_empty() => Ok(Outcome::NotReady {
-                missing: Vec::new(),
-            }),
-            other => Ok(other),
+        let view = HandoffView::from_item(KIND, &old)?;
+        if let Some(at) = view.abort_requested_at {
+            return Ok(Outcome::AbortRequested { at });
         }
-    }
-
-    /// The ready volumes whose handoff record at the operation's epoch is missing, for a
-    /// claim a handoff check rejected: listed from a query (the cancellation reasons may
-    /// stop at the first), else those the cancellation named.
-    async fn missing_handoffs(
-        &self,
-        op: &OpRef,
-        ready_volumes: &[String],
-        rejected: &Cancellation,
-    ) -> Result<Vec<String>, Cause> {
-        const OP: &str = "claim_promotion";
-        let present: HashSet<String> = self
-            .query_partition(
-                OP,
-                &keys::operation_pk(&op.id),
-                keys::HANDOFF_PREFIX,
-                None,
-                true,
-            )
-            .await?
+        let missing = ready_volumes
             .iter()
-            .map(Handoff::from_item)
-            .filter_map(Result::ok)
-            .filter(|h| h.epoch == op.epoch)
-            .map(|h| h.volume)
-            .collect();
-        let mut missing: Vec<String> = ready_volumes
-            .iter()
-            .filter(|v| !present.contains(*v))
+            .filter(|v| !view.ready.contains_key(*v))
             .cloned()
             .collect();
-        if missing.is_empty() {
-            // Became ready in between; report what the cancellation said.
-            missing = ready_volumes
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| rejected.failed(i + 2).is_some())
-                .map(|(_, v)| v.clone())
-                .collect();
-        }
-        Ok(missing)
+        Ok(Outcome::NotReady { missing })
     }
 
-    /// Marks one volume's handoff record `PROMOTED` (condition: group `epoch = e AND
-    /// opId = id`, promotion claimed, the record absent or at epoch `e`). Without a
-    /// READY record (forced or UPTIME promotion) it creates one with `writer` as the writer.
-    /// Repeating it is harmless (the first `promotedAt` is kept).
+    /// Marks one volume `PROMOTED` (condition: group `epoch = e AND opId = id`, promotion
+    /// claimed). Without a READY mark (forced or UPTIME promotion) the line shows `writer`
+    /// as its writer. Repeating it is harmless (the first `promotedAt` is kept).
     ///
-    /// Outcomes: `Done(())`; `StaleEpoch`; `NotClaimed`; `AbortRequested`;
-    /// `AlreadyFinished`; `OperationNotFound`.
+    /// Outcomes: `Done(())`; `StaleEpoch`; `NotClaimed`.
     pub async fn mark_promoted(
         &self,
         op: &OpRef,
@@ -339,8 +224,7 @@ impl Store {
             })
     }
 
-    /// [`Store::mark_promoted`] for several volumes in one transaction (one AWS call
-    /// whatever the number of volumes, at most 98).
+    /// [`Store::mark_promoted`] for several volumes in one `UpdateItem`.
     pub async fn mark_all_promoted(
         &self,
         op: &OpRef,
@@ -366,89 +250,103 @@ impl Store {
     ) -> Result<Outcome<()>, Cause> {
         const OP: &str = "mark_promoted";
         let owned: Vec<String> = volumes.iter().map(|v| (*v).to_owned()).collect();
-        check_volumes(&owned, 2)?;
+        check_volumes(&owned)?;
         keys::validate_cluster(writer)?;
         let now = self.now();
-        let mut items = vec![
-            self.group_check(op)?,
-            self.tx_check(
-                keys::operation_key(&op.id),
-                "attribute_exists(#promotionStartedAt)",
-                &[attr::PROMOTION_STARTED_AT],
-                HashMap::new(),
-            )?,
-        ];
-        for volume in volumes {
-            items.push(self.tx_update(
-                keys::handoff_key(&op.id, volume),
-                "SET #opId = :id, #volume = :v, #state = :promoted, #epoch = :e, \
-                 #promotedAt = if_not_exists(#promotedAt, :now), #writer = if_not_exists(#writer, :w)",
-                Some("attribute_not_exists(#PK) OR #epoch = :e"),
-                &[
-                    attr::PK,
-                    attr::OP_ID,
-                    attr::VOLUME,
-                    attr::STATE,
-                    attr::EPOCH,
-                    attr::PROMOTED_AT,
-                    attr::WRITER,
-                ],
-                values([
-                    (":id", av_s(&op.id)),
-                    (":v", av_s(*volume)),
-                    (":promoted", av_s(HandoffState::Promoted.as_str())),
-                    (":e", av_n(op.epoch)),
-                    (":now", av_ms(now)),
-                    (":w", av_s(writer)),
-                ]),
-            )?);
+        let mark = Mark {
+            writer: writer.to_owned(),
+            at: now,
+        };
+        let mut sets = Vec::with_capacity(volumes.len());
+        let mut volume_names = HashMap::new();
+        let mut vals = values([(":mark", mark.to_av())]);
+        for (i, volume) in volumes.iter().enumerate() {
+            sets.push(format!(
+                "#promoted.#v{i} = if_not_exists(#promoted.#v{i}, :mark)"
+            ));
+            volume_names.insert(format!("#v{i}"), (*volume).to_owned());
         }
-        match self.transact_for_op(OP, op, items).await? {
-            TxVerdict::Committed => Ok(Outcome::Done(())),
-            TxVerdict::Stale(stale) => Ok(Outcome::StaleEpoch(stale)),
-            TxVerdict::Rejected(rejected) => match rejected.failed(1) {
-                Some(r) => self.op_conflict(OP, op, r.item.as_ref(), true).await,
-                None => Ok(Outcome::StaleEpoch(self.stale(OP, op, None).await?)),
-            },
+        vals.insert(":now".into(), crate::records::av_ms(now));
+        let written = self
+            .update_group_for_op(
+                OP,
+                op,
+                &format!("SET {}", sets.join(", ")),
+                "attribute_exists(#promotionStartedAt) AND attribute_exists(#promoted)",
+                &[attr::PROMOTED, attr::PROMOTION_STARTED_AT],
+                volume_names,
+                vals,
+            )
+            .await?;
+        match written {
+            GroupWrite::Done(_) => Ok(Outcome::Done(())),
+            GroupWrite::Stale(stale) => Ok(Outcome::StaleEpoch(stale)),
+            GroupWrite::Refused(old) if old.contains_key(attr::PROMOTION_STARTED_AT) => {
+                Err(Cause::Invalid(format!(
+                    "the group state of operation {} has no `promoted` map: the operation \
+                     was started by an older version",
+                    op.id
+                )))
+            }
+            GroupWrite::Refused(_) => Ok(Outcome::NotClaimed),
         }
     }
 }
 
-/// The condition of a claim on the operation item, with its attribute names and values:
-/// it exists at epoch `e`, `claimed_by` is its target and no abort was requested; without
-/// handoff records (`no_volumes`) it must also be forced, UPTIME, or marked ready as a
-/// whole (a group without volumes, see `mark_group_ready`).
+/// The claim's extra condition (besides `epoch`/`opId`), its attribute names and values,
+/// and the placeholders of the volume names: the target is `claimed_by`, no abort was
+/// requested, and every ready volume is marked ready; without ready volumes the operation
+/// must be forced, UPTIME, or marked ready as a whole (a group without volumes).
 fn claim_condition(
-    op: &OpRef,
     claimed_by: &str,
-    no_volumes: bool,
-    now: Timestamp,
-) -> (String, Vec<&'static str>, HashMap<String, AttributeValue>) {
-    let mut condition = "attribute_exists(#PK) AND #epoch = :e AND #target = :by \
-                         AND attribute_not_exists(#abortRequestedAt)"
-        .to_owned();
-    let mut attr_names = vec![
-        attr::PK,
-        attr::PROMOTION_STARTED_AT,
-        attr::EPOCH,
-        attr::TARGET,
-        attr::ABORT_REQUESTED_AT,
-    ];
-    let mut attr_values = values([
-        (":now", av_ms(now)),
-        (":e", av_n(op.epoch)),
-        (":by", av_s(claimed_by)),
-    ]);
-    if no_volumes {
-        // Without handoff records only a forced or UPTIME operation may promote, or a
-        // CONSISTENCY one whose source marked the whole group ready (a group without
-        // volumes, see `mark_group_ready`).
+    ready_volumes: &[String],
+) -> (
+    String,
+    Vec<&'static str>,
+    HashMap<String, AttributeValue>,
+    HashMap<String, String>,
+) {
+    let mut condition = "#opTarget = :by AND attribute_not_exists(#abortRequestedAt)".to_owned();
+    let mut attr_names = vec![attr::OP_TARGET, attr::ABORT_REQUESTED_AT];
+    let mut attr_values = values([(":by", av_s(claimed_by))]);
+    let mut volume_names = HashMap::new();
+    if ready_volumes.is_empty() {
         condition.push_str(
-            " AND (#force = :true OR #mode = :uptime OR attribute_exists(#groupReadyAt))",
+            " AND (#opForce = :true OR #opMode = :uptime OR attribute_exists(#groupReadyAt))",
         );
-        attr_names.extend([attr::FORCE, attr::MODE, attr::GROUP_READY_AT]);
+        attr_names.extend([attr::OP_FORCE, attr::OP_MODE, attr::GROUP_READY_AT]);
         attr_values.insert(":true".into(), AttributeValue::Bool(true));
         attr_values.insert(":uptime".into(), av_s(Mode::Uptime.as_str()));
+    } else {
+        attr_names.push(attr::READY);
+        for (i, volume) in ready_volumes.iter().enumerate() {
+            condition.push_str(&format!(" AND attribute_exists(#ready.#v{i})"));
+            volume_names.insert(format!("#v{i}"), volume.clone());
+        }
     }
-    (condition, attr_names, attr_values)
+    (condition, attr_names, attr_values, volume_names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_names_each_ready_volume_or_needs_force_uptime_or_the_whole_group() {
+        let (c, names, _, vols) =
+            claim_condition("west", &["data-0".to_owned(), "data-1".to_owned()]);
+        assert_eq!(
+            c,
+            "#opTarget = :by AND attribute_not_exists(#abortRequestedAt) \
+             AND attribute_exists(#ready.#v0) AND attribute_exists(#ready.#v1)"
+        );
+        assert!(names.contains(&attr::READY));
+        assert_eq!(vols.get("#v1").map(String::as_str), Some("data-1"));
+        let (c, names, values, vols) = claim_condition("west", &[]);
+        assert!(c.ends_with(
+            "(#opForce = :true OR #opMode = :uptime OR attribute_exists(#groupReadyAt))"
+        ));
+        assert!(names.contains(&attr::GROUP_READY_AT) && vols.is_empty());
+        assert!(values.contains_key(":uptime"));
+    }
 }
