@@ -358,7 +358,7 @@ impl ManagerAdapter {
     /// kept (then abort is refused too, so only forward is a way out). When the reads fail,
     /// the record as the run started.
     async fn claimed(&self, op: &Operation) -> bool {
-        let own = match self.store.get_operation(&op.id).await {
+        let own = match self.store.get_operation_of(&op.group, &op.id).await {
             Ok(Some(now)) => now.promotion_started_at.is_some(),
             _ => op.promotion_started_at.is_some(),
         };
@@ -400,7 +400,7 @@ impl ManagerAdapter {
     /// and reports its handoff latency (target) or its dual-active window (source of an
     /// UPTIME operation). Best effort.
     async fn observe_finished(&self, op: &Operation, role: Role) -> Option<Operation> {
-        let stored = match self.store.get_operation(&op.id).await {
+        let stored = match self.store.get_operation_of(&op.group, &op.id).await {
             Ok(Some(o)) => o,
             _ => return None,
         };
@@ -409,7 +409,7 @@ impl ManagerAdapter {
         };
         match role {
             Role::Target => {
-                if let Ok(handoffs) = self.store.list_handoffs(&op.id).await
+                if let Ok(handoffs) = self.store.list_handoffs_of(&op.group, &op.id).await
                     && let Some(latency) = stored.handoff_latency(&handoffs)
                 {
                     metrics.handoff_latency(latency);

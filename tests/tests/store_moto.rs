@@ -1420,6 +1420,72 @@ async fn a_start_stopped_between_its_two_writes_leaves_the_group_free_and_its_re
 }
 
 #[tokio::test]
+async fn an_operation_of_a_known_group_reads_in_one_call_what_two_reads_give() -> Result<()> {
+    let f = Fixture::new().await?;
+    let group = f.registered("shop/orders").await?;
+    let op = f.started(&group).await?;
+    let r = OpRef::from(&op);
+    let volumes = vols(&["data-0", "data-1"]);
+    assert!(
+        f.store
+            .mark_all_ready(&r, "east", &volumes)
+            .await?
+            .is_done()
+    );
+    assert!(
+        f.store
+            .claim_promotion(&r, "west", &volumes)
+            .await?
+            .is_done()
+    );
+    assert!(f.store.mark_promoted(&r, "data-0", "west").await?.is_done());
+    f.store.calls().reset();
+    let two = f.store.get_operation(&op.id).await?.context("op")?;
+    assert_eq!(
+        f.store.calls().by_api(),
+        BTreeMap::from([("GetItem".to_owned(), 2)])
+    );
+    assert!(
+        two.promotion_started_at.is_some(),
+        "the claim shows: {two:?}"
+    );
+    f.store.calls().reset();
+    let one = f.store.get_operation_of(&group, &op.id).await?;
+    let handoffs = f.store.list_handoffs_of(&group, &op.id).await?;
+    assert_eq!(
+        f.store.calls().by_api(),
+        BTreeMap::from([("BatchGetItem".to_owned(), 2)])
+    );
+    assert_eq!(one, Some(two));
+    assert_eq!(handoffs, f.store.list_handoffs(&op.id).await?);
+    let states: Vec<_> = handoffs
+        .iter()
+        .map(|h| (h.volume.as_str(), h.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("data-0", HandoffState::Promoted),
+            ("data-1", HandoffState::ReadyForPromotion)
+        ]
+    );
+    // Closed: the copy on the operation item reads the same, in one read.
+    assert!(
+        f.store
+            .complete_operation(&r, Timings::default())
+            .await?
+            .is_done()
+    );
+    f.store.calls().reset();
+    assert_eq!(f.store.list_handoffs(&op.id).await?, handoffs);
+    assert_eq!(
+        f.store.calls().by_api(),
+        BTreeMap::from([("GetItem".to_owned(), 1)])
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn one_unreadable_group_record_does_not_hide_the_others_from_the_listing() -> Result<()> {
     let f = Fixture::new().await?;
     let good = f.registered("shop/orders").await?;

@@ -66,7 +66,7 @@ async fn update_group_status(ctx: &TaskContext) -> Result<(), TaskError> {
     let store = ctx.store()?;
     let state = group_state(ctx).await?;
     let op = store
-        .get_operation(&wf.operation_id)
+        .get_operation_of(&wf.group, &wf.operation_id)
         .await
         .map_err(store_err)?;
     // The same rules as the status the group actor keeps (crate::failover_group).

@@ -150,7 +150,7 @@ async fn released(ctx: &TaskContext, release: &Release) -> Result<bool, TaskErro
     match release {
         Release::Volumes(volumes) => {
             let handoffs = store
-                .list_handoffs(&wf.operation_id)
+                .list_handoffs_of(&wf.group, &wf.operation_id)
                 .await
                 .map_err(store_err)?;
             Ok(not_ready(volumes, &handoffs, wf.epoch).is_empty())

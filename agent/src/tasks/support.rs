@@ -125,7 +125,7 @@ pub(super) fn workload_key(kind: WorkloadKind, name: &str) -> String {
 pub(super) async fn operation(ctx: &TaskContext) -> Result<Operation, TaskError> {
     let wf = ctx.workflow();
     ctx.store()?
-        .get_operation(&wf.operation_id)
+        .get_operation_of(&wf.group, &wf.operation_id)
         .await
         .map_err(store_err)?
         .ok_or_else(|| TaskError::failed(format!("operation {} does not exist", wf.operation_id)))

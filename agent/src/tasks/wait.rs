@@ -39,7 +39,7 @@ async fn wait_all_ready(
         Rereads::for_step(config.reread_interval, ctx),
         move || async move {
             let handoffs = store
-                .list_handoffs(&wf.operation_id)
+                .list_handoffs_of(&wf.group, &wf.operation_id)
                 .await
                 .map_err(store_err)?;
             let missing = not_ready(volumes, &handoffs, wf.epoch);

@@ -5,7 +5,9 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure,
+};
 use jiff::{SignedDuration, Timestamp};
 
 use super::agent::GroupWrite;
@@ -544,8 +546,7 @@ impl Store {
             .handoff_view(operation, op_id)
             .await?
             .map(|(mut op, view)| {
-                op.abort_requested_at = view.abort_requested_at;
-                op.promotion_started_at = view.promotion_started_at;
+                overlay(&mut op, &view);
                 op
             }))
     }
@@ -565,25 +566,116 @@ impl Store {
         };
         let op = Operation::from_item(&item)?;
         let copied = op.phase.is_terminal() && op.phase != Phase::Failed;
-        if !copied
-            && let Some(state) = self
-                .get_item(operation, keys::group_state_key(&op.group))
+        let state = if copied {
+            None
+        } else {
+            self.get_item(operation, keys::group_state_key(&op.group))
                 .await?
-        {
-            let carries = |a: &str| s_attr(&state, a) == Some(op_id);
-            let at_epoch = matches!(
-                state.get(attr::EPOCH),
-                Some(AttributeValue::N(n)) if n.parse() == Ok(op.epoch)
-            );
-            if at_epoch && (carries(attr::OP_ID) || carries(attr::LAST_OP_ID)) {
-                let view = HandoffView::from_item(GroupState::KIND, &state)?;
-                return Ok(Some((op, view)));
-            }
-        }
-        let view = HandoffView::from_item(Operation::KIND, &item)?;
-        Ok(Some((op, view)))
+        };
+        Ok(Some(handoff_of(op, &item, state.as_ref())?))
     }
 
+    /// [`Store::handoff_view`] for an operation of a known `group`: the operation item and
+    /// the group state in one consistent `BatchGetItem` (one call instead of two).
+    pub(super) async fn handoff_view_of(
+        &self,
+        operation: &'static str,
+        group: &GroupRef,
+        op_id: &str,
+    ) -> Result<Option<(Operation, HandoffView)>, Cause> {
+        let op_key = keys::operation_key(op_id);
+        let state_key = keys::group_state_key(group);
+        let keys_and_attrs = KeysAndAttributes::builder()
+            .keys(key_map(op_key.clone()))
+            .keys(key_map(state_key.clone()))
+            .consistent_read(true)
+            .build()?;
+        let req = self
+            .client
+            .batch_get_item()
+            .request_items(self.table.to_string(), keys_and_attrs);
+        let out = self
+            .send(operation, "BatchGetItem", calls::classify_error, || {
+                req.clone().send()
+            })
+            .await
+            .map_err(super::Failed::into_cause)?;
+        let unprocessed = out
+            .unprocessed_keys
+            .as_ref()
+            .is_some_and(|u| u.values().any(|k| !k.keys.is_empty()));
+        if unprocessed {
+            // Throttled in part: the two reads one by one.
+            return self.handoff_view(operation, op_id).await;
+        }
+        let items = out
+            .responses
+            .and_then(|mut r| r.remove(self.table.as_ref()))
+            .unwrap_or_default();
+        let is = |item: &Item, (pk, sk): &(String, String)| {
+            s_attr(item, keys::PK) == Some(pk.as_str())
+                && s_attr(item, keys::SK) == Some(sk.as_str())
+        };
+        let Some(item) = items.iter().find(|i| is(i, &op_key)) else {
+            return Ok(None);
+        };
+        let op = Operation::from_item(item)?;
+        if op.group != *group {
+            return self.handoff_view(operation, op_id).await;
+        }
+        let state = items.iter().find(|i| is(i, &state_key));
+        handoff_of(op, item, state).map(Some)
+    }
+
+    /// [`Store::read_operation`] for an operation of a known `group`, in one call
+    /// ([`Store::handoff_view_of`]).
+    pub(super) async fn read_operation_of(
+        &self,
+        operation: &'static str,
+        group: &GroupRef,
+        op_id: &str,
+    ) -> Result<Option<Operation>, Cause> {
+        Ok(self
+            .handoff_view_of(operation, group, op_id)
+            .await?
+            .map(|(mut op, view)| {
+                overlay(&mut op, &view);
+                op
+            }))
+    }
+}
+
+/// The handoff of `op` (its item `item`) from the group state `state` when that carries it
+/// (`opId`, or `lastOpId` before the close copied it, at the operation's epoch), else from
+/// the operation item.
+fn handoff_of(
+    op: Operation,
+    item: &Item,
+    state: Option<&Item>,
+) -> Result<(Operation, HandoffView), Cause> {
+    let copied = op.phase.is_terminal() && op.phase != Phase::Failed;
+    if !copied && let Some(state) = state {
+        let carries = |a: &str| s_attr(state, a) == Some(op.id.as_str());
+        let at_epoch = matches!(
+            state.get(attr::EPOCH),
+            Some(AttributeValue::N(n)) if n.parse() == Ok(op.epoch)
+        );
+        if at_epoch && (carries(attr::OP_ID) || carries(attr::LAST_OP_ID)) {
+            let view = HandoffView::from_item(GroupState::KIND, state)?;
+            return Ok((op, view));
+        }
+    }
+    let view = HandoffView::from_item(Operation::KIND, item)?;
+    Ok((op, view))
+}
+
+/// `op` with the handoff times of `view` (abort, claim).
+fn overlay(op: &mut Operation, view: &HandoffView) {
+    op.abort_requested_at = view.abort_requested_at;
+    op.promotion_started_at = view.promotion_started_at;
+}
+
+impl Store {
     /// Requests an abort: one `UpdateItem` of the group state, `abortRequestedAt` (the
     /// first time is kept), condition `epoch = e AND opId = id`, no promotion claimed
     /// (`promotionClaimedBy` and `promotionStartedAt` absent). Claim and abort are on the

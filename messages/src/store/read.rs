@@ -111,7 +111,9 @@ impl Store {
             })
     }
 
-    /// An operation (consistent read); `None` when it does not exist.
+    /// An operation (consistent read), with the abort and claim times the group state
+    /// carries while it is in flight; `None` when it does not exist. Two reads while the
+    /// operation is open, one once it is closed.
     pub async fn get_operation(&self, op_id: &str) -> Result<Option<Operation>, StoreError> {
         let wrap = |source: Cause| StoreError::GetOperation {
             op_id: op_id.to_owned(),
@@ -120,6 +122,24 @@ impl Store {
         };
         keys::validate_operation_id(op_id).map_err(|e| wrap(e.into()))?;
         self.read_operation("get_operation", op_id)
+            .await
+            .map_err(wrap)
+    }
+
+    /// [`Store::get_operation`] for an operation of a known group: one consistent
+    /// `BatchGetItem` of the operation and the group state instead of two reads.
+    pub async fn get_operation_of(
+        &self,
+        group: &GroupRef,
+        op_id: &str,
+    ) -> Result<Option<Operation>, StoreError> {
+        let wrap = |source: Cause| StoreError::GetOperation {
+            op_id: op_id.to_owned(),
+            table: self.table.to_string(),
+            source,
+        };
+        keys::validate_operation_id(op_id).map_err(|e| wrap(e.into()))?;
+        self.read_operation_of("get_operation", group, op_id)
             .await
             .map_err(wrap)
     }
@@ -136,6 +156,29 @@ impl Store {
         };
         keys::validate_operation_id(op_id).map_err(|e| wrap(e.into()))?;
         self.handoff_view("list_handoffs", op_id)
+            .await
+            .map(|found| {
+                found
+                    .map(|(op, view)| view.handoffs(&op.id, op.epoch))
+                    .unwrap_or_default()
+            })
+            .map_err(wrap)
+    }
+
+    /// [`Store::list_handoffs`] for an operation of a known group: one consistent
+    /// `BatchGetItem`.
+    pub async fn list_handoffs_of(
+        &self,
+        group: &GroupRef,
+        op_id: &str,
+    ) -> Result<Vec<Handoff>, StoreError> {
+        let wrap = |source: Cause| StoreError::ListHandoffs {
+            op_id: op_id.to_owned(),
+            table: self.table.to_string(),
+            source,
+        };
+        keys::validate_operation_id(op_id).map_err(|e| wrap(e.into()))?;
+        self.handoff_view_of("list_handoffs", group, op_id)
             .await
             .map(|found| {
                 found
