@@ -460,8 +460,15 @@ impl ManagerAdapter {
             &self.cluster,
             self.clock.now(),
         );
-        if let Err(e) = inbox.send(peer, &envelope).await {
-            tracing::warn!(op = %op.id, %peer, error = %error_chain(&e), "could not wake the other cluster about the failure");
+        let bound = failover_messages::inbox::NOTIFY_BOUND;
+        match tokio::time::timeout(bound, inbox.send(peer, &envelope)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(op = %op.id, %peer, error = %error_chain(&e), "could not wake the other cluster about the failure");
+            }
+            Err(_) => {
+                tracing::warn!(op = %op.id, %peer, ?bound, "waking the other cluster about the failure got no answer in time");
+            }
         }
     }
 

@@ -4,7 +4,6 @@
 //! the operation as `Aborted`; `failoverctl watch <id>` follows that.
 
 use failover_messages::envelope::EnvelopeKind;
-use failover_messages::inbox::Inbox;
 use failover_messages::keys::GroupRef;
 use failover_messages::store::Outcome;
 use jiff::Timestamp;
@@ -91,7 +90,7 @@ pub async fn abort(ctx: &Context, op_id: &str) -> Result<AbortResult, CommandErr
             });
         }
     };
-    let inbox = Inbox::new(ctx.sqs.clone(), SENDER, ctx.queues.clone());
+    let inbox = ctx.inbox(SENDER);
     let mut notified = Vec::new();
     let mut warnings = Vec::new();
     notify(

@@ -12,7 +12,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use failover_messages::inbox::InboxOptions;
+use failover_messages::inbox::{Inbox, InboxOptions};
 
 use crate::error::CommandError;
 
@@ -120,9 +120,46 @@ impl Context {
         failover_messages::store::Store::new(&self.dynamodb, self.table.clone())
     }
 
+    /// A sender's inbox that reaches each cluster by the route `setup` recorded for it.
+    pub fn inbox(&self, sender: &str) -> Inbox {
+        Inbox::routed(self.sqs.clone(), sender, self.queues.clone(), self.store())
+    }
+
+    /// An SQS client for `region` and `endpoint` (each `None`: this command's).
+    pub fn sqs_for(&self, region: Option<&str>, endpoint: Option<&str>) -> aws_sdk_sqs::Client {
+        let mut b = self.sqs.config().to_builder();
+        if let Some(region) = region {
+            b = b.region(aws_sdk_sqs::config::Region::new(region.to_owned()));
+        }
+        if let Some(endpoint) = endpoint {
+            b = b.endpoint_url(endpoint);
+        }
+        aws_sdk_sqs::Client::from_conf(b.build())
+    }
+
+    /// Whether `cluster` has an inbox: a route `setup` recorded in the table, else its queue
+    /// `queue` by name.
+    pub async fn inbox_known(&self, cluster: &str, queue: &str) -> Result<bool, CommandError> {
+        match self.store().get_inbox_route(cluster).await {
+            Ok(Some(_)) => return Ok(true),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(cluster, error = %e, "the inbox route could not be read"),
+        }
+        self.queue_exists(cluster, queue).await
+    }
+
     /// Whether SQS queue `queue` of `cluster` exists.
     pub async fn queue_exists(&self, cluster: &str, queue: &str) -> Result<bool, CommandError> {
-        match self.sqs.get_queue_url().queue_name(queue).send().await {
+        Self::queue_exists_with(&self.sqs, cluster, queue).await
+    }
+
+    /// Whether SQS queue `queue` of `cluster` exists, asked through `sqs`.
+    pub async fn queue_exists_with(
+        sqs: &aws_sdk_sqs::Client,
+        cluster: &str,
+        queue: &str,
+    ) -> Result<bool, CommandError> {
+        match sqs.get_queue_url().queue_name(queue).send().await {
             Ok(_) => Ok(true),
             Err(e)
                 if e.as_service_error()

@@ -266,6 +266,15 @@ pub struct SetupArgs {
     /// Receives after which SQS moves a message to the cluster's dead-letter queue.
     #[arg(long, default_value_t = DEFAULT_MAX_RECEIVE_COUNT, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_receive_count: u32,
+    /// CLUSTER=REGION: create that cluster's queues in its own region (repeat per cluster;
+    /// default: this command's region). Recorded in the table, so senders reach the queue
+    /// in that region.
+    #[arg(long = "queue-region", value_name = "CLUSTER=REGION", value_parser = parse_cluster_value)]
+    pub queue_regions: Vec<(String, String)>,
+    /// CLUSTER=URL: reach that cluster's SQS through this endpoint (a VPC endpoint, a
+    /// local emulator); recorded in the table for the senders too.
+    #[arg(long = "queue-endpoint", value_name = "CLUSTER=URL", value_parser = parse_cluster_endpoint)]
+    pub queue_endpoints: Vec<(String, String)>,
 }
 
 /// `failoverctl register`.
@@ -295,6 +304,24 @@ fn parse_cluster(s: &str) -> Result<String, String> {
     keys::validate_cluster(s)
         .map(|()| s.to_owned())
         .map_err(|e| e.to_string())
+}
+
+/// `CLUSTER=VALUE` with a valid cluster name and a non-empty value.
+fn parse_cluster_value(s: &str) -> Result<(String, String), String> {
+    let (cluster, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not CLUSTER=VALUE"))?;
+    let cluster = parse_cluster(cluster)?;
+    if value.is_empty() {
+        return Err(format!("{s:?} gives no value for cluster {cluster}"));
+    }
+    Ok((cluster, value.to_owned()))
+}
+
+/// `CLUSTER=URL` with an endpoint URL.
+fn parse_cluster_endpoint(s: &str) -> Result<(String, String), String> {
+    let (cluster, url) = parse_cluster_value(s)?;
+    Ok((cluster, parse_endpoint_url(&url)?))
 }
 
 /// DynamoDB table names: 3–255 characters of `[A-Za-z0-9_.-]`.
@@ -390,7 +417,16 @@ impl Cli {
         let ctx = Context::with_endpoints(&config, &options, g.table.clone(), queues);
         Ok(match &self.command {
             Command::Setup(args) => Finished::ok(render(
-                &crate::setup::setup(&ctx, &args.clusters, args.max_receive_count).await?,
+                &crate::setup::setup(
+                    &ctx,
+                    &args.clusters,
+                    args.max_receive_count,
+                    &crate::setup::QueuePlaces {
+                        regions: args.queue_regions.iter().cloned().collect(),
+                        endpoints: args.queue_endpoints.iter().cloned().collect(),
+                    },
+                )
+                .await?,
                 g.output,
             )),
             Command::Register(args) => Finished::ok(render(

@@ -26,6 +26,9 @@ pub enum CommandError {
         "no AWS region is configured: pass --region, set AWS_REGION, or set a region in the AWS profile"
     )]
     NoRegion,
+    /// Flags that contradict each other.
+    #[error("{0}")]
+    Usage(String),
     /// Creating or verifying the table failed.
     #[error("setting up table {table}")]
     SetupTable {
@@ -155,7 +158,7 @@ impl CommandError {
     /// The category, and so the exit code.
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            Self::NoRegion => ExitStatus::Usage,
+            Self::NoRegion | Self::Usage(_) => ExitStatus::Usage,
             Self::SetupTable { source, .. } => match source {
                 SetupError::NotActive { .. } => ExitStatus::TimedOut,
                 SetupError::WrongSchema { .. } => ExitStatus::Refused,

@@ -148,14 +148,14 @@ pub async fn failover(
     req: &FailoverRequest,
 ) -> Result<(FailoverResult, Vec<CommandError>), CommandError> {
     let queue = ctx.queues.inbox_queue_name(&req.target);
-    if !ctx.queue_exists(&req.target, &queue).await? {
+    if !ctx.inbox_known(&req.target, &queue).await? {
         return Err(CommandError::UnknownCluster {
             cluster: req.target.clone(),
             queue,
         });
     }
     let store = ctx.store();
-    let inbox = Inbox::new(ctx.sqs.clone(), SENDER, ctx.queues.clone());
+    let inbox = ctx.inbox(SENDER);
     let (store, inbox) = (&store, &inbox);
     // Groups are independent (one conditional start each): up to CONCURRENT_STARTS at once,
     // results in the order the groups were named.

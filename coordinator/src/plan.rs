@@ -120,7 +120,7 @@ pub async fn plan(
         .await
         .map_err(|e| CommandError::from_store(&ctx.table, e))?;
     let queue = ctx.queues.inbox_queue_name(target);
-    let known = ctx.queue_exists(target, &queue).await?;
+    let known = ctx.inbox_known(target, &queue).await?;
     Ok(plan_for(
         group,
         &view.observed(Some(known)),

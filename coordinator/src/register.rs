@@ -13,7 +13,6 @@
 //! instead of on its next re-read; a failed send is a warning, never a failure.
 
 use failover_messages::envelope::{Envelope, EnvelopeKind};
-use failover_messages::inbox::Inbox;
 use failover_messages::keys::GroupRef;
 use failover_messages::store::RegisterOutcome;
 use serde::Serialize;
@@ -58,7 +57,7 @@ pub async fn register(
     active: &str,
 ) -> Result<RegisterResult, CommandError> {
     let queue = ctx.queues.inbox_queue_name(active);
-    if !ctx.queue_exists(active, &queue).await? {
+    if !ctx.inbox_known(active, &queue).await? {
         return Err(CommandError::UnknownCluster {
             cluster: active.to_owned(),
             queue,
@@ -84,7 +83,7 @@ pub async fn register(
         }
     };
     let mut warnings = Vec::new();
-    let inbox = Inbox::new(ctx.sqs.clone(), crate::failover::SENDER, ctx.queues.clone());
+    let inbox = ctx.inbox(crate::failover::SENDER);
     let wake = Envelope::for_group(
         EnvelopeKind::GroupRegistered,
         &state.group,

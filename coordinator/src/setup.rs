@@ -9,6 +9,7 @@
 //! so a queue created concurrently by someone else may be reported as created.
 
 use failover_messages::inbox::{Inbox, InboxOptions};
+use failover_messages::records::InboxRoute;
 use failover_messages::setup::{TableSetup, ensure_table};
 use serde::Serialize;
 
@@ -88,14 +89,35 @@ impl SetupResult {
     }
 }
 
-/// Creates or verifies the table and the queues of `clusters` (duplicates are set up once).
+/// Where each cluster's queues live, when not where this command runs: cluster → region,
+/// cluster → SQS endpoint URL.
+#[derive(Clone, Debug, Default)]
+pub struct QueuePlaces {
+    /// Cluster → AWS region of its queues.
+    pub regions: std::collections::BTreeMap<String, String>,
+    /// Cluster → SQS endpoint URL to reach its queues through.
+    pub endpoints: std::collections::BTreeMap<String, String>,
+}
+
+/// Creates or verifies the table and the queues of `clusters` (duplicates are set up once),
+/// each cluster's in its region and through its endpoint from `places`, and records each
+/// cluster's inbox route in the table (queue URL, region, endpoint), which senders follow.
 /// `max_receive_count` is the number of receives after which SQS moves a message to a
 /// cluster's dead-letter queue.
 pub async fn setup(
     ctx: &Context,
     clusters: &[String],
     max_receive_count: u32,
+    places: &QueuePlaces,
 ) -> Result<SetupResult, CommandError> {
+    for named in places.regions.keys().chain(places.endpoints.keys()) {
+        if !clusters.contains(named) {
+            return Err(CommandError::Usage(format!(
+                "--queue-region/--queue-endpoint name cluster {named}, which is not among --cluster {}",
+                clusters.join(",")
+            )));
+        }
+    }
     let table_status = match ensure_table(&ctx.dynamodb, &ctx.table).await {
         Ok(TableSetup::Created) => Presence::Created,
         Ok(TableSetup::AlreadyExisted) => Presence::AlreadyPresent,
@@ -110,7 +132,7 @@ pub async fn setup(
         max_receive_count,
         ..ctx.queues.clone()
     };
-    let inbox = Inbox::new(ctx.sqs.clone(), "coordinator", options.clone());
+    let store = ctx.store();
     let mut queues = Vec::new();
     let mut done: Vec<&str> = Vec::new();
     for cluster in clusters {
@@ -120,8 +142,16 @@ pub async fn setup(
         done.push(cluster);
         let inbox_name = options.inbox_queue_name(cluster);
         let dead_letter_name = options.dead_letter_queue_name(cluster);
-        let inbox_existed = ctx.queue_exists(cluster, &inbox_name).await?;
-        let dead_letter_existed = ctx.queue_exists(cluster, &dead_letter_name).await?;
+        let region = places.regions.get(cluster);
+        let endpoint = places.endpoints.get(cluster);
+        let sqs = ctx.sqs_for(region.map(String::as_str), endpoint.map(String::as_str));
+        let exists = |queue: String| {
+            let sqs = sqs.clone();
+            async move { Context::queue_exists_with(&sqs, cluster, &queue).await }
+        };
+        let inbox_existed = exists(inbox_name).await?;
+        let dead_letter_existed = exists(dead_letter_name).await?;
+        let inbox = Inbox::new(sqs.clone(), "coordinator", options.clone());
         let pair =
             inbox
                 .ensure_queues(cluster)
@@ -130,6 +160,19 @@ pub async fn setup(
                     cluster: cluster.clone(),
                     source,
                 })?;
+        let route = InboxRoute {
+            cluster: cluster.clone(),
+            queue_url: pair.inbox_url.clone(),
+            region: region
+                .cloned()
+                .or_else(|| sqs.config().region().map(|r| r.to_string())),
+            endpoint: endpoint.cloned(),
+            updated_at: jiff::Timestamp::now(),
+        };
+        store
+            .put_inbox_route(&route)
+            .await
+            .map_err(|source| CommandError::from_store(&ctx.table, source))?;
         let presence = |existed| {
             if existed {
                 Presence::AlreadyPresent

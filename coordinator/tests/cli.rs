@@ -32,6 +32,59 @@ impl TestEnv {
 }
 
 #[tokio::test]
+async fn setup_records_where_each_cluster_receives_and_refuses_a_stray_place() -> Result<()> {
+    let env = TestEnv::new("routes").await?;
+    let endpoint = env.moto.endpoint_url.clone();
+    let run = env.run(&[
+        "setup",
+        "--cluster",
+        "east,west",
+        "--queue-region",
+        "west=eu-west-1",
+        "--queue-endpoint",
+        &format!("west={endpoint}"),
+    ]);
+    assert_eq!(run.code, 0, "{run}");
+    let store = failover_messages::store::Store::new(&env.moto.dynamodb(), env.table.clone());
+    let east = store
+        .get_inbox_route("east")
+        .await?
+        .context("east's route")?;
+    assert!(
+        east.queue_url.ends_with(&format!("{}east", env.prefix)),
+        "{east:?}"
+    );
+    assert_eq!(east.endpoint, None, "{east:?}");
+    let west = store
+        .get_inbox_route("west")
+        .await?
+        .context("west's route")?;
+    assert_eq!(
+        (west.region.as_deref(), west.endpoint.as_deref()),
+        (Some("eu-west-1"), Some(endpoint.as_str())),
+        "{west:?}"
+    );
+    assert!(
+        west.queue_url.ends_with(&format!("{}west", env.prefix)),
+        "{west:?}"
+    );
+
+    // A place for a cluster that is not being set up is a usage error, before anything.
+    let stray = env.run(&[
+        "setup",
+        "--cluster",
+        "east",
+        "--queue-endpoint",
+        &format!("north={endpoint}"),
+    ]);
+    assert_eq!(stray.code, 2, "{stray}");
+    assert!(stray.stderr.contains("north"), "{stray}");
+    let malformed = env.run(&["setup", "--cluster", "east", "--queue-region", "east"]);
+    assert_eq!(malformed.code, 2, "{malformed}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn setup_twice_is_idempotent_and_leaves_the_table_and_queues_in_place() -> Result<()> {
     let env = TestEnv::new("setup").await?;
     let first = env.run(&[

@@ -48,6 +48,9 @@ pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 3;
 pub const MAX_WAIT_SECONDS: u32 = 20;
 /// Most messages one receive may return.
 pub const MAX_MESSAGES_PER_RECEIVE: u32 = 10;
+/// How long [`Inbox::notify_operation`] waits for each notification: a hint that cannot
+/// reach a lost region is reported, never waited for.
+pub const NOTIFY_BOUND: Duration = Duration::from_secs(3);
 
 /// How queues are named and set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,6 +146,29 @@ struct Inner {
     options: InboxOptions,
     urls: Mutex<HashMap<String, String>>,
     rejected: AtomicU64,
+    routes: Option<Routes>,
+}
+
+/// How long a route looked up in the table (or found missing) is used before it is read
+/// again.
+const ROUTE_TTL: Duration = Duration::from_secs(60);
+
+/// The other clusters' inbox routes ([`crate::records::InboxRoute`]), read from the table
+/// on first use and kept for [`ROUTE_TTL`]: where to send, through a client for the queue's
+/// region (and endpoint).
+struct Routes {
+    store: crate::store::Store,
+    base: aws_sdk_sqs::Config,
+    known: Mutex<HashMap<String, (std::time::Instant, Option<Destination>)>>,
+}
+
+/// A queue URL and the client to send to it with.
+type Destination = (String, aws_sdk_sqs::Client);
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes").finish_non_exhaustive()
+    }
 }
 
 impl Inbox {
@@ -160,8 +186,85 @@ impl Inbox {
                 options,
                 urls: Mutex::new(HashMap::new()),
                 rejected: AtomicU64::new(0),
+                routes: None,
             }),
         }
+    }
+
+    /// As [`Inbox::new`], sending to each cluster by the inbox route `failoverctl setup`
+    /// recorded for it in the table behind `store` (its queue URL, through a client built
+    /// from `base` for the route's region and endpoint); to a cluster without one, by queue
+    /// name through `client`, as [`Inbox::new`] does.
+    pub fn routed(
+        client: aws_sdk_sqs::Client,
+        cluster: impl Into<String>,
+        options: InboxOptions,
+        store: crate::store::Store,
+    ) -> Self {
+        let base = client.config().clone();
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                cluster: cluster.into(),
+                options,
+                urls: Mutex::new(HashMap::new()),
+                rejected: AtomicU64::new(0),
+                routes: Some(Routes {
+                    store,
+                    base,
+                    known: Mutex::new(HashMap::new()),
+                }),
+            }),
+        }
+    }
+
+    /// Where to send to `cluster`: its recorded route, else its queue (`queue`) by name
+    /// through this inbox's client.
+    async fn destination(
+        &self,
+        cluster: &str,
+        queue: &str,
+    ) -> Result<(String, aws_sdk_sqs::Client), InboxError> {
+        if let Some(routes) = &self.inner.routes {
+            let cached = routes
+                .known
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(cluster)
+                .filter(|(at, _)| at.elapsed() < ROUTE_TTL)
+                .map(|(_, hit)| hit.clone());
+            let found = match cached {
+                Some(hit) => hit,
+                None => match routes.store.get_inbox_route(cluster).await {
+                    Ok(route) => {
+                        let hit = route.map(|r| {
+                            let mut b = routes.base.to_builder();
+                            if let Some(region) = r.region {
+                                b = b.region(aws_sdk_sqs::config::Region::new(region));
+                            }
+                            if let Some(endpoint) = r.endpoint {
+                                b = b.endpoint_url(endpoint);
+                            }
+                            (r.queue_url, aws_sdk_sqs::Client::from_conf(b.build()))
+                        });
+                        routes
+                            .known
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(cluster.to_owned(), (std::time::Instant::now(), hit.clone()));
+                        hit
+                    }
+                    Err(e) => {
+                        tracing::debug!(cluster, error = %error_chain(&e), "the inbox route could not be read; sending by queue name");
+                        None
+                    }
+                },
+            };
+            if let Some(hit) = found {
+                return Ok(hit);
+            }
+        }
+        Ok((self.queue_url(queue).await?, self.inner.client.clone()))
     }
 
     /// The cluster whose inbox this reads.
@@ -232,8 +335,9 @@ impl Inbox {
     }
 
     /// Sends a `kind` wake-up about `op` (sent by this inbox's cluster at `sent_at`) to the
-    /// inboxes of its source and target. Returns each cluster's answer, source first; a failed
-    /// send is only a delay (receivers re-read the table on a timer).
+    /// inboxes of its source and target, both at once, each given at most [`NOTIFY_BOUND`].
+    /// Returns each cluster's answer, source first; a failed send is only a delay
+    /// (receivers re-read the table on a timer).
     pub async fn notify_operation(
         &self,
         op: &Operation,
@@ -248,11 +352,25 @@ impl Inbox {
             &self.inner.cluster,
             sent_at,
         );
-        let mut out = Vec::with_capacity(2);
-        for cluster in [&op.source, &op.target] {
-            out.push((cluster.clone(), self.send(cluster, &envelope).await));
-        }
-        out
+        let bounded = |cluster: &str| {
+            let envelope = &envelope;
+            let cluster = cluster.to_owned();
+            async move {
+                let sent =
+                    match tokio::time::timeout(NOTIFY_BOUND, self.send(&cluster, envelope)).await {
+                        Ok(sent) => sent,
+                        Err(_) => Err(InboxError::SendTimedOut {
+                            queue: self.inner.options.inbox_queue_name(&cluster),
+                            kind: envelope.kind,
+                            after: NOTIFY_BOUND,
+                        }),
+                    };
+                (cluster, sent)
+            }
+        };
+        // Both at once, each bounded: a cluster whose region is lost costs the others nothing.
+        let (source, target) = tokio::join!(bounded(&op.source), bounded(&op.target));
+        vec![source, target]
     }
 
     /// Creates the dead-letter queue of `setup` if missing, sets its retention and returns
@@ -300,10 +418,8 @@ impl Inbox {
                 queue: queue.clone(),
                 source,
             })?;
-        let url = self.queue_url(&queue).await?;
-        let out = self
-            .inner
-            .client
+        let (url, client) = self.destination(target_cluster, &queue).await?;
+        let out = client
             .send_message()
             .queue_url(url)
             .message_body(envelope.encode())

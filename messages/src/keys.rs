@@ -60,6 +60,8 @@ pub const HISTORY_PREFIX: &str = "HIST#";
 pub const CLUSTERS_PK: &str = "CLUSTERS";
 /// Sort key prefix of cluster heartbeats.
 pub const CLUSTER_PREFIX: &str = "CLUSTER#";
+/// Sort key prefix of inbox routes.
+pub const INBOX_PREFIX: &str = "INBOX#";
 /// `GSI1PK` of every group state record.
 pub const GSI1_GROUPS: &str = "GROUPS";
 /// `GSI1PK` of every operation record.
@@ -397,6 +399,11 @@ pub fn cluster_sk(cluster: &str) -> String {
 /// `(PK, SK)` of a cluster heartbeat.
 pub fn heartbeat_key(cluster: &str) -> (String, String) {
     (CLUSTERS_PK.to_owned(), cluster_sk(cluster))
+}
+
+/// `(PK, SK)` of a cluster's inbox route.
+pub fn inbox_route_key(cluster: &str) -> (String, String) {
+    (CLUSTERS_PK.to_owned(), format!("{INBOX_PREFIX}{cluster}"))
 }
 
 #[cfg(test)]

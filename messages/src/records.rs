@@ -39,6 +39,7 @@ mod enums;
 mod group_state;
 mod handoff;
 mod heartbeat;
+mod inbox_route;
 mod journal;
 mod operation;
 
@@ -48,6 +49,7 @@ pub use enums::{HandoffState, Mode, Phase, StepStatus};
 pub use group_state::{GroupState, KnownReplicas, Lease};
 pub use handoff::{HANDOFF_ATTRIBUTES, Handoff, HandoffView, Mark, handoff_attributes};
 pub use heartbeat::{AutoArmed, Heartbeat};
+pub use inbox_route::InboxRoute;
 pub use journal::{JournalStage, JournalStep, flatten_journal};
 pub use operation::{HistoryEntry, Operation, Timings};
 
@@ -93,6 +95,9 @@ pub mod attr {
     pub const STAGES_MS: &str = "stagesMs";
     pub const ORIGINAL_REPLICAS: &str = "originalReplicas";
     pub const KNOWN_REPLICAS: &str = "knownReplicas";
+    pub const QUEUE_URL: &str = "queueUrl";
+    pub const REGION: &str = "region";
+    pub const ENDPOINT: &str = "endpoint";
     pub const MESSAGE: &str = "message";
     pub const GROUP_READY_AT: &str = "groupReadyAt";
 

@@ -202,7 +202,11 @@ pub async fn connect(cfg: &AgentConfig, cluster: &str) -> Result<Clients, Startu
         loader = loader.endpoint_url(url);
     }
     let sdk = loader.load().await;
-    let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk);
+    let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk).timeout_config(
+        aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(DYNAMODB_ATTEMPT_TIMEOUT)
+            .build(),
+    );
     if let Some(url) = &cfg.dynamodb_endpoint {
         dynamodb = dynamodb.endpoint_url(url);
     }
@@ -221,27 +225,66 @@ pub async fn connect(cfg: &AgentConfig, cluster: &str) -> Result<Clients, Startu
     })
 }
 
+/// How long each start-up AWS check waits: `L/8`, between 0.5 s and 5 s, so an agent
+/// restarted in a lost region still fences well within the time a forced failover elsewhere
+/// waits for its lease.
+fn aws_check_bound(lease: std::time::Duration) -> std::time::Duration {
+    (lease / 8).clamp(
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(5),
+    )
+}
+
+/// An AWS error that says nothing about the request: the service was not reached or did
+/// not answer (transport failure, timeout, a response that did not parse).
+fn unreachable<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool {
+    use aws_sdk_dynamodb::error::SdkError;
+    matches!(
+        e,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+    )
+}
+
+/// How long one DynamoDB call attempt may go unanswered: a table behind a link that accepts
+/// requests and never answers (a lost region) must not hold a check or a step for ever; the
+/// store retries, and reads back a write whose answer was lost.
+const DYNAMODB_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long one SQS call may go unanswered (longer than the inbox's 20 s long poll): a link
 /// that accepts requests and never answers must not hold a sender or the inbox for ever.
 const SQS_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The start-up checks: the table, this cluster's inbox queue, the CRDs in this cluster.
 /// Marks `readiness` as they pass.
+///
+/// DynamoDB or SQS that does not answer (a lost region, a cut link: no answer within
+/// [`aws_check_bound`], or a transport failure) does not stop the agent: it starts unready,
+/// and since it cannot take its serving lease it fences every `Fence` group active here
+/// before anything else. Exiting instead would leave those groups serving while a forced
+/// failover elsewhere waits only for the lease. A missing table or queue, or a wrong key
+/// schema, still stops it.
 pub async fn preflight(
     clients: &Clients,
     cfg: &AgentConfig,
     cluster: &str,
     readiness: &Readiness,
 ) -> Result<(), StartupError> {
+    let bound = aws_check_bound(cfg.lease_terms().duration);
     // 1. The table.
-    match clients
-        .dynamodb
-        .describe_table()
-        .table_name(&cfg.table)
-        .send()
-        .await
-    {
-        Ok(out) => {
+    let described = tokio::time::timeout(
+        bound,
+        clients
+            .dynamodb
+            .describe_table()
+            .table_name(&cfg.table)
+            .send(),
+    )
+    .await;
+    match described {
+        Err(_) => {
+            tracing::warn!(table = %cfg.table, ?bound, "DynamoDB did not answer at start: starting unready (the serving lease decides whether to fence)");
+        }
+        Ok(Ok(out)) => {
             if let Some(desc) = out.table() {
                 failover_messages::setup::check_schema(desc).map_err(|problem| {
                     StartupError::TableSchema {
@@ -250,8 +293,12 @@ pub async fn preflight(
                     }
                 })?;
             }
+            readiness.aws_ok();
         }
-        Err(e) => {
+        Ok(Err(e)) if unreachable(&e) => {
+            tracing::warn!(table = %cfg.table, error = %error_chain(&e), "DynamoDB is unreachable at start: starting unready (the serving lease decides whether to fence)");
+        }
+        Ok(Err(e)) => {
             let missing = e
                 .as_service_error()
                 .is_some_and(|se| se.is_resource_not_found_exception());
@@ -267,28 +314,38 @@ pub async fn preflight(
             });
         }
     }
-    readiness.aws_ok();
 
     // 2. The inbox queue.
     let queue = format!("{}{cluster}", cfg.queue_prefix);
-    if let Err(e) = clients.sqs.get_queue_url().queue_name(&queue).send().await {
-        let missing = e.as_service_error().is_some_and(|se| {
-            se.is_queue_does_not_exist()
-                || aws_sdk_sqs::error::ProvideErrorMetadata::code(se).is_some_and(|c| {
-                    c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist")
-                })
-        });
-        return Err(if missing {
-            StartupError::QueueMissing {
-                queue,
-                cluster: cluster.to_owned(),
-            }
-        } else {
-            StartupError::GetQueueUrl {
-                queue,
-                reason: error_chain(&e),
-            }
-        });
+    let looked_up =
+        tokio::time::timeout(bound, clients.sqs.get_queue_url().queue_name(&queue).send()).await;
+    match looked_up {
+        Err(_) => {
+            tracing::warn!(%queue, ?bound, "SQS did not answer at start: starting without the inbox check (wake-ups wait for it; the re-reads go on)");
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if unreachable(&e) => {
+            tracing::warn!(%queue, error = %error_chain(&e), "SQS is unreachable at start: starting without the inbox check");
+        }
+        Ok(Err(e)) => {
+            let missing = e.as_service_error().is_some_and(|se| {
+                se.is_queue_does_not_exist()
+                    || aws_sdk_sqs::error::ProvideErrorMetadata::code(se).is_some_and(|c| {
+                        c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist")
+                    })
+            });
+            return Err(if missing {
+                StartupError::QueueMissing {
+                    queue,
+                    cluster: cluster.to_owned(),
+                }
+            } else {
+                StartupError::GetQueueUrl {
+                    queue,
+                    reason: error_chain(&e),
+                }
+            });
+        }
     }
 
     // 3. The CRDs (also the Kubernetes API check).
@@ -384,7 +441,7 @@ impl Agent<'_> {
         let (cfg, clients, metrics) = (self.cfg, self.clients, self.metrics);
         let store = Store::new(&clients.dynamodb, &cfg.table);
         metrics.track_aws_calls(Arc::clone(store.calls()));
-        let inbox = self.inbox();
+        let inbox = self.inbox(&store);
         let traffic = TrafficConfig {
             annotation_key: cfg.traffic_annotation.clone(),
         };
@@ -458,15 +515,17 @@ impl Agent<'_> {
         self.start_object_actors();
     }
 
-    /// This cluster's inbox (its options name every cluster's queue).
-    fn inbox(&self) -> Inbox {
-        Inbox::new(
+    /// This cluster's inbox (its options name every cluster's queue); it sends to each
+    /// cluster by the inbox route recorded in the table, read through `store`.
+    fn inbox(&self, store: &Store) -> Inbox {
+        Inbox::routed(
             self.clients.sqs.clone(),
             self.cluster,
             InboxOptions {
                 prefix: self.cfg.queue_prefix.clone(),
                 ..InboxOptions::default()
             },
+            store.clone(),
         )
     }
 
@@ -544,8 +603,8 @@ impl Agent<'_> {
         .start();
         let trigger = Trigger::new(
             clients.kube.clone(),
-            store,
-            self.inbox(),
+            store.clone(),
+            self.inbox(&store),
             clients.sqs.clone(),
             cluster,
         );

@@ -99,6 +99,16 @@ pub enum InboxError {
         #[source]
         source: DecodeError,
     },
+    /// SendMessage got no answer in time (the queue's region or endpoint unreachable).
+    #[error("SendMessage ({kind}) to `{queue}` got no answer within {after:?}")]
+    SendTimedOut {
+        /// Queue name.
+        queue: String,
+        /// Kind of the envelope.
+        kind: EnvelopeKind,
+        /// How long it waited.
+        after: std::time::Duration,
+    },
     /// SendMessage failed.
     #[error("SendMessage ({kind}) to `{queue}` failed")]
     SendMessage {
@@ -144,6 +154,7 @@ impl InboxError {
             | Self::VerifyQueue { queue, .. }
             | Self::InvalidEnvelope { queue, .. }
             | Self::SendMessage { queue, .. }
+            | Self::SendTimedOut { queue, .. }
             | Self::ReceiveMessage { queue, .. }
             | Self::DeleteMessage { queue, .. } => queue,
         }

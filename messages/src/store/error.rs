@@ -296,6 +296,20 @@ pub enum StoreError {
         #[source]
         source: Cause,
     },
+    #[error("writing the inbox route of cluster {cluster} to table {table}")]
+    PutInboxRoute {
+        cluster: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
+    #[error("reading the inbox route of cluster {cluster} from table {table}")]
+    GetInboxRoute {
+        cluster: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("reading the heartbeat of cluster {cluster} from table {table}")]
     GetHeartbeat {
         cluster: String,
@@ -355,6 +369,8 @@ impl StoreError {
             | Self::SetPhase { source, .. }
             | Self::PutHeartbeat { source, .. }
             | Self::GetHeartbeat { source, .. }
+            | Self::PutInboxRoute { source, .. }
+            | Self::GetInboxRoute { source, .. }
             | Self::RecordKnownReplicas { source, .. }
             | Self::MarkGroupReady { source, .. }
             | Self::GetKnownReplicas { source, .. }

@@ -10,8 +10,8 @@ use super::outcome::HeartbeatStatus;
 use super::{Store, calls, names, values};
 use crate::keys::{self, GroupRef};
 use crate::records::{
-    AutoArmed, GroupState, Handoff, Heartbeat, HistoryEntry, Item, JournalStep, Operation, Record,
-    attr, av_s,
+    AutoArmed, GroupState, Handoff, Heartbeat, HistoryEntry, InboxRoute, Item, JournalStep,
+    Operation, Record, attr, av_s,
 };
 
 impl Store {
@@ -291,6 +291,46 @@ impl Store {
         .await
         .and_then(|items| decode_all(&items))
         .map_err(wrap)
+    }
+
+    /// Records where `route.cluster` receives (replaces what was recorded).
+    pub async fn put_inbox_route(&self, route: &InboxRoute) -> Result<(), StoreError> {
+        let wrap = |source: Cause| StoreError::PutInboxRoute {
+            cluster: route.cluster.clone(),
+            table: self.table.to_string(),
+            source,
+        };
+        keys::validate_cluster(&route.cluster).map_err(|e| wrap(e.into()))?;
+        let req = self
+            .client
+            .put_item()
+            .table_name(self.table.as_ref())
+            .set_item(Some(route.to_item()));
+        self.send("put_inbox_route", "PutItem", calls::classify_error, || {
+            req.clone().send()
+        })
+        .await
+        .map_err(|f| wrap(f.into_cause()))?;
+        Ok(())
+    }
+
+    /// Where `cluster` receives, if `failoverctl setup` recorded it (consistent read).
+    pub async fn get_inbox_route(&self, cluster: &str) -> Result<Option<InboxRoute>, StoreError> {
+        let wrap = |source: Cause| StoreError::GetInboxRoute {
+            cluster: cluster.to_owned(),
+            table: self.table.to_string(),
+            source,
+        };
+        match self
+            .get_item("get_inbox_route", keys::inbox_route_key(cluster))
+            .await
+            .map_err(wrap)?
+        {
+            Some(item) => InboxRoute::from_item(&item)
+                .map(Some)
+                .map_err(|e| wrap(e.into())),
+            None => Ok(None),
+        }
     }
 
     /// Writes this cluster's heartbeat as a lease of `ttl` keeping no group serving when
