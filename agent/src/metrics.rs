@@ -35,6 +35,7 @@ struct MetricsInner {
     step_duration: HistogramFamily,
     sqs_messages: Family<Labels, Counter>,
     aws_calls: Family<Labels, Counter>,
+    sqs_calls: Family<Labels, Counter>,
     heartbeats: Family<Labels, Counter>,
     leases_lost: Counter,
     fencings: Family<Labels, Counter>,
@@ -45,6 +46,7 @@ struct MetricsInner {
     auto_failovers: Family<Labels, Counter>,
     auto_armed: Family<Labels, Gauge>,
     calls: Mutex<Option<Arc<CallCounter>>>,
+    sqs_counter: Mutex<Option<Arc<CallCounter>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -85,6 +87,12 @@ impl Metrics {
             &mut r,
             "failover_aws_calls",
             "DynamoDB call attempts, by store operation, API and outcome (ok, conditional_check_failed, transaction_canceled, throttled, error)",
+            Family::<Labels, Counter>::default(),
+        );
+        let sqs_calls = registered(
+            &mut r,
+            "failover_sqs_calls",
+            "SQS calls through this agent's inbox (its receives and deletes, its notifications to other clusters), by API and outcome (ok, error)",
             Family::<Labels, Counter>::default(),
         );
         let heartbeats = registered(
@@ -162,6 +170,7 @@ impl Metrics {
                 step_duration,
                 sqs_messages,
                 aws_calls,
+                sqs_calls,
                 heartbeats,
                 leases_lost,
                 fencings,
@@ -172,6 +181,7 @@ impl Metrics {
                 auto_failovers,
                 auto_armed,
                 calls: Mutex::new(None),
+                sqs_counter: Mutex::new(None),
             }),
         }
     }
@@ -180,6 +190,11 @@ impl Metrics {
     /// outcome.
     pub fn track_aws_calls(&self, calls: Arc<CallCounter>) {
         *self.inner.calls.lock().unwrap() = Some(calls);
+    }
+
+    /// Reports SQS calls from `calls` (read on every scrape), by API and outcome.
+    pub fn track_sqs_calls(&self, calls: Arc<CallCounter>) {
+        *self.inner.sqs_counter.lock().unwrap() = Some(calls);
     }
 
     /// One run of an operation ended with `result`.
@@ -301,6 +316,18 @@ impl Metrics {
                     .store(n, std::sync::atomic::Ordering::Relaxed);
             }
         }
+        if let Some(calls) = self.inner.sqs_counter.lock().unwrap().as_ref() {
+            for ((_, api, outcome), n) in calls.by_operation_api_and_outcome() {
+                self.inner
+                    .sqs_calls
+                    .get_or_create(&vec![
+                        ("api", api),
+                        ("outcome", outcome.as_str().to_owned()),
+                    ])
+                    .inner()
+                    .store(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.inner.registry);
@@ -372,5 +399,24 @@ mod tests {
         assert!(m.render().contains(
             "failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\",outcome=\"ok\"} 3"
         ));
+    }
+
+    #[test]
+    fn sqs_calls_are_rendered_by_api_and_outcome() {
+        let m = Metrics::new();
+        let calls = CallCounter::new();
+        m.track_sqs_calls(calls.clone());
+        calls.record("inbox", "SendMessage", CallOutcome::Ok);
+        calls.record("inbox", "SendMessage", CallOutcome::Error);
+        calls.record("inbox", "ReceiveMessage", CallOutcome::Ok);
+        let text = m.render();
+        for line in [
+            "failover_sqs_calls_total{api=\"SendMessage\",outcome=\"ok\"} 1",
+            "failover_sqs_calls_total{api=\"SendMessage\",outcome=\"error\"} 1",
+            "failover_sqs_calls_total{api=\"ReceiveMessage\",outcome=\"ok\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert!(!text.contains("failover_aws_calls_total{"), "{text}");
     }
 }

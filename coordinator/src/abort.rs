@@ -1,4 +1,4 @@
-//! `failoverctl abort <operation-id>`: requests an abort (one transaction made by the store:
+//! `failoverctl abort <operation-id>`: requests an abort (one conditional write made by the store:
 //! refused once the target has claimed the promotion) and notifies the source and the
 //! target with `AbortRequested`. The source's agent then reactivates its side and closes
 //! the operation as `Aborted`; `failoverctl watch <id>` follows that.

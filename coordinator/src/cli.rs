@@ -77,7 +77,7 @@ pub enum Command {
     /// lease holder and expiry.
     #[command(after_long_help = EXIT_CODES_HELP)]
     Status(StatusArgs),
-    /// Start a failover of one or more groups to a cluster: one conditional transaction per
+    /// Start a failover of one or more groups to a cluster: one conditional write per
     /// group (refused with exit 3 while another operation holds the group, or when the group
     /// is active elsewhere), then an OperationStarted message to the source and target
     /// inboxes. Prints the operation id per group. With --wait, shows live progress on
@@ -275,6 +275,27 @@ pub struct SetupArgs {
     /// local emulator); recorded in the table for the senders too.
     #[arg(long = "queue-endpoint", value_name = "CLUSTER=URL", value_parser = parse_cluster_endpoint)]
     pub queue_endpoints: Vec<(String, String)>,
+    /// Make the table a DynamoDB global table in multi-Region strong consistency, so it
+    /// stays writable when a region is lost: this command's region plus two
+    /// --replica-region, or one --replica-region and a --witness-region. Only a new (empty)
+    /// table can become one; TTL is left off. Waits until every region is ACTIVE.
+    #[arg(long, requires = "replica_regions")]
+    pub global_table: bool,
+    /// A region holding a replica of the global table (repeat, or separate with commas).
+    #[arg(
+        long = "replica-region",
+        value_name = "REGION",
+        value_delimiter = ',',
+        requires = "global_table"
+    )]
+    pub replica_regions: Vec<String>,
+    /// The global table's witness region (stores the replication log, serves nothing).
+    #[arg(
+        long = "witness-region",
+        value_name = "REGION",
+        requires = "global_table"
+    )]
+    pub witness_region: Option<String>,
 }
 
 /// `failoverctl register`.
@@ -425,6 +446,10 @@ impl Cli {
                         regions: args.queue_regions.iter().cloned().collect(),
                         endpoints: args.queue_endpoints.iter().cloned().collect(),
                     },
+                    args.global_table.then(|| crate::setup::GlobalRegions {
+                        replicas: args.replica_regions.clone(),
+                        witness: args.witness_region.clone(),
+                    }),
                 )
                 .await?,
                 g.output,

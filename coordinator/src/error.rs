@@ -161,7 +161,9 @@ impl CommandError {
             Self::NoRegion | Self::Usage(_) => ExitStatus::Usage,
             Self::SetupTable { source, .. } => match source {
                 SetupError::NotActive { .. } => ExitStatus::TimedOut,
-                SetupError::WrongSchema { .. } => ExitStatus::Refused,
+                SetupError::WrongSchema { .. } | SetupError::GlobalTable { .. } => {
+                    ExitStatus::Refused
+                }
                 _ => ExitStatus::Failed,
             },
             Self::SetupQueues { source, .. } => match source {

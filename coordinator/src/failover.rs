@@ -1,5 +1,5 @@
 //! `failoverctl failover <ns>/<group>... --to <cluster>`: starts one operation per group
-//! (protocol step 1, one conditional transaction each, made by the store) and notifies the
+//! (protocol step 1, one conditional write of the group state each, made by the store) and notifies the
 //! source and target inboxes (step 2).
 //!
 //! The source is the group's active cluster, read with a consistent `GetItem` just before

@@ -10,7 +10,7 @@
 //! | `failoverctl setup --cluster east --cluster west [--max-receive-count N]` | [`setup::setup`] | creates or verifies the table and each cluster's inbox + dead-letter queue, reporting what was created and what was already there |
 //! | `failoverctl register <ns>/<group> --active <cluster>` | [`register::register`] | creates the group state at epoch 0; the same cluster again is a no-op, another is refused |
 //! | `failoverctl status [<ns>/<group>]` | [`status::status`] | active cluster, epoch, operation in flight, lease of every group or of one |
-//! | `failoverctl failover <ns>/<group>... --to <cluster> [--mode consistency\|uptime] [--force --reason TEXT] [--wait] [--timeout 10m]` | [`failover::failover`] | starts one operation per group (one conditional transaction each) and notifies source and target; `--wait` watches it |
+//! | `failoverctl failover <ns>/<group>... --to <cluster> [--mode consistency\|uptime] [--force --reason TEXT] [--wait] [--timeout 10m]` | [`failover::failover`] | starts one operation per group (one conditional write each) and notifies source and target; `--wait` watches it |
 //! | `failoverctl watch <operation-id> [--timeout 10m]` | [`watch::watch`] | live progress on stderr until the phase is final |
 //! | `failoverctl abort <operation-id>` | [`abort::abort`] | requests an abort before the promotion claim and notifies both sides |
 //! | `failoverctl history [<ns>/<group>] [--limit N] [--report]` | [`history::history`] | closed operations, newest first (with `--report`: each one's report command) |

@@ -3,14 +3,17 @@
 //! there.
 //!
 //! The table goes through [`failover_messages::setup::ensure_table`] (create if missing,
-//! wait until `ACTIVE`, check the key schema, turn TTL on); the queues through
+//! wait until `ACTIVE`, check the key schema, turn TTL on) and, with `--global-table`,
+//! [`failover_messages::setup::global::ensure_global`] (TTL left alone; the regional table
+//! made a strongly consistent global table, or checked to be one); the queues through
 //! [`failover_messages::inbox::Inbox::ensure_queues`] (create if missing, set the redrive
 //! policy and retention, read them back). Whether a queue existed is looked up just before,
 //! so a queue created concurrently by someone else may be reported as created.
 
 use failover_messages::inbox::{Inbox, InboxOptions};
 use failover_messages::records::InboxRoute;
-use failover_messages::setup::{TableSetup, ensure_table};
+use failover_messages::setup::global::{GlobalTableSpec, ensure_global};
+use failover_messages::setup::{DEFAULT_ACTIVE_TIMEOUT, TableSetup, Ttl, ensure_table_with};
 use serde::Serialize;
 
 use crate::aws::Context;
@@ -54,7 +57,38 @@ pub struct TableResult {
     pub name: String,
     /// Created now or already there.
     pub status: Presence,
+    /// With `--global-table`: its regions, and whether this run made it global.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global: Option<GlobalResult>,
 }
+
+/// The global table after `setup --global-table`.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GlobalResult {
+    /// The region the table was created in.
+    pub region: String,
+    /// The replica regions.
+    pub replicas: Vec<String>,
+    /// The witness region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witness: Option<String>,
+    /// Made global now, or already was.
+    pub status: Presence,
+}
+
+/// The other regions of a global table, as given on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct GlobalRegions {
+    /// Replica regions.
+    pub replicas: Vec<String>,
+    /// Witness region.
+    pub witness: Option<String>,
+}
+
+/// How long `setup --global-table` waits for every region of the table to be `ACTIVE`
+/// (DynamoDB takes about a minute or two).
+pub const GLOBAL_ACTIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
 
 /// One queue after `setup`.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
@@ -85,6 +119,12 @@ pub struct SetupResult {
 impl SetupResult {
     fn count(&self, status: Presence) -> usize {
         usize::from(self.table.status == status)
+            + usize::from(
+                self.table
+                    .global
+                    .as_ref()
+                    .is_some_and(|g| g.status == status),
+            )
             + self.queues.iter().filter(|q| q.status == status).count()
     }
 }
@@ -109,6 +149,7 @@ pub async fn setup(
     clusters: &[String],
     max_receive_count: u32,
     places: &QueuePlaces,
+    global: Option<GlobalRegions>,
 ) -> Result<SetupResult, CommandError> {
     for named in places.regions.keys().chain(places.endpoints.keys()) {
         if !clusters.contains(named) {
@@ -118,14 +159,52 @@ pub async fn setup(
             )));
         }
     }
-    let table_status = match ensure_table(&ctx.dynamodb, &ctx.table).await {
-        Ok(TableSetup::Created) => Presence::Created,
-        Ok(TableSetup::AlreadyExisted) => Presence::AlreadyPresent,
-        Err(source) => {
-            return Err(CommandError::SetupTable {
-                table: ctx.table.clone(),
-                source,
-            });
+    // The regions are checked before anything is created.
+    let global = match global {
+        None => None,
+        Some(g) => {
+            let home = ctx
+                .dynamodb
+                .config()
+                .region()
+                .map(|r| r.to_string())
+                .ok_or_else(|| {
+                    CommandError::Usage(
+                        "--global-table needs this command's region (AWS_REGION or --region)"
+                            .into(),
+                    )
+                })?;
+            let spec = GlobalTableSpec::new(&home, &g.replicas, g.witness.as_deref())
+                .map_err(CommandError::Usage)?;
+            Some(spec)
+        }
+    };
+    let table_err = |source| CommandError::SetupTable {
+        table: ctx.table.clone(),
+        source,
+    };
+    let ttl = if global.is_some() {
+        Ttl::Untouched
+    } else {
+        Ttl::On
+    };
+    let table_status =
+        match ensure_table_with(&ctx.dynamodb, &ctx.table, DEFAULT_ACTIVE_TIMEOUT, ttl).await {
+            Ok(setup) => presence_of(setup),
+            Err(source) => return Err(table_err(source)),
+        };
+    let global = match global {
+        None => None,
+        Some(spec) => {
+            let status = ensure_global(&ctx.dynamodb, &ctx.table, &spec, GLOBAL_ACTIVE_TIMEOUT)
+                .await
+                .map_err(table_err)?;
+            Some(GlobalResult {
+                region: spec.home,
+                replicas: spec.replicas,
+                witness: spec.witness,
+                status: presence_of(status),
+            })
         }
     };
     let options = InboxOptions {
@@ -199,9 +278,17 @@ pub async fn setup(
         table: TableResult {
             name: ctx.table.clone(),
             status: table_status,
+            global,
         },
         queues,
     })
+}
+
+fn presence_of(setup: TableSetup) -> Presence {
+    match setup {
+        TableSetup::Created => Presence::Created,
+        TableSetup::AlreadyExisted => Presence::AlreadyPresent,
+    }
 }
 
 impl Render for SetupResult {
@@ -211,6 +298,19 @@ impl Render for SetupResult {
             self.table.name,
             self.table.status.as_str()
         );
+        if let Some(g) = &self.table.global {
+            out.push_str(&format!(
+                "global table {} (strong consistency): {}, replicas {}{}: {}\n",
+                self.table.name,
+                g.region,
+                g.replicas.join(", "),
+                g.witness
+                    .as_ref()
+                    .map(|w| format!(", witness {w}"))
+                    .unwrap_or_default(),
+                g.status.as_str()
+            ));
+        }
         for q in &self.queues {
             let what = match q.role {
                 QueueRole::Inbox => "inbox",
@@ -238,6 +338,17 @@ impl Render for SetupResult {
             "-".to_owned(),
             self.table.status.as_str().to_owned(),
         ]];
+        if let Some(g) = &self.table.global {
+            let mut regions = vec![g.region.clone()];
+            regions.extend(g.replicas.iter().cloned());
+            regions.extend(g.witness.iter().map(|w| format!("{w} (witness)")));
+            rows.push([
+                "global".to_owned(),
+                format!("{} in {}", self.table.name, regions.join(", ")),
+                "-".to_owned(),
+                g.status.as_str().to_owned(),
+            ]);
+        }
         for q in &self.queues {
             let kind = match q.role {
                 QueueRole::Inbox => "inbox",
@@ -264,6 +375,7 @@ mod tests {
             table: TableResult {
                 name: "failover".into(),
                 status,
+                global: None,
             },
             queues: vec![
                 QueueResult {
@@ -292,6 +404,33 @@ mod tests {
              queue failover-east (inbox of cluster east): created\n\
              queue failover-east-dlq (dead-letter queue of cluster east): already present\n\
              2 created, 1 already present\n"
+        );
+    }
+
+    #[test]
+    fn a_global_table_shows_its_regions() {
+        let mut r = result(Presence::AlreadyPresent);
+        r.table.global = Some(GlobalResult {
+            region: "us-east-1".into(),
+            replicas: vec!["us-west-2".into()],
+            witness: Some("us-east-2".into()),
+            status: Presence::Created,
+        });
+        let plain = render(&r, OutputFormat::Plain);
+        assert!(
+            plain.contains(
+                "global table failover (strong consistency): us-east-1, replicas us-west-2, \
+                 witness us-east-2: created\n"
+            ),
+            "{plain}"
+        );
+        assert!(plain.ends_with("1 created, 3 already present\n"), "{plain}");
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&r, OutputFormat::Json)).unwrap();
+        assert_eq!(
+            json["table"]["global"],
+            serde_json::json!({"region": "us-east-1", "replicas": ["us-west-2"],
+                               "witness": "us-east-2", "status": "created"})
         );
     }
 

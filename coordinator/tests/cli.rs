@@ -85,6 +85,109 @@ async fn setup_records_where_each_cluster_receives_and_refuses_a_stray_place() -
 }
 
 #[tokio::test]
+async fn setup_global_table_checks_the_regions_and_refuses_what_it_cannot_make() -> Result<()> {
+    let env = TestEnv::new("global").await?;
+    let others: Vec<&str> = ["us-west-2", "us-east-2", "eu-west-1"]
+        .into_iter()
+        .filter(|r| *r != env.moto.region)
+        .collect();
+    let ddb = env.moto.dynamodb();
+    let table_exists = || async {
+        ddb.describe_table()
+            .table_name(&env.table)
+            .send()
+            .await
+            .is_ok()
+    };
+
+    // Two regions are not a strongly consistent table: refused before anything is made.
+    let two = env.run(&[
+        "setup",
+        "--cluster",
+        "east",
+        "--global-table",
+        "--replica-region",
+        others[0],
+    ]);
+    assert_eq!(two.code, 2, "{two}");
+    assert!(two.stderr.contains("exactly three regions"), "{two}");
+    let twice = env.run(&[
+        "setup",
+        "--cluster",
+        "east",
+        "--global-table",
+        "--replica-region",
+        others[0],
+        "--witness-region",
+        others[0],
+    ]);
+    assert_eq!(twice.code, 2, "{twice}");
+    assert!(twice.stderr.contains("named twice"), "{twice}");
+    let without = env.run(&["setup", "--cluster", "east", "--replica-region", others[0]]);
+    assert_eq!(
+        without.code, 2,
+        "--replica-region needs --global-table: {without}"
+    );
+    assert!(!table_exists().await, "nothing is created on a usage error");
+
+    // moto has no global tables: it answers UpdateTable without the strong consistency
+    // DynamoDB reports at once. setup says so, changes nothing more, and sets up no queue.
+    let ignored = env.run(&[
+        "setup",
+        "--cluster",
+        "east",
+        "--global-table",
+        "--replica-region",
+        others[0],
+        "--witness-region",
+        others[1],
+    ]);
+    assert_eq!(ignored.code, 3, "{ignored}");
+    assert!(
+        ignored.stderr.contains(&env.table)
+            && ignored
+                .stderr
+                .contains("does not show multi-Region strong consistency"),
+        "{ignored}"
+    );
+    let ttl = ddb
+        .describe_time_to_live()
+        .table_name(&env.table)
+        .send()
+        .await?;
+    let ttl_status = ttl
+        .time_to_live_description()
+        .and_then(|d| d.time_to_live_status())
+        .map(|s| s.as_str().to_owned());
+    assert_ne!(
+        ttl_status.as_deref(),
+        Some("ENABLED"),
+        "TTL is left off for a global table"
+    );
+    let store = failover_messages::store::Store::new(&ddb, env.table.clone());
+    assert!(
+        store.get_inbox_route("east").await?.is_none(),
+        "no queue set up"
+    );
+
+    // A table that holds items cannot become strongly consistent: named and refused.
+    env.setup(&["east"]);
+    let full = env.run(&[
+        "setup",
+        "--cluster",
+        "east",
+        "--global-table",
+        "--replica-region",
+        others[0],
+        "--replica-region",
+        others[1],
+    ]);
+    assert_eq!(full.code, 3, "{full}");
+    assert!(full.stderr.contains("holds items"), "{full}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn setup_twice_is_idempotent_and_leaves_the_table_and_queues_in_place() -> Result<()> {
     let env = TestEnv::new("setup").await?;
     let first = env.run(&[

@@ -178,18 +178,22 @@ async fn each_service_can_have_its_own_endpoint() -> Result<()> {
     ]);
     assert_eq!(status.code, 0, "{status}");
     assert!(status.stdout.contains("shop/orders"), "{status}");
+    // Setting up a cluster's queues goes to SQS, at the dead default: the table is fine
+    // (DynamoDB at moto), the queues fail, named.
     let sqs_dead = env.run(&[
         "--endpoint-url",
         dead,
         "--dynamodb-endpoint",
         &moto,
-        "failover",
-        "shop/orders",
-        "--to",
-        "east",
+        "setup",
+        "--cluster",
+        "north",
     ]);
     assert_ne!(sqs_dead.code, 0, "{sqs_dead}");
-    assert!(sqs_dead.stderr.contains("queue"), "{sqs_dead}");
+    assert!(
+        sqs_dead.stderr.contains("queue") && sqs_dead.stderr.contains("north"),
+        "{sqs_dead}"
+    );
     Ok(())
 }
 

@@ -33,6 +33,7 @@ use jiff::Timestamp;
 
 use crate::envelope::{DecodeError, Envelope, EnvelopeKind};
 use crate::records::Operation;
+use crate::store::{CallCounter, CallOutcome};
 
 mod error;
 
@@ -147,6 +148,7 @@ struct Inner {
     urls: Mutex<HashMap<String, String>>,
     rejected: AtomicU64,
     routes: Option<Routes>,
+    calls: Arc<CallCounter>,
 }
 
 /// How long a route looked up in the table (or found missing) is used before it is read
@@ -187,6 +189,7 @@ impl Inbox {
                 urls: Mutex::new(HashMap::new()),
                 rejected: AtomicU64::new(0),
                 routes: None,
+                calls: CallCounter::new(),
             }),
         }
     }
@@ -214,8 +217,25 @@ impl Inbox {
                     base,
                     known: Mutex::new(HashMap::new()),
                 }),
+                calls: CallCounter::new(),
             }),
         }
+    }
+
+    /// SQS calls made through this inbox (and its clones), by API (`SendMessage`,
+    /// `ReceiveMessage`, `DeleteMessage`, `GetQueueUrl`) and outcome (`ok`, `error`); the
+    /// operation label is always `inbox`.
+    pub fn calls(&self) -> &Arc<CallCounter> {
+        &self.inner.calls
+    }
+
+    fn count<T, E>(&self, api: &'static str, result: &Result<T, E>) {
+        let outcome = if result.is_ok() {
+            CallOutcome::Ok
+        } else {
+            CallOutcome::Error
+        };
+        self.inner.calls.record("inbox", api, outcome);
     }
 
     /// Where to send to `cluster`: its recorded route, else its queue (`queue`) by name
@@ -419,23 +439,24 @@ impl Inbox {
                 source,
             })?;
         let (url, client) = self.destination(target_cluster, &queue).await?;
-        let out = client
+        let sent = client
             .send_message()
             .queue_url(url)
             .message_body(envelope.encode())
             .send()
-            .await
-            .map_err(|e| {
-                if queue_missing!(e) {
-                    self.missing(&queue, e)
-                } else {
-                    InboxError::SendMessage {
-                        queue: queue.clone(),
-                        kind: envelope.kind,
-                        source: Box::new(e),
-                    }
+            .await;
+        self.count("SendMessage", &sent);
+        let out = sent.map_err(|e| {
+            if queue_missing!(e) {
+                self.missing(&queue, e)
+            } else {
+                InboxError::SendMessage {
+                    queue: queue.clone(),
+                    kind: envelope.kind,
+                    source: Box::new(e),
                 }
-            })?;
+            }
+        })?;
         let message_id = out.message_id().unwrap_or_default().to_owned();
         tracing::debug!(
             queue = %queue,
@@ -457,7 +478,7 @@ impl Inbox {
         let url = self.queue_url(&queue).await?;
         let wait = wait_seconds.min(MAX_WAIT_SECONDS);
         let max = max.clamp(1, MAX_MESSAGES_PER_RECEIVE);
-        let out = self
+        let answer = self
             .inner
             .client
             .receive_message()
@@ -466,17 +487,18 @@ impl Inbox {
             .max_number_of_messages(i32::try_from(max).unwrap_or(10))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
-            .await
-            .map_err(|e| {
-                if queue_missing!(e) {
-                    self.missing(&queue, e)
-                } else {
-                    InboxError::ReceiveMessage {
-                        queue: queue.clone(),
-                        source: Box::new(e),
-                    }
+            .await;
+        self.count("ReceiveMessage", &answer);
+        let out = answer.map_err(|e| {
+            if queue_missing!(e) {
+                self.missing(&queue, e)
+            } else {
+                InboxError::ReceiveMessage {
+                    queue: queue.clone(),
+                    source: Box::new(e),
                 }
-            })?;
+            }
+        })?;
 
         let mut received = Vec::with_capacity(out.messages().len());
         for message in out.messages() {
@@ -516,23 +538,25 @@ impl Inbox {
     pub async fn delete(&self, receipt_handle: &str) -> Result<(), InboxError> {
         let queue = self.queue_name();
         let url = self.queue_url(&queue).await?;
-        self.inner
+        let deleted = self
+            .inner
             .client
             .delete_message()
             .queue_url(url)
             .receipt_handle(receipt_handle)
             .send()
-            .await
-            .map_err(|e| {
-                if queue_missing!(e) {
-                    self.missing(&queue, e)
-                } else {
-                    InboxError::DeleteMessage {
-                        queue: queue.clone(),
-                        source: Box::new(e),
-                    }
+            .await;
+        self.count("DeleteMessage", &deleted);
+        deleted.map_err(|e| {
+            if queue_missing!(e) {
+                self.missing(&queue, e)
+            } else {
+                InboxError::DeleteMessage {
+                    queue: queue.clone(),
+                    source: Box::new(e),
                 }
-            })?;
+            }
+        })?;
         Ok(())
     }
 
@@ -547,17 +571,18 @@ impl Inbox {
             .get_queue_url()
             .queue_name(queue)
             .send()
-            .await
-            .map_err(|e| {
-                if queue_missing!(e) {
-                    self.missing(queue, e)
-                } else {
-                    InboxError::GetQueueUrl {
-                        queue: queue.to_owned(),
-                        source: Box::new(e),
-                    }
+            .await;
+        self.count("GetQueueUrl", &out);
+        let out = out.map_err(|e| {
+            if queue_missing!(e) {
+                self.missing(queue, e)
+            } else {
+                InboxError::GetQueueUrl {
+                    queue: queue.to_owned(),
+                    source: Box::new(e),
                 }
-            })?;
+            }
+        })?;
         let url = out.queue_url().ok_or_else(|| InboxError::VerifyQueue {
             queue: queue.to_owned(),
             reason: "GetQueueUrl returned no URL".into(),

@@ -5,6 +5,7 @@
 //! table and its index are `ACTIVE`, checks the key schema of a table that already existed
 //! (a wrong one is an error naming the table and what differs), and turns TTL on for
 //! `expiresAt`. Running it again changes nothing. SQS queues are set up elsewhere.
+//! [`global`] makes the table a strongly consistent global table across three regions.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,8 @@ use aws_sdk_dynamodb::types::{
 
 use crate::keys;
 use crate::store::{AwsError, failure_kind};
+
+pub mod global;
 
 /// How long [`ensure_table`] waits for the table to become `ACTIVE` by default.
 pub const DEFAULT_ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -72,6 +75,24 @@ pub enum SetupError {
         /// How long we waited.
         waited: Duration,
     },
+    /// The table cannot become (or is not) the strongly consistent global table asked for;
+    /// nothing was changed.
+    #[error("table {table} cannot be made the global table asked for: {problem}")]
+    GlobalTable {
+        /// The table.
+        table: String,
+        /// Why.
+        problem: String,
+    },
+    /// The `UpdateTable` call that makes the table global failed.
+    #[error("making table {table} a global table")]
+    UpdateTable {
+        /// The table.
+        table: String,
+        /// The failed call.
+        #[source]
+        source: AwsError,
+    },
     /// Reading the TTL setting failed.
     #[error("reading the TTL setting of table {table}")]
     DescribeTimeToLive {
@@ -106,6 +127,26 @@ pub async fn ensure_table_with_timeout(
     table: &str,
     active_timeout: Duration,
 ) -> Result<TableSetup, SetupError> {
+    ensure_table_with(client, table, active_timeout, Ttl::On).await
+}
+
+/// Whether [`ensure_table_with`] turns TTL on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ttl {
+    /// Turn TTL on for `expiresAt` (expired records are deleted; nothing relies on it).
+    On,
+    /// Leave the TTL setting alone (a table to be made a strongly consistent global
+    /// table: check in the AWS documentation which settings such tables accept).
+    Untouched,
+}
+
+/// [`ensure_table`] with a timeout and a TTL choice.
+pub async fn ensure_table_with(
+    client: &Client,
+    table: &str,
+    active_timeout: Duration,
+    ttl: Ttl,
+) -> Result<TableSetup, SetupError> {
     let setup = match describe(client, table).await? {
         Some(_) => TableSetup::AlreadyExisted,
         None => match create(client, table).await? {
@@ -129,7 +170,9 @@ pub async fn ensure_table_with_timeout(
             "table uses provisioned capacity; failovers may be throttled"
         );
     }
-    ensure_ttl(client, table).await?;
+    if ttl == Ttl::On {
+        ensure_ttl(client, table).await?;
+    }
     tracing::info!(table, ?setup, "failover table ready");
     Ok(setup)
 }

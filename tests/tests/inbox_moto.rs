@@ -94,6 +94,17 @@ async fn duplicated_and_reordered_envelopes_round_trip() -> anyhow::Result<()> {
     found.sort();
     assert_eq!(found, expected);
     assert_eq!(west.rejected_count(), 0);
+    // Every SQS call is counted, by API, on the inbox that made it.
+    let sends = east.calls().by_api();
+    assert_eq!(sends.get("SendMessage"), Some(&5), "{sends:?}");
+    assert_eq!(sends.get("ReceiveMessage"), None, "{sends:?}");
+    let receives = west.calls().by_api();
+    assert_eq!(receives.get("DeleteMessage"), Some(&5), "{receives:?}");
+    assert!(
+        receives.get("ReceiveMessage").is_some_and(|n| *n >= 1),
+        "{receives:?}"
+    );
+    assert_eq!(receives.get("SendMessage"), None, "{receives:?}");
 
     // Deleted means gone, not merely hidden.
     let queue_url = client_url(&moto, &west.queue_name()).await?;
@@ -248,6 +259,14 @@ async fn a_missing_queue_is_an_error_naming_the_queue() -> anyhow::Result<()> {
     assert!(
         matches!(&err, InboxError::QueueDoesNotExist { .. }),
         "{err:?}"
+    );
+    // The failed look-ups are counted as errors (each call found no queue URL).
+    let errors = inbox.calls().by_outcome();
+    assert!(
+        errors
+            .get(&failover_messages::store::CallOutcome::Error)
+            .is_some_and(|n| *n >= 3),
+        "{errors:?}"
     );
     Ok(())
 }

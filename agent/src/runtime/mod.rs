@@ -442,6 +442,7 @@ impl Agent<'_> {
         let store = Store::new(&clients.dynamodb, &cfg.table);
         metrics.track_aws_calls(Arc::clone(store.calls()));
         let inbox = self.inbox(&store);
+        metrics.track_sqs_calls(Arc::clone(inbox.calls()));
         let traffic = TrafficConfig {
             annotation_key: cfg.traffic_annotation.clone(),
         };
@@ -511,8 +512,8 @@ impl Agent<'_> {
             fencer.clone(),
         )
         .start();
-        self.start_operation_actors(store, inbox, traffic, fencer, lease, sightings);
-        self.start_object_actors();
+        self.start_operation_actors(store, inbox.clone(), traffic, fencer, lease, sightings);
+        self.start_object_actors(&inbox);
     }
 
     /// This cluster's inbox (its options name every cluster's queue); it sends to each
@@ -587,9 +588,9 @@ impl Agent<'_> {
 
     /// The FailoverGroup status keeper and the watcher of user-created Failovers
     /// ([`groups`], [`triggers`]). Their own Store (DynamoDB reads of the status refresh are
-    /// not operation calls) and their own sending Inbox; both re-read every
-    /// `--reread-interval`.
-    fn start_object_actors(&self) {
+    /// not operation calls); they send through this cluster's `inbox` (one SQS call counter).
+    /// Both re-read every `--reread-interval`.
+    fn start_object_actors(&self, inbox: &Inbox) {
         let (cfg, clients, cluster) = (self.cfg, self.clients, self.cluster);
         let store = Store::new(&clients.dynamodb, &cfg.table);
         self::groups::GroupStatusActor::new(
@@ -604,7 +605,7 @@ impl Agent<'_> {
         let trigger = Trigger::new(
             clients.kube.clone(),
             store.clone(),
-            self.inbox(&store),
+            inbox.clone(),
             clients.sqs.clone(),
             cluster,
         );

@@ -30,7 +30,7 @@ use super::task_error::TaskError;
 /// When things happened, as far as this agent knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkflowTimings {
-    /// When the operation was started (the coordinator's transaction).
+    /// When the operation was started (the coordinator's start).
     pub requested_at: Timestamp,
     /// When this agent started (or resumed) running its workflow.
     pub started_at: Timestamp,

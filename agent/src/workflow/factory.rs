@@ -8,7 +8,7 @@
 //! |---|---|---|---|
 //! | 1 | Initialization | validate, renew lease, preflight, notify target, wait for the target's preflight | validate, renew lease, preflight, notify source, wait for the source's preflight (not when forced) |
 //! | 2 | Source Cluster Shutdown | traffic off → **Flux suspended** → replicas recorded → workloads scaled to 0, CronJobs suspended → pods gone | – |
-//! | 3 | Volume Transition (Source) | demote each → wait each Secondary → mark **all** ready (one transaction) → notify target | – |
+//! | 3 | Volume Transition (Source) | demote each → wait each Secondary → mark **all** ready (one conditional write) → notify target | – |
 //! | 4 | Volume Transition (Target) | – | wait until every volume is ready at the epoch (skipped when forced) → claim promotion → promote each → wait each Primary → verify each → mark promoted |
 //! | 5 | Target Cluster Activation | – | scale up → resume CronJobs → resume Flux → wait ready → traffic on |
 //! | 6 | Completion | wait until closed → group status | complete operation → notify source → group status |
@@ -45,7 +45,7 @@
 //!
 //! A spec with any problem of [`spec::problems`] ([`FactoryError::InvalidSpec`], every
 //! problem naming its field): a timeout that does not parse or is zero, more volumes than
-//! one DynamoDB transaction can hand off, an object named twice, and a volume whose
+//! one conditional write can hand off, an object named twice, and a volume whose
 //! `workload` is not in the group (its pods would not be stopped before the volume is
 //! demoted). The FailoverGroup status reports the same problems, from the same validator.
 

@@ -190,16 +190,16 @@ impl Store {
         }
     }
 
-    /// Protocol step 1: starts an operation in one conditional `TransactWriteItems`.
+    /// Protocol step 1: starts an operation: puts the operation item (`Pending`), then one
+    /// conditional `UpdateItem` of the group state carries the start's authority.
     ///
-    /// Reads the group state (consistent), then in one transaction updates it (condition:
+    /// Reads the group state (consistent), then updates it (condition:
     /// `epoch` unchanged, no operation in flight or its lease expired, not suspended, and
     /// unless `force`: `activeCluster = source` and no promotion claimed
     /// (`attribute_not_exists(promotionClaimedBy)`); sets `epoch + 1`, `opId`, the lease; a
-    /// forced start keeps `promotionClaimedBy`) and puts the operation (condition: it does
-    /// not exist). The transaction's client request token
-    /// is derived from the operation id and the epoch it starts from
-    /// ([`super::start_request_token`]).
+    /// forced start keeps `promotionClaimedBy`). A refused start deletes its `Pending`
+    /// operation item; a start that stopped between the two writes leaves it `Pending`
+    /// (never in flight: the group state does not name it).
     ///
     /// Outcomes: `Started`; `LeaseHeld` when a live operation held the group before we
     /// wrote; `LostRace` when another start committed between our read and our write;
@@ -797,7 +797,7 @@ fn abort_precheck(op: &Operation) -> Option<Outcome<Timestamp>> {
         });
     }
     // A failed operation the group still names can be aborted (the group-state check of
-    // the transaction makes sure it still does).
+    // the conditional write makes sure it still does).
     if op.phase.is_terminal() && op.phase != Phase::Failed {
         return Some(Outcome::AlreadyFinished { phase: op.phase });
     }

@@ -79,7 +79,7 @@ use crate::failpoint;
 use crate::keys;
 use crate::records::{Item, attr, av_s, truncate_to_millis};
 
-/// DynamoDB's limit of items in one transaction.
+/// The most volumes one group's handoff can carry (the claim's condition names each).
 pub use crate::protocol::spec::MAX_VOLUMES;
 
 /// Client for the failover table. Cheap to clone; clones share the clock and the counter.

@@ -366,7 +366,7 @@ pub fn markdown(r: &FanoutReport) -> String {
     out.push_str("Notes:\n\n");
     out.push_str(
         "- wall time: from just before `failoverctl failover <groups…> --to west` starts (one \
-         process; it starts the operations one transaction per group, then notifies both \
+         process; it starts the operations one conditional write per group, then notifies both \
          inboxes) to the first `list_groups` read (every 100 ms) showing every group of the \
          step active in west with no operation in flight. An unmeasured one-group warm-up \
          runs first.\n",

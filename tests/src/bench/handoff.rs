@@ -82,7 +82,7 @@ pub const STAGGER: Duration = Duration::from_millis(25);
 pub struct HandoffBenchConfig {
     /// Handoffs per target side.
     pub handoffs: usize,
-    /// Volumes per group (all marked ready in one transaction).
+    /// Volumes per group (all marked ready in one conditional write).
     pub volumes: usize,
     /// Intervals of the polling baselines (one row each).
     pub poll_intervals: Vec<Duration>,
@@ -364,8 +364,8 @@ impl Bench {
         }
     }
 
-    /// The source's step 4: all volumes ready in one transaction. Returns when the
-    /// transaction is durable.
+    /// The source's step 4: all volumes ready in one conditional write. Returns when the
+    /// write is durable.
     async fn mark_ready(&self, source: &Store, op: &OpRef) -> Result<Instant> {
         match source.mark_all_ready(op, SOURCE, &self.volumes).await? {
             Outcome::Done(_) => Ok(Instant::now()),

@@ -28,6 +28,8 @@ pub struct Scrape {
     pub aws_calls: Counters,
     /// `failover_sqs_messages_total`, keyed `kind/outcome` (inbox messages handled).
     pub sqs_messages: Counters,
+    /// `failover_sqs_calls_total`, keyed by API (SQS calls, every `outcome` summed).
+    pub sqs_calls: Counters,
     /// `failover_operations_total{result="succeeded"}`.
     pub succeeded: u64,
 }
@@ -64,6 +66,9 @@ impl Scrape {
                         .entry(format!("{}/{}", get("kind"), get("outcome")))
                         .or_default() += value;
                 }
+                "failover_sqs_calls_total" => {
+                    *s.sqs_calls.entry(get("api")).or_default() += value;
+                }
                 "failover_operations_total" if get("result") == "succeeded" => {
                     s.succeeded += value;
                 }
@@ -79,6 +84,7 @@ impl Scrape {
         for s in scrapes {
             add(&mut out.aws_calls, &s.aws_calls);
             add(&mut out.sqs_messages, &s.sqs_messages);
+            add(&mut out.sqs_calls, &s.sqs_calls);
             out.succeeded += s.succeeded;
         }
         out
@@ -89,6 +95,7 @@ impl Scrape {
         Scrape {
             aws_calls: delta(&self.aws_calls, &before.aws_calls),
             sqs_messages: delta(&self.sqs_messages, &before.sqs_messages),
+            sqs_calls: delta(&self.sqs_calls, &before.sqs_calls),
             succeeded: self.succeeded.saturating_sub(before.succeeded),
         }
     }
@@ -101,6 +108,11 @@ impl Scrape {
     /// All inbox messages handled.
     pub fn sqs_total(&self) -> u64 {
         self.sqs_messages.values().sum()
+    }
+
+    /// All SQS calls.
+    pub fn sqs_calls_total(&self) -> u64 {
+        self.sqs_calls.values().sum()
     }
 }
 
@@ -306,12 +318,17 @@ mod tests {
             failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\",outcome=\"throttled\"} 1\n\
             failover_aws_calls_total{operation=\"mark_all_ready\",api=\"TransactWriteItems\",outcome=\"ok\"} 2\n\
             failover_sqs_messages_total{kind=\"OperationStarted\",outcome=\"handled\"} 3\n\
+            failover_sqs_calls_total{api=\"SendMessage\",outcome=\"ok\"} 2\n\
+            failover_sqs_calls_total{api=\"SendMessage\",outcome=\"error\"} 1\n\
+            failover_sqs_calls_total{api=\"ReceiveMessage\",outcome=\"ok\"} 5\n\
             failover_operations_total{result=\"succeeded\"} 4\n\
             failover_operations_total{result=\"failed\"} 1\n";
         let s = Scrape::parse(text);
         assert_eq!(s.aws_calls["put_heartbeat/PutItem"], 7);
         assert_eq!(s.aws_total(), 9);
         assert_eq!(s.sqs_total(), 3);
+        assert_eq!(s.sqs_calls["SendMessage"], 3);
+        assert_eq!(s.sqs_calls_total(), 8);
         assert_eq!(s.succeeded, 4);
         let before = Scrape::parse(
             "failover_aws_calls_total{operation=\"put_heartbeat\",api=\"PutItem\",outcome=\"ok\"} 5\n",

@@ -35,8 +35,8 @@ pub enum RecordStep {
     },
 
     // --- the handoff -------------------------------------------------------------------------
-    /// Put a `READY_FOR_PROMOTION` record for every volume of the group in one transaction
-    /// (protocol step 4). With no volumes the operation itself is marked ready
+    /// Mark every volume of the group `READY_FOR_PROMOTION` in one conditional write of
+    /// the group state (protocol step 4). With no volumes the operation itself is marked ready
     /// (`groupReadyAt`): the target waits for this step's `DONE` in the journal, and the
     /// store accepts its claim without handoff records only after the mark.
     MarkAllReady {
@@ -50,7 +50,7 @@ pub enum RecordStep {
         /// CONSISTENCY, none for a forced or UPTIME promotion.
         ready_volumes: Vec<String>,
     },
-    /// Mark the handoff records `PROMOTED` (one transaction).
+    /// Mark the volumes `PROMOTED` (one conditional write of the group state).
     MarkPromoted {
         /// The promoted volumes.
         volumes: Vec<String>,
@@ -62,11 +62,11 @@ pub enum RecordStep {
     },
 
     // --- closing the operation ---------------------------------------------------------------
-    /// Close the aborted operation in one transaction (`Aborted`, group released, history
-    /// written, active cluster unchanged).
+    /// Close the aborted operation (`Aborted`: group released by one conditional write,
+    /// then history and the operation item written; active cluster unchanged).
     FinishAbort,
-    /// Complete the operation in one transaction (protocol step 6): active cluster :=
-    /// target, operation closed, history written, lease released.
+    /// Complete the operation (protocol step 6): one conditional write of the group state
+    /// (active cluster := target, lease released), then history and the operation item.
     CompleteOperation,
 }
 
@@ -106,7 +106,7 @@ impl RecordStep {
                 workloads.len()
             ),
             Self::MarkAllReady { volumes } => format!(
-                "Mark all {} volume(s) READY_FOR_PROMOTION in one transaction",
+                "Mark all {} volume(s) READY_FOR_PROMOTION in one conditional write",
                 volumes.len()
             ),
             Self::ClaimPromotion { ready_volumes } if ready_volumes.is_empty() => {
@@ -126,10 +126,10 @@ impl RecordStep {
                 end: DualActiveEnd::Ended,
             } => "Record the end of the dual-active window (last source volume Secondary)".to_owned(),
             Self::CompleteOperation => {
-                "Complete the operation in one transaction: active cluster := target, history written, lease released".to_owned()
+                "Complete the operation: active cluster := target and lease released in one conditional write, then history written".to_owned()
             }
             Self::FinishAbort => {
-                "Close the aborted operation in one transaction: group released, active cluster unchanged, history written".to_owned()
+                "Close the aborted operation: group released in one conditional write (active cluster unchanged), then history written".to_owned()
             }
         }
     }

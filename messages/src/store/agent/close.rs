@@ -19,10 +19,11 @@ use crate::store::{Store, values};
 use super::GroupWrite;
 
 impl Store {
-    /// Protocol step 6 (rule 5): closes the operation as `Succeeded` in one transaction:
-    /// group state `activeCluster = target`, `opId`, `promotionClaimedBy` and lease removed (condition
-    /// `opId = id AND epoch = e`); operation `phase = Succeeded` with `finishedAt` and
-    /// `timings` (condition: promotion claimed, no abort requested); history record put.
+    /// Protocol step 6 (rule 5): closes the operation as `Succeeded`. One conditional
+    /// `UpdateItem` of the group state carries the authority: `activeCluster = target`,
+    /// `opId`, `promotionClaimedBy` and lease removed (condition `opId = id AND epoch = e`,
+    /// promotion claimed, no abort requested); then the history record is put and the
+    /// operation item gets `phase = Succeeded`, `finishedAt` and `timings`.
     /// `timings.total_ms` defaults to `finishedAt - requestedAt`. Reads the operation first
     /// (for the history copy); repeating it after a success returns the same entry.
     ///
@@ -43,10 +44,10 @@ impl Store {
             })
     }
 
-    /// Closes an aborted operation as `Aborted` in one transaction: group state `opId` and
-    /// lease removed, `activeCluster` unchanged (condition `opId = id AND epoch = e`);
-    /// operation `phase = Aborted` (condition: abort requested, no promotion claimed);
-    /// history record put. Called by the source after it reactivated its side.
+    /// Closes an aborted operation as `Aborted`: one conditional `UpdateItem` of the group
+    /// state removes `opId` and the lease, `activeCluster` unchanged (condition `opId = id
+    /// AND epoch = e`, abort requested, no promotion claimed); then the history record is
+    /// put and the operation item gets `phase = Aborted`. Called by the source after it reactivated its side.
     ///
     /// Outcomes: `Done(history)`; `StaleEpoch`; `NotRequested`; `PromotionClaimed`;
     /// `AlreadyFinished`; `OperationNotFound`.

@@ -433,25 +433,31 @@ pub fn calls_markdown(r: &OverheadReport) -> String {
         breakdown(&r.idle.aws_calls, 1.0),
     );
     out.push_str(
-        "| volumes (= workloads) | storage latency | failovers | scrape window (mean) | DynamoDB calls / failover (raw) | background subtracted | net | by store operation / API (raw, per failover) | inbox messages handled / failover | coordinator |\n",
+        "| volumes (= workloads) | storage latency | failovers | scrape window (mean) | DynamoDB calls / failover (raw) | background subtracted | net | by store operation / API (raw, per failover) | inbox messages handled / failover | SQS calls / failover, by API (raw) | coordinator |\n",
     );
-    out.push_str("|---:|---:|---:|---:|---:|---:|---:|---|---:|---|\n");
+    out.push_str("|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|\n");
     for c in &r.cases {
         let (aws, sqs) = c.mean_calls();
         let bg = r.idle_rate() * c.mean_window().as_secs_f64();
         let mut merged = probe::Counters::new();
+        let mut sqs_calls = probe::Counters::new();
         for run in &c.runs {
             for (k, v) in &run.calls.aws_calls {
                 *merged.entry(k.clone()).or_default() += v;
+            }
+            for (k, v) in &run.calls.sqs_calls {
+                *sqs_calls.entry(k.clone()).or_default() += v;
             }
         }
         #[allow(clippy::cast_precision_loss)]
         let n = c.runs.len().max(1) as f64;
         #[allow(clippy::cast_precision_loss)]
         let coord = c.runs.iter().map(|x| x.coordinator_calls).sum::<u64>() as f64 / n;
+        #[allow(clippy::cast_precision_loss)]
+        let sqs_per = sqs_calls.values().sum::<u64>() as f64 / n;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} DynamoDB + 2 SendMessage |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}: {} | {} DynamoDB + 2 SendMessage |",
             c.workloads,
             case_label(c),
             c.runs.len(),
@@ -461,6 +467,8 @@ pub fn calls_markdown(r: &OverheadReport) -> String {
             fmt_count(r.net_calls(c)),
             breakdown(&merged, n),
             fmt_count(sqs),
+            fmt_count(sqs_per),
+            breakdown(&sqs_calls, n),
             fmt_count(coord),
         );
     }
@@ -478,11 +486,12 @@ pub fn calls_markdown(r: &OverheadReport) -> String {
     out.push_str("Notes:\n\n");
     out.push_str(
         "- counted: `failover_aws_calls_total{operation, api, outcome}` (outcomes summed), every \
-         DynamoDB call attempt of the agents (retries included). SQS: the agents expose the messages they handled \
-         (`failover_sqs_messages_total`), not their `ReceiveMessage` long polls, \
-         `DeleteMessage` or `SendMessage` calls, so SQS API calls are not in the counts; each \
-         handled message costs one receive and one delete, and while idle an agent issues one \
-         20 s long poll at a time.\n",
+         DynamoDB call attempt of the agents (retries included). SQS: \
+         `failover_sqs_calls_total{api, outcome}` (outcomes summed), every SQS call of the \
+         agents: the notifications they send, their `ReceiveMessage` long polls (time-bound: \
+         one 20 s poll at a time while idle, one more after each message) and the \
+         `DeleteMessage` of each handled message; `failover_sqs_messages_total` counts the \
+         messages handled.\n",
     );
     out.push_str(
         "- background subtracted: the idle rate (both agents, no operation in flight) × the \
