@@ -28,7 +28,7 @@ use failover_tests::fixtures::{
     self, GROUP, SETTLE, VOLUMES, assert_records, create_application, install_crds,
     wait_ready_replicas, wait_starting_point,
 };
-use failover_tests::kube::{Cluster, TestEnv, wait_for};
+use failover_tests::kube::{Cluster, TestEnv};
 use failover_tests::storage_sim::{DesiredState, Violation, set_replication_state, wait_settled};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
@@ -174,24 +174,9 @@ async fn body(
 
     // The agents carry it out on their own.
     let store = &stack.store;
-    wait_for(
-        "active = west and no operation in flight",
-        FAILOVER_DEADLINE,
-        || {
-            let group = group.clone();
-            async move {
-                let state = store
-                    .get_group_state(&group)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                match state {
-                    Some(s) if s.active_cluster == "west" && s.op_id.is_none() => Ok(Some(())),
-                    other => Err(format!("{other:?}")),
-                }
-            }
-        },
-    )
-    .await?;
+    // The close releases the group state first, then writes the history and the operation's
+    // phase: wait for all of it.
+    fixtures::wait_group_idle_on(store, &group, "west", FAILOVER_DEADLINE).await?;
     eprintln!("failover took {:?}", started.elapsed());
 
     assert_records(store, &group, &op).await?;
