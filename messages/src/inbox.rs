@@ -49,6 +49,12 @@ pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 3;
 pub const MAX_WAIT_SECONDS: u32 = 20;
 /// Most messages one receive may return.
 pub const MAX_MESSAGES_PER_RECEIVE: u32 = 10;
+/// How long the messages of one receive stay hidden (the queue's own visibility timeout
+/// when that is shorter). Wake-ups are deleted as soon as they are handled, so this only
+/// matters when a receive's answer never reached a live reader: an agent killed during a
+/// long poll leaves the poll open in SQS, that poll still takes the next wake-ups, and they
+/// come back to the restarted agent after this long instead of the queue's 30 s.
+pub const RECEIVE_VISIBILITY: Duration = Duration::from_secs(5);
 /// How long [`Inbox::notify_operation`] waits for each notification: a hint that cannot
 /// reach a lost region is reported, never waited for.
 pub const NOTIFY_BOUND: Duration = Duration::from_secs(3);
@@ -60,9 +66,10 @@ pub struct InboxOptions {
     pub prefix: String,
     /// Receives after which SQS moves a message to the dead-letter queue (default 3, 1–1000).
     pub max_receive_count: u32,
-    /// How long a received message stays hidden before SQS delivers it again (default 30 s;
-    /// whole seconds, at most 12 h). Tests use 1 s so a poison message reaches the
-    /// dead-letter queue quickly.
+    /// The queue's visibility timeout: how long a received message stays hidden before SQS
+    /// delivers it again (default 30 s; whole seconds, at most 12 h). The inbox's own
+    /// receives hide messages for at most [`RECEIVE_VISIBILITY`]. Tests use 1 s so a poison
+    /// message reaches the dead-letter queue quickly.
     pub visibility_timeout: Duration,
     /// How long the inbox keeps a message (default 4 days, the SQS default).
     pub retention: Duration,
@@ -470,9 +477,17 @@ impl Inbox {
         Ok(message_id)
     }
 
+    /// Whole seconds the messages of one receive stay hidden: [`RECEIVE_VISIBILITY`], or
+    /// the queue's visibility timeout when that is shorter.
+    fn receive_visibility(&self) -> i32 {
+        let hidden = RECEIVE_VISIBILITY.min(self.inner.options.visibility_timeout);
+        i32::try_from(hidden.as_secs().max(1)).unwrap_or(5)
+    }
+
     /// Long-polls this cluster's inbox for up to `wait_seconds` (at most 20) and returns up
-    /// to `max` messages (1–10). Messages that fail to decode are logged, counted and
-    /// returned as `Err` without being deleted.
+    /// to `max` messages (1–10), hidden from other receives for [`RECEIVE_VISIBILITY`].
+    /// Messages that fail to decode are logged, counted and returned as `Err` without being
+    /// deleted.
     pub async fn receive(&self, wait_seconds: u32, max: u32) -> Result<Vec<Received>, InboxError> {
         let queue = self.queue_name();
         let url = self.queue_url(&queue).await?;
@@ -485,6 +500,7 @@ impl Inbox {
             .queue_url(url)
             .wait_time_seconds(i32::try_from(wait).unwrap_or(20))
             .max_number_of_messages(i32::try_from(max).unwrap_or(10))
+            .visibility_timeout(self.receive_visibility())
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await;

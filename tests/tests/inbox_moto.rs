@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use failover_messages::envelope::{DecodeError, Envelope, EnvelopeKind};
-use failover_messages::inbox::{Inbox, InboxError, InboxOptions};
+use failover_messages::inbox::{Inbox, InboxError, InboxOptions, RECEIVE_VISIBILITY};
 use failover_messages::keys::GroupRef;
 
 use failover_tests::aws::{AwsEnv, moto};
@@ -226,6 +226,81 @@ async fn malformed_and_unknown_messages_reach_the_dead_letter_queue_after_max_re
     assert!(
         inbox.receive(0, 10).await?.is_empty(),
         "the inbox is empty afterwards"
+    );
+    Ok(())
+}
+
+/// Messages received but not yet deleted, as SQS counts them.
+async fn in_flight(client: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<u32> {
+    let attrs = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await?;
+    Ok(attrs
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0))
+}
+
+/// An agent killed during a long poll leaves the poll open in SQS; it still takes the next
+/// wake-up, whose answer nobody reads. With the queue's 30 s visibility the restarted agent
+/// would not see that wake-up for 30 s; the inbox's receives hide it only for
+/// `RECEIVE_VISIBILITY`.
+#[tokio::test]
+async fn a_wake_up_taken_by_a_dead_readers_poll_comes_back_within_seconds() -> anyhow::Result<()> {
+    let moto = moto().await?;
+    let client = aws_sdk_sqs::Client::new(&moto.sdk);
+    let options = InboxOptions {
+        prefix: prefix(&moto, "zombie"),
+        ..InboxOptions::default()
+    };
+    assert_eq!(options.visibility_timeout, Duration::from_secs(30));
+    let inbox = Inbox::new(client.clone(), "east", options);
+    let queues = inbox.ensure_queues("east").await?;
+
+    // The dead reader: a long poll whose answer is never looked at.
+    let dead = tokio::spawn({
+        let inbox = inbox.clone();
+        async move { inbox.receive(20, 10).await }
+    });
+    let wake = envelope(EnvelopeKind::Wake, "op-zombie", 1);
+    inbox.send("east", &wake).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while in_flight(&client, &queues.inbox_url).await? == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the dead reader's poll never took the wake-up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let taken = Instant::now();
+    dead.abort();
+
+    // The restarted reader gets it once it shows again, well before the queue's 30 s.
+    loop {
+        let got = inbox.receive(1, 10).await?;
+        if let Some(r) = got.first() {
+            assert_eq!(r.envelope.as_ref().ok(), Some(&wake));
+            assert_eq!(
+                r.receive_count, 2,
+                "received once by the dead poll, once now"
+            );
+            inbox.delete(&r.receipt_handle).await?;
+            break;
+        }
+        assert!(
+            taken.elapsed() < Duration::from_secs(15),
+            "the wake-up taken by the dead poll was still hidden after {:?}",
+            taken.elapsed()
+        );
+    }
+    assert!(
+        taken.elapsed() >= RECEIVE_VISIBILITY - Duration::from_secs(1),
+        "came back after {:?}, before its visibility ran out: was it taken at all?",
+        taken.elapsed()
     );
     Ok(())
 }
