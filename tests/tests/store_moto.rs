@@ -642,14 +642,22 @@ async fn complete_writes_history_and_releases_the_lease() -> Result<()> {
     let r = OpRef::from(&op);
     let volumes = vols(&["data-0", "data-1"]);
 
-    // Source.
-    assert!(f.store.set_phase(&r, Phase::Running, None).await?.is_done());
+    // Source: the replica counts, in the write that marks the operation Running.
+    let phase = |op: Option<Operation>| op.map(|o| (o.phase, o.original_replicas));
+    assert_eq!(
+        phase(f.store.get_operation(&op.id).await?),
+        Some((Phase::Pending, BTreeMap::new()))
+    );
     let replicas = BTreeMap::from([("Deployment/api".to_owned(), 3)]);
     assert!(
         f.store
             .record_original_replicas(&r, &replicas)
             .await?
             .is_done()
+    );
+    assert_eq!(
+        phase(f.store.get_operation(&op.id).await?),
+        Some((Phase::Running, replicas.clone()))
     );
     assert!(
         f.store
@@ -744,6 +752,50 @@ async fn complete_writes_history_and_releases_the_lease() -> Result<()> {
         StartOutcome::Started(op2) => assert_eq!(op2.epoch, op.epoch + 1),
         other => bail!("the lease was not released: {other:?}"),
     }
+    Ok(())
+}
+
+/// A forced operation's target marks the operation Running itself; a source that is alive
+/// still records its replica counts on it (a second write, only then), and keeps the phase.
+#[tokio::test]
+async fn replica_counts_are_recorded_on_an_operation_already_running() -> Result<()> {
+    let f = Fixture::new().await?;
+    let group = f.registered("shop/orders").await?;
+    let op = f.started(&group).await?;
+    let r = OpRef::from(&op);
+    assert!(f.store.set_phase(&r, Phase::Running, None).await?.is_done());
+    let replicas = BTreeMap::from([("StatefulSet/db".to_owned(), 1)]);
+    f.store.calls().reset();
+    assert!(
+        f.store
+            .record_original_replicas(&r, &replicas)
+            .await?
+            .is_done()
+    );
+    let stored = f.store.get_operation(&op.id).await?.context("op")?;
+    assert_eq!(
+        (stored.phase, stored.original_replicas),
+        (Phase::Running, replicas)
+    );
+    // Repeated: the refused write's answer shows the counts, nothing more is written.
+    let before = f.store.calls().total();
+    assert!(
+        f.store
+            .record_original_replicas(&r, &BTreeMap::new())
+            .await?
+            .is_done()
+    );
+    assert_eq!(f.store.calls().total(), before + 1);
+    let gone = OpRef {
+        id: "no-such-op".into(),
+        ..r.clone()
+    };
+    assert!(matches!(
+        f.store
+            .record_original_replicas(&gone, &BTreeMap::new())
+            .await?,
+        Outcome::OperationNotFound { .. }
+    ));
     Ok(())
 }
 

@@ -4,10 +4,11 @@
 //!
 //! # Replica counts
 //!
-//! `RecordReplicas` (source, before any scale-down) writes each workload's count as the
-//! `failover.io/original-replicas` annotation and then the whole map on the operation
-//! (`originalReplicas`, keyed `<Kind>/<name>`; the first map written wins). `ScaleUp`
-//! (target, [`super::kube`]) scales to it.
+//! `RecordReplicas` (source, end of Initialization, before any change) writes each
+//! workload's count as the `failover.io/original-replicas` annotation and then the whole map
+//! on the operation (`originalReplicas`, keyed `<Kind>/<name>`; the first map written wins),
+//! in the write that also marks the operation `Running`. `ScaleUp` (target,
+//! [`super::kube`]) scales to it.
 //!
 //! # Closing the operation
 //!
@@ -24,7 +25,7 @@ use failover_messages::store::{DualActiveMark, Outcome};
 
 use crate::errors::error_chain;
 use crate::kube_ops::workloads;
-use crate::workflow::{DualActiveEnd, RecordStep, Role, TaskContext, TaskError};
+use crate::workflow::{DualActiveEnd, RecordStep, TaskContext, TaskError};
 
 use super::support::{
     TasksConfig, cluster_client, ensure_current, group_state, kube_err, namespace, operation,
@@ -38,7 +39,9 @@ pub(super) async fn run(
     ctx: &TaskContext,
 ) -> Result<(), TaskError> {
     match step {
-        RecordStep::ValidateOperation => validate_operation(ctx).await,
+        RecordStep::ValidateOperation { mark_running } => {
+            validate_operation(ctx, *mark_running).await
+        }
         RecordStep::RenewLease => renew_lease(ctx, config.lease_ttl).await,
         RecordStep::RecordReplicas { workloads } => record_replicas(ctx, workloads).await,
         RecordStep::MarkAllReady { volumes } => mark_all_ready(ctx, volumes).await,
@@ -50,7 +53,7 @@ pub(super) async fn run(
     }
 }
 
-async fn validate_operation(ctx: &TaskContext) -> Result<(), TaskError> {
+async fn validate_operation(ctx: &TaskContext, mark_running: bool) -> Result<(), TaskError> {
     let wf = ctx.workflow();
     let op = operation(ctx).await?;
     if op.epoch != wf.epoch
@@ -73,10 +76,10 @@ async fn validate_operation(ctx: &TaskContext) -> Result<(), TaskError> {
         )));
     }
     ensure_current(ctx).await?;
-    if op.phase == Phase::Pending && marks_running(ctx.role(), op.force) {
-        // One side marks the operation Running (epoch-conditioned, so a stale agent cannot;
-        // repeating it after a restart is harmless): the source, or the target of a forced
-        // operation, whose source may be gone.
+    if op.phase == Phase::Pending && mark_running {
+        // One side marks the operation Running here (repeating it after a restart is
+        // harmless): the target of a forced operation, whose source may be gone, or a source
+        // without replica counts to record (`RecordReplicas` marks it otherwise).
         let o = ctx
             .store()?
             .set_phase(&wf.op_ref(), Phase::Running, None)
@@ -89,12 +92,6 @@ async fn validate_operation(ctx: &TaskContext) -> Result<(), TaskError> {
         }
     }
     Ok(())
-}
-
-/// Whether `role` marks a `Pending` operation `Running`: one side does, so the mark costs
-/// one write (the source; a forced operation's target).
-fn marks_running(role: Role, force: bool) -> bool {
-    (role == Role::Source) != force
 }
 
 /// Whether the operation lease, expiring at `expires_at`, needs renewing at `now`: when less
@@ -250,15 +247,6 @@ fn closed(o: Outcome<HistoryEntry>, phase: Phase, what: &str) -> Result<(), Task
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn one_side_marks_the_operation_running() {
-        assert!(marks_running(Role::Source, false));
-        assert!(!marks_running(Role::Target, false));
-        // Forced: the source may be gone.
-        assert!(marks_running(Role::Target, true));
-        assert!(!marks_running(Role::Source, true));
-    }
 
     #[test]
     fn a_fresh_operation_lease_is_not_renewed_at_pick_up() {

@@ -296,7 +296,7 @@ impl Planner<'_> {
             Mode::Consistency => self.workflow(
                 Role::Source,
                 vec![
-                    (StageId::Initialization, self.initialization(Role::Source)),
+                    (StageId::Initialization, self.source_initialization()),
                     (StageId::SourceShutdown, self.shutdown()),
                     (StageId::VolumeTransitionSource, self.demotion()),
                     (
@@ -327,19 +327,11 @@ impl Planner<'_> {
                         StageId::TargetActivation,
                     ]),
                 })];
-                // The replica counts are recorded up front: the target scales up before
-                // this side shuts down, and waits for them.
-                shutdown.extend(
-                    self.shutdown()
-                        .into_iter()
-                        .filter(|s| !matches!(s, Step::Record(RecordStep::RecordReplicas { .. }))),
-                );
-                let mut init = self.initialization(Role::Source);
-                init.extend(self.record_replicas());
+                shutdown.extend(self.shutdown());
                 self.workflow(
                     Role::Source,
                     vec![
-                        (StageId::Initialization, init),
+                        (StageId::Initialization, self.source_initialization()),
                         (StageId::SourceShutdown, shutdown),
                         (StageId::VolumeTransitionSource, self.demotion()),
                         (StageId::VolumeResync, self.resync()),
@@ -402,8 +394,8 @@ impl Planner<'_> {
         workflow
     }
 
-    /// Source Cluster Shutdown: traffic off → Flux suspended → replicas recorded →
-    /// workloads down → pods gone.
+    /// Source Cluster Shutdown: traffic off → Flux suspended → workloads down → pods gone
+    /// (the replica counts were recorded in Initialization).
     fn shutdown(&self) -> Vec<Step> {
         let spec = self.objects.spec;
         let mut steps: Vec<Step> = spec
@@ -423,7 +415,6 @@ impl Planner<'_> {
                 name: f.name.clone(),
             })
         }));
-        steps.extend(self.record_replicas());
         steps.extend(self.objects.scaled().map(|(kind, name)| {
             Step::Kube(KubeStep::ScaleDown {
                 kind,
@@ -656,6 +647,25 @@ impl Planner<'_> {
     /// anything changes, in this cluster), a wake-up to the peer, then a wait for the peer's
     /// preflight, so that nothing changes in either cluster before both have passed. A forced
     /// operation's target does not wait (its source may be gone).
+    /// The source's Initialization: the common steps, then the replica counts recorded once
+    /// both preflights passed, before any change (UPTIME: the target scales up before this
+    /// side shuts down, and waits for them). That write also marks the operation `Running`.
+    fn source_initialization(&self) -> Vec<Step> {
+        let mut steps = self.initialization(Role::Source);
+        steps.extend(self.record_replicas());
+        steps
+    }
+
+    /// Whether `role`'s `ValidateOperation` marks the operation `Running` (one write, one
+    /// side): the target of a forced operation, whose source may be gone; else the source
+    /// when it records no replica counts (that write marks it otherwise).
+    fn marks_running(&self, role: Role) -> bool {
+        match role {
+            Role::Target => self.force,
+            Role::Source => !self.force && self.record_replicas().is_none(),
+        }
+    }
+
     fn initialization(&self, role: Role) -> Vec<Step> {
         let preflight = self.preflight(role);
         let peer_preflight = PeerStep {
@@ -664,7 +674,9 @@ impl Planner<'_> {
             task: preflight.key(),
         };
         let mut steps = vec![
-            Step::Record(RecordStep::ValidateOperation),
+            Step::Record(RecordStep::ValidateOperation {
+                mark_running: self.marks_running(role),
+            }),
             Step::Record(RecordStep::RenewLease),
             preflight,
             Step::Notify(NotifyStep::Notify {

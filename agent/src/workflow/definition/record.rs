@@ -20,14 +20,18 @@ pub enum RecordStep {
     /// Re-read the operation and group state (consistent reads) and check this cluster's
     /// part: the operation is in flight at this epoch, the cluster is its source or target,
     /// the group's spec is valid.
-    ValidateOperation,
+    ValidateOperation {
+        /// Whether this side marks a `Pending` operation `Running` here (one side does; the
+        /// source's `RecordReplicas` marks it when the source records counts).
+        mark_running: bool,
+    },
     /// Renew the operation's lease with this cluster as holder.
     RenewLease,
 
-    // --- before the shutdown -----------------------------------------------------------------
-    /// Record the replica counts of the group's Deployments and StatefulSets before any is
-    /// scaled down, in one write on the operation (the first map recorded wins, so a
-    /// restarted agent cannot overwrite them with zeros) and as the
+    // --- end of the source's stage 1 ------------------------------------------------------------
+    /// Record the replica counts of the group's Deployments and StatefulSets before any
+    /// change, in one write on the operation that also marks it `Running` (the first map
+    /// recorded wins, so a restarted agent cannot overwrite them with zeros) and as the
     /// `failover.io/original-replicas` annotation on each object.
     RecordReplicas {
         /// The Deployments and StatefulSets, as `(kind, name)`.
@@ -74,7 +78,7 @@ impl RecordStep {
     /// The task's name, e.g. `ClaimPromotion`.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::ValidateOperation => "ValidateOperation",
+            Self::ValidateOperation { .. } => "ValidateOperation",
             Self::RenewLease => "RenewLease",
             Self::RecordReplicas { .. } => "RecordReplicas",
             Self::MarkAllReady { .. } => "MarkAllReady",
@@ -97,7 +101,7 @@ impl RecordStep {
     /// One sentence for humans.
     pub fn description(&self) -> String {
         match self {
-            Self::ValidateOperation => {
+            Self::ValidateOperation { .. } => {
                 "Re-read the operation and group state and check this cluster's part at the operation's epoch".to_owned()
             }
             Self::RenewLease => "Renew the operation's lease with this cluster as holder".to_owned(),

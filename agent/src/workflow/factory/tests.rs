@@ -149,8 +149,17 @@ fn initialization_of(spec: &FailoverGroupSpec, role: Role, force: bool) -> Vec<S
                 .collect(),
         },
     };
+    let scaled = spec
+        .workloads
+        .iter()
+        .any(|w| w.kind != WorkloadKind::CronJob);
     let mut steps = vec![
-        Step::Record(RecordStep::ValidateOperation),
+        Step::Record(RecordStep::ValidateOperation {
+            mark_running: match role {
+                Role::Target => force,
+                Role::Source => !force && !scaled,
+            },
+        }),
         Step::Record(RecordStep::RenewLease),
         Step::Check(CheckStep::Preflight {
             role,
@@ -259,11 +268,11 @@ fn consistency_source_plan_follows_the_seed_with_flux_suspended_before_scale_dow
             "Initialization/Preflight",
             "Initialization/Notify:target:Wake",
             "Initialization/WaitPeer:target:Initialization:Preflight",
+            "Initialization/RecordReplicas",
             "SourceShutdown/TrafficOff:VirtualService/orders",
             "SourceShutdown/TrafficOff:Ingress/orders-admin",
             "SourceShutdown/SuspendFlux:HelmRelease/flux-system/orders",
             "SourceShutdown/SuspendFlux:Kustomization/flux-system/orders-config",
-            "SourceShutdown/RecordReplicas",
             "SourceShutdown/ScaleDown:Deployment/orders-api",
             "SourceShutdown/ScaleDown:StatefulSet/orders-db",
             "SourceShutdown/ScaleDown:Deployment/orders-worker",
@@ -725,6 +734,9 @@ fn force_changes_only_the_consistency_target_plan() {
     // counts (the source may be gone); otherwise its plan is the same.
     let mut uptime_target = build(Mode::Uptime, Role::Target, false);
     uptime_target.force = true;
+    // And it marks the operation Running itself.
+    uptime_target.stages[0].tasks[0] =
+        Step::Record(RecordStep::ValidateOperation { mark_running: true });
     for stage in &mut uptime_target.stages {
         stage
             .tasks
@@ -1029,14 +1041,13 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
     let init = &wf.stages.first().unwrap().tasks;
     let expected = initialization_of(spec, role, wf.force);
     assert_eq!(init[..expected.len()], expected, "{ctx}");
-    // Only an UPTIME source records its replica counts up front (the target scales up
-    // before the source shuts down), and only after both preflights passed.
+    // Only a source records its replica counts, up front (before any change; UPTIME: the
+    // target scales up before the source shuts down), and only after both preflights passed.
     assert!(
         init[expected.len()..].iter().all(|s| matches!(
             s,
             Step::Record(RecordStep::RecordReplicas { .. })
-        ) && mode == Mode::Uptime
-            && role == Role::Source),
+        ) && role == Role::Source),
         "{ctx}"
     );
     let last = wf.stages.last().unwrap();

@@ -18,10 +18,13 @@ use crate::store::outcome::{OpRef, Outcome};
 use crate::store::{Store, values};
 
 impl Store {
-    /// Records the source workloads' replica counts before scale-down on the operation,
-    /// keyed `<Kind>/<name>` (condition: the operation exists). The first map
+    /// Records the source workloads' replica counts on the operation before any change,
+    /// keyed `<Kind>/<name>`, and marks a `Pending` operation `Running` in the same
+    /// `UpdateItem` (condition: the operation exists and is `Pending`). The first map
     /// recorded wins, so an agent restarted after the scale-down cannot overwrite the
-    /// originals with zeros.
+    /// originals with zeros. When the operation is no longer `Pending` (a repeat, an abort
+    /// requested, a forced target that marked it) the counts alone are written, unless the
+    /// refused write's answer shows them recorded already (then nothing more is written).
     ///
     /// Outcomes: `Done(())`; `OperationNotFound`.
     pub async fn record_original_replicas(
@@ -44,6 +47,31 @@ impl Store {
         replicas: &BTreeMap<String, u32>,
     ) -> Result<Outcome<()>, Cause> {
         const OP: &str = "record_original_replicas";
+        let not_found = || Outcome::OperationNotFound {
+            op_id: op.id.clone(),
+        };
+        let refused = self
+            .update_if(
+                OP,
+                keys::operation_key(&op.id),
+                "SET #originalReplicas = if_not_exists(#originalReplicas, :r), #phase = :running",
+                "attribute_exists(#PK) AND #phase = :pending",
+                &[attr::PK, attr::ORIGINAL_REPLICAS, attr::PHASE],
+                values([
+                    (":r", replicas_to_av(replicas)),
+                    (":running", av_s(Phase::Running.as_str())),
+                    (":pending", av_s(Phase::Pending.as_str())),
+                ]),
+            )
+            .await?;
+        let old = match refused {
+            None => return Ok(Outcome::Done(())),
+            Some(None) => return Ok(not_found()),
+            Some(Some(old)) => old,
+        };
+        if old.contains_key(attr::ORIGINAL_REPLICAS) {
+            return Ok(Outcome::Done(()));
+        }
         let refused = self
             .update_if(
                 OP,
@@ -56,9 +84,7 @@ impl Store {
             .await?;
         Ok(match refused {
             None => Outcome::Done(()),
-            Some(_) => Outcome::OperationNotFound {
-                op_id: op.id.clone(),
-            },
+            Some(_) => not_found(),
         })
     }
 
