@@ -259,37 +259,40 @@ async fn create(client: &Client, table: &str) -> Result<bool, SetupError> {
     }
 }
 
-async fn wait_active(
+/// What one look at a table found, for [`poll_describe`].
+pub(crate) enum Look<T> {
+    /// Done waiting.
+    Ready(T),
+    /// Not yet: what is awaited.
+    Waiting(String),
+    /// It will never be ready as asked.
+    Refused(SetupError),
+}
+
+/// Describes `table` until `judge` finds it ready (or refuses it), from `first` apart, then
+/// backing off to 5 s; each new status is logged. `NotActive`, naming the last status,
+/// after `timeout`.
+pub(crate) async fn poll_describe<T>(
     client: &Client,
     table: &str,
     timeout: Duration,
-) -> Result<TableDescription, SetupError> {
+    first: Duration,
+    judge: impl Fn(Option<&TableDescription>) -> Look<T>,
+) -> Result<T, SetupError> {
     let started = Instant::now();
-    let mut wait = Duration::from_millis(100);
+    let mut wait = first;
+    let mut last = String::new();
     loop {
-        let desc = describe(client, table).await?;
-        let status = match &desc {
-            None => "missing".to_owned(),
-            Some(d) => match d.table_status() {
-                Some(TableStatus::Active) => {
-                    let pending = d
-                        .global_secondary_indexes()
-                        .iter()
-                        .find(|i| i.index_status().is_some_and(|s| *s != IndexStatus::Active));
-                    match pending {
-                        None => return Ok(d.clone()),
-                        Some(i) => format!(
-                            "waiting for index {} ({})",
-                            i.index_name().unwrap_or("?"),
-                            i.index_status().map(|s| s.as_str()).unwrap_or("?")
-                        ),
-                    }
-                }
-                Some(s) => s.as_str().to_owned(),
-                None => "of unknown status".to_owned(),
-            },
+        let status = match judge(describe(client, table).await?.as_ref()) {
+            Look::Ready(done) => return Ok(done),
+            Look::Refused(e) => return Err(e),
+            Look::Waiting(status) => status,
         };
         let waited = started.elapsed();
+        if status != last {
+            tracing::info!(table, %status, ?waited, "waiting for the table");
+            last.clone_from(&status);
+        }
         if waited >= timeout {
             return Err(SetupError::NotActive {
                 table: table.to_owned(),
@@ -300,6 +303,37 @@ async fn wait_active(
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(5));
     }
+}
+
+async fn wait_active(
+    client: &Client,
+    table: &str,
+    timeout: Duration,
+) -> Result<TableDescription, SetupError> {
+    poll_describe(client, table, timeout, Duration::from_millis(100), |desc| {
+        let Some(d) = desc else {
+            return Look::Waiting("missing".to_owned());
+        };
+        match d.table_status() {
+            Some(TableStatus::Active) => {
+                let pending = d
+                    .global_secondary_indexes()
+                    .iter()
+                    .find(|i| i.index_status().is_some_and(|s| *s != IndexStatus::Active));
+                match pending {
+                    None => Look::Ready(d.clone()),
+                    Some(i) => Look::Waiting(format!(
+                        "waiting for index {} ({})",
+                        i.index_name().unwrap_or("?"),
+                        i.index_status().map(|s| s.as_str()).unwrap_or("?")
+                    )),
+                }
+            }
+            Some(s) => Look::Waiting(s.as_str().to_owned()),
+            None => Look::Waiting("of unknown status".to_owned()),
+        }
+    })
+    .await
 }
 
 /// Checks that a table can hold the failover records: `PK` (S, HASH), `SK` (S, RANGE), and

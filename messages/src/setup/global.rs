@@ -13,7 +13,7 @@
 //! The protocol asks nothing else of the table: no protocol write is a transaction and
 //! nothing relies on TTL deletion, so the same agents run on a regional and on an MRSC table.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::types::{
     TableDescription, TableStatus, WitnessStatus,
 };
 
-use super::{SetupError, TableSetup, aws_error, describe};
+use super::{Look, SetupError, TableSetup, aws_error, describe, poll_describe};
 
 /// The regions of a strongly consistent global table, checked for the shape MRSC accepts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -278,40 +278,19 @@ async fn wait_global(
     spec: &GlobalTableSpec,
     timeout: Duration,
 ) -> Result<(), SetupError> {
-    let started = Instant::now();
-    let mut wait = Duration::from_millis(500);
-    let mut last = String::new();
-    loop {
-        let status = match describe(client, table)
-            .await?
-            .map(|d| global_state(&d, spec))
-        {
-            Some(GlobalState::Ready) => return Ok(()),
-            Some(GlobalState::Differs(problem)) => {
-                return Err(SetupError::GlobalTable {
-                    table: table.to_owned(),
-                    problem,
-                });
-            }
-            Some(GlobalState::Settling(what)) => what,
-            Some(GlobalState::Regional) => "not global yet".to_owned(),
-            None => "missing".to_owned(),
-        };
-        if status != last {
-            tracing::info!(table, %status, waited = ?started.elapsed(), "waiting for the global table");
-            last.clone_from(&status);
-        }
-        let waited = started.elapsed();
-        if waited >= timeout {
-            return Err(SetupError::NotActive {
+    poll_describe(client, table, timeout, Duration::from_millis(500), |desc| {
+        match desc.map(|d| global_state(d, spec)) {
+            Some(GlobalState::Ready) => Look::Ready(()),
+            Some(GlobalState::Differs(problem)) => Look::Refused(SetupError::GlobalTable {
                 table: table.to_owned(),
-                status,
-                waited,
-            });
+                problem,
+            }),
+            Some(GlobalState::Settling(what)) => Look::Waiting(what),
+            Some(GlobalState::Regional) => Look::Waiting("not global yet".to_owned()),
+            None => Look::Waiting("missing".to_owned()),
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(5));
-    }
+    })
+    .await
 }
 
 #[cfg(test)]
