@@ -278,8 +278,12 @@ async fn wait_global(
     spec: &GlobalTableSpec,
     timeout: Duration,
 ) -> Result<(), SetupError> {
-    poll_describe(client, table, timeout, Duration::from_millis(500), |desc| {
-        match desc.map(|d| global_state(d, spec)) {
+    poll_describe(
+        client,
+        table,
+        timeout,
+        Duration::from_millis(500),
+        |desc| match desc.map(|d| global_state(d, spec)) {
             Some(GlobalState::Ready) => Look::Ready(()),
             Some(GlobalState::Differs(problem)) => Look::Refused(SetupError::GlobalTable {
                 table: table.to_owned(),
@@ -288,8 +292,8 @@ async fn wait_global(
             Some(GlobalState::Settling(what)) => Look::Waiting(what),
             Some(GlobalState::Regional) => Look::Waiting("not global yet".to_owned()),
             None => Look::Waiting("missing".to_owned()),
-        }
-    })
+        },
+    )
     .await
 }
 
