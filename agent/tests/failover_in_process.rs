@@ -474,6 +474,14 @@ async fn a_target_killed_after_promoting_resumes_from_the_journal_without_re_pro
         for j in after.iter().filter(|j| j.task == "ClaimPromotion" || j.task == kill_after) {
             ensure!(j.attempts == 1 && j.status == StepStatus::Done, "re-attempted: {j:?}");
         }
+        // Every outcome reached the Failover object by the end of the run (outcomes go out
+        // with the next write; the run's end writes the last ones).
+        let open: Vec<&str> = after
+            .iter()
+            .filter(|j| j.status != StepStatus::Done)
+            .map(|j| j.task.as_str())
+            .collect();
+        ensure!(open.is_empty(), "steps not journaled DONE after the run: {open:?}");
 
         let source = with_limit("the source", east_run).await??.context("east (source) failed")?;
         ensure!(source.ran().contains(&"MarkAllReady"), "source ran {:?}", source.ran());

@@ -676,7 +676,7 @@ impl Stack {
     }
 
     /// Kills every process and removes the cluster-scoped RBAC objects; on success also the
-    /// log folder.
+    /// log folder (kept when `FAILOVER_KEEP_LOGS` is set).
     pub async fn cleanup(mut self, succeeded: bool) {
         self.procs.clear();
         for c in self.env.clusters() {
@@ -685,7 +685,7 @@ impl Stack {
                 remove_isolation(c, &self.rbac_ns).await;
             }
         }
-        if succeeded {
+        if succeeded && std::env::var_os("FAILOVER_KEEP_LOGS").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
         self.delete_table_and_queues().await;

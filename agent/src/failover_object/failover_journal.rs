@@ -3,6 +3,10 @@
 //! (`status.journal`, the whole list in one merge patch of the status subresource), so a
 //! restarted agent resumes from its own cluster; DynamoDB gets each stage once, when the
 //! engine publishes it ([`Store::publish_stage`]), for the other cluster and the coordinator.
+//! An outcome goes out with the next write (the next step's intent, a publication, the end
+//! of the run): one write per step. Lost in a crash, it only makes the step run again (every
+//! step is idempotent), exactly as a crash just before it was recorded would; an intent is
+//! always written before its step acts.
 //!
 //! Whether the operation is still current is a consistent read of the group state
 //! ([`Journal::current`]), which the engine asks for before the first of each run of
@@ -18,6 +22,7 @@
 //! and the runner starts it again.
 
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 
 use failover_messages::crd::{Failover, FailoverStatus, JournalEntry};
 use failover_messages::records::{JournalStep, StepStatus, truncate_to_millis};
@@ -39,8 +44,12 @@ pub struct FailoverJournal {
     name: String,
     cluster: String,
     clock: std::sync::Arc<dyn Clock>,
-    /// The journal as last written (loaded by [`Journal::steps`]).
+    /// The journal as last written (loaded by [`Journal::steps`]), plus the outcomes not
+    /// written yet.
     steps: Mutex<Vec<JournalStep>>,
+    /// Whether `steps` holds an outcome not written yet ([`Journal::outcome`] defers it to
+    /// the next write).
+    unwritten: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for FailoverJournal {
@@ -69,6 +78,7 @@ impl FailoverJournal {
             cluster: cluster.to_owned(),
             clock: std::sync::Arc::new(SystemClock),
             steps: Mutex::new(Vec::new()),
+            unwritten: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -103,6 +113,8 @@ impl FailoverJournal {
             .patch_status(&self.name, &pp, &Patch::Merge(&patch))
             .await
             .map_err(|e| self.unavailable("writing", &e))?;
+        // The whole list went out, deferred outcomes included.
+        self.unwritten.store(false, Ordering::SeqCst);
         if !journal_kept(entries.len(), written.status.as_ref()) {
             return Err(JournalError::Unavailable(format!(
                 "the API server of cluster {} dropped status.journal from Failover {}/{}: its \
@@ -115,12 +127,14 @@ impl FailoverJournal {
     }
 
     /// Replaces the entry of (`stage`, `task`) (or adds one) with what `change` makes of the
-    /// current one and writes the journal; `change` refusing with a step done answers
-    /// [`Outcome::AlreadyDone`] and writes nothing.
+    /// current one and writes the journal (`write`), or leaves it for the next write;
+    /// `change` refusing with a step done answers [`Outcome::AlreadyDone`] and writes
+    /// nothing.
     async fn change(
         &self,
         stage: &str,
         task: &str,
+        write: bool,
         change: impl FnOnce(Option<&JournalStep>) -> Result<JournalStep, Box<JournalStep>>,
     ) -> Result<Outcome<()>, JournalError> {
         let steps = {
@@ -135,10 +149,27 @@ impl FailoverJournal {
                     None => steps.push(step),
                 },
             }
+            if !write {
+                self.unwritten.store(true, Ordering::SeqCst);
+                return Ok(Outcome::Done(()));
+            }
             steps.clone()
         };
         self.write(&steps).await?;
         Ok(Outcome::Done(()))
+    }
+
+    /// Writes the journal when an outcome is still unwritten.
+    async fn write_unwritten(&self) -> Result<(), JournalError> {
+        if !self.unwritten.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let steps = self.lock().clone();
+        if let Err(e) = self.write(&steps).await {
+            self.unwritten.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// `None` when the group state still has `op` in flight at its epoch.
@@ -188,7 +219,7 @@ impl Journal for FailoverJournal {
         task: &str,
     ) -> Result<Outcome<()>, JournalError> {
         let now = self.now();
-        self.change(stage, task, |existing| {
+        self.change(stage, task, true, |existing| {
             intent_step(existing, op, cluster, stage, task, now)
         })
         .await
@@ -205,7 +236,9 @@ impl Journal for FailoverJournal {
     ) -> Result<Outcome<()>, JournalError> {
         check_outcome(status)?;
         let now = self.now();
-        self.change(stage, task, |existing| {
+        // Written with the next step's intent (or the publication, or the end of the run):
+        // one write per step instead of two.
+        self.change(stage, task, false, |existing| {
             Ok(outcome_step(
                 existing.cloned(),
                 op,
@@ -225,6 +258,8 @@ impl Journal for FailoverJournal {
     }
 
     async fn publish(&self, op: &OpRef, cluster: &str, stage: &str) -> Result<(), JournalError> {
+        // Never publish what this cluster's journal does not hold yet.
+        self.write_unwritten().await?;
         let steps: Vec<JournalStep> = self
             .lock()
             .iter()
@@ -236,6 +271,10 @@ impl Journal for FailoverJournal {
             .await
             .map(|_| ())
             .map_err(JournalError::from)
+    }
+
+    async fn flush(&self) -> Result<(), JournalError> {
+        self.write_unwritten().await
     }
 }
 

@@ -343,9 +343,30 @@ impl<J: Journal> Engine<J> {
         let journaled = self.read_journal(ctx).await?;
         let mut report = RunReport::default();
         for stage in &workflow.stages {
-            report
-                .stages
-                .push(self.run_stage(stage, ctx, &journaled).await?);
+            match self.run_stage(stage, ctx, &journaled).await {
+                Ok(done) => report.stages.push(done),
+                Err(e) => {
+                    // The failed step's outcome, if the journal still holds it unwritten; a
+                    // run that is no longer current writes nothing more.
+                    if !e.must_stop_working()
+                        && let Err(unwritten) = self.journal.flush().await
+                    {
+                        tracing::warn!(error = %error_chain(&unwritten), "the last outcome was not journaled; the step runs again on resume");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(stage) = workflow.stages.last() {
+            let cursor = Cursor {
+                ctx,
+                stage: &stage.key,
+                task: stage.steps.last().map_or("", |s| s.key.as_str()),
+            };
+            self.journal
+                .flush()
+                .await
+                .map_err(|e| cursor.journal_error("outcome", e))?;
         }
         report.elapsed = run_start.elapsed();
         Ok(report)
@@ -589,6 +610,15 @@ impl<J: Journal> Engine<J> {
             Ran::Ok => {
                 self.finish(cursor, step.journaled, StepStatus::Done, None)
                     .await?;
+                if step.promotion && step.journaled {
+                    // A claim's or a promotion's outcome is written at once (others go out
+                    // with the next step's intent): a resumed run finds it done instead of
+                    // checking the storage again.
+                    self.journal
+                        .flush()
+                        .await
+                        .map_err(|e| cursor.journal_error("outcome", e))?;
+                }
                 tracing::info!(task = %step.key, ?elapsed, "task finished");
                 self.emit(
                     ctx,

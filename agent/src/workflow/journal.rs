@@ -58,8 +58,10 @@ pub trait Journal: Send + Sync {
         task: &str,
     ) -> impl Future<Output = Result<Outcome<()>, JournalError>> + Send;
 
-    /// Writes the outcome of a step (`DONE` or `FAILED`, with an optional message).
-    /// Answers `Done(())` or `StaleEpoch`.
+    /// Records the outcome of a step (`DONE` or `FAILED`, with an optional message).
+    /// Answers `Done(())` or `StaleEpoch`. A journal may keep it unwritten until its next
+    /// write ([`Journal::intent`], [`Journal::publish`], [`Journal::flush`]): an outcome lost
+    /// in a crash only makes the step run again, as a crash just before it would.
     fn outcome(
         &self,
         op: &OpRef,
@@ -87,6 +89,11 @@ pub trait Journal: Send + Sync {
         cluster: &str,
         stage: &str,
     ) -> impl Future<Output = Result<(), JournalError>> + Send;
+
+    /// Writes the outcomes [`Journal::outcome`] left unwritten (none by default).
+    fn flush(&self) -> impl Future<Output = Result<(), JournalError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// The intent of a step over its `existing` entry: `Err(existing)` when it is `DONE` (do
@@ -202,6 +209,10 @@ impl<J: Journal> Journal for Arc<J> {
         stage: &str,
     ) -> impl Future<Output = Result<(), JournalError>> + Send {
         (**self).publish(op, cluster, stage)
+    }
+
+    fn flush(&self) -> impl Future<Output = Result<(), JournalError>> + Send {
+        (**self).flush()
     }
 
     fn current(
