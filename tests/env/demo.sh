@@ -175,13 +175,14 @@ fi
 op="$(sed -n 's/^.*: operation \([0-9a-f-]*\) started .*$/\1/p' "$demo/failover.out" | head -n 1)"
 [ -n "$op" ] || die "no operation id in the output of failoverctl failover (target/demo/failover.out)"
 
-step "handoff records of operation $op (DynamoDB table $table)"
+step "handoff of operation $op: the group state (DynamoDB table $table)"
 if has_aws; then
-  aws dynamodb query --table-name "$table" --consistent-read \
-    --key-condition-expression 'PK = :pk AND begins_with(SK, :vol)' \
-    --expression-attribute-values "{\":pk\":{\"S\":\"OP#$op\"},\":vol\":{\"S\":\"VOL#\"}}" \
-    --projection-expression 'SK, #s, epoch, writer' --expression-attribute-names '{"#s":"state"}' \
-    --query 'Items[].{SK: SK.S, state: state.S, epoch: epoch.N, writer: writer.S}' --output table
+  # The query the README documents: the group state carries the handoff of the operation in
+  # flight, or of the last one (lastOpId).
+  aws dynamodb get-item --table-name "$table" --consistent-read \
+    --key "{\"PK\":{\"S\":\"GROUP#$group\"},\"SK\":{\"S\":\"STATE\"}}" \
+    --query '{op: Item.opId.S, last: Item.lastOpId.S, epoch: Item.epoch.N, groupReadyAt: Item.groupReadyAt.N, claimedAt: Item.promotionStartedAt.N, ready: Item.ready.M, promoted: Item.promoted.M}' \
+    --output json
 else
   # No aws CLI: failoverctl watch on the finished operation shows each volume's record.
   ctl watch "$op" --timeout 10s 2>&1
