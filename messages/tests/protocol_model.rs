@@ -10,18 +10,24 @@
 //!   not vacuous);
 //! * `as_written_*`: regression tests. The protocol text as it stood before the fixes
 //!   has bugs; each test asserts that the checker still finds its counterexample;
-//! * `broken_*`: deliberately wrong protocols (no atomic promotion, abort ignoring the
-//!   claim, demote with pods, scale-up before promote, no fencing, a forced target that
-//!   does not wait for the source's release or lease, an observer that acts before the
-//!   holder's fence completed, a `Failed` mark that stops a claimed target) that must be
-//!   caught: the model has teeth.
+//! * `broken_*`: deliberately wrong protocols (READY marked volume by volume in separate
+//!   writes of the group state, abort ignoring the claim, demote with pods, scale-up before
+//!   promote, no fencing, a forced target that does not wait for the source's release or
+//!   lease, an observer that acts before the holder's fence completed, a `Failed` mark
+//!   recorded while the group holds a claim) that must be caught: the model has teeth;
+//! * `source_failed_mark_after_claim_never_converges`: a counterexample the single-item
+//!   model finds in the protocol as the product implements it (the source's `Failed` mark,
+//!   conditioned on the operation item alone, lands after the target's claim); kept out of
+//!   the `fixed_*` configurations (only the target's steps fail there) and asserted here
+//!   until the protocol changes.
 //!
 //! Properties (defined in `model.rs`): P1 no volume Primary on both sides, ever (no escape
 //! for forced operations: the model is the `Fence` policy); P2a no demote while pods run,
 //! P2b pods only on Primary volumes; P3 a forced old source fences before anything else; P4
 //! from every reachable state the fault-free runs settle (converge, or park for an operator
 //! after a lease-loss fence), P4b (stateright `eventually`) every maximal path settles; P5
-//! no agent write with a stale epoch takes effect; plus `sometimes` witnesses.
+//! no agent write of the group state with a stale epoch takes effect; plus `sometimes`
+//! witnesses.
 //!
 //! Run: `cargo test -p failover-messages --test protocol_model -- --nocapture`
 
@@ -66,6 +72,7 @@ fn consistency(name: &'static str, protocol: Protocol) -> FailoverModel {
             partitions: [0, 0],
             lease_expiries: 1,
             failures: 0,
+            source_fails: false,
             duplicates: 1,
             inbox_cap: 2,
             starts: [&[TO_B], &[TO_B, TO_A]],
@@ -80,6 +87,7 @@ fn consistency(name: &'static str, protocol: Protocol) -> FailoverModel {
             W_RACE_LOST,
             W_TAKEOVER,
             W_CRASH_RESUME,
+            W_CLOSE_LOST,
         ],
     }
 }
@@ -97,6 +105,7 @@ fn force(name: &'static str, protocol: Protocol) -> FailoverModel {
             partitions: [0, 0],
             lease_expiries: 1,
             failures: 0,
+            source_fails: false,
             duplicates: 0,
             inbox_cap: 1,
             starts: [&[FORCE_TO_B, TO_B], &[TO_A, TO_B, FORCE_TO_A]],
@@ -126,6 +135,7 @@ fn force_then_failback(name: &'static str, protocol: Protocol) -> FailoverModel 
             partitions: [0, 0],
             lease_expiries: 0,
             failures: 0,
+            source_fails: false,
             duplicates: 0,
             inbox_cap: 1,
             starts: [&[FORCE_TO_B], &[TO_A]],
@@ -148,6 +158,7 @@ fn lease(name: &'static str, protocol: Protocol) -> FailoverModel {
             partitions: [1, 1],
             lease_expiries: 0,
             failures: 0,
+            source_fails: false,
             duplicates: 0,
             inbox_cap: 1,
             starts: [&[FORCE_TO_B], &[TO_A, FORCE_TO_A]],
@@ -166,18 +177,22 @@ fn lease(name: &'static str, protocol: Protocol) -> FailoverModel {
     }
 }
 
-/// A step runs out of time once (`Failed`): before the claim (stopped; the coordinator or
-/// an operator aborts, or the operation lease expires and is taken over), or after it (only
-/// forward: the target keeps going). The target may crash once.
+/// A step of the target runs out of time once: before the claim it marks the operation
+/// `Failed` (conditioned on the operation item alone; the runs stop; the coordinator or an
+/// operator aborts, or the operation lease expires and is taken over), after it nothing is
+/// recorded (only forward: the target keeps going). The target may crash once and be cut
+/// off once (a `Failed` mark or a close sent before the cut may land during it, or be
+/// lost).
 fn failure(name: &'static str, protocol: Protocol) -> FailoverModel {
     FailoverModel {
         name,
         protocol,
         bounds: Bounds {
             crashes: [0, 1],
-            partitions: [0, 0],
+            partitions: [0, 1],
             lease_expiries: 1,
             failures: 1,
+            source_fails: false,
             duplicates: 0,
             inbox_cap: 1,
             starts: [&[TO_B], &[TO_B, FORCE_TO_B]],
@@ -189,8 +204,21 @@ fn failure(name: &'static str, protocol: Protocol) -> FailoverModel {
             W_TAKEOVER,
             W_FAILED_AFTER_CLAIM,
             W_FAILED_ABORTED,
+            W_FAILED_AFTER_ABORT,
+            W_LATE_WRITE,
         ],
     }
+}
+
+/// `failure` with the source's steps running out of time too (its last step waits for the
+/// operation to close, so its deadline can run out while the target claims). The source's
+/// `Failed` mark is conditioned on the operation item alone; see
+/// `source_failed_mark_after_claim_never_converges`.
+fn failure_source_too(name: &'static str, protocol: Protocol) -> FailoverModel {
+    let mut m = failure(name, protocol);
+    m.bounds.source_fails = true;
+    m.witnesses = &[];
+    m
 }
 
 /// Exhaustive check; every property must hold, every witness must be reached.
@@ -347,8 +375,9 @@ fn as_written_protocol_is_unsafe() {
 }
 
 /// Bug 1: the claim's `epoch = e` condition is on the operation item, whose epoch never
-/// changes, so it is vacuous. A target that read READY at epoch e claims after a lease
-/// takeover moved the group to e+1.
+/// changes, so it is vacuous (modelled as the claim's write of the group state without its
+/// `epoch`/`opId` condition). A target that read READY at epoch e claims after a lease
+/// takeover moved the group to e+1 and the new operation's source marked READY again.
 #[test]
 fn as_written_claim_without_group_check_applies_stale_write() {
     let p = Protocol {
@@ -360,7 +389,8 @@ fn as_written_claim_without_group_check_applies_stale_write() {
 
 /// Bug 2: a lease takeover of an operation whose promotion was claimed (the target is
 /// promoting), then an abort of the new operation (its own `promotionStartedAt` is
-/// absent): the source re-activates while the old target is Primary.
+/// absent: the start removed it from the group state): the source re-activates while the
+/// old target is Primary.
 #[test]
 fn as_written_takeover_then_abort_gives_dual_primary() {
     let p = Protocol {
@@ -527,8 +557,21 @@ fn broken_observer_before_holder_fenced_gives_dual_primary() {
     expect_counterexample(alive, P1_DUAL_PRIMARY);
 }
 
-/// After the claim only forward is possible: a `Failed` mark that stops the target's run
-/// leaves the group half-promoted with nobody to finish it.
+/// The close's phase write is descriptive, but an operation must not stay open for ever:
+/// when nothing redoes a phase write lost after the release (a crash between the two
+/// writes), the fault-free runs end with the group idle and the operation item open.
+#[test]
+fn broken_close_not_resumed_never_converges() {
+    let p = Protocol {
+        broken_close_not_resumed: true,
+        ..Protocol::fixed()
+    };
+    expect_counterexample(consistency("broken/close-not-resumed", p), P4_LIVENESS);
+}
+
+/// After the claim only forward is possible: an agent that records `Failed` without
+/// checking for a claim stops the target's run (a `Failed` operation is not run forward)
+/// and leaves the group half-promoted with nobody to finish it.
 #[test]
 fn broken_failed_mark_stopping_claimed_target_never_converges() {
     let p = Protocol {
@@ -536,4 +579,24 @@ fn broken_failed_mark_stopping_claimed_target_never_converges() {
         ..Protocol::fixed()
     };
     expect_counterexample(failure("broken/failed-stops-claimed", p), P4_LIVENESS);
+}
+
+// ---------------------------------------------------------------------------------------
+// Found in the protocol as implemented (asserted until the protocol changes)
+// ---------------------------------------------------------------------------------------
+
+/// The source's `Failed` mark is conditioned on the operation item only, and the claim does
+/// not look at the operation item's phase. The source marked READY; its step runs out of
+/// time; it reads "no claim" and sends the mark; the target, which read READY, claims; the
+/// mark lands (either order of the two writes). The group then holds a claim while its
+/// operation is `Failed`: no run goes forward (the runner runs no closed phase, and the
+/// close as `Succeeded` refuses a `Failed` operation), abort is refused (claimed), and only
+/// a forced start gets the group out. 15 steps; when this test fails, the protocol no
+/// longer has the gap: move `source_fails` into `failure`.
+#[test]
+fn source_failed_mark_after_claim_never_converges() {
+    expect_counterexample(
+        failure_source_too("found/source-failed-after-claim", Protocol::fixed()),
+        P4_LIVENESS,
+    );
 }

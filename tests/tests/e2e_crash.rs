@@ -11,8 +11,10 @@
 //! * **every step, after its intent is journaled and before it acts** (`engine::run::
 //!   before`), both agents, UPTIME;
 //! * **protocol writes whose answer was lost**: the source crashes right after writing READY,
-//!   the target right after its claim, after a volume's PROMOTED and after the operation's
-//!   phase; each restart continues without redoing what the records say is done;
+//!   the target right after its claim, after a volume's PROMOTED and right after its close
+//!   released the group (the history record and the operation's phase not yet written);
+//!   each restart continues without redoing what the records say is done, and finishes the
+//!   interrupted close;
 //! * **`failoverctl` killed right after its start write**: the agents run the operation
 //!   anyway, and `failoverctl watch` reports its success.
 //!
@@ -124,15 +126,17 @@ async fn protocol_writes_whose_answer_was_lost_are_not_redone_after_a_crash() ->
         s.start(east, west).await?;
         let reason = "crash after protocol writes";
         let args = s.failover_args("west", reason, &[]);
-        // West crashes again after its first PROMOTED and after its phase write; each
-        // restart after that runs clean.
+        // West crashes again after its first PROMOTED and right after the close released
+        // the group (before the history record and the operation's phase); each restart
+        // after that runs clean, and the restarted west finds the released group's
+        // operation still open and finishes its close.
         let restart = BTreeMap::from([
             ("east".to_owned(), vec![AgentStart::default()]),
             (
                 "west".to_owned(),
                 vec![
                     with_failpoints("store::mark_promoted::after=return(crash)"),
-                    with_failpoints("store::set_phase::after=return(crash)"),
+                    with_failpoints("store::complete_operation::UpdateItem::after=return(crash)"),
                     AgentStart::default(),
                 ],
             ),
@@ -148,7 +152,8 @@ async fn protocol_writes_whose_answer_was_lost_are_not_redone_after_a_crash() ->
         ensure!(
             crashed_at("east", "store::mark_all_ready::after")
                 && crashed_at("west", "store::claim_promotion::after")
-                && crashed_at("west", "store::mark_promoted::after"),
+                && crashed_at("west", "store::mark_promoted::after")
+                && crashed_at("west", "store::complete_operation::UpdateItem::after"),
             "not every protocol write crashed: {report:?}"
         );
         assert_moved_to_west(&mut s, reason, Mode::Consistency).await

@@ -165,22 +165,60 @@ pub fn to_start(
         .collect()
 }
 
+/// Operations this process found closed after their group was released: not read again.
+pub type Settled = std::sync::Arc<std::sync::Mutex<HashSet<String>>>;
+
+/// The operation a group state leaves work for: the one in flight (`opId`), else the last
+/// one (`lastOpId`, at the group's epoch) unless `settled` knows it closed; `released` tells
+/// which.
+fn pending_op(group: &GroupState, settled: &HashSet<String>) -> Option<(String, bool)> {
+    match (&group.op_id, &group.last_op_id) {
+        (Some(id), _) => Some((id.clone(), false)),
+        (None, Some(id)) if !settled.contains(id) => Some((id.clone(), true)),
+        _ => None,
+    }
+}
+
 /// The work in flight for `cluster`: every group state with an `opId` (listed through the
 /// eventually consistent index, then read again consistently), its operation read with a
-/// consistent read, and [`run_kind`] of the two.
-pub async fn operations_in_flight(store: &Store, cluster: &str) -> Result<Vec<Work>, StoreError> {
+/// consistent read, and [`run_kind`] of the two. A group already released whose last
+/// operation (`lastOpId`) is still open had its close interrupted after the release (the
+/// history record and the operation's phase come after it): that operation is run again
+/// too, and its sides' runs, their steps done, finish the close. Each released group's last
+/// operation is read once per process (`settled` remembers the closed ones).
+pub async fn operations_in_flight(
+    store: &Store,
+    cluster: &str,
+    settled: &Settled,
+) -> Result<Vec<Work>, StoreError> {
+    let lock = |s: &Settled| s.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut work = Vec::new();
     for listed in store.list_groups().await? {
-        if listed.op_id.is_none() {
+        if pending_op(&listed, &lock(settled)).is_none() {
             continue;
         }
         let Some(group) = store.get_group_state(&listed.group).await? else {
             continue;
         };
-        let Some(op_id) = group.op_id.as_deref() else {
+        let Some((op_id, released)) = pending_op(&group, &lock(settled)) else {
             continue;
         };
-        if let Some(op) = store.get_operation(op_id).await?
+        let op = store.get_operation(&op_id).await?;
+        if released {
+            match &op {
+                Some(o) if !o.phase.is_terminal() && o.epoch == group.epoch => {
+                    tracing::info!(op = %o.id, group = %group.group, phase = %o.phase, "the group was released but its operation is still open: finishing its close");
+                }
+                _ => {
+                    settled
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(op_id);
+                    continue;
+                }
+            }
+        }
+        if let Some(op) = op
             && let Some(kind) = run_kind(&op, &group, cluster)
         {
             work.push(Work { op, kind });
@@ -216,6 +254,8 @@ pub struct RunnerActor {
     tick_pending: bool,
     /// Told of each group an operation runs for ([`LeaseHandle::note_registered`]).
     lease: LeaseHandle,
+    /// Released groups' last operations found closed ([`operations_in_flight`]).
+    settled: Settled,
 }
 
 impl RunnerActor {
@@ -242,6 +282,7 @@ impl RunnerActor {
             listing: false,
             tick_pending: false,
             lease,
+            settled: Settled::default(),
         }
     }
 
@@ -292,7 +333,8 @@ impl Handler<Msg<RunnerTick>> for RunnerActor {
         self.listing = true;
         let store = self.store.clone();
         let cluster = self.cluster.clone();
-        let fut = async move { operations_in_flight(&store, &cluster).await };
+        let settled = self.settled.clone();
+        let fut = async move { operations_in_flight(&store, &cluster, &settled).await };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.listing = false;
             match res {
@@ -602,6 +644,22 @@ mod tests {
             last_op_id: None,
             updated_at: jiff::Timestamp::UNIX_EPOCH,
         }
+    }
+
+    #[test]
+    fn a_released_groups_last_operation_is_looked_at_until_known_closed() {
+        let mut s = state("west", None);
+        let none = HashSet::new();
+        assert_eq!(pending_op(&s, &none), Some(("a".to_owned(), false)));
+        s.op_id = None;
+        assert_eq!(pending_op(&s, &none), None, "idle, nothing closed here");
+        s.last_op_id = Some("a".into());
+        assert_eq!(pending_op(&s, &none), Some(("a".to_owned(), true)));
+        let settled = HashSet::from(["a".to_owned()]);
+        assert_eq!(pending_op(&s, &settled), None);
+        // An operation in flight always wins over the last one.
+        s.op_id = Some("b".into());
+        assert_eq!(pending_op(&s, &settled), Some(("b".to_owned(), false)));
     }
 
     #[test]

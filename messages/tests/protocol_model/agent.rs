@@ -1,6 +1,7 @@
 //! The transitions of the model in `model.rs`: what an agent decides from what it can read
 //! (DynamoDB and its own cluster, or only its cluster while cut off), what executing a
-//! decision does, and the coordinators' and the environment's steps.
+//! decision does (each DynamoDB write touches one item under its own condition), and the
+//! coordinators' and the environment's steps.
 
 use crate::model::*;
 
@@ -27,7 +28,7 @@ impl FailoverModel {
             FenceRule::Literal => true,
             FenceRule::ExemptTarget => !matches!(cur, Some((_, op)) if op.target == x),
             FenceRule::ExemptClaimedTarget => {
-                !matches!(cur, Some((_, op)) if op.target == x && op.promotion_started)
+                !matches!(cur, Some((_, op)) if op.target == x && s.group.promotion_started)
             }
         }
     }
@@ -71,10 +72,10 @@ impl FailoverModel {
     }
 
     /// `WaitSourceReleased`: every other cluster that may serve the group (the source; a
-    /// cluster holding a claim) released its side (only the source can: every handoff
-    /// record at this epoch) or its serving lease is over.
+    /// cluster holding a claim) released its side (only the source can: every volume
+    /// `READY_FOR_PROMOTION` on the group state at this epoch) or its serving lease is over.
     fn forced_may_claim(&self, s: &State, op: &Op) -> bool {
-        let released = op.recs.iter().all(|r| *r != Rec::Absent);
+        let released = s.group.all_ready();
         [Some(op.source), s.group.claimed_by]
             .into_iter()
             .flatten()
@@ -82,14 +83,41 @@ impl FailoverModel {
             .all(|c| (c == op.source && released) || self.lease_over(s, c))
     }
 
-    /// Whether `Fail(x)` is offered: `x` is the target of the operation in flight, which is
-    /// running and not aborted (its wait for the handoff, or a step after its claim, ran
-    /// out of time). A source's failure is not modelled separately: it stops the source's
-    /// run like a crash without restart, and its way out is the same abort.
+    /// Whether `Fail(x)` is offered: `x` runs the operation in flight forward (its target,
+    /// or its source when the bounds say so), which is open (not `Failed`) and not aborted:
+    /// the step it runs (its wait for the handoff or for the close, or a step after the
+    /// claim) ran out of time. Without `source_fails` a source's failure is not separate:
+    /// it stops the source's run like a crash without restart, and its way out is the same
+    /// abort.
     pub fn may_fail(&self, s: &State, x: u8) -> bool {
         s.current().is_some_and(|(_, op)| {
-            op.target == x && op.phase == Phase::Running && !op.abort_requested
+            (op.target == x || (op.source == x && self.bounds.source_fails))
+                && op.phase == Phase::Pending
+                && !s.group.abort_requested
         })
+    }
+
+    /// Who finishes the close of the operation the group released last, and as what: the
+    /// closer (the target for `Succeeded`, the cluster that rolled back for `Aborted`),
+    /// from the group state's handoff view (`promotionStartedAt`: `Succeeded`).
+    fn close_to_record(&self, s: &State, x: u8) -> Option<(u8, Phase)> {
+        if self.protocol.broken_close_not_resumed {
+            return None;
+        }
+        let g = &s.group;
+        let o = g.last_op.filter(|_| g.op.is_none())?;
+        let op = s.op(o);
+        let (closer, phase) = if g.promotion_started {
+            (op.target, Phase::Succeeded)
+        } else if self.protocol.abort_reactivates_active_only {
+            (g.active, Phase::Aborted)
+        } else {
+            (op.source, Phase::Aborted)
+        };
+        // A resumed close checks the operation item first: closed already, or (for
+        // `Succeeded`) marked `Failed` meanwhile, it writes nothing.
+        let refused = op.phase.closed() || (phase == Phase::Succeeded && op.phase == Phase::Failed);
+        (closer == x && !refused).then_some((o, phase))
     }
 
     /// The next task of agent `x`, from a consistent read of DynamoDB and its own cluster.
@@ -118,13 +146,16 @@ impl FailoverModel {
                 lease_loss: false,
             });
         }
-        let (o, op) = s.current()?;
-        // A `Failed` mark while the group holds no claim stops the forward runs (an abort,
-        // a takeover after the operation lease or a forced start moves on). Once a claim is
-        // on the group (this operation's, or an earlier one a forced start kept) abort is
-        // impossible and only forward is: the runs keep going (unless the broken variant).
-        let stopped = op.phase == Phase::Failed
-            && (g.claimed_by.is_none() || self.protocol.broken_failed_stops_claimed);
+        let Some((o, op)) = s.current() else {
+            // Nothing in flight: a close released the group but its phase write was lost
+            // (a crash, a dropped write): the closer writes it now.
+            return self.close_to_record(s, x).map(|(o, phase)| Pending {
+                step: Step::RecordClose(phase),
+                op: Some(o),
+                epoch: s.op(o).epoch,
+                lease_loss: false,
+            });
+        };
         let mk = |step| {
             Some(Pending {
                 step,
@@ -135,13 +166,14 @@ impl FailoverModel {
         };
         // Abort. As written the source re-activates its side and closes the operation;
         // with fix 3 the `activeCluster` does (for a non-forced operation that is the
-        // source; a forced operation's source may not be the active cluster).
+        // source; a forced operation's source may not be the active cluster). A `Failed`
+        // operation is rolled back too.
         let handles_abort = if self.protocol.abort_reactivates_active_only {
             g.active == x
         } else {
             op.source == x
         };
-        if op.abort_requested && handles_abort {
+        if g.abort_requested && handles_abort {
             for v in 0..NV {
                 if !side.primary[v] {
                     return mk(Step::Promote(v as u8));
@@ -158,11 +190,15 @@ impl FailoverModel {
             }
             return mk(Step::CloseAborted);
         }
-        if stopped {
+        // A `Failed` operation is closed for the runner (`Phase::is_terminal`): no forward
+        // run, whatever the claim. The agent avoids the mark once the group holds a claim
+        // (`Fail`); only an abort (no claim), a takeover after the operation lease or a
+        // forced start moves on.
+        if op.phase == Phase::Failed {
             return None;
         }
         if op.source == x {
-            if op.abort_requested {
+            if g.abort_requested {
                 return None; // not the active cluster: nothing to re-activate
             }
             if self.protocol.broken_non_atomic_ready {
@@ -170,7 +206,7 @@ impl FailoverModel {
                     Ok(Step::Demote(v)) => {
                         // READY for every volume already demoted, then demote the next.
                         for w in 0..NV {
-                            if !side.primary[w] && op.recs[w] == Rec::Absent {
+                            if !side.primary[w] && !g.ready[w] {
                                 return mk(Step::WriteReadyVol(w as u8));
                             }
                         }
@@ -181,7 +217,7 @@ impl FailoverModel {
                     Err(true) => {}
                 }
                 for w in 0..NV {
-                    if op.recs[w] == Rec::Absent {
+                    if !g.ready[w] {
                         return mk(Step::WriteReadyVol(w as u8));
                     }
                 }
@@ -190,24 +226,35 @@ impl FailoverModel {
             return match self.shutdown_step(side) {
                 Ok(step) => mk(step),
                 Err(false) => None,
-                Err(true) if op.recs.iter().all(|r| *r == Rec::Absent) => mk(Step::WriteReady),
+                Err(true) if !g.group_ready && !g.promotion_started => mk(Step::WriteReady),
                 Err(true) => None, // handed off; waiting for the target
             };
         }
         if op.target == x {
-            if !op.promotion_started {
-                if op.abort_requested {
+            if !g.promotion_started {
+                if g.abort_requested {
                     return None;
                 }
-                let released = op.recs.iter().all(|r| *r != Rec::Absent);
-                let ready = if op.force {
-                    !self.protocol.force_waits_for_release || self.forced_may_claim(s, op)
+                return if op.force {
+                    let ready =
+                        !self.protocol.force_waits_for_release || self.forced_may_claim(s, op);
+                    if ready {
+                        mk(Step::Claim([false; NV]))
+                    } else {
+                        None
+                    }
                 } else if self.protocol.broken_non_atomic_ready {
-                    op.recs.iter().any(|r| *r != Rec::Absent)
+                    // Claims as soon as one volume is ready, naming those it saw.
+                    if g.ready.iter().any(|r| *r) {
+                        mk(Step::Claim(g.ready))
+                    } else {
+                        None
+                    }
+                } else if g.all_ready() {
+                    mk(Step::Claim([true; NV]))
                 } else {
-                    released
+                    None
                 };
-                return if ready { mk(Step::Claim) } else { None };
             }
             if self.protocol.broken_scale_up_before_promote && !side.replicas {
                 return mk(Step::ScaleUp);
@@ -217,7 +264,7 @@ impl FailoverModel {
                     return mk(Step::Promote(v as u8));
                 }
             }
-            if op.recs.contains(&Rec::Ready) {
+            if !g.promoted.iter().all(|p| *p) {
                 return mk(Step::MarkPromoted);
             }
             if !side.replicas {
@@ -243,14 +290,15 @@ impl FailoverModel {
         a.inbox = (a.inbox + 1).min(self.bounds.inbox_cap);
     }
 
-    /// Store model: an agent write for epoch `e` takes effect. Property 5 history.
+    /// Store model: an agent's write of the group state (or journal intent) for epoch `e`
+    /// takes effect. Property 5 history.
     fn applied_agent_write(s: &mut State, e: u8) {
         if s.group.epoch != e {
             s.hist.stale_write = true;
         }
     }
 
-    /// `ConditionCheck` on the group state: `epoch = e AND opId = id`.
+    /// The group-state condition every agent write carries: `epoch = e AND opId = id`.
     fn group_is(s: &State, o: u8, e: u8) -> bool {
         s.group.epoch == e && s.group.op == Some(o)
     }
@@ -260,8 +308,8 @@ impl FailoverModel {
             return false;
         };
         if let (true, Some(o)) = (p.step.is_k8s(), p.op) {
-            // Journal intent STARTED, conditioned on the group state. The read above and
-            // this write see the same table, so it succeeds.
+            // The run's consistent check of the group state, then the journal intent
+            // STARTED. The read above sees the same table, so it passes.
             debug_assert!(Self::group_is(s, o, p.epoch));
             Self::applied_agent_write(s, p.epoch);
         }
@@ -272,7 +320,7 @@ impl FailoverModel {
     fn agent_executes(&self, s: &mut State, x: u8) {
         let p = s.agents[x as usize].pending.take().expect("pending step");
         let xi = x as usize;
-        if s.hist.must_fence[xi] && !p.step.is_fencing_kind() {
+        if s.hist.must_fence[xi] && !p.step.is_fencing_kind() && !p.step.is_descriptive() {
             s.hist.acted_before_fence = true;
         }
         if !p.step.is_k8s() && !s.agents[xi].connected {
@@ -294,29 +342,51 @@ impl FailoverModel {
             }
             Step::Promote(v) => s.sides[xi].primary[v as usize] = true,
             Step::WriteReady | Step::WriteReadyVol(_) => {
+                // Group state: `epoch = e AND opId = id`, no abort, not marked yet, no
+                // claim (`promotionStartedAt`).
                 let o = p.op.expect("op step");
-                if Self::group_is(s, o, p.epoch) && !s.op(o).abort_requested {
+                let g = s.group;
+                let marked = match p.step {
+                    Step::WriteReadyVol(v) => g.ready[v as usize],
+                    _ => g.group_ready,
+                };
+                if Self::group_is(s, o, p.epoch)
+                    && !g.abort_requested
+                    && !marked
+                    && !g.promotion_started
+                {
                     Self::applied_agent_write(s, p.epoch);
-                    let op = s.op_mut(o);
                     match p.step {
-                        Step::WriteReadyVol(v) => op.recs[v as usize] = Rec::Ready,
-                        _ => op.recs = [Rec::Ready; NV],
+                        Step::WriteReadyVol(v) => s.group.ready[v as usize] = true,
+                        _ => {
+                            s.group.ready = [true; NV];
+                            s.group.group_ready = true;
+                        }
                     }
-                    let t = op.target;
+                    let t = s.op(o).target;
                     self.hint(s, t);
                 }
             }
-            Step::Claim => {
+            Step::Claim(names) => {
+                // Group state: `epoch = e AND opId = id` (fix 1), `opTarget` = the claimer,
+                // no abort, `ready.<v>` for every named volume; naming none: `opForce` or
+                // `groupReadyAt`.
                 let o = p.op.expect("op step");
                 let op = *s.op(o);
-                // As written the condition is `epoch = e` on the operation item itself.
-                let op_ok = op.epoch == p.epoch && !op.abort_requested;
+                let g = s.group;
                 let group_ok = !self.protocol.claim_checks_group || Self::group_is(s, o, p.epoch);
-                if op_ok && group_ok {
+                let target_ok = s.handoff_op().is_some_and(|h| h.target == x);
+                let ready_ok = if names.iter().any(|n| *n) {
+                    (0..NV).all(|v| !names[v] || g.ready[v])
+                } else {
+                    s.handoff_op().is_some_and(|h| h.force) || g.group_ready
+                };
+                if group_ok && target_ok && !g.abort_requested && ready_ok {
                     Self::applied_agent_write(s, p.epoch);
-                    s.op_mut(o).promotion_started = true;
+                    let released = g.all_ready();
+                    s.group.promotion_started = true;
                     s.group.claimed_by = Some(x);
-                    if op.force && op.recs.iter().all(|r| *r != Rec::Absent) {
+                    if op.force && released {
                         s.hist.forced_on_release = true;
                     } else if op.force && self.protocol.force_waits_for_release {
                         s.hist.forced_on_lease = true;
@@ -333,89 +403,140 @@ impl FailoverModel {
                 }
             }
             Step::MarkPromoted => {
+                // Group state: `epoch = e AND opId = id`, `promotionStartedAt`.
                 let o = p.op.expect("op step");
-                if Self::group_is(s, o, p.epoch) {
+                if Self::group_is(s, o, p.epoch) && s.group.promotion_started {
                     Self::applied_agent_write(s, p.epoch);
-                    for r in s.op_mut(o).recs.iter_mut() {
-                        if *r == Rec::Ready {
-                            *r = Rec::Promoted;
-                        }
-                    }
+                    s.group.promoted = [true; NV];
                 }
             }
             Step::Complete | Step::CloseAborted => {
+                // The close's first write, the group state: `epoch = e AND opId = id`;
+                // complete: `promotionStartedAt`, no abort; the abort's close: the abort, no
+                // `promotionStartedAt`. The operation's phase is the next write.
                 let o = p.op.expect("op step");
-                if Self::group_is(s, o, p.epoch) {
+                let g = s.group;
+                let ok = if p.step == Step::Complete {
+                    g.promotion_started && !g.abort_requested
+                } else {
+                    g.abort_requested && !g.promotion_started
+                };
+                if Self::group_is(s, o, p.epoch) && ok {
                     Self::applied_agent_write(s, p.epoch);
-                    if p.step == Step::CloseAborted && s.op(o).phase == Phase::Failed {
-                        s.hist.failed_aborted = true;
-                    }
-                    let op = s.op_mut(o);
-                    let other;
-                    if p.step == Step::Complete {
-                        op.phase = Phase::Succeeded;
-                        other = op.source;
+                    let op = *s.op(o);
+                    let (other, phase) = if p.step == Step::Complete {
                         s.group.active = x;
                         s.group.claimed_by = None;
+                        (op.source, Phase::Succeeded)
                     } else {
-                        op.phase = Phase::Aborted;
-                        other = op.target;
-                    }
+                        (op.target, Phase::Aborted)
+                    };
                     s.group.op = None;
+                    s.group.last_op = Some(o);
                     s.group.lease_expired = false;
                     self.hint(s, other);
+                    // The same store call goes on with the operation item's phase.
+                    s.agents[xi].pending = Some(Pending {
+                        step: Step::RecordClose(phase),
+                        ..p
+                    });
+                }
+            }
+            Step::RecordClose(phase) => {
+                // The operation item: condition `attribute_exists` only.
+                let o = p.op.expect("op step");
+                s.op_mut(o).phase = phase;
+            }
+            Step::MarkFailed => {
+                // `set_phase(Failed)`, the operation item alone: not closed (nor `Failed`).
+                let o = p.op.expect("op step");
+                if s.op(o).phase == Phase::Pending {
+                    s.op_mut(o).phase = Phase::Failed;
+                    let op = *s.op(o);
+                    self.hint(s, if op.source == x { op.target } else { op.source });
                 }
             }
         }
-        // The outcome journal write (DONE) is conditioned like the intent; if it fails the
-        // agent stops. Either way it has no further effect on the model.
+        // The outcome journal write (DONE) follows the same check as the intent; if it
+        // fails the agent stops. Either way it has no further effect on the model.
     }
 
+    /// The start's first write: `decide_start` on a consistent read (the front end's refusals
+    /// are the group-state write's conditions, checked there), then the operation item is
+    /// put, `Pending`, named by no group yet.
     fn start(&self, s: &mut State, coord: u8, target: u8, force: bool) {
-        let source = 1 - target;
+        s.ops[coord as usize] = Some(Op {
+            epoch: 0,
+            source: 1 - target,
+            target,
+            force,
+            phase: Phase::Pending,
+        });
+        s.coords[coord as usize].start = CoordStart::Put;
+    }
+
+    /// The start's second write, the group state: no live operation (none, or its lease
+    /// expired), unless forced `activeCluster = source` and no `promotionClaimedBy`. It
+    /// sets `epoch + 1`, `opId`, the lease, `opTarget`/`opForce`, clears the handoff of the
+    /// operation before and keeps `promotionClaimedBy`. A write refused because the epoch
+    /// moved since the read is retried on a re-read, so the conditions are evaluated on
+    /// the group state as it is now. Refused: the `Pending` item is deleted.
+    fn take_group(&self, s: &mut State, coord: u8) {
+        let op = *s.op(coord);
         let g = s.group;
         let ok_lease = g.op.is_none() || g.lease_expired;
-        let ok_claim = !(self.protocol.start_blocks_claimed && !force && g.claimed_by.is_some());
-        let ok_active = force || g.active == source;
-        let c = &mut s.coords[coord as usize];
-        if !ok_lease {
-            c.start = CoordStart::Rejected(Reject::InFlight);
+        let ok_claim = !(self.protocol.start_blocks_claimed && !op.force && g.claimed_by.is_some());
+        let ok_active = op.force || g.active == op.source;
+        let reject = if !ok_lease {
+            Some(Reject::InFlight)
         } else if !ok_claim {
-            c.start = CoordStart::Rejected(Reject::Claimed);
+            Some(Reject::Claimed)
         } else if !ok_active {
-            c.start = CoordStart::Rejected(Reject::NotSource);
+            Some(Reject::NotSource)
         } else {
-            let idx = s.ops.iter().position(Option::is_none).expect("op slot") as u8;
-            let epoch = g.epoch + 1;
-            s.ops[idx as usize] = Some(Op {
-                epoch,
-                source,
-                target,
-                force,
-                promotion_started: false,
-                abort_requested: false,
-                phase: Phase::Running,
-                recs: [Rec::Absent; NV],
-            });
-            s.group.epoch = epoch;
-            s.group.op = Some(idx);
-            s.group.lease_expired = false;
-            s.coords[coord as usize].start = CoordStart::Started(idx);
-            self.hint(s, A);
-            self.hint(s, B);
+            None
+        };
+        if let Some(r) = reject {
+            s.coords[coord as usize].start = CoordStart::Rejected(r);
+            s.ops[coord as usize] = None;
+            return;
         }
+        if g.op.is_some() && self.witnesses.contains(&W_TAKEOVER) {
+            s.hist.took_over = true;
+        }
+        let epoch = g.epoch + 1;
+        s.op_mut(coord).epoch = epoch;
+        s.group = Group {
+            epoch,
+            op: Some(coord),
+            lease_expired: false,
+            ready: [false; NV],
+            group_ready: false,
+            promotion_started: false,
+            promoted: [false; NV],
+            abort_requested: false,
+            ..g
+        };
+        s.coords[coord as usize].start = CoordStart::Started;
+        self.hint(s, A);
+        self.hint(s, B);
     }
 
+    /// The abort's write of the group state: `epoch = e AND opId = id`, no
+    /// `promotionClaimedBy` (fix 2b), no `promotionStartedAt`. (Its copy on the operation
+    /// item is left out: see `model.rs`.)
     fn abort(&self, s: &mut State, coord: u8) {
-        let CoordStart::Started(o) = s.coords[coord as usize].start else {
-            unreachable!()
-        };
-        let op = *s.op(o);
-        let group_ok = !self.protocol.abort_blocks_claimed
-            || (s.group.op == Some(o) && s.group.claimed_by.is_none());
-        if self.protocol.broken_abort_ignores_claim || (!op.promotion_started && group_ok) {
-            s.op_mut(o).abort_requested = true;
+        let op = *s.op(coord);
+        let g = s.group;
+        let claim_ok = self.protocol.broken_abort_ignores_claim
+            || (!g.promotion_started
+                && (!self.protocol.abort_blocks_claimed || g.claimed_by.is_none()));
+        if Self::group_is(s, coord, op.epoch) && claim_ok {
+            s.group.abort_requested = true;
             s.coords[coord as usize].abort = CoordAbort::Accepted;
+            if op.phase == Phase::Failed && self.witnesses.contains(&W_FAILED_ABORTED) {
+                s.hist.failed_aborted = true;
+            }
             self.hint(s, op.source);
             self.hint(s, op.target);
         } else {
@@ -423,20 +544,27 @@ impl FailoverModel {
         }
     }
 
-    /// `Fail(x)`: the step `x` runs ran out of time. It marks the operation `Failed`
-    /// (condition: not closed, no abort requested; group-state check `epoch = e AND opId =
-    /// id`) and leaves the group state alone. The write is decided and sent at once.
+    /// `Fail(x)`: the step `x` runs ran out of time. It reads the group state: with a claim
+    /// (the operation's own, or one a forced start kept) only forward is possible and it
+    /// records nothing (it retries on the next re-read); otherwise it sends the `Failed`
+    /// mark of the operation item, which lands when it executes.
     fn fail(&self, s: &mut State, x: u8) {
         let (o, op) = s.current().expect("op in flight");
         let op = *op;
         debug_assert!(self.may_fail(s, x));
-        Self::applied_agent_write(s, op.epoch);
-        s.op_mut(o).phase = Phase::Failed;
         s.failures_left -= 1;
-        if op.promotion_started {
-            s.hist.failed_after_claim = true;
+        if s.group.claimed() && !self.protocol.broken_failed_stops_claimed {
+            if self.witnesses.contains(&W_FAILED_AFTER_CLAIM) {
+                s.hist.failed_after_claim = true;
+            }
+            return;
         }
-        self.hint(s, if op.source == x { op.target } else { op.source });
+        s.agents[x as usize].pending = Some(Pending {
+            step: Step::MarkFailed,
+            op: Some(o),
+            epoch: op.epoch,
+            lease_loss: false,
+        });
     }
 
     /// History bookkeeping after every step.
@@ -463,6 +591,7 @@ impl FailoverModel {
                 target,
                 force,
             } => self.start(&mut n, coord, target, force),
+            Action::TakeGroup { coord } => self.take_group(&mut n, coord),
             Action::Abort { coord } => self.abort(&mut n, coord),
             Action::LeaseExpires => {
                 n.group.lease_expired = true;
@@ -478,8 +607,8 @@ impl FailoverModel {
                 a.crashes_left -= 1;
                 n.hist.must_fence[x as usize] = false;
                 if self.witnesses.contains(&W_CRASH_RESUME)
-                    && n.current()
-                        .is_some_and(|(_, op)| op.target == x && op.promotion_started)
+                    && n.group.promotion_started
+                    && n.current().is_some_and(|(_, op)| op.target == x)
                 {
                     n.hist.target_crashed_after_claim = true;
                 }

@@ -4,27 +4,65 @@
 //! protocol variants, the action list and the properties; `agent.rs` the transitions;
 //! `report.rs` the liveness runs and the printing.
 //!
-//! One model state is the whole world: the DynamoDB table (group state, operation items,
-//! handoff records), both clusters' storage and workloads, both agents' in-memory state
-//! and serving leases, both SQS inboxes, the two coordinators, and history variables that
-//! the properties read.
+//! One model state is the whole world: the DynamoDB table (the group state item with the
+//! handoff of the operation in flight, the operation items), both clusters' storage and
+//! workloads, both agents' in-memory state and serving leases, both SQS inboxes, the two
+//! coordinators, and history variables that the properties read.
+//!
+//! **v2: single-item authority.** The table holds the items the product writes, with the
+//! attributes its decisions read: the group state ([`Group`]: `epoch`, `activeCluster`,
+//! `opId`, `lastOpId`, the operation lease, `promotionClaimedBy`, and the handoff of the
+//! operation in flight: per-volume `ready` / `promoted` marks, `groupReadyAt`,
+//! `promotionStartedAt`, `abortRequestedAt`) and one operation item per start ([`Op`]:
+//! source, target, force, epoch, phase). Every DynamoDB step below reads or writes exactly
+//! the one item the product's write touches, under the product's condition:
+//!
+//! * start (1), the operation item: put `Pending` (new);
+//! * start (2), the group state: `epoch + 1`, `opId`, the lease, `opTarget`/`opForce`, the
+//!   handoff before cleared, `promotionClaimedBy` kept; condition the epoch as read (a lost
+//!   race re-reads and retries, so the model checks the item as it is), no live operation,
+//!   unless forced `activeCluster = source` and no claim;
+//! * abort, the group state: `abortRequestedAt`; `epoch`/`opId`, no `promotionClaimedBy`,
+//!   no `promotionStartedAt`;
+//! * READY, the group state: every volume's `ready` and `groupReadyAt`; `epoch`/`opId`, no
+//!   abort, not marked, no `promotionStartedAt`;
+//! * claim, the group state: `promotionClaimedBy`, `promotionStartedAt`; `epoch`/`opId`,
+//!   `opTarget`, no abort, every volume ready (forced: none);
+//! * PROMOTED, the group state: `epoch`/`opId`, `promotionStartedAt`;
+//! * close (1), the group state (the release): `epoch`/`opId`; complete: claimed, no abort;
+//!   the abort's close: abort, no claim;
+//! * close (2), the operation item: its phase, `Succeeded` / `Aborted` (it exists);
+//! * `Failed`, the operation item: not closed (nor `Failed`).
+//!
+//! The abort's second write, its copy on the operation item (`abortRequestedAt`, phase
+//! `Aborting`), is not a step: no decision reads it except `set_phase(Failed)`, which it
+//! makes refuse. Leaving it out is the coordinator stopping right after the abort's first
+//! write, which the product allows, so every `Failed` mark that could land after an abort
+//! lands.
 //!
 //! Every step is one of:
-//! * a coordinator's `TransactWriteItems` / conditional write (atomic in DynamoDB). A
-//!   coordinator is any front end (`failoverctl`, a `Failover` object, `plan`): they all ask
-//!   one `decide_start`;
+//! * a coordinator's conditional write of one item (in the list above). A coordinator
+//!   is any front end (`failoverctl`, a `Failover` object, `plan`): they all ask one
+//!   `decide_start`. A coordinator may stop after any of its writes (it then never acts
+//!   again: P4's fault-free runs take no coordinator step), so a start that put its
+//!   operation and stopped leaves a `Pending` operation no group names;
 //! * an agent *deciding*: a strongly consistent re-read of DynamoDB plus its own cluster,
-//!   then the next task. For a Kubernetes task the journal intent (`STARTED`, conditioned
-//!   on the group's epoch) is written in the same step; for a DynamoDB write the decision
-//!   is only remembered. Nothing is executed yet. A partitioned agent cannot read DynamoDB:
-//!   the only thing it decides is its lease-loss fence;
+//!   then the next task. For a Kubernetes task the journal intent (`STARTED`, after the
+//!   run's consistent check of `epoch`/`opId`) is written in the same step; for a DynamoDB
+//!   write the decision is only remembered. Nothing is executed yet. A partitioned agent
+//!   cannot read DynamoDB: the only thing it decides is its lease-loss fence;
 //! * an agent *executing* what it decided. DynamoDB conditions are evaluated now, against
-//!   whatever the table holds now, so every read-then-write gap of the real agent exists
-//!   in the model (this is what exposes stale claims and stale Kubernetes changes). A write
-//!   sent before a partition may still land during it, or be lost;
+//!   whatever the item holds now, so every read-then-write gap of the real agent exists in
+//!   the model (this is what exposes stale claims, stale Kubernetes changes and `Failed`
+//!   marks that land late). A close's second write (the operation's phase) is the same
+//!   store call's continuation: it is pending as soon as the release landed, without a new
+//!   read, and a crash before it loses it (a restarted agent redoes it from `lastOpId`). A
+//!   write sent before a partition may still land during it, or be lost;
 //! * environment steps: kubelet starts/stops pods, an agent crashes/restarts, is cut off
 //!   from AWS/heals, its serving lease lapses, the operation lease expires, SQS
-//!   loses/duplicates/delivers a hint, a step runs out of time (`Failed`).
+//!   loses/duplicates/delivers a hint, a step runs out of time (`Fail`: the agent reads the
+//!   group state; without a claim it sends the `Failed` mark, with one it records nothing
+//!   and retries forward).
 //!
 //! **The serving lease and its timing assumption.** Time is abstract. An agent's lease is
 //! `leased` while it is up and connected (renewals succeed); once it is cut off or dead the
@@ -42,14 +80,16 @@
 //! Abstracted away (see ARCHITECTURE.md): UPTIME mode; `KeepServing` (the model is the
 //! `Fence` policy) and `--source-is-down`; Flux (folded into "network off, then scale to
 //! 0"); `spec.replicationState` → `status.state` lag (a demote/promote is one step, the
-//! agent waits for status before its next task); original replica counts (a bool); the
-//! journal's content (the agent re-derives its next task from DynamoDB and its own
-//! cluster, every task is idempotent, so a restart resumes correctly; each journal intent
-//! is still modelled as an epoch-conditioned write); operation-lease renewal (an expired
-//! operation lease stays expired until the operation ends, a superset of behaviours);
-//! wall-clock time and deadlines (a step running out of time is the nondeterministic
-//! `Fail`); `suspended`; history records; heartbeat liveness as a start condition (force is
-//! offered whether the source's agent is alive or not). Two clusters, one group, two
+//! agent waits for status before its next task); original replica counts (a bool) and the
+//! `Pending` → `Running` mark (descriptive; both are open phases, no decision reads the
+//! difference); the history record (written with the operation's phase, read by no
+//! decision); `Superseded` (best effort, descriptive: a taken-over operation's item stays
+//! open); the journal's content (the agent re-derives its next task from DynamoDB and its
+//! own cluster, every task is idempotent, so a restart resumes correctly); operation-lease
+//! renewal (an expired operation lease stays expired until the operation ends, a superset
+//! of behaviours); wall-clock time and deadlines (a step running out of time is the
+//! nondeterministic `Fail`); `suspended`; heartbeat liveness as a start condition (force
+//! is offered whether the source's agent is alive or not). Two clusters, one group, two
 //! volumes.
 
 use stateright::{Model, Property};
@@ -102,20 +142,21 @@ pub enum FenceRule {
 /// switches are deliberately wrong variants that must be caught.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Protocol {
-    /// Fix 1: the promotion claim is a transaction with a `ConditionCheck` on the group
-    /// state (`epoch = e AND opId = id`). As written, the claim's `epoch = e` condition is on
-    /// the *operation* item, whose epoch never changes, so it is vacuous.
+    /// Fix 1: the promotion claim is conditioned on the group state's `epoch = e AND opId =
+    /// id`. As written, the claim's `epoch = e` condition was on the *operation* item, whose
+    /// epoch never changes, so it was vacuous: modelled as the claim's write of the group
+    /// state without its `epoch`/`opId` condition (the rest of its condition kept).
     pub claim_checks_group: bool,
-    /// Fix 2a: the claim also sets `promotionClaimedBy = <target>` on the group state (in
-    /// the same transaction; removed by completion, kept by a forced start). A non-forced
-    /// start requires it absent: an expired operation whose promotion was claimed cannot
-    /// be taken over (after promotion only forward is offered). Given 2b and the
-    /// `Entitled` fence rule this is defence in depth: the model finds no violation
-    /// without it.
+    /// Fix 2a: the claim also sets `promotionClaimedBy = <target>` on the group state
+    /// (removed by completion, kept by a forced start). A non-forced start requires it
+    /// absent: an expired operation whose promotion was claimed cannot be taken over
+    /// (after promotion only forward is offered). Given 2b and the `Entitled` fence rule
+    /// this is defence in depth: the model finds no violation without it.
     pub start_blocks_claimed: bool,
-    /// Fix 2b: abort is a transaction with a `ConditionCheck` on the group state
-    /// (`opId = id AND attribute_not_exists(promotionClaimedBy)`): an operation that took
-    /// over a claimed one by force cannot be aborted either.
+    /// Fix 2b: the abort's write of the group state is also conditioned on
+    /// `attribute_not_exists(promotionClaimedBy)`: an operation that took over a claimed
+    /// one by force cannot be aborted either (its own `promotionStartedAt` is absent: the
+    /// start removed it).
     pub abort_blocks_claimed: bool,
     /// Fix 3: on abort the `activeCluster`'s agent re-activates its side and closes the
     /// operation. As written "the source re-activates", but a forced operation's source
@@ -124,27 +165,35 @@ pub struct Protocol {
     pub abort_reactivates_active_only: bool,
     pub fence_rule: FenceRule,
     /// Serving lease: a forced target claims only once every other cluster that may serve
-    /// the group released its side (handoff records) or its lease is over. Without it (the
-    /// first protocol, and the broken variant) a forced target claims at once.
+    /// the group released its side (every volume READY on the group state) or its lease is
+    /// over. Without it (the first protocol, and the broken variant) a forced target claims
+    /// at once.
     pub force_waits_for_release: bool,
     /// The first protocol offered `--force` only while the source's agent was down.
     pub force_needs_source_down: bool,
     /// Broken: the observer concludes "lease over" as soon as the holder's lease lapsed,
     /// before the holder's fence completed (the timing assumption does not hold).
     pub broken_observer_ignores_fence: bool,
-    /// Broken: a `Failed` mark stops the forward runs even while the group holds a claim
-    /// (the target stops half-way and abort is impossible; only a forced start gets the
-    /// group out).
+    /// Broken: the agent whose step ran out of time records `Failed` without first
+    /// checking for a claim (`ManagerAdapter::claimed`), so a `Failed` mark lands while the
+    /// group holds a claim. A `Failed` operation's runs stop (the product's runner runs no
+    /// closed phase, and the close refuses it): the target stops half-way, abort is refused,
+    /// only a forced start gets the group out.
     pub broken_failed_stops_claimed: bool,
-    /// Broken: the source writes one `READY_FOR_PROMOTION` per volume as it demotes it and
-    /// the target claims as soon as it sees one (no atomic promotion).
+    /// Broken: the source marks each volume `READY_FOR_PROMOTION` in its own write of the
+    /// group state item as it demotes it, and the target claims as soon as it sees one
+    /// (its claim names the volumes it saw ready): no atomic handoff.
     pub broken_non_atomic_ready: bool,
-    /// Broken: abort without the `attribute_not_exists(promotionStartedAt)` condition.
+    /// Broken: abort without its conditions on the claim (`promotionStartedAt`,
+    /// `promotionClaimedBy`; `epoch`/`opId` kept).
     pub broken_abort_ignores_claim: bool,
     /// Broken: the source demotes without waiting for the pods to be gone.
     pub broken_demote_before_pods_gone: bool,
     /// Broken: the target scales up before its volumes are Primary.
     pub broken_scale_up_before_promote: bool,
+    /// Broken: a close whose phase write was lost after the release is not redone (no run
+    /// looks for `lastOpId`): the operation item stays open, without its history record.
+    pub broken_close_not_resumed: bool,
 }
 
 impl Protocol {
@@ -163,6 +212,7 @@ impl Protocol {
             broken_abort_ignores_claim: false,
             broken_demote_before_pods_gone: false,
             broken_scale_up_before_promote: false,
+            broken_close_not_resumed: false,
         }
     }
 
@@ -205,8 +255,12 @@ pub struct Bounds {
     pub partitions: [u8; 2],
     /// How many times the operation lease may expire in one run.
     pub lease_expiries: u8,
-    /// How many steps may run out of time (`Failed`) in one run.
+    /// How many steps may run out of time (`Fail`) in one run.
     pub failures: u8,
+    /// Whether the source's steps may run out of time too (else only the target's). The
+    /// source's last step waits for the operation to close, so its deadline can run out
+    /// while the target claims.
+    pub source_fails: bool,
     /// How many SQS hints may be duplicated (redelivered) in one run.
     pub duplicates: u8,
     /// Hints queued per inbox at most (content is irrelevant: agents re-read).
@@ -230,48 +284,82 @@ pub struct FailoverModel {
 // State
 // ---------------------------------------------------------------------------------------
 
-/// Handoff record `OP#<id>` / `VOL#<v>`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Rec {
-    Absent,
-    Ready,
-    Promoted,
-}
-
+/// The operation item's `phase`. `Pending` stands for `Pending` and `Running` (the product
+/// marks `Running` on the operation item alone; no decision reads the difference).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Phase {
-    Running,
-    /// A step ran out of time. The group state still names the operation.
+    /// Open: put by the start (named by the group state once the start's second write
+    /// landed, else a leftover nobody reads).
+    Pending,
+    /// A step ran out of time (`set_phase`, conditioned on this item alone). Closed for the
+    /// runner: no forward run starts, and the close as `Succeeded` refuses it; an abort
+    /// (rollback) still closes it as `Aborted`.
     Failed,
+    /// Closed (the close's second write, after the group state released the group).
     Succeeded,
     Aborted,
 }
 
-/// Operation item `OP#<id>` / `OP` plus its handoff records.
+impl Phase {
+    /// `Succeeded` or `Aborted`: the close's phase write landed.
+    pub fn closed(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Aborted)
+    }
+}
+
+/// Operation item `OP#<id>` / `OP`. `epoch` is the epoch the start gives the group: the
+/// product puts the item with the epoch it asks for and puts it again when a retry asks
+/// for another; the model writes it with the group-state write (0 before: nothing reads a
+/// `Pending` item no group names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Op {
     pub epoch: u8,
     pub source: u8,
     pub target: u8,
     pub force: bool,
-    pub promotion_started: bool,
-    pub abort_requested: bool,
     pub phase: Phase,
-    pub recs: [Rec; NV],
 }
 
-/// Group state `GROUP#<ns>/<name>` / `STATE`. The operation lease is either live or
-/// expired; renewals are not modelled (they only remove behaviours: an expired lease stays
-/// expired until the operation ends, so takeovers are possible at any later moment).
+/// Group state `GROUP#<ns>/<name>` / `STATE`, with the handoff of the operation in flight
+/// (kept after its close until the next start clears it). The operation lease is either
+/// live or expired; renewals are not modelled (they only remove behaviours: an expired
+/// lease stays expired until the operation ends, so takeovers are possible at any later
+/// moment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Group {
     pub epoch: u8,
     pub active: u8,
+    /// `opId`: the operation in flight.
     pub op: Option<u8>,
+    /// `lastOpId`: the operation the last close released (a resumed close finds it).
+    pub last_op: Option<u8>,
     pub lease_expired: bool,
-    /// `promotionClaimedBy` (fix 2): set by a successful claim, removed by completion.
-    /// Only the fixed protocol reads it.
+    /// `promotionClaimedBy` (fix 2): set by a successful claim, removed by completion, kept
+    /// by a forced start.
     pub claimed_by: Option<u8>,
+    /// `ready.<volume>`: the source's `READY_FOR_PROMOTION`.
+    pub ready: [bool; NV],
+    /// `groupReadyAt`: the source handed the whole group off (same write as `ready`).
+    pub group_ready: bool,
+    /// `promotionStartedAt`: the claim of the operation in flight.
+    pub promotion_started: bool,
+    /// `promoted.<volume>`: the target's `PROMOTED`.
+    pub promoted: [bool; NV],
+    /// `abortRequestedAt`.
+    pub abort_requested: bool,
+}
+
+impl Group {
+    /// Every volume marked `READY_FOR_PROMOTION` (for this operation: the start cleared the
+    /// marks of the one before).
+    pub fn all_ready(&self) -> bool {
+        self.ready.iter().all(|r| *r)
+    }
+    /// `ManagerAdapter::claimed`: the group holds a claim while the operation is in flight
+    /// (its own `promotionStartedAt`, or a `promotionClaimedBy` a forced start kept).
+    pub fn claimed(&self) -> bool {
+        self.promotion_started || self.claimed_by.is_some()
+    }
 }
 
 /// One cluster's side: traffic annotation, workload replicas, pods, volume states. A
@@ -321,13 +409,22 @@ pub enum Step {
     ScaleUp,
     Demote(u8),
     Promote(u8),
-    // DynamoDB.
+    // DynamoDB, the group state item.
     WriteReady,
+    /// Broken variant: one volume's `READY_FOR_PROMOTION` in its own write.
     WriteReadyVol(u8),
-    Claim,
+    /// The claim, naming the volumes whose `ready` mark it requires (none: forced, or a
+    /// group marked ready as a whole).
+    Claim([bool; NV]),
     MarkPromoted,
     Complete,
     CloseAborted,
+    // DynamoDB, the operation item (descriptive: no decision of another cluster rests on
+    // them, except that a `Failed` operation is not run forward).
+    /// `set_phase(Failed)`.
+    MarkFailed,
+    /// The close's second write: the operation's phase (with its history record).
+    RecordClose(Phase),
 }
 
 impl Step {
@@ -345,6 +442,10 @@ impl Step {
     /// Steps a fencing agent may take: network off, scale to 0, demote.
     pub fn is_fencing_kind(self) -> bool {
         matches!(self, Step::NetOff | Step::ScaleDown | Step::Demote(_))
+    }
+    /// Writes of the operation item alone, which carry no authority.
+    pub fn is_descriptive(self) -> bool {
+        matches!(self, Step::MarkFailed | Step::RecordClose(_))
     }
 }
 
@@ -384,16 +485,22 @@ pub enum Reject {
     NotSource,
 }
 
+/// A coordinator's start. Coordinator `c`'s operation is operation item `c`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CoordStart {
     NotYet,
-    Started(u8),
+    /// The operation item is put (`Pending`); the group-state write is next.
+    Put,
+    /// The group-state write landed: the group names the operation.
+    Started,
+    /// The group-state write was refused; the `Pending` item is deleted.
     Rejected(Reject),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CoordAbort {
     NotYet,
+    /// The group-state write landed.
     Accepted,
     Rejected,
 }
@@ -427,10 +534,12 @@ pub struct History {
     pub forced_on_release: bool,
     /// A write sent before a partition landed during it.
     pub late_write: bool,
-    /// An operation was marked `Failed` after its promotion was claimed.
+    /// A step ran out of time after the claim (nothing recorded: only forward).
     pub failed_after_claim: bool,
-    /// A `Failed` operation was closed `Aborted` (rolled back).
+    /// An abort was granted for an operation marked `Failed`.
     pub failed_aborted: bool,
+    /// A start took over an operation whose lease expired.
+    pub took_over: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -450,6 +559,15 @@ impl State {
     pub fn op(&self, o: u8) -> &Op {
         self.ops[o as usize].as_ref().expect("op exists")
     }
+    /// The operation whose handoff the group state carries: the one in flight, else the one
+    /// the last close released.
+    pub fn handoff_op(&self) -> Option<&Op> {
+        self.group.op.or(self.group.last_op).map(|o| self.op(o))
+    }
+    /// The close of the operation the group released last is written on its item too.
+    pub fn close_recorded(&self) -> bool {
+        self.group.op.is_some() || self.group.last_op.is_none_or(|o| self.op(o).phase.closed())
+    }
     pub fn op_mut(&mut self, o: u8) -> &mut Op {
         self.ops[o as usize].as_mut().expect("op exists")
     }
@@ -461,13 +579,18 @@ impl State {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
-    /// Coordinator `coord` (any front end) starts `failover --to target [--force]`.
+    /// Coordinator `coord` (any front end) starts `failover --to target [--force]`: its
+    /// read and `decide_start`, then the put of the operation item (`Pending`).
     Start {
         coord: u8,
         target: u8,
         force: bool,
     },
-    /// Coordinator `coord` runs `failoverctl abort` on its operation.
+    /// The start's write of the group state (its re-read and retries included).
+    TakeGroup {
+        coord: u8,
+    },
+    /// Coordinator `coord` runs `failoverctl abort` on its operation: the group state.
     Abort {
         coord: u8,
     },
@@ -483,7 +606,8 @@ pub enum Action {
     LeaseLapses(u8),
     /// A DynamoDB write sent before the partition is lost.
     DropWrite(u8),
-    /// The agent's current step runs out of time: it marks the operation `Failed`.
+    /// The agent's current step runs out of time: it reads the group state and, without a
+    /// claim, sends the `Failed` mark of the operation item.
     Fail(u8),
     /// The agent's slow re-read timer fires: re-read and decide the next task.
     Timer(u8),
@@ -524,8 +648,13 @@ pub const W_FORCED_ON_RELEASE: &str = "W a forced target claims after the alive 
 pub const W_LEASE_FENCE_PARKED: &str =
     "W a lease-loss fence leaves the idle active cluster down for an operator";
 pub const W_LATE_WRITE: &str = "W a write sent before a partition lands during it";
-pub const W_FAILED_AFTER_CLAIM: &str = "W an operation marked Failed after its claim completes";
+pub const W_FAILED_AFTER_CLAIM: &str =
+    "W a step times out after the claim (not marked Failed) and the operation completes";
 pub const W_FAILED_ABORTED: &str = "W a Failed operation (no claim) is aborted and rolled back";
+pub const W_FAILED_AFTER_ABORT: &str =
+    "W a Failed mark lands after the abort's write (the operation item does not show the abort)";
+pub const W_CLOSE_LOST: &str =
+    "W the group is released but the close's phase write was lost (P4: a later run redoes it)";
 
 fn dual_primary_ok(_: &FailoverModel, s: &State) -> bool {
     let [a, b] = &s.sides;
@@ -538,6 +667,16 @@ fn pods_on_primary(_: &FailoverModel, s: &State) -> bool {
 }
 fn ops(s: &State) -> impl Iterator<Item = &Op> {
     s.ops.iter().flatten()
+}
+
+impl FailoverModel {
+    /// Whether a front end offers `ch` now: the first protocol offered `--force` only with
+    /// the source's agent down.
+    pub fn start_offered(&self, s: &State, ch: &StartChoice) -> bool {
+        !(ch.force
+            && self.protocol.force_needs_source_down
+            && s.agents[(1 - ch.target) as usize].up)
+    }
 }
 
 impl Model for FailoverModel {
@@ -563,8 +702,14 @@ impl Model for FailoverModel {
                 epoch: 0,
                 active: A,
                 op: None,
+                last_op: None,
                 lease_expired: false,
                 claimed_by: None,
+                ready: [false; NV],
+                group_ready: false,
+                promotion_started: false,
+                promoted: [false; NV],
+                abort_requested: false,
             },
             ops: [None; MAX_OPS],
             sides: [Side::serving(), Side::standby()],
@@ -583,11 +728,7 @@ impl Model for FailoverModel {
             match co.start {
                 CoordStart::NotYet => {
                     for ch in self.bounds.starts[c as usize] {
-                        // The first protocol offered --force only with the source down.
-                        if ch.force
-                            && self.protocol.force_needs_source_down
-                            && s.agents[(1 - ch.target) as usize].up
-                        {
+                        if !self.start_offered(s, ch) {
                             continue;
                         }
                         out.push(Action::Start {
@@ -597,7 +738,8 @@ impl Model for FailoverModel {
                         });
                     }
                 }
-                CoordStart::Started(_) => {
+                CoordStart::Put => out.push(Action::TakeGroup { coord: c }),
+                CoordStart::Started => {
                     if self.bounds.aborts[c as usize] && co.abort == CoordAbort::NotYet {
                         out.push(Action::Abort { coord: c });
                     }
@@ -691,7 +833,9 @@ impl Model for FailoverModel {
                 ops(s).any(|o| o.phase == Phase::Aborted)
             }),
             Property::sometimes(W_ABORT_AFTER_READY, |_: &FailoverModel, s: &State| {
-                ops(s).any(|o| o.phase == Phase::Aborted && o.recs.iter().all(|r| *r == Rec::Ready))
+                // Released by the abort's close with every READY mark on the group state.
+                let g = &s.group;
+                g.op.is_none() && g.last_op.is_some() && g.abort_requested && g.all_ready()
             }),
             Property::sometimes(W_ABORT_LOSES, |_: &FailoverModel, s: &State| {
                 s.coords.iter().any(|c| c.abort == CoordAbort::Rejected)
@@ -701,14 +845,9 @@ impl Model for FailoverModel {
                     .iter()
                     .any(|c| c.start == CoordStart::Rejected(Reject::InFlight))
             }),
-            Property::sometimes(W_TAKEOVER, |_: &FailoverModel, s: &State| {
-                ops(s)
-                    .filter(|o| matches!(o.phase, Phase::Running | Phase::Failed))
-                    .count()
-                    > usize::from(s.group.op.is_some())
-            }),
+            Property::sometimes(W_TAKEOVER, |_: &FailoverModel, s: &State| s.hist.took_over),
             Property::sometimes(W_FORCED, |_: &FailoverModel, s: &State| {
-                ops(s).any(|o| o.force && o.promotion_started)
+                s.group.promotion_started && s.handoff_op().is_some_and(|o| o.force)
             }),
             Property::sometimes(W_FENCED, |_: &FailoverModel, s: &State| {
                 s.hist.fenced_after_restart
@@ -731,8 +870,21 @@ impl Model for FailoverModel {
             Property::sometimes(W_FAILED_AFTER_CLAIM, |_: &FailoverModel, s: &State| {
                 s.hist.failed_after_claim && ops(s).any(|o| o.phase == Phase::Succeeded)
             }),
+            Property::sometimes(W_FAILED_AFTER_ABORT, |_: &FailoverModel, s: &State| {
+                // `failed_aborted` records an abort granted for an operation already `Failed`.
+                s.group.abort_requested
+                    && s.current().is_some_and(|(_, op)| op.phase == Phase::Failed)
+                    && !s.hist.failed_aborted
+            }),
+            Property::sometimes(W_CLOSE_LOST, |_: &FailoverModel, s: &State| {
+                !s.close_recorded()
+                    && !s
+                        .agents
+                        .iter()
+                        .any(|a| matches!(a.pending, Some(p) if p.step.is_descriptive()))
+            }),
             Property::sometimes(W_FAILED_ABORTED, |_: &FailoverModel, s: &State| {
-                s.hist.failed_aborted
+                s.hist.failed_aborted && ops(s).any(|o| o.phase == Phase::Aborted)
             }),
         ];
         props.extend(all.into_iter().filter(|p| self.witnesses.contains(&p.name)));

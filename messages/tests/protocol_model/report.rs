@@ -4,17 +4,17 @@
 //! giving agent A priority, one agent B): down agents restart, cut-off agents heal,
 //! decided tasks execute, kubelet reconciles, agents re-read, and an operator aborts an
 //! operation that failed before its claim (the product hands such an operation to a
-//! person). A run must end *settled*: converged (nothing in flight, the active side fully
-//! serving, the other fully down), or parked by a lease-loss fence (the idle active
-//! cluster fenced itself while cut off; only an operation brings a side back).
+//! person). A run must end *settled*: converged (nothing in flight, the close of the last
+//! operation written on its item too, the active side fully serving, the other fully
+//! down), or parked by a lease-loss fence (the idle active cluster fenced itself while cut
+//! off; only an operation brings a side back). No coordinator acts in these runs: a
+//! coordinator that stopped between a start's two writes (the put of its operation item
+//! and its group-state write) never comes back.
 
 use std::cell::RefCell;
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::hash::{Hash, Hasher};
-
-use stateright::Model;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use crate::model::*;
 
@@ -60,29 +60,36 @@ impl FailoverModel {
     /// The operator aborts an operation that failed before its claim (accepted: the group
     /// names it, no claim). `None` when there is none.
     fn operator_abort(s: &State) -> Option<State> {
-        let (o, op) = s.current()?;
-        if op.phase != Phase::Failed || op.abort_requested || s.group.claimed_by.is_some() {
+        let (_, op) = s.current()?;
+        if op.phase != Phase::Failed || s.group.abort_requested || s.group.claimed() {
             return None;
         }
         let mut n = s.clone();
-        n.op_mut(o).abort_requested = true;
+        n.group.abort_requested = true;
         for a in n.agents.iter_mut() {
             a.inbox = a.inbox.max(1);
         }
         Some(n)
     }
 
-    /// Neither coordinator can start anything (any more).
+    /// Neither coordinator can start anything (any more): no start to try, none half-way
+    /// (the `Start` and `TakeGroup` actions `actions` offers).
     pub fn coordinators_quiet(&self, s: &State) -> bool {
-        let mut actions = Vec::new();
-        self.actions(s, &mut actions);
-        !actions.iter().any(|a| matches!(a, Action::Start { .. }))
+        (0..2).all(|c| match s.coords[c].start {
+            CoordStart::NotYet => !self.bounds.starts[c]
+                .iter()
+                .any(|ch| self.start_offered(s, ch)),
+            CoordStart::Put => false,
+            CoordStart::Started | CoordStart::Rejected(_) => true,
+        })
     }
 
-    /// No operation in flight, the active cluster fully serving, the other fully down.
+    /// No operation in flight, its close written on its item, the active cluster fully
+    /// serving, the other fully down.
     pub fn converged(s: &State) -> bool {
         let act = s.group.active as usize;
         s.group.op.is_none()
+            && s.close_recorded()
             && s.sides[act].fully_active()
             && !s.sides[1 - act].any_active()
             && s.agents.iter().all(|a| a.pending.is_none())
@@ -93,6 +100,7 @@ impl FailoverModel {
     pub fn parked_by_lease(s: &State) -> bool {
         let act = s.group.active as usize;
         s.group.op.is_none()
+            && s.close_recorded()
             && s.hist.lease_fenced[act]
             && !s.sides[1 - act].any_active()
             && s.agents.iter().all(|a| a.pending.is_none())
@@ -101,9 +109,9 @@ impl FailoverModel {
     /// An operation that failed before its claim holds the group: an operator aborts it
     /// (or a takeover after its lease, or a forced start).
     pub fn parked_by_failure(s: &State) -> bool {
-        s.current()
-            .is_some_and(|(_, op)| op.phase == Phase::Failed && !op.promotion_started)
-            && s.group.claimed_by.is_none()
+        s.current().is_some_and(|(_, op)| op.phase == Phase::Failed)
+            && !s.group.claimed()
+            && !s.group.abort_requested
             && s.agents.iter().all(|a| a.pending.is_none())
     }
 
@@ -112,33 +120,45 @@ impl FailoverModel {
         Self::converged(s) || Self::parked_by_lease(s) || Self::parked_by_failure(s)
     }
 
-    fn key(&self, s: &State, first: u8) -> u64 {
-        let mut h = DefaultHasher::new();
+    /// The hash of `s` in this model (the memo is per thread, shared by the models a thread
+    /// checks one after the other).
+    fn base_key(&self, s: &State) -> u64 {
+        let mut h = KeyHasher::default();
         self.name.hash(&mut h);
-        first.hash(&mut h);
         s.hash(&mut h);
+        h.finish()
+    }
+
+    /// The memo's key of the run from a state whose [`Self::base_key`] is `base`.
+    fn key(base: u64, first: u8) -> u64 {
+        let mut h = KeyHasher::default();
+        h.write_u64(base);
+        h.write_u8(first);
         h.finish()
     }
 
     /// From `s`, do the fault-free runs (one giving agent A priority, one agent B) reach
     /// a converged state?
     pub fn fair_runs_converge(&self, s: &State) -> bool {
-        self.fair_run_converges(s, A) && self.fair_run_converges(s, B)
+        let base = self.base_key(s);
+        self.fair_run_converges(s, base, A) && self.fair_run_converges(s, base, B)
     }
 
-    /// From `s`, does the fault-free run reach a converged state? Memoised per thread:
-    /// every state on the run gets the same answer, so the total work stays linear.
-    fn fair_run_converges(&self, s: &State, first: u8) -> bool {
+    /// From `s` (whose [`Self::base_key`] is `base`), does the fault-free run reach a
+    /// converged state? Memoised per thread: every state on the run gets the same answer,
+    /// so the total work stays linear.
+    fn fair_run_converges(&self, s: &State, base: u64, first: u8) -> bool {
         thread_local! {
-            static CACHE: RefCell<HashMap<u64, bool>> = RefCell::new(HashMap::new());
+            static CACHE: RefCell<HashMap<u64, bool, Keyed>> = RefCell::new(HashMap::default());
         }
         CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
             let mut seen = Vec::new();
-            let mut on_run = HashSet::new();
+            let mut on_run = HashSet::<u64, Keyed>::default();
             let mut cur = s.clone();
+            let mut base = base;
             let verdict = loop {
-                let k = self.key(&cur, first);
+                let k = Self::key(base, first);
                 if let Some(v) = cache.get(&k) {
                     break *v;
                 }
@@ -147,7 +167,10 @@ impl FailoverModel {
                 }
                 seen.push(k);
                 match self.fair_step(&cur, first) {
-                    Some(n) => cur = n,
+                    Some(n) => {
+                        cur = n;
+                        base = self.base_key(&cur);
+                    }
                     None => break Self::converged(&cur) || Self::parked_by_lease(&cur),
                 }
             };
@@ -160,17 +183,79 @@ impl FailoverModel {
 
     /// The fault-free run from `s`, for printing a liveness counterexample.
     pub fn fair_run(&self, s: &State) -> Vec<State> {
-        let first = if self.fair_run_converges(s, A) { B } else { A };
+        let first = if self.fair_run_converges(s, self.base_key(s), A) {
+            B
+        } else {
+            A
+        };
         let mut out = vec![s.clone()];
         let mut seen = HashSet::new();
         while let Some(n) = self.fair_step(out.last().unwrap(), first) {
-            let k = self.key(&n, first);
+            let k = Self::key(self.base_key(&n), first);
             out.push(n);
             if !seen.insert(k) || out.len() > 200 {
                 break;
             }
         }
         out
+    }
+}
+
+/// The hasher of the fault-free runs' memo: a state's key is its 64-bit hash (as
+/// stateright's own fingerprints are). Two multiply-rotate lanes per word and a final mix:
+/// several times cheaper than SipHash in a debug build, where hashing dominated the run time.
+#[derive(Default)]
+struct KeyHasher {
+    a: u64,
+    b: u64,
+}
+
+type Keyed = BuildHasherDefault<KeyHasher>;
+
+impl KeyHasher {
+    #[inline]
+    fn word(&mut self, x: u64) {
+        self.a = (self.a ^ x)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(31);
+        self.b = (self.b.rotate_left(23) ^ x).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.word(u64::from_le_bytes(w) ^ ((chunk.len() as u64) << 56));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.word(u64::from(i) | 0x100);
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.word(u64::from(i) | 0x1_0000);
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.word(u64::from(i) | 0x1_0000_0000);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.word(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.word(i as u64);
+    }
+    fn write_isize(&mut self, i: isize) {
+        self.word(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        // murmur3's fmix64 of both lanes.
+        let mut h = self.a ^ self.b.rotate_left(32);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+        h ^ (h >> 33)
     }
 }
 
@@ -193,42 +278,41 @@ pub fn summary(s: &State) -> String {
             vols
         )
     };
+    let g = &s.group;
+    let marks = |m: &[bool; NV], c: char| -> String {
+        m.iter().map(|b| if *b { c } else { '-' }).collect()
+    };
     let mut out = format!(
-        "epoch={} active={} op={:<4} opLease={:<7} claimedBy={} | A[{}] B[{}] |",
-        s.group.epoch,
-        cluster_name(s.group.active),
-        s.group.op.map_or("-".to_string(), |o| format!("op{o}")),
-        if s.group.lease_expired {
-            "EXPIRED"
+        "epoch={} active={} op={:<3} last={:<3} opLease={:<7} claimedBy={} ready={}{} \
+         promoted={}{}{} | A[{}] B[{}] |",
+        g.epoch,
+        cluster_name(g.active),
+        g.op.map_or("-".to_string(), |o| format!("op{o}")),
+        g.last_op.map_or("-".to_string(), |o| format!("op{o}")),
+        if g.lease_expired { "EXPIRED" } else { "live" },
+        g.claimed_by.map_or("-", cluster_name),
+        marks(&g.ready, 'R'),
+        if g.group_ready { " groupReady" } else { "" },
+        marks(&g.promoted, 'P'),
+        if g.promotion_started {
+            " promotionStarted"
         } else {
-            "live"
+            ""
         },
-        s.group.claimed_by.map_or("-", cluster_name),
+        if g.abort_requested { " abortReq" } else { "" },
         side(&s.sides[0]),
         side(&s.sides[1]),
     );
     for (i, o) in s.ops.iter().enumerate() {
         if let Some(o) = o {
-            let recs: String = o
-                .recs
-                .iter()
-                .map(|r| match r {
-                    Rec::Absent => '-',
-                    Rec::Ready => 'R',
-                    Rec::Promoted => 'P',
-                })
-                .collect();
             let _ = write!(
                 out,
-                " op{i}(e{} {}->{}{} {:?}{}{} recs={})",
+                " op{i}(e{} {}->{}{} {:?})",
                 o.epoch,
                 cluster_name(o.source),
                 cluster_name(o.target),
                 if o.force { " FORCE" } else { "" },
                 o.phase,
-                if o.promotion_started { " claimed" } else { "" },
-                if o.abort_requested { " abortReq" } else { "" },
-                recs
             );
         }
     }
