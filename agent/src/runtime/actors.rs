@@ -191,16 +191,16 @@ pub async fn operations_in_flight(
     cluster: &str,
     settled: &Settled,
 ) -> Result<Vec<Work>, StoreError> {
-    let lock = |s: &Settled| s.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let known = || settled.lock().unwrap_or_else(|e| e.into_inner());
     let mut work = Vec::new();
     for listed in store.list_groups().await? {
-        if pending_op(&listed, &lock(settled)).is_none() {
+        if pending_op(&listed, &known()).is_none() {
             continue;
         }
         let Some(group) = store.get_group_state(&listed.group).await? else {
             continue;
         };
-        let Some((op_id, released)) = pending_op(&group, &lock(settled)) else {
+        let Some((op_id, released)) = pending_op(&group, &known()) else {
             continue;
         };
         let op = store.get_operation(&op_id).await?;
@@ -210,10 +210,7 @@ pub async fn operations_in_flight(
                     tracing::info!(op = %o.id, group = %group.group, phase = %o.phase, "the group was released but its operation is still open: finishing its close");
                 }
                 _ => {
-                    settled
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(op_id);
+                    known().insert(op_id);
                     continue;
                 }
             }
