@@ -148,6 +148,18 @@ pub async fn wait_pods_gone(
     let mut tracker = PodTracker::default();
     let mut last_error: Option<String> = None;
     let watch = async {
+        // One list before the watch: pods usually go while the other workloads are scaled
+        // down, and a list answers at once where a freshly opened watch waits for the
+        // apiserver's cache (see `kube_ops::wait`).
+        match api.list(&ListParams::default().labels(&query)).await {
+            Ok(pods) if !pods.items.iter().any(pod_is_live) => {
+                tracing::info!(cluster = %cc.cluster, kind = kind_name(kind), %namespace, %name, pods_left = 0, "no pods left");
+                progress(&[]);
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) => last_error = Some(e.to_string()),
+        }
         let mut stream = pin!(
             watcher::watcher(api, watcher::Config::default().labels(&query)).default_backoff()
         );
