@@ -34,7 +34,7 @@ use std::sync::Arc;
 use failover_messages::crd::FailoverGroup;
 use failover_messages::envelope::{Envelope, EnvelopeKind};
 use failover_messages::inbox::Inbox;
-use failover_messages::records::{Operation, Phase};
+use failover_messages::records::Operation;
 use failover_messages::store::{Clock, Outcome, Store, SystemClock};
 use kube::api::Api;
 
@@ -66,6 +66,17 @@ impl std::fmt::Display for RunKind {
             Self::Rollback => "rollback",
         })
     }
+}
+
+/// What became of a failure [`ManagerAdapter`] tried to record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Recorded {
+    /// The operation is `Failed`.
+    Failed,
+    /// The group state holds a claim: nothing recorded, the operation only goes forward.
+    Claimed,
+    /// Not recorded (an abort came first, the epoch moved, the write failed).
+    Not,
 }
 
 /// Why [`ManagerAdapter::process_failover`] did not run the workflow to its end.
@@ -267,9 +278,13 @@ impl ManagerAdapter {
     ///
     /// When the run fails in a way running again cannot mend
     /// ([`AdapterError::fails_operation`]: a deadline ran out), the operation is recorded as
-    /// `Failed` with the error as its message and the other cluster is woken, so its waits
-    /// end too. The group stays with the operation: `failoverctl abort` then rolls the
-    /// source back (before promotion), see [`Self::process_abort`].
+    /// `Failed` with the error as its message ([`Store::fail_operation`]: the failure mark
+    /// on the group state, which only lands while no promotion is claimed, then the
+    /// operation item) and the other cluster is woken, so its waits end too. The group stays
+    /// with the operation: `failoverctl abort` then rolls the source back, see
+    /// [`Self::process_abort`]. When the group state holds a claim (this operation's, or an
+    /// earlier one a forced start kept) nothing is recorded: the operation only goes forward
+    /// and the run ends as [`AdapterError::Forward`], to be run again.
     pub async fn process_failover(&self, op: &Operation) -> Result<RunReport, AdapterError> {
         Box::pin(self.process(op, RunKind::Forward)).await
     }
@@ -301,17 +316,17 @@ impl ManagerAdapter {
             let _ = outer.send(p.clone());
             let _ = to_reporter.send(p);
         });
-        // This side, then a failure running again cannot mend recorded, then the end of the
-        // stream: the operation as stored (after a forward run that succeeded) and how the
-        // side ended. The stream closes with it, and the reporter, having written the final
-        // status, returns too.
+        // This side, then a failure running again cannot mend recorded (unless the promotion
+        // is claimed: then it is retried forward), then the end of the stream: the operation
+        // as stored (after a forward run that succeeded) and how the side ended. The stream
+        // closes with it, and the reporter, having written the final status, returns too.
         let run = async move {
             let result = Box::pin(self.run_side(op, kind, &ctx, journal, progress.clone())).await;
             let result = match result {
                 Err(e)
                     if kind == RunKind::Forward
                         && e.fails_operation()
-                        && self.claimed(op).await =>
+                        && self.record_failure(op, &ctx, &e).await == Recorded::Claimed =>
                 {
                     tracing::error!(
                         op = %op.id, cluster = %self.cluster, error = %error_chain(&e),
@@ -324,12 +339,6 @@ impl ManagerAdapter {
                 }
                 other => other,
             };
-            if kind == RunKind::Forward
-                && let Err(e) = &result
-                && e.fails_operation()
-            {
-                self.record_failure(op, &ctx, e).await;
-            }
             if kind == RunKind::Forward
                 && result.is_ok()
                 && let Some(stored) = self.observe_finished(op, ctx.role()).await
@@ -351,21 +360,6 @@ impl ManagerAdapter {
         // Boxed: the workflow's future is large and runs on small test stacks too.
         let (result, ()) = tokio::join!(Box::pin(run), reporter.follow(from_run));
         result
-    }
-
-    /// True when the group holds a claimed promotion while `op` is in flight: `op`'s own
-    /// claim (read again: it may have been made in this run), or an earlier one a forced start
-    /// kept (then abort is refused too, so only forward is a way out). When the reads fail,
-    /// the record as the run started.
-    async fn claimed(&self, op: &Operation) -> bool {
-        let own = match self.store.get_operation_of(&op.group, &op.id).await {
-            Ok(Some(now)) => now.promotion_started_at.is_some(),
-            _ => op.promotion_started_at.is_some(),
-        };
-        own || matches!(
-            self.store.get_group_state(&op.group).await,
-            Ok(Some(s)) if s.op_id.as_deref() == Some(op.id.as_str()) && s.promotion_claimed_by.is_some()
-        )
     }
 
     /// The context this cluster's tasks get for `op`.
@@ -424,28 +418,42 @@ impl ManagerAdapter {
         Some(stored)
     }
 
-    /// Records `error` on the operation as `Failed` and wakes the other cluster. Best
-    /// effort: when the write is refused (an abort came first, the epoch moved) or fails,
-    /// that is logged and the run's error stands.
-    async fn record_failure(&self, op: &Operation, ctx: &TaskContext, error: &AdapterError) {
+    /// Records `error` on the operation as `Failed` ([`Store::fail_operation`]) and wakes
+    /// the other cluster. The group state decides: with a claim on it the failure is not
+    /// recorded ([`Recorded::Claimed`]: only forward). Otherwise best effort: when the write
+    /// is refused (an abort came first, the epoch moved) or fails, that is logged and the
+    /// run's error stands.
+    async fn record_failure(
+        &self,
+        op: &Operation,
+        ctx: &TaskContext,
+        error: &AdapterError,
+    ) -> Recorded {
         let message = error_chain(error);
         match self
             .store
-            .set_phase(&ctx.op_ref(), Phase::Failed, Some(&message))
+            .fail_operation(&ctx.op_ref(), &self.cluster, &message)
             .await
         {
             Ok(Outcome::Done(())) => {
                 tracing::warn!(op = %op.id, group = %op.group, cluster = %self.cluster, %message, "operation failed");
             }
+            Ok(Outcome::PromotionClaimed { .. }) => return Recorded::Claimed,
             Ok(other) => {
                 tracing::info!(op = %op.id, cluster = %self.cluster, answer = ?other, "the operation's failure was not recorded");
-                return;
+                return Recorded::Not;
             }
             Err(e) => {
                 tracing::warn!(op = %op.id, cluster = %self.cluster, error = %error_chain(&e), "recording the operation's failure failed");
-                return;
+                return Recorded::Not;
             }
         }
+        self.wake_peer_about_failure(op).await;
+        Recorded::Failed
+    }
+
+    /// Wakes the other cluster of `op` after its failure was recorded (bounded, best effort).
+    async fn wake_peer_about_failure(&self, op: &Operation) {
         let Some(inbox) = &self.inbox else { return };
         let peer = if op.source == self.cluster {
             &op.target
@@ -625,7 +633,7 @@ mod tests {
     use std::time::Duration;
 
     use failover_messages::keys::GroupRef;
-    use failover_messages::records::{Handoff, HandoffState, Mode};
+    use failover_messages::records::{Handoff, HandoffState, Mode, Phase};
     use jiff::{SignedDuration, Timestamp};
 
     use super::*;

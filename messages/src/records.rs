@@ -47,7 +47,9 @@ pub use decode::{DecodeError, Problem};
 pub use encode::{av_bool, av_ms, av_n, av_s, replicas_to_av, timings_to_av};
 pub use enums::{HandoffState, Mode, Phase, StepStatus};
 pub use group_state::{GroupState, KnownReplicas, Lease};
-pub use handoff::{HANDOFF_ATTRIBUTES, Handoff, HandoffView, Mark, handoff_attributes};
+pub use handoff::{
+    FailureMark, HANDOFF_ATTRIBUTES, Handoff, HandoffView, Mark, handoff_attributes,
+};
 pub use heartbeat::{AutoArmed, Heartbeat};
 pub use inbox_route::InboxRoute;
 pub use journal::{JournalStage, JournalStep, flatten_journal};
@@ -100,6 +102,9 @@ pub mod attr {
     pub const ENDPOINT: &str = "endpoint";
     pub const MESSAGE: &str = "message";
     pub const GROUP_READY_AT: &str = "groupReadyAt";
+    pub const FAILED_AT: &str = "failedAt";
+    pub const FAILED_BY: &str = "failedBy";
+    pub const FAILURE_MESSAGE: &str = "failureMessage";
 
     pub const VOLUME: &str = "volume";
     pub const STATE: &str = "state";

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 };
 use failover_messages::keys::GroupRef;
 use failover_messages::records::{
-    HandoffState, JournalStep, Mode, Operation, Phase, Record, StepStatus, Timings,
+    HandoffState, Item, JournalStep, Mode, Operation, Phase, Record, StepStatus, Timings,
 };
 use failover_messages::setup::{SetupError, TableSetup, ensure_table};
 use failover_messages::store::{
@@ -535,6 +535,412 @@ async fn claim_promotion_and_request_abort_exclude_each_other_in_both_orders() -
         let stored = f.store.get_operation(&op.id).await?.context("op")?;
         assert!(stored.promotion_started_at.is_some() != stored.abort_requested_at.is_some());
     }
+    Ok(())
+}
+
+/// The group state item as stored (raw), for the attributes no record type decodes.
+async fn raw_state(f: &Fixture, group: &GroupRef) -> Result<Item> {
+    let (pk, sk) = failover_messages::keys::group_state_key(group);
+    f.env
+        .dynamodb()
+        .get_item()
+        .table_name(&f.table)
+        .key(failover_messages::keys::PK, AttributeValue::S(pk))
+        .key(failover_messages::keys::SK, AttributeValue::S(sk))
+        .consistent_read(true)
+        .send()
+        .await?
+        .item
+        .context("no group state")
+}
+
+#[tokio::test]
+async fn a_failure_mark_and_a_claim_exclude_each_other_in_both_orders() -> Result<()> {
+    let f = Fixture::new().await?;
+    let volumes = vols(&["data"]);
+
+    // Claim first: the failure is not recorded (only forward), the operation completes.
+    let group = f.registered("shop/claim-first").await?;
+    let op = OpRef::from(&f.started(&group).await?);
+    assert!(
+        f.store
+            .mark_all_ready(&op, "east", &volumes)
+            .await?
+            .is_done()
+    );
+    assert!(
+        f.store
+            .claim_promotion(&op, "west", &volumes)
+            .await?
+            .is_done()
+    );
+    match f
+        .store
+        .fail_operation(&op, "east", "the wait for the close ran out")
+        .await?
+    {
+        Outcome::PromotionClaimed { at: Some(_), by } => assert_eq!(by.as_deref(), Some("west")),
+        other => bail!("a failure was recorded after the claim: {other:?}"),
+    }
+    let stored = f.store.get_operation(&op.id).await?.context("op")?;
+    assert!(!stored.phase.is_terminal(), "phase {:?}", stored.phase);
+    assert!(!raw_state(&f, &group).await?.contains_key("failedAt"));
+    assert!(
+        f.store
+            .complete_operation(&op, Timings::default())
+            .await?
+            .is_done()
+    );
+
+    // Failure first: the claim is refused; the group stays with the failed operation, which
+    // the abort still rolls back and closes.
+    let group = f.registered("shop/failure-first").await?;
+    let op = OpRef::from(&f.started(&group).await?);
+    assert!(
+        f.store
+            .mark_all_ready(&op, "east", &volumes)
+            .await?
+            .is_done()
+    );
+    assert!(
+        f.store
+            .fail_operation(&op, "east", "the wait for the claim ran out")
+            .await?
+            .is_done()
+    );
+    // Again (a resumed run): harmless, the first message is kept.
+    assert!(
+        f.store
+            .fail_operation(&op, "west", "the wait for READY ran out")
+            .await?
+            .is_done()
+    );
+    let state = raw_state(&f, &group).await?;
+    assert_eq!(
+        state
+            .get("failedBy")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str),
+        Some("east")
+    );
+    let stored = f.store.get_operation(&op.id).await?.context("op")?;
+    assert_eq!(stored.phase, Phase::Failed);
+    assert_eq!(
+        stored.message.as_deref(),
+        Some("the wait for the claim ran out")
+    );
+    assert_eq!(
+        f.store.claim_promotion(&op, "west", &volumes).await?,
+        Outcome::AlreadyFinished {
+            phase: Phase::Failed
+        }
+    );
+    let state = f.store.get_group_state(&group).await?.context("state")?;
+    assert_eq!(state.promotion_claimed_by, None);
+    assert!(
+        f.store
+            .get_operation(&op.id)
+            .await?
+            .context("op")?
+            .promotion_started_at
+            .is_none()
+    );
+    assert!(matches!(
+        f.store.complete_operation(&op, Timings::default()).await?,
+        Outcome::AlreadyFinished {
+            phase: Phase::Failed
+        }
+    ));
+    assert!(f.store.request_abort(&op.id).await?.is_done());
+    let entry = f
+        .store
+        .finish_abort(&op, Timings::default())
+        .await?
+        .done()
+        .context("finish_abort")?;
+    assert_eq!(entry.operation.phase, Phase::Aborted);
+
+    // An abort first: the failure is not recorded either.
+    let group = f.registered("shop/abort-first").await?;
+    let op = OpRef::from(&f.started(&group).await?);
+    assert!(f.store.request_abort(&op.id).await?.is_done());
+    assert!(matches!(
+        f.store.fail_operation(&op, "east", "too late").await?,
+        Outcome::AbortRequested { .. }
+    ));
+    assert!(!raw_state(&f, &group).await?.contains_key("failedAt"));
+
+    // Both at once: exactly one wins.
+    for i in 0..3 {
+        let group = f.registered(&format!("shop/both-{i}")).await?;
+        let op = OpRef::from(&f.started(&group).await?);
+        assert!(
+            f.store
+                .mark_all_ready(&op, "east", &volumes)
+                .await?
+                .is_done()
+        );
+        let other = f.another_store();
+        let (claim, failure) = tokio::join!(
+            f.store.claim_promotion(&op, "west", &volumes),
+            other.fail_operation(&op, "east", "the wait for the claim ran out")
+        );
+        let (claim, failure) = (claim?, failure?);
+        assert!(
+            claim.is_done() != failure.is_done(),
+            "exactly one of claim and failure wins: {claim:?} / {failure:?}"
+        );
+        let stored = f.store.get_operation(&op.id).await?.context("op")?;
+        assert_eq!(
+            stored.promotion_started_at.is_some(),
+            stored.phase != Phase::Failed,
+            "{stored:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failure_mark_stopped_before_the_operation_item_still_reads_failed() -> Result<()> {
+    let f = Fixture::new().await?;
+    let group = f.registered("shop/orders").await?;
+    let op = OpRef::from(&f.started(&group).await?);
+    // The group-state write of `fail_operation` landed; its agent stopped before the
+    // operation item's.
+    let (pk, sk) = failover_messages::keys::group_state_key(&group);
+    f.env
+        .dynamodb()
+        .update_item()
+        .table_name(&f.table)
+        .key(failover_messages::keys::PK, AttributeValue::S(pk))
+        .key(failover_messages::keys::SK, AttributeValue::S(sk))
+        .update_expression("SET failedAt = :t, failedBy = :by, failureMessage = :m")
+        .expression_attribute_values(":t", AttributeValue::N("1000".into()))
+        .expression_attribute_values(":by", AttributeValue::S("west".into()))
+        .expression_attribute_values(":m", AttributeValue::S("the wait for READY ran out".into()))
+        .send()
+        .await?;
+    let stored = f.store.get_operation(&op.id).await?.context("op")?;
+    assert_eq!(
+        stored.phase,
+        Phase::Failed,
+        "the group state's mark decides"
+    );
+    assert_eq!(
+        stored.message.as_deref(),
+        Some("the wait for READY ran out")
+    );
+    assert_eq!(
+        f.store.get_operation_of(&group, &op.id).await?,
+        Some(stored)
+    );
+    assert!(
+        f.store
+            .mark_all_ready(&op, "east", &vols(&["data"]))
+            .await?
+            .is_done()
+    );
+    assert_eq!(
+        f.store
+            .claim_promotion(&op, "west", &vols(&["data"]))
+            .await?,
+        Outcome::AlreadyFinished {
+            phase: Phase::Failed
+        }
+    );
+    // The run that resumes writes the operation item too.
+    assert!(
+        f.store
+            .fail_operation(&op, "west", "the wait for READY ran out")
+            .await?
+            .is_done()
+    );
+    // An abort after the mark goes on as an abort: the operation reads `Aborting`.
+    assert!(f.store.request_abort(&op.id).await?.is_done());
+    let stored = f.store.get_operation(&op.id).await?.context("op")?;
+    assert_eq!(stored.phase, Phase::Aborting);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failure_mark_whose_answer_is_lost_is_read_back() -> Result<()> {
+    let f = Fixture::new().await?;
+    let proxy = lossy_proxy::start(&f.env.endpoint_url).await?;
+    let sdk = failover_tests::aws::sdk_config(&proxy.url, &f.env.region).await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = Store::new(&client, f.table.clone())
+        .with_clock(f.clock.clone())
+        .with_retry_policy(failover_messages::store::retry::RetryPolicy::never());
+    let group = f.registered("shop/orders").await?;
+    let op = OpRef::from(&f.started(&group).await?);
+    proxy.arm();
+    assert!(
+        store
+            .fail_operation(&op, "west", "the wait for READY ran out")
+            .await?
+            .is_done(),
+        "a committed failure mark was reported as lost"
+    );
+    assert!(!proxy.is_armed(), "the proxy dropped an answer");
+    let stored = f.store.get_operation(&op.id).await?.context("op")?;
+    assert_eq!(stored.phase, Phase::Failed);
+    // Without a mark to read back, the error stands.
+    let group = f.registered("shop/unmarked").await?;
+    let op = OpRef::from(&f.started(&group).await?);
+    let unreachable = Store::new(
+        &aws_sdk_dynamodb::Client::new(
+            &failover_tests::aws::sdk_config("http://127.0.0.1:9", &f.env.region).await,
+        ),
+        f.table.clone(),
+    )
+    .with_retry_policy(failover_messages::store::retry::RetryPolicy::never());
+    assert!(
+        unreachable
+            .fail_operation(&op, "west", "the wait for READY ran out")
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        f.store.get_operation(&op.id).await?.context("op")?.phase,
+        Phase::Pending
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_new_start_after_a_failed_operation_clears_its_failure_mark() -> Result<()> {
+    let f = Fixture::new().await?;
+    let volumes = vols(&["data"]);
+
+    // The failed operation's lease expires: a new start takes the group over.
+    let group = f.registered("shop/expired").await?;
+    let failed = f.started(&group).await?;
+    let r1 = OpRef::from(&failed);
+    assert!(
+        f.store
+            .fail_operation(&r1, "west", "the wait for READY ran out")
+            .await?
+            .is_done()
+    );
+    match f
+        .store
+        .start_operation(start(&group, "coordinator-b"))
+        .await?
+    {
+        StartOutcome::LeaseHeld { op_id, .. } => assert_eq!(op_id, failed.id),
+        other => bail!("a start passed the failed operation's live lease: {other:?}"),
+    }
+    f.clock.advance(LEASE + Duration::from_secs(1));
+    let second = match f
+        .store
+        .start_operation(start(&group, "coordinator-b"))
+        .await?
+    {
+        StartOutcome::Started(op) => op,
+        other => bail!("the start after the failed operation was refused: {other:?}"),
+    };
+    let state = raw_state(&f, &group).await?;
+    for a in ["failedAt", "failedBy", "failureMessage"] {
+        assert!(!state.contains_key(a), "{a} is left on the group state");
+    }
+    assert_eq!(
+        f.store
+            .get_operation(&failed.id)
+            .await?
+            .context("op")?
+            .phase,
+        Phase::Failed,
+        "the failed operation stays Failed"
+    );
+    let r2 = OpRef::from(&second);
+    assert_eq!(
+        f.store
+            .get_operation(&second.id)
+            .await?
+            .context("op")?
+            .phase,
+        Phase::Pending
+    );
+    assert!(
+        f.store
+            .mark_all_ready(&r2, "east", &volumes)
+            .await?
+            .is_done()
+    );
+    assert!(
+        f.store
+            .claim_promotion(&r2, "west", &volumes)
+            .await?
+            .is_done()
+    );
+    assert!(
+        f.store
+            .complete_operation(&r2, Timings::default())
+            .await?
+            .is_done()
+    );
+    assert!(
+        f.store
+            .fail_operation(&r1, "west", "late")
+            .await?
+            .is_stale(),
+        "the old operation's failure mark is stale"
+    );
+
+    // The failed operation is aborted and closed: the group is free at once, and the next
+    // start clears the mark the abort's close left.
+    let group = f.registered("shop/aborted").await?;
+    let failed = OpRef::from(&f.started(&group).await?);
+    assert!(
+        f.store
+            .fail_operation(&failed, "east", "a volume is Degraded")
+            .await?
+            .is_done()
+    );
+    assert!(f.store.request_abort(&failed.id).await?.is_done());
+    assert!(
+        f.store
+            .finish_abort(&failed, Timings::default())
+            .await?
+            .is_done()
+    );
+    let next = OpRef::from(&f.started(&group).await?);
+    assert!(!raw_state(&f, &group).await?.contains_key("failedAt"));
+    assert!(
+        f.store
+            .mark_all_ready(&next, "east", &volumes)
+            .await?
+            .is_done()
+    );
+    assert!(
+        f.store
+            .claim_promotion(&next, "west", &volumes)
+            .await?
+            .is_done()
+    );
+
+    // A forced start over a failed operation clears it too.
+    let group = f.registered("shop/forced").await?;
+    let failed = OpRef::from(&f.started(&group).await?);
+    assert!(
+        f.store
+            .fail_operation(&failed, "west", "the wait for READY ran out")
+            .await?
+            .is_done()
+    );
+    f.clock.advance(LEASE + Duration::from_secs(1));
+    let mut forced = start(&group, "coordinator-b");
+    forced.force = true;
+    let forced = match f.store.start_operation(forced).await? {
+        StartOutcome::Started(op) => OpRef::from(&op),
+        other => bail!("the forced start was refused: {other:?}"),
+    };
+    assert!(
+        f.store
+            .claim_promotion(&forced, "west", &[])
+            .await?
+            .is_done()
+    );
     Ok(())
 }
 
@@ -1249,6 +1655,13 @@ async fn uptime_records_the_dual_active_window_and_phases_close_once() -> Result
     assert!(
         f.store
             .set_phase(&r, Phase::Failed, Some("volume never became Primary"))
+            .await
+            .is_err(),
+        "only fail_operation writes Failed (the group state first)"
+    );
+    assert!(
+        f.store
+            .fail_operation(&r, "west", "volume never became Primary")
             .await?
             .is_done()
     );

@@ -8,6 +8,11 @@
 //! until the next operation starts, and closing copies them onto the operation item (same
 //! attribute names), so [`HandoffView`] decodes either item. [`Handoff`] is one volume's
 //! line of it, as users and `failoverctl` read it.
+//!
+//! The group state also carries the operation's failure mark (`failedAt`, `failedBy`,
+//! `failureMessage`, [`FailureMark`]): written before any claim, it excludes the claim as
+//! the abort does, and the next start clears it with the handoff. Closing does not copy it:
+//! the operation item records the failure itself (phase `Failed`, `message`).
 
 use std::collections::BTreeMap;
 
@@ -79,6 +84,19 @@ pub struct HandoffView {
     pub ready: BTreeMap<String, Mark>,
     /// Volume → the target's `PROMOTED`.
     pub promoted: BTreeMap<String, Mark>,
+    /// The failure mark: a step of the operation ran out of time before any claim.
+    pub failure: Option<FailureMark>,
+}
+
+/// The failure mark of an operation on the group state: who failed it, when, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailureMark {
+    /// The cluster whose run failed.
+    pub by: String,
+    /// When the mark was written.
+    pub at: Timestamp,
+    /// What failed.
+    pub message: Option<String>,
 }
 
 /// The attributes [`HandoffView`] reads, which closing copies from the group state onto the
@@ -102,6 +120,14 @@ impl HandoffView {
             promotion_started_at: r.opt_millis(attr::PROMOTION_STARTED_AT)?,
             ready: marks(&r, attr::READY)?,
             promoted: marks(&r, attr::PROMOTED)?,
+            failure: match r.opt_millis(attr::FAILED_AT)? {
+                Some(at) => Some(FailureMark {
+                    by: r.opt_string(attr::FAILED_BY)?.unwrap_or_default(),
+                    at,
+                    message: r.opt_string(attr::FAILURE_MESSAGE)?,
+                }),
+                None => None,
+            },
         })
     }
 
@@ -235,6 +261,34 @@ mod tests {
         );
         assert!(lines.iter().all(|h| h.epoch == 7 && h.op_id == "op-1"));
         assert_eq!(handoff_attributes(&item).len(), 3);
+    }
+
+    #[test]
+    fn a_failure_mark_reads_back_with_who_and_why() {
+        let item = Item::from([
+            (attr::FAILED_AT.to_owned(), av_ms(ts(30))),
+            (attr::FAILED_BY.to_owned(), AttributeValue::S("west".into())),
+            (
+                attr::FAILURE_MESSAGE.to_owned(),
+                AttributeValue::S("the wait for READY ran out".into()),
+            ),
+        ]);
+        let view = HandoffView::from_item("group state", &item).unwrap();
+        assert_eq!(
+            view.failure,
+            Some(FailureMark {
+                by: "west".into(),
+                at: ts(30),
+                message: Some("the wait for READY ran out".into()),
+            })
+        );
+        assert!(view.handoffs("op-1", 7).is_empty());
+        assert!(
+            handoff_attributes(&item).is_empty(),
+            "a close does not copy the failure mark"
+        );
+        let none = HandoffView::from_item("group state", &Item::new()).unwrap();
+        assert_eq!(none.failure, None);
     }
 
     #[test]

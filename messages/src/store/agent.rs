@@ -1,5 +1,5 @@
 //! Agent-side writes: lease renewal, journal, READY_FOR_PROMOTION, promotion claim,
-//! PROMOTED, completion, abort closing, dual-active marks and phases.
+//! PROMOTED, completion, abort closing, failure, dual-active marks and phases.
 //!
 //! Every write for operation (`e`, `id`) that carries authority is one `UpdateItem` of the
 //! group state under `epoch = e AND opId = id` ([`Store::update_group_for_op`]), which
@@ -11,7 +11,7 @@
 //!
 //! This module holds the single-item write helpers and checks the writes share; the writes
 //! themselves are grouped by protocol step in its submodules (`lease`, `journal`,
-//! `handoff`, `operation`, `close`).
+//! `handoff`, `operation`, `failure`, `close`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -28,6 +28,7 @@ use crate::keys;
 use crate::records::{Item, attr};
 
 mod close;
+mod failure;
 mod handoff;
 mod journal;
 mod lease;

@@ -361,7 +361,7 @@ impl Store {
     /// unchanged, no operation in flight or its lease expired, not suspended, and unless
     /// forced the source active and no promotion claimed). It records the operation's
     /// target, mode and force for the claim's condition and clears the handoff of the
-    /// operation before. `Ok(false)` when the condition failed.
+    /// operation before (its failure mark included). `Ok(false)` when the condition failed.
     async fn take_group(
         &self,
         req: &StartRequest,
@@ -390,6 +390,9 @@ impl Store {
             attr::GROUP_READY_AT,
             attr::PROMOTION_STARTED_AT,
             attr::READY,
+            attr::FAILED_AT,
+            attr::FAILED_BY,
+            attr::FAILURE_MESSAGE,
         ];
         let mut attr_values = values([
             (":old", av_n(from_epoch)),
@@ -420,7 +423,8 @@ impl Store {
                 "SET #epoch = :new, #opId = :id, #leaseHolder = :holder, #leaseExpiresAt = :exp, \
                  #version = if_not_exists(#version, :zero) + :one, #updatedAt = :now, \
                  #opTarget = :target, #opMode = :mode, #opForce = :force, #promoted = :empty \
-                 REMOVE #abortRequestedAt, #groupReadyAt, #promotionStartedAt, #ready",
+                 REMOVE #abortRequestedAt, #groupReadyAt, #promotionStartedAt, #ready, \
+                 #failedAt, #failedBy, #failureMessage",
                 &condition,
                 &attr_names,
                 attr_values,
@@ -669,10 +673,23 @@ fn handoff_of(
     Ok((op, view))
 }
 
-/// `op` with the handoff times of `view` (abort, claim).
+/// `op` with the handoff times of `view` (abort, claim), and `Failed` when the group state
+/// carries its failure mark while its item still reads open (the mark decides; the item's
+/// phase is its copy, written next, and an abort requested after the mark goes on as an
+/// abort).
 fn overlay(op: &mut Operation, view: &HandoffView) {
     op.abort_requested_at = view.abort_requested_at;
     op.promotion_started_at = view.promotion_started_at;
+    if let Some(failure) = &view.failure
+        && view.abort_requested_at.is_none()
+        && matches!(op.phase, Phase::Pending | Phase::Running)
+    {
+        op.phase = Phase::Failed;
+        op.finished_at = Some(failure.at);
+        if failure.message.is_some() {
+            op.message.clone_from(&failure.message);
+        }
+    }
 }
 
 impl Store {

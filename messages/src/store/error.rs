@@ -259,6 +259,14 @@ pub enum StoreError {
         #[source]
         source: Cause,
     },
+    #[error("recording the failure of operation {op_id} on group {group} in table {table}")]
+    FailOperation {
+        group: GroupRef,
+        op_id: String,
+        table: String,
+        #[source]
+        source: Cause,
+    },
     #[error("setting the phase of operation {op_id} to {phase} in table {table}")]
     SetPhase {
         op_id: String,
@@ -366,6 +374,7 @@ impl StoreError {
             | Self::RequestAbort { source, .. }
             | Self::FinishAbort { source, .. }
             | Self::RecordDualActive { source, .. }
+            | Self::FailOperation { source, .. }
             | Self::SetPhase { source, .. }
             | Self::PutHeartbeat { source, .. }
             | Self::GetHeartbeat { source, .. }

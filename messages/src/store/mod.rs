@@ -15,6 +15,7 @@
 //! | target | [`Store::list_handoffs`], [`Store::claim_promotion`], [`Store::mark_promoted`], [`Store::mark_all_promoted`] | step 5 |
 //! | target | [`Store::complete_operation`] | step 6 / rule 5: the group state, then the operation and its history |
 //! | coordinator / source | [`Store::request_abort`] / [`Store::finish_abort`] | abort |
+//! | agents | [`Store::fail_operation`] | a failure before the claim: the group state, then the operation |
 //! | agents | [`Store::record_dual_active`], [`Store::set_phase`] | UPTIME window, phases |
 //! | agents | [`Store::put_heartbeat`], [`Store::get_heartbeat`], [`Store::list_heartbeats`] | heartbeats |
 //! | anyone | [`Store::get_group_state`], [`Store::get_operation`], [`Store::journal`], [`Store::list_groups`], [`Store::list_operations`], [`Store::history`] | reads |
@@ -28,8 +29,8 @@
 //!   journal's published stages and notes and the operation item's phase, original replica
 //!   counts, dual-active marks and closing copy, which are informational) is one
 //!   `UpdateItem` of the group state under `epoch = e AND opId = id` and its own conditions:
-//!   the group state item carries the operation's handoff (READY, claim, PROMOTED, abort).
-//!   No write is a transaction, so the same code runs on a global table in multi-Region
+//!   the group state item carries the operation's handoff (READY, claim, PROMOTED, abort,
+//!   the failure mark). No write is a transaction, so the same code runs on a global table in multi-Region
 //!   strong consistency mode. A condition on the operation item's own `epoch` would prove
 //!   nothing (that attribute never changes). A lost condition comes back as an [`Outcome`]
 //!   (`StaleEpoch`, `AbortRequested`, …), classified from the item the refusal returned
@@ -39,8 +40,8 @@
 //!   exponential backoff and jitter; the SDK's own retries are switched off so that the
 //!   policy and the [`CallCounter`] see every attempt.
 //! * A write whose effect is unknown after a transport failure is resolved by reading back
-//!   (the start and the abort read the group state; a close finds `lastOpId`), so a
-//!   committed write is never reported as lost.
+//!   (the start, the abort and the failure mark read the group state; a close finds
+//!   `lastOpId`), so a committed write is never reported as lost.
 
 mod agent;
 mod calls;

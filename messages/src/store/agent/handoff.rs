@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{GroupWrite, check_volumes};
 use crate::keys;
-use crate::records::{Handoff, HandoffView, Item, Mark, Mode, attr, av_s};
+use crate::records::{Handoff, HandoffView, Item, Mark, Mode, Phase, attr, av_s};
 use crate::store::coordinator::s_attr;
 use crate::store::error::{Cause, StoreError};
 use crate::store::outcome::{OpRef, Outcome};
@@ -123,7 +123,8 @@ impl Store {
     /// Protocol step 5: `claimed_by` (the operation's target) claims the promotion in one
     /// `UpdateItem` of the group state: `promotionClaimedBy = claimed_by` and
     /// `promotionStartedAt`, condition `epoch = e AND opId = id`, `opTarget = claimed_by`, no
-    /// abort requested, and every volume in `ready_volumes` marked ready. From then on the
+    /// abort requested, no failure marked (`failedAt`, [`Store::fail_operation`]), and every
+    /// volume in `ready_volumes` marked ready. From then on the
     /// claimer is the cluster entitled to an active side
     /// ([`GroupState::entitled_cluster`](crate::records::GroupState::entitled_cluster)), an
     /// abort is refused and only a forced operation may start.
@@ -132,7 +133,8 @@ impl Store {
     /// operation without `force` is accepted only once the source marked the group handed
     /// off, `groupReadyAt`). Repeating it is harmless (the first time is kept).
     ///
-    /// Outcomes: `Done(())`; `StaleEpoch`; `AbortRequested`; `NotReady { missing }`.
+    /// Outcomes: `Done(())`; `StaleEpoch`; `AbortRequested`; `AlreadyFinished { phase:
+    /// Failed }` (the operation failed first); `NotReady { missing }`.
     pub async fn claim_promotion(
         &self,
         op: &OpRef,
@@ -194,6 +196,11 @@ impl Store {
         let view = HandoffView::from_item(KIND, &old)?;
         if let Some(at) = view.abort_requested_at {
             return Ok(Outcome::AbortRequested { at });
+        }
+        if view.failure.is_some() {
+            return Ok(Outcome::AlreadyFinished {
+                phase: Phase::Failed,
+            });
         }
         let missing = ready_volumes
             .iter()
@@ -295,8 +302,9 @@ impl Store {
 
 /// The claim's extra condition (besides `epoch`/`opId`), its attribute names and values,
 /// and the placeholders of the volume names: the target is `claimed_by`, no abort was
-/// requested, and every ready volume is marked ready; without ready volumes the operation
-/// must be forced, UPTIME, or marked ready as a whole (a group without volumes).
+/// requested, no failure marked, and every ready volume is marked ready; without ready
+/// volumes the operation must be forced, UPTIME, or marked ready as a whole (a group
+/// without volumes).
 fn claim_condition(
     claimed_by: &str,
     ready_volumes: &[String],
@@ -306,8 +314,10 @@ fn claim_condition(
     HashMap<String, AttributeValue>,
     HashMap<String, String>,
 ) {
-    let mut condition = "#opTarget = :by AND attribute_not_exists(#abortRequestedAt)".to_owned();
-    let mut attr_names = vec![attr::OP_TARGET, attr::ABORT_REQUESTED_AT];
+    let mut condition = "#opTarget = :by AND attribute_not_exists(#abortRequestedAt) \
+                         AND attribute_not_exists(#failedAt)"
+        .to_owned();
+    let mut attr_names = vec![attr::OP_TARGET, attr::ABORT_REQUESTED_AT, attr::FAILED_AT];
     let mut attr_values = values([(":by", av_s(claimed_by))]);
     let mut volume_names = HashMap::new();
     if ready_volumes.is_empty() {
@@ -338,9 +348,10 @@ mod tests {
         assert_eq!(
             c,
             "#opTarget = :by AND attribute_not_exists(#abortRequestedAt) \
+             AND attribute_not_exists(#failedAt) \
              AND attribute_exists(#ready.#v0) AND attribute_exists(#ready.#v1)"
         );
-        assert!(names.contains(&attr::READY));
+        assert!(names.contains(&attr::READY) && names.contains(&attr::FAILED_AT));
         assert_eq!(vols.get("#v1").map(String::as_str), Some("data-1"));
         let (c, names, values, vols) = claim_condition("west", &[]);
         assert!(c.ends_with(

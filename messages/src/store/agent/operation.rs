@@ -140,33 +140,38 @@ impl Store {
     }
 
     /// Sets the operation's phase (and message), condition: the operation exists and is not
-    /// closed (a superseded one counts as closed). `Succeeded` and `Aborted` are refused: they are written by
-    /// [`Store::complete_operation`] and [`Store::finish_abort`], which also release the
-    /// group. Other closing phases (`Failed`, `RolledBack`) also set `finishedAt`.
+    /// closed (a superseded one counts as closed). `Succeeded`, `Aborted` and `Failed` are
+    /// refused: they are written by [`Store::complete_operation`] and
+    /// [`Store::finish_abort`], which also release the group, and by
+    /// [`Store::fail_operation`], which first marks the failure on the group state. Another
+    /// closing phase (`RolledBack`) also sets `finishedAt`.
     ///
-    /// `Failed` leaves the group state alone: the group stays with the failed operation
-    /// until it is aborted (before promotion: the source reactivates), a forced operation
-    /// takes over, or its lease expires. It is refused once an abort was requested.
-    ///
-    /// Outcomes: `Done(())`; `AbortRequested` (only for `Failed`); `AlreadyFinished`;
-    /// `OperationNotFound`.
+    /// Outcomes: `Done(())`; `AlreadyFinished`; `OperationNotFound`.
     pub async fn set_phase(
         &self,
         op: &OpRef,
         phase: Phase,
         message: Option<&str>,
     ) -> Result<Outcome<()>, StoreError> {
-        self.set_phase_inner(op, phase, message)
-            .await
-            .map_err(|source| StoreError::SetPhase {
-                op_id: op.id.clone(),
-                phase: phase.to_string(),
-                table: self.table.to_string(),
-                source,
-            })
+        let result = if phase == Phase::Failed {
+            Err(Cause::Invalid(format!(
+                "phase {phase} is set by fail_operation"
+            )))
+        } else {
+            self.set_phase_inner(op, phase, message).await
+        };
+        result.map_err(|source| StoreError::SetPhase {
+            op_id: op.id.clone(),
+            phase: phase.to_string(),
+            table: self.table.to_string(),
+            source,
+        })
     }
 
-    async fn set_phase_inner(
+    /// [`Store::set_phase`], `Failed` included (the second write of
+    /// [`Store::fail_operation`]): for `Failed` the condition also requires no abort copied
+    /// onto the operation item.
+    pub(super) async fn set_phase_inner(
         &self,
         op: &OpRef,
         phase: Phase,
