@@ -225,6 +225,43 @@ impl Journal for FailoverJournal {
         .await
     }
 
+    async fn intents(
+        &self,
+        op: &OpRef,
+        cluster: &str,
+        stage: &str,
+        tasks: &[&str],
+    ) -> Result<Vec<Outcome<()>>, JournalError> {
+        let now = self.now();
+        let (answers, steps) = {
+            let mut steps = self.lock();
+            let answers: Vec<Outcome<()>> = tasks
+                .iter()
+                .map(|task| {
+                    let at = steps
+                        .iter()
+                        .position(|s| s.stage == stage && s.task == *task);
+                    match intent_step(at.map(|i| &steps[i]), op, cluster, stage, task, now) {
+                        Err(done) => Outcome::AlreadyDone(done),
+                        Ok(step) => {
+                            match at {
+                                Some(i) => steps[i] = step,
+                                None => steps.push(step),
+                            }
+                            Outcome::Done(())
+                        }
+                    }
+                })
+                .collect();
+            (answers, steps.clone())
+        };
+        // One write for every intent of the batch (and any outcome still unwritten).
+        if answers.iter().any(|a| matches!(a, Outcome::Done(()))) {
+            self.write(&steps).await?;
+        }
+        Ok(answers)
+    }
+
     async fn outcome(
         &self,
         op: &OpRef,

@@ -25,6 +25,13 @@
 //! updates; see [`Step::journaled`](super::Step::journaled)) skip steps 1, 2 and 4: they run
 //! every time, and are idempotent.
 //!
+//! # Batches
+//!
+//! Consecutive Kubernetes steps of one kind (ten `Demote`, ten `WaitPrimary`; see
+//! [`BoundStep::batch`]) run side by side as one batch: one epoch check, their intents in one
+//! journal write, the tasks concurrently, then every outcome in step order (see `batch.rs`).
+//! The guarantees below hold for each step of a batch as for a step run alone.
+//!
 //! # Guarantees
 //!
 //! * A journaled step never runs before its intent is written at the operation's epoch.
@@ -48,6 +55,7 @@
 //! `Failover` status and metrics; [`Engine::run`] returns a [`RunReport`] with the same
 //! times.
 
+mod batch;
 mod bound;
 mod deadline;
 
@@ -426,12 +434,22 @@ impl<J: Journal> Engine<J> {
         }
         let mut steps = Vec::with_capacity(stage.steps.len());
         let publication = stage.publication();
-        for (i, step) in stage.steps.iter().enumerate() {
-            let publishes = publication.contains(&i);
-            steps.push(
-                self.run_step(stage, step, ctx, journaled, &mut used, publishes)
-                    .await?,
-            );
+        let mut i = 0;
+        while i < stage.steps.len() {
+            let end = stage.batch_end(i);
+            if end - i > 1 {
+                steps.extend(
+                    self.run_batch(stage, i..end, ctx, journaled, &mut used, &publication)
+                        .await?,
+                );
+            } else {
+                let publishes = publication.contains(&i);
+                steps.push(
+                    self.run_step(stage, &stage.steps[i], ctx, journaled, &mut used, publishes)
+                        .await?,
+                );
+            }
+            i = end;
         }
         let elapsed = stage_start.elapsed();
         tracing::info!(stage = %stage.key, ?elapsed, "stage finished");
@@ -478,22 +496,9 @@ impl<J: Journal> Engine<J> {
             }
             return Ok(skipped());
         }
-        // What is left of the limit, and the whole limit (for the error).
-        let (limit, whole) = match step.own_deadline {
-            Some(own) if ctx.workflow().claimed => (own, own),
-            Some(own) => (
-                deadline::own_left(own, earlier.filter(|_| step.journaled), ctx.now()),
-                own,
-            ),
-            None => (stage.timeout.saturating_sub(*used), stage.timeout),
-        };
+        let (limit, whole) = limits(stage, step, ctx, earlier, *used);
         if step.checks_current {
-            let op = ctx.op_ref();
-            match self.journal.current(&op).await {
-                Ok(None) => {}
-                Ok(Some(stale)) => return Err(cursor.stale(stale)),
-                Err(e) => return Err(cursor.journal_error("epoch check", e)),
-            }
+            self.check_current(&cursor).await?;
         }
         boundary("intent::before", &cursor, step.journaled);
         if step.journaled && !self.intent(&cursor).await? {
@@ -504,6 +509,53 @@ impl<J: Journal> Engine<J> {
             return Ok(skipped());
         }
         boundary("run::before", &cursor, step.journaled);
+        let (ran, elapsed) = self.execute(&cursor, step, earlier, limit, whole).await;
+        if step.own_deadline.is_none() {
+            *used = used.saturating_add(elapsed);
+        }
+        boundary("done::before", &cursor, step.journaled);
+        let report = self.settle(&cursor, step, ran, elapsed, false).await;
+        // A failure is published too (the other side and `failoverctl watch` see it), but a
+        // run that is no longer current writes nothing more.
+        if publishes && !report.as_ref().is_err_and(EngineError::must_stop_working) {
+            self.publish(&cursor).await?;
+        }
+        let report = report?;
+        boundary("done::after", &cursor, step.journaled);
+        Ok(report)
+    }
+
+    /// Publishes the cursor's stage ([`Journal::publish`]); a failed publication stops the
+    /// run like a failed journal write (the other cluster may be waiting for it).
+    async fn publish(&self, cursor: &Cursor<'_>) -> Result<(), EngineError> {
+        let op = cursor.ctx.op_ref();
+        self.journal
+            .publish(&op, cursor.ctx.cluster(), cursor.stage)
+            .await
+            .map_err(|e| cursor.journal_error("publication", e))
+    }
+
+    /// Stops the run unless the group state still has the operation in flight at its epoch
+    /// ([`Journal::current`]).
+    async fn check_current(&self, cursor: &Cursor<'_>) -> Result<(), EngineError> {
+        match self.journal.current(&cursor.ctx.op_ref()).await {
+            Ok(None) => Ok(()),
+            Ok(Some(stale)) => Err(cursor.stale(stale)),
+            Err(e) => Err(cursor.journal_error("epoch check", e)),
+        }
+    }
+
+    /// Step 3 of the module docs' flow: runs the step's task within `limit` (`whole`: the
+    /// limit it is part of, for the error) and says how it ended and how long it took.
+    async fn execute(
+        &self,
+        cursor: &Cursor<'_>,
+        step: &BoundStep,
+        earlier: Option<&JournalStep>,
+        limit: Duration,
+        whole: Duration,
+    ) -> (Ran, Duration) {
+        let (ctx, stage) = (cursor.ctx, cursor.stage);
         let attempt = match earlier {
             Some(s) if step.journaled => Attempt::Resumed {
                 previous: s.status,
@@ -513,7 +565,7 @@ impl<J: Journal> Engine<J> {
         };
         if step.promotion && attempt.interrupted() {
             tracing::warn!(
-                stage = %stage.key,
+                stage = %stage,
                 task = %step.key,
                 "an earlier attempt at this promotion step was interrupted; the task checks the current state before acting"
             );
@@ -521,7 +573,7 @@ impl<J: Journal> Engine<J> {
         self.emit(
             ctx,
             ProgressEvent::TaskStarted {
-                stage: stage.key.clone(),
+                stage: stage.to_owned(),
                 task: step.key.clone(),
                 object: step.object.clone(),
                 previous: match attempt {
@@ -531,7 +583,7 @@ impl<J: Journal> Engine<J> {
             },
         );
         let step_ctx = ctx.for_step(StepInfo {
-            stage: stage.key.clone(),
+            stage: stage.to_owned(),
             task: step.key.clone(),
             object: step.object.clone(),
             deadline: limit,
@@ -553,30 +605,7 @@ impl<J: Journal> Engine<J> {
                 Err(_) => Ran::TimedOut(whole, last_failure),
             }
         };
-        let elapsed = started.elapsed();
-        if step.own_deadline.is_none() {
-            *used = used.saturating_add(elapsed);
-        }
-        boundary("done::before", &cursor, step.journaled);
-        let report = self.settle(&cursor, step, ran, elapsed).await;
-        // A failure is published too (the other side and `failoverctl watch` see it), but a
-        // run that is no longer current writes nothing more.
-        if publishes && !report.as_ref().is_err_and(EngineError::must_stop_working) {
-            self.publish(&cursor).await?;
-        }
-        let report = report?;
-        boundary("done::after", &cursor, step.journaled);
-        Ok(report)
-    }
-
-    /// Publishes the cursor's stage ([`Journal::publish`]); a failed publication stops the
-    /// run like a failed journal write (the other cluster may be waiting for it).
-    async fn publish(&self, cursor: &Cursor<'_>) -> Result<(), EngineError> {
-        let op = cursor.ctx.op_ref();
-        self.journal
-            .publish(&op, cursor.ctx.cluster(), cursor.stage)
-            .await
-            .map_err(|e| cursor.journal_error("publication", e))
+        (ran, started.elapsed())
     }
 
     /// Writes a step's intent: `true` to run it, `false` when the journal shows it done
@@ -596,28 +625,32 @@ impl<J: Journal> Engine<J> {
         }
     }
 
-    /// Journals and reports how a step's run ended (step 4 of the module docs' flow).
+    /// Journals and reports how a step's run ended (step 4 of the module docs' flow);
+    /// `written`: a success whose outcome the caller has journaled already.
     async fn settle(
         &self,
         cursor: &Cursor<'_>,
         step: &BoundStep,
         ran: Ran,
         elapsed: Duration,
+        written: bool,
     ) -> Result<StepReport, EngineError> {
         let ctx = cursor.ctx;
         let (stage, cluster) = (cursor.stage, ctx.cluster());
         match ran {
             Ran::Ok => {
-                self.finish(cursor, step.journaled, StepStatus::Done, None)
-                    .await?;
-                if step.promotion && step.journaled {
-                    // A claim's or a promotion's outcome is written at once (others go out
-                    // with the next step's intent): a resumed run finds it done instead of
-                    // checking the storage again.
-                    self.journal
-                        .flush()
-                        .await
-                        .map_err(|e| cursor.journal_error("outcome", e))?;
+                if !written {
+                    self.finish(cursor, step.journaled, StepStatus::Done, None)
+                        .await?;
+                    if step.promotion && step.journaled {
+                        // A claim's or a promotion's outcome is written at once (others go
+                        // out with the next step's intent): a resumed run finds it done
+                        // instead of checking the storage again.
+                        self.journal
+                            .flush()
+                            .await
+                            .map_err(|e| cursor.journal_error("outcome", e))?;
+                    }
                 }
                 tracing::info!(task = %step.key, ?elapsed, "task finished");
                 self.emit(
@@ -765,6 +798,25 @@ impl<J: Journal> Engine<J> {
     }
 }
 
+/// What is left of a step's limit in this run, and the whole limit (for the error): its own
+/// (steps waiting for the other cluster), else what the stage's own work (`used`) left.
+fn limits(
+    stage: &BoundStage,
+    step: &BoundStep,
+    ctx: &TaskContext,
+    earlier: Option<&JournalStep>,
+    used: Duration,
+) -> (Duration, Duration) {
+    match step.own_deadline {
+        Some(own) if ctx.workflow().claimed => (own, own),
+        Some(own) => (
+            deadline::own_left(own, earlier.filter(|_| step.journaled), ctx.now()),
+            own,
+        ),
+        None => (stage.timeout.saturating_sub(used), stage.timeout),
+    }
+}
+
 /// True when the failpoint `engine::skip::<kind>` (the step key's part before `:`, e.g.
 /// `WaitPodsGone`) fires: the step reports done without acting. Only for showing that the
 /// fault tests catch a broken agent.
@@ -784,10 +836,30 @@ fn skipped_by_failpoint(key: &str) -> bool {
 /// `engine::<at>::<stage>::<task>`; see `failover_messages::failpoint`), at journaled steps
 /// (the others run again on every resume: they have no boundary to crash at).
 fn boundary(at: &str, cursor: &Cursor<'_>, journaled: bool) {
-    if failpoint::enabled() && journaled {
-        let step = format!("{}::{}", cursor.stage, cursor.task);
-        failpoint::boundary(&format!("engine::{at}"), &step);
-        failpoint::boundary(&format!("engine::{at}::{step}"), &step);
+    batch_boundary(at, std::slice::from_ref(cursor), |_| journaled);
+}
+
+/// The failpoints of the boundary `at` of steps that run together: `engine::<at>` once
+/// for all of them (a batch is one step to a crash that counts boundaries: it makes
+/// progress when each run gets one boundary further), then each journaled step's own
+/// `engine::<at>::<stage>::<task>`.
+fn batch_boundary(at: &str, cursors: &[Cursor<'_>], journaled: impl Fn(&Cursor<'_>) -> bool) {
+    if !failpoint::enabled() {
+        return;
+    }
+    let steps: Vec<String> = cursors
+        .iter()
+        .filter(|c| journaled(c))
+        .map(|c| format!("{}::{}", c.stage, c.task))
+        .collect();
+    let Some(first) = steps.first() else { return };
+    let named = match steps.len() {
+        1 => first.clone(),
+        n => format!("{first} and {} more of its batch", n - 1),
+    };
+    failpoint::boundary(&format!("engine::{at}"), &named);
+    for step in &steps {
+        failpoint::boundary(&format!("engine::{at}::{step}"), step);
     }
 }
 

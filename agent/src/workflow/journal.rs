@@ -58,6 +58,31 @@ pub trait Journal: Send + Sync {
         task: &str,
     ) -> impl Future<Output = Result<Outcome<()>, JournalError>> + Send;
 
+    /// Writes the intents of several steps of `stage` that run together (a batch), in one
+    /// write where the journal can: one answer per task, in order, as [`Journal::intent`]
+    /// gives them; the answers stop after the first `StaleEpoch`. By default, one
+    /// [`Journal::intent`] after the other.
+    fn intents(
+        &self,
+        op: &OpRef,
+        cluster: &str,
+        stage: &str,
+        tasks: &[&str],
+    ) -> impl Future<Output = Result<Vec<Outcome<()>>, JournalError>> + Send {
+        async move {
+            let mut answers = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                let answer = self.intent(op, cluster, stage, task).await?;
+                let stale = matches!(answer, Outcome::StaleEpoch(_));
+                answers.push(answer);
+                if stale {
+                    break;
+                }
+            }
+            Ok(answers)
+        }
+    }
+
     /// Records the outcome of a step (`DONE` or `FAILED`, with an optional message).
     /// Answers `Done(())` or `StaleEpoch`. A journal may keep it unwritten until its next
     /// write ([`Journal::intent`], [`Journal::publish`], [`Journal::flush`]): an outcome lost
@@ -188,6 +213,16 @@ impl<J: Journal> Journal for Arc<J> {
         task: &str,
     ) -> impl Future<Output = Result<Outcome<()>, JournalError>> + Send {
         (**self).intent(op, cluster, stage, task)
+    }
+
+    fn intents(
+        &self,
+        op: &OpRef,
+        cluster: &str,
+        stage: &str,
+        tasks: &[&str],
+    ) -> impl Future<Output = Result<Vec<Outcome<()>>, JournalError>> + Send {
+        (**self).intents(op, cluster, stage, tasks)
     }
 
     fn outcome(

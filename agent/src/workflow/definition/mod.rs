@@ -181,6 +181,16 @@ impl Step {
         }
     }
 
+    /// The kind shared by the Kubernetes steps that may run together: consecutive steps of
+    /// a stage with the same batch kind (ten `Demote`, ten `WaitPrimary`) touch different
+    /// objects and none needs another's result, so the engine runs them side by side.
+    pub fn batch_kind(&self) -> Option<&'static str> {
+        match self {
+            Self::Kube(k) => Some(k.name()),
+            _ => None,
+        }
+    }
+
     /// Steps the journal must never redo blindly (a claim or a promotion): when an earlier
     /// attempt is journaled `STARTED`, the task checks the current state first.
     pub fn is_promotion(&self) -> bool {

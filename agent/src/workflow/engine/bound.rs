@@ -29,6 +29,9 @@ pub struct BoundStep {
     /// Whether its stage is published right after its outcome (the other cluster waits for
     /// it); see [`BoundStage::publication`].
     pub publishes: bool,
+    /// Consecutive steps with the same batch kind run side by side
+    /// ([`Step::batch_kind`](crate::workflow::Step::batch_kind)); `None`: alone.
+    pub batch: Option<&'static str>,
     /// The task.
     pub task: BoxedTask,
 }
@@ -43,6 +46,7 @@ impl std::fmt::Debug for BoundStep {
             .field("promotion", &self.promotion)
             .field("checks_current", &self.checks_current)
             .field("publishes", &self.publishes)
+            .field("batch", &self.batch)
             .field("task", &self.task.name())
             .finish()
     }
@@ -59,6 +63,7 @@ impl BoundStep {
             promotion: false,
             checks_current: false,
             publishes: false,
+            batch: None,
             task,
         }
     }
@@ -84,6 +89,12 @@ impl BoundStep {
     /// Gives the step its own limit, outside its stage's.
     pub fn within(mut self, limit: Duration) -> Self {
         self.own_deadline = Some(limit);
+        self
+    }
+
+    /// Runs the step side by side with its neighbours of the same batch kind.
+    pub fn batched(mut self, kind: &'static str) -> Self {
+        self.batch = Some(kind);
         self
     }
 
@@ -126,6 +137,18 @@ impl BoundStage {
     pub fn step(mut self, step: BoundStep) -> Self {
         self.steps.push(step);
         self
+    }
+
+    /// The end (exclusive) of the batch starting at step `start`: the steps after it with
+    /// its batch kind; `start + 1` for a step that runs alone.
+    pub fn batch_end(&self, start: usize) -> usize {
+        let Some(kind) = self.steps.get(start).and_then(|s| s.batch) else {
+            return start + 1;
+        };
+        self.steps[start..]
+            .iter()
+            .position(|s| s.batch != Some(kind))
+            .map_or(self.steps.len(), |n| start + n)
     }
 
     /// The indexes of the steps after whose outcome the stage is published: every journaled
@@ -183,6 +206,7 @@ impl Workflow {
                             journaled: step.journaled(),
                             promotion: step.is_promotion(),
                             publishes: stage.published.contains(&step.key()),
+                            batch: step.batch_kind(),
                             task: builder.task_for(step),
                         })
                         .collect(),

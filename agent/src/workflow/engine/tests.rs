@@ -34,6 +34,8 @@ enum Behaviour {
     Abort,
     /// Runs a side effect (e.g. on the journal), then succeeds.
     Effect(Box<dyn Fn() + Send + Sync>),
+    /// Waits until every task sharing the barrier has reached it, then succeeds.
+    Meet(Arc<tokio::sync::Barrier>),
 }
 
 /// What the fake tasks did, and what they are told to do.
@@ -109,6 +111,7 @@ enum Action {
     Err(TaskError),
     Sleep(Duration),
     Hang(Arc<AtomicBool>),
+    Meet(Arc<tokio::sync::Barrier>),
 }
 
 impl WorkflowTask for Fake {
@@ -147,6 +150,7 @@ impl WorkflowTask for Fake {
                 f();
                 Action::Ok
             }
+            Some(Behaviour::Meet(barrier)) => Action::Meet(barrier.clone()),
         };
         match action {
             Action::Ok => Ok(()),
@@ -158,6 +162,10 @@ impl WorkflowTask for Fake {
             Action::Hang(flag) => {
                 let _guard = DropFlag(flag);
                 std::future::pending::<()>().await;
+                Ok(())
+            }
+            Action::Meet(barrier) => {
+                barrier.wait().await;
                 Ok(())
             }
         }
@@ -1157,3 +1165,5 @@ async fn a_restarted_source_resumes_after_its_last_done_step() {
         }
     );
 }
+
+mod batch;
