@@ -110,7 +110,7 @@ impl<J: Journal> Engine<J> {
                 None => {
                     return Err(cursor(i).journal_error(
                         "intent",
-                        crate::workflow::JournalError::Unavailable(format!(
+                        crate::workflow::journal::JournalError::Unavailable(format!(
                             "the journal answered {} of {} intents",
                             answers.len(),
                             keys.len()
