@@ -152,8 +152,10 @@ impl BoundStage {
     }
 
     /// The indexes of the steps after whose outcome the stage is published: every journaled
-    /// step marked [`BoundStep::publishes`] (the other cluster waits for it), else the last
-    /// journaled step (none when nothing is journaled).
+    /// step marked [`BoundStep::publishes`] (the other cluster waits for it), else the
+    /// stage's last step (none when nothing is journaled). After the last step, not the last
+    /// journaled one: a notification that ends a stage (READY handed over, the operation
+    /// completed) goes out before the publication's two writes, not after them.
     pub fn publication(&self) -> Vec<usize> {
         let marked: Vec<usize> = self
             .steps
@@ -163,11 +165,11 @@ impl BoundStage {
             .map(|(i, _)| i)
             .collect();
         if marked.is_empty() {
-            self.steps
-                .iter()
-                .rposition(|s| s.journaled)
-                .into_iter()
-                .collect()
+            if self.steps.iter().any(|s| s.journaled) {
+                vec![self.steps.len() - 1]
+            } else {
+                Vec::new()
+            }
         } else {
             marked
         }
