@@ -14,12 +14,10 @@
 //!   writes of the group state, abort ignoring the claim, demote with pods, scale-up before
 //!   promote, no fencing, a forced target that does not wait for the source's release or
 //!   lease, an observer that acts before the holder's fence completed, a `Failed` mark
-//!   recorded while the group holds a claim) that must be caught: the model has teeth;
-//! * `source_failed_mark_after_claim_never_converges`: a counterexample the single-item
-//!   model finds in the protocol as the product implements it (the source's `Failed` mark,
-//!   conditioned on the operation item alone, lands after the target's claim); kept out of
-//!   the `fixed_*` configurations (only the target's steps fail there) and asserted here
-//!   until the protocol changes.
+//!   recorded while the group holds a claim, a `Failed` mark on the operation item alone
+//!   decided on a read of the group state) that must be caught: the model has teeth. The
+//!   last is the product before the failure mark moved to the group state: the single-item
+//!   model found that the source's mark could land after the target's claim.
 //!
 //! Properties (defined in `model.rs`): P1 no volume Primary on both sides, ever (no escape
 //! for forced operations: the model is the `Fence` policy); P2a no demote while pods run,
@@ -72,7 +70,6 @@ fn consistency(name: &'static str, protocol: Protocol) -> FailoverModel {
             partitions: [0, 0],
             lease_expiries: 1,
             failures: 0,
-            source_fails: false,
             duplicates: 1,
             inbox_cap: 2,
             starts: [&[TO_B], &[TO_B, TO_A]],
@@ -105,7 +102,6 @@ fn force(name: &'static str, protocol: Protocol) -> FailoverModel {
             partitions: [0, 0],
             lease_expiries: 1,
             failures: 0,
-            source_fails: false,
             duplicates: 0,
             inbox_cap: 1,
             starts: [&[FORCE_TO_B, TO_B], &[TO_A, TO_B, FORCE_TO_A]],
@@ -135,7 +131,6 @@ fn force_then_failback(name: &'static str, protocol: Protocol) -> FailoverModel 
             partitions: [0, 0],
             lease_expiries: 0,
             failures: 0,
-            source_fails: false,
             duplicates: 0,
             inbox_cap: 1,
             starts: [&[FORCE_TO_B], &[TO_A]],
@@ -158,7 +153,6 @@ fn lease(name: &'static str, protocol: Protocol) -> FailoverModel {
             partitions: [1, 1],
             lease_expiries: 0,
             failures: 0,
-            source_fails: false,
             duplicates: 0,
             inbox_cap: 1,
             starts: [&[FORCE_TO_B], &[TO_A, FORCE_TO_A]],
@@ -177,12 +171,14 @@ fn lease(name: &'static str, protocol: Protocol) -> FailoverModel {
     }
 }
 
-/// A step of the target runs out of time once: before the claim it marks the operation
-/// `Failed` (conditioned on the operation item alone; the runs stop; the coordinator or an
-/// operator aborts, or the operation lease expires and is taken over), after it nothing is
-/// recorded (only forward: the target keeps going). The target may crash once and be cut
-/// off once (a `Failed` mark or a close sent before the cut may land during it, or be
-/// lost).
+/// A step of the source or the target runs out of time once (the source's last step waits
+/// for the operation to close, so its deadline can run out while the target claims): the
+/// agent sends the failure mark of the group state, which lands only before a claim (the
+/// runs stop; the coordinator or an operator aborts, or the operation lease expires and a
+/// forced start takes over); refused by a claim, nothing is recorded (only forward: the
+/// target keeps going). The target may crash once and be cut off once (a failure mark or a
+/// close sent before the cut may land during it, or be lost; a crash between the failure
+/// mark and the operation item's `Failed` loses the latter).
 fn failure(name: &'static str, protocol: Protocol) -> FailoverModel {
     FailoverModel {
         name,
@@ -192,32 +188,34 @@ fn failure(name: &'static str, protocol: Protocol) -> FailoverModel {
             partitions: [0, 1],
             lease_expiries: 1,
             failures: 1,
-            source_fails: false,
             duplicates: 0,
             inbox_cap: 1,
-            starts: [&[TO_B], &[TO_B, FORCE_TO_B]],
+            starts: [&[TO_B], &[FORCE_TO_B]],
             aborts: [true, false],
         },
-        witnesses: &[
-            W_COMPLETED,
-            W_ABORT,
-            W_TAKEOVER,
-            W_FAILED_AFTER_CLAIM,
-            W_FAILED_ABORTED,
-            W_FAILED_AFTER_ABORT,
-            W_LATE_WRITE,
-        ],
+        // The history flags of the failure mark's witnesses split states (+40 % here);
+        // `failure_takeover`, an eighth of the size, reaches them.
+        witnesses: &[W_COMPLETED, W_ABORT, W_TAKEOVER, W_LATE_WRITE],
     }
 }
 
-/// `failure` with the source's steps running out of time too (its last step waits for the
-/// operation to close, so its deadline can run out while the target claims). The source's
-/// `Failed` mark is conditioned on the operation item alone; see
-/// `source_failed_mark_after_claim_never_converges`.
-fn failure_source_too(name: &'static str, protocol: Protocol) -> FailoverModel {
+/// `failure` with coordinator 1 taking the group over without force once the operation
+/// lease expired (the new start clears the failure mark), and no partition; the witnesses
+/// of the failure mark's races.
+fn failure_takeover(name: &'static str, protocol: Protocol) -> FailoverModel {
     let mut m = failure(name, protocol);
-    m.bounds.source_fails = true;
-    m.witnesses = &[];
+    m.bounds.partitions = [0, 0];
+    m.bounds.starts = [&[TO_B], &[TO_B]];
+    m.witnesses = &[
+        W_COMPLETED,
+        W_ABORT,
+        W_TAKEOVER,
+        W_FAILED_AFTER_CLAIM,
+        W_FAILED_ABORTED,
+        W_FAILED_AFTER_ABORT,
+        W_FAILURE_OVERTAKEN,
+        W_CLAIM_REFUSED_BY_FAILURE,
+    ];
     m
 }
 
@@ -328,6 +326,10 @@ fn fixed_protocol_force_and_fencing() {
 #[test]
 fn fixed_protocol_failed_marks() {
     check_all(failure("fixed/failure", Protocol::fixed()));
+    check_all(failure_takeover(
+        "fixed/failure-takeover",
+        Protocol::fixed(),
+    ));
 }
 
 #[test]
@@ -581,22 +583,22 @@ fn broken_failed_mark_stopping_claimed_target_never_converges() {
     expect_counterexample(failure("broken/failed-stops-claimed", p), P4_LIVENESS);
 }
 
-// ---------------------------------------------------------------------------------------
-// Found in the protocol as implemented (asserted until the protocol changes)
-// ---------------------------------------------------------------------------------------
-
-/// The source's `Failed` mark is conditioned on the operation item only, and the claim does
-/// not look at the operation item's phase. The source marked READY; its step runs out of
-/// time; it reads "no claim" and sends the mark; the target, which read READY, claims; the
-/// mark lands (either order of the two writes). The group then holds a claim while its
-/// operation is `Failed`: no run goes forward (the runner runs no closed phase, and the
-/// close as `Succeeded` refuses a `Failed` operation), abort is refused (claimed), and only
-/// a forced start gets the group out. 15 steps; when this test fails, the protocol no
-/// longer has the gap: move `source_fails` into `failure`.
+/// The product before the failure mark moved to the group state (found by the single-item
+/// model): the `Failed` mark is a write of the operation item alone, decided on a read of
+/// the group state that finds no claim, and the claim does not look at it. The source marked
+/// READY; its step runs out of time; it reads "no claim" and sends the mark; the target,
+/// which read READY, claims; the mark lands (either order of the two writes). The group then
+/// holds a claim while its operation is `Failed`: no run goes forward (the runner runs no
+/// closed phase, and the close as `Succeeded` refuses a `Failed` operation), abort is
+/// refused (claimed), and only a forced start gets the group out (15 steps).
 #[test]
-fn source_failed_mark_after_claim_never_converges() {
+fn broken_failed_mark_on_operation_only_never_converges() {
+    let p = Protocol {
+        broken_failed_mark_on_operation_only: true,
+        ..Protocol::fixed()
+    };
     expect_counterexample(
-        failure_source_too("found/source-failed-after-claim", Protocol::fixed()),
+        failure("broken/failed-mark-on-operation-only", p),
         P4_LIVENESS,
     );
 }

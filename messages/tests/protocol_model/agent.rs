@@ -83,17 +83,13 @@ impl FailoverModel {
             .all(|c| (c == op.source && released) || self.lease_over(s, c))
     }
 
-    /// Whether `Fail(x)` is offered: `x` runs the operation in flight forward (its target,
-    /// or its source when the bounds say so), which is open (not `Failed`) and not aborted:
-    /// the step it runs (its wait for the handoff or for the close, or a step after the
-    /// claim) ran out of time. Without `source_fails` a source's failure is not separate:
-    /// it stops the source's run like a crash without restart, and its way out is the same
-    /// abort.
+    /// Whether `Fail(x)` is offered: `x` runs the operation in flight forward (its source or
+    /// its target), which is open (does not read `Failed`) and not aborted: the step it runs
+    /// (a Kubernetes step, its wait for the handoff or for the close, or a step after the
+    /// claim) ran out of time.
     pub fn may_fail(&self, s: &State, x: u8) -> bool {
         s.current().is_some_and(|(_, op)| {
-            (op.target == x || (op.source == x && self.bounds.source_fails))
-                && op.phase == Phase::Pending
-                && !s.group.abort_requested
+            (op.target == x || op.source == x) && !s.reads_failed() && !s.group.abort_requested
         })
     }
 
@@ -190,11 +186,11 @@ impl FailoverModel {
             }
             return mk(Step::CloseAborted);
         }
-        // A `Failed` operation is closed for the runner (`Phase::is_terminal`): no forward
-        // run, whatever the claim. The agent avoids the mark once the group holds a claim
-        // (`Fail`); only an abort (no claim), a takeover after the operation lease or a
-        // forced start moves on.
-        if op.phase == Phase::Failed {
+        // A `Failed` operation (its item, or the group state's failure mark) is closed for the
+        // runner (`Phase::is_terminal`): no forward run, whatever the claim. The failure mark
+        // is refused once the group holds a claim (`Fail`); only an abort (no claim), a
+        // takeover after the operation lease or a forced start moves on.
+        if s.reads_failed() {
             return None;
         }
         if op.source == x {
@@ -369,8 +365,8 @@ impl FailoverModel {
             }
             Step::Claim(names) => {
                 // Group state: `epoch = e AND opId = id` (fix 1), `opTarget` = the claimer,
-                // no abort, `ready.<v>` for every named volume; naming none: `opForce` or
-                // `groupReadyAt`.
+                // no abort, no failure mark, `ready.<v>` for every named volume; naming none:
+                // `opForce` or `groupReadyAt`.
                 let o = p.op.expect("op step");
                 let op = *s.op(o);
                 let g = s.group;
@@ -381,7 +377,12 @@ impl FailoverModel {
                 } else {
                     s.handoff_op().is_some_and(|h| h.force) || g.group_ready
                 };
-                if group_ok && target_ok && !g.abort_requested && ready_ok {
+                let failure_ok = self.protocol.broken_failed_mark_on_operation_only || !g.failed;
+                if group_ok && target_ok && !g.abort_requested && ready_ok && !failure_ok {
+                    if self.witnesses.contains(&W_CLAIM_REFUSED_BY_FAILURE) {
+                        s.hist.claim_refused_by_failure = true;
+                    }
+                } else if group_ok && target_ok && !g.abort_requested && ready_ok {
                     Self::applied_agent_write(s, p.epoch);
                     let released = g.all_ready();
                     s.group.promotion_started = true;
@@ -447,8 +448,29 @@ impl FailoverModel {
                 let o = p.op.expect("op step");
                 s.op_mut(o).phase = phase;
             }
+            Step::MarkFailedGroup => {
+                // Group state: `epoch = e AND opId = id`, no `promotionClaimedBy`, no
+                // `promotionStartedAt`, no abort. Then the same store call writes the
+                // operation item. Refused by a claim: nothing recorded, only forward.
+                let o = p.op.expect("op step");
+                let g = s.group;
+                if Self::group_is(s, o, p.epoch) && !g.claimed() && !g.abort_requested {
+                    Self::applied_agent_write(s, p.epoch);
+                    s.group.failed = true;
+                    s.agents[xi].pending = Some(Pending {
+                        step: Step::MarkFailed,
+                        ..p
+                    });
+                } else if Self::group_is(s, o, p.epoch)
+                    && g.claimed()
+                    && self.witnesses.contains(&W_FAILURE_OVERTAKEN)
+                {
+                    // Sent before the claim (`Fail` found none), landed after it.
+                    s.hist.failure_overtaken = true;
+                }
+            }
             Step::MarkFailed => {
-                // `set_phase(Failed)`, the operation item alone: not closed (nor `Failed`).
+                // The operation item alone: not closed (nor `Failed`).
                 let o = p.op.expect("op step");
                 if s.op(o).phase == Phase::Pending {
                     s.op_mut(o).phase = Phase::Failed;
@@ -515,6 +537,7 @@ impl FailoverModel {
             promotion_started: false,
             promoted: [false; NV],
             abort_requested: false,
+            failed: false,
             ..g
         };
         s.coords[coord as usize].start = CoordStart::Started;
@@ -544,23 +567,38 @@ impl FailoverModel {
         }
     }
 
-    /// `Fail(x)`: the step `x` runs ran out of time. It reads the group state: with a claim
-    /// (the operation's own, or one a forced start kept) only forward is possible and it
-    /// records nothing (it retries on the next re-read); otherwise it sends the `Failed`
-    /// mark of the operation item, which lands when it executes.
+    /// `Fail(x)`: the step `x` runs ran out of time. It sends the failure mark of the group
+    /// state, which lands when it executes unless a claim (the operation's own, or one a
+    /// forced start kept) or an abort is there by then: after a claim only forward is
+    /// possible and it records nothing (it retries on the next re-read). A mark sent while
+    /// the group already holds a claim is refused whenever it lands (the claim stays until
+    /// the epoch moves or the close, which refuse it too), so that step is folded into this
+    /// one: nothing is sent.
+    ///
+    /// The broken variants mark the operation item instead: without any check
+    /// (`broken_failed_stops_claimed`), or after a read of the group state that finds no
+    /// claim (`broken_failed_mark_on_operation_only`, the claim not looking at the mark).
     fn fail(&self, s: &mut State, x: u8) {
         let (o, op) = s.current().expect("op in flight");
         let op = *op;
         debug_assert!(self.may_fail(s, x));
         s.failures_left -= 1;
-        if s.group.claimed() && !self.protocol.broken_failed_stops_claimed {
+        let claimed = s.group.claimed();
+        if claimed && !self.protocol.broken_failed_stops_claimed {
             if self.witnesses.contains(&W_FAILED_AFTER_CLAIM) {
                 s.hist.failed_after_claim = true;
             }
             return;
         }
+        let step = if self.protocol.broken_failed_stops_claimed
+            || self.protocol.broken_failed_mark_on_operation_only
+        {
+            Step::MarkFailed
+        } else {
+            Step::MarkFailedGroup
+        };
         s.agents[x as usize].pending = Some(Pending {
-            step: Step::MarkFailed,
+            step,
             op: Some(o),
             epoch: op.epoch,
             lease_loss: false,

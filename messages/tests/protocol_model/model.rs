@@ -13,13 +13,15 @@
 //! attributes its decisions read: the group state ([`Group`]: `epoch`, `activeCluster`,
 //! `opId`, `lastOpId`, the operation lease, `promotionClaimedBy`, and the handoff of the
 //! operation in flight: per-volume `ready` / `promoted` marks, `groupReadyAt`,
-//! `promotionStartedAt`, `abortRequestedAt`) and one operation item per start ([`Op`]:
+//! `promotionStartedAt`, `abortRequestedAt`, the failure mark `failedAt`) and one operation
+//! item per start ([`Op`]:
 //! source, target, force, epoch, phase). Every DynamoDB step below reads or writes exactly
 //! the one item the product's write touches, under the product's condition:
 //!
 //! * start (1), the operation item: put `Pending` (new);
 //! * start (2), the group state: `epoch + 1`, `opId`, the lease, `opTarget`/`opForce`, the
-//!   handoff before cleared, `promotionClaimedBy` kept; condition the epoch as read (a lost
+//!   handoff before cleared (its failure mark too), `promotionClaimedBy` kept; condition the
+//!   epoch as read (a lost
 //!   race re-reads and retries, so the model checks the item as it is), no live operation,
 //!   unless forced `activeCluster = source` and no claim;
 //! * abort, the group state: `abortRequestedAt`; `epoch`/`opId`, no `promotionClaimedBy`,
@@ -27,18 +29,22 @@
 //! * READY, the group state: every volume's `ready` and `groupReadyAt`; `epoch`/`opId`, no
 //!   abort, not marked, no `promotionStartedAt`;
 //! * claim, the group state: `promotionClaimedBy`, `promotionStartedAt`; `epoch`/`opId`,
-//!   `opTarget`, no abort, every volume ready (forced: none);
+//!   `opTarget`, no abort, no `failedAt`, every volume ready (forced: none);
 //! * PROMOTED, the group state: `epoch`/`opId`, `promotionStartedAt`;
 //! * close (1), the group state (the release): `epoch`/`opId`; complete: claimed, no abort;
 //!   the abort's close: abort, no claim;
 //! * close (2), the operation item: its phase, `Succeeded` / `Aborted` (it exists);
-//! * `Failed`, the operation item: not closed (nor `Failed`).
+//! * `Failed` (1), the group state: `failedAt`; `epoch`/`opId`, no `promotionClaimedBy`, no
+//!   `promotionStartedAt`, no abort. Reads of the operation show it `Failed` from then on
+//!   (unless an abort follows), as the store's reads do;
+//! * `Failed` (2), the operation item: not closed (nor `Failed`); the same store call's
+//!   continuation, lost with a crash.
 //!
 //! The abort's second write, its copy on the operation item (`abortRequestedAt`, phase
-//! `Aborting`), is not a step: no decision reads it except `set_phase(Failed)`, which it
-//! makes refuse. Leaving it out is the coordinator stopping right after the abort's first
-//! write, which the product allows, so every `Failed` mark that could land after an abort
-//! lands.
+//! `Aborting`), is not a step: no decision reads it except the operation item's `Failed`
+//! write, which it makes refuse. Leaving it out is the coordinator stopping right after the
+//! abort's first write, which the product allows, so every operation-item `Failed` write
+//! that could land after an abort lands.
 //!
 //! Every step is one of:
 //! * a coordinator's conditional write of one item (in the list above). A coordinator
@@ -60,9 +66,9 @@
 //!   write sent before a partition may still land during it, or be lost;
 //! * environment steps: kubelet starts/stops pods, an agent crashes/restarts, is cut off
 //!   from AWS/heals, its serving lease lapses, the operation lease expires, SQS
-//!   loses/duplicates/delivers a hint, a step runs out of time (`Fail`: the agent reads the
-//!   group state; without a claim it sends the `Failed` mark, with one it records nothing
-//!   and retries forward).
+//!   loses/duplicates/delivers a hint, a step runs out of time (`Fail`: the agent sends the
+//!   failure mark of the group state; refused by a claim, it records nothing and retries
+//!   forward).
 //!
 //! **The serving lease and its timing assumption.** Time is abstract. An agent's lease is
 //! `leased` while it is up and connected (renewals succeed); once it is cut off or dead the
@@ -174,12 +180,17 @@ pub struct Protocol {
     /// Broken: the observer concludes "lease over" as soon as the holder's lease lapsed,
     /// before the holder's fence completed (the timing assumption does not hold).
     pub broken_observer_ignores_fence: bool,
-    /// Broken: the agent whose step ran out of time records `Failed` without first
-    /// checking for a claim (`ManagerAdapter::claimed`), so a `Failed` mark lands while the
-    /// group holds a claim. A `Failed` operation's runs stop (the product's runner runs no
-    /// closed phase, and the close refuses it): the target stops half-way, abort is refused,
-    /// only a forced start gets the group out.
+    /// Broken: the agent whose step ran out of time records `Failed` on the operation item
+    /// without any check for a claim, so a `Failed` mark lands while the group holds a
+    /// claim. A `Failed` operation's runs stop (the product's runner runs no closed phase,
+    /// and the close refuses it): the target stops half-way, abort is refused, only a
+    /// forced start gets the group out.
     pub broken_failed_stops_claimed: bool,
+    /// Broken (the product before the failure mark moved to the group state): the agent
+    /// reads the group state and, without a claim, marks the operation item alone `Failed`;
+    /// the claim does not look at it. The mark decided on the read can land after a claim
+    /// made meanwhile: the group holds a claim while its operation is `Failed`.
+    pub broken_failed_mark_on_operation_only: bool,
     /// Broken: the source marks each volume `READY_FOR_PROMOTION` in its own write of the
     /// group state item as it demotes it, and the target claims as soon as it sees one
     /// (its claim names the volumes it saw ready): no atomic handoff.
@@ -208,6 +219,7 @@ impl Protocol {
             force_needs_source_down: false,
             broken_observer_ignores_fence: false,
             broken_failed_stops_claimed: false,
+            broken_failed_mark_on_operation_only: false,
             broken_non_atomic_ready: false,
             broken_abort_ignores_claim: false,
             broken_demote_before_pods_gone: false,
@@ -255,12 +267,10 @@ pub struct Bounds {
     pub partitions: [u8; 2],
     /// How many times the operation lease may expire in one run.
     pub lease_expiries: u8,
-    /// How many steps may run out of time (`Fail`) in one run.
+    /// How many steps (of the source or the target) may run out of time (`Fail`) in one
+    /// run. The source's last step waits for the operation to close, so its deadline can
+    /// run out while the target claims.
     pub failures: u8,
-    /// Whether the source's steps may run out of time too (else only the target's). The
-    /// source's last step waits for the operation to close, so its deadline can run out
-    /// while the target claims.
-    pub source_fails: bool,
     /// How many SQS hints may be duplicated (redelivered) in one run.
     pub duplicates: u8,
     /// Hints queued per inbox at most (content is irrelevant: agents re-read).
@@ -291,8 +301,9 @@ pub enum Phase {
     /// Open: put by the start (named by the group state once the start's second write
     /// landed, else a leftover nobody reads).
     Pending,
-    /// A step ran out of time (`set_phase`, conditioned on this item alone). Closed for the
-    /// runner: no forward run starts, and the close as `Succeeded` refuses it; an abort
+    /// A step ran out of time (the second write of `fail_operation`, conditioned on this item
+    /// alone; the group state's `failedAt` decides, see [`State::reads_failed`]). Closed for
+    /// the runner: no forward run starts, and the close as `Succeeded` refuses it; an abort
     /// (rollback) still closes it as `Aborted`.
     Failed,
     /// Closed (the close's second write, after the group state released the group).
@@ -347,6 +358,9 @@ pub struct Group {
     pub promoted: [bool; NV],
     /// `abortRequestedAt`.
     pub abort_requested: bool,
+    /// `failedAt`: the failure mark, only before a claim and without an abort (cleared by
+    /// the next start).
+    pub failed: bool,
 }
 
 impl Group {
@@ -355,8 +369,9 @@ impl Group {
     pub fn all_ready(&self) -> bool {
         self.ready.iter().all(|r| *r)
     }
-    /// `ManagerAdapter::claimed`: the group holds a claim while the operation is in flight
-    /// (its own `promotionStartedAt`, or a `promotionClaimedBy` a forced start kept).
+    /// The group holds a claim while the operation is in flight (its own
+    /// `promotionStartedAt`, or a `promotionClaimedBy` a forced start kept): the failure
+    /// mark's condition (and the read the broken variants decide on).
     pub fn claimed(&self) -> bool {
         self.promotion_started || self.claimed_by.is_some()
     }
@@ -419,9 +434,12 @@ pub enum Step {
     MarkPromoted,
     Complete,
     CloseAborted,
+    /// `fail_operation`'s first write: the failure mark (`failedAt`).
+    MarkFailedGroup,
     // DynamoDB, the operation item (descriptive: no decision of another cluster rests on
     // them, except that a `Failed` operation is not run forward).
-    /// `set_phase(Failed)`.
+    /// The operation item's `Failed` (`fail_operation`'s second write; alone in the broken
+    /// variants).
     MarkFailed,
     /// The close's second write: the operation's phase (with its history record).
     RecordClose(Phase),
@@ -536,7 +554,11 @@ pub struct History {
     pub late_write: bool,
     /// A step ran out of time after the claim (nothing recorded: only forward).
     pub failed_after_claim: bool,
-    /// An abort was granted for an operation marked `Failed`.
+    /// A failure mark sent before the claim landed after it and was refused.
+    pub failure_overtaken: bool,
+    /// A claim decided before the failure mark landed after it and was refused.
+    pub claim_refused_by_failure: bool,
+    /// An abort was granted for an operation whose item reads `Failed`.
     pub failed_aborted: bool,
     /// A start took over an operation whose lease expired.
     pub took_over: bool,
@@ -563,6 +585,13 @@ impl State {
     /// the last close released.
     pub fn handoff_op(&self) -> Option<&Op> {
         self.group.op.or(self.group.last_op).map(|o| self.op(o))
+    }
+    /// The operation in flight reads `Failed`: its item says so, or the group state carries
+    /// its failure mark and no abort (the store's reads overlay the mark on the item).
+    pub fn reads_failed(&self) -> bool {
+        self.current().is_some_and(|(_, op)| {
+            op.phase == Phase::Failed || (self.group.failed && !self.group.abort_requested)
+        })
     }
     /// The close of the operation the group released last is written on its item too.
     pub fn close_recorded(&self) -> bool {
@@ -606,8 +635,8 @@ pub enum Action {
     LeaseLapses(u8),
     /// A DynamoDB write sent before the partition is lost.
     DropWrite(u8),
-    /// The agent's current step runs out of time: it reads the group state and, without a
-    /// claim, sends the `Failed` mark of the operation item.
+    /// The agent's current step runs out of time: it sends the failure mark of the group
+    /// state (the broken variants: it marks the operation item).
     Fail(u8),
     /// The agent's slow re-read timer fires: re-read and decide the next task.
     Timer(u8),
@@ -651,8 +680,12 @@ pub const W_LATE_WRITE: &str = "W a write sent before a partition lands during i
 pub const W_FAILED_AFTER_CLAIM: &str =
     "W a step times out after the claim (not marked Failed) and the operation completes";
 pub const W_FAILED_ABORTED: &str = "W a Failed operation (no claim) is aborted and rolled back";
-pub const W_FAILED_AFTER_ABORT: &str =
-    "W a Failed mark lands after the abort's write (the operation item does not show the abort)";
+pub const W_FAILED_AFTER_ABORT: &str = "W the operation item's Failed lands after the abort's write \
+     (the failure mark before it; the operation item does not show the abort)";
+pub const W_FAILURE_OVERTAKEN: &str =
+    "W a failure mark sent before the claim is refused by it and the operation completes";
+pub const W_CLAIM_REFUSED_BY_FAILURE: &str =
+    "W a claim decided before the failure mark is refused by it";
 pub const W_CLOSE_LOST: &str =
     "W the group is released but the close's phase write was lost (P4: a later run redoes it)";
 
@@ -710,6 +743,7 @@ impl Model for FailoverModel {
                 promotion_started: false,
                 promoted: [false; NV],
                 abort_requested: false,
+                failed: false,
             },
             ops: [None; MAX_OPS],
             sides: [Side::serving(), Side::standby()],
@@ -870,8 +904,16 @@ impl Model for FailoverModel {
             Property::sometimes(W_FAILED_AFTER_CLAIM, |_: &FailoverModel, s: &State| {
                 s.hist.failed_after_claim && ops(s).any(|o| o.phase == Phase::Succeeded)
             }),
+            Property::sometimes(W_FAILURE_OVERTAKEN, |_: &FailoverModel, s: &State| {
+                s.hist.failure_overtaken && ops(s).any(|o| o.phase == Phase::Succeeded)
+            }),
+            Property::sometimes(
+                W_CLAIM_REFUSED_BY_FAILURE,
+                |_: &FailoverModel, s: &State| s.hist.claim_refused_by_failure,
+            ),
             Property::sometimes(W_FAILED_AFTER_ABORT, |_: &FailoverModel, s: &State| {
-                // `failed_aborted` records an abort granted for an operation already `Failed`.
+                // `failed_aborted` records an abort granted for an operation whose item
+                // already read `Failed`.
                 s.group.abort_requested
                     && s.current().is_some_and(|(_, op)| op.phase == Phase::Failed)
                     && !s.hist.failed_aborted

@@ -60,8 +60,7 @@ impl FailoverModel {
     /// The operator aborts an operation that failed before its claim (accepted: the group
     /// names it, no claim). `None` when there is none.
     fn operator_abort(s: &State) -> Option<State> {
-        let (_, op) = s.current()?;
-        if op.phase != Phase::Failed || s.group.abort_requested || s.group.claimed() {
+        if !s.reads_failed() || s.group.abort_requested || s.group.claimed() {
             return None;
         }
         let mut n = s.clone();
@@ -109,7 +108,7 @@ impl FailoverModel {
     /// An operation that failed before its claim holds the group: an operator aborts it
     /// (or a takeover after its lease, or a forced start).
     pub fn parked_by_failure(s: &State) -> bool {
-        s.current().is_some_and(|(_, op)| op.phase == Phase::Failed)
+        s.reads_failed()
             && !s.group.claimed()
             && !s.group.abort_requested
             && s.agents.iter().all(|a| a.pending.is_none())
@@ -284,7 +283,7 @@ pub fn summary(s: &State) -> String {
     };
     let mut out = format!(
         "epoch={} active={} op={:<3} last={:<3} opLease={:<7} claimedBy={} ready={}{} \
-         promoted={}{}{} | A[{}] B[{}] |",
+         promoted={}{}{}{} | A[{}] B[{}] |",
         g.epoch,
         cluster_name(g.active),
         g.op.map_or("-".to_string(), |o| format!("op{o}")),
@@ -300,6 +299,7 @@ pub fn summary(s: &State) -> String {
             ""
         },
         if g.abort_requested { " abortReq" } else { "" },
+        if g.failed { " failed" } else { "" },
         side(&s.sides[0]),
         side(&s.sides[1]),
     );
