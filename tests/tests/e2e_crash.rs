@@ -16,18 +16,29 @@
 //!   each restart continues without redoing what the records say is done, and finishes the
 //!   interrupted close;
 //! * **`failoverctl` killed right after its start write**: the agents run the operation
-//!   anyway, and `failoverctl watch` reports its success.
+//!   anyway, and `failoverctl watch` reports its success;
+//! * **a failure whose agent crashes between its two writes**: the source's run fails (a
+//!   volume never demotes) and its agent crashes right after the failure mark landed on the
+//!   group state, before the operation item's `Failed`: the operation reads `Failed` all the
+//!   same, `failoverctl failover --wait` reports it, and `failoverctl abort` rolls the
+//!   source back.
 //!
 //! Re-reads are 30 s apart, so the agents move on SQS wake-ups and their start-up reads.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
-use failover_messages::records::Mode;
+use anyhow::{Context, Result, ensure};
+use failover_messages::crd::FailoverGroup;
+use failover_messages::records::{Mode, Phase};
 use failover_tests::agents::AgentStart;
-use failover_tests::fixtures::assert_side_settled;
+use failover_tests::fixtures::{
+    GROUP, OPERATION_DEADLINE, assert_side_settled, wait_group_idle_on,
+};
 use failover_tests::scenario::{CrashReport, Scenario, failpoints_built, with_failpoints};
+use failover_tests::storage_sim::set_stuck;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
 
 /// How long one operation with its crashes and restarts may take.
 const DEADLINE: Duration = Duration::from_secs(240);
@@ -199,6 +210,90 @@ async fn a_failoverctl_killed_after_its_start_write_leaves_an_operation_the_agen
             String::from_utf8_lossy(&watch.stderr)
         );
         assert_moved_to_west(&mut s, reason, Mode::Consistency).await
+    }
+    .await;
+    s.finish(res).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_whose_agent_crashes_between_its_two_writes_still_fails_the_operation()
+-> Result<()> {
+    let mut s = scenario("e2e-crash-failed").await?;
+    let res = async {
+        let point = "store::fail_operation::UpdateItem::after";
+        s.start(
+            with_failpoints(&format!("{point}=return(crash)")),
+            AgentStart::default(),
+        )
+        .await?;
+        // A short demotion limit, and one of east's volumes never completes a change: east's
+        // run fails by its deadline, and east crashes once the failure mark is written.
+        let ns = s.ns.name.clone();
+        for c in s.env.clusters() {
+            Api::<FailoverGroup>::namespaced(c.client.clone(), &ns)
+                .patch(
+                    GROUP,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"timeouts": {"volumeDemotion": "6s"}}})),
+                )
+                .await
+                .with_context(|| format!("shortening the demotion limit in {}", c.name))?;
+        }
+        set_stuck(&s.env.east.client, &ns, "db-data", true).await?;
+        let reason = "failure mark, then a crash";
+        let args = s.failover_args("west", reason, &[]);
+        let restart = BTreeMap::from([
+            ("east".to_owned(), vec![AgentStart::default()]),
+            ("west".to_owned(), vec![AgentStart::default()]),
+        ]);
+        let report = s.run_through_crashes(&args, &restart, DEADLINE).await?;
+        ensure!(
+            report.exit == Some(4),
+            "failoverctl failover --wait exited {:?} (want 4, failed)\nstdout: {}\nstderr: {}",
+            report.exit,
+            report.stdout,
+            report.stderr
+        );
+        ensure!(
+            report
+                .crashes
+                .iter()
+                .any(|(c, p)| c == "east" && p.contains(point)),
+            "east did not crash after its failure mark: {report:?}"
+        );
+        let store = s.stack.store.clone();
+        let state = store.get_group_state(&s.group).await?.context("state")?;
+        let op_id = state
+            .op_id
+            .clone()
+            .context("the failed operation no longer holds the group")?;
+        let op = store.get_operation(&op_id).await?.context("operation")?;
+        ensure!(op.phase == Phase::Failed, "phase {:?}", op.phase);
+        ensure!(
+            op.message.as_deref().is_some_and(|m| m.contains("db-data")),
+            "the failure names the volume: {:?}",
+            op.message
+        );
+        ensure!(
+            state.promotion_claimed_by.is_none() && op.promotion_started_at.is_none(),
+            "a failed operation was claimed: {state:?} {op:?}"
+        );
+
+        // The storage recovers; the operator aborts: east comes back as it was.
+        set_stuck(&s.env.east.client, &ns, "db-data", false).await?;
+        let out = s.stack.failoverctl(&["abort", &op_id])?;
+        ensure!(
+            out.status.success(),
+            "failoverctl abort exited {:?}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_group_idle_on(&store, &s.group, "east", OPERATION_DEADLINE).await?;
+        let op = store.get_operation(&op_id).await?.context("operation")?;
+        ensure!(op.phase == Phase::Aborted, "phase {:?}", op.phase);
+        assert_side_settled(&s.env.east, &ns, &s.flux_ns.name, true).await?;
+        assert_side_settled(&s.env.west, &ns, &s.flux_ns.name, false).await?;
+        s.assert_no_violations().await
     }
     .await;
     s.finish(res).await

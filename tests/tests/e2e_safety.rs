@@ -11,7 +11,11 @@
 //!   serving without DynamoDB (`onCoordinationLoss: KeepServing`), `failoverctl` and a
 //!   `Failover` object created with kubectl both refuse it with the same words and nothing
 //!   starts; under the default (`Fence`) the forced `Failover` goes ahead, the source shuts
-//!   down and releases its side, and the target promotes only after (no dual Primary).
+//!   down and releases its side, and the target promotes only after (no dual Primary);
+//! * steps that run out of time after the promotion claim (a volume of the target that
+//!   never becomes Primary, short limits): both sides' failure marks are refused by the
+//!   group state's claim, nothing is recorded `Failed`, and once the volume recovers the
+//!   operation completes.
 //!
 //! Each checks the objects in both clusters, the records in DynamoDB, the `Failover`
 //! status, the CLI's exit codes and output, and the storage simulator's violations.
@@ -155,6 +159,79 @@ async fn stuck_then_abort(s: &mut Scenario) -> Result<()> {
     let found = s.stack.stop_storage_sim().await?;
     ensure!(found.is_empty(), "storage violations: {found:#?}");
     Ok(())
+}
+
+// ---- failures after the claim only go forward --------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_after_the_claim_are_not_recorded_and_the_operation_completes() -> Result<()> {
+    let mut s = Scenario::new("e2e-after-claim").await?;
+    let res = Box::pin(fail_after_claim(&mut s)).await;
+    s.finish(res).await
+}
+
+async fn fail_after_claim(s: &mut Scenario) -> Result<()> {
+    const LINE: &str = "a step failed after the promotion was claimed";
+    s.start(AgentStart::default(), AgentStart::default())
+        .await?;
+    let ns = s.ns.name.clone();
+    let (east, west) = (s.env.east.clone(), s.env.west.clone());
+    // Short limits for the target's stages (the source's wait for the close is their sum),
+    // and one of west's volumes never completes a change: west's promotion and east's
+    // wait for the close both run out of time after west's claim.
+    for c in s.env.clusters() {
+        Api::<FailoverGroup>::namespaced(c.client.clone(), &ns)
+            .patch(
+                GROUP,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"timeouts": {
+                    "volumePromotion": "3s", "targetActivation": "3s", "completion": "3s"
+                }}})),
+            )
+            .await
+            .with_context(|| format!("shortening the target's limits in {}", c.name))?;
+    }
+    set_stuck(&west.client, &ns, STUCK, true).await?;
+    let reason = "failures after the claim";
+    let ctl = s.spawn_failoverctl(&s.failover_args("west", reason, &[]))?;
+    for cluster in ["west", "east"] {
+        wait_for(
+            &format!("{cluster}'s failure refused after the claim"),
+            OPERATION_DEADLINE,
+            || {
+                let log = s.stack.agent_log(cluster).map_err(|e| e.to_string());
+                async move { Ok(log?.contains(LINE).then_some(())) }
+            },
+        )
+        .await?;
+    }
+    let state = s
+        .stack
+        .store
+        .get_group_state(&s.group)
+        .await?
+        .context("no group state")?;
+    let op_id = state.op_id.clone().context("no operation in flight")?;
+    ensure!(
+        state.promotion_claimed_by.as_deref() == Some("west"),
+        "{state:?}"
+    );
+    let op = s
+        .stack
+        .store
+        .get_operation(&op_id)
+        .await?
+        .context("no operation record")?;
+    ensure!(op.phase == Phase::Running, "phase {:?}: {op:?}", op.phase);
+
+    // The volume recovers: the runs going forward finish the operation.
+    set_stuck(&west.client, &ns, STUCK, false).await?;
+    ctl.finish(OPERATION_DEADLINE * 2).await?.ensure_success()?;
+    let op = s.succeeded_on("west", reason).await?;
+    ensure!(op.id == op_id && op.message.is_none(), "{op:?}");
+    assert_side_settled(&west, &ns, &s.flux_ns.name, true).await?;
+    assert_side_settled(&east, &ns, &s.flux_ns.name, false).await?;
+    s.assert_no_violations().await
 }
 
 // ---- forced failover with the source's agent down, then fencing --------------------------------
