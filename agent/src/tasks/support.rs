@@ -208,9 +208,11 @@ pub(super) fn not_ready<'a>(
 /// The replica counts the operation recorded (`originalReplicas`), kept for the rest of one
 /// run once read: the first map recorded wins and never changes, so the target reads the
 /// operation once for all its workloads instead of once per workload. One per run (the
-/// adapter adds it to each run's context).
+/// adapter adds it to each run's context). The lock is held across the read, so the
+/// workloads of one batch, scaled up side by side, wait for the first one's read instead of
+/// each reading the operation too.
 #[derive(Debug, Default)]
-pub struct RecordedReplicas(std::sync::Mutex<Option<std::collections::BTreeMap<String, u32>>>);
+pub struct RecordedReplicas(tokio::sync::Mutex<Option<std::collections::BTreeMap<String, u32>>>);
 
 impl RecordedReplicas {
     /// The counts, read from the operation the first time a non-empty map is there.
@@ -218,12 +220,13 @@ impl RecordedReplicas {
         &self,
         ctx: &TaskContext,
     ) -> Result<std::collections::BTreeMap<String, u32>, TaskError> {
-        if let Some(known) = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-            return Ok(known);
+        let mut known = self.0.lock().await;
+        if let Some(known) = known.as_ref() {
+            return Ok(known.clone());
         }
         let recorded = operation(ctx).await?.original_replicas;
         if !recorded.is_empty() {
-            *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(recorded.clone());
+            *known = Some(recorded.clone());
         }
         Ok(recorded)
     }
