@@ -34,7 +34,10 @@
 //!
 //! # Guarantees
 //!
-//! * A journaled step never runs before its intent is written at the operation's epoch.
+//! * A journaled step never runs before its intent is written at the operation's epoch,
+//!   except a step marked [`BoundStep::intent_alongside`] (the claim), whose intent is
+//!   written while it acts: it is harmless to repeat, and a refused or failed intent still
+//!   stops the run.
 //! * A `DONE` step never runs again for the same operation on the same cluster.
 //! * A step journaled `STARTED` (the agent stopped during it, its effect unknown) runs
 //!   again, but its task is told so ([`Attempt::interrupted`]) and must look at the current
@@ -501,15 +504,33 @@ impl<J: Journal> Engine<J> {
             self.check_current(&cursor).await?;
         }
         boundary("intent::before", &cursor, step.journaled);
-        if step.journaled && !self.intent(&cursor).await? {
-            self.skip(ctx, &cursor);
-            if publishes {
-                self.publish(&cursor).await?;
+        let (ran, elapsed) = if step.journaled && step.intent_alongside {
+            // The intent goes out while the step acts (see `BoundStep::intent_alongside`).
+            boundary("run::before", &cursor, true);
+            let (intent, run) = tokio::join!(
+                self.intent(&cursor),
+                self.execute(&cursor, step, earlier, limit, whole)
+            );
+            if !intent? {
+                // Done before: acting again was harmless.
+                self.skip(ctx, &cursor);
+                if publishes {
+                    self.publish(&cursor).await?;
+                }
+                return Ok(skipped());
             }
-            return Ok(skipped());
-        }
-        boundary("run::before", &cursor, step.journaled);
-        let (ran, elapsed) = self.execute(&cursor, step, earlier, limit, whole).await;
+            run
+        } else {
+            if step.journaled && !self.intent(&cursor).await? {
+                self.skip(ctx, &cursor);
+                if publishes {
+                    self.publish(&cursor).await?;
+                }
+                return Ok(skipped());
+            }
+            boundary("run::before", &cursor, step.journaled);
+            self.execute(&cursor, step, earlier, limit, whole).await
+        };
         if step.own_deadline.is_none() {
             *used = used.saturating_add(elapsed);
         }

@@ -181,6 +181,16 @@ impl Step {
         }
     }
 
+    /// Whether the engine writes the step's intent while the step acts instead of before:
+    /// only the claim ([`RecordStep::ClaimPromotion`]). It ends the handoff, so the intent's
+    /// write in the cluster would add its whole round trip to every failover's handoff, and
+    /// it is harmless to repeat (a conditional write of the group state that a claim by the
+    /// same cluster satisfies again), which is all a step that acted without its intent
+    /// written can cost: running again on a resume.
+    pub fn intent_alongside(&self) -> bool {
+        matches!(self, Self::Record(RecordStep::ClaimPromotion { .. }))
+    }
+
     /// The kind shared by the Kubernetes steps that may run together: consecutive steps of
     /// a stage with the same batch kind (ten `Demote`, ten `WaitPrimary`) touch different
     /// objects and none needs another's result, so the engine runs them side by side.

@@ -29,6 +29,9 @@ pub struct BoundStep {
     /// Whether its stage is published right after its outcome (the other cluster waits for
     /// it); see [`BoundStage::publication`].
     pub publishes: bool,
+    /// Whether its intent is written while it acts instead of before
+    /// ([`Step::intent_alongside`](crate::workflow::Step::intent_alongside)).
+    pub intent_alongside: bool,
     /// Consecutive steps with the same batch kind run side by side
     /// ([`Step::batch_kind`](crate::workflow::Step::batch_kind)); `None`: alone.
     pub batch: Option<&'static str>,
@@ -46,6 +49,7 @@ impl std::fmt::Debug for BoundStep {
             .field("promotion", &self.promotion)
             .field("checks_current", &self.checks_current)
             .field("publishes", &self.publishes)
+            .field("intent_alongside", &self.intent_alongside)
             .field("batch", &self.batch)
             .field("task", &self.task.name())
             .finish()
@@ -63,6 +67,7 @@ impl BoundStep {
             promotion: false,
             checks_current: false,
             publishes: false,
+            intent_alongside: false,
             batch: None,
             task,
         }
@@ -89,6 +94,12 @@ impl BoundStep {
     /// Gives the step its own limit, outside its stage's.
     pub fn within(mut self, limit: Duration) -> Self {
         self.own_deadline = Some(limit);
+        self
+    }
+
+    /// Writes its intent while it acts.
+    pub fn intent_alongside(mut self) -> Self {
+        self.intent_alongside = true;
         self
     }
 
@@ -208,6 +219,7 @@ impl Workflow {
                             journaled: step.journaled(),
                             promotion: step.is_promotion(),
                             publishes: stage.published.contains(&step.key()),
+                            intent_alongside: step.intent_alongside(),
                             batch: step.batch_kind(),
                             task: builder.task_for(step),
                         })

@@ -1169,4 +1169,79 @@ async fn a_restarted_source_resumes_after_its_last_done_step() {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// Intent alongside (the claim)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_step_with_its_intent_alongside_is_journaled_like_any_other() {
+    let script = Script::new();
+    let journal = journal();
+    let workflow = BoundWorkflow {
+        stages: vec![
+            BoundStage::new("First", 1, MINUTE)
+                .step(BoundStep::new("claim", script.task("claim")).intent_alongside()),
+        ],
+    };
+    let report = Engine::new(journal.clone())
+        .run(&workflow, &ctx())
+        .await
+        .unwrap();
+    assert_eq!(report.ran(), ["claim"]);
+    assert_eq!(
+        journal.writes(),
+        [
+            intent("First", "claim", "Done"),
+            outcome("First", "claim", StepStatus::Done, None),
+            publish("First", &["claim"]),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_refused_intent_alongside_stops_the_run_though_the_step_acted() {
+    // The step's own conditional write meets the same refusal; the run stops all the same.
+    let script = Script::new();
+    let journal = journal();
+    journal.set_current(Some((8, "op-2")));
+    let workflow = BoundWorkflow {
+        stages: vec![
+            BoundStage::new("First", 1, MINUTE)
+                .step(BoundStep::new("claim", script.task("claim")).intent_alongside())
+                .step(BoundStep::new("after", script.task("after"))),
+        ],
+    };
+    let err = Engine::new(journal.clone())
+        .run(&workflow, &ctx())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::StaleEpoch { task, .. } if task == "claim"),
+        "{err:?}"
+    );
+    assert_eq!(script.ran(), ["claim"]);
+    assert_eq!(journal.writes(), [intent("First", "claim", "StaleEpoch")]);
+}
+
+#[test]
+fn only_the_claim_writes_its_intent_alongside() {
+    for mode in [Mode::Consistency, Mode::Uptime] {
+        for role in Role::ALL {
+            for force in [false, true] {
+                let Ok(workflow) = Factory::build(mode, role, &small_group(), force) else {
+                    continue;
+                };
+                for (_, step) in workflow.steps() {
+                    assert_eq!(
+                        step.intent_alongside(),
+                        step.key() == "ClaimPromotion",
+                        "{mode} {role} {}",
+                        step.key()
+                    );
+                }
+            }
+        }
+    }
+}
+
 mod batch;
