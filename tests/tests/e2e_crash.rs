@@ -35,7 +35,9 @@ use failover_tests::agents::AgentStart;
 use failover_tests::fixtures::{
     GROUP, OPERATION_DEADLINE, assert_side_settled, wait_group_idle_on,
 };
-use failover_tests::scenario::{CrashReport, Scenario, failpoints_built, with_failpoints};
+use failover_tests::scenario::{
+    CrashReport, Scenario, crash_points, failpoints_built, with_failpoints,
+};
 use failover_tests::storage_sim::set_stuck;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -254,13 +256,29 @@ async fn a_failure_whose_agent_crashes_between_its_two_writes_still_fails_the_op
             report.stdout,
             report.stderr
         );
-        ensure!(
-            report
-                .crashes
-                .iter()
-                .any(|(c, p)| c == "east" && p.contains(point)),
-            "east did not crash after its failure mark: {report:?}"
-        );
+        // failoverctl reads the failure from the mark, so it may exit before the run saw east
+        // go down right after writing it: then wait for east's crash and start east again.
+        if !report
+            .crashes
+            .iter()
+            .any(|(c, p)| c == "east" && p.contains(point))
+        {
+            let waiting = tokio::time::Instant::now();
+            loop {
+                let proc = s.stack.proc_mut("agent-east")?;
+                if !proc.running()? && crash_points(&proc.log_text()).any(|p| p.contains(point)) {
+                    break;
+                }
+                ensure!(
+                    waiting.elapsed() < Duration::from_secs(10),
+                    "east did not crash after its failure mark: {report:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            s.stack
+                .start_agent_with("east", AgentStart::default())
+                .await?;
+        }
         let store = s.stack.store.clone();
         let state = store.get_group_state(&s.group).await?.context("state")?;
         let op_id = state

@@ -506,9 +506,14 @@ impl<J: Journal> Engine<J> {
         boundary("intent::before", &cursor, step.journaled);
         let (ran, elapsed) = if step.journaled && step.intent_alongside {
             // The intent goes out while the step acts (see `BoundStep::intent_alongside`).
-            boundary("run::before", &cursor, true);
+            // Its `run::before` boundary fires once the intent is written: a crash there finds
+            // the earlier steps' outcomes written with it, as for any other step.
             let (intent, run) = tokio::join!(
-                self.intent(&cursor),
+                async {
+                    let written = self.intent(&cursor).await;
+                    boundary("run::before", &cursor, true);
+                    written
+                },
                 self.execute(&cursor, step, earlier, limit, whole)
             );
             if !intent? {
