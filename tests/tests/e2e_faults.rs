@@ -22,7 +22,10 @@
 //!   through, and the agents' `/metrics` count them;
 //! * **forged and replayed SQS envelopes** (the finished operation's again, at a stale and
 //!   at the next epoch, and envelopes naming an operation that does not exist): the agents
-//!   read them all and change nothing (ignored: that they log them as ignored).
+//!   read them all and change nothing (ignored: that they log them as ignored);
+//! * **an early `ReadyForPromotion` wake-up** (forged, while the source's demotion is held):
+//!   the target's wait ends on it, its claim is refused, nothing is claimed before the
+//!   source's READY mark, and the operation completes.
 //!
 //! Each ends with the operation's record, both clusters as the group state says, no storage
 //! violation and a clean verdict of the run checker. Re-reads are 30 s apart unless the
@@ -40,7 +43,7 @@ use failover_tests::faults::Service;
 use failover_tests::fixtures::assert_side_settled;
 use failover_tests::observe::counter;
 use failover_tests::scenario::{CtlReport, Scenario, failpoints_built};
-use failover_tests::storage_sim::Violation;
+use failover_tests::storage_sim::{Violation, set_stuck};
 
 /// The serving lease: long enough that no cut of these scenarios (nor a renewal waiting on
 /// a cut apiserver) reaches `3L/4`, after which an agent fences on its own.
@@ -432,6 +435,104 @@ async fn dynamodb_throttling_and_server_errors_in_bursts_are_retried_through() -
             "nothing was injected: {throttled} throttled transactions, {failed} failed puts"
         );
         assert_moved(&mut s, &report, reason, "east", "west").await?;
+        Ok(())
+    }
+    .await;
+    s.finish(res).await
+}
+
+/// A `ReadyForPromotion` wake-up reaches the target while the source has marked nothing
+/// (forged: east's demotion is held by a stuck volume). West's wait ends on the hint without
+/// a read, but the claim it goes on to is refused (not every volume READY): nothing is
+/// claimed or promoted while east is not ready, west goes back to waiting on reads, and once
+/// the volume demotes the operation completes with the claim after the READY mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_ready_wake_up_claims_nothing_before_the_source_is_ready() -> Result<()> {
+    let mut s = scenario("e2e-net-early-ready", Duration::from_secs(30)).await?;
+    let res = async {
+        s.start(AgentStart::default(), AgentStart::default())
+            .await?;
+        let ns = s.ns.name.clone();
+        set_stuck(&s.env.east.client, &ns, "db-data", true).await?;
+        let reason = "an early READY wake-up";
+        let args = s.failover_args("west", reason, &[]);
+        let ctl = s.spawn_failoverctl(&args)?;
+        let op_id = s.wait_operation(MOMENT).await?;
+        s.wait_journal(&op_id, "west", "west waiting for READY", MOMENT, |j| {
+            j.task == "WaitAllReady"
+        })
+        .await?;
+        let store = &s.stack.store;
+        let epoch = store
+            .get_group_state(&s.group)
+            .await?
+            .context("no group state")?
+            .epoch;
+        let refused = |metrics: &str| {
+            counter(
+                metrics,
+                "failover_aws_calls",
+                &[
+                    "operation=\"claim_promotion\"",
+                    "outcome=\"conditional_check_failed\"",
+                ],
+            ) + 0.0
+        };
+        let before = refused(&s.stack.metrics("west").await?);
+        let early = Envelope::for_operation(
+            EnvelopeKind::ReadyForPromotion,
+            &op_id,
+            &s.group,
+            epoch,
+            "east",
+            jiff::Timestamp::now(),
+        );
+        s.stack.inbox.send("west", &early).await?;
+        // West answers the hint with a claim: refused, or (a broken agent) granted.
+        let state = failover_tests::kube::wait_for("west's claim", MOMENT, || async {
+            let metrics = s
+                .stack
+                .metrics("west")
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            let state = store
+                .get_group_state(&s.group)
+                .await
+                .map_err(|e| format!("{e:#}"))?
+                .ok_or("no group state")?;
+            let answered = refused(&metrics) > before || state.promotion_claimed_by.is_some();
+            Ok(answered.then_some(state))
+        })
+        .await?;
+        ensure!(
+            state.promotion_claimed_by.is_none(),
+            "west claimed before east was ready: {state:?}"
+        );
+        ensure_no_handoff(&s, &op_id).await?;
+        ensure!(
+            s.stack
+                .agent_log("west")?
+                .contains("the claim found volumes not READY_FOR_PROMOTION"),
+            "west's log does not say its claim found volumes not ready"
+        );
+        // The storage recovers: east marks READY and the operation completes.
+        set_stuck(&s.env.east.client, &ns, "db-data", false).await?;
+        let report = ctl.finish(DEADLINE).await?;
+        let op = assert_moved(&mut s, &report, reason, "east", "west").await?;
+        let ready_at = s
+            .stack
+            .store
+            .list_handoffs(&op.id)
+            .await?
+            .iter()
+            .filter_map(|h| h.ready_at)
+            .max()
+            .context("no READY mark")?;
+        let claimed_at = op.promotion_started_at.context("no claim")?;
+        ensure!(
+            claimed_at >= ready_at,
+            "claimed at {claimed_at}, before the last READY mark at {ready_at}"
+        );
         Ok(())
     }
     .await;

@@ -481,9 +481,17 @@ async fn poll_once(
     match received {
         Ok(messages) => {
             readiness.aws_ok();
-            let mut woke = false;
             if messages.iter().any(asks_for_group_check) {
                 let _ = fencer.send(FenceCheck(When::Reread));
+            }
+            // One wake-up for all that decoded, with their hints (`Wakeups::wake_for`).
+            let decoded: Vec<_> = messages
+                .iter()
+                .filter_map(|m| m.envelope.as_ref().ok())
+                .collect();
+            if !decoded.is_empty() {
+                wakeups.wake_for(decoded);
+                let _ = runner.send(RunnerTick);
             }
             for m in messages {
                 let (kind, outcome, delete) = message_outcome(&m);
@@ -491,11 +499,6 @@ async fn poll_once(
                 if !delete {
                     // Logged by the inbox; SQS moves it to the dead-letter queue.
                     continue;
-                }
-                if !woke {
-                    wakeups.wake();
-                    let _ = runner.send(RunnerTick);
-                    woke = true;
                 }
                 if let Err(e) = inbox.delete(&m.receipt_handle).await {
                     tracing::warn!(error = %error_chain(&e), "could not delete a handled wake-up; it will come again");

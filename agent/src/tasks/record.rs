@@ -45,7 +45,9 @@ pub(super) async fn run(
         RecordStep::RenewLease => renew_lease(ctx, config.lease_ttl).await,
         RecordStep::RecordReplicas { workloads } => record_replicas(ctx, workloads).await,
         RecordStep::MarkAllReady { volumes } => mark_all_ready(ctx, volumes).await,
-        RecordStep::ClaimPromotion { ready_volumes } => claim_promotion(ctx, ready_volumes).await,
+        RecordStep::ClaimPromotion { ready_volumes } => {
+            claim_promotion(ctx, config, ready_volumes).await
+        }
         RecordStep::MarkPromoted { volumes } => mark_promoted(ctx, volumes).await,
         RecordStep::RecordDualActive { end } => record_dual_active(ctx, *end).await,
         RecordStep::CompleteOperation => complete(ctx).await,
@@ -172,15 +174,34 @@ async fn mark_all_ready(ctx: &TaskContext, volumes: &[String]) -> Result<(), Tas
     outcome("marking the volumes READY_FOR_PROMOTION", o).map(drop)
 }
 
-async fn claim_promotion(ctx: &TaskContext, ready_volumes: &[String]) -> Result<(), TaskError> {
-    // Repeating a claim is harmless (the store keeps the first), so an interrupted
-    // earlier attempt needs no special care here.
-    let o = ctx
-        .store()?
-        .claim_promotion(&ctx.op_ref(), ctx.cluster(), ready_volumes)
-        .await
-        .map_err(store_err)?;
-    outcome("claiming the promotion", o)
+/// Claims the promotion. The claim's condition requires every volume of `ready_volumes`
+/// marked READY at the epoch; when it finds some not marked (the wait before it ended on a
+/// wake-up's hint that was ahead of the records, or forged: see `super::wake`), this waits
+/// for them on consistent reads alone and claims again.
+async fn claim_promotion(
+    ctx: &TaskContext,
+    config: &TasksConfig,
+    ready_volumes: &[String],
+) -> Result<(), TaskError> {
+    loop {
+        // Repeating a claim is harmless (the store keeps the first), so an interrupted
+        // earlier attempt needs no special care here.
+        let o = ctx
+            .store()?
+            .claim_promotion(&ctx.op_ref(), ctx.cluster(), ready_volumes)
+            .await
+            .map_err(store_err)?;
+        match o {
+            Outcome::NotReady { missing } if !ready_volumes.is_empty() => {
+                tracing::info!(
+                    missing = %missing.join(", "),
+                    "the claim found volumes not READY_FOR_PROMOTION: waiting for them on reads"
+                );
+                super::wait::wait_all_ready(ctx, config, ready_volumes, false).await?;
+            }
+            other => return outcome("claiming the promotion", other),
+        }
+    }
 }
 
 async fn mark_promoted(ctx: &TaskContext, volumes: &[String]) -> Result<(), TaskError> {

@@ -3,6 +3,7 @@
 //! whose check is a consistent read of the records. A wait stops as soon as the operation
 //! cannot go on (no longer current, aborted or failed).
 
+use failover_messages::envelope::EnvelopeKind;
 use failover_messages::records::{Phase, StepStatus};
 
 use crate::workflow::{PeerStep, TaskContext, TaskError, WaitStep};
@@ -17,7 +18,7 @@ pub(super) async fn run(
     ctx: &TaskContext,
 ) -> Result<(), TaskError> {
     match step {
-        WaitStep::WaitAllReady { volumes, .. } => wait_all_ready(ctx, config, volumes).await,
+        WaitStep::WaitAllReady { volumes, .. } => wait_all_ready(ctx, config, volumes, true).await,
         WaitStep::WaitSourceReleased { release, .. } => {
             super::release::wait_source_released(ctx, config, release).await
         }
@@ -26,18 +27,30 @@ pub(super) async fn run(
     }
 }
 
-async fn wait_all_ready(
+/// Waits until every volume of `volumes` is marked READY at the operation's epoch. With
+/// `hints`, a `ReadyForPromotion` wake-up of this operation and epoch ends the wait without
+/// a read: the claim that follows checks the marks in its condition (see `super::wake`).
+pub(super) async fn wait_all_ready(
     ctx: &TaskContext,
     config: &TasksConfig,
     volumes: &[String],
+    hints: bool,
 ) -> Result<(), TaskError> {
     let store = ctx.store()?;
     let wf = ctx.workflow();
+    let wakeups = ctx.handle::<Wakeups>().ok();
     wait_until(
         "every volume READY_FOR_PROMOTION",
-        ctx.handle::<Wakeups>().ok(),
+        wakeups,
         Rereads::for_step(config.reread_interval, ctx),
         move || async move {
+            if hints
+                && wakeups.is_some_and(|w| {
+                    w.hinted(EnvelopeKind::ReadyForPromotion, &wf.operation_id, wf.epoch)
+                })
+            {
+                return Ok(Check::Done(()));
+            }
             let handoffs = store
                 .list_handoffs_of(&wf.group, &wf.operation_id)
                 .await

@@ -18,10 +18,21 @@
 //! Envelopes are hints and carry no authority: a wake-up only causes a re-read, so a lost,
 //! duplicated or forged message can delay a wait by at most one re-read interval and never
 //! make it finish early. The engine bounds every wait with the step's deadline.
+//!
+//! One exception saves the read on the handoff's path: [`Wakeups::wake_for`] keeps the
+//! last envelopes' `(kind, operation, epoch)` ([`Wakeups::hinted`]), and the target's wait
+//! for `READY_FOR_PROMOTION` ends on a `ReadyForPromotion` hint of its own operation and
+//! epoch without reading. Nothing is decided on it: the claim that follows is a conditional
+//! write that requires every volume's READY mark at the epoch, and a claim refused as not
+//! ready goes back to waiting on reads alone (`tasks::record`). A forged or early hint
+//! costs one refused claim, never an early promotion.
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use failover_messages::envelope::{Envelope, EnvelopeKind};
 use failover_messages::inbox::Inbox;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -31,10 +42,18 @@ use crate::workflow::{TaskContext, TaskError};
 /// Default time between two consistent re-reads when no wake-up arrives.
 pub const DEFAULT_REREAD_INTERVAL: Duration = Duration::from_secs(2);
 
-/// A cluster-wide wake-up signal. Cheap to clone; clones share the signal.
+/// How many envelopes' hints [`Wakeups`] keeps (the oldest go first).
+const HINTS_KEPT: usize = 64;
+
+/// What one envelope said happened: its kind, operation and epoch.
+type Hint = (EnvelopeKind, String, u64);
+
+/// A cluster-wide wake-up signal, with the hints of the last envelopes that raised it.
+/// Cheap to clone; clones share the signal.
 #[derive(Clone, Debug)]
 pub struct Wakeups {
     tx: watch::Sender<u64>,
+    hints: Arc<Mutex<VecDeque<Hint>>>,
 }
 
 impl Default for Wakeups {
@@ -48,12 +67,40 @@ impl Wakeups {
     pub fn new() -> Self {
         Self {
             tx: watch::Sender::new(0),
+            hints: Arc::default(),
         }
     }
 
     /// Wakes every current waiter (they re-read the records).
     pub fn wake(&self) {
         self.tx.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Keeps `envelopes`' hints, then wakes every current waiter once (none: no wake-up).
+    pub fn wake_for<'a>(&self, envelopes: impl IntoIterator<Item = &'a Envelope>) {
+        let mut any = false;
+        {
+            let mut hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+            for e in envelopes {
+                if hints.len() == HINTS_KEPT {
+                    hints.pop_front();
+                }
+                hints.push_back((e.kind, e.operation_id.clone(), e.epoch));
+                any = true;
+            }
+        }
+        if any {
+            self.wake();
+        }
+    }
+
+    /// Whether one of the last envelopes was of `kind` for operation `op_id` at `epoch`. A
+    /// hint, never a fact: see the module docs.
+    pub fn hinted(&self, kind: EnvelopeKind, op_id: &str, epoch: u64) -> bool {
+        let hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+        hints
+            .iter()
+            .any(|(k, op, e)| *k == kind && op == op_id && *e == epoch)
     }
 
     /// A receiver that sees every later [`Wakeups::wake`].
@@ -182,7 +229,7 @@ pub async fn pump_inbox(inbox: Inbox, wakeups: Wakeups, wait_seconds: u32, retry
     loop {
         match inbox.receive(wait_seconds, 10).await {
             Ok(messages) => {
-                let mut woke = false;
+                wakeups.wake_for(messages.iter().filter_map(|m| m.envelope.as_ref().ok()));
                 for m in messages {
                     let Ok(envelope) = &m.envelope else { continue };
                     tracing::debug!(
@@ -191,10 +238,6 @@ pub async fn pump_inbox(inbox: Inbox, wakeups: Wakeups, wait_seconds: u32, retry
                         sender = %envelope.sender,
                         "wake-up received"
                     );
-                    if !woke {
-                        wakeups.wake();
-                        woke = true;
-                    }
                     if let Err(e) = inbox.delete(&m.receipt_handle).await {
                         tracing::warn!(error = %e, "could not delete a handled wake-up; it will come again");
                     }
@@ -214,6 +257,50 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
+
+    fn envelope(kind: EnvelopeKind, op: &str, epoch: u64) -> Envelope {
+        let group = "shop/orders".parse().unwrap();
+        Envelope::for_operation(kind, op, &group, epoch, "east", jiff::Timestamp::now())
+    }
+
+    #[test]
+    fn a_hint_names_its_kind_operation_and_epoch_only() {
+        let w = Wakeups::new();
+        let mut rx = w.subscribe();
+        rx.mark_unchanged();
+        w.wake_for([
+            &envelope(EnvelopeKind::ReadyForPromotion, "op-1", 3),
+            &envelope(EnvelopeKind::Wake, "op-2", 3),
+        ]);
+        assert!(rx.has_changed().unwrap(), "one wake-up for the envelopes");
+        assert!(w.hinted(EnvelopeKind::ReadyForPromotion, "op-1", 3));
+        assert!(
+            !w.hinted(EnvelopeKind::ReadyForPromotion, "op-1", 2),
+            "another epoch"
+        );
+        assert!(
+            !w.hinted(EnvelopeKind::ReadyForPromotion, "op-2", 3),
+            "another kind"
+        );
+        assert!(!w.hinted(EnvelopeKind::Promoted, "op-1", 3), "another kind");
+        // No envelope, no wake-up.
+        rx.mark_unchanged();
+        w.wake_for([]);
+        assert!(!rx.has_changed().unwrap());
+    }
+
+    #[test]
+    fn only_the_last_hints_are_kept() {
+        let w = Wakeups::new();
+        w.wake_for([&envelope(EnvelopeKind::ReadyForPromotion, "old", 1)]);
+        let later: Vec<Envelope> = (0..HINTS_KEPT)
+            .map(|i| envelope(EnvelopeKind::Wake, &format!("op-{i}"), 1))
+            .collect();
+        w.wake_for(&later);
+        assert!(!w.hinted(EnvelopeKind::ReadyForPromotion, "old", 1));
+        assert!(w.hinted(EnvelopeKind::Wake, "op-0", 1));
+        assert!(w.hinted(EnvelopeKind::Wake, &format!("op-{}", HINTS_KEPT - 1), 1));
+    }
 
     #[tokio::test]
     async fn a_wake_up_triggers_a_re_read_before_the_timer() {
