@@ -244,7 +244,8 @@ pub struct AgentOptions {
     pub lease_duration: Option<Duration>,
     /// `--reread-interval`.
     pub reread_interval: Duration,
-    /// `RUST_LOG`.
+    /// `RUST_LOG`; by default `info`, or `FAILOVER_AGENT_LOG` when set (e.g.
+    /// `info,failover_messages::store=debug` logs every DynamoDB call with its time).
     pub log_filter: String,
     /// The ClusterRole the agents' ServiceAccount is bound to; `None`: the shipped
     /// `deploy/kustomize/base/clusterrole.yaml`.
@@ -259,7 +260,7 @@ impl Default for AgentOptions {
             // Long enough that a broken SQS wake-up path fails a test instead of being
             // hidden by the re-read.
             reread_interval: Duration::from_secs(30),
-            log_filter: "info".into(),
+            log_filter: std::env::var("FAILOVER_AGENT_LOG").unwrap_or_else(|_| "info".into()),
             cluster_role: None,
         }
     }

@@ -1921,8 +1921,29 @@ async fn an_operation_of_a_known_group_reads_in_one_call_what_two_reads_give() -
         f.store.calls().by_api(),
         BTreeMap::from([("BatchGetItem".to_owned(), 2)])
     );
-    assert_eq!(one, Some(two));
+    assert_eq!(one, Some(two.clone()));
     assert_eq!(handoffs, f.store.list_handoffs(&op.id).await?);
+    // The operation and the group state from one read, as each reads alone.
+    f.store.calls().reset();
+    let (with_state, state) = f
+        .store
+        .get_operation_and_state_of(&group, &op.id)
+        .await?
+        .context("op")?;
+    assert_eq!(
+        f.store.calls().by_api(),
+        BTreeMap::from([("BatchGetItem".to_owned(), 1)])
+    );
+    assert_eq!(with_state, two);
+    assert_eq!(state, f.store.get_group_state(&group).await?);
+    let other: GroupRef = format!("{}-other/g", group.namespace).parse()?;
+    let wrong = f.store.get_operation_and_state_of(&other, &op.id).await;
+    assert!(
+        wrong
+            .as_ref()
+            .is_err_and(|e| format!("{e:#}").contains(&op.id)),
+        "an operation read as another group's: {wrong:?}"
+    );
     let states: Vec<_> = handoffs
         .iter()
         .map(|h| (h.volume.as_str(), h.state))

@@ -150,9 +150,11 @@ async fn replica_problems(
     }
     let store = ctx.store()?;
     let group = &ctx.workflow().group;
-    let op = operation(ctx).await?;
-    let history = store.history(group, Some(20)).await.map_err(store_err)?;
-    let known = store.get_known_replicas(group).await.map_err(store_err)?;
+    let (op, history, known) = tokio::try_join!(
+        operation(ctx),
+        async { store.history(group, Some(20)).await.map_err(store_err) },
+        async { store.get_known_replicas(group).await.map_err(store_err) },
+    )?;
     let mut problems = Vec::new();
     for (kind, name, declared) in scale_up {
         let key = workload_key(*kind, name);

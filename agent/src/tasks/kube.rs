@@ -20,8 +20,8 @@ use crate::kube_ops::{flux, workloads};
 use crate::workflow::{KubeStep, TaskContext, TaskError};
 
 use super::support::{
-    RecordedReplicas, TasksConfig, cluster_client, ensure_current, group_state, kube_err,
-    namespace, operation, stamp, store_err, wait_deadline, workload_key,
+    RecordedReplicas, TasksConfig, cluster_client, current_in, group_state, kube_err, namespace,
+    operation, operation_and_state, stamp, store_err, wait_deadline, workload_key,
 };
 
 /// Carries out `step` on this cluster's Kubernetes API.
@@ -343,8 +343,14 @@ async fn promote(ctx: &TaskContext, volume: &str) -> Result<(), TaskError> {
 /// active side (no promotion claimed, this cluster active) and the abort was granted.
 async fn reactivate(ctx: &TaskContext, volume: &str) -> Result<(), TaskError> {
     let wf = ctx.workflow();
-    ensure_current(ctx).await?;
-    let state = group_state(ctx).await?;
+    let (op, state) = operation_and_state(ctx).await?;
+    current_in(ctx, state.as_ref())?;
+    let Some(state) = state else {
+        return Err(TaskError::failed(format!(
+            "group {} has no state record",
+            wf.group
+        )));
+    };
     if !state.is_entitled(ctx.cluster()) {
         return Err(TaskError::failed(format!(
             "refusing to reactivate {volume}: cluster {} is entitled to group {}, not {}",
@@ -353,7 +359,6 @@ async fn reactivate(ctx: &TaskContext, volume: &str) -> Result<(), TaskError> {
             ctx.cluster()
         )));
     }
-    let op = operation(ctx).await?;
     if op.abort_requested_at.is_none() || op.promotion_started_at.is_some() {
         return Err(TaskError::failed(format!(
             "refusing to reactivate {volume}: operation {} has no granted abort",

@@ -28,7 +28,7 @@ use crate::kube_ops::workloads;
 use crate::workflow::{DualActiveEnd, RecordStep, TaskContext, TaskError};
 
 use super::support::{
-    TasksConfig, cluster_client, ensure_current, group_state, kube_err, namespace, operation,
+    TasksConfig, cluster_client, current_in, group_state, kube_err, namespace, operation_and_state,
     outcome, stamp, store_err, workload_key,
 };
 
@@ -57,7 +57,7 @@ pub(super) async fn run(
 
 async fn validate_operation(ctx: &TaskContext, mark_running: bool) -> Result<(), TaskError> {
     let wf = ctx.workflow();
-    let op = operation(ctx).await?;
+    let (op, state) = operation_and_state(ctx).await?;
     if op.epoch != wf.epoch
         || op.group != wf.group
         || op.source != wf.source
@@ -77,7 +77,7 @@ async fn validate_operation(ctx: &TaskContext, mark_running: bool) -> Result<(),
             op.id, op.phase
         )));
     }
-    ensure_current(ctx).await?;
+    current_in(ctx, state.as_ref())?;
     if op.phase == Phase::Pending && mark_running {
         // One side marks the operation Running here (repeating it after a restart is
         // harmless): the target of a forced operation, whose source may be gone, or a source
@@ -231,10 +231,11 @@ async fn record_dual_active(ctx: &TaskContext, end: DualActiveEnd) -> Result<(),
 async fn complete(ctx: &TaskContext) -> Result<(), TaskError> {
     let wf = ctx.workflow();
     let store = ctx.store()?;
-    // Timings from both journals (two reads); without them the operation still completes.
-    let timings = match (
-        store.journal(&wf.operation_id, &wf.source).await,
-        store.journal(&wf.operation_id, &wf.target).await,
+    // Timings from both journals (two reads at once); without them the operation still
+    // completes.
+    let timings = match tokio::join!(
+        store.journal(&wf.operation_id, &wf.source),
+        store.journal(&wf.operation_id, &wf.target),
     ) {
         (Ok(source), Ok(target)) => super::timings::from_journals(&source, &target),
         (Err(e), _) | (_, Err(e)) => {

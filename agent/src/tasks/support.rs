@@ -141,41 +141,47 @@ pub(super) async fn group_state(ctx: &TaskContext) -> Result<GroupState, TaskErr
         .ok_or_else(|| TaskError::failed(format!("group {} has no state record", wf.group)))
 }
 
-/// The operation is still in flight at our epoch (consistent read of the group state).
-pub(super) async fn ensure_current(ctx: &TaskContext) -> Result<(), TaskError> {
+/// The operation's record and the group's state, from one consistent `BatchGetItem`; an
+/// error when the operation does not exist.
+pub(super) async fn operation_and_state(
+    ctx: &TaskContext,
+) -> Result<(Operation, Option<GroupState>), TaskError> {
     let wf = ctx.workflow();
-    let state = ctx
-        .store()?
-        .get_group_state(&wf.group)
+    ctx.store()?
+        .get_operation_and_state_of(&wf.group, &wf.operation_id)
         .await
-        .map_err(store_err)?;
-    let current = state
-        .as_ref()
-        .is_some_and(|s| s.epoch == wf.epoch && s.op_id.as_deref() == Some(&wf.operation_id));
+        .map_err(store_err)?
+        .ok_or_else(|| TaskError::failed(format!("operation {} does not exist", wf.operation_id)))
+}
+
+/// The operation is still in flight at our epoch, on the group state `state` as just read.
+pub(super) fn current_in(ctx: &TaskContext, state: Option<&GroupState>) -> Result<(), TaskError> {
+    let wf = ctx.workflow();
+    let current =
+        state.is_some_and(|s| s.epoch == wf.epoch && s.op_id.as_deref() == Some(&wf.operation_id));
     if current {
         Ok(())
     } else {
         Err(TaskError::StaleEpoch(Stale {
             expected_epoch: wf.epoch,
-            current_epoch: state.as_ref().map(|s| s.epoch),
-            current_op: state.and_then(|s| s.op_id),
+            current_epoch: state.map(|s| s.epoch),
+            current_op: state.and_then(|s| s.op_id.clone()),
         }))
     }
 }
 
-/// [`ensure_current`], and the operation neither aborted nor failed: a wait for the other
-/// cluster stops as soon as the operation cannot go on.
+/// The operation still in flight at our epoch ([`current_in`]), neither aborted nor failed: a wait for the other
+/// cluster stops as soon as the operation cannot go on. One read of both records.
 pub(super) async fn ensure_open(ctx: &TaskContext) -> Result<(), TaskError> {
-    ensure_current(ctx).await?;
-    let wf = ctx.workflow();
-    let op = operation(ctx).await?;
+    let (op, state) = operation_and_state(ctx).await?;
+    current_in(ctx, state.as_ref())?;
     if let Some(at) = op.abort_requested_at {
         return Err(TaskError::AbortRequested { at });
     }
     if op.phase == Phase::Failed {
         return Err(TaskError::failed(format!(
             "operation {} failed: {}",
-            wf.operation_id,
+            ctx.workflow().operation_id,
             op.message.as_deref().unwrap_or("no message recorded")
         )));
     }

@@ -82,11 +82,13 @@ async fn wait_peer(
         ctx.handle::<Wakeups>().ok(),
         Rereads::for_step(config.reread_interval, ctx),
         move || async move {
-            ensure_open(ctx).await?;
-            let steps = store
-                .journal(&wf.operation_id, peer_cluster)
-                .await
-                .map_err(store_err)?;
+            // Both reads at once: the wait's check costs one round trip.
+            let (open, steps) = tokio::join!(
+                ensure_open(ctx),
+                store.journal(&wf.operation_id, peer_cluster)
+            );
+            open?;
+            let steps = steps.map_err(store_err)?;
             let found = steps
                 .iter()
                 .find(|s| s.stage == stage && s.task == peer.task && s.epoch == wf.epoch);

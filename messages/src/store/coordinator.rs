@@ -579,14 +579,15 @@ impl Store {
         Ok(Some(handoff_of(op, &item, state.as_ref())?))
     }
 
-    /// [`Store::handoff_view`] for an operation of a known `group`: the operation item and
-    /// the group state in one consistent `BatchGetItem` (one call instead of two).
-    pub(super) async fn handoff_view_of(
+    /// The operation item and the group state of `group` in one consistent `BatchGetItem`
+    /// (one call instead of two; two reads when it was throttled in part). `None` when the
+    /// operation item does not exist.
+    async fn op_and_state_items(
         &self,
         operation: &'static str,
         group: &GroupRef,
         op_id: &str,
-    ) -> Result<Option<(Operation, HandoffView)>, Cause> {
+    ) -> Result<Option<(Item, Option<Item>)>, Cause> {
         let op_key = keys::operation_key(op_id);
         let state_key = keys::group_state_key(group);
         let keys_and_attrs = KeysAndAttributes::builder()
@@ -610,9 +611,13 @@ impl Store {
             .is_some_and(|u| u.values().any(|k| !k.keys.is_empty()));
         if unprocessed {
             // Throttled in part: the two reads one by one.
-            return self.handoff_view(operation, op_id).await;
+            let Some(item) = self.get_item(operation, op_key).await? else {
+                return Ok(None);
+            };
+            let state = self.get_item(operation, state_key).await?;
+            return Ok(Some((item, state)));
         }
-        let items = out
+        let mut items = out
             .responses
             .and_then(|mut r| r.remove(self.table.as_ref()))
             .unwrap_or_default();
@@ -620,15 +625,55 @@ impl Store {
             s_attr(item, keys::PK) == Some(pk.as_str())
                 && s_attr(item, keys::SK) == Some(sk.as_str())
         };
-        let Some(item) = items.iter().find(|i| is(i, &op_key)) else {
+        let Some(at) = items.iter().position(|i| is(i, &op_key)) else {
             return Ok(None);
         };
-        let op = Operation::from_item(item)?;
+        let item = items.swap_remove(at);
+        let state = items.into_iter().find(|i| is(i, &state_key));
+        Ok(Some((item, state)))
+    }
+
+    /// [`Store::handoff_view`] for an operation of a known `group`, in one call
+    /// ([`Store::op_and_state_items`]).
+    pub(super) async fn handoff_view_of(
+        &self,
+        operation: &'static str,
+        group: &GroupRef,
+        op_id: &str,
+    ) -> Result<Option<(Operation, HandoffView)>, Cause> {
+        let Some((item, state)) = self.op_and_state_items(operation, group, op_id).await? else {
+            return Ok(None);
+        };
+        let op = Operation::from_item(&item)?;
         if op.group != *group {
             return self.handoff_view(operation, op_id).await;
         }
-        let state = items.iter().find(|i| is(i, &state_key));
-        handoff_of(op, item, state).map(Some)
+        handoff_of(op, &item, state.as_ref()).map(Some)
+    }
+
+    /// [`Store::read_operation`] for an operation of `group`, with the group state read in
+    /// the same call ([`Store::op_and_state_items`]); the state is `None` when the group
+    /// has none.
+    pub(super) async fn read_operation_and_state_of(
+        &self,
+        operation: &'static str,
+        group: &GroupRef,
+        op_id: &str,
+    ) -> Result<Option<(Operation, Option<GroupState>)>, Cause> {
+        let Some((item, state)) = self.op_and_state_items(operation, group, op_id).await? else {
+            return Ok(None);
+        };
+        let op = Operation::from_item(&item)?;
+        if op.group != *group {
+            return Err(Cause::Invalid(format!(
+                "operation {op_id} is of group {}, not of {group}",
+                op.group
+            )));
+        }
+        let (mut op, view) = handoff_of(op, &item, state.as_ref())?;
+        overlay(&mut op, &view);
+        let state = state.map(|s| GroupState::from_item(&s)).transpose()?;
+        Ok(Some((op, state)))
     }
 
     /// [`Store::read_operation`] for an operation of a known `group`, in one call

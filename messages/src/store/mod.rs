@@ -193,9 +193,11 @@ impl Store {
             attempts += 1;
             // Counted when the answer arrives (as an `error` if this future is dropped first).
             let attempt = self.calls.attempt(operation, api);
+            let started = std::time::Instant::now();
             match call().await {
                 Ok(out) => {
                     attempt.finished(CallOutcome::Ok);
+                    tracing::debug!(operation, api, elapsed = ?started.elapsed(), "DynamoDB call");
                     if failpoint::enabled()
                         && let Some((point, arg)) = store_points(operation, api, "after")
                     {

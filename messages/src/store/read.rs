@@ -144,6 +144,24 @@ impl Store {
             .map_err(wrap)
     }
 
+    /// [`Store::get_operation_of`] and the group's state (`None` when it has none), both
+    /// from the same consistent `BatchGetItem`. An operation of another group is an error.
+    pub async fn get_operation_and_state_of(
+        &self,
+        group: &GroupRef,
+        op_id: &str,
+    ) -> Result<Option<(Operation, Option<GroupState>)>, StoreError> {
+        let wrap = |source: Cause| StoreError::GetOperation {
+            op_id: op_id.to_owned(),
+            table: self.table.to_string(),
+            source,
+        };
+        keys::validate_operation_id(op_id).map_err(|e| wrap(e.into()))?;
+        self.read_operation_and_state_of("get_operation", group, op_id)
+            .await
+            .map_err(wrap)
+    }
+
     /// The handoff of an operation, one line per volume marked `READY_FOR_PROMOTION` or
     /// `PROMOTED`, in volume-name order: from the group state while it carries this
     /// operation (in flight, or the last closed), else from the copy the close left on the

@@ -91,7 +91,6 @@ impl AgentTiming {
         AgentOptions {
             heartbeat_interval: self.heartbeat_interval,
             reread_interval: self.reread_interval,
-            log_filter: "info".into(),
             ..AgentOptions::default()
         }
     }

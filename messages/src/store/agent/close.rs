@@ -24,8 +24,9 @@ impl Store {
     /// `opId`, `promotionClaimedBy` and lease removed (condition `opId = id AND epoch = e`,
     /// promotion claimed, no abort requested); then the history record is put and the
     /// operation item gets `phase = Succeeded`, `finishedAt` and `timings`.
-    /// `timings.total_ms` defaults to `finishedAt - requestedAt`. Reads the operation first
-    /// (for the history copy); repeating it after a success returns the same entry.
+    /// `timings.total_ms` defaults to `finishedAt - requestedAt`. Reads the operation and the
+    /// group state first (one `BatchGetItem`, for the history copy); repeating it after a
+    /// success returns the same entry.
     ///
     /// Outcomes: `Done(history)`; `StaleEpoch`; `NotClaimed`; `AbortRequested`;
     /// `AlreadyFinished`; `OperationNotFound`.
@@ -77,7 +78,7 @@ impl Store {
         } else {
             "finish_abort"
         };
-        let Some(stored) = self.read_operation(op_name, &op.id).await? else {
+        let Some(stored) = self.read_operation_of(op_name, &op.group, &op.id).await? else {
             return Ok(Outcome::OperationNotFound {
                 op_id: op.id.clone(),
             });
