@@ -44,7 +44,7 @@ use crate::failover_object::failover_reporter::FailoverReporter;
 use crate::metrics::Metrics;
 use crate::seam::Sender;
 use crate::tasks::concerns::Concerns;
-use crate::tasks::{ClusterTasks, RecordedReplicas, TasksConfig, Wakeups, pump_inbox};
+use crate::tasks::{ClaimHeld, ClusterTasks, RecordedReplicas, TasksConfig, Wakeups, pump_inbox};
 use crate::workflow::{
     ContextError, Engine, EngineError, Factory, FactoryError, Progress, ProgressEvent, Role,
     RunReport, SideResult, TaskContext, WorkflowContext,
@@ -370,7 +370,8 @@ impl ManagerAdapter {
             .with_kube(self.kube.clone())
             .with_store(self.store.clone())
             .with_handle(self.wakeups.clone())
-            .with_handle(RecordedReplicas::default());
+            .with_handle(RecordedReplicas::default())
+            .with_handle(ClaimHeld::default());
         if let Some(inbox) = &self.inbox {
             ctx = ctx.with_handle(inbox.clone());
         }

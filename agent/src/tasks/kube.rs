@@ -12,7 +12,6 @@
 
 use ::kube::Api;
 use failover_messages::crd::{FailoverGroup, NetworkKind, WorkloadKind};
-use failover_messages::store::Stale;
 
 use crate::kube_ops::traffic::{self, TrafficState};
 use crate::kube_ops::volumes::{self, ReplicationState, VolumeState};
@@ -20,8 +19,8 @@ use crate::kube_ops::{flux, workloads};
 use crate::workflow::{KubeStep, TaskContext, TaskError};
 
 use super::support::{
-    RecordedReplicas, TasksConfig, cluster_client, current_in, group_state, kube_err, namespace,
-    operation, operation_and_state, stamp, store_err, wait_deadline, workload_key,
+    ClaimHeld, RecordedReplicas, TasksConfig, cluster_client, current_in, group_state, kube_err,
+    namespace, operation, operation_and_state, stamp, store_err, wait_deadline, workload_key,
 };
 
 /// Carries out `step` on this cluster's Kubernetes API.
@@ -312,23 +311,11 @@ async fn wait_volume(ctx: &TaskContext, volume: &str, state: VolumeState) -> Res
 }
 
 /// Promotes only while the promotion is claimed by this cluster at our epoch (consistent
-/// read); setting `primary` is itself idempotent.
+/// read, once per run: [`ClaimHeld`]); setting `primary` is itself idempotent.
 async fn promote(ctx: &TaskContext, volume: &str) -> Result<(), TaskError> {
-    let wf = ctx.workflow();
-    let state = group_state(ctx).await?;
-    if state.epoch != wf.epoch || state.op_id.as_deref() != Some(&wf.operation_id) {
-        return Err(TaskError::StaleEpoch(Stale {
-            expected_epoch: wf.epoch,
-            current_epoch: Some(state.epoch),
-            current_op: state.op_id,
-        }));
-    }
-    if state.promotion_claimed_by.as_deref() != Some(ctx.cluster()) {
-        return Err(TaskError::failed(format!(
-            "refusing to promote: the promotion of operation {} is claimed by {}",
-            wf.operation_id,
-            state.promotion_claimed_by.as_deref().unwrap_or("nobody")
-        )));
+    match ctx.handle::<ClaimHeld>() {
+        Ok(memo) => memo.confirm(ctx).await?,
+        Err(_) => ClaimHeld::default().confirm(ctx).await?,
     }
     if ctx.attempt().interrupted() {
         let obs = volumes::observe(&cluster_client(ctx)?, namespace(ctx), volume)

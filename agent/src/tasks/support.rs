@@ -211,6 +211,39 @@ pub(super) fn not_ready<'a>(
         .collect()
 }
 
+/// That this cluster holds the claimed promotion of the run's operation at its epoch, kept
+/// for the rest of one run once a consistent read of the group state showed it: within one
+/// operation and epoch a claim is never taken back (no abort or failure mark is accepted
+/// after it), and a forced operation that takes the group over moves the epoch, which the
+/// engine's read before every run of Kubernetes steps catches. One per run (the adapter adds
+/// it to each run's context); the lock is held across the read, so the promotions of one
+/// batch share one read instead of each reading the group state.
+#[derive(Debug, Default)]
+pub struct ClaimHeld(tokio::sync::Mutex<bool>);
+
+impl ClaimHeld {
+    /// `Ok(())` once the group state shows the claim held by this cluster; the error says
+    /// what it showed instead.
+    pub(super) async fn confirm(&self, ctx: &TaskContext) -> Result<(), TaskError> {
+        let mut held = self.0.lock().await;
+        if *held {
+            return Ok(());
+        }
+        let wf = ctx.workflow();
+        let state = group_state(ctx).await?;
+        current_in(ctx, Some(&state))?;
+        if state.promotion_claimed_by.as_deref() != Some(ctx.cluster()) {
+            return Err(TaskError::failed(format!(
+                "refusing to promote: the promotion of operation {} is claimed by {}",
+                wf.operation_id,
+                state.promotion_claimed_by.as_deref().unwrap_or("nobody")
+            )));
+        }
+        *held = true;
+        Ok(())
+    }
+}
+
 /// The replica counts the operation recorded (`originalReplicas`), kept for the rest of one
 /// run once read: the first map recorded wins and never changes, so the target reads the
 /// operation once for all its workloads instead of once per workload. One per run (the
