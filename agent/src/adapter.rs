@@ -44,7 +44,9 @@ use crate::failover_object::failover_reporter::FailoverReporter;
 use crate::metrics::Metrics;
 use crate::seam::Sender;
 use crate::tasks::concerns::Concerns;
-use crate::tasks::{ClaimHeld, ClusterTasks, RecordedReplicas, TasksConfig, Wakeups, pump_inbox};
+use crate::tasks::{
+    ClaimHeld, ClusterTasks, RecordedReplicas, TasksConfig, ValidatedState, Wakeups, pump_inbox,
+};
 use crate::workflow::{
     ContextError, Engine, EngineError, Factory, FactoryError, Progress, ProgressEvent, Role,
     RunReport, SideResult, TaskContext, WorkflowContext,
@@ -371,7 +373,8 @@ impl ManagerAdapter {
             .with_store(self.store.clone())
             .with_handle(self.wakeups.clone())
             .with_handle(RecordedReplicas::default())
-            .with_handle(ClaimHeld::default());
+            .with_handle(ClaimHeld::default())
+            .with_handle(ValidatedState::default());
         if let Some(inbox) = &self.inbox {
             ctx = ctx.with_handle(inbox.clone());
         }

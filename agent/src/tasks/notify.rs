@@ -64,11 +64,17 @@ async fn notify(ctx: &TaskContext, to: Role, kind: EnvelopeKind) {
 async fn update_group_status(ctx: &TaskContext) -> Result<(), TaskError> {
     let wf = ctx.workflow();
     let store = ctx.store()?;
-    let state = group_state(ctx).await?;
-    let op = store
-        .get_operation_of(&wf.group, &wf.operation_id)
+    // The operation and the group state in one read (the state alone if the operation is
+    // gone).
+    let (state, op) = match store
+        .get_operation_and_state_of(&wf.group, &wf.operation_id)
         .await
-        .map_err(store_err)?;
+        .map_err(store_err)?
+    {
+        Some((op, Some(state))) => (state, Some(op)),
+        Some((op, None)) => (group_state(ctx).await?, Some(op)),
+        None => (group_state(ctx).await?, None),
+    };
     // The same rules as the status the group actor keeps (crate::failover_group).
     let role: GroupRole = role(&state, op.as_ref(), ctx.cluster());
     let phase: Option<FailoverPhase> = op.as_ref().map(|o| o.phase.into());

@@ -28,8 +28,8 @@ use crate::kube_ops::workloads;
 use crate::workflow::{DualActiveEnd, RecordStep, TaskContext, TaskError};
 
 use super::support::{
-    TasksConfig, cluster_client, current_in, group_state, kube_err, namespace, operation_and_state,
-    outcome, stamp, store_err, workload_key,
+    TasksConfig, ValidatedState, cluster_client, current_in, group_state, kube_err, namespace,
+    operation_and_state, outcome, stamp, store_err, workload_key,
 };
 
 /// Carries out `step` on the operation's records.
@@ -78,6 +78,9 @@ async fn validate_operation(ctx: &TaskContext, mark_running: bool) -> Result<(),
         )));
     }
     current_in(ctx, state.as_ref())?;
+    if let (Some(state), Ok(kept)) = (state, ctx.handle::<ValidatedState>()) {
+        kept.keep(state);
+    }
     if op.phase == Phase::Pending && mark_running {
         // One side marks the operation Running here (repeating it after a restart is
         // harmless): the target of a forced operation, whose source may be gone, or a source
@@ -113,7 +116,11 @@ fn lease_needs_renewal(
 }
 
 async fn renew_lease(ctx: &TaskContext, ttl: Duration) -> Result<(), TaskError> {
-    let state = group_state(ctx).await?;
+    let kept = ctx.handle::<ValidatedState>().ok().and_then(|v| v.take());
+    let state = match kept {
+        Some(state) => state,
+        None => group_state(ctx).await?,
+    };
     let wf = ctx.workflow();
     if state.epoch == wf.epoch
         && state.op_id.as_deref() == Some(wf.operation_id.as_str())

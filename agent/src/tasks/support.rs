@@ -211,6 +211,24 @@ pub(super) fn not_ready<'a>(
         .collect()
 }
 
+/// The group state `ValidateOperation` read, handed to the `RenewLease` step right after it,
+/// which decides from it whether the lease needs renewing instead of reading the state again
+/// (taken once; a run that resumes after the validation reads it itself). One per run.
+#[derive(Debug, Default)]
+pub struct ValidatedState(std::sync::Mutex<Option<GroupState>>);
+
+impl ValidatedState {
+    /// Keeps `state` for the next step.
+    pub(super) fn keep(&self, state: GroupState) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
+    }
+
+    /// The state kept, once.
+    pub(super) fn take(&self) -> Option<GroupState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 /// That this cluster holds the claimed promotion of the run's operation at its epoch, kept
 /// for the rest of one run once a consistent read of the group state showed it: within one
 /// operation and epoch a claim is never taken back (no abort or failure mark is accepted

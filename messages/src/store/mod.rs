@@ -49,10 +49,12 @@ mod clock;
 mod coordinator;
 mod error;
 mod group_handoff;
+mod op_view;
 mod outcome;
 mod read;
 mod replicas;
 pub mod retry;
+mod start;
 mod start_view;
 
 use std::borrow::Cow;
