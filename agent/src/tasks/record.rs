@@ -238,20 +238,22 @@ async fn record_dual_active(ctx: &TaskContext, end: DualActiveEnd) -> Result<(),
 async fn complete(ctx: &TaskContext) -> Result<(), TaskError> {
     let wf = ctx.workflow();
     let store = ctx.store()?;
-    // Timings from both journals (two reads at once); without them the operation still
-    // completes.
-    let timings = match tokio::join!(
-        store.journal(&wf.operation_id, &wf.source),
-        store.journal(&wf.operation_id, &wf.target),
-    ) {
-        (Ok(source), Ok(target)) => super::timings::from_journals(&source, &target),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!(error = %error_chain(&e), "cannot read the journals for the operation's timings");
-            Timings::default()
+    // Timings from both journals (two reads at once, while the close reads the operation);
+    // without them the operation still completes.
+    let timings = async {
+        match tokio::join!(
+            store.journal(&wf.operation_id, &wf.source),
+            store.journal(&wf.operation_id, &wf.target),
+        ) {
+            (Ok(source), Ok(target)) => super::timings::from_journals(&source, &target),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %error_chain(&e), "cannot read the journals for the operation's timings");
+                Timings::default()
+            }
         }
     };
     let o = store
-        .complete_operation(&ctx.op_ref(), timings)
+        .complete_operation_with(&ctx.op_ref(), timings)
         .await
         .map_err(store_err)?;
     closed(o, Phase::Succeeded, "completing the operation")

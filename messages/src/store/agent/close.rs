@@ -35,6 +35,18 @@ impl Store {
         op: &OpRef,
         timings: Timings,
     ) -> Result<Outcome<HistoryEntry>, StoreError> {
+        self.complete_operation_with(op, std::future::ready(timings))
+            .await
+    }
+
+    /// [`Store::complete_operation`] with the timings still to be worked out: `timings`
+    /// runs while the operation is read, so reading the journals for them adds no round
+    /// trip before the close.
+    pub async fn complete_operation_with(
+        &self,
+        op: &OpRef,
+        timings: impl Future<Output = Timings>,
+    ) -> Result<Outcome<HistoryEntry>, StoreError> {
         self.close_inner(op, timings, Phase::Succeeded)
             .await
             .map_err(|source| StoreError::CompleteOperation {
@@ -57,7 +69,7 @@ impl Store {
         op: &OpRef,
         timings: Timings,
     ) -> Result<Outcome<HistoryEntry>, StoreError> {
-        self.close_inner(op, timings, Phase::Aborted)
+        self.close_inner(op, std::future::ready(timings), Phase::Aborted)
             .await
             .map_err(|source| StoreError::FinishAbort {
                 group: op.group.clone(),
@@ -70,7 +82,7 @@ impl Store {
     async fn close_inner(
         &self,
         op: &OpRef,
-        timings: Timings,
+        timings: impl Future<Output = Timings>,
         phase: Phase,
     ) -> Result<Outcome<HistoryEntry>, Cause> {
         let op_name = if phase == Phase::Succeeded {
@@ -78,7 +90,9 @@ impl Store {
         } else {
             "finish_abort"
         };
-        let Some(stored) = self.read_operation_of(op_name, &op.group, &op.id).await? else {
+        let (stored, timings) =
+            tokio::join!(self.read_operation_of(op_name, &op.group, &op.id), timings);
+        let Some(stored) = stored? else {
             return Ok(Outcome::OperationNotFound {
                 op_id: op.id.clone(),
             });
