@@ -232,8 +232,8 @@ impl ValidatedState {
 /// That this cluster holds the claimed promotion of the run's operation at its epoch, kept
 /// for the rest of one run once a consistent read of the group state showed it: within one
 /// operation and epoch a claim is never taken back (no abort or failure mark is accepted
-/// after it), and a forced operation that takes the group over moves the epoch, which the
-/// engine's read before every run of Kubernetes steps catches. One per run (the adapter adds
+/// after it), and a forced operation that takes the group over promotes only after this
+/// cluster's serving lease is gone (this side fences first). One per run (the adapter adds
 /// it to each run's context); the lock is held across the read, so the promotions of one
 /// batch share one read instead of each reading the group state.
 #[derive(Debug, Default)]
