@@ -242,8 +242,8 @@ async fn complete(ctx: &TaskContext) -> Result<(), TaskError> {
     // without them the operation still completes.
     let timings = async {
         match tokio::join!(
-            store.journal(&wf.operation_id, &wf.source),
-            store.journal(&wf.operation_id, &wf.target),
+            Box::pin(store.journal(&wf.operation_id, &wf.source)),
+            Box::pin(store.journal(&wf.operation_id, &wf.target)),
         ) {
             (Ok(source), Ok(target)) => super::timings::from_journals(&source, &target),
             (Err(e), _) | (_, Err(e)) => {

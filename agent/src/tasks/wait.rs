@@ -83,9 +83,10 @@ async fn wait_peer(
         Rereads::for_step(config.reread_interval, ctx),
         move || async move {
             // Both reads at once: the wait's check costs one round trip.
+            // (Boxed: both futures are large, and a debug build's stack is not.)
             let (open, steps) = tokio::join!(
-                ensure_open(ctx),
-                store.journal(&wf.operation_id, peer_cluster)
+                Box::pin(ensure_open(ctx)),
+                Box::pin(store.journal(&wf.operation_id, peer_cluster))
             );
             open?;
             let steps = steps.map_err(store_err)?;

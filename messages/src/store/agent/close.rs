@@ -91,7 +91,11 @@ impl Store {
             "finish_abort"
         };
         let (stored, timings) =
-            tokio::join!(self.read_operation_of(op_name, &op.group, &op.id), timings);
+            // (Boxed: both futures are large, and a debug build's stack is not.)
+            tokio::join!(
+                Box::pin(self.read_operation_of(op_name, &op.group, &op.id)),
+                Box::pin(timings)
+            );
         let Some(stored) = stored? else {
             return Ok(Outcome::OperationNotFound {
                 op_id: op.id.clone(),
