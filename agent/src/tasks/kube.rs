@@ -20,7 +20,8 @@ use crate::workflow::{KubeStep, TaskContext, TaskError};
 
 use super::support::{
     ClaimHeld, RecordedReplicas, TasksConfig, cluster_client, current_in, group_state, kube_err,
-    namespace, operation, operation_and_state, stamp, store_err, wait_deadline, workload_key,
+    namespace, no_state_record, operation, operation_and_state, stamp, store_err, wait_deadline,
+    workload_key,
 };
 
 /// Carries out `step` on this cluster's Kubernetes API.
@@ -333,10 +334,7 @@ async fn reactivate(ctx: &TaskContext, volume: &str) -> Result<(), TaskError> {
     let (op, state) = operation_and_state(ctx).await?;
     current_in(ctx, state.as_ref())?;
     let Some(state) = state else {
-        return Err(TaskError::failed(format!(
-            "group {} has no state record",
-            wf.group
-        )));
+        return Err(no_state_record(ctx));
     };
     if !state.is_entitled(ctx.cluster()) {
         return Err(TaskError::failed(format!(

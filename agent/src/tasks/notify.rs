@@ -13,7 +13,7 @@ use crate::failover_group::group_role::{last_operation, role};
 use crate::kube_ops::FIELD_MANAGER;
 use crate::workflow::{NotifyStep, Role, TaskContext, TaskError};
 
-use super::support::{group_state, store_err};
+use super::support::{group_state, no_state_record, store_err};
 
 /// How long a wake-up may take to send before it is given up (SQS answers in milliseconds).
 const NOTIFY_BOUND: std::time::Duration = std::time::Duration::from_secs(3);
@@ -72,7 +72,7 @@ async fn update_group_status(ctx: &TaskContext) -> Result<(), TaskError> {
         .map_err(store_err)?
     {
         Some((op, Some(state))) => (state, Some(op)),
-        Some((op, None)) => (group_state(ctx).await?, Some(op)),
+        Some((_, None)) => return Err(no_state_record(ctx)),
         None => (group_state(ctx).await?, None),
     };
     // The same rules as the status the group actor keeps (crate::failover_group).

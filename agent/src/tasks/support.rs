@@ -138,7 +138,15 @@ pub(super) async fn group_state(ctx: &TaskContext) -> Result<GroupState, TaskErr
         .get_group_state(&wf.group)
         .await
         .map_err(store_err)?
-        .ok_or_else(|| TaskError::failed(format!("group {} has no state record", wf.group)))
+        .ok_or_else(|| no_state_record(ctx))
+}
+
+/// The error for a group without a state record.
+pub(super) fn no_state_record(ctx: &TaskContext) -> TaskError {
+    TaskError::failed(format!(
+        "group {} has no state record",
+        ctx.workflow().group
+    ))
 }
 
 /// The operation's record and the group's state, from one consistent `BatchGetItem`; an
@@ -170,8 +178,9 @@ pub(super) fn current_in(ctx: &TaskContext, state: Option<&GroupState>) -> Resul
     }
 }
 
-/// The operation still in flight at our epoch ([`current_in`]), neither aborted nor failed: a wait for the other
-/// cluster stops as soon as the operation cannot go on. One read of both records.
+/// The operation still in flight at our epoch ([`current_in`]), neither aborted nor
+/// failed: a wait for the other cluster stops as soon as the operation cannot go on. One
+/// read of both records.
 pub(super) async fn ensure_open(ctx: &TaskContext) -> Result<(), TaskError> {
     let (op, state) = operation_and_state(ctx).await?;
     current_in(ctx, state.as_ref())?;
