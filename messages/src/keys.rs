@@ -366,14 +366,10 @@ pub fn journal_sk(cluster: &str, stage: &str, task: &str) -> String {
     format!("{JOURNAL_PREFIX}{cluster}#{stage}#{task}")
 }
 
-/// `JOURNAL#<cluster>#<stage>`: one published stage of a cluster's journal.
-pub fn journal_stage_sk(cluster: &str, stage: &str) -> String {
+/// `JOURNAL#<cluster>#<stage>`: the operation item's attribute holding one published stage
+/// of a cluster's journal.
+pub fn journal_stage_attribute(cluster: &str, stage: &str) -> String {
     format!("{JOURNAL_PREFIX}{cluster}#{stage}")
-}
-
-/// `(PK, SK)` of a published journal stage.
-pub fn journal_stage_key(op_id: &str, cluster: &str, stage: &str) -> (String, String) {
-    (operation_pk(op_id), journal_stage_sk(cluster, stage))
 }
 
 /// `(PK, SK)` of a journal step.

@@ -297,12 +297,7 @@ impl Journal for FailoverJournal {
     async fn publish(&self, op: &OpRef, cluster: &str, stage: &str) -> Result<(), JournalError> {
         // Never publish what this cluster's journal does not hold yet.
         self.write_unwritten().await?;
-        let steps: Vec<JournalStep> = self
-            .lock()
-            .iter()
-            .filter(|s| s.stage == stage && s.epoch == op.epoch)
-            .cloned()
-            .collect();
+        let steps = self.stage_steps(op, cluster, stage);
         self.store
             .publish_stage(op, cluster, stage, &steps)
             .await
@@ -312,6 +307,14 @@ impl Journal for FailoverJournal {
 
     async fn flush(&self) -> Result<(), JournalError> {
         self.write_unwritten().await
+    }
+
+    fn stage_steps(&self, op: &OpRef, cluster: &str, stage: &str) -> Vec<JournalStep> {
+        self.lock()
+            .iter()
+            .filter(|s| s.stage == stage && s.cluster == cluster && s.epoch == op.epoch)
+            .cloned()
+            .collect()
     }
 }
 

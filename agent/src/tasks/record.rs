@@ -25,7 +25,7 @@ use failover_messages::store::{DualActiveMark, Outcome};
 
 use crate::errors::error_chain;
 use crate::kube_ops::workloads;
-use crate::workflow::{DualActiveEnd, RecordStep, TaskContext, TaskError};
+use crate::workflow::{DualActiveEnd, RecordStep, Role, TaskContext, TaskError};
 
 use super::support::{
     TasksConfig, ValidatedState, cluster_client, current_in, group_state, kube_err, namespace,
@@ -154,9 +154,11 @@ async fn record_replicas(
         .await?
         .into_iter()
         .collect();
+    // The write may also publish journal stages the engine handed over (its own among them).
+    let carried = ctx.carried();
     let o = ctx
         .store()?
-        .record_original_replicas(&ctx.op_ref(), &counts)
+        .record_original_replicas_carrying(&ctx.op_ref(), &counts, &carried)
         .await
         .map_err(store_err)?;
     outcome("recording the original replicas", o)
@@ -238,14 +240,23 @@ async fn record_dual_active(ctx: &TaskContext, end: DualActiveEnd) -> Result<(),
 async fn complete(ctx: &TaskContext) -> Result<(), TaskError> {
     let wf = ctx.workflow();
     let store = ctx.store()?;
-    // Timings from both journals (two reads at once, while the close reads the operation);
-    // without them the operation still completes.
+    // The close's write of the operation item also publishes the stages the engine handed
+    // over (this cluster's last stage).
+    let carried = ctx.carried();
+    // Timings from both journals (two reads at once, while the close reads the operation),
+    // this cluster's with the stages its close publishes; without them the operation still
+    // completes.
     let timings = async {
         match tokio::join!(
             Box::pin(store.journal(&wf.operation_id, &wf.source)),
             Box::pin(store.journal(&wf.operation_id, &wf.target)),
         ) {
-            (Ok(source), Ok(target)) => super::timings::from_journals(&source, &target),
+            (Ok(source), Ok(target)) => {
+                let mut journals = [source, target];
+                let own = usize::from(ctx.role() == Role::Target);
+                super::timings::with_stages(&mut journals[own], carried.stages());
+                super::timings::from_journals(&journals[0], &journals[1])
+            }
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %error_chain(&e), "cannot read the journals for the operation's timings");
                 Timings::default()
@@ -253,7 +264,7 @@ async fn complete(ctx: &TaskContext) -> Result<(), TaskError> {
         }
     };
     let o = store
-        .complete_operation_with(&ctx.op_ref(), timings)
+        .complete_operation_with(&ctx.op_ref(), timings, &carried)
         .await
         .map_err(store_err)?;
     closed(o, Phase::Succeeded, "completing the operation")

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use failover_messages::records::{JournalStep, StepStatus, Timings};
+use failover_messages::records::{JournalStage, JournalStep, StepStatus, Timings};
 use jiff::Timestamp;
 
 fn ms(from: Timestamp, to: Timestamp) -> u64 {
@@ -42,6 +42,14 @@ fn downtime(source: &[JournalStep], target: &[JournalStep]) -> Option<u64> {
         let up = last_finished(target, on)?;
         Some(ms(down, up))
     })
+}
+
+/// `journal` with `stages` in place of the stages of the same name it read (stages a write
+/// is about to publish), in start order.
+pub fn with_stages(journal: &mut Vec<JournalStep>, stages: &[JournalStage]) {
+    journal.retain(|s| !stages.iter().any(|st| st.stage == s.stage));
+    journal.extend(stages.iter().flat_map(|st| st.steps.iter().cloned()));
+    journal.sort_by_key(|s| s.started_at);
 }
 
 /// The timings of an operation whose source journaled `source` and target `target`.

@@ -12,16 +12,20 @@
 //! The engine hands each task a copy of the context that also describes the running step
 //! ([`TaskContext::step`]): its stage, journal key, deadline and whether an earlier attempt
 //! was interrupted ([`Attempt`]). Copies are cheap (everything inside is shared).
+//!
+//! A step whose task writes the operation item anyway (the replica counts, the close) may
+//! also be handed journal stages to publish with that write ([`Carry`],
+//! [`TaskContext::carried`]): publishing them then costs no DynamoDB write of its own.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use failover_messages::keys::GroupRef;
-use failover_messages::records::{Lease, Mode, Operation, StepStatus};
-use failover_messages::store::{Clock, OpRef, Store, SystemClock};
+use failover_messages::records::{JournalStage, JournalStep, Lease, Mode, Operation, StepStatus};
+use failover_messages::store::{CarriedStages, Clock, OpRef, Store, SystemClock};
 use jiff::Timestamp;
 
 use super::stages::Role;
@@ -203,7 +207,89 @@ pub struct TaskContext {
     store: Option<Store>,
     handles: Handles,
     step: Option<Arc<StepInfo>>,
+    carry: Option<Arc<Carry>>,
     span: tracing::Span,
+}
+
+/// Journal stages the engine hands a step whose task writes the operation item anyway, to
+/// publish with that write (set by the engine, read by the task through
+/// [`TaskContext::carried`]). The step's own entry, when its own stage is among them, is
+/// published `DONE` as of the write: that write is the step's effect.
+#[derive(Debug, Default)]
+pub struct Carry {
+    op: Option<OpRef>,
+    cluster: String,
+    /// Each stage's key and steps as this cluster's journal holds them.
+    stages: Vec<(String, Vec<JournalStep>)>,
+    /// The running step `(stage, task)`, published `DONE`.
+    own: Option<(String, String)>,
+    built: Mutex<Option<Arc<CarriedStages>>>,
+}
+
+impl Carry {
+    /// `stages` of `cluster`'s journal of `op`; `own` the running step, if its stage is one.
+    pub fn new(
+        op: OpRef,
+        cluster: &str,
+        stages: Vec<(String, Vec<JournalStep>)>,
+        own: Option<(String, String)>,
+    ) -> Self {
+        Self {
+            op: Some(op),
+            cluster: cluster.to_owned(),
+            stages,
+            own,
+            built: Mutex::new(None),
+        }
+    }
+
+    /// The stage keys carried.
+    pub fn stage_keys(&self) -> impl Iterator<Item = &str> {
+        self.stages.iter().map(|(k, _)| k.as_str())
+    }
+
+    /// The stages as of `now`, for the write that carries them (remembered, so
+    /// [`Carry::written`] can tell whether that write landed).
+    pub fn stages_at(&self, now: Timestamp) -> Arc<CarriedStages> {
+        let Some(op) = &self.op else {
+            return Arc::new(CarriedStages::default());
+        };
+        let stages = self
+            .stages
+            .iter()
+            .map(|(stage, steps)| JournalStage {
+                op_id: op.id.clone(),
+                cluster: self.cluster.clone(),
+                stage: stage.clone(),
+                epoch: op.epoch,
+                published_at: now,
+                steps: steps
+                    .iter()
+                    .cloned()
+                    .map(|mut s| {
+                        if self.own.as_ref().is_some_and(|(st, t)| *st == s.stage && *t == s.task) {
+                            s.status = StepStatus::Done;
+                            s.finished_at = Some(now);
+                            s.message = None;
+                        }
+                        s
+                    })
+                    .collect(),
+            })
+            .collect();
+        let built = Arc::new(CarriedStages::new(stages));
+        *self.built.lock().unwrap_or_else(|e| e.into_inner()) = Some(built.clone());
+        built
+    }
+
+    /// Whether the task's write carried the stages.
+    pub fn written(&self) -> bool {
+        self.built
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|b| b.written())
+    }
 }
 
 impl fmt::Debug for TaskContext {
@@ -256,6 +342,7 @@ impl TaskContext {
             store: None,
             handles: Handles::default(),
             step: None,
+            carry: None,
             span,
         })
     }
@@ -297,6 +384,7 @@ impl TaskContext {
         );
         Self {
             step: Some(Arc::new(step)),
+            carry: None,
             span,
             ..self.clone()
         }
@@ -364,6 +452,21 @@ impl TaskContext {
         self.store.as_ref().ok_or(TaskError::MissingDependency {
             what: "the DynamoDB store",
         })
+    }
+
+    /// This copy, for a step that carries `carry` (set by the engine).
+    pub fn carrying(mut self, carry: Arc<Carry>) -> Self {
+        self.carry = Some(carry);
+        self
+    }
+
+    /// The journal stages the running step's write of the operation item publishes, as of
+    /// now (none unless the engine handed some over); the write marks them written.
+    pub fn carried(&self) -> Arc<CarriedStages> {
+        match &self.carry {
+            Some(c) => c.stages_at(truncate(self.now())),
+            None => Arc::new(CarriedStages::default()),
+        }
     }
 
     /// The handle of type `T`.
@@ -482,4 +585,9 @@ pub(crate) mod tests {
             .interrupted()
         );
     }
+}
+
+/// Journal times are kept to the millisecond.
+fn truncate(at: Timestamp) -> Timestamp {
+    failover_messages::records::truncate_to_millis(at)
 }

@@ -64,6 +64,7 @@ mod deadline;
 mod error;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use failover_messages::failpoint;
@@ -74,7 +75,7 @@ use tracing::Instrument;
 
 pub use self::bound::{BoundStage, BoundStep, BoundWorkflow};
 pub use self::error::EngineError;
-use super::context::{Attempt, StepInfo, TaskContext};
+use super::context::{Attempt, Carry, StepInfo, TaskContext};
 use super::journal::{Journal, JournalError};
 use super::progress::{Progress, ProgressEvent, RunReport, StageReport, StepReport};
 use super::task_error::TaskError;
@@ -85,6 +86,10 @@ use crate::seam::Sender;
 pub struct Engine<J> {
     journal: J,
     progress: Sender<Progress>,
+    /// Carried publications (module docs): the stage whose publication waits for the next
+    /// stage's first step, in this run of it, and the stages waiting so.
+    deferring: Mutex<Option<String>>,
+    deferred: Mutex<Vec<String>>,
 }
 
 impl<J> std::fmt::Debug for Engine<J> {
@@ -154,6 +159,8 @@ impl<J: Journal> Engine<J> {
         Self {
             journal,
             progress: Sender::noop(),
+            deferring: Mutex::new(None),
+            deferred: Mutex::new(Vec::new()),
         }
     }
 
@@ -196,27 +203,48 @@ impl<J: Journal> Engine<J> {
         let run_start = Instant::now();
         let journaled = self.read_journal(ctx).await?;
         let mut report = RunReport::default();
-        for stage in &workflow.stages {
+        lock(&self.deferred).clear();
+        for (k, stage) in workflow.stages.iter().enumerate() {
+            // Carried publications (module docs): a stage published once, after its last
+            // step, waits for the next stage's first step when that step carries it.
+            let next_carries = workflow
+                .stages
+                .get(k + 1)
+                .and_then(|s| s.steps.first())
+                .is_some_and(|s| s.carries);
+            *lock(&self.deferring) = (next_carries
+                && stage.publication() == [stage.steps.len().saturating_sub(1)])
+            .then(|| stage.key.clone());
             match self.run_stage(stage, ctx, &journaled).await {
                 Ok(done) => report.stages.push(done),
                 Err(e) => {
                     // The failed step's outcome, if the journal still holds it unwritten; a
                     // run that is no longer current writes nothing more.
-                    if !e.must_stop_working()
-                        && let Err(unwritten) = self.journal.flush().await
-                    {
-                        tracing::warn!(error = %error_chain(&unwritten), "the last outcome was not journaled; the step runs again on resume");
+                    if !e.must_stop_working() {
+                        if let Err(unwritten) = self.journal.flush().await {
+                            tracing::warn!(error = %error_chain(&unwritten), "the last outcome was not journaled; the step runs again on resume");
+                        }
+                        let cursor = Cursor {
+                            ctx,
+                            stage: &stage.key,
+                            task: "",
+                        };
+                        if let Err(unpublished) = self.publish_deferred(&cursor).await {
+                            tracing::warn!(error = %error_chain(&unpublished), "a stage was not published; a resumed run publishes it");
+                        }
                     }
                     return Err(e);
                 }
             }
         }
+        *lock(&self.deferring) = None;
         if let Some(stage) = workflow.stages.last() {
             let cursor = Cursor {
                 ctx,
                 stage: &stage.key,
                 task: stage.steps.last().map_or("", |s| s.key.as_str()),
             };
+            self.publish_deferred(&cursor).await?;
             self.journal
                 .flush()
                 .await
@@ -334,12 +362,15 @@ impl<J: Journal> Engine<J> {
         if step.journaled && earlier.is_some_and(|s| s.status == StepStatus::Done) {
             return self.skipped(&cursor, publishes).await;
         }
+        if !step.carries {
+            self.publish_deferred(&cursor).await?;
+        }
         let (limit, whole) = limits(stage, step, ctx, earlier, *used);
         if step.checks_current {
             self.check_current(&cursor).await?;
         }
         boundary("intent::before", &cursor, step.journaled);
-        let (ran, elapsed) = if step.journaled && step.intent_alongside {
+        let (ran, carry) = if step.journaled && step.intent_alongside {
             // The intent goes out while the step acts (see `BoundStep::intent_alongside`).
             // Its `run::before` boundary fires once the intent is written: a crash there finds
             // the earlier steps' outcomes written with it, as for any other step.
@@ -349,28 +380,41 @@ impl<J: Journal> Engine<J> {
                     boundary("run::before", &cursor, true);
                     written
                 },
-                self.execute(&cursor, step, earlier, limit, whole)
+                self.execute(&cursor, step, earlier, limit, whole, None)
             );
             if !intent? {
                 // Done before: acting again was harmless.
                 return self.skipped(&cursor, publishes).await;
             }
-            run
+            (run, None)
         } else {
             if step.journaled && !self.intent(&cursor).await? {
                 return self.skipped(&cursor, publishes).await;
             }
             boundary("run::before", &cursor, step.journaled);
-            self.execute(&cursor, step, earlier, limit, whole).await
+            let carry = if step.carries {
+                self.carry(&cursor, step, publishes).await?
+            } else {
+                None
+            };
+            (
+                self.execute(&cursor, step, earlier, limit, whole, carry.clone())
+                    .await,
+                carry,
+            )
         };
+        let (ran, elapsed) = ran;
         if step.own_deadline.is_none() {
             *used = used.saturating_add(elapsed);
         }
+        let succeeded = matches!(ran, Ran::Ok);
         boundary("done::before", &cursor, step.journaled);
         let report = self.settle(&cursor, step, ran, elapsed, false).await;
         // A failure is published too (the other side and `failoverctl watch` see it), but a
         // run that is no longer current writes nothing more.
-        if publishes && !report.as_ref().is_err_and(EngineError::must_stop_working) {
+        let stop = report.as_ref().is_err_and(EngineError::must_stop_working);
+        let own_carried = self.settle_carry(&cursor, carry.as_deref(), succeeded, stop).await?;
+        if publishes && !stop && !own_carried {
             self.publish(&cursor).await?;
         }
         let report = report?;
@@ -386,6 +430,7 @@ impl<J: Journal> Engine<J> {
         publishes: bool,
     ) -> Result<StepReport, EngineError> {
         self.skip(cursor.ctx, cursor);
+        self.publish_deferred(cursor).await?;
         if publishes {
             self.publish(cursor).await?;
         }
@@ -397,11 +442,97 @@ impl<J: Journal> Engine<J> {
     /// Publishes the cursor's stage ([`Journal::publish`]); a failed publication stops the
     /// run like a failed journal write (the other cluster may be waiting for it).
     async fn publish(&self, cursor: &Cursor<'_>) -> Result<(), EngineError> {
+        if lock(&self.deferring).as_deref() == Some(cursor.stage) {
+            let mut deferred = lock(&self.deferred);
+            if !deferred.iter().any(|s| s == cursor.stage) {
+                deferred.push(cursor.stage.to_owned());
+            }
+            return Ok(());
+        }
         let op = cursor.ctx.op_ref();
         self.journal
             .publish(&op, cursor.ctx.cluster(), cursor.stage)
             .await
             .map_err(|e| cursor.journal_error("publication", e))
+    }
+
+    /// Publishes, each with its own write, the stages whose publication waited for a step
+    /// that carries it (module docs: carried publications).
+    async fn publish_deferred(&self, cursor: &Cursor<'_>) -> Result<(), EngineError> {
+        let stages = std::mem::take(&mut *lock(&self.deferred));
+        let op = cursor.ctx.op_ref();
+        for stage in &stages {
+            self.journal
+                .publish(&op, cursor.ctx.cluster(), stage)
+                .await
+                .map_err(|e| cursor.journal_error("publication", e))?;
+        }
+        Ok(())
+    }
+
+    /// What a carrying step publishes with its write (module docs: carried publications):
+    /// the stages waiting for it and, when it `publishes`, its own stage; `None` if nothing.
+    /// The outcomes still unwritten are written first: nothing is published that this
+    /// cluster's journal does not hold.
+    async fn carry(
+        &self,
+        cursor: &Cursor<'_>,
+        step: &BoundStep,
+        publishes: bool,
+    ) -> Result<Option<Arc<Carry>>, EngineError> {
+        let own = publishes && lock(&self.deferring).as_deref() != Some(cursor.stage);
+        let mut keys = std::mem::take(&mut *lock(&self.deferred));
+        if !keys.is_empty() {
+            if let Err(e) = self.journal.flush().await {
+                *lock(&self.deferred) = keys;
+                return Err(cursor.journal_error("outcome", e));
+            }
+        }
+        if own {
+            keys.push(cursor.stage.to_owned());
+        }
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let (op, cluster) = (cursor.ctx.op_ref(), cursor.ctx.cluster());
+        let stages = keys
+            .iter()
+            .map(|k| (k.clone(), self.journal.stage_steps(&op, cluster, k)))
+            .collect();
+        let own = own.then(|| (cursor.stage.to_owned(), step.key.clone()));
+        Ok(Some(Arc::new(Carry::new(op, cluster, stages, own))))
+    }
+
+    /// After a carrying step: tells the journal what its write published, or publishes the
+    /// other stages it was to carry with writes of their own (a step that failed, or whose
+    /// write did not take them). `true` when its own stage was published with its write.
+    async fn settle_carry(
+        &self,
+        cursor: &Cursor<'_>,
+        carry: Option<&Carry>,
+        succeeded: bool,
+        stop: bool,
+    ) -> Result<bool, EngineError> {
+        let Some(carry) = carry else {
+            return Ok(false);
+        };
+        let (op, cluster) = (cursor.ctx.op_ref(), cursor.ctx.cluster());
+        if succeeded && carry.written() {
+            for stage in carry.stage_keys() {
+                self.journal.carried(&op, cluster, stage);
+            }
+            return Ok(carry.stage_keys().any(|s| s == cursor.stage));
+        }
+        if stop {
+            return Ok(false);
+        }
+        for stage in carry.stage_keys().filter(|s| *s != cursor.stage) {
+            self.journal
+                .publish(&op, cluster, stage)
+                .await
+                .map_err(|e| cursor.journal_error("publication", e))?;
+        }
+        Ok(false)
     }
 
     /// Stops the run unless the group state still has the operation in flight at its epoch
@@ -423,6 +554,7 @@ impl<J: Journal> Engine<J> {
         earlier: Option<&JournalStep>,
         limit: Duration,
         whole: Duration,
+        carry: Option<Arc<Carry>>,
     ) -> (Ran, Duration) {
         let (ctx, stage) = (cursor.ctx, cursor.stage);
         let attempt = match earlier {
@@ -458,6 +590,10 @@ impl<J: Journal> Engine<J> {
             deadline: limit,
             attempt,
         });
+        let step_ctx = match carry {
+            Some(carry) => step_ctx.carrying(carry),
+            None => step_ctx,
+        };
         let started = Instant::now();
         let last_failure = earlier
             .filter(|s| step.journaled && s.status == StepStatus::Failed)
@@ -734,3 +870,7 @@ fn batch_boundary(at: &str, cursors: &[Cursor<'_>], journaled: impl Fn(&Cursor<'
 
 #[cfg(test)]
 mod tests;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -684,7 +684,12 @@ impl Planner<'_> {
                 kind: EnvelopeKind::Wake,
             }),
         ];
-        if !(self.force && role == Role::Target) {
+        // The target of a CONSISTENCY operation changes nothing before the source's READY,
+        // so it does not wait for the source's preflight (a failed one fails the operation,
+        // which ends the target's wait for READY); nor does a forced target, whose source
+        // may be gone.
+        let target_waits = self.mode == Mode::Uptime && !self.force;
+        if role == Role::Source || target_waits {
             steps.push(Step::Wait(WaitStep::WaitPeer {
                 peer: peer_preflight,
                 within: self.limits.of(StageId::Initialization),

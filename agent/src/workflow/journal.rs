@@ -119,6 +119,16 @@ pub trait Journal: Send + Sync {
     fn flush(&self) -> impl Future<Output = Result<(), JournalError>> + Send {
         async { Ok(()) }
     }
+
+    /// The steps of `stage` of `cluster`'s journal at the operation's epoch, as
+    /// [`Journal::publish`] would publish them, for a task's write of the operation item to
+    /// carry instead (call [`Journal::flush`] first: nothing is published that this journal
+    /// does not hold). Nothing is written.
+    fn stage_steps(&self, op: &OpRef, cluster: &str, stage: &str) -> Vec<JournalStep>;
+
+    /// Told that a task's write published `stage` (what [`Journal::stage_steps`] gave);
+    /// nothing to do by default.
+    fn carried(&self, _op: &OpRef, _cluster: &str, _stage: &str) {}
 }
 
 /// The intent of a step over its `existing` entry: `Err(existing)` when it is `DONE` (do
@@ -250,6 +260,14 @@ impl<J: Journal> Journal for Arc<J> {
         (**self).flush()
     }
 
+    fn stage_steps(&self, op: &OpRef, cluster: &str, stage: &str) -> Vec<JournalStep> {
+        (**self).stage_steps(op, cluster, stage)
+    }
+
+    fn carried(&self, op: &OpRef, cluster: &str, stage: &str) {
+        (**self).carried(op, cluster, stage)
+    }
+
     fn current(
         &self,
         op: &OpRef,
@@ -290,6 +308,13 @@ pub enum JournalWrite {
         /// The steps published, in order.
         tasks: Vec<String>,
     },
+    /// A stage published by a task's write of the operation item.
+    Carried {
+        /// Stage key.
+        stage: String,
+        /// The steps published, in order.
+        tasks: Vec<String>,
+    },
 }
 
 type StepKey = (String, String, String, String);
@@ -324,6 +349,15 @@ impl std::fmt::Debug for MemoryJournal {
 }
 
 impl MemoryJournal {
+    fn stage_tasks(state: &MemoryState, op: &OpRef, cluster: &str, stage: &str) -> Vec<String> {
+        state
+            .order
+            .iter()
+            .filter(|(id, c, s, _)| *id == op.id && c == cluster && s == stage)
+            .map(|(_, _, _, task)| task.clone())
+            .collect()
+    }
+
     /// A journal whose group state has `op` in flight at its epoch.
     pub fn new(op: &OpRef) -> Self {
         Self {
@@ -539,17 +573,32 @@ impl Journal for MemoryJournal {
                 "set unavailable by the test".into(),
             ));
         }
-        let tasks = state
-            .order
-            .iter()
-            .filter(|(id, c, s, _)| *id == op.id && c == cluster && s == stage)
-            .map(|(_, _, _, task)| task.clone())
-            .collect();
+        let tasks = Self::stage_tasks(&state, op, cluster, stage);
         state.writes.push(JournalWrite::Publish {
             stage: stage.to_owned(),
             tasks,
         });
         Ok(())
+    }
+
+    fn stage_steps(&self, op: &OpRef, cluster: &str, stage: &str) -> Vec<JournalStep> {
+        let state = self.lock();
+        state
+            .order
+            .iter()
+            .filter(|(id, c, s, _)| *id == op.id && c == cluster && s == stage)
+            .filter_map(|key| state.steps.get(key).cloned())
+            .filter(|s| s.epoch == op.epoch)
+            .collect()
+    }
+
+    fn carried(&self, op: &OpRef, cluster: &str, stage: &str) {
+        let mut state = self.lock();
+        let tasks = Self::stage_tasks(&state, op, cluster, stage);
+        state.writes.push(JournalWrite::Carried {
+            stage: stage.to_owned(),
+            tasks,
+        });
     }
 }
 

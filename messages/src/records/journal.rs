@@ -1,11 +1,13 @@
 //! The journal as DynamoDB keeps it. Each agent journals every step in its own cluster (the
 //! `Failover` object's `status.journal`); what crosses to DynamoDB is one record per stage
-//! and cluster, [`JournalStage`] (`OP#<id>` / `JOURNAL#<cluster>#<stage>`), written once when
-//! the stage reaches its publication step, with the stage's steps as a list. A long wait may
+//! and cluster, [`JournalStage`] (attribute `JOURNAL#<cluster>#<stage>` of the operation item
+//! `OP#<id>` / `OP`), written once when the stage reaches its publication step, with the
+//! stage's steps as a list. A long wait may
 //! also leave a note on its own step, [`JournalStep`] (`OP#<id>` /
 //! `JOURNAL#<cluster>#<stage>#<task>`), which the published stage supersedes.
 //! [`flatten_journal`] turns both into one list of steps.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -97,9 +99,11 @@ impl Record for JournalStep {
     }
 }
 
-/// A published stage `OP#<id>` / `JOURNAL#<cluster>#<stage>`: the steps of one stage of one
-/// cluster's journal as they stood when the stage reached its publication step (the
-/// preflight, the handoff, or else its last journaled step). Written with one `PutItem`.
+/// A published stage: attribute `JOURNAL#<cluster>#<stage>` of the operation item
+/// (`OP#<id>` / `OP`), the steps of one stage of one cluster's journal as they stood when the
+/// stage reached its publication step (the preflight, the handoff, or else its last journaled
+/// step). Written with the `UpdateItem` of the operation item that publishes it, or carried by
+/// an agent write of that item which happens anyway (the replica counts, the close).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct JournalStage {
@@ -117,14 +121,17 @@ pub struct JournalStage {
     pub steps: Vec<JournalStep>,
 }
 
-impl Record for JournalStage {
-    const KIND: &'static str = "journal stage";
+impl JournalStage {
+    /// The record's kind in decoding errors.
+    pub const KIND: &'static str = "journal stage";
 
-    fn key(&self) -> (String, String) {
-        keys::journal_stage_key(&self.op_id, &self.cluster, &self.stage)
+    /// The operation item's attribute that holds this stage, `JOURNAL#<cluster>#<stage>`.
+    pub fn attribute(&self) -> String {
+        keys::journal_stage_attribute(&self.cluster, &self.stage)
     }
 
-    fn to_item(&self) -> Item {
+    /// The stage as the value of its attribute (a map; each step a map without keys).
+    pub fn to_attribute(&self) -> AttributeValue {
         let steps = self
             .steps
             .iter()
@@ -132,29 +139,36 @@ impl Record for JournalStage {
                 let mut m = s.to_item();
                 m.remove(keys::PK);
                 m.remove(keys::SK);
-                aws_sdk_dynamodb::types::AttributeValue::M(m)
+                AttributeValue::M(m)
             })
             .collect();
-        Builder::new(self.key())
+        let mut m = Builder::new((String::new(), String::new()))
             .s(attr::OP_ID, &self.op_id)
             .s(attr::CLUSTER, &self.cluster)
             .s(attr::STAGE, &self.stage)
             .n(attr::EPOCH, self.epoch)
             .ms(attr::PUBLISHED_AT, self.published_at)
-            .raw(
-                attr::STEPS,
-                aws_sdk_dynamodb::types::AttributeValue::L(steps),
-            )
-            .0
+            .raw(attr::STEPS, AttributeValue::L(steps))
+            .0;
+        m.remove(keys::PK);
+        m.remove(keys::SK);
+        AttributeValue::M(m)
     }
 
-    fn from_item(item: &Item) -> Result<Self, DecodeError> {
-        let r = Reader::new(Self::KIND, item);
+    /// The stage held by attribute `name` of the operation item `item`.
+    pub fn from_attribute(item: &Item, name: &str) -> Result<Self, DecodeError> {
+        let parent = Reader::new(Self::KIND, item);
+        let stage = match parent.get(name) {
+            Some(AttributeValue::M(m)) => m,
+            Some(other) => return Err(parent.wrong(name, "a map", other)),
+            None => return Err(parent.err(name, Problem::Missing)),
+        };
+        let r = parent.nested(name, stage);
         let steps = match r.get(attr::STEPS) {
-            Some(aws_sdk_dynamodb::types::AttributeValue::L(list)) => list
+            Some(AttributeValue::L(list)) => list
                 .iter()
                 .map(|v| match v {
-                    aws_sdk_dynamodb::types::AttributeValue::M(m) => JournalStep::from_item(m),
+                    AttributeValue::M(m) => JournalStep::from_item(m),
                     other => Err(r.wrong(attr::STEPS, "a list of maps", other)),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
@@ -172,17 +186,29 @@ impl Record for JournalStage {
     }
 }
 
-/// One cluster's journal of an operation from the items under `JOURNAL#<cluster>#`: every
-/// published stage's steps, and each note of a step whose stage is not published (a
-/// published stage supersedes its notes); sorted by start time (ties keep item order).
-pub fn flatten_journal(items: &[Item]) -> Result<Vec<JournalStep>, DecodeError> {
+/// `cluster`'s journal of an operation from the items of its partition `OP#<id>`: every
+/// stage published on the operation item (attributes `JOURNAL#<cluster>#<stage>`), and each
+/// note (items `JOURNAL#<cluster>#<stage>#<task>`) of a step whose stage is not published (a
+/// published stage supersedes its notes); sorted by start time (ties keep stage order).
+/// Other items and attributes are not the journal's and are passed over.
+pub fn flatten_journal(items: &[Item], cluster: &str) -> Result<Vec<JournalStep>, DecodeError> {
+    let prefix = keys::journal_prefix(cluster);
     let mut stages = Vec::new();
     let mut notes = Vec::new();
     for item in items {
-        if item.contains_key(attr::STEPS) {
-            stages.push(JournalStage::from_item(item)?);
-        } else {
-            notes.push(JournalStep::from_item(item)?);
+        match item.get(keys::SK) {
+            Some(AttributeValue::S(sk)) if sk == keys::OPERATION_SK => {
+                let mut published: Vec<&String> =
+                    item.keys().filter(|name| name.starts_with(&prefix)).collect();
+                published.sort();
+                for name in published {
+                    stages.push(JournalStage::from_attribute(item, name)?);
+                }
+            }
+            Some(AttributeValue::S(sk)) if sk.starts_with(&prefix) => {
+                notes.push(JournalStep::from_item(item)?);
+            }
+            _ => {}
         }
     }
     let published: std::collections::HashSet<&str> =

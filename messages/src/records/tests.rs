@@ -296,12 +296,20 @@ fn a_published_stage_round_trips_and_supersedes_the_notes_of_its_steps() {
             ),
         ],
     };
-    let item = stage.to_item();
+    assert_eq!(stage.attribute(), "JOURNAL#east#VolumeTransitionTarget");
+    // Published on the operation item, next to its own attributes.
+    let mut item: Item = [
+        (attr::PK.to_owned(), AttributeValue::S(format!("OP#{}", stage.op_id))),
+        (attr::SK.to_owned(), AttributeValue::S("OP".into())),
+        (attr::PHASE.to_owned(), AttributeValue::S("Running".into())),
+    ]
+    .into_iter()
+    .collect();
+    item.insert(stage.attribute(), stage.to_attribute());
     assert_eq!(
-        item[attr::SK],
-        AttributeValue::S("JOURNAL#east#VolumeTransitionTarget".into())
+        JournalStage::from_attribute(&item, &stage.attribute()).unwrap(),
+        stage
     );
-    assert_eq!(JournalStage::from_item(&item).unwrap(), stage);
 
     // A note on a step of the published stage is hidden; one of another stage is shown.
     let mut hidden = step(
@@ -312,8 +320,17 @@ fn a_published_stage_round_trips_and_supersedes_the_notes_of_its_steps() {
     );
     hidden.message = Some("waiting".into());
     let shown = step("Initialization", "Preflight", StepStatus::Started, 10);
-    let items = [hidden.to_item(), item, shown.to_item()];
-    let tasks: Vec<String> = flatten_journal(&items)
+    // Another cluster's note and stage are not this cluster's journal.
+    let mut west = stage.clone();
+    west.cluster = "west".into();
+    for s in &mut west.steps {
+        s.cluster = "west".into();
+    }
+    item.insert(west.attribute(), west.to_attribute());
+    let mut other = shown.clone();
+    other.cluster = "west".into();
+    let items = [hidden.to_item(), item.clone(), shown.to_item(), other.to_item()];
+    let tasks: Vec<String> = flatten_journal(&items, "east")
         .unwrap()
         .into_iter()
         .map(|s| format!("{}/{}", s.task, s.status))
@@ -328,8 +345,16 @@ fn a_published_stage_round_trips_and_supersedes_the_notes_of_its_steps() {
     );
 
     // A damaged list names the attribute.
-    let mut bad = stage.to_item();
+    let AttributeValue::M(mut bad) = stage.to_attribute() else {
+        unreachable!()
+    };
     bad.insert(attr::STEPS.into(), AttributeValue::S("x".into()));
-    let err = JournalStage::from_item(&bad).unwrap_err().to_string();
-    assert!(err.contains("steps"), "{err}");
+    item.insert(stage.attribute(), AttributeValue::M(bad));
+    let err = JournalStage::from_attribute(&item, &stage.attribute())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("JOURNAL#east#VolumeTransitionTarget.steps"),
+        "{err}"
+    );
 }

@@ -32,6 +32,9 @@ mod failure;
 mod handoff;
 mod journal;
 mod lease;
+
+pub use self::journal::CarriedStages;
+pub(crate) use self::journal::StageSets;
 mod operation;
 
 /// What became of a write of the group state for an operation

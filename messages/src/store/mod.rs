@@ -68,6 +68,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use jiff::Timestamp;
 
+pub use self::agent::CarriedStages;
 pub use self::calls::{CallCounter, CallOutcome, classify_outcome};
 pub use self::clock::{Clock, ManualClock, SystemClock};
 pub(crate) use self::error::failure_kind;

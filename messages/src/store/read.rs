@@ -56,17 +56,25 @@ impl Store {
         limit: Option<usize>,
         forward: bool,
     ) -> Result<Vec<Item>, Cause> {
-        let mut req = self
-            .client
-            .query()
-            .table_name(self.table.as_ref())
-            .key_condition_expression("#PK = :pk AND begins_with(#SK, :prefix)")
-            .set_expression_attribute_names(Some(names(&[keys::PK, keys::SK])))
-            .set_expression_attribute_values(Some(values([
-                (":pk", av_s(pk)),
-                (":prefix", av_s(prefix)),
-            ])))
-            .consistent_read(true)
+        // An empty prefix reads the whole partition.
+        let mut req = if prefix.is_empty() {
+            self.client
+                .query()
+                .key_condition_expression("#PK = :pk")
+                .set_expression_attribute_names(Some(names(&[keys::PK])))
+                .set_expression_attribute_values(Some(values([(":pk", av_s(pk))])))
+        } else {
+            self.client
+                .query()
+                .key_condition_expression("#PK = :pk AND begins_with(#SK, :prefix)")
+                .set_expression_attribute_names(Some(names(&[keys::PK, keys::SK])))
+                .set_expression_attribute_values(Some(values([
+                    (":pk", av_s(pk)),
+                    (":prefix", av_s(prefix)),
+                ])))
+        }
+        .table_name(self.table.as_ref())
+        .consistent_read(true)
             .scan_index_forward(forward);
         if let Some(l) = limit {
             req = req.limit(i32::try_from(l).unwrap_or(i32::MAX).max(1));
@@ -206,8 +214,8 @@ impl Store {
             .map_err(wrap)
     }
 
-    /// One cluster's journal of an operation (consistent), in the order the steps were
-    /// started (`startedAt`, then key order).
+    /// One cluster's journal of an operation (consistent; one `Query` of the partition
+    /// `OP#<id>`), in the order the steps were started (`startedAt`, then stage order).
     pub async fn journal(
         &self,
         op_id: &str,
@@ -221,17 +229,12 @@ impl Store {
         };
         keys::validate_operation_id(op_id).map_err(|e| wrap(e.into()))?;
         keys::validate_cluster(cluster).map_err(|e| wrap(e.into()))?;
+        // The whole partition: the operation item (its published stages) and the notes.
         let items = self
-            .query_partition(
-                "journal",
-                &keys::operation_pk(op_id),
-                &keys::journal_prefix(cluster),
-                None,
-                true,
-            )
+            .query_partition("journal", &keys::operation_pk(op_id), "", None, true)
             .await
             .map_err(wrap)?;
-        crate::records::flatten_journal(&items).map_err(|e| wrap(Cause::from(e)))
+        crate::records::flatten_journal(&items, cluster).map_err(|e| wrap(Cause::from(e)))
     }
 
     /// Every registered group (`GSI1`, `GSI1PK = GROUPS`), in name order. Eventually

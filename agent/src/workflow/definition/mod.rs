@@ -181,6 +181,16 @@ impl Step {
         }
     }
 
+    /// Whether the step's task writes the operation item anyway, so that journal stages
+    /// can be published with that write instead of one of their own (see the engine's
+    /// carried publications): the replica counts and the close.
+    pub fn carries_publication(&self) -> bool {
+        matches!(
+            self,
+            Self::Record(RecordStep::RecordReplicas { .. } | RecordStep::CompleteOperation)
+        )
+    }
+
     /// Whether the engine writes the step's intent while the step acts instead of before:
     /// only the claim ([`RecordStep::ClaimPromotion`]). It ends the handoff, so the intent's
     /// write in the cluster would add its whole round trip to every failover's handoff, and

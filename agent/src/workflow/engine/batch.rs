@@ -55,6 +55,8 @@ impl<J: Journal> Engine<J> {
         let earlier = |i: usize| journaled.get(&(stage.key.clone(), steps[i].key.clone()));
         let publishes = range.clone().any(|i| publication.contains(&i));
         let mut reports: Vec<Option<StepReport>> = steps.iter().map(|_| None).collect();
+        // (Batches are Kubernetes steps, which carry no publication.)
+        self.publish_deferred(&cursor(0)).await?;
         let skipped = |i: usize| {
             self.skip(ctx, &cursor(i));
             Some(StepReport::Skipped {
@@ -127,7 +129,7 @@ impl<J: Journal> Engine<J> {
             let step = &steps[i];
             let (limit, whole) = limits(stage, step, ctx, earlier(i), *used);
             let at = cursor(i);
-            async move { self.execute(&at, step, earlier(i), limit, whole).await }
+            async move { self.execute(&at, step, earlier(i), limit, whole, None).await }
         }))
         .await;
         if pending.iter().any(|&i| steps[i].own_deadline.is_none()) {

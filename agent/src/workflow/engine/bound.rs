@@ -32,6 +32,9 @@ pub struct BoundStep {
     /// Whether its intent is written while it acts instead of before
     /// ([`Step::intent_alongside`](crate::workflow::Step::intent_alongside)).
     pub intent_alongside: bool,
+    /// Whether its task's write of the operation item can publish journal stages with it
+    /// ([`Step::carries_publication`](crate::workflow::Step::carries_publication)).
+    pub carries: bool,
     /// Consecutive steps with the same batch kind run side by side
     /// ([`Step::batch_kind`](crate::workflow::Step::batch_kind)); `None`: alone.
     pub batch: Option<&'static str>,
@@ -50,6 +53,7 @@ impl std::fmt::Debug for BoundStep {
             .field("checks_current", &self.checks_current)
             .field("publishes", &self.publishes)
             .field("intent_alongside", &self.intent_alongside)
+            .field("carries", &self.carries)
             .field("batch", &self.batch)
             .field("task", &self.task.name())
             .finish()
@@ -68,9 +72,16 @@ impl BoundStep {
             checks_current: false,
             publishes: false,
             intent_alongside: false,
+            carries: false,
             batch: None,
             task,
         }
+    }
+
+    /// Publishes journal stages with its task's write of the operation item.
+    pub fn carrying(mut self) -> Self {
+        self.carries = true;
+        self
     }
 
     /// Reads the group state before its intent.
@@ -220,6 +231,7 @@ impl Workflow {
                             promotion: step.is_promotion(),
                             publishes: stage.published.contains(&step.key()),
                             intent_alongside: step.intent_alongside(),
+                            carries: step.carries_publication(),
                             batch: step.batch_kind(),
                             task: builder.task_for(step),
                         })

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use failover_messages::crd::{FailoverGroupSpec, VolumeReplicationRef, WorkloadKind, WorkloadRef};
-use failover_messages::records::{JournalStep, Mode, StepStatus};
+use failover_messages::records::{JournalStage, JournalStep, Mode, StepStatus};
 use failover_messages::store::ManualClock;
 
 use crate::workflow::WorkflowContext;
@@ -36,6 +36,8 @@ enum Behaviour {
     Effect(Box<dyn Fn() + Send + Sync>),
     /// Waits until every task sharing the barrier has reached it, then succeeds.
     Meet(Arc<tokio::sync::Barrier>),
+    /// Publishes what the engine handed it with its (pretend) write, and keeps a copy.
+    Carry(Arc<Mutex<Vec<JournalStage>>>),
 }
 
 /// What the fake tasks did, and what they are told to do.
@@ -151,6 +153,12 @@ impl WorkflowTask for Fake {
                 Action::Ok
             }
             Some(Behaviour::Meet(barrier)) => Action::Meet(barrier.clone()),
+            Some(Behaviour::Carry(seen)) => {
+                let carried = ctx.carried();
+                seen.lock().unwrap().extend(carried.stages().iter().cloned());
+                carried.mark_written();
+                Action::Ok
+            }
         };
         match action {
             Action::Ok => Ok(()),
@@ -1077,11 +1085,17 @@ async fn every_factory_plan_runs_in_plan_order_journaling_each_journaled_step() 
                     }
                 }
             }
-            // The preflight publishes its stage before the wait for the other side's.
+            // The preflight publishes its stage before the wait for the other side's, except
+            // a CONSISTENCY source's, which nobody waits for: its replica counts do.
             let init = &bound.stages[0];
+            let first = if (mode, role) == (Mode::Consistency, Role::Source) {
+                "RecordReplicas"
+            } else {
+                "Preflight"
+            };
             assert_eq!(
                 init.steps[init.publication()[0]].key,
-                "Preflight",
+                first,
                 "{mode} {role}"
             );
             assert_eq!(journal.writes(), expected, "{mode} {role}");
@@ -1245,3 +1259,140 @@ fn only_the_claim_writes_its_intent_alongside() {
 }
 
 mod batch;
+
+// ---------------------------------------------------------------------------------------------
+// Carried publications
+// ---------------------------------------------------------------------------------------------
+
+fn carried(stage: &str, tasks: &[&str]) -> JournalWrite {
+    JournalWrite::Carried {
+        stage: stage.into(),
+        tasks: tasks.iter().map(|t| (*t).to_owned()).collect(),
+    }
+}
+
+/// `First` [a, r (carries, last: publishes First)], `Second` [b], `Third` [c (carries,
+/// unjournaled)]: `Second`'s publication waits for `c`.
+fn carriers(script: &Arc<Script>) -> BoundWorkflow {
+    BoundWorkflow {
+        stages: vec![
+            BoundStage::new("First", 1, MINUTE)
+                .step(BoundStep::new("a", script.task("a")))
+                .step(BoundStep::new("r", script.task("r")).carrying()),
+            BoundStage::new("Second", 2, MINUTE).step(BoundStep::new("b", script.task("b"))),
+            BoundStage::new("Third", 3, MINUTE)
+                .step(BoundStep::new("c", script.task("c")).carrying().unjournaled()),
+        ],
+    }
+}
+
+#[tokio::test]
+async fn a_carrying_step_publishes_its_own_stage_and_the_one_before_with_its_write() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let script = Script::new()
+        .on("r", Behaviour::Carry(seen.clone()))
+        .on("c", Behaviour::Carry(seen.clone()));
+    let journal = journal();
+    Engine::new(journal.clone())
+        .run(&carriers(&script), &ctx())
+        .await
+        .unwrap();
+    // No publication of its own: `r` carries `First`, `c` carries `Second`.
+    assert_eq!(
+        journal.writes(),
+        [
+            intent("First", "a", "Done"),
+            outcome("First", "a", StepStatus::Done, None),
+            intent("First", "r", "Done"),
+            outcome("First", "r", StepStatus::Done, None),
+            carried("First", &["a", "r"]),
+            intent("Second", "b", "Done"),
+            outcome("Second", "b", StepStatus::Done, None),
+            carried("Second", &["b"]),
+        ]
+    );
+    // What the writes carried: `r` itself as done by its write, `b` as journaled.
+    let seen = seen.lock().unwrap();
+    let shown: Vec<(String, Vec<(String, StepStatus)>)> = seen
+        .iter()
+        .map(|st| {
+            (
+                st.stage.clone(),
+                st.steps
+                    .iter()
+                    .map(|s| (s.task.clone(), s.status))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (
+                "First".to_owned(),
+                vec![("a".to_owned(), StepStatus::Done), ("r".to_owned(), StepStatus::Done)]
+            ),
+            ("Second".to_owned(), vec![("b".to_owned(), StepStatus::Done)]),
+        ]
+    );
+    assert!(seen[0].steps[1].finished_at.is_some());
+    assert!(seen.iter().all(|st| st.op_id == "op-1" && st.epoch == 7 && st.cluster == "east"));
+}
+
+#[tokio::test]
+async fn stages_a_carrier_did_not_write_are_published_on_their_own() {
+    // `r` writes without taking what it was handed; `c` fails.
+    let script = Script::new().on("c", Behaviour::Fail("the close failed"));
+    let journal = journal();
+    let err = Engine::new(journal.clone())
+        .run(&carriers(&script), &ctx())
+        .await
+        .unwrap_err();
+    let err = error_chain(&err);
+    assert!(err.contains("the close failed"), "{err}");
+    assert_eq!(
+        journal.writes(),
+        [
+            intent("First", "a", "Done"),
+            outcome("First", "a", StepStatus::Done, None),
+            intent("First", "r", "Done"),
+            outcome("First", "r", StepStatus::Done, None),
+            publish("First", &["a", "r"]),
+            intent("Second", "b", "Done"),
+            outcome("Second", "b", StepStatus::Done, None),
+            publish("Second", &["b"]),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_stops_before_the_carrier_still_publishes_the_stage_waiting_for_it() {
+    // `b`, the last step of `Second`, fails: `Third` never starts.
+    let script = Script::new().on("b", Behaviour::Fail("scale-up failed"));
+    let failed = journal();
+    Engine::new(failed.clone())
+        .run(&carriers(&script), &ctx())
+        .await
+        .unwrap_err();
+    let writes = failed.writes();
+    assert_eq!(
+        writes.last(),
+        Some(&publish("Second", &["b"])),
+        "the failure is published: {writes:?}"
+    );
+    // A run that is no longer current publishes nothing more.
+    let script = Script::new().on("b", Behaviour::Stale);
+    let stale = journal();
+    Engine::new(stale.clone())
+        .run(&carriers(&script), &ctx())
+        .await
+        .unwrap_err();
+    assert!(
+        !stale
+            .writes()
+            .iter()
+            .any(|w| matches!(w, JournalWrite::Publish { stage, .. } if stage == "Second")),
+        "{:?}",
+        stale.writes()
+    );
+}

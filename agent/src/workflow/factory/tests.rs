@@ -121,7 +121,7 @@ fn build(mode: Mode, role: Role, force: bool) -> Workflow {
 /// The Initialization stage every plan starts with: validate, renew the lease, the
 /// preflight of every object of `spec`, a wake-up to the peer, and (but for a forced
 /// operation's target) the wait for the peer's preflight.
-fn initialization_of(spec: &FailoverGroupSpec, role: Role, force: bool) -> Vec<Step> {
+fn initialization_of(spec: &FailoverGroupSpec, mode: Mode, role: Role, force: bool) -> Vec<Step> {
     let checks = Preflight {
         workloads: spec
             .workloads
@@ -170,7 +170,8 @@ fn initialization_of(spec: &FailoverGroupSpec, role: Role, force: bool) -> Vec<S
             kind: EnvelopeKind::Wake,
         }),
     ];
-    if !(force && role == Role::Target) {
+    // Only an UPTIME target, which acts first, waits for the source's preflight.
+    if role == Role::Source || (mode == Mode::Uptime && !force) {
         steps.push(Step::Wait(WaitStep::WaitPeer {
             peer: PeerStep {
                 role: role.peer(),
@@ -315,7 +316,6 @@ fn consistency_target_plan_waits_for_the_handoff_then_claims_promotes_and_activa
             "Initialization/RenewLease",
             "Initialization/Preflight",
             "Initialization/Notify:source:Wake",
-            "Initialization/WaitPeer:source:Initialization:Preflight",
             "VolumeTransitionTarget/WaitAllReady",
             "VolumeTransitionTarget/ClaimPromotion",
             "VolumeTransitionTarget/Promote:VolumeReplication/orders-db-data",
@@ -877,10 +877,11 @@ fn deadlines_come_from_the_group_timeouts() {
     let within = |wf: &Workflow| -> Vec<Duration> {
         wf.steps().filter_map(|(_, s)| s.own_deadline()).collect()
     };
-    // Each side first waits for the other's preflight, within the initialization limit.
-    // CONSISTENCY target waits through the source's initialization, shutdown and demotion.
+    // The source first waits for the target's preflight, within the initialization limit.
+    // CONSISTENCY target waits through the source's initialization, shutdown and demotion
+    // (and not for the source's preflight: it changes nothing before READY).
     let t = Factory::build(Mode::Consistency, Role::Target, &spec, false).unwrap();
-    assert_eq!(within(&t), [m(1), m(1 + 2 + 3)]);
+    assert_eq!(within(&t), [m(1 + 2 + 3)]);
     // A forced target does not wait for the source's preflight.
     let forced = Factory::build(Mode::Consistency, Role::Target, &spec, true).unwrap();
     assert!(!within(&forced).contains(&m(1)), "{:?}", within(&forced));
@@ -1039,7 +1040,7 @@ fn check_invariants(spec: &FailoverGroupSpec, wf: &Workflow, peer: &Workflow) {
         }
     }
     let init = &wf.stages.first().unwrap().tasks;
-    let expected = initialization_of(spec, role, wf.force);
+    let expected = initialization_of(spec, mode, role, wf.force);
     assert_eq!(init[..expected.len()], expected, "{ctx}");
     // Only a source records its replica counts, up front (before any change; UPTIME: the
     // target scales up before the source shuts down), and only after both preflights passed.
@@ -1608,9 +1609,14 @@ fn both_sides_pass_their_preflight_and_wait_for_the_other_before_any_change() {
                     matches!(s, Step::Wait(WaitStep::WaitPeer { peer, .. })
                         if peer.stage == StageId::Initialization && peer.task == "Preflight")
                 });
-                match (wf.role, force) {
-                    (Role::Target, true) => assert_eq!(waits_for_peer, None, "{ctx}"),
-                    _ => assert!(waits_for_peer.unwrap() < first_change, "{ctx}"),
+                // The source waits for the target's preflight before any change; so does an
+                // UPTIME target (it acts first). A CONSISTENCY target changes nothing before
+                // READY, which comes after the source's preflight, and waits for neither.
+                match (wf.role, mode, force) {
+                    (Role::Source, _, _) | (Role::Target, Mode::Uptime, false) => {
+                        assert!(waits_for_peer.unwrap() < first_change, "{ctx}")
+                    }
+                    _ => assert_eq!(waits_for_peer, None, "{ctx}"),
                 }
             }
             // The target's preflight knows the declared counts of what it scales up.
@@ -1670,10 +1676,13 @@ fn every_step_the_other_side_waits_for_publishes_its_stage() {
             }
         }
     }
-    // CONSISTENCY: each side's Initialization is published once, at its preflight; UPTIME's
-    // source also publishes the replica counts the target scales to.
-    let (source, _) = Factory::build_both(Mode::Consistency, &sample(), false).unwrap();
-    assert_eq!(source.stages[0].published, ["Preflight"]);
+    // CONSISTENCY: the target's Initialization is published at its preflight (the source
+    // waits for it); nobody waits for the source's, which is published after its last step
+    // (the replica counts, whose write carries it). UPTIME's source publishes its preflight
+    // and the replica counts the target scales to.
+    let (source, target) = Factory::build_both(Mode::Consistency, &sample(), false).unwrap();
+    assert_eq!(target.stages[0].published, ["Preflight"]);
+    assert!(source.stages[0].published.is_empty());
     let (source, _) = Factory::build_both(Mode::Uptime, &sample(), false).unwrap();
     assert_eq!(
         source.stages[0].published.len(),

@@ -16,7 +16,7 @@ use crate::store::error::{Cause, StoreError};
 use crate::store::outcome::{OpRef, Outcome};
 use crate::store::{Store, values};
 
-use super::GroupWrite;
+use super::{CarriedStages, GroupWrite, StageSets};
 
 impl Store {
     /// Protocol step 6 (rule 5): closes the operation as `Succeeded`. One conditional
@@ -35,19 +35,21 @@ impl Store {
         op: &OpRef,
         timings: Timings,
     ) -> Result<Outcome<HistoryEntry>, StoreError> {
-        self.complete_operation_with(op, std::future::ready(timings))
+        self.complete_operation_with(op, std::future::ready(timings), &CarriedStages::default())
             .await
     }
 
     /// [`Store::complete_operation`] with the timings still to be worked out: `timings`
     /// runs while the operation is read, so reading the journals for them adds no round
-    /// trip before the close.
+    /// trip before the close. The operation item's closing write publishes the `carried`
+    /// stages too (marked written when it lands).
     pub async fn complete_operation_with(
         &self,
         op: &OpRef,
         timings: impl Future<Output = Timings>,
+        carried: &CarriedStages,
     ) -> Result<Outcome<HistoryEntry>, StoreError> {
-        self.close_inner(op, timings, Phase::Succeeded)
+        self.close_inner(op, timings, Phase::Succeeded, carried)
             .await
             .map_err(|source| StoreError::CompleteOperation {
                 group: op.group.clone(),
@@ -69,7 +71,12 @@ impl Store {
         op: &OpRef,
         timings: Timings,
     ) -> Result<Outcome<HistoryEntry>, StoreError> {
-        self.close_inner(op, std::future::ready(timings), Phase::Aborted)
+        self.close_inner(
+            op,
+            std::future::ready(timings),
+            Phase::Aborted,
+            &CarriedStages::default(),
+        )
             .await
             .map_err(|source| StoreError::FinishAbort {
                 group: op.group.clone(),
@@ -84,7 +91,9 @@ impl Store {
         op: &OpRef,
         timings: impl Future<Output = Timings>,
         phase: Phase,
+        carried: &CarriedStages,
     ) -> Result<Outcome<HistoryEntry>, Cause> {
+        let stages = carried.sets(op)?;
         let op_name = if phase == Phase::Succeeded {
             "complete_operation"
         } else {
@@ -125,8 +134,13 @@ impl Store {
         let state = match written {
             GroupWrite::Done(state) => state,
             GroupWrite::Stale(stale) => {
-                return match self.closed_before(op_name, op, phase, &stored, now).await? {
-                    Some(outcome) => Ok(outcome),
+                return match self.closed_before(op_name, op, phase, &stored, now, &stages).await? {
+                    Some(outcome) => {
+                        if outcome.is_done() {
+                            carried.mark_written();
+                        }
+                        Ok(outcome)
+                    }
                     None => Ok(Outcome::StaleEpoch(stale)),
                 };
             }
@@ -146,18 +160,20 @@ impl Store {
         };
         tracing::info!(op_id = %op.id, group = %op.group, %phase, "operation closed");
         let entry = entry_for_closing(&stored, timings, phase, now, &state)?;
-        self.record_close(op_name, &entry, &state).await?;
+        self.record_close(op_name, &entry, &state, &stages).await?;
+        carried.mark_written();
         Ok(Outcome::Done(entry))
     }
 
     /// After the group state was released: the history record, then the operation item's
-    /// phase, `finishedAt`, timings and a copy of the handoff. Neither carries authority;
-    /// both are idempotent, so a resumed close writes them again.
+    /// phase, `finishedAt`, timings, a copy of the handoff and the `stages` it publishes.
+    /// Neither carries authority; both are idempotent, so a resumed close writes them again.
     async fn record_close(
         &self,
         op_name: &'static str,
         entry: &HistoryEntry,
         state: &Item,
+        stages: &StageSets,
     ) -> Result<(), Cause> {
         let handoff = handoff_attributes(state);
         let mut sets = vec![
@@ -165,12 +181,14 @@ impl Store {
             "#finishedAt = :now".to_owned(),
             "#timings = :timings".to_owned(),
         ];
+        sets.extend(stages.sets.iter().cloned());
         let mut names: Vec<&str> = vec![attr::PHASE, attr::FINISHED_AT, attr::TIMINGS, attr::PK];
         let mut vals = values([
             (":phase", av_s(entry.operation.phase.as_str())),
             (":now", av_ms(entry.finished_at)),
             (":timings", timings_to_av(&entry.operation.timings)),
         ]);
+        vals.extend(stages.values.clone());
         for (i, name) in HANDOFF_ATTRIBUTES.iter().enumerate() {
             if let Some(v) = handoff.get(*name) {
                 sets.push(format!("#{name} = :h{i}"));
@@ -183,17 +201,18 @@ impl Store {
         let mut item = entry.to_item();
         item.extend(handoff);
         self.put_new(op_name, item).await?;
-        let refused = self
-            .update_if(
+        let written = self
+            .update_if_named(
                 op_name,
                 keys::operation_key(&entry.operation.id),
                 &format!("SET {}", sets.join(", ")),
                 "attribute_exists(#PK)",
                 &names,
+                stages.names.clone(),
                 vals,
             )
             .await?;
-        if refused.is_some() {
+        if written.is_err() {
             return Err(Cause::Invalid(format!(
                 "operation {} was closed but its item is gone",
                 entry.operation.id
@@ -212,6 +231,7 @@ impl Store {
         phase: Phase,
         stored: &Operation,
         now: Timestamp,
+        stages: &StageSets,
     ) -> Result<Option<Outcome<HistoryEntry>>, Cause> {
         let Some(state) = self
             .get_item(op_name, keys::group_state_key(&op.group))
@@ -235,7 +255,7 @@ impl Store {
             return Ok(Some(Outcome::AlreadyFinished { phase: closed_as }));
         }
         let entry = entry_for_closing(stored, Timings::default(), phase, now, &state)?;
-        self.record_close(op_name, &entry, &state).await?;
+        self.record_close(op_name, &entry, &state, stages).await?;
         Ok(Some(Outcome::Done(entry)))
     }
 

@@ -1,24 +1,29 @@
 //! Protocol step 3, the journal as DynamoDB keeps it: one published record per stage and
-//! cluster, and notes on long waits. Each agent journals every step's intent and outcome in
+//! cluster (an attribute of the operation item), and notes on long waits. Each agent journals every step's intent and outcome in
 //! its own cluster (the `Failover` object); DynamoDB gets what the other side and the
 //! coordinator need to see, once per stage.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::check_step;
 use crate::keys;
-use crate::records::{JournalStage, JournalStep, Record, StepStatus, attr, av_ms, av_n, av_s};
+use crate::records::{JournalStage, JournalStep, StepStatus, attr, av_ms, av_n, av_s};
 use crate::store::error::{Cause, StoreError};
 use crate::store::outcome::OpRef;
 use crate::store::{Store, calls, values};
 
 impl Store {
-    /// Publishes one stage of `cluster`'s journal of operation `op`: one `PutItem` of
-    /// `OP#<id>` / `JOURNAL#<cluster>#<stage>` carrying `steps` (the stage's steps at the
-    /// operation's epoch, as the agent journaled them in its cluster). Written again, it
-    /// replaces the earlier copy (a resumed agent publishes again). It carries no protocol
-    /// authority: every decision another cluster takes on it is also guarded by an
-    /// epoch-conditioned write (the READY records, the claim).
+    /// Publishes one stage of `cluster`'s journal of operation `op`: one `UpdateItem` of the
+    /// operation item (`OP#<id>` / `OP`, condition: it exists) setting attribute
+    /// `JOURNAL#<cluster>#<stage>` to `steps` (the stage's steps at the operation's epoch, as
+    /// the agent journaled them in its cluster). Written again, it replaces the earlier copy
+    /// (a resumed agent publishes again). It carries no protocol authority: every decision
+    /// another cluster takes on it is also guarded by an epoch-conditioned write (the READY
+    /// records, the claim).
     pub async fn publish_stage(
         &self,
         op: &OpRef,
@@ -33,35 +38,56 @@ impl Store {
             table: self.table.to_string(),
             source,
         };
-        keys::validate_operation_id(&op.id).map_err(|e| wrap(e.into()))?;
+        let record = self.stage_record(op, cluster, stage, steps).map_err(wrap)?;
+        let carried = StageSets::of(std::slice::from_ref(&record));
+        let refused = self
+            .update_if_named(
+                "publish_stage",
+                keys::operation_key(&op.id),
+                &format!("SET {}", carried.sets.join(", ")),
+                "attribute_exists(#PK)",
+                &[attr::PK],
+                carried.names,
+                carried.values,
+            )
+            .await
+            .map_err(wrap)?;
+        if refused.is_err() {
+            return Err(wrap(Cause::Invalid(format!(
+                "operation {} has no item to publish on",
+                op.id
+            ))));
+        }
+        Ok(record)
+    }
+
+    /// The published record of `stage` of `cluster`'s journal: `steps`, checked to be that
+    /// stage's steps of operation `op`, as of now.
+    pub fn stage_record(
+        &self,
+        op: &OpRef,
+        cluster: &str,
+        stage: &str,
+        steps: &[JournalStep],
+    ) -> Result<JournalStage, Cause> {
+        keys::validate_operation_id(&op.id)?;
         for s in steps {
-            check_step(cluster, stage, &s.task).map_err(wrap)?;
+            check_step(cluster, stage, &s.task)?;
             if s.stage != stage || s.cluster != cluster || s.op_id != op.id {
-                return Err(wrap(Cause::Invalid(format!(
+                return Err(Cause::Invalid(format!(
                     "step {}/{} of {} (operation {}) is not of stage {stage} of {cluster}",
                     s.stage, s.task, s.cluster, s.op_id
-                ))));
+                )));
             }
         }
-        let record = JournalStage {
+        Ok(JournalStage {
             op_id: op.id.clone(),
             cluster: cluster.to_owned(),
             stage: stage.to_owned(),
             epoch: op.epoch,
             published_at: self.now(),
             steps: steps.to_vec(),
-        };
-        let req = self
-            .client
-            .put_item()
-            .table_name(self.table.as_ref())
-            .set_item(Some(record.to_item()));
-        self.send("publish_stage", "PutItem", calls::classify_error, || {
-            req.clone().send()
         })
-        .await
-        .map_err(|f| wrap(f.into_cause()))?;
-        Ok(record)
     }
 
     /// Notes where a long wait of `cluster`'s step stands (e.g. what a forced target waits
@@ -133,5 +159,95 @@ impl Store {
                 _ => Err(wrap(f.into_cause())),
             },
         }
+    }
+}
+
+/// Published journal stages that an agent's write of the operation item takes along (the
+/// replica counts, the close), so that publishing them costs no write of its own.
+/// [`CarriedStages::written`] says whether the write that carried them succeeded; when it did
+/// not, the agent publishes them with [`Store::publish_stage`].
+#[derive(Debug, Default)]
+pub struct CarriedStages {
+    stages: Vec<JournalStage>,
+    written: AtomicBool,
+}
+
+impl CarriedStages {
+    /// `stages` to carry.
+    pub fn new(stages: Vec<JournalStage>) -> Self {
+        Self {
+            stages,
+            written: AtomicBool::new(false),
+        }
+    }
+
+    /// The stages.
+    pub fn stages(&self) -> &[JournalStage] {
+        &self.stages
+    }
+
+    /// Whether a write carried them.
+    pub fn written(&self) -> bool {
+        self.written.load(Ordering::SeqCst)
+    }
+
+    /// The `SET` clauses that publish the stages of operation `op` (checked to be its).
+    pub(crate) fn sets(&self, op: &OpRef) -> Result<StageSets, Cause> {
+        for stage in &self.stages {
+            for s in &stage.steps {
+                check_step(&stage.cluster, &stage.stage, &s.task)?;
+            }
+            if stage.op_id != op.id
+                || stage.epoch != op.epoch
+                || stage.steps.iter().any(|s| {
+                    s.op_id != op.id || s.cluster != stage.cluster || s.stage != stage.stage
+                })
+            {
+                return Err(Cause::Invalid(format!(
+                    "stage {} of {} is not a stage of operation {} at epoch {}",
+                    stage.stage, stage.cluster, op.id, op.epoch
+                )));
+            }
+        }
+        Ok(StageSets::of(&self.stages))
+    }
+
+    /// Marks them written: the store does when the write that carried them landed (a test
+    /// double of that write may too).
+    pub fn mark_written(&self) {
+        if !self.stages.is_empty() {
+            self.written.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// What an `UpdateItem` of the operation item adds to publish `stages` with it: one
+/// `SET` clause per stage (`#j<i> = :j<i>`), its name placeholder and its value.
+#[derive(Default)]
+pub(crate) struct StageSets {
+    pub(crate) sets: Vec<String>,
+    pub(crate) names: HashMap<String, String>,
+    pub(crate) values: HashMap<String, AttributeValue>,
+}
+
+impl StageSets {
+    /// The update expression `base` with the stages' clauses added to its `SET` (`base`
+    /// starts with `SET`).
+    pub(crate) fn extend(&self, base: &str) -> String {
+        if self.sets.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}, {}", self.sets.join(", "))
+        }
+    }
+
+    pub(crate) fn of(stages: &[JournalStage]) -> Self {
+        let mut out = Self::default();
+        for (i, stage) in stages.iter().enumerate() {
+            out.sets.push(format!("#j{i} = :j{i}"));
+            out.names.insert(format!("#j{i}"), stage.attribute());
+            out.values.insert(format!(":j{i}"), stage.to_attribute());
+        }
+        out
     }
 }

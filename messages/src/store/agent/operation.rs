@@ -17,6 +17,8 @@ use crate::store::outcome::DualActiveMark;
 use crate::store::outcome::{OpRef, Outcome};
 use crate::store::{Store, values};
 
+use super::CarriedStages;
+
 impl Store {
     /// Records the source workloads' replica counts on the operation before any change,
     /// keyed `<Kind>/<name>`, and marks a `Pending` operation `Running` in the same
@@ -32,7 +34,20 @@ impl Store {
         op: &OpRef,
         replicas: &BTreeMap<String, u32>,
     ) -> Result<Outcome<()>, StoreError> {
-        self.record_replicas_inner(op, replicas)
+        self.record_original_replicas_carrying(op, replicas, &CarriedStages::default())
+            .await
+    }
+
+    /// [`Store::record_original_replicas`], publishing the `carried` stages in the same
+    /// `UpdateItem` (marked written when it lands; a repeat finding the counts recorded
+    /// writes them once more, so they are never left out).
+    pub async fn record_original_replicas_carrying(
+        &self,
+        op: &OpRef,
+        replicas: &BTreeMap<String, u32>,
+        carried: &CarriedStages,
+    ) -> Result<Outcome<()>, StoreError> {
+        self.record_replicas_inner(op, replicas, carried)
             .await
             .map_err(|source| StoreError::RecordOriginalReplicas {
                 op_id: op.id.clone(),
@@ -45,46 +60,62 @@ impl Store {
         &self,
         op: &OpRef,
         replicas: &BTreeMap<String, u32>,
+        carried: &CarriedStages,
     ) -> Result<Outcome<()>, Cause> {
         const OP: &str = "record_original_replicas";
         let not_found = || Outcome::OperationNotFound {
             op_id: op.id.clone(),
         };
-        let refused = self
-            .update_if(
+        let stages = carried.sets(op)?;
+        let mut vals = values([
+            (":r", replicas_to_av(replicas)),
+            (":running", av_s(Phase::Running.as_str())),
+            (":pending", av_s(Phase::Pending.as_str())),
+        ]);
+        vals.extend(stages.values.clone());
+        let written = self
+            .update_if_named(
                 OP,
                 keys::operation_key(&op.id),
-                "SET #originalReplicas = if_not_exists(#originalReplicas, :r), #phase = :running",
+                &stages.extend(
+                    "SET #originalReplicas = if_not_exists(#originalReplicas, :r), #phase = :running",
+                ),
                 "attribute_exists(#PK) AND #phase = :pending",
                 &[attr::PK, attr::ORIGINAL_REPLICAS, attr::PHASE],
-                values([
-                    (":r", replicas_to_av(replicas)),
-                    (":running", av_s(Phase::Running.as_str())),
-                    (":pending", av_s(Phase::Pending.as_str())),
-                ]),
+                stages.names.clone(),
+                vals,
             )
             .await?;
-        let old = match refused {
-            None => return Ok(Outcome::Done(())),
-            Some(None) => return Ok(not_found()),
-            Some(Some(old)) => old,
+        let old = match written {
+            Ok(_) => {
+                carried.mark_written();
+                return Ok(Outcome::Done(()));
+            }
+            Err(None) => return Ok(not_found()),
+            Err(Some(old)) => old,
         };
-        if old.contains_key(attr::ORIGINAL_REPLICAS) {
+        if old.contains_key(attr::ORIGINAL_REPLICAS) && carried.stages().is_empty() {
             return Ok(Outcome::Done(()));
         }
-        let refused = self
-            .update_if(
+        let mut vals = values([(":r", replicas_to_av(replicas))]);
+        vals.extend(stages.values.clone());
+        let written = self
+            .update_if_named(
                 OP,
                 keys::operation_key(&op.id),
-                "SET #originalReplicas = if_not_exists(#originalReplicas, :r)",
+                &stages.extend("SET #originalReplicas = if_not_exists(#originalReplicas, :r)"),
                 "attribute_exists(#PK)",
                 &[attr::PK, attr::ORIGINAL_REPLICAS],
-                values([(":r", replicas_to_av(replicas))]),
+                stages.names,
+                vals,
             )
             .await?;
-        Ok(match refused {
-            None => Outcome::Done(()),
-            Some(_) => not_found(),
+        Ok(match written {
+            Ok(_) => {
+                carried.mark_written();
+                Outcome::Done(())
+            }
+            Err(_) => not_found(),
         })
     }
 
