@@ -206,15 +206,16 @@ impl<J: Journal> Engine<J> {
         lock(&self.deferred).clear();
         for (k, stage) in workflow.stages.iter().enumerate() {
             // Carried publications (module docs): a stage published once, after its last
-            // step, waits for the next stage's first step when that step carries it.
-            let next_carries = workflow
-                .stages
-                .get(k + 1)
-                .and_then(|s| s.steps.first())
-                .is_some_and(|s| s.carries);
-            *lock(&self.deferring) = (next_carries
-                && stage.publication() == [stage.steps.len().saturating_sub(1)])
-            .then(|| stage.key.clone());
+            // step (nobody waits for it), waits for a later step that carries it, unless
+            // that last step carries it itself.
+            let later_carries = workflow.stages[k + 1..]
+                .iter()
+                .flat_map(|s| &s.steps)
+                .any(|s| s.carries);
+            let defers = later_carries
+                && stage.steps.last().is_some_and(|s| !s.carries)
+                && stage.publication() == [stage.steps.len() - 1];
+            *lock(&self.deferring) = defers.then(|| stage.key.clone());
             match self.run_stage(stage, ctx, &journaled).await {
                 Ok(done) => report.stages.push(done),
                 Err(e) => {
@@ -361,9 +362,6 @@ impl<J: Journal> Engine<J> {
         let earlier = journaled.get(&(stage.key.clone(), step.key.clone()));
         if step.journaled && earlier.is_some_and(|s| s.status == StepStatus::Done) {
             return self.skipped(&cursor, publishes).await;
-        }
-        if !step.carries {
-            self.publish_deferred(&cursor).await?;
         }
         let (limit, whole) = limits(stage, step, ctx, earlier, *used);
         if step.checks_current {

@@ -55,8 +55,6 @@ impl<J: Journal> Engine<J> {
         let earlier = |i: usize| journaled.get(&(stage.key.clone(), steps[i].key.clone()));
         let publishes = range.clone().any(|i| publication.contains(&i));
         let mut reports: Vec<Option<StepReport>> = steps.iter().map(|_| None).collect();
-        // (Batches are Kubernetes steps, which carry no publication.)
-        self.publish_deferred(&cursor(0)).await?;
         let skipped = |i: usize| {
             self.skip(ctx, &cursor(i));
             Some(StepReport::Skipped {

@@ -1071,8 +1071,17 @@ async fn every_factory_plan_runs_in_plan_order_journaling_each_journaled_step() 
             // Every journaled step: its intent, then its outcome, nothing in between; each
             // stage published once, after its publication step (a trailing notification
             // included).
+            // A stage published after its last step waits for a later step that carries
+            // publications; the fake tasks take none, so it is published after that step.
             let mut expected: Vec<JournalWrite> = Vec::new();
-            for stage in &bound.stages {
+            let mut waiting: Vec<JournalWrite> = Vec::new();
+            for (k, stage) in bound.stages.iter().enumerate() {
+                let defers = bound.stages[k + 1..]
+                    .iter()
+                    .flat_map(|s| &s.steps)
+                    .any(|s| s.carries)
+                    && !stage.steps.last().unwrap().carries
+                    && stage.publication() == [stage.steps.len() - 1];
                 let mut tasks: Vec<&str> = Vec::new();
                 for (i, s) in stage.steps.iter().enumerate() {
                     if s.journaled {
@@ -1080,11 +1089,19 @@ async fn every_factory_plan_runs_in_plan_order_journaling_each_journaled_step() 
                         expected.push(intent(&stage.key, &s.key, "Done"));
                         expected.push(outcome(&stage.key, &s.key, StepStatus::Done, None));
                     }
+                    if s.carries {
+                        expected.append(&mut waiting);
+                    }
                     if stage.publication().contains(&i) {
-                        expected.push(publish(&stage.key, &tasks));
+                        if defers {
+                            waiting.push(publish(&stage.key, &tasks));
+                        } else {
+                            expected.push(publish(&stage.key, &tasks));
+                        }
                     }
                 }
             }
+            assert!(waiting.is_empty(), "{mode} {role}: {waiting:?}");
             // The preflight publishes its stage before the wait for the other side's, except
             // a CONSISTENCY source's, which nobody waits for: its replica counts do.
             let init = &bound.stages[0];
@@ -1271,8 +1288,8 @@ fn carried(stage: &str, tasks: &[&str]) -> JournalWrite {
     }
 }
 
-/// `First` [a, r (carries, last: publishes First)], `Second` [b], `Third` [c (carries,
-/// unjournaled)]: `Second`'s publication waits for `c`.
+/// `First` [a, r (carries, last: publishes First)], `Second` [b], `Third` [d], `Last` [c
+/// (carries, unjournaled)]: the publications of `Second` and `Third` wait for `c`.
 fn carriers(script: &Arc<Script>) -> BoundWorkflow {
     BoundWorkflow {
         stages: vec![
@@ -1280,7 +1297,8 @@ fn carriers(script: &Arc<Script>) -> BoundWorkflow {
                 .step(BoundStep::new("a", script.task("a")))
                 .step(BoundStep::new("r", script.task("r")).carrying()),
             BoundStage::new("Second", 2, MINUTE).step(BoundStep::new("b", script.task("b"))),
-            BoundStage::new("Third", 3, MINUTE)
+            BoundStage::new("Third", 3, MINUTE).step(BoundStep::new("d", script.task("d"))),
+            BoundStage::new("Last", 4, MINUTE)
                 .step(BoundStep::new("c", script.task("c")).carrying().unjournaled()),
         ],
     }
@@ -1297,7 +1315,7 @@ async fn a_carrying_step_publishes_its_own_stage_and_the_one_before_with_its_wri
         .run(&carriers(&script), &ctx())
         .await
         .unwrap();
-    // No publication of its own: `r` carries `First`, `c` carries `Second`.
+    // No publication of its own: `r` carries `First`, `c` carries `Second` and `Third`.
     assert_eq!(
         journal.writes(),
         [
@@ -1308,7 +1326,10 @@ async fn a_carrying_step_publishes_its_own_stage_and_the_one_before_with_its_wri
             carried("First", &["a", "r"]),
             intent("Second", "b", "Done"),
             outcome("Second", "b", StepStatus::Done, None),
+            intent("Third", "d", "Done"),
+            outcome("Third", "d", StepStatus::Done, None),
             carried("Second", &["b"]),
+            carried("Third", &["d"]),
         ]
     );
     // What the writes carried: `r` itself as done by its write, `b` as journaled.
@@ -1333,6 +1354,7 @@ async fn a_carrying_step_publishes_its_own_stage_and_the_one_before_with_its_wri
                 vec![("a".to_owned(), StepStatus::Done), ("r".to_owned(), StepStatus::Done)]
             ),
             ("Second".to_owned(), vec![("b".to_owned(), StepStatus::Done)]),
+            ("Third".to_owned(), vec![("d".to_owned(), StepStatus::Done)]),
         ]
     );
     assert!(seen[0].steps[1].finished_at.is_some());
@@ -1360,14 +1382,17 @@ async fn stages_a_carrier_did_not_write_are_published_on_their_own() {
             publish("First", &["a", "r"]),
             intent("Second", "b", "Done"),
             outcome("Second", "b", StepStatus::Done, None),
+            intent("Third", "d", "Done"),
+            outcome("Third", "d", StepStatus::Done, None),
             publish("Second", &["b"]),
+            publish("Third", &["d"]),
         ]
     );
 }
 
 #[tokio::test]
 async fn a_run_that_stops_before_the_carrier_still_publishes_the_stage_waiting_for_it() {
-    // `b`, the last step of `Second`, fails: `Third` never starts.
+    // `b`, the last step of `Second`, fails: nothing after it starts.
     let script = Script::new().on("b", Behaviour::Fail("scale-up failed"));
     let failed = journal();
     Engine::new(failed.clone())
