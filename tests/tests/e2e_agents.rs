@@ -23,6 +23,7 @@ use failover_messages::keys::GroupRef;
 use failover_messages::records::{Mode, Operation, Phase};
 use failover_messages::store::{StartOutcome, StartRequest};
 use failover_tests::agents::Stack;
+use failover_tests::bench::probe::{Scrape, scrape_agents};
 use failover_tests::checker::{Problem, check_run};
 use failover_tests::fixtures::{
     self, GROUP, SETTLE, VOLUMES, assert_records, create_application, install_crds,
@@ -163,6 +164,7 @@ async fn body(
     Box::pin(create_application(env, ns, flux_ns)).await?;
     wait_starting_point(env, ns).await?;
     stack.start_agents().await?;
+    let calls_before = scrape_agents(stack).await?;
 
     // The coordinator's part: register the group, start the operation, wake both agents.
     let group = GroupRef::new(ns, GROUP)?;
@@ -180,6 +182,7 @@ async fn body(
     eprintln!("failover took {:?}", started.elapsed());
 
     assert_records(store, &group, &op).await?;
+    assert_agent_writes(&scrape_agents(stack).await?.since(&calls_before))?;
     assert_side(&env.east, ns, flux_ns, false).await?;
     assert_side(&env.west, ns, flux_ns, true).await?;
     // The Kubernetes steps went through the per-concern actors of each agent.
@@ -227,6 +230,41 @@ async fn failover_with(coordinator: Coordinator) -> Result<()> {
 
 /// The future of a scenario body borrowing the environment, the stack and the namespaces.
 type BodyFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 'a>>;
+
+/// The agents' DynamoDB writes for one CONSISTENCY failover (the coordinator's start adds
+/// two): ten, none a transaction, whatever the group holds. Each stage is published at most
+/// once per side, and the replica counts' and the close's writes carry the publications no
+/// one waits for. Heartbeats and the fencing check's replica counts run in the background
+/// and are not counted.
+fn assert_agent_writes(calls: &Scrape) -> Result<()> {
+    const BACKGROUND: [&str; 2] = ["put_heartbeat", "record_known_replicas"];
+    let writes: Vec<(&String, &u64)> = calls
+        .aws_calls
+        .iter()
+        .filter(|(key, n)| {
+            let (operation, api) = key.split_once('/').unwrap_or((key.as_str(), ""));
+            **n > 0
+                && ["PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"].contains(&api)
+                && !BACKGROUND.contains(&operation)
+        })
+        .collect();
+    let total: u64 = writes.iter().map(|(_, n)| **n).sum();
+    ensure!(
+        total <= 10 && !writes.iter().any(|(k, _)| k.ends_with("/TransactWriteItems")),
+        "the agents wrote {total} items for one failover (at most 10): {writes:?}"
+    );
+    let publications = calls
+        .aws_calls
+        .get("publish_stage/UpdateItem")
+        .copied()
+        .unwrap_or(0);
+    ensure!(
+        publications <= 3,
+        "{publications} stages published with writes of their own (at most 3: the source's \
+         shutdown and demotion, the target's initialization): {writes:?}"
+    );
+    Ok(())
+}
 
 /// Runs `body` with its namespaces and stack; on failure prints the logs and the objects.
 async fn in_stack<F>(body: F) -> Result<()>

@@ -18,8 +18,8 @@ use failover_messages::records::{
 };
 use failover_messages::setup::{SetupError, TableSetup, ensure_table};
 use failover_messages::store::{
-    CallOutcome, DualActiveMark, ManualClock, OpRef, Outcome, RegisterOutcome, StartOutcome,
-    StartRequest, Store, SuspendOutcome,
+    CallOutcome, CarriedStages, DualActiveMark, ManualClock, OpRef, Outcome, RegisterOutcome,
+    StartOutcome, StartRequest, Store, SuspendOutcome,
 };
 use failover_tests::aws::{AwsEnv, moto};
 
@@ -540,7 +540,11 @@ async fn claim_promotion_and_request_abort_exclude_each_other_in_both_orders() -
 
 /// The group state item as stored (raw), for the attributes no record type decodes.
 async fn raw_state(f: &Fixture, group: &GroupRef) -> Result<Item> {
-    let (pk, sk) = failover_messages::keys::group_state_key(group);
+    raw_item(f, failover_messages::keys::group_state_key(group)).await
+}
+
+/// An item as stored (raw).
+async fn raw_item(f: &Fixture, (pk, sk): (String, String)) -> Result<Item> {
     f.env
         .dynamodb()
         .get_item()
@@ -551,7 +555,7 @@ async fn raw_state(f: &Fixture, group: &GroupRef) -> Result<Item> {
         .send()
         .await?
         .item
-        .context("no group state")
+        .context("no such item")
 }
 
 #[tokio::test]
@@ -1339,12 +1343,70 @@ async fn published_stages_read_back_as_one_journal_in_start_order() -> Result<()
     assert_eq!(east.len(), 4);
     assert_eq!(east[1].attempts, 2);
 
-    // One write per stage, a single-item put.
+    // One write per stage, an update of the operation item, which still reads as the
+    // operation; its attribute `JOURNAL#<cluster>#<stage>` holds the stage.
     let calls = f.store.calls().by_operation_and_api();
     assert_eq!(
-        calls[&("publish_stage".to_owned(), "PutItem".to_owned())],
+        calls[&("publish_stage".to_owned(), "UpdateItem".to_owned())],
         4
     );
+    let op_item = raw_item(&f, failover_messages::keys::operation_key(&r.id)).await?;
+    for attribute in [
+        "JOURNAL#east#Initialization",
+        "JOURNAL#east#SourceShutdown",
+        "JOURNAL#west#Initialization",
+    ] {
+        assert!(op_item.contains_key(attribute), "{attribute}: {op_item:?}");
+    }
+    let op = f.store.get_operation(&r.id).await?.context("operation")?;
+    assert_eq!(op.epoch, r.epoch);
+
+    // Carried by the replica counts' write: no write of its own, the phase and the counts
+    // written alike.
+    let before = f.store.calls().total();
+    let mut demoted = vec![step(
+        &r,
+        "east",
+        "VolumeTransitionSource",
+        "Demote:data",
+        300,
+    )];
+    demoted[0].status = StepStatus::Done;
+    let carried = CarriedStages::new(vec![failover_messages::records::JournalStage {
+        op_id: r.id.clone(),
+        cluster: "east".into(),
+        stage: "VolumeTransitionSource".into(),
+        epoch: r.epoch,
+        published_at: f.store.now(),
+        steps: demoted,
+    }]);
+    assert!(
+        f.store
+            .record_original_replicas_carrying(
+                &r,
+                &BTreeMap::from([("Deployment/web".to_owned(), 2)]),
+                &carried
+            )
+            .await?
+            .is_done()
+    );
+    assert!(carried.written());
+    assert_eq!(f.store.calls().total(), before + 1);
+    let east = f.store.journal(&r.id, "east").await?;
+    assert_eq!(east.last().map(|s| s.task.as_str()), Some("Demote:data"));
+    let op = f.store.get_operation(&r.id).await?.context("operation")?;
+    assert_eq!(op.phase, Phase::Running);
+    assert_eq!(op.original_replicas.get("Deployment/web"), Some(&2));
+    // A stage of another operation is refused before anything is written.
+    let mut other = carried.stages()[0].clone();
+    other.op_id = "another-op".into();
+    let err = f
+        .store
+        .record_original_replicas_carrying(&r, &BTreeMap::new(), &CarriedStages::new(vec![other]))
+        .await
+        .unwrap_err();
+    let err = format!("{:#}", anyhow::Error::from(err));
+    assert!(err.contains("not a stage of operation"), "{err}");
 
     // A step of another stage or cluster is refused, naming it.
     let err = f

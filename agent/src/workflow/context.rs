@@ -267,7 +267,11 @@ impl Carry {
                     .iter()
                     .cloned()
                     .map(|mut s| {
-                        if self.own.as_ref().is_some_and(|(st, t)| *st == s.stage && *t == s.task) {
+                        if self
+                            .own
+                            .as_ref()
+                            .is_some_and(|(st, t)| *st == s.stage && *t == s.task)
+                        {
                             s.status = StepStatus::Done;
                             s.finished_at = Some(now);
                             s.message = None;

@@ -411,7 +411,9 @@ impl<J: Journal> Engine<J> {
         // A failure is published too (the other side and `failoverctl watch` see it), but a
         // run that is no longer current writes nothing more.
         let stop = report.as_ref().is_err_and(EngineError::must_stop_working);
-        let own_carried = self.settle_carry(&cursor, carry.as_deref(), succeeded, stop).await?;
+        let own_carried = self
+            .settle_carry(&cursor, carry.as_deref(), succeeded, stop)
+            .await?;
         if publishes && !stop && !own_carried {
             self.publish(&cursor).await?;
         }

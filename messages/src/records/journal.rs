@@ -198,8 +198,10 @@ pub fn flatten_journal(items: &[Item], cluster: &str) -> Result<Vec<JournalStep>
     for item in items {
         match item.get(keys::SK) {
             Some(AttributeValue::S(sk)) if sk == keys::OPERATION_SK => {
-                let mut published: Vec<&String> =
-                    item.keys().filter(|name| name.starts_with(&prefix)).collect();
+                let mut published: Vec<&String> = item
+                    .keys()
+                    .filter(|name| name.starts_with(&prefix))
+                    .collect();
                 published.sort();
                 for name in published {
                     stages.push(JournalStage::from_attribute(item, name)?);

@@ -299,7 +299,10 @@ fn a_published_stage_round_trips_and_supersedes_the_notes_of_its_steps() {
     assert_eq!(stage.attribute(), "JOURNAL#east#VolumeTransitionTarget");
     // Published on the operation item, next to its own attributes.
     let mut item: Item = [
-        (attr::PK.to_owned(), AttributeValue::S(format!("OP#{}", stage.op_id))),
+        (
+            attr::PK.to_owned(),
+            AttributeValue::S(format!("OP#{}", stage.op_id)),
+        ),
         (attr::SK.to_owned(), AttributeValue::S("OP".into())),
         (attr::PHASE.to_owned(), AttributeValue::S("Running".into())),
     ]
@@ -329,7 +332,12 @@ fn a_published_stage_round_trips_and_supersedes_the_notes_of_its_steps() {
     item.insert(west.attribute(), west.to_attribute());
     let mut other = shown.clone();
     other.cluster = "west".into();
-    let items = [hidden.to_item(), item.clone(), shown.to_item(), other.to_item()];
+    let items = [
+        hidden.to_item(),
+        item.clone(),
+        shown.to_item(),
+        other.to_item(),
+    ];
     let tasks: Vec<String> = flatten_journal(&items, "east")
         .unwrap()
         .into_iter()

@@ -75,7 +75,7 @@ impl Store {
         }
         .table_name(self.table.as_ref())
         .consistent_read(true)
-            .scan_index_forward(forward);
+        .scan_index_forward(forward);
         if let Some(l) = limit {
             req = req.limit(i32::try_from(l).unwrap_or(i32::MAX).max(1));
         }

@@ -127,7 +127,10 @@ impl<J: Journal> Engine<J> {
             let step = &steps[i];
             let (limit, whole) = limits(stage, step, ctx, earlier(i), *used);
             let at = cursor(i);
-            async move { self.execute(&at, step, earlier(i), limit, whole, None).await }
+            async move {
+                self.execute(&at, step, earlier(i), limit, whole, None)
+                    .await
+            }
         }))
         .await;
         if pending.iter().any(|&i| steps[i].own_deadline.is_none()) {

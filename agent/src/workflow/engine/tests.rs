@@ -155,7 +155,9 @@ impl WorkflowTask for Fake {
             Some(Behaviour::Meet(barrier)) => Action::Meet(barrier.clone()),
             Some(Behaviour::Carry(seen)) => {
                 let carried = ctx.carried();
-                seen.lock().unwrap().extend(carried.stages().iter().cloned());
+                seen.lock()
+                    .unwrap()
+                    .extend(carried.stages().iter().cloned());
                 carried.mark_written();
                 Action::Ok
             }
@@ -1298,8 +1300,11 @@ fn carriers(script: &Arc<Script>) -> BoundWorkflow {
                 .step(BoundStep::new("r", script.task("r")).carrying()),
             BoundStage::new("Second", 2, MINUTE).step(BoundStep::new("b", script.task("b"))),
             BoundStage::new("Third", 3, MINUTE).step(BoundStep::new("d", script.task("d"))),
-            BoundStage::new("Last", 4, MINUTE)
-                .step(BoundStep::new("c", script.task("c")).carrying().unjournaled()),
+            BoundStage::new("Last", 4, MINUTE).step(
+                BoundStep::new("c", script.task("c"))
+                    .carrying()
+                    .unjournaled(),
+            ),
         ],
     }
 }
@@ -1351,14 +1356,23 @@ async fn a_carrying_step_publishes_its_own_stage_and_the_one_before_with_its_wri
         [
             (
                 "First".to_owned(),
-                vec![("a".to_owned(), StepStatus::Done), ("r".to_owned(), StepStatus::Done)]
+                vec![
+                    ("a".to_owned(), StepStatus::Done),
+                    ("r".to_owned(), StepStatus::Done)
+                ]
             ),
-            ("Second".to_owned(), vec![("b".to_owned(), StepStatus::Done)]),
+            (
+                "Second".to_owned(),
+                vec![("b".to_owned(), StepStatus::Done)]
+            ),
             ("Third".to_owned(), vec![("d".to_owned(), StepStatus::Done)]),
         ]
     );
     assert!(seen[0].steps[1].finished_at.is_some());
-    assert!(seen.iter().all(|st| st.op_id == "op-1" && st.epoch == 7 && st.cluster == "east"));
+    assert!(
+        seen.iter()
+            .all(|st| st.op_id == "op-1" && st.epoch == 7 && st.cluster == "east")
+    );
 }
 
 #[tokio::test]

@@ -77,13 +77,13 @@ impl Store {
             Phase::Aborted,
             &CarriedStages::default(),
         )
-            .await
-            .map_err(|source| StoreError::FinishAbort {
-                group: op.group.clone(),
-                op_id: op.id.clone(),
-                table: self.table.to_string(),
-                source,
-            })
+        .await
+        .map_err(|source| StoreError::FinishAbort {
+            group: op.group.clone(),
+            op_id: op.id.clone(),
+            table: self.table.to_string(),
+            source,
+        })
     }
 
     async fn close_inner(
@@ -134,7 +134,10 @@ impl Store {
         let state = match written {
             GroupWrite::Done(state) => state,
             GroupWrite::Stale(stale) => {
-                return match self.closed_before(op_name, op, phase, &stored, now, &stages).await? {
+                return match self
+                    .closed_before(op_name, op, phase, &stored, now, &stages)
+                    .await?
+                {
                     Some(outcome) => {
                         if outcome.is_done() {
                             carried.mark_written();
