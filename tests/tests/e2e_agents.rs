@@ -250,7 +250,10 @@ fn assert_agent_writes(calls: &Scrape) -> Result<()> {
         .collect();
     let total: u64 = writes.iter().map(|(_, n)| **n).sum();
     ensure!(
-        total <= 10 && !writes.iter().any(|(k, _)| k.ends_with("/TransactWriteItems")),
+        total <= 10
+            && !writes
+                .iter()
+                .any(|(k, _)| k.ends_with("/TransactWriteItems")),
         "the agents wrote {total} items for one failover (at most 10): {writes:?}"
     );
     let publications = calls

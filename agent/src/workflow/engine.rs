@@ -32,6 +32,26 @@
 //! journal write, the tasks concurrently, then every outcome in step order (see `batch.rs`).
 //! The guarantees below hold for each step of a batch as for a step run alone.
 //!
+//! # Carried publications
+//!
+//! Each stage is published to DynamoDB once ([`Journal::publish`]), after its publication
+//! step ([`BoundStage::publication`]). A step marked [`BoundStep::carries`] writes the
+//! operation item anyway (the replica counts, the close), so a publication can ride on that
+//! write instead of costing one of its own:
+//!
+//! * a carrying step that is its own stage's publication step publishes the stage with its
+//!   write, itself shown `DONE` (that write is its effect);
+//! * a stage published after its last step (nobody waits for it: the other side's waits
+//!   mark the steps they wait for) whose run is followed by a carrying step waits for that
+//!   step, which publishes it with its write.
+//!
+//! The engine hands the stages to the step ([`TaskContext::carried`], [`Carry`]), after
+//! writing the outcomes still unwritten so nothing is published that this cluster's journal
+//! does not hold. When the step fails or its write did not take them, each is published
+//! with a write of its own; so is a waiting stage when the run stops before the carrying
+//! step (unless the run is no longer current: then nothing more is written), and a resumed
+//! run that skips steps publishes what waits at once.
+//!
 //! # Guarantees
 //!
 //! * A journaled step never runs before its intent is written at the operation's epoch,
