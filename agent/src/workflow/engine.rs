@@ -10,6 +10,9 @@
 //!    operation's epoch. A refused write ([`EngineError::StaleEpoch`]) stops the workflow
 //!    at once: the step does not run and nothing is retried. A journal that cannot be
 //!    written stops it too ([`EngineError::Journal`]): no step runs without its intent.
+//!    A step marked [`BoundStep::checks_current`] also has the group state read, alongside
+//!    the intent's write, and does not run unless it still has the operation in flight at
+//!    its epoch.
 //! 3. **Run.** The task runs under a tokio timeout: what is left of its stage's time limit,
 //!    or of the step's own limit for steps that wait for the other cluster. Limits count
 //!    from the first start the journal recorded (`firstStartedAt`), not from this run's: a
@@ -384,9 +387,6 @@ impl<J: Journal> Engine<J> {
             return self.skipped(&cursor, publishes).await;
         }
         let (limit, whole) = limits(stage, step, ctx, earlier, *used);
-        if step.checks_current {
-            self.check_current(&cursor).await?;
-        }
         boundary("intent::before", &cursor, step.journaled);
         let (ran, carry) = if step.journaled && step.intent_alongside {
             // The intent goes out while the step acts (see `BoundStep::intent_alongside`).
@@ -406,7 +406,23 @@ impl<J: Journal> Engine<J> {
             }
             (run, None)
         } else {
-            if step.journaled && !self.intent(&cursor).await? {
+            // The epoch check reads DynamoDB while the intent is written in the cluster; the
+            // step runs only once both have answered.
+            let intent = async {
+                if step.journaled {
+                    self.intent(&cursor).await
+                } else {
+                    Ok(true)
+                }
+            };
+            let written = if step.checks_current {
+                let (current, written) = tokio::join!(self.check_current(&cursor), intent);
+                current?;
+                written?
+            } else {
+                intent.await?
+            };
+            if !written {
                 return self.skipped(&cursor, publishes).await;
             }
             boundary("run::before", &cursor, step.journaled);

@@ -7,9 +7,10 @@
 //! the writes shared:
 //!
 //! 1. Steps journaled `DONE` are skipped.
-//! 2. One epoch check (when any step of the batch asks for it), then the intents of all the
-//!    others in one journal write ([`Journal::intents`]); a step the journal answers
-//!    `AlreadyDone` for is skipped, a refused write stops the run before any step acts.
+//! 2. One epoch check (when any step of the batch asks for it) alongside the intents of all
+//!    the others in one journal write ([`Journal::intents`]); a step the journal answers
+//!    `AlreadyDone` for is skipped, a stale epoch or a refused write stops the run before
+//!    any step acts.
 //! 3. Every step runs, each under its own timeout: what the stage's own work left when the
 //!    batch started (the batch adds its wall time, not the sum of its steps').
 //! 4. Outcomes in step order once all have ended, so one step's failure never leaves
@@ -79,10 +80,7 @@ impl<J: Journal> Engine<J> {
             return Ok(reports.into_iter().flatten().collect());
         };
 
-        // 2. Epoch check and intents.
-        if steps.iter().any(|s| s.checks_current) {
-            self.check_current(&cursor(first)).await?;
-        }
+        // 2. Epoch check and intents, side by side: nothing runs before both answered.
         let journaled_step = |c: &Cursor<'_>| steps.iter().any(|s| s.key == c.task && s.journaled);
         let cursors = |idx: &[usize]| idx.iter().map(|&i| cursor(i)).collect::<Vec<_>>();
         batch_boundary("intent::before", &cursors(&pending), journaled_step);
@@ -93,11 +91,19 @@ impl<J: Journal> Engine<J> {
             .collect();
         let keys: Vec<&str> = to_journal.iter().map(|&i| steps[i].key.as_str()).collect();
         let op = ctx.op_ref();
-        let answers = self
-            .journal
-            .intents(&op, ctx.cluster(), &stage.key, &keys)
-            .await
-            .map_err(|e| cursor(first).journal_error("intent", e))?;
+        let check = async {
+            if steps.iter().any(|s| s.checks_current) {
+                self.check_current(&cursor(first)).await
+            } else {
+                Ok(())
+            }
+        };
+        let (current, answers) = tokio::join!(
+            check,
+            self.journal.intents(&op, ctx.cluster(), &stage.key, &keys)
+        );
+        current?;
+        let answers = answers.map_err(|e| cursor(first).journal_error("intent", e))?;
         for (n, &i) in to_journal.iter().enumerate() {
             match answers.get(n) {
                 Some(Outcome::Done(())) => {}

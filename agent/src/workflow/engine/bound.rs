@@ -19,7 +19,8 @@ pub struct BoundStep {
     pub journaled: bool,
     /// Whether it is a claim or a promotion (resumes are logged as warnings).
     pub promotion: bool,
-    /// Whether the engine reads the group state before its intent and stops unless the
+    /// Whether the engine reads the group state (alongside its intent's write, before it
+    /// acts) and stops unless the
     /// operation is still in flight at its epoch ([`Journal::current`]): the first of each
     /// run of Kubernetes steps of one kind (ten `Demote` steps in a row share one read, as
     /// one "demote every volume" step would).
@@ -84,7 +85,7 @@ impl BoundStep {
         self
     }
 
-    /// Reads the group state before its intent.
+    /// Reads the group state before it acts.
     pub fn checking_current(mut self) -> Self {
         self.checks_current = true;
         self

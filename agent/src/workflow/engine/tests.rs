@@ -850,7 +850,7 @@ async fn a_refused_intent_stops_at_once_without_running_or_retrying() {
 }
 
 #[tokio::test]
-async fn a_kubernetes_step_first_reads_whether_the_operation_is_current() {
+async fn a_kubernetes_step_reads_whether_the_operation_is_current_before_it_acts() {
     let script = Script::new();
     let journal = journal();
     journal.set_current(Some((8, "op-2")));
@@ -868,9 +868,18 @@ async fn a_kubernetes_step_first_reads_whether_the_operation_is_current() {
         matches!(&err, EngineError::StaleEpoch { task, stale, .. } if task == "a" && stale.current_epoch == Some(8))
     );
     assert!(script.ran().is_empty());
+    // The read goes out alongside the intent, and the step waits for both. (This journal
+    // refuses the stale intent too; the cluster's journal would keep it `STARTED`, for an
+    // operation no run resumes.)
     assert!(
-        journal.writes().is_empty(),
-        "the read comes before the intent: {:?}",
+        journal.writes().iter().all(|w| matches!(
+            w,
+            JournalWrite::Intent {
+                answer: "StaleEpoch",
+                ..
+            }
+        )),
+        "nothing but the intent: {:?}",
         journal.writes()
     );
 }
