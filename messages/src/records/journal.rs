@@ -130,25 +130,18 @@ impl JournalStage {
         keys::journal_stage_attribute(&self.cluster, &self.stage)
     }
 
-    /// The stage as the value of its attribute (a map; each step a map without keys).
+    /// The stage as the value of its attribute: a map whose `steps` is one string, the
+    /// steps as a JSON array (one value to read and write however many steps the stage has;
+    /// times in RFC 3339).
     pub fn to_attribute(&self) -> AttributeValue {
-        let steps = self
-            .steps
-            .iter()
-            .map(|s| {
-                let mut m = s.to_item();
-                m.remove(keys::PK);
-                m.remove(keys::SK);
-                AttributeValue::M(m)
-            })
-            .collect();
+        let steps = serde_json::to_string(&self.steps).unwrap_or_else(|_| "[]".to_owned());
         let mut m = Builder::new((String::new(), String::new()))
             .s(attr::OP_ID, &self.op_id)
             .s(attr::CLUSTER, &self.cluster)
             .s(attr::STAGE, &self.stage)
             .n(attr::EPOCH, self.epoch)
             .ms(attr::PUBLISHED_AT, self.published_at)
-            .raw(attr::STEPS, AttributeValue::L(steps))
+            .s(attr::STEPS, steps)
             .0;
         m.remove(keys::PK);
         m.remove(keys::SK);
@@ -164,17 +157,23 @@ impl JournalStage {
             None => return Err(parent.err(name, Problem::Missing)),
         };
         let r = parent.nested(name, stage);
-        let steps = match r.get(attr::STEPS) {
-            Some(AttributeValue::L(list)) => list
-                .iter()
-                .map(|v| match v {
-                    AttributeValue::M(m) => JournalStep::from_item(m),
-                    other => Err(r.wrong(attr::STEPS, "a list of maps", other)),
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            Some(other) => return Err(r.wrong(attr::STEPS, "a list of maps", other)),
+        let steps: Vec<JournalStep> = match r.get(attr::STEPS) {
+            Some(AttributeValue::S(json)) => serde_json::from_str(json).map_err(|e| {
+                r.err(
+                    attr::STEPS,
+                    Problem::BadValue(format!("not a JSON list of steps: {e}")),
+                )
+            })?,
+            Some(other) => return Err(r.wrong(attr::STEPS, "a JSON string", other)),
             None => return Err(r.err(attr::STEPS, Problem::Missing)),
         };
+        for step in &steps {
+            keys::validate_operation_id(&step.op_id)
+                .and_then(|()| keys::validate_cluster(&step.cluster))
+                .and_then(|()| keys::validate_step_name("stage", &step.stage))
+                .and_then(|()| keys::validate_step_name("task", &step.task))
+                .map_err(|e| r.err(attr::STEPS, Problem::BadValue(e.to_string())))?;
+        }
         Ok(Self {
             op_id: r.checked(attr::OP_ID, keys::validate_operation_id)?,
             cluster: r.checked(attr::CLUSTER, keys::validate_cluster)?,

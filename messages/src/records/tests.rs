@@ -353,9 +353,11 @@ fn a_published_stage_round_trips_and_supersedes_the_notes_of_its_steps() {
     );
 
     // A damaged list names the attribute.
+    // The steps are one JSON string.
     let AttributeValue::M(mut bad) = stage.to_attribute() else {
         unreachable!()
     };
+    assert!(matches!(&bad[attr::STEPS], AttributeValue::S(json) if json.starts_with('[')));
     bad.insert(attr::STEPS.into(), AttributeValue::S("x".into()));
     item.insert(stage.attribute(), AttributeValue::M(bad));
     let err = JournalStage::from_attribute(&item, &stage.attribute())

@@ -11,15 +11,16 @@
 //! 2. `solo`: one group, the baseline;
 //! 3. `g00 … g49`: all the others in one invocation.
 //!
-//! Wall time runs from just before `failoverctl` starts to the first `list_groups` read
-//! (every 100 ms) showing every group of the step active in west with no operation in
+//! Wall time runs from just before `failoverctl` starts to the latest `finishedAt` of the
+//! step's operations (the close that released each group), read once a `list_groups` read
+//! (every second) shows every group of the step active in west with no operation in
 //! flight. Each agent's `VmHWM` (peak resident set, `/proc/<pid>/status`) is read after
 //! start-up, after the one-group step and after the many-group step.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use failover_messages::keys::GroupRef;
 
 use super::fleet::{self, GroupShape};
@@ -34,7 +35,7 @@ pub const TARGET_RATIO: f64 = 2.0;
 /// Design §7: agent peak RSS.
 pub const TARGET_RSS_KIB: u64 = 64 * 1024;
 /// Poll period of `list_groups`.
-const POLL: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_secs(1);
 
 /// What to measure.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -204,6 +205,7 @@ async fn run_step(
     args.extend(refs.iter().map(String::as_str));
     args.extend(["--to", "west"]);
     let start = Instant::now();
+    let started_at = stack.store.now();
     let out = stack.failoverctl(&args)?;
     let failoverctl = start.elapsed();
     ensure!(
@@ -213,10 +215,13 @@ async fn run_step(
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut first = None;
-    let wall = loop {
+    // The probe reads every second (each `list_groups` is a query moto answers by going
+    // through the whole table, so reading more often would load it more than the agents
+    // do); the times come from the records: each operation's `finishedAt`, written by the
+    // close that released its group.
+    let last_ops = loop {
         let states = stack.store.list_groups().await?;
-        let done = states
+        let done: Vec<String> = states
             .iter()
             .filter(|s| {
                 s.group.namespace == ns
@@ -224,21 +229,34 @@ async fn run_step(
                     && s.active_cluster == "west"
                     && s.op_id.is_none()
             })
-            .count();
-        if done > 0 && first.is_none() {
-            first = Some(start.elapsed());
-        }
-        if done == groups.len() {
-            break start.elapsed();
+            .filter_map(|s| s.last_op_id.clone())
+            .collect();
+        if done.len() == groups.len() {
+            break done;
         }
         ensure!(
             start.elapsed() < config.timeout,
-            "{done} of {} groups active in west after {:?}",
+            "{} of {} groups active in west after {:?}",
+            done.len(),
             groups.len(),
             config.timeout
         );
         tokio::time::sleep(POLL).await;
     };
+    let mut finished = Vec::with_capacity(last_ops.len());
+    for id in &last_ops {
+        let op = stack
+            .store
+            .get_operation(id)
+            .await?
+            .with_context(|| format!("operation {id} is gone"))?;
+        let at = op
+            .finished_at
+            .with_context(|| format!("operation {id} has no finishedAt"))?;
+        finished.push(Duration::try_from(at.duration_since(started_at)).unwrap_or_default());
+    }
+    let wall = finished.iter().copied().max().unwrap_or_default();
+    let first = finished.iter().copied().min();
     probe::wait_succeeded(stack, succeeded, config.timeout).await?;
     Ok(Step {
         groups: groups.len(),
@@ -367,7 +385,7 @@ pub fn markdown(r: &FanoutReport) -> String {
     out.push_str(
         "- wall time: from just before `failoverctl failover <groups…> --to west` starts (one \
          process; it starts the operations one conditional write per group, then notifies both \
-         inboxes) to the first `list_groups` read (every 100 ms) showing every group of the \
+         inboxes) to the latest `finishedAt` of the step's operations (the close that released each group; read once a `list_groups` read, every second, shows every group of the \
          step active in west with no operation in flight. An unmeasured one-group warm-up \
          runs first.\n",
     );
