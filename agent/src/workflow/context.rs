@@ -485,6 +485,11 @@ impl TaskContext {
     }
 }
 
+/// Journal times are kept to the millisecond.
+fn truncate(at: Timestamp) -> Timestamp {
+    failover_messages::records::truncate_to_millis(at)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -589,9 +594,4 @@ pub(crate) mod tests {
             .interrupted()
         );
     }
-}
-
-/// Journal times are kept to the millisecond.
-fn truncate(at: Timestamp) -> Timestamp {
-    failover_messages::records::truncate_to_millis(at)
 }

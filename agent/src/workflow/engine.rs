@@ -518,11 +518,11 @@ impl<J: Journal> Engine<J> {
     ) -> Result<Option<Arc<Carry>>, EngineError> {
         let own = publishes && lock(&self.deferring).as_deref() != Some(cursor.stage);
         let mut keys = std::mem::take(&mut *lock(&self.deferred));
-        if !keys.is_empty() {
-            if let Err(e) = self.journal.flush().await {
-                *lock(&self.deferred) = keys;
-                return Err(cursor.journal_error("outcome", e));
-            }
+        if !keys.is_empty()
+            && let Err(e) = self.journal.flush().await
+        {
+            *lock(&self.deferred) = keys;
+            return Err(cursor.journal_error("outcome", e));
         }
         if own {
             keys.push(cursor.stage.to_owned());
