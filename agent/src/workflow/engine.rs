@@ -109,8 +109,8 @@ use crate::seam::Sender;
 pub struct Engine<J> {
     journal: J,
     progress: Sender<Progress>,
-    /// Carried publications (module docs): the stage whose publication waits for the next
-    /// stage's first step, in this run of it, and the stages waiting so.
+    /// Carried publications (module docs): the stage running now if its publication is to
+    /// wait for a later carrying step, and the stages waiting so.
     deferring: Mutex<Option<String>>,
     deferred: Mutex<Vec<String>>,
 }
