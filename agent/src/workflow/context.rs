@@ -215,9 +215,9 @@ pub struct TaskContext {
 /// publish with that write (set by the engine, read by the task through
 /// [`TaskContext::carried`]). The step's own entry, when its own stage is among them, is
 /// published `DONE` as of the write: that write is the step's effect.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Carry {
-    op: Option<OpRef>,
+    op: OpRef,
     cluster: String,
     /// Each stage's key and steps as this cluster's journal holds them.
     stages: Vec<(String, Vec<JournalStep>)>,
@@ -235,7 +235,7 @@ impl Carry {
         own: Option<(String, String)>,
     ) -> Self {
         Self {
-            op: Some(op),
+            op,
             cluster: cluster.to_owned(),
             stages,
             own,
@@ -251,9 +251,7 @@ impl Carry {
     /// The stages as of `now`, for the write that carries them (remembered, so
     /// [`Carry::written`] can tell whether that write landed).
     pub fn stages_at(&self, now: Timestamp) -> Arc<CarriedStages> {
-        let Some(op) = &self.op else {
-            return Arc::new(CarriedStages::default());
-        };
+        let op = &self.op;
         let stages = self
             .stages
             .iter()

@@ -1318,6 +1318,24 @@ fn carriers(script: &Arc<Script>) -> BoundWorkflow {
     }
 }
 
+/// What a run of [`carriers`] writes, each stage published by `publication` (carried, or
+/// with a write of its own), at the points the engine publishes it.
+fn carriers_writes(publication: fn(&str, &[&str]) -> JournalWrite) -> Vec<JournalWrite> {
+    vec![
+        intent("First", "a", "Done"),
+        outcome("First", "a", StepStatus::Done, None),
+        intent("First", "r", "Done"),
+        outcome("First", "r", StepStatus::Done, None),
+        publication("First", &["a", "r"]),
+        intent("Second", "b", "Done"),
+        outcome("Second", "b", StepStatus::Done, None),
+        intent("Third", "d", "Done"),
+        outcome("Third", "d", StepStatus::Done, None),
+        publication("Second", &["b"]),
+        publication("Third", &["d"]),
+    ]
+}
+
 #[tokio::test]
 async fn a_carrying_step_publishes_its_own_stage_and_the_one_before_with_its_write() {
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -1330,22 +1348,7 @@ async fn a_carrying_step_publishes_its_own_stage_and_the_one_before_with_its_wri
         .await
         .unwrap();
     // No publication of its own: `r` carries `First`, `c` carries `Second` and `Third`.
-    assert_eq!(
-        journal.writes(),
-        [
-            intent("First", "a", "Done"),
-            outcome("First", "a", StepStatus::Done, None),
-            intent("First", "r", "Done"),
-            outcome("First", "r", StepStatus::Done, None),
-            carried("First", &["a", "r"]),
-            intent("Second", "b", "Done"),
-            outcome("Second", "b", StepStatus::Done, None),
-            intent("Third", "d", "Done"),
-            outcome("Third", "d", StepStatus::Done, None),
-            carried("Second", &["b"]),
-            carried("Third", &["d"]),
-        ]
-    );
+    assert_eq!(journal.writes(), carriers_writes(carried));
     // What the writes carried: `r` itself as done by its write, `b` as journaled.
     let seen = seen.lock().unwrap();
     let shown: Vec<(String, Vec<(String, StepStatus)>)> = seen
@@ -1395,22 +1398,7 @@ async fn stages_a_carrier_did_not_write_are_published_on_their_own() {
         .unwrap_err();
     let err = error_chain(&err);
     assert!(err.contains("the close failed"), "{err}");
-    assert_eq!(
-        journal.writes(),
-        [
-            intent("First", "a", "Done"),
-            outcome("First", "a", StepStatus::Done, None),
-            intent("First", "r", "Done"),
-            outcome("First", "r", StepStatus::Done, None),
-            publish("First", &["a", "r"]),
-            intent("Second", "b", "Done"),
-            outcome("Second", "b", StepStatus::Done, None),
-            intent("Third", "d", "Done"),
-            outcome("Third", "d", StepStatus::Done, None),
-            publish("Second", &["b"]),
-            publish("Third", &["d"]),
-        ]
-    );
+    assert_eq!(journal.writes(), carriers_writes(publish));
 }
 
 #[tokio::test]

@@ -63,31 +63,23 @@ impl Store {
 
     /// The published record of `stage` of `cluster`'s journal: `steps`, checked to be that
     /// stage's steps of operation `op`, as of now.
-    pub fn stage_record(
+    fn stage_record(
         &self,
         op: &OpRef,
         cluster: &str,
         stage: &str,
         steps: &[JournalStep],
     ) -> Result<JournalStage, Cause> {
-        keys::validate_operation_id(&op.id)?;
-        for s in steps {
-            check_step(cluster, stage, &s.task)?;
-            if s.stage != stage || s.cluster != cluster || s.op_id != op.id {
-                return Err(Cause::Invalid(format!(
-                    "step {}/{} of {} (operation {}) is not of stage {stage} of {cluster}",
-                    s.stage, s.task, s.cluster, s.op_id
-                )));
-            }
-        }
-        Ok(JournalStage {
+        let record = JournalStage {
             op_id: op.id.clone(),
             cluster: cluster.to_owned(),
             stage: stage.to_owned(),
             epoch: op.epoch,
             published_at: self.now(),
             steps: steps.to_vec(),
-        })
+        };
+        check_stage(op, &record)?;
+        Ok(record)
     }
 
     /// Notes where a long wait of `cluster`'s step stands (e.g. what a forced target waits
@@ -194,20 +186,7 @@ impl CarriedStages {
     /// The `SET` clauses that publish the stages of operation `op` (checked to be its).
     pub(crate) fn sets(&self, op: &OpRef) -> Result<StageSets, Cause> {
         for stage in &self.stages {
-            for s in &stage.steps {
-                check_step(&stage.cluster, &stage.stage, &s.task)?;
-            }
-            if stage.op_id != op.id
-                || stage.epoch != op.epoch
-                || stage.steps.iter().any(|s| {
-                    s.op_id != op.id || s.cluster != stage.cluster || s.stage != stage.stage
-                })
-            {
-                return Err(Cause::Invalid(format!(
-                    "stage {} of {} is not a stage of operation {} at epoch {}",
-                    stage.stage, stage.cluster, op.id, op.epoch
-                )));
-            }
+            check_stage(op, stage)?;
         }
         Ok(StageSets::of(&self.stages))
     }
@@ -219,6 +198,28 @@ impl CarriedStages {
             self.written.store(true, Ordering::SeqCst);
         }
     }
+}
+
+/// Checks that `stage` is a stage of operation `op` at its epoch and that each of its steps
+/// is a step of that stage, with keys the journal accepts.
+fn check_stage(op: &OpRef, stage: &JournalStage) -> Result<(), Cause> {
+    keys::validate_operation_id(&op.id)?;
+    if stage.op_id != op.id || stage.epoch != op.epoch {
+        return Err(Cause::Invalid(format!(
+            "stage {} of {} is not a stage of operation {} at epoch {}",
+            stage.stage, stage.cluster, op.id, op.epoch
+        )));
+    }
+    for s in &stage.steps {
+        check_step(&stage.cluster, &stage.stage, &s.task)?;
+        if s.stage != stage.stage || s.cluster != stage.cluster || s.op_id != op.id {
+            return Err(Cause::Invalid(format!(
+                "step {}/{} of {} (operation {}) is not of stage {} of {}",
+                s.stage, s.task, s.cluster, s.op_id, stage.stage, stage.cluster
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What an `UpdateItem` of the operation item adds to publish `stages` with it: one
