@@ -268,11 +268,19 @@ async fn second_loss_waits_for_the_cooldown(s: &mut Scenario, first: Timestamp) 
     s.stack.aws_proxy("west")?.cut();
     let held = wait_auto_reason(&east, &ns, "CoolingDown", after() + lease() * 2).await?;
     eprintln!("second loss, held back: {held}");
-    let evs = group_events(&east, &ns, "AutoFailoverHeld").await?;
-    ensure!(
-        !evs.is_empty(),
-        "no AutoFailoverHeld Event on the group in east"
-    );
+    // The agent sets the condition, then publishes the Event: wait for it.
+    wait_for(
+        "an AutoFailoverHeld Event on the group in east",
+        Duration::from_secs(10),
+        || async {
+            group_events(&east, &ns, "AutoFailoverHeld")
+                .await
+                .map(|evs| (!evs.is_empty()).then_some(()))
+                .map_err(|e| format!("{e:#}"))
+        },
+    )
+    .await
+    .context("no AutoFailoverHeld Event on the group in east")?;
     let store = &s.stack.store;
     let group = &s.group;
     while Timestamp::now() < ends - Duration::from_secs(1) {
