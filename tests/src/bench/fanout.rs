@@ -243,16 +243,25 @@ async fn run_step(
         );
         tokio::time::sleep(POLL).await;
     };
+    // The close releases the group before it writes the operation's `finishedAt`.
     let mut finished = Vec::with_capacity(last_ops.len());
     for id in &last_ops {
-        let op = stack
-            .store
-            .get_operation(id)
-            .await?
-            .with_context(|| format!("operation {id} is gone"))?;
-        let at = op
-            .finished_at
-            .with_context(|| format!("operation {id} has no finishedAt"))?;
+        let at = loop {
+            let op = stack
+                .store
+                .get_operation(id)
+                .await?
+                .with_context(|| format!("operation {id} is gone"))?;
+            if let Some(at) = op.finished_at {
+                break at;
+            }
+            ensure!(
+                start.elapsed() < config.timeout,
+                "operation {id} has no finishedAt after {:?}",
+                config.timeout
+            );
+            tokio::time::sleep(POLL).await;
+        };
         finished.push(Duration::try_from(at.duration_since(started_at)).unwrap_or_default());
     }
     let wall = finished.iter().copied().max().unwrap_or_default();
