@@ -8,12 +8,14 @@
 //! handler; its result comes back as a message, and state is re-checked when it does.
 //!
 //! * [`InboxActor`] – one long-poll loop on this cluster's inbox. A decoded envelope raises
-//!   the shared [`Wakeups`] (waiting tasks re-read) and ticks the runner (new operations
-//!   start), then is deleted; a `GroupRegistered` one also asks the fencer for a check now
+//!   the shared [`Wakeups`] (waiting tasks re-read) and asks the runner to read the group
+//!   and operation it names ([`RunnerCheck`]: one read, and a new operation starts), then is
+//!   deleted; a `GroupRegistered` one also asks the fencer for a check now
 //!   (the active side records the group's known replica counts). A malformed one is counted, logged by the inbox and left alone
 //!   so SQS moves it to the dead-letter queue.
-//! * [`RunnerActor`] – on a tick (wake-up or re-read timer) lists the operations in flight
-//!   that involve this cluster and spawns [`ManagerAdapter::process_failover`] for each one
+//! * [`RunnerActor`] – on the re-read timer (and when a run stopped) lists the operations
+//!   in flight that involve this cluster, on a wake-up reads only the groups it names
+//!   (never one whose operation runs here already), and spawns [`ManagerAdapter::process_failover`] for each one
 //!   not already running. A run that ended early (a store error, a panic) resumes from the
 //!   journal after a short pause that doubles with each interruption in a row
 //!   ([`resume_after`]), never later than the next re-read; one that succeeded, or must
@@ -23,10 +25,12 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
-use failover_messages::envelope::EnvelopeKind;
+use failover_messages::envelope::{Envelope, EnvelopeKind};
 use failover_messages::inbox::{Inbox, Received};
+use failover_messages::keys::GroupRef;
 use failover_messages::records::{GroupState, Operation, Phase};
 use failover_messages::store::{Store, StoreError};
+use futures::{StreamExt, TryStreamExt};
 
 use crate::adapter::{AdapterError, ManagerAdapter, RunKind};
 use crate::errors::error_chain;
@@ -46,6 +50,12 @@ use crate::workflow::RunReport;
 /// Re-read the operations in flight (a wake-up arrived, or the timer fired).
 #[derive(Debug, Clone, Copy)]
 pub struct RunnerTick;
+
+/// Read these groups now, each with the operation a wake-up named (`(group, operation id)`),
+/// and start what they leave this cluster: the cheap answer to a wake-up, one read per
+/// group instead of a listing of every group.
+#[derive(Debug, Clone)]
+pub struct RunnerCheck(pub Vec<(GroupRef, String)>);
 
 /// A spawned run ended.
 #[derive(Debug)]
@@ -179,49 +189,89 @@ fn pending_op(group: &GroupState, settled: &HashSet<String>) -> Option<(String, 
     }
 }
 
-/// The work in flight for `cluster`: every group state with an `opId` (listed through the
-/// eventually consistent index, then read again consistently), its operation read with a
-/// consistent read, and [`run_kind`] of the two. A group already released whose last
-/// operation (`lastOpId`) is still open had its close interrupted after the release (the
-/// history record and the operation's phase come after it): that operation is run again
-/// too, and its sides' runs, their steps done, finish the close. Each released group's last
-/// operation is read once per process (`settled` remembers the closed ones).
+/// How many groups one listing reads at a time.
+const LISTING_READS: usize = 8;
+
+/// The work in flight for `cluster`: every group state with work pending ([`pending_op`];
+/// listed through the eventually consistent index), except the groups whose listed
+/// operation is in `running` (its run sees its own news), each read with [`work_of_group`].
+/// A group already released whose last operation (`lastOpId`) is still open had its close
+/// interrupted after the release (the history record and the operation's phase come after
+/// it): that operation is run again too, and its sides' runs, their steps done, finish the
+/// close. Each released group's last operation is read once per process (`settled`
+/// remembers the closed ones). At most [`LISTING_READS`] groups are read at a time.
 pub async fn operations_in_flight(
     store: &Store,
     cluster: &str,
     settled: &Settled,
+    running: &HashSet<String>,
 ) -> Result<Vec<Work>, StoreError> {
     let known = || settled.lock().unwrap_or_else(|e| e.into_inner());
-    let mut work = Vec::new();
-    for listed in store.list_groups().await? {
-        if pending_op(&listed, &known()).is_none() {
+    let pending: Vec<(GroupRef, String)> = store
+        .list_groups()
+        .await?
+        .into_iter()
+        .filter_map(|listed| {
+            let (op_id, _) = pending_op(&listed, &known())?;
+            (!running.contains(&op_id)).then_some((listed.group, op_id))
+        })
+        .collect();
+    let found: Vec<Option<Work>> = futures::stream::iter(pending)
+        .map(|(group, op_id)| async move {
+            work_of_group(store, cluster, &group, &op_id, settled).await
+        })
+        .buffered(LISTING_READS)
+        .try_collect()
+        .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// The work `group` leaves `cluster`: the operation its state names ([`pending_op`]), read
+/// with the state in one consistent `BatchGetItem` when that operation is `op_id` (the
+/// operation a wake-up or the listing named). When the state names another, that one is
+/// read instead (one more read). A released group's last operation found closed goes into
+/// `settled`.
+pub async fn work_of_group(
+    store: &Store,
+    cluster: &str,
+    group: &GroupRef,
+    op_id: &str,
+    settled: &Settled,
+) -> Result<Option<Work>, StoreError> {
+    let known = || settled.lock().unwrap_or_else(|e| e.into_inner());
+    let mut wanted = op_id.to_owned();
+    // The state may name another operation than the one asked for: read that one (once).
+    for _ in 0..2 {
+        let (op, state) = match store.get_operation_and_state_of(group, &wanted).await? {
+            Some((op, Some(state))) => (Some(op), state),
+            Some((_, None)) => return Ok(None),
+            None => match store.get_group_state(group).await? {
+                Some(state) => (None, state),
+                None => return Ok(None),
+            },
+        };
+        let Some((pending, released)) = pending_op(&state, &known()) else {
+            return Ok(None);
+        };
+        if pending != wanted {
+            wanted = pending;
             continue;
         }
-        let Some(group) = store.get_group_state(&listed.group).await? else {
-            continue;
+        let Some(op) = op else {
+            // The state names an operation whose item is not there (yet).
+            return Ok(None);
         };
-        let Some((op_id, released)) = pending_op(&group, &known()) else {
-            continue;
-        };
-        let op = store.get_operation(&op_id).await?;
         if released {
-            match &op {
-                Some(o) if !o.phase.is_terminal() && o.epoch == group.epoch => {
-                    tracing::info!(op = %o.id, group = %group.group, phase = %o.phase, "the group was released but its operation is still open: finishing its close");
-                }
-                _ => {
-                    known().insert(op_id);
-                    continue;
-                }
+            if !op.phase.is_terminal() && op.epoch == state.epoch {
+                tracing::info!(op = %op.id, group = %state.group, phase = %op.phase, "the group was released but its operation is still open: finishing its close");
+            } else {
+                known().insert(wanted);
+                return Ok(None);
             }
         }
-        if let Some(op) = op
-            && let Some(kind) = run_kind(&op, &group, cluster)
-        {
-            work.push(Work { op, kind });
-        }
+        return Ok(run_kind(&op, &state, cluster).map(|kind| Work { op, kind }));
     }
-    Ok(work)
+    Ok(None)
 }
 
 /// The pause before the first resume of an interrupted run.
@@ -283,6 +333,22 @@ impl RunnerActor {
         }
     }
 
+    /// Starts what a read found (`res`), re-checked now against the runs started or ended
+    /// during the read; logs a failed read (`what`), left for the next tick.
+    fn found(&mut self, res: Result<Vec<Work>, StoreError>, what: &str, ctx: &mut Context<Self>) {
+        match res {
+            Ok(ops) => {
+                self.readiness.aws_ok();
+                for op in to_start(ops, &self.running, &self.finished) {
+                    self.start(op, ctx);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "{what} failed; retrying on the next tick");
+            }
+        }
+    }
+
     fn start(&mut self, work: Work, ctx: &mut Context<Self>) {
         let Work { op, kind } = work;
         self.running.insert(op.id.clone());
@@ -331,26 +397,54 @@ impl Handler<Msg<RunnerTick>> for RunnerActor {
         let store = self.store.clone();
         let cluster = self.cluster.clone();
         let settled = self.settled.clone();
-        let fut = async move { operations_in_flight(&store, &cluster, &settled).await };
+        let running = self.running.clone();
+        let fut = async move { operations_in_flight(&store, &cluster, &settled, &running).await };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.listing = false;
-            match res {
-                Ok(ops) => {
-                    act.readiness.aws_ok();
-                    // Re-checked now, after the await: runs may have started or ended.
-                    for op in to_start(ops, &act.running, &act.finished) {
-                        act.start(op, ctx);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %error_chain(&e), "listing the operations in flight failed; retrying on the next tick");
-                }
-            }
+            act.found(res, "listing the operations in flight", ctx);
             if std::mem::take(&mut act.tick_pending) {
                 ctx.notify(Msg(RunnerTick));
             }
         }));
     }
+}
+
+impl Handler<Msg<RunnerCheck>> for RunnerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Msg<RunnerCheck>, ctx: &mut Context<Self>) {
+        // A running operation's wake-ups are for its own run (`Wakeups`); what stops it
+        // (an abort, a newer operation) is looked at when it ends.
+        let wanted = unique_not_running(msg.0.0, &self.running);
+        if wanted.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let cluster = self.cluster.clone();
+        let settled = self.settled.clone();
+        let fut = async move {
+            let mut work = Vec::new();
+            for (group, op_id) in wanted {
+                work.extend(work_of_group(&store, &cluster, &group, &op_id, &settled).await?);
+            }
+            Ok(work)
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.found(res, "reading the groups a wake-up named", ctx);
+        }));
+    }
+}
+
+/// The `(group, operation)` pairs of `named` not already running, each once.
+pub fn unique_not_running(
+    named: Vec<(GroupRef, String)>,
+    running: &HashSet<String>,
+) -> Vec<(GroupRef, String)> {
+    let mut seen = HashSet::new();
+    named
+        .into_iter()
+        .filter(|(g, op)| !running.contains(op) && seen.insert((g.clone(), op.clone())))
+        .collect()
 }
 
 impl Handler<Msg<RunFinished>> for RunnerActor {
@@ -412,7 +506,7 @@ pub fn message_outcome(m: &Received) -> (&'static str, &'static str, bool) {
 pub struct InboxActor {
     inbox: Inbox,
     wakeups: Wakeups,
-    runner: Sender<RunnerTick>,
+    runner: Sender<RunnerCheck>,
     fencer: Sender<FenceCheck>,
     metrics: Metrics,
     readiness: Readiness,
@@ -421,13 +515,14 @@ pub struct InboxActor {
 }
 
 impl InboxActor {
-    /// An inbox actor raising `wakeups` and ticking `runner` on every decoded envelope, and
+    /// An inbox actor raising `wakeups` and asking `runner` to read the group and operation
+    /// each decoded envelope names ([`runner_check`]), and
     /// asking `fencer` for a check on a `GroupRegistered` one.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         inbox: Inbox,
         wakeups: Wakeups,
-        runner: Sender<RunnerTick>,
+        runner: Sender<RunnerCheck>,
         fencer: Sender<FenceCheck>,
         metrics: Metrics,
         readiness: Readiness,
@@ -456,12 +551,24 @@ pub fn asks_for_group_check(m: &Received) -> bool {
     matches!(&m.envelope, Ok(e) if e.kind == EnvelopeKind::GroupRegistered)
 }
 
+/// What the runner reads for `envelopes`: the group and operation each names, except a
+/// `GroupRegistered` one (it names no operation; the fencer checks the group).
+pub fn runner_check(envelopes: &[&Envelope]) -> RunnerCheck {
+    RunnerCheck(
+        envelopes
+            .iter()
+            .filter(|e| e.kind != EnvelopeKind::GroupRegistered)
+            .map(|e| (e.group.clone(), e.operation_id.clone()))
+            .collect(),
+    )
+}
+
 /// One receive and the handling of what it returned.
 #[allow(clippy::too_many_arguments)]
 async fn poll_once(
     inbox: Inbox,
     wakeups: Wakeups,
-    runner: Sender<RunnerTick>,
+    runner: Sender<RunnerCheck>,
     fencer: Sender<FenceCheck>,
     metrics: Metrics,
     readiness: Readiness,
@@ -490,8 +597,11 @@ async fn poll_once(
                 .filter_map(|m| m.envelope.as_ref().ok())
                 .collect();
             if !decoded.is_empty() {
+                let check = runner_check(&decoded);
                 wakeups.wake_for(decoded);
-                let _ = runner.send(RunnerTick);
+                if !check.0.is_empty() {
+                    let _ = runner.send(check);
+                }
             }
             for m in messages {
                 let (kind, outcome, delete) = message_outcome(&m);
@@ -707,6 +817,48 @@ mod tests {
         };
         assert_eq!(message_outcome(&m), ("malformed", "rejected", false));
         assert!(!asks_for_group_check(&m));
+    }
+
+    #[test]
+    fn a_wake_up_names_its_group_and_operation_to_the_runner_once_unless_it_runs() {
+        use failover_messages::envelope::{Envelope, EnvelopeKind};
+        let (orders, carts): (GroupRef, GroupRef) = (
+            "shop/orders".parse().unwrap(),
+            "shop/carts".parse().unwrap(),
+        );
+        let at = jiff::Timestamp::UNIX_EPOCH;
+        let about =
+            |kind, op: &str, g: &GroupRef| Envelope::for_operation(kind, op, g, 1, "east", at);
+        let envelopes = [
+            about(EnvelopeKind::OperationStarted, "a", &orders),
+            about(EnvelopeKind::ReadyForPromotion, "a", &orders),
+            about(EnvelopeKind::OperationStarted, "b", &carts),
+            Envelope::for_group(EnvelopeKind::GroupRegistered, &orders, 1, "coordinator", at),
+        ];
+        let check = runner_check(&envelopes.iter().collect::<Vec<_>>());
+        assert_eq!(
+            check.0,
+            [
+                (orders.clone(), "a".to_owned()),
+                (orders.clone(), "a".to_owned()),
+                (carts.clone(), "b".to_owned()),
+            ],
+            "a group registration names no operation"
+        );
+        let none = HashSet::new();
+        assert_eq!(
+            unique_not_running(check.0.clone(), &none),
+            [
+                (orders.clone(), "a".to_owned()),
+                (carts.clone(), "b".to_owned())
+            ]
+        );
+        let running = HashSet::from(["a".to_owned()]);
+        assert_eq!(
+            unique_not_running(check.0, &running),
+            [(carts, "b".to_owned())],
+            "a running operation's wake-ups are its run's"
+        );
     }
 
     #[test]

@@ -46,7 +46,7 @@ use crate::seam::Sender;
 use crate::tasks::{LeaseSightings, TasksConfig, Wakeups};
 use crate::workflow::Progress;
 
-use self::actors::{InboxActor, RunnerActor, RunnerTick};
+use self::actors::{InboxActor, RunnerActor, RunnerCheck};
 use self::admin::Readiness;
 use self::config::AgentConfig;
 use self::fencer::FenceCheck;
@@ -576,7 +576,7 @@ impl Agent<'_> {
         InboxActor::new(
             inbox,
             wakeups,
-            Sender::<RunnerTick>::from_addr(runner),
+            Sender::<RunnerCheck>::from_addr(runner),
             fencer,
             metrics.clone(),
             self.readiness.clone(),
