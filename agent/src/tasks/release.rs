@@ -58,7 +58,7 @@ pub(super) async fn wait_source_released(
     let source = op.source.as_str();
     wait_until(
         "the source's release or the end of its serving lease",
-        ctx.handle::<Wakeups>().ok(),
+        ctx.handle::<Wakeups>().ok().map(|w| w.for_group(&wf.group)),
         Rereads::for_step(poll, ctx),
         move || async move {
             ensure_open(ctx).await?;

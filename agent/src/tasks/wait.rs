@@ -41,7 +41,7 @@ pub(super) async fn wait_all_ready(
     let wakeups = ctx.handle::<Wakeups>().ok();
     wait_until(
         "every volume READY_FOR_PROMOTION",
-        wakeups,
+        wakeups.map(|w| w.for_group(&wf.group)),
         Rereads::for_step(config.reread_interval, ctx),
         move || async move {
             if hints
@@ -79,7 +79,7 @@ async fn wait_peer(
     let what = format!("{peer_cluster}: {stage}/{}", peer.task);
     wait_until(
         &what,
-        ctx.handle::<Wakeups>().ok(),
+        ctx.handle::<Wakeups>().ok().map(|w| w.for_group(&wf.group)),
         Rereads::for_step(config.reread_interval, ctx),
         move || async move {
             // Both reads at once: the wait's check costs one round trip.
@@ -107,7 +107,7 @@ async fn wait_operation_closed(ctx: &TaskContext, config: &TasksConfig) -> Resul
     let wf = ctx.workflow();
     let phase = wait_until(
         "the operation to close",
-        ctx.handle::<Wakeups>().ok(),
+        ctx.handle::<Wakeups>().ok().map(|w| w.for_group(&wf.group)),
         Rereads::for_step(config.reread_interval, ctx),
         move || async move {
             let op = operation(ctx).await?;

@@ -3,13 +3,16 @@
 //!
 //! [`Wakeups`] is a cluster-wide wake-up signal (a generation counter on a `tokio::sync::watch`
 //! channel). Whoever reads this cluster's SQS inbox ([`pump_inbox`], or the agent's inbox
-//! actor) calls [`Wakeups::wake`] for every envelope that decodes; waiting tasks call
-//! [`wait_until`], which:
+//! actor) calls [`Wakeups::wake_for`] with the envelopes that decode; waiting tasks call
+//! [`wait_until`] with the wake-ups of their group ([`Wakeups::for_group`]), which:
 //!
 //! 1. subscribes first (so a wake-up arriving during the read is not lost),
 //! 2. runs the check, a strongly consistent DynamoDB read that decides done / not yet /
 //!    failed,
-//! 3. if not yet, sleeps until a wake-up **or** the re-read interval, whichever comes first,
+//! 3. if not yet, sleeps until a wake-up of its group **or** the re-read interval,
+//!    whichever comes first (an envelope about another group does not make it read: with
+//!    many groups in flight, every envelope waking every waiter would cost a read per
+//!    waiter; when more envelopes came than [`Wakeups`] keeps, it reads anyway),
 //!    and goes back to 2. When the wait runs as a step with a limit ([`Rereads::for_step`]),
 //!    one re-read is also placed just before the limit runs out, so a wait whose wake-up was
 //!    lost never times out on a state it could have read: losing every wake-up makes a wait
@@ -34,6 +37,7 @@ use std::time::Duration;
 
 use failover_messages::envelope::{Envelope, EnvelopeKind};
 use failover_messages::inbox::Inbox;
+use failover_messages::keys::GroupRef;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -43,17 +47,27 @@ use crate::workflow::{TaskContext, TaskError};
 pub const DEFAULT_REREAD_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How many envelopes' hints [`Wakeups`] keeps (the oldest go first).
-const HINTS_KEPT: usize = 64;
+const HINTS_KEPT: usize = 256;
 
 /// What one envelope said happened: its kind, operation and epoch.
 type Hint = (EnvelopeKind, String, u64);
 
+/// The envelopes behind the last wake-ups, each with the generation it raised.
+#[derive(Debug, Default)]
+struct Recent {
+    hints: VecDeque<(u64, GroupRef, Hint)>,
+    /// Up to this generation, a wake-up may concern any group: [`Wakeups::wake`], or hints
+    /// no longer kept.
+    everyone_up_to: u64,
+}
+
 /// A cluster-wide wake-up signal, with the hints of the last envelopes that raised it.
-/// Cheap to clone; clones share the signal.
+/// Cheap to clone; clones share the signal. A waiter listens for its own group
+/// ([`Wakeups::for_group`]): an envelope about another group does not make it read.
 #[derive(Clone, Debug)]
 pub struct Wakeups {
     tx: watch::Sender<u64>,
-    hints: Arc<Mutex<VecDeque<Hint>>>,
+    recent: Arc<Mutex<Recent>>,
 }
 
 impl Default for Wakeups {
@@ -67,45 +81,88 @@ impl Wakeups {
     pub fn new() -> Self {
         Self {
             tx: watch::Sender::new(0),
-            hints: Arc::default(),
+            recent: Arc::default(),
         }
     }
 
-    /// Wakes every current waiter (they re-read the records).
-    pub fn wake(&self) {
-        self.tx.send_modify(|n| *n = n.wrapping_add(1));
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps `envelopes`' hints, then wakes every current waiter once (none: no wake-up).
+    /// Wakes every current waiter, whatever its group (they re-read the records).
+    pub fn wake(&self) {
+        let mut recent = self.recent();
+        let generation = *self.tx.borrow() + 1;
+        recent.everyone_up_to = generation;
+        self.tx.send_replace(generation);
+    }
+
+    /// Keeps `envelopes`' hints, then wakes the current waiters of their groups once (none:
+    /// no wake-up).
     pub fn wake_for<'a>(&self, envelopes: impl IntoIterator<Item = &'a Envelope>) {
+        let mut recent = self.recent();
+        let generation = *self.tx.borrow() + 1;
         let mut any = false;
-        {
-            let mut hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
-            for e in envelopes {
-                if hints.len() == HINTS_KEPT {
-                    hints.pop_front();
-                }
-                hints.push_back((e.kind, e.operation_id.clone(), e.epoch));
-                any = true;
+        for e in envelopes {
+            if recent.hints.len() == HINTS_KEPT
+                && let Some((dropped, _, _)) = recent.hints.pop_front()
+            {
+                recent.everyone_up_to = recent.everyone_up_to.max(dropped);
             }
+            let hint = (e.kind, e.operation_id.clone(), e.epoch);
+            recent.hints.push_back((generation, e.group.clone(), hint));
+            any = true;
         }
         if any {
-            self.wake();
+            self.tx.send_replace(generation);
         }
     }
 
     /// Whether one of the last envelopes was of `kind` for operation `op_id` at `epoch`. A
     /// hint, never a fact: see the module docs.
     pub fn hinted(&self, kind: EnvelopeKind, op_id: &str, epoch: u64) -> bool {
-        let hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
-        hints
+        self.recent()
+            .hints
             .iter()
-            .any(|(k, op, e)| *k == kind && op == op_id && *e == epoch)
+            .any(|(_, _, (k, op, e))| *k == kind && op == op_id && *e == epoch)
     }
 
-    /// A receiver that sees every later [`Wakeups::wake`].
+    /// Whether a wake-up after generation `seen` may concern `group`: an envelope naming it,
+    /// a wake-up of everyone, or envelopes no longer kept (they might have named it).
+    fn woke_since(&self, group: &GroupRef, seen: u64) -> bool {
+        let recent = self.recent();
+        recent.everyone_up_to > seen
+            || recent
+                .hints
+                .iter()
+                .any(|(generation, g, _)| *generation > seen && g == group)
+    }
+
+    /// A receiver that sees every later wake-up, of any group.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.tx.subscribe()
+    }
+
+    /// The wake-ups a waiter on `group`'s operation listens for.
+    pub fn for_group(&self, group: &GroupRef) -> GroupWakeups {
+        GroupWakeups {
+            wakeups: self.clone(),
+            group: group.clone(),
+        }
+    }
+}
+
+/// The wake-ups of one group ([`Wakeups::for_group`]): what a waiting task listens for.
+#[derive(Clone, Debug)]
+pub struct GroupWakeups {
+    wakeups: Wakeups,
+    group: GroupRef,
+}
+
+impl GroupWakeups {
+    /// The shared signal.
+    pub fn wakeups(&self) -> &Wakeups {
+        &self.wakeups
     }
 }
 
@@ -178,7 +235,7 @@ pub enum Check<T> {
 /// of `wakeups` (when given) and at the times of `rereads`. See the module docs.
 pub async fn wait_until<T, F, Fut>(
     what: &str,
-    wakeups: Option<&Wakeups>,
+    wakeups: Option<GroupWakeups>,
     rereads: impl Into<Rereads>,
     mut check: F,
 ) -> Result<T, TaskError>
@@ -187,12 +244,11 @@ where
     Fut: Future<Output = Result<Check<T>, TaskError>>,
 {
     let rereads = rereads.into();
-    let mut rx = wakeups.map(Wakeups::subscribe);
+    let mut rx = wakeups.as_ref().map(|w| w.wakeups.subscribe());
     let mut last = String::new();
     loop {
-        if let Some(rx) = rx.as_mut() {
-            rx.mark_unchanged();
-        }
+        // The generation before the read: a wake-up during it is not lost.
+        let seen = rx.as_mut().map_or(0, |rx| *rx.borrow_and_update());
         match check().await? {
             Check::Done(t) => return Ok(t),
             Check::Pending(seen) => {
@@ -202,20 +258,25 @@ where
                 }
             }
         }
-        let reread = rereads.next(Instant::now());
-        match rx.as_mut() {
-            Some(rx) => {
+        let until = Instant::now() + rereads.next(Instant::now());
+        match (rx.as_mut(), wakeups.as_ref()) {
+            (Some(rx), Some(w)) => loop {
                 tokio::select! {
                     changed = rx.changed() => {
                         if changed.is_err() {
                             // The signal is gone: fall back to the timer alone.
-                            tokio::time::sleep(reread).await;
+                            tokio::time::sleep_until(until).await;
+                            break;
                         }
+                        if w.wakeups.woke_since(&w.group, seen) {
+                            break;
+                        }
+                        // Another group's news: keep waiting.
                     }
-                    () = tokio::time::sleep(reread) => {}
+                    () = tokio::time::sleep_until(until) => break,
                 }
-            }
-            None => tokio::time::sleep(reread).await,
+            },
+            _ => tokio::time::sleep_until(until).await,
         }
     }
 }
@@ -258,9 +319,101 @@ mod tests {
 
     use super::*;
 
+    fn orders() -> GroupRef {
+        "shop/orders".parse().unwrap()
+    }
+
     fn envelope(kind: EnvelopeKind, op: &str, epoch: u64) -> Envelope {
-        let group = "shop/orders".parse().unwrap();
-        Envelope::for_operation(kind, op, &group, epoch, "east", jiff::Timestamp::now())
+        Envelope::for_operation(kind, op, &orders(), epoch, "east", jiff::Timestamp::now())
+    }
+
+    /// A waiter on `group` whose check is done on its second read; the number of reads.
+    fn waiter_on(
+        wakeups: &Wakeups,
+        group: GroupRef,
+        reads: &Arc<AtomicU32>,
+    ) -> tokio::task::JoinHandle<Result<u32, TaskError>> {
+        let (w, r) = (wakeups.clone(), reads.clone());
+        tokio::spawn(async move {
+            wait_until(
+                "test",
+                Some(w.for_group(&group)),
+                Duration::from_secs(3600),
+                || {
+                    let n = r.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        Ok(if n >= 1 {
+                            Check::Done(n)
+                        } else {
+                            Check::Pending("not yet".into())
+                        })
+                    }
+                },
+            )
+            .await
+        })
+    }
+
+    async fn first_read(reads: &AtomicU32) {
+        while reads.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiter_reads_again_on_news_of_its_own_group_only() {
+        let wakeups = Wakeups::new();
+        let reads = Arc::new(AtomicU32::new(0));
+        let waiter = waiter_on(&wakeups, orders(), &reads);
+        first_read(&reads).await;
+        let carts: GroupRef = "shop/carts".parse().unwrap();
+        let other = Envelope::for_operation(
+            EnvelopeKind::ReadyForPromotion,
+            "op-9",
+            &carts,
+            1,
+            "east",
+            jiff::Timestamp::now(),
+        );
+        wakeups.wake_for([&other]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(reads.load(Ordering::SeqCst), 1, "another group's envelope");
+        wakeups.wake_for([&envelope(EnvelopeKind::Wake, "op-1", 1)]);
+        let n = tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("woken by its group's envelope")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_reads_again_when_its_groups_news_may_have_been_dropped() {
+        let wakeups = Wakeups::new();
+        let reads = Arc::new(AtomicU32::new(0));
+        let waiter = waiter_on(&wakeups, orders(), &reads);
+        first_read(&reads).await;
+        // More envelopes of other groups than are kept, in one batch: the waiter cannot
+        // tell whether one named its group, so it reads.
+        let carts: GroupRef = "shop/carts".parse().unwrap();
+        let many: Vec<Envelope> = (0..=HINTS_KEPT)
+            .map(|i| {
+                Envelope::for_operation(
+                    EnvelopeKind::Wake,
+                    &format!("op-{i}"),
+                    &carts,
+                    1,
+                    "east",
+                    jiff::Timestamp::now(),
+                )
+            })
+            .collect();
+        wakeups.wake_for(&many);
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("woken")
+            .unwrap()
+            .unwrap();
     }
 
     #[test]
@@ -309,16 +462,21 @@ mod tests {
         let r = reads.clone();
         let w = wakeups.clone();
         let waiter = tokio::spawn(async move {
-            wait_until("test", Some(&w), Duration::from_secs(3600), || {
-                let n = r.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    Ok(if n >= 1 {
-                        Check::Done(n)
-                    } else {
-                        Check::Pending("not yet".into())
-                    })
-                }
-            })
+            wait_until(
+                "test",
+                Some(w.for_group(&orders())),
+                Duration::from_secs(3600),
+                || {
+                    let n = r.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        Ok(if n >= 1 {
+                            Check::Done(n)
+                        } else {
+                            Check::Pending("not yet".into())
+                        })
+                    }
+                },
+            )
             .await
         });
         while reads.load(Ordering::SeqCst) == 0 {

@@ -25,7 +25,7 @@ use failover_messages::keys::GroupRef;
 
 use super::fleet::{self, GroupShape};
 use super::overhead::AgentTiming;
-use super::probe::{self, Memory};
+use super::probe::{self, Memory, Scrape};
 use super::stats::fmt_latency;
 use crate::agents::Stack;
 use crate::kube::TestEnv;
@@ -80,6 +80,8 @@ pub struct Step {
     pub failoverctl: Duration,
     /// Both agents' memory after the step (both sides finished).
     pub memory: Vec<(String, Memory)>,
+    /// Both agents' AWS calls during the step (heartbeats and re-reads included).
+    pub calls: Scrape,
 }
 
 /// Everything one run measured.
@@ -204,6 +206,7 @@ async fn run_step(
     let mut args: Vec<&str> = vec!["failover"];
     args.extend(refs.iter().map(String::as_str));
     args.extend(["--to", "west"]);
+    let calls_before = probe::scrape_agents(stack).await?;
     let start = Instant::now();
     let started_at = stack.store.now();
     let out = stack.failoverctl(&args)?;
@@ -267,12 +270,14 @@ async fn run_step(
     let wall = finished.iter().copied().max().unwrap_or_default();
     let first = finished.iter().copied().min();
     probe::wait_succeeded(stack, succeeded, config.timeout).await?;
+    let calls = probe::scrape_agents(stack).await?.since(&calls_before);
     Ok(Step {
         groups: groups.len(),
         wall,
         first: first.unwrap_or(wall),
         failoverctl,
         memory: probe::agents_memory(stack)?,
+        calls,
     })
 }
 
@@ -371,6 +376,29 @@ pub fn markdown(r: &FanoutReport) -> String {
             fmt_latency(s.failoverctl),
             s.wall.as_secs_f64() / r.one.wall.as_secs_f64().max(1e-9),
             memory_cell(&s.memory),
+        );
+    }
+    out.push('\n');
+    out.push_str("Both agents' AWS calls per group during each step (from `failoverctl` starting it to every side counted finished; heartbeats and re-reads included):\n\n");
+    out.push_str("| step | DynamoDB calls / group | by store operation / API, per group | SQS calls / group |\n");
+    out.push_str("|---|---:|---|---:|\n");
+    for (label, s) in [("one group (baseline)", &r.one), ("all at once", &r.many)] {
+        #[allow(clippy::cast_precision_loss)]
+        let n = s.groups.max(1) as f64;
+        #[allow(clippy::cast_precision_loss)]
+        let per = |v: u64| v as f64 / n;
+        let mut by: Vec<(&String, &u64)> = s.calls.aws_calls.iter().collect();
+        by.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let by = by
+            .iter()
+            .map(|(k, v)| format!("{:.1} {k}", per(**v)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            out,
+            "| {label} | {:.1} | {by} | {:.1} |",
+            per(s.calls.aws_total()),
+            per(s.calls.sqs_calls_total()),
         );
     }
     out.push('\n');
