@@ -46,6 +46,8 @@ struct MetricsInner {
     auto_failovers: Family<Labels, Counter>,
     auto_armed: Family<Labels, Gauge>,
     calls: Mutex<Option<Arc<CallCounter>>>,
+    /// The stores of components that are not operation work, each with its label prefix.
+    scoped_calls: Mutex<Vec<(&'static str, Arc<CallCounter>)>>,
     sqs_counter: Mutex<Option<Arc<CallCounter>>>,
 }
 
@@ -181,6 +183,7 @@ impl Metrics {
                 auto_failovers,
                 auto_armed,
                 calls: Mutex::new(None),
+                scoped_calls: Mutex::new(Vec::new()),
                 sqs_counter: Mutex::new(None),
             }),
         }
@@ -190,6 +193,15 @@ impl Metrics {
     /// outcome.
     pub fn track_aws_calls(&self, calls: Arc<CallCounter>) {
         *self.inner.calls.lock().unwrap() = Some(calls);
+    }
+
+    /// Reports DynamoDB calls from `calls` as [`Metrics::track_aws_calls`] does, with the
+    /// `operation` label prefixed `<scope>.` (e.g. `status.get_group_state`): the calls of a
+    /// component that keeps its own store (the status keeper, the auto-failover watch).
+    pub fn track_scoped_aws_calls(&self, scope: &'static str, calls: Arc<CallCounter>) {
+        let mut scoped = self.inner.scoped_calls.lock().unwrap();
+        scoped.retain(|(s, _)| *s != scope);
+        scoped.push((scope, calls));
     }
 
     /// Reports SQS calls from `calls` (read on every scrape), by API and outcome.
@@ -303,8 +315,16 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        if let Some(calls) = self.inner.calls.lock().unwrap().as_ref() {
+        let main = self.inner.calls.lock().unwrap().clone();
+        let scoped = self.inner.scoped_calls.lock().unwrap().clone();
+        let counters = main.map(|c| ("", c)).into_iter().chain(scoped.into_iter());
+        for (scope, calls) in counters {
             for ((operation, api, outcome), n) in calls.by_operation_api_and_outcome() {
+                let operation = if scope.is_empty() {
+                    operation
+                } else {
+                    format!("{scope}.{operation}")
+                };
                 self.inner
                     .aws_calls
                     .get_or_create(&vec![

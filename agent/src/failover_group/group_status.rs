@@ -216,6 +216,9 @@ pub struct Refreshed {
     pub status: FailoverGroupStatus,
     /// Whether it was written (it differed from the current one).
     pub patched: bool,
+    /// The resource version the write gave the object, when it was written: the watch
+    /// event of that version is this write's echo.
+    pub written_version: Option<String>,
     /// The spec problems found (empty when valid).
     pub problems: Vec<SpecProblem>,
 }
@@ -241,14 +244,14 @@ pub async fn refresh(
         group: group.to_string(),
         source,
     };
-    let state = store.get_group_state(&group).await.map_err(store_err)?;
-    let op_id = state
+    let shown = fg
+        .status
         .as_ref()
-        .and_then(|s| s.op_id.clone().or_else(|| s.last_op_id.clone()));
-    let operation = match op_id {
-        Some(id) => store.get_operation(&id).await.map_err(store_err)?,
-        None => None,
-    };
+        .and_then(|s| s.last_operation.as_ref())
+        .map(|o| o.id.as_str());
+    let (state, operation) = read_records(store, &group, shown)
+        .await
+        .map_err(store_err)?;
     let observed = observe(client, &ns, &fg.spec, traffic_key).await;
     let status = compute_status(&GroupInputs {
         cluster,
@@ -262,6 +265,7 @@ pub async fn refresh(
     });
     let problems = validate_spec(&fg.spec);
     let mut patched = fg.status.as_ref() != Some(&status);
+    let mut written_version = None;
     if patched {
         match write_status(
             client,
@@ -272,7 +276,7 @@ pub async fn refresh(
         )
         .await
         {
-            Ok(()) => {}
+            Ok(version) => written_version = version,
             // Changed since `fg` was read (e.g. another actor set its condition): the watch
             // brings the newer object, and the refresh it causes writes from that.
             Err(kube::Error::Api(ae)) if ae.code == 409 => patched = false,
@@ -288,22 +292,64 @@ pub async fn refresh(
     Ok(Refreshed {
         status,
         patched,
+        written_version,
         problems,
     })
+}
+
+/// The operation a group state names: the one in flight, else the last one.
+fn named_operation(state: &GroupState) -> Option<&str> {
+    state.op_id.as_deref().or(state.last_op_id.as_deref())
+}
+
+/// The group state of `group` and the operation it names ([`named_operation`]), all
+/// consistent reads. When `shown` (the operation the status shows) is still the one named,
+/// one `BatchGetItem` reads both; else the state, then the operation (two calls, three when
+/// `shown` was read first for nothing).
+async fn read_records(
+    store: &Store,
+    group: &GroupRef,
+    shown: Option<&str>,
+) -> Result<(Option<GroupState>, Option<Operation>), StoreError> {
+    // A status naming an operation that is not (or no longer) the group's is only a hint:
+    // an error reading it falls back to reading the state first.
+    let hinted = match shown {
+        Some(id) => store
+            .get_operation_and_state_of(group, id)
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    let state = match hinted {
+        Some((op, state)) => {
+            if state.as_ref().and_then(named_operation) == Some(op.id.as_str()) {
+                return Ok((state, Some(op)));
+            }
+            state
+        }
+        None => store.get_group_state(group).await?,
+    };
+    let operation = match state.as_ref().and_then(named_operation) {
+        Some(id) => store.get_operation_of(group, id).await?,
+        None => None,
+    };
+    Ok((state, operation))
 }
 
 /// Merge-patches the status subresource of FailoverGroup `ns/name` with `status` (lists,
 /// e.g. conditions, are replaced as a whole; `null`s clear fields no longer set). With
 /// `resource_version` (that of the object `status` was computed from), the write is refused
 /// (409 Conflict) when the object changed since, so conditions another component set in the
-/// meantime are never overwritten with an older list.
+/// meantime are never overwritten with an older list. Returns the object's new resource
+/// version.
 pub async fn write_status(
     client: &kube::Client,
     ns: &str,
     name: &str,
     status: &FailoverGroupStatus,
     resource_version: Option<&str>,
-) -> Result<(), kube::Error> {
+) -> Result<Option<String>, kube::Error> {
     let api: Api<FailoverGroup> = Api::namespaced(client.clone(), ns);
     let pp = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_owned()),
@@ -323,8 +369,8 @@ pub async fn write_status(
     if let Some(rv) = resource_version {
         patch["metadata"] = json!({ "resourceVersion": rv });
     }
-    api.patch_status(name, &pp, &Patch::Merge(&patch)).await?;
-    Ok(())
+    let written = api.patch_status(name, &pp, &Patch::Merge(&patch)).await?;
+    Ok(written.metadata.resource_version)
 }
 
 #[cfg(test)]

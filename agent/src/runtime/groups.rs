@@ -6,7 +6,8 @@
 //! state, objects in this cluster, status patched only when it differs); a timer (the
 //! agent's `--reread-interval`) refreshes every group, so a change only DynamoDB knows of
 //! (an operation started or finished elsewhere) shows up without a wake-up. At most one
-//! refresh per group runs at a time; a change during one schedules one more.
+//! refresh per group runs at a time; a change during one schedules one more. The watch
+//! event of the actor's own status write (its echo, [`is_echo`]) causes no refresh.
 //!
 //! A spec the factory cannot plan gets `SpecValid=False` naming the field and a Warning
 //! Event on the group when that verdict first appears or changes; the agent keeps running.
@@ -180,6 +181,9 @@ pub struct GroupStatusActor {
     cache: WatchCache<FailoverGroup>,
     busy: HashSet<Key>,
     again: HashSet<Key>,
+    /// The resource version each group's last status write gave it: its watch event is
+    /// that write's echo, and needs no refresh.
+    written: BTreeMap<Key, String>,
     readiness: Option<crate::runtime::admin::Readiness>,
 }
 
@@ -203,6 +207,7 @@ impl GroupStatusActor {
             cache: WatchCache::default(),
             busy: HashSet::new(),
             again: HashSet::new(),
+            written: BTreeMap::new(),
             readiness: None,
         }
     }
@@ -265,6 +270,14 @@ impl Handler<Msg<Watched<FailoverGroup>>> for GroupStatusActor {
 
     fn handle(&mut self, msg: Msg<Watched<FailoverGroup>>, ctx: &mut Context<Self>) {
         if let Some(key) = self.cache.apply(msg.0) {
+            let version = self
+                .cache
+                .get(&key)
+                .and_then(|g| g.metadata.resource_version.as_ref());
+            if is_echo(self.written.get(&key), version) {
+                self.written.remove(&key);
+                return;
+            }
             self.refresh(key, ctx);
         }
     }
@@ -292,6 +305,10 @@ impl Handler<Msg<RefreshDone>> for GroupStatusActor {
         self.busy.remove(&key);
         match result {
             Ok(r) => {
+                match &r.written_version {
+                    Some(v) => self.written.insert(key.clone(), v.clone()),
+                    None => self.written.remove(&key),
+                };
                 let now = r
                     .status
                     .conditions
@@ -324,6 +341,12 @@ impl Handler<Msg<RefreshDone>> for GroupStatusActor {
     }
 }
 
+/// Whether a watched object of resource version `version` is the echo of this actor's own
+/// status write (`written`): the object it computed that status from, with that status.
+pub fn is_echo(written: Option<&String>, version: Option<&String>) -> bool {
+    written.is_some() && written == version
+}
+
 #[cfg(test)]
 mod tests {
     use failover_messages::crd::FailoverGroupSpec;
@@ -334,6 +357,18 @@ mod tests {
         let mut g = FailoverGroup::new(name, FailoverGroupSpec::default());
         g.metadata.namespace = Some(ns.into());
         g
+    }
+
+    #[test]
+    fn only_the_version_of_its_own_write_is_an_echo() {
+        let (mine, later) = ("41".to_owned(), "42".to_owned());
+        assert!(is_echo(Some(&mine), Some(&mine)));
+        assert!(
+            !is_echo(Some(&mine), Some(&later)),
+            "a change after the write"
+        );
+        assert!(!is_echo(None, Some(&mine)), "nothing written");
+        assert!(!is_echo(None, None));
     }
 
     #[test]

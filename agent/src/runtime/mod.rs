@@ -492,10 +492,12 @@ impl Agent<'_> {
         }
         let sightings: LeaseSightings =
             Arc::new(Mutex::new(LeaseWatch::new(self.cfg.lease_terms())));
-        // Its own Store: the watch's reads are not operation calls.
+        // Its own Store: the watch's reads are not operation calls (`auto.*`).
+        let auto_store = Store::new(&clients.dynamodb, &cfg.table);
+        metrics.track_scoped_aws_calls("auto", Arc::clone(auto_store.calls()));
         self::auto::AutoFailoverActor::new(self::auto::AutoDeps {
             client: clients.kube.clone(),
-            store: Store::new(&clients.dynamodb, &cfg.table),
+            store: auto_store,
             inbox: inbox.clone(),
             cluster: self.cluster.to_owned(),
             lease: lease.clone(),
@@ -587,15 +589,21 @@ impl Agent<'_> {
     }
 
     /// The FailoverGroup status keeper and the watcher of user-created Failovers
-    /// ([`groups`], [`triggers`]). Their own Store (DynamoDB reads of the status refresh are
-    /// not operation calls); they send through this cluster's `inbox` (one SQS call counter).
+    /// ([`groups`], [`triggers`]). Each has its own Store (their DynamoDB calls are not
+    /// operation calls; `failover_aws_calls_total` shows them as `status.*` and
+    /// `trigger.*`); they send through this cluster's `inbox` (one SQS call counter).
     /// Both re-read every `--reread-interval`.
     fn start_object_actors(&self, inbox: &Inbox) {
         let (cfg, clients, cluster) = (self.cfg, self.clients, self.cluster);
-        let store = Store::new(&clients.dynamodb, &cfg.table);
+        let scoped = |scope: &'static str| {
+            let store = Store::new(&clients.dynamodb, &cfg.table);
+            self.metrics
+                .track_scoped_aws_calls(scope, Arc::clone(store.calls()));
+            store
+        };
         self::groups::GroupStatusActor::new(
             clients.kube.clone(),
-            store.clone(),
+            scoped("status"),
             cluster,
             &cfg.traffic_annotation,
             cfg.reread_interval,
@@ -604,7 +612,7 @@ impl Agent<'_> {
         .start();
         let trigger = Trigger::new(
             clients.kube.clone(),
-            store.clone(),
+            scoped("trigger"),
             inbox.clone(),
             clients.sqs.clone(),
             cluster,
