@@ -8,7 +8,7 @@ use std::time::Duration;
 use failover_messages::protocol::lease::{LeaseTerms, LeaseWatch};
 
 use failover_messages::crd::WorkloadKind;
-use failover_messages::records::{GroupState, Handoff, HandoffState, Operation, Phase};
+use failover_messages::records::{GroupState, Handoff, HandoffState, Operation};
 use failover_messages::store::{Outcome, Stale, StoreError};
 
 use crate::kube_ops::error::Cause as KubeCause;
@@ -180,18 +180,27 @@ pub(super) fn current_in(ctx: &TaskContext, state: Option<&GroupState>) -> Resul
 
 /// The operation still in flight at our epoch ([`current_in`]), neither aborted nor
 /// failed: a wait for the other cluster stops as soon as the operation cannot go on. One
-/// read of both records.
+/// read of the group state: while it names the operation, it carries the abort and the
+/// failure mark, which decide (the operation item's phase is their copy, written after).
 pub(super) async fn ensure_open(ctx: &TaskContext) -> Result<(), TaskError> {
-    let (op, state) = operation_and_state(ctx).await?;
-    current_in(ctx, state.as_ref())?;
-    if let Some(at) = op.abort_requested_at {
+    let wf = ctx.workflow();
+    let read = ctx
+        .store()?
+        .get_group_state_and_handoff(&wf.group)
+        .await
+        .map_err(store_err)?;
+    current_in(ctx, read.as_ref().map(|(state, _)| state))?;
+    let Some((_, view)) = read else {
+        return Err(no_state_record(ctx));
+    };
+    if let Some(at) = view.abort_requested_at {
         return Err(TaskError::AbortRequested { at });
     }
-    if op.phase == Phase::Failed {
+    if let Some(failure) = view.failure {
         return Err(TaskError::failed(format!(
             "operation {} failed: {}",
-            ctx.workflow().operation_id,
-            op.message.as_deref().unwrap_or("no message recorded")
+            wf.operation_id,
+            failure.message.as_deref().unwrap_or("no message recorded")
         )));
     }
     Ok(())

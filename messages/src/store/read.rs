@@ -10,8 +10,8 @@ use super::outcome::HeartbeatStatus;
 use super::{Store, calls, names, values};
 use crate::keys::{self, GroupRef};
 use crate::records::{
-    AutoArmed, GroupState, Handoff, Heartbeat, HistoryEntry, InboxRoute, Item, JournalStep,
-    Operation, Record, attr, av_s,
+    AutoArmed, GroupState, Handoff, HandoffView, Heartbeat, HistoryEntry, InboxRoute, Item,
+    JournalStep, Operation, Record, attr, av_s,
 };
 
 impl Store {
@@ -117,6 +117,31 @@ impl Store {
                 table: self.table.to_string(),
                 source,
             })
+    }
+
+    /// The group's state and the handoff of the operation in flight it carries (abort,
+    /// claim, failure mark, each volume's marks), from one consistent `GetItem`: while the
+    /// state names an operation, this is what decides whether it can go on, without reading
+    /// the operation item. `None` when the group was never registered.
+    pub async fn get_group_state_and_handoff(
+        &self,
+        group: &GroupRef,
+    ) -> Result<Option<(GroupState, HandoffView)>, StoreError> {
+        let wrap = |source: Cause| StoreError::GetGroupState {
+            group: group.clone(),
+            table: self.table.to_string(),
+            source,
+        };
+        let Some(item) = self
+            .get_item("get_group_state", keys::group_state_key(group))
+            .await
+            .map_err(wrap)?
+        else {
+            return Ok(None);
+        };
+        let state = GroupState::from_item(&item).map_err(|e| wrap(e.into()))?;
+        let view = HandoffView::from_item(GroupState::KIND, &item).map_err(|e| wrap(e.into()))?;
+        Ok(Some((state, view)))
     }
 
     /// An operation (consistent read), with the abort and claim times the group state
