@@ -1255,6 +1255,11 @@ async fn a_note_on_a_wait_is_readable_until_its_stage_is_published() -> Result<(
     let west = f.store.journal(&r.id, "west").await?;
     assert_eq!(west.len(), 1, "{west:?}");
     assert_eq!(west[0].message.as_deref(), Some(text), "{west:?}");
+    assert_eq!(
+        f.store.published_journals(&r.id, &["west"]).await?,
+        [Vec::<JournalStep>::new()],
+        "the published stages alone leave the note out"
+    );
     assert_eq!(west[0].status, StepStatus::Started);
     assert_eq!(
         (west[0].stage.as_str(), west[0].task.as_str()),
@@ -1282,6 +1287,11 @@ async fn a_note_on_a_wait_is_readable_until_its_stage_is_published() -> Result<(
             .await?
     );
     assert_eq!(f.store.journal(&r.id, "west").await?, published);
+    assert_eq!(
+        f.store.published_journals(&r.id, &["east", "west"]).await?,
+        [Vec::new(), published.to_vec()],
+        "one read, each cluster's published stages"
+    );
     Ok(())
 }
 

@@ -7,7 +7,8 @@
 //! agent's `--reread-interval`) refreshes every group, so a change only DynamoDB knows of
 //! (an operation started or finished elsewhere) shows up without a wake-up. At most one
 //! refresh per group runs at a time; a change during one schedules one more. The watch
-//! event of the actor's own status write (its echo, [`is_echo`]) causes no refresh.
+//! event of the actor's own status write (its echo, [`is_echo`]) causes no refresh, and the
+//! timer skips a group refreshed less than half an interval ago ([`due_for_reread`]).
 //!
 //! A spec the factory cannot plan gets `SpecValid=False` naming the field and a Warning
 //! Event on the group when that verdict first appears or changes; the agent keeps running.
@@ -184,6 +185,8 @@ pub struct GroupStatusActor {
     /// The resource version each group's last status write gave it: its watch event is
     /// that write's echo, and needs no refresh.
     written: BTreeMap<Key, String>,
+    /// When each group's last refresh ended ([`due_for_reread`]).
+    refreshed_at: BTreeMap<Key, std::time::Instant>,
     readiness: Option<crate::runtime::admin::Readiness>,
 }
 
@@ -208,6 +211,7 @@ impl GroupStatusActor {
             busy: HashSet::new(),
             again: HashSet::new(),
             written: BTreeMap::new(),
+            refreshed_at: BTreeMap::new(),
             readiness: None,
         }
     }
@@ -287,8 +291,11 @@ impl Handler<Msg<RefreshAll>> for GroupStatusActor {
     type Result = ();
 
     fn handle(&mut self, _: Msg<RefreshAll>, ctx: &mut Context<Self>) {
+        let now = std::time::Instant::now();
         for key in self.cache.keys() {
-            self.refresh(key, ctx);
+            if due_for_reread(self.refreshed_at.get(&key).copied(), now, self.reread) {
+                self.refresh(key, ctx);
+            }
         }
     }
 }
@@ -303,6 +310,8 @@ impl Handler<Msg<RefreshDone>> for GroupStatusActor {
             before,
         } = msg.0;
         self.busy.remove(&key);
+        self.refreshed_at
+            .insert(key.clone(), std::time::Instant::now());
         match result {
             Ok(r) => {
                 match &r.written_version {
@@ -341,6 +350,18 @@ impl Handler<Msg<RefreshDone>> for GroupStatusActor {
     }
 }
 
+/// Whether the timer's refresh of every group (every `reread`) refreshes a group whose last
+/// refresh ended at `last`: not when a change refreshed it less than half an interval ago
+/// (during an operation its changes refresh it often; the timer is for what no change
+/// shows).
+pub fn due_for_reread(
+    last: Option<std::time::Instant>,
+    now: std::time::Instant,
+    reread: Duration,
+) -> bool {
+    last.is_none_or(|at| now.saturating_duration_since(at) >= reread / 2)
+}
+
 /// Whether a watched object of resource version `version` is the echo of this actor's own
 /// status write (`written`): the object it computed that status from, with that status.
 pub fn is_echo(written: Option<&String>, version: Option<&String>) -> bool {
@@ -357,6 +378,17 @@ mod tests {
         let mut g = FailoverGroup::new(name, FailoverGroupSpec::default());
         g.metadata.namespace = Some(ns.into());
         g
+    }
+
+    #[test]
+    fn the_timer_skips_a_group_refreshed_less_than_half_an_interval_ago() {
+        let reread = Duration::from_secs(15);
+        let now = std::time::Instant::now();
+        assert!(due_for_reread(None, now, reread), "never refreshed");
+        let at = |ago: u64| now.checked_sub(Duration::from_secs(ago));
+        assert!(!due_for_reread(at(7), now, reread));
+        assert!(due_for_reread(at(8), now, reread));
+        assert!(due_for_reread(at(30), now, reread));
     }
 
     #[test]

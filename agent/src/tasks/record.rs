@@ -243,21 +243,21 @@ async fn complete(ctx: &TaskContext) -> Result<(), TaskError> {
     // The close's write of the operation item also publishes the stages the engine handed
     // over (this cluster's last stage).
     let carried = ctx.carried();
-    // Timings from both journals (two reads at once, while the close reads the operation),
-    // this cluster's with the stages its close publishes; without them the operation still
-    // completes.
+    // Timings from both clusters' published stages (one read, while the close reads the
+    // operation), this cluster's with the stages its close publishes; without them the
+    // operation still completes.
     let timings = async {
-        match tokio::join!(
-            Box::pin(store.journal(&wf.operation_id, &wf.source)),
-            Box::pin(store.journal(&wf.operation_id, &wf.target)),
-        ) {
-            (Ok(source), Ok(target)) => {
-                let mut journals = [source, target];
+        match store
+            .published_journals(&wf.operation_id, &[&wf.source, &wf.target])
+            .await
+        {
+            Ok(mut journals) if journals.len() == 2 => {
                 let own = usize::from(ctx.role() == Role::Target);
                 super::timings::with_stages(&mut journals[own], carried.stages());
                 super::timings::from_journals(&journals[0], &journals[1])
             }
-            (Err(e), _) | (_, Err(e)) => {
+            Ok(_) => Timings::default(),
+            Err(e) => {
                 tracing::warn!(error = %error_chain(&e), "cannot read the journals for the operation's timings");
                 Timings::default()
             }

@@ -157,9 +157,10 @@ async fn released(ctx: &TaskContext, release: &Release) -> Result<bool, TaskErro
         }
         Release::Step(PeerStep { stage, task, .. }) => {
             let steps = store
-                .journal(&wf.operation_id, &wf.source)
+                .published_journals(&wf.operation_id, &[&wf.source])
                 .await
-                .map_err(store_err)?;
+                .map_err(store_err)?
+                .concat();
             Ok(steps.iter().any(|s| {
                 s.stage == stage.key()
                     && &s.task == task

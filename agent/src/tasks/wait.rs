@@ -84,12 +84,13 @@ async fn wait_peer(
         move || async move {
             // Both reads at once: the wait's check costs one round trip.
             // (Boxed: both futures are large, and a debug build's stack is not.)
+            let peers = [peer_cluster];
             let (open, steps) = tokio::join!(
                 Box::pin(ensure_open(ctx)),
-                Box::pin(store.journal(&wf.operation_id, peer_cluster))
+                Box::pin(store.published_journals(&wf.operation_id, &peers))
             );
             open?;
-            let steps = steps.map_err(store_err)?;
+            let steps = steps.map_err(store_err)?.concat();
             let found = steps
                 .iter()
                 .find(|s| s.stage == stage && s.task == peer.task && s.epoch == wf.epoch);

@@ -239,6 +239,37 @@ impl Store {
             .map_err(wrap)
     }
 
+    /// The published stages of each cluster of `clusters` in operation `op_id`, from one
+    /// consistent `GetItem` of the operation item (in `clusters`' order, each in the order its
+    /// steps were started). Unlike [`Store::journal`] it leaves out the notes on long waits
+    /// of stages not yet published (their steps are `STARTED`): enough for whoever waits for
+    /// a step to be `DONE`, or times finished stages. No operation item: no steps.
+    pub async fn published_journals(
+        &self,
+        op_id: &str,
+        clusters: &[&str],
+    ) -> Result<Vec<Vec<JournalStep>>, StoreError> {
+        let wrap = |source: Cause| StoreError::ReadJournal {
+            op_id: op_id.to_owned(),
+            cluster: clusters.join(","),
+            table: self.table.to_string(),
+            source,
+        };
+        keys::validate_operation_id(op_id).map_err(|e| wrap(e.into()))?;
+        for cluster in clusters {
+            keys::validate_cluster(cluster).map_err(|e| wrap(e.into()))?;
+        }
+        let item = self
+            .get_item("journal", keys::operation_key(op_id))
+            .await
+            .map_err(wrap)?;
+        let items: Vec<Item> = item.into_iter().collect();
+        clusters
+            .iter()
+            .map(|c| crate::records::flatten_journal(&items, c).map_err(|e| wrap(Cause::from(e))))
+            .collect()
+    }
+
     /// One cluster's journal of an operation (consistent; one `Query` of the partition
     /// `OP#<id>`), in the order the steps were started (`startedAt`, then stage order).
     pub async fn journal(
