@@ -317,7 +317,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let main = self.inner.calls.lock().unwrap().clone();
         let scoped = self.inner.scoped_calls.lock().unwrap().clone();
-        let counters = main.map(|c| ("", c)).into_iter().chain(scoped.into_iter());
+        let counters = main.map(|c| ("", c)).into_iter().chain(scoped);
         for (scope, calls) in counters {
             for ((operation, api, outcome), n) in calls.by_operation_api_and_outcome() {
                 let operation = if scope.is_empty() {

@@ -137,7 +137,7 @@ async fn a_wake_up_reads_its_group_once_and_the_re_read_skips_what_runs() -> Res
         .collect();
     assert_eq!(
         found,
-        [carts_op.id.clone()],
+        [carts_op.id],
         "a running operation is left to its run"
     );
     assert_eq!(

@@ -264,10 +264,11 @@ impl Store {
             .await
             .map_err(wrap)?;
         let items: Vec<Item> = item.into_iter().collect();
-        clusters
-            .iter()
-            .map(|c| crate::records::flatten_journal(&items, c).map_err(|e| wrap(Cause::from(e))))
-            .collect()
+        let mut out = Vec::with_capacity(clusters.len());
+        for c in clusters {
+            out.push(crate::records::flatten_journal(&items, c).map_err(|e| wrap(Cause::from(e)))?);
+        }
+        Ok(out)
     }
 
     /// One cluster's journal of an operation (consistent; one `Query` of the partition
