@@ -394,6 +394,24 @@ mod tests {
     }
 
     #[test]
+    fn a_component_with_its_own_store_shows_its_calls_under_its_prefix() {
+        let m = Metrics::new();
+        let (work, status) = (CallCounter::new(), CallCounter::new());
+        m.track_aws_calls(work.clone());
+        m.track_scoped_aws_calls("status", status.clone());
+        work.record("get_group_state", "GetItem", CallOutcome::Ok);
+        status.record("get_group_state", "GetItem", CallOutcome::Ok);
+        status.record("get_group_state", "GetItem", CallOutcome::Ok);
+        let text = m.render();
+        for line in [
+            "failover_aws_calls_total{operation=\"get_group_state\",api=\"GetItem\",outcome=\"ok\"} 1",
+            "failover_aws_calls_total{operation=\"status.get_group_state\",api=\"GetItem\",outcome=\"ok\"} 2",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[test]
     fn aws_calls_are_rendered_by_operation_api_and_outcome() {
         let m = Metrics::new();
         let calls = CallCounter::new();
