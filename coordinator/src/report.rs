@@ -132,9 +132,13 @@ pub async fn report(ctx: &Context, op_id: &str) -> Result<Report, CommandError> 
             op_id: op_id.to_owned(),
             table: ctx.table.clone(),
         })?;
-    let source = store.journal(op_id, &op.source).await.map_err(err)?;
-    let target = store.journal(op_id, &op.target).await.map_err(err)?;
-    let volumes = store.list_handoffs(op_id).await.map_err(err)?;
+    let clusters = [op.source.as_str(), op.target.as_str()];
+    let (journals, volumes) = tokio::join!(
+        store.journals(op_id, &clusters),
+        store.list_handoffs_of(&op.group, op_id),
+    );
+    let (journals, volumes) = (journals.map_err(err)?, volumes.map_err(err)?);
+    let [source, target] = <[Vec<_>; 2]>::try_from(journals).unwrap_or_default();
     Ok(Report::new(op, &source, &target, volumes, Timestamp::now()))
 }
 

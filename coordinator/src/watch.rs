@@ -116,16 +116,25 @@ impl Progress {
     }
 }
 
-/// Reads one operation's records (consistent reads). `None`: no such operation.
+/// Reads one operation's records (consistent reads): the operation, then both journals
+/// (one `Query`) and the handoff (one `BatchGetItem`) at once. `None`: no such operation.
 pub async fn observe(ctx: &Context, op_id: &str) -> Result<Option<Progress>, CommandError> {
     let store = ctx.store();
     let err = |e| CommandError::from_store(&ctx.table, e);
     let Some(op) = store.get_operation(op_id).await.map_err(err)? else {
         return Ok(None);
     };
+    let clusters = [op.source.as_str(), op.target.as_str()];
+    let (journals, handoffs) = tokio::join!(
+        store.journals(op_id, &clusters),
+        store.list_handoffs_of(&op.group, op_id),
+    );
+    let journals = journals.map_err(err)?;
     let mut sides = Vec::new();
-    for (role, cluster) in [("source", &op.source), ("target", &op.target)] {
-        let steps = store.journal(op_id, cluster).await.map_err(err)?;
+    for ((role, cluster), steps) in [("source", &op.source), ("target", &op.target)]
+        .into_iter()
+        .zip(journals)
+    {
         let latest = steps
             .iter()
             .max_by_key(|s| (s.finished_at.unwrap_or(s.started_at), s.started_at));
@@ -141,9 +150,7 @@ pub async fn observe(ctx: &Context, op_id: &str) -> Result<Option<Progress>, Com
                 .count(),
         });
     }
-    let volumes = store
-        .list_handoffs(op_id)
-        .await
+    let volumes = handoffs
         .map_err(err)?
         .into_iter()
         .map(|h| VolumeProgress {

@@ -1260,6 +1260,11 @@ async fn a_note_on_a_wait_is_readable_until_its_stage_is_published() -> Result<(
         [Vec::<JournalStep>::new()],
         "the published stages alone leave the note out"
     );
+    assert_eq!(
+        f.store.journals(&r.id, &["west", "east"]).await?,
+        [west.clone(), Vec::new()],
+        "both journals from one read, in the order asked"
+    );
     assert_eq!(west[0].status, StepStatus::Started);
     assert_eq!(
         (west[0].stage.as_str(), west[0].task.as_str()),

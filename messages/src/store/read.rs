@@ -264,11 +264,7 @@ impl Store {
             .await
             .map_err(wrap)?;
         let items: Vec<Item> = item.into_iter().collect();
-        let mut out = Vec::with_capacity(clusters.len());
-        for c in clusters {
-            out.push(crate::records::flatten_journal(&items, c).map_err(|e| wrap(Cause::from(e)))?);
-        }
-        Ok(out)
+        flatten_each(&items, clusters).map_err(wrap)
     }
 
     /// One cluster's journal of an operation (consistent; one `Query` of the partition
@@ -278,20 +274,32 @@ impl Store {
         op_id: &str,
         cluster: &str,
     ) -> Result<Vec<JournalStep>, StoreError> {
+        Ok(self.journals(op_id, &[cluster]).await?.concat())
+    }
+
+    /// The journals of each cluster of `clusters` in operation `op_id` ([`Store::journal`]),
+    /// from one consistent `Query` of the partition `OP#<id>`, in `clusters`' order.
+    pub async fn journals(
+        &self,
+        op_id: &str,
+        clusters: &[&str],
+    ) -> Result<Vec<Vec<JournalStep>>, StoreError> {
         let wrap = |source: Cause| StoreError::ReadJournal {
             op_id: op_id.to_owned(),
-            cluster: cluster.to_owned(),
+            cluster: clusters.join(","),
             table: self.table.to_string(),
             source,
         };
         keys::validate_operation_id(op_id).map_err(|e| wrap(e.into()))?;
-        keys::validate_cluster(cluster).map_err(|e| wrap(e.into()))?;
+        for cluster in clusters {
+            keys::validate_cluster(cluster).map_err(|e| wrap(e.into()))?;
+        }
         // The whole partition: the operation item (its published stages) and the notes.
         let items = self
             .query_partition("journal", &keys::operation_pk(op_id), "", None, true)
             .await
             .map_err(wrap)?;
-        crate::records::flatten_journal(&items, cluster).map_err(|e| wrap(Cause::from(e)))
+        flatten_each(&items, clusters).map_err(wrap)
     }
 
     /// Every registered group (`GSI1`, `GSI1PK = GROUPS`), in name order. Eventually
@@ -547,4 +555,12 @@ fn decode_all<R: Record>(items: &[Item]) -> Result<Vec<R>, Cause> {
         .map(R::from_item)
         .collect::<Result<_, _>>()
         .map_err(Cause::from)
+}
+
+/// Each cluster's journal of `clusters` from the items of an operation's partition.
+fn flatten_each(items: &[Item], clusters: &[&str]) -> Result<Vec<Vec<JournalStep>>, Cause> {
+    clusters
+        .iter()
+        .map(|c| crate::records::flatten_journal(items, c).map_err(Cause::from))
+        .collect()
 }
