@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use failover_agent::adapter::RunKind;
-use failover_agent::runtime::actors::{Settled, operations_in_flight, work_of_group};
+use failover_agent::runtime::actors::{
+    Settled, operations_in_flight, work_of_group, work_of_groups,
+};
 use failover_messages::keys::GroupRef;
 use failover_messages::records::{Mode, Operation};
 use failover_messages::setup::ensure_table;
@@ -101,6 +103,28 @@ async fn a_wake_up_reads_its_group_once_and_the_re_read_skips_what_runs() -> Res
             .await?
             .is_none(),
         "a cluster the operation does not name has no work"
+    );
+
+    // A wake-up naming another group's operation (forged) is refused, and does not keep the
+    // other wake-ups of the same receive from starting their work.
+    assert!(
+        work_of_group(&store, "east", &carts, &op.id, &settled)
+            .await
+            .is_err()
+    );
+    let found = work_of_groups(
+        &store,
+        "east",
+        vec![
+            (carts.clone(), op.id.clone()),
+            (orders.clone(), op.id.clone()),
+        ],
+        &settled,
+    )
+    .await;
+    assert_eq!(
+        found.iter().map(|w| w.op.id.as_str()).collect::<Vec<_>>(),
+        [op.id.as_str()]
     );
 
     // A wake-up naming an operation the group has moved past finds the current one (a

@@ -422,17 +422,34 @@ impl Handler<Msg<RunnerCheck>> for RunnerActor {
         let store = self.store.clone();
         let cluster = self.cluster.clone();
         let settled = self.settled.clone();
-        let fut = async move {
-            let mut work = Vec::new();
-            for (group, op_id) in wanted {
-                work.extend(work_of_group(&store, &cluster, &group, &op_id, &settled).await?);
-            }
-            Ok(work)
-        };
+        let fut = async move { Ok(work_of_groups(&store, &cluster, wanted, &settled).await) };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.found(res, "reading the groups a wake-up named", ctx);
         }));
     }
+}
+
+/// [`work_of_group`] of each `(group, operation)` of `wanted`, one after another. One
+/// group's failed read (a forged envelope naming another group's operation, a throttled
+/// call) is logged and leaves the others' work to start; the re-read timer looks at that
+/// group again.
+pub async fn work_of_groups(
+    store: &Store,
+    cluster: &str,
+    wanted: Vec<(GroupRef, String)>,
+    settled: &Settled,
+) -> Vec<Work> {
+    let mut work = Vec::new();
+    for (group, op_id) in wanted {
+        match work_of_group(store, cluster, &group, &op_id, settled).await {
+            Ok(found) => work.extend(found),
+            Err(e) => tracing::warn!(
+                group = %group, op = %op_id, error = %error_chain(&e),
+                "reading the group a wake-up named failed; the next re-read looks again"
+            ),
+        }
+    }
+    work
 }
 
 /// The `(group, operation)` pairs of `named` not already running, each once.
