@@ -246,7 +246,23 @@ async fn the_agents_keep_the_group_status_current() -> Result<()> {
         else {
             bail!("the operation did not start");
         };
-        let west = wait_role(&env.west, &ns.name, GroupRole::Primary, "west", 1).await?;
+        wait_role(&env.west, &ns.name, GroupRole::Primary, "west", 1).await?;
+        // The close releases the group state before it writes the operation item, so a
+        // refresh between the two shows west active with the operation still running; the
+        // close's own status update follows it.
+        let west_api: Api<FailoverGroup> = Api::namespaced(env.west.client.clone(), &ns.name);
+        let west = eventually("the finished operation in west's status", || {
+            let api = west_api.clone();
+            let id = op.id.clone();
+            async move {
+                let st = api.get(GROUP).await?.status.unwrap_or_default();
+                let finished = st.last_operation.as_ref().is_some_and(|l| {
+                    l.id == id && l.phase.is_some_and(|p| p != FailoverPhase::Running)
+                });
+                Ok(finished.then_some(st))
+            }
+        })
+        .await?;
         let last = west.last_operation.clone().context("no lastOperation")?;
         ensure!(
             last.id == op.id
