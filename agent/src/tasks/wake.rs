@@ -159,13 +159,6 @@ pub struct GroupWakeups {
     group: GroupRef,
 }
 
-impl GroupWakeups {
-    /// The shared signal.
-    pub fn wakeups(&self) -> &Wakeups {
-        &self.wakeups
-    }
-}
-
 /// The last look comes this share of the step's limit before its end ...
 const LAST_LOOK_SHARE: u32 = 20;
 /// ... but at least this long before it ...
