@@ -258,7 +258,11 @@ pub async fn work_of_group(
             continue;
         }
         let Some(op) = op else {
-            // The state names an operation whose item is not there (yet).
+            // The state names an operation whose item is not there (yet; for a released
+            // group's last one, not any more: not looked at again).
+            if released {
+                known().insert(wanted);
+            }
             return Ok(None);
         };
         if released {
