@@ -452,29 +452,8 @@ mod tests {
     async fn a_wake_up_triggers_a_re_read_before_the_timer() {
         let wakeups = Wakeups::new();
         let reads = Arc::new(AtomicU32::new(0));
-        let r = reads.clone();
-        let w = wakeups.clone();
-        let waiter = tokio::spawn(async move {
-            wait_until(
-                "test",
-                Some(w.for_group(&orders())),
-                Duration::from_secs(3600),
-                || {
-                    let n = r.fetch_add(1, Ordering::SeqCst);
-                    async move {
-                        Ok(if n >= 1 {
-                            Check::Done(n)
-                        } else {
-                            Check::Pending("not yet".into())
-                        })
-                    }
-                },
-            )
-            .await
-        });
-        while reads.load(Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
+        let waiter = waiter_on(&wakeups, orders(), &reads);
+        first_read(&reads).await;
         // A wake-up during the read is not lost either: the waiter subscribed before reading.
         wakeups.wake();
         let n = tokio::time::timeout(Duration::from_secs(1), waiter)

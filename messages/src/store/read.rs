@@ -249,22 +249,7 @@ impl Store {
         op_id: &str,
         clusters: &[&str],
     ) -> Result<Vec<Vec<JournalStep>>, StoreError> {
-        let wrap = |source: Cause| StoreError::ReadJournal {
-            op_id: op_id.to_owned(),
-            cluster: clusters.join(","),
-            table: self.table.to_string(),
-            source,
-        };
-        keys::validate_operation_id(op_id).map_err(|e| wrap(e.into()))?;
-        for cluster in clusters {
-            keys::validate_cluster(cluster).map_err(|e| wrap(e.into()))?;
-        }
-        let item = self
-            .get_item("journal", keys::operation_key(op_id))
-            .await
-            .map_err(wrap)?;
-        let items: Vec<Item> = item.into_iter().collect();
-        flatten_each(&items, clusters).map_err(wrap)
+        self.read_journals(op_id, clusters, false).await
     }
 
     /// One cluster's journal of an operation (consistent; one `Query` of the partition
@@ -284,6 +269,18 @@ impl Store {
         op_id: &str,
         clusters: &[&str],
     ) -> Result<Vec<Vec<JournalStep>>, StoreError> {
+        self.read_journals(op_id, clusters, true).await
+    }
+
+    /// Each cluster's journal of `clusters` in operation `op_id`: with `notes`, from the
+    /// whole partition (the operation item's published stages and the notes on long waits,
+    /// one `Query`), else from the operation item alone (one `GetItem`).
+    async fn read_journals(
+        &self,
+        op_id: &str,
+        clusters: &[&str],
+        notes: bool,
+    ) -> Result<Vec<Vec<JournalStep>>, StoreError> {
         let wrap = |source: Cause| StoreError::ReadJournal {
             op_id: op_id.to_owned(),
             cluster: clusters.join(","),
@@ -294,12 +291,22 @@ impl Store {
         for cluster in clusters {
             keys::validate_cluster(cluster).map_err(|e| wrap(e.into()))?;
         }
-        // The whole partition: the operation item (its published stages) and the notes.
-        let items = self
-            .query_partition("journal", &keys::operation_pk(op_id), "", None, true)
-            .await
-            .map_err(wrap)?;
-        flatten_each(&items, clusters).map_err(wrap)
+        let items: Vec<Item> = if notes {
+            self.query_partition("journal", &keys::operation_pk(op_id), "", None, true)
+                .await
+                .map_err(wrap)?
+        } else {
+            self.get_item("journal", keys::operation_key(op_id))
+                .await
+                .map_err(wrap)?
+                .into_iter()
+                .collect()
+        };
+        clusters
+            .iter()
+            .map(|c| crate::records::flatten_journal(&items, c).map_err(Cause::from))
+            .collect::<Result<_, _>>()
+            .map_err(wrap)
     }
 
     /// Every registered group (`GSI1`, `GSI1PK = GROUPS`), in name order. Eventually
@@ -555,12 +562,4 @@ fn decode_all<R: Record>(items: &[Item]) -> Result<Vec<R>, Cause> {
         .map(R::from_item)
         .collect::<Result<_, _>>()
         .map_err(Cause::from)
-}
-
-/// Each cluster's journal of `clusters` from the items of an operation's partition.
-fn flatten_each(items: &[Item], clusters: &[&str]) -> Result<Vec<Vec<JournalStep>>, Cause> {
-    clusters
-        .iter()
-        .map(|c| crate::records::flatten_journal(items, c).map_err(Cause::from))
-        .collect()
 }
