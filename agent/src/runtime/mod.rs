@@ -31,6 +31,7 @@ pub mod groups;
 pub mod lease;
 pub mod lease_state;
 pub mod triggers;
+pub mod work;
 
 use std::sync::{Arc, Mutex};
 
