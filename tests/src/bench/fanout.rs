@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use failover_messages::keys::GroupRef;
 
+use super::cpu::{CpuSample, CpuUse};
 use super::fleet::{self, GroupShape};
 use super::overhead::AgentTiming;
 use super::probe::{self, Memory, Scrape};
@@ -82,6 +83,9 @@ pub struct Step {
     pub memory: Vec<(String, Memory)>,
     /// Both agents' AWS calls during the step (heartbeats and re-reads included).
     pub calls: Scrape,
+    /// The machine's CPU from just before `failoverctl` to every group seen done (`None`
+    /// without `/proc`).
+    pub cpu: Option<CpuUse>,
 }
 
 /// Everything one run measured.
@@ -207,6 +211,7 @@ async fn run_step(
     args.extend(refs.iter().map(String::as_str));
     args.extend(["--to", "west"]);
     let calls_before = probe::scrape_agents(stack).await?;
+    let cpu_before = CpuSample::now();
     let start = Instant::now();
     let started_at = stack.store.now();
     let out = stack.failoverctl(&args)?;
@@ -246,6 +251,7 @@ async fn run_step(
         );
         tokio::time::sleep(POLL).await;
     };
+    let cpu = cpu_before.zip(CpuSample::now()).map(|(a, b)| a.until(&b));
     // The close releases the group before it writes the operation's `finishedAt`.
     let mut finished = Vec::with_capacity(last_ops.len());
     for id in &last_ops {
@@ -278,6 +284,7 @@ async fn run_step(
         failoverctl,
         memory: probe::agents_memory(stack)?,
         calls,
+        cpu,
     })
 }
 
@@ -307,10 +314,16 @@ pub fn summary_rows(r: &FanoutReport) -> Vec<String> {
         .unwrap_or(0);
     vec![
         format!(
-            "| {} groups failed over at once (one `failoverctl` invocation), wall time | ≤ {TARGET_RATIO}× one group | {} (×{:.2} of one group) | one group: {} | {} |",
+            "| {} groups failed over at once (one `failoverctl` invocation), wall time | ≤ {TARGET_RATIO}× one group | {} (×{:.2} of one group){} | one group: {} | {} |",
             r.many.groups,
             fmt_latency(r.many.wall),
             r.ratio(),
+            r.many.cpu.as_ref().map_or_else(String::new, |c| format!(
+                "; machine {:.0} % busy, its CPU work alone takes ≥ {} on {} cores",
+                c.busy_share() * 100.0,
+                fmt_latency(c.floor()),
+                c.cores
+            )),
             fmt_latency(r.one.wall),
             if r.ratio() <= TARGET_RATIO {
                 "met"
@@ -400,6 +413,28 @@ pub fn markdown(r: &FanoutReport) -> String {
             per(s.calls.aws_total()),
             per(s.calls.sqs_calls_total()),
         );
+    }
+    out.push('\n');
+    out.push_str("The machine's CPU during each step (just before `failoverctl` starts to every group seen done; `/proc/stat` for the machine, `/proc/<pid>/stat` for each process of the environment). The step cannot end sooner than its CPU work divided by the cores:\n\n");
+    out.push_str("| step | window | machine busy | CPU-s per group | by component |\n");
+    out.push_str("|---|---:|---|---:|---|\n");
+    for (label, s) in [("one group (baseline)", &r.one), ("all at once", &r.many)] {
+        match &s.cpu {
+            Some(c) => {
+                #[allow(clippy::cast_precision_loss)]
+                let per = c.busy / s.groups.max(1) as f64;
+                let _ = writeln!(
+                    out,
+                    "| {label} | {} | {} | {per:.2} | {} |",
+                    fmt_latency(c.window),
+                    c.summary(),
+                    c.components_cell()
+                );
+            }
+            None => {
+                let _ = writeln!(out, "| {label} | – | not measured (no `/proc`) | – | – |");
+            }
+        }
     }
     out.push('\n');
     let _ = writeln!(

@@ -8,7 +8,9 @@
 //!   per group failover (1 and 10 volumes) from the agents' `/metrics`, idle background
 //!   subtracted.
 //! * [`fanout`]: 50 groups failed over at once against one group with the same agents, and
-//!   the agents' peak RSS.
+//!   the agents' peak RSS, with the machine's CPU during each step.
+//! * [`cpu`]: the machine's and each environment process's CPU time between two readings,
+//!   and the floor it sets (CPU work / cores).
 //! * [`fleet`]: the FailoverGroup fixtures of any size those two use.
 //! * [`probe`]: scraping `/metrics`, `/proc/<pid>/status`, starting and awaiting failovers.
 //! * [`report`], [`page`]: the handoff section, and the whole page with its overview table
@@ -17,6 +19,7 @@
 //!
 //! Measurements are returned as data, so tests can check them without timing thresholds.
 
+pub mod cpu;
 pub mod fanout;
 pub mod fleet;
 pub mod handoff;

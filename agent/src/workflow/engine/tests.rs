@@ -1266,7 +1266,9 @@ async fn a_refused_intent_alongside_stops_the_run_though_the_step_acted() {
 }
 
 #[test]
-fn only_the_claim_writes_its_intent_alongside() {
+fn only_the_claim_and_the_waits_for_the_other_cluster_write_their_intent_alongside() {
+    const ALONGSIDE: [&str; 3] = ["ClaimPromotion", "WaitPeer", "WaitAllReady"];
+    let mut seen = std::collections::BTreeSet::new();
     for mode in [Mode::Consistency, Mode::Uptime] {
         for role in Role::ALL {
             for force in [false, true] {
@@ -1274,16 +1276,21 @@ fn only_the_claim_writes_its_intent_alongside() {
                     continue;
                 };
                 for (_, step) in workflow.steps() {
+                    let key = step.key();
+                    let kind = key.split(':').next().unwrap().to_owned();
                     assert_eq!(
                         step.intent_alongside(),
-                        step.key() == "ClaimPromotion",
-                        "{mode} {role} {}",
-                        step.key()
+                        ALONGSIDE.contains(&kind.as_str()),
+                        "{mode} {role} {key}"
                     );
+                    if step.intent_alongside() {
+                        seen.insert(kind);
+                    }
                 }
             }
         }
     }
+    assert!(seen.len() >= ALONGSIDE.len(), "{seen:?}");
 }
 
 mod batch;
