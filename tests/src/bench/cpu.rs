@@ -65,7 +65,10 @@ impl CpuSample {
         let (busy, cores) = parse_machine(&stat)?;
         let mut procs = BTreeMap::new();
         for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
             else {
                 continue;
             };
@@ -182,7 +185,8 @@ fn parse_machine(stat: &str) -> Option<(f64, usize)> {
                 let ticks: Vec<f64> = fields.filter_map(|f| f.parse().ok()).collect();
                 // user nice system idle iowait irq softirq steal (guest time is in user).
                 let total: f64 = ticks.iter().take(8).sum();
-                let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+                let idle =
+                    ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
                 busy = Some((total - idle) / TICKS_PER_SECOND);
             }
             Some(c) if c.starts_with("cpu") => cores += 1,
@@ -224,11 +228,23 @@ mod tests {
     #[test]
     fn command_lines_map_to_components() {
         let cases = [
-            ("/cache/bin/kube-apiserver --etcd-servers=x", Some("kube-apiservers")),
+            (
+                "/cache/bin/kube-apiserver --etcd-servers=x",
+                Some("kube-apiservers"),
+            ),
             ("/cache/bin/etcd --data-dir d", Some("etcd")),
-            ("/venv/bin/python3 /repo/tests/env/moto_linearizable.py -H 127.0.0.1", Some("moto")),
-            ("/repo/target/release/failover-agent --cluster east", Some("agents")),
-            ("/repo/target/release/failover-storage-sim --namespace n", Some("storage simulator")),
+            (
+                "/venv/bin/python3 /repo/tests/env/moto_linearizable.py -H 127.0.0.1",
+                Some("moto"),
+            ),
+            (
+                "/repo/target/release/failover-agent --cluster east",
+                Some("agents"),
+            ),
+            (
+                "/repo/target/release/failover-storage-sim --namespace n",
+                Some("storage simulator"),
+            ),
             ("/cache/bin/kwok --kubeconfig k", Some("kwok")),
             ("/usr/bin/python3 unrelated.py", None),
             ("bash -c make", None),

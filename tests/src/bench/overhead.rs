@@ -39,6 +39,8 @@ use failover_messages::keys::GroupRef;
 use failover_messages::records::Phase;
 use failover_messages::store::{CallCounter, Store};
 
+use super::cpu::{CpuSample, CpuUse};
+
 mod report;
 
 pub use self::report::{
@@ -156,6 +158,8 @@ pub struct Run {
     /// From the last `READY_FOR_PROMOTION` record to the target's claim, as the records the
     /// agents wrote show it (what the target's `failover_handoff_latency_seconds` observes).
     pub handoff: Option<Duration>,
+    /// The machine's CPU from the start to the target active (`None` without `/proc`).
+    pub cpu: Option<CpuUse>,
 }
 
 /// One case: a group size and a storage latency.
@@ -370,6 +374,7 @@ async fn measure(
             let before = probe::scrape_agents(stack).await?;
             let scraped = Instant::now();
             counter.reset();
+            let cpu_before = CpuSample::now();
             let start = Instant::now();
             let op = probe::start_failover(stack, &coordinator, &s.group, from, to).await?;
             let total = probe::wait_active(
@@ -381,6 +386,7 @@ async fn measure(
                 config.failover_timeout,
             )
             .await?;
+            let cpu = cpu_before.zip(CpuSample::now()).map(|(a, b)| a.until(&b));
             let coordinator_calls = counter.total();
             succeeded += 2;
             probe::wait_succeeded(stack, succeeded, config.failover_timeout).await?;
@@ -408,6 +414,7 @@ async fn measure(
                 window,
                 coordinator_calls,
                 handoff,
+                cpu,
             });
         }
         cases.push(Case {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::super::cpu::CpuUse;
 use super::super::fleet::GroupShape;
 use super::super::probe;
 use super::super::stats::{Summary, fmt_count, fmt_latency};
@@ -190,6 +191,7 @@ pub fn overhead_markdown(r: &OverheadReport) -> String {
         );
     }
     write_stage_breakdown(&mut out, &big);
+    write_machine(&mut out, &big);
     write_overhead_notes(&mut out);
     out
 }
@@ -368,6 +370,29 @@ fn write_stage_breakdown(out: &mut String, big: &[&Case]) {
         out.push('\n');
     }
     out.push('\n');
+}
+
+/// How busy the machine was during the measured failovers: the overhead includes waiting
+/// for CPU that the API servers, moto and the controllers share.
+fn write_machine(out: &mut String, big: &[&Case]) {
+    for c in big {
+        let mut used: Vec<&CpuUse> = c.runs.iter().filter_map(|r| r.cpu.as_ref()).collect();
+        if used.is_empty() {
+            continue;
+        }
+        used.sort_by(|a, b| a.busy_share().total_cmp(&b.busy_share()));
+        let mid = used[used.len() / 2];
+        let _ = writeln!(
+            out,
+            "The machine during the failovers at latency {} (start → target active; `/proc/stat`, `/proc/<pid>/stat`): busy {:.0} % to {:.0} % of its {} cores; the median run used {} ({}).\n",
+            fmt_latency_setting(c.latency),
+            used[0].busy_share() * 100.0,
+            used[used.len() - 1].busy_share() * 100.0,
+            mid.cores,
+            mid.summary(),
+            mid.components_cell(),
+        );
+    }
 }
 
 /// How the section's numbers were measured and what they leave out.
