@@ -127,21 +127,22 @@ impl Store {
         &self,
         group: &GroupRef,
     ) -> Result<Option<(GroupState, HandoffView)>, StoreError> {
-        let wrap = |source: Cause| StoreError::GetGroupState {
+        let read = async {
+            let Some(item) = self
+                .get_item("get_group_state", keys::group_state_key(group))
+                .await?
+            else {
+                return Ok(None);
+            };
+            let state = GroupState::from_item(&item)?;
+            let view = HandoffView::from_item(GroupState::KIND, &item)?;
+            Ok::<_, Cause>(Some((state, view)))
+        };
+        read.await.map_err(|source| StoreError::GetGroupState {
             group: group.clone(),
             table: self.table.to_string(),
             source,
-        };
-        let Some(item) = self
-            .get_item("get_group_state", keys::group_state_key(group))
-            .await
-            .map_err(wrap)?
-        else {
-            return Ok(None);
-        };
-        let state = GroupState::from_item(&item).map_err(|e| wrap(e.into()))?;
-        let view = HandoffView::from_item(GroupState::KIND, &item).map_err(|e| wrap(e.into()))?;
-        Ok(Some((state, view)))
+        })
     }
 
     /// An operation (consistent read), with the abort and claim times the group state
