@@ -30,17 +30,18 @@ use serde::{Deserialize, Serialize};
 
 mod failover;
 mod failover_group;
+mod journal_line;
 mod timeouts;
 
 pub use failover::{
-    Failover, FailoverPhase, FailoverSpec, FailoverStatus, FailoverTimings, GroupProgress,
-    GroupRef, JournalEntry,
+    Failover, FailoverPhase, FailoverSpec, FailoverStatus, FailoverTimings, GroupProgress, GroupRef,
 };
 pub use failover_group::{
     AutoFailover, CoordinationLoss, FailoverGroup, FailoverGroupSpec, FailoverGroupStatus,
     FluxKind, FluxRef, GroupRole, LastOperation, NetworkKind, NetworkRef, ResourceState,
     VolumeReplicationRef, WorkloadKind, WorkloadRef,
 };
+pub use journal_line::{journal_line, parse_journal_line};
 pub use timeouts::{DurationError, ResolvedTimeouts, StageTimeouts, TimeoutStage, parse_duration};
 
 /// API group of both custom resources.

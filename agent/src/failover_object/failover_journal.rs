@@ -24,7 +24,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
-use failover_messages::crd::{Failover, FailoverStatus, JournalEntry};
+use failover_messages::crd::{Failover, FailoverStatus, journal_line};
 use failover_messages::records::{JournalStep, StepStatus, truncate_to_millis};
 use failover_messages::store::{Clock, OpRef, Outcome, Stale, Store, SystemClock};
 use jiff::Timestamp;
@@ -102,7 +102,7 @@ impl FailoverJournal {
 
     /// Writes `steps` as the object's whole `status.journal`.
     async fn write(&self, steps: &[JournalStep]) -> Result<(), JournalError> {
-        let entries: Vec<JournalEntry> = steps.iter().map(JournalEntry::from_step).collect();
+        let entries: Vec<String> = steps.iter().map(journal_line).collect();
         let pp = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PatchParams::default()
@@ -325,7 +325,7 @@ mod tests {
     #[test]
     fn a_journal_the_api_server_pruned_is_noticed() {
         let kept = FailoverStatus {
-            journal: vec![JournalEntry::default(); 3],
+            journal: vec![String::new(); 3],
             ..FailoverStatus::default()
         };
         assert!(journal_kept(3, Some(&kept)));

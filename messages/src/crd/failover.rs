@@ -6,8 +6,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::journal_line::parse_journal_line;
 use super::{CLUSTER_NAME_PATTERN, FailoverMode};
-use crate::records::{JournalStep, StepStatus};
+use crate::records::JournalStep;
 
 /// One failover operation. The spec is immutable: to change anything, create a new
 /// `Failover`. A `Failover` created by hand is a trigger: the agent submits it as an operation
@@ -190,43 +191,17 @@ pub struct FailoverStatus {
     /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// This cluster's journal of the operation: every step's intent and outcome, in the
-    /// order the steps were started. The agent resumes from it after a restart; DynamoDB
-    /// keeps one copy of each stage once it is published.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub journal: Vec<JournalEntry>,
-}
-
-/// One step of this cluster's journal of an operation.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct JournalEntry {
-    /// Stage key, e.g. `SourceShutdown`.
-    pub stage: String,
-    /// Step key, e.g. `ScaleDown:Deployment/web`.
-    pub task: String,
-    /// Epoch of the operation.
-    #[schemars(with = "i64", range(min = 0))]
-    pub epoch: u64,
-    /// `STARTED`, `DONE` or `FAILED`.
-    pub status: String,
-    /// How many intents were written (more than one after a restart or a retry).
-    #[schemars(with = "i64", range(min = 0))]
-    pub attempts: u32,
-    /// When the last intent was written (RFC 3339, milliseconds).
-    #[schemars(extend("format" = "date-time"))]
-    pub started_at: String,
-    /// When the first intent was written; stage limits count from it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("format" = "date-time"))]
-    pub first_started_at: Option<String>,
-    /// When the outcome was written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("format" = "date-time"))]
-    pub finished_at: Option<String>,
-    /// The error of a failed attempt, or a note.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    /// This cluster's journal of the operation: every step's intent and outcome, one line
+    /// per step in the order the steps were started: `<stage> <task> <STARTED|DONE|FAILED>
+    /// epoch=<n> attempts=<n> started=<time>[ first=<time>][ finished=<time>][ message=<text>]`.
+    /// The agent resumes from it after a restart; DynamoDB keeps one copy of each stage once
+    /// it is published.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "super::journal_line::lenient_lines"
+    )]
+    pub journal: Vec<String>,
 }
 
 /// Progress of one group in an operation, as seen by this cluster.
@@ -278,49 +253,13 @@ pub struct FailoverTimings {
     pub dual_active_seconds: Option<f64>,
 }
 
-impl JournalEntry {
-    /// A journal step as the `Failover` status shows it.
-    pub fn from_step(s: &JournalStep) -> Self {
-        Self {
-            stage: s.stage.clone(),
-            task: s.task.clone(),
-            epoch: s.epoch,
-            status: s.status.as_str().to_owned(),
-            attempts: s.attempts,
-            started_at: s.started_at.to_string(),
-            first_started_at: s.first_started_at.map(|t| t.to_string()),
-            finished_at: s.finished_at.map(|t| t.to_string()),
-            message: s.message.clone(),
-        }
-    }
-
-    /// The step of operation `op_id` in `cluster`; `None` when the entry does not parse (an
-    /// entry edited by hand is dropped: its step runs again, as after a loss).
-    pub fn to_step(&self, op_id: &str, cluster: &str) -> Option<JournalStep> {
-        let time = |s: &str| s.parse::<jiff::Timestamp>().ok();
-        Some(JournalStep {
-            op_id: op_id.to_owned(),
-            cluster: cluster.to_owned(),
-            stage: self.stage.clone(),
-            task: self.task.clone(),
-            epoch: self.epoch,
-            status: self.status.parse::<StepStatus>().ok()?,
-            attempts: self.attempts,
-            started_at: time(&self.started_at)?,
-            first_started_at: self.first_started_at.as_deref().and_then(time),
-            finished_at: self.finished_at.as_deref().and_then(time),
-            message: self.message.clone(),
-        })
-    }
-}
-
 impl FailoverStatus {
     /// The journal of operation `op_id` in `cluster` this status keeps (entries that do not
     /// parse left out).
     pub fn journal_of(&self, op_id: &str, cluster: &str) -> Vec<JournalStep> {
         self.journal
             .iter()
-            .filter_map(|e| e.to_step(op_id, cluster))
+            .filter_map(|line| parse_journal_line(line, op_id, cluster))
             .collect()
     }
 }
