@@ -306,15 +306,18 @@ impl ManagerAdapter {
         let (to_reporter, from_run) = crate::seam::channel::<Progress>();
         let reporter = FailoverReporter::open(self.kube.clone(), &self.cluster, op).await;
         // The engine journals in the same object the reporter keeps.
+        let writer = reporter.writer();
         let journal = FailoverJournal::new(
             self.store.clone(),
-            self.kube.clone(),
+            Arc::clone(&writer),
             &op.group.namespace,
-            reporter.name(),
             &self.cluster,
         );
         let outer = self.progress.clone();
+        // Folded into the status here, before the engine's next step: its next journal write
+        // carries it.
         let progress = Sender::from_fn(move |p: Progress| {
+            writer.fold(&p);
             let _ = outer.send(p.clone());
             let _ = to_reporter.send(p);
         });

@@ -16,32 +16,31 @@
 //! promotion and the reactivation re-check the group state on their own.
 //!
 //! The object is the one the run's [`FailoverReporter`](super::failover_reporter) keeps
-//! (created before the run starts); the reporter never writes `status.journal`, so the
-//! two merge patches do not overwrite each other. A journal write that fails (the API server
-//! did not answer, the object was deleted) fails the step's intent or outcome: the run ends
-//! and the runner starts it again.
+//! (created before the run starts), written through the same [`StatusWriter`]: each journal
+//! write sends the whole status, the run's progress folded so far included, so the reporter
+//! rarely needs a write of its own. A journal write that fails (the API server did not
+//! answer, the object was deleted) fails the step's intent or outcome: the run ends and the
+//! runner starts it again.
 
-use std::sync::Mutex;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
-use failover_messages::crd::{Failover, FailoverStatus, journal_line};
+use failover_messages::crd::{FailoverStatus, journal_line};
 use failover_messages::records::{JournalStep, StepStatus, truncate_to_millis};
 use failover_messages::store::{Clock, OpRef, Outcome, Stale, Store, SystemClock};
 use jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
 
+use super::status_writer::StatusWriter;
 use crate::errors::error_chain_without_repeats;
-use crate::kube_ops::FIELD_MANAGER;
 use crate::workflow::{Journal, JournalError, check_outcome, intent_step, outcome_step};
 
-/// The journal of one operation's run in this cluster: the `Failover` object `name` in the
-/// group's namespace, plus the DynamoDB store for the epoch check and the publications.
+/// The journal of one operation's run in this cluster: the `Failover` object a
+/// [`StatusWriter`] writes, plus the DynamoDB store for the epoch check and the
+/// publications.
 pub struct FailoverJournal {
     store: Store,
-    api: Api<Failover>,
+    writer: Arc<StatusWriter>,
     namespace: String,
-    name: String,
     cluster: String,
     clock: std::sync::Arc<dyn Clock>,
     /// The journal as last written (loaded by [`Journal::steps`]), plus the outcomes not
@@ -55,26 +54,20 @@ pub struct FailoverJournal {
 impl std::fmt::Debug for FailoverJournal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FailoverJournal")
-            .field("name", &self.name)
+            .field("name", &self.writer.name())
             .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
 }
 
 impl FailoverJournal {
-    /// The journal kept in the `Failover` `name` in `namespace` of this cluster (`cluster`).
-    pub fn new(
-        store: Store,
-        client: kube::Client,
-        namespace: &str,
-        name: &str,
-        cluster: &str,
-    ) -> Self {
+    /// The journal kept in the `Failover` that `writer` writes, in `namespace` of this
+    /// cluster (`cluster`).
+    pub fn new(store: Store, writer: Arc<StatusWriter>, namespace: &str, cluster: &str) -> Self {
         Self {
             store,
-            api: Api::namespaced(client, namespace),
+            writer,
             namespace: namespace.to_owned(),
-            name: name.to_owned(),
             cluster: cluster.to_owned(),
             clock: std::sync::Arc::new(SystemClock),
             steps: Mutex::new(Vec::new()),
@@ -94,7 +87,7 @@ impl FailoverJournal {
         JournalError::Unavailable(format!(
             "{what} the journal of Failover {}/{} in cluster {}: {}",
             self.namespace,
-            self.name,
+            self.writer.name(),
             self.cluster,
             error_chain_without_repeats(e)
         ))
@@ -103,24 +96,22 @@ impl FailoverJournal {
     /// Writes `steps` as the object's whole `status.journal`.
     async fn write(&self, steps: &[JournalStep]) -> Result<(), JournalError> {
         let entries: Vec<String> = steps.iter().map(journal_line).collect();
-        let pp = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..PatchParams::default()
-        };
-        let patch = json!({ "status": { "journal": entries } });
+        let count = entries.len();
         let written = self
-            .api
-            .patch_status(&self.name, &pp, &Patch::Merge(&patch))
+            .writer
+            .write_journal(entries)
             .await
             .map_err(|e| self.unavailable("writing", &e))?;
         // The whole list went out, deferred outcomes included.
         self.unwritten.store(false, Ordering::SeqCst);
-        if !journal_kept(entries.len(), written.status.as_ref()) {
+        if !journal_kept(count, written.as_ref()) {
             return Err(JournalError::Unavailable(format!(
                 "the API server of cluster {} dropped status.journal from Failover {}/{}: its \
                  failovers.failover.io CRD predates the journal (install this version's CRDs: \
                  `failover-agent crd | kubectl apply --server-side -f -`)",
-                self.cluster, self.namespace, self.name
+                self.cluster,
+                self.namespace,
+                self.writer.name()
             )));
         }
         Ok(())
@@ -199,8 +190,8 @@ fn journal_kept(written: usize, returned: Option<&FailoverStatus>) -> bool {
 impl Journal for FailoverJournal {
     async fn steps(&self, op: &OpRef, cluster: &str) -> Result<Vec<JournalStep>, JournalError> {
         let fo = self
-            .api
-            .get_opt(&self.name)
+            .writer
+            .read()
             .await
             .map_err(|e| self.unavailable("reading", &e))?;
         let steps = fo

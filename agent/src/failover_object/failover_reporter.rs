@@ -2,9 +2,11 @@
 //! current, so `kubectl get failovers -w` in either cluster shows that cluster's side live.
 //!
 //! It is opened once per run (creating the object if absent: an existing one is kept, the
-//! spec is immutable) and then follows the run's progress stream
-//! ([`Progress`]): every engine event is folded into the status
-//! ([`super::failover_status`]) and the status subresource merge-patched, the operation
+//! spec is immutable) and then follows the run's progress stream ([`Progress`]). Every
+//! engine event is folded into the status ([`super::failover_status`]) where the run sends
+//! it, in the object's [`StatusWriter`], which the run's journal writes through too; the
+//! reporter writes what no journal write carried (within [`URGENT_GRACE`] for a stage
+//! change or a failure, at most every [`MIN_WRITE_INTERVAL`] otherwise), the operation
 //! record stored after the run adds its timings, and the side's end writes the final status
 //! and its Event. It also publishes the operation's Kubernetes Events on that object
 //! ([`super::failover_events`]). A write that fails is logged as a warning and never fails
@@ -19,30 +21,36 @@
 //! progress would overwrite each other in one status); the user's object then carries the
 //! operation ids and the `Accepted` condition.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use failover_messages::crd::{Failover, FailoverStatus};
 use failover_messages::records::Operation;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde_json::json;
+use kube::api::{Api, PostParams};
 use tokio::sync::mpsc;
 
 use crate::errors::error_chain_without_repeats;
 use crate::kube_events::{EventSpec, Events};
-use crate::kube_ops::FIELD_MANAGER;
 use crate::workflow::{Progress, ProgressEvent};
 
 use super::failover_events::{ProgressEvents, result_event};
 use super::failover_names::{
     failover_name, operation_ids, parse_requested_by, status_on_user_object,
 };
-use super::failover_status::{apply_progress, desired_failover, initial_status};
+use super::failover_status::{desired_failover, initial_status};
+use super::status_writer::StatusWriter;
 
 /// Least time between two progress writes of the same Failover (stage changes and failures
-/// are written at once; the final status always).
+/// sooner, see [`URGENT_GRACE`]; the final status always).
 pub const MIN_WRITE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long a change (a stage change, a failure, the object's first status: at most this
+/// long; any other: also [`MIN_WRITE_INTERVAL`] after the last write) waits for a journal
+/// write to carry it (the journal writes before every run of Kubernetes steps, with the
+/// whole status: [`StatusWriter`]) before the reporter writes it itself.
+pub const URGENT_GRACE: Duration = Duration::from_millis(100);
 
 /// Keeps one operation's `Failover` in this cluster current. Every write is best effort.
 #[derive(Debug)]
@@ -52,9 +60,9 @@ pub struct FailoverReporter {
     namespace: String,
     cluster: String,
     op_id: String,
-    status: FailoverStatus,
-    last_write: Option<Instant>,
-    dirty: bool,
+    writer: Arc<StatusWriter>,
+    /// When the reporter writes what no journal write carried, if a change waits.
+    due: Option<Instant>,
     events: Events,
     progress_events: ProgressEvents,
     reference: Option<ObjectReference>,
@@ -71,19 +79,26 @@ impl FailoverReporter {
     }
 
     fn new(client: kube::Client, cluster: &str, op: &Operation) -> Self {
+        let api = Api::namespaced(client.clone(), &op.group.namespace);
+        let name = failover_name(&op.id);
         Self {
-            events: Events::new(client.clone(), cluster),
-            api: Api::namespaced(client, &op.group.namespace),
-            name: failover_name(&op.id),
+            events: Events::new(client, cluster),
+            writer: Arc::new(StatusWriter::new(api.clone(), &name, initial_status(op))),
+            api,
+            name,
             namespace: op.group.namespace.clone(),
             cluster: cluster.to_owned(),
             op_id: op.id.clone(),
-            status: initial_status(op),
-            last_write: None,
-            dirty: false,
+            due: None,
             progress_events: ProgressEvents::default(),
             reference: None,
         }
+    }
+
+    /// The writer of the object's status, which the run's journal shares and its progress
+    /// is folded into ([`StatusWriter::fold`]).
+    pub fn writer(&self) -> Arc<StatusWriter> {
+        Arc::clone(&self.writer)
     }
 
     /// The name of the `Failover` whose status this reporter keeps (the user's object for
@@ -134,8 +149,8 @@ impl FailoverReporter {
     }
 
     /// The status as folded so far.
-    pub fn status(&self) -> &FailoverStatus {
-        &self.status
+    pub fn status(&self) -> FailoverStatus {
+        self.writer.status()
     }
 
     /// Creates the Failover unless it exists (the spec is immutable, so an existing one is
@@ -143,9 +158,14 @@ impl FailoverReporter {
     async fn create(&mut self, op: &Operation) {
         if let Some(fo) = self.user_failover(op).await {
             self.name = fo.metadata.name.clone().unwrap_or_default();
+            self.writer = Arc::new(StatusWriter::new(
+                self.api.clone(),
+                &self.name,
+                initial_status(op),
+            ));
             self.reference = Some(self.reference_of(&fo));
             if fo.status.as_ref().and_then(|s| s.phase).is_none() {
-                self.write().await;
+                self.soon(URGENT_GRACE);
             }
             return;
         }
@@ -156,7 +176,7 @@ impl FailoverReporter {
         {
             Ok(created) => {
                 self.reference = Some(self.reference_of(&created));
-                self.write().await;
+                self.soon(URGENT_GRACE);
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 if let Ok(Some(existing)) = self.api.get_opt(&self.name).await {
@@ -170,20 +190,10 @@ impl FailoverReporter {
         }
     }
 
-    /// Merge-patches the status subresource with the folded status.
+    /// Writes the status unless a journal write already carried every change.
     async fn write(&mut self) {
-        let pp = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..PatchParams::default()
-        };
-        let patch = json!({ "status": &self.status });
-        self.last_write = Some(Instant::now());
-        self.dirty = false;
-        if let Err(e) = self
-            .api
-            .patch_status(&self.name, &pp, &Patch::Merge(&patch))
-            .await
-        {
+        self.due = None;
+        if let Err(e) = self.writer.write_if_unwritten().await {
             tracing::warn!(
                 failover = %self.name, namespace = %self.namespace, cluster = %self.cluster,
                 error = %error_chain_without_repeats(&e), "cannot write the Failover status; the operation goes on"
@@ -191,36 +201,40 @@ impl FailoverReporter {
         }
     }
 
-    fn due(&self) -> Option<Instant> {
-        self.dirty.then(|| {
-            self.last_write
-                .map_or_else(Instant::now, |t| t + MIN_WRITE_INTERVAL)
+    /// Writes within `after` at the latest.
+    fn soon(&mut self, after: Duration) {
+        let at = Instant::now() + after;
+        self.due = Some(self.due.map_or(at, |d| d.min(at)));
+    }
+
+    /// When a change that waits is due: at most every [`MIN_WRITE_INTERVAL`].
+    fn after_interval(&self) -> Duration {
+        self.writer.last_write().map_or(Duration::ZERO, |t| {
+            (t + MIN_WRITE_INTERVAL).saturating_duration_since(Instant::now())
         })
     }
 
-    /// Folds every progress event of the run from `rx` into the status and writes it, at
-    /// most every [`MIN_WRITE_INTERVAL`] (stage changes and failures at once, the end of the
-    /// side always), until `rx` closes; then writes what is still unwritten.
+    /// Follows every progress event of the run from `rx` (already folded into the status
+    /// where the run sent it: [`StatusWriter::fold`]) and writes what no journal write
+    /// carried: at most every [`MIN_WRITE_INTERVAL`], stage changes and failures within
+    /// [`URGENT_GRACE`], the end of the side at once; until `rx` closes, then whatever is
+    /// still unwritten.
     pub async fn follow(mut self, mut rx: mpsc::UnboundedReceiver<Progress>) {
         loop {
-            let due = self.due();
             tokio::select! {
                 p = rx.recv() => {
                     let Some(p) = p else { break };
                     self.on(&p).await;
                 }
-                () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
+                () = tokio::time::sleep_until(self.due.unwrap_or_else(Instant::now).into()), if self.due.is_some() => {
                     self.write().await;
                 }
             }
         }
-        if self.dirty {
-            self.write().await;
-        }
+        self.write().await;
     }
 
     async fn on(&mut self, p: &Progress) {
-        apply_progress(&mut self.status, p);
         match &p.event {
             // Written with the final status, which follows.
             ProgressEvent::Recorded(_) => {}
@@ -233,14 +247,16 @@ impl FailoverReporter {
                 if let Some(ev) = self.progress_events.on(p) {
                     self.publish(&ev).await;
                 }
-                self.dirty = true;
                 let urgent = matches!(
                     p.event,
                     ProgressEvent::StageStarted { .. } | ProgressEvent::TaskFailed { .. }
                 );
-                if urgent || self.due().is_some_and(|t| t <= Instant::now()) {
-                    self.write().await;
-                }
+                let after = if urgent {
+                    URGENT_GRACE
+                } else {
+                    self.after_interval().max(URGENT_GRACE)
+                };
+                self.soon(after);
             }
         }
     }
