@@ -45,7 +45,8 @@ use crate::metrics::Metrics;
 use crate::seam::Sender;
 use crate::tasks::concerns::Concerns;
 use crate::tasks::{
-    ClaimHeld, ClusterTasks, RecordedReplicas, TasksConfig, ValidatedState, Wakeups, pump_inbox,
+    ClaimHeld, ClusterTasks, GroupRead, RecordedReplicas, TasksConfig, ValidatedState, Wakeups,
+    pump_inbox,
 };
 use crate::workflow::{
     ContextError, Engine, EngineError, Factory, FactoryError, Progress, ProgressEvent, Role,
@@ -376,6 +377,7 @@ impl ManagerAdapter {
             .with_store(self.store.clone())
             .with_handle(self.wakeups.clone())
             .with_handle(RecordedReplicas::default())
+            .with_handle(GroupRead::default())
             .with_handle(ClaimHeld::default())
             .with_handle(ValidatedState::default());
         if let Some(inbox) = &self.inbox {

@@ -19,9 +19,9 @@ use crate::kube_ops::{flux, workloads};
 use crate::workflow::{KubeStep, TaskContext, TaskError};
 
 use super::support::{
-    ClaimHeld, RecordedReplicas, TasksConfig, cluster_client, current_in, group_state, kube_err,
-    namespace, no_state_record, operation, operation_and_state, stamp, store_err, wait_deadline,
-    workload_key,
+    ClaimHeld, GroupRead, RecordedReplicas, TasksConfig, cluster_client, current_in, group_state,
+    kube_err, namespace, no_state_record, operation, operation_and_state, stamp, store_err,
+    wait_deadline, workload_key,
 };
 
 /// Carries out `step` on this cluster's Kubernetes API.
@@ -143,15 +143,10 @@ async fn ensure_volumes_primary(
 ) -> Result<(), TaskError> {
     let cc = cluster_client(ctx)?;
     let ns = namespace(ctx);
-    let groups: kube::Api<failover_messages::crd::FailoverGroup> =
-        kube::Api::namespaced(cc.client.clone(), ns);
-    let group = &ctx.workflow().group.name;
-    let fg = groups.get(group).await.map_err(|e| {
-        TaskError::failed(format!(
-            "cannot read FailoverGroup {ns}/{group} in cluster {}: {e}",
-            cc.cluster
-        ))
-    })?;
+    let fg = match ctx.handle::<GroupRead>() {
+        Ok(memo) => memo.get(ctx).await?,
+        Err(_) => GroupRead::default().get(ctx).await?,
+    };
     for v in fg
         .spec
         .volume_replications

@@ -38,7 +38,9 @@ use std::sync::Arc;
 use crate::workflow::{BoxedTask, Step, TaskBuilder, TaskContext, TaskError, WorkflowTask, boxed};
 
 use self::concerns::{ConcernJob, Concerns};
-pub use self::support::{ClaimHeld, LeaseSightings, RecordedReplicas, TasksConfig, ValidatedState};
+pub use self::support::{
+    ClaimHeld, GroupRead, LeaseSightings, RecordedReplicas, TasksConfig, ValidatedState,
+};
 pub use self::wake::{Check, DEFAULT_REREAD_INTERVAL, Wakeups, pump_inbox, wait_until};
 
 /// The [`TaskBuilder`] of the agent: every [`Step`] becomes a [`StepTask`] doing real work.
