@@ -24,7 +24,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use failover_messages::crd::{Failover, FailoverStatus};
+use failover_messages::crd::Failover;
 use failover_messages::records::Operation;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
@@ -95,16 +95,11 @@ impl FailoverReporter {
         }
     }
 
-    /// The writer of the object's status, which the run's journal shares and its progress
-    /// is folded into ([`StatusWriter::fold`]).
+    /// The writer of the object's status (the user's object for an operation submitted from
+    /// a Failover in this cluster, see the module docs), which the run's journal shares and
+    /// its progress is folded into ([`StatusWriter::fold`]).
     pub fn writer(&self) -> Arc<StatusWriter> {
         Arc::clone(&self.writer)
-    }
-
-    /// The name of the `Failover` whose status this reporter keeps (the user's object for
-    /// an operation submitted from a Failover in this cluster, see the module docs).
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     /// The user's single-group `Failover` in this cluster that submitted `op`, if any.
@@ -146,11 +141,6 @@ impl FailoverReporter {
 
     async fn publish(&self, ev: &EventSpec) {
         self.events.publish(&self.regarding(), ev).await;
-    }
-
-    /// The status as folded so far.
-    pub fn status(&self) -> FailoverStatus {
-        self.writer.status()
     }
 
     /// Creates the Failover unless it exists (the spec is immutable, so an existing one is

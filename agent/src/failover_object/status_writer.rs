@@ -19,10 +19,10 @@
 use std::time::Instant;
 
 use failover_messages::crd::{Failover, FailoverStatus};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use serde_json::json;
 
-use crate::kube_ops::FIELD_MANAGER;
+use crate::kube_ops::patch_params;
 use crate::workflow::Progress;
 
 use super::failover_status::apply_progress;
@@ -87,11 +87,6 @@ impl StatusWriter {
         held.version += 1;
     }
 
-    /// The status as folded so far.
-    pub fn status(&self) -> FailoverStatus {
-        self.held().status.clone()
-    }
-
     /// When the last write was sent, if any.
     pub fn last_write(&self) -> Option<Instant> {
         self.held().last_write
@@ -135,13 +130,9 @@ impl StatusWriter {
             held.last_write = Some(Instant::now());
             (json!({ "status": &held.status }), held.version)
         };
-        let pp = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..PatchParams::default()
-        };
         let written = self
             .api
-            .patch_status(&self.name, &pp, &Patch::Merge(&patch))
+            .patch_status(&self.name, &patch_params(), &Patch::Merge(&patch))
             .await?;
         let mut held = self.held();
         held.written = held.written.max(version);

@@ -310,30 +310,29 @@ impl RecordedReplicas {
 /// The run's `FailoverGroup` as first read, kept for the rest of one run: the workloads'
 /// scale-ups (side by side, one batch) each look up the volumes that name them, and one read
 /// serves them all instead of one each. The plan was made from the same spec. One per run
-/// (the adapter adds it to each run's context); the lock is held across the read.
+/// (the adapter adds it to each run's context); the others wait for the first read.
 #[derive(Debug, Default)]
-pub struct GroupRead(tokio::sync::Mutex<Option<FailoverGroup>>);
+pub struct GroupRead(tokio::sync::OnceCell<FailoverGroup>);
 
 impl GroupRead {
     /// The group, read from this cluster the first time.
     pub(super) async fn get(&self, ctx: &TaskContext) -> Result<FailoverGroup, TaskError> {
-        let mut known = self.0.lock().await;
-        if let Some(known) = known.as_ref() {
-            return Ok(known.clone());
-        }
-        let cc = cluster_client(ctx)?;
-        let ns = namespace(ctx);
-        let group = &ctx.workflow().group.name;
-        let read = kube::Api::<FailoverGroup>::namespaced(cc.client.clone(), ns)
-            .get(group)
+        self.0
+            .get_or_try_init(|| async {
+                let cc = cluster_client(ctx)?;
+                let ns = namespace(ctx);
+                let group = &ctx.workflow().group.name;
+                kube::Api::<FailoverGroup>::namespaced(cc.client.clone(), ns)
+                    .get(group)
+                    .await
+                    .map_err(|e| {
+                        TaskError::failed(format!(
+                            "cannot read FailoverGroup {ns}/{group} in cluster {}: {e}",
+                            cc.cluster
+                        ))
+                    })
+            })
             .await
-            .map_err(|e| {
-                TaskError::failed(format!(
-                    "cannot read FailoverGroup {ns}/{group} in cluster {}: {e}",
-                    cc.cluster
-                ))
-            })?;
-        *known = Some(read.clone());
-        Ok(read)
+            .cloned()
     }
 }
