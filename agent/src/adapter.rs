@@ -38,6 +38,7 @@ use failover_messages::records::Operation;
 use failover_messages::store::{Clock, Outcome, Store, SystemClock};
 use kube::api::Api;
 
+use crate::boxed::boxed;
 use crate::errors::{error_chain, error_chain_without_repeats};
 use crate::failover_object::failover_journal::FailoverJournal;
 use crate::failover_object::failover_reporter::FailoverReporter;
@@ -289,14 +290,14 @@ impl ManagerAdapter {
     /// earlier one a forced start kept) nothing is recorded: the operation only goes forward
     /// and the run ends as [`AdapterError::Forward`], to be run again.
     pub async fn process_failover(&self, op: &Operation) -> Result<RunReport, AdapterError> {
-        Box::pin(self.process(op, RunKind::Forward)).await
+        boxed(|| self.process(op, RunKind::Forward)).await
     }
 
     /// Rolls the source back after an abort granted before any promotion ([`Factory::rollback`]):
     /// volumes Primary again, workloads, CronJobs, Flux and traffic back on, then the
     /// operation closed as `Aborted`. Resumable like [`Self::process_failover`].
     pub async fn process_abort(&self, op: &Operation) -> Result<RunReport, AdapterError> {
-        Box::pin(self.process(op, RunKind::Rollback)).await
+        boxed(|| self.process(op, RunKind::Rollback)).await
     }
 
     /// Runs `kind` for `op`; see [`Self::process_failover`].
@@ -326,8 +327,8 @@ impl ManagerAdapter {
         // is claimed: then it is retried forward), then the end of the stream: the operation
         // as stored (after a forward run that succeeded) and how the side ended. The stream
         // closes with it, and the reporter, having written the final status, returns too.
-        let run = async move {
-            let result = Box::pin(self.run_side(op, kind, &ctx, journal, progress.clone())).await;
+        let run = boxed(move || async move {
+            let result = boxed(|| self.run_side(op, kind, &ctx, journal, progress.clone())).await;
             let result = match result {
                 Err(e)
                     if kind == RunKind::Forward
@@ -362,9 +363,9 @@ impl ManagerAdapter {
             };
             self.report(&progress, op, ProgressEvent::SideFinished(side));
             result
-        };
-        // Boxed: the workflow's future is large and runs on small test stacks too.
-        let (result, ()) = tokio::join!(Box::pin(run), reporter.follow(from_run));
+        });
+        let follow = boxed(|| reporter.follow(from_run));
+        let (result, ()) = tokio::join!(run, follow);
         result
     }
 
@@ -502,8 +503,7 @@ impl ManagerAdapter {
         let group = op.group.to_string();
 
         let api: Api<FailoverGroup> = Api::namespaced(self.kube.clone(), &op.group.namespace);
-        let fg = api
-            .get_opt(&op.group.name)
+        let fg = boxed(|| api.get_opt(&op.group.name))
             .await
             .map_err(|source| AdapterError::ReadGroup {
                 group: group.clone(),
@@ -532,18 +532,19 @@ impl ManagerAdapter {
             steps = workflow.steps().count(), "processing failover"
         );
 
-        // Boxed: the engine's future is large, and callers often join two adapters.
         let bound = &bound;
-        let run = Box::pin(async move { engine.run(bound, ctx).await });
+        let run = boxed(move || async move { engine.run(bound, ctx).await });
         // The lease is renewed while this side works, so a live operation never looks
         // stalled; the renewal ends with the run.
-        let renew = renew_lease_while_running(
-            self.store.clone(),
-            ctx.op_ref(),
-            self.cluster.clone(),
-            self.tasks.config().lease_ttl,
-        );
-        let run = Box::pin(async {
+        let renew = boxed(|| {
+            renew_lease_while_running(
+                self.store.clone(),
+                ctx.op_ref(),
+                self.cluster.clone(),
+                self.tasks.config().lease_ttl,
+            )
+        });
+        let run = boxed(|| async {
             tokio::select! {
                 r = run => r,
                 () = renew => unreachable!("the lease renewal never returns"),
@@ -551,12 +552,14 @@ impl ManagerAdapter {
         });
         let report = match (&self.inbox, self.pump_inbox) {
             (Some(inbox), true) => {
-                let pump = pump_inbox(
-                    inbox.clone(),
-                    self.wakeups.clone(),
-                    wait_seconds(self.tasks.config()),
-                    self.tasks.config().reread_interval,
-                );
+                let pump = boxed(|| {
+                    pump_inbox(
+                        inbox.clone(),
+                        self.wakeups.clone(),
+                        wait_seconds(self.tasks.config()),
+                        self.tasks.config().reread_interval,
+                    )
+                });
                 tokio::select! {
                     r = run => r,
                     () = pump => unreachable!("the inbox pump never returns"),

@@ -6,6 +6,7 @@
 //! `agent/tests/layering.rs`), lowest layer first:
 //!
 //! 1. Leaves, which import nothing of the agent:
+//!    * [`boxed`] – futures built straight into a box (small poll frames in debug builds);
 //!    * [`errors`] – an error and its sources on one line;
 //!    * [`metrics`] – the Prometheus metrics;
 //!    * [`seam`] – the small sender handles components hold instead of actor addresses;
@@ -30,6 +31,7 @@
 //!    and the admin endpoints. The only place (with [`seam`]) that knows the actor library.
 
 pub mod adapter;
+pub mod boxed;
 pub mod conditions;
 pub mod errors;
 pub mod failover_group;

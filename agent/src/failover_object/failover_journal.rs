@@ -31,6 +31,7 @@ use failover_messages::store::{Clock, OpRef, Outcome, Stale, Store, SystemClock}
 use jiff::Timestamp;
 
 use super::status_writer::StatusWriter;
+use crate::boxed::boxed;
 use crate::errors::error_chain_without_repeats;
 use crate::workflow::{Journal, JournalError, check_outcome, intent_step, outcome_step};
 
@@ -97,9 +98,7 @@ impl FailoverJournal {
     async fn write(&self, steps: &[JournalStep]) -> Result<(), JournalError> {
         let entries: Vec<String> = steps.iter().map(journal_line).collect();
         let count = entries.len();
-        let written = self
-            .writer
-            .write_journal(entries)
+        let written = boxed(|| self.writer.write_journal(entries))
             .await
             .map_err(|e| self.unavailable("writing", &e))?;
         // The whole list went out, deferred outcomes included.
@@ -165,9 +164,7 @@ impl FailoverJournal {
 
     /// `None` when the group state still has `op` in flight at its epoch.
     async fn read_current(&self, op: &OpRef) -> Result<Option<Stale>, JournalError> {
-        let state = self
-            .store
-            .get_group_state(&op.group)
+        let state = boxed(|| self.store.get_group_state(&op.group))
             .await
             .map_err(JournalError::from)?;
         Ok(match state {
@@ -289,8 +286,7 @@ impl Journal for FailoverJournal {
         // Never publish what this cluster's journal does not hold yet.
         self.write_unwritten().await?;
         let steps = self.stage_steps(op, cluster, stage);
-        self.store
-            .publish_stage(op, cluster, stage, &steps)
+        boxed(|| self.store.publish_stage(op, cluster, stage, &steps))
             .await
             .map(|_| ())
             .map_err(JournalError::from)

@@ -12,6 +12,7 @@
 
 use ::kube::Api;
 use failover_messages::crd::{FailoverGroup, NetworkKind, WorkloadKind};
+use futures::future::BoxFuture;
 
 use crate::kube_ops::traffic::{self, TrafficState};
 use crate::kube_ops::volumes::{self, ReplicationState, VolumeState};
@@ -25,84 +26,97 @@ use super::support::{
 };
 
 /// Carries out `step` on this cluster's Kubernetes API.
-pub(super) async fn run(
-    step: &KubeStep,
-    config: &TasksConfig,
-    ctx: &TaskContext,
-) -> Result<(), TaskError> {
+///
+/// Each step's future is boxed on its own, so polling one holds only its own state: in a
+/// debug build a `match` of awaits reserves stack for every arm.
+pub(super) fn run<'a>(
+    step: &'a KubeStep,
+    config: &'a TasksConfig,
+    ctx: &'a TaskContext,
+) -> BoxFuture<'a, Result<(), TaskError>> {
     let cc = || cluster_client(ctx);
     match step {
         KubeStep::TrafficOff { kind, name } => {
-            set_traffic(ctx, config, *kind, name, TrafficState::Off).await
+            Box::pin(set_traffic(ctx, config, *kind, name, TrafficState::Off))
         }
         KubeStep::TrafficOn { kind, name } => {
-            set_traffic(ctx, config, *kind, name, TrafficState::On).await
+            Box::pin(set_traffic(ctx, config, *kind, name, TrafficState::On))
         }
         KubeStep::SuspendFlux {
             kind,
             namespace,
             name,
-        } => flux::suspend_flux(&cc()?, *kind, namespace, name, &stamp(ctx))
-            .await
-            .map_err(kube_err)
-            .map(drop),
+        } => Box::pin(async move {
+            flux::suspend_flux(&cc()?, *kind, namespace, name, &stamp(ctx))
+                .await
+                .map_err(kube_err)
+                .map(drop)
+        }),
         KubeStep::ResumeFlux {
             kind,
             namespace,
             name,
-        } => flux::resume_flux(&cc()?, *kind, namespace, name, &stamp(ctx), ctx.now())
-            .await
-            .map_err(kube_err)
-            .map(drop),
-        KubeStep::ScaleDown { kind, name } => {
+        } => Box::pin(async move {
+            flux::resume_flux(&cc()?, *kind, namespace, name, &stamp(ctx), ctx.now())
+                .await
+                .map_err(kube_err)
+                .map(drop)
+        }),
+        KubeStep::ScaleDown { kind, name } => Box::pin(async move {
             workloads::scale_down(&cc()?, *kind, namespace(ctx), name, &stamp(ctx))
                 .await
                 .map_err(kube_err)
                 .map(drop)
-        }
-        KubeStep::ScaleUp { kind, name } => scale_up(ctx, *kind, name).await,
-        KubeStep::SuspendCronJob { name } => {
+        }),
+        KubeStep::ScaleUp { kind, name } => Box::pin(scale_up(ctx, *kind, name)),
+        KubeStep::SuspendCronJob { name } => Box::pin(async move {
             workloads::suspend_cronjob(&cc()?, namespace(ctx), name, &stamp(ctx))
                 .await
                 .map_err(kube_err)
                 .map(drop)
-        }
-        KubeStep::ResumeCronJob { name } => {
+        }),
+        KubeStep::ResumeCronJob { name } => Box::pin(async move {
             workloads::resume_cronjob(&cc()?, namespace(ctx), name, &stamp(ctx))
                 .await
                 .map_err(kube_err)
                 .map(drop)
-        }
-        KubeStep::WaitPodsGone { kind, name } => {
+        }),
+        KubeStep::WaitPodsGone { kind, name } => Box::pin(async move {
             let deadline = wait_deadline(ctx);
             workloads::wait_pods_gone(&cc()?, *kind, namespace(ctx), name, deadline, |_| {})
                 .await
                 .map_err(kube_err)
-        }
-        KubeStep::WaitReady { kind, name } => {
+        }),
+        KubeStep::WaitReady { kind, name } => Box::pin(async move {
             workloads::wait_ready(&cc()?, *kind, namespace(ctx), name, wait_deadline(ctx))
                 .await
                 .map_err(kube_err)
                 .map(drop)
+        }),
+        KubeStep::Demote { volume } => {
+            Box::pin(set_volume(ctx, volume, ReplicationState::Secondary))
         }
-        KubeStep::Demote { volume } => set_volume(ctx, volume, ReplicationState::Secondary).await,
-        KubeStep::Resync { volume } => set_volume(ctx, volume, ReplicationState::Resync).await,
-        KubeStep::Promote { volume } => promote(ctx, volume).await,
-        KubeStep::Reactivate { volume } => reactivate(ctx, volume).await,
+        KubeStep::Resync { volume } => Box::pin(set_volume(ctx, volume, ReplicationState::Resync)),
+        KubeStep::Promote { volume } => Box::pin(promote(ctx, volume)),
+        KubeStep::Reactivate { volume } => Box::pin(reactivate(ctx, volume)),
         KubeStep::WaitSecondary { volume } => {
-            wait_volume(ctx, volume, VolumeState::Secondary).await
+            Box::pin(wait_volume(ctx, volume, VolumeState::Secondary))
         }
-        KubeStep::WaitPrimary { volume } => wait_volume(ctx, volume, VolumeState::Primary).await,
-        KubeStep::WaitResynced { volume } => {
+        KubeStep::WaitPrimary { volume } => {
+            Box::pin(wait_volume(ctx, volume, VolumeState::Primary))
+        }
+        KubeStep::WaitResynced { volume } => Box::pin(async move {
             volumes::wait_resynced(&cc()?, namespace(ctx), volume, wait_deadline(ctx))
                 .await
                 .map_err(kube_err)
                 .map(drop)
-        }
-        KubeStep::VerifyData { volume } => volumes::verify(&cc()?, namespace(ctx), volume)
-            .await
-            .map_err(kube_err)
-            .map(drop),
+        }),
+        KubeStep::VerifyData { volume } => Box::pin(async move {
+            volumes::verify(&cc()?, namespace(ctx), volume)
+                .await
+                .map_err(kube_err)
+                .map(drop)
+        }),
     }
 }
 

@@ -35,6 +35,8 @@ pub mod wake;
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 use crate::workflow::{BoxedTask, Step, TaskBuilder, TaskContext, TaskError, WorkflowTask, boxed};
 
 use self::concerns::{ConcernJob, Concerns};
@@ -107,13 +109,20 @@ impl WorkflowTask for StepTask {
 }
 
 /// Carries out `step`: one arm per group, each group's tasks in a file of its own.
-async fn run(step: &Step, config: &TasksConfig, ctx: &TaskContext) -> Result<(), TaskError> {
+///
+/// Each arm's future is boxed on its own: in a debug build an `async` `match` reserves
+/// stack for every arm's future at once, on every poll.
+fn run<'a>(
+    step: &'a Step,
+    config: &'a TasksConfig,
+    ctx: &'a TaskContext,
+) -> BoxFuture<'a, Result<(), TaskError>> {
     match step {
-        Step::Kube(s) => kube::run(s, config, ctx).await,
-        Step::Record(s) => record::run(s, config, ctx).await,
-        Step::Wait(s) => wait::run(s, config, ctx).await,
-        Step::Notify(s) => notify::run(s, ctx).await,
-        Step::Check(s) => check::run(s, ctx).await,
+        Step::Kube(s) => kube::run(s, config, ctx),
+        Step::Record(s) => record::run(s, config, ctx),
+        Step::Wait(s) => wait::run(s, config, ctx),
+        Step::Notify(s) => Box::pin(notify::run(s, ctx)),
+        Step::Check(s) => Box::pin(check::run(s, ctx)),
     }
 }
 

@@ -22,7 +22,9 @@ use std::time::Duration;
 use failover_messages::crd::WorkloadKind;
 use failover_messages::records::{HistoryEntry, Phase, Timings};
 use failover_messages::store::{DualActiveMark, Outcome};
+use futures::future::BoxFuture;
 
+use crate::boxed::boxed;
 use crate::errors::error_chain;
 use crate::kube_ops::workloads;
 use crate::workflow::{DualActiveEnd, RecordStep, Role, TaskContext, TaskError};
@@ -33,25 +35,27 @@ use super::support::{
 };
 
 /// Carries out `step` on the operation's records.
-pub(super) async fn run(
-    step: &RecordStep,
-    config: &TasksConfig,
-    ctx: &TaskContext,
-) -> Result<(), TaskError> {
+///
+/// Each step's future is boxed on its own (see `super::run`).
+pub(super) fn run<'a>(
+    step: &'a RecordStep,
+    config: &'a TasksConfig,
+    ctx: &'a TaskContext,
+) -> BoxFuture<'a, Result<(), TaskError>> {
     match step {
         RecordStep::ValidateOperation { mark_running } => {
-            validate_operation(ctx, *mark_running).await
+            Box::pin(validate_operation(ctx, *mark_running))
         }
-        RecordStep::RenewLease => renew_lease(ctx, config.lease_ttl).await,
-        RecordStep::RecordReplicas { workloads } => record_replicas(ctx, workloads).await,
-        RecordStep::MarkAllReady { volumes } => mark_all_ready(ctx, volumes).await,
+        RecordStep::RenewLease => Box::pin(renew_lease(ctx, config.lease_ttl)),
+        RecordStep::RecordReplicas { workloads } => Box::pin(record_replicas(ctx, workloads)),
+        RecordStep::MarkAllReady { volumes } => Box::pin(mark_all_ready(ctx, volumes)),
         RecordStep::ClaimPromotion { ready_volumes } => {
-            claim_promotion(ctx, config, ready_volumes).await
+            Box::pin(claim_promotion(ctx, config, ready_volumes))
         }
-        RecordStep::MarkPromoted { volumes } => mark_promoted(ctx, volumes).await,
-        RecordStep::RecordDualActive { end } => record_dual_active(ctx, *end).await,
-        RecordStep::CompleteOperation => complete(ctx).await,
-        RecordStep::FinishAbort => finish_abort(ctx).await,
+        RecordStep::MarkPromoted { volumes } => Box::pin(mark_promoted(ctx, volumes)),
+        RecordStep::RecordDualActive { end } => Box::pin(record_dual_active(ctx, *end)),
+        RecordStep::CompleteOperation => Box::pin(complete(ctx)),
+        RecordStep::FinishAbort => Box::pin(finish_abort(ctx)),
     }
 }
 
@@ -263,8 +267,8 @@ async fn complete(ctx: &TaskContext) -> Result<(), TaskError> {
             }
         }
     };
-    let o = store
-        .complete_operation_with(&ctx.op_ref(), timings, &carried)
+    let op = ctx.op_ref();
+    let o = boxed(|| store.complete_operation_with(&op, timings, &carried))
         .await
         .map_err(store_err)?;
     closed(o, Phase::Succeeded, "completing the operation")

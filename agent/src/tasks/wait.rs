@@ -5,6 +5,7 @@
 
 use failover_messages::envelope::EnvelopeKind;
 use failover_messages::records::{Phase, StepStatus};
+use futures::future::BoxFuture;
 
 use crate::workflow::{PeerStep, TaskContext, TaskError, WaitStep};
 
@@ -12,18 +13,24 @@ use super::support::{TasksConfig, ensure_open, not_ready, operation, store_err};
 use super::wake::{Check, Rereads, Wakeups, wait_until};
 
 /// Waits until what `step` waits for is there (bounded by the engine's deadline).
-pub(super) async fn run(
-    step: &WaitStep,
-    config: &TasksConfig,
-    ctx: &TaskContext,
-) -> Result<(), TaskError> {
+///
+/// Each step's future is boxed on its own (see `super::run`).
+pub(super) fn run<'a>(
+    step: &'a WaitStep,
+    config: &'a TasksConfig,
+    ctx: &'a TaskContext,
+) -> BoxFuture<'a, Result<(), TaskError>> {
     match step {
-        WaitStep::WaitAllReady { volumes, .. } => wait_all_ready(ctx, config, volumes, true).await,
-        WaitStep::WaitSourceReleased { release, .. } => {
-            super::release::wait_source_released(ctx, config, release).await
+        WaitStep::WaitAllReady { volumes, .. } => {
+            Box::pin(wait_all_ready(ctx, config, volumes, true))
         }
-        WaitStep::WaitPeer { peer, .. } => wait_peer(ctx, config, peer).await,
-        WaitStep::WaitOperationClosed { .. } => wait_operation_closed(ctx, config).await,
+        WaitStep::WaitSourceReleased { release, .. } => {
+            Box::pin(
+                async move { super::release::wait_source_released(ctx, config, release).await },
+            )
+        }
+        WaitStep::WaitPeer { peer, .. } => Box::pin(wait_peer(ctx, config, peer)),
+        WaitStep::WaitOperationClosed { .. } => Box::pin(wait_operation_closed(ctx, config)),
     }
 }
 

@@ -104,6 +104,7 @@ use super::context::{Attempt, Carry, StepInfo, TaskContext};
 use super::journal::{Journal, JournalError};
 use super::progress::{Progress, ProgressEvent, RunReport, StageReport, StepReport};
 use super::task_error::TaskError;
+use crate::boxed::boxed;
 use crate::errors::error_chain;
 use crate::seam::Sender;
 
@@ -217,7 +218,7 @@ impl<J: Journal> Engine<J> {
         ctx: &TaskContext,
     ) -> Result<RunReport, EngineError> {
         let span = ctx.span().clone();
-        self.run_inner(workflow, ctx).instrument(span).await
+        boxed(|| self.run_inner(workflow, ctx).instrument(span)).await
     }
 
     async fn run_inner(
@@ -231,7 +232,7 @@ impl<J: Journal> Engine<J> {
         lock(&self.deferred).clear();
         for (k, stage) in workflow.stages.iter().enumerate() {
             *lock(&self.deferring) = carry::deferred_stage(workflow, k);
-            match self.run_stage(stage, ctx, &journaled).await {
+            match boxed(|| self.run_stage(stage, ctx, &journaled)).await {
                 Ok(done) => report.stages.push(done),
                 Err(e) => {
                     // The failed step's outcome, if the journal still holds it unwritten; a
@@ -328,14 +329,16 @@ impl<J: Journal> Engine<J> {
         while i < stage.steps.len() {
             let end = stage.batch_end(i);
             if end - i > 1 {
+                let batch = i..end;
                 steps.extend(
-                    self.run_batch(stage, i..end, ctx, journaled, &mut used, &publication)
+                    boxed(|| self.run_batch(stage, batch, ctx, journaled, &mut used, &publication))
                         .await?,
                 );
             } else {
                 let publishes = publication.contains(&i);
+                let step = &stage.steps[i];
                 steps.push(
-                    self.run_step(stage, &stage.steps[i], ctx, journaled, &mut used, publishes)
+                    boxed(|| self.run_step(stage, step, ctx, journaled, &mut used, publishes))
                         .await?,
                 );
             }
