@@ -829,6 +829,80 @@ async fn a_stuck_volume_makes_wait_state_time_out_naming_the_volume() -> Result<
     .await
 }
 
+/// A wait still pending after its first read follows the object through its watch: the
+/// storage catching up ends it as soon as it does, and a deletion ends the next at once
+/// (not at its deadline).
+#[tokio::test]
+async fn a_pending_wait_sees_later_changes_and_a_deletion() -> Result<()> {
+    with_sim("ops-follow", |cc, ns, _sim| async move {
+        settled_volume(
+            &cc,
+            &ns,
+            "late",
+            DesiredState::Primary,
+            VolumeState::Primary,
+        )
+        .await?;
+        set_stuck(&cc.client, &ns, "late", true).await?;
+        volumes::set_replication_state(
+            &cc,
+            &ns,
+            "late",
+            ReplicationState::Secondary,
+            &Stamp::new(1, "op"),
+        )
+        .await?;
+        let wait = volumes::wait_state(&cc, &ns, "late", VolumeState::Secondary, SETTLE);
+        let unstick = async {
+            // Long enough for the wait's read to find the volume still Primary.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            set_stuck(&cc.client, &ns, "late", false).await
+        };
+        let (settled, unstuck) = tokio::join!(wait, unstick);
+        unstuck?;
+        let obs = settled.context("the volume settled after the wait's read")?;
+        ensure!(obs.state.as_deref() == Some("Secondary"), "{obs:?}");
+
+        set_stuck(&cc.client, &ns, "late", true).await?;
+        volumes::set_replication_state(
+            &cc,
+            &ns,
+            "late",
+            ReplicationState::Primary,
+            &Stamp::new(2, "op"),
+        )
+        .await?;
+        let t = Instant::now();
+        let wait = volumes::wait_state(&cc, &ns, "late", VolumeState::Primary, SETTLE);
+        let delete = async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            failover_tests::storage_sim::volume_replications(&cc.client, &ns)
+                .delete("late", &Default::default())
+                .await
+        };
+        let (gone, deleted) = tokio::join!(wait, delete);
+        deleted?;
+        let err = gone.err().context("a deleted volume settled")?;
+        ensure!(
+            matches!(
+                err,
+                KubeOpsError::WaitVolumeState {
+                    source: Cause::Deleted { .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        ensure!(
+            t.elapsed() < Duration::from_secs(10),
+            "the deletion took {:?} to end the wait",
+            t.elapsed()
+        );
+        Ok(())
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_degraded_volume_fails_wait_state_fast() -> Result<()> {
     with_sim("ops-degr", |cc, ns, _sim| async move {
