@@ -562,19 +562,28 @@ async fn raw_item(f: &Fixture, (pk, sk): (String, String)) -> Result<Item> {
 async fn a_failure_mark_and_a_claim_exclude_each_other_in_both_orders() -> Result<()> {
     let f = Fixture::new().await?;
     let volumes = vols(&["data"]);
+    // One async fn per order: a debug build's poll frame reserves room for every store
+    // call's future of one function at once, and all four in one came near the test
+    // thread's 2 MiB stack.
+    claim_first(&f, &volumes).await?;
+    failure_first(&f, &volumes).await?;
+    abort_first(&f).await?;
+    both_at_once(&f, &volumes).await
+}
 
-    // Claim first: the failure is not recorded (only forward), the operation completes.
+/// Claim first: the failure is not recorded (only forward), the operation completes.
+async fn claim_first(f: &Fixture, volumes: &[String]) -> Result<()> {
     let group = f.registered("shop/claim-first").await?;
     let op = OpRef::from(&f.started(&group).await?);
     assert!(
         f.store
-            .mark_all_ready(&op, "east", &volumes)
+            .mark_all_ready(&op, "east", volumes)
             .await?
             .is_done()
     );
     assert!(
         f.store
-            .claim_promotion(&op, "west", &volumes)
+            .claim_promotion(&op, "west", volumes)
             .await?
             .is_done()
     );
@@ -588,21 +597,24 @@ async fn a_failure_mark_and_a_claim_exclude_each_other_in_both_orders() -> Resul
     }
     let stored = f.store.get_operation(&op.id).await?.context("op")?;
     assert!(!stored.phase.is_terminal(), "phase {:?}", stored.phase);
-    assert!(!raw_state(&f, &group).await?.contains_key("failedAt"));
+    assert!(!raw_state(f, &group).await?.contains_key("failedAt"));
     assert!(
         f.store
             .complete_operation(&op, Timings::default())
             .await?
             .is_done()
     );
+    Ok(())
+}
 
-    // Failure first: the claim is refused; the group stays with the failed operation, which
-    // the abort still rolls back and closes.
+/// Failure first: the claim is refused; the group stays with the failed operation, which
+/// the abort still rolls back and closes.
+async fn failure_first(f: &Fixture, volumes: &[String]) -> Result<()> {
     let group = f.registered("shop/failure-first").await?;
     let op = OpRef::from(&f.started(&group).await?);
     assert!(
         f.store
-            .mark_all_ready(&op, "east", &volumes)
+            .mark_all_ready(&op, "east", volumes)
             .await?
             .is_done()
     );
@@ -619,7 +631,7 @@ async fn a_failure_mark_and_a_claim_exclude_each_other_in_both_orders() -> Resul
             .await?
             .is_done()
     );
-    let state = raw_state(&f, &group).await?;
+    let state = raw_state(f, &group).await?;
     assert_eq!(
         state
             .get("failedBy")
@@ -634,7 +646,7 @@ async fn a_failure_mark_and_a_claim_exclude_each_other_in_both_orders() -> Resul
         Some("the wait for the claim ran out")
     );
     assert_eq!(
-        f.store.claim_promotion(&op, "west", &volumes).await?,
+        f.store.claim_promotion(&op, "west", volumes).await?,
         Outcome::AlreadyFinished {
             phase: Phase::Failed
         }
@@ -663,8 +675,11 @@ async fn a_failure_mark_and_a_claim_exclude_each_other_in_both_orders() -> Resul
         .done()
         .context("finish_abort")?;
     assert_eq!(entry.operation.phase, Phase::Aborted);
+    Ok(())
+}
 
-    // An abort first: the failure is not recorded either.
+/// An abort first: the failure is not recorded either.
+async fn abort_first(f: &Fixture) -> Result<()> {
     let group = f.registered("shop/abort-first").await?;
     let op = OpRef::from(&f.started(&group).await?);
     assert!(f.store.request_abort(&op.id).await?.is_done());
@@ -672,21 +687,24 @@ async fn a_failure_mark_and_a_claim_exclude_each_other_in_both_orders() -> Resul
         f.store.fail_operation(&op, "east", "too late").await?,
         Outcome::AbortRequested { .. }
     ));
-    assert!(!raw_state(&f, &group).await?.contains_key("failedAt"));
+    assert!(!raw_state(f, &group).await?.contains_key("failedAt"));
+    Ok(())
+}
 
-    // Both at once: exactly one wins.
+/// Both at once: exactly one wins.
+async fn both_at_once(f: &Fixture, volumes: &[String]) -> Result<()> {
     for i in 0..3 {
         let group = f.registered(&format!("shop/both-{i}")).await?;
         let op = OpRef::from(&f.started(&group).await?);
         assert!(
             f.store
-                .mark_all_ready(&op, "east", &volumes)
+                .mark_all_ready(&op, "east", volumes)
                 .await?
                 .is_done()
         );
         let other = f.another_store();
         let (claim, failure) = tokio::join!(
-            f.store.claim_promotion(&op, "west", &volumes),
+            f.store.claim_promotion(&op, "west", volumes),
             other.fail_operation(&op, "east", "the wait for the claim ran out")
         );
         let (claim, failure) = (claim?, failure?);
