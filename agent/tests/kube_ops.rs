@@ -698,6 +698,20 @@ async fn settled_volume(
     Ok(())
 }
 
+/// Marks volume `name` stuck in the storage simulator, then asks it for `state`: the
+/// request is recorded, the storage never gets there (until unstuck).
+async fn ask_while_stuck(
+    cc: &ClusterClient,
+    ns: &str,
+    name: &str,
+    state: ReplicationState,
+    stamp: &Stamp,
+) -> Result<()> {
+    set_stuck(&cc.client, ns, name, true).await?;
+    volumes::set_replication_state(cc, ns, name, state, stamp).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn volume_demote_then_promote_settle_and_a_second_run_is_a_no_op() -> Result<()> {
     with_sim("ops-vol", |cc, ns, _sim| async move {
@@ -783,8 +797,7 @@ async fn a_stuck_volume_makes_wait_state_time_out_naming_the_volume() -> Result<
             VolumeState::Primary,
         )
         .await?;
-        set_stuck(&cc.client, &ns, "stuck", true).await?;
-        volumes::set_replication_state(
+        ask_while_stuck(
             &cc,
             &ns,
             "stuck",
@@ -843,8 +856,7 @@ async fn a_pending_wait_sees_later_changes_and_a_deletion() -> Result<()> {
             VolumeState::Primary,
         )
         .await?;
-        set_stuck(&cc.client, &ns, "late", true).await?;
-        volumes::set_replication_state(
+        ask_while_stuck(
             &cc,
             &ns,
             "late",
@@ -863,8 +875,7 @@ async fn a_pending_wait_sees_later_changes_and_a_deletion() -> Result<()> {
         let obs = settled.context("the volume settled after the wait's read")?;
         ensure!(obs.state.as_deref() == Some("Secondary"), "{obs:?}");
 
-        set_stuck(&cc.client, &ns, "late", true).await?;
-        volumes::set_replication_state(
+        ask_while_stuck(
             &cc,
             &ns,
             "late",
